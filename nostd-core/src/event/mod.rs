@@ -1,0 +1,650 @@
+//! Events: the only way state changes, and their canonical binary encoding.
+//!
+//! The encoding (byte-level layout in `docs/format.md`) is little-endian,
+//! has a fixed field order and length-prefixes everything variable, so an
+//! event has exactly one encoding: `decode(encode(e)) == e` and
+//! `encode(decode(b)) == b` for every `b` the decoder accepts. The decoder
+//! checks every length against the remaining input and against
+//! [`limits`](crate::limits) before it allocates, and never panics.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::distance::Metric;
+use crate::limits;
+
+/// Version byte that opens every encoded event.
+pub const EVENT_FORMAT_VERSION: u8 = 1;
+
+/// Stable identifier of a record within its collection, chosen by the user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct RecordId(pub u64);
+
+/// Identifier of a graph node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct NodeId(pub u64);
+
+impl fmt::Display for RecordId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A validated collection name: `[a-z][a-z0-9_]*`, at most
+/// [`COLLECTION_NAME_BYTES_MAX`](limits::COLLECTION_NAME_BYTES_MAX) bytes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CollectionName(String);
+
+/// Why a string is not a collection name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    #[error("collection name is empty")]
+    Empty,
+    #[error("collection name is longer than {max} bytes", max = limits::COLLECTION_NAME_BYTES_MAX)]
+    TooLong,
+    #[error("collection name must start with a lowercase letter and contain only a-z, 0-9 and _")]
+    BadCharacter,
+}
+
+impl CollectionName {
+    pub fn new(name: &str) -> Result<CollectionName, NameError> {
+        let bytes = name.as_bytes();
+        let Some(&first) = bytes.first() else {
+            return Err(NameError::Empty);
+        };
+        if bytes.len() > limits::COLLECTION_NAME_BYTES_MAX as usize {
+            return Err(NameError::TooLong);
+        }
+        if !first.is_ascii_lowercase()
+            || !bytes
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+        {
+            return Err(NameError::BadCharacter);
+        }
+        Ok(CollectionName(String::from(name)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CollectionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// HNSW parameters, fixed when a collection is created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IndexParams {
+    /// Links per node and layer (layer 0 keeps `2·m`).
+    pub m: u16,
+    /// Candidate list size while building.
+    pub ef_construction: u16,
+    /// Seed of the level assignment; part of the log, never drawn at apply.
+    pub seed: u64,
+}
+
+impl Default for IndexParams {
+    fn default() -> Self {
+        IndexParams {
+            m: 16,
+            ef_construction: 64,
+            seed: 0x5641_4c4f_5249_0001,
+        }
+    }
+}
+
+/// Everything fixed about a collection at creation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CollectionConfig {
+    pub dim: u32,
+    pub metric: Metric,
+    pub index: IndexParams,
+}
+
+/// One record to insert.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub id: RecordId,
+    /// Q16.16 raw components.
+    pub vector: Vec<i32>,
+    pub tag: u64,
+    pub metadata: Vec<u8>,
+}
+
+/// Records of one atomic batch, as columns. `vectors` holds `ids.len()`
+/// vectors of `dim` components back to back; metadata value `i` is
+/// `metadata_bytes[metadata_ends[i-1]..metadata_ends[i]]`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Batch {
+    pub dim: u32,
+    pub ids: Vec<RecordId>,
+    pub tags: Vec<u64>,
+    pub vectors: Vec<i32>,
+    pub metadata_ends: Vec<u32>,
+    pub metadata_bytes: Vec<u8>,
+}
+
+impl Batch {
+    pub fn new(dim: u32) -> Batch {
+        Batch {
+            dim,
+            ..Batch::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Appends one record. The caller checks dimension and metadata size;
+    /// the state machine checks them again.
+    pub fn push(&mut self, id: RecordId, vector: &[i32], tag: u64, metadata: &[u8]) {
+        self.ids.push(id);
+        self.tags.push(tag);
+        self.vectors.extend_from_slice(vector);
+        self.metadata_bytes.extend_from_slice(metadata);
+        self.metadata_ends.push(self.metadata_bytes.len() as u32);
+    }
+
+    /// Vector of record `i`.
+    pub fn vector(&self, i: usize) -> &[i32] {
+        let dim = self.dim as usize;
+        &self.vectors[i * dim..(i + 1) * dim]
+    }
+
+    /// Metadata of record `i`.
+    pub fn metadata(&self, i: usize) -> &[u8] {
+        let start = if i == 0 {
+            0
+        } else {
+            self.metadata_ends[i - 1] as usize
+        };
+        &self.metadata_bytes[start..self.metadata_ends[i] as usize]
+    }
+
+    /// Whether the columns agree with each other.
+    pub fn is_well_formed(&self) -> bool {
+        let n = self.ids.len();
+        self.tags.len() == n
+            && self.metadata_ends.len() == n
+            && self.vectors.len() as u64 == n as u64 * u64::from(self.dim)
+            && self.metadata_ends.windows(2).all(|w| w[0] <= w[1])
+            && self.metadata_ends.last().map_or(0, |&e| e as usize) == self.metadata_bytes.len()
+    }
+}
+
+/// A change to the database. Events carry no time, no randomness and no
+/// host-sized integers; applying the same events gives the same state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    CreateCollection {
+        name: CollectionName,
+        config: CollectionConfig,
+    },
+    DropCollection {
+        name: CollectionName,
+    },
+    Insert {
+        collection: CollectionName,
+        record: Record,
+    },
+    InsertBatch {
+        collection: CollectionName,
+        batch: Batch,
+    },
+    Delete {
+        collection: CollectionName,
+        id: RecordId,
+    },
+    SetTag {
+        collection: CollectionName,
+        id: RecordId,
+        tag: u64,
+    },
+    SetMetadata {
+        collection: CollectionName,
+        id: RecordId,
+        metadata: Vec<u8>,
+    },
+    CreateNode {
+        node: NodeId,
+        label: u64,
+    },
+    DeleteNode {
+        node: NodeId,
+    },
+    CreateEdge {
+        from: NodeId,
+        to: NodeId,
+        label: u64,
+    },
+    DeleteEdge {
+        from: NodeId,
+        to: NodeId,
+        label: u64,
+    },
+}
+
+/// Kind bytes of the encoding.
+mod kind {
+    pub const CREATE_COLLECTION: u8 = 1;
+    pub const DROP_COLLECTION: u8 = 2;
+    pub const INSERT: u8 = 3;
+    pub const INSERT_BATCH: u8 = 4;
+    pub const DELETE: u8 = 5;
+    pub const SET_TAG: u8 = 6;
+    pub const SET_METADATA: u8 = 7;
+    pub const CREATE_NODE: u8 = 8;
+    pub const DELETE_NODE: u8 = 9;
+    pub const CREATE_EDGE: u8 = 10;
+    pub const DELETE_EDGE: u8 = 11;
+}
+
+impl Event {
+    /// Short name of the event kind, for logs and errors.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Event::CreateCollection { .. } => "create_collection",
+            Event::DropCollection { .. } => "drop_collection",
+            Event::Insert { .. } => "insert",
+            Event::InsertBatch { .. } => "insert_batch",
+            Event::Delete { .. } => "delete",
+            Event::SetTag { .. } => "set_tag",
+            Event::SetMetadata { .. } => "set_metadata",
+            Event::CreateNode { .. } => "create_node",
+            Event::DeleteNode { .. } => "delete_node",
+            Event::CreateEdge { .. } => "create_edge",
+            Event::DeleteEdge { .. } => "delete_edge",
+        }
+    }
+
+    /// Appends the canonical encoding to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.push(EVENT_FORMAT_VERSION);
+        match self {
+            Event::CreateCollection { name, config } => {
+                out.push(kind::CREATE_COLLECTION);
+                put_name(out, name);
+                put_u32(out, config.dim);
+                out.push(config.metric.code());
+                out.extend_from_slice(&config.index.m.to_le_bytes());
+                out.extend_from_slice(&config.index.ef_construction.to_le_bytes());
+                put_u64(out, config.index.seed);
+            }
+            Event::DropCollection { name } => {
+                out.push(kind::DROP_COLLECTION);
+                put_name(out, name);
+            }
+            Event::Insert { collection, record } => {
+                out.push(kind::INSERT);
+                put_name(out, collection);
+                put_u64(out, record.id.0);
+                put_u64(out, record.tag);
+                put_u32(out, record.vector.len() as u32);
+                put_i32s(out, &record.vector);
+                put_bytes(out, &record.metadata);
+            }
+            Event::InsertBatch { collection, batch } => {
+                out.push(kind::INSERT_BATCH);
+                put_name(out, collection);
+                put_u32(out, batch.ids.len() as u32);
+                put_u32(out, batch.dim);
+                for id in &batch.ids {
+                    put_u64(out, id.0);
+                }
+                for &tag in &batch.tags {
+                    put_u64(out, tag);
+                }
+                put_i32s(out, &batch.vectors);
+                for i in 0..batch.len() {
+                    put_bytes(out, batch.metadata(i));
+                }
+            }
+            Event::Delete { collection, id } => {
+                out.push(kind::DELETE);
+                put_name(out, collection);
+                put_u64(out, id.0);
+            }
+            Event::SetTag {
+                collection,
+                id,
+                tag,
+            } => {
+                out.push(kind::SET_TAG);
+                put_name(out, collection);
+                put_u64(out, id.0);
+                put_u64(out, *tag);
+            }
+            Event::SetMetadata {
+                collection,
+                id,
+                metadata,
+            } => {
+                out.push(kind::SET_METADATA);
+                put_name(out, collection);
+                put_u64(out, id.0);
+                put_bytes(out, metadata);
+            }
+            Event::CreateNode { node, label } => {
+                out.push(kind::CREATE_NODE);
+                put_u64(out, node.0);
+                put_u64(out, *label);
+            }
+            Event::DeleteNode { node } => {
+                out.push(kind::DELETE_NODE);
+                put_u64(out, node.0);
+            }
+            Event::CreateEdge { from, to, label } => {
+                out.push(kind::CREATE_EDGE);
+                put_u64(out, from.0);
+                put_u64(out, to.0);
+                put_u64(out, *label);
+            }
+            Event::DeleteEdge { from, to, label } => {
+                out.push(kind::DELETE_EDGE);
+                put_u64(out, from.0);
+                put_u64(out, to.0);
+                put_u64(out, *label);
+            }
+        }
+    }
+
+    /// The canonical encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Decodes exactly one event occupying all of `bytes`.
+    pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+        if bytes.len() > limits::EVENT_BYTES_MAX as usize {
+            return Err(DecodeError {
+                offset: 0,
+                kind: DecodeErrorKind::EventTooLarge,
+            });
+        }
+        let mut r = Reader { bytes, pos: 0 };
+        let version = r.u8()?;
+        if version != EVENT_FORMAT_VERSION {
+            return Err(r.error_at(0, DecodeErrorKind::UnknownVersion(version)));
+        }
+        let kind_byte = r.u8()?;
+        let event = match kind_byte {
+            kind::CREATE_COLLECTION => {
+                let name = r.name()?;
+                let dim = r.u32()?;
+                let metric_at = r.pos;
+                let metric_code = r.u8()?;
+                let metric = Metric::from_code(metric_code)
+                    .ok_or(r.error_at(metric_at, DecodeErrorKind::UnknownMetric(metric_code)))?;
+                let m = r.u16()?;
+                let ef_construction = r.u16()?;
+                let seed = r.u64()?;
+                Event::CreateCollection {
+                    name,
+                    config: CollectionConfig {
+                        dim,
+                        metric,
+                        index: IndexParams {
+                            m,
+                            ef_construction,
+                            seed,
+                        },
+                    },
+                }
+            }
+            kind::DROP_COLLECTION => Event::DropCollection { name: r.name()? },
+            kind::INSERT => {
+                let collection = r.name()?;
+                let id = RecordId(r.u64()?);
+                let tag = r.u64()?;
+                let dim = r.dim()?;
+                let vector = r.i32s(dim as usize)?;
+                let metadata = r.metadata()?.to_vec();
+                Event::Insert {
+                    collection,
+                    record: Record {
+                        id,
+                        vector,
+                        tag,
+                        metadata,
+                    },
+                }
+            }
+            kind::INSERT_BATCH => {
+                let collection = r.name()?;
+                let count_at = r.pos;
+                let count = r.u32()?;
+                if count == 0 || count > limits::BATCH_RECORDS_MAX {
+                    return Err(r.error_at(count_at, DecodeErrorKind::BadBatchSize(count)));
+                }
+                let dim = r.dim()?;
+                let n = count as usize;
+                // Fixed-width columns are checked against the remaining
+                // input before anything is allocated.
+                let fixed = n as u64 * (16 + 4 * u64::from(dim)) + n as u64 * 4;
+                if fixed > r.remaining() as u64 {
+                    return Err(r.error_at(r.pos, DecodeErrorKind::Truncated));
+                }
+                let mut batch = Batch::new(dim);
+                batch.ids.reserve_exact(n);
+                for _ in 0..n {
+                    batch.ids.push(RecordId(r.u64()?));
+                }
+                batch.tags.reserve_exact(n);
+                for _ in 0..n {
+                    batch.tags.push(r.u64()?);
+                }
+                batch.vectors = r.i32s(n * dim as usize)?;
+                batch.metadata_ends.reserve_exact(n);
+                for _ in 0..n {
+                    let m = r.metadata()?;
+                    batch.metadata_bytes.extend_from_slice(m);
+                    batch.metadata_ends.push(batch.metadata_bytes.len() as u32);
+                }
+                Event::InsertBatch { collection, batch }
+            }
+            kind::DELETE => Event::Delete {
+                collection: r.name()?,
+                id: RecordId(r.u64()?),
+            },
+            kind::SET_TAG => Event::SetTag {
+                collection: r.name()?,
+                id: RecordId(r.u64()?),
+                tag: r.u64()?,
+            },
+            kind::SET_METADATA => Event::SetMetadata {
+                collection: r.name()?,
+                id: RecordId(r.u64()?),
+                metadata: r.metadata()?.to_vec(),
+            },
+            kind::CREATE_NODE => Event::CreateNode {
+                node: NodeId(r.u64()?),
+                label: r.u64()?,
+            },
+            kind::DELETE_NODE => Event::DeleteNode {
+                node: NodeId(r.u64()?),
+            },
+            kind::CREATE_EDGE => Event::CreateEdge {
+                from: NodeId(r.u64()?),
+                to: NodeId(r.u64()?),
+                label: r.u64()?,
+            },
+            kind::DELETE_EDGE => Event::DeleteEdge {
+                from: NodeId(r.u64()?),
+                to: NodeId(r.u64()?),
+                label: r.u64()?,
+            },
+            other => return Err(r.error_at(1, DecodeErrorKind::UnknownKind(other))),
+        };
+        if r.remaining() != 0 {
+            return Err(r.error_at(r.pos, DecodeErrorKind::TrailingBytes));
+        }
+        Ok(event)
+    }
+}
+
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_i32s(out: &mut Vec<u8>, values: &[i32]) {
+    out.reserve(values.len() * 4);
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_u32(out, bytes.len() as u32);
+    out.extend_from_slice(bytes);
+}
+
+fn put_name(out: &mut Vec<u8>, name: &CollectionName) {
+    put_bytes(out, name.as_str().as_bytes());
+}
+
+/// What is wrong with an encoded event, and where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("malformed event at byte {offset}: {kind}")]
+pub struct DecodeError {
+    pub offset: u32,
+    pub kind: DecodeErrorKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeErrorKind {
+    #[error("input ends inside a field")]
+    Truncated,
+    #[error("bytes follow the end of the event")]
+    TrailingBytes,
+    #[error("unknown event format version {0}")]
+    UnknownVersion(u8),
+    #[error("unknown event kind {0}")]
+    UnknownKind(u8),
+    #[error("unknown metric code {0}")]
+    UnknownMetric(u8),
+    #[error("bad collection name: {0}")]
+    BadName(NameError),
+    #[error("dimension {0} is outside 1..={max}", max = limits::DIM_MAX)]
+    BadDimension(u32),
+    #[error("metadata of {0} bytes exceeds {max}", max = limits::METADATA_BYTES_MAX)]
+    MetadataTooLarge(u32),
+    #[error("batch of {0} records is outside 1..={max}", max = limits::BATCH_RECORDS_MAX)]
+    BadBatchSize(u32),
+    #[error("event exceeds {max} bytes", max = limits::EVENT_BYTES_MAX)]
+    EventTooLarge,
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.pos
+    }
+
+    fn error_at(&self, offset: usize, kind: DecodeErrorKind) -> DecodeError {
+        DecodeError {
+            offset: offset as u32,
+            kind,
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if n > self.remaining() {
+            return Err(self.error_at(self.pos, DecodeErrorKind::Truncated));
+        }
+        let out = &self.bytes[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(out)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn dim(&mut self) -> Result<u32, DecodeError> {
+        let at = self.pos;
+        let dim = self.u32()?;
+        if dim == 0 || dim > limits::DIM_MAX {
+            return Err(self.error_at(at, DecodeErrorKind::BadDimension(dim)));
+        }
+        Ok(dim)
+    }
+
+    fn i32s(&mut self, n: usize) -> Result<Vec<i32>, DecodeError> {
+        let raw = self.take(n * 4)?;
+        Ok(raw
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
+    fn metadata(&mut self) -> Result<&'a [u8], DecodeError> {
+        let at = self.pos;
+        let len = self.u32()?;
+        if len > limits::METADATA_BYTES_MAX {
+            return Err(self.error_at(at, DecodeErrorKind::MetadataTooLarge(len)));
+        }
+        self.take(len as usize)
+    }
+
+    fn name(&mut self) -> Result<CollectionName, DecodeError> {
+        let at = self.pos;
+        let len = self.u32()?;
+        if len > limits::COLLECTION_NAME_BYTES_MAX {
+            return Err(self.error_at(at, DecodeErrorKind::BadName(NameError::TooLong)));
+        }
+        let raw = self.take(len as usize)?;
+        let text = core::str::from_utf8(raw)
+            .map_err(|_| self.error_at(at, DecodeErrorKind::BadName(NameError::BadCharacter)))?;
+        CollectionName::new(text).map_err(|e| self.error_at(at, DecodeErrorKind::BadName(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,258 @@
+//! Encoding tests: round trips for every kind, strictness of the decoder on
+//! malformed input, and a byte-exact check of one encoding against the
+//! layout written in docs/format.md.
+
+use super::*;
+use alloc::vec;
+use proptest::prelude::*;
+
+fn name(s: &str) -> CollectionName {
+    CollectionName::new(s).unwrap()
+}
+
+fn arb_name() -> impl Strategy<Value = CollectionName> {
+    "[a-z][a-z0-9_]{0,20}".prop_map(|s| CollectionName::new(&s).unwrap())
+}
+
+fn arb_metric() -> impl Strategy<Value = Metric> {
+    prop_oneof![
+        Just(Metric::L2),
+        Just(Metric::InnerProduct),
+        Just(Metric::Cosine)
+    ]
+}
+
+fn arb_batch() -> impl Strategy<Value = Batch> {
+    (1u32..6, 1usize..8).prop_flat_map(|(dim, n)| {
+        (
+            proptest::collection::vec(any::<u64>(), n),
+            proptest::collection::vec(any::<u64>(), n),
+            proptest::collection::vec(any::<i32>(), n * dim as usize),
+            proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..5), n),
+        )
+            .prop_map(move |(ids, tags, vectors, metas)| {
+                let mut b = Batch::new(dim);
+                for i in 0..n {
+                    b.push(
+                        RecordId(ids[i]),
+                        &vectors[i * dim as usize..(i + 1) * dim as usize],
+                        tags[i],
+                        &metas[i],
+                    );
+                }
+                b
+            })
+    })
+}
+
+fn arb_event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        (
+            arb_name(),
+            1u32..2000,
+            arb_metric(),
+            any::<u16>(),
+            any::<u16>(),
+            any::<u64>()
+        )
+            .prop_map(|(name, dim, metric, m, ef_construction, seed)| {
+                Event::CreateCollection {
+                    name,
+                    config: CollectionConfig {
+                        dim,
+                        metric,
+                        index: IndexParams {
+                            m,
+                            ef_construction,
+                            seed,
+                        },
+                    },
+                }
+            }),
+        arb_name().prop_map(|name| Event::DropCollection { name }),
+        (
+            arb_name(),
+            any::<u64>(),
+            proptest::collection::vec(any::<i32>(), 1..40),
+            any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..40)
+        )
+            .prop_map(|(collection, id, vector, tag, metadata)| Event::Insert {
+                collection,
+                record: Record {
+                    id: RecordId(id),
+                    vector,
+                    tag,
+                    metadata
+                },
+            }),
+        (arb_name(), arb_batch())
+            .prop_map(|(collection, batch)| Event::InsertBatch { collection, batch }),
+        (arb_name(), any::<u64>()).prop_map(|(collection, id)| Event::Delete {
+            collection,
+            id: RecordId(id)
+        }),
+        (arb_name(), any::<u64>(), any::<u64>()).prop_map(|(collection, id, tag)| Event::SetTag {
+            collection,
+            id: RecordId(id),
+            tag
+        }),
+        (
+            arb_name(),
+            any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..64)
+        )
+            .prop_map(|(collection, id, metadata)| Event::SetMetadata {
+                collection,
+                id: RecordId(id),
+                metadata
+            }),
+        (any::<u64>(), any::<u64>()).prop_map(|(n, label)| Event::CreateNode {
+            node: NodeId(n),
+            label
+        }),
+        any::<u64>().prop_map(|n| Event::DeleteNode { node: NodeId(n) }),
+        (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(f, t, label)| Event::CreateEdge {
+            from: NodeId(f),
+            to: NodeId(t),
+            label
+        }),
+        (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(f, t, label)| Event::DeleteEdge {
+            from: NodeId(f),
+            to: NodeId(t),
+            label
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    /// decode(encode(e)) == e for every kind of event.
+    #[test]
+    fn round_trip(event in arb_event()) {
+        let bytes = event.encode();
+        prop_assert_eq!(Event::decode(&bytes), Ok(event));
+    }
+
+    /// Every strict prefix of a valid encoding is rejected as truncated,
+    /// and one extra byte is rejected as trailing.
+    #[test]
+    fn prefixes_and_suffixes_rejected(event in arb_event()) {
+        let bytes = event.encode();
+        for cut in 0..bytes.len() {
+            prop_assert!(Event::decode(&bytes[..cut]).is_err());
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        prop_assert_eq!(
+            Event::decode(&longer).unwrap_err().kind,
+            DecodeErrorKind::TrailingBytes
+        );
+    }
+
+    /// Arbitrary bytes never panic, and whatever decodes re-encodes to the
+    /// same bytes (the encoding is canonical).
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        if let Ok(event) = Event::decode(&bytes) {
+            prop_assert_eq!(event.encode(), bytes);
+        }
+    }
+
+    /// Single-byte corruptions of valid events never panic and stay
+    /// canonical when they decode.
+    #[test]
+    fn mutated_events_never_panic(event in arb_event(), at in any::<usize>(), byte in any::<u8>()) {
+        let mut bytes = event.encode();
+        let i = at % bytes.len();
+        bytes[i] = byte;
+        if let Ok(decoded) = Event::decode(&bytes) {
+            prop_assert_eq!(decoded.encode(), bytes);
+        }
+    }
+}
+
+/// The documented layout of a SetTag event, written out by hand from
+/// docs/format.md: version 1, kind 6, name as u32 length + bytes, id and
+/// tag as u64 little-endian.
+#[test]
+fn set_tag_layout_matches_format_doc() {
+    let event = Event::SetTag {
+        collection: name("docs"),
+        id: RecordId(0x0102),
+        tag: 7,
+    };
+    let want: Vec<u8> = vec![
+        1, 6, // version, kind
+        4, 0, 0, 0, b'd', b'o', b'c', b's', // name
+        0x02, 0x01, 0, 0, 0, 0, 0, 0, // id
+        7, 0, 0, 0, 0, 0, 0, 0, // tag
+    ];
+    assert_eq!(event.encode(), want);
+}
+
+/// Lengths that would need huge allocations are rejected before
+/// allocating, with the offset of the length field.
+#[test]
+fn huge_lengths_rejected_without_allocation() {
+    let mut bytes = vec![1, kind::INSERT_BATCH, 1, 0, 0, 0, b'a'];
+    bytes.extend_from_slice(&100_000u32.to_le_bytes());
+    bytes.extend_from_slice(&16_000u32.to_le_bytes());
+    let err = Event::decode(&bytes).unwrap_err();
+    assert_eq!(err.kind, DecodeErrorKind::Truncated);
+
+    let mut bytes = vec![1, kind::SET_METADATA, 1, 0, 0, 0, b'a'];
+    bytes.extend_from_slice(&9u64.to_le_bytes());
+    bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+    let err = Event::decode(&bytes).unwrap_err();
+    assert_eq!(
+        err,
+        DecodeError {
+            offset: 15,
+            kind: DecodeErrorKind::MetadataTooLarge(u32::MAX)
+        }
+    );
+}
+
+/// Unknown versions, kinds, metrics and bad names are named in the error.
+#[test]
+fn unknown_codes_named() {
+    assert_eq!(
+        Event::decode(&[2, 1]).unwrap_err().kind,
+        DecodeErrorKind::UnknownVersion(2)
+    );
+    assert_eq!(
+        Event::decode(&[1, 99]).unwrap_err().kind,
+        DecodeErrorKind::UnknownKind(99)
+    );
+    let mut bytes = vec![1, kind::DROP_COLLECTION, 2, 0, 0, 0, b'A', b'b'];
+    assert_eq!(
+        Event::decode(&bytes).unwrap_err().kind,
+        DecodeErrorKind::BadName(NameError::BadCharacter)
+    );
+    bytes = vec![1, kind::CREATE_COLLECTION, 1, 0, 0, 0, b'a', 3, 0, 0, 0, 9];
+    bytes.extend_from_slice(&[0; 12]);
+    assert_eq!(
+        Event::decode(&bytes).unwrap_err(),
+        DecodeError {
+            offset: 11,
+            kind: DecodeErrorKind::UnknownMetric(9)
+        }
+    );
+}
+
+/// Collection names follow the documented rule.
+#[test]
+fn collection_names() {
+    assert!(CollectionName::new("docs_2").is_ok());
+    assert_eq!(CollectionName::new(""), Err(NameError::Empty));
+    assert_eq!(CollectionName::new("2docs"), Err(NameError::BadCharacter));
+    assert_eq!(CollectionName::new("Docs"), Err(NameError::BadCharacter));
+    assert_eq!(CollectionName::new("a-b"), Err(NameError::BadCharacter));
+    assert_eq!(
+        CollectionName::new(&"a".repeat(65)),
+        Err(NameError::TooLong)
+    );
+    assert!(CollectionName::new(&"a".repeat(64)).is_ok());
+}

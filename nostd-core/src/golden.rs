@@ -1,0 +1,404 @@
+//! The golden workload: a fixed sequence of a few thousand events from a
+//! fixed seed, and exact top-k queries over the result. Every architecture
+//! runs [`run`] and must print the same report, byte for byte.
+//!
+//! The workload goes through every layer that decides state: floats are
+//! converted to Q16.16 by [`quantize`](crate::q16::quantize) (including
+//! halfway cases and values produced by float multiplication), every event
+//! is encoded, decoded and re-encoded, and applied; some events are invalid
+//! on purpose and must be rejected identically everywhere. Queries include
+//! exact ties (duplicate vectors) and tag filters.
+
+use alloc::vec::Vec;
+use core::fmt::{self, Write};
+use core::hint::black_box;
+
+use crate::distance::Metric;
+use crate::event::{
+    Batch, CollectionConfig, CollectionName, Event, IndexParams, NodeId, Record, RecordId,
+};
+use crate::hash::Hash32;
+use crate::q16::quantize;
+use crate::rng::SplitMix64;
+use crate::state::State;
+
+/// Seed of the golden workload.
+pub const GOLDEN_SEED: u64 = 0x5641_4c4f_5249_2026;
+
+/// Version of the report format; bump when the workload changes.
+pub const GOLDEN_VERSION: u32 = 1;
+
+struct Spec {
+    name: &'static str,
+    dim: u32,
+    metric: Metric,
+}
+
+const COLLECTIONS: [Spec; 3] = [
+    Spec {
+        name: "l2docs",
+        dim: 16,
+        metric: Metric::L2,
+    },
+    Spec {
+        name: "ipdocs",
+        dim: 8,
+        metric: Metric::InnerProduct,
+    },
+    Spec {
+        name: "cosdocs",
+        dim: 12,
+        metric: Metric::Cosine,
+    },
+];
+
+fn name(s: &str) -> CollectionName {
+    CollectionName::new(s).expect("invariant: golden collection names are valid")
+}
+
+/// One float component. Mixes exactly representable values, Q16.16
+/// halfway cases and products that the FPU must round.
+fn component(rng: &mut SplitMix64) -> f32 {
+    let a = rng.below(1 << 16) as i32 - (1 << 15);
+    match rng.below(4) {
+        // Multiple of 2^-12: exact.
+        0 => black_box(a as f32) / black_box(4096.0),
+        // Exactly halfway between two Q16.16 values: rounds to even.
+        1 => black_box((2 * a + 1) as f32) / black_box(131_072.0),
+        // An IEEE-rounded product.
+        2 => black_box(a as f32) * black_box(0.000_123_4_f32),
+        // A quotient the FPU rounds.
+        _ => black_box(a as f32) / black_box(7.0f32),
+    }
+}
+
+fn vector(rng: &mut SplitMix64, dim: u32) -> Vec<i32> {
+    (0..dim)
+        .map(|_| {
+            quantize(component(rng))
+                .expect("invariant: golden components are in range")
+                .raw()
+        })
+        .collect()
+}
+
+/// Counts of what happened while applying the workload.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub applied: u32,
+    pub rejected: u32,
+}
+
+/// Applies the workload to `state`, calling `on_event` with each event's
+/// canonical bytes and whether it was applied.
+pub fn apply_workload(state: &mut State, mut on_event: impl FnMut(&[u8], bool)) -> Counts {
+    let mut rng = SplitMix64::new(GOLDEN_SEED);
+    let mut counts = Counts::default();
+    let mut emit = |state: &mut State, event: Event| {
+        let bytes = event.encode();
+        let decoded = Event::decode(&bytes).expect("invariant: encoded events decode");
+        assert!(decoded == event, "invariant: decode(encode(e)) == e");
+        let ok = state.apply(&decoded).is_ok();
+        if ok {
+            counts.applied += 1;
+        } else {
+            counts.rejected += 1;
+        }
+        on_event(&bytes, ok);
+    };
+
+    for (i, spec) in COLLECTIONS.iter().enumerate() {
+        let index = IndexParams {
+            m: 8,
+            ef_construction: 32,
+            seed: GOLDEN_SEED + i as u64,
+        };
+        let config = CollectionConfig {
+            dim: spec.dim,
+            metric: spec.metric,
+            index,
+        };
+        emit(
+            state,
+            Event::CreateCollection {
+                name: name(spec.name),
+                config,
+            },
+        );
+    }
+    // A collection created and dropped again, and a second drop (rejected).
+    let scratch = CollectionConfig {
+        dim: 2,
+        metric: Metric::L2,
+        index: IndexParams::default(),
+    };
+    emit(
+        state,
+        Event::CreateCollection {
+            name: name("scratch"),
+            config: scratch,
+        },
+    );
+    emit(
+        state,
+        Event::DropCollection {
+            name: name("scratch"),
+        },
+    );
+    emit(
+        state,
+        Event::DropCollection {
+            name: name("scratch"),
+        },
+    );
+
+    let mut next_id = [0u64; 3];
+    let mut pool: Vec<Vec<i32>> = Vec::new();
+    for step in 0..3200u32 {
+        let which = rng.below(3) as usize;
+        let spec = &COLLECTIONS[which];
+        let collection = name(spec.name);
+        let roll = rng.below(100);
+        let event = if roll < 55 {
+            // Single insert; one in five reuses an earlier vector of this
+            // dimension to create exact distance ties.
+            let v = if rng.below(5) == 0 {
+                pool.iter()
+                    .rev()
+                    .find(|v| v.len() == spec.dim as usize)
+                    .cloned()
+            } else {
+                None
+            }
+            .unwrap_or_else(|| vector(&mut rng, spec.dim));
+            if pool.len() < 64 {
+                pool.push(v.clone());
+            } else {
+                pool[step as usize % 64] = v.clone();
+            }
+            let id = RecordId(next_id[which]);
+            next_id[which] += 1;
+            let meta_len = rng.below(24) as usize;
+            let metadata = (0..meta_len).map(|_| rng.below(256) as u8).collect();
+            Event::Insert {
+                collection,
+                record: Record {
+                    id,
+                    vector: v,
+                    tag: rng.below(4),
+                    metadata,
+                },
+            }
+        } else if roll < 60 {
+            let mut batch = Batch::new(spec.dim);
+            for _ in 0..1 + rng.below(40) {
+                let v = vector(&mut rng, spec.dim);
+                batch.push(
+                    RecordId(next_id[which]),
+                    &v,
+                    rng.below(4),
+                    &[rng.below(256) as u8],
+                );
+                next_id[which] += 1;
+            }
+            Event::InsertBatch { collection, batch }
+        } else if roll < 70 {
+            Event::Delete {
+                collection,
+                id: RecordId(rng.below(next_id[which] + 1)),
+            }
+        } else if roll < 78 {
+            Event::SetTag {
+                collection,
+                id: RecordId(rng.below(next_id[which] + 1)),
+                tag: rng.below(4),
+            }
+        } else if roll < 83 {
+            let metadata = (0..rng.below(40)).map(|i| i as u8).collect();
+            Event::SetMetadata {
+                collection,
+                id: RecordId(rng.below(next_id[which] + 1)),
+                metadata,
+            }
+        } else if roll < 86 {
+            // Invalid: wrong dimension.
+            let v = vector(&mut rng, spec.dim + 1);
+            Event::Insert {
+                collection,
+                record: Record {
+                    id: RecordId(u64::MAX),
+                    vector: v,
+                    tag: 0,
+                    metadata: Vec::new(),
+                },
+            }
+        } else if roll < 88 {
+            // Usually invalid: an id that was already inserted.
+            let v = vector(&mut rng, spec.dim);
+            let id = RecordId(rng.below(next_id[which].max(1)));
+            Event::Insert {
+                collection,
+                record: Record {
+                    id,
+                    vector: v,
+                    tag: 0,
+                    metadata: Vec::new(),
+                },
+            }
+        } else if roll < 93 {
+            Event::CreateNode {
+                node: NodeId(rng.below(64)),
+                label: rng.below(5),
+            }
+        } else if roll < 98 {
+            Event::CreateEdge {
+                from: NodeId(rng.below(64)),
+                to: NodeId(rng.below(64)),
+                label: rng.below(3),
+            }
+        } else if roll < 99 {
+            Event::DeleteNode {
+                node: NodeId(rng.below(64)),
+            }
+        } else {
+            // Mostly an existing edge, so that deletes succeed; sometimes
+            // one that is not there.
+            let edges = state.graph().edge_count() as u64;
+            let pick = rng.below(edges + 1);
+            match state.graph().edges().nth(pick as usize) {
+                Some((from, to, label)) => Event::DeleteEdge { from, to, label },
+                None => Event::DeleteEdge {
+                    from: NodeId(0),
+                    to: NodeId(1),
+                    label: 9,
+                },
+            }
+        };
+        emit(state, event);
+    }
+    counts
+}
+
+/// Writes the golden report and returns the final state hash.
+pub fn run(out: &mut impl Write) -> Result<Hash32, fmt::Error> {
+    let mut state = State::new();
+    let mut log = blake3::Hasher::new();
+    let counts = apply_workload(&mut state, |bytes, ok| {
+        if ok {
+            log.update(&(bytes.len() as u32).to_le_bytes());
+            log.update(bytes);
+        }
+    });
+    let log_digest: Hash32 = log.finalize().into();
+    writeln!(out, "valori golden v{GOLDEN_VERSION}")?;
+    writeln!(
+        out,
+        "events applied={} rejected={}",
+        counts.applied, counts.rejected
+    )?;
+    writeln!(out, "log_digest {log_digest}")?;
+    for c in state.collections() {
+        writeln!(
+            out,
+            "collection {} dim={} metric={} rows={} live={} hash={}",
+            c.name(),
+            c.dim(),
+            c.config().metric,
+            c.rows(),
+            c.live(),
+            c.hash_uncached()
+        )?;
+    }
+    writeln!(
+        out,
+        "graph nodes={} edges={} hash={}",
+        state.graph().node_count(),
+        state.graph().edge_count(),
+        state.graph().hash_uncached()
+    )?;
+
+    let mut rng = SplitMix64::new(GOLDEN_SEED ^ 0xffff);
+    let mut results = blake3::Hasher::new();
+    for q in 0..48u32 {
+        let spec = &COLLECTIONS[q as usize % 3];
+        let c = state
+            .collection(&name(spec.name))
+            .expect("invariant: golden collections exist");
+        // Half the queries are stored vectors (distance 0 and ties).
+        let query = if q % 2 == 0 && c.rows() > 0 {
+            c.vector(rng.below(c.rows() as u64) as usize).to_vec()
+        } else {
+            vector(&mut rng, spec.dim)
+        };
+        let tag = if q % 3 == 1 { Some(rng.below(4)) } else { None };
+        let k = [1usize, 5, 10, 25][q as usize % 4];
+        let hits = c.search_exact(&query, k, tag);
+        write!(out, "query {q} {} k={k} tag=", spec.name)?;
+        match tag {
+            Some(t) => write!(out, "{t}")?,
+            None => write!(out, "-")?,
+        }
+        write!(out, ":")?;
+        for (d, id) in &hits {
+            write!(out, " {}:{}", id.0, d.0)?;
+            results.update(&id.0.to_le_bytes());
+            results.update(&d.0.to_le_bytes());
+        }
+        writeln!(out)?;
+    }
+    let results: Hash32 = results.finalize().into();
+    let state_hash = state.state_hash();
+    assert!(
+        state_hash == state.state_hash_uncached(),
+        "invariant: cached hash equals hash from scratch"
+    );
+    writeln!(out, "topk_digest {results}")?;
+    writeln!(out, "state_hash {state_hash}")?;
+    Ok(state_hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::String;
+
+    /// The workload exercises what it claims to: thousands of events, both
+    /// applied and rejected ones, deletes, ties in the query results.
+    #[test]
+    fn workload_covers_its_claims() {
+        let mut state = State::new();
+        let mut kinds = alloc::collections::BTreeMap::new();
+        let counts = apply_workload(&mut state, |bytes, ok| {
+            if ok {
+                *kinds.entry(bytes[1]).or_insert(0u32) += 1;
+            }
+        });
+        assert!(counts.applied > 2000 && counts.rejected > 100, "{counts:?}");
+        for kind in 1..=11u8 {
+            assert!(
+                kinds.get(&kind).copied().unwrap_or(0) > 0,
+                "kind {kind} never applied"
+            );
+        }
+        let mut report = String::new();
+        run(&mut report).unwrap();
+        // Some query line holds two hits at the same distance.
+        let has_tie = report.lines().filter(|l| l.starts_with("query")).any(|l| {
+            let dists: Vec<&str> = l
+                .split(' ')
+                .filter_map(|t| t.split_once(':').map(|(_, d)| d))
+                .collect();
+            dists.windows(2).any(|w| w[0] == w[1] && !w[0].is_empty())
+        });
+        assert!(has_tie, "golden queries must include ties:\n{report}");
+    }
+
+    /// Running twice gives the same report (no hidden state).
+    #[test]
+    fn run_is_repeatable() {
+        let mut a = String::new();
+        let mut b = String::new();
+        assert_eq!(run(&mut a).unwrap(), run(&mut b).unwrap());
+        assert_eq!(a, b);
+    }
+}

@@ -1,0 +1,34 @@
+//! Every size limit of the data model, in one place. Units come last in the
+//! name. Entry points check these before an event is built, and the decoder
+//! and the state machine check them again, so an oversized value can never
+//! reach the log.
+
+/// Largest vector dimension a collection may declare (pgvector's limit).
+pub const DIM_MAX: u32 = 16_000;
+
+/// Largest metadata value attached to one record.
+pub const METADATA_BYTES_MAX: u32 = 64 * 1024;
+
+/// Longest collection name, in bytes. Names are `[a-z0-9_]`, starting with a
+/// letter, so bytes and characters agree.
+pub const COLLECTION_NAME_BYTES_MAX: u32 = 64;
+
+/// Most records in one atomic batch insert.
+pub const BATCH_RECORDS_MAX: u32 = 100_000;
+
+/// Largest encoded event. A batch of `BATCH_RECORDS_MAX` records of high
+/// dimension must be split by the client to stay below it.
+pub const EVENT_BYTES_MAX: u32 = 256 * 1024 * 1024;
+
+/// Most collections in one database.
+pub const COLLECTIONS_MAX: u32 = 4_096;
+
+/// Largest HNSW `m` (links per node and layer) a collection may declare.
+pub const HNSW_M_MAX: u16 = 256;
+
+/// Largest HNSW `ef_construction` a collection may declare.
+pub const HNSW_EF_CONSTRUCTION_MAX: u16 = 4_096;
+
+/// Absolute value bound of a Q16.16 component, in units of the real value:
+/// inputs with `|x| >= COMPONENT_ABS_LIMIT` are rejected.
+pub const COMPONENT_ABS_LIMIT: f32 = 32_768.0;

@@ -1,0 +1,588 @@
+//! The state machine: collections stored as parallel columns, a graph of
+//! labelled nodes and edges, and `apply`, the only function that changes
+//! them.
+//!
+//! A record is a dense row index; its id, vector, tag, metadata and
+//! tombstone are components in parallel columns (struct of arrays). Rows are
+//! only appended: a delete sets the tombstone, an update rewrites the row's
+//! tag or metadata in place, and re-inserting a deleted id appends a new
+//! row. Every rejected event is checked in full before anything is touched,
+//! so a rejected event changes nothing.
+
+mod graph;
+
+use alloc::collections::{BTreeMap, BinaryHeap};
+use alloc::vec::Vec;
+
+use crate::distance::{self, Distance, Kernel, Metric};
+use crate::event::{Batch, CollectionConfig, CollectionName, Event, NodeId, RecordId};
+use crate::hash::{self, CHUNK_ROWS, Hash32, RowView};
+use crate::limits;
+
+pub use graph::Graph;
+
+/// Why an event was rejected. Every variant is the event's fault (the
+/// caller's), never the state's: the state is unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApplyError {
+    #[error("collection {0} does not exist")]
+    UnknownCollection(CollectionName),
+    #[error("collection {0} already exists")]
+    CollectionExists(CollectionName),
+    #[error("a database holds at most {max} collections", max = limits::COLLECTIONS_MAX)]
+    TooManyCollections,
+    #[error("dimension {0} is outside 1..={max}", max = limits::DIM_MAX)]
+    BadDimension(u32),
+    #[error("HNSW m = {m} must be in 2..={m_max} and ef_construction = {ef} in 1..={ef_max}", m_max = limits::HNSW_M_MAX, ef_max = limits::HNSW_EF_CONSTRUCTION_MAX)]
+    BadIndexParams { m: u16, ef: u16 },
+    #[error(
+        "record {id}: vector has {got} components, collection {collection} has dimension {expected}"
+    )]
+    DimensionMismatch {
+        collection: CollectionName,
+        id: RecordId,
+        expected: u32,
+        got: u64,
+    },
+    #[error("record {id}: metadata of {len} bytes exceeds {max}", max = limits::METADATA_BYTES_MAX)]
+    MetadataTooLarge { id: RecordId, len: u64 },
+    #[error("record {id} already exists in collection {collection}")]
+    DuplicateId {
+        collection: CollectionName,
+        id: RecordId,
+    },
+    #[error("record {id} does not exist in collection {collection}")]
+    UnknownRecord {
+        collection: CollectionName,
+        id: RecordId,
+    },
+    #[error("batch is empty or holds more than {max} records", max = limits::BATCH_RECORDS_MAX)]
+    BadBatchSize,
+    #[error("batch columns disagree in length")]
+    MalformedBatch,
+    #[error("graph node {0} already exists")]
+    NodeExists(NodeId),
+    #[error("graph node {0} does not exist")]
+    UnknownNode(NodeId),
+    #[error("graph edge {from} -> {to} (label {label}) already exists")]
+    EdgeExists {
+        from: NodeId,
+        to: NodeId,
+        label: u64,
+    },
+    #[error("graph edge {from} -> {to} (label {label}) does not exist")]
+    UnknownEdge {
+        from: NodeId,
+        to: NodeId,
+        label: u64,
+    },
+}
+
+/// What `apply` did, for callers that keep side structures (the index).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Applied {
+    /// Rows `first_row..first_row + count` were appended to `collection`.
+    Appended {
+        collection: CollectionName,
+        first_row: u32,
+        count: u32,
+    },
+    /// Row `row` of `collection` was tombstoned.
+    Deleted {
+        collection: CollectionName,
+        row: u32,
+    },
+    /// A collection was created or dropped, a row's tag or metadata was
+    /// updated, or the graph changed.
+    Other,
+}
+
+/// One collection's columns.
+#[derive(Clone, Debug)]
+pub struct Collection {
+    name: CollectionName,
+    config: CollectionConfig,
+    ids: Vec<RecordId>,
+    /// `rows × dim` Q16.16 raw components, row-major.
+    vectors: Vec<i32>,
+    tags: Vec<u64>,
+    /// Metadata of row `r` is `metadata_heap[start[r]..start[r] + len[r]]`.
+    /// Updates append to the heap; snapshots write it compacted.
+    metadata_start: Vec<u64>,
+    metadata_len: Vec<u32>,
+    metadata_heap: Vec<u8>,
+    deleted: Vec<bool>,
+    /// Live id → row.
+    rows_by_id: BTreeMap<RecordId, u32>,
+    /// Largest |component| ever stored; picks the distance kernel path.
+    max_abs: u32,
+    /// Cached chunk hashes; `None` when the chunk changed since.
+    chunk_hashes: Vec<Option<Hash32>>,
+}
+
+impl Collection {
+    fn new(name: CollectionName, config: CollectionConfig) -> Collection {
+        Collection {
+            name,
+            config,
+            ids: Vec::new(),
+            vectors: Vec::new(),
+            tags: Vec::new(),
+            metadata_start: Vec::new(),
+            metadata_len: Vec::new(),
+            metadata_heap: Vec::new(),
+            deleted: Vec::new(),
+            rows_by_id: BTreeMap::new(),
+            max_abs: 0,
+            chunk_hashes: Vec::new(),
+        }
+    }
+
+    pub fn name(&self) -> &CollectionName {
+        &self.name
+    }
+
+    pub fn config(&self) -> &CollectionConfig {
+        &self.config
+    }
+
+    pub fn dim(&self) -> usize {
+        self.config.dim as usize
+    }
+
+    /// Rows, live and deleted.
+    pub fn rows(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Live records.
+    pub fn live(&self) -> usize {
+        self.rows_by_id.len()
+    }
+
+    pub fn ids(&self) -> &[RecordId] {
+        &self.ids
+    }
+
+    /// All vectors, row-major.
+    pub fn vectors(&self) -> &[i32] {
+        &self.vectors
+    }
+
+    pub fn vector(&self, row: usize) -> &[i32] {
+        let dim = self.dim();
+        &self.vectors[row * dim..(row + 1) * dim]
+    }
+
+    pub fn tags(&self) -> &[u64] {
+        &self.tags
+    }
+
+    pub fn metadata(&self, row: usize) -> &[u8] {
+        let start = self.metadata_start[row] as usize;
+        &self.metadata_heap[start..start + self.metadata_len[row] as usize]
+    }
+
+    /// Tombstones, one per row.
+    pub fn deleted(&self) -> &[bool] {
+        &self.deleted
+    }
+
+    pub fn row_of(&self, id: RecordId) -> Option<u32> {
+        self.rows_by_id.get(&id).copied()
+    }
+
+    pub fn max_abs(&self) -> u32 {
+        self.max_abs
+    }
+
+    /// A kernel that is exact for `query` against every stored vector.
+    pub fn kernel_for(&self, query: &[i32]) -> Kernel {
+        Kernel::new(self.dim(), self.max_abs, distance::max_abs(query))
+    }
+
+    fn push_row(&mut self, id: RecordId, vector: &[i32], tag: u64, metadata: &[u8]) {
+        let row = self.ids.len() as u32;
+        self.ids.push(id);
+        self.vectors.extend_from_slice(vector);
+        self.max_abs = self.max_abs.max(distance::max_abs(vector));
+        self.tags.push(tag);
+        self.metadata_start.push(self.metadata_heap.len() as u64);
+        self.metadata_len.push(metadata.len() as u32);
+        self.metadata_heap.extend_from_slice(metadata);
+        self.deleted.push(false);
+        self.rows_by_id.insert(id, row);
+        self.dirty(row);
+    }
+
+    fn dirty(&mut self, row: u32) {
+        let chunk = row as usize / CHUNK_ROWS;
+        if chunk >= self.chunk_hashes.len() {
+            self.chunk_hashes.resize(chunk + 1, None);
+        }
+        self.chunk_hashes[chunk] = None;
+    }
+
+    fn live_row(&self, id: RecordId) -> Result<u32, ApplyError> {
+        self.row_of(id).ok_or_else(|| ApplyError::UnknownRecord {
+            collection: self.name.clone(),
+            id,
+        })
+    }
+
+    fn check_record(&self, id: RecordId, dim: u64, metadata_len: u64) -> Result<(), ApplyError> {
+        if dim != u64::from(self.config.dim) {
+            return Err(ApplyError::DimensionMismatch {
+                collection: self.name.clone(),
+                id,
+                expected: self.config.dim,
+                got: dim,
+            });
+        }
+        if metadata_len > u64::from(limits::METADATA_BYTES_MAX) {
+            return Err(ApplyError::MetadataTooLarge {
+                id,
+                len: metadata_len,
+            });
+        }
+        if self.rows_by_id.contains_key(&id) {
+            return Err(ApplyError::DuplicateId {
+                collection: self.name.clone(),
+                id,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_batch(&self, batch: &Batch) -> Result<(), ApplyError> {
+        if batch.is_empty() || batch.len() > limits::BATCH_RECORDS_MAX as usize {
+            return Err(ApplyError::BadBatchSize);
+        }
+        if !batch.is_well_formed() {
+            return Err(ApplyError::MalformedBatch);
+        }
+        for i in 0..batch.len() {
+            self.check_record(
+                batch.ids[i],
+                u64::from(batch.dim),
+                batch.metadata(i).len() as u64,
+            )?;
+        }
+        let mut sorted: Vec<RecordId> = batch.ids.clone();
+        sorted.sort_unstable();
+        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            return Err(ApplyError::DuplicateId {
+                collection: self.name.clone(),
+                id: w[0],
+            });
+        }
+        Ok(())
+    }
+
+    fn row_view(&self, row: usize) -> RowView<'_> {
+        RowView {
+            id: self.ids[row].0,
+            deleted: self.deleted[row],
+            tag: self.tags[row],
+            vector: self.vector(row),
+            metadata: self.metadata(row),
+        }
+    }
+
+    fn compute_chunk_hash(&self, chunk: usize) -> Hash32 {
+        let start = chunk * CHUNK_ROWS;
+        let end = (start + CHUNK_ROWS).min(self.rows());
+        let mut h = hash::chunk_hasher(chunk as u64, (end - start) as u32);
+        for row in start..end {
+            hash::encode_row(&mut h, self.row_view(row));
+        }
+        h.finalize().into()
+    }
+
+    /// The collection hash, refreshing dirty chunks.
+    pub fn hash(&mut self) -> Hash32 {
+        for chunk in 0..self.chunk_hashes.len() {
+            if self.chunk_hashes[chunk].is_none() {
+                self.chunk_hashes[chunk] = Some(self.compute_chunk_hash(chunk));
+            }
+        }
+        let chunks: Vec<Hash32> = self.chunk_hashes.iter().flatten().copied().collect();
+        hash::collection_hash(
+            &self.name,
+            &self.config,
+            self.rows() as u64,
+            self.live() as u64,
+            &chunks,
+        )
+    }
+
+    /// The collection hash from scratch, ignoring every cache.
+    pub fn hash_uncached(&self) -> Hash32 {
+        let chunks: Vec<Hash32> = (0..self.rows().div_ceil(CHUNK_ROWS))
+            .map(|c| self.compute_chunk_hash(c))
+            .collect();
+        hash::collection_hash(
+            &self.name,
+            &self.config,
+            self.rows() as u64,
+            self.live() as u64,
+            &chunks,
+        )
+    }
+
+    /// Exact top-`k` live records nearest to `query`, optionally only those
+    /// whose tag equals `tag`, ordered by `(distance, id)`.
+    pub fn search_exact(
+        &self,
+        query: &[i32],
+        k: usize,
+        tag: Option<u64>,
+    ) -> Vec<(Distance, RecordId)> {
+        assert_eq!(
+            query.len(),
+            self.dim(),
+            "invariant: callers check the query dimension"
+        );
+        if k == 0 {
+            return Vec::new();
+        }
+        let kernel = self.kernel_for(query);
+        let metric: Metric = self.config.metric;
+        let mut heap: BinaryHeap<(Distance, RecordId)> = BinaryHeap::with_capacity(k + 1);
+        for row in 0..self.rows() {
+            if self.deleted[row] || tag.is_some_and(|t| self.tags[row] != t) {
+                continue;
+            }
+            let key = (
+                kernel.distance(metric, query, self.vector(row)),
+                self.ids[row],
+            );
+            if heap.len() < k {
+                heap.push(key);
+            } else if heap.peek().is_some_and(|worst| key < *worst) {
+                heap.pop();
+                heap.push(key);
+            }
+        }
+        heap.into_sorted_vec()
+    }
+}
+
+/// The whole database state.
+#[derive(Clone, Debug, Default)]
+pub struct State {
+    collections: BTreeMap<CollectionName, Collection>,
+    graph: Graph,
+}
+
+impl State {
+    pub fn new() -> State {
+        State::default()
+    }
+
+    pub fn collection(&self, name: &CollectionName) -> Option<&Collection> {
+        self.collections.get(name)
+    }
+
+    /// Collections in name order.
+    pub fn collections(&self) -> impl ExactSizeIterator<Item = &Collection> {
+        self.collections.values()
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    fn collection_ref(&self, name: &CollectionName) -> Result<&Collection, ApplyError> {
+        self.collections
+            .get(name)
+            .ok_or_else(|| ApplyError::UnknownCollection(name.clone()))
+    }
+
+    fn collection_mut(&mut self, name: &CollectionName) -> Result<&mut Collection, ApplyError> {
+        self.collections
+            .get_mut(name)
+            .ok_or_else(|| ApplyError::UnknownCollection(name.clone()))
+    }
+
+    /// Checks `event` against the current state without changing it.
+    pub fn check(&self, event: &Event) -> Result<(), ApplyError> {
+        match event {
+            Event::CreateCollection { name, config } => {
+                if self.collections.contains_key(name) {
+                    return Err(ApplyError::CollectionExists(name.clone()));
+                }
+                if self.collections.len() >= limits::COLLECTIONS_MAX as usize {
+                    return Err(ApplyError::TooManyCollections);
+                }
+                if config.dim == 0 || config.dim > limits::DIM_MAX {
+                    return Err(ApplyError::BadDimension(config.dim));
+                }
+                let (m, ef) = (config.index.m, config.index.ef_construction);
+                if !(2..=limits::HNSW_M_MAX).contains(&m)
+                    || !(1..=limits::HNSW_EF_CONSTRUCTION_MAX).contains(&ef)
+                {
+                    return Err(ApplyError::BadIndexParams { m, ef });
+                }
+                Ok(())
+            }
+            Event::DropCollection { name } => self.collection_ref(name).map(|_| ()),
+            Event::Insert { collection, record } => self.collection_ref(collection)?.check_record(
+                record.id,
+                record.vector.len() as u64,
+                record.metadata.len() as u64,
+            ),
+            Event::InsertBatch { collection, batch } => {
+                self.collection_ref(collection)?.check_batch(batch)
+            }
+            Event::Delete { collection, id } | Event::SetTag { collection, id, .. } => {
+                self.collection_ref(collection)?.live_row(*id).map(|_| ())
+            }
+            Event::SetMetadata {
+                collection,
+                id,
+                metadata,
+            } => {
+                let c = self.collection_ref(collection)?;
+                c.live_row(*id)?;
+                if metadata.len() > limits::METADATA_BYTES_MAX as usize {
+                    return Err(ApplyError::MetadataTooLarge {
+                        id: *id,
+                        len: metadata.len() as u64,
+                    });
+                }
+                Ok(())
+            }
+            Event::CreateNode { node, .. } => self.graph.check_create_node(*node),
+            Event::DeleteNode { node } => self.graph.check_delete_node(*node),
+            Event::CreateEdge { from, to, label } => {
+                self.graph.check_create_edge(*from, *to, *label)
+            }
+            Event::DeleteEdge { from, to, label } => {
+                self.graph.check_delete_edge(*from, *to, *label)
+            }
+        }
+    }
+
+    /// Applies one event. On error nothing changed.
+    pub fn apply(&mut self, event: &Event) -> Result<Applied, ApplyError> {
+        self.check(event)?;
+        Ok(match event {
+            Event::CreateCollection { name, config } => {
+                self.collections
+                    .insert(name.clone(), Collection::new(name.clone(), *config));
+                Applied::Other
+            }
+            Event::DropCollection { name } => {
+                self.collections.remove(name);
+                Applied::Other
+            }
+            Event::Insert { collection, record } => {
+                let c = self.collection_mut(collection)?;
+                let first_row = c.rows() as u32;
+                c.push_row(record.id, &record.vector, record.tag, &record.metadata);
+                Applied::Appended {
+                    collection: collection.clone(),
+                    first_row,
+                    count: 1,
+                }
+            }
+            Event::InsertBatch { collection, batch } => {
+                let c = self.collection_mut(collection)?;
+                let first_row = c.rows() as u32;
+                c.ids.reserve(batch.len());
+                c.vectors.reserve(batch.vectors.len());
+                for i in 0..batch.len() {
+                    c.push_row(
+                        batch.ids[i],
+                        batch.vector(i),
+                        batch.tags[i],
+                        batch.metadata(i),
+                    );
+                }
+                Applied::Appended {
+                    collection: collection.clone(),
+                    first_row,
+                    count: batch.len() as u32,
+                }
+            }
+            Event::Delete { collection, id } => {
+                let c = self.collection_mut(collection)?;
+                let row = c.live_row(*id)?;
+                c.deleted[row as usize] = true;
+                c.rows_by_id.remove(id);
+                c.dirty(row);
+                Applied::Deleted {
+                    collection: collection.clone(),
+                    row,
+                }
+            }
+            Event::SetTag {
+                collection,
+                id,
+                tag,
+            } => {
+                let c = self.collection_mut(collection)?;
+                let row = c.live_row(*id)?;
+                c.tags[row as usize] = *tag;
+                c.dirty(row);
+                Applied::Other
+            }
+            Event::SetMetadata {
+                collection,
+                id,
+                metadata,
+            } => {
+                let c = self.collection_mut(collection)?;
+                let row = c.live_row(*id)?;
+                c.metadata_start[row as usize] = c.metadata_heap.len() as u64;
+                c.metadata_len[row as usize] = metadata.len() as u32;
+                c.metadata_heap.extend_from_slice(metadata);
+                c.dirty(row);
+                Applied::Other
+            }
+            Event::CreateNode { node, label } => {
+                self.graph.create_node(*node, *label);
+                Applied::Other
+            }
+            Event::DeleteNode { node } => {
+                self.graph.delete_node(*node);
+                Applied::Other
+            }
+            Event::CreateEdge { from, to, label } => {
+                self.graph.create_edge(*from, *to, *label);
+                Applied::Other
+            }
+            Event::DeleteEdge { from, to, label } => {
+                self.graph.delete_edge(*from, *to, *label);
+                Applied::Other
+            }
+        })
+    }
+
+    /// The state hash, refreshing only what changed since the last call.
+    pub fn state_hash(&mut self) -> Hash32 {
+        let collection_hashes: Vec<Hash32> = self
+            .collections
+            .values_mut()
+            .map(Collection::hash)
+            .collect();
+        let graph = self.graph.hash();
+        hash::state_hash(collection_hashes.iter(), &graph)
+    }
+
+    /// The state hash from scratch, ignoring every cache.
+    pub fn state_hash_uncached(&self) -> Hash32 {
+        let collection_hashes: Vec<Hash32> = self
+            .collections
+            .values()
+            .map(Collection::hash_uncached)
+            .collect();
+        hash::state_hash(collection_hashes.iter(), &self.graph.hash_uncached())
+    }
+}
+
+#[cfg(test)]
+mod tests;

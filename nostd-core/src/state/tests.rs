@@ -1,0 +1,276 @@
+//! State machine tests: rejected events change nothing, the incremental
+//! hash always equals the hash from scratch, and exact search follows the
+//! `(distance, id)` order of a sort over all rows.
+
+use super::*;
+use crate::event::{IndexParams, Record};
+use crate::rng::SplitMix64;
+use alloc::vec;
+
+fn name(s: &str) -> CollectionName {
+    CollectionName::new(s).unwrap()
+}
+
+fn create(dim: u32) -> Event {
+    Event::CreateCollection {
+        name: name("docs"),
+        config: CollectionConfig {
+            dim,
+            metric: Metric::L2,
+            index: IndexParams::default(),
+        },
+    }
+}
+
+fn insert(id: u64, vector: Vec<i32>, tag: u64) -> Event {
+    Event::Insert {
+        collection: name("docs"),
+        record: Record {
+            id: RecordId(id),
+            vector,
+            tag,
+            metadata: vec![id as u8],
+        },
+    }
+}
+
+/// A random event, valid or not, over a small id space so that conflicts
+/// (duplicates, unknown ids, missing nodes) are frequent.
+fn random_event(rng: &mut SplitMix64) -> Event {
+    let c = name(if rng.below(4) == 0 { "other" } else { "docs" });
+    let id = RecordId(rng.below(40));
+    let dim = if rng.below(20) == 0 { 3 } else { 4 };
+    let vector: Vec<i32> = (0..dim)
+        .map(|_| rng.below(1 << 20) as i32 - (1 << 19))
+        .collect();
+    match rng.below(12) {
+        0 => Event::CreateCollection {
+            name: c,
+            config: CollectionConfig {
+                dim: 4,
+                metric: Metric::L2,
+                index: IndexParams::default(),
+            },
+        },
+        1 => Event::DropCollection { name: c },
+        2 | 3 => Event::Insert {
+            collection: c,
+            record: Record {
+                id,
+                vector,
+                tag: rng.below(3),
+                metadata: vec![1; rng.below(5) as usize],
+            },
+        },
+        4 => {
+            let mut batch = Batch::new(4);
+            for _ in 0..1 + rng.below(5) {
+                let v: Vec<i32> = (0..4).map(|_| rng.below(1000) as i32).collect();
+                batch.push(RecordId(rng.below(40)), &v, rng.below(3), &[2, 3]);
+            }
+            Event::InsertBatch {
+                collection: c,
+                batch,
+            }
+        }
+        5 => Event::Delete { collection: c, id },
+        6 => Event::SetTag {
+            collection: c,
+            id,
+            tag: rng.below(3),
+        },
+        7 => Event::SetMetadata {
+            collection: c,
+            id,
+            metadata: vec![9; rng.below(4) as usize],
+        },
+        8 => Event::CreateNode {
+            node: NodeId(rng.below(6)),
+            label: rng.below(2),
+        },
+        9 => Event::DeleteNode {
+            node: NodeId(rng.below(6)),
+        },
+        10 => Event::CreateEdge {
+            from: NodeId(rng.below(6)),
+            to: NodeId(rng.below(6)),
+            label: rng.below(2),
+        },
+        _ => Event::DeleteEdge {
+            from: NodeId(rng.below(6)),
+            to: NodeId(rng.below(6)),
+            label: rng.below(2),
+        },
+    }
+}
+
+/// Over thousands of random events: a rejected event leaves the hash as it
+/// was, and after every event the cached hash equals the hash from scratch.
+#[test]
+fn rejected_events_change_nothing_and_cache_is_exact() {
+    for seed in 0..20u64 {
+        let mut rng = SplitMix64::new(seed);
+        let mut state = State::new();
+        state.apply(&create(4)).unwrap();
+        let mut rejected = 0;
+        for step in 0..400 {
+            let event = random_event(&mut rng);
+            let before = state.state_hash();
+            match state.apply(&event) {
+                Ok(_) => {}
+                Err(_) => {
+                    rejected += 1;
+                    assert_eq!(
+                        state.state_hash(),
+                        before,
+                        "seed {seed} step {step}: {event:?}"
+                    );
+                }
+            }
+            assert_eq!(
+                state.state_hash(),
+                state.state_hash_uncached(),
+                "seed {seed} step {step}"
+            );
+        }
+        assert!(
+            rejected > 0,
+            "seed {seed}: the workload must exercise rejections"
+        );
+    }
+}
+
+/// Each kind of bad input is rejected with the error that names it.
+#[test]
+fn bad_input_named() {
+    let mut s = State::new();
+    s.apply(&create(2)).unwrap();
+    s.apply(&insert(1, vec![1, 2], 0)).unwrap();
+    assert!(matches!(
+        s.apply(&insert(1, vec![1, 2], 0)),
+        Err(ApplyError::DuplicateId { .. })
+    ));
+    assert!(matches!(
+        s.apply(&insert(2, vec![1, 2, 3], 0)),
+        Err(ApplyError::DimensionMismatch {
+            expected: 2,
+            got: 3,
+            ..
+        })
+    ));
+    let big = Event::SetMetadata {
+        collection: name("docs"),
+        id: RecordId(1),
+        metadata: vec![0; limits::METADATA_BYTES_MAX as usize + 1],
+    };
+    assert!(matches!(
+        s.apply(&big),
+        Err(ApplyError::MetadataTooLarge { .. })
+    ));
+    assert!(matches!(
+        s.apply(&Event::Delete {
+            collection: name("nope"),
+            id: RecordId(1)
+        }),
+        Err(ApplyError::UnknownCollection(_))
+    ));
+    assert!(matches!(
+        s.apply(&create(2)),
+        Err(ApplyError::CollectionExists(_))
+    ));
+    let mut batch = Batch::new(2);
+    batch.push(RecordId(5), &[0, 0], 0, &[]);
+    batch.push(RecordId(5), &[0, 0], 0, &[]);
+    let dup = Event::InsertBatch {
+        collection: name("docs"),
+        batch,
+    };
+    assert!(matches!(
+        s.apply(&dup),
+        Err(ApplyError::DuplicateId {
+            id: RecordId(5),
+            ..
+        })
+    ));
+    assert_eq!(s.collection(&name("docs")).unwrap().rows(), 1);
+}
+
+/// Exact search returns the first k of all live rows sorted by
+/// (distance, id), with and without a tag filter, including ties.
+#[test]
+fn exact_search_total_order() {
+    let mut s = State::new();
+    s.apply(&create(2)).unwrap();
+    let mut rng = SplitMix64::new(7);
+    for id in 0..300u64 {
+        // Few distinct points: many exact ties.
+        let v = vec![(rng.below(5) as i32) << 16, (rng.below(5) as i32) << 16];
+        s.apply(&insert(id, v, id % 3)).unwrap();
+    }
+    for id in (0..300u64).step_by(7) {
+        s.apply(&Event::Delete {
+            collection: name("docs"),
+            id: RecordId(id),
+        })
+        .unwrap();
+    }
+    let c = s.collection(&name("docs")).unwrap();
+    let q = [2 << 16, 1 << 16];
+    for tag in [None, Some(1)] {
+        let mut all: Vec<(Distance, RecordId)> = (0..c.rows())
+            .filter(|&r| !c.deleted()[r] && tag.is_none_or(|t| c.tags()[r] == t))
+            .map(|r| {
+                let v = c.vector(r);
+                let d = (i128::from(v[0] - q[0])).pow(2) + (i128::from(v[1] - q[1])).pow(2);
+                (Distance(d), c.ids()[r])
+            })
+            .collect();
+        all.sort();
+        for k in [1, 10, 57, 1000] {
+            let got = c.search_exact(&q, k, tag);
+            assert_eq!(got, all[..k.min(all.len())].to_vec(), "k {k} tag {tag:?}");
+        }
+    }
+}
+
+/// Graph: deleting a node removes its edges both ways; edges need nodes.
+#[test]
+fn graph_node_delete_cascades() {
+    let mut s = State::new();
+    for n in 0..3 {
+        s.apply(&Event::CreateNode {
+            node: NodeId(n),
+            label: 0,
+        })
+        .unwrap();
+    }
+    s.apply(&Event::CreateEdge {
+        from: NodeId(0),
+        to: NodeId(1),
+        label: 4,
+    })
+    .unwrap();
+    s.apply(&Event::CreateEdge {
+        from: NodeId(2),
+        to: NodeId(0),
+        label: 4,
+    })
+    .unwrap();
+    s.apply(&Event::CreateEdge {
+        from: NodeId(1),
+        to: NodeId(2),
+        label: 4,
+    })
+    .unwrap();
+    assert!(matches!(
+        s.apply(&Event::CreateEdge {
+            from: NodeId(0),
+            to: NodeId(9),
+            label: 1
+        }),
+        Err(ApplyError::UnknownNode(NodeId(9)))
+    ));
+    s.apply(&Event::DeleteNode { node: NodeId(0) }).unwrap();
+    let edges: Vec<_> = s.graph().edges().collect();
+    assert_eq!(edges, vec![(NodeId(1), NodeId(2), 4)]);
+}

@@ -1,0 +1,2 @@
+//! The only crate that knows network protocols (Postgres wire, HTTP, Arrow
+//! Flight) and serialisation formats. It also holds the `valori` binary.
