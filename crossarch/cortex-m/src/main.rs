@@ -18,12 +18,12 @@ use panic_semihosting as _;
 static HEAP: Heap = Heap::empty();
 
 const HEAP_BYTES: usize = 3 * 1024 * 1024;
+static mut HEAP_MEM: [MaybeUninit<u8>; HEAP_BYTES] = [MaybeUninit::uninit(); HEAP_BYTES];
 
 #[entry]
 fn main() -> ! {
-    static mut HEAP_MEM: [MaybeUninit<u8>; HEAP_BYTES] = [MaybeUninit::uninit(); HEAP_BYTES];
-    // SAFETY: cortex-m-rt gives `entry` exclusive access to its `static mut`
-    // locals, and the heap is initialised once, before any allocation.
+    // SAFETY: HEAP_MEM is used by nothing but the heap, which is initialised
+    // once, here, before any allocation.
     unsafe { HEAP.init(&raw mut HEAP_MEM as usize, HEAP_BYTES) }
 
     let mut report = String::new();

@@ -97,11 +97,9 @@ fn extremes() {
 /// Every length from 0 to 70 exercises each tail of each SIMD loop.
 #[test]
 fn every_tail_length() {
-    for n in 0..70 {
-        let a: Vec<i32> = (0..n).map(|i| (i as i32 * 7919) % 65536 - 30000).collect();
-        let b: Vec<i32> = (0..n)
-            .map(|i| (i as i32 * 104729) % 99991 - 50000)
-            .collect();
+    for n in 0..70i32 {
+        let a: Vec<i32> = (0..n).map(|i| (i * 7919) % 65536 - 30000).collect();
+        let b: Vec<i32> = (0..n).map(|i| (i * 104729) % 99991 - 50000).collect();
         check_all_paths(&a, &b);
     }
 }
