@@ -1,5 +1,555 @@
-//! The database engine: it owns the [`State`](valori_core::state::State) and
-//! is the only writer of it. The durable event log, recovery, snapshots and
-//! proofs are built here on top of the deterministic core.
+//! The database engine: the only writer of the [`State`].
+//!
+//! - [`Engine`] owns the state, the open log segment and the log's Merkle
+//!   tree. [`Engine::submit`] turns an event into a durable log frame and
+//!   an applied change, sharing one fsync among all writers that arrive
+//!   while the previous fsync runs (group commit).
+//! - [`wal`] is the log format: segments of checksummed frames, each
+//!   carrying its sequence number and the log's Merkle root after it.
+//! - [`recovery`] opens a data directory: newest valid snapshot, replay of
+//!   the log after it, torn-tail truncation, checkpoint check.
+//! - [`storage`] is the seam to the disk; [`storage::sim`] models crashes
+//!   and injects failures.
+//! - [`verify`] recomputes everything from the files, read-only, for
+//!   `valori verify`.
+//!
+//! A data directory holds `wal/` (segments), `snapshots/` and `checkpoint`.
 
-pub use valori_columnar::State;
+pub mod error;
+mod recovery;
+pub mod storage;
+pub mod stress;
+pub mod verify;
+pub mod wal;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{
+    Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
+
+use valori_columnar::snapshot::{SnapshotMeta, write_snapshot};
+use valori_core::event::Event;
+use valori_core::hash::Hash32;
+use valori_core::merkle::{MerkleLog, leaf_hash};
+use valori_core::state::{State, StateHashes};
+
+pub use error::{EngineError, StorageOp};
+pub use recovery::RecoveryReport;
+use storage::{FsStorage, Storage, StorageFile};
+pub use valori_core::state::State as EngineState;
+
+/// Tunables of an engine.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Size at which the log starts a new segment.
+    pub wal_segment_bytes_max: u64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            wal_segment_bytes_max: wal::WAL_SEGMENT_BYTES_MAX,
+        }
+    }
+}
+
+/// What a durable write returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// Sequence number of the event in the log (0-based).
+    pub seq: u64,
+    /// Merkle root of the log up to and including this event.
+    pub log_root: Hash32,
+}
+
+/// Everything a client needs to check the database's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateProof {
+    /// Events in the log.
+    pub log_size: u64,
+    /// Merkle root over all events.
+    pub log_root: Hash32,
+    pub hashes: StateHashes,
+}
+
+/// Proof that event `seq` is in the log of `size` events with `root`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InclusionProof {
+    pub seq: u64,
+    pub size: u64,
+    pub leaf: Hash32,
+    pub root: Hash32,
+    pub path: Vec<Hash32>,
+}
+
+/// Proof that the log of `old_size` events is a prefix of the log of
+/// `new_size` events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsistencyProof {
+    pub old_size: u64,
+    pub new_size: u64,
+    pub old_root: Hash32,
+    pub new_root: Hash32,
+    pub path: Vec<Hash32>,
+}
+
+/// A snapshot written to the data directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub events: u64,
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub state_hash: Hash32,
+    pub log_root: Hash32,
+}
+
+/// The writer side: the open segment and the Merkle tree of the log.
+#[derive(Debug)]
+struct Writer {
+    wal: wal::WalWriter,
+    merkle: MerkleLog,
+    frames: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    ticket: u64,
+    event: Event,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    pending: VecDeque<Pending>,
+    committing: bool,
+    next_ticket: u64,
+    done: BTreeMap<u64, Result<Receipt, EngineError>>,
+}
+
+/// A Valori database.
+#[derive(Debug)]
+pub struct Engine {
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+    options: EngineOptions,
+    state: RwLock<State>,
+    writer: Mutex<Writer>,
+    queue: Mutex<Queue>,
+    committed: Condvar,
+    proof: RwLock<StateProof>,
+    failed: OnceLock<EngineError>,
+    recovery: RecoveryReport,
+}
+
+/// Name of the checkpoint file in the data directory.
+pub const CHECKPOINT_FILE: &str = "checkpoint";
+/// Folder of the log segments.
+pub const WAL_DIR: &str = "wal";
+/// Folder of the snapshots.
+pub const SNAPSHOT_DIR: &str = "snapshots";
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Poisoning means a thread panicked while holding the lock; the engine
+    // state behind it is checked data, and the failure is reported through
+    // `failed` where it matters.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Engine {
+    /// Opens (or creates) the database in `dir` on the real file system.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Engine, EngineError> {
+        Engine::open_with(Arc::new(FsStorage), dir.as_ref(), EngineOptions::default())
+    }
+
+    /// Opens (or creates) the database in `dir` on `storage`.
+    pub fn open_with(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        options: EngineOptions,
+    ) -> Result<Engine, EngineError> {
+        let recovered = recovery::recover(storage.as_ref(), dir, &options)?;
+        let recovery::Recovered {
+            mut state,
+            merkle,
+            wal,
+            report,
+        } = recovered;
+        let hashes = state.hashes();
+        let proof = StateProof {
+            log_size: merkle.len(),
+            log_root: merkle.root(),
+            hashes,
+        };
+        Ok(Engine {
+            storage,
+            dir: dir.to_path_buf(),
+            options,
+            state: RwLock::new(state),
+            writer: Mutex::new(Writer {
+                wal,
+                merkle,
+                frames: Vec::new(),
+            }),
+            queue: Mutex::new(Queue::default()),
+            committed: Condvar::new(),
+            proof: RwLock::new(proof),
+            failed: OnceLock::new(),
+            recovery: report,
+        })
+    }
+
+    /// What recovery found when the engine opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn check_failed(&self) -> Result<(), EngineError> {
+        match self.failed.get() {
+            Some(e) => Err(EngineError::Failed(Arc::new(e.clone()))),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes `event` durable and applies it. Returns once the event's frame
+    /// is fsynced; a rejected event never reaches the log. Concurrent
+    /// callers share fsyncs.
+    pub fn submit(&self, event: Event) -> Result<Receipt, EngineError> {
+        self.check_failed()?;
+        let ticket = {
+            let mut q = lock(&self.queue);
+            let ticket = q.next_ticket;
+            q.next_ticket += 1;
+            q.pending.push_back(Pending { ticket, event });
+            ticket
+        };
+        let mut q = lock(&self.queue);
+        loop {
+            if let Some(result) = q.done.remove(&ticket) {
+                return result;
+            }
+            if !q.committing {
+                q.committing = true;
+                let group: Vec<Pending> = q.pending.drain(..).collect();
+                drop(q);
+                let results = self.commit_group(group);
+                q = lock(&self.queue);
+                q.done.extend(results);
+                q.committing = false;
+                self.committed.notify_all();
+                continue;
+            }
+            q = self.committed.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Applies and logs one group. The state's write lock is held until the
+    /// group is durable, so no reader ever sees an event that a crash could
+    /// take back.
+    fn commit_group(&self, group: Vec<Pending>) -> Vec<(u64, Result<Receipt, EngineError>)> {
+        let mut results = Vec::with_capacity(group.len());
+        if let Err(e) = self.check_failed() {
+            return group
+                .into_iter()
+                .map(|p| (p.ticket, Err(e.clone())))
+                .collect();
+        }
+        let mut writer = lock(&self.writer);
+        let mut state = write(&self.state);
+        let Writer {
+            wal,
+            merkle,
+            frames,
+        } = &mut *writer;
+        frames.clear();
+        let first_seq = merkle.len();
+        let mut accepted = Vec::new();
+        for p in group {
+            let bytes = p.event.encode();
+            if bytes.len() > valori_core::limits::EVENT_BYTES_MAX as usize {
+                let max = u64::from(valori_core::limits::EVENT_BYTES_MAX);
+                results.push((
+                    p.ticket,
+                    Err(EngineError::EventTooLarge {
+                        len: bytes.len() as u64,
+                        max,
+                    }),
+                ));
+                continue;
+            }
+            if let Err(e) = state.apply(&p.event) {
+                results.push((p.ticket, Err(EngineError::Rejected(e))));
+                continue;
+            }
+            let seq = merkle.len();
+            merkle.push_leaf(leaf_hash(&bytes));
+            let root = merkle.root();
+            wal::encode_frame(frames, seq, &root, &bytes);
+            accepted.push((
+                p.ticket,
+                Receipt {
+                    seq,
+                    log_root: root,
+                },
+            ));
+        }
+        if accepted.is_empty() {
+            return results;
+        }
+        if let Err(e) = wal.append_durable(self.storage.as_ref(), first_seq, frames) {
+            // The state now holds events that may not be durable: stop,
+            // and let a restart recover exactly what the disk kept.
+            let _ = self.failed.set(e.clone());
+            results.extend(accepted.into_iter().map(|(t, _)| (t, Err(e.clone()))));
+            return results;
+        }
+        let hashes = state.hashes();
+        *write(&self.proof) = StateProof {
+            log_size: merkle.len(),
+            log_root: merkle.root(),
+            hashes,
+        };
+        results.extend(accepted.into_iter().map(|(t, r)| (t, Ok(r))));
+        results
+    }
+
+    /// Runs `f` on the current durable state.
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> Result<R, EngineError> {
+        self.check_failed()?;
+        let state = read(&self.state);
+        self.check_failed()?;
+        Ok(f(&state))
+    }
+
+    /// The state hash, its parts, and the log's size and root. Maintained
+    /// at every commit, so this is a copy, not a computation.
+    pub fn proof(&self) -> Result<StateProof, EngineError> {
+        self.check_failed()?;
+        Ok(read(&self.proof).clone())
+    }
+
+    /// Events in the log.
+    pub fn log_size(&self) -> u64 {
+        read(&self.proof).log_size
+    }
+
+    /// Inclusion proof of event `seq` in the log of `size` events (the
+    /// current size if `None`).
+    pub fn inclusion_proof(
+        &self,
+        seq: u64,
+        size: Option<u64>,
+    ) -> Result<InclusionProof, EngineError> {
+        self.check_failed()?;
+        let writer = lock(&self.writer);
+        let size = size.unwrap_or(writer.merkle.len());
+        let out_of_range = || EngineError::OutOfRange {
+            what: format!("event {seq} in a log of {size}"),
+            size: writer.merkle.len(),
+        };
+        let path = writer
+            .merkle
+            .inclusion_proof(seq, size)
+            .ok_or_else(out_of_range)?;
+        let leaf = writer.merkle.leaf(seq).ok_or_else(out_of_range)?;
+        let root = writer.merkle.root_at(size).ok_or_else(out_of_range)?;
+        Ok(InclusionProof {
+            seq,
+            size,
+            leaf,
+            root,
+            path,
+        })
+    }
+
+    /// Consistency proof between the log at `old_size` and at `new_size`.
+    pub fn consistency_proof(
+        &self,
+        old_size: u64,
+        new_size: u64,
+    ) -> Result<ConsistencyProof, EngineError> {
+        self.check_failed()?;
+        let writer = lock(&self.writer);
+        let out_of_range = || EngineError::OutOfRange {
+            what: format!("sizes {old_size}..{new_size}"),
+            size: writer.merkle.len(),
+        };
+        let path = writer
+            .merkle
+            .consistency_proof(old_size, new_size)
+            .ok_or_else(out_of_range)?;
+        let old_root = writer.merkle.root_at(old_size).ok_or_else(out_of_range)?;
+        let new_root = writer.merkle.root_at(new_size).ok_or_else(out_of_range)?;
+        Ok(ConsistencyProof {
+            old_size,
+            new_size,
+            old_root,
+            new_root,
+            path,
+        })
+    }
+
+    /// Writes a snapshot of the current state into `snapshots/` (temp file,
+    /// fsync, rename, directory fsync), then records a checkpoint. Writes
+    /// wait while it runs.
+    pub fn snapshot(&self) -> Result<SnapshotInfo, EngineError> {
+        self.check_failed()?;
+        let writer = lock(&self.writer);
+        let mut state = write(&self.state);
+        let events = writer.merkle.len();
+        let log_root = writer.merkle.root();
+        let state_hash = state.state_hash();
+        let meta = SnapshotMeta {
+            events,
+            state_hash,
+            log_root,
+            log_leaves: writer.merkle.leaves().to_vec(),
+        };
+        let dir = self.dir.join(SNAPSHOT_DIR);
+        let name = recovery::snapshot_name(events);
+        let path = dir.join(&name);
+        let tmp = dir.join(format!("{name}.tmp"));
+        let bytes = {
+            let file = self
+                .storage
+                .create(&tmp)
+                .map_err(|e| EngineError::storage(StorageOp::Create, &tmp, e))?;
+            let mut out = CountingWriter {
+                file,
+                written: 0,
+                buf: Vec::with_capacity(1 << 20),
+            };
+            let result = write_snapshot(&mut state, &meta, &mut out).and_then(|()| out.flush_buf());
+            result.map_err(|e| EngineError::storage(StorageOp::Write, &tmp, e))?;
+            out.file
+                .sync()
+                .map_err(|e| EngineError::storage(StorageOp::Sync, &tmp, e))?;
+            out.written
+        };
+        self.storage
+            .rename(&tmp, &path)
+            .map_err(|e| EngineError::storage(StorageOp::Rename, &tmp, e))?;
+        self.storage
+            .sync_dir(&dir)
+            .map_err(|e| EngineError::storage(StorageOp::SyncDir, &dir, e))?;
+        recovery::write_checkpoint(
+            self.storage.as_ref(),
+            &self.dir,
+            events,
+            &state_hash,
+            &log_root,
+        )?;
+        Ok(SnapshotInfo {
+            events,
+            path,
+            bytes,
+            state_hash,
+            log_root,
+        })
+    }
+
+    /// Snapshots in the data directory, oldest first, as `(events, path)`.
+    pub fn snapshots(&self) -> Result<Vec<(u64, PathBuf)>, EngineError> {
+        recovery::list_snapshots(self.storage.as_ref(), &self.dir)
+    }
+
+    /// Removes log segments whose every event is covered by the newest
+    /// snapshot. Returns the removed segment paths.
+    pub fn retire_log(&self) -> Result<Vec<PathBuf>, EngineError> {
+        self.check_failed()?;
+        let writer = lock(&self.writer);
+        let Some((covered, _)) = self.snapshots()?.pop() else {
+            return Ok(Vec::new());
+        };
+        let wal_dir = self.dir.join(WAL_DIR);
+        let segments = recovery::list_segments(self.storage.as_ref(), &wal_dir)?;
+        let mut removed = Vec::new();
+        for pair in segments.windows(2) {
+            let (first, path) = &pair[0];
+            let next_first = pair[1].0;
+            // Every event of this segment is below next_first; the open
+            // segment is never the first of a pair.
+            if next_first <= covered && *first != writer.wal.segment_first() {
+                self.storage
+                    .remove(path)
+                    .map_err(|e| EngineError::storage(StorageOp::Remove, path, e))?;
+                removed.push(path.clone());
+            }
+        }
+        if !removed.is_empty() {
+            self.storage
+                .sync_dir(&wal_dir)
+                .map_err(|e| EngineError::storage(StorageOp::SyncDir, &wal_dir, e))?;
+        }
+        Ok(removed)
+    }
+
+    /// Records a checkpoint (event count, state hash, log root) so that the
+    /// next recovery can check it reached exactly this state. Call before a
+    /// clean shutdown.
+    pub fn checkpoint(&self) -> Result<(), EngineError> {
+        self.check_failed()?;
+        let writer = lock(&self.writer);
+        let state = read(&self.proof);
+        debug_assert_eq!(state.log_size, writer.merkle.len());
+        recovery::write_checkpoint(
+            self.storage.as_ref(),
+            &self.dir,
+            state.log_size,
+            &state.hashes.state,
+            &state.log_root,
+        )
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+}
+
+/// Buffers writes to a [`StorageFile`] and counts bytes.
+struct CountingWriter {
+    file: Box<dyn StorageFile>,
+    written: u64,
+    buf: Vec<u8>,
+}
+
+impl CountingWriter {
+    fn flush_buf(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.file.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+impl Write for CountingWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.written += data.len() as u64;
+        if self.buf.len() + data.len() > self.buf.capacity() {
+            self.flush_buf()?;
+        }
+        if data.len() >= self.buf.capacity() {
+            self.file.write_all(data)?;
+        } else {
+            self.buf.extend_from_slice(data);
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_buf()
+    }
+}

@@ -203,6 +203,27 @@ impl Collection {
         Kernel::new(self.dim(), self.max_abs, distance::max_abs(query))
     }
 
+    /// Appends a stored row, live or deleted, as snapshot loading does.
+    /// Rows must come in row order. Checks what `apply` would check, so a
+    /// damaged snapshot cannot build a state no log could have built.
+    pub fn restore_row(
+        &mut self,
+        id: RecordId,
+        vector: &[i32],
+        tag: u64,
+        metadata: &[u8],
+        deleted: bool,
+    ) -> Result<(), ApplyError> {
+        self.check_record(id, vector.len() as u64, metadata.len() as u64)?;
+        self.push_row(id, vector, tag, metadata);
+        if deleted {
+            let row = self.rows() as u32 - 1;
+            self.deleted[row as usize] = true;
+            self.rows_by_id.remove(&id);
+        }
+        Ok(())
+    }
+
     fn push_row(&mut self, id: RecordId, vector: &[i32], tag: u64, metadata: &[u8]) {
         let row = self.ids.len() as u32;
         self.ids.push(id);
@@ -368,6 +389,15 @@ impl Collection {
         }
         heap.into_sorted_vec()
     }
+}
+
+/// The state hash and the hashes it is made of.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct StateHashes {
+    pub state: Hash32,
+    /// Per collection, in name order.
+    pub collections: Vec<(CollectionName, Hash32)>,
+    pub graph: Hash32,
 }
 
 /// The whole database state.
@@ -562,15 +592,33 @@ impl State {
         })
     }
 
+    /// Mutable access to a collection, for snapshot loading
+    /// ([`Collection::restore_row`]); every other change goes through
+    /// [`State::apply`].
+    pub fn collection_for_restore(&mut self, name: &CollectionName) -> Option<&mut Collection> {
+        self.collections.get_mut(name)
+    }
+
     /// The state hash, refreshing only what changed since the last call.
     pub fn state_hash(&mut self) -> Hash32 {
-        let collection_hashes: Vec<Hash32> = self
+        self.hashes().state
+    }
+
+    /// The state hash with its parts: each collection's hash (in name
+    /// order) and the graph hash. Refreshes only what changed.
+    pub fn hashes(&mut self) -> StateHashes {
+        let collections: Vec<(CollectionName, Hash32)> = self
             .collections
             .values_mut()
-            .map(Collection::hash)
+            .map(|c| (c.name.clone(), c.hash()))
             .collect();
         let graph = self.graph.hash();
-        hash::state_hash(collection_hashes.iter(), &graph)
+        let state = hash::state_hash(collections.iter().map(|(_, h)| h), &graph);
+        StateHashes {
+            state,
+            collections,
+            graph,
+        }
     }
 
     /// The state hash from scratch, ignoring every cache.

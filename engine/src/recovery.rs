@@ -1,0 +1,376 @@
+//! Opening a data directory: load the newest valid snapshot, replay the log
+//! after it, truncate a torn tail, and check the result against the last
+//! checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use valori_columnar::snapshot::read_snapshot;
+use valori_core::event::Event;
+use valori_core::hash::Hash32;
+use valori_core::merkle::{MerkleLog, leaf_hash};
+use valori_core::state::State;
+
+use crate::error::{EngineError, StorageOp};
+use crate::storage::Storage;
+use crate::wal::{self, WalWriter};
+use crate::{CHECKPOINT_FILE, EngineOptions, SNAPSHOT_DIR, WAL_DIR};
+
+/// What recovery did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Events covered by the snapshot that was loaded (0 if none).
+    pub snapshot_events: u64,
+    /// Snapshot file loaded, if any.
+    pub snapshot: Option<PathBuf>,
+    /// Newer snapshots that could not be used, with the reason.
+    pub skipped_snapshots: Vec<(PathBuf, String)>,
+    /// Events replayed from the log after the snapshot.
+    pub replayed_events: u64,
+    /// Events in the log after recovery.
+    pub log_size: u64,
+    /// Bytes of a torn tail that were truncated, and where.
+    pub truncated: Option<(PathBuf, u64, u64)>,
+    /// Whether a checkpoint was found and matched.
+    pub checkpoint_checked: bool,
+}
+
+pub(crate) struct Recovered {
+    pub state: State,
+    pub merkle: MerkleLog,
+    pub wal: WalWriter,
+    pub report: RecoveryReport,
+}
+
+/// File name of the snapshot covering `events` events.
+pub fn snapshot_name(events: u64) -> String {
+    format!("snap-{events:020}.vsnap")
+}
+
+fn parse_snapshot_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("snap-")?.strip_suffix(".vsnap")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Snapshots in `dir/snapshots`, oldest first.
+pub fn list_snapshots(
+    storage: &dyn Storage,
+    dir: &Path,
+) -> Result<Vec<(u64, PathBuf)>, EngineError> {
+    let snap_dir = dir.join(SNAPSHOT_DIR);
+    if !storage.exists(&snap_dir)
+        && storage
+            .list(&snap_dir)
+            .map(|l| l.is_empty())
+            .unwrap_or(true)
+    {
+        return Ok(Vec::new());
+    }
+    let names = storage
+        .list(&snap_dir)
+        .map_err(|e| EngineError::storage(StorageOp::List, &snap_dir, e))?;
+    let mut out: Vec<(u64, PathBuf)> = names
+        .iter()
+        .filter_map(|n| parse_snapshot_name(n).map(|e| (e, snap_dir.join(n))))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Log segments in `wal_dir`, by first sequence number.
+pub fn list_segments(
+    storage: &dyn Storage,
+    wal_dir: &Path,
+) -> Result<Vec<(u64, PathBuf)>, EngineError> {
+    let names = storage
+        .list(wal_dir)
+        .map_err(|e| EngineError::storage(StorageOp::List, wal_dir, e))?;
+    let mut out: Vec<(u64, PathBuf)> = names
+        .iter()
+        .filter_map(|n| wal::parse_segment_name(n).map(|s| (s, wal_dir.join(n))))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Checkpoint file: magic, version, events, state hash, log root, crc32c.
+const CHECKPOINT_MAGIC: [u8; 8] = *b"VALORCKP";
+const CHECKPOINT_BYTES: usize = 8 + 4 + 8 + 32 + 32 + 4;
+
+/// A recorded checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub events: u64,
+    pub state_hash: Hash32,
+    pub log_root: Hash32,
+}
+
+pub(crate) fn encode_checkpoint(c: &Checkpoint) -> Vec<u8> {
+    let mut out = Vec::with_capacity(CHECKPOINT_BYTES);
+    out.extend_from_slice(&CHECKPOINT_MAGIC);
+    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(&c.events.to_le_bytes());
+    out.extend_from_slice(c.state_hash.as_bytes());
+    out.extend_from_slice(c.log_root.as_bytes());
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+pub(crate) fn decode_checkpoint(bytes: &[u8]) -> Option<Checkpoint> {
+    if bytes.len() != CHECKPOINT_BYTES || bytes[0..8] != CHECKPOINT_MAGIC {
+        return None;
+    }
+    let body = &bytes[..CHECKPOINT_BYTES - 4];
+    let crc = u32::from_le_bytes(bytes[CHECKPOINT_BYTES - 4..].try_into().ok()?);
+    if crc32c::crc32c(body) != crc || u32::from_le_bytes(bytes[8..12].try_into().ok()?) != 1 {
+        return None;
+    }
+    let events = u64::from_le_bytes(bytes[12..20].try_into().ok()?);
+    let state_hash = Hash32(bytes[20..52].try_into().ok()?);
+    let log_root = Hash32(bytes[52..84].try_into().ok()?);
+    Some(Checkpoint {
+        events,
+        state_hash,
+        log_root,
+    })
+}
+
+/// Reads the checkpoint, if there is one.
+pub fn read_checkpoint(
+    storage: &dyn Storage,
+    dir: &Path,
+) -> Result<Option<Checkpoint>, EngineError> {
+    let path = dir.join(CHECKPOINT_FILE);
+    if !storage.exists(&path) {
+        return Ok(None);
+    }
+    let bytes = storage
+        .read(&path)
+        .map_err(|e| EngineError::storage(StorageOp::Read, &path, e))?;
+    decode_checkpoint(&bytes)
+        .map(Some)
+        .ok_or(EngineError::BadCheckpoint { path })
+}
+
+/// Writes the checkpoint atomically (temp file, fsync, rename, directory
+/// fsync).
+pub(crate) fn write_checkpoint(
+    storage: &dyn Storage,
+    dir: &Path,
+    events: u64,
+    state_hash: &Hash32,
+    log_root: &Hash32,
+) -> Result<(), EngineError> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+    let bytes = encode_checkpoint(&Checkpoint {
+        events,
+        state_hash: *state_hash,
+        log_root: *log_root,
+    });
+    let mut file = storage
+        .create(&tmp)
+        .map_err(|e| EngineError::storage(StorageOp::Create, &tmp, e))?;
+    file.write_all(&bytes)
+        .map_err(|e| EngineError::storage(StorageOp::Write, &tmp, e))?;
+    file.sync()
+        .map_err(|e| EngineError::storage(StorageOp::Sync, &tmp, e))?;
+    storage
+        .rename(&tmp, &path)
+        .map_err(|e| EngineError::storage(StorageOp::Rename, &tmp, e))?;
+    storage
+        .sync_dir(dir)
+        .map_err(|e| EngineError::storage(StorageOp::SyncDir, dir, e))
+}
+
+/// Loads the newest snapshot that reads back intact and whose leaves give
+/// its recorded root; records the others as skipped.
+fn load_snapshot(
+    storage: &dyn Storage,
+    dir: &Path,
+    report: &mut RecoveryReport,
+) -> Result<(State, MerkleLog), EngineError> {
+    let mut snapshots = list_snapshots(storage, dir)?;
+    while let Some((_, path)) = snapshots.pop() {
+        let bytes = match storage.read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                report.skipped_snapshots.push((path.clone(), e.to_string()));
+                continue;
+            }
+        };
+        match read_snapshot(&bytes) {
+            Ok((state, meta)) => {
+                let merkle = MerkleLog::from_leaves(meta.log_leaves);
+                let computed = merkle.root();
+                if computed != meta.log_root || merkle.len() != meta.events {
+                    report.skipped_snapshots.push((
+                        path.clone(),
+                        EngineError::SnapshotRootMismatch {
+                            path: path.clone(),
+                            recorded: meta.log_root,
+                            computed,
+                        }
+                        .to_string(),
+                    ));
+                    continue;
+                }
+                report.snapshot_events = meta.events;
+                report.snapshot = Some(path);
+                return Ok((state, merkle));
+            }
+            Err(e) => {
+                let err = EngineError::Snapshot {
+                    path: path.clone(),
+                    source: Arc::new(e),
+                };
+                report.skipped_snapshots.push((path, err.to_string()));
+            }
+        }
+    }
+    Ok((State::new(), MerkleLog::new()))
+}
+
+pub(crate) fn recover(
+    storage: &dyn Storage,
+    dir: &Path,
+    options: &EngineOptions,
+) -> Result<Recovered, EngineError> {
+    let wal_dir = dir.join(WAL_DIR);
+    let snap_dir = dir.join(SNAPSHOT_DIR);
+    for d in [dir, wal_dir.as_path(), snap_dir.as_path()] {
+        storage
+            .create_dir_all(d)
+            .map_err(|e| EngineError::storage(StorageOp::Create, d, e))?;
+    }
+    let mut report = RecoveryReport::default();
+    let checkpoint = read_checkpoint(storage, dir)?;
+    let (mut state, mut merkle) = load_snapshot(storage, dir, &mut report)?;
+    let check_at = |state: &mut State, merkle: &MerkleLog, report: &mut RecoveryReport| {
+        if let Some(c) = checkpoint.filter(|c| c.events == merkle.len()) {
+            let computed = state.state_hash();
+            if computed != c.state_hash {
+                return Err(EngineError::CheckpointMismatch {
+                    events: c.events,
+                    recorded: c.state_hash,
+                    computed,
+                });
+            }
+            if merkle.root() != c.log_root {
+                return Err(EngineError::CheckpointMismatch {
+                    events: c.events,
+                    recorded: c.log_root,
+                    computed: merkle.root(),
+                });
+            }
+            report.checkpoint_checked = true;
+        }
+        Ok(())
+    };
+    check_at(&mut state, &merkle, &mut report)?;
+
+    let segments = list_segments(storage, &wal_dir)?;
+    // (first_seq, seq after the last frame, valid_len, file_len)
+    let mut tail: Option<(u64, u64, u64, u64)> = None;
+    for (i, (name_seq, path)) in segments.iter().enumerate() {
+        let is_last = i + 1 == segments.len();
+        let bytes = storage
+            .read(path)
+            .map_err(|e| EngineError::storage(StorageOp::Read, path, e))?;
+        let scan = wal::scan_segment(&bytes, *name_seq, is_last).map_err(|source| {
+            EngineError::CorruptLog {
+                segment: path.clone(),
+                source,
+            }
+        })?;
+        if scan.first_seq > merkle.len() {
+            return Err(EngineError::LogGap {
+                segment: path.clone(),
+                expected: merkle.len(),
+                found: scan.first_seq,
+            });
+        }
+        for frame in &scan.frames {
+            let leaf = leaf_hash(frame.payload);
+            if frame.seq < merkle.len() {
+                // Covered by the snapshot: the log must agree with it.
+                if merkle.leaf(frame.seq) != Some(leaf)
+                    || merkle.root_at(frame.seq + 1) != Some(frame.root)
+                {
+                    return Err(EngineError::SnapshotLogMismatch {
+                        segment: path.clone(),
+                        seq: frame.seq,
+                    });
+                }
+                continue;
+            }
+            let event = Event::decode(frame.payload).map_err(|source| EngineError::BadEvent {
+                segment: path.clone(),
+                seq: frame.seq,
+                offset: frame.offset,
+                source,
+            })?;
+            state
+                .apply(&event)
+                .map_err(|source| EngineError::ReplayRejected {
+                    segment: path.clone(),
+                    seq: frame.seq,
+                    source,
+                })?;
+            merkle.push_leaf(leaf);
+            let computed = merkle.root();
+            if computed != frame.root {
+                return Err(EngineError::RootMismatch {
+                    segment: path.clone(),
+                    seq: frame.seq,
+                    recorded: frame.root,
+                    computed,
+                });
+            }
+            report.replayed_events += 1;
+            check_at(&mut state, &merkle, &mut report)?;
+        }
+        if let Some(at) = scan.torn_at {
+            report.truncated = Some((path.clone(), at, bytes.len() as u64 - at));
+        }
+        if is_last {
+            let end = scan.first_seq + scan.frames.len() as u64;
+            tail = Some((scan.first_seq, end, scan.valid_len, bytes.len() as u64));
+        }
+    }
+    if let Some(c) = checkpoint
+        && c.events > merkle.len()
+    {
+        return Err(EngineError::LogShorterThanCheckpoint {
+            recorded: c.events,
+            found: merkle.len(),
+        });
+    }
+    let max = options.wal_segment_bytes_max;
+    let wal = match tail {
+        Some((first, end, valid_len, file_len)) => {
+            // Truncate a torn tail whatever happens next, so that the
+            // segment reads clean when it is no longer the last one.
+            let reopened = WalWriter::reopen(storage, &wal_dir, first, valid_len, file_len, max)?;
+            if end == merkle.len() {
+                reopened
+            } else {
+                // A snapshot newer than the log's end: start a segment at
+                // the next event so that frames stay contiguous.
+                WalWriter::create(storage, &wal_dir, merkle.len(), max)?
+            }
+        }
+        None => WalWriter::create(storage, &wal_dir, merkle.len(), max)?,
+    };
+    report.log_size = merkle.len();
+    Ok(Recovered {
+        state,
+        merkle,
+        wal,
+        report,
+    })
+}
