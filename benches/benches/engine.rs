@@ -84,29 +84,45 @@ fn create(name: &CollectionName, dim: usize) -> Event {
     }
 }
 
+/// Rounds of the ingest comparison; Valori and the raw disk alternate and
+/// the best of each is kept, so that a noisy virtual disk affects both.
+const INGEST_ROUNDS: usize = 3;
+
 fn ingest(label: &str, folder: &str) -> Result<(), Box<dyn std::error::Error>> {
     let base = read_fvecs(&data_dir().join(folder).join("base.fvecs"))?;
     let q16 = quantize_vector(&base.data)?;
     let name = CollectionName::new("bench")?;
-    let events = batches(&name, &q16, base.dim, 0);
-    let event_bytes: u64 = events.iter().map(|e| e.encode().len() as u64 + 48).sum();
-    let tmp = scratch()?;
-    let engine = Engine::open(tmp.path().join("db"))?;
-    engine.submit(create(&name, base.dim))?;
-    let start = Instant::now();
-    for e in events.iter().cloned() {
-        engine.submit(e)?;
+    let mut best_ours = Duration::MAX;
+    let mut best_raw = Duration::MAX;
+    let mut log_bytes = 0;
+    let mut count = 0;
+    for _ in 0..INGEST_ROUNDS {
+        let events = batches(&name, &q16, base.dim, 0);
+        count = events.len();
+        let tmp = scratch()?;
+        let engine = Engine::open(tmp.path().join("db"))?;
+        engine.submit(create(&name, base.dim))?;
+        let before = engine.log_size();
+        let start = Instant::now();
+        for e in events {
+            engine.submit(e)?;
+        }
+        best_ours = best_ours.min(start.elapsed());
+        assert_eq!(engine.log_size(), before + count as u64);
+        drop(engine);
+        // The bytes the log holds for these batches (frames included).
+        log_bytes = std::fs::read_dir(tmp.path().join("db").join("wal"))?
+            .map(|e| e.and_then(|e| e.metadata()).map(|m| m.len()).unwrap_or(0))
+            .sum::<u64>();
+        let chunk = (log_bytes / count as u64) as usize;
+        best_raw = best_raw.min(raw_write_fsync(&tmp.path().join("raw"), chunk, count)?);
     }
-    let t = start.elapsed();
-    let chunk = (event_bytes / events.len() as u64) as usize;
-    let raw = raw_write_fsync(&tmp.path().join("raw"), chunk, events.len())?;
-    let ours = mb(event_bytes) / t.as_secs_f64();
-    let disk = mb(chunk as u64 * events.len() as u64) / raw.as_secs_f64();
+    let ours = mb(log_bytes) / best_ours.as_secs_f64();
+    let disk = mb(log_bytes) / best_raw.as_secs_f64();
     println!(
-        "| {label} | {} vectors, {} batches | {:.0} vectors/s | {ours:.1} MB/s | {disk:.1} MB/s | {:.2} |",
+        "| {label} | {} vectors, {count} batches | {:.0} vectors/s | {ours:.1} MB/s | {disk:.1} MB/s | {:.2} |",
         base.rows,
-        events.len(),
-        base.rows as f64 / t.as_secs_f64(),
+        base.rows as f64 / best_ours.as_secs_f64(),
         ours / disk
     );
     Ok(())

@@ -65,6 +65,32 @@ pub fn encode_frame(out: &mut Vec<u8>, seq: u64, root: &Hash32, payload: &[u8]) 
     out.extend_from_slice(payload);
 }
 
+/// Starts a frame in `out` whose payload the caller appends next; returns
+/// the frame's start for [`finish_frame`]. Encoding the event straight into
+/// the group's buffer avoids a fresh allocation per event.
+pub fn begin_frame(out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.resize(start + FRAME_HEADER_BYTES, 0);
+    start
+}
+
+/// The payload of the frame begun at `start`.
+pub fn frame_payload(out: &[u8], start: usize) -> &[u8] {
+    &out[start + FRAME_HEADER_BYTES..]
+}
+
+/// Fills in the header of the frame begun at `start`, whose payload is
+/// everything after the header.
+pub fn finish_frame(out: &mut [u8], start: usize, seq: u64, root: &Hash32) {
+    let (header, payload) = out[start..].split_at_mut(FRAME_HEADER_BYTES);
+    let len = payload.len() as u32;
+    let crc = frame_crc(len, seq, root, payload);
+    header[0..4].copy_from_slice(&len.to_le_bytes());
+    header[4..8].copy_from_slice(&crc.to_le_bytes());
+    header[8..16].copy_from_slice(&seq.to_le_bytes());
+    header[16..48].copy_from_slice(root.as_bytes());
+}
+
 fn frame_crc(len: u32, seq: u64, root: &Hash32, payload: &[u8]) -> u32 {
     let mut crc = crc32c::crc32c(&len.to_le_bytes());
     crc = crc32c::crc32c_append(crc, &seq.to_le_bytes());

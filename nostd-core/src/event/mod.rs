@@ -511,10 +511,7 @@ fn put_u64(out: &mut Vec<u8>, v: u64) {
 }
 
 fn put_i32s(out: &mut Vec<u8>, values: &[i32]) {
-    out.reserve(values.len() * 4);
-    for v in values {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
+    crate::hash::put_i32s_le(out, values);
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {

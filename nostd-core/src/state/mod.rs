@@ -238,6 +238,34 @@ impl Collection {
         self.dirty(row);
     }
 
+    /// Appends a checked batch column by column: the same rows as
+    /// `push_row` for each record, with bulk copies.
+    fn push_batch(&mut self, batch: &Batch) {
+        let first = self.ids.len() as u32;
+        self.ids.extend_from_slice(&batch.ids);
+        self.vectors.extend_from_slice(&batch.vectors);
+        self.max_abs = self.max_abs.max(distance::max_abs(&batch.vectors));
+        self.tags.extend_from_slice(&batch.tags);
+        let heap_start = self.metadata_heap.len() as u64;
+        let mut start = 0u32;
+        for &end in &batch.metadata_ends {
+            self.metadata_start.push(heap_start + u64::from(start));
+            self.metadata_len.push(end - start);
+            start = end;
+        }
+        self.metadata_heap.extend_from_slice(&batch.metadata_bytes);
+        self.deleted.resize(self.deleted.len() + batch.len(), false);
+        for (i, id) in batch.ids.iter().enumerate() {
+            self.rows_by_id.insert(*id, first + i as u32);
+        }
+        if !batch.is_empty() {
+            let last = first + batch.len() as u32 - 1;
+            for chunk in (first as usize / CHUNK_ROWS)..=(last as usize / CHUNK_ROWS) {
+                self.dirty((chunk * CHUNK_ROWS) as u32);
+            }
+        }
+    }
+
     fn dirty(&mut self, row: u32) {
         let chunk = row as usize / CHUNK_ROWS;
         if chunk >= self.chunk_hashes.len() {
@@ -315,11 +343,11 @@ impl Collection {
     fn compute_chunk_hash(&self, chunk: usize) -> Hash32 {
         let start = chunk * CHUNK_ROWS;
         let end = (start + CHUNK_ROWS).min(self.rows());
-        let mut h = hash::chunk_hasher(chunk as u64, (end - start) as u32);
+        let mut bytes = Vec::with_capacity((end - start) * (21 + 4 * self.dim()));
         for row in start..end {
-            hash::encode_row(&mut h, self.row_view(row));
+            hash::encode_row(&mut bytes, self.row_view(row));
         }
-        h.finalize().into()
+        hash::chunk_hash(chunk as u64, (end - start) as u32, &bytes)
     }
 
     /// The collection hash, refreshing dirty chunks.
@@ -499,6 +527,14 @@ impl State {
     /// Applies one event. On error nothing changed.
     pub fn apply(&mut self, event: &Event) -> Result<Applied, ApplyError> {
         self.check(event)?;
+        self.apply_checked(event)
+    }
+
+    /// Applies an event that [`State::check`] accepted against exactly this
+    /// state, without checking it again. The engine uses it to apply an
+    /// event while its log frame is being fsynced. An event that was not
+    /// checked may be applied in part.
+    pub fn apply_checked(&mut self, event: &Event) -> Result<Applied, ApplyError> {
         Ok(match event {
             Event::CreateCollection { name, config } => {
                 self.collections
@@ -522,16 +558,7 @@ impl State {
             Event::InsertBatch { collection, batch } => {
                 let c = self.collection_mut(collection)?;
                 let first_row = c.rows() as u32;
-                c.ids.reserve(batch.len());
-                c.vectors.reserve(batch.vectors.len());
-                for i in 0..batch.len() {
-                    c.push_row(
-                        batch.ids[i],
-                        batch.vector(i),
-                        batch.tags[i],
-                        batch.metadata(i),
-                    );
-                }
+                c.push_batch(batch);
                 Applied::Appended {
                     collection: collection.clone(),
                     first_row,
