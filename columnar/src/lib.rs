@@ -20,6 +20,7 @@
 
 pub mod arrow;
 pub mod snapshot;
+pub mod texmex;
 
 pub use snapshot::{SnapshotError, SnapshotMeta, read_snapshot, write_snapshot};
 pub use valori_core::state::{Collection, State};

@@ -33,11 +33,13 @@
 use std::fmt;
 use std::io::{self, Write};
 
+use std::collections::BTreeMap;
 use valori_core::Metric;
 use valori_core::event::{
     CollectionConfig, CollectionName, Event, IndexParams, NameError, NodeId, RecordId,
 };
 use valori_core::hash::Hash32;
+use valori_core::hnsw::{Hnsw, IndexError};
 use valori_core::state::{ApplyError, Collection, State};
 
 /// First eight bytes of every snapshot file.
@@ -136,6 +138,12 @@ pub enum SnapshotError {
         collection: CollectionName,
         row: u64,
         source: ApplyError,
+    },
+    #[error("collection {collection}: the index at byte {offset} is invalid: {source}")]
+    InvalidIndex {
+        offset: u64,
+        collection: CollectionName,
+        source: IndexError,
     },
     #[error("graph {what} at byte {offset} does not follow the previous one in key order")]
     GraphOrder { offset: u64, what: GraphPart },
@@ -266,6 +274,37 @@ fn write_collection<W: Write>(w: &mut HashingWriter<'_, W>, c: &Collection) -> i
             .expect("invariant: the state machine caps metadata at 64 KiB");
         w.put_u32(len)?;
         w.put(metadata)?;
+    }
+    write_index(w, c)
+}
+
+/// The HNSW graph of a collection: entry, layer-0 links (used slots only),
+/// then the upper layers of the nodes that have them, in row order.
+fn write_index<W: Write>(w: &mut HashingWriter<'_, W>, c: &Collection) -> io::Result<()> {
+    let index = c.index();
+    assert_eq!(
+        index.len(),
+        c.rows(),
+        "invariant: every row of {} is in its graph",
+        c.name()
+    );
+    let parts = index.parts();
+    w.put_u32(parts.entry.unwrap_or(u32::MAX))?;
+    w.put_mapped(parts.len0, |n| n.to_le_bytes())?;
+    let m0 = index.m0();
+    for (row, &n) in parts.len0.iter().enumerate() {
+        w.put_mapped(&parts.links0[row * m0..row * m0 + usize::from(n)], |l| {
+            l.to_le_bytes()
+        })?;
+    }
+    w.put_u32(parts.upper.len() as u32)?;
+    for (&row, layers) in parts.upper {
+        w.put_u32(row)?;
+        w.put(&[layers.len() as u8])?;
+        for links in layers {
+            w.put(&(links.len() as u16).to_le_bytes())?;
+            w.put_mapped(links, |l| l.to_le_bytes())?;
+        }
     }
     Ok(())
 }
@@ -493,6 +532,9 @@ struct CollectionFrame<'a> {
     /// `(u32 len ‖ bytes) × rows`, already walked once.
     metadata: &'a [u8],
     metadata_offset: u64,
+    /// The graph section, already walked once.
+    index: &'a [u8],
+    index_offset: u64,
 }
 
 /// Phase 1: locates every field, checks the trailer.
@@ -586,6 +628,25 @@ fn frame_collection<'a>(cur: &mut Cursor<'a>) -> Result<CollectionFrame<'a>, Sna
         cur.take("metadata", u128::from(len))?;
     }
     let metadata = &cur.bytes[metadata_start..cur.pos];
+    let index_offset = cur.offset();
+    let index_start = cur.pos;
+    cur.u32("index entry")?;
+    let len0 = cur.take("index layer-0 lengths", rows_w * 2)?;
+    let links0: u128 = len0
+        .chunks_exact(2)
+        .map(|b| u128::from(u16::from_le_bytes([b[0], b[1]])))
+        .sum();
+    cur.take("index layer-0 links", links0 * 4)?;
+    let upper = cur.u32("index upper node count")?;
+    for _ in 0..upper {
+        cur.u32("index upper node")?;
+        let levels = cur.u8("index upper node level")?;
+        for _ in 0..levels {
+            let n = cur.u16("index upper link count")?;
+            cur.take("index upper links", u128::from(n) * 4)?;
+        }
+    }
+    let index = &cur.bytes[index_start..cur.pos];
     Ok(CollectionFrame {
         offset,
         name,
@@ -604,6 +665,8 @@ fn frame_collection<'a>(cur: &mut Cursor<'a>) -> Result<CollectionFrame<'a>, Sna
         vectors,
         metadata,
         metadata_offset,
+        index,
+        index_offset,
     })
 }
 
@@ -750,7 +813,66 @@ fn rebuild_collection(
         c.rows,
         "invariant: framed columns hold `rows` rows"
     );
+    let index = rebuild_index(collection, c).map_err(|source| SnapshotError::InvalidIndex {
+        offset: c.index_offset,
+        collection: name.clone(),
+        source,
+    })?;
+    collection
+        .restore_index(index)
+        .map_err(|source| SnapshotError::InvalidIndex {
+            offset: c.index_offset,
+            collection: name.clone(),
+            source,
+        })?;
     Ok(name)
+}
+
+/// Rebuilds a collection's graph from its framed section; the graph checks
+/// every link and level against the rows.
+fn rebuild_index(collection: &Collection, c: &CollectionFrame<'_>) -> Result<Hnsw, IndexError> {
+    let params = collection.config().index;
+    let rows = collection.rows();
+    let m0 = 2 * usize::from(params.m);
+    // Framing walked this section, so every read below is in bounds.
+    let mut cur = Cursor::new(c.index, c.index_offset);
+    let framed = "invariant: the index section was framed";
+    let entry = cur.u32("index entry").expect(framed);
+    let mut len0 = Vec::with_capacity(rows);
+    for _ in 0..rows {
+        len0.push(cur.u16("index layer-0 length").expect(framed));
+    }
+    let mut links0 = vec![0u32; rows * m0];
+    for (row, &n) in len0.iter().enumerate() {
+        if usize::from(n) > m0 {
+            return Err(IndexError::BadLinks { row: row as u32 });
+        }
+        for slot in &mut links0[row * m0..row * m0 + usize::from(n)] {
+            *slot = cur.u32("index link").expect(framed);
+        }
+    }
+    let mut upper = BTreeMap::new();
+    let mut previous: Option<u32> = None;
+    for _ in 0..cur.u32("index upper node count").expect(framed) {
+        let row = cur.u32("index upper node").expect(framed);
+        if previous.is_some_and(|p| p >= row) {
+            return Err(IndexError::BadLinks { row });
+        }
+        previous = Some(row);
+        let levels = cur.u8("index upper node level").expect(framed);
+        let mut layers = Vec::with_capacity(usize::from(levels));
+        for _ in 0..levels {
+            let n = cur.u16("index upper link count").expect(framed);
+            layers.push(
+                (0..n)
+                    .map(|_| cur.u32("index upper link").expect(framed))
+                    .collect(),
+            );
+        }
+        upper.insert(row, layers);
+    }
+    let entry = (entry != u32::MAX).then_some(entry);
+    Hnsw::from_parts(params, collection.ids(), len0, links0, upper, entry)
 }
 
 fn rebuild_graph(state: &mut State, frame: &Frame<'_>) -> Result<(), SnapshotError> {

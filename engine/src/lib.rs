@@ -16,6 +16,7 @@
 //! A data directory holds `wal/` (segments), `snapshots/` and `checkpoint`.
 
 pub mod error;
+pub mod index;
 mod recovery;
 pub mod storage;
 pub mod stress;
@@ -45,12 +46,16 @@ pub use valori_core::state::State as EngineState;
 pub struct EngineOptions {
     /// Size at which the log starts a new segment.
     pub wal_segment_bytes_max: u64,
+    /// Threads that build the index for inserted batches (the graph is the
+    /// same for any number).
+    pub index_threads: usize,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             wal_segment_bytes_max: wal::WAL_SEGMENT_BYTES_MAX,
+            index_threads: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
 }
@@ -150,6 +155,7 @@ pub struct Engine {
     proof: RwLock<StateProof>,
     failed: OnceLock<EngineError>,
     recovery: RecoveryReport,
+    planner: index::RayonPlanner,
 }
 
 /// Name of the checkpoint file in the data directory.
@@ -186,7 +192,8 @@ impl Engine {
         dir: &Path,
         options: EngineOptions,
     ) -> Result<Engine, EngineError> {
-        let recovered = recovery::recover(storage.as_ref(), dir, &options)?;
+        let planner = index::RayonPlanner::new(options.index_threads);
+        let recovered = recovery::recover(storage.as_ref(), dir, &options, &planner)?;
         let recovery::Recovered {
             mut state,
             merkle,
@@ -214,6 +221,7 @@ impl Engine {
             proof: RwLock::new(proof),
             failed: OnceLock::new(),
             recovery: report,
+            planner,
         })
     }
 
@@ -311,7 +319,7 @@ impl Engine {
             let checked = if i == last {
                 state.check(&p.event)
             } else {
-                state.apply(&p.event).map(|_| ())
+                state.apply_with(&p.event, &self.planner).map(|_| ())
             };
             if let Err(e) = checked {
                 frames.truncate(start);
@@ -340,11 +348,12 @@ impl Engine {
         // thread while the fsync waits on the disk. The write lock is held
         // throughout, so no reader sees either half-done.
         let storage = self.storage.as_ref();
+        let planner = &self.planner;
         let state_ref: &mut State = &mut state;
         let (written, hashes) = std::thread::scope(|s| {
             let hashing = s.spawn(|| {
                 if let Some(event) = &deferred {
-                    let applied = state_ref.apply_checked(event);
+                    let applied = state_ref.apply_checked_with(event, planner);
                     assert!(
                         applied.is_ok(),
                         "invariant: a checked event applies: {applied:?}"

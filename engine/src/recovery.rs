@@ -8,6 +8,7 @@ use std::sync::Arc;
 use valori_columnar::snapshot::read_snapshot;
 use valori_core::event::Event;
 use valori_core::hash::Hash32;
+use valori_core::hnsw::Planner;
 use valori_core::merkle::{MerkleLog, leaf_hash};
 use valori_core::state::State;
 
@@ -239,6 +240,7 @@ pub(crate) fn recover(
     storage: &dyn Storage,
     dir: &Path,
     options: &EngineOptions,
+    planner: &dyn Planner,
 ) -> Result<Recovered, EngineError> {
     let wal_dir = dir.join(WAL_DIR);
     let snap_dir = dir.join(SNAPSHOT_DIR);
@@ -315,7 +317,7 @@ pub(crate) fn recover(
                 source,
             })?;
             state
-                .apply(&event)
+                .apply_with(&event, planner)
                 .map_err(|source| EngineError::ReplayRejected {
                     segment: path.clone(),
                     seq: frame.seq,

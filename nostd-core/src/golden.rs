@@ -18,6 +18,7 @@ use crate::event::{
     Batch, CollectionConfig, CollectionName, Event, IndexParams, NodeId, Record, RecordId,
 };
 use crate::hash::Hash32;
+use crate::hnsw::SearchOptions;
 use crate::q16::quantize;
 use crate::rng::SplitMix64;
 use crate::state::State;
@@ -26,7 +27,7 @@ use crate::state::State;
 pub const GOLDEN_SEED: u64 = 0x5641_4c4f_5249_2026;
 
 /// Version of the report format; bump when the workload changes.
-pub const GOLDEN_VERSION: u32 = 1;
+pub const GOLDEN_VERSION: u32 = 2;
 
 struct Spec {
     name: &'static str,
@@ -309,6 +310,17 @@ pub fn run(out: &mut impl Write) -> Result<Hash32, fmt::Error> {
             c.hash_uncached()
         )?;
     }
+    for c in state.collections() {
+        writeln!(
+            out,
+            "index {} nodes={} entry={:?} max_level={} hash={}",
+            c.name(),
+            c.index().len(),
+            c.index().entry(),
+            c.index().max_level(),
+            c.index_hash_uncached()
+        )?;
+    }
     writeln!(
         out,
         "graph nodes={} edges={} hash={}",
@@ -333,6 +345,24 @@ pub fn run(out: &mut impl Write) -> Result<Hash32, fmt::Error> {
         let tag = if q % 3 == 1 { Some(rng.below(4)) } else { None };
         let k = [1usize, 5, 10, 25][q as usize % 4];
         let hits = c.search_exact(&query, k, tag);
+        // The same query through the graph: approximate, but the same
+        // everywhere.
+        let ann = c.search(
+            &query,
+            k,
+            &SearchOptions {
+                ef: 16,
+                exact: false,
+                tag,
+            },
+        );
+        write!(out, "ann {q} {} k={k}:", spec.name)?;
+        for (d, id) in &ann {
+            write!(out, " {}:{}", id.0, d.0)?;
+            results.update(&id.0.to_le_bytes());
+            results.update(&d.0.to_le_bytes());
+        }
+        writeln!(out)?;
         write!(out, "query {q} {} k={k} tag=", spec.name)?;
         match tag {
             Some(t) => write!(out, "{t}")?,

@@ -12,6 +12,7 @@
 //! - [`state`]: the columnar [`State`](state::State) and its `apply` loop
 //!   (`alloc`);
 //! - [`hash`]: the BLAKE3 state hash over a canonical encoding (`alloc`);
+//! - [`hnsw`]: the deterministic HNSW index (`alloc`);
 //! - [`merkle`]: the RFC 6962/9162 Merkle tree over the event log, with
 //!   inclusion and consistency proofs and their verifiers (`alloc`);
 //! - [`golden`]: the fixed workload used to prove that four architectures
@@ -39,6 +40,8 @@ pub mod event;
 pub mod golden;
 #[cfg(feature = "alloc")]
 pub mod hash;
+#[cfg(feature = "alloc")]
+pub mod hnsw;
 #[cfg(feature = "alloc")]
 pub mod merkle;
 #[cfg(feature = "alloc")]

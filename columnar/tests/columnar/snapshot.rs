@@ -178,14 +178,27 @@ fn every_bit_flip_is_rejected() {
 struct Offsets {
     /// Start of collection `alpha` (the first by name).
     alpha: usize,
+    /// Bytes of alpha's index section, from its graph and the layout:
+    /// entry u32, a u16 per row, a u32 per layer-0 link, u32 count, then
+    /// per upper node u32 row, u8 level, and per layer u16 count + links.
+    alpha_index: usize,
     len: usize,
 }
 
 impl Offsets {
     fn of(bytes: &[u8]) -> Offsets {
-        let (_, meta) = small_state();
+        let (state, meta) = small_state();
+        let alpha = state.collection(&name("alpha")).unwrap();
+        let parts = alpha.index().parts();
+        let links0: usize = parts.len0.iter().map(|&n| usize::from(n)).sum();
+        let upper: usize = parts
+            .upper
+            .values()
+            .map(|layers| 4 + 1 + layers.iter().map(|l| 2 + 4 * l.len()).sum::<usize>())
+            .sum();
         Offsets {
             alpha: 8 + 4 + 8 + 32 + 32 + 8 + 32 * meta.events as usize + 4,
+            alpha_index: 4 + 2 * parts.len0.len() + 4 * links0 + 4 + upper,
             len: bytes.len(),
         }
     }
@@ -204,7 +217,7 @@ impl Offsets {
     fn beta(&self) -> usize {
         // 4 rows of 3 components; metadata "five, rewritten", "two", "",
         // "two again", each behind a u32 length.
-        self.alpha_vectors() + 4 * 3 * 4 + 4 * 4 + 15 + 3 + 9
+        self.alpha_vectors() + 4 * 3 * 4 + 4 * 4 + 15 + 3 + 9 + self.alpha_index
     }
     fn nodes(&self) -> usize {
         self.len - SNAPSHOT_TRAILER_BYTES - 3 * 24 - 8 - 3 * 16

@@ -59,6 +59,7 @@ pub fn open_sim(storage: &SimStorage) -> Result<Engine, valori_engine::EngineErr
 pub fn open_sim_small_segments(storage: &SimStorage) -> Engine {
     let options = EngineOptions {
         wal_segment_bytes_max: 4096,
+        ..EngineOptions::default()
     };
     Engine::open_with(Arc::new(storage.clone()), Path::new(DIR), options).unwrap()
 }

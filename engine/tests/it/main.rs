@@ -8,4 +8,5 @@ mod common;
 mod crash;
 mod determinism;
 mod faults;
+mod index;
 mod recovery;

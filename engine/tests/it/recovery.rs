@@ -107,6 +107,7 @@ fn log_shorter_than_checkpoint_is_an_error() {
     let storage = SimStorage::new();
     let options = valori_engine::EngineOptions {
         wal_segment_bytes_max: 300,
+        ..valori_engine::EngineOptions::default()
     };
     let open = |s: &SimStorage| {
         valori_engine::Engine::open_with(

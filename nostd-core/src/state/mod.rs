@@ -17,6 +17,12 @@ use alloc::vec::Vec;
 use crate::distance::{self, Distance, Kernel, Metric};
 use crate::event::{Batch, CollectionConfig, CollectionName, Event, NodeId, RecordId};
 use crate::hash::{self, CHUNK_ROWS, Hash32, RowView};
+use crate::hnsw::{Hnsw, IndexError, Planner, SearchOptions, SearchScratch, Sequential, View};
+
+/// A tag filter matching at most one row in this many is searched exactly:
+/// scanning the matching rows is then cheaper than walking the graph past
+/// the rows the filter rejects, and exact.
+pub const FILTER_EXACT_RATIO: u64 = 8;
 use crate::limits;
 
 pub use graph::Graph;
@@ -120,6 +126,10 @@ pub struct Collection {
     max_abs: u32,
     /// Cached chunk hashes; `None` when the chunk changed since.
     chunk_hashes: Vec<Option<Hash32>>,
+    /// Live rows per tag, to choose between graph and exact filtered search.
+    tag_counts: BTreeMap<u64, u64>,
+    /// The HNSW graph over every row (deleted rows stay as waypoints).
+    index: Hnsw,
 }
 
 impl Collection {
@@ -137,6 +147,8 @@ impl Collection {
             rows_by_id: BTreeMap::new(),
             max_abs: 0,
             chunk_hashes: Vec::new(),
+            tag_counts: BTreeMap::new(),
+            index: Hnsw::new(config.index),
         }
     }
 
@@ -220,8 +232,139 @@ impl Collection {
             let row = self.rows() as u32 - 1;
             self.deleted[row as usize] = true;
             self.rows_by_id.remove(&id);
+            self.count_tag(tag, false);
         }
         Ok(())
+    }
+
+    /// Installs a stored graph after every row was restored.
+    pub fn restore_index(&mut self, index: Hnsw) -> Result<(), IndexError> {
+        if index.len() != self.rows() || index.params() != &self.config.index {
+            return Err(IndexError::Shape);
+        }
+        self.index = index;
+        Ok(())
+    }
+
+    /// Rebuilds the graph of restored rows by inserting them in row order,
+    /// for states restored without a stored graph.
+    pub fn rebuild_index(&mut self, planner: &dyn Planner) {
+        self.index = Hnsw::new(self.config.index);
+        self.index_rows(0, planner);
+    }
+
+    /// The HNSW graph.
+    pub fn index(&self) -> &Hnsw {
+        &self.index
+    }
+
+    /// The index hash, refreshing dirty chunks.
+    pub fn index_hash(&mut self) -> Hash32 {
+        self.index.hash()
+    }
+
+    /// The index hash from scratch.
+    pub fn index_hash_uncached(&self) -> Hash32 {
+        self.index.hash_uncached()
+    }
+
+    fn count_tag(&mut self, tag: u64, add: bool) {
+        let n = self.tag_counts.entry(tag).or_insert(0);
+        if add {
+            *n += 1;
+        } else {
+            *n -= 1;
+            if *n == 0 {
+                self.tag_counts.remove(&tag);
+            }
+        }
+    }
+
+    /// Live rows with `tag`.
+    pub fn tag_count(&self, tag: u64) -> u64 {
+        self.tag_counts.get(&tag).copied().unwrap_or(0)
+    }
+
+    /// The columns as the graph reads them, with a kernel exact for every
+    /// stored vector and a query of magnitude `query_max_abs`.
+    pub fn view(&self, query_max_abs: u32) -> View<'_> {
+        View {
+            dim: self.dim(),
+            metric: self.config.metric,
+            vectors: &self.vectors,
+            deleted: &self.deleted,
+            tags: &self.tags,
+            kernel: Kernel::new(self.dim(), self.max_abs, query_max_abs),
+        }
+    }
+
+    /// Links rows `first..` into the graph.
+    fn index_rows(&mut self, first: u32, planner: &dyn Planner) {
+        let view = View {
+            dim: self.config.dim as usize,
+            metric: self.config.metric,
+            vectors: &self.vectors,
+            deleted: &self.deleted,
+            tags: &self.tags,
+            kernel: Kernel::new(self.config.dim as usize, self.max_abs, self.max_abs),
+        };
+        let ids = &self.ids[first as usize..];
+        self.index.insert(&view, first, ids, planner);
+    }
+
+    /// The `k` nearest live rows to `query` by `(distance, id)`: through the
+    /// graph, or exactly when asked, when the graph does not cover every
+    /// row, or when a tag filter matches few enough rows that scanning them
+    /// is cheaper and exact.
+    pub fn search(
+        &self,
+        query: &[i32],
+        k: usize,
+        opts: &SearchOptions,
+    ) -> Vec<(Distance, RecordId)> {
+        let mut scratch = SearchScratch::new();
+        self.search_with(query, k, opts, &mut scratch)
+    }
+
+    /// [`Collection::search`] with reusable scratch memory.
+    pub fn search_with(
+        &self,
+        query: &[i32],
+        k: usize,
+        opts: &SearchOptions,
+        scratch: &mut SearchScratch,
+    ) -> Vec<(Distance, RecordId)> {
+        assert_eq!(
+            query.len(),
+            self.dim(),
+            "invariant: callers check the query dimension"
+        );
+        if k == 0 {
+            return Vec::new();
+        }
+        let live = self.live() as u64;
+        let matching = opts.tag.map_or(live, |t| self.tag_count(t));
+        let exact = opts.exact
+            || self.index.len() != self.rows()
+            || matching <= k as u64
+            || matching.saturating_mul(FILTER_EXACT_RATIO) <= live;
+        if exact {
+            return self.search_exact(query, k, opts.tag);
+        }
+        let view = self.view(distance::max_abs(query));
+        let tag = opts.tag;
+        let accept =
+            |r: u32| !view.deleted[r as usize] && tag.is_none_or(|t| view.tags[r as usize] == t);
+        let found = self
+            .index
+            .search(&view, query, opts.ef.max(k), scratch, &accept);
+        let mut hits: Vec<(Distance, RecordId)> = found
+            .into_iter()
+            .map(|(d, r)| (d, self.ids[r as usize]))
+            .collect();
+        hits.sort_unstable();
+        hits.truncate(k);
+        hits
     }
 
     fn push_row(&mut self, id: RecordId, vector: &[i32], tag: u64, metadata: &[u8]) {
@@ -235,6 +378,7 @@ impl Collection {
         self.metadata_heap.extend_from_slice(metadata);
         self.deleted.push(false);
         self.rows_by_id.insert(id, row);
+        self.count_tag(tag, true);
         self.dirty(row);
     }
 
@@ -257,6 +401,9 @@ impl Collection {
         self.deleted.resize(self.deleted.len() + batch.len(), false);
         for (i, id) in batch.ids.iter().enumerate() {
             self.rows_by_id.insert(*id, first + i as u32);
+        }
+        for &tag in &batch.tags {
+            self.count_tag(tag, true);
         }
         if !batch.is_empty() {
             let last = first + batch.len() as u32 - 1;
@@ -426,6 +573,8 @@ pub struct StateHashes {
     /// Per collection, in name order.
     pub collections: Vec<(CollectionName, Hash32)>,
     pub graph: Hash32,
+    /// Per collection, in name order: the HNSW index hash.
+    pub indexes: Vec<(CollectionName, Hash32)>,
 }
 
 /// The whole database state.
@@ -526,8 +675,19 @@ impl State {
 
     /// Applies one event. On error nothing changed.
     pub fn apply(&mut self, event: &Event) -> Result<Applied, ApplyError> {
+        self.apply_with(event, &Sequential)
+    }
+
+    /// [`State::apply`], with the index's candidate search for inserted
+    /// rows run by `planner` (for example on several threads). The result
+    /// is the same for every planner.
+    pub fn apply_with(
+        &mut self,
+        event: &Event,
+        planner: &dyn Planner,
+    ) -> Result<Applied, ApplyError> {
         self.check(event)?;
-        self.apply_checked(event)
+        self.apply_checked_with(event, planner)
     }
 
     /// Applies an event that [`State::check`] accepted against exactly this
@@ -535,6 +695,15 @@ impl State {
     /// event while its log frame is being fsynced. An event that was not
     /// checked may be applied in part.
     pub fn apply_checked(&mut self, event: &Event) -> Result<Applied, ApplyError> {
+        self.apply_checked_with(event, &Sequential)
+    }
+
+    /// [`State::apply_checked`] with a planner; see [`State::apply_with`].
+    pub fn apply_checked_with(
+        &mut self,
+        event: &Event,
+        planner: &dyn Planner,
+    ) -> Result<Applied, ApplyError> {
         Ok(match event {
             Event::CreateCollection { name, config } => {
                 self.collections
@@ -549,6 +718,7 @@ impl State {
                 let c = self.collection_mut(collection)?;
                 let first_row = c.rows() as u32;
                 c.push_row(record.id, &record.vector, record.tag, &record.metadata);
+                c.index_rows(first_row, planner);
                 Applied::Appended {
                     collection: collection.clone(),
                     first_row,
@@ -559,6 +729,7 @@ impl State {
                 let c = self.collection_mut(collection)?;
                 let first_row = c.rows() as u32;
                 c.push_batch(batch);
+                c.index_rows(first_row, planner);
                 Applied::Appended {
                     collection: collection.clone(),
                     first_row,
@@ -570,6 +741,8 @@ impl State {
                 let row = c.live_row(*id)?;
                 c.deleted[row as usize] = true;
                 c.rows_by_id.remove(id);
+                let tag = c.tags[row as usize];
+                c.count_tag(tag, false);
                 c.dirty(row);
                 Applied::Deleted {
                     collection: collection.clone(),
@@ -583,6 +756,9 @@ impl State {
             } => {
                 let c = self.collection_mut(collection)?;
                 let row = c.live_row(*id)?;
+                let old = c.tags[row as usize];
+                c.count_tag(old, false);
+                c.count_tag(*tag, true);
                 c.tags[row as usize] = *tag;
                 c.dirty(row);
                 Applied::Other
@@ -641,10 +817,16 @@ impl State {
             .collect();
         let graph = self.graph.hash();
         let state = hash::state_hash(collections.iter().map(|(_, h)| h), &graph);
+        let indexes = self
+            .collections
+            .values_mut()
+            .map(|c| (c.name.clone(), c.index_hash()))
+            .collect();
         StateHashes {
             state,
             collections,
             graph,
+            indexes,
         }
     }
 

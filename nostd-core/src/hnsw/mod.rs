@@ -1,0 +1,527 @@
+//! A deterministic HNSW index (Malkov and Yashunin, 2016) over a
+//! collection's Q16.16 columns.
+//!
+//! The graph is a pure function of the log:
+//!
+//! - a node's level comes from its record id and the collection's seed
+//!   ([`level_of`]), never from a random number generator;
+//! - every comparison orders by `(distance, row)`, with exact integer
+//!   distances, so ties break the same way everywhere;
+//! - nodes are linked in row order, which is log order.
+//!
+//! Batch inserts are built in two phases so that they can use every core
+//! and still give the same graph for any thread count: the rows of a batch
+//! are split into chunks of [`PLAN_CHUNK_ROWS`]; for every row of a chunk
+//! the candidate neighbours are searched against the graph as it was before
+//! the chunk (a pure function, run in parallel by a [`Planner`]), together
+//! with the exact distances to the chunk's earlier rows; then the rows are
+//! linked one by one in row order.
+//!
+//! Deleted rows stay in the graph as waypoints: searches walk through them
+//! but never return them, and new nodes never link to them, so deleting
+//! never makes a live node unreachable.
+
+mod search;
+#[cfg(test)]
+mod tests;
+
+use alloc::collections::BTreeMap;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::distance::{Distance, Kernel, Metric};
+use crate::event::{IndexParams, RecordId};
+use crate::hash::Hash32;
+use crate::rng::mix64;
+
+pub use search::{SearchOptions, SearchScratch};
+
+/// Highest level a node can have.
+pub const LEVEL_MAX: u8 = 15;
+
+/// Rows planned against one frozen graph before they are linked.
+pub const PLAN_CHUNK_ROWS: usize = 256;
+
+/// Domain byte of the index hash (the state hash uses 0x01..=0x04).
+pub const INDEX_HASH_DOMAIN: u8 = 0x05;
+
+/// Nodes per hashed chunk of the index.
+pub const INDEX_CHUNK_NODES: usize = 256;
+
+/// A node's level: the number of consecutive "heads" of a coin that comes
+/// up heads with probability `1/m`, drawn from the id and the seed.
+pub fn level_of(id: RecordId, seed: u64, m: u16) -> u8 {
+    let m = u64::from(m.max(2));
+    let mut h = mix64(seed ^ mix64(id.0));
+    let mut level = 0u8;
+    while level < LEVEL_MAX && h.is_multiple_of(m) {
+        level += 1;
+        h = mix64(h ^ u64::from(level));
+    }
+    level
+}
+
+/// The columns a graph operation reads.
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    pub dim: usize,
+    pub metric: Metric,
+    /// Row-major vectors of every row.
+    pub vectors: &'a [i32],
+    pub deleted: &'a [bool],
+    pub tags: &'a [u64],
+    /// Exact for any pair of stored vectors and the query.
+    pub kernel: Kernel,
+}
+
+impl View<'_> {
+    #[inline]
+    pub fn vector(&self, row: u32) -> &[i32] {
+        let start = row as usize * self.dim;
+        &self.vectors[start..start + self.dim]
+    }
+
+    #[inline]
+    pub fn distance(&self, query: &[i32], row: u32) -> Distance {
+        self.kernel.distance(self.metric, query, self.vector(row))
+    }
+}
+
+/// Candidate neighbours of one new node, found against a frozen graph.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodePlan {
+    pub row: u32,
+    /// Per layer `0..=min(level, frozen max level)`: live candidates by
+    /// `(distance, row)`.
+    pub layers: Vec<Vec<(Distance, u32)>>,
+    /// Distances to the earlier rows of the same chunk.
+    pub peers: Vec<(Distance, u32)>,
+}
+
+/// Runs the pure planning function over the rows of a chunk, in any order
+/// and on any number of threads; the results must come back in index order.
+pub trait Planner: Sync {
+    fn plan(&self, count: usize, job: &(dyn Fn(usize) -> NodePlan + Sync)) -> Vec<NodePlan>;
+}
+
+/// Plans on the calling thread.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sequential;
+
+impl Planner for Sequential {
+    fn plan(&self, count: usize, job: &(dyn Fn(usize) -> NodePlan + Sync)) -> Vec<NodePlan> {
+        (0..count).map(job).collect()
+    }
+}
+
+/// The graph.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hnsw {
+    params: IndexParams,
+    /// Level of every row.
+    levels: Vec<u8>,
+    /// Layer-0 links: `m0` slots per row.
+    links0: Vec<u32>,
+    /// Used slots per row in `links0`.
+    len0: Vec<u16>,
+    /// Links of layers 1..=level for rows above layer 0.
+    upper: BTreeMap<u32, Vec<Vec<u32>>>,
+    entry: Option<u32>,
+    max_level: u8,
+    /// Cached hashes of node chunks; `None` when changed.
+    chunk_hashes: Vec<Option<Hash32>>,
+}
+
+impl Hnsw {
+    pub fn new(params: IndexParams) -> Hnsw {
+        Hnsw {
+            params,
+            levels: Vec::new(),
+            links0: Vec::new(),
+            len0: Vec::new(),
+            upper: BTreeMap::new(),
+            entry: None,
+            max_level: 0,
+            chunk_hashes: Vec::new(),
+        }
+    }
+
+    pub fn params(&self) -> &IndexParams {
+        &self.params
+    }
+
+    /// Links per node on layers above 0.
+    pub fn m(&self) -> usize {
+        usize::from(self.params.m)
+    }
+
+    /// Links per node on layer 0.
+    pub fn m0(&self) -> usize {
+        2 * usize::from(self.params.m)
+    }
+
+    /// Rows known to the graph (linked).
+    pub fn len(&self) -> usize {
+        self.levels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.levels.is_empty()
+    }
+
+    pub fn entry(&self) -> Option<u32> {
+        self.entry
+    }
+
+    pub fn max_level(&self) -> u8 {
+        self.max_level
+    }
+
+    pub fn level(&self, row: u32) -> u8 {
+        self.levels[row as usize]
+    }
+
+    /// Links of `row` on `layer`.
+    pub fn links(&self, row: u32, layer: u8) -> &[u32] {
+        if layer == 0 {
+            let m0 = self.m0();
+            let start = row as usize * m0;
+            &self.links0[start..start + usize::from(self.len0[row as usize])]
+        } else {
+            self.upper
+                .get(&row)
+                .and_then(|layers| layers.get(usize::from(layer) - 1))
+                .map_or(&[], Vec::as_slice)
+        }
+    }
+
+    fn set_links(&mut self, row: u32, layer: u8, links: &[u32]) {
+        if layer == 0 {
+            let m0 = self.m0();
+            debug_assert!(links.len() <= m0);
+            let start = row as usize * m0;
+            self.links0[start..start + links.len()].copy_from_slice(links);
+            self.len0[row as usize] = links.len() as u16;
+        } else {
+            let level = self.levels[row as usize];
+            let layers = self
+                .upper
+                .entry(row)
+                .or_insert_with(|| vec![Vec::new(); usize::from(level)]);
+            layers[usize::from(layer) - 1] = links.to_vec();
+        }
+        self.dirty(row);
+    }
+
+    fn dirty(&mut self, row: u32) {
+        let chunk = row as usize / INDEX_CHUNK_NODES;
+        if chunk >= self.chunk_hashes.len() {
+            self.chunk_hashes.resize(chunk + 1, None);
+        }
+        self.chunk_hashes[chunk] = None;
+    }
+
+    /// Adds `rows` new nodes (rows `len()..len() + rows`) with levels from
+    /// their ids, unlinked; they are linked by [`Hnsw::link`].
+    fn grow(&mut self, ids: &[RecordId]) {
+        for id in ids {
+            self.levels
+                .push(level_of(*id, self.params.seed, self.params.m));
+            self.len0.push(0);
+        }
+        self.links0.resize(self.levels.len() * self.m0(), 0);
+    }
+
+    /// Inserts rows `first..first + ids.len()` (already in the columns of
+    /// `view`) in row order; `planner` may run the planning in parallel.
+    pub fn insert(&mut self, view: &View<'_>, first: u32, ids: &[RecordId], planner: &dyn Planner) {
+        assert_eq!(
+            first as usize,
+            self.len(),
+            "invariant: rows join the graph in row order"
+        );
+        self.grow(ids);
+        let ef = usize::from(self.params.ef_construction).max(self.m0());
+        let end = first + ids.len() as u32;
+        let mut chunk_start = first;
+        while chunk_start < end {
+            let chunk_end = (chunk_start + PLAN_CHUNK_ROWS as u32).min(end);
+            let frozen: &Hnsw = self;
+            let plans = planner.plan((chunk_end - chunk_start) as usize, &|i| {
+                frozen.plan_node(view, chunk_start, chunk_start + i as u32, ef)
+            });
+            for plan in plans {
+                self.link(view, plan);
+            }
+            chunk_start = chunk_end;
+        }
+    }
+
+    /// Plans row `row` against this (frozen) graph; rows `chunk_start..row`
+    /// are in the columns but not yet linked.
+    pub fn plan_node(&self, view: &View<'_>, chunk_start: u32, row: u32, ef: usize) -> NodePlan {
+        let query = view.vector(row);
+        let level = self.levels[row as usize];
+        let mut layers = Vec::new();
+        if let Some(entry) = self.entry {
+            let mut scratch = SearchScratch::new();
+            let mut ep = vec![(view.distance(query, entry), entry)];
+            let mut layer = self.max_level;
+            while layer > level {
+                ep = vec![self.greedy(view, query, ep[0], layer)];
+                layer -= 1;
+            }
+            let top = level.min(self.max_level);
+            layers = vec![Vec::new(); usize::from(top) + 1];
+            for lc in (0..=top).rev() {
+                let live = |r: u32| !view.deleted[r as usize];
+                let on = search::LayerSearch { ef, layer: lc, accept: &live };
+                let found = self.search_layer(view, query, &ep, on, &mut scratch);
+                ep = if found.is_empty() { ep } else { found.clone() };
+                layers[usize::from(lc)] = found;
+            }
+        }
+        let mut peers: Vec<(Distance, u32)> = (chunk_start..row)
+            .map(|p| (view.distance(query, p), p))
+            .collect();
+        peers.sort_unstable();
+        peers.truncate(ef);
+        NodePlan { row, layers, peers }
+    }
+
+    /// Links a planned node: chooses its neighbours on each of its layers
+    /// by the heuristic and adds the reverse links, pruning neighbours that
+    /// exceed their capacity.
+    pub fn link(&mut self, view: &View<'_>, plan: NodePlan) {
+        let row = plan.row;
+        let level = self.levels[row as usize];
+        for lc in 0..=level {
+            let mut candidates: Vec<(Distance, u32)> = plan
+                .layers
+                .get(usize::from(lc))
+                .cloned()
+                .unwrap_or_default();
+            candidates.extend(
+                plan.peers
+                    .iter()
+                    .copied()
+                    .filter(|&(_, p)| self.levels[p as usize] >= lc),
+            );
+            candidates.sort_unstable();
+            candidates.dedup_by_key(|c| c.1);
+            let chosen = self.select(view, &candidates, self.m());
+            self.set_links(row, lc, &chosen);
+            let cap = if lc == 0 { self.m0() } else { self.m() };
+            for &n in &chosen {
+                let mut links: Vec<u32> = self.links(n, lc).to_vec();
+                links.push(row);
+                if links.len() > cap {
+                    let base = view.vector(n);
+                    let mut scored: Vec<(Distance, u32)> =
+                        links.iter().map(|&l| (view.distance(base, l), l)).collect();
+                    scored.sort_unstable();
+                    links = self.select(view, &scored, cap);
+                }
+                self.set_links(n, lc, &links);
+            }
+        }
+        if self.entry.is_none() || level > self.max_level {
+            self.entry = Some(row);
+            self.max_level = level;
+        }
+    }
+
+    /// The neighbour selection heuristic (Malkov and Yashunin, algorithm 4):
+    /// walk candidates nearest first and keep one unless an already kept
+    /// neighbour is strictly nearer to it than the base is. `candidates` is
+    /// sorted by `(distance to the base, row)`.
+    fn select(&self, view: &View<'_>, candidates: &[(Distance, u32)], m: usize) -> Vec<u32> {
+        let mut kept: Vec<u32> = Vec::with_capacity(m);
+        for &(d, c) in candidates {
+            if kept.len() >= m {
+                break;
+            }
+            let cv = view.vector(c);
+            if kept.iter().all(|&k| view.distance(cv, k) >= d) {
+                kept.push(c);
+            }
+        }
+        kept
+    }
+
+    /// The hash of the graph, refreshing dirty chunks; see docs/format.md.
+    pub fn hash(&mut self) -> Hash32 {
+        for chunk in 0..self.chunk_hashes.len() {
+            if self.chunk_hashes[chunk].is_none() {
+                self.chunk_hashes[chunk] = Some(self.chunk_hash(chunk));
+            }
+        }
+        let chunks: Vec<Hash32> = self.chunk_hashes.iter().flatten().copied().collect();
+        self.hash_of(&chunks)
+    }
+
+    /// The hash from scratch.
+    pub fn hash_uncached(&self) -> Hash32 {
+        let chunks: Vec<Hash32> = (0..self.len().div_ceil(INDEX_CHUNK_NODES))
+            .map(|c| self.chunk_hash(c))
+            .collect();
+        self.hash_of(&chunks)
+    }
+
+    fn hash_of(&self, chunks: &[Hash32]) -> Hash32 {
+        let mut h = blake3::Hasher::new();
+        h.update(&[INDEX_HASH_DOMAIN]);
+        h.update(&self.params.m.to_le_bytes());
+        h.update(&self.params.ef_construction.to_le_bytes());
+        h.update(&self.params.seed.to_le_bytes());
+        h.update(&(self.len() as u64).to_le_bytes());
+        h.update(&self.entry.unwrap_or(u32::MAX).to_le_bytes());
+        h.update(&[self.max_level]);
+        h.update(&(chunks.len() as u64).to_le_bytes());
+        for c in chunks {
+            h.update(c.as_bytes());
+        }
+        h.finalize().into()
+    }
+
+    fn chunk_hash(&self, chunk: usize) -> Hash32 {
+        let start = chunk * INDEX_CHUNK_NODES;
+        let end = (start + INDEX_CHUNK_NODES).min(self.len());
+        let mut bytes = Vec::new();
+        bytes.push(INDEX_HASH_DOMAIN);
+        bytes.extend_from_slice(&(chunk as u64).to_le_bytes());
+        for row in start..end {
+            let row = row as u32;
+            let level = self.levels[row as usize];
+            bytes.push(level);
+            for lc in 0..=level {
+                let links = self.links(row, lc);
+                bytes.extend_from_slice(&(links.len() as u16).to_le_bytes());
+                for l in links {
+                    bytes.extend_from_slice(&l.to_le_bytes());
+                }
+            }
+        }
+        blake3::hash(&bytes).into()
+    }
+
+    /// The graph's parts, for snapshots: levels, layer-0 lengths and slots,
+    /// upper links, entry and max level.
+    pub fn parts(&self) -> HnswParts<'_> {
+        HnswParts {
+            levels: &self.levels,
+            len0: &self.len0,
+            links0: &self.links0,
+            upper: &self.upper,
+            entry: self.entry,
+            max_level: self.max_level,
+        }
+    }
+
+    /// Rebuilds a graph from stored parts over `rows` rows whose ids are
+    /// `ids`, checking every invariant the insert path keeps.
+    pub fn from_parts(
+        params: IndexParams,
+        ids: &[RecordId],
+        len0: Vec<u16>,
+        links0: Vec<u32>,
+        upper: BTreeMap<u32, Vec<Vec<u32>>>,
+        entry: Option<u32>,
+    ) -> Result<Hnsw, IndexError> {
+        let rows = ids.len();
+        let mut g = Hnsw::new(params);
+        g.grow(ids);
+        let m0 = g.m0();
+        if len0.len() != rows || links0.len() != rows * m0 {
+            return Err(IndexError::Shape);
+        }
+        for r in 0..rows {
+            let n = usize::from(len0[r]);
+            if n > m0
+                || links0[r * m0..r * m0 + n]
+                    .iter()
+                    .any(|&l| l as usize >= rows)
+            {
+                return Err(IndexError::BadLinks { row: r as u32 });
+            }
+        }
+        let above = g.levels.iter().filter(|&&l| l > 0).count();
+        if above != upper.len() {
+            return Err(IndexError::Shape);
+        }
+        for (&row, layers) in &upper {
+            let level = *g
+                .levels
+                .get(row as usize)
+                .ok_or(IndexError::BadLinks { row })?;
+            if layers.len() != usize::from(level)
+                || layers
+                    .iter()
+                    .any(|l| l.len() > g.m() || l.iter().any(|&x| x as usize >= rows))
+            {
+                return Err(IndexError::BadLinks { row });
+            }
+        }
+        g.len0 = len0;
+        g.links0 = links0;
+        g.upper = upper;
+        match entry {
+            Some(e) if (e as usize) < rows => {
+                g.max_level = g.levels[e as usize];
+                if g.levels.iter().any(|&l| l > g.max_level) {
+                    return Err(IndexError::BadEntry);
+                }
+                g.entry = Some(e);
+            }
+            None if rows == 0 => {}
+            _ => return Err(IndexError::BadEntry),
+        }
+        g.chunk_hashes = vec![None; rows.div_ceil(INDEX_CHUNK_NODES)];
+        Ok(g)
+    }
+
+    /// Rows reachable from the entry point through any layer's links, as a
+    /// bit per row. A test of the "no live node becomes unreachable" rule.
+    pub fn reachable(&self) -> Vec<bool> {
+        let mut seen = vec![false; self.len()];
+        let Some(entry) = self.entry else {
+            return seen;
+        };
+        let mut stack = vec![entry];
+        seen[entry as usize] = true;
+        while let Some(r) = stack.pop() {
+            for lc in 0..=self.levels[r as usize] {
+                for &n in self.links(r, lc) {
+                    if !seen[n as usize] {
+                        seen[n as usize] = true;
+                        stack.push(n);
+                    }
+                }
+            }
+        }
+        seen
+    }
+}
+
+/// Borrowed parts of a graph, for snapshots.
+#[derive(Clone, Copy, Debug)]
+pub struct HnswParts<'a> {
+    pub levels: &'a [u8],
+    pub len0: &'a [u16],
+    pub links0: &'a [u32],
+    pub upper: &'a BTreeMap<u32, Vec<Vec<u32>>>,
+    pub entry: Option<u32>,
+    pub max_level: u8,
+}
+
+/// Why stored graph parts are not a valid graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexError {
+    #[error("index columns do not match the rows")]
+    Shape,
+    #[error("node {row} has invalid links")]
+    BadLinks { row: u32 },
+    #[error("the entry point is missing or not on the top level")]
+    BadEntry,
+}

@@ -1,0 +1,173 @@
+//! Searching the graph: greedy descent through the upper layers, then a
+//! best-first search of layer 0 that walks through every node but only
+//! admits accepted ones (live, and matching the filter) to the results.
+
+use alloc::collections::BinaryHeap;
+use alloc::vec::Vec;
+use core::cmp::Reverse;
+
+use super::{Hnsw, View};
+use crate::distance::Distance;
+
+/// How a search runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SearchOptions {
+    /// Size of the layer-0 result list (at least `k`).
+    pub ef: usize,
+    /// Brute force over every row instead of the graph.
+    pub exact: bool,
+    /// Only rows whose tag equals this.
+    pub tag: Option<u64>,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions {
+            ef: 64,
+            exact: false,
+            tag: None,
+        }
+    }
+}
+
+/// Reusable memory of a search: a visited mark per row, cleared by bumping
+/// an epoch instead of writing every mark.
+#[derive(Clone, Debug, Default)]
+pub struct SearchScratch {
+    marks: Vec<u32>,
+    epoch: u32,
+}
+
+impl SearchScratch {
+    pub fn new() -> SearchScratch {
+        SearchScratch::default()
+    }
+
+    fn start(&mut self, rows: usize) {
+        if self.marks.len() < rows {
+            self.marks.resize(rows, 0);
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.marks.iter_mut().for_each(|m| *m = 0);
+            self.epoch = 1;
+        }
+    }
+
+    /// Marks `row`; returns whether it was unmarked.
+    #[inline]
+    fn visit(&mut self, row: u32) -> bool {
+        let slot = &mut self.marks[row as usize];
+        let fresh = *slot != self.epoch;
+        *slot = self.epoch;
+        fresh
+    }
+}
+
+/// What one layer search keeps: the `ef` nearest rows of `layer` that
+/// `accept` admits.
+#[derive(Clone, Copy)]
+pub(super) struct LayerSearch<'a> {
+    pub ef: usize,
+    pub layer: u8,
+    pub accept: &'a dyn Fn(u32) -> bool,
+}
+
+impl Hnsw {
+    /// Greedy walk on `layer` from `ep` to a local minimum.
+    pub(super) fn greedy(
+        &self,
+        view: &View<'_>,
+        query: &[i32],
+        ep: (Distance, u32),
+        layer: u8,
+    ) -> (Distance, u32) {
+        let mut best = ep;
+        loop {
+            let mut moved = false;
+            for &n in self.links(best.1, layer) {
+                let cand = (view.distance(query, n), n);
+                if cand < best {
+                    best = cand;
+                    moved = true;
+                }
+            }
+            if !moved {
+                return best;
+            }
+        }
+    }
+
+    /// Best-first search of one layer from the entry points `eps`, keeping
+    /// the `ef` nearest rows that `accept` admits, ordered by
+    /// `(distance, row)`.
+    pub(super) fn search_layer(
+        &self,
+        view: &View<'_>,
+        query: &[i32],
+        eps: &[(Distance, u32)],
+        on: LayerSearch<'_>,
+        scratch: &mut SearchScratch,
+    ) -> Vec<(Distance, u32)> {
+        let LayerSearch { ef, layer, accept } = on;
+        scratch.start(self.len());
+        let mut candidates: BinaryHeap<Reverse<(Distance, u32)>> = BinaryHeap::new();
+        let mut results: BinaryHeap<(Distance, u32)> = BinaryHeap::with_capacity(ef + 1);
+        for &ep in eps {
+            if scratch.visit(ep.1) {
+                candidates.push(Reverse(ep));
+                if accept(ep.1) {
+                    results.push(ep);
+                    if results.len() > ef {
+                        results.pop();
+                    }
+                }
+            }
+        }
+        while let Some(Reverse(current)) = candidates.pop() {
+            if results.len() >= ef && results.peek().is_some_and(|worst| current > *worst) {
+                break;
+            }
+            let links = self.links(current.1, layer);
+            for &n in links {
+                if !scratch.visit(n) {
+                    continue;
+                }
+                let cand = (view.distance(query, n), n);
+                let full = results.len() >= ef;
+                if !full || results.peek().is_some_and(|worst| cand < *worst) {
+                    candidates.push(Reverse(cand));
+                    if accept(n) {
+                        results.push(cand);
+                        if results.len() > ef {
+                            results.pop();
+                        }
+                    }
+                }
+            }
+        }
+        results.into_sorted_vec()
+    }
+
+    /// The `ef` nearest accepted rows found by the graph, by
+    /// `(distance, row)`.
+    pub fn search(
+        &self,
+        view: &View<'_>,
+        query: &[i32],
+        ef: usize,
+        scratch: &mut SearchScratch,
+        accept: &dyn Fn(u32) -> bool,
+    ) -> Vec<(Distance, u32)> {
+        let Some(entry) = self.entry else {
+            return Vec::new();
+        };
+        let mut ep = (view.distance(query, entry), entry);
+        let mut layer = self.max_level;
+        while layer > 0 {
+            ep = self.greedy(view, query, ep, layer);
+            layer -= 1;
+        }
+        self.search_layer(view, query, &[ep], LayerSearch { ef, layer: 0, accept }, scratch)
+    }
+}

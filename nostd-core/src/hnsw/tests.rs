@@ -1,0 +1,277 @@
+//! Graph tests: the same graph for every planning order, recall against
+//! exact search, reachability after deletes, and parts round trips.
+
+use super::*;
+use crate::event::{Batch, CollectionConfig, CollectionName, Event};
+use crate::rng::SplitMix64;
+use crate::state::State;
+use alloc::collections::BTreeSet;
+
+/// Plans rows in reverse order, then returns them in index order, as a
+/// parallel planner with unlucky scheduling would.
+struct Reversed;
+
+impl Planner for Reversed {
+    fn plan(&self, count: usize, job: &(dyn Fn(usize) -> NodePlan + Sync)) -> Vec<NodePlan> {
+        let mut out: Vec<NodePlan> = (0..count).rev().map(job).collect();
+        out.reverse();
+        out
+    }
+}
+
+fn name() -> CollectionName {
+    CollectionName::new("docs").unwrap()
+}
+
+/// A state with `n` clustered random vectors of `dim` components, inserted
+/// in batches of `batch` through `planner`.
+fn build(n: u64, dim: u32, batch: u64, planner: &dyn Planner) -> State {
+    let mut s = State::new();
+    let index = IndexParams {
+        m: 8,
+        ef_construction: 64,
+        seed: 42,
+    };
+    let config = CollectionConfig {
+        dim,
+        metric: Metric::L2,
+        index,
+    };
+    s.apply(&Event::CreateCollection {
+        name: name(),
+        config,
+    })
+    .unwrap();
+    let mut rng = SplitMix64::new(7);
+    let centers: Vec<Vec<i32>> = (0..20)
+        .map(|_| {
+            (0..dim)
+                .map(|_| rng.below(1 << 20) as i32 - (1 << 19))
+                .collect()
+        })
+        .collect();
+    let mut id = 0;
+    while id < n {
+        let mut b = Batch::new(dim);
+        for _ in 0..batch.min(n - id) {
+            let c = &centers[rng.below(20) as usize];
+            let v: Vec<i32> = c
+                .iter()
+                .map(|x| x + rng.below(1 << 17) as i32 - (1 << 16))
+                .collect();
+            b.push(RecordId(id), &v, id % 10, &[]);
+            id += 1;
+        }
+        s.apply_with(
+            &Event::InsertBatch {
+                collection: name(),
+                batch: b,
+            },
+            planner,
+        )
+        .unwrap();
+    }
+    s
+}
+
+/// The planning order does not change the graph.
+#[test]
+fn planning_order_does_not_change_the_graph() {
+    let a = build(1500, 12, 700, &Sequential);
+    let b = build(1500, 12, 700, &Reversed);
+    let (ca, cb) = (
+        a.collection(&name()).unwrap(),
+        b.collection(&name()).unwrap(),
+    );
+    assert_eq!(ca.index(), cb.index());
+    assert_eq!(ca.index_hash_uncached(), cb.index_hash_uncached());
+}
+
+/// Recall@10 of the graph against exact search is high, and every search
+/// returns k rows ordered by (distance, id).
+#[test]
+fn recall_against_exact() {
+    let s = build(3000, 16, 1000, &Sequential);
+    let c = s.collection(&name()).unwrap();
+    let mut rng = SplitMix64::new(99);
+    let mut hits = 0;
+    let queries = 100;
+    for _ in 0..queries {
+        let row = rng.below(c.rows() as u64) as usize;
+        let q: Vec<i32> = c
+            .vector(row)
+            .iter()
+            .map(|x| x + rng.below(1 << 15) as i32)
+            .collect();
+        let approx = c.search(
+            &q,
+            10,
+            &SearchOptions {
+                ef: 64,
+                ..SearchOptions::default()
+            },
+        );
+        let exact = c.search(
+            &q,
+            10,
+            &SearchOptions {
+                exact: true,
+                ..SearchOptions::default()
+            },
+        );
+        assert_eq!(approx.len(), 10);
+        assert!(approx.windows(2).all(|w| w[0] <= w[1]));
+        let want: BTreeSet<RecordId> = exact.iter().map(|h| h.1).collect();
+        hits += approx.iter().filter(|h| want.contains(&h.1)).count();
+    }
+    let recall = hits as f64 / (10 * queries) as f64;
+    assert!(recall >= 0.95, "recall@10 = {recall}");
+}
+
+/// After deleting half the rows, every node is still reachable from the
+/// entry point, searches never return deleted rows, and recall holds.
+#[test]
+fn deletes_keep_reachability_and_recall() {
+    let mut s = build(2000, 8, 2000, &Sequential);
+    let mut rng = SplitMix64::new(5);
+    let mut deleted = BTreeSet::new();
+    while deleted.len() < 1000 {
+        let id = rng.below(2000);
+        if deleted.insert(id) {
+            s.apply(&Event::Delete {
+                collection: name(),
+                id: RecordId(id),
+            })
+            .unwrap();
+        }
+    }
+    let c = s.collection(&name()).unwrap();
+    assert!(
+        c.index().reachable().iter().all(|&r| r),
+        "a node became unreachable"
+    );
+    let mut hits = 0;
+    for q in 0..100 {
+        let row = (q * 17) % c.rows();
+        let query = c.vector(row).to_vec();
+        let approx = c.search(
+            &query,
+            10,
+            &SearchOptions {
+                ef: 64,
+                ..SearchOptions::default()
+            },
+        );
+        assert!(approx.iter().all(|h| !deleted.contains(&h.1.0)));
+        let exact = c.search(
+            &query,
+            10,
+            &SearchOptions {
+                exact: true,
+                ..SearchOptions::default()
+            },
+        );
+        let want: BTreeSet<RecordId> = exact.iter().map(|h| h.1).collect();
+        hits += approx.iter().filter(|h| want.contains(&h.1)).count();
+    }
+    assert!(
+        hits as f64 / 1000.0 >= 0.95,
+        "recall after deletes {}",
+        hits as f64 / 1000.0
+    );
+}
+
+/// Filtered search returns k matching rows whenever k match, at every
+/// selectivity, through whichever path the collection picks.
+#[test]
+fn filtered_search_returns_k_matching_rows() {
+    let s = build(2000, 8, 1000, &Sequential);
+    let c = s.collection(&name()).unwrap();
+    let q = c.vector(3).to_vec();
+    for tag in 0..10 {
+        let hits = c.search(
+            &q,
+            10,
+            &SearchOptions {
+                ef: 32,
+                exact: false,
+                tag: Some(tag),
+            },
+        );
+        assert_eq!(hits.len(), 10);
+        for (_, id) in hits {
+            assert_eq!(id.0 % 10, tag);
+        }
+    }
+    assert!(
+        c.search(
+            &q,
+            10,
+            &SearchOptions {
+                tag: Some(77),
+                ..SearchOptions::default()
+            }
+        )
+        .is_empty()
+    );
+}
+
+/// A graph rebuilt from its parts is the same graph; damaged parts are
+/// rejected.
+#[test]
+fn parts_round_trip() {
+    let s = build(700, 6, 700, &Sequential);
+    let c = s.collection(&name()).unwrap();
+    let g = c.index();
+    let p = g.parts();
+    let rebuilt = Hnsw::from_parts(
+        *g.params(),
+        c.ids(),
+        p.len0.to_vec(),
+        p.links0.to_vec(),
+        p.upper.clone(),
+        p.entry,
+    )
+    .unwrap();
+    assert_eq!(rebuilt.hash_uncached(), g.hash_uncached());
+    let mut bad = p.links0.to_vec();
+    bad[0] = 70_000;
+    assert!(
+        Hnsw::from_parts(
+            *g.params(),
+            c.ids(),
+            p.len0.to_vec(),
+            bad,
+            p.upper.clone(),
+            p.entry
+        )
+        .is_err()
+    );
+    assert!(
+        Hnsw::from_parts(
+            *g.params(),
+            c.ids(),
+            p.len0.to_vec(),
+            p.links0.to_vec(),
+            p.upper.clone(),
+            None
+        )
+        .is_err()
+    );
+}
+
+/// Levels follow the geometric distribution: about 1/m of nodes are above
+/// layer 0, and the function is pure.
+#[test]
+fn levels_are_geometric_and_pure() {
+    let m = 8;
+    let above = (0..80_000u64)
+        .filter(|&i| level_of(RecordId(i), 1, m) > 0)
+        .count();
+    let share = above as f64 / 80_000.0;
+    assert!((share - 0.125).abs() < 0.01, "share above layer 0: {share}");
+    assert_eq!(
+        level_of(RecordId(12345), 9, m),
+        level_of(RecordId(12345), 9, m)
+    );
+}
