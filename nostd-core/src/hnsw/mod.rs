@@ -275,7 +275,11 @@ impl Hnsw {
             layers = vec![Vec::new(); usize::from(top) + 1];
             for lc in (0..=top).rev() {
                 let live = |r: u32| !view.deleted[r as usize];
-                let on = search::LayerSearch { ef, layer: lc, accept: &live };
+                let on = search::LayerSearch {
+                    ef,
+                    layer: lc,
+                    accept: &live,
+                };
                 let found = self.search_layer(view, query, &ep, on, &mut scratch);
                 ep = if found.is_empty() { ep } else { found.clone() };
                 layers[usize::from(lc)] = found;

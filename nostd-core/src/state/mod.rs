@@ -322,8 +322,23 @@ impl Collection {
         k: usize,
         opts: &SearchOptions,
     ) -> Vec<(Distance, RecordId)> {
-        let mut scratch = SearchScratch::new();
-        self.search_with(query, k, opts, &mut scratch)
+        #[cfg(feature = "std")]
+        {
+            // One scratch per thread: a fresh one per query would touch a
+            // new page of visited marks for every few nodes it visits.
+            std::thread_local! {
+                static SCRATCH: core::cell::RefCell<SearchScratch> =
+                    core::cell::RefCell::new(SearchScratch::new());
+            }
+            SCRATCH.with(|s| match s.try_borrow_mut() {
+                Ok(mut scratch) => self.search_with(query, k, opts, &mut scratch),
+                Err(_) => self.search_with(query, k, opts, &mut SearchScratch::new()),
+            })
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            self.search_with(query, k, opts, &mut SearchScratch::new())
+        }
     }
 
     /// [`Collection::search`] with reusable scratch memory.
