@@ -282,13 +282,13 @@ fn write_collection<W: Write>(w: &mut HashingWriter<'_, W>, c: &Collection) -> i
 /// then the upper layers of the nodes that have them, in row order.
 fn write_index<W: Write>(w: &mut HashingWriter<'_, W>, c: &Collection) -> io::Result<()> {
     let index = c.index();
-    assert_eq!(
-        index.len(),
-        c.rows(),
-        "invariant: every row of {} is in its graph",
+    assert!(
+        index.len() <= c.rows(),
+        "invariant: the graph of {} holds only its rows",
         c.name()
     );
     let parts = index.parts();
+    w.put_u64(index.len() as u64)?;
     w.put_u32(parts.entry.unwrap_or(u32::MAX))?;
     w.put_mapped(parts.len0, |n| n.to_le_bytes())?;
     let m0 = index.m0();
@@ -630,8 +630,9 @@ fn frame_collection<'a>(cur: &mut Cursor<'a>) -> Result<CollectionFrame<'a>, Sna
     let metadata = &cur.bytes[metadata_start..cur.pos];
     let index_offset = cur.offset();
     let index_start = cur.pos;
+    let indexed = cur.u64("indexed rows")?;
     cur.u32("index entry")?;
-    let len0 = cur.take("index layer-0 lengths", rows_w * 2)?;
+    let len0 = cur.take("index layer-0 lengths", u128::from(indexed) * 2)?;
     let links0: u128 = len0
         .chunks_exact(2)
         .map(|b| u128::from(u16::from_le_bytes([b[0], b[1]])))
@@ -832,11 +833,16 @@ fn rebuild_collection(
 /// every link and level against the rows.
 fn rebuild_index(collection: &Collection, c: &CollectionFrame<'_>) -> Result<Hnsw, IndexError> {
     let params = collection.config().index;
-    let rows = collection.rows();
+
     let m0 = 2 * usize::from(params.m);
     // Framing walked this section, so every read below is in bounds.
     let mut cur = Cursor::new(c.index, c.index_offset);
     let framed = "invariant: the index section was framed";
+    let rows = cur.u64("indexed rows").expect(framed);
+    if rows > collection.rows() as u64 {
+        return Err(IndexError::Shape);
+    }
+    let rows = rows as usize;
     let entry = cur.u32("index entry").expect(framed);
     let mut len0 = Vec::with_capacity(rows);
     for _ in 0..rows {
@@ -872,7 +878,14 @@ fn rebuild_index(collection: &Collection, c: &CollectionFrame<'_>) -> Result<Hns
         upper.insert(row, layers);
     }
     let entry = (entry != u32::MAX).then_some(entry);
-    Hnsw::from_parts(params, collection.ids(), len0, links0, upper, entry)
+    Hnsw::from_parts(
+        params,
+        &collection.ids()[..rows],
+        len0,
+        links0,
+        upper,
+        entry,
+    )
 }
 
 fn rebuild_graph(state: &mut State, frame: &Frame<'_>) -> Result<(), SnapshotError> {

@@ -142,9 +142,34 @@ struct Queue {
     done: BTreeMap<u64, Result<Receipt, EngineError>>,
 }
 
-/// A Valori database.
+/// Signals between writers and the index builder.
+#[derive(Debug, Default)]
+struct IndexSignal {
+    /// A commit appended rows since the builder last looked.
+    pending: bool,
+    stop: bool,
+}
+
+/// A Valori database: the engine's shared state and its background index
+/// builder, which is stopped and joined when the engine is dropped.
 #[derive(Debug)]
 pub struct Engine {
+    core: Arc<Core>,
+    builder: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::ops::Deref for Engine {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+/// The shared state of an [`Engine`]; every operation of the database is a
+/// method of it.
+#[derive(Debug)]
+pub struct Core {
     storage: Arc<dyn Storage>,
     dir: PathBuf,
     options: EngineOptions,
@@ -156,6 +181,11 @@ pub struct Engine {
     failed: OnceLock<EngineError>,
     recovery: RecoveryReport,
     planner: index::RayonPlanner,
+    index_signal: Mutex<IndexSignal>,
+    /// Wakes the builder (a commit appended rows, or stop).
+    index_wake: Condvar,
+    /// Wakes waiters of [`Engine::wait_for_index`] after each block.
+    index_progress: Condvar,
 }
 
 /// Name of the checkpoint file in the data directory.
@@ -193,7 +223,7 @@ impl Engine {
         options: EngineOptions,
     ) -> Result<Engine, EngineError> {
         let planner = index::RayonPlanner::new(options.index_threads);
-        let recovered = recovery::recover(storage.as_ref(), dir, &options, &planner)?;
+        let recovered = recovery::recover(storage.as_ref(), dir, &options)?;
         let recovery::Recovered {
             mut state,
             merkle,
@@ -206,7 +236,7 @@ impl Engine {
             log_root: merkle.root(),
             hashes,
         };
-        Ok(Engine {
+        let core = Arc::new(Core {
             storage,
             dir: dir.to_path_buf(),
             options,
@@ -222,7 +252,123 @@ impl Engine {
             failed: OnceLock::new(),
             recovery: report,
             planner,
+            index_signal: Mutex::new(IndexSignal {
+                pending: true,
+                stop: false,
+            }),
+            index_wake: Condvar::new(),
+            index_progress: Condvar::new(),
+        });
+        let builder_core = Arc::clone(&core);
+        let builder = std::thread::Builder::new()
+            .name("valori-index".to_owned())
+            .spawn(move || builder_core.build_indexes_in_background())
+            .map_err(|e| EngineError::storage(StorageOp::Create, dir, e))?;
+        Ok(Engine {
+            core,
+            builder: Some(builder),
         })
+    }
+
+    /// Blocks until every complete block of rows is in its collection's
+    /// graph (or the engine failed). Searches are correct before that too;
+    /// rows not yet in the graph are scanned exactly.
+    pub fn wait_for_index(&self) -> Result<(), EngineError> {
+        let mut signal = lock(&self.core.index_signal);
+        loop {
+            self.core.check_failed()?;
+            if !read(&self.core.state).index_pending() {
+                return Ok(());
+            }
+            let (s, _) = self
+                .core
+                .index_progress
+                .wait_timeout(signal, std::time::Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner());
+            signal = s;
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        lock(&self.core.index_signal).stop = true;
+        self.core.index_wake.notify_all();
+        if let Some(builder) = self.builder.take() {
+            // A builder that panicked has nothing left to clean up.
+            let _ = builder.join();
+        }
+    }
+}
+
+impl Core {
+    /// The index builder's loop: plan the next complete block under a read
+    /// lock (readers go on), link it under the write lock, publish the new
+    /// index hash, repeat until nothing is pending; then sleep until a
+    /// commit appends rows.
+    fn build_indexes_in_background(&self) {
+        loop {
+            {
+                let mut signal = lock(&self.index_signal);
+                while !signal.pending && !signal.stop {
+                    signal = self
+                        .index_wake
+                        .wait(signal)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+                if signal.stop {
+                    return;
+                }
+                signal.pending = false;
+            }
+            while self.failed.get().is_none() && !lock(&self.index_signal).stop {
+                let planned = {
+                    let state = read(&self.state);
+                    state
+                        .collections_pending_index()
+                        .into_iter()
+                        .next()
+                        .and_then(|name| {
+                            let c = state.collection(&name)?;
+                            let start = c.indexed_rows();
+                            let plans = c.plan_index_block(&self.planner)?;
+                            Some((name, c.incarnation(), start, plans))
+                        })
+                };
+                let Some((name, incarnation, start, plans)) = planned else {
+                    break;
+                };
+                {
+                    let mut state = write(&self.state);
+                    let mut linked = None;
+                    if let Some(c) = state.collection_for_restore(&name) {
+                        // Only the builder changes a graph, but the
+                        // collection may have been dropped and created
+                        // again meanwhile: link only onto the graph the
+                        // plan was made for.
+                        if c.incarnation() == incarnation && c.indexed_rows() == start {
+                            c.link_index_block(plans);
+                            linked = Some(c.index_hash());
+                        }
+                    }
+                    if let Some(hash) = linked {
+                        let mut proof = write(&self.proof);
+                        if let Some(entry) =
+                            proof.hashes.indexes.iter_mut().find(|(n, _)| *n == name)
+                        {
+                            entry.1 = hash;
+                        }
+                    }
+                }
+                self.index_progress.notify_all();
+            }
+            self.index_progress.notify_all();
+        }
+    }
+
+    fn wake_index_builder(&self) {
+        lock(&self.index_signal).pending = true;
+        self.index_wake.notify_all();
     }
 
     /// What recovery found when the engine opened.
@@ -319,7 +465,7 @@ impl Engine {
             let checked = if i == last {
                 state.check(&p.event)
             } else {
-                state.apply_with(&p.event, &self.planner).map(|_| ())
+                state.apply(&p.event).map(|_| ())
             };
             if let Err(e) = checked {
                 frames.truncate(start);
@@ -348,12 +494,11 @@ impl Engine {
         // thread while the fsync waits on the disk. The write lock is held
         // throughout, so no reader sees either half-done.
         let storage = self.storage.as_ref();
-        let planner = &self.planner;
         let state_ref: &mut State = &mut state;
         let (written, hashes) = std::thread::scope(|s| {
             let hashing = s.spawn(|| {
                 if let Some(event) = &deferred {
-                    let applied = state_ref.apply_checked_with(event, planner);
+                    let applied = state_ref.apply_checked(event);
                     assert!(
                         applied.is_ok(),
                         "invariant: a checked event applies: {applied:?}"
@@ -382,6 +527,9 @@ impl Engine {
             hashes,
         };
         results.extend(accepted.into_iter().map(|(t, r)| (t, Ok(r))));
+        if state.index_pending() {
+            self.wake_index_builder();
+        }
         results
     }
 

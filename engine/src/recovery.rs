@@ -8,7 +8,6 @@ use std::sync::Arc;
 use valori_columnar::snapshot::read_snapshot;
 use valori_core::event::Event;
 use valori_core::hash::Hash32;
-use valori_core::hnsw::Planner;
 use valori_core::merkle::{MerkleLog, leaf_hash};
 use valori_core::state::State;
 
@@ -240,7 +239,6 @@ pub(crate) fn recover(
     storage: &dyn Storage,
     dir: &Path,
     options: &EngineOptions,
-    planner: &dyn Planner,
 ) -> Result<Recovered, EngineError> {
     let wal_dir = dir.join(WAL_DIR);
     let snap_dir = dir.join(SNAPSHOT_DIR);
@@ -317,7 +315,7 @@ pub(crate) fn recover(
                 source,
             })?;
             state
-                .apply_with(&event, planner)
+                .apply(&event)
                 .map_err(|source| EngineError::ReplayRejected {
                     segment: path.clone(),
                     seq: frame.seq,

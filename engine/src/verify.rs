@@ -247,7 +247,7 @@ pub fn verify_dir(storage: &dyn Storage, dir: &Path) -> VerifyReport {
                     break 'segments;
                 }
             };
-            if let Err(e) = state.apply_with(&event, &planner) {
+            if let Err(e) = state.apply(&event) {
                 report.bad(format!(
                     "{} offset {}: event {} is rejected on replay: {e}",
                     path.display(),
@@ -342,6 +342,8 @@ pub fn verify_dir(storage: &dyn Storage, dir: &Path) -> VerifyReport {
         }
     }
     report.events = size;
+    // The graph of every complete block, as the engine's builder makes it.
+    state.build_indexes(&planner);
     let hashes = state.hashes();
     for (name, index) in &hashes.indexes {
         report.ok(format!(

@@ -179,7 +179,7 @@ struct Offsets {
     /// Start of collection `alpha` (the first by name).
     alpha: usize,
     /// Bytes of alpha's index section, from its graph and the layout:
-    /// entry u32, a u16 per row, a u32 per layer-0 link, u32 count, then
+    /// indexed rows u64, entry u32, a u16 per indexed row, a u32 per layer-0 link, u32 count, then
     /// per upper node u32 row, u8 level, and per layer u16 count + links.
     alpha_index: usize,
     len: usize,
@@ -198,7 +198,7 @@ impl Offsets {
             .sum();
         Offsets {
             alpha: 8 + 4 + 8 + 32 + 32 + 8 + 32 * meta.events as usize + 4,
-            alpha_index: 4 + 2 * parts.len0.len() + 4 * links0 + 4 + upper,
+            alpha_index: 8 + 4 + 2 * parts.len0.len() + 4 * links0 + 4 + upper,
             len: bytes.len(),
         }
     }

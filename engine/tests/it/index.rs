@@ -1,6 +1,7 @@
 //! The index in the engine: the same graph for 1, 2 and 8 build threads on
 //! real data, recall against exact search, and the graph surviving a
-//! snapshot and a recovery unchanged.
+//! snapshot and a recovery unchanged (the snapshot holds the blocks built
+//! when it was taken; the builder adds the rest after recovery).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -138,6 +139,7 @@ fn index_survives_snapshot_and_recovery() {
     for e in &events[3..] {
         engine.submit(e.clone()).unwrap();
     }
+    engine.wait_for_index().unwrap();
     let before = engine.proof().unwrap();
     let query: Vec<i32> = (0..dim as i32).map(|i| i << 12).collect();
     let opts = SearchOptions {
@@ -154,6 +156,7 @@ fn index_survives_snapshot_and_recovery() {
     drop(engine);
     let engine = open_sim(&storage.crash(Torn::None)).unwrap();
     assert!(engine.recovery_report().snapshot.is_some());
+    engine.wait_for_index().unwrap();
     let after = engine.proof().unwrap();
     assert_eq!(after.hashes.indexes, before.hashes.indexes);
     assert_eq!(after, before);

@@ -9,17 +9,19 @@
 //!   distances, so ties break the same way everywhere;
 //! - nodes are linked in row order, which is log order.
 //!
-//! Batch inserts are built in two phases so that they can use every core
-//! and still give the same graph for any thread count: the rows of a batch
-//! are split into chunks of [`PLAN_CHUNK_ROWS`]; for every row of a chunk
-//! the candidate neighbours are searched against the graph as it was before
-//! the chunk (a pure function, run in parallel by a [`Planner`]), together
-//! with the exact distances to the chunk's earlier rows; then the rows are
-//! linked one by one in row order.
+//! The graph grows by aligned blocks of [`BLOCK_ROWS`] rows, in two phases
+//! so that it can use every core and still be the same for any thread
+//! count: for every row of a block the candidate neighbours are searched
+//! against the graph as it was before the block (a pure function, run in
+//! parallel by a [`Planner`]), together with the exact distances to the
+//! block's earlier rows; then the rows are linked one by one in row order.
+//! Rows of an incomplete last block are not in the graph yet; searches scan
+//! them exactly.
 //!
 //! Deleted rows stay in the graph as waypoints: searches walk through them
-//! but never return them, and new nodes never link to them, so deleting
-//! never makes a live node unreachable.
+//! but never return them. Building ignores tombstones, so the graph does
+//! not depend on when deletes happened, and deleting never makes a live
+//! node unreachable.
 
 mod search;
 #[cfg(test)]
@@ -39,8 +41,11 @@ pub use search::{SearchOptions, SearchScratch};
 /// Highest level a node can have.
 pub const LEVEL_MAX: u8 = 15;
 
-/// Rows planned against one frozen graph before they are linked.
-pub const PLAN_CHUNK_ROWS: usize = 256;
+/// Rows planned against one frozen graph before they are linked. Blocks
+/// are aligned: rows `256·b .. 256·(b+1)` form block `b`, and a block joins
+/// the graph only when it is complete, so the graph does not depend on how
+/// the rows arrived or when the index caught up.
+pub const BLOCK_ROWS: usize = 256;
 
 /// Domain byte of the index hash (the state hash uses 0x01..=0x04).
 pub const INDEX_HASH_DOMAIN: u8 = 0x05;
@@ -232,36 +237,60 @@ impl Hnsw {
         self.links0.resize(self.levels.len() * self.m0(), 0);
     }
 
-    /// Inserts rows `first..first + ids.len()` (already in the columns of
-    /// `view`) in row order; `planner` may run the planning in parallel.
-    pub fn insert(&mut self, view: &View<'_>, first: u32, ids: &[RecordId], planner: &dyn Planner) {
-        assert_eq!(
-            first as usize,
-            self.len(),
-            "invariant: rows join the graph in row order"
+    /// Plans the block of rows `len()..len() + ids.len()` (already in the
+    /// columns of `view`) against this graph, which stays frozen; `planner`
+    /// may run it on several threads. Pure: the plans depend only on the
+    /// graph, the vectors and the ids.
+    pub fn plan_block(
+        &self,
+        view: &View<'_>,
+        ids: &[RecordId],
+        planner: &dyn Planner,
+    ) -> Vec<NodePlan> {
+        let start = self.len() as u32;
+        let ef = usize::from(self.params.ef_construction).max(self.m0());
+        let (seed, m) = (self.params.seed, self.params.m);
+        planner.plan(ids.len(), &|i| {
+            self.plan_node(view, start, start + i as u32, level_of(ids[i], seed, m), ef)
+        })
+    }
+
+    /// Links a planned block in row order.
+    pub fn link_block(&mut self, view: &View<'_>, ids: &[RecordId], plans: Vec<NodePlan>) {
+        let start = self.len() as u32;
+        assert!(
+            plans.len() == ids.len()
+                && plans
+                    .iter()
+                    .enumerate()
+                    .all(|(i, p)| p.row == start + i as u32),
+            "invariant: a block is linked right after it was planned, in row order"
         );
         self.grow(ids);
-        let ef = usize::from(self.params.ef_construction).max(self.m0());
-        let end = first + ids.len() as u32;
-        let mut chunk_start = first;
-        while chunk_start < end {
-            let chunk_end = (chunk_start + PLAN_CHUNK_ROWS as u32).min(end);
-            let frozen: &Hnsw = self;
-            let plans = planner.plan((chunk_end - chunk_start) as usize, &|i| {
-                frozen.plan_node(view, chunk_start, chunk_start + i as u32, ef)
-            });
-            for plan in plans {
-                self.link(view, plan);
-            }
-            chunk_start = chunk_end;
+        for plan in plans {
+            self.link(view, plan);
         }
     }
 
-    /// Plans row `row` against this (frozen) graph; rows `chunk_start..row`
-    /// are in the columns but not yet linked.
-    pub fn plan_node(&self, view: &View<'_>, chunk_start: u32, row: u32, ef: usize) -> NodePlan {
+    /// Plans and links one block; see [`Hnsw::plan_block`].
+    pub fn insert_block(&mut self, view: &View<'_>, ids: &[RecordId], planner: &dyn Planner) {
+        let plans = self.plan_block(view, ids, planner);
+        self.link_block(view, ids, plans);
+    }
+
+    /// Plans row `row` (of level `level`) against this frozen graph; rows
+    /// `block_start..row` are in the columns but not yet linked. Deleted
+    /// rows are candidates like any other, so the graph does not depend on
+    /// when deletes happened relative to the build.
+    pub fn plan_node(
+        &self,
+        view: &View<'_>,
+        block_start: u32,
+        row: u32,
+        level: u8,
+        ef: usize,
+    ) -> NodePlan {
         let query = view.vector(row);
-        let level = self.levels[row as usize];
         let mut layers = Vec::new();
         if let Some(entry) = self.entry {
             let mut scratch = SearchScratch::new();
@@ -273,19 +302,19 @@ impl Hnsw {
             }
             let top = level.min(self.max_level);
             layers = vec![Vec::new(); usize::from(top) + 1];
+            let any = |_: u32| true;
             for lc in (0..=top).rev() {
-                let live = |r: u32| !view.deleted[r as usize];
                 let on = search::LayerSearch {
                     ef,
                     layer: lc,
-                    accept: &live,
+                    accept: &any,
                 };
                 let found = self.search_layer(view, query, &ep, on, &mut scratch);
                 ep = if found.is_empty() { ep } else { found.clone() };
                 layers[usize::from(lc)] = found;
             }
         }
-        let mut peers: Vec<(Distance, u32)> = (chunk_start..row)
+        let mut peers: Vec<(Distance, u32)> = (block_start..row)
             .map(|p| (view.distance(query, p), p))
             .collect();
         peers.sort_unstable();

@@ -226,7 +226,7 @@ fn parts_round_trip() {
     let p = g.parts();
     let rebuilt = Hnsw::from_parts(
         *g.params(),
-        c.ids(),
+        &c.ids()[..g.len()],
         p.len0.to_vec(),
         p.links0.to_vec(),
         p.upper.clone(),
@@ -239,7 +239,7 @@ fn parts_round_trip() {
     assert!(
         Hnsw::from_parts(
             *g.params(),
-            c.ids(),
+            &c.ids()[..g.len()],
             p.len0.to_vec(),
             bad,
             p.upper.clone(),
@@ -250,7 +250,7 @@ fn parts_round_trip() {
     assert!(
         Hnsw::from_parts(
             *g.params(),
-            c.ids(),
+            &c.ids()[..g.len()],
             p.len0.to_vec(),
             p.links0.to_vec(),
             p.upper.clone(),

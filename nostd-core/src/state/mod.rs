@@ -17,7 +17,9 @@ use alloc::vec::Vec;
 use crate::distance::{self, Distance, Kernel, Metric};
 use crate::event::{Batch, CollectionConfig, CollectionName, Event, NodeId, RecordId};
 use crate::hash::{self, CHUNK_ROWS, Hash32, RowView};
-use crate::hnsw::{Hnsw, IndexError, Planner, SearchOptions, SearchScratch, Sequential, View};
+use crate::hnsw::{
+    BLOCK_ROWS, Hnsw, IndexError, NodePlan, Planner, SearchOptions, SearchScratch, View,
+};
 
 /// A tag filter matching at most one row in this many is searched exactly:
 /// scanning the matching rows is then cheaper than walking the graph past
@@ -130,10 +132,13 @@ pub struct Collection {
     tag_counts: BTreeMap<u64, u64>,
     /// The HNSW graph over every row (deleted rows stay as waypoints).
     index: Hnsw,
+    /// Which creation of this name this is (not part of the hash): lets a
+    /// background builder tell a dropped and re-created collection apart.
+    incarnation: u64,
 }
 
 impl Collection {
-    fn new(name: CollectionName, config: CollectionConfig) -> Collection {
+    fn new(name: CollectionName, config: CollectionConfig, incarnation: u64) -> Collection {
         Collection {
             name,
             config,
@@ -149,7 +154,13 @@ impl Collection {
             chunk_hashes: Vec::new(),
             tag_counts: BTreeMap::new(),
             index: Hnsw::new(config.index),
+            incarnation,
         }
+    }
+
+    /// Which creation of this collection's name this is, in this process.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
     }
 
     pub fn name(&self) -> &CollectionName {
@@ -239,7 +250,10 @@ impl Collection {
 
     /// Installs a stored graph after every row was restored.
     pub fn restore_index(&mut self, index: Hnsw) -> Result<(), IndexError> {
-        if index.len() != self.rows() || index.params() != &self.config.index {
+        if index.len() > self.rows()
+            || !index.len().is_multiple_of(BLOCK_ROWS)
+            || index.params() != &self.config.index
+        {
             return Err(IndexError::Shape);
         }
         self.index = index;
@@ -250,7 +264,61 @@ impl Collection {
     /// for states restored without a stored graph.
     pub fn rebuild_index(&mut self, planner: &dyn Planner) {
         self.index = Hnsw::new(self.config.index);
-        self.index_rows(0, planner);
+        self.build_index(planner);
+    }
+
+    /// Rows in the graph (whole blocks); rows after them are searched
+    /// exactly.
+    pub fn indexed_rows(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether a complete block of rows waits to join the graph.
+    pub fn index_pending(&self) -> bool {
+        self.index.len() + BLOCK_ROWS <= self.rows()
+    }
+
+    /// Plans the next complete block of rows against the current graph,
+    /// without changing anything (callers may hold only a shared borrow,
+    /// and run it while others read). `None` when no block is complete.
+    pub fn plan_index_block(&self, planner: &dyn Planner) -> Option<Vec<NodePlan>> {
+        if !self.index_pending() {
+            return None;
+        }
+        let start = self.index.len();
+        let ids = &self.ids[start..start + BLOCK_ROWS];
+        Some(self.index.plan_block(&self.build_view(), ids, planner))
+    }
+
+    /// Links a block planned by [`Collection::plan_index_block`] on this
+    /// same graph. Only index building changes the graph, so a plan made
+    /// under a shared borrow is still valid under the exclusive one.
+    pub fn link_index_block(&mut self, plans: Vec<NodePlan>) {
+        let start = self.index.len();
+        let view = View {
+            dim: self.config.dim as usize,
+            metric: self.config.metric,
+            vectors: &self.vectors,
+            deleted: &self.deleted,
+            tags: &self.tags,
+            kernel: Kernel::new(self.config.dim as usize, self.max_abs, self.max_abs),
+        };
+        self.index
+            .link_block(&view, &self.ids[start..start + plans.len()], plans);
+    }
+
+    /// Builds every complete block into the graph. Returns the blocks added.
+    pub fn build_index(&mut self, planner: &dyn Planner) -> usize {
+        let mut blocks = 0;
+        while let Some(plans) = self.plan_index_block(planner) {
+            self.link_index_block(plans);
+            blocks += 1;
+        }
+        blocks
+    }
+
+    fn build_view(&self) -> View<'_> {
+        self.view(self.max_abs)
     }
 
     /// The HNSW graph.
@@ -296,20 +364,6 @@ impl Collection {
             tags: &self.tags,
             kernel: Kernel::new(self.dim(), self.max_abs, query_max_abs),
         }
-    }
-
-    /// Links rows `first..` into the graph.
-    fn index_rows(&mut self, first: u32, planner: &dyn Planner) {
-        let view = View {
-            dim: self.config.dim as usize,
-            metric: self.config.metric,
-            vectors: &self.vectors,
-            deleted: &self.deleted,
-            tags: &self.tags,
-            kernel: Kernel::new(self.config.dim as usize, self.max_abs, self.max_abs),
-        };
-        let ids = &self.ids[first as usize..];
-        self.index.insert(&view, first, ids, planner);
     }
 
     /// The `k` nearest live rows to `query` by `(distance, id)`: through the
@@ -360,7 +414,7 @@ impl Collection {
         let live = self.live() as u64;
         let matching = opts.tag.map_or(live, |t| self.tag_count(t));
         let exact = opts.exact
-            || self.index.len() != self.rows()
+            || self.index.is_empty()
             || matching <= k as u64
             || matching.saturating_mul(FILTER_EXACT_RATIO) <= live;
         if exact {
@@ -377,6 +431,8 @@ impl Collection {
             .into_iter()
             .map(|(d, r)| (d, self.ids[r as usize]))
             .collect();
+        // Rows not yet in the graph are scanned exactly.
+        hits.extend(self.scan_rows(query, k, tag, self.index.len()..self.rows()));
         hits.sort_unstable();
         hits.truncate(k);
         hits
@@ -559,10 +615,21 @@ impl Collection {
         if k == 0 {
             return Vec::new();
         }
+        self.scan_rows(query, k, tag, 0..self.rows())
+    }
+
+    /// Exact top-`k` over the live rows of `rows` matching `tag`.
+    fn scan_rows(
+        &self,
+        query: &[i32],
+        k: usize,
+        tag: Option<u64>,
+        rows: core::ops::Range<usize>,
+    ) -> Vec<(Distance, RecordId)> {
         let kernel = self.kernel_for(query);
         let metric: Metric = self.config.metric;
         let mut heap: BinaryHeap<(Distance, RecordId)> = BinaryHeap::with_capacity(k + 1);
-        for row in 0..self.rows() {
+        for row in rows {
             if self.deleted[row] || tag.is_some_and(|t| self.tags[row] != t) {
                 continue;
             }
@@ -597,6 +664,8 @@ pub struct StateHashes {
 pub struct State {
     collections: BTreeMap<CollectionName, Collection>,
     graph: Graph,
+    /// Collections created so far (not part of the hash).
+    created: u64,
 }
 
 impl State {
@@ -688,21 +757,47 @@ impl State {
         }
     }
 
-    /// Applies one event. On error nothing changed.
+    /// Applies one event. On error nothing changed. Inserted rows join
+    /// their collection's graph later, by whole blocks
+    /// ([`State::build_indexes`]); until then searches scan them exactly.
     pub fn apply(&mut self, event: &Event) -> Result<Applied, ApplyError> {
-        self.apply_with(event, &Sequential)
+        self.check(event)?;
+        self.apply_checked(event)
     }
 
-    /// [`State::apply`], with the index's candidate search for inserted
-    /// rows run by `planner` (for example on several threads). The result
-    /// is the same for every planner.
+    /// [`State::apply`], then every complete block of rows built into its
+    /// collection's graph by `planner` (for example on several threads).
+    /// The graph is the same for every planner.
     pub fn apply_with(
         &mut self,
         event: &Event,
         planner: &dyn Planner,
     ) -> Result<Applied, ApplyError> {
-        self.check(event)?;
-        self.apply_checked_with(event, planner)
+        let applied = self.apply(event)?;
+        self.build_indexes(planner);
+        Ok(applied)
+    }
+
+    /// Builds every complete block of every collection into its graph.
+    pub fn build_indexes(&mut self, planner: &dyn Planner) -> usize {
+        self.collections
+            .values_mut()
+            .map(|c| c.build_index(planner))
+            .sum()
+    }
+
+    /// Whether some collection has a complete block waiting for its graph.
+    pub fn index_pending(&self) -> bool {
+        self.collections.values().any(Collection::index_pending)
+    }
+
+    /// Names of the collections with a complete block waiting for the graph.
+    pub fn collections_pending_index(&self) -> Vec<CollectionName> {
+        self.collections
+            .values()
+            .filter(|c| c.index_pending())
+            .map(|c| c.name.clone())
+            .collect()
     }
 
     /// Applies an event that [`State::check`] accepted against exactly this
@@ -710,19 +805,13 @@ impl State {
     /// event while its log frame is being fsynced. An event that was not
     /// checked may be applied in part.
     pub fn apply_checked(&mut self, event: &Event) -> Result<Applied, ApplyError> {
-        self.apply_checked_with(event, &Sequential)
-    }
-
-    /// [`State::apply_checked`] with a planner; see [`State::apply_with`].
-    pub fn apply_checked_with(
-        &mut self,
-        event: &Event,
-        planner: &dyn Planner,
-    ) -> Result<Applied, ApplyError> {
         Ok(match event {
             Event::CreateCollection { name, config } => {
-                self.collections
-                    .insert(name.clone(), Collection::new(name.clone(), *config));
+                self.created += 1;
+                self.collections.insert(
+                    name.clone(),
+                    Collection::new(name.clone(), *config, self.created),
+                );
                 Applied::Other
             }
             Event::DropCollection { name } => {
@@ -733,7 +822,6 @@ impl State {
                 let c = self.collection_mut(collection)?;
                 let first_row = c.rows() as u32;
                 c.push_row(record.id, &record.vector, record.tag, &record.metadata);
-                c.index_rows(first_row, planner);
                 Applied::Appended {
                     collection: collection.clone(),
                     first_row,
@@ -744,7 +832,6 @@ impl State {
                 let c = self.collection_mut(collection)?;
                 let first_row = c.rows() as u32;
                 c.push_batch(batch);
-                c.index_rows(first_row, planner);
                 Applied::Appended {
                     collection: collection.clone(),
                     first_row,
