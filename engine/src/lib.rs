@@ -188,6 +188,9 @@ pub struct Core {
     index_progress: Condvar,
 }
 
+/// Rows the index builder plans per read lock.
+const PLAN_PIECE_ROWS: usize = 8;
+
 /// Name of the checkpoint file in the data directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint";
 /// Folder of the log segments.
@@ -322,7 +325,10 @@ impl Core {
                 signal.pending = false;
             }
             while self.failed.get().is_none() && !lock(&self.index_signal).stop {
-                let planned = {
+                // Plan the next block in pieces, each under a short read
+                // lock, so that commits get the write lock in between; the
+                // graph does not change meanwhile (only this thread links).
+                let Some((name, incarnation, start)) = ({
                     let state = read(&self.state);
                     state
                         .collections_pending_index()
@@ -330,14 +336,28 @@ impl Core {
                         .next()
                         .and_then(|name| {
                             let c = state.collection(&name)?;
-                            let start = c.indexed_rows();
-                            let plans = c.plan_index_block(&self.planner)?;
-                            Some((name, c.incarnation(), start, plans))
+                            Some((name, c.incarnation(), c.indexed_rows()))
                         })
-                };
-                let Some((name, incarnation, start, plans)) = planned else {
+                }) else {
                     break;
                 };
+                let mut plans = Vec::with_capacity(valori_core::hnsw::BLOCK_ROWS);
+                while plans.len() < valori_core::hnsw::BLOCK_ROWS {
+                    let state = read(&self.state);
+                    let piece = state
+                        .collection(&name)
+                        .filter(|c| c.incarnation() == incarnation && c.indexed_rows() == start)
+                        .and_then(|c| {
+                            c.plan_index_rows(plans.len(), PLAN_PIECE_ROWS, &self.planner)
+                        });
+                    match piece {
+                        Some(p) => plans.extend(p),
+                        None => break,
+                    }
+                }
+                if plans.len() < valori_core::hnsw::BLOCK_ROWS {
+                    continue;
+                }
                 {
                     let mut state = write(&self.state);
                     let mut linked = None;

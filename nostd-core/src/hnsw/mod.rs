@@ -247,11 +247,32 @@ impl Hnsw {
         ids: &[RecordId],
         planner: &dyn Planner,
     ) -> Vec<NodePlan> {
+        self.plan_rows(view, ids, 0..ids.len(), planner)
+    }
+
+    /// Plans the rows `rows` (offsets into `ids`) of the block that starts
+    /// at `len()`. Planning a block in several calls gives the same plans
+    /// as one call, as long as the graph is not changed in between.
+    pub fn plan_rows(
+        &self,
+        view: &View<'_>,
+        ids: &[RecordId],
+        rows: core::ops::Range<usize>,
+        planner: &dyn Planner,
+    ) -> Vec<NodePlan> {
         let start = self.len() as u32;
         let ef = usize::from(self.params.ef_construction).max(self.m0());
         let (seed, m) = (self.params.seed, self.params.m);
-        planner.plan(ids.len(), &|i| {
-            self.plan_node(view, start, start + i as u32, level_of(ids[i], seed, m), ef)
+        let first = rows.start;
+        planner.plan(rows.len(), &|i| {
+            let row = first + i;
+            self.plan_node(
+                view,
+                start,
+                start + row as u32,
+                level_of(ids[row], seed, m),
+                ef,
+            )
         })
     }
 

@@ -290,6 +290,27 @@ impl Collection {
         Some(self.index.plan_block(&self.build_view(), ids, planner))
     }
 
+    /// Plans rows `offset..offset + count` of the next complete block (see
+    /// [`Collection::plan_index_block`]), so that a block can be planned in
+    /// pieces, each under a short shared borrow.
+    pub fn plan_index_rows(
+        &self,
+        offset: usize,
+        count: usize,
+        planner: &dyn Planner,
+    ) -> Option<Vec<NodePlan>> {
+        if !self.index_pending() || offset >= BLOCK_ROWS {
+            return None;
+        }
+        let start = self.index.len();
+        let ids = &self.ids[start..start + BLOCK_ROWS];
+        let end = (offset + count).min(BLOCK_ROWS);
+        Some(
+            self.index
+                .plan_rows(&self.build_view(), ids, offset..end, planner),
+        )
+    }
+
     /// Links a block planned by [`Collection::plan_index_block`] on this
     /// same graph. Only index building changes the graph, so a plan made
     /// under a shared borrow is still valid under the exclusive one.
