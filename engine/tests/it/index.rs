@@ -169,3 +169,98 @@ fn index_survives_snapshot_and_recovery() {
         .unwrap();
     assert_eq!(hits, again);
 }
+
+/// Recall@10 of `state`'s "glove" collection against exact search over its
+/// live rows, for the first `n` query vectors.
+fn recall(state: &State, n: usize, ef: usize) -> f64 {
+    let c = state.collection(&name("glove")).unwrap();
+    let queries = read_fvecs(&data().join("query.fvecs")).unwrap();
+    let mut hits = 0;
+    for i in 0..n {
+        let q = quantize_vector(queries.row(i)).unwrap();
+        let exact: BTreeSet<RecordId> = c
+            .search(
+                &q,
+                10,
+                &SearchOptions {
+                    exact: true,
+                    ..SearchOptions::default()
+                },
+            )
+            .iter()
+            .map(|h| h.1)
+            .collect();
+        let approx = c.search(
+            &q,
+            10,
+            &SearchOptions {
+                ef,
+                ..SearchOptions::default()
+            },
+        );
+        assert_eq!(approx.len(), 10);
+        hits += approx.iter().filter(|h| exact.contains(&h.1)).count();
+    }
+    hits as f64 / (10 * n) as f64
+}
+
+/// After deleting 10% and 50% of the rows, recall@10 over the survivors
+/// stays at the level of a graph built fresh from the survivors alone, and
+/// every node stays reachable.
+#[test]
+fn recall_after_deletes_matches_a_fresh_build() {
+    let (events, dim) = glove_events();
+    let planner = RayonPlanner::new(2);
+    for share in [10u64, 50] {
+        let mut state = State::new();
+        for e in &events {
+            state.apply_with(e, &planner).unwrap();
+        }
+        // Delete every row whose id hashes into the share, deterministically.
+        let doomed: BTreeSet<u64> = (0..ROWS as u64)
+            .filter(|&id| valori_core::rng::mix64(id ^ 0xde1e7e) % 100 < share)
+            .collect();
+        for &id in &doomed {
+            state
+                .apply(&Event::Delete {
+                    collection: name("glove"),
+                    id: RecordId(id),
+                })
+                .unwrap();
+        }
+        let c = state.collection(&name("glove")).unwrap();
+        let reach = c.index().reachable();
+        assert!(
+            reach.iter().all(|&r| r),
+            "{share}%: a node became unreachable"
+        );
+        let after = recall(&state, 200, 64);
+
+        let mut fresh = State::new();
+        fresh.apply(&events[0]).unwrap();
+        let mut batch = Batch::new(dim as u32);
+        let old = state.collection(&name("glove")).unwrap();
+        for row in 0..old.rows() {
+            if !old.deleted()[row] {
+                batch.push(old.ids()[row], old.vector(row), old.tags()[row], &[]);
+            }
+        }
+        fresh
+            .apply_with(
+                &Event::InsertBatch {
+                    collection: name("glove"),
+                    batch,
+                },
+                &planner,
+            )
+            .unwrap();
+        let baseline = recall(&fresh, 200, 64);
+        eprintln!(
+            "deleted {share}%: recall@10 {after:.4}, fresh build of the survivors {baseline:.4}"
+        );
+        assert!(
+            after >= baseline - 0.02,
+            "{share}%: recall {after} vs fresh {baseline}"
+        );
+    }
+}

@@ -133,6 +133,10 @@ pub struct Hnsw {
     upper: BTreeMap<u32, Vec<Vec<u32>>>,
     entry: Option<u32>,
     max_level: u8,
+    /// Layer-0 links into each row (derived from `links0`).
+    indeg0: Vec<u32>,
+    /// Rows whose layer-0 in-degree fell to zero during the current link.
+    orphans: Vec<u32>,
     /// Cached hashes of node chunks; `None` when changed.
     chunk_hashes: Vec<Option<Hash32>>,
 }
@@ -147,6 +151,8 @@ impl Hnsw {
             upper: BTreeMap::new(),
             entry: None,
             max_level: 0,
+            indeg0: Vec::new(),
+            orphans: Vec::new(),
             chunk_hashes: Vec::new(),
         }
     }
@@ -205,6 +211,17 @@ impl Hnsw {
             let m0 = self.m0();
             debug_assert!(links.len() <= m0);
             let start = row as usize * m0;
+            let old = start..start + usize::from(self.len0[row as usize]);
+            for i in old {
+                let target = self.links0[i] as usize;
+                self.indeg0[target] -= 1;
+                if self.indeg0[target] == 0 {
+                    self.orphans.push(target as u32);
+                }
+            }
+            for &l in links {
+                self.indeg0[l as usize] += 1;
+            }
             self.links0[start..start + links.len()].copy_from_slice(links);
             self.len0[row as usize] = links.len() as u16;
         } else {
@@ -233,6 +250,7 @@ impl Hnsw {
             self.levels
                 .push(level_of(*id, self.params.seed, self.params.m));
             self.len0.push(0);
+            self.indeg0.push(0);
         }
         self.links0.resize(self.levels.len() * self.m0(), 0);
     }
@@ -379,9 +397,60 @@ impl Hnsw {
                 self.set_links(n, lc, &links);
             }
         }
+        let old_entry = self.entry;
         if self.entry.is_none() || level > self.max_level {
             self.entry = Some(row);
             self.max_level = level;
+        }
+        // Pruning can take a row's last way in: give every such row, the
+        // new row included, a link back so that it stays reachable.
+        let mut orphans = core::mem::take(&mut self.orphans);
+        orphans.push(row);
+        orphans.extend(old_entry);
+        orphans.sort_unstable();
+        orphans.dedup();
+        for x in orphans {
+            if self.indeg0[x as usize] == 0 && Some(x) != self.entry {
+                self.rescue(view, x);
+            }
+        }
+        self.orphans.clear();
+    }
+
+    /// Links `x`, which no row links to on layer 0, from the nearest of its
+    /// own neighbours: into a free slot if one has room, else in place of
+    /// that neighbour's farthest link to a row that has other ways in.
+    fn rescue(&mut self, view: &View<'_>, x: u32) {
+        let base = view.vector(x);
+        let mut near: Vec<(Distance, u32)> = self
+            .links(x, 0)
+            .iter()
+            .map(|&y| (view.distance(base, y), y))
+            .collect();
+        near.sort_unstable();
+        for &(_, y) in &near {
+            if usize::from(self.len0[y as usize]) < self.m0() {
+                let mut links = self.links(y, 0).to_vec();
+                links.push(x);
+                self.set_links(y, 0, &links);
+                return;
+            }
+        }
+        for &(_, y) in &near {
+            let yv = view.vector(y);
+            let replace = self
+                .links(y, 0)
+                .iter()
+                .enumerate()
+                .filter(|&(_, &z)| z != x && self.indeg0[z as usize] >= 2)
+                .map(|(i, &z)| ((view.distance(yv, z), z), i))
+                .max();
+            if let Some((_, i)) = replace {
+                let mut links = self.links(y, 0).to_vec();
+                links[i] = x;
+                self.set_links(y, 0, &links);
+                return;
+            }
         }
     }
 
@@ -514,6 +583,12 @@ impl Hnsw {
                     .any(|l| l.len() > g.m() || l.iter().any(|&x| x as usize >= rows))
             {
                 return Err(IndexError::BadLinks { row });
+            }
+        }
+        g.indeg0 = vec![0; rows];
+        for r in 0..rows {
+            for &l in &links0[r * m0..r * m0 + usize::from(len0[r])] {
+                g.indeg0[l as usize] += 1;
             }
         }
         g.len0 = len0;
