@@ -36,7 +36,7 @@ use crate::event::{IndexParams, RecordId};
 use crate::hash::Hash32;
 use crate::rng::mix64;
 
-pub use search::{SearchOptions, SearchScratch};
+pub use search::{SearchOptions, SearchScratch, with_scratch};
 
 /// Highest level a node can have.
 pub const LEVEL_MAX: u8 = 15;
@@ -332,26 +332,27 @@ impl Hnsw {
         let query = view.vector(row);
         let mut layers = Vec::new();
         if let Some(entry) = self.entry {
-            let mut scratch = SearchScratch::new();
-            let mut ep = vec![(view.distance(query, entry), entry)];
-            let mut layer = self.max_level;
-            while layer > level {
-                ep = vec![self.greedy(view, query, ep[0], layer)];
-                layer -= 1;
-            }
-            let top = level.min(self.max_level);
-            layers = vec![Vec::new(); usize::from(top) + 1];
-            let any = |_: u32| true;
-            for lc in (0..=top).rev() {
-                let on = search::LayerSearch {
-                    ef,
-                    layer: lc,
-                    accept: &any,
-                };
-                let found = self.search_layer(view, query, &ep, on, &mut scratch);
-                ep = if found.is_empty() { ep } else { found.clone() };
-                layers[usize::from(lc)] = found;
-            }
+            search::with_scratch(|scratch| {
+                let mut ep = vec![(view.distance(query, entry), entry)];
+                let mut layer = self.max_level;
+                while layer > level {
+                    ep = vec![self.greedy(view, query, ep[0], layer)];
+                    layer -= 1;
+                }
+                let top = level.min(self.max_level);
+                layers = vec![Vec::new(); usize::from(top) + 1];
+                let any = |_: u32| true;
+                for lc in (0..=top).rev() {
+                    let on = search::LayerSearch {
+                        ef,
+                        layer: lc,
+                        accept: any,
+                    };
+                    let found = self.search_layer(view, query, &ep, on, scratch);
+                    ep = if found.is_empty() { ep } else { found.clone() };
+                    layers[usize::from(lc)] = found;
+                }
+            });
         }
         let mut peers: Vec<(Distance, u32)> = (block_start..row)
             .map(|p| (view.distance(query, p), p))

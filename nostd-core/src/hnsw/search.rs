@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use core::cmp::Reverse;
 
 use super::{Hnsw, View};
-use crate::distance::Distance;
+use crate::distance::{Distance, Metric};
 
 /// How a search runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +38,27 @@ pub struct SearchScratch {
     epoch: u32,
 }
 
+/// Runs `f` with this thread's reusable scratch (std builds), or a fresh
+/// one. A fresh scratch per search would zero a mark for every row of the
+/// collection each time.
+pub fn with_scratch<R>(f: impl FnOnce(&mut SearchScratch) -> R) -> R {
+    #[cfg(feature = "std")]
+    {
+        std::thread_local! {
+            static SCRATCH: core::cell::RefCell<SearchScratch> =
+                core::cell::RefCell::new(SearchScratch::new());
+        }
+        SCRATCH.with(|s| match s.try_borrow_mut() {
+            Ok(mut scratch) => f(&mut scratch),
+            Err(_) => f(&mut SearchScratch::new()),
+        })
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        f(&mut SearchScratch::new())
+    }
+}
+
 impl SearchScratch {
     pub fn new() -> SearchScratch {
         SearchScratch::default()
@@ -66,11 +87,10 @@ impl SearchScratch {
 
 /// What one layer search keeps: the `ef` nearest rows of `layer` that
 /// `accept` admits.
-#[derive(Clone, Copy)]
-pub(super) struct LayerSearch<'a> {
+pub(super) struct LayerSearch<A: Fn(u32) -> bool> {
     pub ef: usize,
     pub layer: u8,
-    pub accept: &'a dyn Fn(u32) -> bool,
+    pub accept: A,
 }
 
 impl Hnsw {
@@ -101,22 +121,40 @@ impl Hnsw {
     /// Best-first search of one layer from the entry points `eps`, keeping
     /// the `ef` nearest rows that `accept` admits, ordered by
     /// `(distance, row)`.
-    pub(super) fn search_layer(
+    pub(super) fn search_layer<A: Fn(u32) -> bool>(
         &self,
         view: &View<'_>,
         query: &[i32],
         eps: &[(Distance, u32)],
-        on: LayerSearch<'_>,
+        on: LayerSearch<A>,
+        scratch: &mut SearchScratch,
+    ) -> Vec<(Distance, u32)> {
+        // Narrow kernels and the cosine key never leave i64: heap entries
+        // of 16 bytes instead of 32 move faster, with the same order.
+        if view.kernel.path().is_narrow() || view.metric == Metric::Cosine {
+            self.search_layer_keyed::<i64, A>(view, query, eps, on, scratch)
+        } else {
+            self.search_layer_keyed::<i128, A>(view, query, eps, on, scratch)
+        }
+    }
+
+    fn search_layer_keyed<K: HeapKey, A: Fn(u32) -> bool>(
+        &self,
+        view: &View<'_>,
+        query: &[i32],
+        eps: &[(Distance, u32)],
+        on: LayerSearch<A>,
         scratch: &mut SearchScratch,
     ) -> Vec<(Distance, u32)> {
         let LayerSearch { ef, layer, accept } = on;
         scratch.start(self.len());
-        let mut candidates: BinaryHeap<Reverse<(Distance, u32)>> = BinaryHeap::new();
-        let mut results: BinaryHeap<(Distance, u32)> = BinaryHeap::with_capacity(ef + 1);
-        for &ep in eps {
-            if scratch.visit(ep.1) {
+        let mut candidates: BinaryHeap<Reverse<(K, u32)>> = BinaryHeap::new();
+        let mut results: BinaryHeap<(K, u32)> = BinaryHeap::with_capacity(ef + 1);
+        for &(d, row) in eps {
+            let ep = (K::of(d), row);
+            if scratch.visit(row) {
                 candidates.push(Reverse(ep));
-                if accept(ep.1) {
+                if accept(row) {
                     results.push(ep);
                     if results.len() > ef {
                         results.pop();
@@ -138,7 +176,7 @@ impl Hnsw {
                 if !scratch.visit(n) {
                     continue;
                 }
-                let cand = (view.distance(query, n), n);
+                let cand = (K::of(view.distance(query, n)), n);
                 let full = results.len() >= ef;
                 if !full || results.peek().is_some_and(|worst| cand < *worst) {
                     candidates.push(Reverse(cand));
@@ -151,7 +189,11 @@ impl Hnsw {
                 }
             }
         }
-        results.into_sorted_vec()
+        results
+            .into_sorted_vec()
+            .into_iter()
+            .map(|(k, row)| (k.back(), row))
+            .collect()
     }
 
     /// The `ef` nearest accepted rows found by the graph, by
@@ -162,7 +204,7 @@ impl Hnsw {
         query: &[i32],
         ef: usize,
         scratch: &mut SearchScratch,
-        accept: &dyn Fn(u32) -> bool,
+        accept: impl Fn(u32) -> bool,
     ) -> Vec<(Distance, u32)> {
         let Some(entry) = self.entry else {
             return Vec::new();
@@ -184,6 +226,41 @@ impl Hnsw {
             },
             scratch,
         )
+    }
+}
+
+/// A distance as kept in the search heaps; the order is that of
+/// [`Distance`].
+trait HeapKey: Ord + Copy {
+    fn of(d: Distance) -> Self;
+    fn back(self) -> Distance;
+}
+
+impl HeapKey for i64 {
+    #[inline(always)]
+    fn of(d: Distance) -> i64 {
+        debug_assert!(
+            i64::try_from(d.0).is_ok(),
+            "invariant: narrow distances fit i64"
+        );
+        d.0 as i64
+    }
+
+    #[inline(always)]
+    fn back(self) -> Distance {
+        Distance(i128::from(self))
+    }
+}
+
+impl HeapKey for i128 {
+    #[inline(always)]
+    fn of(d: Distance) -> i128 {
+        d.0
+    }
+
+    #[inline(always)]
+    fn back(self) -> Distance {
+        Distance(self)
     }
 }
 

@@ -397,23 +397,7 @@ impl Collection {
         k: usize,
         opts: &SearchOptions,
     ) -> Vec<(Distance, RecordId)> {
-        #[cfg(feature = "std")]
-        {
-            // One scratch per thread: a fresh one per query would touch a
-            // new page of visited marks for every few nodes it visits.
-            std::thread_local! {
-                static SCRATCH: core::cell::RefCell<SearchScratch> =
-                    core::cell::RefCell::new(SearchScratch::new());
-            }
-            SCRATCH.with(|s| match s.try_borrow_mut() {
-                Ok(mut scratch) => self.search_with(query, k, opts, &mut scratch),
-                Err(_) => self.search_with(query, k, opts, &mut SearchScratch::new()),
-            })
-        }
-        #[cfg(not(feature = "std"))]
-        {
-            self.search_with(query, k, opts, &mut SearchScratch::new())
-        }
+        crate::hnsw::with_scratch(|scratch| self.search_with(query, k, opts, scratch))
     }
 
     /// [`Collection::search`] with reusable scratch memory.
@@ -447,7 +431,7 @@ impl Collection {
             |r: u32| !view.deleted[r as usize] && tag.is_none_or(|t| view.tags[r as usize] == t);
         let found = self
             .index
-            .search(&view, query, opts.ef.max(k), scratch, &accept);
+            .search(&view, query, opts.ef.max(k), scratch, accept);
         let mut hits: Vec<(Distance, RecordId)> = found
             .into_iter()
             .map(|(d, r)| (d, self.ids[r as usize]))
