@@ -186,7 +186,16 @@ pub struct Core {
     index_wake: Condvar,
     /// Wakes waiters of [`Engine::wait_for_index`] after each block.
     index_progress: Condvar,
+    /// When the engine opened; `last_commit_micros` counts from it.
+    opened: std::time::Instant,
+    /// Microseconds after `opened` of the last commit, so that the index
+    /// builder can give way to a stream of writes (scheduling only; it
+    /// never affects what the graph contains).
+    last_commit_micros: std::sync::atomic::AtomicU64,
 }
+
+/// The index builder waits while commits arrive closer together than this.
+const INDEX_YIELD_MICROS: u64 = 20_000;
 
 /// Rows the index builder plans per read lock.
 const PLAN_PIECE_ROWS: usize = 8;
@@ -261,6 +270,8 @@ impl Engine {
             }),
             index_wake: Condvar::new(),
             index_progress: Condvar::new(),
+            opened: std::time::Instant::now(),
+            last_commit_micros: std::sync::atomic::AtomicU64::new(0),
         });
         let builder_core = Arc::clone(&core);
         let builder = std::thread::Builder::new()
@@ -325,6 +336,23 @@ impl Core {
                 signal.pending = false;
             }
             while self.failed.get().is_none() && !lock(&self.index_signal).stop {
+                // Ingest first: while writes stream in, let them have the
+                // cores and the lock; catch up when they pause.
+                let since = (self.opened.elapsed().as_micros() as u64).saturating_sub(
+                    self.last_commit_micros
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                );
+                if since < INDEX_YIELD_MICROS
+                    && self
+                        .last_commit_micros
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                        > 0
+                {
+                    std::thread::sleep(std::time::Duration::from_micros(
+                        INDEX_YIELD_MICROS - since,
+                    ));
+                    continue;
+                }
                 // Plan the next block in pieces, each under a short read
                 // lock, so that commits get the write lock in between; the
                 // graph does not change meanwhile (only this thread links).
@@ -547,6 +575,10 @@ impl Core {
             hashes,
         };
         results.extend(accepted.into_iter().map(|(t, r)| (t, Ok(r))));
+        self.last_commit_micros.store(
+            self.opened.elapsed().as_micros().max(1) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         if state.index_pending() {
             self.wake_index_builder();
         }
@@ -630,12 +662,20 @@ impl Core {
     }
 
     /// Writes a snapshot of the current state into `snapshots/` (temp file,
-    /// fsync, rename, directory fsync), then records a checkpoint. Writes
-    /// wait while it runs.
+    /// fsync, rename, directory fsync), then records a checkpoint. Every
+    /// complete block is built into its graph first, so the same log gives
+    /// the same file. Writes wait while it runs.
     pub fn snapshot(&self) -> Result<SnapshotInfo, EngineError> {
         self.check_failed()?;
         let writer = lock(&self.writer);
         let mut state = write(&self.state);
+        // Bring every graph up to its last complete block first: the file
+        // then depends on the log alone, not on how far the background
+        // builder had got.
+        if state.build_indexes(&self.planner) > 0 {
+            let hashes = state.hashes();
+            write(&self.proof).hashes = hashes;
+        }
         let events = writer.merkle.len();
         let log_root = writer.merkle.root();
         let state_hash = state.state_hash();
