@@ -92,15 +92,12 @@ impl View<'_> {
     }
 }
 
-/// Candidate neighbours of one new node, found against a frozen graph.
+/// The neighbours one new node chooses, found against a frozen graph.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodePlan {
     pub row: u32,
-    /// Per layer `0..=min(level, frozen max level)`: live candidates by
-    /// `(distance, row)`.
-    pub layers: Vec<Vec<(Distance, u32)>>,
-    /// Distances to the earlier rows of the same chunk.
-    pub peers: Vec<(Distance, u32)>,
+    /// Per layer `0..=level`: the chosen neighbours, nearest first.
+    pub chosen: Vec<Vec<u32>>,
 }
 
 /// Runs the pure planning function over the rows of a chunk, in any order
@@ -280,17 +277,9 @@ impl Hnsw {
     ) -> Vec<NodePlan> {
         let start = self.len() as u32;
         let ef = usize::from(self.params.ef_construction).max(self.m0());
-        let (seed, m) = (self.params.seed, self.params.m);
         let first = rows.start;
         planner.plan(rows.len(), &|i| {
-            let row = first + i;
-            self.plan_node(
-                view,
-                start,
-                start + row as u32,
-                level_of(ids[row], seed, m),
-                ef,
-            )
+            self.plan_node(view, start, ids, first + i, ef)
         })
     }
 
@@ -317,20 +306,27 @@ impl Hnsw {
         self.link_block(view, ids, plans);
     }
 
-    /// Plans row `row` (of level `level`) against this frozen graph; rows
-    /// `block_start..row` are in the columns but not yet linked. Deleted
-    /// rows are candidates like any other, so the graph does not depend on
-    /// when deletes happened relative to the build.
+    /// Plans the row at offset `offset` of the block starting at row
+    /// `block_start` (whose ids are `ids`) against this frozen graph: the
+    /// candidates found by searching each of its layers, plus the exact
+    /// distances to the block's earlier rows, and the neighbours the
+    /// heuristic chooses among them. Deleted rows are candidates like any
+    /// other, so the graph does not depend on when deletes happened
+    /// relative to the build. Choosing needs only distances, so it happens
+    /// here, in parallel, rather than in the sequential link.
     pub fn plan_node(
         &self,
         view: &View<'_>,
         block_start: u32,
-        row: u32,
-        level: u8,
+        ids: &[RecordId],
+        offset: usize,
         ef: usize,
     ) -> NodePlan {
+        let (seed, m) = (self.params.seed, self.params.m);
+        let row = block_start + offset as u32;
+        let level = level_of(ids[offset], seed, m);
         let query = view.vector(row);
-        let mut layers = Vec::new();
+        let mut layers: Vec<Vec<(Distance, u32)>> = Vec::new();
         if let Some(entry) = self.entry {
             search::with_scratch(|scratch| {
                 let mut ep = vec![(view.distance(query, entry), entry)];
@@ -354,12 +350,28 @@ impl Hnsw {
                 }
             });
         }
-        let mut peers: Vec<(Distance, u32)> = (block_start..row)
-            .map(|p| (view.distance(query, p), p))
+        let mut peers: Vec<(Distance, u32, u8)> = (0..offset)
+            .map(|p| {
+                (
+                    view.distance(query, block_start + p as u32),
+                    block_start + p as u32,
+                    level_of(ids[p], seed, m),
+                )
+            })
             .collect();
         peers.sort_unstable();
         peers.truncate(ef);
-        NodePlan { row, layers, peers }
+        let chosen = (0..=level)
+            .map(|lc| {
+                let mut candidates: Vec<(Distance, u32)> =
+                    layers.get(usize::from(lc)).cloned().unwrap_or_default();
+                candidates.extend(peers.iter().filter(|p| p.2 >= lc).map(|p| (p.0, p.1)));
+                candidates.sort_unstable();
+                candidates.dedup_by_key(|c| c.1);
+                self.select(view, &candidates, self.m())
+            })
+            .collect();
+        NodePlan { row, chosen }
     }
 
     /// Links a planned node: chooses its neighbours on each of its layers
@@ -368,21 +380,8 @@ impl Hnsw {
     pub fn link(&mut self, view: &View<'_>, plan: NodePlan) {
         let row = plan.row;
         let level = self.levels[row as usize];
-        for lc in 0..=level {
-            let mut candidates: Vec<(Distance, u32)> = plan
-                .layers
-                .get(usize::from(lc))
-                .cloned()
-                .unwrap_or_default();
-            candidates.extend(
-                plan.peers
-                    .iter()
-                    .copied()
-                    .filter(|&(_, p)| self.levels[p as usize] >= lc),
-            );
-            candidates.sort_unstable();
-            candidates.dedup_by_key(|c| c.1);
-            let chosen = self.select(view, &candidates, self.m());
+        debug_assert_eq!(plan.chosen.len(), usize::from(level) + 1);
+        for (lc, chosen) in (0..=level).zip(plan.chosen) {
             self.set_links(row, lc, &chosen);
             let cap = if lc == 0 { self.m0() } else { self.m() };
             for &n in &chosen {
