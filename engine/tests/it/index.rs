@@ -85,35 +85,7 @@ fn same_graph_for_any_thread_count() {
     assert_eq!(hashes[0], hashes[1]);
     assert_eq!(hashes[0], hashes[2]);
 
-    let c = states[0].collection(&name("glove")).unwrap();
-    let queries = read_fvecs(&data().join("query.fvecs")).unwrap();
-    let mut hits = 0;
-    let n = 200;
-    for i in 0..n {
-        let q = quantize_vector(queries.row(i)).unwrap();
-        let exact: BTreeSet<RecordId> = c
-            .search(
-                &q,
-                10,
-                &SearchOptions {
-                    exact: true,
-                    ..SearchOptions::default()
-                },
-            )
-            .iter()
-            .map(|h| h.1)
-            .collect();
-        let approx = c.search(
-            &q,
-            10,
-            &SearchOptions {
-                ef: 64,
-                ..SearchOptions::default()
-            },
-        );
-        hits += approx.iter().filter(|h| exact.contains(&h.1)).count();
-    }
-    let recall = hits as f64 / (10 * n) as f64;
+    let recall = recall(&states[0], 200, 64);
     eprintln!("recall@10 at ef=64 on {ROWS} glove vectors: {recall}");
     assert!(recall >= 0.9, "recall@10 = {recall}");
     // The ground truth file is for the full 100k set; it is read here only

@@ -1,0 +1,38 @@
+//! Runs every `suites/*.slt` file, each against a fresh engine seeded with
+//! the fixture (see the crate documentation), and fails listing every
+//! suite that failed.
+
+use std::path::PathBuf;
+
+/// Proves every suite passes, and that the suites this crate promises
+/// exist (so an emptied folder cannot pass silently).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_suite_passes() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("suites");
+    let mut suites: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    suites.retain(|p| p.extension().is_some_and(|e| e == "slt"));
+    suites.sort();
+    let names: Vec<String> = suites
+        .iter()
+        .filter_map(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
+    for required in ["basic.slt", "vectors.slt"] {
+        assert!(
+            names.iter().any(|n| n == required),
+            "missing suite {required}: {names:?}"
+        );
+    }
+    let mut failures = Vec::new();
+    for suite in &suites {
+        match valori_sqllogictest::run_suite(suite).await {
+            Ok(()) => println!("ok   {}", suite.display()),
+            Err(e) => failures.push(format!("FAIL {}:\n{e}", suite.display())),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
