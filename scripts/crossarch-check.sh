@@ -11,14 +11,14 @@ trap 'rm -rf "$out"' EXIT
 profile=crossarch
 host=$(rustc -vV | sed -n 's/^host: //p')
 
-cargo build -q -p valori-wire --bin valori --profile "$profile"
-cargo build -q -p valori-wire --bin valori --profile "$profile" --target aarch64-unknown-linux-gnu
+cargo build -q -p valori-golden-native --profile "$profile"
+cargo build -q -p valori-golden-native --profile "$profile" --target aarch64-unknown-linux-gnu
 cargo build -q -p valori-golden-wasm --profile "$profile" --target wasm32-unknown-unknown
 cargo build -q -p valori-golden-m4 --profile "$profile" --target thumbv7em-none-eabihf
 
-target/"$profile"/valori golden >"$out/$host.txt"
+target/"$profile"/valori-golden >"$out/$host.txt"
 qemu-aarch64-static -L /usr/aarch64-linux-gnu \
-    target/aarch64-unknown-linux-gnu/"$profile"/valori golden >"$out/aarch64.txt"
+    target/aarch64-unknown-linux-gnu/"$profile"/valori-golden >"$out/aarch64.txt"
 node crossarch/wasm/run.mjs \
     target/wasm32-unknown-unknown/"$profile"/valori_golden_wasm.wasm >"$out/wasm32.txt"
 timeout 300 qemu-system-arm -machine mps2-an386 -nographic -monitor none \
