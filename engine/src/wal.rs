@@ -119,6 +119,19 @@ pub struct SegmentScan<'a> {
     pub torn_at: Option<u64>,
 }
 
+impl SegmentScan<'_> {
+    /// The newest segment whose header a crash tore: no frames, and the
+    /// whole file is the torn tail.
+    fn torn_header(name_seq: u64) -> Self {
+        SegmentScan {
+            first_seq: name_seq,
+            frames: Vec::new(),
+            valid_len: 0,
+            torn_at: Some(0),
+        }
+    }
+}
+
 /// Why a segment cannot be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -149,12 +162,7 @@ pub fn scan_segment(
         // A crash right after creating the file can leave a short header
         // in the newest segment.
         if is_last {
-            return Ok(SegmentScan {
-                first_seq: name_seq,
-                frames: Vec::new(),
-                valid_len: 0,
-                torn_at: Some(0),
-            });
+            return Ok(SegmentScan::torn_header(name_seq));
         }
         return Err(ScanError::BadHeader);
     }
@@ -165,12 +173,7 @@ pub fn scan_segment(
         || crc32c::crc32c(&header[0..24]) != crc
     {
         if is_last && bytes[SEGMENT_HEADER_BYTES..].iter().all(|&b| b == 0) {
-            return Ok(SegmentScan {
-                first_seq: name_seq,
-                frames: Vec::new(),
-                valid_len: 0,
-                torn_at: Some(0),
-            });
+            return Ok(SegmentScan::torn_header(name_seq));
         }
         return Err(ScanError::BadHeader);
     }

@@ -170,11 +170,7 @@ fn sql_top_k_equals_search_exact() {
                     "SELECT id, l2(vec, '{lit}') AS d FROM docs {filter} ORDER BY d, id LIMIT {K}"
                 );
                 let rows = id_values(&g.query.sql(&sql).await.unwrap());
-                assert_eq!(
-                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-                    expected_ids,
-                    "{sql}"
-                );
+                assert_same_order(&rows, &expected_ids, &sql);
                 for ((_, d), (key, _)) in rows.iter().zip(&expected) {
                     assert_eq!(*d, (key.0 as f64).sqrt() / 65536.0);
                 }
@@ -184,14 +180,8 @@ fn sql_top_k_equals_search_exact() {
                     "SELECT id, l2_squared(vec, '{lit}') AS d FROM docs {filter} ORDER BY d, id LIMIT {K}"
                 );
                 let rows = id_values(&g.query.sql(&sql).await.unwrap());
-                assert_eq!(
-                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-                    expected_ids,
-                    "{sql}"
-                );
-                for ((_, d), (key, _)) in rows.iter().zip(&expected) {
-                    assert_eq!(*d, key.0 as f64 / 4_294_967_296.0);
-                }
+                assert_same_order(&rows, &expected_ids, &sql);
+                assert_values_are_keys(&rows, &expected);
 
                 // Inner product: the key is −dot; ascending by
                 // negative_inner_product, or descending by inner_product.
@@ -201,23 +191,13 @@ fn sql_top_k_equals_search_exact() {
                     "SELECT id, negative_inner_product(vec, '{lit}') AS d FROM docs_ip {filter} ORDER BY d, id LIMIT {K}"
                 );
                 let rows = id_values(&g.query.sql(&sql).await.unwrap());
-                assert_eq!(
-                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-                    expected_ids,
-                    "{sql}"
-                );
-                for ((_, d), (key, _)) in rows.iter().zip(&expected) {
-                    assert_eq!(*d, key.0 as f64 / 4_294_967_296.0);
-                }
+                assert_same_order(&rows, &expected_ids, &sql);
+                assert_values_are_keys(&rows, &expected);
                 let sql = format!(
                     "SELECT id, inner_product(vec, '{lit}') AS p FROM docs_ip {filter} ORDER BY p DESC, id LIMIT {K}"
                 );
                 let rows = id_values(&g.query.sql(&sql).await.unwrap());
-                assert_eq!(
-                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-                    expected_ids,
-                    "{sql}"
-                );
+                assert_same_order(&rows, &expected_ids, &sql);
 
                 // Cosine: key / 2^32.
                 let expected = exact(&g, "docs_cos", q, tag);
@@ -226,14 +206,8 @@ fn sql_top_k_equals_search_exact() {
                     "SELECT id, cosine_distance(vec, '{lit}') AS d FROM docs_cos {filter} ORDER BY d, id LIMIT {K}"
                 );
                 let rows = id_values(&g.query.sql(&sql).await.unwrap());
-                assert_eq!(
-                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-                    expected_ids,
-                    "{sql}"
-                );
-                for ((_, d), (key, _)) in rows.iter().zip(&expected) {
-                    assert_eq!(*d, key.0 as f64 / 4_294_967_296.0);
-                }
+                assert_same_order(&rows, &expected_ids, &sql);
+                assert_values_are_keys(&rows, &expected);
             }
         }
     });
@@ -434,4 +408,17 @@ fn errors_are_classified() {
         }
     });
     assert_eq!(engine.proof().unwrap(), before);
+}
+
+/// The SQL rows come in the engine's exact order.
+fn assert_same_order(rows: &[(u64, f64)], expected_ids: &[u64], sql: &str) {
+    let ids: Vec<u64> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(ids, expected_ids, "{sql}");
+}
+
+/// Each SQL value is the engine's exact key scaled by 2^-32.
+fn assert_values_are_keys(rows: &[(u64, f64)], expected: &[(Distance, RecordId)]) {
+    for ((_, d), (key, _)) in rows.iter().zip(expected) {
+        assert_eq!(*d, key.0 as f64 / 4_294_967_296.0);
+    }
 }
