@@ -31,7 +31,7 @@ use std::sync::{
 };
 
 use valori_columnar::snapshot::{SnapshotMeta, write_snapshot};
-use valori_core::event::Event;
+use valori_core::event::{CollectionName, Event};
 use valori_core::hash::Hash32;
 use valori_core::merkle::{MerkleLog, leaf_hash};
 use valori_core::state::{State, StateHashes};
@@ -188,6 +188,9 @@ pub struct Core {
     index_progress: Condvar,
     /// When the engine opened; `last_commit_micros` counts from it.
     opened: std::time::Instant,
+    /// Serializes writes whose ids are chosen from the state, so that two of
+    /// them never pick the same ids.
+    auto_ids: Mutex<()>,
     /// Microseconds after `opened` of the last commit, so that the index
     /// builder can give way to a stream of writes (scheduling only; it
     /// never affects what the graph contains).
@@ -272,6 +275,7 @@ impl Engine {
             index_progress: Condvar::new(),
             opened: std::time::Instant::now(),
             last_commit_micros: std::sync::atomic::AtomicU64::new(0),
+            auto_ids: Mutex::new(()),
         });
         let builder_core = Arc::clone(&core);
         let builder = std::thread::Builder::new()
@@ -583,6 +587,30 @@ impl Core {
             self.wake_index_builder();
         }
         results
+    }
+
+    /// Submits an event whose record ids the engine chooses: `build` gets
+    /// the first free id of `collection` — one more than the largest id it
+    /// holds, 0 when it holds none — and returns the event to submit. Such
+    /// writes are serialized, so concurrent ones never collide; the ids
+    /// depend only on the state, so replaying the log chooses nothing.
+    pub fn submit_with_next_id(
+        &self,
+        collection: &CollectionName,
+        build: impl FnOnce(u64) -> Event,
+    ) -> Result<Receipt, EngineError> {
+        let _serial = lock(&self.auto_ids);
+        let first = self.read(|state| {
+            state.collection(collection).map(|c| {
+                c.ids()
+                    .iter()
+                    .map(|id| id.0)
+                    .max()
+                    .map_or(0, |max| max.saturating_add(1))
+            })
+        })?;
+        // An unknown collection is reported by the submit itself.
+        self.submit(build(first.unwrap_or(0)))
     }
 
     /// Runs `f` on the current durable state.

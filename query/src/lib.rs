@@ -35,6 +35,7 @@
 //! - a bound on SQL text length in `valori_core::limits`.
 
 pub mod functions;
+pub mod metadata;
 pub mod provider;
 
 use std::sync::Arc;
