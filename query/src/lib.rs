@@ -37,6 +37,7 @@
 pub mod functions;
 pub mod metadata;
 pub mod provider;
+pub mod settings;
 
 use std::sync::Arc;
 
@@ -163,6 +164,16 @@ impl QueryEngine {
     /// DDL and DML are refused: writes go through the event log, and SQL
     /// writes are not implemented yet.
     pub async fn execute(&self, query: &str) -> Result<QueryOutput, QueryError> {
+        self.execute_with(query, &settings::SearchSettings::default())
+            .await
+    }
+
+    /// [`QueryEngine::execute`] with a session's search settings.
+    pub async fn execute_with(
+        &self,
+        query: &str,
+        _settings: &settings::SearchSettings,
+    ) -> Result<QueryOutput, QueryError> {
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false);
