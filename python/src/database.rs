@@ -1,0 +1,985 @@
+//! `Database`: one engine opened in-process, with the operations of the
+//! REST API as methods. Defaults, automatic collection creation and batch
+//! splitting live in the Python half (`valori/_client.py`), shared with the
+//! remote mode, so that both modes issue the same events.
+
+// The methods mirror Python signatures with keyword arguments (`k`, `tag`,
+// `ef`, `exact`, …); a config struct would only move them into a dict.
+#![allow(clippy::too_many_arguments)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use numpy::PyReadonlyArray2;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3_arrow::PyTable;
+use valori_core::distance::Metric;
+use valori_core::event::{
+    Batch, CollectionConfig, CollectionName, Event, IndexParams, NodeId, Record, RecordId,
+};
+use valori_core::hash::Hash32;
+use valori_core::hnsw::SearchOptions;
+use valori_core::state::{Collection, State};
+use valori_engine::{Engine, EngineError, Receipt};
+use valori_query::QueryEngine;
+
+use crate::convert::{Origin, distance_value, quantize_into};
+use crate::errors::{self, Kind, error};
+
+/// Engines open in this process, by canonical data directory: a second
+/// `Database` on the same directory shares the first one's engine instead
+/// of opening the log twice.
+static OPEN: Mutex<BTreeMap<PathBuf, Weak<Engine>>> = Mutex::new(BTreeMap::new());
+
+/// One hit: id, distance, tag, metadata bytes.
+type Hit = (u64, f64, u64, Vec<u8>);
+
+/// What a method works on: the engine and, once SQL is used, the query
+/// layer and the runtime that drives it.
+struct Handle {
+    engine: Arc<Engine>,
+    sql: OnceLock<(QueryEngine, tokio::runtime::Runtime)>,
+}
+
+/// An embedded Valori database (the engine in this process).
+#[pyclass(module = "valori._native", frozen)]
+pub struct Database {
+    dir: PathBuf,
+    handle: Mutex<Option<Arc<Handle>>>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").field("dir", &self.dir).finish()
+    }
+}
+
+fn name(text: &str) -> PyResult<CollectionName> {
+    CollectionName::new(text)
+        .map_err(|e| error(Kind::InvalidInput, format!("collection name {text:?}: {e}")))
+}
+
+fn metric(text: &str) -> PyResult<Metric> {
+    match text {
+        "l2" => Ok(Metric::L2),
+        "inner_product" => Ok(Metric::InnerProduct),
+        "cosine" => Ok(Metric::Cosine),
+        other => Err(error(
+            Kind::InvalidInput,
+            format!("metric {other:?}: expected \"l2\", \"inner_product\" or \"cosine\""),
+        )),
+    }
+}
+
+fn canonical_metadata(json: Option<&str>, origin: Origin) -> PyResult<Vec<u8>> {
+    match json {
+        None => Ok(Vec::new()),
+        Some(text) => valori_query::metadata::from_json_text(text).map_err(|e| {
+            error(
+                Kind::InvalidInput,
+                format!("{origin}: metadata is not JSON: {e}"),
+            )
+        }),
+    }
+}
+
+fn unknown_collection(name: &CollectionName) -> PyErr {
+    error(Kind::NotFound, format!("collection {name} does not exist"))
+}
+
+pub(crate) fn hex(h: &Hash32) -> String {
+    h.to_string()
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+pub(crate) fn parse_hash(text: &str) -> PyResult<Hash32> {
+    Hash32::from_hex(text).ok_or_else(|| {
+        error(
+            Kind::InvalidInput,
+            format!("{text:?} is not a hash of 64 hex digits"),
+        )
+    })
+}
+
+fn receipt<'py>(py: Python<'py>, r: Receipt) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("seq", r.seq)?;
+    d.set_item("log_root", hex(&r.log_root))?;
+    Ok(d)
+}
+
+fn collection_info<'py>(py: Python<'py>, c: &Collection) -> PyResult<Bound<'py, PyDict>> {
+    let config = c.config();
+    let d = PyDict::new(py);
+    d.set_item("name", c.name().as_str())?;
+    d.set_item("dim", config.dim)?;
+    d.set_item("metric", config.metric.name())?;
+    d.set_item("m", config.index.m)?;
+    d.set_item("ef_construction", config.index.ef_construction)?;
+    d.set_item("seed", config.index.seed)?;
+    d.set_item("rows", c.rows() as u64)?;
+    d.set_item("live", c.live() as u64)?;
+    d.set_item("indexed", c.indexed_rows() as u64)?;
+    Ok(d)
+}
+
+/// Checks the dimension of a query against the collection and searches.
+fn search_in(
+    state: &State,
+    collection: &CollectionName,
+    query: &[i32],
+    k: usize,
+    opts: &SearchOptions,
+) -> Result<Vec<Hit>, (Kind, String)> {
+    let c = state.collection(collection).ok_or_else(|| {
+        (
+            Kind::NotFound,
+            format!("collection {collection} does not exist"),
+        )
+    })?;
+    if query.len() != c.dim() {
+        return Err((
+            Kind::InvalidInput,
+            format!(
+                "query vector has {} components, collection {collection} has dimension {}",
+                query.len(),
+                c.dim()
+            ),
+        ));
+    }
+    // The search keeps a heap of k entries: never more than there are rows.
+    let k = k.min(c.live());
+    let metric = c.config().metric;
+    Ok(c.search(query, k, opts)
+        .into_iter()
+        .filter_map(|(d, id)| {
+            let row = c.row_of(id)? as usize;
+            Some((
+                id.0,
+                distance_value(metric, d),
+                c.tags()[row],
+                c.metadata(row).to_vec(),
+            ))
+        })
+        .collect())
+}
+
+fn hits_to_py<'py>(py: Python<'py>, hits: Vec<Hit>) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::empty(py);
+    for (id, distance, tag, metadata) in hits {
+        list.append((id, distance, tag, PyBytes::new(py, &metadata)))?;
+    }
+    Ok(list)
+}
+
+impl Database {
+    fn handle(&self) -> PyResult<Arc<Handle>> {
+        self.handle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                error(
+                    Kind::InvalidInput,
+                    format!("the database at {} is closed", self.dir.display()),
+                )
+            })
+    }
+
+    fn engine(&self) -> PyResult<Arc<Engine>> {
+        Ok(Arc::clone(&self.handle()?.engine))
+    }
+
+    /// Submits `event` with the GIL released (the write waits for fsync).
+    fn submit(&self, py: Python<'_>, event: Event) -> PyResult<Receipt> {
+        let engine = self.engine()?;
+        py.detach(move || engine.submit(event))
+            .map_err(errors::engine)
+    }
+
+    /// Submits an insert whose ids start at `first` (or at the engine's
+    /// next free id when `None`), returning the first id used.
+    fn submit_ids(
+        &self,
+        py: Python<'_>,
+        collection: CollectionName,
+        first: Option<u64>,
+        build: impl FnOnce(u64) -> Event + Send,
+    ) -> PyResult<(u64, Receipt)> {
+        let engine = self.engine()?;
+        py.detach(move || match first {
+            Some(id) => engine.submit(build(id)).map(|r| (id, r)),
+            None => {
+                let mut chosen = 0;
+                let r = engine.submit_with_next_id(&collection, |id| {
+                    chosen = id;
+                    build(id)
+                })?;
+                Ok::<_, EngineError>((chosen, r))
+            }
+        })
+        .map_err(errors::engine)
+    }
+
+    fn read<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&State) -> R + Send) -> PyResult<R> {
+        let engine = self.engine()?;
+        py.detach(move || engine.read(f)).map_err(errors::engine)
+    }
+
+    fn insert_batch_raw<'py>(
+        &self,
+        py: Python<'py>,
+        collection: &str,
+        dim: usize,
+        vectors: Vec<i32>,
+        ids: Option<Vec<u64>>,
+        tags: Option<Vec<u64>>,
+        metadata: Option<Vec<Option<String>>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let collection = name(collection)?;
+        let n = if dim == 0 { 0 } else { vectors.len() / dim };
+        let check_len = |what: &str, len: usize| -> PyResult<()> {
+            if len != n {
+                return Err(error(
+                    Kind::InvalidInput,
+                    format!("{what} has {len} entries for {n} vectors"),
+                ));
+            }
+            Ok(())
+        };
+        if let Some(ids) = &ids {
+            check_len("ids", ids.len())?;
+        }
+        let tags = tags.unwrap_or_else(|| vec![0; n]);
+        check_len("tags", tags.len())?;
+        let mut metadata_ends = Vec::with_capacity(n);
+        let mut metadata_bytes = Vec::new();
+        if let Some(values) = &metadata {
+            check_len("metadata", values.len())?;
+            for (i, value) in values.iter().enumerate() {
+                metadata_bytes.extend(canonical_metadata(value.as_deref(), Origin::Row(i))?);
+                let end = u32::try_from(metadata_bytes.len()).map_err(|_| {
+                    error(Kind::InvalidInput, "metadata of the batch exceeds 4 GiB")
+                })?;
+                metadata_ends.push(end);
+            }
+        } else {
+            metadata_ends.resize(n, 0);
+        }
+        let dim32 = u32::try_from(dim)
+            .map_err(|_| error(Kind::InvalidInput, format!("dimension {dim} is too large")))?;
+        let first_given = ids.as_ref().and_then(|ids| ids.first().copied());
+        let given = ids;
+        let (first, r) = self.submit_ids(py, collection.clone(), first_given, move |first| {
+            let ids = match given {
+                Some(ids) => ids.into_iter().map(RecordId).collect(),
+                None => (0..n as u64)
+                    .map(|i| RecordId(first.saturating_add(i)))
+                    .collect(),
+            };
+            Event::InsertBatch {
+                collection,
+                batch: Batch {
+                    dim: dim32,
+                    ids,
+                    tags,
+                    vectors,
+                    metadata_ends,
+                    metadata_bytes,
+                },
+            }
+        })?;
+        let d = receipt(py, r)?;
+        d.set_item("first_id", first)?;
+        d.set_item("count", n as u64)?;
+        Ok(d)
+    }
+}
+
+#[pymethods]
+impl Database {
+    /// Opens (or creates) the database in directory `path`, recovering
+    /// whatever the log holds.
+    #[new]
+    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Database> {
+        std::fs::create_dir_all(&path).map_err(|e| {
+            error(
+                Kind::ServerError,
+                format!("cannot create data directory {}: {e}", path.display()),
+            )
+        })?;
+        let dir = path.canonicalize().map_err(|e| {
+            error(
+                Kind::ServerError,
+                format!("cannot open data directory {}: {e}", path.display()),
+            )
+        })?;
+        let engine = py.detach(|| open_shared(&dir)).map_err(errors::engine)?;
+        Ok(Database {
+            dir,
+            handle: Mutex::new(Some(Arc::new(Handle {
+                engine,
+                sql: OnceLock::new(),
+            }))),
+        })
+    }
+
+    /// The data directory.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.dir.clone()
+    }
+
+    /// Records a checkpoint and releases this handle's engine (the engine
+    /// closes when no other handle in the process shares it).
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let handle = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(handle) = handle {
+            py.detach(move || {
+                let result = handle.engine.checkpoint();
+                drop(handle);
+                result
+            })
+            .map_err(errors::engine)?;
+        }
+        Ok(())
+    }
+
+    #[pyo3(signature = (name, dim, metric = "l2", m = 16, ef_construction = 64, seed = None))]
+    fn create_collection<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        dim: u32,
+        metric: &str,
+        m: u16,
+        ef_construction: u16,
+        seed: Option<u64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let event = Event::CreateCollection {
+            name: self::name(name)?,
+            config: CollectionConfig {
+                dim,
+                metric: self::metric(metric)?,
+                index: IndexParams {
+                    m,
+                    ef_construction,
+                    seed: seed.unwrap_or(IndexParams::default().seed),
+                },
+            },
+        };
+        let r = self.submit(py, event)?;
+        receipt(py, r)
+    }
+
+    fn drop_collection<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
+        let r = self.submit(
+            py,
+            Event::DropCollection {
+                name: self::name(name)?,
+            },
+        )?;
+        receipt(py, r)
+    }
+
+    /// Every collection, in name order.
+    fn collections<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let engine = self.engine()?;
+        let list = PyList::empty(py);
+        engine
+            .read(|state| {
+                for c in state.collections() {
+                    list.append(collection_info(py, c)?)?;
+                }
+                Ok::<_, PyErr>(())
+            })
+            .map_err(errors::engine)??;
+        Ok(list)
+    }
+
+    fn collection<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
+        let name = self::name(name)?;
+        let engine = self.engine()?;
+        engine
+            .read(|state| match state.collection(&name) {
+                Some(c) => collection_info(py, c),
+                None => Err(unknown_collection(&name)),
+            })
+            .map_err(errors::engine)?
+    }
+
+    /// Inserts one record; `id=None` lets the engine choose the next free
+    /// id. Returns the receipt with the id.
+    #[pyo3(signature = (collection, vector, id = None, tag = 0, metadata = None))]
+    fn insert<'py>(
+        &self,
+        py: Python<'py>,
+        collection: &str,
+        vector: Vec<f64>,
+        id: Option<u64>,
+        tag: u64,
+        metadata: Option<&str>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let collection = name(collection)?;
+        let origin = id.map_or(Origin::Single, Origin::Record);
+        let mut raw = Vec::with_capacity(vector.len());
+        quantize_into(vector, origin, &mut raw)?;
+        let metadata = canonical_metadata(metadata, origin)?;
+        let target = collection.clone();
+        let (id, r) = self.submit_ids(py, collection, id, move |id| Event::Insert {
+            collection: target,
+            record: Record {
+                id: RecordId(id),
+                vector: raw,
+                tag,
+                metadata,
+            },
+        })?;
+        let d = receipt(py, r)?;
+        d.set_item("id", id)?;
+        Ok(d)
+    }
+
+    /// One atomic batch from a C-contiguous (or any) `float32` array.
+    #[pyo3(signature = (collection, vectors, ids = None, tags = None, metadata = None))]
+    fn insert_batch_f32<'py>(
+        &self,
+        py: Python<'py>,
+        collection: &str,
+        vectors: PyReadonlyArray2<'py, f32>,
+        ids: Option<Vec<u64>>,
+        tags: Option<Vec<u64>>,
+        metadata: Option<Vec<Option<String>>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let view = vectors.as_array();
+        let (n, dim) = view.dim();
+        let mut raw = Vec::with_capacity(n * dim);
+        for (i, row) in view.outer_iter().enumerate() {
+            quantize_into(row.iter().copied(), Origin::Row(i), &mut raw)?;
+        }
+        self.insert_batch_raw(py, collection, dim, raw, ids, tags, metadata)
+    }
+
+    /// One atomic batch from a `float64` array.
+    #[pyo3(signature = (collection, vectors, ids = None, tags = None, metadata = None))]
+    fn insert_batch_f64<'py>(
+        &self,
+        py: Python<'py>,
+        collection: &str,
+        vectors: PyReadonlyArray2<'py, f64>,
+        ids: Option<Vec<u64>>,
+        tags: Option<Vec<u64>>,
+        metadata: Option<Vec<Option<String>>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let view = vectors.as_array();
+        let (n, dim) = view.dim();
+        let mut raw = Vec::with_capacity(n * dim);
+        for (i, row) in view.outer_iter().enumerate() {
+            quantize_into(row.iter().copied(), Origin::Row(i), &mut raw)?;
+        }
+        self.insert_batch_raw(py, collection, dim, raw, ids, tags, metadata)
+    }
+
+    /// One atomic batch from a sequence of sequences of numbers.
+    #[pyo3(signature = (collection, vectors, ids = None, tags = None, metadata = None))]
+    fn insert_batch_lists<'py>(
+        &self,
+        py: Python<'py>,
+        collection: &str,
+        vectors: Vec<Vec<f64>>,
+        ids: Option<Vec<u64>>,
+        tags: Option<Vec<u64>>,
+        metadata: Option<Vec<Option<String>>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let dim = vectors.first().map_or(0, Vec::len);
+        let mut raw = Vec::with_capacity(vectors.len() * dim);
+        for (i, v) in vectors.into_iter().enumerate() {
+            if v.len() != dim {
+                return Err(error(
+                    Kind::InvalidInput,
+                    format!(
+                        "vector {i} of the batch has {} components, vector 0 has {dim}",
+                        v.len()
+                    ),
+                ));
+            }
+            quantize_into(v, Origin::Row(i), &mut raw)?;
+        }
+        self.insert_batch_raw(py, collection, dim, raw, ids, tags, metadata)
+    }
+
+    /// The record `id`: `(id, vector, tag, metadata bytes)`. The vector is
+    /// the stored Q16.16 values as exact floats.
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        collection: &str,
+        id: u64,
+    ) -> PyResult<(u64, Vec<f64>, u64, Bound<'py, PyBytes>)> {
+        let collection = name(collection)?;
+        let found = self.read(py, |state| {
+            let c = state.collection(&collection)?;
+            let row = c.row_of(RecordId(id))? as usize;
+            Some((
+                c.vector(row)
+                    .iter()
+                    .map(|&r| f64::from(r) / 65536.0)
+                    .collect::<Vec<f64>>(),
+                c.tags()[row],
+                c.metadata(row).to_vec(),
+            ))
+        })?;
+        match found {
+            Some((vector, tag, metadata)) => Ok((id, vector, tag, PyBytes::new(py, &metadata))),
+            None => {
+                let exists = self.read(py, |state| state.collection(&collection).is_some())?;
+                Err(if exists {
+                    error(
+                        Kind::NotFound,
+                        format!("record {id} does not exist in collection {collection}"),
+                    )
+                } else {
+                    unknown_collection(&collection)
+                })
+            }
+        }
+    }
+
+    fn delete<'py>(
+        &self,
+        py: Python<'py>,
+        collection: &str,
+        id: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let r = self.submit(
+            py,
+            Event::Delete {
+                collection: name(collection)?,
+                id: RecordId(id),
+            },
+        )?;
+        receipt(py, r)
+    }
+
+    fn set_tag<'py>(
+        &self,
+        py: Python<'py>,
+        collection: &str,
+        id: u64,
+        tag: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let r = self.submit(
+            py,
+            Event::SetTag {
+                collection: name(collection)?,
+                id: RecordId(id),
+                tag,
+            },
+        )?;
+        receipt(py, r)
+    }
+
+    #[pyo3(signature = (collection, id, metadata))]
+    fn set_metadata<'py>(
+        &self,
+        py: Python<'py>,
+        collection: &str,
+        id: u64,
+        metadata: Option<&str>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let metadata = canonical_metadata(metadata, Origin::Record(id))?;
+        let r = self.submit(
+            py,
+            Event::SetMetadata {
+                collection: name(collection)?,
+                id: RecordId(id),
+                metadata,
+            },
+        )?;
+        receipt(py, r)
+    }
+
+    /// The `k` nearest live records as `(id, distance, tag, metadata
+    /// bytes)`, ordered by `(distance, id)`. The GIL is released while the
+    /// engine searches.
+    #[pyo3(signature = (collection, vector, k = 10, tag = None, ef = None, exact = false))]
+    fn search<'py>(
+        &self,
+        py: Python<'py>,
+        collection: &str,
+        vector: Vec<f64>,
+        k: usize,
+        tag: Option<u64>,
+        ef: Option<usize>,
+        exact: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let collection = name(collection)?;
+        let mut query = Vec::with_capacity(vector.len());
+        quantize_into(vector, Origin::Query, &mut query)?;
+        let opts = search_options(tag, ef, exact);
+        let hits = self
+            .read(py, |state| search_in(state, &collection, &query, k, &opts))?
+            .map_err(|(kind, message)| error(kind, message))?;
+        hits_to_py(py, hits)
+    }
+
+    /// One search per row of a `float32` array, run in parallel with the
+    /// GIL released; a list of hit lists.
+    #[pyo3(signature = (collection, queries, k = 10, tag = None, ef = None, exact = false))]
+    fn search_many<'py>(
+        &self,
+        py: Python<'py>,
+        collection: &str,
+        queries: PyReadonlyArray2<'py, f32>,
+        k: usize,
+        tag: Option<u64>,
+        ef: Option<usize>,
+        exact: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
+        use rayon::prelude::*;
+        let collection = name(collection)?;
+        let view = queries.as_array();
+        let (n, dim) = view.dim();
+        let mut raw = Vec::with_capacity(n * dim);
+        for (i, row) in view.outer_iter().enumerate() {
+            quantize_into(row.iter().copied(), Origin::Row(i), &mut raw)?;
+        }
+        let opts = search_options(tag, ef, exact);
+        let results = self.read(py, |state| {
+            if dim == 0 {
+                return Ok(vec![Vec::new(); n]);
+            }
+            raw.par_chunks(dim)
+                .map(|q| search_in(state, &collection, q, k, &opts))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        let results = results.map_err(|(kind, message)| error(kind, message))?;
+        let list = PyList::empty(py);
+        for hits in results {
+            list.append(hits_to_py(py, hits)?)?;
+        }
+        Ok(list)
+    }
+
+    /// The state hash, its parts, and the log's size and root.
+    fn proof<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let engine = self.engine()?;
+        let p = engine.proof().map_err(errors::engine)?;
+        let d = PyDict::new(py);
+        d.set_item("state_hash", hex(&p.hashes.state))?;
+        d.set_item("log_size", p.log_size)?;
+        d.set_item("log_root", hex(&p.log_root))?;
+        d.set_item("graph_hash", hex(&p.hashes.graph))?;
+        let collections = PyList::empty(py);
+        for (name, hash) in &p.hashes.collections {
+            let c = PyDict::new(py);
+            c.set_item("name", name.as_str())?;
+            c.set_item("hash", hex(hash))?;
+            let index = p
+                .hashes
+                .indexes
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, h)| hex(h));
+            c.set_item("index_hash", index)?;
+            collections.append(c)?;
+        }
+        d.set_item("collections", collections)?;
+        Ok(d)
+    }
+
+    /// Inclusion proof of event `seq` in the current log, with the event's
+    /// canonical bytes (hex).
+    fn inclusion_proof<'py>(&self, py: Python<'py>, seq: u64) -> PyResult<Bound<'py, PyDict>> {
+        let engine = self.engine()?;
+        let (p, entries) = py
+            .detach(move || {
+                let p = engine.inclusion_proof(seq, None)?;
+                let entries = engine.read_log(seq, 1)?;
+                Ok::<_, EngineError>((p, entries))
+            })
+            .map_err(errors::engine)?;
+        let event = entries
+            .into_iter()
+            .find(|e| e.seq == seq)
+            .ok_or_else(|| error(Kind::NotFound, format!("event {seq} is not in the log")))?;
+        let d = PyDict::new(py);
+        d.set_item("seq", p.seq)?;
+        d.set_item("size", p.size)?;
+        d.set_item("leaf", hex(&p.leaf))?;
+        d.set_item("root", hex(&p.root))?;
+        d.set_item("path", p.path.iter().map(hex).collect::<Vec<_>>())?;
+        d.set_item("event", to_hex(&event.event))?;
+        Ok(d)
+    }
+
+    /// Consistency proof between the log at `old_size` and at `new_size`.
+    fn consistency_proof<'py>(
+        &self,
+        py: Python<'py>,
+        old_size: u64,
+        new_size: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let engine = self.engine()?;
+        let p = py
+            .detach(move || engine.consistency_proof(old_size, new_size))
+            .map_err(errors::engine)?;
+        let d = PyDict::new(py);
+        d.set_item("old_size", p.old_size)?;
+        d.set_item("new_size", p.new_size)?;
+        d.set_item("old_root", hex(&p.old_root))?;
+        d.set_item("new_root", hex(&p.new_root))?;
+        d.set_item("path", p.path.iter().map(hex).collect::<Vec<_>>())?;
+        Ok(d)
+    }
+
+    /// Writes a snapshot of the current state (every complete index block
+    /// built first, so the file depends on the log alone).
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let engine = self.engine()?;
+        let s = py
+            .detach(move || engine.snapshot())
+            .map_err(errors::engine)?;
+        let d = PyDict::new(py);
+        d.set_item("events", s.events)?;
+        d.set_item(
+            "file",
+            s.path.file_name().map(|f| f.to_string_lossy().into_owned()),
+        )?;
+        d.set_item("bytes", s.bytes)?;
+        d.set_item("state_hash", hex(&s.state_hash))?;
+        d.set_item("log_root", hex(&s.log_root))?;
+        Ok(d)
+    }
+
+    /// Audits the data directory's files, read-only (`valori verify`):
+    /// frames, replay, snapshots, checkpoint, proofs; with `indexes`, also
+    /// rebuilds every graph. Returns `(ok, events, state_hash, log_root,
+    /// findings)` with findings as `(ok, message)`.
+    #[pyo3(signature = (indexes = false))]
+    #[allow(clippy::type_complexity)]
+    fn verify_files(
+        &self,
+        py: Python<'_>,
+        indexes: bool,
+    ) -> PyResult<(
+        bool,
+        u64,
+        Option<String>,
+        Option<String>,
+        Vec<(bool, String)>,
+    )> {
+        let dir = self.dir.clone();
+        // Hold the handle so the engine stays open while its files are read.
+        let _handle = self.handle()?;
+        let report = py.detach(move || {
+            valori_engine::verify::verify_dir_with(
+                &valori_engine::storage::FsStorage,
+                &dir,
+                valori_engine::verify::VerifyOptions { indexes },
+            )
+        });
+        Ok((
+            report.is_ok(),
+            report.events,
+            report.state_hash.as_ref().map(hex),
+            report.log_root.as_ref().map(hex),
+            report
+                .findings
+                .into_iter()
+                .map(|f| (f.ok, f.message))
+                .collect(),
+        ))
+    }
+
+    /// Blocks until every complete block of rows is in its collection's
+    /// graph. Searches are correct before that too (rows not yet in the
+    /// graph are scanned exactly); this makes approximate answers depend
+    /// on the log alone.
+    fn wait_for_index(&self, py: Python<'_>) -> PyResult<()> {
+        let engine = self.engine()?;
+        py.detach(move || engine.wait_for_index())
+            .map_err(errors::engine)
+    }
+
+    #[pyo3(signature = (node, label = 0))]
+    fn create_node<'py>(
+        &self,
+        py: Python<'py>,
+        node: u64,
+        label: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let r = self.submit(
+            py,
+            Event::CreateNode {
+                node: NodeId(node),
+                label,
+            },
+        )?;
+        receipt(py, r)
+    }
+
+    fn delete_node<'py>(&self, py: Python<'py>, node: u64) -> PyResult<Bound<'py, PyDict>> {
+        let r = self.submit(py, Event::DeleteNode { node: NodeId(node) })?;
+        receipt(py, r)
+    }
+
+    #[pyo3(signature = (from_node, to_node, label = 0))]
+    fn create_edge<'py>(
+        &self,
+        py: Python<'py>,
+        from_node: u64,
+        to_node: u64,
+        label: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let r = self.submit(
+            py,
+            Event::CreateEdge {
+                from: NodeId(from_node),
+                to: NodeId(to_node),
+                label,
+            },
+        )?;
+        receipt(py, r)
+    }
+
+    fn delete_edge<'py>(
+        &self,
+        py: Python<'py>,
+        from_node: u64,
+        to_node: u64,
+        label: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let r = self.submit(
+            py,
+            Event::DeleteEdge {
+                from: NodeId(from_node),
+                to: NodeId(to_node),
+                label,
+            },
+        )?;
+        receipt(py, r)
+    }
+
+    /// A node's label and its edges: `{"node", "label", "out": [{"to",
+    /// "label"}], "in": [{"from", "label"}]}`.
+    fn edges<'py>(&self, py: Python<'py>, node: u64) -> PyResult<Bound<'py, PyDict>> {
+        #[allow(clippy::type_complexity)]
+        let found: Option<(u64, Vec<(u64, u64)>, Vec<(u64, u64)>)> = self.read(py, |state| {
+            let graph = state.graph();
+            let label = graph.node_label(NodeId(node))?;
+            Some((
+                label,
+                graph
+                    .edges_from(NodeId(node))
+                    .map(|(to, l)| (to.0, l))
+                    .collect(),
+                graph
+                    .edges_to(NodeId(node))
+                    .map(|(from, l)| (from.0, l))
+                    .collect(),
+            ))
+        })?;
+        let (label, out, inc) = found
+            .ok_or_else(|| error(Kind::NotFound, format!("graph node {node} does not exist")))?;
+        let d = PyDict::new(py);
+        d.set_item("node", node)?;
+        d.set_item("label", label)?;
+        let out_list = PyList::empty(py);
+        for (to, l) in out {
+            let e = PyDict::new(py);
+            e.set_item("to", to)?;
+            e.set_item("label", l)?;
+            out_list.append(e)?;
+        }
+        let in_list = PyList::empty(py);
+        for (from, l) in inc {
+            let e = PyDict::new(py);
+            e.set_item("from", from)?;
+            e.set_item("label", l)?;
+            in_list.append(e)?;
+        }
+        d.set_item("out", out_list)?;
+        d.set_item("in", in_list)?;
+        Ok(d)
+    }
+
+    /// Runs one read-only SQL statement; the result as a `pyarrow.Table`.
+    /// The GIL is released while DataFusion runs.
+    fn sql<'py>(&self, py: Python<'py>, query: &str) -> PyResult<Bound<'py, PyAny>> {
+        let handle = self.handle()?;
+        let query = query.to_owned();
+        let output = py.detach(move || {
+            let (engine, runtime) = match handle.sql.get() {
+                Some(pair) => pair,
+                None => {
+                    let runtime = tokio::runtime::Builder::new_multi_thread()
+                        .enable_all()
+                        .thread_name("valori-sql")
+                        .build()
+                        .map_err(SqlFailure::Runtime)?;
+                    let engine = QueryEngine::new(Arc::clone(&handle.engine));
+                    // Another thread may have set it meanwhile; either works.
+                    let _ = handle.sql.set((engine, runtime));
+                    handle.sql.get().ok_or(SqlFailure::Missing)?
+                }
+            };
+            runtime
+                .block_on(engine.execute(&query))
+                .map_err(SqlFailure::Query)
+        });
+        let output = match output {
+            Ok(o) => o,
+            Err(SqlFailure::Query(e)) => return Err(errors::query(e)),
+            Err(SqlFailure::Runtime(e)) => {
+                return Err(error(
+                    Kind::ServerError,
+                    format!("cannot start the SQL runtime: {e}"),
+                ));
+            }
+            Err(SqlFailure::Missing) => {
+                return Err(error(Kind::ServerError, "the SQL runtime is missing"));
+            }
+        };
+        PyTable::try_new(output.batches, output.schema)?.into_pyarrow(py)
+    }
+}
+
+/// Why `sql` failed before it had a result.
+enum SqlFailure {
+    Runtime(std::io::Error),
+    Missing,
+    Query(valori_query::QueryError),
+}
+
+fn search_options(tag: Option<u64>, ef: Option<usize>, exact: bool) -> SearchOptions {
+    let default = SearchOptions::default();
+    SearchOptions {
+        ef: ef.unwrap_or(default.ef),
+        exact,
+        tag,
+    }
+}
+
+/// Opens `dir`'s engine, or shares the one already open in this process.
+fn open_shared(dir: &Path) -> Result<Arc<Engine>, EngineError> {
+    let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+    open.retain(|_, weak| weak.strong_count() > 0);
+    if let Some(engine) = open.get(dir).and_then(Weak::upgrade) {
+        return Ok(engine);
+    }
+    let engine = Arc::new(Engine::open(dir)?);
+    open.insert(dir.to_path_buf(), Arc::downgrade(&engine));
+    Ok(engine)
+}
