@@ -248,7 +248,7 @@ impl Database {
         metadata: Option<Vec<Option<String>>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let collection = name(collection)?;
-        let n = if dim == 0 { 0 } else { vectors.len() / dim };
+        let n = vectors.len().checked_div(dim).unwrap_or(0);
         let check_len = |what: &str, len: usize| -> PyResult<()> {
             if len != n {
                 return Err(error(
