@@ -2,3 +2,8 @@
 //! Flight) and serialisation formats. It also holds the `valori` binary.
 
 pub mod auth;
+pub mod config;
+pub mod metrics;
+mod pg_front;
+pub mod rest;
+pub mod server;
