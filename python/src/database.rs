@@ -24,8 +24,9 @@ use valori_core::hnsw::SearchOptions;
 use valori_core::state::{Collection, State};
 use valori_engine::{Engine, EngineError, Receipt};
 use valori_query::QueryEngine;
+use valori_query::functions::metric_distance;
 
-use crate::convert::{Origin, distance_value, quantize_into};
+use crate::convert::{Origin, quantize_f32_into, quantize_into};
 use crate::errors::{self, Kind, error};
 
 /// Engines open in this process, by canonical data directory: a second
@@ -167,7 +168,7 @@ fn search_in(
             let row = c.row_of(id)? as usize;
             Some((
                 id.0,
-                distance_value(metric, d),
+                metric_distance(metric, d),
                 c.tags()[row],
                 c.metadata(row).to_vec(),
             ))
@@ -466,7 +467,11 @@ impl Database {
         let (n, dim) = view.dim();
         let mut raw = Vec::with_capacity(n * dim);
         for (i, row) in view.outer_iter().enumerate() {
-            quantize_into(row.iter().copied(), Origin::Row(i), &mut raw)?;
+            match row.as_slice() {
+                // A C-contiguous row: quantized straight from NumPy's buffer.
+                Some(slice) => quantize_f32_into(slice, Origin::Row(i), &mut raw)?,
+                None => quantize_into(row.iter().copied(), Origin::Row(i), &mut raw)?,
+            }
         }
         self.insert_batch_raw(py, collection, dim, raw, ids, tags, metadata)
     }
@@ -627,7 +632,7 @@ impl Database {
         let collection = name(collection)?;
         let mut query = Vec::with_capacity(vector.len());
         quantize_into(vector, Origin::Query, &mut query)?;
-        let opts = search_options(tag, ef, exact);
+        let opts = search_options(k, tag, ef, exact);
         let hits = self
             .read(py, |state| search_in(state, &collection, &query, k, &opts))?
             .map_err(|(kind, message)| error(kind, message))?;
@@ -653,9 +658,12 @@ impl Database {
         let (n, dim) = view.dim();
         let mut raw = Vec::with_capacity(n * dim);
         for (i, row) in view.outer_iter().enumerate() {
-            quantize_into(row.iter().copied(), Origin::Row(i), &mut raw)?;
+            match row.as_slice() {
+                Some(slice) => quantize_f32_into(slice, Origin::Row(i), &mut raw)?,
+                None => quantize_into(row.iter().copied(), Origin::Row(i), &mut raw)?,
+            }
         }
-        let opts = search_options(tag, ef, exact);
+        let opts = search_options(k, tag, ef, exact);
         let results = self.read(py, |state| {
             if dim == 0 {
                 return Ok(vec![Vec::new(); n]);
@@ -963,10 +971,12 @@ enum SqlFailure {
     Query(valori_query::QueryError),
 }
 
-fn search_options(tag: Option<u64>, ef: Option<usize>, exact: bool) -> SearchOptions {
+/// The search options of `POST /v1/collections/{name}/search` for the same
+/// arguments: `ef` defaults to the engine's and is at least `k`.
+fn search_options(k: usize, tag: Option<u64>, ef: Option<usize>, exact: bool) -> SearchOptions {
     let default = SearchOptions::default();
     SearchOptions {
-        ef: ef.unwrap_or(default.ef),
+        ef: ef.unwrap_or(default.ef).max(k),
         exact,
         tag,
     }

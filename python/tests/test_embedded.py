@@ -97,8 +97,11 @@ def test_errors_say_who_is_at_fault_and_change_nothing(db: Valori) -> None:
         db.insert([1.0, 1.0], metadata={"big": "x" * (70 * 1024)})
     with pytest.raises(InvalidInput):
         db.insert_batch([[1.0, 1.0], [2.0, 2.0]], ids=[1])
-    with pytest.raises(InvalidInput, match="k"):
-        db.search([1.0, 0.0], k=0)
+    assert db.search([1.0, 0.0], k=0) == []
+    with pytest.raises(InvalidInput, match="k = 10001"):
+        db.search([1.0, 0.0], k=10_001)
+    with pytest.raises(InvalidInput, match="ef"):
+        db.search([1.0, 0.0], ef=0)
     with pytest.raises(NotImplementedError, match="DSL"):
         db.search([1.0, 0.0], filter="tag = 3")
     assert db.proof() == before

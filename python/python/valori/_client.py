@@ -38,6 +38,12 @@ below the engine's event-size limit. The estimate, used in both modes so
 that both split a batch alike, is per record 24 bytes per component, 64
 bytes of ids and separators, and the metadata's JSON text."""
 
+SEARCH_K_MAX = 10_000
+"""Largest ``k`` of a search (the REST API's limit, kept in both modes)."""
+
+SEARCH_EF_MAX = 10_000
+"""Largest ``ef`` of a search (the REST API's limit, kept in both modes)."""
+
 PROGRESS_ROWS_MIN = 100_000
 """Batches of at least this many records show a progress bar when
 ``progress=None`` and standard error is a terminal."""
@@ -398,9 +404,13 @@ class Valori:
                 "does not have yet; use tag=N for tag filters, or sql() for other conditions"
             )
         k = _uint(k, "k")
-        if k < 1:
-            raise InvalidInput("k must be at least 1")
-        return k, None if tag is None else _uint(tag, "tag"), None if ef is None else max(1, _uint(ef, "ef"))
+        if k > SEARCH_K_MAX:
+            raise InvalidInput(f"k = {k} exceeds {SEARCH_K_MAX}")
+        if ef is not None:
+            ef = _uint(ef, "ef")
+            if not 1 <= ef <= SEARCH_EF_MAX:
+                raise InvalidInput(f"ef = {ef} is outside 1..={SEARCH_EF_MAX}")
+        return k, None if tag is None else _uint(tag, "tag"), ef
 
     def search(
         self,
@@ -414,11 +424,11 @@ class Valori:
     ) -> List[Hit]:
         """The ``k`` nearest live records to ``vector``, as
         ``Hit(id, distance, tag, metadata)`` in the total order
-        ``(distance, id)``.
+        ``(distance, id)``. ``k`` is at most ``SEARCH_K_MAX`` (10,000).
 
         ``tag``: only records with this tag. ``filter``: a query-DSL where
         clause (not available yet: raises ``NotImplementedError``). ``ef``:
-        the HNSW result-list size (default 64, at least ``k``). ``exact``:
+        the HNSW result-list size (default 64, at least ``k``, at most 10,000). ``exact``:
         brute force over every record instead of the graph (the same order,
         exact recall)."""
         k, tag, ef = self._search_args(k, tag, filter, ef)
