@@ -57,6 +57,8 @@ def workload(c: Valori) -> Dict[str, Any]:
     searches.append(c.search([0.5] * 8, k=3, collection="docs"))
     searches.append(c.search([1.0, 0.0, 0.0, 0.0], k=1, collection="ip"))
     out["searches"] = searches
+    out["many"] = c.search_many(vecs[:6], k=4, exact=True)
+    out["df"] = c.search_df(vecs[0], k=5).to_pylist()
     out["get"] = [c.get(0), c.get(100), c.get(out["ids5"][0])]
     out["collections"] = [{k: v for k, v in x.items() if k != "indexed"} for x in c.collections()]
     out["sql"] = c.sql('SELECT id, tag, l2(vec, \'[0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1]\') AS d FROM "default" ORDER BY d, id LIMIT 20').to_pylist()
@@ -69,6 +71,9 @@ def workload(c: Valori) -> Dict[str, Any]:
         lambda: c.get(999_999),
         lambda: c.create_collection("docs", 8),
         lambda: c.insert([float("nan")] + [0.0] * 15),
+        lambda: c.insert_batch(np.full((2, 16), np.inf, dtype=np.float32)),
+        lambda: c.insert([40_000.0] * 16),
+        lambda: c.search([0.0] * 16, k=10_001),
     ):
         try:
             call()
@@ -96,7 +101,7 @@ def test_same_operations_same_results_and_state(tmp_path: Path, remote: Valori) 
     assert pa["log_root"] == pb["log_root"]
     assert pa["graph_hash"] == pb["graph_hash"]
     assert [(x["name"], x["hash"]) for x in pa["collections"]] == [(x["name"], x["hash"]) for x in pb["collections"]]
-    assert a["errors"] == ["InvalidInput", "Conflict", "NotFound", "NotFound", "Conflict", "InvalidInput"]
+    assert a["errors"] == ["InvalidInput", "Conflict", "NotFound", "NotFound", "Conflict"] + ["InvalidInput"] * 4
 
 
 def test_remote_verify_checks_proofs_client_side(remote: Valori) -> None:

@@ -15,6 +15,7 @@ import base64
 import http.client
 import json
 import math
+import sys
 import threading
 import urllib.parse
 from typing import Any, Dict, List, Optional, Sequence
@@ -229,17 +230,27 @@ class RemoteBackend:
         tags: Optional[List[int]],
         metadata: Optional[List[Optional[str]]],
     ) -> Dict[str, Any]:
-        rows = vectors.tolist() if hasattr(vectors, "tolist") else vectors
-        dim = len(rows[0]) if len(rows) else 0
-        encoded = []
-        for i, row in enumerate(rows):
-            if len(row) != dim:
-                raise InvalidInput(
-                    f"vector {i} of the batch has {len(row)} components, vector 0 has {dim}",
-                    "bad_request",
-                )
-            encoded.append(json.dumps(_f32_list(row, f"vector {i} of the batch")))
-        parts = ['{"vectors":[', ",".join(encoded), "]"]
+        if hasattr(vectors, "dtype") and hasattr(vectors, "astype"):
+            # A NumPy array: check and round to float32 in bulk.
+            np = sys.modules["numpy"]
+            bad = ~np.isfinite(vectors) | (np.abs(vectors) >= 32768.0)
+            if bad.any():
+                i = int(np.argwhere(bad)[0][0])
+                _f32_list(vectors[i].tolist(), f"vector {i} of the batch")
+            encoded = json.dumps(vectors.astype(np.float32).tolist())
+        else:
+            rows = list(vectors)
+            dim = len(rows[0]) if rows else 0
+            checked = []
+            for i, row in enumerate(rows):
+                if len(row) != dim:
+                    raise InvalidInput(
+                        f"vector {i} of the batch has {len(row)} components, vector 0 has {dim}",
+                        "bad_request",
+                    )
+                checked.append(_f32_list(row, f"vector {i} of the batch"))
+            encoded = json.dumps(checked)
+        parts = ['{"vectors":', encoded]
         if ids is not None:
             parts += [',"ids":', json.dumps([int(i) for i in ids])]
         if tags is not None:
