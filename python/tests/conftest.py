@@ -10,7 +10,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import pytest
@@ -87,7 +87,7 @@ def _has_serve(binary: Path) -> bool:
 class Server:
     """A running `valori serve` and its REST URL."""
 
-    def __init__(self, binary: Path, data_dir: Path):
+    def __init__(self, binary: Path, data_dir: Path, extra: Sequence[str] = ()):
         self.data_dir = data_dir
         self.rest_port = _free_port()
         self.pg_port = _free_port()
@@ -103,6 +103,7 @@ class Server:
                 f"127.0.0.1:{self.rest_port}",
                 "--pg-addr",
                 f"127.0.0.1:{self.pg_port}",
+                *extra,
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,

@@ -9,9 +9,9 @@ from typing import Any, Dict, List
 import numpy as np
 import pytest
 
-from valori import Conflict, InvalidInput, NotFound, Valori
+from valori import Conflict, InvalidInput, NotFound, Unauthorized, Valori
 
-from conftest import data_dir, read_fvecs
+from conftest import Server, data_dir, read_fvecs
 from reference import brute_force
 
 GLOVE = data_dir("glove50-100k-l2")
@@ -131,3 +131,26 @@ def test_remote_glove_subset_matches_brute_force(remote: Valori) -> None:
     for q in queries:
         hits = remote.search(q, k=10, exact=True)
         assert [(h.distance, h.id) for h in hits] == brute_force(base, q, 10)
+
+
+def test_api_keys_and_roles(server_binary: Path, tmp_path: Path) -> None:
+    """With users configured, the key goes as a bearer token: a write key
+    writes, a read key reads but cannot write, no key or a wrong one is
+    refused; refusals raise Unauthorized and change nothing."""
+    s = Server(server_binary, tmp_path / "data", ["--user", "alice:k-write:write", "--user", "bob:k-read:read"])
+    try:
+        writer = Valori(remote=s.url, api_key="k-write")
+        reader = Valori(remote=s.url, api_key="k-read")
+        writer.insert([1.0, 2.0])
+        before = writer.proof()
+        assert reader.search([1.0, 2.0], k=1)[0].id == 0
+        with pytest.raises(Unauthorized) as e:
+            reader.insert([3.0, 4.0])
+        assert e.value.status == 403
+        for key in (None, "wrong"):
+            with pytest.raises(Unauthorized) as e:
+                Valori(remote=s.url, api_key=key).search([1.0, 2.0])
+            assert e.value.status == 401
+        assert writer.proof() == before
+    finally:
+        s.stop()
