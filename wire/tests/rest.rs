@@ -170,6 +170,16 @@ fn error_code(value: &Value) -> &str {
     value["error"]["code"].as_str().unwrap_or("")
 }
 
+/// Method, path, key, body, expected status and error code.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    u16,
+    &'a str,
+);
+
 /// Every kind of bad request gets a 4xx with a JSON error, and none of
 /// them changes the state hash.
 #[test]
@@ -197,7 +207,7 @@ fn bad_requests_get_json_errors_and_change_nothing() {
         "x".repeat(70 * 1024)
     );
     let oversized = format!(r#"{{"vector":[{}]}}"#, vec!["1"; 200_000].join(","));
-    let cases: Vec<(&str, &str, Option<&str>, Option<&str>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "POST",
             "/v1/collections",
