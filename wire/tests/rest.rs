@@ -2,8 +2,7 @@
 //! ports.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
@@ -110,53 +109,8 @@ fn http_bytes(
     key: Option<&str>,
     body: Option<&[u8]>,
 ) -> (u16, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(key) = key {
-        head.push_str(&format!("Authorization: Bearer {key}\r\n"));
-    }
-    let body = body.unwrap_or_default();
-    head.push_str(&format!(
-        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    ));
-    stream.write_all(head.as_bytes()).unwrap();
-    // A server may answer (413) before reading a large body and close.
-    let _ = stream.write_all(body);
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {response:?}"));
-    let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
-    let body = &response[split + 4..];
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head:?}"));
-    let body = if head.contains("transfer-encoding: chunked") {
-        dechunk(body)
-    } else {
-        body.to_vec()
-    };
-    (status, body)
-}
-
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(end) = body.windows(2).position(|w| w == b"\r\n") {
-        let size = std::str::from_utf8(&body[..end]).unwrap();
-        let size = usize::from_str_radix(size.trim(), 16).unwrap();
-        if size == 0 {
-            break;
-        }
-        let rest = &body[end + 2..];
-        out.extend_from_slice(&rest[..size]);
-        body = &rest[size + 2..];
-    }
-    out
+    let answer = valori_wire::client::request(&addr.to_string(), method, path, key, body).unwrap();
+    (answer.status, answer.body)
 }
 
 fn users() -> Vec<User> {
@@ -861,4 +815,71 @@ fn root_from_inclusion(index: u64, size: u64, leaf: [u8; 32], path: &[[u8; 32]])
         s_n >>= 1;
     }
     r
+}
+
+/// `valori verify --url`'s checks against a live server: a genuine event
+/// and snapshot pass; an altered event fails, naming the check.
+#[test]
+fn live_audit_checks_event_and_snapshot() {
+    use valori_wire::audit::{AuditRequest, audit};
+    let server = Server::start(Vec::new(), None);
+    let call = |m, p, b: Option<&str>| server.call(m, p, None, b);
+    call("POST", "/v1/collections", Some(r#"{"name":"a","dim":2}"#));
+    for i in 0..5 {
+        let body = format!(r#"{{"vector":[{i},1],"tag":{i}}}"#);
+        assert_eq!(
+            call("POST", "/v1/collections/a/records", Some(&body)).0,
+            201
+        );
+    }
+    let url = format!("http://{}", server.rest);
+    let (_, proof) = call("GET", "/v1/proof/event/3", None);
+    let event = unhex(proof["event"].as_str().unwrap());
+
+    // No snapshot yet: the event checks pass, the snapshot check says why
+    // it cannot run.
+    let request = AuditRequest {
+        url: url.clone(),
+        key: None,
+        event: Some((3, event.clone())),
+    };
+    let report = audit(&request).unwrap();
+    let failed: Vec<_> = report.findings.iter().filter(|f| !f.ok).collect();
+    assert_eq!(failed.len(), 1, "{:?}", report.findings);
+    assert!(failed[0].message.contains("no snapshot"));
+
+    assert_eq!(call("POST", "/v1/snapshots", None).0, 201);
+    // More writes after the snapshot: checked by a consistency proof.
+    assert_eq!(
+        call(
+            "POST",
+            "/v1/collections/a/records",
+            Some(r#"{"vector":[9,9]}"#)
+        )
+        .0,
+        201
+    );
+    let report = audit(&request).unwrap();
+    assert!(report.is_ok(), "{:?}", report.findings);
+    assert_eq!(report.log_size, 7);
+    assert!(report.findings.len() >= 6, "{:?}", report.findings);
+
+    let mut altered = event;
+    let last = altered.len() - 1;
+    altered[last] ^= 1;
+    let report = audit(&AuditRequest {
+        url,
+        key: None,
+        event: Some((3, altered)),
+    })
+    .unwrap();
+    assert!(!report.is_ok());
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| !f.ok && f.message.contains("hashes to the server's leaf")),
+        "{:?}",
+        report.findings
+    );
 }
