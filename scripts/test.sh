@@ -20,6 +20,9 @@ cargo clippy -q --workspace --all-targets -- -D warnings
 step "tests (workspace)"
 cargo test -q --workspace
 
+step "REST API under schemathesis"
+scripts/test-rest-schema.sh 25
+
 step "kernel and encoding tests on aarch64 (NEON paths) under qemu-user"
 cargo test -q -p valori-core --target aarch64-unknown-linux-gnu
 
