@@ -25,7 +25,7 @@ fn quickstart_commands() -> Vec<String> {
 }
 
 struct Server {
-    child: Child,
+    child: Option<Child>,
     rest: String,
     pg: String,
 }
@@ -59,7 +59,11 @@ impl Server {
         );
         let rest = words[3].trim_start_matches("http://").to_owned();
         let pg = words[5].trim_start_matches("postgres://").to_owned();
-        Server { child, rest, pg }
+        Server {
+            child: Some(child),
+            rest,
+            pg,
+        }
     }
 
     fn port(addr: &str) -> &str {
@@ -67,13 +71,14 @@ impl Server {
     }
 
     /// SIGTERM, then wait for the graceful exit; the server's stderr.
-    fn stop(self) -> String {
+    fn stop(mut self) -> String {
+        let child = self.child.take().unwrap();
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
-        let out = self.child.wait_with_output().unwrap();
+        let out = child.wait_with_output().unwrap();
         let log = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(
             out.status.success(),
@@ -81,6 +86,16 @@ impl Server {
             out.status
         );
         log
+    }
+}
+
+impl Drop for Server {
+    /// A failed test must not leave its server running.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
