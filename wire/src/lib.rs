@@ -2,3 +2,4 @@
 //! Flight) and serialisation formats. It also holds the `valori` binary.
 
 pub mod auth;
+pub mod pg;
