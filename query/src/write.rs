@@ -789,6 +789,26 @@ fn insert_statement(insert: ast::Insert) -> Result<WriteStatement, WriteError> {
             "INSERT … SELECT is not supported; use VALUES or COPY",
         ));
     };
+    // Without a column list the values fill the leading columns in table
+    // order (id, vec, tag, metadata), as in Postgres.
+    let columns = match values.rows.first() {
+        Some(first) if insert.columns.is_empty() => {
+            if first.len() > Column::ALL.len() {
+                return Err(WriteError::Syntax(format!(
+                    "INSERT has {} expressions but {table} has {} columns",
+                    first.len(),
+                    Column::ALL.len()
+                )));
+            }
+            if first.len() < 2 {
+                return Err(WriteError::InvalidValue(
+                    "null value in column \"vec\": every record needs a vector".into(),
+                ));
+            }
+            Column::ALL[..first.len()].to_vec()
+        }
+        _ => columns,
+    };
     let mut rows = Vec::with_capacity(values.rows.len());
     for (i, row) in values.rows.iter().enumerate() {
         if row.len() != columns.len() {
@@ -1707,6 +1727,12 @@ mod tests {
             update.parameter_columns(),
             vec![(1, Column::Id), (2, Column::Tag)]
         );
+        let WriteStatement::Insert { columns, .. } = parsed("INSERT INTO d VALUES (1, '[1]')")
+        else {
+            panic!("not an insert");
+        };
+        assert_eq!(columns, [Column::Id, Column::Vec]);
+        assert!(parse("INSERT INTO d VALUES (1, '[1]', 2, '{}', 5)").is_err());
         assert!(parse("SELECT 1").unwrap().is_none());
         assert!(parse("DELETE FROM docs").is_err());
         assert!(parse("UPDATE docs SET vec = '[1]' WHERE id = 1").is_err());

@@ -240,14 +240,21 @@ async fn vector_parameters_and_operators() {
     let mut expected: Vec<(f64, i64)> = ROWS.iter().map(|(id, v, _)| (l2(v, &q), *id)).collect();
     expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
 
-    // Text parameter: the untyped $1 is inferred as text.
-    let rows = client
-        .query(
+    // The server infers `vector` for an untyped argument of `<->`.
+    let statement = client
+        .prepare("SELECT id, vec <-> $1 AS d FROM docs ORDER BY d, id LIMIT 3")
+        .await
+        .unwrap();
+    assert_eq!(statement.params()[0].name(), "vector");
+    // A text parameter, typed so by the client, in pgvector's text form.
+    let statement = client
+        .prepare_typed(
             "SELECT id, vec <-> $1 AS d FROM docs ORDER BY d, id LIMIT 3",
-            &[&"[1, 2, 0.5]"],
+            &[Type::TEXT],
         )
         .await
         .unwrap();
+    let rows = client.query(&statement, &[&"[1, 2, 0.5]"]).await.unwrap();
     let got: Vec<(f64, i64)> = rows.iter().map(|r| (r.get(1), r.get(0))).collect();
     assert_eq!(got.len(), 3);
     for ((d, id), (ed, eid)) in got.iter().zip(&expected) {

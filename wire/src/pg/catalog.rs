@@ -57,7 +57,7 @@ const PG_CATALOG_NAMESPACE_OID: u32 = 11;
 pub const SERVER_VERSION: &str = "16.6";
 
 /// The built-in types `pg_type` lists: (oid, name, array oid, length).
-const BUILTIN_TYPES: [(u32, &str, u32, i16); 12] = [
+const BUILTIN_TYPES: [(u32, &str, u32, i16); 13] = [
     (16, "bool", 1000, 1),
     (17, "bytea", 1001, -1),
     (18, "char", 1002, 1),
@@ -70,6 +70,7 @@ const BUILTIN_TYPES: [(u32, &str, u32, i16); 12] = [
     (700, "float4", 1021, 4),
     (701, "float8", 1022, 8),
     (1043, "varchar", 1015, -1),
+    (1560, "bit", 1561, -1),
 ];
 
 /// Adds the `pg_catalog` schema and the catalog functions to the query
@@ -798,15 +799,23 @@ impl Canned {
                     let rest = sql[start..].trim_start().strip_prefix('\'')?;
                     Some(rest[..rest.find('\'')?].to_owned())
                 });
-                match name.as_deref().and_then(type_oid) {
-                    Some(VECTOR_OID) => vec![vec![
-                        t("vector"),
-                        CatalogValue::Oid(VECTOR_OID),
-                        CatalogValue::Oid(VECTOR_ARRAY_OID),
-                        t("vector"),
+                let found = match name.as_deref().and_then(type_oid) {
+                    Some(VECTOR_OID) => Some((VECTOR_OID, "vector".to_owned(), VECTOR_ARRAY_OID)),
+                    Some(oid) => BUILTIN_TYPES
+                        .iter()
+                        .find(|(o, ..)| *o == oid)
+                        .map(|(_, name, array, _)| (oid, (*name).to_owned(), *array)),
+                    None => None,
+                };
+                match found {
+                    Some((oid, name, array)) => vec![vec![
+                        t(&name),
+                        CatalogValue::Oid(oid),
+                        CatalogValue::Oid(array),
+                        t(&type_name(oid).unwrap_or(name)),
                         t(","),
                     ]],
-                    _ => Vec::new(),
+                    None => Vec::new(),
                 }
             }
             Canned::AsyncpgTypeByName => {

@@ -17,7 +17,7 @@
 //! but a write is durable when its statement completes and `ROLLBACK`
 //! does not undo it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,6 +43,10 @@ use valori_core::limits;
 use valori_query::datafusion::arrow::array::{Array, ArrayRef};
 use valori_query::datafusion::arrow::compute::cast;
 use valori_query::datafusion::arrow::datatypes::DataType;
+use valori_query::datafusion::common::Result as DfResult;
+use valori_query::datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use valori_query::datafusion::logical_expr::{Expr, LogicalPlan};
+use valori_query::functions::DistanceFunction;
 use valori_query::settings::SearchSettings;
 use valori_query::write::{self, Column, CopyFormat, WriteStatement};
 use valori_query::{QueryEngine, QueryOutput, pgvector, sql_text};
@@ -307,14 +311,17 @@ async fn plan(
     let inferred = plan
         .get_parameter_types()
         .map_err(|e| PgError::from(valori_query::QueryError::from(e)))?;
+    let vectors =
+        distance_arguments(&plan).map_err(|e| PgError::from(valori_query::QueryError::from(e)))?;
     let count = sql_text::placeholders(sql);
     let params = (1..=count)
         .map(|n| {
-            inferred
-                .get(&format!("${n}"))
-                .cloned()
-                .flatten()
-                .map(|t| pg_type(&t))
+            let id = format!("${n}");
+            match inferred.get(&id).cloned().flatten() {
+                Some(t) => Some(pg_type(&t)),
+                // An untyped argument of a distance function is a vector.
+                None => vectors.contains(&id).then(types::vector_type),
+            }
         })
         .collect();
     let fields = plan
@@ -324,6 +331,28 @@ async fn plan(
         .map(|f| (f.name().clone(), pg_type(f.data_type())))
         .collect();
     Ok((params, fields))
+}
+
+/// The placeholders that are arguments of a distance function.
+fn distance_arguments(plan: &LogicalPlan) -> DfResult<BTreeSet<String>> {
+    let mut found = BTreeSet::new();
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && DistanceFunction::ALL.iter().any(|d| d.name() == f.name())
+                {
+                    for arg in &f.args {
+                        if let Expr::Placeholder(p) = arg {
+                            found.insert(p.id.clone());
+                        }
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    Ok(found)
 }
 
 /// A column's format code, safely (a client may send fewer codes than
