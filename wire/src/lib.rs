@@ -6,6 +6,6 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod metrics;
-mod pg_front;
+pub mod pg;
 pub mod rest;
 pub mod server;
