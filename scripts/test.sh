@@ -20,6 +20,9 @@ cargo clippy -q --workspace --all-targets -- -D warnings
 step "tests (workspace)"
 cargo test -q --workspace
 
+step "Postgres clients: psql, psycopg, asyncpg, pgvector-python, node-postgres"
+scripts/test-clients.sh
+
 step "REST API under schemathesis"
 scripts/test-rest-schema.sh 25
 
