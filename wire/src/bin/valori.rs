@@ -40,7 +40,13 @@ enum Command {
         #[arg(long, value_name = "URL")]
         url: Option<String>,
         /// API key for --url (read role suffices).
-        #[arg(long, env = "VALORI_KEY", value_name = "KEY", requires = "url")]
+        #[arg(
+            long,
+            env = "VALORI_KEY",
+            hide_env_values = true,
+            value_name = "KEY",
+            requires = "url"
+        )]
         key: Option<String>,
         /// Position of the event given with --event.
         #[arg(long, value_name = "N", requires = "event")]
