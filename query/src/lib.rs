@@ -36,8 +36,11 @@
 
 pub mod functions;
 pub mod metadata;
+pub mod pgvector;
 pub mod provider;
 pub mod settings;
+pub mod sql_text;
+pub mod write;
 
 use std::sync::Arc;
 

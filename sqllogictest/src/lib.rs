@@ -8,8 +8,11 @@
 //! - [`run_suite`] runs one `.slt` file against a fresh engine in a
 //!   temporary directory; `tests/slt.rs` runs every suite.
 //!
-//! Not done yet: the same suites over the Postgres wire against a started
-//! server (after the pgwire front end lands in `wire/`).
+//! `tests/wire.rs` runs the same suites, and the wire-only suites in
+//! `suites/wire/` (DDL, writes, errors with their SQLSTATEs), over the
+//! Postgres protocol against a server started in-process, through
+//! tokio-postgres; its engine name (a sqllogictest label) is
+//! `postgres-wire`.
 //!
 //! # The fixture
 //!

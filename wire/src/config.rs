@@ -51,6 +51,7 @@ pub struct ServeArgs {
     #[arg(
         long = "user",
         env = "VALORI_USERS",
+        hide_env_values = true,
         value_delimiter = ',',
         value_name = "NAME:KEY:ROLE"
     )]

@@ -121,7 +121,7 @@ pub async fn serve(
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future(),
     );
-    let pg_task = tokio::spawn(crate::pg_front::serve(
+    let pg_task = tokio::spawn(crate::pg::serve(
         pg_listener,
         query,
         Arc::clone(&auth),

@@ -23,14 +23,38 @@ enum Command {
     /// Apply the golden workload and print its report and state hash (the
     /// same report on x86-64, aarch64, wasm32 and Cortex-M).
     Golden,
-    /// Check a data directory offline: every log frame and its recorded
+    /// Check a data directory offline (every log frame and its recorded
     /// root, a full replay, every snapshot and the checkpoint, inclusion
-    /// and consistency proofs; exits 1 and says what differs if anything
-    /// does.
+    /// and consistency proofs), or a live server with --url (an event's
+    /// inclusion proof, the newest snapshot rebuilt to its state hash, log
+    /// consistency); exits 1 and says what differs if anything does.
     Verify {
         /// The data directory.
-        #[arg(value_name = "DATA_DIR")]
-        dir: std::path::PathBuf,
+        #[arg(
+            value_name = "DATA_DIR",
+            required_unless_present = "url",
+            conflicts_with = "url"
+        )]
+        dir: Option<std::path::PathBuf>,
+        /// A running server, e.g. http://127.0.0.1:3000.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// API key for --url (read role suffices).
+        #[arg(
+            long,
+            env = "VALORI_KEY",
+            hide_env_values = true,
+            value_name = "KEY",
+            requires = "url"
+        )]
+        key: Option<String>,
+        /// Position of the event given with --event.
+        #[arg(long, value_name = "N", requires = "event")]
+        seq: Option<u64>,
+        /// The event's canonical encoding in hex, as the write's client
+        /// recorded it (or `/v1/proof/event/N` served it when it was made).
+        #[arg(long, value_name = "HEX", requires = "seq")]
+        event: Option<String>,
     },
 }
 
@@ -46,7 +70,17 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Golden => golden(),
-        Command::Verify { dir } => verify(&dir),
+        Command::Verify {
+            dir,
+            url,
+            key,
+            seq,
+            event,
+        } => match (dir, url) {
+            (Some(dir), _) => verify(&dir),
+            (None, Some(url)) => verify_live(url, key, seq.zip(event)),
+            (None, None) => ExitCode::from(2),
+        },
     }
 }
 
@@ -111,30 +145,74 @@ fn golden() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+fn verify_live(url: String, key: Option<String>, event: Option<(u64, String)>) -> ExitCode {
+    let event = match event {
+        Some((seq, text)) => match unhex(text.trim()) {
+            Some(bytes) => Some((seq, bytes)),
+            None => {
+                eprintln!("valori verify: --event is not hex");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let request = valori_wire::audit::AuditRequest { url, key, event };
+    let report = match valori_wire::audit::audit(&request) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("valori verify: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print_report(
+        &report.findings,
+        report.log_size,
+        report.log_root.zip(report.state_hash),
+    )
+}
+
+/// Prints each finding and the final figures; exit 1 if anything differs.
+fn print_report(
+    findings: &[valori_engine::verify::Finding],
+    events: u64,
+    hashes: Option<(valori_core::hash::Hash32, valori_core::hash::Hash32)>,
+) -> ExitCode {
+    for finding in findings {
+        println!("{finding}");
+    }
+    match hashes {
+        Some((root, state)) => println!("events {events}\nlog_root {root}\nstate_hash {state}"),
+        None => println!("events {events}"),
+    }
+    if findings.iter().all(|f| f.ok) {
+        println!("verified: no differences");
+        ExitCode::SUCCESS
+    } else {
+        let bad = findings.iter().filter(|f| !f.ok).count();
+        println!("FAILED: {bad} difference(s)");
+        ExitCode::FAILURE
+    }
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 fn verify(dir: &std::path::Path) -> ExitCode {
     if !dir.is_dir() {
         eprintln!("valori verify: {} is not a directory", dir.display());
         return ExitCode::from(2);
     }
     let report = valori_engine::verify::verify_dir(&valori_engine::storage::FsStorage, dir);
-    for finding in &report.findings {
-        println!("{finding}");
-    }
-    match (report.state_hash, report.log_root) {
-        (Some(state), Some(root)) => {
-            println!(
-                "events {}\nlog_root {root}\nstate_hash {state}",
-                report.events
-            );
-        }
-        _ => println!("events {}", report.events),
-    }
-    if report.is_ok() {
-        println!("verified: no differences");
-        ExitCode::SUCCESS
-    } else {
-        let bad = report.findings.iter().filter(|f| !f.ok).count();
-        println!("FAILED: {bad} difference(s)");
-        ExitCode::FAILURE
-    }
+    print_report(
+        &report.findings,
+        report.events,
+        report.log_root.zip(report.state_hash),
+    )
 }

@@ -1,0 +1,1774 @@
+//! SQL writes: DDL and DML turned into events.
+//!
+//! [`parse`] classifies one statement with DataFusion's sqlparser
+//! (Postgres dialect). A write becomes a [`WriteStatement`]; anything else
+//! (`SELECT`, `EXPLAIN`, `SHOW`, …) is `None` and goes to the query engine.
+//! [`execute`] checks a write completely against the current state and only
+//! then submits its events through [`Engine::submit`], so bad input writes
+//! nothing.
+//!
+//! | SQL | events |
+//! |---|---|
+//! | `CREATE TABLE docs (id BIGINT PRIMARY KEY, vec VECTOR(3), tag BIGINT, metadata JSONB) [WITH (metric = 'cosine', m = 16, ef_construction = 64, seed = 7)]` | one `CreateCollection` |
+//! | `DROP TABLE [IF EXISTS] a, b` | one `DropCollection` per table |
+//! | `INSERT INTO docs [(cols)] VALUES (…), (…)` | one `Insert` or `InsertBatch`: atomic |
+//! | `DELETE FROM docs WHERE id = 1` / `id IN (1, 2)` | one `Delete` per existing id |
+//! | `UPDATE docs SET tag = 3, metadata = '{}' WHERE id = …` | `SetTag` / `SetMetadata` per existing id |
+//! | `COPY docs [(cols)] FROM STDIN [WITH (FORMAT csv, HEADER)]` | rows parsed by [`copy_rows`], inserted like `INSERT` |
+//! | `CREATE INDEX … ON docs USING hnsw (vec vector_l2_ops) WITH (m = 16)` | none: every collection has its index |
+//!
+//! A table has the fixed columns `id` (`BIGINT`, the record id), `vec`
+//! (`VECTOR(n)`), `tag` (`BIGINT`, default 0) and `metadata` (`BYTEA` or
+//! `JSONB`, default empty). `metric` is `l2` (default), `inner_product`
+//! (or `ip`) or `cosine`.
+//!
+//! Values are literals: numbers, strings, `NULL` (only for `metadata`),
+//! `ARRAY[…]` of numbers for vectors, `'[1,2,3]'` (optionally
+//! `::vector`) for vectors, `'\x0102'` or `X'0102'` (or `'…'::bytea`) for
+//! raw metadata bytes. Any other string given as metadata must be JSON; it
+//! is stored in the canonical form of [`crate::metadata::from_json_text`],
+//! so the same value gives the same bytes from REST, Python and SQL.
+//! `INSERT` without an `id` column lets the engine choose ids
+//! ([`Engine::submit_with_next_id`]).
+
+use std::collections::BTreeSet;
+
+use datafusion::sql::sqlparser::ast::{
+    self, AssignmentTarget, BinaryOperator, CopyLegacyCsvOption, CopyLegacyOption, CopyOption,
+    CopySource, CopyTarget, CreateTableOptions, Expr, FromTable, ObjectName, SetExpr, SqlOption,
+    Statement, TableFactor, TableObject, UnaryOperator, Value,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use valori_core::distance::Metric;
+use valori_core::event::{
+    Batch, CollectionConfig, CollectionName, Event, IndexParams, Record, RecordId,
+};
+use valori_core::limits;
+use valori_core::q16::quantize;
+use valori_core::state::ApplyError;
+use valori_engine::{Engine, EngineError};
+
+use crate::pgvector::is_vector_type;
+
+/// Why a write was refused. Nothing was written, except where
+/// [`WriteError::Engine`] reports a storage failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// The SQL does not parse.
+    #[error("syntax error: {0}")]
+    Syntax(String),
+    /// Valid SQL that Valori does not support.
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("table {0:?} does not exist")]
+    UndefinedTable(String),
+    #[error("{0}")]
+    UndefinedColumn(String),
+    #[error("table {0:?} already exists")]
+    TableExists(String),
+    /// A value that does not parse as its column's type (a malformed
+    /// vector, number or JSON text).
+    #[error("{0}")]
+    InvalidText(String),
+    /// A value of the right form that is not acceptable (NaN, out of
+    /// range, wrong dimension, NULL where none is allowed).
+    #[error("{0}")]
+    InvalidValue(String),
+    /// A record id that already exists (or appears twice in one insert).
+    #[error("{0}")]
+    Duplicate(String),
+    /// A size limit was exceeded.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The engine refused the event or failed.
+    #[error(transparent)]
+    Engine(EngineError),
+}
+
+impl From<EngineError> for WriteError {
+    fn from(e: EngineError) -> Self {
+        match &e {
+            EngineError::Rejected(apply) => match apply {
+                ApplyError::UnknownCollection(name) => WriteError::UndefinedTable(name.to_string()),
+                ApplyError::CollectionExists(name) => WriteError::TableExists(name.to_string()),
+                ApplyError::DuplicateId { .. } => WriteError::Duplicate(e.to_string()),
+                ApplyError::MetadataTooLarge { .. }
+                | ApplyError::BadBatchSize
+                | ApplyError::TooManyCollections => WriteError::TooLarge(e.to_string()),
+                ApplyError::DimensionMismatch { .. }
+                | ApplyError::BadDimension(_)
+                | ApplyError::BadIndexParams { .. } => WriteError::InvalidValue(e.to_string()),
+                _ => WriteError::Engine(e),
+            },
+            EngineError::EventTooLarge { .. } => WriteError::TooLarge(e.to_string()),
+            _ => WriteError::Engine(e),
+        }
+    }
+}
+
+/// A table column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Column {
+    Id,
+    Vec,
+    Tag,
+    Metadata,
+}
+
+impl Column {
+    /// The columns in table order (the order of an `INSERT` or `COPY`
+    /// without a column list).
+    pub const ALL: [Column; 4] = [Column::Id, Column::Vec, Column::Tag, Column::Metadata];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Column::Id => "id",
+            Column::Vec => "vec",
+            Column::Tag => "tag",
+            Column::Metadata => "metadata",
+        }
+    }
+
+    fn parse(name: &str, table: &str) -> Result<Column, WriteError> {
+        Column::ALL
+            .into_iter()
+            .find(|c| c.name() == name)
+            .ok_or_else(|| {
+                WriteError::UndefinedColumn(format!(
+                    "column {name:?} of table {table:?} does not exist (columns: id, vec, tag, metadata)"
+                ))
+            })
+    }
+}
+
+/// A value as written in the statement, not yet checked against its
+/// column.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Literal {
+    Null,
+    /// A number as written.
+    Number(String),
+    Text(String),
+    /// `X'…'` or a string cast to `bytea`.
+    Bytes(Vec<u8>),
+    /// A string cast to `json` / `jsonb`.
+    Json(String),
+    /// `ARRAY[…]`.
+    Array(Vec<Literal>),
+    Bool(bool),
+    /// `$n`, bound later.
+    Param(usize),
+}
+
+/// How `COPY … FROM STDIN` data is laid out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyFormat {
+    pub csv: bool,
+    pub delimiter: char,
+    pub header: bool,
+    pub null: String,
+    pub quote: char,
+    pub escape: char,
+}
+
+impl CopyFormat {
+    fn text() -> CopyFormat {
+        CopyFormat {
+            csv: false,
+            delimiter: '\t',
+            header: false,
+            null: "\\N".into(),
+            quote: '"',
+            escape: '"',
+        }
+    }
+
+    fn csv() -> CopyFormat {
+        CopyFormat {
+            csv: true,
+            delimiter: ',',
+            null: String::new(),
+            ..CopyFormat::text()
+        }
+    }
+}
+
+/// A parsed write.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum WriteStatement {
+    CreateTable {
+        name: CollectionName,
+        config: CollectionConfig,
+        if_not_exists: bool,
+    },
+    DropTable {
+        names: Vec<String>,
+        if_exists: bool,
+    },
+    Insert {
+        table: String,
+        columns: Vec<Column>,
+        rows: Vec<Vec<Literal>>,
+    },
+    Delete {
+        table: String,
+        ids: Vec<Literal>,
+    },
+    Update {
+        table: String,
+        ids: Vec<Literal>,
+        tag: Option<Literal>,
+        metadata: Option<Literal>,
+    },
+    CreateIndex {
+        table: String,
+        metric: Option<Metric>,
+        m: Option<u16>,
+        ef_construction: Option<u16>,
+    },
+    CopyFrom {
+        table: String,
+        columns: Vec<Column>,
+        format: CopyFormat,
+    },
+}
+
+impl WriteStatement {
+    /// The command tag's verb (`INSERT`, `CREATE TABLE`, …).
+    pub fn command(&self) -> &'static str {
+        match self {
+            WriteStatement::CreateTable { .. } => "CREATE TABLE",
+            WriteStatement::DropTable { .. } => "DROP TABLE",
+            WriteStatement::Insert { .. } => "INSERT",
+            WriteStatement::Delete { .. } => "DELETE",
+            WriteStatement::Update { .. } => "UPDATE",
+            WriteStatement::CreateIndex { .. } => "CREATE INDEX",
+            WriteStatement::CopyFrom { .. } => "COPY",
+        }
+    }
+
+    /// The column each placeholder `$n` stands for, as `(n, column)`.
+    pub fn parameter_columns(&self) -> Vec<(usize, Column)> {
+        let mut out = Vec::new();
+        let mut note = |literal: &Literal, column: Column| {
+            if let Literal::Param(n) = literal {
+                out.push((*n, column));
+            }
+        };
+        match self {
+            WriteStatement::Insert { columns, rows, .. } => {
+                for row in rows {
+                    for (literal, column) in row.iter().zip(columns) {
+                        note(literal, *column);
+                    }
+                }
+            }
+            WriteStatement::Delete { ids, .. } => ids.iter().for_each(|l| note(l, Column::Id)),
+            WriteStatement::Update {
+                ids, tag, metadata, ..
+            } => {
+                ids.iter().for_each(|l| note(l, Column::Id));
+                if let Some(tag) = tag {
+                    note(tag, Column::Tag);
+                }
+                if let Some(metadata) = metadata {
+                    note(metadata, Column::Metadata);
+                }
+            }
+            _ => {}
+        }
+        out.sort();
+        out.dedup_by_key(|(n, _)| *n);
+        out
+    }
+}
+
+/// What a write did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Rows inserted, deleted, updated or copied.
+    pub rows: u64,
+    /// Messages for the client that are not errors (Postgres NOTICEs).
+    pub notices: Vec<String>,
+}
+
+fn syntax(e: impl std::fmt::Display) -> WriteError {
+    WriteError::Syntax(e.to_string())
+}
+
+fn unsupported(what: impl Into<String>) -> WriteError {
+    WriteError::Unsupported(what.into())
+}
+
+/// The statement as a write, `Ok(None)` when it is not one (a query), or
+/// why it is a write Valori refuses.
+pub fn parse(sql: &str) -> Result<Option<WriteStatement>, WriteError> {
+    let first = sql
+        .trim_start()
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if !matches!(
+        first.as_str(),
+        "create" | "drop" | "insert" | "delete" | "update" | "copy" | "alter" | "truncate"
+    ) {
+        return Ok(None);
+    }
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(syntax)?;
+    if statements.len() != 1 {
+        return Err(syntax("expected exactly one statement"));
+    }
+    let statement = statements.remove(0);
+    statement_to_write(statement).map(Some)
+}
+
+fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError> {
+    match statement {
+        Statement::CreateTable(create) => create_table(create),
+        Statement::Drop {
+            object_type,
+            if_exists,
+            names,
+            ..
+        } => {
+            if object_type != ast::ObjectType::Table {
+                return Err(unsupported(format!(
+                    "DROP {object_type} is not supported; only DROP TABLE"
+                )));
+            }
+            let names = names.iter().map(table_name).collect::<Result<_, _>>()?;
+            Ok(WriteStatement::DropTable { names, if_exists })
+        }
+        Statement::Insert(insert) => insert_statement(insert),
+        Statement::Delete(delete) => {
+            if delete.returning.is_some() || delete.using.is_some() || delete.limit.is_some() {
+                return Err(unsupported(
+                    "DELETE supports only FROM <table> WHERE id = … / id IN (…)",
+                ));
+            }
+            let tables = match &delete.from {
+                FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
+            };
+            let [from] = tables.as_slice() else {
+                return Err(unsupported("DELETE from exactly one table"));
+            };
+            let table = relation_name(&from.relation)?;
+            let ids = where_ids(delete.selection.as_ref(), "DELETE")?;
+            Ok(WriteStatement::Delete { table, ids })
+        }
+        Statement::Update(update) => {
+            if update.from.is_some() || update.returning.is_some() || update.limit.is_some() {
+                return Err(unsupported(
+                    "UPDATE supports only SET tag = …, metadata = … WHERE id = …",
+                ));
+            }
+            let table = relation_name(&update.table.relation)?;
+            let mut tag = None;
+            let mut metadata = None;
+            for assignment in &update.assignments {
+                let AssignmentTarget::ColumnName(name) = &assignment.target else {
+                    return Err(unsupported("UPDATE of a column tuple"));
+                };
+                let value = literal(&assignment.value)?;
+                match Column::parse(&ident_name(name)?, &table)? {
+                    Column::Tag => tag = Some(value),
+                    Column::Metadata => metadata = Some(value),
+                    c @ (Column::Id | Column::Vec) => {
+                        return Err(unsupported(format!(
+                            "UPDATE of {}: only tag and metadata can change; delete and insert the record instead",
+                            c.name()
+                        )));
+                    }
+                }
+            }
+            let ids = where_ids(update.selection.as_ref(), "UPDATE")?;
+            Ok(WriteStatement::Update {
+                table,
+                ids,
+                tag,
+                metadata,
+            })
+        }
+        Statement::CreateIndex(index) => {
+            let table = table_name(&index.table_name)?;
+            if let Some(using) = &index.using {
+                let method = using.to_string().to_ascii_lowercase();
+                if method != "hnsw" {
+                    return Err(unsupported(format!(
+                        "index method {method}: Valori's index is HNSW (USING hnsw)"
+                    )));
+                }
+            }
+            let mut metric = None;
+            for column in &index.columns {
+                let expr = column.column.expr.to_string().to_ascii_lowercase();
+                if expr != "vec" {
+                    return Err(unsupported(format!(
+                        "an index on {expr}: only the vec column is indexed"
+                    )));
+                }
+                if let Some(class) = &column.operator_class {
+                    let class = class.to_string().to_ascii_lowercase();
+                    metric = Some(match class.as_str() {
+                        "vector_l2_ops" => Metric::L2,
+                        "vector_ip_ops" => Metric::InnerProduct,
+                        "vector_cosine_ops" => Metric::Cosine,
+                        other => {
+                            return Err(unsupported(format!(
+                                "operator class {other}: expected vector_l2_ops, vector_ip_ops or vector_cosine_ops"
+                            )));
+                        }
+                    });
+                }
+            }
+            let (mut m, mut ef_construction) = (None, None);
+            for option in &index.with {
+                let Expr::BinaryOp {
+                    left,
+                    op: BinaryOperator::Eq,
+                    right,
+                } = option
+                else {
+                    return Err(unsupported(format!("index option {option}")));
+                };
+                let key = left.to_string().to_ascii_lowercase();
+                let value = u16_option(&key, right)?;
+                match key.as_str() {
+                    "m" => m = Some(value),
+                    "ef_construction" => ef_construction = Some(value),
+                    other => return Err(unsupported(format!("index option {other}"))),
+                }
+            }
+            Ok(WriteStatement::CreateIndex {
+                table,
+                metric,
+                m,
+                ef_construction,
+            })
+        }
+        Statement::Copy {
+            source,
+            to,
+            target,
+            options,
+            legacy_options,
+            ..
+        } => {
+            if to || target != CopyTarget::Stdin {
+                return Err(unsupported(
+                    "COPY supports only <table> FROM STDIN (use SELECT to read)",
+                ));
+            }
+            let CopySource::Table {
+                table_name: name,
+                columns,
+            } = source
+            else {
+                return Err(unsupported("COPY FROM STDIN into a table"));
+            };
+            let table = table_name(&name)?;
+            let columns =
+                column_list(columns.iter().map(|c| c.value.to_ascii_lowercase()), &table)?;
+            let format = copy_format(&options, &legacy_options)?;
+            Ok(WriteStatement::CopyFrom {
+                table,
+                columns,
+                format,
+            })
+        }
+        other => Err(unsupported(format!(
+            "statement not supported: {}",
+            other.to_string().chars().take(60).collect::<String>()
+        ))),
+    }
+}
+
+fn copy_format(
+    options: &[CopyOption],
+    legacy: &[CopyLegacyOption],
+) -> Result<CopyFormat, WriteError> {
+    let mut csv = false;
+    for option in options {
+        if let CopyOption::Format(name) = option {
+            csv = match name.value.to_ascii_lowercase().as_str() {
+                "csv" => true,
+                "text" => false,
+                other => return Err(unsupported(format!("COPY format {other}: use text or csv"))),
+            };
+        }
+    }
+    if legacy.iter().any(|o| matches!(o, CopyLegacyOption::Csv(_))) {
+        csv = true;
+    }
+    let mut format = if csv {
+        CopyFormat::csv()
+    } else {
+        CopyFormat::text()
+    };
+    for option in options {
+        match option {
+            CopyOption::Format(_) | CopyOption::Encoding(_) | CopyOption::Freeze(_) => {}
+            CopyOption::Delimiter(c) => format.delimiter = *c,
+            CopyOption::Null(n) => format.null = n.clone(),
+            CopyOption::Header(h) => format.header = *h,
+            CopyOption::Quote(c) => format.quote = *c,
+            CopyOption::Escape(c) => format.escape = *c,
+            other => return Err(unsupported(format!("COPY option {other}"))),
+        }
+    }
+    for option in legacy {
+        match option {
+            CopyLegacyOption::Csv(csv_options) => {
+                for o in csv_options {
+                    match o {
+                        CopyLegacyCsvOption::Header => format.header = true,
+                        CopyLegacyCsvOption::Quote(c) => format.quote = *c,
+                        CopyLegacyCsvOption::Escape(c) => format.escape = *c,
+                        other => return Err(unsupported(format!("COPY option {other}"))),
+                    }
+                }
+            }
+            CopyLegacyOption::Delimiter(c) => format.delimiter = *c,
+            CopyLegacyOption::Null(n) => format.null = n.clone(),
+            other => return Err(unsupported(format!("COPY option {other}"))),
+        }
+    }
+    Ok(format)
+}
+
+fn u16_option(key: &str, value: &Expr) -> Result<u16, WriteError> {
+    match literal(value)? {
+        Literal::Number(n) => n.parse::<u16>().map_err(|_| {
+            WriteError::InvalidValue(format!("{key} = {n}: expected an integer in 1..=65535"))
+        }),
+        other => Err(WriteError::InvalidValue(format!(
+            "{key} = {other:?}: expected an integer"
+        ))),
+    }
+}
+
+fn ident_name(name: &ObjectName) -> Result<String, WriteError> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|part| {
+            part.as_ident()
+                .map(|i| {
+                    if i.quote_style.is_some() {
+                        i.value.clone()
+                    } else {
+                        i.value.to_ascii_lowercase()
+                    }
+                })
+                .ok_or_else(|| unsupported(format!("name {name}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(parts.join("."))
+}
+
+/// A table name: `name` or `public.name` (unquoted names fold to lower
+/// case, as in Postgres).
+fn table_name(name: &ObjectName) -> Result<String, WriteError> {
+    let full = ident_name(name)?;
+    let short = full
+        .strip_prefix("public.")
+        .or_else(|| full.strip_prefix("datafusion.public."))
+        .unwrap_or(&full);
+    if short.contains('.') {
+        return Err(WriteError::UndefinedTable(full.clone()));
+    }
+    Ok(short.to_owned())
+}
+
+fn relation_name(relation: &TableFactor) -> Result<String, WriteError> {
+    match relation {
+        TableFactor::Table { name, .. } => table_name(name),
+        other => Err(unsupported(format!("writing to {other}"))),
+    }
+}
+
+fn collection_name(table: &str) -> Result<CollectionName, WriteError> {
+    CollectionName::new(table)
+        .map_err(|e| WriteError::InvalidValue(format!("table {table:?}: {e}")))
+}
+
+fn column_list(
+    names: impl Iterator<Item = String>,
+    table: &str,
+) -> Result<Vec<Column>, WriteError> {
+    let mut columns = Vec::new();
+    for name in names {
+        let column = Column::parse(&name, table)?;
+        if columns.contains(&column) {
+            return Err(WriteError::Syntax(format!(
+                "column {name:?} specified more than once"
+            )));
+        }
+        columns.push(column);
+    }
+    if columns.is_empty() {
+        return Ok(Column::ALL.to_vec());
+    }
+    if !columns.contains(&Column::Vec) {
+        return Err(WriteError::InvalidValue(
+            "null value in column \"vec\": every record needs a vector".into(),
+        ));
+    }
+    Ok(columns)
+}
+
+fn create_table(create: ast::CreateTable) -> Result<WriteStatement, WriteError> {
+    if create.query.is_some() || create.like.is_some() {
+        return Err(unsupported(
+            "CREATE TABLE … AS / LIKE is not supported; declare the columns",
+        ));
+    }
+    let table = table_name(&create.name)?;
+    let name = collection_name(&table)?;
+    let mut dim = None;
+    let mut seen = BTreeSet::new();
+    for column in &create.columns {
+        let column_name = if column.name.quote_style.is_some() {
+            column.name.value.clone()
+        } else {
+            column.name.value.to_ascii_lowercase()
+        };
+        let type_name = column.data_type.to_string().to_ascii_lowercase();
+        let c = Column::parse(&column_name, &table).map_err(|_| {
+            unsupported(format!(
+                "column {column_name:?}: a Valori table has the columns id BIGINT, vec VECTOR(n), tag BIGINT and metadata BYTEA or JSONB"
+            ))
+        })?;
+        if !seen.insert(c) {
+            return Err(WriteError::Syntax(format!(
+                "column {column_name:?} specified more than once"
+            )));
+        }
+        let integer = matches!(
+            type_name.as_str(),
+            "bigint"
+                | "int8"
+                | "integer"
+                | "int"
+                | "int4"
+                | "smallint"
+                | "int2"
+                | "bigserial"
+                | "serial"
+        );
+        let ok = match c {
+            Column::Id | Column::Tag => integer,
+            Column::Metadata => matches!(type_name.as_str(), "bytea" | "jsonb" | "json" | "text"),
+            Column::Vec => {
+                if !is_vector_type(&column.data_type) {
+                    false
+                } else {
+                    let ast::DataType::Custom(_, modifiers) = &column.data_type else {
+                        return Err(unsupported("vec must be VECTOR(n)"));
+                    };
+                    let [n] = modifiers.as_slice() else {
+                        return Err(WriteError::InvalidValue(
+                            "vec needs a dimension: VECTOR(n)".into(),
+                        ));
+                    };
+                    let n = n
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| (1..=limits::DIM_MAX).contains(n));
+                    let Some(n) = n else {
+                        return Err(WriteError::InvalidValue(format!(
+                            "vector dimension must be in 1..={}",
+                            limits::DIM_MAX
+                        )));
+                    };
+                    dim = Some(n);
+                    true
+                }
+            }
+        };
+        if !ok {
+            return Err(unsupported(format!(
+                "column {column_name} {type_name}: expected id BIGINT, vec VECTOR(n), tag BIGINT, metadata BYTEA or JSONB"
+            )));
+        }
+    }
+    let Some(dim) = dim else {
+        return Err(WriteError::InvalidValue(
+            "a Valori table needs a vec VECTOR(n) column".into(),
+        ));
+    };
+    if !seen.contains(&Column::Id) {
+        return Err(WriteError::InvalidValue(
+            "a Valori table needs an id BIGINT column".into(),
+        ));
+    }
+    let mut config = CollectionConfig {
+        dim,
+        metric: Metric::L2,
+        index: IndexParams::default(),
+    };
+    let options = match &create.table_options {
+        CreateTableOptions::None => Vec::new(),
+        CreateTableOptions::With(options) => options.clone(),
+        other => return Err(unsupported(format!("table options {other}"))),
+    };
+    for option in options {
+        let SqlOption::KeyValue { key, value } = option else {
+            return Err(unsupported(format!("table option {option}")));
+        };
+        let key = key.value.to_ascii_lowercase();
+        match key.as_str() {
+            "metric" => {
+                let text = match literal(&value)? {
+                    Literal::Text(t) => t,
+                    _ => value.to_string(),
+                };
+                config.metric = match text.to_ascii_lowercase().as_str() {
+                    "l2" | "euclidean" => Metric::L2,
+                    "inner_product" | "ip" | "dot" => Metric::InnerProduct,
+                    "cosine" => Metric::Cosine,
+                    other => {
+                        return Err(WriteError::InvalidValue(format!(
+                            "metric {other:?}: expected 'l2', 'inner_product' or 'cosine'"
+                        )));
+                    }
+                };
+            }
+            "m" => config.index.m = u16_option(&key, &value)?,
+            "ef_construction" => config.index.ef_construction = u16_option(&key, &value)?,
+            "seed" => {
+                config.index.seed = match literal(&value)? {
+                    Literal::Number(n) => n.parse::<u64>().map_err(|_| {
+                        WriteError::InvalidValue(format!(
+                            "seed = {n}: expected an unsigned integer"
+                        ))
+                    })?,
+                    _ => return Err(WriteError::InvalidValue("seed: expected an integer".into())),
+                }
+            }
+            other => {
+                return Err(unsupported(format!(
+                    "table option {other}: expected metric, m, ef_construction or seed"
+                )));
+            }
+        }
+    }
+    Ok(WriteStatement::CreateTable {
+        name,
+        config,
+        if_not_exists: create.if_not_exists,
+    })
+}
+
+fn insert_statement(insert: ast::Insert) -> Result<WriteStatement, WriteError> {
+    if insert.returning.is_some() || insert.on.is_some() {
+        return Err(unsupported(
+            "INSERT … RETURNING / ON CONFLICT is not supported",
+        ));
+    }
+    let TableObject::TableName(name) = &insert.table else {
+        return Err(unsupported("INSERT into a table function"));
+    };
+    let table = table_name(name)?;
+    let columns = column_list(
+        insert
+            .columns
+            .iter()
+            .map(|c| ident_name(c).unwrap_or_default()),
+        &table,
+    )?;
+    let Some(source) = insert.source else {
+        return Err(unsupported("INSERT needs VALUES"));
+    };
+    let SetExpr::Values(values) = *source.body else {
+        return Err(unsupported(
+            "INSERT … SELECT is not supported; use VALUES or COPY",
+        ));
+    };
+    // Without a column list the values fill the leading columns in table
+    // order (id, vec, tag, metadata), as in Postgres.
+    let columns = match values.rows.first() {
+        Some(first) if insert.columns.is_empty() => {
+            if first.len() > Column::ALL.len() {
+                return Err(WriteError::Syntax(format!(
+                    "INSERT has {} expressions but {table} has {} columns",
+                    first.len(),
+                    Column::ALL.len()
+                )));
+            }
+            if first.len() < 2 {
+                return Err(WriteError::InvalidValue(
+                    "null value in column \"vec\": every record needs a vector".into(),
+                ));
+            }
+            Column::ALL[..first.len()].to_vec()
+        }
+        _ => columns,
+    };
+    let mut rows = Vec::with_capacity(values.rows.len());
+    for (i, row) in values.rows.iter().enumerate() {
+        if row.len() != columns.len() {
+            return Err(WriteError::Syntax(format!(
+                "row {}: {} values for {} columns",
+                i + 1,
+                row.len(),
+                columns.len()
+            )));
+        }
+        rows.push(row.iter().map(literal).collect::<Result<Vec<_>, _>>()?);
+    }
+    Ok(WriteStatement::Insert {
+        table,
+        columns,
+        rows,
+    })
+}
+
+/// The ids of `WHERE id = …`, `WHERE id IN (…)` or an `OR` of those.
+fn where_ids(selection: Option<&Expr>, verb: &str) -> Result<Vec<Literal>, WriteError> {
+    let Some(selection) = selection else {
+        return Err(unsupported(format!(
+            "{verb} needs WHERE id = … or WHERE id IN (…)"
+        )));
+    };
+    let mut ids = Vec::new();
+    collect_ids(selection, verb, &mut ids)?;
+    Ok(ids)
+}
+
+fn is_id_column(expr: &Expr) -> bool {
+    match expr {
+        Expr::Identifier(i) => i.value.eq_ignore_ascii_case("id"),
+        Expr::CompoundIdentifier(parts) => parts
+            .last()
+            .is_some_and(|i| i.value.eq_ignore_ascii_case("id")),
+        _ => false,
+    }
+}
+
+fn collect_ids(expr: &Expr, verb: &str, out: &mut Vec<Literal>) -> Result<(), WriteError> {
+    match expr {
+        Expr::Nested(inner) => collect_ids(inner, verb, out),
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Or,
+            right,
+        } => {
+            collect_ids(left, verb, out)?;
+            collect_ids(right, verb, out)
+        }
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } if is_id_column(left) => {
+            out.push(literal(right)?);
+            Ok(())
+        }
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } if is_id_column(right) => {
+            out.push(literal(left)?);
+            Ok(())
+        }
+        Expr::InList {
+            expr,
+            list,
+            negated: false,
+        } if is_id_column(expr) => {
+            for item in list {
+                out.push(literal(item)?);
+            }
+            Ok(())
+        }
+        other => Err(unsupported(format!(
+            "{verb} … WHERE {other}: only id = …, id IN (…) and OR of those are supported"
+        ))),
+    }
+}
+
+/// A value expression as a [`Literal`].
+fn literal(expr: &Expr) -> Result<Literal, WriteError> {
+    match expr {
+        Expr::Nested(inner) => literal(inner),
+        Expr::Value(v) => Ok(match &v.value {
+            Value::Null => Literal::Null,
+            Value::Number(n, _) => Literal::Number(n.to_string()),
+            Value::SingleQuotedString(s)
+            | Value::EscapedStringLiteral(s)
+            | Value::DoubleQuotedString(s) => Literal::Text(s.clone()),
+            Value::DollarQuotedString(s) => Literal::Text(s.value.clone()),
+            Value::HexStringLiteral(h) => Literal::Bytes(
+                hex_bytes(h)
+                    .ok_or_else(|| WriteError::InvalidText(format!("X'{h}' is not hexadecimal")))?,
+            ),
+            Value::Boolean(b) => Literal::Bool(*b),
+            Value::Placeholder(p) => Literal::Param(
+                p.strip_prefix('$')
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| unsupported(format!("placeholder {p}")))?,
+            ),
+            other => return Err(unsupported(format!("value {other}"))),
+        }),
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match literal(expr)? {
+            Literal::Number(n) => Ok(Literal::Number(format!("-{n}"))),
+            _ => Err(unsupported(format!("value {expr}"))),
+        },
+        Expr::UnaryOp {
+            op: UnaryOperator::Plus,
+            expr,
+        } => literal(expr),
+        Expr::Array(array) => Ok(Literal::Array(
+            array.elem.iter().map(literal).collect::<Result<_, _>>()?,
+        )),
+        Expr::Cast {
+            expr: inner,
+            data_type,
+            ..
+        } => {
+            let value = literal(inner)?;
+            if is_vector_type(data_type) {
+                return Ok(value);
+            }
+            let type_name = data_type.to_string().to_ascii_lowercase();
+            match (type_name.as_str(), value) {
+                ("bytea", Literal::Text(t)) => Ok(Literal::Bytes(bytea_text(&t)?)),
+                ("json" | "jsonb", Literal::Text(t)) => Ok(Literal::Json(t)),
+                (_, Literal::Param(n)) => Ok(Literal::Param(n)),
+                (
+                    "bigint" | "int8" | "integer" | "int" | "int4" | "smallint" | "int2" | "real"
+                    | "float4" | "double precision" | "float8" | "numeric" | "text" | "varchar",
+                    v,
+                ) => Ok(v),
+                (_, _) => Err(unsupported(format!("cast to {type_name}"))),
+            }
+        }
+        other => Err(unsupported(format!(
+            "value {other}: only literals are supported in writes"
+        ))),
+    }
+}
+
+fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
+    let hex = hex.as_bytes();
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    hex.chunks(2)
+        .map(|pair| {
+            let s = std::str::from_utf8(pair).ok()?;
+            u8::from_str_radix(s, 16).ok()
+        })
+        .collect()
+}
+
+/// The bytes of a `bytea` text value: `\x` and hex digits, or the
+/// characters themselves (with `\\` for a backslash, as Postgres's escape
+/// format).
+pub fn bytea_text(text: &str) -> Result<Vec<u8>, WriteError> {
+    if let Some(hex) = text.strip_prefix("\\x") {
+        return hex_bytes(hex).ok_or_else(|| {
+            WriteError::InvalidText(format!("{text:?} is not a bytea: bad hexadecimal digits"))
+        });
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            if bytes.get(i + 1) == Some(&b'\\') {
+                out.push(b'\\');
+                i += 2;
+                continue;
+            }
+            let octal = bytes
+                .get(i + 1..i + 4)
+                .and_then(|d| std::str::from_utf8(d).ok())
+                .and_then(|d| u8::from_str_radix(d, 8).ok());
+            match octal {
+                Some(b) => {
+                    out.push(b);
+                    i += 4;
+                    continue;
+                }
+                None => {
+                    return Err(WriteError::InvalidText(format!(
+                        "{text:?} is not a bytea: invalid escape"
+                    )));
+                }
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    Ok(out)
+}
+
+/// Components of pgvector's text form `[x1, x2, …]`, as `f32`.
+pub fn parse_vector_text(text: &str) -> Result<Vec<f32>, String> {
+    let inner = text
+        .trim()
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .ok_or_else(|| format!("{text:?} is not a vector: expected '[x1, x2, ...]'"))?;
+    if inner.trim().is_empty() {
+        return Err(format!("{text:?} is not a vector: it has no components"));
+    }
+    inner
+        .split(',')
+        .enumerate()
+        .map(|(i, part)| {
+            part.trim().parse::<f32>().map_err(|_| {
+                format!(
+                    "{text:?}: component {i} ({:?}) is not a number",
+                    part.trim()
+                )
+            })
+        })
+        .collect()
+}
+
+/// Where a value came from, for messages.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    row: usize,
+    column: Column,
+    table: &'a str,
+}
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "row {}, column {} of {}",
+            self.row + 1,
+            self.column.name(),
+            self.table
+        )
+    }
+}
+
+fn unbound(n: usize) -> WriteError {
+    WriteError::InvalidValue(format!("parameter ${n} has no value"))
+}
+
+fn integer_value(value: &Literal, at: At<'_>) -> Result<u64, WriteError> {
+    let text = match value {
+        Literal::Number(n) => n.as_str(),
+        Literal::Text(t) => t.trim(),
+        Literal::Null => {
+            return Err(WriteError::InvalidValue(format!(
+                "{at}: NULL is not allowed"
+            )));
+        }
+        Literal::Param(n) => return Err(unbound(*n)),
+        other => {
+            return Err(WriteError::InvalidText(format!(
+                "{at}: {other:?} is not an integer"
+            )));
+        }
+    };
+    text.parse::<u64>().map_err(|_| {
+        if text.parse::<i128>().is_ok() {
+            WriteError::InvalidValue(format!("{at}: {text} is out of range (0..={})", u64::MAX))
+        } else {
+            WriteError::InvalidText(format!("{at}: {text:?} is not an integer"))
+        }
+    })
+}
+
+fn vector_value(value: &Literal, dim: u32, at: At<'_>) -> Result<Vec<i32>, WriteError> {
+    let floats: Vec<f32> = match value {
+        Literal::Text(t) => {
+            parse_vector_text(t).map_err(|e| WriteError::InvalidText(format!("{at}: {e}")))?
+        }
+        Literal::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Literal::Number(n) => n.parse::<f32>().map_err(|_| {
+                    WriteError::InvalidText(format!("{at}: component {i} ({n}) is not a number"))
+                }),
+                other => Err(WriteError::InvalidText(format!(
+                    "{at}: component {i} ({other:?}) is not a number"
+                ))),
+            })
+            .collect::<Result<_, _>>()?,
+        Literal::Null => {
+            return Err(WriteError::InvalidValue(format!(
+                "{at}: NULL is not allowed"
+            )));
+        }
+        Literal::Param(n) => return Err(unbound(*n)),
+        other => {
+            return Err(WriteError::InvalidText(format!(
+                "{at}: {other:?} is not a vector; write '[1, 2, 3]'"
+            )));
+        }
+    };
+    if floats.len() as u64 != u64::from(dim) {
+        return Err(WriteError::InvalidValue(format!(
+            "{at}: vector has {} components, the table has dimension {dim}",
+            floats.len()
+        )));
+    }
+    floats
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            quantize(x).map(|q| q.raw()).map_err(|kind| {
+                WriteError::InvalidValue(format!("{at}: component {i} ({x}): {kind}"))
+            })
+        })
+        .collect()
+}
+
+fn metadata_value(value: &Literal, at: At<'_>) -> Result<Vec<u8>, WriteError> {
+    let bytes = match value {
+        Literal::Null => Vec::new(),
+        Literal::Bytes(b) => b.clone(),
+        Literal::Text(t) if t.starts_with("\\x") => bytea_text(t)?,
+        Literal::Text(t) | Literal::Json(t) => crate::metadata::from_json_text(t).map_err(|e| {
+            WriteError::InvalidText(format!(
+                "{at}: {t:?} is not JSON ({e}); write raw bytes as '\\x…' or X'…'"
+            ))
+        })?,
+        Literal::Number(n) => crate::metadata::from_json_text(n)
+            .map_err(|e| WriteError::InvalidText(format!("{at}: {e}")))?,
+        Literal::Bool(b) => {
+            if *b {
+                b"true".to_vec()
+            } else {
+                b"false".to_vec()
+            }
+        }
+        Literal::Param(n) => return Err(unbound(*n)),
+        Literal::Array(_) => {
+            return Err(WriteError::InvalidText(format!(
+                "{at}: an array is not metadata; write JSON text"
+            )));
+        }
+    };
+    if bytes.len() as u64 > u64::from(limits::METADATA_BYTES_MAX) {
+        return Err(WriteError::TooLarge(format!(
+            "{at}: metadata of {} bytes exceeds {} bytes",
+            bytes.len(),
+            limits::METADATA_BYTES_MAX
+        )));
+    }
+    Ok(bytes)
+}
+
+/// What the state says about a table, read once.
+struct TableInfo {
+    name: CollectionName,
+    config: CollectionConfig,
+}
+
+fn table_info(engine: &Engine, table: &str) -> Result<TableInfo, WriteError> {
+    let name = CollectionName::new(table).map_err(|_| WriteError::UndefinedTable(table.into()))?;
+    engine
+        .read(|state| state.collection(&name).map(|c| *c.config()))?
+        .map(|config| TableInfo {
+            name: name.clone(),
+            config,
+        })
+        .ok_or_else(|| WriteError::UndefinedTable(table.into()))
+}
+
+/// The live records among `ids`, each once, in the order given.
+fn existing_ids(engine: &Engine, info: &TableInfo, ids: &[u64]) -> Result<Vec<u64>, WriteError> {
+    let mut seen = BTreeSet::new();
+    let present = engine.read(|state| {
+        let Some(c) = state.collection(&info.name) else {
+            return Vec::new();
+        };
+        ids.iter()
+            .copied()
+            .filter(|id| seen.insert(*id))
+            .filter(|id| {
+                c.row_of(RecordId(*id))
+                    .is_some_and(|row| !c.deleted()[row as usize])
+            })
+            .collect()
+    })?;
+    Ok(present)
+}
+
+/// Checks `statement` against the current state and, if it is valid,
+/// submits its events. Blocks until they are durable.
+pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutcome, WriteError> {
+    match statement {
+        WriteStatement::CreateTable {
+            name,
+            config,
+            if_not_exists,
+        } => {
+            let exists = engine.read(|state| state.collection(name).is_some())?;
+            if exists {
+                if *if_not_exists {
+                    return Ok(WriteOutcome {
+                        rows: 0,
+                        notices: vec![format!("relation \"{name}\" already exists, skipping")],
+                    });
+                }
+                return Err(WriteError::TableExists(name.to_string()));
+            }
+            engine.submit(Event::CreateCollection {
+                name: name.clone(),
+                config: *config,
+            })?;
+            Ok(WriteOutcome::default())
+        }
+        WriteStatement::DropTable { names, if_exists } => {
+            let mut drop = Vec::new();
+            let mut notices = Vec::new();
+            for table in names {
+                match table_info(engine, table) {
+                    Ok(info) => {
+                        if !drop.contains(&info.name) {
+                            drop.push(info.name);
+                        }
+                    }
+                    Err(WriteError::UndefinedTable(_)) if *if_exists => {
+                        notices.push(format!("table \"{table}\" does not exist, skipping"));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            for name in drop {
+                engine.submit(Event::DropCollection { name })?;
+            }
+            Ok(WriteOutcome { rows: 0, notices })
+        }
+        WriteStatement::Insert {
+            table,
+            columns,
+            rows,
+        } => insert(engine, table, columns, rows),
+        WriteStatement::Delete { table, ids } => {
+            let info = table_info(engine, table)?;
+            let ids = ids
+                .iter()
+                .enumerate()
+                .map(|(row, l)| {
+                    integer_value(
+                        l,
+                        At {
+                            row,
+                            column: Column::Id,
+                            table,
+                        },
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let present = existing_ids(engine, &info, &ids)?;
+            for id in &present {
+                engine.submit(Event::Delete {
+                    collection: info.name.clone(),
+                    id: RecordId(*id),
+                })?;
+            }
+            Ok(WriteOutcome {
+                rows: present.len() as u64,
+                notices: Vec::new(),
+            })
+        }
+        WriteStatement::Update {
+            table,
+            ids,
+            tag,
+            metadata,
+        } => {
+            let info = table_info(engine, table)?;
+            let at = |column| At {
+                row: 0,
+                column,
+                table,
+            };
+            let ids = ids
+                .iter()
+                .map(|l| integer_value(l, at(Column::Id)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let tag = tag
+                .as_ref()
+                .map(|t| integer_value(t, at(Column::Tag)))
+                .transpose()?;
+            let metadata = metadata
+                .as_ref()
+                .map(|m| metadata_value(m, at(Column::Metadata)))
+                .transpose()?;
+            let present = existing_ids(engine, &info, &ids)?;
+            for id in &present {
+                if let Some(tag) = tag {
+                    engine.submit(Event::SetTag {
+                        collection: info.name.clone(),
+                        id: RecordId(*id),
+                        tag,
+                    })?;
+                }
+                if let Some(metadata) = &metadata {
+                    engine.submit(Event::SetMetadata {
+                        collection: info.name.clone(),
+                        id: RecordId(*id),
+                        metadata: metadata.clone(),
+                    })?;
+                }
+            }
+            Ok(WriteOutcome {
+                rows: present.len() as u64,
+                notices: Vec::new(),
+            })
+        }
+        WriteStatement::CreateIndex {
+            table,
+            metric,
+            m,
+            ef_construction,
+        } => {
+            let info = table_info(engine, table)?;
+            let mut notices = Vec::new();
+            if let Some(metric) = metric
+                && *metric != info.config.metric
+            {
+                notices.push(format!(
+                    "table {table} is searched with metric {}; its index cannot change metric (the operator class asked for {})",
+                    info.config.metric.name(),
+                    metric.name()
+                ));
+            }
+            let params = info.config.index;
+            if m.is_some_and(|m| m != params.m)
+                || ef_construction.is_some_and(|ef| ef != params.ef_construction)
+            {
+                notices.push(format!(
+                    "table {table} keeps its HNSW index with m = {}, ef_construction = {} (fixed when the table was created)",
+                    params.m, params.ef_construction
+                ));
+            }
+            Ok(WriteOutcome { rows: 0, notices })
+        }
+        WriteStatement::CopyFrom { .. } => Err(unsupported(
+            "COPY FROM STDIN needs the data that follows it (the Postgres COPY protocol)",
+        )),
+    }
+}
+
+fn insert(
+    engine: &Engine,
+    table: &str,
+    columns: &[Column],
+    rows: &[Vec<Literal>],
+) -> Result<WriteOutcome, WriteError> {
+    let info = table_info(engine, table)?;
+    if rows.is_empty() {
+        return Ok(WriteOutcome::default());
+    }
+    if rows.len() as u64 > u64::from(limits::BATCH_RECORDS_MAX) {
+        return Err(WriteError::TooLarge(format!(
+            "{} rows in one INSERT; at most {}",
+            rows.len(),
+            limits::BATCH_RECORDS_MAX
+        )));
+    }
+    let dim = info.config.dim;
+    let position = |c: Column| columns.iter().position(|x| *x == c);
+    let (id_at, vec_at, tag_at, meta_at) = (
+        position(Column::Id),
+        position(Column::Vec),
+        position(Column::Tag),
+        position(Column::Metadata),
+    );
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut batch = Batch::new(dim);
+    for (row, values) in rows.iter().enumerate() {
+        let at = |column| At { row, column, table };
+        let id = id_at
+            .map(|i| integer_value(&values[i], at(Column::Id)))
+            .transpose()?;
+        let vector = match vec_at {
+            Some(i) => vector_value(&values[i], dim, at(Column::Vec))?,
+            None => {
+                return Err(WriteError::InvalidValue(
+                    "null value in column \"vec\": every record needs a vector".into(),
+                ));
+            }
+        };
+        let tag = match tag_at {
+            Some(i) if values[i] != Literal::Null => integer_value(&values[i], at(Column::Tag))?,
+            _ => 0,
+        };
+        let metadata = match meta_at {
+            Some(i) => metadata_value(&values[i], at(Column::Metadata))?,
+            None => Vec::new(),
+        };
+        ids.push(id);
+        batch.push(RecordId(id.unwrap_or(0)), &vector, tag, &metadata);
+    }
+    let rows_count = rows.len() as u64;
+    if id_at.is_some() {
+        let mut seen = BTreeSet::new();
+        for id in batch.ids.iter() {
+            if !seen.insert(*id) {
+                return Err(WriteError::Duplicate(format!(
+                    "record {id} appears twice in this INSERT"
+                )));
+            }
+        }
+        let existing = existing_ids(
+            engine,
+            &info,
+            &batch.ids.iter().map(|id| id.0).collect::<Vec<_>>(),
+        )?;
+        if let Some(id) = existing.first() {
+            return Err(WriteError::Duplicate(format!(
+                "duplicate key value violates unique constraint: record {id} already exists in {table}"
+            )));
+        }
+        engine.submit(batch_event(info.name, batch))?;
+    } else {
+        engine.submit_with_next_id(&info.name.clone(), move |first| {
+            for (i, id) in batch.ids.iter_mut().enumerate() {
+                *id = RecordId(first.saturating_add(i as u64));
+            }
+            batch_event(info.name, batch)
+        })?;
+    }
+    Ok(WriteOutcome {
+        rows: rows_count,
+        notices: Vec::new(),
+    })
+}
+
+fn batch_event(collection: CollectionName, batch: Batch) -> Event {
+    if batch.len() == 1 {
+        Event::Insert {
+            collection,
+            record: Record {
+                id: batch.ids[0],
+                vector: batch.vector(0).to_vec(),
+                tag: batch.tags[0],
+                metadata: batch.metadata(0).to_vec(),
+            },
+        }
+    } else {
+        Event::InsertBatch { collection, batch }
+    }
+}
+
+/// The rows of `COPY … FROM STDIN` data as an `INSERT`'s values (each
+/// field a [`Literal::Text`] or [`Literal::Null`]).
+pub fn copy_rows(
+    format: &CopyFormat,
+    columns: &[Column],
+    data: &[u8],
+) -> Result<Vec<Vec<Literal>>, WriteError> {
+    let text = std::str::from_utf8(data)
+        .map_err(|e| WriteError::InvalidText(format!("COPY data is not UTF-8: {e}")))?;
+    let mut rows = if format.csv {
+        csv_records(text, format)?
+    } else {
+        text_records(text, format)?
+    };
+    if format.header && !rows.is_empty() {
+        rows.remove(0);
+    }
+    for (i, row) in rows.iter().enumerate() {
+        if row.len() != columns.len() {
+            return Err(WriteError::InvalidText(format!(
+                "COPY line {}: {} fields for {} columns",
+                i + 1 + usize::from(format.header),
+                row.len(),
+                columns.len()
+            )));
+        }
+    }
+    Ok(rows)
+}
+
+fn text_records(text: &str, format: &CopyFormat) -> Result<Vec<Vec<Literal>>, WriteError> {
+    let mut rows = Vec::new();
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            continue;
+        }
+        if line == "\\." {
+            break;
+        }
+        let mut fields = Vec::new();
+        for raw in line.split(format.delimiter) {
+            if raw == format.null {
+                fields.push(Literal::Null);
+                continue;
+            }
+            fields.push(Literal::Text(unescape_copy_text(raw)?));
+        }
+        rows.push(fields);
+    }
+    Ok(rows)
+}
+
+fn unescape_copy_text(raw: &str) -> Result<String, WriteError> {
+    if !raw.contains('\\') {
+        return Ok(raw.to_owned());
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some('v') => out.push('\u{b}'),
+            Some(other) => out.push(other),
+            None => {
+                return Err(WriteError::InvalidText(format!(
+                    "COPY field {raw:?} ends with a backslash"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn csv_records(text: &str, format: &CopyFormat) -> Result<Vec<Vec<Literal>>, WriteError> {
+    let mut rows = Vec::new();
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quoted_field = false;
+    let mut in_quotes = false;
+    let mut chars = text.chars().peekable();
+    let mut line_has_data = false;
+    let finish_field = |field: &mut String, quoted: &mut bool, fields: &mut Vec<Literal>| {
+        let value = std::mem::take(field);
+        if !*quoted && value == format.null {
+            fields.push(Literal::Null);
+        } else {
+            fields.push(Literal::Text(value));
+        }
+        *quoted = false;
+    };
+    while let Some(c) = chars.next() {
+        if in_quotes {
+            if c == format.escape
+                && chars.peek() == Some(&format.quote)
+                && format.escape != format.quote
+            {
+                field.push(format.quote);
+                chars.next();
+            } else if c == format.quote {
+                if format.escape == format.quote && chars.peek() == Some(&format.quote) {
+                    field.push(format.quote);
+                    chars.next();
+                } else {
+                    in_quotes = false;
+                }
+            } else {
+                field.push(c);
+            }
+            continue;
+        }
+        match c {
+            c if c == format.quote => {
+                in_quotes = true;
+                quoted_field = true;
+                line_has_data = true;
+            }
+            c if c == format.delimiter => {
+                finish_field(&mut field, &mut quoted_field, &mut fields);
+                line_has_data = true;
+            }
+            '\r' => {}
+            '\n' => {
+                if line_has_data || !field.is_empty() {
+                    finish_field(&mut field, &mut quoted_field, &mut fields);
+                    rows.push(std::mem::take(&mut fields));
+                }
+                line_has_data = false;
+            }
+            c => {
+                field.push(c);
+                line_has_data = true;
+            }
+        }
+        if !line_has_data && field == "\\." {
+            break;
+        }
+    }
+    if in_quotes {
+        return Err(WriteError::InvalidText(
+            "COPY CSV data ends inside a quoted field".into(),
+        ));
+    }
+    if (line_has_data || !field.is_empty()) && field != "\\." {
+        finish_field(&mut field, &mut quoted_field, &mut fields);
+        rows.push(fields);
+    }
+    Ok(rows)
+}
+
+/// Inserts the rows of a `COPY … FROM STDIN`, checked completely first. Up
+/// to [`limits::BATCH_RECORDS_MAX`] rows are one atomic event; longer
+/// data is split into consecutive batches of that size.
+pub fn execute_copy(
+    engine: &Engine,
+    table: &str,
+    columns: &[Column],
+    rows: &[Vec<Literal>],
+) -> Result<WriteOutcome, WriteError> {
+    let mut total = 0;
+    for chunk in rows.chunks(limits::BATCH_RECORDS_MAX as usize) {
+        total += insert(engine, table, columns, chunk)?.rows;
+    }
+    Ok(WriteOutcome {
+        rows: total,
+        notices: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(sql: &str) -> WriteStatement {
+        parse(sql).unwrap().unwrap()
+    }
+
+    /// Proves CREATE TABLE reads the dimension, the metric and the index
+    /// options, with pgvector's defaults otherwise.
+    #[test]
+    fn create_table_reads_config() {
+        let WriteStatement::CreateTable { name, config, .. } = parsed(
+            "CREATE TABLE Docs (id BIGINT PRIMARY KEY, vec VECTOR(384), tag BIGINT, metadata JSONB)",
+        ) else {
+            panic!("not a create");
+        };
+        assert_eq!(name.as_str(), "docs");
+        assert_eq!(config.dim, 384);
+        assert_eq!(config.metric, Metric::L2);
+        assert_eq!(config.index, IndexParams::default());
+        let WriteStatement::CreateTable { config, .. } = parsed(
+            "CREATE TABLE d (id bigint, vec vector(2)) WITH (metric = 'cosine', m = 8, ef_construction = 40)",
+        ) else {
+            panic!("not a create");
+        };
+        assert_eq!(
+            (config.metric, config.index.m, config.index.ef_construction),
+            (Metric::Cosine, 8, 40)
+        );
+        for bad in [
+            "CREATE TABLE d (id bigint, embedding vector(2))",
+            "CREATE TABLE d (id bigint)",
+            "CREATE TABLE d (id bigint, vec vector(0))",
+            "CREATE TABLE d (id text, vec vector(2))",
+            "CREATE TABLE d (id bigint, vec vector(2)) WITH (metric = 'manhattan')",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Proves INSERT, DELETE and UPDATE read their literals, ids and
+    /// placeholders, and that queries are not writes.
+    #[test]
+    fn dml_reads_literals() {
+        assert_eq!(
+            parsed(
+                "INSERT INTO docs (id, vec, metadata) VALUES (1, '[1,2]', '{\"a\":1}'), ($1, ARRAY[1, -2.5], X'00ff')"
+            ),
+            WriteStatement::Insert {
+                table: "docs".into(),
+                columns: vec![Column::Id, Column::Vec, Column::Metadata],
+                rows: vec![
+                    vec![
+                        Literal::Number("1".into()),
+                        Literal::Text("[1,2]".into()),
+                        Literal::Text("{\"a\":1}".into())
+                    ],
+                    vec![
+                        Literal::Param(1),
+                        Literal::Array(vec![
+                            Literal::Number("1".into()),
+                            Literal::Number("-2.5".into())
+                        ]),
+                        Literal::Bytes(vec![0, 255]),
+                    ],
+                ],
+            }
+        );
+        assert_eq!(
+            parsed("DELETE FROM docs WHERE id IN (1, 2) OR id = $1"),
+            WriteStatement::Delete {
+                table: "docs".into(),
+                ids: vec![
+                    Literal::Number("1".into()),
+                    Literal::Number("2".into()),
+                    Literal::Param(1)
+                ],
+            }
+        );
+        let update = parsed("UPDATE docs SET tag = $2, metadata = '\\x01'::bytea WHERE id = $1");
+        assert_eq!(
+            update.parameter_columns(),
+            vec![(1, Column::Id), (2, Column::Tag)]
+        );
+        let WriteStatement::Insert { columns, .. } = parsed("INSERT INTO d VALUES (1, '[1]')")
+        else {
+            panic!("not an insert");
+        };
+        assert_eq!(columns, [Column::Id, Column::Vec]);
+        assert!(parse("INSERT INTO d VALUES (1, '[1]', 2, '{}', 5)").is_err());
+        assert!(parse("SELECT 1").unwrap().is_none());
+        assert!(parse("DELETE FROM docs").is_err());
+        assert!(parse("UPDATE docs SET vec = '[1]' WHERE id = 1").is_err());
+    }
+
+    /// Proves the text and CSV COPY formats, with NULLs, escapes, quotes
+    /// and the end marker.
+    #[test]
+    fn copy_formats() {
+        let cols = [Column::Id, Column::Vec, Column::Metadata];
+        let text = copy_rows(
+            &CopyFormat::text(),
+            &cols,
+            b"1\t[1,2]\t\\N\n2\t[3,4]\ta\\tb\n\\.\n",
+        )
+        .unwrap();
+        assert_eq!(
+            text[0],
+            vec![
+                Literal::Text("1".into()),
+                Literal::Text("[1,2]".into()),
+                Literal::Null
+            ]
+        );
+        assert_eq!(text[1][2], Literal::Text("a\tb".into()));
+        let mut csv = CopyFormat::csv();
+        csv.header = true;
+        let rows = copy_rows(
+            &csv,
+            &cols,
+            b"id,vec,metadata\n1,\"[1,2]\",\"{\"\"a\"\": 1}\"\n2,\"[3,4]\",\n",
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0][2], Literal::Text("{\"a\": 1}".into()));
+        assert_eq!(rows[1][2], Literal::Null);
+        assert!(copy_rows(&csv, &cols, b"h\n1,\"[1,2]\n").is_err());
+    }
+}

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Client compatibility tests of the Postgres front end (tests/clients/):
+# psql, psycopg 3, asyncpg and pgvector-python (pytest), and node-postgres
+# (node's test runner).
+#
+# Installs what it needs under target/: a Python venv (target/clients-venv:
+# psycopg[binary], asyncpg, pgvector, numpy, pytest) and `pg` from npm
+# (target/clients-node). Needs python3, psql and node/npm on the PATH.
+# Starts two servers with the dev binary `wire/examples/pg_server.rs` on
+# free ports: one open, one with the users alice:s3cret:write and
+# bob:r3ad:read (SCRAM). Prints "N passed, N failed" and exits non-zero
+# if a suite failed.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+target=${CARGO_TARGET_DIR:-$root/target}
+
+cargo build -q -p valori-wire --example pg_server
+server=$target/debug/examples/pg_server
+
+venv=$target/clients-venv
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install -q "psycopg[binary]" asyncpg pgvector numpy pytest
+
+node_dir=$target/clients-node
+mkdir -p "$node_dir"
+if [ ! -d "$node_dir/node_modules/pg" ]; then
+    (cd "$node_dir" && { [ -f package.json ] || npm init -y >/dev/null; } && npm install --silent pg >/dev/null)
+fi
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# start NAME [USER ...]: starts a server on a free port; sets $port.
+start() {
+    local name=$1
+    shift
+    mkdir -p "$work/$name"
+    "$server" "$work/$name/data" 127.0.0.1:0 "$@" >"$work/$name/log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 200); do
+        grep -q '^listening on ' "$work/$name/log" && break
+        sleep 0.1
+    done
+    port=$(sed -n 's/^listening on 127\.0\.0\.1://p' "$work/$name/log")
+    [ -n "$port" ] || { cat "$work/$name/log"; echo "server $name did not start" >&2; exit 1; }
+}
+start open
+export VALORI_PG_PORT=$port
+start auth alice:s3cret:write bob:r3ad:read
+export VALORI_PG_AUTH_PORT=$port
+export VALORI_PG_HOST=127.0.0.1
+
+passed=0
+failed=0
+suite() {
+    local name=$1
+    shift
+    echo "== $name"
+    if "$@"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        echo "FAILED: $name"
+    fi
+}
+suite psql bash tests/clients/psql.sh
+suite python "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/clients
+suite node env NODE_PATH="$node_dir/node_modules" node --test tests/clients/node_pg.test.cjs
+echo "clients: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# psql against the Postgres front end: DDL and writes, \copy from stdin,
+# a distance query checked against values computed by Python, \dt, \d,
+# SCRAM logins and the read role. Exits non-zero on the first failure.
+set -euo pipefail
+q() { psql -X -q -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -h "$VALORI_PG_HOST" -p "$VALORI_PG_PORT" -U tester -d valori "$@"; }
+fail() { echo "psql: $*" >&2; exit 1; }
+
+q -c "DROP TABLE IF EXISTS psql_docs"
+q -c "CREATE TABLE psql_docs (id BIGINT PRIMARY KEY, vec VECTOR(2), tag BIGINT, metadata BYTEA) WITH (metric = 'l2')"
+q -c "INSERT INTO psql_docs VALUES (1, '[3,4]', 1, '\\x01ff'), (2, '[0,1]', 2, NULL)"
+printf '3,"[1,1]",3\n' | q -c "\\copy psql_docs (id, vec, tag) FROM pstdin WITH (FORMAT csv)"
+
+got=$(q -c "SELECT id, vec <-> '[0,0]' FROM psql_docs ORDER BY 2, id")
+want=$(python3 -c "
+import math
+rows = {1: (3, 4), 2: (0, 1), 3: (1, 1)}
+for d, i in sorted((math.hypot(*v), i) for i, v in rows.items()):
+    s = repr(d)  # Postgres prints float8 in the shortest round-trip form, without '.0'
+    print(f'{i}|{s[:-2] if s.endswith(\".0\") else s}')
+")
+[ "$got" = "$want" ] || fail "distances: got [$got], want [$want]"
+
+got=$(q -c "SELECT metadata FROM psql_docs WHERE id = 1")
+[ "$got" = '\x01ff' ] || fail "bytea metadata: got [$got]"
+
+got=$(q -c "\\dt")
+echo "$got" | grep -qx 'public|psql_docs|table|valori' || fail "\\dt: [$got]"
+got=$(q -c "\\d psql_docs")
+echo "$got" | grep -q '^vec|vector(2)|' || fail "\\d psql_docs: [$got]"
+echo "$got" | grep -q '^id|bigint|' || fail "\\d psql_docs: [$got]"
+
+q -c "SET valori.ef_search = 48"
+got=$(q -c "SET valori.ef_search = 48" -c "SHOW valori.ef_search")
+[ "$got" = "48" ] || fail "SHOW valori.ef_search: [$got]"
+
+# SCRAM: a wrong key is refused, the read role cannot write.
+a() { PGPASSWORD="$2" psql -X -q -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -h "$VALORI_PG_HOST" -p "$VALORI_PG_AUTH_PORT" -U "$1" -d valori "${@:3}"; }
+a alice s3cret -c "DROP TABLE IF EXISTS psql_auth" -c "CREATE TABLE psql_auth (id BIGINT, vec VECTOR(1))"
+if a alice wrong -c "SELECT 1" 2>/tmp/psql-auth.err; then fail "a wrong password logged in"; fi
+grep -q "28P01" /tmp/psql-auth.err || grep -qi "password" /tmp/psql-auth.err || fail "wrong password error: $(cat /tmp/psql-auth.err)"
+if a bob r3ad -c "INSERT INTO psql_auth VALUES (1, '[1]')" 2>/tmp/psql-ro.err; then fail "the read role wrote"; fi
+grep -q "25006" /tmp/psql-ro.err || fail "read role error: $(cat /tmp/psql-ro.err)"
+[ "$(a bob r3ad -c "SELECT count(*) FROM psql_auth")" = "0" ] || fail "read role count"
+echo "psql: ok"

@@ -1,0 +1,59 @@
+"""asyncpg against the Postgres front end: its type introspection,
+pgvector-python's register_vector (binary vectors both ways), prepared
+statements and errors. Expected values are computed here."""
+
+import asyncio
+import math
+import os
+
+import asyncpg
+import numpy as np
+from pgvector.asyncpg import register_vector
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_asyncpg_vectors():
+    """Inserts numpy vectors through register_vector's binary codec and
+    reads back the same floats and numpy's distances, nearest first."""
+
+    async def main():
+        conn = await asyncpg.connect(
+            host=os.environ["VALORI_PG_HOST"],
+            port=int(os.environ["VALORI_PG_PORT"]),
+            user="tester",
+            database="valori",
+        )
+        try:
+            await register_vector(conn)
+            await conn.execute("DROP TABLE IF EXISTS apg")
+            await conn.execute("CREATE TABLE apg (id BIGINT, vec VECTOR(3), tag BIGINT)")
+            data = np.array([[1, 0, 0], [0, 1, 0], [0.5, 0.25, 2], [3, 4, 0]], dtype=np.float32)
+            await conn.executemany(
+                "INSERT INTO apg (id, vec, tag) VALUES ($1, $2, $3)",
+                [(i + 1, v, 7) for i, v in enumerate(data)],
+            )
+            q = np.array([0.5, 0.5, 0.5], dtype=np.float32)
+            rows = await conn.fetch(
+                "SELECT id, vec, vec <-> $1 AS d FROM apg ORDER BY d, id", q
+            )
+            dist = np.linalg.norm(data.astype(np.float64) - q.astype(np.float64), axis=1)
+            order = sorted(range(len(data)), key=lambda k: (dist[k], k + 1))
+            assert [r["id"] for r in rows] == [k + 1 for k in order]
+            for r, k in zip(rows, order):
+                assert np.array_equal(r["vec"].to_numpy(), data[k])
+                assert math.isclose(r["d"], dist[k], rel_tol=1e-9)
+            stmt = await conn.prepare("SELECT count(*) FROM apg WHERE tag = $1")
+            assert await stmt.fetchval(7) == 4
+            assert await stmt.fetchval(8) == 0
+            try:
+                await conn.execute("INSERT INTO apg (id, vec) VALUES (9, '[1,2]')")
+                raise AssertionError("a vector of the wrong dimension was accepted")
+            except asyncpg.PostgresError as e:
+                assert e.sqlstate == "22023"
+        finally:
+            await conn.close()
+
+    run(main())

@@ -1,0 +1,131 @@
+"""psycopg 3 against the Postgres front end: text and binary results,
+server-side prepared statements, pgvector-python's register_vector with
+numpy, COPY, SQLSTATEs and SCRAM logins. Expected values are computed
+here with numpy / plain Python."""
+
+import math
+import os
+
+import numpy as np
+import psycopg
+import pytest
+from pgvector.psycopg import register_vector
+
+ROWS = [
+    (1, [1.0, 0.0, 0.0], 7),
+    (2, [0.0, 1.0, 0.0], 7),
+    (3, [0.0, 0.0, 1.0], 8),
+    (4, [1.0, 1.0, 0.0], 7),
+    (5, [3.0, 4.0, 0.0], 9),
+]
+
+
+def create(conn, table):
+    conn.execute(f"DROP TABLE IF EXISTS {table}")
+    conn.execute(
+        f"CREATE TABLE {table} (id BIGINT PRIMARY KEY, vec VECTOR(3), tag BIGINT, metadata JSONB)"
+    )
+    with conn.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO {table} (id, vec, tag, metadata) VALUES (%s, %s, %s, %s)",
+            [(i, str(v), t, '{"n": %d}' % i) for i, v, t in ROWS],
+        )
+
+
+def test_text_and_binary_results(open_dsn):
+    """Text results come back as Python values of the right types, and the
+    same query in binary gives the same values."""
+    with psycopg.connect(open_dsn, autocommit=True) as conn:
+        create(conn, "py_text")
+        want = [(i, t) for i, _, t in ROWS if t == 7]
+        rows = conn.execute(
+            "SELECT id, tag FROM py_text WHERE tag = %s ORDER BY id", (7,)
+        ).fetchall()
+        assert rows == want
+        with conn.cursor(binary=True) as cur:
+            cur.execute("SELECT id, tag FROM py_text WHERE tag = %s ORDER BY id", (7,))
+            assert cur.fetchall() == want
+        # Metadata was stored canonical: compact, keys sorted.
+        (meta,) = conn.execute("SELECT metadata FROM py_text WHERE id = 5").fetchone()
+        assert bytes(meta) == b'{"n":5}'
+
+
+def test_prepared_statements_and_transactions(open_dsn):
+    """prepare=True reuses a server-side statement; BEGIN/COMMIT issued by
+    psycopg outside autocommit are accepted."""
+    with psycopg.connect(open_dsn) as conn:
+        create(conn, "py_prep")
+        conn.commit()
+        for i, v, _ in ROWS:
+            row = conn.execute(
+                "SELECT id, l2_squared(vec, %s) FROM py_prep WHERE id = %s",
+                ("[0,0,0]", i),
+                prepare=True,
+            ).fetchone()
+            assert row == (i, sum(x * x for x in v))
+        conn.commit()
+
+
+def test_pgvector_register_vector_numpy(open_dsn):
+    """register_vector finds the vector type; numpy arrays go in (text and
+    binary), come back as vectors, and the nearest neighbours by <-> match
+    numpy's own distances."""
+    with psycopg.connect(open_dsn, autocommit=True) as conn:
+        register_vector(conn)
+        conn.execute("DROP TABLE IF EXISTS py_np")
+        conn.execute("CREATE TABLE py_np (id BIGINT, vec VECTOR(3), tag BIGINT)")
+        data = np.array([v for _, v, _ in ROWS], dtype=np.float32)
+        with conn.cursor() as cur:
+            for (i, _, t), v in zip(ROWS, data):
+                cur.execute("INSERT INTO py_np (id, vec, tag) VALUES (%s, %s, %s)", (i, v, t))
+        q = np.array([1.0, 2.0, 0.5], dtype=np.float32)
+        dist = np.linalg.norm(data.astype(np.float64) - q.astype(np.float64), axis=1)
+        order = sorted(range(len(ROWS)), key=lambda k: (dist[k], ROWS[k][0]))
+        for binary in (False, True):
+            with conn.cursor(binary=binary) as cur:
+                cur.execute(
+                    "SELECT id, vec, vec <-> %s AS d FROM py_np ORDER BY d, id LIMIT 3", (q,)
+                )
+                rows = cur.fetchall()
+            assert [r[0] for r in rows] == [ROWS[k][0] for k in order[:3]]
+            for (rid, vec, d), k in zip(rows, order):
+                assert np.array_equal(vec.to_numpy(), data[k])
+                assert math.isclose(d, dist[k], rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_copy_and_errors(open_dsn):
+    """COPY through psycopg's copy(); errors map to psycopg's SQLSTATE
+    classes and leave the table as it was."""
+    with psycopg.connect(open_dsn, autocommit=True) as conn:
+        create(conn, "py_copy")
+        with conn.cursor() as cur:
+            with cur.copy("COPY py_copy (id, vec, tag) FROM STDIN") as copy:
+                copy.write_row((10, "[1,1,1]", 3))
+                copy.write_row((11, "[2,2,2]", 3))
+            (n,) = cur.execute("SELECT count(*) FROM py_copy WHERE tag = 3").fetchone()
+            assert n == 2
+            with pytest.raises(psycopg.errors.UniqueViolation):
+                cur.execute("INSERT INTO py_copy (id, vec) VALUES (1, '[0,0,0]')")
+            with pytest.raises(psycopg.errors.UndefinedTable):
+                cur.execute("SELECT * FROM no_such_table")
+            with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+                cur.execute("INSERT INTO py_copy (id, vec) VALUES (20, '[1,oops,3]')")
+            (n,) = cur.execute("SELECT count(*) FROM py_copy").fetchone()
+            assert n == len(ROWS) + 2
+
+
+def test_scram_and_roles(auth_port):
+    """SCRAM-SHA-256 with the user's key; a wrong key is refused; the read
+    role may read but not write."""
+    host = os.environ["VALORI_PG_HOST"]
+    dsn = f"host={host} port={auth_port} dbname=valori"
+    with psycopg.connect(dsn + " user=alice password=s3cret", autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS py_auth")
+        conn.execute("CREATE TABLE py_auth (id BIGINT, vec VECTOR(2))")
+        conn.execute("INSERT INTO py_auth (id, vec) VALUES (1, '[1,2]')")
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(dsn + " user=alice password=nope")
+    with psycopg.connect(dsn + " user=bob password=r3ad", autocommit=True) as conn:
+        assert conn.execute("SELECT id FROM py_auth").fetchall() == [(1,)]
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("INSERT INTO py_auth (id, vec) VALUES (2, '[1,2]')")

@@ -1,0 +1,180 @@
+//! Errors as Postgres ErrorResponses: every failure has an SQLSTATE that
+//! says whose fault it is.
+
+use std::fmt;
+
+use pgwire::error::{ErrorInfo, PgWireError};
+use valori_query::QueryError;
+use valori_query::datafusion::common::DataFusionError;
+use valori_query::functions::{ComponentError, VectorInputError};
+use valori_query::write::WriteError;
+
+/// The SQLSTATE codes this server sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SqlState {
+    SyntaxError,
+    UndefinedTable,
+    UndefinedColumn,
+    UndefinedFunction,
+    UndefinedObject,
+    DuplicateTable,
+    UniqueViolation,
+    InvalidTextRepresentation,
+    InvalidParameterValue,
+    InvalidBinaryRepresentation,
+    NumericValueOutOfRange,
+    CharacterNotInRepertoire,
+    ReadOnlySqlTransaction,
+    FeatureNotSupported,
+    ProgramLimitExceeded,
+    QueryCanceled,
+    SerializationFailure,
+    ProtocolViolation,
+    SyntaxOrAccessRule,
+    DataException,
+    SystemError,
+    InternalError,
+}
+
+impl SqlState {
+    pub fn code(self) -> &'static str {
+        match self {
+            SqlState::SyntaxError => "42601",
+            SqlState::UndefinedTable => "42P01",
+            SqlState::UndefinedColumn => "42703",
+            SqlState::UndefinedFunction => "42883",
+            SqlState::UndefinedObject => "42704",
+            SqlState::DuplicateTable => "42P07",
+            SqlState::UniqueViolation => "23505",
+            SqlState::InvalidTextRepresentation => "22P02",
+            SqlState::InvalidParameterValue => "22023",
+            SqlState::InvalidBinaryRepresentation => "22P03",
+            SqlState::NumericValueOutOfRange => "22003",
+            SqlState::CharacterNotInRepertoire => "22021",
+            SqlState::ReadOnlySqlTransaction => "25006",
+            SqlState::FeatureNotSupported => "0A000",
+            SqlState::ProgramLimitExceeded => "54000",
+            SqlState::QueryCanceled => "57014",
+            SqlState::SerializationFailure => "40001",
+            SqlState::ProtocolViolation => "08P01",
+            SqlState::SyntaxOrAccessRule => "42000",
+            SqlState::DataException => "22000",
+            SqlState::SystemError => "58000",
+            SqlState::InternalError => "XX000",
+        }
+    }
+}
+
+/// One error for the client.
+#[derive(Clone, Debug)]
+pub struct PgError {
+    state: SqlState,
+    message: String,
+}
+
+impl PgError {
+    pub fn new(state: SqlState, message: impl Into<String>) -> PgError {
+        PgError {
+            state,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> PgError {
+        PgError::new(SqlState::InternalError, message)
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.state.code()
+    }
+
+    pub fn state(&self) -> SqlState {
+        self.state
+    }
+}
+
+impl fmt::Display for PgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.state.code())
+    }
+}
+
+impl From<PgError> for ErrorInfo {
+    fn from(e: PgError) -> ErrorInfo {
+        ErrorInfo::new("ERROR".to_owned(), e.state.code().to_owned(), e.message)
+    }
+}
+
+impl From<PgError> for PgWireError {
+    fn from(e: PgError) -> PgWireError {
+        PgWireError::UserError(Box::new(e.into()))
+    }
+}
+
+impl From<WriteError> for PgError {
+    fn from(e: WriteError) -> PgError {
+        let state = match &e {
+            WriteError::Syntax(_) => SqlState::SyntaxError,
+            WriteError::Unsupported(_) => SqlState::FeatureNotSupported,
+            WriteError::UndefinedTable(_) => SqlState::UndefinedTable,
+            WriteError::UndefinedColumn(_) => SqlState::UndefinedColumn,
+            WriteError::TableExists(_) => SqlState::DuplicateTable,
+            WriteError::InvalidText(_) => SqlState::InvalidTextRepresentation,
+            WriteError::InvalidValue(_) => SqlState::InvalidParameterValue,
+            WriteError::Duplicate(_) => SqlState::UniqueViolation,
+            WriteError::TooLarge(_) => SqlState::ProgramLimitExceeded,
+            _ => SqlState::SystemError,
+        };
+        PgError::new(state, e.to_string())
+    }
+}
+
+/// The SQLSTATE of a DataFusion error the statement caused.
+fn datafusion_state(e: &DataFusionError) -> SqlState {
+    match e.find_root() {
+        DataFusionError::SQL(..) => SqlState::SyntaxError,
+        DataFusionError::SchemaError(inner, _) => {
+            let text = inner.to_string();
+            if text.contains("No field named") || text.contains("not found") {
+                SqlState::UndefinedColumn
+            } else {
+                SqlState::SyntaxOrAccessRule
+            }
+        }
+        DataFusionError::NotImplemented(_) => SqlState::FeatureNotSupported,
+        DataFusionError::Plan(text) => {
+            if text.contains("table '") && text.contains("not found") {
+                SqlState::UndefinedTable
+            } else if text.contains("Invalid function")
+                || text.contains("function") && text.contains("not found")
+            {
+                SqlState::UndefinedFunction
+            } else {
+                SqlState::SyntaxOrAccessRule
+            }
+        }
+        DataFusionError::ArrowError(..) | DataFusionError::Execution(_) => SqlState::DataException,
+        _ => SqlState::SyntaxOrAccessRule,
+    }
+}
+
+impl From<QueryError> for PgError {
+    fn from(e: QueryError) -> PgError {
+        let state = match &e {
+            QueryError::Invalid(df) => datafusion_state(df),
+            QueryError::Vector(v) => match v {
+                VectorInputError::Malformed { .. }
+                | VectorInputError::Component {
+                    error: ComponentError::Syntax,
+                    ..
+                } => SqlState::InvalidTextRepresentation,
+                _ => SqlState::InvalidParameterValue,
+            },
+            QueryError::Conflict(_) => SqlState::SerializationFailure,
+            QueryError::Engine(_) => SqlState::SystemError,
+            _ => SqlState::InternalError,
+        };
+        PgError::new(state, e.to_string())
+    }
+}

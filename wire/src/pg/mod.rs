@@ -1,0 +1,234 @@
+//! The Postgres wire protocol front end (pgwire).
+//!
+//! [`serve`] accepts connections on a listener and answers each with the
+//! simple and extended query protocols, `COPY … FROM STDIN`, cancel
+//! requests and SCRAM-SHA-256 authentication:
+//!
+//! - [`handler`] — statements: classification, planning at Parse time
+//!   (parameter types from DataFusion's placeholder inference, the result
+//!   schema for Describe), execution through
+//!   [`valori_query::QueryEngine::execute_with`] with the session's
+//!   [`valori_query::settings::SearchSettings`], writes through
+//!   [`valori_query::write`], `SET`/`SHOW`, transactions, timeouts;
+//! - [`types`] — the Postgres types of Arrow values, pgvector's `vector`
+//!   type, text and binary encodings, parameters as SQL literals;
+//! - [`catalog`] — `pg_catalog` tables and functions, and the client
+//!   catalog queries answered directly;
+//! - [`error`] — SQLSTATE codes.
+//!
+//! The dialect, the types and their OIDs, transactions and limits are
+//! documented in `docs/sql.md`.
+
+pub mod catalog;
+pub mod error;
+pub mod handler;
+pub mod types;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::Sink;
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
+use pgwire::api::auth::{
+    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
+};
+use pgwire::api::cancel::DefaultCancelHandler;
+use pgwire::api::{ClientInfo, ConnectionManager, PgWireServerHandlers};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tokio::net::TcpListener;
+
+use crate::auth::Auth;
+use handler::Handler;
+
+/// SCRAM iterations for the salted passwords (Postgres's default).
+const SCRAM_ITERATIONS: usize = 4096;
+
+/// Serves the Postgres protocol on `listener` until `shutdown` completes.
+///
+/// With `auth.is_open()` any user name is accepted without a password and
+/// may write; otherwise clients log in with SCRAM-SHA-256, using a
+/// configured user's name and key as password, and users with the `read`
+/// role get SQLSTATE 25006 for any write.
+///
+/// When `shutdown` completes the listener is closed at once; statements
+/// already running finish and are answered, then every connection is
+/// closed and `serve` returns.
+pub async fn serve(
+    listener: TcpListener,
+    query: valori_query::QueryEngine,
+    auth: Arc<Auth>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    catalog::register(&query);
+    let manager = Arc::new(ConnectionManager::new());
+    let gate = Arc::new(tokio::sync::RwLock::new(()));
+    let factory = Arc::new(Factory {
+        handler: Arc::new(Handler::new(query, Arc::clone(&auth), Arc::clone(&gate))),
+        startup: Arc::new(Startup::new(&auth, Arc::clone(&manager))),
+        cancel: Arc::new(DefaultCancelHandler::new(manager)),
+    });
+    let mut connections = tokio::task::JoinSet::new();
+    let shutdown = shutdown;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    // Small replies (one row, ReadyForQuery) must not wait
+                    // for Nagle's timer.
+                    let _ = socket.set_nodelay(true);
+                    let factory = Arc::clone(&factory);
+                    connections.spawn(async move {
+                        if let Err(e) = pgwire::tokio::process_socket(socket, None, factory).await {
+                            tracing::debug!(%peer, "postgres connection ended: {e}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving
+                    // the connections we have, try again shortly.
+                    tracing::warn!("postgres accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    // Statements hold the gate for reading while they run: taking it for
+    // writing waits for every running statement and keeps new ones from
+    // starting. Then the connections are closed.
+    let _closing = gate.write().await;
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// The handlers of every connection.
+struct Factory {
+    handler: Arc<Handler>,
+    startup: Arc<Startup>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl PgWireServerHandlers for Factory {
+    fn simple_query_handler(&self) -> Arc<impl pgwire::api::query::SimpleQueryHandler> {
+        Arc::clone(&self.handler)
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl pgwire::api::query::ExtendedQueryHandler> {
+        Arc::clone(&self.handler)
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::clone(&self.startup)
+    }
+
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        Arc::clone(&self.handler)
+    }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        Arc::clone(&self.cancel)
+    }
+}
+
+/// Login: trust (open server) or SCRAM-SHA-256.
+enum Startup {
+    Open(OpenStartup),
+    Scram(SASLAuthStartupHandler<DefaultServerParameterProvider>),
+}
+
+impl Startup {
+    fn new(auth: &Arc<Auth>, manager: Arc<ConnectionManager>) -> Startup {
+        if auth.is_open() {
+            return Startup::Open(OpenStartup { manager });
+        }
+        let mut scram = ScramAuth::new(Arc::new(Passwords::new(auth)));
+        scram.set_iterations(SCRAM_ITERATIONS);
+        Startup::Scram(
+            SASLAuthStartupHandler::new(Arc::new(DefaultServerParameterProvider::default()))
+                .with_scram(scram)
+                .with_connection_manager(manager),
+        )
+    }
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match self {
+            Startup::Open(open) => open.on_startup(client, message).await,
+            Startup::Scram(scram) => scram.on_startup(client, message).await,
+        }
+    }
+}
+
+/// Trust authentication, registering connections for cancel requests.
+struct OpenStartup {
+    manager: Arc<ConnectionManager>,
+}
+
+#[async_trait]
+impl NoopStartupHandler for OpenStartup {
+    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
+        Some(Arc::clone(&self.manager))
+    }
+}
+
+/// The users' keys as SCRAM salted passwords, derived once at start with a
+/// salt per user.
+#[derive(Debug)]
+struct Passwords {
+    users: Vec<(String, Vec<u8>, Vec<u8>)>,
+}
+
+impl Passwords {
+    fn new(auth: &Auth) -> Passwords {
+        use std::hash::{BuildHasher, Hasher};
+        let users = auth
+            .users()
+            .iter()
+            .map(|user| {
+                // A per-process random salt: RandomState is seeded from the
+                // operating system's randomness.
+                let mut salt = Vec::with_capacity(16);
+                for _ in 0..2 {
+                    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                    h.write(user.name.as_bytes());
+                    salt.extend_from_slice(&h.finish().to_le_bytes());
+                }
+                let salted = gen_salted_password(&user.key, &salt, SCRAM_ITERATIONS);
+                (user.name.clone(), salt, salted)
+            })
+            .collect();
+        Passwords { users }
+    }
+}
+
+#[async_trait]
+impl AuthSource for Passwords {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        let name = login.user().unwrap_or_default();
+        self.users
+            .iter()
+            .find(|(n, ..)| n == name)
+            .map(|(_, salt, salted)| Password::new(Some(salt.clone()), salted.clone()))
+            .ok_or_else(|| PgWireError::InvalidPassword(name.to_owned()))
+    }
+}

@@ -1,0 +1,573 @@
+//! Postgres types of Valori's values, their text and binary encodings, and
+//! parameters turned into SQL literals.
+//!
+//! | Arrow type | Postgres type (OID) |
+//! |---|---|
+//! | `Boolean` | `bool` (16) |
+//! | `Int8`, `Int16`, `UInt8` | `int2` (21) |
+//! | `Int32`, `UInt16` | `int4` (23) |
+//! | `Int64`, `UInt32`, `UInt64` | `int8` (20) |
+//! | `Float16`, `Float32` | `float4` (700) |
+//! | `Float64` | `float8` (701) |
+//! | strings | `text` (25) |
+//! | binaries | `bytea` (17) |
+//! | lists of `Float32` (the `vec` column) | `vector` ([`VECTOR_OID`]) |
+//! | lists of `Int32` (`vec_q16`) | `int4[]` (1007) |
+//! | lists of `Int64` / `Float64` | `int8[]` (1016) / `float8[]` (1022) |
+//! | anything else | `text`, in Arrow's display form |
+//!
+//! `vector` is pgvector's type: text form `[1,2,3]`, binary form a big-endian
+//! `u16` dimension, a `u16` 0, then the components as big-endian `f32`.
+//! Its OID is fixed at [`VECTOR_OID`] (pgvector's OID depends on the
+//! database it was installed in; clients look it up by name in `pg_type`).
+//! A `UInt64` above `i64::MAX` has no `int8` binary form: it is an error in
+//! binary format and printed in full in text format.
+
+use bytes::{BufMut, BytesMut};
+use pgwire::api::Type;
+use pgwire::api::results::FieldFormat;
+use postgres_types::Kind;
+use valori_query::datafusion::arrow::array::{Array, AsArray};
+use valori_query::datafusion::arrow::datatypes::{
+    DataType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type,
+    UInt16Type, UInt32Type, UInt64Type,
+};
+use valori_query::datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use valori_query::sql_text::quote_literal;
+use valori_query::write::{bytea_text, parse_vector_text};
+
+use super::error::{PgError, SqlState};
+
+/// The OID of the `vector` type.
+pub const VECTOR_OID: u32 = 50_001;
+/// The OID of `vector[]`.
+pub const VECTOR_ARRAY_OID: u32 = 50_002;
+
+/// The `vector` type.
+pub fn vector_type() -> Type {
+    Type::new("vector".into(), VECTOR_OID, Kind::Simple, "public".into())
+}
+
+/// The `vector[]` type.
+pub fn vector_array_type() -> Type {
+    Type::new(
+        "_vector".into(),
+        VECTOR_ARRAY_OID,
+        Kind::Array(vector_type()),
+        "public".into(),
+    )
+}
+
+/// The Postgres type of values of `data_type`.
+pub fn pg_type(data_type: &DataType) -> Type {
+    match data_type {
+        DataType::Null => Type::TEXT,
+        DataType::Boolean => Type::BOOL,
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
+        DataType::Int32 | DataType::UInt16 => Type::INT4,
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => Type::INT8,
+        DataType::Float16 | DataType::Float32 => Type::FLOAT4,
+        DataType::Float64 => Type::FLOAT8,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT,
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => Type::BYTEA,
+        DataType::List(item) | DataType::LargeList(item) | DataType::FixedSizeList(item, _) => {
+            match item.data_type() {
+                DataType::Float32 | DataType::Float16 => vector_type(),
+                DataType::Int8 | DataType::Int16 | DataType::Int32 => Type::INT4_ARRAY,
+                DataType::Int64 | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 => {
+                    Type::INT8_ARRAY
+                }
+                DataType::Float64 => Type::FLOAT8_ARRAY,
+                _ => Type::TEXT,
+            }
+        }
+        _ => Type::TEXT,
+    }
+}
+
+/// Floats in Postgres's text form (shortest round trip, `Infinity`,
+/// `NaN`, exponents as `1e+20`).
+fn float_text(x: f64, shortest: String) -> String {
+    if x.is_nan() {
+        return "NaN".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    let abs = x.abs();
+    if abs != 0.0 && !(1e-4..1e16).contains(&abs) {
+        let e = format!("{x:e}");
+        return match e.split_once('e') {
+            Some((m, exp)) if !exp.starts_with('-') => format!("{m}e+{exp}"),
+            _ => e,
+        };
+    }
+    shortest
+}
+
+fn f32_text(x: f32) -> String {
+    float_text(f64::from(x), x.to_string())
+}
+
+fn f64_text(x: f64) -> String {
+    float_text(x, x.to_string())
+}
+
+/// Appends one value (row `row` of `array`) to a DataRow buffer: its
+/// length, then its bytes; a NULL is length -1.
+pub fn encode_value(
+    out: &mut BytesMut,
+    array: &dyn Array,
+    row: usize,
+    ty: &Type,
+    format: FieldFormat,
+) -> Result<(), PgError> {
+    if array.is_null(row) {
+        out.put_i32(-1);
+        return Ok(());
+    }
+    let start = out.len();
+    out.put_i32(0);
+    if format == FieldFormat::Binary {
+        encode_binary(out, array, row, ty)?;
+    } else {
+        let text = text_value(array, row)?;
+        out.put_slice(text.as_bytes());
+    }
+    let len = i32::try_from(out.len() - start - 4)
+        .map_err(|_| PgError::new(SqlState::ProgramLimitExceeded, "value too large"))?;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
+/// A list value's items as `f64`s, and its raw `i32`s when it holds them.
+fn list_items(array: &dyn Array, row: usize) -> Option<std::sync::Arc<dyn Array>> {
+    match array.data_type() {
+        DataType::List(_) => Some(array.as_list::<i32>().value(row)),
+        DataType::LargeList(_) => Some(array.as_list::<i64>().value(row)),
+        DataType::FixedSizeList(_, _) => Some(array.as_fixed_size_list().value(row)),
+        _ => None,
+    }
+}
+
+/// One value in Postgres's text form.
+pub fn text_value(array: &dyn Array, row: usize) -> Result<String, PgError> {
+    Ok(match array.data_type() {
+        DataType::Boolean => if array.as_boolean().value(row) {
+            "t"
+        } else {
+            "f"
+        }
+        .into(),
+        DataType::Int8 => array.as_primitive::<Int8Type>().value(row).to_string(),
+        DataType::Int16 => array.as_primitive::<Int16Type>().value(row).to_string(),
+        DataType::Int32 => array.as_primitive::<Int32Type>().value(row).to_string(),
+        DataType::Int64 => array.as_primitive::<Int64Type>().value(row).to_string(),
+        DataType::UInt8 => array.as_primitive::<UInt8Type>().value(row).to_string(),
+        DataType::UInt16 => array.as_primitive::<UInt16Type>().value(row).to_string(),
+        DataType::UInt32 => array.as_primitive::<UInt32Type>().value(row).to_string(),
+        DataType::UInt64 => array.as_primitive::<UInt64Type>().value(row).to_string(),
+        DataType::Float32 => f32_text(array.as_primitive::<Float32Type>().value(row)),
+        DataType::Float64 => f64_text(array.as_primitive::<Float64Type>().value(row)),
+        DataType::Utf8 => array.as_string::<i32>().value(row).to_owned(),
+        DataType::LargeUtf8 => array.as_string::<i64>().value(row).to_owned(),
+        DataType::Utf8View => array.as_string_view().value(row).to_owned(),
+        DataType::Binary => hex_text(array.as_binary::<i32>().value(row)),
+        DataType::LargeBinary => hex_text(array.as_binary::<i64>().value(row)),
+        DataType::BinaryView => hex_text(array.as_binary_view().value(row)),
+        DataType::FixedSizeBinary(_) => hex_text(array.as_fixed_size_binary().value(row)),
+        DataType::List(item) | DataType::LargeList(item) | DataType::FixedSizeList(item, _) => {
+            let is_vector = matches!(item.data_type(), DataType::Float32 | DataType::Float16);
+            let items =
+                list_items(array, row).ok_or_else(|| PgError::internal("list without items"))?;
+            let parts = (0..items.len())
+                .map(|i| {
+                    if items.is_null(i) {
+                        Ok("NULL".to_owned())
+                    } else {
+                        text_value(items.as_ref(), i)
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if is_vector {
+                format!("[{}]", parts.join(","))
+            } else {
+                format!("{{{}}}", parts.join(","))
+            }
+        }
+        _ => {
+            let options = FormatOptions::default();
+            let formatter = ArrayFormatter::try_new(array, &options)
+                .map_err(|e| PgError::internal(e.to_string()))?;
+            formatter.value(row).to_string()
+        }
+    })
+}
+
+fn hex_text(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(2 + bytes.len() * 2);
+    s.push_str("\\x");
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+fn out_of_range(what: &str) -> PgError {
+    PgError::new(
+        SqlState::NumericValueOutOfRange,
+        format!("{what} is out of range for its binary type"),
+    )
+}
+
+fn encode_binary(
+    out: &mut BytesMut,
+    array: &dyn Array,
+    row: usize,
+    ty: &Type,
+) -> Result<(), PgError> {
+    match array.data_type() {
+        DataType::Boolean => out.put_u8(u8::from(array.as_boolean().value(row))),
+        DataType::Int8 => out.put_i16(i16::from(array.as_primitive::<Int8Type>().value(row))),
+        DataType::Int16 => out.put_i16(array.as_primitive::<Int16Type>().value(row)),
+        DataType::UInt8 => out.put_i16(i16::from(array.as_primitive::<UInt8Type>().value(row))),
+        DataType::Int32 => out.put_i32(array.as_primitive::<Int32Type>().value(row)),
+        DataType::UInt16 => out.put_i32(i32::from(array.as_primitive::<UInt16Type>().value(row))),
+        DataType::Int64 => out.put_i64(array.as_primitive::<Int64Type>().value(row)),
+        DataType::UInt32 => out.put_i64(i64::from(array.as_primitive::<UInt32Type>().value(row))),
+        DataType::UInt64 => {
+            let v = array.as_primitive::<UInt64Type>().value(row);
+            out.put_i64(i64::try_from(v).map_err(|_| out_of_range(&v.to_string()))?);
+        }
+        DataType::Float32 => out.put_f32(array.as_primitive::<Float32Type>().value(row)),
+        DataType::Float64 => out.put_f64(array.as_primitive::<Float64Type>().value(row)),
+        DataType::Binary => out.put_slice(array.as_binary::<i32>().value(row)),
+        DataType::LargeBinary => out.put_slice(array.as_binary::<i64>().value(row)),
+        DataType::BinaryView => out.put_slice(array.as_binary_view().value(row)),
+        DataType::FixedSizeBinary(_) => out.put_slice(array.as_fixed_size_binary().value(row)),
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _)
+            if ty.oid() == VECTOR_OID =>
+        {
+            let items =
+                list_items(array, row).ok_or_else(|| PgError::internal("list without items"))?;
+            let floats = valori_query::datafusion::arrow::compute::cast(&items, &DataType::Float32)
+                .map_err(|e| PgError::internal(e.to_string()))?;
+            let floats = floats.as_primitive::<Float32Type>();
+            let dim = u16::try_from(floats.len()).map_err(|_| out_of_range("vector dimension"))?;
+            out.put_u16(dim);
+            out.put_u16(0);
+            for i in 0..floats.len() {
+                out.put_f32(floats.value(i));
+            }
+        }
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _)
+            if matches!(
+                ty,
+                &Type::INT4_ARRAY | &Type::INT8_ARRAY | &Type::FLOAT8_ARRAY
+            ) =>
+        {
+            let items =
+                list_items(array, row).ok_or_else(|| PgError::internal("list without items"))?;
+            let (element, target) = match *ty {
+                Type::INT4_ARRAY => (Type::INT4, DataType::Int32),
+                Type::INT8_ARRAY => (Type::INT8, DataType::Int64),
+                _ => (Type::FLOAT8, DataType::Float64),
+            };
+            let items = valori_query::datafusion::arrow::compute::cast(&items, &target)
+                .map_err(|e| PgError::internal(e.to_string()))?;
+            let len = i32::try_from(items.len()).map_err(|_| out_of_range("array length"))?;
+            out.put_i32(1);
+            out.put_i32(i32::from(items.null_count() > 0));
+            out.put_u32(element.oid());
+            out.put_i32(len);
+            out.put_i32(1);
+            for i in 0..items.len() {
+                encode_value(out, items.as_ref(), i, &element, FieldFormat::Binary)?;
+            }
+        }
+        // Everything else is `text`, whose binary form is its text.
+        _ => out.put_slice(text_value(array, row)?.as_bytes()),
+    }
+    Ok(())
+}
+
+/// A parameter value as an SQL literal that DataFusion and
+/// [`valori_query::write`] both read: a number, a quoted string, `X'…'`
+/// bytes, `TRUE`/`FALSE` or `NULL`. `ty` is the parameter's type (the
+/// client's, else the inferred one); unknown types are taken as text.
+pub fn param_literal(value: Option<&[u8]>, binary: bool, ty: &Type) -> Result<String, PgError> {
+    let Some(bytes) = value else {
+        return Ok("NULL".into());
+    };
+    let bad = |what: &str| {
+        PgError::new(
+            SqlState::InvalidBinaryRepresentation,
+            format!("parameter of type {}: {what}", ty.name()),
+        )
+    };
+    if binary {
+        let be = |n: usize| -> Result<&[u8], PgError> {
+            if bytes.len() == n {
+                Ok(bytes)
+            } else {
+                Err(bad(&format!("expected {n} bytes, got {}", bytes.len())))
+            }
+        };
+        return Ok(match *ty {
+            Type::BOOL => if be(1)?[0] != 0 { "TRUE" } else { "FALSE" }.into(),
+            Type::INT2 => i16::from_be_bytes([be(2)?[0], bytes[1]]).to_string(),
+            Type::INT4 => i32::from_be_bytes(array4(be(4)?)).to_string(),
+            Type::OID => u32::from_be_bytes(array4(be(4)?)).to_string(),
+            Type::INT8 => i64::from_be_bytes(array8(be(8)?)).to_string(),
+            Type::FLOAT4 => float_literal(f64::from(f32::from_be_bytes(array4(be(4)?))), true),
+            Type::FLOAT8 => float_literal(f64::from_be_bytes(array8(be(8)?)), false),
+            Type::BYTEA => bytes_literal(bytes),
+            Type::JSONB => {
+                let (version, text) = bytes.split_first().ok_or_else(|| bad("empty jsonb"))?;
+                if *version != 1 {
+                    return Err(bad("unknown jsonb version"));
+                }
+                quote_literal(std::str::from_utf8(text).map_err(|_| bad("not UTF-8"))?)
+            }
+            Type::FLOAT4_ARRAY
+            | Type::FLOAT8_ARRAY
+            | Type::INT2_ARRAY
+            | Type::INT4_ARRAY
+            | Type::INT8_ARRAY => quote_literal(&vector_text(
+                &binary_array(bytes).ok_or_else(|| bad("malformed array"))?,
+            )),
+            _ if ty.oid() == VECTOR_OID => {
+                let floats = binary_vector(bytes).ok_or_else(|| bad("malformed vector"))?;
+                quote_literal(&vector_text(&floats))
+            }
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::JSON => {
+                quote_literal(std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8"))?)
+            }
+            _ => {
+                return Err(PgError::new(
+                    SqlState::FeatureNotSupported,
+                    format!(
+                        "binary parameters of type {} are not supported; send text",
+                        ty.name()
+                    ),
+                ));
+            }
+        });
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| {
+        PgError::new(
+            SqlState::CharacterNotInRepertoire,
+            "parameter is not valid UTF-8",
+        )
+    })?;
+    let invalid = |kind: &str| {
+        PgError::new(
+            SqlState::InvalidTextRepresentation,
+            format!("invalid input syntax for type {kind}: {text:?}"),
+        )
+    };
+    Ok(match *ty {
+        Type::INT2 | Type::INT4 | Type::INT8 | Type::OID => text
+            .trim()
+            .parse::<i128>()
+            .map_err(|_| invalid("integer"))?
+            .to_string(),
+        Type::FLOAT4 | Type::FLOAT8 | Type::NUMERIC => {
+            let x = text
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| invalid("double precision"))?;
+            if x.is_finite() {
+                text.trim().to_owned()
+            } else {
+                float_literal(x, false)
+            }
+        }
+        Type::BOOL => match text.trim().to_ascii_lowercase().as_str() {
+            "t" | "true" | "yes" | "on" | "1" => "TRUE".into(),
+            "f" | "false" | "no" | "off" | "0" => "FALSE".into(),
+            _ => return Err(invalid("boolean")),
+        },
+        Type::BYTEA => bytes_literal(
+            &bytea_text(text)
+                .map_err(|e| PgError::new(SqlState::InvalidTextRepresentation, e.to_string()))?,
+        ),
+        Type::FLOAT4_ARRAY
+        | Type::FLOAT8_ARRAY
+        | Type::INT2_ARRAY
+        | Type::INT4_ARRAY
+        | Type::INT8_ARRAY
+        | Type::NUMERIC_ARRAY => {
+            let inner = text
+                .trim()
+                .strip_prefix('{')
+                .and_then(|t| t.strip_suffix('}'))
+                .ok_or_else(|| invalid("array"))?;
+            quote_literal(&format!("[{inner}]"))
+        }
+        _ if ty.oid() == VECTOR_OID => {
+            parse_vector_text(text)
+                .map_err(|e| PgError::new(SqlState::InvalidTextRepresentation, e))?;
+            quote_literal(text)
+        }
+        _ => quote_literal(text),
+    })
+}
+
+fn array4(b: &[u8]) -> [u8; 4] {
+    [b[0], b[1], b[2], b[3]]
+}
+
+fn array8(b: &[u8]) -> [u8; 8] {
+    [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]
+}
+
+fn float_literal(x: f64, single: bool) -> String {
+    if x.is_finite() {
+        if single {
+            // The shortest text that gives back the same f32.
+            format!("{:?}", x as f32)
+        } else {
+            format!("{x:?}")
+        }
+    } else {
+        let word = if x.is_nan() {
+            "NaN"
+        } else if x > 0.0 {
+            "Infinity"
+        } else {
+            "-Infinity"
+        };
+        format!("CAST('{word}' AS DOUBLE)")
+    }
+}
+
+fn bytes_literal(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(3 + bytes.len() * 2);
+    s.push_str("X'");
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s.push('\'');
+    s
+}
+
+/// pgvector's text form of `f32` components.
+pub fn vector_text(values: &[f32]) -> String {
+    let parts: Vec<String> = values.iter().map(|x| x.to_string()).collect();
+    format!("[{}]", parts.join(","))
+}
+
+/// pgvector's binary form: u16 dimension, u16 unused, f32 big-endian.
+pub fn binary_vector(bytes: &[u8]) -> Option<Vec<f32>> {
+    let dim = usize::from(u16::from_be_bytes([*bytes.first()?, *bytes.get(1)?]));
+    let body = bytes.get(4..)?;
+    if body.len() != dim * 4 {
+        return None;
+    }
+    Some(
+        body.chunks_exact(4)
+            .map(|c| f32::from_be_bytes(array4(c)))
+            .collect(),
+    )
+}
+
+/// A one-dimensional binary array of int2/int4/int8/float4/float8
+/// elements, as `f32`s (NULL elements are refused).
+fn binary_array(bytes: &[u8]) -> Option<Vec<f32>> {
+    let word =
+        |at: usize| -> Option<i32> { Some(i32::from_be_bytes(array4(bytes.get(at..at + 4)?))) };
+    let ndim = word(0)?;
+    let element = u32::try_from(word(8)?).ok()?;
+    if ndim == 0 {
+        return Some(Vec::new());
+    }
+    if ndim != 1 {
+        return None;
+    }
+    let len = usize::try_from(word(12)?).ok()?;
+    let mut at = 20;
+    let mut out = Vec::with_capacity(len);
+    for _ in 0..len {
+        let n = usize::try_from(word(at)?).ok()?;
+        let item = bytes.get(at + 4..at + 4 + n)?;
+        at += 4 + n;
+        out.push(match (element, n) {
+            (21, 2) => f32::from(i16::from_be_bytes([item[0], item[1]])),
+            (23, 4) => i32::from_be_bytes(array4(item)) as f32,
+            (20, 8) => i64::from_be_bytes(array8(item)) as f32,
+            (700, 4) => f32::from_be_bytes(array4(item)),
+            (701, 8) => f64::from_be_bytes(array8(item)) as f32,
+            _ => return None,
+        });
+    }
+    (at == bytes.len()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use valori_query::datafusion::arrow::array::{Float32Array, Float64Array, UInt64Array};
+
+    /// Proves pgvector's binary form round-trips and that malformed bytes
+    /// are refused.
+    #[test]
+    fn vector_binary_form() {
+        let mut bytes = vec![0u8, 2, 0, 0];
+        bytes.extend_from_slice(&1.5f32.to_be_bytes());
+        bytes.extend_from_slice(&(-2.0f32).to_be_bytes());
+        assert_eq!(binary_vector(&bytes), Some(vec![1.5, -2.0]));
+        assert_eq!(binary_vector(&bytes[..7]), None);
+        assert_eq!(
+            param_literal(Some(&bytes), true, &vector_type()).unwrap(),
+            "'[1.5,-2]'"
+        );
+    }
+
+    /// Proves parameters become literals that cannot break out of their
+    /// quotes, and that bad text is refused with 22P02.
+    #[test]
+    fn parameters_become_safe_literals() {
+        assert_eq!(
+            param_literal(Some(b"x'); DROP TABLE t; --"), false, &Type::TEXT).unwrap(),
+            "'x''); DROP TABLE t; --'"
+        );
+        assert_eq!(
+            param_literal(Some(b" 42 "), false, &Type::INT8).unwrap(),
+            "42"
+        );
+        let e = param_literal(Some(b"4x"), false, &Type::INT8).unwrap_err();
+        assert_eq!(e.code(), "22P02");
+        assert_eq!(
+            param_literal(Some(&7i64.to_be_bytes()), true, &Type::INT8).unwrap(),
+            "7"
+        );
+        assert_eq!(param_literal(None, true, &Type::INT8).unwrap(), "NULL");
+        assert_eq!(
+            param_literal(Some(b"\\x00ff"), false, &Type::BYTEA).unwrap(),
+            "X'00ff'"
+        );
+        assert_eq!(
+            param_literal(Some(b"{1,2.5}"), false, &Type::FLOAT8_ARRAY).unwrap(),
+            "'[1,2.5]'"
+        );
+    }
+
+    /// Proves the text forms of floats, vectors and large unsigned values,
+    /// and that a u64 above i64::MAX has no binary int8 form.
+    #[test]
+    fn text_and_binary_values() {
+        let floats = Float64Array::from(vec![1.0, 0.1, 1e20, f64::NAN]);
+        let texts: Vec<String> = (0..4).map(|i| text_value(&floats, i).unwrap()).collect();
+        assert_eq!(texts, ["1", "0.1", "1e+20", "NaN"]);
+        let f32s = Float32Array::from(vec![0.1f32]);
+        assert_eq!(text_value(&f32s, 0).unwrap(), "0.1");
+        let big = UInt64Array::from(vec![u64::MAX]);
+        assert_eq!(text_value(&big, 0).unwrap(), "18446744073709551615");
+        let mut out = BytesMut::new();
+        assert!(encode_value(&mut out, &big, 0, &Type::INT8, FieldFormat::Binary).is_err());
+    }
+}

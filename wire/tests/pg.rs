@@ -1,0 +1,608 @@
+//! The Postgres front end, started in-process on 127.0.0.1:0 and driven by
+//! tokio-postgres: simple and extended protocols, pgvector's binary
+//! vectors, writes, COPY, SQLSTATEs, SCRAM logins and roles, settings,
+//! timeouts and cancellation.
+#![allow(clippy::unwrap_used)]
+
+use std::error::Error;
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+use tokio_postgres::types::{FromSql, IsNull, Kind, ToSql, Type, to_sql_checked};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use valori_engine::Engine;
+use valori_query::QueryEngine;
+use valori_wire::auth::{Auth, User};
+
+/// A running server and its engine.
+struct Server {
+    port: u16,
+    engine: Arc<Engine>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(users: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Arc::new(Engine::open(dir.path()).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let users: Vec<User> = users.iter().map(|u| u.parse().unwrap()).collect();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let done = tokio::spawn(valori_wire::pg::serve(
+            listener,
+            QueryEngine::new(Arc::clone(&engine)),
+            Arc::new(Auth::new(users)),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Server {
+            port,
+            engine,
+            stop: Some(stop),
+            done,
+            _dir: dir,
+        }
+    }
+
+    async fn login(&self, user: &str, password: &str) -> Result<Client, tokio_postgres::Error> {
+        let config = format!(
+            "host=127.0.0.1 port={} user={user} password={password} dbname=valori",
+            self.port
+        );
+        let (client, connection) = tokio_postgres::connect(&config, NoTls).await?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    async fn client(&self) -> Client {
+        self.login("tester", "").await.unwrap()
+    }
+
+    fn state_hash(&self) -> [u8; 32] {
+        self.engine.proof().unwrap().hashes.state.0
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.done).await.unwrap().unwrap();
+    }
+}
+
+/// pgvector's `vector` on the client side, in its binary form.
+#[derive(Debug, Clone, PartialEq)]
+struct Vector(Vec<f32>);
+
+impl ToSql for Vector {
+    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        out.put_u16(u16::try_from(self.0.len())?);
+        out.put_u16(0);
+        for x in &self.0 {
+            out.put_f32(*x);
+        }
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        ty.name() == "vector"
+    }
+
+    to_sql_checked!();
+}
+
+impl<'a> FromSql<'a> for Vector {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Vector, Box<dyn Error + Sync + Send>> {
+        let dim = usize::from(u16::from_be_bytes([raw[0], raw[1]]));
+        assert_eq!(raw.len(), 4 + 4 * dim, "pgvector binary length");
+        Ok(Vector(
+            raw[4..]
+                .chunks_exact(4)
+                .map(|c| f32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        ty.name() == "vector"
+    }
+}
+
+fn vector_type() -> Type {
+    Type::new("vector".into(), 50_001, Kind::Simple, "public".into())
+}
+
+/// The rows of a simple query, as text.
+async fn simple_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The SQLSTATE of a failed statement.
+fn code(e: &tokio_postgres::Error) -> String {
+    e.code()
+        .map(|c| c.code().to_owned())
+        .unwrap_or_else(|| format!("no SQLSTATE: {e}"))
+}
+
+const DOCS: &str =
+    "CREATE TABLE docs (id BIGINT PRIMARY KEY, vec VECTOR(3), tag BIGINT, metadata JSONB)";
+
+/// The fixture rows: (id, vector, tag).
+const ROWS: [(i64, [f64; 3], i64); 5] = [
+    (1, [1.0, 0.0, 0.0], 7),
+    (2, [0.0, 1.0, 0.0], 7),
+    (3, [0.0, 0.0, 1.0], 8),
+    (4, [1.0, 1.0, 0.0], 7),
+    (5, [3.0, 4.0, 0.0], 9),
+];
+
+async fn seed(client: &Client) {
+    client.batch_execute(DOCS).await.unwrap();
+    let values: Vec<String> = ROWS
+        .iter()
+        .map(|(id, v, tag)| {
+            format!(
+                "({id}, '[{},{},{}]', {tag}, '{{\"n\": {id}}}')",
+                v[0], v[1], v[2]
+            )
+        })
+        .collect();
+    let n = client
+        .execute(
+            &format!("INSERT INTO docs VALUES {}", values.join(", ")),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, ROWS.len() as u64);
+}
+
+fn l2(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// Proves reads over both protocols: a simple query's text rows, and an
+/// extended query with an integer parameter and typed binary results.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simple_and_extended_reads() {
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    seed(&client).await;
+
+    let rows = simple_rows(
+        &client,
+        "SELECT id, tag, metadata FROM docs WHERE tag = 7 ORDER BY id",
+    )
+    .await;
+    let expected: Vec<Vec<Option<String>>> = ROWS
+        .iter()
+        .filter(|r| r.2 == 7)
+        .map(|(id, _, tag)| {
+            // Metadata is stored canonical (compact JSON) and shown as bytea hex.
+            let json = format!("{{\"n\":{id}}}");
+            let hex: String = json.bytes().map(|b| format!("{b:02x}")).collect();
+            vec![
+                Some(id.to_string()),
+                Some(tag.to_string()),
+                Some(format!("\\x{hex}")),
+            ]
+        })
+        .collect();
+    assert_eq!(rows, expected);
+
+    let rows = client
+        .query(
+            "SELECT id, tag FROM docs WHERE tag = $1 ORDER BY id",
+            &[&7i64],
+        )
+        .await
+        .unwrap();
+    let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(ids, [1, 2, 4]);
+    assert!(rows.iter().all(|r| r.get::<_, i64>(1) == 7));
+
+    // Several statements in one simple query run in order.
+    let rows = simple_rows(&client, "SELECT 1; SELECT count(*) FROM docs").await;
+    assert_eq!(rows, vec![vec![Some("1".into())], vec![Some("5".into())]]);
+    server.stop().await;
+}
+
+/// Proves pgvector's operators with a text parameter and a binary vector
+/// parameter, against distances computed here in f64, and that `vec`
+/// reads back in pgvector's binary form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vector_parameters_and_operators() {
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    seed(&client).await;
+    let q = [1.0, 2.0, 0.5];
+    let mut expected: Vec<(f64, i64)> = ROWS.iter().map(|(id, v, _)| (l2(v, &q), *id)).collect();
+    expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
+
+    // The server infers `vector` for an untyped argument of `<->`.
+    let statement = client
+        .prepare("SELECT id, vec <-> $1 AS d FROM docs ORDER BY d, id LIMIT 3")
+        .await
+        .unwrap();
+    assert_eq!(statement.params()[0].name(), "vector");
+    // A text parameter, typed so by the client, in pgvector's text form.
+    let statement = client
+        .prepare_typed(
+            "SELECT id, vec <-> $1 AS d FROM docs ORDER BY d, id LIMIT 3",
+            &[Type::TEXT],
+        )
+        .await
+        .unwrap();
+    let rows = client.query(&statement, &[&"[1, 2, 0.5]"]).await.unwrap();
+    let got: Vec<(f64, i64)> = rows.iter().map(|r| (r.get(1), r.get(0))).collect();
+    assert_eq!(got.len(), 3);
+    for ((d, id), (ed, eid)) in got.iter().zip(&expected) {
+        assert_eq!(id, eid);
+        assert!((d - ed).abs() < 1e-9, "{d} vs {ed}");
+    }
+
+    // Binary vector parameter, typed by the client.
+    let statement = client
+        .prepare_typed(
+            "SELECT id, vec FROM docs ORDER BY vec <-> $1, id LIMIT 2",
+            &[vector_type()],
+        )
+        .await
+        .unwrap();
+    let rows = client
+        .query(&statement, &[&Vector(vec![1.0, 2.0, 0.5])])
+        .await
+        .unwrap();
+    let got: Vec<(i64, Vector)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let want: Vec<i64> = expected.iter().take(2).map(|e| e.1).collect();
+    assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), want);
+    for (id, v) in &got {
+        let stored = ROWS.iter().find(|r| r.0 == *id).unwrap().1;
+        assert_eq!(v.0, stored.iter().map(|x| *x as f32).collect::<Vec<_>>());
+    }
+
+    // Negative inner product and cosine distance, one row checked each.
+    let row = client
+        .query_one(
+            "SELECT vec <#> '[1,2,0.5]', vec <=> '[1,2,0.5]' FROM docs WHERE id = 5",
+            &[],
+        )
+        .await
+        .unwrap();
+    let v5 = [3.0, 4.0, 0.0];
+    let dot: f64 = v5.iter().zip(&q).map(|(a, b)| a * b).sum();
+    assert_eq!(row.get::<_, f64>(0), -dot);
+    let cos = dot / (l2(&v5, &[0.0; 3]) * l2(&q, &[0.0; 3]));
+    // Valori's cosine uses integer square roots of the raw Q16.16 norms
+    // (docs/format.md), within 2^-16 of the real value here.
+    let got: f64 = row.get(1);
+    assert!((got - (1.0 - cos)).abs() < 1e-4, "{got} vs {}", 1.0 - cos);
+    server.stop().await;
+}
+
+/// Proves writes: multi-row INSERT, engine-chosen ids, UPDATE, DELETE,
+/// COPY in text and CSV form, DROP; and that each is visible to the next
+/// statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_and_copy() {
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    seed(&client).await;
+
+    let n = client
+        .execute(
+            "UPDATE docs SET tag = $1, metadata = '[1,2]' WHERE id IN (1, 2, 99)",
+            &[&11i64],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let n = client
+        .execute("DELETE FROM docs WHERE id = $1 OR id = 3", &[&5i64])
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let rows = simple_rows(&client, "SELECT id, tag FROM docs ORDER BY id").await;
+    let rows: Vec<(String, String)> = rows
+        .into_iter()
+        .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("1".into(), "11".into()),
+            ("2".into(), "11".into()),
+            ("4".into(), "7".into())
+        ]
+    );
+
+    // Without an id column the engine chooses ids after the largest the
+    // table has held (5, although deleted).
+    client
+        .execute(
+            "INSERT INTO docs (vec) VALUES ('[0,0,0]'), ('[1,1,1]')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let ids = simple_rows(&client, "SELECT id FROM docs WHERE id > 4 ORDER BY id").await;
+    assert_eq!(ids, vec![vec![Some("6".into())], vec![Some("7".into())]]);
+
+    // COPY, text format.
+    let sink = client
+        .copy_in("COPY docs (id, vec, tag, metadata) FROM STDIN")
+        .await
+        .unwrap();
+    let data = "10\t[1,0,1]\t3\t{\"b\": 1, \"a\": 2}\n11\t[0,1,1]\t3\t\\N\n";
+    use futures::SinkExt;
+    let mut sink = Box::pin(sink);
+    sink.send(bytes::Bytes::from(data)).await.unwrap();
+    let copied = sink.as_mut().finish().await.unwrap();
+    assert_eq!(copied, 2);
+    // COPY, CSV with a header.
+    let sink = client
+        .copy_in("COPY docs (id, vec, tag) FROM STDIN WITH (FORMAT csv, HEADER)")
+        .await
+        .unwrap();
+    let mut sink = Box::pin(sink);
+    sink.send(bytes::Bytes::from("id,vec,tag\n12,\"[2,2,2]\",4\n"))
+        .await
+        .unwrap();
+    assert_eq!(sink.as_mut().finish().await.unwrap(), 1);
+    let rows = simple_rows(
+        &client,
+        "SELECT id, tag, metadata FROM docs WHERE id >= 10 ORDER BY id",
+    )
+    .await;
+    // Metadata keys are stored sorted and compact.
+    let canonical: String = "{\"a\":2,\"b\":1}"
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            vec![
+                Some("10".into()),
+                Some("3".into()),
+                Some(format!("\\x{canonical}"))
+            ],
+            vec![Some("11".into()), Some("3".into()), Some("\\x".into())],
+            vec![Some("12".into()), Some("4".into()), Some("\\x".into())],
+        ]
+    );
+
+    client
+        .batch_execute("CREATE INDEX ON docs USING hnsw (vec vector_l2_ops) WITH (m = 16)")
+        .await
+        .unwrap();
+    client.batch_execute("DROP TABLE docs").await.unwrap();
+    let e = client.simple_query("SELECT * FROM docs").await.unwrap_err();
+    assert_eq!(code(&e), "42P01");
+    server.stop().await;
+}
+
+/// Proves the SQLSTATE of each kind of bad statement, and that none of
+/// them changes the state hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_have_sqlstates_and_change_nothing() {
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    seed(&client).await;
+    let before = server.state_hash();
+    let cases = [
+        ("SELEKT 1", "42601"),
+        ("INSERT INTO docs VALUES (", "42601"),
+        ("SELECT * FROM nope", "42P01"),
+        ("INSERT INTO nope (id, vec) VALUES (1, '[1,2,3]')", "42P01"),
+        ("SELECT nope FROM docs", "42703"),
+        ("INSERT INTO docs (id, nope) VALUES (1, 2)", "42703"),
+        ("SELECT l2(vec, '[1,2') FROM docs", "22P02"),
+        ("INSERT INTO docs (id, vec) VALUES (9, '[1,x,3]')", "22P02"),
+        ("INSERT INTO docs (id, vec) VALUES (9, '[1,2]')", "22023"),
+        (
+            "INSERT INTO docs (id, vec) VALUES (9, '[1,2,40000]')",
+            "22023",
+        ),
+        (
+            "INSERT INTO docs (id, vec) VALUES (9, '[1,2,NaN]')",
+            "22023",
+        ),
+        ("INSERT INTO docs (id, vec) VALUES (1, '[1,2,3]')", "23505"),
+        // The whole batch is refused when one row is bad: 9 is not written.
+        (
+            "INSERT INTO docs (id, vec) VALUES (9, '[1,2,3]'), (2, '[1,2,3]')",
+            "23505",
+        ),
+        (
+            "INSERT INTO docs (id, vec) VALUES (9, '[1,2,3]'), (9, '[1,2,3]')",
+            "23505",
+        ),
+        (
+            "INSERT INTO docs (id, vec, metadata) VALUES (9, '[1,2,3]', 'not json')",
+            "22P02",
+        ),
+        (DOCS, "42P07"),
+        ("DELETE FROM docs", "0A000"),
+        ("UPDATE docs SET vec = '[1,2,3]' WHERE id = 1", "0A000"),
+    ];
+    for (sql, want) in cases {
+        let e = client.simple_query(sql).await.unwrap_err();
+        assert_eq!(code(&e), want, "{sql}: {e:?}");
+        // The extended protocol reports the same code.
+        let e = client.query(sql, &[]).await.unwrap_err();
+        assert_eq!(code(&e), want, "{sql} (extended): {e:?}");
+    }
+    assert_eq!(server.state_hash(), before);
+    // The connection still works.
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM docs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, ROWS.len() as i64);
+    server.stop().await;
+}
+
+/// Proves SCRAM logins: the right key logs in, a wrong one gets 28P01;
+/// a read-role user reads but gets 25006 for every kind of write, and
+/// the state does not change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_logins_and_roles() {
+    let server = Server::start(&["alice:s3cret:write", "bob:r3ad:read"]).await;
+    let alice = server.login("alice", "s3cret").await.unwrap();
+    seed(&alice).await;
+    let e = server.login("alice", "wrong").await.unwrap_err();
+    assert_eq!(code(&e), "28P01");
+    let e = server.login("carol", "s3cret").await.unwrap_err();
+    assert_eq!(code(&e), "28P01");
+
+    let bob = server.login("bob", "r3ad").await.unwrap();
+    let count: i64 = bob
+        .query_one("SELECT count(*) FROM docs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, ROWS.len() as i64);
+    let before = server.state_hash();
+    for sql in [
+        "INSERT INTO docs (id, vec) VALUES (9, '[1,2,3]')",
+        "DELETE FROM docs WHERE id = 1",
+        "UPDATE docs SET tag = 1 WHERE id = 1",
+        "DROP TABLE docs",
+        "CREATE TABLE other (id BIGINT, vec VECTOR(2))",
+        "COPY docs FROM STDIN",
+    ] {
+        let e = bob.simple_query(sql).await.unwrap_err();
+        assert_eq!(code(&e), "25006", "{sql}");
+    }
+    assert_eq!(server.state_hash(), before);
+    server.stop().await;
+}
+
+/// Proves per-connection settings: SET and SHOW of valori.ef_search and
+/// valori.exact, refusal of bad values, and that another connection
+/// keeps its own values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_settings() {
+    let server = Server::start(&[]).await;
+    let a = server.client().await;
+    let b = server.client().await;
+    a.batch_execute("SET valori.ef_search = 64; SET valori.exact TO on")
+        .await
+        .unwrap();
+    assert_eq!(
+        simple_rows(&a, "SHOW valori.ef_search").await,
+        vec![vec![Some("64".into())]]
+    );
+    assert_eq!(
+        simple_rows(&a, "SHOW valori.exact").await,
+        vec![vec![Some("on".into())]]
+    );
+    assert_eq!(
+        simple_rows(&b, "SHOW valori.ef_search").await,
+        vec![vec![Some("default".into())]]
+    );
+    let e = a
+        .simple_query("SET valori.ef_search = -3")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "22023");
+    // BEGIN/COMMIT are answered; each statement is already durable.
+    a.batch_execute("BEGIN; SELECT 1; COMMIT").await.unwrap();
+    server.stop().await;
+}
+
+/// Proves statement_timeout and cancel requests end a long query with
+/// 57014, and the connection stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_and_cancel() {
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    let slow = "SELECT count(*) FROM generate_series(1, 2000000000) a";
+    client
+        .batch_execute("SET statement_timeout = 200")
+        .await
+        .unwrap();
+    let e = client.simple_query(slow).await.unwrap_err();
+    assert_eq!(code(&e), "57014");
+    client
+        .batch_execute("SET statement_timeout = 0")
+        .await
+        .unwrap();
+
+    let token = client.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        token.cancel_query(NoTls).await.unwrap();
+    });
+    let e = client.simple_query(slow).await.unwrap_err();
+    assert_eq!(code(&e), "57014");
+    canceller.await.unwrap();
+    let one: i32 = client.query_one("SELECT 1::INT", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    server.stop().await;
+}
+
+/// Proves many connections at once each see their own writes and the
+/// total is exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_connections() {
+    let server = Server::start(&[]).await;
+    server.client().await.batch_execute(DOCS).await.unwrap();
+    let mut tasks = Vec::new();
+    for c in 0..16i64 {
+        let client = server.client().await;
+        tasks.push(tokio::spawn(async move {
+            for i in 0..5i64 {
+                let id = c * 100 + i;
+                client
+                    .execute(
+                        "INSERT INTO docs (id, vec, tag) VALUES ($1, '[1,2,3]', $2)",
+                        &[&id, &c],
+                    )
+                    .await
+                    .unwrap();
+            }
+            let n: i64 = client
+                .query_one("SELECT count(*) FROM docs WHERE tag = $1", &[&c])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(n, 5);
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let n: i64 = server
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM docs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 80);
+    server.stop().await;
+}
