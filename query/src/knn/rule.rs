@@ -1,0 +1,405 @@
+//! The optimizer rule that puts a [`KnnNode`] where a distance sort was.
+//!
+//! ```text
+//! Sort: d ASC, fetch=k                      Projection: id, tag, __valori_distance AS d
+//!   Projection: id, tag, l2(vec_q16, q) AS d  Sort: __valori_rank ASC, fetch=k
+//!     Filter: tag = 7 AND id > 3       =>       ValoriKnn: collection=docs k=k tag=7 filter=id > 3
+//!       TableScan: docs
+//! ```
+//!
+//! The sort on the rank keeps the node's order wherever DataFusion's
+//! physical optimizer moves things; it sorts `k` rows that are already in
+//! order. The projection on top gives the plan exactly the schema it had.
+
+use std::sync::Arc;
+
+use datafusion::catalog::TableProvider;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema, DFSchemaRef, Result};
+use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::expr::InList;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, Extension, LogicalPlan, Operator, Projection, Sort, SortExpr, TableScan,
+};
+use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
+use valori_core::distance::Metric;
+
+use super::node::{KnnNode, node_schema};
+use super::{DISTANCE_COLUMN, KnnSearch, RANK_COLUMN, TagSet};
+use crate::functions::{Argument, DistanceFunction, constant_vector, distance_function_of};
+use crate::provider::{
+    CollectionTable, ID_INDEX, TAG_INDEX, VEC_INDEX, VEC_Q16_INDEX, tag_equality, u64_literal,
+};
+use crate::settings::{SearchSettings, ValoriOptions};
+
+/// See the [module documentation](super).
+#[derive(Debug, Default)]
+pub struct KnnRule;
+
+impl OptimizerRule for KnnRule {
+    fn name(&self) -> &str {
+        "valori_knn"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::TopDown)
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        let LogicalPlan::Sort(sort) = &plan else {
+            return Ok(Transformed::no(plan));
+        };
+        let settings = config
+            .options()
+            .extensions
+            .get::<ValoriOptions>()
+            .map(SearchSettings::from)
+            .unwrap_or_default();
+        match rewrite_sort(sort, settings)? {
+            Some(rewritten) => Ok(Transformed::yes(rewritten)),
+            None => Ok(Transformed::no(plan)),
+        }
+    }
+}
+
+/// `expr` without its aliases.
+fn strip(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Alias(alias) => strip(&alias.expr),
+        other => other,
+    }
+}
+
+/// The scan below a chain of filters and aliases, with the filters'
+/// conjuncts restated over `plan`'s own schema (every plan in the chain has
+/// the same columns in the same order, only the qualifiers differ).
+struct Source<'a> {
+    scan: &'a TableScan,
+    provider: Arc<dyn TableProvider>,
+    /// `plan`'s schema: the columns as the expressions above name them.
+    base: DFSchemaRef,
+    predicates: Vec<Expr>,
+}
+
+impl Source<'_> {
+    /// The table column (index into the table schema) `column` of `base`
+    /// stands for.
+    fn table_column(&self, column: &Column) -> Option<usize> {
+        let index = self.base.index_of_column(column).ok()?;
+        match &self.scan.projection {
+            Some(projection) => projection.get(index).copied(),
+            None => Some(index),
+        }
+    }
+}
+
+fn source(plan: &LogicalPlan) -> Option<Source<'_>> {
+    let base = Arc::clone(plan.schema());
+    let mut predicates = Vec::new();
+    let mut current = plan;
+    loop {
+        match current {
+            LogicalPlan::Filter(filter) => {
+                for conjunct in split_conjunction(&filter.predicate) {
+                    predicates.push(rebase(conjunct, filter.input.schema(), &base)?);
+                }
+                current = filter.input.as_ref();
+            }
+            LogicalPlan::SubqueryAlias(alias) => current = alias.input.as_ref(),
+            LogicalPlan::TableScan(scan) => {
+                let provider = source_as_provider(&scan.source).ok()?;
+                return Some(Source {
+                    scan,
+                    provider,
+                    base,
+                    predicates,
+                });
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// `expr` over `from` restated over `to`, column by position; `None` if it
+/// names a column `from` lacks or reaches outside the query (subqueries,
+/// outer references), which the node cannot evaluate.
+fn rebase(expr: &Expr, from: &DFSchema, to: &DFSchema) -> Option<Expr> {
+    let outside = expr
+        .exists(|e| {
+            Ok(matches!(
+                e,
+                Expr::ScalarSubquery(_)
+                    | Expr::InSubquery(_)
+                    | Expr::Exists(_)
+                    | Expr::OuterReferenceColumn(..)
+                    | Expr::Placeholder(_)
+            ))
+        })
+        .unwrap_or(true);
+    if outside || from.fields().len() != to.fields().len() {
+        return None;
+    }
+    let mut missing = false;
+    let rebased = expr
+        .clone()
+        .transform(|e| match e {
+            Expr::Column(column) => match from.index_of_column(&column) {
+                Ok(index) => {
+                    let (qualifier, field) = to.qualified_field(index);
+                    Ok(Transformed::yes(Expr::Column(Column::new(
+                        qualifier.cloned(),
+                        field.name(),
+                    ))))
+                }
+                Err(_) => {
+                    missing = true;
+                    Ok(Transformed::no(Expr::Column(column)))
+                }
+            },
+            other => Ok(Transformed::no(other)),
+        })
+        .ok()?
+        .data;
+    (!missing).then_some(rebased)
+}
+
+/// A distance function of the table's vector column and a constant.
+struct Call {
+    function: DistanceFunction,
+    query: Vec<i32>,
+}
+
+fn distance_call(
+    expr: &Expr,
+    resolve: &dyn Fn(&Column) -> Option<usize>,
+    dim: usize,
+) -> Option<Call> {
+    let Expr::ScalarFunction(call) = strip(expr) else {
+        return None;
+    };
+    let function = distance_function_of(&call.func)?;
+    let (column, value, argument) = match call.args.as_slice() {
+        [Expr::Column(c), Expr::Literal(v, _)] => (c, v, Argument::Second),
+        [Expr::Literal(v, _), Expr::Column(c)] => (c, v, Argument::First),
+        _ => return None,
+    };
+    if !matches!(resolve(column)?, VEC_INDEX | VEC_Q16_INDEX) {
+        return None;
+    }
+    // A constant the function would reject (or NULL, or of another
+    // dimension) keeps DataFusion's plan, which reports it as before.
+    let query = constant_vector(value, function, argument).ok()??;
+    (query.len() == dim).then_some(Call { function, query })
+}
+
+/// The tags a conjunct allows, when it is only about the tag: `tag = n`,
+/// `tag IN (…)`, or a disjunction of those.
+fn tag_constraint(expr: &Expr, resolve: &dyn Fn(&Column) -> Option<usize>) -> Option<TagSet> {
+    let is_tag = |e: &Expr| matches!(strip(e), Expr::Column(c) if resolve(c) == Some(TAG_INDEX));
+    match strip(expr) {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => match (strip(left), strip(right)) {
+            (c, Expr::Literal(v, _)) | (Expr::Literal(v, _), c) if is_tag(c) => {
+                Some(TagSet::of([u64_literal(v)?]))
+            }
+            _ => None,
+        },
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => {
+            let (TagSet::Only(a), TagSet::Only(b)) = (
+                tag_constraint(left, resolve)?,
+                tag_constraint(right, resolve)?,
+            ) else {
+                return None;
+            };
+            Some(TagSet::of(a.into_iter().chain(b)))
+        }
+        Expr::InList(InList {
+            expr,
+            list,
+            negated: false,
+        }) if is_tag(expr) => {
+            let tags = list
+                .iter()
+                .map(|e| match strip(e) {
+                    Expr::Literal(v, _) => u64_literal(v),
+                    _ => None,
+                })
+                .collect::<Option<Vec<u64>>>()?;
+            Some(TagSet::of(tags))
+        }
+        _ => None,
+    }
+}
+
+/// The rewritten plan for `sort`, or `None` when it is not a KNN query
+/// the engine can answer (see the module documentation).
+fn rewrite_sort(sort: &Sort, settings: SearchSettings) -> Result<Option<LogicalPlan>> {
+    let Some(k) = sort.fetch else {
+        return Ok(None);
+    };
+    let Some((first, rest)) = sort.expr.split_first() else {
+        return Ok(None);
+    };
+    let projection = match sort.input.as_ref() {
+        LogicalPlan::Projection(p) => Some(p),
+        _ => None,
+    };
+    let below = projection.map_or(sort.input.as_ref(), |p| p.input.as_ref());
+    let Some(source) = source(below) else {
+        return Ok(None);
+    };
+    let Some(table) = source.provider.as_ref().downcast_ref::<CollectionTable>() else {
+        return Ok(None);
+    };
+    if source.scan.fetch.is_some() {
+        return Ok(None);
+    }
+    // The collection's metric and dimension, as planned.
+    let facts = table.engine().read(|state| {
+        state
+            .collection(table.name())
+            .filter(|c| c.incarnation() == table.incarnation())
+            .map(|c| (c.config().metric, c.dim()))
+    });
+    let Ok(Some((metric, dim))) = facts else {
+        return Ok(None);
+    };
+
+    let base_column = |c: &Column| source.table_column(c);
+    // A column of the sort's input, followed through the projection.
+    let above_column = |c: &Column| -> Option<usize> {
+        match projection {
+            None => source.table_column(c),
+            Some(p) => match strip(p.expr.get(p.schema.index_of_column(c).ok()?)?) {
+                Expr::Column(inner) => source.table_column(inner),
+                _ => None,
+            },
+        }
+    };
+
+    // The distance: a projected column computed by a distance call, or a
+    // call in the sort key itself.
+    let (call, replaced) = match (strip(&first.expr), projection) {
+        (Expr::Column(c), Some(p)) => {
+            let Ok(index) = p.schema.index_of_column(c) else {
+                return Ok(None);
+            };
+            let Some(call) = p
+                .expr
+                .get(index)
+                .and_then(|e| distance_call(e, &base_column, dim))
+            else {
+                return Ok(None);
+            };
+            (call, Some(index))
+        }
+        (key, _) => match distance_call(key, &above_column, dim) {
+            Some(call) => (call, None),
+            None => return Ok(None),
+        },
+    };
+    let nearer_first = match call.function {
+        DistanceFunction::InnerProduct => !first.asc,
+        _ => first.asc,
+    };
+    let metric_matches = match metric {
+        Metric::L2 => matches!(
+            call.function,
+            DistanceFunction::L2 | DistanceFunction::L2Squared
+        ),
+        Metric::InnerProduct => matches!(
+            call.function,
+            DistanceFunction::InnerProduct | DistanceFunction::NegativeInnerProduct
+        ),
+        Metric::Cosine => call.function == DistanceFunction::CosineDistance,
+    };
+    let id_tie_break = |s: &SortExpr| {
+        s.asc && matches!(strip(&s.expr), Expr::Column(c) if above_column(c) == Some(ID_INDEX))
+    };
+    if !nearer_first || !metric_matches || rest.len() > 1 || !rest.iter().all(id_tie_break) {
+        return Ok(None);
+    }
+
+    // Filters: the scan's own (only `tag = n` reaches it) and the rest.
+    let mut tags = TagSet::Any;
+    for filter in &source.scan.filters {
+        let Some(tag) = tag_equality(filter) else {
+            return Ok(None);
+        };
+        tags = tags.intersect(&TagSet::of([tag]));
+    }
+    let mut residual = Vec::new();
+    for predicate in &source.predicates {
+        match tag_constraint(predicate, &base_column) {
+            Some(set) => tags = tags.intersect(&set),
+            None => residual.push(predicate.clone()),
+        }
+    }
+
+    let columns = table.schema().fields().len();
+    let search = KnnSearch {
+        collection: table.name().clone(),
+        incarnation: table.incarnation(),
+        function: call.function,
+        query: call.query,
+        k,
+        tags,
+        settings,
+        projection: source
+            .scan
+            .projection
+            .clone()
+            .unwrap_or_else(|| (0..columns).collect()),
+    };
+    let node = KnnNode {
+        engine: Arc::clone(table.engine()),
+        search,
+        residual: conjunction(residual),
+        scan_schema: Arc::clone(&source.base),
+        schema: node_schema(&source.base)?,
+    };
+    let ranked = LogicalPlan::Sort(Sort {
+        expr: vec![Expr::Column(Column::new_unqualified(RANK_COLUMN)).sort(true, false)],
+        input: Arc::new(LogicalPlan::Extension(Extension {
+            node: Arc::new(node),
+        })),
+        fetch: Some(k),
+    });
+    let exprs: Vec<Expr> = match projection {
+        Some(p) => p
+            .expr
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                if Some(i) == replaced {
+                    let (qualifier, field) = p.schema.qualified_field(i);
+                    Expr::Column(Column::new_unqualified(DISTANCE_COLUMN))
+                        .alias_qualified(qualifier.cloned(), field.name())
+                } else {
+                    e.clone()
+                }
+            })
+            .collect(),
+        None => source
+            .base
+            .iter()
+            .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
+            .collect(),
+    };
+    Ok(Some(LogicalPlan::Projection(Projection::try_new(
+        exprs,
+        Arc::new(ranked),
+    )?)))
+}
