@@ -41,9 +41,11 @@
 //! - [`SQL_BYTES_MAX`] belongs with the other limits in
 //!   `valori_core::limits`.
 
+pub mod dsl;
 pub mod functions;
 pub mod knn;
 pub mod metadata;
+pub mod metadata_functions;
 pub mod provider;
 pub mod settings;
 
@@ -252,5 +254,6 @@ pub fn session(engine: Arc<Engine>) -> SessionContext {
     // (empty) default schema is dropped.
     let _previous = catalog.register_schema(SCHEMA, Arc::new(ValoriSchema::new(engine)));
     functions::register_functions(&ctx);
+    metadata_functions::register_functions(&ctx);
     ctx
 }

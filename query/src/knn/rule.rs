@@ -1,15 +1,21 @@
 //! The optimizer rule that puts a [`KnnNode`] where a distance sort was.
 //!
 //! ```text
-//! Sort: d ASC, fetch=k                      Projection: id, tag, __valori_distance AS d
-//!   Projection: id, tag, l2(vec_q16, q) AS d  Sort: __valori_rank ASC, fetch=k
-//!     Filter: tag = 7 AND id > 3       =>       ValoriKnn: collection=docs k=k tag=7 filter=id > 3
-//!       TableScan: docs
+//! Sort: d ASC, fetch=k                          Projection: id, tag, __valori_distance AS d
+//!   Projection: id, tag, l2(vec_q16, q) AS d      Projection: id, tag, __valori_distance
+//!     Filter: tag = 7 AND id > 3           =>       Sort: __valori_rank ASC, fetch=k
+//!       TableScan: docs                               ValoriKnn: collection=docs k=k tag=7 filter=id > 3
 //! ```
 //!
-//! The sort on the rank keeps the node's order wherever DataFusion's
-//! physical optimizer moves things; it sorts `k` rows that are already in
-//! order. The projection on top gives the plan exactly the schema it had.
+//! Between the sort and the scan, filters, aliases and projections (such
+//! as those common-subexpression elimination adds) are looked through:
+//! each column and each filter is restated over the scan's columns. The
+//! middle projection recomputes the columns the chain had, on the `k`
+//! rows only; the sort on the rank keeps the node's order wherever
+//! DataFusion's physical optimizer moves things (it sorts rows already in
+//! order, and the physical optimizer drops it, since the node declares its
+//! ordering); the projection on top gives the plan exactly the schema it
+//! had.
 
 use std::sync::Arc;
 
@@ -75,60 +81,110 @@ fn strip(expr: &Expr) -> &Expr {
     }
 }
 
-/// The scan below a chain of filters and aliases, with the filters'
-/// conjuncts restated over `plan`'s own schema (every plan in the chain has
-/// the same columns in the same order, only the qualifiers differ).
+/// The scan below a chain of filters, aliases and projections (such as
+/// the ones common-subexpression elimination adds), with every column of
+/// the chain's top and every filter conjunct restated as an expression
+/// over the scan's columns.
 struct Source<'a> {
     scan: &'a TableScan,
     provider: Arc<dyn TableProvider>,
-    /// `plan`'s schema: the columns as the expressions above name them.
-    base: DFSchemaRef,
+    /// The chain's top schema: the columns as the expressions above name
+    /// them.
+    top: DFSchemaRef,
+    /// For each column of `top`, its value over the scan's columns.
+    columns: Vec<Expr>,
+    /// The filters' conjuncts, over the scan's columns.
     predicates: Vec<Expr>,
 }
 
 impl Source<'_> {
-    /// The table column (index into the table schema) `column` of `base`
-    /// stands for.
-    fn table_column(&self, column: &Column) -> Option<usize> {
-        let index = self.base.index_of_column(column).ok()?;
+    /// The table column (index into the table schema) behind `column` of
+    /// the scan's output.
+    fn scan_column(&self, column: &Column) -> Option<usize> {
+        let index = self.scan.projected_schema.index_of_column(column).ok()?;
         match &self.scan.projection {
             Some(projection) => projection.get(index).copied(),
             None => Some(index),
         }
     }
-}
 
-fn source(plan: &LogicalPlan) -> Option<Source<'_>> {
-    let base = Arc::clone(plan.schema());
-    let mut predicates = Vec::new();
-    let mut current = plan;
-    loop {
-        match current {
-            LogicalPlan::Filter(filter) => {
-                for conjunct in split_conjunction(&filter.predicate) {
-                    predicates.push(rebase(conjunct, filter.input.schema(), &base)?);
-                }
-                current = filter.input.as_ref();
-            }
-            LogicalPlan::SubqueryAlias(alias) => current = alias.input.as_ref(),
-            LogicalPlan::TableScan(scan) => {
-                let provider = source_as_provider(&scan.source).ok()?;
-                return Some(Source {
-                    scan,
-                    provider,
-                    base,
-                    predicates,
-                });
-            }
-            _ => return None,
+    /// The table column `column` of the chain's top stands for, when it is
+    /// a plain column of the scan.
+    fn table_column(&self, column: &Column) -> Option<usize> {
+        let index = self.top.index_of_column(column).ok()?;
+        match strip(self.columns.get(index)?) {
+            Expr::Column(c) => self.scan_column(c),
+            _ => None,
         }
     }
 }
 
-/// `expr` over `from` restated over `to`, column by position; `None` if it
-/// names a column `from` lacks or reaches outside the query (subqueries,
-/// outer references), which the node cannot evaluate.
-fn rebase(expr: &Expr, from: &DFSchema, to: &DFSchema) -> Option<Expr> {
+fn source(plan: &LogicalPlan) -> Option<Source<'_>> {
+    // Down to the scan, remembering the way.
+    let mut chain = Vec::new();
+    let mut current = plan;
+    let scan = loop {
+        match current {
+            LogicalPlan::Filter(f) => current = f.input.as_ref(),
+            LogicalPlan::SubqueryAlias(a) => current = a.input.as_ref(),
+            LogicalPlan::Projection(p) => current = p.input.as_ref(),
+            LogicalPlan::TableScan(scan) => break scan,
+            _ => return None,
+        }
+        chain.push(current);
+    };
+    let provider = source_as_provider(&scan.source).ok()?;
+    // Back up: each plan's columns over the scan's.
+    let mut columns: Vec<Expr> = scan
+        .projected_schema
+        .iter()
+        .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
+        .collect();
+    let mut predicates = Vec::new();
+    let mut below = scan.projected_schema.as_ref();
+    // `chain` ends with the scan; the plans above it, bottom up, end with
+    // `plan` itself (unless `plan` is the scan).
+    let mut above: Vec<&LogicalPlan> = chain.iter().rev().skip(1).copied().collect();
+    if !chain.is_empty() {
+        above.push(plan);
+    }
+    for node in above {
+        match node {
+            LogicalPlan::Filter(f) => {
+                for conjunct in split_conjunction(&f.predicate) {
+                    predicates.push(substitute(conjunct, below, &columns)?);
+                }
+            }
+            LogicalPlan::Projection(p) => {
+                columns = p
+                    .expr
+                    .iter()
+                    .map(|e| substitute(strip(e), below, &columns))
+                    .collect::<Option<Vec<Expr>>>()?;
+            }
+            // An alias renames the columns; their values stay.
+            LogicalPlan::SubqueryAlias(_) => {}
+            _ => return None,
+        }
+        below = node.schema().as_ref();
+    }
+    if columns.len() != plan.schema().fields().len() {
+        return None;
+    }
+    Some(Source {
+        scan,
+        provider,
+        top: Arc::clone(plan.schema()),
+        columns,
+        predicates,
+    })
+}
+
+/// `expr` over `schema` restated with each column replaced by its value in
+/// `columns` (by position in `schema`); `None` if it names a column
+/// `schema` lacks or reaches outside the query (subqueries, outer
+/// references, parameters), which the node cannot evaluate.
+fn substitute(expr: &Expr, schema: &DFSchema, columns: &[Expr]) -> Option<Expr> {
     let outside = expr
         .exists(|e| {
             Ok(matches!(
@@ -138,24 +194,20 @@ fn rebase(expr: &Expr, from: &DFSchema, to: &DFSchema) -> Option<Expr> {
                     | Expr::Exists(_)
                     | Expr::OuterReferenceColumn(..)
                     | Expr::Placeholder(_)
+                    | Expr::AggregateFunction(_)
+                    | Expr::WindowFunction(_)
             ))
         })
         .unwrap_or(true);
-    if outside || from.fields().len() != to.fields().len() {
+    if outside || schema.fields().len() != columns.len() {
         return None;
     }
     let mut missing = false;
-    let rebased = expr
+    let substituted = expr
         .clone()
         .transform(|e| match e {
-            Expr::Column(column) => match from.index_of_column(&column) {
-                Ok(index) => {
-                    let (qualifier, field) = to.qualified_field(index);
-                    Ok(Transformed::yes(Expr::Column(Column::new(
-                        qualifier.cloned(),
-                        field.name(),
-                    ))))
-                }
+            Expr::Column(column) => match schema.index_of_column(&column) {
+                Ok(index) => Ok(Transformed::yes(strip(&columns[index]).clone())),
                 Err(_) => {
                     missing = true;
                     Ok(Transformed::no(Expr::Column(column)))
@@ -165,7 +217,7 @@ fn rebase(expr: &Expr, from: &DFSchema, to: &DFSchema) -> Option<Expr> {
         })
         .ok()?
         .data;
-    (!missing).then_some(rebased)
+    (!missing).then_some(substituted)
 }
 
 /// A distance function of the table's vector column and a constant.
@@ -342,7 +394,7 @@ fn rewrite_sort(sort: &Sort, settings: SearchSettings) -> Result<Option<LogicalP
     }
     let mut residual = Vec::new();
     for predicate in &source.predicates {
-        match tag_constraint(predicate, &base_column) {
+        match tag_constraint(predicate, &|c: &Column| source.scan_column(c)) {
             Some(set) => tags = tags.intersect(&set),
             None => residual.push(predicate.clone()),
         }
@@ -363,12 +415,13 @@ fn rewrite_sort(sort: &Sort, settings: SearchSettings) -> Result<Option<LogicalP
             .clone()
             .unwrap_or_else(|| (0..columns).collect()),
     };
+    let scan_schema = Arc::clone(&source.scan.projected_schema);
     let node = KnnNode {
         engine: Arc::clone(table.engine()),
         search,
         residual: conjunction(residual),
-        scan_schema: Arc::clone(&source.base),
-        schema: node_schema(&source.base)?,
+        schema: node_schema(&scan_schema)?,
+        scan_schema,
     };
     let ranked = LogicalPlan::Sort(Sort {
         expr: vec![Expr::Column(Column::new_unqualified(RANK_COLUMN)).sort(true, false)],
@@ -377,6 +430,27 @@ fn rewrite_sort(sort: &Sort, settings: SearchSettings) -> Result<Option<LogicalP
         })),
         fetch: Some(k),
     });
+    // The columns the sort's input chain had, recomputed from the scan's
+    // (the same columns unless the chain computed some), and the
+    // distance.
+    let distance = || Expr::Column(Column::new_unqualified(DISTANCE_COLUMN));
+    let mut chain_top: Vec<Expr> = source
+        .top
+        .iter()
+        .zip(&source.columns)
+        .map(|((qualifier, field), value)| {
+            let same = Expr::Column(Column::new(qualifier.cloned(), field.name()));
+            if *value == same {
+                same
+            } else {
+                value
+                    .clone()
+                    .alias_qualified(qualifier.cloned(), field.name())
+            }
+        })
+        .collect();
+    chain_top.push(distance());
+    let chain_top = LogicalPlan::Projection(Projection::try_new(chain_top, Arc::new(ranked))?);
     let exprs: Vec<Expr> = match projection {
         Some(p) => p
             .expr
@@ -385,21 +459,20 @@ fn rewrite_sort(sort: &Sort, settings: SearchSettings) -> Result<Option<LogicalP
             .map(|(i, e)| {
                 if Some(i) == replaced {
                     let (qualifier, field) = p.schema.qualified_field(i);
-                    Expr::Column(Column::new_unqualified(DISTANCE_COLUMN))
-                        .alias_qualified(qualifier.cloned(), field.name())
+                    distance().alias_qualified(qualifier.cloned(), field.name())
                 } else {
                     e.clone()
                 }
             })
             .collect(),
         None => source
-            .base
+            .top
             .iter()
             .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
             .collect(),
     };
     Ok(Some(LogicalPlan::Projection(Projection::try_new(
         exprs,
-        Arc::new(ranked),
+        Arc::new(chain_top),
     )?)))
 }

@@ -17,23 +17,23 @@ use valori_query::{QueryEngine, QueryError, SQL_BYTES_MAX, datafusion};
 
 use super::{block_on, create, data_dir, id_values, ids, literal, name};
 
-const EXACT: SearchSettings = SearchSettings {
+pub(super) const EXACT: SearchSettings = SearchSettings {
     ef_search: None,
     exact: true,
 };
-const GRAPH: SearchSettings = SearchSettings {
+pub(super) const GRAPH: SearchSettings = SearchSettings {
     ef_search: None,
     exact: false,
 };
 
-struct Data {
-    base: Vec<Vec<f32>>,
-    queries: Vec<Vec<f32>>,
+pub(super) struct Data {
+    pub(super) base: Vec<Vec<f32>>,
+    pub(super) queries: Vec<Vec<f32>>,
     /// Exact top-100 base rows per query, under L2 on the floats.
     truth: Vec<Vec<usize>>,
 }
 
-fn load(set: &str, rows: usize, queries: usize) -> Data {
+pub(super) fn load(set: &str, rows: usize, queries: usize) -> Data {
     let dir = data_dir().join(set);
     let base = valori_columnar::texmex::read_fvecs(&dir.join("base.fvecs")).unwrap();
     let q = valori_columnar::texmex::read_fvecs(&dir.join("query.fvecs")).unwrap();
@@ -83,25 +83,25 @@ fn engine_with(
 
 /// A session over `engine` without the KNN rule: DataFusion's own plan,
 /// the reference the rewrite must match.
-fn plain(engine: &Arc<Engine>) -> SessionContext {
+pub(super) fn plain(engine: &Arc<Engine>) -> SessionContext {
     let ctx = valori_query::session(Arc::clone(engine));
     assert!(ctx.remove_optimizer_rule("valori_knn"));
     ctx
 }
 
-async fn plain_rows(ctx: &SessionContext, sql: &str) -> Vec<(u64, f64)> {
+pub(super) async fn plain_rows(ctx: &SessionContext, sql: &str) -> Vec<(u64, f64)> {
     let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
     id_values(&batches)
 }
 
-async fn run(q: &QueryEngine, sql: &str, settings: &SearchSettings) -> Vec<RecordBatch> {
+pub(super) async fn run(q: &QueryEngine, sql: &str, settings: &SearchSettings) -> Vec<RecordBatch> {
     match q.execute_with(sql, settings).await {
         Ok(out) => out.batches,
         Err(e) => panic!("{sql}: {e}"),
     }
 }
 
-async fn explain(q: &QueryEngine, sql: &str, settings: &SearchSettings) -> String {
+pub(super) async fn explain(q: &QueryEngine, sql: &str, settings: &SearchSettings) -> String {
     let batches = run(q, &format!("EXPLAIN {sql}"), settings).await;
     datafusion::arrow::util::pretty::pretty_format_batches(&batches)
         .unwrap()
@@ -109,7 +109,7 @@ async fn explain(q: &QueryEngine, sql: &str, settings: &SearchSettings) -> Strin
 }
 
 /// The `ValoriKnnExec` line of a plan, trimmed of the table's borders.
-fn knn_line(plan: &str) -> Option<String> {
+pub(super) fn knn_line(plan: &str) -> Option<String> {
     plan.lines()
         .find_map(|l| l.find("ValoriKnnExec:").map(|i| l[i..].to_owned()))
         .map(|l| l.trim_end_matches(['|', ' ']).to_owned())
