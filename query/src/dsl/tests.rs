@@ -355,3 +355,111 @@ fn parameter_errors() {
         "{e}"
     );
 }
+
+/// Proves, on 20,000 pseudo-random token sequences (seeded; the seed is in
+/// the message), that parsing never panics and fails only with a parse
+/// error, and that every query that parses lowers to SQL that DataFusion's
+/// SQL parser reads as exactly one statement (nothing in the text escapes
+/// its literal).
+#[test]
+fn random_inputs_parse_or_fail_cleanly() {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser as SqlParser;
+
+    const TOKENS: [&str; 48] = [
+        "SELECT",
+        "FROM",
+        "NEAREST",
+        "K",
+        "EF",
+        "EXACT",
+        "WHERE",
+        "AND",
+        "OR",
+        "NOT",
+        "IN",
+        "id",
+        "tag",
+        "metadata",
+        "distance",
+        "vec",
+        "meta.lang",
+        "meta.a.0",
+        "docs",
+        "x_1",
+        "$q",
+        "$",
+        "[1, 2]",
+        "[",
+        "]",
+        "[0.5,-1e3]",
+        "(",
+        ")",
+        ",",
+        "=",
+        "!=",
+        "<>",
+        "<",
+        "<=",
+        ">",
+        ">=",
+        "'en'",
+        "'O''x'",
+        "'",
+        "''",
+        "10",
+        "-3",
+        "2.5",
+        "true",
+        "false",
+        "--c\n",
+        ";",
+        "\"",
+    ];
+    let seed: u64 = 0x5641_4c4f_5249_0006;
+    let mut state = seed;
+    let mut next = |n: usize| -> usize {
+        // SplitMix64: deterministic, no dependency.
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) % n as u64) as usize
+    };
+    let mut parsed = 0;
+    for case in 0..20_000 {
+        // Half the cases start like a query, so that deeper rules are hit.
+        let mut text = if case % 2 == 0 {
+            String::from("FROM docs NEAREST $q K 5 ")
+        } else {
+            String::new()
+        };
+        for _ in 0..next(12) {
+            text.push_str(TOKENS[next(TOKENS.len())]);
+            text.push(' ');
+        }
+        match parse(&text) {
+            Ok(query) => {
+                parsed += 1;
+                let params = params("q", &[1.0, 2.0]);
+                if let Ok(lowered) = to_sql(&query, Metric::L2, &params, &SearchSettings::default())
+                {
+                    let statements = SqlParser::parse_sql(&GenericDialect {}, &lowered.sql)
+                        .unwrap_or_else(|e| {
+                            panic!(
+                                "seed {seed:#x} case {case}: {text:?} -> {}: {e}",
+                                lowered.sql
+                            )
+                        });
+                    assert_eq!(statements.len(), 1, "seed {seed:#x} case {case}: {text:?}");
+                }
+            }
+            Err(DslError::Parse { line, column, .. }) => {
+                assert!(line >= 1 && column >= 1, "seed {seed:#x} case {case}");
+            }
+            Err(other) => panic!("seed {seed:#x} case {case}: {text:?}: {other:?}"),
+        }
+    }
+    // The generator reaches valid queries, not only errors.
+    assert!(parsed > 100, "{parsed}");
+}

@@ -107,16 +107,6 @@ impl Source<'_> {
             None => Some(index),
         }
     }
-
-    /// The table column `column` of the chain's top stands for, when it is
-    /// a plain column of the scan.
-    fn table_column(&self, column: &Column) -> Option<usize> {
-        let index = self.top.index_of_column(column).ok()?;
-        match strip(self.columns.get(index)?) {
-            Expr::Column(c) => self.scan_column(c),
-            _ => None,
-        }
-    }
 }
 
 fn source(plan: &LogicalPlan) -> Option<Source<'_>> {
@@ -329,38 +319,29 @@ fn rewrite_sort(sort: &Sort, settings: SearchSettings) -> Result<Option<LogicalP
         return Ok(None);
     };
 
-    let base_column = |c: &Column| source.table_column(c);
-    // A column of the sort's input, followed through the projection.
-    let above_column = |c: &Column| -> Option<usize> {
-        match projection {
-            None => source.table_column(c),
-            Some(p) => match strip(p.expr.get(p.schema.index_of_column(c).ok()?)?) {
-                Expr::Column(inner) => source.table_column(inner),
-                _ => None,
-            },
-        }
+    // A sort key's value over the scan's columns: through the projection
+    // below the sort (if any), then through the chain down to the scan.
+    let over_scan = |key: &Expr| -> Option<Expr> {
+        let over_top = match projection {
+            Some(p) => substitute(strip(key), &p.schema, &p.expr)?,
+            None => strip(key).clone(),
+        };
+        substitute(&over_top, &source.top, &source.columns)
     };
+    let scan_column = |c: &Column| source.scan_column(c);
 
-    // The distance: a projected column computed by a distance call, or a
-    // call in the sort key itself.
-    let (call, replaced) = match (strip(&first.expr), projection) {
-        (Expr::Column(c), Some(p)) => {
-            let Ok(index) = p.schema.index_of_column(c) else {
-                return Ok(None);
-            };
-            let Some(call) = p
-                .expr
-                .get(index)
-                .and_then(|e| distance_call(e, &base_column, dim))
-            else {
-                return Ok(None);
-            };
-            (call, Some(index))
-        }
-        (key, _) => match distance_call(key, &above_column, dim) {
-            Some(call) => (call, None),
-            None => return Ok(None),
-        },
+    // The distance: a distance call of the vector column and a constant,
+    // written in the sort key or computed by the projection (possibly as
+    // a common subexpression).
+    let Some(call) = over_scan(&first.expr).and_then(|e| distance_call(&e, &scan_column, dim))
+    else {
+        return Ok(None);
+    };
+    // The projected column the key names, which the node's distance
+    // replaces.
+    let replaced = match (strip(&first.expr), projection) {
+        (Expr::Column(c), Some(p)) => p.schema.index_of_column(c).ok(),
+        _ => None,
     };
     let nearer_first = match call.function {
         DistanceFunction::InnerProduct => !first.asc,
@@ -378,7 +359,8 @@ fn rewrite_sort(sort: &Sort, settings: SearchSettings) -> Result<Option<LogicalP
         Metric::Cosine => call.function == DistanceFunction::CosineDistance,
     };
     let id_tie_break = |s: &SortExpr| {
-        s.asc && matches!(strip(&s.expr), Expr::Column(c) if above_column(c) == Some(ID_INDEX))
+        s.asc
+            && matches!(over_scan(&s.expr), Some(Expr::Column(c)) if scan_column(&c) == Some(ID_INDEX))
     };
     if !nearer_first || !metric_matches || rest.len() > 1 || !rest.iter().all(id_tie_break) {
         return Ok(None);

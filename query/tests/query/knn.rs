@@ -445,3 +445,60 @@ fn statements_longer_than_the_limit_are_refused() {
         assert!(e.is_user_error(), "{e:?}");
     });
 }
+
+/// Proves the rule sees through the shapes DataFusion gives equivalent
+/// queries — a distance used twice (a common subexpression), a table
+/// alias, a subquery, an expression over the distance — and that each
+/// rewritten query, with `exact`, returns exactly DataFusion's own rows
+/// (all columns) ordered by `(d, id)`.
+#[test]
+fn equivalent_shapes_are_rewritten() {
+    let data = load("digits-l2", usize::MAX, 3);
+    let n = data.base.len();
+    let (_tmp, engine) = engine_with(
+        &data,
+        &[("docs", Metric::L2)],
+        &move |i| ((i * 7) % n) as u64 + 1,
+        10,
+    );
+    let q = QueryEngine::new(Arc::clone(&engine));
+    let reference = plain(&engine);
+    block_on(async {
+        for query in &data.queries {
+            let lit = literal(query);
+            let l2 = format!("l2(vec, '{lit}')");
+            let shapes = [
+                format!("SELECT id, {l2} + 1 AS d1, {l2} AS d FROM docs ORDER BY d{{id}} LIMIT 10"),
+                format!(
+                    "SELECT x.id, l2(x.vec, '{lit}') AS d FROM docs AS x WHERE x.tag = 3 ORDER BY d{{id}} LIMIT 10"
+                ),
+                format!(
+                    "SELECT id, d FROM (SELECT id, tag, {l2} AS d FROM docs) WHERE tag = 3 OR tag = 4 ORDER BY d{{id}} LIMIT 10"
+                ),
+                format!(
+                    "SELECT id, sqrt({l2}) AS s, {l2} AS d FROM docs WHERE id % 5 = 1 ORDER BY d{{id}} LIMIT 7 OFFSET 3"
+                ),
+            ];
+            for shape in &shapes {
+                let sql = shape.replace("{id}", "");
+                let plan = explain(&q, &sql, &EXACT).await;
+                assert!(knn_line(&plan).is_some(), "{sql}\n{plan}");
+                let got = run(&q, &sql, &EXACT).await;
+                let want = reference
+                    .sql(&shape.replace("{id}", ", id"))
+                    .await
+                    .unwrap()
+                    .collect()
+                    .await
+                    .unwrap();
+                let text = |b: &[RecordBatch]| {
+                    datafusion::arrow::util::pretty::pretty_format_batches(b)
+                        .unwrap()
+                        .to_string()
+                };
+                assert_eq!(text(&got), text(&want), "{sql}");
+                assert!(!got.is_empty() && got.iter().map(|b| b.num_rows()).sum::<usize>() > 0);
+            }
+        }
+    });
+}
