@@ -54,7 +54,7 @@ use std::sync::Arc;
 pub use datafusion;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::DataFusionError;
+use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
@@ -207,6 +207,20 @@ impl QueryEngine {
         query: &str,
         settings: &settings::SearchSettings,
     ) -> Result<QueryOutput, QueryError> {
+        self.execute_with_params(query, Vec::new(), settings).await
+    }
+
+    /// [`QueryEngine::execute_with`] with values for the placeholders `$1`,
+    /// `$2`, … (in order). The values are bound before the plan is
+    /// optimized, so a bound vector such as
+    /// `ORDER BY l2(vec, $1) LIMIT 10` with `$1 = '[0.1, 0.2]'` is answered
+    /// by the KNN rewrite like a literal.
+    pub async fn execute_with_params(
+        &self,
+        query: &str,
+        params: Vec<ScalarValue>,
+        settings: &settings::SearchSettings,
+    ) -> Result<QueryOutput, QueryError> {
         if query.len() > SQL_BYTES_MAX {
             return Err(QueryError::TooLong {
                 bytes: query.len(),
@@ -225,7 +239,10 @@ impl QueryEngine {
             .insert(ValoriOptions::from(settings));
         let plan = state.create_logical_plan(query).await?;
         options.verify_plan(&plan)?;
-        let frame = DataFrame::new(state, plan);
+        let mut frame = DataFrame::new(state, plan);
+        if !params.is_empty() {
+            frame = frame.with_param_values(params)?;
+        }
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
         let batches = frame.collect().await?;
         Ok(QueryOutput { schema, batches })

@@ -281,6 +281,13 @@ fn graph_recall_on_wordnet() {
             let sql = format!(
                 "SELECT id, tag FROM docs WHERE tag = 2 ORDER BY l2(vec, '{lit}') LIMIT {K}"
             );
+            if i == 0 {
+                let plan = explain(&q, &sql, &GRAPH).await;
+                assert!(
+                    knn_line(&plan).is_some_and(|l| l.contains(" tag=2 path=hnsw ")),
+                    "{plan}"
+                );
+            }
             let found = run(&q, &sql, &GRAPH).await;
             let found_ids = ids(&found);
             assert_eq!(found_ids.len(), K);
@@ -499,6 +506,52 @@ fn equivalent_shapes_are_rewritten() {
                 assert_eq!(text(&got), text(&want), "{sql}");
                 assert!(!got.is_empty() && got.iter().map(|b| b.num_rows()).sum::<usize>() > 0);
             }
+        }
+    });
+}
+
+/// Proves bound placeholders are rewritten like literals: `l2(vec, $1)`
+/// with `tag = $2` runs as the KNN node with the tag pushed into the
+/// search, and returns exactly the rows of the same query written with
+/// literals. Also proves the planned path follows the engine's rule for
+/// selective tags: a tag held by a tenth of the rows is scanned exactly
+/// even when the graph is allowed.
+#[test]
+fn bound_parameters_are_rewritten() {
+    use datafusion::common::ScalarValue;
+    let data = load("digits-l2", usize::MAX, 3);
+    let (_tmp, engine) = engine_with(&data, &[("docs", Metric::L2)], &|i| i as u64, 10);
+    let q = QueryEngine::new(Arc::clone(&engine));
+    block_on(async {
+        for query in &data.queries {
+            let lit = literal(query);
+            let params = || {
+                vec![
+                    ScalarValue::Utf8(Some(lit.clone())),
+                    ScalarValue::UInt64(Some(3)),
+                ]
+            };
+            let sql = "SELECT id, l2(vec, $1) AS d FROM docs WHERE tag = $2 ORDER BY d LIMIT 10";
+            let plan = q
+                .execute_with_params(&format!("EXPLAIN {sql}"), params(), &GRAPH)
+                .await
+                .unwrap();
+            let plan = datafusion::arrow::util::pretty::pretty_format_batches(&plan.batches)
+                .unwrap()
+                .to_string();
+            let line = knn_line(&plan).unwrap_or_else(|| panic!("{plan}"));
+            assert!(line.contains(" tag=3 path=exact "), "{line}");
+            let got = q.execute_with_params(sql, params(), &EXACT).await.unwrap();
+            let want = run(
+                &q,
+                &format!(
+                    "SELECT id, l2(vec, '{lit}') AS d FROM docs WHERE tag = 3 ORDER BY d LIMIT 10"
+                ),
+                &EXACT,
+            )
+            .await;
+            assert_eq!(id_values(&got.batches), id_values(&want));
+            assert_eq!(id_values(&want).len(), 10);
         }
     });
 }
