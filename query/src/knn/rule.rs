@@ -146,6 +146,12 @@ fn source(plan: &LogicalPlan) -> Option<Source<'_>> {
                 }
             }
             LogicalPlan::Projection(p) => {
+                // A volatile value (random()) would be computed once for
+                // the filter and again for the output: keep DataFusion's
+                // plan, which computes it once.
+                if p.expr.iter().any(Expr::is_volatile) {
+                    return None;
+                }
                 columns = p
                     .expr
                     .iter()

@@ -209,8 +209,9 @@ fn exact_knn_equals_datafusion_plan() {
 }
 
 /// Proves the rule leaves other plans alone: a function of another metric,
-/// the wrong direction, another sort key, no LIMIT, or a vector of another
-/// dimension keep DataFusion's plan (and its answer).
+/// the wrong direction, another sort key, no LIMIT, a vector of another
+/// dimension, or a volatile value between sort and scan keep DataFusion's
+/// plan (and its answer).
 #[test]
 fn other_queries_keep_the_datafusion_plan() {
     let data = load("digits-l2", 300, 1);
@@ -225,6 +226,11 @@ fn other_queries_keep_the_datafusion_plan() {
             format!("SELECT id FROM docs ORDER BY l2(vec, '{lit}'), tag LIMIT 5"),
             format!("SELECT id FROM docs ORDER BY l2(vec, '{lit}')"),
             "SELECT id FROM docs ORDER BY l2(vec, '[1, 2]') LIMIT 5".to_owned(),
+            // A volatile value the filter and the output must share.
+            format!(
+                "SELECT id, r FROM (SELECT id, vec, random() AS r FROM docs) WHERE r < 0.5 \
+                 ORDER BY l2(vec, '{lit}') LIMIT 5"
+            ),
         ] {
             let plan = explain(&q, &sql, &GRAPH).await;
             assert!(knn_line(&plan).is_none(), "{sql}\n{plan}");
