@@ -35,7 +35,7 @@
 //!
 //! A vector `ORDER BY … LIMIT` never reaches the scan: the KNN rewrite
 //! ([`crate::knn`]) answers it with one engine search and fetches only the
-//! rows it returns ([`rows_batch`]).
+//! rows it returns (`rows_batch`).
 //!
 //! Not done yet: the snapshot copies the columns while holding the
 //! engine's read lock (writers wait for it; shared column segments would

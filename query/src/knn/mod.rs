@@ -8,6 +8,18 @@
 //! - [`ValoriKnnExec`] calls `Collection::search` under the engine's read
 //!   lock and emits the rows, their distance and their rank.
 //!
+//! `EXPLAIN` shows the node as
+//! `ValoriKnnExec: collection=docs k=10 ef=64 tag=7 path=hnsw distance=l2`
+//! (then `filter=…` when there is a residual filter): `k` is LIMIT plus
+//! OFFSET, `ef` the result-list size the search uses (the session's
+//! `ef_search` or the engine default, at least `k`), `tag` the tag or tag
+//! set searched (absent when any), and `path` the way the engine answers
+//! as planned — `exact` when the session asks for it, when the collection
+//! has no index yet, or when the tag is held by at most one row in
+//! `FILTER_EXACT_RATIO` (scanning those rows is cheaper), `hnsw`
+//! otherwise, `mixed` for a tag set searched both ways. `EXPLAIN ANALYZE`
+//! adds the number of `candidates` the engine returned.
+//!
 //! # What is rewritten
 //!
 //! A `Sort` with a fetch (ORDER BY … LIMIT, with or without OFFSET) whose
@@ -23,9 +35,14 @@
 //!   `l2`, `negative_inner_product` (ascending) or `inner_product`
 //!   (descending) for `inner_product`, `cosine_distance` for `cosine`;
 //!
-//! and whose input is, below an optional projection, filters and aliases
-//! over a scan of one collection. Anything else keeps DataFusion's plan, so
-//! the rewrite never changes which queries are accepted.
+//! and whose input is a chain of projections, filters and aliases over a
+//! scan of one collection (the distance may sit in any projection of the
+//! chain, for example as a common subexpression; each column and filter is
+//! restated over the scan's columns), with no volatile value in the chain.
+//! Anything else keeps DataFusion's plan, so the rewrite never changes
+//! which queries are accepted. Placeholders bound with
+//! [`QueryEngine::execute_with_params`](crate::QueryEngine::execute_with_params)
+//! are constants by the time the rule runs.
 //!
 //! # Filters
 //!
