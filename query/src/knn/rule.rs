@@ -388,57 +388,9 @@ fn rewrite_sort(sort: &Sort, settings: SearchSettings) -> Result<Option<LogicalP
         }
     }
 
-    let columns = table.schema().fields().len();
-    let search = KnnSearch {
-        collection: table.name().clone(),
-        incarnation: table.incarnation(),
-        function: call.function,
-        query: call.query,
-        k,
-        tags,
-        settings,
-        projection: source
-            .scan
-            .projection
-            .clone()
-            .unwrap_or_else(|| (0..columns).collect()),
-    };
-    let scan_schema = Arc::clone(&source.scan.projected_schema);
-    let node = KnnNode {
-        engine: Arc::clone(table.engine()),
-        search,
-        residual: conjunction(residual),
-        schema: node_schema(&scan_schema)?,
-        scan_schema,
-    };
-    let ranked = LogicalPlan::Sort(Sort {
-        expr: vec![Expr::Column(Column::new_unqualified(RANK_COLUMN)).sort(true, false)],
-        input: Arc::new(LogicalPlan::Extension(Extension {
-            node: Arc::new(node),
-        })),
-        fetch: Some(k),
-    });
-    // The columns the sort's input chain had, recomputed from the scan's
-    // (the same columns unless the chain computed some), and the
-    // distance.
     let distance = || Expr::Column(Column::new_unqualified(DISTANCE_COLUMN));
-    let mut chain_top: Vec<Expr> = source
-        .top
-        .iter()
-        .zip(&source.columns)
-        .map(|((qualifier, field), value)| {
-            let same = Expr::Column(Column::new(qualifier.cloned(), field.name()));
-            if *value == same {
-                same
-            } else {
-                value
-                    .clone()
-                    .alias_qualified(qualifier.cloned(), field.name())
-            }
-        })
-        .collect();
-    chain_top.push(distance());
-    let chain_top = LogicalPlan::Projection(Projection::try_new(chain_top, Arc::new(ranked))?);
+    // What the query shows: the projection above the sort, its distance
+    // column now the node's; or the chain's columns as they were.
     let exprs: Vec<Expr> = match projection {
         Some(p) => p
             .expr
@@ -459,8 +411,97 @@ fn rewrite_sort(sort: &Sort, settings: SearchSettings) -> Result<Option<LogicalP
             .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
             .collect(),
     };
-    Ok(Some(LogicalPlan::Projection(Projection::try_new(
-        exprs,
-        Arc::new(chain_top),
-    )?)))
+    // The chain's columns those expressions use, recomputed from the
+    // scan's (the same columns unless the chain computed some), and the
+    // distance.
+    let used: Vec<&Column> = exprs.iter().flat_map(|e| e.column_refs()).collect();
+    let mut chain_top: Vec<Expr> = source
+        .top
+        .iter()
+        .zip(&source.columns)
+        .filter_map(|((qualifier, field), value)| {
+            let same = Column::new(qualifier.cloned(), field.name());
+            if !refers_to(&used, &same) {
+                return None;
+            }
+            Some(if *value == Expr::Column(same.clone()) {
+                Expr::Column(same)
+            } else {
+                value
+                    .clone()
+                    .alias_qualified(qualifier.cloned(), field.name())
+            })
+        })
+        .collect();
+    chain_top.push(distance());
+
+    // The node emits only the scan columns the chain's columns and the
+    // residual filter read: candidates are materialised row by row, and
+    // vectors nobody reads are the bulk of a row.
+    let residual = conjunction(residual);
+    let mut read: Vec<&Column> = chain_top.iter().flat_map(|e| e.column_refs()).collect();
+    if let Some(r) = &residual {
+        read.extend(r.column_refs());
+    }
+    let scan = &source.scan;
+    let all: Vec<usize> = match &scan.projection {
+        Some(p) => p.clone(),
+        None => (0..table.schema().fields().len()).collect(),
+    };
+    let mut kept_columns = Vec::new();
+    let mut kept_fields = Vec::new();
+    for (i, (qualifier, field)) in scan.projected_schema.iter().enumerate() {
+        if refers_to(&read, &Column::new(qualifier.cloned(), field.name())) {
+            let Some(&column) = all.get(i) else {
+                return Ok(None);
+            };
+            kept_columns.push(column);
+            kept_fields.push((qualifier.cloned(), Arc::clone(field)));
+        }
+    }
+    let scan_schema = Arc::new(DFSchema::new_with_metadata(
+        kept_fields,
+        scan.projected_schema.metadata().clone(),
+    )?);
+    let search = KnnSearch {
+        collection: table.name().clone(),
+        incarnation: table.incarnation(),
+        function: call.function,
+        query: call.query,
+        k,
+        tags,
+        settings,
+        projection: kept_columns,
+    };
+    let node = KnnNode {
+        engine: Arc::clone(table.engine()),
+        search,
+        residual,
+        schema: node_schema(&scan_schema)?,
+        scan_schema,
+    };
+    let ranked = LogicalPlan::Sort(Sort {
+        expr: vec![Expr::Column(Column::new_unqualified(RANK_COLUMN)).sort(true, false)],
+        input: Arc::new(LogicalPlan::Extension(Extension {
+            node: Arc::new(node),
+        })),
+        fetch: Some(k),
+    });
+    // A projection that does not plan (it would only be a reference this
+    // rule resolved differently from DataFusion) keeps DataFusion's plan.
+    let Ok(chain_top) = Projection::try_new(chain_top, Arc::new(ranked)) else {
+        return Ok(None);
+    };
+    let Ok(top) = Projection::try_new(exprs, Arc::new(LogicalPlan::Projection(chain_top))) else {
+        return Ok(None);
+    };
+    Ok(Some(LogicalPlan::Projection(top)))
+}
+
+/// Whether one of `references` names `column` (an unqualified reference
+/// names any column of that name).
+fn refers_to(references: &[&Column], column: &Column) -> bool {
+    references
+        .iter()
+        .any(|r| r.name == column.name && (r.relation.is_none() || r.relation == column.relation))
 }

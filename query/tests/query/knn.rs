@@ -588,3 +588,61 @@ fn bound_parameters_are_rewritten() {
         }
     });
 }
+
+/// Proves the shape of the rewritten plan, as text: the sort and the
+/// scan are gone, the node carries the tag and the residual filter and
+/// emits only the columns read (not the vector the distance needed), the
+/// rank sort is dropped by the physical optimizer (the node declares its
+/// order), and the distance column takes the query's name.
+#[test]
+fn rewritten_plan_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    create(&engine, "docs", 2, Metric::L2);
+    for id in 0..4u64 {
+        engine
+            .submit(Event::Insert {
+                collection: name("docs"),
+                record: Record {
+                    id: RecordId(id),
+                    vector: quantize_vector(&[id as f32, 0.0]).unwrap(),
+                    tag: 7,
+                    metadata: Vec::new(),
+                },
+            })
+            .unwrap();
+    }
+    let q = QueryEngine::new(engine);
+    block_on(async {
+        let plan = explain(
+            &q,
+            "SELECT id, l2(vec, '[1,0]') AS d FROM docs WHERE tag = 7 AND id > 2 ORDER BY d LIMIT 3",
+            &GRAPH,
+        )
+        .await;
+        let lines: Vec<String> = plan
+            .lines()
+            .filter_map(|l| {
+                let cell = l.split('|').nth(2)?.trim_end();
+                (!cell.trim().is_empty() && !cell.contains("plan")).then(|| cell.to_owned())
+            })
+            .collect();
+        let ef = SearchSettings::default_ef();
+        // The node emits only the scan columns read above it or by the
+        // filter (here `id`), then the distance (index 1) and the rank.
+        let expected = [
+            " Projection: docs.id, __valori_distance AS d".to_owned(),
+            "   Sort: __valori_rank ASC NULLS LAST, fetch=3".to_owned(),
+            format!(
+                "     ValoriKnn: collection=docs distance=l2 k=3 ef={ef} tag=7 exact=false filter=docs.id > UInt64(2)"
+            ),
+            " ProjectionExec: expr=[id@0 as id, __valori_distance@1 as d]".to_owned(),
+            "   GlobalLimitExec: skip=0, fetch=3".to_owned(),
+            "     CooperativeExec".to_owned(),
+            format!(
+                "       ValoriKnnExec: collection=docs k=3 ef={ef} tag=7 path=exact distance=l2 filter=id@0 > 2"
+            ),
+        ];
+        assert_eq!(lines, expected, "{plan}");
+    });
+}
