@@ -252,7 +252,8 @@ fn other_queries_keep_the_datafusion_plan() {
 /// 1e-4) that Q16.16 rounding may swap. Also a tag
 /// filter matching a quarter of the rows (graph path) and a residual
 /// filter matching 2% (over-fetch): every row returned passes, k rows come
-/// back, and recall against the exact filtered answer is high.
+/// back, and recall against the exact filtered answer is high; a filter
+/// matching exactly k rows returns all k through the graph.
 #[test]
 fn graph_recall_on_wordnet() {
     const QUERIES: usize = 100;
@@ -357,7 +358,19 @@ fn graph_recall_on_wordnet() {
         assert!(tag_recall >= 0.9, "{tag_recall}");
         assert!(residual_recall >= 0.9, "{residual_recall}");
 
+        // Exactly K rows match a residual filter (ids 7, 1907, …, 17107):
+        // through the graph, the over-fetch still finds every one.
         let lit = literal(&data.queries[0]);
+        let sql =
+            format!("SELECT id FROM docs WHERE id % 1900 = 7 ORDER BY l2(vec, '{lit}') LIMIT {K}");
+        let mut found = ids(&run(&q, &sql, &GRAPH).await);
+        found.sort_unstable();
+        let all: Vec<u64> = (0..data.base.len() as u64)
+            .filter(|id| id % 1900 == 7)
+            .collect();
+        assert_eq!(all.len(), K);
+        assert_eq!(found, all);
+
         let sql = format!("SELECT id FROM docs ORDER BY l2(vec, '{lit}') LIMIT {K}");
         let plan = explain(&q, &sql, &GRAPH).await;
         let expected = format!(
