@@ -28,10 +28,9 @@
 //! - the KNN rewrite: an optimizer rule turning `ORDER BY <distance> LIMIT
 //!   k` (with an optional tag filter) into an HNSW scan node, and `SET
 //!   valori.exact = on` to keep the exact scan;
-//! - SQL writes (`INSERT`, `DELETE`, `UPDATE` of tag and metadata through
-//!   the event log): DDL and DML are refused today;
-//! - the pgvector surface: the `vector` type, the `<->`, `<#>`, `<=>`
-//!   operators, `pg_catalog`, and the pgwire server (in `wire/`);
+//! - SQL writes through [`QueryEngine::execute`]: it refuses DDL and DML;
+//!   [`write`] turns them into events (the Postgres front end in `wire/`
+//!   uses it), and [`pgvector`] rewrites pgvector's operators;
 //! - a bound on SQL text length in `valori_core::limits`.
 
 pub mod functions;
