@@ -29,7 +29,7 @@
 //!   k` (with an optional tag filter) into an HNSW scan node, and `SET
 //!   valori.exact = on` to keep the exact scan;
 //! - SQL writes through [`QueryEngine::execute`]: it refuses DDL and DML;
-//!   [`write`] turns them into events (the Postgres front end in `wire/`
+//!   [`mod@write`] turns them into events (the Postgres front end in `wire/`
 //!   uses it), and [`pgvector`] rewrites pgvector's operators;
 //! - a bound on SQL text length in `valori_core::limits`.
 

@@ -606,3 +606,28 @@ async fn concurrent_connections() {
     assert_eq!(n, 80);
     server.stop().await;
 }
+
+/// Proves shutdown: a statement running when shutdown starts is answered,
+/// then `serve` returns, the connection is closed and no new connection
+/// is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_running_statements() {
+    let mut server = Server::start(&[]).await;
+    let client = server.client().await;
+    let n = 30_000_000i64;
+    let running = tokio::spawn(async move {
+        let sql = format!("SELECT count(*) FROM generate_series(1, {n})");
+        let count: i64 = client.query_one(sql.as_str(), &[]).await.unwrap().get(0);
+        (count, std::time::Instant::now(), client)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let stopped_at = std::time::Instant::now();
+    let _ = server.stop.take().unwrap().send(());
+    let (count, answered_at, client) = running.await.unwrap();
+    assert_eq!(count, n);
+    // The statement was still running when shutdown began.
+    assert!(answered_at > stopped_at);
+    (&mut server.done).await.unwrap().unwrap();
+    assert!(client.simple_query("SELECT 1").await.is_err());
+    assert!(server.login("tester", "").await.is_err());
+}

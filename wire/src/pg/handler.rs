@@ -160,8 +160,8 @@ fn parse_set(sql: &str) -> Result<Kind, PgError> {
     let value = rest[end..].trim_start();
     let value = if let Some(v) = value.strip_prefix('=') {
         v
-    } else if value.len() >= 2 && value[..2].eq_ignore_ascii_case("to") {
-        &value[2..]
+    } else if value.get(..2).is_some_and(|w| w.eq_ignore_ascii_case("to")) {
+        value.get(2..).unwrap_or_default()
     } else {
         return Err(PgError::new(
             SqlState::SyntaxError,
