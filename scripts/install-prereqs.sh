@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine with rustup:
-# Rust targets and components, QEMU and the aarch64 cross toolchain.
+# Rust targets and components, QEMU, the aarch64 cross toolchain, and the
+# clients the server's tests drive (psql, curl, Node.js, Python venvs).
 # Idempotent: anything already present is skipped.
 set -euo pipefail
 
@@ -8,7 +9,10 @@ need_apt=()
 command -v qemu-aarch64-static >/dev/null || need_apt+=(qemu-user-static)
 command -v qemu-system-arm >/dev/null || need_apt+=(qemu-system-arm)
 command -v aarch64-linux-gnu-gcc >/dev/null || need_apt+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
-command -v node >/dev/null || need_apt+=(nodejs)
+command -v node >/dev/null || need_apt+=(nodejs npm)
+command -v psql >/dev/null || need_apt+=(postgresql-client)
+command -v curl >/dev/null || need_apt+=(curl)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing Debian packages: ${need_apt[*]}"

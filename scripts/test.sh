@@ -20,6 +20,12 @@ cargo clippy -q --workspace --all-targets -- -D warnings
 step "tests (workspace)"
 cargo test -q --workspace
 
+step "Postgres clients: psql, psycopg, asyncpg, pgvector-python, node-postgres"
+scripts/test-clients.sh
+
+step "REST API under schemathesis"
+scripts/test-rest-schema.sh 25
+
 step "kernel and encoding tests on aarch64 (NEON paths) under qemu-user"
 cargo test -q -p valori-core --target aarch64-unknown-linux-gnu
 

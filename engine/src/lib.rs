@@ -18,6 +18,7 @@
 pub mod error;
 pub mod index;
 mod recovery;
+pub mod stats;
 pub mod storage;
 pub mod stress;
 pub mod verify;
@@ -191,6 +192,8 @@ pub struct Core {
     /// Serializes writes whose ids are chosen from the state, so that two of
     /// them never pick the same ids.
     auto_ids: Mutex<()>,
+    /// Time to write and fsync each group of frames.
+    log_write_latency: stats::Histogram,
     /// Microseconds after `opened` of the last commit, so that the index
     /// builder can give way to a stream of writes (scheduling only; it
     /// never affects what the graph contains).
@@ -276,6 +279,7 @@ impl Engine {
             opened: std::time::Instant::now(),
             last_commit_micros: std::sync::atomic::AtomicU64::new(0),
             auto_ids: Mutex::new(()),
+            log_write_latency: stats::Histogram::default(),
         });
         let builder_core = Arc::clone(&core);
         let builder = std::thread::Builder::new()
@@ -558,7 +562,9 @@ impl Core {
                 }
                 state_ref.hashes()
             });
+            let started = std::time::Instant::now();
             let written = wal.append_durable(storage, first_seq, frames);
+            self.log_write_latency.observe(started.elapsed());
             (written, hashing.join())
         });
         let hashes = match hashes {
@@ -611,6 +617,11 @@ impl Core {
         })?;
         // An unknown collection is reported by the submit itself.
         self.submit(build(first.unwrap_or(0)))
+    }
+
+    /// Latency of the log's group writes, each a write and an fsync.
+    pub fn log_write_latency(&self) -> &stats::Histogram {
+        &self.log_write_latency
     }
 
     /// Runs `f` on the current durable state.

@@ -66,6 +66,17 @@ use valori_core::q16::{QuantizeErrorKind, quantize};
 use crate::provider::{Q16_ENCODING, VALORI_ENCODING_KEY, VALORI_EXACT_COLUMN_KEY};
 
 /// One of the distance functions; see the module documentation.
+/// The value of the metric's own distance function (`l2`,
+/// `negative_inner_product` or `cosine_distance`) for an exact search key:
+/// what a search reports as a hit's distance.
+pub fn metric_distance(metric: Metric, key: distance::Distance) -> f64 {
+    const RAW_PRODUCT: f64 = 1.0 / 4_294_967_296.0;
+    match metric {
+        Metric::L2 => (key.0 as f64).sqrt() / 65536.0,
+        Metric::InnerProduct | Metric::Cosine => key.0 as f64 * RAW_PRODUCT,
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DistanceFunction {
     L2Squared,

@@ -58,8 +58,7 @@ impl std::str::FromStr for User {
     /// `NAME:KEY:ROLE`, the form of `--user` and `VALORI_USERS`.
     fn from_str(s: &str) -> Result<User, String> {
         let mut parts = s.splitn(3, ':');
-        let (Some(name), Some(key), Some(role)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(name), Some(key), Some(role)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(format!("user {s:?} is not NAME:KEY:ROLE"));
         };
         if name.is_empty() || key.is_empty() {

@@ -3,51 +3,205 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-usage: valori <command>
+use clap::{Parser, Subcommand};
+use valori_wire::config::ServeArgs;
 
-commands:
-  golden    apply the golden workload and print its report and state hash
-            (the same report on x86-64, aarch64, wasm32 and Cortex-M)
-  verify DATA_DIR
-            check a data directory offline: every log frame and its
-            recorded root, a full replay, every snapshot and the
-            checkpoint, inclusion and consistency proofs; exits 1 and
-            says what differs if anything does
-  help      print this message
-";
+/// Valori: a vector database whose state can be proven.
+#[derive(Parser, Debug)]
+#[command(name = "valori", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve REST (default 127.0.0.1:3000) and the Postgres protocol
+    /// (default 127.0.0.1:5433) over the database in --data-dir (default
+    /// ./valori_data) until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Apply the golden workload and print its report and state hash (the
+    /// same report on x86-64, aarch64, wasm32 and Cortex-M).
+    Golden,
+    /// Check a data directory offline (every log frame and its recorded
+    /// root, a full replay, every snapshot and the checkpoint, inclusion
+    /// and consistency proofs), or a live server with --url (an event's
+    /// inclusion proof, the newest snapshot rebuilt to its state hash, log
+    /// consistency); exits 1 and says what differs if anything does.
+    Verify {
+        /// The data directory.
+        #[arg(
+            value_name = "DATA_DIR",
+            required_unless_present = "url",
+            conflicts_with = "url"
+        )]
+        dir: Option<std::path::PathBuf>,
+        /// A running server, e.g. http://127.0.0.1:3000.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// API key for --url (read role suffices).
+        #[arg(
+            long,
+            env = "VALORI_KEY",
+            hide_env_values = true,
+            value_name = "KEY",
+            requires = "url"
+        )]
+        key: Option<String>,
+        /// Position of the event given with --event.
+        #[arg(long, value_name = "N", requires = "event")]
+        seq: Option<u64>,
+        /// The event's canonical encoding in hex, as the write's client
+        /// recorded it (or `/v1/proof/event/N` served it when it was made).
+        #[arg(long, value_name = "HEX", requires = "seq")]
+        event: Option<String>,
+    },
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("golden") => {
-            let mut report = String::new();
-            if valori_core::golden::run(&mut report).is_err() {
-                eprintln!("valori: could not format the golden report");
-                return ExitCode::FAILURE;
-            }
-            let mut out = std::io::stdout().lock();
-            if out.write_all(report.as_bytes()).is_err() {
-                return ExitCode::FAILURE;
-            }
-            ExitCode::SUCCESS
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
         }
-        Some("verify") => {
-            let Some(dir) = args.get(1) else {
-                eprintln!("valori verify: missing DATA_DIR\n\n{USAGE}");
-                return ExitCode::from(2);
-            };
-            verify(std::path::Path::new(dir))
+    };
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Golden => golden(),
+        Command::Verify {
+            dir,
+            url,
+            key,
+            seq,
+            event,
+        } => match (dir, url) {
+            (Some(dir), _) => verify(&dir),
+            (None, Some(url)) => verify_live(url, key, seq.zip(event)),
+            (None, None) => ExitCode::from(2),
+        },
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = match args.resolve() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("valori serve: {e}");
+            return ExitCode::from(2);
         }
-        None | Some("help" | "--help" | "-h") => {
-            print!("{USAGE}");
-            ExitCode::SUCCESS
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|e| {
+        eprintln!("valori serve: log filter {:?}: {e}; using info", config.log);
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("valori serve: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
         }
-        Some(other) => {
-            eprintln!("valori: unknown command {other:?}\n\n{USAGE}");
-            ExitCode::from(2)
+    };
+    let result = runtime.block_on(valori_wire::server::serve(
+        config,
+        valori_wire::server::shutdown_signal(),
+        |running| {
+            // One line on stdout that scripts can wait for.
+            println!(
+                "valori listening: rest http://{} postgres postgres://{}",
+                running.rest_addr, running.pg_addr
+            );
+            let _ = std::io::stdout().flush();
+        },
+    ));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("valori serve: {e}");
+            ExitCode::FAILURE
         }
     }
+}
+
+fn golden() -> ExitCode {
+    let mut report = String::new();
+    if valori_core::golden::run(&mut report).is_err() {
+        eprintln!("valori: could not format the golden report");
+        return ExitCode::FAILURE;
+    }
+    let mut out = std::io::stdout().lock();
+    if out.write_all(report.as_bytes()).is_err() {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn verify_live(url: String, key: Option<String>, event: Option<(u64, String)>) -> ExitCode {
+    let event = match event {
+        Some((seq, text)) => match unhex(text.trim()) {
+            Some(bytes) => Some((seq, bytes)),
+            None => {
+                eprintln!("valori verify: --event is not hex");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let request = valori_wire::audit::AuditRequest { url, key, event };
+    let report = match valori_wire::audit::audit(&request) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("valori verify: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print_report(
+        &report.findings,
+        report.log_size,
+        report.log_root.zip(report.state_hash),
+    )
+}
+
+/// Prints each finding and the final figures; exit 1 if anything differs.
+fn print_report(
+    findings: &[valori_engine::verify::Finding],
+    events: u64,
+    hashes: Option<(valori_core::hash::Hash32, valori_core::hash::Hash32)>,
+) -> ExitCode {
+    for finding in findings {
+        println!("{finding}");
+    }
+    match hashes {
+        Some((root, state)) => println!("events {events}\nlog_root {root}\nstate_hash {state}"),
+        None => println!("events {events}"),
+    }
+    if findings.iter().all(|f| f.ok) {
+        println!("verified: no differences");
+        ExitCode::SUCCESS
+    } else {
+        let bad = findings.iter().filter(|f| !f.ok).count();
+        println!("FAILED: {bad} difference(s)");
+        ExitCode::FAILURE
+    }
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 fn verify(dir: &std::path::Path) -> ExitCode {
@@ -56,24 +210,9 @@ fn verify(dir: &std::path::Path) -> ExitCode {
         return ExitCode::from(2);
     }
     let report = valori_engine::verify::verify_dir(&valori_engine::storage::FsStorage, dir);
-    for finding in &report.findings {
-        println!("{finding}");
-    }
-    match (report.state_hash, report.log_root) {
-        (Some(state), Some(root)) => {
-            println!(
-                "events {}\nlog_root {root}\nstate_hash {state}",
-                report.events
-            );
-        }
-        _ => println!("events {}", report.events),
-    }
-    if report.is_ok() {
-        println!("verified: no differences");
-        ExitCode::SUCCESS
-    } else {
-        let bad = report.findings.iter().filter(|f| !f.ok).count();
-        println!("FAILED: {bad} difference(s)");
-        ExitCode::FAILURE
-    }
+    print_report(
+        &report.findings,
+        report.events,
+        report.log_root.zip(report.state_hash),
+    )
 }

@@ -1,0 +1,265 @@
+//! Configuration of `valori serve`: flags, `VALORI_*` environment variables
+//! and an optional TOML file, in that order of precedence, then defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Deserialize;
+
+use crate::auth::User;
+
+/// Default address of the REST API.
+pub const DEFAULT_REST_ADDR: &str = "127.0.0.1:3000";
+/// Default address of the Postgres protocol (5433, so that a local
+/// PostgreSQL on 5432 does not collide).
+pub const DEFAULT_PG_ADDR: &str = "127.0.0.1:5433";
+/// Default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "valori_data";
+/// Default largest request body of the REST API.
+pub const DEFAULT_BODY_BYTES_MAX: usize = 64 << 20;
+
+/// `valori serve` flags. Each has an environment variable; values left
+/// unset come from the `--config` file, then from the defaults shown.
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (keys as the long flag
+    /// names with `_` for `-`, users as `[[users]]` tables with name, key and
+    /// role).
+    #[arg(long, env = "VALORI_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Directory of the log, snapshots and checkpoint; created if missing.
+    /// [default: valori_data]
+    #[arg(long, env = "VALORI_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address of the REST/JSON API. [default: 127.0.0.1:3000]
+    #[arg(long, env = "VALORI_REST_ADDR", value_name = "HOST:PORT")]
+    pub rest_addr: Option<SocketAddr>,
+
+    /// Address of the Postgres wire protocol (psql, psycopg, asyncpg, …).
+    /// [default: 127.0.0.1:5433]
+    #[arg(long, env = "VALORI_PG_ADDR", value_name = "HOST:PORT")]
+    pub pg_addr: Option<SocketAddr>,
+
+    /// A user as NAME:KEY:ROLE with ROLE read or write; repeat for more
+    /// (environment: comma-separated). REST clients send the key as
+    /// `Authorization: Bearer KEY`, Postgres clients log in with NAME and the
+    /// key as password. Without users the server is open to anyone who can
+    /// reach it, which it allows on loopback addresses only.
+    #[arg(
+        long = "user",
+        env = "VALORI_USERS",
+        hide_env_values = true,
+        value_delimiter = ',',
+        value_name = "NAME:KEY:ROLE"
+    )]
+    pub users: Vec<User>,
+
+    /// Largest REST request body in bytes. [default: 67108864]
+    #[arg(long, env = "VALORI_BODY_BYTES_MAX", value_name = "BYTES")]
+    pub body_bytes_max: Option<usize>,
+
+    /// Threads that build the HNSW index (the graph is the same for any
+    /// number). [default: all cores]
+    #[arg(long, env = "VALORI_INDEX_THREADS", value_name = "N")]
+    pub index_threads: Option<usize>,
+
+    /// Log filter, e.g. `info` or `valori_wire=debug,info`. [default: info]
+    #[arg(long, env = "VALORI_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+/// The settings file: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    rest_addr: Option<SocketAddr>,
+    pg_addr: Option<SocketAddr>,
+    #[serde(default)]
+    users: Vec<User>,
+    body_bytes_max: Option<usize>,
+    index_threads: Option<usize>,
+    log: Option<String>,
+}
+
+/// The resolved settings of a server.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub rest_addr: SocketAddr,
+    pub pg_addr: SocketAddr,
+    pub users: Vec<User>,
+    pub body_bytes_max: usize,
+    pub index_threads: Option<usize>,
+    pub log: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error(
+        "refusing to listen on {addr} without credentials: anyone who can reach it could read and \
+         write every collection. Configure users (--user NAME:KEY:ROLE or VALORI_USERS), or \
+         listen on a loopback address"
+    )]
+    OpenBeyondLoopback { addr: SocketAddr },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ServeArgs {
+    /// Flags and environment over the file over the defaults.
+    pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let users = if self.users.is_empty() {
+            file.users
+        } else {
+            self.users
+        };
+        let config = ServeConfig {
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            rest_addr: self
+                .rest_addr
+                .or(file.rest_addr)
+                .unwrap_or_else(|| default_addr(DEFAULT_REST_ADDR)),
+            pg_addr: self
+                .pg_addr
+                .or(file.pg_addr)
+                .unwrap_or_else(|| default_addr(DEFAULT_PG_ADDR)),
+            users,
+            body_bytes_max: self
+                .body_bytes_max
+                .or(file.body_bytes_max)
+                .unwrap_or(DEFAULT_BODY_BYTES_MAX),
+            index_threads: self.index_threads.or(file.index_threads),
+            log: self.log.or(file.log).unwrap_or_else(|| "info".into()),
+        };
+        config.check()?;
+        Ok(config)
+    }
+}
+
+impl ServeConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.body_bytes_max < 1024 {
+            return Err(ConfigError::Invalid(format!(
+                "body_bytes_max = {} is below 1024 bytes",
+                self.body_bytes_max
+            )));
+        }
+        if self.index_threads == Some(0) {
+            return Err(ConfigError::Invalid(
+                "index_threads must be at least 1".into(),
+            ));
+        }
+        if self.users.is_empty() {
+            for addr in [self.rest_addr, self.pg_addr] {
+                if !addr.ip().is_loopback() {
+                    return Err(ConfigError::OpenBeyondLoopback { addr });
+                }
+            }
+        }
+        let mut names: Vec<&str> = self.users.iter().map(|u| u.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(ConfigError::Invalid(format!(
+                "user {} is configured twice",
+                w[0]
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn default_addr(text: &str) -> SocketAddr {
+    text.parse()
+        .expect("invariant: the default addresses are valid socket addresses")
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Role;
+
+    #[test]
+    fn defaults_are_loopback_and_open() {
+        let config = ServeArgs::default().resolve().expect("defaults");
+        assert_eq!(config.rest_addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(config.pg_addr.to_string(), "127.0.0.1:5433");
+        assert_eq!(config.data_dir, PathBuf::from("valori_data"));
+        assert!(config.users.is_empty());
+    }
+
+    #[test]
+    fn open_access_beyond_loopback_is_refused() {
+        let args = ServeArgs {
+            rest_addr: Some(default_addr("0.0.0.0:3000")),
+            ..ServeArgs::default()
+        };
+        let err = args.resolve().expect_err("open on 0.0.0.0");
+        assert!(err.to_string().contains("without credentials"), "{err}");
+        let args = ServeArgs {
+            rest_addr: Some(default_addr("0.0.0.0:3000")),
+            users: vec!["ops:k3y:write".parse().expect("user")],
+            ..ServeArgs::default()
+        };
+        assert!(args.resolve().is_ok());
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("valori.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/srv/valori\"\nrest_addr = \"127.0.0.1:4000\"\n\
+             [[users]]\nname = \"ro\"\nkey = \"k\"\nrole = \"read\"\n",
+        )
+        .expect("write");
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            rest_addr: Some(default_addr("127.0.0.1:4001")),
+            ..ServeArgs::default()
+        };
+        let config = args.resolve().expect("resolve");
+        assert_eq!(config.data_dir, PathBuf::from("/srv/valori"));
+        assert_eq!(config.rest_addr.port(), 4001);
+        assert_eq!(config.users.len(), 1);
+        assert_eq!(config.users[0].role, Role::Read);
+
+        std::fs::write(&path, "rest_adr = \"127.0.0.1:1\"\n").expect("write");
+        let err = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .expect_err("unknown key");
+        assert!(err.to_string().contains("rest_adr"), "{err}");
+    }
+}

@@ -1,0 +1,192 @@
+//! `valori serve`: one process serving REST and the Postgres protocol over
+//! one engine, until SIGINT or SIGTERM.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use valori_engine::{Engine, EngineOptions};
+use valori_query::QueryEngine;
+
+use crate::auth::Auth;
+use crate::config::ServeConfig;
+use crate::metrics::Metrics;
+use crate::rest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot open the data directory {dir}: {source}")]
+    Open {
+        dir: String,
+        source: valori_engine::EngineError,
+    },
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A started server: the bound addresses and a way to stop it.
+#[derive(Debug)]
+pub struct Running {
+    pub rest_addr: std::net::SocketAddr,
+    pub pg_addr: std::net::SocketAddr,
+    pub engine: Arc<Engine>,
+}
+
+/// Opens the engine and binds both listeners; then serves until `shutdown`
+/// resolves, stops accepting, lets in-flight requests finish, writes a
+/// checkpoint and closes the engine. `on_ready` is called once everything
+/// listens.
+pub async fn serve(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(&Running),
+) -> Result<(), ServeError> {
+    let dir = config.data_dir.clone();
+    let options = EngineOptions {
+        index_threads: config
+            .index_threads
+            .unwrap_or_else(|| EngineOptions::default().index_threads),
+        ..EngineOptions::default()
+    };
+    tracing::info!(dir = %dir.display(), "opening data directory");
+    let engine = tokio::task::spawn_blocking(move || {
+        Engine::open_with(Arc::new(valori_engine::storage::FsStorage), &dir, options)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+    .map_err(|source| ServeError::Open {
+        dir: config.data_dir.display().to_string(),
+        source,
+    })?;
+    let engine = Arc::new(engine);
+    let report = engine.recovery_report();
+    let proof = engine.proof().map_err(|source| ServeError::Open {
+        dir: config.data_dir.display().to_string(),
+        source,
+    })?;
+    tracing::info!(
+        events = proof.log_size,
+        state_hash = %proof.hashes.state,
+        log_root = %proof.log_root,
+        recovery = ?report,
+        "recovered"
+    );
+
+    let bind = |addr, what| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, what, source })
+    };
+    let rest_listener = bind(config.rest_addr, "REST").await?;
+    let pg_listener = bind(config.pg_addr, "Postgres").await?;
+    let running = Running {
+        rest_addr: rest_listener.local_addr()?,
+        pg_addr: pg_listener.local_addr()?,
+        engine: Arc::clone(&engine),
+    };
+
+    let auth = Arc::new(Auth::new(config.users.clone()));
+    if auth.is_open() {
+        tracing::warn!(
+            "no users configured: the server is open to anyone who can reach {} and {} \
+             (loopback only); configure --user NAME:KEY:ROLE to require credentials",
+            running.rest_addr,
+            running.pg_addr
+        );
+    } else {
+        tracing::info!(users = auth.users().len(), "authentication required");
+    }
+    let query = QueryEngine::new(Arc::clone(&engine));
+    let state = Arc::new(rest::AppState {
+        engine: Arc::clone(&engine),
+        query: query.clone(),
+        auth: Arc::clone(&auth),
+        metrics: Arc::new(Metrics::default()),
+    });
+    let app = rest::router(state, config.body_bytes_max);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let rest_task = tokio::spawn(
+        axum::serve(rest_listener, app)
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    let pg_task = tokio::spawn(crate::pg::serve(
+        pg_listener,
+        query,
+        Arc::clone(&auth),
+        stopped(stop_rx.clone()),
+    ));
+    tracing::info!(rest = %running.rest_addr, postgres = %running.pg_addr, "listening");
+    on_ready(&running);
+    drop(running);
+
+    shutdown.await;
+    tracing::info!("shutting down: no new connections; finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    match rest_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!("REST server: {e}"),
+        Err(e) => tracing::error!("REST server task: {e}"),
+    }
+    match pg_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!("Postgres server: {e}"),
+        Err(e) => tracing::error!("Postgres server task: {e}"),
+    }
+    let closing = Arc::clone(&engine);
+    let result = tokio::task::spawn_blocking(move || closing.checkpoint())
+        .await
+        .map_err(std::io::Error::other)?;
+    match result {
+        Ok(()) => {
+            let proof = engine.proof().ok();
+            tracing::info!(
+                events = proof.as_ref().map(|p| p.log_size),
+                state_hash = proof.as_ref().map(|p| p.hashes.state.to_string()),
+                "checkpoint written; every acknowledged write is durable"
+            );
+        }
+        Err(e) => {
+            tracing::error!("checkpoint at shutdown failed (the log stays authoritative): {e}")
+        }
+    }
+    // The last reference closes the engine and joins its index builder.
+    drop(engine);
+    Ok(())
+}
+
+/// Resolves at the first SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    tracing::warn!("cannot listen for SIGTERM: {e}");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
