@@ -112,6 +112,23 @@ impl<'a> FromSql<'a> for Vector {
     }
 }
 
+/// Bytes sent as a binary parameter of any type.
+#[derive(Debug)]
+struct Garbage(Vec<u8>);
+
+impl ToSql for Garbage {
+    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        out.put_slice(&self.0);
+        Ok(IsNull::No)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
 fn vector_type() -> Type {
     Type::new("vector".into(), 50_001, Kind::Simple, "public".into())
 }
@@ -454,6 +471,48 @@ async fn errors_have_sqlstates_and_change_nothing() {
         let e = client.query(sql, &[]).await.unwrap_err();
         assert_eq!(code(&e), want, "{sql} (extended): {e:?}");
     }
+    // Malformed binary parameters: wrong lengths for int8 and vector.
+    let by_id = client
+        .prepare_typed("SELECT id FROM docs WHERE id = $1", &[Type::INT8])
+        .await
+        .unwrap();
+    let e = client
+        .query(&by_id, &[&Garbage(vec![1, 2, 3])])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "22P03");
+    let insert = client
+        .prepare_typed(
+            "INSERT INTO docs (id, vec) VALUES (77, $1)",
+            &[vector_type()],
+        )
+        .await
+        .unwrap();
+    for garbage in [vec![], vec![0, 3, 0, 0, 1], vec![0xff; 9]] {
+        let e = client
+            .execute(&insert, &[&Garbage(garbage)])
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), "22P03");
+    }
+    // Text that looks like SQL stays a value.
+    let as_text = client
+        .prepare_typed("SELECT id FROM docs WHERE id = $1", &[Type::TEXT])
+        .await
+        .unwrap();
+    let e = client
+        .query(&as_text, &[&"1; DROP TABLE docs"])
+        .await
+        .unwrap_err();
+    assert!(e.code().is_some(), "a server error: {e:?}");
+    let rows = client
+        .query(
+            "SELECT count(*) FROM docs WHERE metadata = $1",
+            &[&"x'); DROP TABLE docs; --".as_bytes()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, i64>(0), 0);
     assert_eq!(server.state_hash(), before);
     // The connection still works.
     let count: i64 = client

@@ -534,8 +534,10 @@ impl Handler {
         let sql = if literals.is_empty() && sql_text::placeholders(&prepared.sql) == 0 {
             prepared.sql.clone()
         } else {
+            // A space before each literal keeps it a token of its own
+            // (after `LIKE$1`, `E'…'` would otherwise read backslashes).
             sql_text::substitute_placeholders(&prepared.sql, |n| {
-                literals.get(n.wrapping_sub(1)).cloned()
+                literals.get(n.wrapping_sub(1)).map(|l| format!(" {l}"))
             })
             .map_err(|n| {
                 PgError::new(
