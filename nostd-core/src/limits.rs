@@ -32,3 +32,7 @@ pub const HNSW_EF_CONSTRUCTION_MAX: u16 = 4_096;
 /// Absolute value bound of a Q16.16 component, in units of the real value:
 /// inputs with `|x| >= COMPONENT_ABS_LIMIT` are rejected.
 pub const COMPONENT_ABS_LIMIT: f32 = 32_768.0;
+
+/// Longest SQL text of one statement, in bytes (the Postgres front end
+/// refuses longer statements before parsing them).
+pub const SQL_BYTES_MAX: u32 = 16 * 1024 * 1024;

@@ -434,6 +434,7 @@ async fn errors_have_sqlstates_and_change_nothing() {
         ("SELECT * FROM nope", "42P01"),
         ("INSERT INTO nope (id, vec) VALUES (1, '[1,2,3]')", "42P01"),
         ("SELECT nope FROM docs", "42703"),
+        ("SELECT no_such_function(1)", "42883"),
         ("INSERT INTO docs (id, nope) VALUES (1, 2)", "42703"),
         ("SELECT l2(vec, '[1,2') FROM docs", "22P02"),
         ("INSERT INTO docs (id, vec) VALUES (9, '[1,x,3]')", "22P02"),

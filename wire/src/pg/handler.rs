@@ -57,7 +57,7 @@ use super::types::{self, VECTOR_ARRAY_OID, VECTOR_OID, param_literal, pg_type};
 use crate::auth::{Auth, Role};
 
 /// Longest SQL text accepted, in bytes.
-pub const SQL_BYTES_MAX: usize = 16 * 1024 * 1024;
+pub const SQL_BYTES_MAX: usize = limits::SQL_BYTES_MAX as usize;
 
 /// What kind of statement a text is.
 #[derive(Clone, Debug, PartialEq)]
