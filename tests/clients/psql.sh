@@ -6,6 +6,7 @@ set -euo pipefail
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -h "$VALORI_PG_HOST" -p "$VALORI_PG_PORT" -U tester -d valori "$@"; }
 fail() { echo "psql: $*" >&2; exit 1; }
 
+q -c "CREATE EXTENSION IF NOT EXISTS vector"
 q -c "DROP TABLE IF EXISTS psql_docs"
 q -c "CREATE TABLE psql_docs (id BIGINT PRIMARY KEY, vec VECTOR(2), tag BIGINT, metadata BYTEA) WITH (metric = 'l2')"
 q -c "INSERT INTO psql_docs VALUES (1, '[3,4]', 1, '\\x01ff'), (2, '[0,1]', 2, NULL)"

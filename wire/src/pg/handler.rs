@@ -215,6 +215,22 @@ pub fn classify(sql: &str) -> Result<Kind, PgError> {
         "discard" => Kind::Noop("DISCARD ALL".into()),
         "deallocate" => Kind::Noop("DEALLOCATE".into()),
         "listen" | "unlisten" => Kind::Noop(first.to_ascii_uppercase()),
+        // pgvector's setup step: the vector type is built in.
+        "create" if second == "extension" => {
+            let name = w.get(2).map(String::as_str).unwrap_or_default();
+            let name = if name == "if" {
+                words(sql, 6).get(5).cloned().unwrap_or_default()
+            } else {
+                name.to_owned()
+            };
+            if name.trim_matches('"') != "vector" {
+                return Err(PgError::new(
+                    SqlState::FeatureNotSupported,
+                    format!("extension {name} is not available; vector is built in"),
+                ));
+            }
+            Kind::Noop("CREATE EXTENSION".into())
+        }
         "set" => parse_set(sql)?,
         "reset" => Kind::Reset(second.trim_matches('"').to_owned()),
         "show" => Kind::Show(
@@ -1114,6 +1130,18 @@ mod tests {
         );
         assert_eq!(classify("COPY t FROM STDIN").unwrap(), Kind::Copy);
         assert_eq!(classify("SELECT 1").unwrap(), Kind::Query);
+        assert_eq!(
+            classify("CREATE EXTENSION IF NOT EXISTS vector").unwrap(),
+            Kind::Noop("CREATE EXTENSION".into())
+        );
+        assert_eq!(
+            classify("create extension vector;").unwrap(),
+            Kind::Noop("CREATE EXTENSION".into())
+        );
+        assert_eq!(
+            classify("CREATE EXTENSION postgis").unwrap_err().code(),
+            "0A000"
+        );
         assert_eq!(
             classify("INSERT INTO t VALUES (").unwrap_err().code(),
             "42601"
