@@ -306,8 +306,7 @@ fn unsupported(what: impl Into<String>) -> WriteError {
 /// The statement as a write, `Ok(None)` when it is not one (a query), or
 /// why it is a write Valori refuses.
 pub fn parse(sql: &str) -> Result<Option<WriteStatement>, WriteError> {
-    let first = sql
-        .trim_start()
+    let first = crate::sql_text::strip_leading_comments(sql)
         .split(|c: char| !c.is_ascii_alphabetic())
         .next()
         .unwrap_or_default()

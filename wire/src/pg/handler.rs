@@ -196,7 +196,7 @@ pub fn classify(sql: &str) -> Result<Kind, PgError> {
     if sql_text::is_blank(sql) {
         return Ok(Kind::Empty);
     }
-    let w = words(sql, 3);
+    let w = words(sql_text::strip_leading_comments(sql), 3);
     let first = w.first().map(String::as_str).unwrap_or_default();
     let second = w.get(1).map(String::as_str).unwrap_or_default();
     Ok(match first {
@@ -231,10 +231,10 @@ pub fn classify(sql: &str) -> Result<Kind, PgError> {
             }
             Kind::Noop("CREATE EXTENSION".into())
         }
-        "set" => parse_set(sql)?,
+        "set" => parse_set(sql_text::strip_leading_comments(sql))?,
         "reset" => Kind::Reset(second.trim_matches('"').to_owned()),
         "show" => Kind::Show(
-            sql.trim()[4..]
+            sql_text::strip_leading_comments(sql).trim()[4..]
                 .trim()
                 .trim_end_matches(';')
                 .trim()
@@ -1130,6 +1130,17 @@ mod tests {
         );
         assert_eq!(classify("COPY t FROM STDIN").unwrap(), Kind::Copy);
         assert_eq!(classify("SELECT 1").unwrap(), Kind::Query);
+        assert_eq!(
+            classify("/* app */ -- note\nINSERT INTO t (id, vec) VALUES (1, '[1]')").unwrap(),
+            Kind::Write
+        );
+        assert_eq!(
+            classify("-- x\nSET valori.exact = on").unwrap(),
+            Kind::Set {
+                name: "valori.exact".into(),
+                value: "on".into()
+            }
+        );
         assert_eq!(
             classify("CREATE EXTENSION IF NOT EXISTS vector").unwrap(),
             Kind::Noop("CREATE EXTENSION".into())
