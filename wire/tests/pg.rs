@@ -622,6 +622,25 @@ async fn timeout_and_cancel() {
     canceller.await.unwrap();
     let one: i32 = client.query_one("SELECT 1::INT", &[]).await.unwrap().get(0);
     assert_eq!(one, 1);
+
+    // The timeout (and the search settings) given at connection time, as
+    // libpq's PGOPTIONS does.
+    let config = format!(
+        "host=127.0.0.1 port={} user=tester dbname=valori options='-c statement_timeout=200 -c valori.exact=on'",
+        server.port
+    );
+    let (configured, connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    assert_eq!(
+        simple_rows(&configured, "SHOW statement_timeout").await,
+        vec![vec![Some("200ms".into())]]
+    );
+    assert_eq!(
+        simple_rows(&configured, "SHOW valori.exact").await,
+        vec![vec![Some("on".into())]]
+    );
+    let e = configured.simple_query(slow).await.unwrap_err();
+    assert_eq!(code(&e), "57014");
     server.stop().await;
 }
 

@@ -109,10 +109,49 @@ struct PendingCopy {
     overflow: bool,
 }
 
+/// The connection's session, created at its first statement from the
+/// startup parameters: settings given directly (`statement_timeout`,
+/// `valori.ef_search`, `valori.exact`, as asyncpg's `server_settings`
+/// sends them) and in `options` (`-c name=value` or `--name=value`, as
+/// libpq's `PGOPTIONS`). A bad value there is ignored, with a log line.
 fn session<C: ClientInfo + ?Sized>(client: &C) -> Arc<Mutex<Session>> {
-    client
-        .session_extensions()
-        .get_or_insert_with(|| Mutex::new(Session::default()))
+    client.session_extensions().get_or_insert_with(|| {
+        let mut session = Session::default();
+        let metadata = client.metadata();
+        let mut given: Vec<(String, String)> =
+            ["statement_timeout", "valori.ef_search", "valori.exact"]
+                .iter()
+                .filter_map(|k| metadata.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+                .collect();
+        if let Some(options) = metadata.get("options") {
+            given.extend(startup_options(options));
+        }
+        for (name, value) in given {
+            if let Err(e) = apply_set(&mut session, &name.to_ascii_lowercase(), &value) {
+                tracing::info!("ignoring startup setting {name}: {e}");
+            }
+        }
+        Mutex::new(session)
+    })
+}
+
+/// `name=value` pairs of a startup `options` string.
+fn startup_options(options: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut tokens = options.split_whitespace();
+    while let Some(token) = tokens.next() {
+        let pair = if token == "-c" {
+            tokens.next()
+        } else {
+            token
+                .strip_prefix("-c")
+                .or_else(|| token.strip_prefix("--"))
+        };
+        if let Some((name, value)) = pair.and_then(|p| p.split_once('=')) {
+            out.push((name.replace('-', "_"), value.to_owned()));
+        }
+    }
+    out
 }
 
 fn lock(session: &Mutex<Session>) -> std::sync::MutexGuard<'_, Session> {
@@ -1156,6 +1195,21 @@ mod tests {
         assert_eq!(
             classify("INSERT INTO t VALUES (").unwrap_err().code(),
             "42601"
+        );
+    }
+
+    /// Proves libpq-style startup options are read.
+    #[test]
+    fn startup_options_pairs() {
+        assert_eq!(
+            startup_options(
+                "-c statement_timeout=100 -cvalori.exact=on --valori.ef_search=32 junk"
+            ),
+            vec![
+                ("statement_timeout".to_owned(), "100".to_owned()),
+                ("valori.exact".to_owned(), "on".to_owned()),
+                ("valori.ef_search".to_owned(), "32".to_owned()),
+            ]
         );
     }
 
