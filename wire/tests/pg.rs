@@ -584,6 +584,21 @@ async fn session_settings() {
         simple_rows(&b, "SHOW valori.ef_search").await,
         vec![vec![Some("default".into())]]
     );
+    // The settings reach the query engine: EXPLAIN of a nearest-neighbour
+    // query shows this session's values, and the other session's defaults.
+    a.batch_execute(DOCS).await.unwrap();
+    let explain = "EXPLAIN SELECT id FROM docs ORDER BY vec <-> '[1,1,1]' LIMIT 3";
+    let plan = |rows: Vec<Vec<Option<String>>>| -> String {
+        rows.into_iter()
+            .flatten()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let mine = plan(simple_rows(&a, explain).await);
+    assert!(mine.contains("ef=64 exact=true"), "{mine}");
+    let theirs = plan(simple_rows(&b, explain).await);
+    assert!(theirs.contains("exact=false"), "{theirs}");
     let e = a
         .simple_query("SET valori.ef_search = -3")
         .await
