@@ -34,12 +34,9 @@
 //!
 //! Not done yet:
 //!
-//! - SQL writes (`INSERT`, `DELETE`, `UPDATE` of tag and metadata through
-//!   the event log): DDL and DML are refused today;
-//! - the pgvector surface: the `vector` type, the `<->`, `<#>`, `<=>`
-//!   operators, `pg_catalog`, and the pgwire server (in `wire/`);
-//! - [`SQL_BYTES_MAX`] belongs with the other limits in
-//!   `valori_core::limits`.
+//! - SQL writes through [`QueryEngine::execute`], which refuses DDL and
+//!   DML: [`mod@write`] turns them into events (the Postgres front end in
+//!   `wire/` uses it), and [`pgvector`] rewrites pgvector's operators.
 
 pub mod dsl;
 pub mod functions;
@@ -69,10 +66,8 @@ use crate::provider::{ScanError, ValoriSchema};
 use crate::settings::ValoriOptions;
 
 /// Longest statement [`QueryEngine::execute_with`] accepts, in bytes (the
-/// text of a DSL query too). A 1024-dimensional vector literal takes about
-/// 12 KiB, so this leaves room for a batch of them while bounding what one
-/// statement can make the parser and planner do.
-pub const SQL_BYTES_MAX: usize = 1024 * 1024;
+/// text of a DSL query too): `valori_core::limits::SQL_BYTES_MAX`.
+pub const SQL_BYTES_MAX: usize = valori_core::limits::SQL_BYTES_MAX as usize;
 
 /// DataFusion's default catalog and schema, where collections appear.
 pub const CATALOG: &str = "datafusion";
