@@ -6,8 +6,7 @@
 # Installs what it needs under target/: a Python venv (target/clients-venv:
 # psycopg[binary], asyncpg, pgvector, numpy, pytest) and `pg` from npm
 # (target/clients-node). Needs python3, psql and node/npm on the PATH.
-# Starts two servers with the dev binary `wire/examples/pg_server.rs` on
-# free ports: one open, one with the users alice:s3cret:write and
+# Starts two servers with `valori serve` on free ports: one open, one with the users alice:s3cret:write and
 # bob:r3ad:read (SCRAM). Prints "N passed, N failed" and exits non-zero
 # if a suite failed.
 set -euo pipefail
@@ -15,8 +14,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 target=${CARGO_TARGET_DIR:-$root/target}
 
-cargo build -q -p valori-wire --example pg_server
-server=$target/debug/examples/pg_server
+cargo build -q -p valori-wire --bin valori
+server=$target/debug/valori
 
 venv=$target/clients-venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
@@ -41,14 +40,17 @@ trap cleanup EXIT
 start() {
     local name=$1
     shift
+    local users=()
+    for u in "$@"; do users+=(--user "$u"); done
     mkdir -p "$work/$name"
-    "$server" "$work/$name/data" 127.0.0.1:0 "$@" >"$work/$name/log" 2>&1 &
+    "$server" serve --data-dir "$work/$name/data" --rest-addr 127.0.0.1:0 \
+        --pg-addr 127.0.0.1:0 "${users[@]}" >"$work/$name/out" 2>"$work/$name/log" &
     pids+=($!)
     for _ in $(seq 200); do
-        grep -q '^listening on ' "$work/$name/log" && break
+        grep -q '^valori listening: ' "$work/$name/out" && break
         sleep 0.1
     done
-    port=$(sed -n 's/^listening on 127\.0\.0\.1://p' "$work/$name/log")
+    port=$(sed -n 's|^valori listening: .* postgres://127\.0\.0\.1:\([0-9]*\)$|\1|p' "$work/$name/out")
     [ -n "$port" ] || { cat "$work/$name/log"; echo "server $name did not start" >&2; exit 1; }
 }
 start open

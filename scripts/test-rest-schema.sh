@@ -36,6 +36,12 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
+# A collection for the generated requests to find (the schema's example
+# name), with a few records.
+curl -sf "http://127.0.0.1:$rest/v1/collections" -d '{"name": "docs", "dim": 2}' >/dev/null
+curl -sf "http://127.0.0.1:$rest/v1/collections/docs/records/batch" \
+    -d '{"vectors": [[0.5, -0.25], [1, 2], [3, 4]], "ids": [0, 1, 2]}' >/dev/null
+
 # The coverage phase is left out: it stops with an internal error of the
 # generator on this document; fuzzing and stateful phases cover every
 # operation.

@@ -32,3 +32,10 @@ pub const HNSW_EF_CONSTRUCTION_MAX: u16 = 4_096;
 /// Absolute value bound of a Q16.16 component, in units of the real value:
 /// inputs with `|x| >= COMPONENT_ABS_LIMIT` are rejected.
 pub const COMPONENT_ABS_LIMIT: f32 = 32_768.0;
+
+/// Longest SQL text of one statement, in bytes, refused before it is
+/// parsed (the text of a DSL query too). A 1024-dimensional vector literal
+/// takes about 12 KiB, so this leaves room for a batch of them while
+/// bounding what one statement can make the parser and planner do; bulk
+/// loads use `COPY`.
+pub const SQL_BYTES_MAX: u32 = 1024 * 1024;

@@ -237,6 +237,39 @@ pub fn register_functions(ctx: &SessionContext) {
     }
 }
 
+/// The distance function `udf` implements, when it is one of ours.
+pub fn distance_function_of(udf: &ScalarUDF) -> Option<DistanceFunction> {
+    udf.inner()
+        .downcast_ref::<DistanceUdf>()
+        .map(DistanceUdf::function)
+}
+
+/// A constant argument of `function` as the function itself reads it: the
+/// Q16.16 components of a vector literal or list, exactly as a call would
+/// quantize them. `Ok(None)` for NULL (the function's value is then NULL).
+/// The KNN rewrite uses this so that the graph is searched with the very
+/// vector the function compares against.
+pub fn constant_vector(
+    value: &ScalarValue,
+    function: DistanceFunction,
+    argument: Argument,
+) -> Result<Option<Vec<i32>>> {
+    let field = Field::new("constant", value.data_type(), true);
+    if !is_vector_type(field.data_type()) {
+        return plan_err!(
+            "{function}: {argument} has type {}; expected a vector literal such as '[1,2,3]' or a list of numbers",
+            field.data_type()
+        );
+    }
+    let vectors = Vectors::from_columnar(
+        &ColumnarValue::Scalar(value.clone()),
+        &field,
+        function,
+        argument,
+    )?;
+    Ok(vectors.row(0).map(<[i32]>::to_vec))
+}
+
 /// Whether `data_type` can be a distance function's argument.
 fn is_vector_type(data_type: &DataType) -> bool {
     match data_type {

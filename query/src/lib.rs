@@ -12,30 +12,37 @@
 //!   `negative_inner_product` and `cosine_distance`, computed with the
 //!   engine's exact integer kernels on Q16.16 values; one
 //!   [`functions::register_functions`] entry point.
+//! - [`knn`]: the KNN rewrite. `ORDER BY <distance>(vec, <constant>)
+//!   LIMIT k` (with tag and other filters) becomes a
+//!   [`knn::ValoriKnnExec`] calling the engine's HNSW search, or its exact
+//!   scan when the session's [`settings::SearchSettings`] ask for it.
 //!
 //! A query such as
 //!
 //! ```sql
 //! SELECT id, l2(vec, '[0.1, 0.2, 0.3]') AS d FROM docs
-//! WHERE tag = 7 ORDER BY d, id LIMIT 10
+//! WHERE tag = 7 ORDER BY d LIMIT 10
 //! ```
 //!
-//! is an exact scan today: it returns the same ids, in the same order, as
-//! `Collection::search_exact` (a test proves it on real data).
+//! is one engine search; `EXPLAIN` shows
+//! `ValoriKnnExec: collection=docs k=10 ef=64 tag=7 path=hnsw distance=l2`.
+//! With `exact` set it returns the same ids, in the same order, as
+//! DataFusion's own plan ordered by `(d, id)` (a test proves it on real
+//! data).
+//!
+//! Statements are bounded by [`SQL_BYTES_MAX`].
 //!
 //! Not done yet:
 //!
-//! - the KNN rewrite: an optimizer rule turning `ORDER BY <distance> LIMIT
-//!   k` (with an optional tag filter) into an HNSW scan node, and `SET
-//!   valori.exact = on` to keep the exact scan;
-//! - SQL writes (`INSERT`, `DELETE`, `UPDATE` of tag and metadata through
-//!   the event log): DDL and DML are refused today;
-//! - the pgvector surface: the `vector` type, the `<->`, `<#>`, `<=>`
-//!   operators, `pg_catalog`, and the pgwire server (in `wire/`);
-//! - a bound on SQL text length in `valori_core::limits`.
+//! - SQL writes through [`QueryEngine::execute`], which refuses DDL and
+//!   DML: [`mod@write`] turns them into events (the Postgres front end in
+//!   `wire/` uses it), and [`pgvector`] rewrites pgvector's operators.
 
+pub mod dsl;
 pub mod functions;
+pub mod knn;
 pub mod metadata;
+pub mod metadata_functions;
 pub mod pgvector;
 pub mod provider;
 pub mod settings;
@@ -47,13 +54,20 @@ use std::sync::Arc;
 pub use datafusion;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::DataFusionError;
+use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 pub use valori_engine as engine;
 use valori_engine::{Engine, EngineError};
 
 use crate::functions::VectorInputError;
 use crate::provider::{ScanError, ValoriSchema};
+use crate::settings::ValoriOptions;
+
+/// Longest statement [`QueryEngine::execute_with`] accepts, in bytes (the
+/// text of a DSL query too): `valori_core::limits::SQL_BYTES_MAX`.
+pub const SQL_BYTES_MAX: usize = valori_core::limits::SQL_BYTES_MAX as usize;
 
 /// DataFusion's default catalog and schema, where collections appear.
 pub const CATALOG: &str = "datafusion";
@@ -74,6 +88,9 @@ pub enum QueryError {
     /// A collection was dropped or re-created while the query ran.
     #[error("{0}")]
     Conflict(ScanError),
+    /// The statement is longer than [`SQL_BYTES_MAX`]; it was not parsed.
+    #[error("statement of {bytes} bytes exceeds the limit of {max} bytes")]
+    TooLong { bytes: usize, max: usize },
     /// The engine failed (it then serves nothing more until restarted).
     #[error(transparent)]
     Engine(EngineError),
@@ -85,7 +102,10 @@ pub enum QueryError {
 impl QueryError {
     /// Whether the client is at fault (and may fix the statement).
     pub fn is_user_error(&self) -> bool {
-        matches!(self, QueryError::Invalid(_) | QueryError::Vector(_))
+        matches!(
+            self,
+            QueryError::Invalid(_) | QueryError::Vector(_) | QueryError::TooLong { .. }
+        )
     }
 }
 
@@ -172,15 +192,55 @@ impl QueryEngine {
     }
 
     /// [`QueryEngine::execute`] with a session's search settings.
+    ///
+    /// The statement is planned in a copy of this engine's DataFusion
+    /// session state carrying `settings` (see [`settings`]), so concurrent
+    /// calls with different settings do not see each other's. Statements
+    /// that would change the session itself (`SET`, transactions,
+    /// `PREPARE`) are refused: session state belongs to the caller's
+    /// front end, which passes it here as `settings`. A statement longer
+    /// than [`SQL_BYTES_MAX`] is refused before it is parsed.
     pub async fn execute_with(
         &self,
         query: &str,
-        _settings: &settings::SearchSettings,
+        settings: &settings::SearchSettings,
     ) -> Result<QueryOutput, QueryError> {
+        self.execute_with_params(query, Vec::new(), settings).await
+    }
+
+    /// [`QueryEngine::execute_with`] with values for the placeholders `$1`,
+    /// `$2`, … (in order). The values are bound before the plan is
+    /// optimized, so a bound vector such as
+    /// `ORDER BY l2(vec, $1) LIMIT 10` with `$1 = '[0.1, 0.2]'` is answered
+    /// by the KNN rewrite like a literal.
+    pub async fn execute_with_params(
+        &self,
+        query: &str,
+        params: Vec<ScalarValue>,
+        settings: &settings::SearchSettings,
+    ) -> Result<QueryOutput, QueryError> {
+        if query.len() > SQL_BYTES_MAX {
+            return Err(QueryError::TooLong {
+                bytes: query.len(),
+                max: SQL_BYTES_MAX,
+            });
+        }
         let options = SQLOptions::new()
             .with_allow_ddl(false)
-            .with_allow_dml(false);
-        let frame = self.ctx.sql_with_options(query, options).await?;
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let mut state = self.ctx.state();
+        state
+            .config_mut()
+            .options_mut()
+            .extensions
+            .insert(ValoriOptions::from(settings));
+        let plan = state.create_logical_plan(query).await?;
+        options.verify_plan(&plan)?;
+        let mut frame = DataFrame::new(state, plan);
+        if !params.is_empty() {
+            frame = frame.with_param_values(params)?;
+        }
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
         let batches = frame.collect().await?;
         Ok(QueryOutput { schema, batches })
@@ -193,8 +253,15 @@ impl QueryEngine {
 pub fn session(engine: Arc<Engine>) -> SessionContext {
     let config = SessionConfig::new()
         .with_information_schema(true)
-        .with_default_catalog_and_schema(CATALOG, SCHEMA);
-    let ctx = SessionContext::new_with_config(config);
+        .with_default_catalog_and_schema(CATALOG, SCHEMA)
+        .with_option_extension(ValoriOptions::default());
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_query_planner(Arc::new(knn::ValoriQueryPlanner))
+        .with_optimizer_rule(Arc::new(knn::KnnRule))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     let catalog = ctx
         .catalog(CATALOG)
         .expect("invariant: a new SessionContext has its default catalog");
@@ -202,5 +269,6 @@ pub fn session(engine: Arc<Engine>) -> SessionContext {
     // (empty) default schema is dropped.
     let _previous = catalog.register_schema(SCHEMA, Arc::new(ValoriSchema::new(engine)));
     functions::register_functions(&ctx);
+    metadata_functions::register_functions(&ctx);
     ctx
 }

@@ -33,17 +33,23 @@
 //!   only matching rows, so DataFusion need not filter again;
 //! - `LIMIT n`: the scan stops after `n` matching rows.
 //!
+//! A vector `ORDER BY … LIMIT` never reaches the scan: the KNN rewrite
+//! ([`crate::knn`]) answers it with one engine search and fetches only the
+//! rows it returns (`rows_batch`).
+//!
 //! Not done yet: the snapshot copies the columns while holding the
 //! engine's read lock (writers wait for it; shared column segments would
-//! make it zero-copy), and a vector `ORDER BY … LIMIT` still scans every
-//! row — the KNN rewrite to an HNSW scan node is the next step.
+//! make it zero-copy).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::array::{
+    ArrayRef, BinaryArray, BooleanArray, FixedSizeListArray, Float32Array, Int32Array, RecordBatch,
+    RecordBatchOptions, UInt64Array,
+};
 use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::memory::MemorySourceConfig;
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
@@ -82,7 +88,11 @@ const SOURCE_COLUMNS: [&str; 5] = [
     columnar::TAG_COLUMN,
     columnar::METADATA_COLUMN,
 ];
-const VEC_INDEX: usize = 1;
+pub(crate) const ID_INDEX: usize = 0;
+pub(crate) const VEC_INDEX: usize = 1;
+pub(crate) const VEC_Q16_INDEX: usize = 2;
+pub(crate) const TAG_INDEX: usize = 3;
+pub(crate) const METADATA_INDEX: usize = 4;
 
 /// The table schema of a collection of dimension `dim` (see the module
 /// documentation). The field types are the columnar export's, renamed.
@@ -168,7 +178,7 @@ impl TagFilter {
 
 /// The tag `expr` asks for, when it is `tag = <integer literal>` (or the
 /// mirror image) with a literal a `u64` can hold.
-fn tag_equality(expr: &Expr) -> Option<u64> {
+pub(crate) fn tag_equality(expr: &Expr) -> Option<u64> {
     let Expr::BinaryExpr(BinaryExpr {
         left,
         op: Operator::Eq,
@@ -184,6 +194,11 @@ fn tag_equality(expr: &Expr) -> Option<u64> {
     if column.name != TAG_COLUMN {
         return None;
     }
+    u64_literal(literal)
+}
+
+/// An integer literal's value, when a `u64` holds it.
+pub(crate) fn u64_literal(literal: &ScalarValue) -> Option<u64> {
     let value: i128 = match literal {
         ScalarValue::Int8(Some(v)) => i128::from(*v),
         ScalarValue::Int16(Some(v)) => i128::from(*v),
@@ -222,6 +237,15 @@ impl CollectionTable {
 
     pub fn name(&self) -> &CollectionName {
         &self.name
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Which creation of the name this table was looked up for.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
     }
 
     /// The live rows matching `tags`, at most `limit` of them, in row
@@ -264,6 +288,78 @@ impl CollectionTable {
         });
         read.map_err(ScanError::from)?
     }
+}
+
+/// The `projection` columns of the given `rows` (in that order, live or
+/// not: the caller chose them) as one batch of `schema`, which must be the
+/// table schema projected by `projection`. Used by the KNN node, which
+/// fetches its rows by id rather than by scanning.
+pub(crate) fn rows_batch(
+    collection: &Collection,
+    rows: &[usize],
+    projection: &[usize],
+    schema: &SchemaRef,
+) -> Result<RecordBatch> {
+    let dim = collection.config().dim;
+    let size = i32::try_from(dim)
+        .map_err(|_| DataFusionError::Internal(format!("dimension {dim} exceeds i32")))?;
+    let raw = || -> Vec<i32> {
+        let mut values = Vec::with_capacity(rows.len() * collection.dim());
+        for &row in rows {
+            values.extend_from_slice(collection.vector(row));
+        }
+        values
+    };
+    let list = |values: ArrayRef, field: &Field| -> Result<ArrayRef> {
+        let DataType::FixedSizeList(item, _) = field.data_type() else {
+            return Err(DataFusionError::Internal(format!(
+                "column {} is not a vector",
+                field.name()
+            )));
+        };
+        Ok(Arc::new(FixedSizeListArray::try_new(
+            Arc::clone(item),
+            size,
+            values,
+            None,
+        )?))
+    };
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(projection.len());
+    for (&column, field) in projection.iter().zip(schema.fields()) {
+        let array: ArrayRef = match column {
+            ID_INDEX => Arc::new(UInt64Array::from_iter_values(
+                rows.iter().map(|&r| collection.ids()[r].0),
+            )),
+            // The f32 view is defined as `raw / 65536` rounded to f32, as in
+            // the columnar export: `raw as f32` rounds once, the division
+            // by a power of two is exact.
+            VEC_INDEX => list(
+                Arc::new(Float32Array::from_iter_values(
+                    raw().into_iter().map(|r| r as f32 / 65536.0),
+                )),
+                field,
+            )?,
+            VEC_Q16_INDEX => list(Arc::new(Int32Array::from(raw())), field)?,
+            TAG_INDEX => Arc::new(UInt64Array::from_iter_values(
+                rows.iter().map(|&r| collection.tags()[r]),
+            )),
+            METADATA_INDEX => Arc::new(BinaryArray::from_iter_values(
+                rows.iter().map(|&r| collection.metadata(r)),
+            )),
+            other => {
+                return Err(DataFusionError::Internal(format!(
+                    "column {other} is not a column of a collection table"
+                )));
+            }
+        };
+        columns.push(array);
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &options,
+    )?)
 }
 
 /// For the live rows among `rows`, in row order: how many there are, and
@@ -451,7 +547,6 @@ mod tests {
     /// functions rely on.
     #[test]
     fn schema_columns_and_metadata() {
-        use datafusion::arrow::datatypes::DataType;
         let schema = table_schema(3);
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names, ["id", "vec", "vec_q16", "tag", "metadata"]);

@@ -181,6 +181,24 @@ pub fn is_blank(sql: &str) -> bool {
     })
 }
 
+/// `sql` without the whitespace and comments before its first token.
+pub fn strip_leading_comments(sql: &str) -> &str {
+    let mut rest = sql.trim_start();
+    loop {
+        if rest.starts_with("--") {
+            rest = rest
+                .find('\n')
+                .map_or("", |nl| &rest[nl + 1..])
+                .trim_start();
+        } else if rest.starts_with("/*") {
+            let end = block_comment_end(rest.as_bytes(), 0);
+            rest = rest[end..].trim_start();
+        } else {
+            return rest;
+        }
+    }
+}
+
 /// Every placeholder `$n` outside literals: `(byte range, n)`, in order.
 fn placeholder_spans(sql: &str) -> Vec<(std::ops::Range<usize>, usize)> {
     let bytes = sql.as_bytes();
@@ -322,6 +340,11 @@ mod tests {
         );
         assert!(is_blank(" -- only a comment\n /* and /* nested */ one */ "));
         assert!(!is_blank("-- c\nSELECT 1"));
+        assert_eq!(
+            strip_leading_comments(" -- a\n /* b /* c */ */ INSERT -- d"),
+            "INSERT -- d"
+        );
+        assert_eq!(strip_leading_comments("/* never closed"), "");
     }
 
     /// Proves that placeholders are found and replaced outside literals

@@ -4,7 +4,7 @@
 //! (Postgres dialect). A write becomes a [`WriteStatement`]; anything else
 //! (`SELECT`, `EXPLAIN`, `SHOW`, …) is `None` and goes to the query engine.
 //! [`execute`] checks a write completely against the current state and only
-//! then submits its events through [`Engine::submit`], so bad input writes
+//! then submits its events through `Engine::submit`, so bad input writes
 //! nothing.
 //!
 //! | SQL | events |
@@ -29,7 +29,7 @@
 //! is stored in the canonical form of [`crate::metadata::from_json_text`],
 //! so the same value gives the same bytes from REST, Python and SQL.
 //! `INSERT` without an `id` column lets the engine choose ids
-//! ([`Engine::submit_with_next_id`]).
+//! (`Engine::submit_with_next_id`).
 
 use std::collections::BTreeSet;
 
@@ -306,8 +306,7 @@ fn unsupported(what: impl Into<String>) -> WriteError {
 /// The statement as a write, `Ok(None)` when it is not one (a query), or
 /// why it is a write Valori refuses.
 pub fn parse(sql: &str) -> Result<Option<WriteStatement>, WriteError> {
-    let first = sql
-        .trim_start()
+    let first = crate::sql_text::strip_leading_comments(sql)
         .split(|c: char| !c.is_ascii_alphabetic())
         .next()
         .unwrap_or_default()

@@ -16,6 +16,11 @@ use valori_core::q16::quantize_vector;
 use valori_engine::Engine;
 use valori_query::{QueryEngine, QueryError, datafusion};
 
+#[path = "query/dsl.rs"]
+mod dsl;
+#[path = "query/knn.rs"]
+mod knn;
+
 /// Rows of the GloVe base set loaded into each collection.
 const ROWS: usize = 5_000;
 /// Query vectors tried per check.

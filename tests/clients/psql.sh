@@ -6,6 +6,7 @@ set -euo pipefail
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -h "$VALORI_PG_HOST" -p "$VALORI_PG_PORT" -U tester -d valori "$@"; }
 fail() { echo "psql: $*" >&2; exit 1; }
 
+q -c "CREATE EXTENSION IF NOT EXISTS vector"
 q -c "DROP TABLE IF EXISTS psql_docs"
 q -c "CREATE TABLE psql_docs (id BIGINT PRIMARY KEY, vec VECTOR(2), tag BIGINT, metadata BYTEA) WITH (metric = 'l2')"
 q -c "INSERT INTO psql_docs VALUES (1, '[3,4]', 1, '\\x01ff'), (2, '[0,1]', 2, NULL)"
@@ -30,8 +31,18 @@ got=$(q -c "\\d psql_docs")
 echo "$got" | grep -q '^vec|vector(2)|' || fail "\\d psql_docs: [$got]"
 echo "$got" | grep -q '^id|bigint|' || fail "\\d psql_docs: [$got]"
 
+# CREATE INDEX is accepted; asking for other parameters than the table's
+# gets a NOTICE naming the ones it keeps (m = 16 by default).
+q -c "CREATE INDEX ON psql_docs USING hnsw (vec vector_l2_ops) WITH (m = 4)" 2>/tmp/psql-index.err
+grep -q "m = 16" /tmp/psql-index.err || fail "CREATE INDEX notice: $(cat /tmp/psql-index.err)"
+
 q -c "SET valori.ef_search = 48"
-got=$(q -c "SET valori.ef_search = 48" -c "SHOW valori.ef_search")
+got=$(# CREATE INDEX is accepted; asking for other parameters than the table's
+# gets a NOTICE naming the ones it keeps (m = 16 by default).
+q -c "CREATE INDEX ON psql_docs USING hnsw (vec vector_l2_ops) WITH (m = 4)" 2>/tmp/psql-index.err
+grep -q "m = 16" /tmp/psql-index.err || fail "CREATE INDEX notice: $(cat /tmp/psql-index.err)"
+
+q -c "SET valori.ef_search = 48" -c "SHOW valori.ef_search")
 [ "$got" = "48" ] || fail "SHOW valori.ef_search: [$got]"
 
 # SCRAM: a wrong key is refused, the read role cannot write.

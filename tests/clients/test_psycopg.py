@@ -10,6 +10,7 @@ import numpy as np
 import psycopg
 import pytest
 from pgvector.psycopg import register_vector
+from psycopg.types.json import Jsonb
 
 ROWS = [
     (1, [1.0, 0.0, 0.0], 7),
@@ -45,9 +46,16 @@ def test_text_and_binary_results(open_dsn):
         with conn.cursor(binary=True) as cur:
             cur.execute("SELECT id, tag FROM py_text WHERE tag = %s ORDER BY id", (7,))
             assert cur.fetchall() == want
-        # Metadata was stored canonical: compact, keys sorted.
+        # Metadata was stored canonical: compact, keys sorted; also when
+        # sent as jsonb (psycopg's Jsonb, text and binary).
         (meta,) = conn.execute("SELECT metadata FROM py_text WHERE id = 5").fetchone()
         assert bytes(meta) == b'{"n":5}'
+        for binary in (False, True):
+            with conn.cursor(binary=binary) as cur:
+                cur.execute("UPDATE py_text SET metadata = %s WHERE id = 1", (Jsonb({"b": [1, 2], "a": None}),))
+                assert cur.rowcount == 1
+                cur.execute("SELECT metadata FROM py_text WHERE id = 1")
+                assert bytes(cur.fetchone()[0]) == b'{"a":null,"b":[1,2]}'
 
 
 def test_prepared_statements_and_transactions(open_dsn):
@@ -71,6 +79,8 @@ def test_pgvector_register_vector_numpy(open_dsn):
     binary), come back as vectors, and the nearest neighbours by <-> match
     numpy's own distances."""
     with psycopg.connect(open_dsn, autocommit=True) as conn:
+        # pgvector's setup step is accepted: the type is built in.
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         register_vector(conn)
         conn.execute("DROP TABLE IF EXISTS py_np")
         conn.execute("CREATE TABLE py_np (id BIGINT, vec VECTOR(3), tag BIGINT)")

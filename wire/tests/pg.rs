@@ -112,6 +112,23 @@ impl<'a> FromSql<'a> for Vector {
     }
 }
 
+/// Bytes sent as a binary parameter of any type.
+#[derive(Debug)]
+struct Garbage(Vec<u8>);
+
+impl ToSql for Garbage {
+    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        out.put_slice(&self.0);
+        Ok(IsNull::No)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
 fn vector_type() -> Type {
     Type::new("vector".into(), 50_001, Kind::Simple, "public".into())
 }
@@ -417,6 +434,7 @@ async fn errors_have_sqlstates_and_change_nothing() {
         ("SELECT * FROM nope", "42P01"),
         ("INSERT INTO nope (id, vec) VALUES (1, '[1,2,3]')", "42P01"),
         ("SELECT nope FROM docs", "42703"),
+        ("SELECT no_such_function(1)", "42883"),
         ("INSERT INTO docs (id, nope) VALUES (1, 2)", "42703"),
         ("SELECT l2(vec, '[1,2') FROM docs", "22P02"),
         ("INSERT INTO docs (id, vec) VALUES (9, '[1,x,3]')", "22P02"),
@@ -454,6 +472,48 @@ async fn errors_have_sqlstates_and_change_nothing() {
         let e = client.query(sql, &[]).await.unwrap_err();
         assert_eq!(code(&e), want, "{sql} (extended): {e:?}");
     }
+    // Malformed binary parameters: wrong lengths for int8 and vector.
+    let by_id = client
+        .prepare_typed("SELECT id FROM docs WHERE id = $1", &[Type::INT8])
+        .await
+        .unwrap();
+    let e = client
+        .query(&by_id, &[&Garbage(vec![1, 2, 3])])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "22P03");
+    let insert = client
+        .prepare_typed(
+            "INSERT INTO docs (id, vec) VALUES (77, $1)",
+            &[vector_type()],
+        )
+        .await
+        .unwrap();
+    for garbage in [vec![], vec![0, 3, 0, 0, 1], vec![0xff; 9]] {
+        let e = client
+            .execute(&insert, &[&Garbage(garbage)])
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), "22P03");
+    }
+    // Text that looks like SQL stays a value.
+    let as_text = client
+        .prepare_typed("SELECT id FROM docs WHERE id = $1", &[Type::TEXT])
+        .await
+        .unwrap();
+    let e = client
+        .query(&as_text, &[&"1; DROP TABLE docs"])
+        .await
+        .unwrap_err();
+    assert!(e.code().is_some(), "a server error: {e:?}");
+    let rows = client
+        .query(
+            "SELECT count(*) FROM docs WHERE metadata = $1",
+            &[&"x'); DROP TABLE docs; --".as_bytes()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, i64>(0), 0);
     assert_eq!(server.state_hash(), before);
     // The connection still works.
     let count: i64 = client
@@ -524,6 +584,21 @@ async fn session_settings() {
         simple_rows(&b, "SHOW valori.ef_search").await,
         vec![vec![Some("default".into())]]
     );
+    // The settings reach the query engine: EXPLAIN of a nearest-neighbour
+    // query shows this session's values, and the other session's defaults.
+    a.batch_execute(DOCS).await.unwrap();
+    let explain = "EXPLAIN SELECT id FROM docs ORDER BY vec <-> '[1,1,1]' LIMIT 3";
+    let plan = |rows: Vec<Vec<Option<String>>>| -> String {
+        rows.into_iter()
+            .flatten()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let mine = plan(simple_rows(&a, explain).await);
+    assert!(mine.contains("ef=64 exact=true"), "{mine}");
+    let theirs = plan(simple_rows(&b, explain).await);
+    assert!(theirs.contains("exact=false"), "{theirs}");
     let e = a
         .simple_query("SET valori.ef_search = -3")
         .await
@@ -562,6 +637,25 @@ async fn timeout_and_cancel() {
     canceller.await.unwrap();
     let one: i32 = client.query_one("SELECT 1::INT", &[]).await.unwrap().get(0);
     assert_eq!(one, 1);
+
+    // The timeout (and the search settings) given at connection time, as
+    // libpq's PGOPTIONS does.
+    let config = format!(
+        "host=127.0.0.1 port={} user=tester dbname=valori options='-c statement_timeout=200 -c valori.exact=on'",
+        server.port
+    );
+    let (configured, connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    assert_eq!(
+        simple_rows(&configured, "SHOW statement_timeout").await,
+        vec![vec![Some("200ms".into())]]
+    );
+    assert_eq!(
+        simple_rows(&configured, "SHOW valori.exact").await,
+        vec![vec![Some("on".into())]]
+    );
+    let e = configured.simple_query(slow).await.unwrap_err();
+    assert_eq!(code(&e), "57014");
     server.stop().await;
 }
 
@@ -605,4 +699,29 @@ async fn concurrent_connections() {
         .get(0);
     assert_eq!(n, 80);
     server.stop().await;
+}
+
+/// Proves shutdown: a statement running when shutdown starts is answered,
+/// then `serve` returns, the connection is closed and no new connection
+/// is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_running_statements() {
+    let mut server = Server::start(&[]).await;
+    let client = server.client().await;
+    let n = 30_000_000i64;
+    let running = tokio::spawn(async move {
+        let sql = format!("SELECT count(*) FROM generate_series(1, {n})");
+        let count: i64 = client.query_one(sql.as_str(), &[]).await.unwrap().get(0);
+        (count, std::time::Instant::now(), client)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let stopped_at = std::time::Instant::now();
+    let _ = server.stop.take().unwrap().send(());
+    let (count, answered_at, client) = running.await.unwrap();
+    assert_eq!(count, n);
+    // The statement was still running when shutdown began.
+    assert!(answered_at > stopped_at);
+    (&mut server.done).await.unwrap().unwrap();
+    assert!(client.simple_query("SELECT 1").await.is_err());
+    assert!(server.login("tester", "").await.is_err());
 }

@@ -883,3 +883,88 @@ fn live_audit_checks_event_and_snapshot() {
         report.findings
     );
 }
+
+/// The query DSL over REST (`/v1/query`) and as a search `filter`: only
+/// matching rows, nearest first; a parse error names line and column.
+#[test]
+fn dsl_query_and_filtered_search() {
+    let server = Server::start(Vec::new(), None);
+    let call = |m, p, b: &str| server.call(m, p, None, Some(b));
+    call("POST", "/v1/collections", r#"{"name":"docs","dim":2}"#);
+    // Rows on a line: row i at (i, 0); even ids English, odd German.
+    let vectors: Vec<Value> = (0..20).map(|i| json!([i, 0])).collect();
+    let metadata: Vec<Value> = (0..20)
+        .map(|i| json!({"lang": if i % 2 == 0 { "en" } else { "de" }, "n": i}))
+        .collect();
+    let tags: Vec<u64> = (0..20).map(|i| i % 3).collect();
+    let body = json!({ "vectors": vectors, "metadata": metadata, "tags": tags });
+    let (status, _) = call(
+        "POST",
+        "/v1/collections/docs/records/batch",
+        &body.to_string(),
+    );
+    assert_eq!(status, 201);
+    let before = server.state_hash();
+
+    // Nearest to (7.2, 0) among English rows: 8, 6, 10, 4.
+    let (status, rows) = call(
+        "POST",
+        "/v1/query",
+        r#"{"query": "FROM docs NEAREST $q K 4 WHERE meta.lang = 'en'", "params": {"q": [7.2, 0]}}"#,
+    );
+    assert_eq!(status, 200, "{rows}");
+    let names: Vec<&str> = rows["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    let id_col = names.iter().position(|n| *n == "id").unwrap();
+    let ids: Vec<u64> = rows["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[id_col].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [8, 6, 10, 4]);
+
+    // As a search filter, combined with a tag: English rows with tag 0
+    // (ids 0, 6, 12, 18), nearest to (13, 0): 12, 18, 6, 0.
+    let (status, hits) = call(
+        "POST",
+        "/v1/collections/docs/search",
+        r#"{"vector": [13, 0], "k": 10, "tag": 0, "filter": "meta.lang = 'en'"}"#,
+    );
+    assert_eq!(status, 200, "{hits}");
+    let ids: Vec<u64> = hits["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [12, 18, 6, 0]);
+    assert_eq!(hits["hits"][0]["metadata"]["n"], 12);
+    assert!((hits["hits"][1]["distance"].as_f64().unwrap() - 5.0).abs() < 1e-9);
+
+    let (status, err) = call("POST", "/v1/query", r#"{"query": "FROM docs NEAREST K 4"}"#);
+    assert_eq!(status, 400, "{err}");
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("line 1, column "), "{message}");
+    let (status, err) = call(
+        "POST",
+        "/v1/query",
+        r#"{"query": "FROM docs NEAREST $q K 4"}"#,
+    );
+    assert_eq!(status, 400, "{err}");
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("$q"),
+        "{err}"
+    );
+    let (status, _) = call(
+        "POST",
+        "/v1/collections/docs/search",
+        r#"{"vector": [1, 0], "filter": "meta.lang = "}"#,
+    );
+    assert_eq!(status, 400);
+    assert_eq!(server.state_hash(), before);
+}

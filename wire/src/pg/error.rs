@@ -172,6 +172,7 @@ impl From<QueryError> for PgError {
                 _ => SqlState::InvalidParameterValue,
             },
             QueryError::Conflict(_) => SqlState::SerializationFailure,
+            QueryError::TooLong { .. } => SqlState::ProgramLimitExceeded,
             QueryError::Engine(_) => SqlState::SystemError,
             _ => SqlState::InternalError,
         };

@@ -57,7 +57,7 @@ use super::types::{self, VECTOR_ARRAY_OID, VECTOR_OID, param_literal, pg_type};
 use crate::auth::{Auth, Role};
 
 /// Longest SQL text accepted, in bytes.
-pub const SQL_BYTES_MAX: usize = 16 * 1024 * 1024;
+pub const SQL_BYTES_MAX: usize = limits::SQL_BYTES_MAX as usize;
 
 /// What kind of statement a text is.
 #[derive(Clone, Debug, PartialEq)]
@@ -109,10 +109,49 @@ struct PendingCopy {
     overflow: bool,
 }
 
+/// The connection's session, created at its first statement from the
+/// startup parameters: settings given directly (`statement_timeout`,
+/// `valori.ef_search`, `valori.exact`, as asyncpg's `server_settings`
+/// sends them) and in `options` (`-c name=value` or `--name=value`, as
+/// libpq's `PGOPTIONS`). A bad value there is ignored, with a log line.
 fn session<C: ClientInfo + ?Sized>(client: &C) -> Arc<Mutex<Session>> {
-    client
-        .session_extensions()
-        .get_or_insert_with(|| Mutex::new(Session::default()))
+    client.session_extensions().get_or_insert_with(|| {
+        let mut session = Session::default();
+        let metadata = client.metadata();
+        let mut given: Vec<(String, String)> =
+            ["statement_timeout", "valori.ef_search", "valori.exact"]
+                .iter()
+                .filter_map(|k| metadata.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+                .collect();
+        if let Some(options) = metadata.get("options") {
+            given.extend(startup_options(options));
+        }
+        for (name, value) in given {
+            if let Err(e) = apply_set(&mut session, &name.to_ascii_lowercase(), &value) {
+                tracing::info!("ignoring startup setting {name}: {e}");
+            }
+        }
+        Mutex::new(session)
+    })
+}
+
+/// `name=value` pairs of a startup `options` string.
+fn startup_options(options: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut tokens = options.split_whitespace();
+    while let Some(token) = tokens.next() {
+        let pair = if token == "-c" {
+            tokens.next()
+        } else {
+            token
+                .strip_prefix("-c")
+                .or_else(|| token.strip_prefix("--"))
+        };
+        if let Some((name, value)) = pair.and_then(|p| p.split_once('=')) {
+            out.push((name.replace('-', "_"), value.to_owned()));
+        }
+    }
+    out
 }
 
 fn lock(session: &Mutex<Session>) -> std::sync::MutexGuard<'_, Session> {
@@ -160,8 +199,8 @@ fn parse_set(sql: &str) -> Result<Kind, PgError> {
     let value = rest[end..].trim_start();
     let value = if let Some(v) = value.strip_prefix('=') {
         v
-    } else if value.len() >= 2 && value[..2].eq_ignore_ascii_case("to") {
-        &value[2..]
+    } else if value.get(..2).is_some_and(|w| w.eq_ignore_ascii_case("to")) {
+        value.get(2..).unwrap_or_default()
     } else {
         return Err(PgError::new(
             SqlState::SyntaxError,
@@ -196,7 +235,7 @@ pub fn classify(sql: &str) -> Result<Kind, PgError> {
     if sql_text::is_blank(sql) {
         return Ok(Kind::Empty);
     }
-    let w = words(sql, 3);
+    let w = words(sql_text::strip_leading_comments(sql), 3);
     let first = w.first().map(String::as_str).unwrap_or_default();
     let second = w.get(1).map(String::as_str).unwrap_or_default();
     Ok(match first {
@@ -215,10 +254,26 @@ pub fn classify(sql: &str) -> Result<Kind, PgError> {
         "discard" => Kind::Noop("DISCARD ALL".into()),
         "deallocate" => Kind::Noop("DEALLOCATE".into()),
         "listen" | "unlisten" => Kind::Noop(first.to_ascii_uppercase()),
-        "set" => parse_set(sql)?,
+        // pgvector's setup step: the vector type is built in.
+        "create" if second == "extension" => {
+            let name = w.get(2).map(String::as_str).unwrap_or_default();
+            let name = if name == "if" {
+                words(sql, 6).get(5).cloned().unwrap_or_default()
+            } else {
+                name.to_owned()
+            };
+            if name.trim_matches('"') != "vector" {
+                return Err(PgError::new(
+                    SqlState::FeatureNotSupported,
+                    format!("extension {name} is not available; vector is built in"),
+                ));
+            }
+            Kind::Noop("CREATE EXTENSION".into())
+        }
+        "set" => parse_set(sql_text::strip_leading_comments(sql))?,
         "reset" => Kind::Reset(second.trim_matches('"').to_owned()),
         "show" => Kind::Show(
-            sql.trim()[4..]
+            sql_text::strip_leading_comments(sql).trim()[4..]
                 .trim()
                 .trim_end_matches(';')
                 .trim()
@@ -534,8 +589,10 @@ impl Handler {
         let sql = if literals.is_empty() && sql_text::placeholders(&prepared.sql) == 0 {
             prepared.sql.clone()
         } else {
+            // A space before each literal keeps it a token of its own
+            // (after `LIKE$1`, `E'…'` would otherwise read backslashes).
             sql_text::substitute_placeholders(&prepared.sql, |n| {
-                literals.get(n.wrapping_sub(1)).cloned()
+                literals.get(n.wrapping_sub(1)).map(|l| format!(" {l}"))
             })
             .map_err(|n| {
                 PgError::new(
@@ -1113,8 +1170,46 @@ mod tests {
         assert_eq!(classify("COPY t FROM STDIN").unwrap(), Kind::Copy);
         assert_eq!(classify("SELECT 1").unwrap(), Kind::Query);
         assert_eq!(
+            classify("/* app */ -- note\nINSERT INTO t (id, vec) VALUES (1, '[1]')").unwrap(),
+            Kind::Write
+        );
+        assert_eq!(
+            classify("-- x\nSET valori.exact = on").unwrap(),
+            Kind::Set {
+                name: "valori.exact".into(),
+                value: "on".into()
+            }
+        );
+        assert_eq!(
+            classify("CREATE EXTENSION IF NOT EXISTS vector").unwrap(),
+            Kind::Noop("CREATE EXTENSION".into())
+        );
+        assert_eq!(
+            classify("create extension vector;").unwrap(),
+            Kind::Noop("CREATE EXTENSION".into())
+        );
+        assert_eq!(
+            classify("CREATE EXTENSION postgis").unwrap_err().code(),
+            "0A000"
+        );
+        assert_eq!(
             classify("INSERT INTO t VALUES (").unwrap_err().code(),
             "42601"
+        );
+    }
+
+    /// Proves libpq-style startup options are read.
+    #[test]
+    fn startup_options_pairs() {
+        assert_eq!(
+            startup_options(
+                "-c statement_timeout=100 -cvalori.exact=on --valori.ef_search=32 junk"
+            ),
+            vec![
+                ("statement_timeout".to_owned(), "100".to_owned()),
+                ("valori.exact".to_owned(), "on".to_owned()),
+                ("valori.ef_search".to_owned(), "32".to_owned()),
+            ]
         );
     }
 

@@ -45,6 +45,9 @@ use tokio::net::TcpListener;
 use crate::auth::Auth;
 use handler::Handler;
 
+/// How long connections may take to send their last answers on shutdown.
+const CLOSE_GRACE: Duration = Duration::from_millis(250);
+
 /// SCRAM iterations for the salted passwords (Postgres's default).
 const SCRAM_ITERATIONS: usize = 4096;
 
@@ -105,6 +108,12 @@ pub async fn serve(
     // writing waits for every running statement and keeps new ones from
     // starting. Then the connections are closed.
     let _closing = gate.write().await;
+    // Answers of the last statements are written after they release the
+    // gate: give them a moment to reach their sockets, then close.
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
     connections.abort_all();
     while connections.join_next().await.is_some() {}
     Ok(())

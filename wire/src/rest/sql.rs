@@ -21,6 +21,7 @@ use valori_query::datafusion::arrow::datatypes::{
 };
 use valori_query::datafusion::arrow::ipc::writer::StreamWriter;
 use valori_query::datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use valori_query::dsl::DslError;
 use valori_query::metadata;
 
 use super::error::ApiError;
@@ -68,15 +69,22 @@ pub async fn dsl_query(
 }
 
 async fn run_dsl(
-    _state: &Arc<AppState>,
-    _query: &str,
-    _params: &BTreeMap<String, Vec<f64>>,
+    state: &Arc<AppState>,
+    query: &str,
+    params: &BTreeMap<String, Vec<f64>>,
 ) -> Result<QueryOutput, ApiError> {
-    Err(ApiError::new(
-        axum::http::StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        "the query DSL is not available in this build",
-    ))
+    // JSON numbers are doubles; narrowed to f32 as every vector input is.
+    let params: BTreeMap<String, Vec<f32>> = params
+        .iter()
+        .map(|(name, v)| (name.clone(), v.iter().map(|&x| x as f32).collect()))
+        .collect();
+    valori_query::dsl::run(&state.query, query, &params)
+        .await
+        .map_err(|e| match e {
+            DslError::Query(q) => ApiError::from(q),
+            e if e.is_user_error() => ApiError::bad_request(e.to_string()),
+            e => ApiError::internal(e.to_string()),
+        })
 }
 
 /// A search with a DSL `filter`: the same query through the DSL.

@@ -1,0 +1,471 @@
+//! [`ValoriKnnExec`]: the engine's search as an execution plan, and the
+//! planners that create it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch, RecordBatchOptions, UInt64Array,
+};
+use datafusion::arrow::compute::SortOptions;
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::execution::context::QueryPlanner;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{LogicalPlan, UserDefinedLogicalNode};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalSortExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::expressions::Column;
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
+use datafusion::physical_plan::{
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
+    PhysicalExpr, PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream,
+    apply_expression_roots,
+};
+use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
+use valori_core::distance::Distance;
+use valori_core::event::RecordId;
+use valori_core::hnsw::SearchOptions;
+use valori_core::state::{Collection, FILTER_EXACT_RATIO};
+use valori_engine::Engine;
+
+use super::node::KnnNode;
+use super::{KnnSearch, RANK_COLUMN, TagSet};
+use crate::provider::{ScanError, rows_batch};
+
+/// With a residual filter, the first request asks for this many times `k`
+/// candidates, and each further request for this many times the last.
+const OVERFETCH_FACTOR: usize = 4;
+
+/// How the engine answers a search, as far as planning can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// Through the HNSW graph (rows not yet indexed are scanned exactly).
+    Hnsw,
+    /// An exact scan: asked for, no index yet, or a tag filter so
+    /// selective that scanning its rows is cheaper.
+    Exact,
+    /// Some tags of a tag set one way, some the other.
+    Mixed,
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Path::Hnsw => "hnsw",
+            Path::Exact => "exact",
+            Path::Mixed => "mixed",
+        })
+    }
+}
+
+/// The path `Collection::search` takes for `k` rows of `tag`: the same
+/// test it applies (kept beside it so EXPLAIN tells the truth; a test
+/// checks the two agree through the results).
+fn engine_path(collection: &Collection, k: usize, tag: Option<u64>, exact: bool) -> Path {
+    let live = collection.live() as u64;
+    let matching = tag.map_or(live, |t| collection.tag_count(t));
+    if exact
+        || collection.index().is_empty()
+        || matching <= k as u64
+        || matching.saturating_mul(FILTER_EXACT_RATIO) <= live
+    {
+        Path::Exact
+    } else {
+        Path::Hnsw
+    }
+}
+
+/// The rows of one collection nearest to a vector: see the
+/// [module documentation](super). One partition; its rows come in
+/// `(distance, id)` order with their rank (0, 1, …), which the output
+/// ordering declares.
+#[derive(Debug)]
+pub struct ValoriKnnExec {
+    engine: Arc<Engine>,
+    search: KnnSearch,
+    residual: Option<Arc<dyn PhysicalExpr>>,
+    /// The table columns the node emits (the residual's input).
+    scan_schema: SchemaRef,
+    schema: SchemaRef,
+    /// The path as planned (for EXPLAIN).
+    path: Option<Path>,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl ValoriKnnExec {
+    pub fn try_new(
+        engine: Arc<Engine>,
+        search: KnnSearch,
+        residual: Option<Arc<dyn PhysicalExpr>>,
+        scan_schema: SchemaRef,
+        schema: SchemaRef,
+    ) -> Result<ValoriKnnExec> {
+        let rank = schema.index_of(RANK_COLUMN)?;
+        let ordering = [PhysicalSortExpr::new(
+            Arc::new(Column::new(RANK_COLUMN, rank)),
+            SortOptions {
+                descending: false,
+                nulls_first: false,
+            },
+        )];
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new_with_orderings(Arc::clone(&schema), [ordering]),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        );
+        let path = engine
+            .read(|state| {
+                let collection = state
+                    .collection(&search.collection)
+                    .filter(|c| c.incarnation() == search.incarnation)?;
+                let exact = search.settings.exact;
+                let paths: Vec<Path> = match &search.tags {
+                    TagSet::Any => vec![engine_path(collection, search.k, None, exact)],
+                    TagSet::Only(tags) => tags
+                        .iter()
+                        .map(|&t| engine_path(collection, search.k, Some(t), exact))
+                        .collect(),
+                };
+                Some(match paths.split_first() {
+                    None => Path::Exact,
+                    Some((first, rest)) if rest.iter().all(|p| p == first) => *first,
+                    Some(_) => Path::Mixed,
+                })
+            })
+            .ok()
+            .flatten();
+        Ok(ValoriKnnExec {
+            engine,
+            search,
+            residual,
+            scan_schema,
+            schema,
+            path,
+            properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
+        })
+    }
+
+    pub fn search(&self) -> &KnnSearch {
+        &self.search
+    }
+
+    /// The path as planned; `None` if the collection was gone.
+    pub fn path(&self) -> Option<Path> {
+        self.path
+    }
+
+    /// One engine search (one per tag of a tag set, merged): the `fetch`
+    /// nearest rows allowed by the tags, in `(distance, id)` order.
+    fn candidates(&self, collection: &Collection, fetch: usize) -> Vec<(Distance, RecordId)> {
+        let options = |tag: Option<u64>| SearchOptions {
+            ef: self.search.settings.effective_ef(fetch),
+            exact: self.search.settings.exact,
+            tag,
+        };
+        let query = &self.search.query;
+        match &self.search.tags {
+            TagSet::Any => collection.search(query, fetch, &options(None)),
+            TagSet::Only(tags) => {
+                let mut hits: Vec<(Distance, RecordId)> = Vec::new();
+                for &tag in tags {
+                    if collection.tag_count(tag) > 0 {
+                        hits.extend(collection.search(query, fetch, &options(Some(tag))));
+                    }
+                }
+                hits.sort_unstable();
+                hits.truncate(fetch);
+                hits
+            }
+        }
+    }
+
+    /// The answer, under one read lock: candidates, the residual filter,
+    /// more candidates while too few pass, then the distance and rank.
+    fn answer(&self, candidates_metric: &Count) -> Result<RecordBatch> {
+        let k = self.search.k;
+        let read = self.engine.read(|state| -> Result<RecordBatch> {
+            let collection = state
+                .collection(&self.search.collection)
+                .filter(|c| c.incarnation() == self.search.incarnation)
+                .ok_or_else(|| ScanError::CollectionChanged(self.search.collection.clone()))?;
+            let matching: u64 = match &self.search.tags {
+                TagSet::Any => collection.live() as u64,
+                TagSet::Only(tags) => tags.iter().map(|&t| collection.tag_count(t)).sum(),
+            };
+            let matching = usize::try_from(matching).unwrap_or(usize::MAX);
+            let mut fetch = match self.residual {
+                Some(_) => k.saturating_mul(OVERFETCH_FACTOR),
+                None => k,
+            }
+            .min(matching);
+            loop {
+                let hits = self.candidates(collection, fetch);
+                candidates_metric.add(hits.len());
+                let rows = hits
+                    .iter()
+                    .map(|(_, id)| {
+                        collection.row_of(*id).map(|r| r as usize).ok_or_else(|| {
+                            DataFusionError::Internal(format!(
+                                "search returned id {} that has no live row",
+                                id.0
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<usize>>>()?;
+                let mut batch = rows_batch(
+                    collection,
+                    &rows,
+                    &self.search.projection,
+                    &self.scan_schema,
+                )?;
+                let mut kept = rows;
+                if let Some(residual) = &self.residual {
+                    let mask = residual.evaluate(&batch)?.into_array(batch.num_rows())?;
+                    let mask: BooleanArray = mask
+                        .as_boolean_opt()
+                        .ok_or_else(|| {
+                            DataFusionError::Internal(format!("filter {residual} is not boolean"))
+                        })?
+                        .iter()
+                        .map(|v| Some(v == Some(true)))
+                        .collect();
+                    batch = filter_record_batch(&batch, &mask)?;
+                    kept = kept
+                        .into_iter()
+                        .zip(mask.values().iter())
+                        .filter_map(|(row, keep)| keep.then_some(row))
+                        .collect();
+                }
+                // Every row the tags allow has been a candidate once
+                // `fetch` reaches their number: the engine then scans them
+                // all exactly, so nothing more can pass.
+                if kept.len() >= k || fetch >= matching {
+                    let n = kept.len().min(k);
+                    return self.finish(collection, batch.slice(0, n), &kept[..n]);
+                }
+                fetch = fetch.saturating_mul(OVERFETCH_FACTOR).min(matching);
+            }
+        });
+        read.map_err(ScanError::from)?
+    }
+
+    /// Appends the distance (the function's value, as the UDF computes
+    /// it) and the rank to the chosen rows.
+    fn finish(
+        &self,
+        collection: &Collection,
+        batch: RecordBatch,
+        rows: &[usize],
+    ) -> Result<RecordBatch> {
+        let query = &self.search.query;
+        let kernel = collection.kernel_for(query);
+        let distances: Float64Array = rows
+            .iter()
+            .map(|&row| {
+                Some(
+                    self.search
+                        .function
+                        .evaluate(kernel, query, collection.vector(row)),
+                )
+            })
+            .collect();
+        let ranks = UInt64Array::from_iter_values(0..rows.len() as u64);
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        columns.push(Arc::new(distances));
+        columns.push(Arc::new(ranks));
+        let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+        Ok(RecordBatch::try_new_with_options(
+            Arc::clone(&self.schema),
+            columns,
+            &options,
+        )?)
+    }
+}
+
+impl DisplayAs for ValoriKnnExec {
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let s = &self.search;
+        let ef = s.settings.effective_ef(s.k);
+        match t {
+            DisplayFormatType::Default | DisplayFormatType::Verbose => {
+                write!(
+                    f,
+                    "ValoriKnnExec: collection={} k={} ef={}",
+                    s.collection, s.k, ef
+                )?;
+                if s.tags != TagSet::Any {
+                    write!(f, " tag={}", s.tags)?;
+                }
+                match self.path {
+                    Some(path) => write!(f, " path={path}")?,
+                    None => write!(f, " path=unknown")?,
+                }
+                write!(f, " distance={}", s.function)?;
+                if let Some(residual) = &self.residual {
+                    write!(f, " filter={residual}")?;
+                }
+                Ok(())
+            }
+            DisplayFormatType::TreeRender => {
+                writeln!(f, "collection={}", s.collection)?;
+                writeln!(f, "k={} ef={}", s.k, ef)?;
+                match self.path {
+                    Some(path) => write!(f, "path={path}"),
+                    None => write!(f, "path=unknown"),
+                }
+            }
+        }
+    }
+}
+
+impl ExecutionPlan for ValoriKnnExec {
+    fn name(&self) -> &'static str {
+        "ValoriKnnExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        apply_expression_roots(self.residual.iter(), f)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: ReplaceChildrenOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if !children.is_empty() {
+            return Err(DataFusionError::Internal(
+                "ValoriKnnExec has no children".to_owned(),
+            ));
+        }
+        Ok(self)
+    }
+
+    #[allow(deprecated)]
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.replace_children(
+            children,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        if partition != 0 {
+            return Err(DataFusionError::Internal(format!(
+                "ValoriKnnExec has one partition, not {partition}"
+            )));
+        }
+        let baseline = BaselineMetrics::new(&self.metrics, partition);
+        let candidates = MetricBuilder::new(&self.metrics).counter("candidates", partition);
+        let timer = baseline.elapsed_compute().timer();
+        let batch = self.answer(&candidates)?;
+        timer.done();
+        baseline.record_output(batch.num_rows());
+        baseline.done();
+        Ok(Box::pin(MemoryStream::try_new(
+            vec![batch],
+            Arc::clone(&self.schema),
+            None,
+        )?))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+}
+
+/// Plans [`KnnNode`]s as [`ValoriKnnExec`]s.
+#[derive(Debug, Default)]
+pub struct KnnPlanner;
+
+#[async_trait]
+impl ExtensionPlanner for KnnPlanner {
+    async fn plan_extension(
+        &self,
+        planner: &dyn PhysicalPlanner,
+        node: &dyn UserDefinedLogicalNode,
+        _logical_inputs: &[&LogicalPlan],
+        _physical_inputs: &[Arc<dyn ExecutionPlan>],
+        session: &dyn Session,
+        planning_ctx: &PhysicalPlanningContext,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let Some(node) = node.as_any().downcast_ref::<KnnNode>() else {
+            return Ok(None);
+        };
+        let residual = match &node.residual {
+            Some(expr) => Some(planner.create_physical_expr(
+                expr,
+                &node.scan_schema,
+                session,
+                planning_ctx,
+            )?),
+            None => None,
+        };
+        Ok(Some(Arc::new(ValoriKnnExec::try_new(
+            Arc::clone(&node.engine),
+            node.search.clone(),
+            residual,
+            Arc::clone(node.scan_schema.inner()),
+            Arc::clone(node.schema.inner()),
+        )?)))
+    }
+}
+
+/// DataFusion's physical planner with [`KnnPlanner`].
+#[derive(Debug, Default)]
+pub struct ValoriQueryPlanner;
+
+#[async_trait]
+impl QueryPlanner for ValoriQueryPlanner {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session: &dyn Session,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(KnnPlanner)])
+            .create_physical_plan(logical_plan, session)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Proves the path names EXPLAIN prints.
+    #[test]
+    fn paths_display() {
+        assert_eq!(Path::Hnsw.to_string(), "hnsw");
+        assert_eq!(Path::Exact.to_string(), "exact");
+        assert_eq!(Path::Mixed.to_string(), "mixed");
+    }
+}
