@@ -929,43 +929,74 @@ impl Database {
         let handle = self.handle()?;
         let query = query.to_owned();
         let output = py.detach(move || {
-            let (engine, runtime) = match handle.sql.get() {
-                Some(pair) => pair,
-                None => {
-                    let runtime = tokio::runtime::Builder::new_multi_thread()
-                        .enable_all()
-                        .thread_name("valori-sql")
-                        .build()
-                        .map_err(SqlFailure::Runtime)?;
-                    let engine = QueryEngine::new(Arc::clone(&handle.engine));
-                    // Another thread may have set it meanwhile; either works.
-                    let _ = handle.sql.set((engine, runtime));
-                    handle.sql.get().ok_or(SqlFailure::Missing)?
-                }
-            };
+            let (engine, runtime) = sql_runtime(&handle)?;
             runtime
                 .block_on(engine.execute(&query))
                 .map_err(SqlFailure::Query)
         });
-        let output = match output {
-            Ok(o) => o,
-            Err(SqlFailure::Query(e)) => return Err(errors::query(e)),
-            Err(SqlFailure::Runtime(e)) => {
-                return Err(error(
-                    Kind::ServerError,
-                    format!("cannot start the SQL runtime: {e}"),
-                ));
-            }
-            Err(SqlFailure::Missing) => {
-                return Err(error(Kind::ServerError, "the SQL runtime is missing"));
-            }
-        };
+        let output = output.map_err(sql_failure)?;
+        PyTable::try_new(output.batches, output.schema)?.into_pyarrow(py)
+    }
+
+    /// Runs one query-DSL statement (`POST /v1/query`) with its vector
+    /// parameters; the result as a `pyarrow.Table`.
+    fn query<'py>(
+        &self,
+        py: Python<'py>,
+        text: &str,
+        params: BTreeMap<String, Vec<f64>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let handle = self.handle()?;
+        let text = text.to_owned();
+        // Narrowed to f32 as every vector input is.
+        let params: BTreeMap<String, Vec<f32>> = params
+            .into_iter()
+            .map(|(name, v)| (name, v.into_iter().map(|x| x as f32).collect()))
+            .collect();
+        let output = py.detach(move || {
+            let (engine, runtime) = sql_runtime(&handle)?;
+            runtime
+                .block_on(valori_query::dsl::run(engine, &text, &params))
+                .map_err(SqlFailure::Dsl)
+        });
+        let output = output.map_err(sql_failure)?;
         PyTable::try_new(output.batches, output.schema)?.into_pyarrow(py)
     }
 }
 
-/// Why `sql` failed before it had a result.
+/// The query layer and the runtime that drives it, started on first use.
+fn sql_runtime(handle: &Handle) -> Result<&(QueryEngine, tokio::runtime::Runtime), SqlFailure> {
+    if let Some(pair) = handle.sql.get() {
+        return Ok(pair);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("valori-sql")
+        .build()
+        .map_err(SqlFailure::Runtime)?;
+    let engine = QueryEngine::new(Arc::clone(&handle.engine));
+    // Another thread may have set it meanwhile; either works.
+    let _ = handle.sql.set((engine, runtime));
+    handle.sql.get().ok_or(SqlFailure::Missing)
+}
+
+fn sql_failure(e: SqlFailure) -> PyErr {
+    match e {
+        SqlFailure::Query(e) => errors::query(e),
+        SqlFailure::Dsl(valori_query::dsl::DslError::Query(e)) => errors::query(e),
+        SqlFailure::Dsl(e) if e.is_user_error() => error(Kind::InvalidInput, e.to_string()),
+        SqlFailure::Dsl(e) => error(Kind::ServerError, e.to_string()),
+        SqlFailure::Runtime(e) => error(
+            Kind::ServerError,
+            format!("cannot start the SQL runtime: {e}"),
+        ),
+        SqlFailure::Missing => error(Kind::ServerError, "the SQL runtime is missing"),
+    }
+}
+
+/// Why `sql` or `query` failed before it had a result.
 enum SqlFailure {
+    Dsl(valori_query::dsl::DslError),
     Runtime(std::io::Error),
     Missing,
     Query(valori_query::QueryError),

@@ -102,8 +102,8 @@ def test_errors_say_who_is_at_fault_and_change_nothing(db: Valori) -> None:
         db.search([1.0, 0.0], k=10_001)
     with pytest.raises(InvalidInput, match="ef"):
         db.search([1.0, 0.0], ef=0)
-    with pytest.raises(NotImplementedError, match="DSL"):
-        db.search([1.0, 0.0], filter="tag = 3")
+    with pytest.raises(InvalidInput):
+        db.search([1.0, 0.0], filter="tag = = 3")
     assert db.proof() == before
     # A record of the rejected batches is not there, the others are intact.
     assert db.get(10) == valori.Record(10, [1.0, 0.0], 0, {"a": 1})
@@ -380,3 +380,23 @@ def test_same_directory_twice_shares_one_engine(tmp_path: Path) -> None:
     a.close()
     assert b.search([1.0], k=1)[0].id == 0
     b.close()
+
+
+def test_filter_matches_brute_force(db: Valori) -> None:
+    """search(filter=...) runs the query DSL: the hits equal NumPy's brute
+    force over the rows the where clause keeps."""
+    rng = np.random.default_rng(9)
+    base = rng.standard_normal((300, 6)).astype(np.float32)
+    tags = (np.arange(300) % 4).tolist()
+    db.insert_batch(base, tags=tags, metadata=[{"row": i, "even": i % 2 == 0} for i in range(300)])
+    q = rng.standard_normal(6).astype(np.float32)
+    ids = np.arange(300)
+    mask = (np.array(tags) == 2) & (ids < 150)
+    hits = db.search(q, k=5, filter="tag = 2 AND id < 150", exact=True)
+    assert [(h.distance, h.id) for h in hits] == brute_force(base, q, 5, mask=mask)
+    assert all(h.tag == 2 for h in hits)
+    assert [h.metadata for h in hits] == [{"row": h.id, "even": h.id % 2 == 0} for h in hits]
+    t = db.query("FROM default NEAREST $q K 3 WHERE tag = 1 EXACT", {"q": q.tolist()})
+    assert t.column("id").to_pylist() == [i for _, i in brute_force(base, q, 3, mask=np.array(tags) == 1)]
+    many = db.search_many(base[:3], k=2, filter="id >= 10", exact=True)
+    assert [[h.id for h in row] for row in many] == [[i for _, i in brute_force(base, b, 2, mask=ids >= 10)] for b in base[:3]]

@@ -56,6 +56,7 @@ def workload(c: Valori) -> Dict[str, Any]:
         searches.append(c.search(q, k=5, ef=100))
     searches.append(c.search([0.5] * 8, k=3, collection="docs"))
     searches.append(c.search([1.0, 0.0, 0.0, 0.0], k=1, collection="ip"))
+    searches.append(c.search([0.2] * 16, k=6, filter="tag = 1 AND id < 150", exact=True))
     out["searches"] = searches
     out["many"] = c.search_many(vecs[:6], k=4, exact=True)
     out["df"] = c.search_df(vecs[0], k=5).to_pylist()

@@ -66,6 +66,17 @@ def _metadata_text(value: Any, where: str) -> Optional[str]:
         raise InvalidInput(f"{where}: metadata is not a JSON value: {e}") from e
 
 
+def _stored_metadata(raw: Any) -> Any:
+    """A metadata cell of a query result (the stored bytes) as the JSON
+    value, ``None`` for none, or the bytes when they are not JSON."""
+    if raw is None or raw == b"" or raw == "":
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return bytes(raw) if isinstance(raw, (bytes, bytearray)) else raw
+
+
 def _uint(value: Any, what: str) -> int:
     if isinstance(value, bool) or not hasattr(value, "__index__"):
         raise InvalidInput(f"{what} must be an integer, not {type(value).__name__}")
@@ -398,11 +409,8 @@ class Valori:
 
     @staticmethod
     def _search_args(k: Any, tag: Any, filter: Any, ef: Any) -> Tuple[int, Optional[int], Optional[int]]:
-        if filter is not None:
-            raise NotImplementedError(
-                "search(filter=...) needs the query DSL (valori_query::dsl), which this build "
-                "does not have yet; use tag=N for tag filters, or sql() for other conditions"
-            )
+        if filter is not None and not isinstance(filter, str):
+            raise InvalidInput(f"filter must be a str (a query-DSL where clause), not {type(filter).__name__}")
         k = _uint(k, "k")
         if k > SEARCH_K_MAX:
             raise InvalidInput(f"k = {k} exceeds {SEARCH_K_MAX}")
@@ -427,12 +435,34 @@ class Valori:
         ``(distance, id)``. ``k`` is at most ``SEARCH_K_MAX`` (10,000).
 
         ``tag``: only records with this tag. ``filter``: a query-DSL where
-        clause (not available yet: raises ``NotImplementedError``). ``ef``:
+        clause (``"tag = 3 AND id < 100"``), run as the query
+        ``FROM collection NEAREST $q K k WHERE (filter)`` like the REST
+        API does (needs pyarrow). ``ef``:
         the HNSW result-list size (default 64, at least ``k``, at most 10,000). ``exact``:
         brute force over every record instead of the graph (the same order,
         exact recall)."""
         k, tag, ef = self._search_args(k, tag, filter, ef)
+        if filter is not None:
+            return self._filtered(collection, _vector(vector), k, tag, filter, ef, bool(exact))
         return self._backend.search(collection, _vector(vector), k, tag, ef, bool(exact))
+
+    def _filtered(
+        self, collection: str, vector: List[float], k: int, tag: Optional[int], filter: str, ef: Optional[int], exact: bool
+    ) -> List[Hit]:
+        """A search with a DSL where clause: the query the REST API runs for
+        a search with ``filter``, run through :meth:`query` in both modes."""
+        text = f"FROM {collection} NEAREST $q K {k} WHERE ({filter})"
+        if tag is not None:
+            text += f" AND tag = {tag}"
+        if ef is not None:
+            text += f" EF {ef}"
+        if exact:
+            text += " EXACT"
+        table = self._backend.query(text, {"q": vector})
+        return [
+            Hit(r["id"], r["distance"], r["tag"], _stored_metadata(r.get("metadata")))
+            for r in table.to_pylist()
+        ]
 
     def search_many(
         self,
@@ -450,6 +480,8 @@ class Valori:
         rows, n, _dim = _vectors(queries)
         if n == 0:
             return []
+        if filter is not None:
+            return [self._filtered(collection, _vector(q), k, tag, filter, ef, bool(exact)) for q in rows]
         return self._backend.search_many(collection, rows, k, tag, ef, bool(exact))
 
     def search_df(
@@ -485,6 +517,14 @@ class Valori:
                 "metadata": pa.array([text(h.metadata) for h in hits], type=pa.string()),
             }
         )
+
+    def query(self, text: str, params: Optional[Dict[str, Sequence[float]]] = None) -> Any:
+        """Run one query-DSL statement (``POST /v1/query``), e.g.
+        ``query("FROM docs NEAREST $q K 10 WHERE tag = 3", {"q": vector})``,
+        and return a ``pyarrow.Table``."""
+        if not isinstance(text, str):
+            raise InvalidInput(f"query must be a str, not {type(text).__name__}")
+        return self._backend.query(text, {str(k): _vector(v) for k, v in (params or {}).items()})
 
     def sql(self, query: str) -> Any:
         """Run one read-only SQL statement (DataFusion; each collection is a

@@ -129,6 +129,9 @@ class EmbeddedBackend:
     def sql(self, query: str) -> Any:
         return self._db.sql(query)
 
+    def query(self, text: str, params: Dict[str, List[float]]) -> Any:
+        return self._db.query(text, params)
+
     def proof(self) -> Dict[str, Any]:
         return self._db.proof()
 

@@ -335,6 +335,15 @@ class RemoteBackend:
         )
         return pyarrow.ipc.open_stream(data).read_all()
 
+    def query(self, text: str, params: Dict[str, List[float]]) -> Any:
+        import pyarrow.ipc
+
+        body = {"query": text, "params": {k: _f32_list(v, f"parameter ${k}") for k, v in params.items()}}
+        data = self.request(
+            "POST", "/v1/query", json.dumps(body).encode("utf-8"), accept=ARROW_STREAM
+        )
+        return pyarrow.ipc.open_stream(data).read_all()
+
     # -- proofs ----------------------------------------------------------
 
     def proof(self) -> Dict[str, Any]:
