@@ -68,34 +68,23 @@ async fn insert_into(
     let vector = quantize(&body.vector)?;
     let metadata = metadata_bytes(body.metadata.as_ref());
     let tag = body.tag;
-    let engine = Arc::clone(&state.engine);
-    let metrics = Arc::clone(&state.metrics);
-    let (id, receipt) = blocking(move || {
-        let started = Instant::now();
-        let make = |id: u64| Event::Insert {
-            collection: collection.clone(),
+    let (ids, receipt) = submit_records(
+        state,
+        collection,
+        body.id.map(|id| vec![id]),
+        1,
+        move |collection, ids| Event::Insert {
+            collection,
             record: Record {
-                id: RecordId(id),
+                id: RecordId(ids[0]),
                 vector,
                 tag,
                 metadata,
             },
-        };
-        let mut chosen = 0;
-        let receipt = match body.id {
-            Some(id) => {
-                chosen = id;
-                engine.submit(make(id))?
-            }
-            None => engine.submit_with_next_id(&collection, |id| {
-                chosen = id;
-                make(id)
-            })?,
-        };
-        metrics.commit_latency.observe(started.elapsed());
-        Ok((chosen, receipt))
-    })
+        },
+    )
     .await?;
+    let id = ids[0];
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({
@@ -104,6 +93,40 @@ async fn insert_into(
             "log_root": receipt.log_root.to_string(),
         })),
     ))
+}
+
+/// Submits the event `make` builds for `n` record ids — `given`, or the
+/// next free ids of `collection` chosen by the engine — and waits until it
+/// is durable; the ids and the receipt.
+async fn submit_records(
+    state: &Arc<AppState>,
+    collection: CollectionName,
+    given: Option<Vec<u64>>,
+    n: usize,
+    make: impl FnOnce(CollectionName, &[u64]) -> Event + Send + 'static,
+) -> Result<(Vec<u64>, valori_engine::Receipt), ApiError> {
+    let engine = Arc::clone(&state.engine);
+    let metrics = Arc::clone(&state.metrics);
+    blocking(move || {
+        let started = Instant::now();
+        let (ids, receipt) = match given {
+            Some(ids) => {
+                let receipt = engine.submit(make(collection, &ids))?;
+                (ids, receipt)
+            }
+            None => {
+                let mut chosen = Vec::new();
+                let receipt = engine.submit_with_next_id(&collection.clone(), |first| {
+                    chosen = (0..n as u64).map(|i| first.saturating_add(i)).collect();
+                    make(collection, &chosen)
+                })?;
+                (chosen, receipt)
+            }
+        };
+        metrics.commit_latency.observe(started.elapsed());
+        Ok((ids, receipt))
+    })
+    .await
 }
 
 pub async fn insert(
@@ -169,40 +192,17 @@ async fn insert_batch_into(
         Some(values) => values.iter().map(|v| metadata_bytes(Some(v))).collect(),
         None => vec![Vec::new(); n],
     };
-    let explicit = body.ids;
-    let engine = Arc::clone(&state.engine);
-    let metrics = Arc::clone(&state.metrics);
-    let (ids, receipt) = blocking(move || {
-        let started = Instant::now();
-        let make = |ids: &[u64]| {
-            let mut batch = Batch::new(dim as u32);
-            for (i, &id) in ids.iter().enumerate() {
-                batch.push(
-                    RecordId(id),
-                    &vectors[i * dim..(i + 1) * dim],
-                    tags[i],
-                    &metadata[i],
-                );
-            }
-            Event::InsertBatch {
-                collection: collection.clone(),
-                batch,
-            }
-        };
-        let mut chosen = Vec::new();
-        let receipt = match explicit {
-            Some(ids) => {
-                let receipt = engine.submit(make(&ids))?;
-                chosen = ids;
-                receipt
-            }
-            None => engine.submit_with_next_id(&collection, |first| {
-                chosen = (0..n as u64).map(|i| first.saturating_add(i)).collect();
-                make(&chosen)
-            })?,
-        };
-        metrics.commit_latency.observe(started.elapsed());
-        Ok((chosen, receipt))
+    let (ids, receipt) = submit_records(state, collection, body.ids, n, move |collection, ids| {
+        let mut batch = Batch::new(dim as u32);
+        for (i, &id) in ids.iter().enumerate() {
+            batch.push(
+                RecordId(id),
+                &vectors[i * dim..(i + 1) * dim],
+                tags[i],
+                &metadata[i],
+            );
+        }
+        Event::InsertBatch { collection, batch }
     })
     .await?;
     Ok((
