@@ -24,7 +24,7 @@ step "Postgres clients: psql, psycopg, asyncpg, pgvector-python, node-postgres"
 scripts/test-clients.sh
 
 step "Python: embedded and remote (pytest)"
-VALORI_BUILD_SERVER=1 scripts/test-python.sh
+VALORI_BUILD_SERVER=1 VALORI_REQUIRE_ALL=1 scripts/test-python.sh
 
 step "REST API under schemathesis"
 scripts/test-rest-schema.sh 25

@@ -158,3 +158,14 @@ def remote(server: Server) -> Iterator[Valori]:
     client = Valori(remote=server.url)
     yield client
     client.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With VALORI_REQUIRE_ALL=1 (the project's test command) a skipped
+    test fails: there the server binary and the shared data must exist."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("VALORI_REQUIRE_ALL") == "1" and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"skipped under VALORI_REQUIRE_ALL=1: {report.longrepr}"
