@@ -25,6 +25,7 @@
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+pub mod compact;
 mod portable;
 mod wide;
 #[cfg(target_arch = "x86_64")]

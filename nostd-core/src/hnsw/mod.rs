@@ -23,6 +23,7 @@
 //! not depend on when deletes happened, and deleting never makes a live
 //! node unreachable.
 
+mod compact;
 mod search;
 #[cfg(test)]
 mod tests;
@@ -36,16 +37,17 @@ use crate::event::{IndexParams, RecordId};
 use crate::hash::Hash32;
 use crate::rng::mix64;
 
+pub use compact::{Compact, shift_for};
 pub use search::{SearchOptions, SearchScratch, with_scratch};
 
 /// Highest level a node can have.
 pub const LEVEL_MAX: u8 = 15;
 
 /// Rows planned against one frozen graph before they are linked. Blocks
-/// are aligned: rows `256·b .. 256·(b+1)` form block `b`, and a block joins
+/// are aligned: rows `64·b .. 64·(b+1)` form block `b`, and a block joins
 /// the graph only when it is complete, so the graph does not depend on how
 /// the rows arrived or when the index caught up.
-pub const BLOCK_ROWS: usize = 256;
+pub const BLOCK_ROWS: usize = 64;
 
 /// Domain byte of the index hash (the state hash uses 0x01..=0x04).
 pub const INDEX_HASH_DOMAIN: u8 = 0x05;
@@ -77,6 +79,9 @@ pub struct View<'a> {
     pub tags: &'a [u64],
     /// Exact for any pair of stored vectors and the query.
     pub kernel: Kernel,
+    /// The compact copy of the indexed rows, when graph walks may use it
+    /// (see [`Compact`]); `None` walks with exact distances.
+    pub compact: Option<&'a Compact>,
 }
 
 impl View<'_> {
@@ -326,30 +331,11 @@ impl Hnsw {
         let row = block_start + offset as u32;
         let level = level_of(ids[offset], seed, m);
         let query = view.vector(row);
-        let mut layers: Vec<Vec<(Distance, u32)>> = Vec::new();
-        if let Some(entry) = self.entry {
-            search::with_scratch(|scratch| {
-                let mut ep = vec![(view.distance(query, entry), entry)];
-                let mut layer = self.max_level;
-                while layer > level {
-                    ep = vec![self.greedy(view, query, ep[0], layer)];
-                    layer -= 1;
-                }
-                let top = level.min(self.max_level);
-                layers = vec![Vec::new(); usize::from(top) + 1];
-                let any = |_: u32| true;
-                for lc in (0..=top).rev() {
-                    let on = search::LayerSearch {
-                        ef,
-                        layer: lc,
-                        accept: any,
-                    };
-                    let found = self.search_layer(view, query, &ep, on, scratch);
-                    ep = if found.is_empty() { ep } else { found.clone() };
-                    layers[usize::from(lc)] = found;
-                }
-            });
-        }
+        let layers = if self.entry.is_some() {
+            search::with_scratch(|scratch| self.walk(view, query, level, ef, |_| true, scratch))
+        } else {
+            Vec::new()
+        };
         let mut peers: Vec<(Distance, u32, u8)> = (0..offset)
             .map(|p| {
                 (

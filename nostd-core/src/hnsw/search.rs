@@ -3,10 +3,13 @@
 //! admits accepted ones (live, and matching the filter) to the results.
 
 use alloc::collections::BinaryHeap;
+use alloc::vec;
 use alloc::vec::Vec;
 use core::cmp::Reverse;
+use core::marker::PhantomData;
 
-use super::{Hnsw, View};
+use super::{Compact, Hnsw, View};
+use crate::distance::compact::CompactKernel;
 use crate::distance::{Distance, Metric};
 
 /// How a search runs.
@@ -36,6 +39,8 @@ impl Default for SearchOptions {
 pub struct SearchScratch {
     marks: Vec<u32>,
     epoch: u32,
+    /// The neighbours of one node not visited before.
+    fresh: Vec<u32>,
 }
 
 /// Runs `f` with this thread's reusable scratch (std builds), or a fresh
@@ -93,20 +98,107 @@ pub(super) struct LayerSearch<A: Fn(u32) -> bool> {
     pub accept: A,
 }
 
+/// The distances one walk orders nodes by: exact, or those of the compact
+/// copy. Keys order like the distances they stand for.
+pub(super) trait Scorer {
+    type Key: Ord + Copy;
+    fn key(&self, row: u32) -> Self::Key;
+    /// Hints the CPU to load what [`Scorer::key`] will read for `row`.
+    fn prefetch(&self, row: u32);
+    /// The exact distance of a row whose key is `key`.
+    fn exact(&self, key: Self::Key, row: u32) -> Distance;
+}
+
+/// Exact distances, kept as `K` in the heaps.
+struct ExactScorer<'a, K> {
+    view: &'a View<'a>,
+    query: &'a [i32],
+    key: PhantomData<K>,
+}
+
+impl<K: HeapKey> Scorer for ExactScorer<'_, K> {
+    type Key = K;
+
+    #[inline(always)]
+    fn key(&self, row: u32) -> K {
+        K::of(self.view.distance(self.query, row))
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, row: u32) {
+        prefetch(self.view.vector(row).as_ptr().cast(), 1);
+    }
+
+    #[inline(always)]
+    fn exact(&self, key: K, _row: u32) -> Distance {
+        key.back()
+    }
+}
+
+/// Distances of the compact copy; the exact one only for rows kept.
+struct CompactScorer<'a> {
+    view: &'a View<'a>,
+    compact: &'a Compact,
+    kernel: CompactKernel,
+    query: &'a [i32],
+    code: Vec<i16>,
+    /// Cache lines of one compact row.
+    lines: usize,
+}
+
+impl<'a> CompactScorer<'a> {
+    /// A compact walk for `query`, when the view's compact copy covers the
+    /// `rows` rows of the graph, the metric has a compact form and the
+    /// query fits the copy's range.
+    fn new(view: &'a View<'a>, query: &'a [i32], rows: usize) -> Option<CompactScorer<'a>> {
+        let compact = view.compact?;
+        if compact.len() < rows || view.metric == Metric::Cosine {
+            return None;
+        }
+        let code = compact.encode(query)?;
+        let lines = (code.len() * 2).div_ceil(64);
+        Some(CompactScorer {
+            view,
+            compact,
+            kernel: CompactKernel::best(),
+            query,
+            code,
+            lines,
+        })
+    }
+}
+
+impl Scorer for CompactScorer<'_> {
+    type Key = i64;
+
+    #[inline(always)]
+    fn key(&self, row: u32) -> i64 {
+        let r = self.compact.row(row);
+        match self.view.metric {
+            Metric::L2 => self.kernel.l2_squared(&self.code, r) as i64,
+            _ => -self.kernel.dot(&self.code, r),
+        }
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, row: u32) {
+        prefetch(self.compact.row(row).as_ptr().cast(), self.lines);
+    }
+
+    #[inline(always)]
+    fn exact(&self, _key: i64, row: u32) -> Distance {
+        self.view.distance(self.query, row)
+    }
+}
+
 impl Hnsw {
     /// Greedy walk on `layer` from `ep` to a local minimum.
-    pub(super) fn greedy(
-        &self,
-        view: &View<'_>,
-        query: &[i32],
-        ep: (Distance, u32),
-        layer: u8,
-    ) -> (Distance, u32) {
+    fn greedy<S: Scorer>(&self, s: &S, ep: (S::Key, u32), layer: u8) -> (S::Key, u32) {
         let mut best = ep;
         loop {
             let mut moved = false;
             for &n in self.links(best.1, layer) {
-                let cand = (view.distance(query, n), n);
+                let cand = (s.key(n), n);
                 if cand < best {
                     best = cand;
                     moved = true;
@@ -120,41 +212,22 @@ impl Hnsw {
 
     /// Best-first search of one layer from the entry points `eps`, keeping
     /// the `ef` nearest rows that `accept` admits, ordered by
-    /// `(distance, row)`.
-    pub(super) fn search_layer<A: Fn(u32) -> bool>(
+    /// `(key, row)`.
+    fn search_layer<S: Scorer, A: Fn(u32) -> bool>(
         &self,
-        view: &View<'_>,
-        query: &[i32],
-        eps: &[(Distance, u32)],
+        s: &S,
+        eps: &[(S::Key, u32)],
         on: LayerSearch<A>,
         scratch: &mut SearchScratch,
-    ) -> Vec<(Distance, u32)> {
-        // Narrow kernels and the cosine key never leave i64: heap entries
-        // of 16 bytes instead of 32 move faster, with the same order.
-        if view.kernel.path().is_narrow() || view.metric == Metric::Cosine {
-            self.search_layer_keyed::<i64, A>(view, query, eps, on, scratch)
-        } else {
-            self.search_layer_keyed::<i128, A>(view, query, eps, on, scratch)
-        }
-    }
-
-    fn search_layer_keyed<K: HeapKey, A: Fn(u32) -> bool>(
-        &self,
-        view: &View<'_>,
-        query: &[i32],
-        eps: &[(Distance, u32)],
-        on: LayerSearch<A>,
-        scratch: &mut SearchScratch,
-    ) -> Vec<(Distance, u32)> {
+    ) -> Vec<(S::Key, u32)> {
         let LayerSearch { ef, layer, accept } = on;
         scratch.start(self.len());
-        let mut candidates: BinaryHeap<Reverse<(K, u32)>> = BinaryHeap::new();
-        let mut results: BinaryHeap<(K, u32)> = BinaryHeap::with_capacity(ef + 1);
-        for &(d, row) in eps {
-            let ep = (K::of(d), row);
-            if scratch.visit(row) {
+        let mut candidates: BinaryHeap<Reverse<(S::Key, u32)>> = BinaryHeap::new();
+        let mut results: BinaryHeap<(S::Key, u32)> = BinaryHeap::with_capacity(ef + 1);
+        for &ep in eps {
+            if scratch.visit(ep.1) {
                 candidates.push(Reverse(ep));
-                if accept(row) {
+                if accept(ep.1) {
                     results.push(ep);
                     if results.len() > ef {
                         results.pop();
@@ -166,17 +239,19 @@ impl Hnsw {
             if results.len() >= ef && results.peek().is_some_and(|worst| current > *worst) {
                 break;
             }
-            let links = self.links(current.1, layer);
-            // Ask for every neighbour's vector before the first distance:
-            // they are scattered rows, and the loads then overlap.
-            for &n in links {
-                prefetch(view.vector(n).as_ptr());
-            }
-            for &n in links {
-                if !scratch.visit(n) {
-                    continue;
+            // Mark the unvisited neighbours and ask for their vectors
+            // before the first distance: they are scattered rows, and the
+            // loads then overlap.
+            let mut fresh = core::mem::take(&mut scratch.fresh);
+            fresh.clear();
+            for &n in self.links(current.1, layer) {
+                if scratch.visit(n) {
+                    s.prefetch(n);
+                    fresh.push(n);
                 }
-                let cand = (K::of(view.distance(query, n)), n);
+            }
+            for &n in &fresh {
+                let cand = (s.key(n), n);
                 let full = results.len() >= ef;
                 if !full || results.peek().is_some_and(|worst| cand < *worst) {
                     candidates.push(Reverse(cand));
@@ -188,12 +263,98 @@ impl Hnsw {
                     }
                 }
             }
+            scratch.fresh = fresh;
+            // The next node to expand is most likely the nearest candidate:
+            // ask for its links while the heap work goes on.
+            if let Some(Reverse(next)) = candidates.peek() {
+                prefetch(self.links(next.1, layer).as_ptr().cast(), 1);
+            }
         }
-        results
-            .into_sorted_vec()
-            .into_iter()
-            .map(|(k, row)| (k.back(), row))
-            .collect()
+        results.into_sorted_vec()
+    }
+
+    /// One walk for `query`: greedy descent through the layers above
+    /// `level`, then a search of `ef` nodes on each layer from
+    /// `min(level, max_level)` down to 0, layer 0 admitting only what
+    /// `accept` admits. Returns the nodes found on each of those layers
+    /// (index = layer) with their exact distances, ordered by
+    /// `(distance, row)`.
+    pub(super) fn walk(
+        &self,
+        view: &View<'_>,
+        query: &[i32],
+        level: u8,
+        ef: usize,
+        accept: impl Fn(u32) -> bool,
+        scratch: &mut SearchScratch,
+    ) -> Vec<Vec<(Distance, u32)>> {
+        if let Some(s) = CompactScorer::new(view, query, self.len()) {
+            return self.walk_with(&s, level, ef, accept, scratch);
+        }
+        // Narrow kernels and the cosine key never leave i64: heap entries
+        // of 16 bytes instead of 32 move faster, with the same order.
+        if view.kernel.path().is_narrow() || view.metric == Metric::Cosine {
+            let s = ExactScorer::<i64> {
+                view,
+                query,
+                key: PhantomData,
+            };
+            self.walk_with(&s, level, ef, accept, scratch)
+        } else {
+            let s = ExactScorer::<i128> {
+                view,
+                query,
+                key: PhantomData,
+            };
+            self.walk_with(&s, level, ef, accept, scratch)
+        }
+    }
+
+    fn walk_with<S: Scorer>(
+        &self,
+        s: &S,
+        level: u8,
+        ef: usize,
+        accept: impl Fn(u32) -> bool,
+        scratch: &mut SearchScratch,
+    ) -> Vec<Vec<(Distance, u32)>> {
+        let Some(entry) = self.entry else {
+            return Vec::new();
+        };
+        let mut ep = (s.key(entry), entry);
+        let mut layer = self.max_level;
+        while layer > level {
+            ep = self.greedy(s, ep, layer);
+            layer -= 1;
+        }
+        let top = level.min(self.max_level);
+        let mut layers = vec![Vec::new(); usize::from(top) + 1];
+        let mut eps = vec![ep];
+        for lc in (0..=top).rev() {
+            let found = if lc == 0 {
+                let on = LayerSearch {
+                    ef,
+                    layer: 0,
+                    accept: &accept,
+                };
+                self.search_layer(s, &eps, on, scratch)
+            } else {
+                let on = LayerSearch {
+                    ef,
+                    layer: lc,
+                    accept: |_: u32| true,
+                };
+                self.search_layer(s, &eps, on, scratch)
+            };
+            let mut exact: Vec<(Distance, u32)> =
+                found.iter().map(|&(k, row)| (s.exact(k, row), row)).collect();
+            exact.sort_unstable();
+            layers[usize::from(lc)] = exact;
+            if !found.is_empty() {
+                eps = found;
+            }
+        }
+        layers
     }
 
     /// The `ef` nearest accepted rows found by the graph, by
@@ -206,26 +367,10 @@ impl Hnsw {
         scratch: &mut SearchScratch,
         accept: impl Fn(u32) -> bool,
     ) -> Vec<(Distance, u32)> {
-        let Some(entry) = self.entry else {
-            return Vec::new();
-        };
-        let mut ep = (view.distance(query, entry), entry);
-        let mut layer = self.max_level;
-        while layer > 0 {
-            ep = self.greedy(view, query, ep, layer);
-            layer -= 1;
-        }
-        self.search_layer(
-            view,
-            query,
-            &[ep],
-            LayerSearch {
-                ef,
-                layer: 0,
-                accept,
-            },
-            scratch,
-        )
+        self.walk(view, query, 0, ef, accept, scratch)
+            .into_iter()
+            .next()
+            .unwrap_or_default()
     }
 }
 
@@ -264,14 +409,20 @@ impl HeapKey for i128 {
     }
 }
 
-/// Hints the CPU to load the cache line at `ptr`; no effect on results.
+/// Hints the CPU to load `lines` cache lines from `ptr`; no effect on
+/// results.
 #[inline(always)]
-fn prefetch(ptr: *const i32) {
+fn prefetch(ptr: *const u8, lines: usize) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(ptr.cast());
+    for i in 0..lines {
+        // SAFETY: a prefetch is a hint; it never faults, whatever the
+        // address, and `wrapping_add` never dereferences.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                ptr.wrapping_add(i * 64).cast(),
+            );
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = ptr;
+    let _ = (ptr, lines);
 }

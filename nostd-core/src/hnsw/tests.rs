@@ -275,3 +275,85 @@ fn levels_are_geometric_and_pure() {
         level_of(RecordId(12345), 9, m)
     );
 }
+
+/// The compact copy is the same whether it grew block by block with the
+/// graph or was made at once from restored rows, and its shift comes from
+/// the first block only.
+#[test]
+fn compact_copy_does_not_depend_on_how_it_grew() {
+    let s = build(1000, 12, 1000, &Sequential);
+    let c = s.collection(&name()).unwrap();
+    let mut grown = Compact::new(12);
+    for block in c.vectors().chunks(BLOCK_ROWS * 12) {
+        grown.extend(block);
+    }
+    let mut at_once = Compact::new(12);
+    at_once.extend(c.vectors());
+    assert_eq!(grown, at_once);
+    let head = crate::distance::max_abs(&c.vectors()[..BLOCK_ROWS * 12]);
+    assert_eq!(grown.shift(), Some(shift_for(head)));
+    // The shift brings the first block to at most half the compact range.
+    let shift = grown.shift().unwrap();
+    assert!(head >> shift <= 1023 && (shift == 0 || head >> (shift - 1) > 1023));
+}
+
+/// Walking the graph with the compact copy finds what walking it with
+/// exact distances finds: results carry exact distances, in exact order,
+/// with recall as high. A query outside the copy's range walks exactly.
+#[test]
+fn compact_walk_matches_exact_walk() {
+    let s = build(3000, 16, 1000, &Sequential);
+    let c = s.collection(&name()).unwrap();
+    let mut rng = SplitMix64::new(11);
+    let (mut compact_hits, mut exact_hits) = (0, 0);
+    for _ in 0..100 {
+        let row = rng.below(c.rows() as u64) as usize;
+        let q: Vec<i32> = c
+            .vector(row)
+            .iter()
+            .map(|x| x + rng.below(1 << 15) as i32)
+            .collect();
+        let view = c.view(crate::distance::max_abs(&q));
+        assert!(view.compact.and_then(|k| k.encode(&q)).is_some());
+        let exact_view = View {
+            compact: None,
+            ..view
+        };
+        let mut scratch = SearchScratch::new();
+        let with_compact = c.index().search(&view, &q, 32, &mut scratch, |_| true);
+        let with_exact = c
+            .index()
+            .search(&exact_view, &q, 32, &mut scratch, |_| true);
+        for (d, row) in &with_compact {
+            assert_eq!(*d, view.distance(&q, *row), "distances are exact");
+        }
+        assert!(with_compact.windows(2).all(|w| w[0] < w[1]));
+        let truth: BTreeSet<RecordId> = c
+            .search_exact(&q, 10, None)
+            .into_iter()
+            .map(|h| h.1)
+            .collect();
+        let top = |hits: &[(Distance, u32)]| -> usize {
+            hits.iter()
+                .take(10)
+                .filter(|h| truth.contains(&c.ids()[h.1 as usize]))
+                .count()
+        };
+        compact_hits += top(&with_compact);
+        exact_hits += top(&with_exact);
+    }
+    assert!(exact_hits >= 950, "exact walk recall {exact_hits}/1000");
+    assert!(
+        compact_hits + 10 >= exact_hits,
+        "compact walk recall {compact_hits}/1000 vs exact {exact_hits}/1000"
+    );
+    // Far outside the range of the copy: no compact form, exact walk.
+    let far: Vec<i32> = (0..16).map(|_| i32::MAX / 2).collect();
+    let view = c.view(crate::distance::max_abs(&far));
+    assert!(view.compact.unwrap().encode(&far).is_none());
+    let hits = c
+        .index()
+        .search(&view, &far, 16, &mut SearchScratch::new(), |_| true);
+    assert_eq!(hits.len(), 16);
+    assert!(hits.windows(2).all(|w| w[0] < w[1]));
+}

@@ -18,7 +18,7 @@ use crate::distance::{self, Distance, Kernel, Metric};
 use crate::event::{Batch, CollectionConfig, CollectionName, Event, NodeId, RecordId};
 use crate::hash::{self, CHUNK_ROWS, Hash32, RowView};
 use crate::hnsw::{
-    BLOCK_ROWS, Hnsw, IndexError, NodePlan, Planner, SearchOptions, SearchScratch, View,
+    BLOCK_ROWS, Compact, Hnsw, IndexError, NodePlan, Planner, SearchOptions, SearchScratch, View,
 };
 
 /// A tag filter matching at most one row in this many is searched exactly:
@@ -132,6 +132,9 @@ pub struct Collection {
     tag_counts: BTreeMap<u64, u64>,
     /// The HNSW graph over every row (deleted rows stay as waypoints).
     index: Hnsw,
+    /// The compact copy of the indexed rows that graph walks read (derived
+    /// from the vectors; not part of any hash).
+    compact: Compact,
     /// Which creation of this name this is (not part of the hash): lets a
     /// background builder tell a dropped and re-created collection apart.
     incarnation: u64,
@@ -154,6 +157,7 @@ impl Collection {
             chunk_hashes: Vec::new(),
             tag_counts: BTreeMap::new(),
             index: Hnsw::new(config.index),
+            compact: Compact::new(config.dim as usize),
             incarnation,
         }
     }
@@ -257,6 +261,9 @@ impl Collection {
             return Err(IndexError::Shape);
         }
         self.index = index;
+        self.compact.clear();
+        self.compact
+            .extend(&self.vectors[..self.index.len() * self.dim()]);
         Ok(())
     }
 
@@ -264,6 +271,7 @@ impl Collection {
     /// for states restored without a stored graph.
     pub fn rebuild_index(&mut self, planner: &dyn Planner) {
         self.index = Hnsw::new(self.config.index);
+        self.compact.clear();
         self.build_index(planner);
     }
 
@@ -316,6 +324,10 @@ impl Collection {
     /// under a shared borrow is still valid under the exclusive one.
     pub fn link_index_block(&mut self, plans: Vec<NodePlan>) {
         let start = self.index.len();
+        let dim = self.dim();
+        debug_assert_eq!(self.compact.len(), start);
+        self.compact
+            .extend(&self.vectors[start * dim..(start + plans.len()) * dim]);
         let view = View {
             dim: self.config.dim as usize,
             metric: self.config.metric,
@@ -323,6 +335,7 @@ impl Collection {
             deleted: &self.deleted,
             tags: &self.tags,
             kernel: Kernel::new(self.config.dim as usize, self.max_abs, self.max_abs),
+            compact: None,
         };
         self.index
             .link_block(&view, &self.ids[start..start + plans.len()], plans);
@@ -384,6 +397,7 @@ impl Collection {
             deleted: &self.deleted,
             tags: &self.tags,
             kernel: Kernel::new(self.dim(), self.max_abs, query_max_abs),
+            compact: Some(&self.compact),
         }
     }
 
