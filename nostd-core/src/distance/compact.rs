@@ -22,6 +22,7 @@ pub const COMPACT_MAX: i32 = 2047;
 pub const COMPACT_LANES: usize = 16;
 
 /// Components summed in 32-bit lanes before widening (64 steps of 16).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 const BLOCK: usize = 1024;
 
 /// The compact kernels, chosen once per search.
@@ -108,9 +109,8 @@ mod x86_64 {
     use super::BLOCK;
     use core::arch::x86_64::{
         __m256i, _mm_add_epi64, _mm_cvtsi128_si64, _mm_unpackhi_epi64, _mm256_add_epi32,
-        _mm256_add_epi64, _mm256_castsi256_si128, _mm256_cvtepi32_epi64,
-        _mm256_extracti128_si256, _mm256_loadu_si256, _mm256_madd_epi16, _mm256_setzero_si256,
-        _mm256_sub_epi16,
+        _mm256_add_epi64, _mm256_castsi256_si128, _mm256_cvtepi32_epi64, _mm256_extracti128_si256,
+        _mm256_loadu_si256, _mm256_madd_epi16, _mm256_setzero_si256, _mm256_sub_epi16,
     };
 
     /// Eight 32-bit lanes widened and summed into four 64-bit ones.
@@ -294,14 +294,8 @@ mod tests {
         let d = 2 * i64::from(COMPACT_MAX);
         for k in [CompactKernel::portable(), CompactKernel::best()] {
             assert_eq!(k.l2_squared(&a, &b), (n as i64 * d * d) as u64);
-            assert_eq!(
-                k.dot(&a, &b),
-                -(n as i64) * i64::from(COMPACT_MAX).pow(2)
-            );
-            assert_eq!(
-                k.dot(&a, &a),
-                n as i64 * i64::from(COMPACT_MAX).pow(2)
-            );
+            assert_eq!(k.dot(&a, &b), -(n as i64) * i64::from(COMPACT_MAX).pow(2));
+            assert_eq!(k.dot(&a, &a), n as i64 * i64::from(COMPACT_MAX).pow(2));
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct Compact {
     stride: usize,
     /// Fixed by the first rows added.
     shift: Option<u8>,
+    /// Whether some component of some row was clamped.
+    clamped: bool,
     data: Vec<i16>,
 }
 
@@ -39,6 +41,7 @@ impl fmt::Debug for Compact {
         f.debug_struct("Compact")
             .field("dim", &self.dim)
             .field("shift", &self.shift)
+            .field("clamped", &self.clamped)
             .field("rows", &self.len())
             .finish()
     }
@@ -59,6 +62,7 @@ impl Compact {
             dim,
             stride: dim.div_ceil(COMPACT_LANES).max(1) * COMPACT_LANES,
             shift: None,
+            clamped: false,
             data: Vec::new(),
         }
     }
@@ -80,6 +84,7 @@ impl Compact {
     /// Drops every row and the shift.
     pub fn clear(&mut self) {
         self.shift = None;
+        self.clamped = false;
         self.data.clear();
     }
 
@@ -93,10 +98,34 @@ impl Compact {
         });
         let rows = vectors.len() / dim;
         self.data.reserve(rows * self.stride);
+        let limit = COMPACT_MAX as u32;
         for v in vectors.chunks_exact(dim) {
+            self.clamped |= v.iter().any(|&x| (x >> shift).unsigned_abs() > limit);
             self.data.extend(v.iter().map(|&x| clamp(x >> shift)));
             self.data.resize(self.data.len() + self.stride - dim, 0);
         }
+    }
+
+    /// Whether every stored component is its vector's component shifted
+    /// right, unclamped: then exact distances can be bounded from compact
+    /// ones (see [`Compact::l2_bounds`]).
+    pub fn is_faithful(&self) -> bool {
+        !self.clamped
+    }
+
+    /// Bounds on exact squared L2 distances from compact ones, for a
+    /// faithful copy and a query that encodes. With `x = (x >> s)·2^s + r`,
+    /// `0 ≤ r < 2^s`, every exact difference vector is `2^s` times the
+    /// compact one plus a vector shorter than `2^s·√dim`, so the exact
+    /// distance `e` and the compact one `q = √d` satisfy
+    /// `|e − 2^s·q| < 2^s·√dim`.
+    pub fn l2_bounds(&self) -> L2Bounds {
+        let dim = self.dim as u64;
+        let mut root = dim.isqrt();
+        if root * root < dim {
+            root += 1;
+        }
+        L2Bounds { root_dim: root }
     }
 
     /// The compact form of a query, or `None` when a component would clamp
@@ -112,6 +141,16 @@ impl Compact {
         Some(out)
     }
 
+    /// Hints the CPU to load row `row`.
+    #[inline(always)]
+    pub fn prefetch(&self, row: u32) {
+        let start = (row as usize * self.stride).min(self.data.len());
+        super::prefetch(
+            self.data[start..].as_ptr().cast(),
+            (self.stride * 2).div_ceil(64),
+        );
+    }
+
     /// Row `row`, padded.
     #[inline]
     pub fn row(&self, row: u32) -> &[i16] {
@@ -123,4 +162,31 @@ impl Compact {
 #[inline]
 fn clamp(x: i32) -> i16 {
     x.clamp(-COMPACT_MAX, COMPACT_MAX) as i16
+}
+
+/// Bounds between compact and exact squared L2 distances, in compact units
+/// (an exact distance is `2^(2·shift)` times larger).
+#[derive(Clone, Copy, Debug)]
+pub struct L2Bounds {
+    /// `⌈√dim⌉`.
+    root_dim: u64,
+}
+
+impl L2Bounds {
+    /// An upper bound of the exact distance of a row at compact distance
+    /// `d`: `(⌈√d⌉ + ⌈√dim⌉)²`.
+    pub fn upper(self, d: u64) -> u64 {
+        let mut root = d.isqrt();
+        if root * root < d {
+            root += 1;
+        }
+        (root + self.root_dim).pow(2)
+    }
+
+    /// The smallest compact distance whose lower bound exceeds `t`: a row
+    /// at compact distance `d ≥ prune_from(t)` is certainly farther than
+    /// `t` (its lower bound `(⌊√d⌋ − ⌈√dim⌉)²` is above `t`).
+    pub fn prune_from(self, t: u64) -> u64 {
+        (self.root_dim + t.isqrt() + 1).pow(2)
+    }
 }

@@ -37,7 +37,7 @@ use crate::event::{IndexParams, RecordId};
 use crate::hash::Hash32;
 use crate::rng::mix64;
 
-pub use compact::{Compact, shift_for};
+pub use compact::{Compact, L2Bounds, shift_for};
 pub use search::{SearchOptions, SearchScratch, with_scratch};
 
 /// Highest level a node can have.
@@ -639,4 +639,22 @@ pub enum IndexError {
     BadLinks { row: u32 },
     #[error("the entry point is missing or not on the top level")]
     BadEntry,
+}
+
+/// Hints the CPU to load `lines` cache lines from `ptr`; no effect on
+/// results.
+#[inline(always)]
+pub(crate) fn prefetch(ptr: *const u8, lines: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for i in 0..lines {
+        // SAFETY: a prefetch is a hint; it never faults, whatever the
+        // address, and `wrapping_add` never dereferences.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                ptr.wrapping_add(i * 64).cast(),
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (ptr, lines);
 }

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use core::cmp::Reverse;
 use core::marker::PhantomData;
 
-use super::{Compact, Hnsw, View};
+use super::{Compact, Hnsw, View, prefetch};
 use crate::distance::compact::CompactKernel;
 use crate::distance::{Distance, Metric};
 
@@ -346,8 +346,10 @@ impl Hnsw {
                 };
                 self.search_layer(s, &eps, on, scratch)
             };
-            let mut exact: Vec<(Distance, u32)> =
-                found.iter().map(|&(k, row)| (s.exact(k, row), row)).collect();
+            let mut exact: Vec<(Distance, u32)> = found
+                .iter()
+                .map(|&(k, row)| (s.exact(k, row), row))
+                .collect();
             exact.sort_unstable();
             layers[usize::from(lc)] = exact;
             if !found.is_empty() {
@@ -407,22 +409,4 @@ impl HeapKey for i128 {
     fn back(self) -> Distance {
         Distance(self)
     }
-}
-
-/// Hints the CPU to load `lines` cache lines from `ptr`; no effect on
-/// results.
-#[inline(always)]
-fn prefetch(ptr: *const u8, lines: usize) {
-    #[cfg(target_arch = "x86_64")]
-    for i in 0..lines {
-        // SAFETY: a prefetch is a hint; it never faults, whatever the
-        // address, and `wrapping_add` never dereferences.
-        unsafe {
-            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-                ptr.wrapping_add(i * 64).cast(),
-            );
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (ptr, lines);
 }

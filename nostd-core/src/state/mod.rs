@@ -14,6 +14,7 @@ mod graph;
 use alloc::collections::{BTreeMap, BinaryHeap};
 use alloc::vec::Vec;
 
+use crate::distance::compact::CompactKernel;
 use crate::distance::{self, Distance, Kernel, Metric};
 use crate::event::{Batch, CollectionConfig, CollectionName, Event, NodeId, RecordId};
 use crate::hash::{self, CHUNK_ROWS, Hash32, RowView};
@@ -130,6 +131,9 @@ pub struct Collection {
     chunk_hashes: Vec<Option<Hash32>>,
     /// Live rows per tag, to choose between graph and exact filtered search.
     tag_counts: BTreeMap<u64, u64>,
+    /// Rows per tag, ascending, deleted ones included (searches skip
+    /// them): what a filtered scan reads instead of every row.
+    tag_rows: BTreeMap<u64, Vec<u32>>,
     /// The HNSW graph over every row (deleted rows stay as waypoints).
     index: Hnsw,
     /// The compact copy of the indexed rows that graph walks read (derived
@@ -156,6 +160,7 @@ impl Collection {
             max_abs: 0,
             chunk_hashes: Vec::new(),
             tag_counts: BTreeMap::new(),
+            tag_rows: BTreeMap::new(),
             index: Hnsw::new(config.index),
             compact: Compact::new(config.dim as usize),
             incarnation,
@@ -370,6 +375,21 @@ impl Collection {
         self.index.hash_uncached()
     }
 
+    /// Moves `row` from the row list of tag `old` to that of `new`.
+    fn move_tag_row(&mut self, row: u32, old: u64, new: u64) {
+        if let Some(rows) = self.tag_rows.get_mut(&old)
+            && let Ok(i) = rows.binary_search(&row)
+        {
+            rows.remove(i);
+            if rows.is_empty() {
+                self.tag_rows.remove(&old);
+            }
+        }
+        let rows = self.tag_rows.entry(new).or_default();
+        let at = rows.partition_point(|&r| r < row);
+        rows.insert(at, row);
+    }
+
     fn count_tag(&mut self, tag: u64, add: bool) {
         let n = self.tag_counts.entry(tag).or_insert(0);
         if add {
@@ -469,6 +489,7 @@ impl Collection {
         self.deleted.push(false);
         self.rows_by_id.insert(id, row);
         self.count_tag(tag, true);
+        self.tag_rows.entry(tag).or_default().push(row);
         self.dirty(row);
     }
 
@@ -494,6 +515,14 @@ impl Collection {
         }
         for &tag in &batch.tags {
             self.count_tag(tag, true);
+        }
+        // Runs of one tag are common (often the whole batch): one lookup
+        // per run.
+        let mut row = first;
+        for run in batch.tags.chunk_by(|a, b| a == b) {
+            let rows = self.tag_rows.entry(run[0]).or_default();
+            rows.extend(row..row + run.len() as u32);
+            row += run.len() as u32;
         }
         if !batch.is_empty() {
             let last = first + batch.len() as u32 - 1;
@@ -637,7 +666,11 @@ impl Collection {
         self.scan_rows(query, k, tag, 0..self.rows())
     }
 
-    /// Exact top-`k` over the live rows of `rows` matching `tag`.
+    /// Exact top-`k` over the live rows of `rows` matching `tag`. Rows
+    /// the compact copy holds are first ranked by compact distance when
+    /// that can be bounded (L2, a faithful copy, a query in its range), and
+    /// only rows whose bounds leave them a chance get an exact distance;
+    /// the result is the exact top `k` either way.
     fn scan_rows(
         &self,
         query: &[i32],
@@ -647,23 +680,146 @@ impl Collection {
     ) -> Vec<(Distance, RecordId)> {
         let kernel = self.kernel_for(query);
         let metric: Metric = self.config.metric;
-        let mut heap: BinaryHeap<(Distance, RecordId)> = BinaryHeap::with_capacity(k + 1);
-        for row in rows {
-            if self.deleted[row] || tag.is_some_and(|t| self.tags[row] != t) {
-                continue;
-            }
-            let key = (
+        let mut top = TopK::new(k);
+        let mut exact = |row: u32| {
+            let row = row as usize;
+            top.offer((
                 kernel.distance(metric, query, self.vector(row)),
                 self.ids[row],
-            );
-            if heap.len() < k {
-                heap.push(key);
-            } else if heap.peek().is_some_and(|worst| key < *worst) {
-                heap.pop();
-                heap.push(key);
+            ));
+        };
+        let code = (metric == Metric::L2 && self.compact.is_faithful())
+            .then(|| self.compact.encode(query))
+            .flatten();
+        let mut start = rows.start;
+        if let Some(code) = code {
+            let split = rows.end.min(self.compact.len()).max(start);
+            for row in self.bounded_candidates(&code, k, tag, start..split) {
+                exact(row);
+            }
+            start = split;
+        }
+        self.for_each_match(tag, start..rows.end, &mut exact);
+        top.into_sorted()
+    }
+
+    /// The rows of `rows` matching `tag` that may be among the `k` nearest
+    /// to the query whose compact form is `code`; see
+    /// [`Compact::l2_bounds`].
+    fn bounded_candidates(
+        &self,
+        code: &[i16],
+        k: usize,
+        tag: Option<u64>,
+        rows: core::ops::Range<usize>,
+    ) -> Vec<u32> {
+        let ck = CompactKernel::best();
+        let bounds = self.compact.l2_bounds();
+        // The k smallest compact distances so far; rows at compact
+        // distance `prune` or more are farther than k rows already seen.
+        let mut nearest: BinaryHeap<u64> = BinaryHeap::with_capacity(k + 1);
+        let mut prune = u64::MAX;
+        let mut kept: Vec<(u64, u32)> = Vec::new();
+        let compact = &self.compact;
+        self.for_each_match_ahead(tag, rows, &mut |row, ahead| {
+            if let Some(next) = ahead {
+                compact.prefetch(next);
+            }
+            let d = ck.l2_squared(code, compact.row(row));
+            if d >= prune {
+                return;
+            }
+            kept.push((d, row));
+            if nearest.len() < k {
+                nearest.push(d);
+            } else if nearest.peek().is_some_and(|&worst| d < worst) {
+                nearest.pop();
+                nearest.push(d);
+            } else {
+                return;
+            }
+            if nearest.len() == k
+                && let Some(&worst) = nearest.peek()
+            {
+                prune = bounds.prune_from(bounds.upper(worst));
+            }
+        });
+        kept.into_iter()
+            .filter(|&(d, _)| d < prune)
+            .map(|(_, row)| row)
+            .collect()
+    }
+
+    /// Calls `f` for every live row of `rows` whose tag is `tag` (any tag
+    /// when `None`), in row order.
+    fn for_each_match(
+        &self,
+        tag: Option<u64>,
+        rows: core::ops::Range<usize>,
+        f: &mut dyn FnMut(u32),
+    ) {
+        self.for_each_match_ahead(tag, rows, &mut |row, _| f(row));
+    }
+
+    /// [`Collection::for_each_match`], also passing a matching row a few
+    /// places ahead (or `None`), to be loaded early.
+    fn for_each_match_ahead(
+        &self,
+        tag: Option<u64>,
+        rows: core::ops::Range<usize>,
+        f: &mut dyn FnMut(u32, Option<u32>),
+    ) {
+        const AHEAD: usize = 24;
+        match tag {
+            Some(t) => {
+                let list = self.tag_rows.get(&t).map_or(&[][..], Vec::as_slice);
+                let from = list.partition_point(|&r| (r as usize) < rows.start);
+                let to = list.partition_point(|&r| (r as usize) < rows.end);
+                let list = &list[from..to];
+                for (i, &row) in list.iter().enumerate() {
+                    if !self.deleted[row as usize] {
+                        f(row, list.get(i + AHEAD).copied());
+                    }
+                }
+            }
+            None => {
+                for row in rows.clone() {
+                    if !self.deleted[row] {
+                        let ahead = row + AHEAD;
+                        f(row as u32, (ahead < rows.end).then_some(ahead as u32));
+                    }
+                }
             }
         }
-        heap.into_sorted_vec()
+    }
+}
+
+/// The `k` smallest keys offered, by `(distance, id)`.
+struct TopK {
+    k: usize,
+    heap: BinaryHeap<(Distance, RecordId)>,
+}
+
+impl TopK {
+    fn new(k: usize) -> TopK {
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    #[inline]
+    fn offer(&mut self, key: (Distance, RecordId)) {
+        if self.heap.len() < self.k {
+            self.heap.push(key);
+        } else if self.heap.peek().is_some_and(|worst| key < *worst) {
+            self.heap.pop();
+            self.heap.push(key);
+        }
+    }
+
+    fn into_sorted(self) -> Vec<(Distance, RecordId)> {
+        self.heap.into_sorted_vec()
     }
 }
 
@@ -880,6 +1036,7 @@ impl State {
                 let old = c.tags[row as usize];
                 c.count_tag(old, false);
                 c.count_tag(*tag, true);
+                c.move_tag_row(row, old, *tag);
                 c.tags[row as usize] = *tag;
                 c.dirty(row);
                 Applied::Other

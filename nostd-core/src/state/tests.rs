@@ -324,3 +324,117 @@ fn restore_rows_reproduces_hash() {
     }
     assert_eq!(r.state_hash(), s.state_hash());
 }
+
+/// Exact search over rows the compact copy holds (pruned by its distance
+/// bounds) still returns exactly the first k of a sort of all live
+/// matching rows: with ties, after deletes and tag changes, for rows past
+/// the copy, and once a row too large for the copy turns the bounds off.
+#[test]
+fn bounded_exact_search_equals_sort() {
+    let dim = 20usize;
+    let mut s = State::new();
+    s.apply(&create(dim as u32)).unwrap();
+    let mut rng = SplitMix64::new(21);
+    // Coarse grid (many ties) and fine noise, at magnitudes near 2^18.
+    let point = |rng: &mut SplitMix64| -> Vec<i32> {
+        (0..dim)
+            .map(|_| {
+                let coarse = (rng.below(7) as i32 - 3) << 16;
+                // Noise below the copy's shift (2^8 here) makes rows that
+                // share a compact form but not an exact distance.
+                match rng.below(3) {
+                    0 => coarse,
+                    1 => coarse + rng.below(1 << 14) as i32,
+                    _ => coarse + rng.below(1 << 9) as i32,
+                }
+            })
+            .collect()
+    };
+    for id in 0..700u64 {
+        let v = point(&mut rng);
+        s.apply(&insert(id, v, id % 4)).unwrap();
+    }
+    for id in (0..700u64).step_by(9) {
+        s.apply(&Event::Delete {
+            collection: name("docs"),
+            id: RecordId(id),
+        })
+        .unwrap();
+    }
+    for id in (1..700u64).step_by(13) {
+        s.apply(&Event::SetTag {
+            collection: name("docs"),
+            id: RecordId(id),
+            tag: 2,
+        })
+        .ok();
+    }
+    s.build_indexes(&crate::hnsw::Sequential);
+    let check = |s: &State, rng: &mut SplitMix64, faithful: bool| {
+        let c = s.collection(&name("docs")).unwrap();
+        assert!(c.indexed_rows() >= 640 && c.indexed_rows() < c.rows());
+        assert_eq!(c.compact.is_faithful(), faithful);
+        for round in 0..40 {
+            let q: Vec<i32> = if round % 4 == 0 {
+                c.vector(rng.below(c.rows() as u64) as usize).to_vec()
+            } else {
+                point(rng)
+            };
+            for tag in [None, Some(0), Some(2), Some(3)] {
+                let mut all: Vec<(Distance, RecordId)> = (0..c.rows())
+                    .filter(|&r| !c.deleted()[r] && tag.is_none_or(|t| c.tags()[r] == t))
+                    .map(|r| {
+                        let d: i128 = c
+                            .vector(r)
+                            .iter()
+                            .zip(&q)
+                            .map(|(&a, &b)| (i128::from(a) - i128::from(b)).pow(2))
+                            .sum();
+                        (Distance(d), c.ids()[r])
+                    })
+                    .collect();
+                all.sort();
+                for k in [1, 10, 33] {
+                    let got = c.search_exact(&q, k, tag);
+                    assert_eq!(got, all[..k.min(all.len())].to_vec(), "k {k} tag {tag:?}");
+                }
+            }
+        }
+    };
+    check(&s, &mut rng, true);
+    // A row 64 times larger than the first block's range: it clamps, the
+    // copy is no longer faithful, and the scan is exact row by row.
+    let mut big = s.clone();
+    let before = big.collection(&name("docs")).unwrap().rows() as u64;
+    for id in 0..64 {
+        let v: Vec<i32> = (0..dim).map(|i| (i as i32 - 10) << 22).collect();
+        big.apply(&insert(10_000 + id, v, 1)).unwrap();
+    }
+    big.build_indexes(&crate::hnsw::Sequential);
+    assert!(big.collection(&name("docs")).unwrap().indexed_rows() as u64 > before);
+    check(&big, &mut rng, false);
+}
+
+/// A case where the compact order and the exact order disagree: the
+/// nearer row by compact distance is the farther one exactly, and only
+/// the bounds' slack keeps the exact winner among the candidates.
+#[test]
+fn bounded_exact_search_keeps_rows_the_compact_order_misranks() {
+    let mut s = State::new();
+    s.apply(&create(1)).unwrap();
+    // Far rows fixing the copy's shift at 8 (largest 224,000 >> 8 = 875).
+    for id in 0..62u64 {
+        s.apply(&insert(id, vec![100_000 + 2_000 * id as i32], 0))
+            .unwrap();
+    }
+    // Query 255: compact 0. P = 11·256: compact 11, exact distance 2,561.
+    // N = −10·256: compact −10, exact distance 2,815.
+    s.apply(&insert(100, vec![11 << 8], 0)).unwrap();
+    s.apply(&insert(101, vec![-10 << 8], 0)).unwrap();
+    s.build_indexes(&crate::hnsw::Sequential);
+    let c = s.collection(&name("docs")).unwrap();
+    assert_eq!(c.indexed_rows(), 64);
+    assert_eq!(c.compact.shift(), Some(8));
+    let got = c.search_exact(&[255], 1, None);
+    assert_eq!(got, vec![(Distance(2_561 * 2_561), RecordId(100))]);
+}
