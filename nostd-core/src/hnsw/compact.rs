@@ -141,14 +141,16 @@ impl Compact {
         Some(out)
     }
 
+    /// Cache lines one row spans.
+    pub fn row_lines(&self) -> usize {
+        (self.stride * 2).div_ceil(64)
+    }
+
     /// Hints the CPU to load row `row`.
     #[inline(always)]
     pub fn prefetch(&self, row: u32) {
         let start = (row as usize * self.stride).min(self.data.len());
-        super::prefetch(
-            self.data[start..].as_ptr().cast(),
-            (self.stride * 2).div_ceil(64),
-        );
+        super::prefetch(self.data[start..].as_ptr().cast(), self.row_lines());
     }
 
     /// Row `row`, padded.

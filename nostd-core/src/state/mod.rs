@@ -756,7 +756,7 @@ impl Collection {
         &self,
         tag: Option<u64>,
         rows: core::ops::Range<usize>,
-        f: &mut dyn FnMut(u32),
+        f: &mut impl FnMut(u32),
     ) {
         self.for_each_match_ahead(tag, rows, &mut |row, _| f(row));
     }
@@ -767,9 +767,11 @@ impl Collection {
         &self,
         tag: Option<u64>,
         rows: core::ops::Range<usize>,
-        f: &mut dyn FnMut(u32, Option<u32>),
+        f: &mut impl FnMut(u32, Option<u32>),
     ) {
-        const AHEAD: usize = 24;
+        // About 32 cache lines in flight: enough to hide the latency of
+        // scattered rows, few enough not to evict what is being read.
+        let ahead = (32 / self.compact.row_lines()).clamp(2, 16);
         match tag {
             Some(t) => {
                 let list = self.tag_rows.get(&t).map_or(&[][..], Vec::as_slice);
@@ -778,15 +780,15 @@ impl Collection {
                 let list = &list[from..to];
                 for (i, &row) in list.iter().enumerate() {
                     if !self.deleted[row as usize] {
-                        f(row, list.get(i + AHEAD).copied());
+                        f(row, list.get(i + ahead).copied());
                     }
                 }
             }
             None => {
                 for row in rows.clone() {
                     if !self.deleted[row] {
-                        let ahead = row + AHEAD;
-                        f(row as u32, (ahead < rows.end).then_some(ahead as u32));
+                        let next = row + ahead;
+                        f(row as u32, (next < rows.end).then_some(next as u32));
                     }
                 }
             }
