@@ -498,10 +498,12 @@ impl Core {
         let mut accepted = Vec::new();
         // Every event but the last is applied as it is encoded, so that the
         // next one is checked against its effects. The last is only checked
-        // here and applied while its frame is fsynced: a single writer's
-        // batch costs max(apply, fsync), not their sum.
+        // here; it is applied (and the state re-hashed) on a second thread
+        // while this one hashes its frame into the log and writes and
+        // fsyncs the group: a single writer's batch costs about
+        // max(apply, hash + fsync), not their sum.
         let last = group.len().saturating_sub(1);
-        let mut deferred: Option<Event> = None;
+        let mut deferred: Option<(u64, Event, usize)> = None;
         for (i, p) in group.into_iter().enumerate() {
             let start = wal::begin_frame(frames);
             p.event.encode_into(frames);
@@ -529,31 +531,20 @@ impl Core {
                 continue;
             }
             if i == last {
-                deferred = Some(p.event);
+                deferred = Some((p.ticket, p.event, start));
+            } else {
+                accepted.push((p.ticket, seal_frame(merkle, frames, start, true)));
             }
-            let seq = merkle.len();
-            merkle.push_leaf(frame_leaf_hash(wal::frame_payload(frames, start)));
-            let root = merkle.root();
-            wal::finish_frame(frames, start, seq, &root);
-            accepted.push((
-                p.ticket,
-                Receipt {
-                    seq,
-                    log_root: root,
-                },
-            ));
         }
-        if accepted.is_empty() {
+        if accepted.is_empty() && deferred.is_none() {
             return results;
         }
-        // Apply the last event and re-hash the dirtied chunks on a second
-        // thread while the fsync waits on the disk. The write lock is held
-        // throughout, so no reader sees either half-done.
         let storage = self.storage.as_ref();
         let state_ref: &mut State = &mut state;
+        let deferred = &deferred;
         let (written, hashes) = std::thread::scope(|s| {
-            let hashing = s.spawn(|| {
-                if let Some(event) = &deferred {
+            let hashing = s.spawn(move || {
+                if let Some((_, event, _)) = deferred {
                     let applied = state_ref.apply_checked(event);
                     assert!(
                         applied.is_ok(),
@@ -562,6 +553,11 @@ impl Core {
                 }
                 state_ref.hashes()
             });
+            // The state is applied and hashed meanwhile: the frame is
+            // hashed on this thread rather than all cores.
+            if let Some((ticket, _, start)) = deferred {
+                accepted.push((*ticket, seal_frame(merkle, frames, *start, false)));
+            }
             let started = std::time::Instant::now();
             let written = wal.append_durable(storage, first_seq, frames);
             self.log_write_latency.observe(started.elapsed());
@@ -884,6 +880,25 @@ const PARALLEL_LEAF_BYTES_MIN: usize = 512 * 1024;
 
 /// [`leaf_hash`] of an event's bytes; large batches are hashed on all cores
 /// (BLAKE3's tree makes the result independent of how it is split).
+/// Hashes the frame begun at `start` (the last in `frames`) into the log
+/// and fills in its header. `alone`: nothing else runs meanwhile, so a
+/// large payload is hashed on all cores; otherwise on this thread.
+fn seal_frame(merkle: &mut MerkleLog, frames: &mut [u8], start: usize, alone: bool) -> Receipt {
+    let seq = merkle.len();
+    let payload = wal::frame_payload(frames, start);
+    merkle.push_leaf(if alone {
+        frame_leaf_hash(payload)
+    } else {
+        leaf_hash(payload)
+    });
+    let root = merkle.root();
+    wal::finish_frame(frames, start, seq, &root);
+    Receipt {
+        seq,
+        log_root: root,
+    }
+}
+
 fn frame_leaf_hash(payload: &[u8]) -> Hash32 {
     if payload.len() < PARALLEL_LEAF_BYTES_MIN {
         return leaf_hash(payload);

@@ -548,6 +548,19 @@ impl Collection {
     }
 
     fn check_record(&self, id: RecordId, dim: u64, metadata_len: u64) -> Result<(), ApplyError> {
+        self.check_shape(id, dim, metadata_len)?;
+        if self.rows_by_id.contains_key(&id) {
+            return Err(ApplyError::DuplicateId {
+                collection: self.name.clone(),
+                id,
+            });
+        }
+        Ok(())
+    }
+
+    /// The checks of [`Collection::check_record`] that do not look at
+    /// other records.
+    fn check_shape(&self, id: RecordId, dim: u64, metadata_len: u64) -> Result<(), ApplyError> {
         if dim != u64::from(self.config.dim) {
             return Err(ApplyError::DimensionMismatch {
                 collection: self.name.clone(),
@@ -562,12 +575,6 @@ impl Collection {
                 len: metadata_len,
             });
         }
-        if self.rows_by_id.contains_key(&id) {
-            return Err(ApplyError::DuplicateId {
-                collection: self.name.clone(),
-                id,
-            });
-        }
         Ok(())
     }
 
@@ -578,15 +585,26 @@ impl Collection {
         if !batch.is_well_formed() {
             return Err(ApplyError::MalformedBatch);
         }
+        let mut sorted: Vec<RecordId> = batch.ids.clone();
+        sorted.sort_unstable();
+        // Ids above every stored one (the usual append) cannot clash with
+        // a stored record: one comparison instead of a lookup per id.
+        let above_all = self
+            .rows_by_id
+            .last_key_value()
+            .is_none_or(|(&max, _)| sorted.first().is_some_and(|&first| first > max));
         for i in 0..batch.len() {
-            self.check_record(
+            let (id, dim, metadata_len) = (
                 batch.ids[i],
                 u64::from(batch.dim),
                 batch.metadata(i).len() as u64,
-            )?;
+            );
+            if above_all {
+                self.check_shape(id, dim, metadata_len)?;
+            } else {
+                self.check_record(id, dim, metadata_len)?;
+            }
         }
-        let mut sorted: Vec<RecordId> = batch.ids.clone();
-        sorted.sort_unstable();
         if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
             return Err(ApplyError::DuplicateId {
                 collection: self.name.clone(),

@@ -438,3 +438,46 @@ fn bounded_exact_search_keeps_rows_the_compact_order_misranks() {
     let got = c.search_exact(&[255], 1, None);
     assert_eq!(got, vec![(Distance(2_561 * 2_561), RecordId(100))]);
 }
+
+/// A batch clashing with a stored id is refused whether its ids are all
+/// above the stored ones (the fast path) or not; ids above every stored
+/// one are accepted; a deleted id may come back.
+#[test]
+fn batch_duplicates_against_stored_ids() {
+    let mut s = State::new();
+    s.apply(&create(2)).unwrap();
+    for id in 0..10u64 {
+        s.apply(&insert(id, vec![id as i32, 0], 0)).unwrap();
+    }
+    let batch = |ids: &[u64]| {
+        let mut b = Batch::new(2);
+        for &id in ids {
+            b.push(RecordId(id), &[1, 2], 0, &[]);
+        }
+        Event::InsertBatch {
+            collection: name("docs"),
+            batch: b,
+        }
+    };
+    for (ids, clash) in [
+        (&[20u64, 5][..], Some(5)),
+        (&[9, 30][..], Some(9)),
+        (&[11, 11][..], Some(11)),
+    ] {
+        let before = s.state_hash();
+        match s.apply(&batch(ids)) {
+            Err(ApplyError::DuplicateId { id, .. }) => assert_eq!(Some(id.0), clash),
+            other => panic!("{ids:?}: {other:?}"),
+        }
+        assert_eq!(s.state_hash(), before);
+    }
+    s.apply(&batch(&[10, 12])).unwrap();
+    s.apply(&Event::Delete {
+        collection: name("docs"),
+        id: RecordId(12),
+    })
+    .unwrap();
+    // 12 was the largest id and is gone: 11 and 12 are above every live id.
+    s.apply(&batch(&[11, 12])).unwrap();
+    assert_eq!(s.collection(&name("docs")).unwrap().live(), 13);
+}
