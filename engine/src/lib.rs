@@ -542,8 +542,13 @@ impl Core {
         let storage = self.storage.as_ref();
         let state_ref: &mut State = &mut state;
         let deferred = &deferred;
-        let (written, hashes) = std::thread::scope(|s| {
-            let hashing = s.spawn(move || {
+        // The apply runs on a thread of the shared pool (already running,
+        // unlike a thread spawned per commit); a panic in it resumes here
+        // when the scope ends.
+        let mut hashes = None;
+        let hashes_out = &mut hashes;
+        let written = rayon::in_place_scope(|s| {
+            s.spawn(move |_| {
                 if let Some((_, event, _)) = deferred {
                     let applied = state_ref.apply_checked(event);
                     assert!(
@@ -551,7 +556,7 @@ impl Core {
                         "invariant: a checked event applies: {applied:?}"
                     );
                 }
-                state_ref.hashes()
+                *hashes_out = Some(state_ref.hashes());
             });
             // The state is applied and hashed meanwhile: the frame is
             // hashed on this thread rather than all cores.
@@ -561,13 +566,9 @@ impl Core {
             let started = std::time::Instant::now();
             let written = wal.append_durable(storage, first_seq, frames);
             self.log_write_latency.observe(started.elapsed());
-            (written, hashing.join())
+            written
         });
-        let hashes = match hashes {
-            Ok(h) => h,
-            // A panic while hashing is a broken invariant: resume it.
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
+        let hashes = hashes.expect("invariant: the scope ran the apply");
         if let Err(e) = written {
             // The state now holds events that may not be durable: stop,
             // and let a restart recover exactly what the disk kept.
