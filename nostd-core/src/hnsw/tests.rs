@@ -74,6 +74,15 @@ fn build(n: u64, dim: u32, batch: u64, planner: &dyn Planner) -> State {
     s
 }
 
+/// A query near a random stored row.
+fn near_query(c: &crate::state::Collection, rng: &mut SplitMix64) -> Vec<i32> {
+    let row = rng.below(c.rows() as u64) as usize;
+    c.vector(row)
+        .iter()
+        .map(|x| x + rng.below(1 << 15) as i32)
+        .collect()
+}
+
 /// The planning order does not change the graph.
 #[test]
 fn planning_order_does_not_change_the_graph() {
@@ -97,12 +106,7 @@ fn recall_against_exact() {
     let mut hits = 0;
     let queries = 100;
     for _ in 0..queries {
-        let row = rng.below(c.rows() as u64) as usize;
-        let q: Vec<i32> = c
-            .vector(row)
-            .iter()
-            .map(|x| x + rng.below(1 << 15) as i32)
-            .collect();
+        let q = near_query(c, &mut rng);
         let approx = c.search(
             &q,
             10,
@@ -307,12 +311,7 @@ fn compact_walk_matches_exact_walk() {
     let mut rng = SplitMix64::new(11);
     let (mut compact_hits, mut exact_hits) = (0, 0);
     for _ in 0..100 {
-        let row = rng.below(c.rows() as u64) as usize;
-        let q: Vec<i32> = c
-            .vector(row)
-            .iter()
-            .map(|x| x + rng.below(1 << 15) as i32)
-            .collect();
+        let q = near_query(c, &mut rng);
         let view = c.view(crate::distance::max_abs(&q));
         assert!(view.compact.and_then(|k| k.encode(&q)).is_some());
         let exact_view = View {
