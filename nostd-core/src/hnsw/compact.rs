@@ -107,8 +107,10 @@ impl Compact {
     }
 
     /// Whether every stored component is its vector's component shifted
-    /// right, unclamped: then exact distances can be bounded from compact
-    /// ones (see [`Compact::l2_bounds`]).
+    /// right, unclamped: then walks may use the copy, and exact distances
+    /// can be bounded from compact ones (see [`Compact::l2_bounds`]). Once
+    /// a row clamps (rows far larger than the first block), walks use
+    /// exact distances.
     pub fn is_faithful(&self) -> bool {
         !self.clamped
     }

@@ -148,11 +148,12 @@ struct CompactScorer<'a> {
 
 impl<'a> CompactScorer<'a> {
     /// A compact walk for `query`, when the view's compact copy covers the
-    /// `rows` rows of the graph, the metric has a compact form and the
-    /// query fits the copy's range.
+    /// `rows` rows of the graph, no row of it was clamped (distances to a
+    /// clamped row could mislead the walk as far as the clamping went), the
+    /// metric has a compact form and the query fits the copy's range.
     fn new(view: &'a View<'a>, query: &'a [i32], rows: usize) -> Option<CompactScorer<'a>> {
         let compact = view.compact?;
-        if compact.len() < rows || view.metric == Metric::Cosine {
+        if compact.len() < rows || !compact.is_faithful() || view.metric == Metric::Cosine {
             return None;
         }
         let code = compact.encode(query)?;

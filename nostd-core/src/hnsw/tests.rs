@@ -356,3 +356,74 @@ fn compact_walk_matches_exact_walk() {
     assert_eq!(hits.len(), 16);
     assert!(hits.windows(2).all(|w| w[0] < w[1]));
 }
+
+/// Rows far larger than the first block clamp in the compact copy; from
+/// then on walks use exact distances (the same nodes as a walk without the
+/// copy), and the searches keep their recall.
+#[test]
+fn clamped_rows_turn_the_compact_walk_off() {
+    let mut s = build(640, 16, 640, &Sequential);
+    // 1,400 more rows, clustered like the first ones but 2^8 times their
+    // scale.
+    let mut rng = SplitMix64::new(3);
+    let centers: Vec<Vec<i32>> = (0..20)
+        .map(|_| {
+            (0..16)
+                .map(|_| rng.below(1 << 20) as i32 - (1 << 19))
+                .collect()
+        })
+        .collect();
+    let mut id = 10_000u64;
+    while id < 11_400 {
+        let mut b = Batch::new(16);
+        for _ in 0..700 {
+            let c = &centers[rng.below(20) as usize];
+            let v: Vec<i32> = c
+                .iter()
+                .map(|x| (x + rng.below(1 << 17) as i32 - (1 << 16)) << 8)
+                .collect();
+            b.push(RecordId(id), &v, 0, &[]);
+            id += 1;
+        }
+        s.apply_with(
+            &Event::InsertBatch {
+                collection: name(),
+                batch: b,
+            },
+            &Sequential,
+        )
+        .unwrap();
+    }
+    let c = s.collection(&name()).unwrap();
+    assert!(!c.view(0).compact.unwrap().is_faithful());
+    let mut rng = SplitMix64::new(8);
+    let mut hits = 0;
+    for _ in 0..100 {
+        // Queries near the small rows fit the copy's range, the large ones
+        // do not: both walk exactly, the same nodes row for row.
+        let row = rng.below(c.rows() as u64) as usize;
+        let q = c.vector(row).to_vec();
+        let view = c.view(crate::distance::max_abs(&q));
+        let exact_view = View {
+            compact: None,
+            ..view
+        };
+        let mut scratch = SearchScratch::new();
+        assert_eq!(
+            c.index().search(&view, &q, 64, &mut scratch, |_| true),
+            c.index()
+                .search(&exact_view, &q, 64, &mut scratch, |_| true)
+        );
+        let approx = c.search(
+            &q,
+            10,
+            &SearchOptions {
+                ef: 64,
+                ..SearchOptions::default()
+            },
+        );
+        let truth: BTreeSet<RecordId> = c.search_exact(&q, 10, None).iter().map(|h| h.1).collect();
+        hits += approx.iter().filter(|h| truth.contains(&h.1)).count();
+    }
+    assert!(hits >= 950, "recall@10 {hits}/1000 over clamped rows");
+}
