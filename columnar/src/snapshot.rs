@@ -250,7 +250,8 @@ fn write_collection<W: Write>(w: &mut HashingWriter<'_, W>, c: &Collection) -> i
         c.ids().len() == rows
             && c.tags().len() == rows
             && c.deleted().len() == rows
-            && c.vectors().len() == rows * dim,
+            && c.vectors().len() == rows
+            && c.vectors().width() == dim,
         "invariant: collection {} has columns of one length",
         c.name()
     );
@@ -267,7 +268,9 @@ fn write_collection<W: Write>(w: &mut HashingWriter<'_, W>, c: &Collection) -> i
     w.put_mapped(c.ids(), |id| id.0.to_le_bytes())?;
     w.put_mapped(c.tags(), |tag| tag.to_le_bytes())?;
     w.put_mapped(c.deleted(), |&deleted| [u8::from(deleted)])?;
-    w.put_i32s(c.vectors())?;
+    for run in c.vectors().all_runs() {
+        w.put_i32s(run)?;
+    }
     for row in 0..rows {
         let metadata = c.metadata(row);
         let len = u32::try_from(metadata.len())

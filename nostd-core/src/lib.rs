@@ -13,6 +13,7 @@
 //!   (`alloc`);
 //! - [`hash`]: the BLAKE3 state hash over a canonical encoding (`alloc`);
 //! - [`hnsw`]: the deterministic HNSW index (`alloc`);
+//! - [`rows`]: fixed-width rows in segments that never move (`alloc`);
 //! - [`merkle`]: the RFC 6962/9162 Merkle tree over the event log, with
 //!   inclusion and consistency proofs and their verifiers (`alloc`);
 //! - [`golden`]: the fixed workload used to prove that four architectures
@@ -44,6 +45,8 @@ pub mod hash;
 pub mod hnsw;
 #[cfg(feature = "alloc")]
 pub mod merkle;
+#[cfg(feature = "alloc")]
+pub mod rows;
 #[cfg(feature = "alloc")]
 pub mod state;
 

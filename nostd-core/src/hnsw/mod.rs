@@ -36,6 +36,7 @@ use crate::distance::{Distance, Kernel, Metric};
 use crate::event::{IndexParams, RecordId};
 use crate::hash::Hash32;
 use crate::rng::mix64;
+use crate::rows::Rows;
 
 pub use compact::{Compact, L2Bounds, shift_for};
 pub use search::{SearchOptions, SearchScratch, with_scratch};
@@ -73,8 +74,8 @@ pub fn level_of(id: RecordId, seed: u64, m: u16) -> u8 {
 pub struct View<'a> {
     pub dim: usize,
     pub metric: Metric,
-    /// Row-major vectors of every row.
-    pub vectors: &'a [i32],
+    /// The vectors of every row.
+    pub vectors: &'a Rows<i32>,
     pub deleted: &'a [bool],
     pub tags: &'a [u64],
     /// Exact for any pair of stored vectors and the query.
@@ -87,8 +88,7 @@ pub struct View<'a> {
 impl View<'_> {
     #[inline]
     pub fn vector(&self, row: u32) -> &[i32] {
-        let start = row as usize * self.dim;
-        &self.vectors[start..start + self.dim]
+        self.vectors.row(row as usize)
     }
 
     #[inline]

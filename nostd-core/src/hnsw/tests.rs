@@ -287,14 +287,15 @@ fn levels_are_geometric_and_pure() {
 fn compact_copy_does_not_depend_on_how_it_grew() {
     let s = build(1000, 12, 1000, &Sequential);
     let c = s.collection(&name()).unwrap();
+    let flat: Vec<i32> = c.vectors().all_runs().flatten().copied().collect();
     let mut grown = Compact::new(12);
-    for block in c.vectors().chunks(BLOCK_ROWS * 12) {
+    for block in flat.chunks(BLOCK_ROWS * 12) {
         grown.extend(block);
     }
     let mut at_once = Compact::new(12);
-    at_once.extend(c.vectors());
+    at_once.extend(&flat);
     assert_eq!(grown, at_once);
-    let head = crate::distance::max_abs(&c.vectors()[..BLOCK_ROWS * 12]);
+    let head = crate::distance::max_abs(&flat[..BLOCK_ROWS * 12]);
     assert_eq!(grown.shift(), Some(shift_for(head)));
     // The shift brings the first block to at most half the compact range.
     let shift = grown.shift().unwrap();

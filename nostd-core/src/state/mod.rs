@@ -27,6 +27,7 @@ use crate::hnsw::{
 /// the rows the filter rejects, and exact.
 pub const FILTER_EXACT_RATIO: u64 = 8;
 use crate::limits;
+use crate::rows::Rows;
 
 pub use graph::Graph;
 
@@ -114,8 +115,9 @@ pub struct Collection {
     name: CollectionName,
     config: CollectionConfig,
     ids: Vec<RecordId>,
-    /// `rows × dim` Q16.16 raw components, row-major.
-    vectors: Vec<i32>,
+    /// Q16.16 raw components, one row of `dim` per record; appends never
+    /// move stored rows.
+    vectors: Rows<i32>,
     tags: Vec<u64>,
     /// Metadata of row `r` is `metadata_heap[start[r]..start[r] + len[r]]`.
     /// Updates append to the heap; snapshots write it compacted.
@@ -150,7 +152,7 @@ impl Collection {
             name,
             config,
             ids: Vec::new(),
-            vectors: Vec::new(),
+            vectors: Rows::new(config.dim.max(1) as usize),
             tags: Vec::new(),
             metadata_start: Vec::new(),
             metadata_len: Vec::new(),
@@ -198,14 +200,13 @@ impl Collection {
         &self.ids
     }
 
-    /// All vectors, row-major.
-    pub fn vectors(&self) -> &[i32] {
+    /// All vectors, one row per record.
+    pub fn vectors(&self) -> &Rows<i32> {
         &self.vectors
     }
 
     pub fn vector(&self, row: usize) -> &[i32] {
-        let dim = self.dim();
-        &self.vectors[row * dim..(row + 1) * dim]
+        self.vectors.row(row)
     }
 
     pub fn tags(&self) -> &[u64] {
@@ -267,8 +268,9 @@ impl Collection {
         }
         self.index = index;
         self.compact.clear();
-        self.compact
-            .extend(&self.vectors[..self.index.len() * self.dim()]);
+        for run in self.vectors.runs(0..self.index.len()) {
+            self.compact.extend(run);
+        }
         Ok(())
     }
 
@@ -329,10 +331,10 @@ impl Collection {
     /// under a shared borrow is still valid under the exclusive one.
     pub fn link_index_block(&mut self, plans: Vec<NodePlan>) {
         let start = self.index.len();
-        let dim = self.dim();
         debug_assert_eq!(self.compact.len(), start);
-        self.compact
-            .extend(&self.vectors[start * dim..(start + plans.len()) * dim]);
+        for run in self.vectors.runs(start..start + plans.len()) {
+            self.compact.extend(run);
+        }
         let view = View {
             dim: self.config.dim as usize,
             metric: self.config.metric,
