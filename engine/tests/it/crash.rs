@@ -129,6 +129,15 @@ fn sigkill_under_concurrent_load() {
             "cycle {cycle} (seed {seed})"
         );
         assert_eq!(report.events, proof.log_size);
+        // A soak runs for many minutes: say how far it is (shown with
+        // `--nocapture`).
+        if (cycle + 1) % 50 == 0 && cycle + 1 < cycles {
+            eprintln!(
+                "crash test: {} of {cycles} cycles, {total_acks} acknowledged batches so far, {} events in the log",
+                cycle + 1,
+                report.events
+            );
+        }
     }
     assert!(
         total_acks as u64 > cycles,
