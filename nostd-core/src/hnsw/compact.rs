@@ -22,6 +22,7 @@ use core::fmt;
 use super::BLOCK_ROWS;
 use crate::distance::compact::{COMPACT_LANES, COMPACT_MAX};
 use crate::distance::max_abs;
+use crate::rows::Rows;
 
 /// The compact copy of the first `len()` rows of a collection.
 #[derive(Clone, PartialEq, Eq)]
@@ -33,7 +34,8 @@ pub struct Compact {
     shift: Option<u8>,
     /// Whether some component of some row was clamped.
     clamped: bool,
-    data: Vec<i16>,
+    /// One row of `stride` values per indexed row.
+    data: Rows<i16>,
 }
 
 impl fmt::Debug for Compact {
@@ -58,18 +60,19 @@ pub fn shift_for(max_abs: u32) -> u8 {
 
 impl Compact {
     pub fn new(dim: usize) -> Compact {
+        let stride = dim.div_ceil(COMPACT_LANES).max(1) * COMPACT_LANES;
         Compact {
             dim,
-            stride: dim.div_ceil(COMPACT_LANES).max(1) * COMPACT_LANES,
+            stride,
             shift: None,
             clamped: false,
-            data: Vec::new(),
+            data: Rows::new(stride),
         }
     }
 
     /// Rows held.
     pub fn len(&self) -> usize {
-        self.data.len() / self.stride
+        self.data.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -96,13 +99,13 @@ impl Compact {
             let head = vectors.len().min(BLOCK_ROWS * dim);
             shift_for(max_abs(&vectors[..head]))
         });
-        let rows = vectors.len() / dim;
-        self.data.reserve(rows * self.stride);
         let limit = COMPACT_MAX as u32;
         for v in vectors.chunks_exact(dim) {
             self.clamped |= v.iter().any(|&x| (x >> shift).unsigned_abs() > limit);
-            self.data.extend(v.iter().map(|&x| clamp(x >> shift)));
-            self.data.resize(self.data.len() + self.stride - dim, 0);
+            let row = self.data.push_default();
+            for (c, &x) in row.iter_mut().zip(v) {
+                *c = clamp(x >> shift);
+            }
         }
     }
 
@@ -151,15 +154,15 @@ impl Compact {
     /// Hints the CPU to load row `row`.
     #[inline(always)]
     pub fn prefetch(&self, row: u32) {
-        let start = (row as usize * self.stride).min(self.data.len());
-        super::prefetch(self.data[start..].as_ptr().cast(), self.row_lines());
+        if let Some(row) = self.data.get(row as usize) {
+            super::prefetch(row.as_ptr().cast(), self.row_lines());
+        }
     }
 
     /// Row `row`, padded.
     #[inline]
     pub fn row(&self, row: u32) -> &[i16] {
-        let start = row as usize * self.stride;
-        &self.data[start..start + self.stride]
+        self.data.row(row as usize)
     }
 }
 
