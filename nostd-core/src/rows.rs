@@ -64,7 +64,9 @@ impl<T: Copy + Default> Rows<T> {
 
     /// The segment that takes the next row, started if the last is full.
     fn open_segment(&mut self) -> &mut Vec<T> {
-        if self.len.is_multiple_of(SEGMENT_ROWS) && self.len / SEGMENT_ROWS == self.segments.len() {
+        // Every segment but the last is full: all are when the rows fill
+        // them exactly (or there are none).
+        if self.len == self.segments.len() * SEGMENT_ROWS {
             // The first segment grows as rows come; later ones are
             // allocated whole, once.
             let capacity = if self.segments.is_empty() {

@@ -28,13 +28,12 @@ use crate::rows::Rows;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Compact {
     dim: usize,
-    /// `dim` rounded up to a multiple of `COMPACT_LANES`.
-    stride: usize,
     /// Fixed by the first rows added.
     shift: Option<u8>,
     /// Whether some component of some row was clamped.
     clamped: bool,
-    /// One row of `stride` values per indexed row.
+    /// One row per indexed row, `dim` rounded up to a multiple of
+    /// `COMPACT_LANES` (zero-padded).
     data: Rows<i16>,
 }
 
@@ -63,7 +62,6 @@ impl Compact {
         let stride = dim.div_ceil(COMPACT_LANES).max(1) * COMPACT_LANES;
         Compact {
             dim,
-            stride,
             shift: None,
             clamped: false,
             data: Rows::new(stride),
@@ -142,13 +140,13 @@ impl Compact {
             return None;
         }
         let mut out: Vec<i16> = query.iter().map(|&x| (x >> shift) as i16).collect();
-        out.resize(self.stride, 0);
+        out.resize(self.data.width(), 0);
         Some(out)
     }
 
     /// Cache lines one row spans.
     pub fn row_lines(&self) -> usize {
-        (self.stride * 2).div_ceil(64)
+        (self.data.width() * 2).div_ceil(64)
     }
 
     /// Hints the CPU to load row `row`.

@@ -152,7 +152,7 @@ impl Collection {
             name,
             config,
             ids: Vec::new(),
-            vectors: Rows::new(config.dim.max(1) as usize),
+            vectors: Rows::new(config.dim as usize),
             tags: Vec::new(),
             metadata_start: Vec::new(),
             metadata_len: Vec::new(),
