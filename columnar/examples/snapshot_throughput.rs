@@ -74,6 +74,7 @@ fn main() {
     let meta = SnapshotMeta {
         events: leaves.len() as u64,
         state_hash: state.state_hash(),
+        index_hash: state.index_hash(),
         log_root: MerkleLog::from_leaves(leaves.clone()).root(),
         log_leaves: leaves,
     };

@@ -22,8 +22,10 @@
 //! 2. *Rebuild.* The state is rebuilt through the state machine's own checks
 //!    ([`State::apply`] for collections and the graph,
 //!    [`Collection::restore_row`] for rows), so a snapshot can never produce
-//!    a state that no log could have produced; finally the recomputed state
-//!    hash must equal the recorded one. Names, nodes and edges must come in
+//!    a state that no log could have produced; each collection's graph,
+//!    checked link by link, must hash to the index hash recorded after it;
+//!    finally the recomputed state hash and the combined index hash must
+//!    equal the ones recorded in the header. Names, nodes and edges must come in
 //!    strictly increasing order, so that every accepted file is the one file
 //!    [`write_snapshot`] writes for its state.
 //!
@@ -46,7 +48,8 @@ use valori_core::state::{ApplyError, Collection, State};
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"VALORSNP";
 
 /// Version of the layout below the magic; readers reject any other.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// Version 2 added the index hashes (docs/format.md section 6).
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 
 /// Bytes of the BLAKE3 trailer.
 pub const SNAPSHOT_TRAILER_BYTES: usize = 32;
@@ -66,6 +69,10 @@ pub struct SnapshotMeta {
     pub events: u64,
     /// The state hash of the state in the file.
     pub state_hash: Hash32,
+    /// The combined index hash ([`valori_core::hash::indexes_hash`]) of
+    /// the graphs in the file, exactly as they are: the graph holds every
+    /// block of rows that was built when the snapshot was written.
+    pub index_hash: Hash32,
     /// Merkle root of the log's first `events` entries.
     pub log_root: Hash32,
     /// Leaf hash of every event, so that proofs and consistency checks keep
@@ -155,6 +162,17 @@ pub enum SnapshotError {
     },
     #[error("snapshot records state hash {recorded}, its contents hash to {computed}")]
     StateHashMismatch { recorded: Hash32, computed: Hash32 },
+    #[error(
+        "collection {collection}: snapshot records index hash {recorded} at byte {offset}, its graph hashes to {computed}"
+    )]
+    CollectionIndexHashMismatch {
+        offset: u64,
+        collection: CollectionName,
+        recorded: Hash32,
+        computed: Hash32,
+    },
+    #[error("snapshot records index hash {recorded}, its graphs hash to {computed}")]
+    IndexHashMismatch { recorded: Hash32, computed: Hash32 },
 }
 
 /// Which part of the graph section an error is about.
@@ -198,13 +216,22 @@ pub fn write_snapshot(
             },
         ));
     }
-    let computed = state.state_hash();
-    if computed != meta.state_hash {
+    let hashes = state.hashes();
+    if hashes.state != meta.state_hash {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             SnapshotError::StateHashMismatch {
                 recorded: meta.state_hash,
-                computed,
+                computed: hashes.state,
+            },
+        ));
+    }
+    if hashes.index != meta.index_hash {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            SnapshotError::IndexHashMismatch {
+                recorded: meta.index_hash,
+                computed: hashes.index,
             },
         ));
     }
@@ -214,6 +241,7 @@ pub fn write_snapshot(
     w.put_u32(SNAPSHOT_FORMAT_VERSION)?;
     w.put_u64(meta.events)?;
     w.put(meta.state_hash.as_bytes())?;
+    w.put(meta.index_hash.as_bytes())?;
     w.put(meta.log_root.as_bytes())?;
     w.put_u64(leaves)?;
     w.put_mapped(&meta.log_leaves, |leaf| leaf.0)?;
@@ -222,8 +250,8 @@ pub fn write_snapshot(
     let count = u32::try_from(collections.len())
         .expect("invariant: the state machine caps collections far below 2^32");
     w.put_u32(count)?;
-    for collection in collections {
-        write_collection(&mut w, collection)?;
+    for (collection, (_, index_hash)) in collections.zip(&hashes.indexes) {
+        write_collection(&mut w, collection, index_hash)?;
     }
 
     let graph = state.graph();
@@ -241,7 +269,11 @@ pub fn write_snapshot(
     w.finish().map(|_| ())
 }
 
-fn write_collection<W: Write>(w: &mut HashingWriter<'_, W>, c: &Collection) -> io::Result<()> {
+fn write_collection<W: Write>(
+    w: &mut HashingWriter<'_, W>,
+    c: &Collection,
+    index_hash: &Hash32,
+) -> io::Result<()> {
     let rows = c.rows();
     let dim = c.dim();
     // The state machine keeps its columns in step; assert it right before
@@ -278,7 +310,8 @@ fn write_collection<W: Write>(w: &mut HashingWriter<'_, W>, c: &Collection) -> i
         w.put_u32(len)?;
         w.put(metadata)?;
     }
-    write_index(w, c)
+    write_index(w, c)?;
+    w.put(index_hash.as_bytes())
 }
 
 /// The HNSW graph of a collection: entry, layer-0 links (used slots only),
@@ -504,6 +537,7 @@ impl<'a> Cursor<'a> {
 struct Frame<'a> {
     events: u64,
     state_hash: Hash32,
+    index_hash: Hash32,
     log_root: Hash32,
     leaves: &'a [u8],
     collections: Vec<CollectionFrame<'a>>,
@@ -538,6 +572,9 @@ struct CollectionFrame<'a> {
     /// The graph section, already walked once.
     index: &'a [u8],
     index_offset: u64,
+    /// The recorded index hash of the graph section.
+    index_hash: Hash32,
+    index_hash_offset: u64,
 }
 
 /// Phase 1: locates every field, checks the trailer.
@@ -556,6 +593,7 @@ fn read_frame(bytes: &[u8]) -> Result<Frame<'_>, SnapshotError> {
     }
     let events = cur.u64("event count")?;
     let state_hash = cur.hash("state hash")?;
+    let index_hash = cur.hash("index hash")?;
     let log_root = cur.hash("log root")?;
     let leaf_count = cur.u64("log leaf count")?;
     let leaves = cur.take("log leaves", u128::from(leaf_count) * 32)?;
@@ -589,6 +627,7 @@ fn read_frame(bytes: &[u8]) -> Result<Frame<'_>, SnapshotError> {
     Ok(Frame {
         events,
         state_hash,
+        index_hash,
         log_root,
         leaves,
         collections,
@@ -651,6 +690,8 @@ fn frame_collection<'a>(cur: &mut Cursor<'a>) -> Result<CollectionFrame<'a>, Sna
         }
     }
     let index = &cur.bytes[index_start..cur.pos];
+    let index_hash_offset = cur.offset();
+    let index_hash = cur.hash("collection index hash")?;
     Ok(CollectionFrame {
         offset,
         name,
@@ -671,6 +712,8 @@ fn frame_collection<'a>(cur: &mut Cursor<'a>) -> Result<CollectionFrame<'a>, Sna
         metadata_offset,
         index,
         index_offset,
+        index_hash,
+        index_hash_offset,
     })
 }
 
@@ -714,9 +757,20 @@ fn rebuild(frame: &Frame<'_>) -> Result<(State, SnapshotMeta), SnapshotError> {
             computed,
         });
     }
+    // Every collection's graph matched its own recorded hash; the combined
+    // hash must also be the one recorded in the header, which is what the
+    // checkpoint and the verifiers compare.
+    let computed = state.index_hash();
+    if computed != frame.index_hash {
+        return Err(SnapshotError::IndexHashMismatch {
+            recorded: frame.index_hash,
+            computed,
+        });
+    }
     let meta = SnapshotMeta {
         events: frame.events,
         state_hash: frame.state_hash,
+        index_hash: frame.index_hash,
         log_root: frame.log_root,
         log_leaves,
     };
@@ -829,6 +883,17 @@ fn rebuild_collection(
             collection: name.clone(),
             source,
         })?;
+    // The links passed every structural check, but any in-range link
+    // would: only the hash says the graph is the one that was written.
+    let computed = collection.index_hash();
+    if computed != c.index_hash {
+        return Err(SnapshotError::CollectionIndexHashMismatch {
+            offset: c.index_hash_offset,
+            collection: name,
+            recorded: c.index_hash,
+            computed,
+        });
+    }
     Ok(name)
 }
 

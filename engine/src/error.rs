@@ -14,6 +14,7 @@ use valori_core::event::DecodeError;
 use valori_core::hash::Hash32;
 use valori_core::state::ApplyError;
 
+use crate::recovery::CHECKPOINT_VERSION;
 use crate::wal::ScanError;
 
 /// The storage operation that failed.
@@ -136,6 +137,20 @@ pub enum EngineError {
     /// The checkpoint file is damaged.
     #[error("checkpoint file {} is damaged", path.display())]
     BadCheckpoint { path: PathBuf },
+    /// The checkpoint's index hash differs from the recovered graphs, with
+    /// every complete block built.
+    #[error(
+        "checkpoint at {events} events records index hash {recorded}, recovery computed {computed}"
+    )]
+    CheckpointIndexMismatch {
+        events: u64,
+        recorded: Hash32,
+        computed: Hash32,
+    },
+    /// The checkpoint was written in a format version this build does not
+    /// read.
+    #[error("checkpoint file {} has format version {found}; this build reads version {CHECKPOINT_VERSION}", path.display())]
+    CheckpointVersion { path: PathBuf, found: u32 },
 }
 
 impl EngineError {

@@ -118,6 +118,8 @@ pub struct SnapshotInfo {
     pub path: PathBuf,
     pub bytes: u64,
     pub state_hash: Hash32,
+    /// The combined index hash of the graphs in the file.
+    pub index_hash: Hash32,
     pub log_root: Hash32,
 }
 
@@ -414,6 +416,7 @@ impl Core {
                         {
                             entry.1 = hash;
                         }
+                        proof.hashes.refresh_index();
                     }
                 }
                 self.index_progress.notify_all();
@@ -715,9 +718,11 @@ impl Core {
         let events = writer.merkle.len();
         let log_root = writer.merkle.root();
         let state_hash = state.state_hash();
+        let index_hash = state.index_hash();
         let meta = SnapshotMeta {
             events,
             state_hash,
+            index_hash,
             log_root,
             log_leaves: writer.merkle.leaves().to_vec(),
         };
@@ -751,15 +756,19 @@ impl Core {
         recovery::write_checkpoint(
             self.storage.as_ref(),
             &self.dir,
-            events,
-            &state_hash,
-            &log_root,
+            &recovery::Checkpoint {
+                events,
+                state_hash,
+                index_hash,
+                log_root,
+            },
         )?;
         Ok(SnapshotInfo {
             events,
             path,
             bytes,
             state_hash,
+            index_hash,
             log_root,
         })
     }
@@ -854,20 +863,29 @@ impl Core {
         Ok(removed)
     }
 
-    /// Records a checkpoint (event count, state hash, log root) so that the
-    /// next recovery can check it reached exactly this state. Call before a
-    /// clean shutdown.
+    /// Records a checkpoint (event count, state hash, index hash, log
+    /// root) so that the next recovery can check it reached exactly this
+    /// state. Every complete block is built into its graph first, as for a
+    /// snapshot, so that the recorded index hash depends on the log alone.
+    /// Call before a clean shutdown.
     pub fn checkpoint(&self) -> Result<(), EngineError> {
         self.check_failed()?;
         let writer = lock(&self.writer);
-        let state = read(&self.proof);
-        debug_assert_eq!(state.log_size, writer.merkle.len());
+        let mut state = write(&self.state);
+        state.build_indexes(&self.planner);
+        let hashes = state.hashes();
+        let mut proof = write(&self.proof);
+        proof.hashes = hashes;
+        debug_assert_eq!(proof.log_size, writer.merkle.len());
         recovery::write_checkpoint(
             self.storage.as_ref(),
             &self.dir,
-            state.log_size,
-            &state.hashes.state,
-            &state.log_root,
+            &recovery::Checkpoint {
+                events: proof.log_size,
+                state_hash: proof.hashes.state,
+                index_hash: proof.hashes.index,
+                log_root: proof.log_root,
+            },
         )
     }
 

@@ -96,46 +96,79 @@ pub fn list_segments(
     Ok(out)
 }
 
-/// Checkpoint file: magic, version, events, state hash, log root, crc32c.
+/// Checkpoint file: magic, version, events, state hash, index hash, log
+/// root, crc32c (docs/format.md section 7.4).
 const CHECKPOINT_MAGIC: [u8; 8] = *b"VALORCKP";
-const CHECKPOINT_BYTES: usize = 8 + 4 + 8 + 32 + 32 + 4;
+/// Version 2 added the index hash.
+pub(crate) const CHECKPOINT_VERSION: u32 = 2;
+const CHECKPOINT_BYTES: usize = 8 + 4 + 8 + 32 + 32 + 32 + 4;
 
 /// A recorded checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
     pub events: u64,
     pub state_hash: Hash32,
+    /// The combined index hash with every complete block of rows built
+    /// into its graph, so that it depends on the log alone.
+    pub index_hash: Hash32,
     pub log_root: Hash32,
 }
 
 pub(crate) fn encode_checkpoint(c: &Checkpoint) -> Vec<u8> {
     let mut out = Vec::with_capacity(CHECKPOINT_BYTES);
     out.extend_from_slice(&CHECKPOINT_MAGIC);
-    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
     out.extend_from_slice(&c.events.to_le_bytes());
     out.extend_from_slice(c.state_hash.as_bytes());
+    out.extend_from_slice(c.index_hash.as_bytes());
     out.extend_from_slice(c.log_root.as_bytes());
     let crc = crc32c::crc32c(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
 }
 
-pub(crate) fn decode_checkpoint(bytes: &[u8]) -> Option<Checkpoint> {
-    if bytes.len() != CHECKPOINT_BYTES || bytes[0..8] != CHECKPOINT_MAGIC {
-        return None;
+/// Why checkpoint bytes were refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CheckpointDecodeError {
+    /// Wrong magic, length or checksum.
+    Damaged,
+    /// Intact, but another format version.
+    Version(u32),
+}
+
+pub(crate) fn decode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, CheckpointDecodeError> {
+    use CheckpointDecodeError::Damaged;
+    if bytes.len() < 12 || bytes[0..8] != CHECKPOINT_MAGIC {
+        return Err(Damaged);
     }
-    let body = &bytes[..CHECKPOINT_BYTES - 4];
-    let crc = u32::from_le_bytes(bytes[CHECKPOINT_BYTES - 4..].try_into().ok()?);
-    if crc32c::crc32c(body) != crc || u32::from_le_bytes(bytes[8..12].try_into().ok()?) != 1 {
-        return None;
+    let word = |at: usize| -> [u8; 32] {
+        let mut h = [0u8; 32];
+        h.copy_from_slice(&bytes[at..at + 32]);
+        h
+    };
+    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    let (body, crc) = bytes.split_at(bytes.len().saturating_sub(4));
+    let crc_ok = crc.len() == 4
+        && crc32c::crc32c(body) == u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    if version != CHECKPOINT_VERSION {
+        // An intact file of another version says so; anything else is
+        // damage.
+        return Err(if crc_ok {
+            CheckpointDecodeError::Version(version)
+        } else {
+            Damaged
+        });
     }
-    let events = u64::from_le_bytes(bytes[12..20].try_into().ok()?);
-    let state_hash = Hash32(bytes[20..52].try_into().ok()?);
-    let log_root = Hash32(bytes[52..84].try_into().ok()?);
-    Some(Checkpoint {
-        events,
-        state_hash,
-        log_root,
+    if bytes.len() != CHECKPOINT_BYTES || !crc_ok {
+        return Err(Damaged);
+    }
+    let mut events = [0u8; 8];
+    events.copy_from_slice(&bytes[12..20]);
+    Ok(Checkpoint {
+        events: u64::from_le_bytes(events),
+        state_hash: Hash32(word(20)),
+        index_hash: Hash32(word(52)),
+        log_root: Hash32(word(84)),
     })
 }
 
@@ -151,9 +184,13 @@ pub fn read_checkpoint(
     let bytes = storage
         .read(&path)
         .map_err(|e| EngineError::storage(StorageOp::Read, &path, e))?;
-    decode_checkpoint(&bytes)
-        .map(Some)
-        .ok_or(EngineError::BadCheckpoint { path })
+    match decode_checkpoint(&bytes) {
+        Ok(c) => Ok(Some(c)),
+        Err(CheckpointDecodeError::Damaged) => Err(EngineError::BadCheckpoint { path }),
+        Err(CheckpointDecodeError::Version(found)) => {
+            Err(EngineError::CheckpointVersion { path, found })
+        }
+    }
 }
 
 /// Writes the checkpoint atomically (temp file, fsync, rename, directory
@@ -161,17 +198,11 @@ pub fn read_checkpoint(
 pub(crate) fn write_checkpoint(
     storage: &dyn Storage,
     dir: &Path,
-    events: u64,
-    state_hash: &Hash32,
-    log_root: &Hash32,
+    checkpoint: &Checkpoint,
 ) -> Result<(), EngineError> {
     let path = dir.join(CHECKPOINT_FILE);
     let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
-    let bytes = encode_checkpoint(&Checkpoint {
-        events,
-        state_hash: *state_hash,
-        log_root: *log_root,
-    });
+    let bytes = encode_checkpoint(checkpoint);
     let mut file = storage
         .create(&tmp)
         .map_err(|e| EngineError::storage(StorageOp::Create, &tmp, e))?;
@@ -250,8 +281,23 @@ pub(crate) fn recover(
     let mut report = RecoveryReport::default();
     let checkpoint = read_checkpoint(storage, dir)?;
     let (mut state, mut merkle) = load_snapshot(storage, dir, &mut report)?;
+    let planner = crate::index::RayonPlanner::new(options.index_threads);
     let check_at = |state: &mut State, merkle: &MerkleLog, report: &mut RecoveryReport| {
         if let Some(c) = checkpoint.filter(|c| c.events == merkle.len()) {
+            // The checkpoint's index hash is of every complete block built
+            // (see `Engine::checkpoint`). Building them here costs nothing
+            // extra: the graph is the same whenever it is built, and the
+            // background builder would otherwise build these blocks after
+            // opening.
+            state.build_indexes(&planner);
+            let computed = state.index_hash();
+            if computed != c.index_hash {
+                return Err(EngineError::CheckpointIndexMismatch {
+                    events: c.events,
+                    recorded: c.index_hash,
+                    computed,
+                });
+            }
             let computed = state.state_hash();
             if computed != c.state_hash {
                 return Err(EngineError::CheckpointMismatch {

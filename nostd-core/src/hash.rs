@@ -25,6 +25,9 @@ pub mod domain {
     pub const COLLECTION: u8 = 0x02;
     pub const GRAPH: u8 = 0x03;
     pub const STATE: u8 = 0x04;
+    /// The combined index hash of a state; 0x05 is the per-collection
+    /// index hash (`hnsw::INDEX_HASH_DOMAIN`).
+    pub const INDEXES: u8 = 0x06;
 }
 
 /// A 32-byte BLAKE3 digest.
@@ -157,6 +160,24 @@ pub fn state_hash<'a>(
         h.update(c.as_bytes());
     }
     h.update(graph.as_bytes());
+    h.finalize().into()
+}
+
+/// The combined index hash of a state from each collection's name and
+/// index hash, in name order: one value that snapshots and the checkpoint
+/// record and that both verifiers compare, so that the HNSW graphs are
+/// inside the proof like everything else a query can observe.
+pub fn indexes_hash<'a>(
+    indexes: impl ExactSizeIterator<Item = (&'a CollectionName, &'a Hash32)>,
+) -> Hash32 {
+    let mut h = blake3::Hasher::new();
+    h.update(&[domain::INDEXES]);
+    h.update(&(indexes.len() as u32).to_le_bytes());
+    for (name, index) in indexes {
+        h.update(&(name.as_str().len() as u32).to_le_bytes());
+        h.update(name.as_str().as_bytes());
+        h.update(index.as_bytes());
+    }
     h.finalize().into()
 }
 

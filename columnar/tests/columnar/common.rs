@@ -18,6 +18,7 @@ pub fn meta_for(state: &mut State, leaves: Vec<valori_core::hash::Hash32>) -> Sn
     SnapshotMeta {
         events: leaves.len() as u64,
         state_hash: state.state_hash(),
+        index_hash: state.index_hash(),
         log_root: MerkleLog::from_leaves(leaves.clone()).root(),
         log_leaves: leaves,
     }

@@ -113,6 +113,7 @@ fn empty_state_round_trip() {
     let meta = SnapshotMeta {
         events: 0,
         state_hash: state.state_hash(),
+        index_hash: state.index_hash(),
         log_root: valori_core::merkle::empty_root(),
         log_leaves: Vec::new(),
     };
@@ -180,7 +181,8 @@ struct Offsets {
     alpha: usize,
     /// Bytes of alpha's index section, from its graph and the layout:
     /// indexed rows u64, entry u32, a u16 per indexed row, a u32 per layer-0 link, u32 count, then
-    /// per upper node u32 row, u8 level, and per layer u16 count + links.
+    /// per upper node u32 row, u8 level, and per layer u16 count + links;
+    /// then the collection's index hash (32 bytes).
     alpha_index: usize,
     len: usize,
 }
@@ -197,8 +199,8 @@ impl Offsets {
             .map(|layers| 4 + 1 + layers.iter().map(|l| 2 + 4 * l.len()).sum::<usize>())
             .sum();
         Offsets {
-            alpha: 8 + 4 + 8 + 32 + 32 + 8 + 32 * meta.events as usize + 4,
-            alpha_index: 8 + 4 + 2 * parts.len0.len() + 4 * links0 + 4 + upper,
+            alpha: 8 + 4 + 8 + 32 + 32 + 32 + 8 + 32 * meta.events as usize + 4,
+            alpha_index: 8 + 4 + 2 * parts.len0.len() + 4 * links0 + 4 + upper + 32,
             len: bytes.len(),
         }
     }
@@ -247,10 +249,17 @@ fn damage_is_named_precisely() {
     ));
 
     let mut newer = bytes.clone();
-    newer[8] = 2;
+    newer[8] = 3;
     assert!(matches!(
         read_snapshot(&newer),
-        Err(SnapshotError::UnknownVersion { found: 2 })
+        Err(SnapshotError::UnknownVersion { found: 3 })
+    ));
+    // Version 1 files record no index hash: refused, not read unchecked.
+    let mut older = bytes.clone();
+    older[8] = 1;
+    assert!(matches!(
+        read_snapshot(&older),
+        Err(SnapshotError::UnknownVersion { found: 1 })
     ));
 
     let mut longer = bytes.clone();
@@ -532,7 +541,7 @@ proptest! {
     #[test]
     fn random_body_never_panics(body in proptest::collection::vec(any::<u8>(), 0..4096)) {
         let mut bytes = b"VALORSNP".to_vec();
-        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&valori_columnar::snapshot::SNAPSHOT_FORMAT_VERSION.to_le_bytes());
         bytes.extend_from_slice(&body);
         let _ = read_snapshot(&bytes);
         // Sealed, so that the rebuild is reached whenever the framing holds.
@@ -557,4 +566,194 @@ proptest! {
             prop_assert_eq!(write(&mut state, &meta), bytes);
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// The graph is inside the proof.
+
+/// One collection `docs` (dimension 4, m = 4) of `rows` rows from a fixed
+/// generator, with `blocks` blocks of 64 rows built into its graph (all
+/// complete blocks when `None`).
+fn indexed_state(rows: u64, blocks: Option<usize>) -> (State, SnapshotMeta) {
+    use valori_core::event::{CollectionConfig, Event, IndexParams, Record};
+    use valori_core::hnsw::Sequential;
+    let mut state = State::new();
+    let mut leaves = Vec::new();
+    let mut push = |state: &mut State, event: Event| {
+        state.apply(&event).unwrap();
+        leaves.push(valori_core::merkle::leaf_hash(&event.encode()));
+    };
+    push(
+        &mut state,
+        Event::CreateCollection {
+            name: name("docs"),
+            config: CollectionConfig {
+                dim: 4,
+                metric: valori_core::Metric::L2,
+                index: IndexParams {
+                    m: 4,
+                    ef_construction: 16,
+                    seed: 7,
+                },
+            },
+        },
+    );
+    let mut x = 0x9e37_79b9_u64;
+    for id in 0..rows {
+        let vector = (0..4)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((x >> 40) as i32 % 50_000) - 25_000
+            })
+            .collect();
+        push(
+            &mut state,
+            Event::Insert {
+                collection: name("docs"),
+                record: Record {
+                    id: RecordId(id),
+                    vector,
+                    tag: id % 3,
+                    metadata: Vec::new(),
+                },
+            },
+        );
+    }
+    let c = state.collection_for_restore(&name("docs")).unwrap();
+    match blocks {
+        None => {
+            c.build_index(&Sequential);
+        }
+        Some(n) => {
+            for _ in 0..n {
+                let plans = c.plan_index_block(&Sequential).unwrap();
+                c.link_index_block(plans);
+            }
+        }
+    }
+    let meta = crate::common::meta_for(&mut state, leaves);
+    (state, meta)
+}
+
+/// Byte offset of the layer-0 link slots of collection `docs` in a
+/// snapshot of [`indexed_state`], from the layout of docs/format.md
+/// section 6 (header, then the one collection's columns, then its index).
+fn docs_links0(state: &State, meta: &SnapshotMeta) -> (usize, usize) {
+    let c = state.collection(&name("docs")).unwrap();
+    let rows = c.rows();
+    let metadata: usize = (0..rows).map(|r| 4 + c.metadata(r).len()).sum();
+    let header = 8 + 4 + 8 + 32 + 32 + 32 + 8 + 32 * meta.events as usize + 4;
+    let collection = 4 + 4 + 4 + 1 + 2 + 2 + 8 + 8 + rows * (8 + 8 + 1 + 4 * 4) + metadata;
+    let indexed = c.indexed_rows();
+    let links: usize = c.index().parts().len0.iter().map(|&n| usize::from(n)).sum();
+    (header + collection + 8 + 4 + 2 * indexed, links)
+}
+
+/// A graph link changed in a snapshot whose trailer is recomputed — any
+/// in-range link passes the structural checks — is refused by the index
+/// hash, naming the collection and the recorded and computed hashes. Every
+/// layer-0 link slot is tried.
+#[test]
+fn altered_graph_link_is_refused_by_the_index_hash() {
+    let (mut state, meta) = indexed_state(200, None);
+    let bytes = write(&mut state, &meta);
+    let (links_at, links) = docs_links0(&state, &meta);
+    let indexed = state.collection(&name("docs")).unwrap().indexed_rows() as u32;
+    assert_eq!(indexed, 192);
+    // The layout agrees with the file: the first slot is row 0's first link.
+    let first = state.collection(&name("docs")).unwrap().index().links(0, 0)[0];
+    assert_eq!(
+        bytes[links_at..links_at + 4],
+        first.to_le_bytes(),
+        "layout of the index section"
+    );
+    let recorded_index = meta.index_hash;
+    for slot in 0..links {
+        let at = links_at + 4 * slot;
+        let old = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        let new = (old + 1) % indexed;
+        let result = resealed(bytes.clone(), |b| {
+            b[at..at + 4].copy_from_slice(&new.to_le_bytes())
+        });
+        match result {
+            Err(e @ SnapshotError::CollectionIndexHashMismatch { .. }) => {
+                let SnapshotError::CollectionIndexHashMismatch {
+                    collection,
+                    recorded,
+                    computed,
+                    ..
+                } = &e
+                else {
+                    unreachable!()
+                };
+                assert_eq!(*collection, name("docs"));
+                assert_ne!(recorded, computed);
+                assert!(e.to_string().contains("index hash"), "{e}");
+            }
+            other => panic!("link slot {slot} ({old} -> {new}) at byte {at}: {other:?}"),
+        }
+    }
+    // The combined hash in the header is checked too: a file whose
+    // per-collection hash was rewritten to match altered links still
+    // fails on it, naming the index hash.
+    let header_index = 8 + 4 + 8 + 32;
+    assert_eq!(
+        &bytes[header_index..header_index + 32],
+        recorded_index.as_bytes()
+    );
+    let err = resealed(bytes.clone(), |b| b[header_index] ^= 1).unwrap_err();
+    assert!(
+        matches!(err, SnapshotError::IndexHashMismatch { computed, .. } if computed == recorded_index),
+        "{err:?}"
+    );
+    assert!(read_snapshot(&bytes).is_ok());
+}
+
+/// A snapshot records the graph exactly as it is, including one built
+/// only part of the way (the background builder works block by block):
+/// it reads back to the same graph, the same per-collection and combined
+/// index hashes, and the same bytes.
+#[test]
+fn partly_built_graph_round_trips_with_its_index_hash() {
+    for blocks in [0, 1, 2, 3] {
+        let (mut state, meta) = indexed_state(200, Some(blocks));
+        assert_eq!(
+            state.collection(&name("docs")).unwrap().indexed_rows(),
+            64 * blocks
+        );
+        let bytes = write(&mut state, &meta);
+        let (mut back, back_meta) = read_snapshot(&bytes).unwrap();
+        assert_eq!(back_meta.index_hash, state.index_hash_uncached());
+        assert_eq!(back.index_hash_uncached(), meta.index_hash);
+        // The same links on every layer (unused slots are not compared).
+        let (a, b) = (
+            back.collection(&name("docs")).unwrap().index(),
+            state.collection(&name("docs")).unwrap().index(),
+        );
+        assert_eq!((a.len(), a.entry()), (b.len(), b.entry()));
+        for row in 0..a.len() as u32 {
+            for layer in 0..=b.level(row) {
+                assert_eq!(
+                    a.links(row, layer),
+                    b.links(row, layer),
+                    "row {row} layer {layer}"
+                );
+            }
+        }
+        assert_eq!(write(&mut back, &back_meta), bytes);
+    }
+}
+
+/// The writer refuses metadata whose index hash is not the state's.
+#[test]
+fn writer_refuses_a_wrong_index_hash() {
+    let (mut state, mut meta) = indexed_state(70, None);
+    meta.index_hash = Hash32([1; 32]);
+    let mut out = Vec::new();
+    let err = write_snapshot(&mut state, &meta, &mut out).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("index hash"), "{err}");
+    assert!(out.is_empty());
 }

@@ -9,4 +9,5 @@ mod crash;
 mod determinism;
 mod faults;
 mod index;
+mod proof;
 mod recovery;

@@ -854,6 +854,16 @@ pub struct StateHashes {
     pub graph: Hash32,
     /// Per collection, in name order: the HNSW index hash.
     pub indexes: Vec<(CollectionName, Hash32)>,
+    /// The combined index hash over `indexes` ([`hash::indexes_hash`]).
+    pub index: Hash32,
+}
+
+impl StateHashes {
+    /// Recomputes [`StateHashes::index`] after an entry of `indexes`
+    /// changed.
+    pub fn refresh_index(&mut self) {
+        self.index = hash::indexes_hash(self.indexes.iter().map(|(n, h)| (n, h)));
+    }
 }
 
 /// The whole database state.
@@ -1117,17 +1127,40 @@ impl State {
             .collect();
         let graph = self.graph.hash();
         let state = hash::state_hash(collections.iter().map(|(_, h)| h), &graph);
-        let indexes = self
+        let indexes: Vec<(CollectionName, Hash32)> = self
             .collections
             .values_mut()
             .map(|c| (c.name.clone(), c.index_hash()))
             .collect();
+        let index = hash::indexes_hash(indexes.iter().map(|(n, h)| (n, h)));
         StateHashes {
             state,
             collections,
             graph,
             indexes,
+            index,
         }
+    }
+
+    /// The combined index hash of the graphs as they are now (see
+    /// [`hash::indexes_hash`]), refreshing dirty chunks only.
+    pub fn index_hash(&mut self) -> Hash32 {
+        let indexes: Vec<(CollectionName, Hash32)> = self
+            .collections
+            .values_mut()
+            .map(|c| (c.name.clone(), c.index_hash()))
+            .collect();
+        hash::indexes_hash(indexes.iter().map(|(n, h)| (n, h)))
+    }
+
+    /// [`State::index_hash`] from scratch, ignoring every cache.
+    pub fn index_hash_uncached(&self) -> Hash32 {
+        let indexes: Vec<Hash32> = self
+            .collections
+            .values()
+            .map(Collection::index_hash_uncached)
+            .collect();
+        hash::indexes_hash(self.collections.keys().zip(indexes.iter()))
     }
 
     /// The state hash from scratch, ignoring every cache.
