@@ -455,6 +455,7 @@ async fn proof_state(State(state): Shared) -> ApiResult {
         "log_size": proof.log_size,
         "log_root": proof.log_root.to_string(),
         "graph_hash": proof.hashes.graph.to_string(),
+        "index_hash": proof.hashes.index.to_string(),
         "collections": collections,
     })))
 }
@@ -523,6 +524,7 @@ async fn create_snapshot(State(state): Shared) -> ApiResult<(StatusCode, axum::J
             "file": file_name(&info.path),
             "bytes": info.bytes,
             "state_hash": info.state_hash.to_string(),
+            "index_hash": info.index_hash.to_string(),
             "log_root": info.log_root.to_string(),
         })),
     ))
