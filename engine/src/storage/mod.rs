@@ -31,6 +31,9 @@ pub trait Storage: Send + Sync + Debug {
     /// File names in `dir`, sorted.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Up to `len` bytes of `path` from `offset` (fewer at the end of the
+    /// file), so that one frame is read without reading its segment.
+    fn read_range(&self, path: &Path, offset: u64, len: u64) -> io::Result<Vec<u8>>;
     fn exists(&self, path: &Path) -> bool;
     /// Creates (or truncates) `path` for writing.
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
@@ -40,7 +43,15 @@ pub trait Storage: Send + Sync + Debug {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Makes the directory's entries (creations, renames, removals) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Takes an exclusive lock on `path` (created if missing) for as long
+    /// as the returned guard lives, and writes `owner` into the file so
+    /// that a refused opener can say who holds it. Fails with
+    /// [`io::ErrorKind::WouldBlock`] when another holder has it.
+    fn lock_file(&self, path: &Path, owner: &[u8]) -> io::Result<Box<dyn LockGuard>>;
 }
+
+/// Holds a [`Storage::lock_file`] until dropped.
+pub trait LockGuard: Send + Sync + Debug {}
 
 /// The real file system.
 #[derive(Clone, Copy, Debug, Default)]
@@ -91,6 +102,17 @@ impl Storage for FsStorage {
         fs::read(path)
     }
 
+    fn read_range(&self, path: &Path, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+        use std::io::{Read, Seek};
+        let mut file = File::open(path)?;
+        file.seek(io::SeekFrom::Start(offset))?;
+        // The length comes from the engine's own frame index, but the file
+        // may be shorter than the index says: read what is there.
+        let mut out = Vec::new();
+        file.take(len).read_to_end(&mut out)?;
+        Ok(out)
+    }
+
     fn exists(&self, path: &Path) -> bool {
         path.exists()
     }
@@ -120,4 +142,37 @@ impl Storage for FsStorage {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
     }
+
+    fn lock_file(&self, path: &Path, owner: &[u8]) -> io::Result<Box<dyn LockGuard>> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        // flock: held by this open file description until it is closed,
+        // released by the kernel when the process dies (even by SIGKILL).
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "locked by another holder",
+                ));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+        file.set_len(0)?;
+        file.write_all(owner)?;
+        // The owner is advice for a refused opener; a crash that loses it
+        // loses nothing else (the lock dies with the process).
+        Ok(Box::new(FsLock { _file: file }))
+    }
 }
+
+#[derive(Debug)]
+struct FsLock {
+    _file: File,
+}
+
+impl LockGuard for FsLock {}

@@ -10,14 +10,17 @@
 //!
 //! Faults are planned per operation kind: "the k-th `sync` fails", "the
 //! k-th `write_all` writes half its bytes and fails", "the k-th
-//! `write_all` fails with ENOSPC before writing".
+//! `write_all` fails with ENOSPC before writing", "the k-th `sync_dir`,
+//! `rename`, `create` or `set_len` fails", "the k-th `sync` panics" (a
+//! stand-in for a bug in the thread that commits). Counters of reads and
+//! directory syncs let tests bound the work an operation does.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{Storage, StorageFile};
+use super::{LockGuard, Storage, StorageFile};
 
 /// A failure to inject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +33,58 @@ pub enum Fault {
     /// The k-th `write_all` fails with "no space left on device" and
     /// writes nothing.
     NoSpace { nth: u64 },
+    /// The k-th `sync_dir` fails; the directory's durable entries are not
+    /// updated.
+    SyncDirFails { nth: u64 },
+    /// The k-th `rename` fails and renames nothing.
+    RenameFails { nth: u64 },
+    /// The k-th `create` fails and creates nothing.
+    CreateFails { nth: u64 },
+    /// The k-th `set_len` (truncate) fails and changes nothing.
+    TruncateFails { nth: u64 },
+    /// The k-th `sync` panics (after releasing the storage's own lock).
+    SyncPanics { nth: u64 },
+}
+
+/// Operation kinds that faults are counted by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Write,
+    Sync,
+    SyncDir,
+    Rename,
+    Create,
+    Truncate,
+}
+
+impl Fault {
+    fn at(self, op: Op, n: u64) -> bool {
+        match self {
+            Fault::SyncFails { nth } | Fault::SyncPanics { nth } => op == Op::Sync && nth == n,
+            Fault::ShortWrite { nth } | Fault::NoSpace { nth } => op == Op::Write && nth == n,
+            Fault::SyncDirFails { nth } => op == Op::SyncDir && nth == n,
+            Fault::RenameFails { nth } => op == Op::Rename && nth == n,
+            Fault::CreateFails { nth } => op == Op::Create && nth == n,
+            Fault::TruncateFails { nth } => op == Op::Truncate && nth == n,
+        }
+    }
+}
+
+/// Called with the index of each `sync` before it runs, outside the
+/// storage's lock (tests use it to hold a commit at its fsync).
+pub type SyncHook = Arc<dyn Fn(u64) + Send + Sync>;
+
+#[derive(Default)]
+struct Hook(Option<SyncHook>);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Hook(set)"
+        } else {
+            "Hook(none)"
+        })
+    }
 }
 
 /// How much of the unsynced tail a crash keeps.
@@ -56,9 +111,45 @@ struct Inner {
     next_file: u64,
     writes: u64,
     syncs: u64,
+    sync_dirs: u64,
+    renames: u64,
+    creates: u64,
+    truncates: u64,
+    /// Bytes returned by `read` and `read_range`.
+    bytes_read: u64,
+    /// Directories synced, in order.
+    synced_dirs: Vec<PathBuf>,
+    /// Paths locked by a live guard.
+    locks: std::collections::BTreeSet<PathBuf>,
     faults: Vec<Fault>,
     /// Faults that fired, in order.
     fired: Vec<Fault>,
+    sync_hook: Hook,
+}
+
+impl Inner {
+    /// Counts an operation and returns the fault planned for it, if any.
+    fn count(&mut self, op: Op) -> Option<Fault> {
+        let counter = match op {
+            Op::Write => &mut self.writes,
+            Op::Sync => &mut self.syncs,
+            Op::SyncDir => &mut self.sync_dirs,
+            Op::Rename => &mut self.renames,
+            Op::Create => &mut self.creates,
+            Op::Truncate => &mut self.truncates,
+        };
+        let n = *counter;
+        *counter += 1;
+        let fault = self.faults.iter().copied().find(|f| f.at(op, n));
+        if let Some(f) = fault {
+            self.fired.push(f);
+        }
+        fault
+    }
+}
+
+fn injected(what: &str) -> io::Error {
+    io::Error::other(format!("injected {what} failure"))
 }
 
 /// The simulated storage; cheap to clone (shared state).
@@ -92,6 +183,32 @@ impl SimStorage {
     pub fn op_counts(&self) -> (u64, u64) {
         let inner = self.lock();
         (inner.writes, inner.syncs)
+    }
+
+    /// Number of `sync_dir`, `rename`, `create` and `set_len` calls so far.
+    pub fn meta_op_counts(&self) -> (u64, u64, u64, u64) {
+        let inner = self.lock();
+        (
+            inner.sync_dirs,
+            inner.renames,
+            inner.creates,
+            inner.truncates,
+        )
+    }
+
+    /// Bytes returned by reads so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.lock().bytes_read
+    }
+
+    /// Directories synced so far, in order.
+    pub fn synced_dirs(&self) -> Vec<PathBuf> {
+        self.lock().synced_dirs.clone()
+    }
+
+    /// Calls `hook` with the index of every later `sync` before it runs.
+    pub fn on_sync(&self, hook: SyncHook) {
+        self.lock().sync_hook = Hook(Some(hook));
     }
 
     /// The storage as a crash now would leave it. Faults are not carried
@@ -172,15 +289,7 @@ struct SimHandle {
 impl StorageFile for SimHandle {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         let mut inner = self.storage.lock();
-        let nth = inner.writes;
-        inner.writes += 1;
-        let fault = inner.faults.iter().copied().find(|f| match *f {
-            Fault::ShortWrite { nth: k } | Fault::NoSpace { nth: k } => k == nth,
-            Fault::SyncFails { .. } => false,
-        });
-        if let Some(fault) = fault {
-            inner.fired.push(fault);
-        }
+        let fault = inner.count(Op::Write);
         let file = inner
             .files
             .get_mut(&self.id)
@@ -202,17 +311,21 @@ impl StorageFile for SimHandle {
     }
 
     fn sync(&mut self) -> io::Result<()> {
+        let hook = {
+            let inner = self.storage.lock();
+            inner.sync_hook.0.clone().map(|h| (h, inner.syncs))
+        };
+        if let Some((hook, nth)) = hook {
+            hook(nth);
+        }
         let mut inner = self.storage.lock();
-        let nth = inner.syncs;
-        inner.syncs += 1;
-        let fault = inner
-            .faults
-            .iter()
-            .copied()
-            .find(|f| matches!(*f, Fault::SyncFails { nth: k } if k == nth));
-        if let Some(fault) = fault {
-            inner.fired.push(fault);
-            return Err(io::Error::other("injected fsync failure"));
+        match inner.count(Op::Sync) {
+            Some(Fault::SyncPanics { nth }) => {
+                drop(inner);
+                panic!("injected panic at sync {nth}");
+            }
+            Some(_) => return Err(injected("fsync")),
+            None => {}
         }
         let file = inner
             .files
@@ -224,6 +337,9 @@ impl StorageFile for SimHandle {
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         let mut inner = self.storage.lock();
+        if inner.count(Op::Truncate).is_some() {
+            return Err(injected("truncate"));
+        }
         let file = inner
             .files
             .get_mut(&self.id)
@@ -253,7 +369,20 @@ impl Storage for SimStorage {
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        self.written(path).ok_or_else(|| not_found(path))
+        let bytes = self.written(path).ok_or_else(|| not_found(path))?;
+        self.lock().bytes_read += bytes.len() as u64;
+        Ok(bytes)
+    }
+
+    fn read_range(&self, path: &Path, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+        let mut inner = self.lock();
+        let id = *inner.names.get(path).ok_or_else(|| not_found(path))?;
+        let file = &inner.files[&id].written;
+        let start = (offset as usize).min(file.len());
+        let end = start.saturating_add(len as usize).min(file.len());
+        let bytes = file[start..end].to_vec();
+        inner.bytes_read += bytes.len() as u64;
+        Ok(bytes)
     }
 
     fn exists(&self, path: &Path) -> bool {
@@ -262,6 +391,9 @@ impl Storage for SimStorage {
 
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
         let mut inner = self.lock();
+        if inner.count(Op::Create).is_some() {
+            return Err(injected("create"));
+        }
         let id = inner.next_file;
         inner.next_file += 1;
         inner.files.insert(id, SimFile::default());
@@ -283,6 +415,9 @@ impl Storage for SimStorage {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut inner = self.lock();
+        if inner.count(Op::Rename).is_some() {
+            return Err(injected("rename"));
+        }
         let id = inner.names.remove(from).ok_or_else(|| not_found(from))?;
         inner.names.insert(to.to_path_buf(), id);
         Ok(())
@@ -296,6 +431,10 @@ impl Storage for SimStorage {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut inner = self.lock();
+        if inner.count(Op::SyncDir).is_some() {
+            return Err(injected("directory fsync"));
+        }
+        inner.synced_dirs.push(dir.to_path_buf());
         let current: Vec<(PathBuf, u64)> = inner
             .names
             .iter()
@@ -306,7 +445,44 @@ impl Storage for SimStorage {
         inner.durable_names.extend(current);
         Ok(())
     }
+
+    fn lock_file(&self, path: &Path, owner: &[u8]) -> io::Result<Box<dyn LockGuard>> {
+        {
+            let mut inner = self.lock();
+            if !inner.locks.insert(path.to_path_buf()) {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "locked by another holder",
+                ));
+            }
+        }
+        // A crash releases the lock (the process is gone): `crash` starts
+        // with no locks, and the file's content is only advice.
+        let written = self.create(path).and_then(|mut f| f.write_all(owner));
+        if let Err(e) = written {
+            self.lock().locks.remove(path);
+            return Err(e);
+        }
+        Ok(Box::new(SimLock {
+            storage: self.clone(),
+            path: path.to_path_buf(),
+        }))
+    }
 }
+
+#[derive(Debug)]
+struct SimLock {
+    storage: SimStorage,
+    path: PathBuf,
+}
+
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        self.storage.lock().locks.remove(&self.path);
+    }
+}
+
+impl LockGuard for SimLock {}
 
 #[cfg(test)]
 mod tests {
