@@ -134,6 +134,27 @@ pub enum EngineError {
     /// The log ends before the checkpoint: acknowledged events are missing.
     #[error("checkpoint records {recorded} events but the log and snapshots hold only {found}")]
     LogShorterThanCheckpoint { recorded: u64, found: u64 },
+    /// Another engine (in this or another process) has the data directory
+    /// open.
+    #[error(
+        "data directory {} is in use{}: only one engine may open it (lock file {})",
+        dir.display(),
+        holder.as_ref().map(|h| format!(" by process {h}")).unwrap_or_default(),
+        lock_file.display()
+    )]
+    Locked {
+        dir: PathBuf,
+        lock_file: PathBuf,
+        /// The holder's process id as it wrote it into the lock file.
+        holder: Option<String>,
+    },
+    /// The commit of a group of writes panicked; what it had applied may
+    /// not be durable, so the engine stopped.
+    #[error("the commit of a group of writes panicked: {message}")]
+    CommitPanicked { message: String },
+    /// A snapshot's recorded contents do not match its name or the log.
+    #[error("snapshot {}: {reason}", path.display())]
+    SnapshotMismatch { path: PathBuf, reason: String },
     /// The checkpoint file is damaged.
     #[error("checkpoint file {} is damaged", path.display())]
     BadCheckpoint { path: PathBuf },

@@ -13,7 +13,8 @@
 //! - [`verify`] recomputes everything from the files, read-only, for
 //!   `valori verify`.
 //!
-//! A data directory holds `wal/` (segments), `snapshots/` and `checkpoint`.
+//! A data directory holds `wal/` (segments), `snapshots/`, `checkpoint` and
+//! `LOCK` (held by the engine that has the directory open).
 
 pub mod error;
 pub mod index;
@@ -39,7 +40,7 @@ use valori_core::state::{State, StateHashes};
 
 pub use error::{EngineError, StorageOp};
 pub use recovery::RecoveryReport;
-use storage::{FsStorage, Storage, StorageFile};
+use storage::{FsStorage, LockGuard, Storage, StorageFile};
 pub use valori_core::state::State as EngineState;
 
 /// Tunables of an engine.
@@ -159,6 +160,8 @@ struct IndexSignal {
 pub struct Engine {
     core: Arc<Core>,
     builder: Option<std::thread::JoinHandle<()>>,
+    /// The data directory's lock, released last (fields drop in order).
+    _lock: Box<dyn LockGuard>,
 }
 
 impl std::ops::Deref for Engine {
@@ -178,6 +181,8 @@ pub struct Core {
     options: EngineOptions,
     state: RwLock<State>,
     writer: Mutex<Writer>,
+    /// Where each durable event's frame is; changed with `writer` held.
+    frame_index: Mutex<wal::FrameIndex>,
     queue: Mutex<Queue>,
     committed: Condvar,
     proof: RwLock<StateProof>,
@@ -214,6 +219,9 @@ pub const CHECKPOINT_FILE: &str = "checkpoint";
 pub const WAL_DIR: &str = "wal";
 /// Folder of the snapshots.
 pub const SNAPSHOT_DIR: &str = "snapshots";
+/// Lock file in the data directory: locked (flock) by the engine that has
+/// the directory open, and holding its process id.
+pub const LOCK_FILE: &str = "LOCK";
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Poisoning means a thread panicked while holding the lock; the engine
@@ -243,11 +251,34 @@ impl Engine {
         options: EngineOptions,
     ) -> Result<Engine, EngineError> {
         let planner = index::RayonPlanner::new(options.index_threads);
+        recovery::create_dir_durably(storage.as_ref(), dir)?;
+        // Before anything is read or written: two engines on one directory
+        // would interleave frames and each believe its own state.
+        let lock_path = dir.join(LOCK_FILE);
+        let owner = format!("{}\n", std::process::id());
+        let lock = match storage.lock_file(&lock_path, owner.as_bytes()) {
+            Ok(lock) => lock,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let holder = storage
+                    .read(&lock_path)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty());
+                return Err(EngineError::Locked {
+                    dir: dir.to_path_buf(),
+                    lock_file: lock_path,
+                    holder,
+                });
+            }
+            Err(e) => return Err(EngineError::storage(StorageOp::Create, &lock_path, e)),
+        };
         let recovered = recovery::recover(storage.as_ref(), dir, &options)?;
         let recovery::Recovered {
             mut state,
             merkle,
             wal,
+            index: frame_index,
             report,
         } = recovered;
         let hashes = state.hashes();
@@ -266,6 +297,7 @@ impl Engine {
                 merkle,
                 frames: Vec::new(),
             }),
+            frame_index: Mutex::new(frame_index),
             queue: Mutex::new(Queue::default()),
             committed: Condvar::new(),
             proof: RwLock::new(proof),
@@ -291,6 +323,7 @@ impl Engine {
         Ok(Engine {
             core,
             builder: Some(builder),
+            _lock: lock,
         })
     }
 
@@ -446,6 +479,18 @@ impl Core {
         }
     }
 
+    /// Locks the writer, then checks the engine has not failed. The check
+    /// must come after the lock: a caller that passed an earlier check can
+    /// wait here while a commit fails, and would otherwise record or prove
+    /// the Merkle leaves and state of writes whose clients were told they
+    /// failed.
+    fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>, EngineError> {
+        self.check_failed()?;
+        let writer = lock(&self.writer);
+        self.check_failed()?;
+        Ok(writer)
+    }
+
     /// Makes `event` durable and applies it. Returns once the event's frame
     /// is fsynced; a rejected event never reaches the log. Concurrent
     /// callers share fsyncs.
@@ -467,7 +512,25 @@ impl Core {
                 q.committing = true;
                 let group: Vec<Pending> = q.pending.drain(..).collect();
                 drop(q);
-                let results = self.commit_group(group);
+                let tickets: Vec<u64> = group.iter().map(|p| p.ticket).collect();
+                // A panic must not leave `committing` set (every writer
+                // would wait forever): the engine is poisoned (by
+                // `PoisonOnUnwind`, while the state is still locked) and
+                // the group answered with the failure.
+                let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.commit_group(group)
+                }))
+                .unwrap_or_else(|payload| {
+                    let message = payload
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic without a message".to_owned());
+                    let err = EngineError::CommitPanicked { message };
+                    let _ = self.failed.set(err.clone());
+                    let err = EngineError::Failed(Arc::new(err));
+                    tickets.into_iter().map(|t| (t, Err(err.clone()))).collect()
+                });
                 q = lock(&self.queue);
                 q.done.extend(results);
                 q.committing = false;
@@ -491,6 +554,9 @@ impl Core {
         }
         let mut writer = lock(&self.writer);
         let mut state = write(&self.state);
+        // Declared after the guards, so dropped before them: a panic from
+        // here on poisons the engine before anyone can see the state.
+        let _poison = PoisonOnUnwind(self);
         let Writer {
             wal,
             merkle,
@@ -507,6 +573,8 @@ impl Core {
         // max(apply, hash + fsync), not their sum.
         let last = group.len().saturating_sub(1);
         let mut deferred: Option<(u64, Event, usize)> = None;
+        // Start of each sealed frame in `frames`, in sequence order.
+        let mut starts: Vec<u64> = Vec::with_capacity(group.len());
         for (i, p) in group.into_iter().enumerate() {
             let start = wal::begin_frame(frames);
             p.event.encode_into(frames);
@@ -536,6 +604,7 @@ impl Core {
             if i == last {
                 deferred = Some((p.ticket, p.event, start));
             } else {
+                starts.push(start as u64);
                 accepted.push((p.ticket, seal_frame(merkle, frames, start, true)));
             }
         }
@@ -564,6 +633,7 @@ impl Core {
             // The state is applied and hashed meanwhile: the frame is
             // hashed on this thread rather than all cores.
             if let Some((ticket, _, start)) = deferred {
+                starts.push(*start as u64);
                 accepted.push((*ticket, seal_frame(merkle, frames, *start, false)));
             }
             let started = std::time::Instant::now();
@@ -572,13 +642,17 @@ impl Core {
             written
         });
         let hashes = hashes.expect("invariant: the scope ran the apply");
-        if let Err(e) = written {
-            // The state now holds events that may not be durable: stop,
-            // and let a restart recover exactly what the disk kept.
-            let _ = self.failed.set(e.clone());
-            results.extend(accepted.into_iter().map(|(t, _)| (t, Err(e.clone()))));
-            return results;
-        }
+        let (segment_first, at) = match written {
+            Ok(place) => place,
+            Err(e) => {
+                // The state now holds events that may not be durable: stop,
+                // and let a restart recover exactly what the disk kept.
+                let _ = self.failed.set(e.clone());
+                results.extend(accepted.into_iter().map(|(t, _)| (t, Err(e.clone()))));
+                return results;
+            }
+        };
+        lock(&self.frame_index).append(segment_first, at, &starts, frames.len() as u64);
         *write(&self.proof) = StateProof {
             log_size: merkle.len(),
             log_root: merkle.root(),
@@ -636,7 +710,11 @@ impl Core {
     /// at every commit, so this is a copy, not a computation.
     pub fn proof(&self) -> Result<StateProof, EngineError> {
         self.check_failed()?;
-        Ok(read(&self.proof).clone())
+        let proof = read(&self.proof).clone();
+        // The index builder may have published a hash of rows a failed
+        // commit applied: checked again after the copy.
+        self.check_failed()?;
+        Ok(proof)
     }
 
     /// Events in the log.
@@ -651,8 +729,7 @@ impl Core {
         seq: u64,
         size: Option<u64>,
     ) -> Result<InclusionProof, EngineError> {
-        self.check_failed()?;
-        let writer = lock(&self.writer);
+        let writer = self.lock_writer()?;
         let size = size.unwrap_or(writer.merkle.len());
         let out_of_range = || EngineError::OutOfRange {
             what: format!("event {seq} in a log of {size}"),
@@ -679,8 +756,7 @@ impl Core {
         old_size: u64,
         new_size: u64,
     ) -> Result<ConsistencyProof, EngineError> {
-        self.check_failed()?;
-        let writer = lock(&self.writer);
+        let writer = self.lock_writer()?;
         let out_of_range = || EngineError::OutOfRange {
             what: format!("sizes {old_size}..{new_size}"),
             size: writer.merkle.len(),
@@ -705,8 +781,7 @@ impl Core {
     /// complete block is built into its graph first, so the same log gives
     /// the same file. Writes wait while it runs.
     pub fn snapshot(&self) -> Result<SnapshotInfo, EngineError> {
-        self.check_failed()?;
-        let writer = lock(&self.writer);
+        let writer = self.lock_writer()?;
         let mut state = write(&self.state);
         // Bring every graph up to its last complete block first: the file
         // then depends on the log alone, not on how far the background
@@ -782,47 +857,44 @@ impl Core {
         self.check_failed()?;
         let size = self.log_size();
         let wal_dir = self.dir.join(WAL_DIR);
-        let segments = recovery::list_segments(self.storage.as_ref(), &wal_dir)?;
         let out_of_range = || EngineError::OutOfRange {
             what: format!("event {from}"),
             size,
         };
-        let first_kept = segments.first().map_or(size, |s| s.0);
-        if from < first_kept && from < size {
-            return Err(out_of_range());
-        }
         let mut out = Vec::new();
-        let start = segments
-            .iter()
-            .rposition(|(first, _)| *first <= from)
-            .unwrap_or(0);
-        for (i, (first, path)) in segments.iter().enumerate().skip(start) {
-            if out.len() >= max || *first >= size {
+        let mut next = from;
+        // Each run is the frames one segment holds, found in the frame
+        // index: one read of exactly those bytes, each frame checked.
+        while out.len() < max && next < size {
+            let want = (max - out.len()) as u64;
+            let run = lock(&self.frame_index).run(next, size.min(next.saturating_add(want)));
+            let Some(run) = run else {
+                if next == from {
+                    return Err(out_of_range());
+                }
                 break;
-            }
+            };
+            let path = wal_dir.join(wal::segment_name(run.segment_first));
             let bytes = self
                 .storage
-                .read(path)
-                .map_err(|e| EngineError::storage(StorageOp::Read, path, e))?;
-            // The open segment may end in a frame being written: tolerated
-            // like a torn tail, and beyond the acknowledged size anyway.
-            let is_last = i + 1 == segments.len();
-            let scan = wal::scan_segment(&bytes, *first, is_last).map_err(|source| {
-                EngineError::CorruptLog {
-                    segment: path.clone(),
-                    source,
-                }
-            })?;
-            for frame in scan.frames.iter().filter(|f| f.seq >= from && f.seq < size) {
-                if out.len() >= max {
-                    break;
-                }
+                .read_range(&path, run.offset, run.len)
+                .map_err(|e| EngineError::storage(StorageOp::Read, &path, e))?;
+            let mut pos = 0usize;
+            for seq in run.first_seq..run.first_seq + run.frames {
+                let frame = wal::parse_frame_at(&bytes, pos, seq).map_err(|source| {
+                    EngineError::CorruptLog {
+                        segment: path.clone(),
+                        source: source.at_offset(run.offset),
+                    }
+                })?;
+                pos += frame.encoded_len() as usize;
                 out.push(LogEntry {
-                    seq: frame.seq,
+                    seq,
                     log_root: frame.root,
                     event: frame.payload.to_vec(),
                 });
             }
+            next = run.first_seq + run.frames;
         }
         Ok(out)
     }
@@ -835,11 +907,51 @@ impl Core {
     /// Removes log segments whose every event is covered by the newest
     /// snapshot. Returns the removed segment paths.
     pub fn retire_log(&self) -> Result<Vec<PathBuf>, EngineError> {
-        self.check_failed()?;
-        let writer = lock(&self.writer);
-        let Some((covered, _)) = self.snapshots()?.pop() else {
+        let writer = self.lock_writer()?;
+        let Some((named, snapshot)) = self.snapshots()?.pop() else {
             return Ok(Vec::new());
         };
+        // The name is only a name: the segments go only if the snapshot
+        // reads back intact (trailer, state hash) and records the same
+        // event count and the log's own root at that count, so that the
+        // events removed from the log are in it.
+        let bytes = self
+            .storage
+            .read(&snapshot)
+            .map_err(|e| EngineError::storage(StorageOp::Read, &snapshot, e))?;
+        let (_, meta) = valori_columnar::snapshot::read_snapshot(&bytes).map_err(|e| {
+            EngineError::Snapshot {
+                path: snapshot.clone(),
+                source: Arc::new(e),
+            }
+        })?;
+        let mismatch = |reason: String| EngineError::SnapshotMismatch {
+            path: snapshot.clone(),
+            reason,
+        };
+        if meta.events != named {
+            return Err(mismatch(format!(
+                "its name says {named} events, it records {}",
+                meta.events
+            )));
+        }
+        match writer.merkle.root_at(meta.events) {
+            Some(root) if root == meta.log_root => {}
+            Some(root) => {
+                return Err(mismatch(format!(
+                    "it records log root {} at {} events, the log's root there is {root}",
+                    meta.log_root, meta.events
+                )));
+            }
+            None => {
+                return Err(mismatch(format!(
+                    "it records {} events, the log holds {}",
+                    meta.events,
+                    writer.merkle.len()
+                )));
+            }
+        }
+        let covered = meta.events;
         let wal_dir = self.dir.join(WAL_DIR);
         let segments = recovery::list_segments(self.storage.as_ref(), &wal_dir)?;
         let mut removed = Vec::new();
@@ -849,6 +961,7 @@ impl Core {
             // Every event of this segment is below next_first; the open
             // segment is never the first of a pair.
             if next_first <= covered && *first != writer.wal.segment_first() {
+                lock(&self.frame_index).remove_segment(*first);
                 self.storage
                     .remove(path)
                     .map_err(|e| EngineError::storage(StorageOp::Remove, path, e))?;
@@ -869,8 +982,7 @@ impl Core {
     /// snapshot, so that the recorded index hash depends on the log alone.
     /// Call before a clean shutdown.
     pub fn checkpoint(&self) -> Result<(), EngineError> {
-        self.check_failed()?;
-        let writer = lock(&self.writer);
+        let writer = self.lock_writer()?;
         let mut state = write(&self.state);
         state.build_indexes(&self.planner);
         let hashes = state.hashes();
@@ -891,6 +1003,20 @@ impl Core {
 
     pub fn options(&self) -> &EngineOptions {
         &self.options
+    }
+}
+
+/// Poisons the engine if dropped during a panic: the commit that panicked
+/// may have applied events that are not durable.
+struct PoisonOnUnwind<'a>(&'a Core);
+
+impl Drop for PoisonOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self.0.failed.set(EngineError::CommitPanicked {
+                message: "a panic unwound through the commit of a group of writes".to_owned(),
+            });
+        }
     }
 }
 

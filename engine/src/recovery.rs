@@ -31,6 +31,12 @@ pub struct RecoveryReport {
     pub log_size: u64,
     /// Bytes of a torn tail that were truncated, and where.
     pub truncated: Option<(PathBuf, u64, u64)>,
+    /// How the truncated tail looked: incomplete (a torn write) or a
+    /// complete frame failing its checksum (possibly damaged durable
+    /// bytes; logged at warn level).
+    pub tail_damage: Option<wal::TailDamage>,
+    /// Stale temporary files (`*.tmp`) removed at open.
+    pub removed_temp_files: Vec<PathBuf>,
     /// Whether a checkpoint was found and matched.
     pub checkpoint_checked: bool,
 }
@@ -39,6 +45,7 @@ pub(crate) struct Recovered {
     pub state: State,
     pub merkle: MerkleLog,
     pub wal: WalWriter,
+    pub index: wal::FrameIndex,
     pub report: RecoveryReport,
 }
 
@@ -218,6 +225,48 @@ pub(crate) fn write_checkpoint(
         .map_err(|e| EngineError::storage(StorageOp::SyncDir, dir, e))
 }
 
+/// Creates `dir` if it is missing and makes its name durable in its
+/// parent: a crash must not lose the directory a durable file sits in.
+pub(crate) fn create_dir_durably(storage: &dyn Storage, dir: &Path) -> Result<(), EngineError> {
+    storage
+        .create_dir_all(dir)
+        .map_err(|e| EngineError::storage(StorageOp::Create, dir, e))?;
+    let parent = match dir.parent() {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => return Ok(()),
+    };
+    storage
+        .sync_dir(parent)
+        .map_err(|e| EngineError::storage(StorageOp::SyncDir, parent, e))
+}
+
+/// Removes the temporary files a crash can leave behind (a snapshot or
+/// checkpoint being written: `*.tmp`), which nothing reads and nothing
+/// else removes, and makes the removals durable.
+fn remove_temp_files(storage: &dyn Storage, dir: &Path) -> Result<Vec<PathBuf>, EngineError> {
+    let mut removed = Vec::new();
+    for d in [dir.to_path_buf(), dir.join(SNAPSHOT_DIR)] {
+        let names = storage
+            .list(&d)
+            .map_err(|e| EngineError::storage(StorageOp::List, &d, e))?;
+        let before = removed.len();
+        for name in names.iter().filter(|n| n.ends_with(".tmp")) {
+            let path = d.join(name);
+            storage
+                .remove(&path)
+                .map_err(|e| EngineError::storage(StorageOp::Remove, &path, e))?;
+            removed.push(path);
+        }
+        if removed.len() > before {
+            storage
+                .sync_dir(&d)
+                .map_err(|e| EngineError::storage(StorageOp::SyncDir, &d, e))?;
+        }
+    }
+    Ok(removed)
+}
+
 /// Loads the newest snapshot that reads back intact and whose leaves give
 /// its recorded root; records the others as skipped.
 fn load_snapshot(
@@ -273,12 +322,13 @@ pub(crate) fn recover(
 ) -> Result<Recovered, EngineError> {
     let wal_dir = dir.join(WAL_DIR);
     let snap_dir = dir.join(SNAPSHOT_DIR);
-    for d in [dir, wal_dir.as_path(), snap_dir.as_path()] {
-        storage
-            .create_dir_all(d)
-            .map_err(|e| EngineError::storage(StorageOp::Create, d, e))?;
+    for d in [wal_dir.as_path(), snap_dir.as_path()] {
+        create_dir_durably(storage, d)?;
     }
-    let mut report = RecoveryReport::default();
+    let mut report = RecoveryReport {
+        removed_temp_files: remove_temp_files(storage, dir)?,
+        ..RecoveryReport::default()
+    };
     let checkpoint = read_checkpoint(storage, dir)?;
     let (mut state, mut merkle) = load_snapshot(storage, dir, &mut report)?;
     let planner = crate::index::RayonPlanner::new(options.index_threads);
@@ -322,6 +372,7 @@ pub(crate) fn recover(
     let segments = list_segments(storage, &wal_dir)?;
     // (first_seq, seq after the last frame, valid_len, file_len)
     let mut tail: Option<(u64, u64, u64, u64)> = None;
+    let mut index = wal::FrameIndex::default();
     for (i, (name_seq, path)) in segments.iter().enumerate() {
         let is_last = i + 1 == segments.len();
         let bytes = storage
@@ -380,20 +431,42 @@ pub(crate) fn recover(
             report.replayed_events += 1;
             check_at(&mut state, &merkle, &mut report)?;
         }
+        index.add_segment(
+            scan.first_seq,
+            scan.frames.iter().map(|f| f.offset).collect(),
+            scan.valid_len.max(wal::SEGMENT_HEADER_BYTES as u64),
+        );
         if let Some(at) = scan.torn_at {
-            report.truncated = Some((path.clone(), at, bytes.len() as u64 - at));
+            let cut = bytes.len() as u64 - at;
+            if scan.tail_damage == Some(wal::TailDamage::Corrupt) {
+                tracing::warn!(
+                    segment = %path.display(),
+                    offset = at,
+                    bytes = cut,
+                    "the log's last frame is complete but fails its checksum: damaged durable bytes, or a crash that extended the file before its data; truncating it"
+                );
+            } else {
+                tracing::info!(segment = %path.display(), offset = at, bytes = cut, "truncating a torn tail");
+            }
+            report.truncated = Some((path.clone(), at, cut));
+            report.tail_damage = scan.tail_damage;
         }
         if is_last {
             let end = scan.first_seq + scan.frames.len() as u64;
             tail = Some((scan.first_seq, end, scan.valid_len, bytes.len() as u64));
         }
     }
+    // The log must reach the checkpoint by itself: a snapshot covering the
+    // events does not excuse frames lost from the log's end (a corrupt
+    // last frame is truncated like a torn one, and only this check tells
+    // the loss of an acknowledged event from a torn write).
+    let log_end = tail.map_or(merkle.len(), |(_, end, _, _)| end);
     if let Some(c) = checkpoint
-        && c.events > merkle.len()
+        && c.events > log_end
     {
         return Err(EngineError::LogShorterThanCheckpoint {
             recorded: c.events,
-            found: merkle.len(),
+            found: log_end,
         });
     }
     let max = options.wal_segment_bytes_max;
@@ -407,16 +480,23 @@ pub(crate) fn recover(
             } else {
                 // A snapshot newer than the log's end: start a segment at
                 // the next event so that frames stay contiguous.
-                WalWriter::create(storage, &wal_dir, merkle.len(), max)?
+                let created = WalWriter::create(storage, &wal_dir, merkle.len(), max)?;
+                index.add_segment(merkle.len(), Vec::new(), created.segment_len());
+                created
             }
         }
-        None => WalWriter::create(storage, &wal_dir, merkle.len(), max)?,
+        None => {
+            let created = WalWriter::create(storage, &wal_dir, merkle.len(), max)?;
+            index.add_segment(merkle.len(), Vec::new(), created.segment_len());
+            created
+        }
     };
     report.log_size = merkle.len();
     Ok(Recovered {
         state,
         merkle,
         wal,
+        index,
         report,
     })
 }

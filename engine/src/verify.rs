@@ -350,6 +350,12 @@ pub fn verify_dir_with(storage: &dyn Storage, dir: &Path, options: VerifyOptions
             compare_at(&mut state, &merkle, &mut report);
         }
         match scan.torn_at {
+            Some(at) if scan.tail_damage == Some(wal::TailDamage::Corrupt) => report.bad(format!(
+                "{}: {} frames, then a complete frame at offset {at} ({} bytes to the end) that fails its checksum: damaged durable bytes, or a crash that extended the file before its data (recovery truncates it; a checkpoint beyond it makes recovery fail)",
+                path.display(),
+                scan.frames.len(),
+                bytes.len() as u64 - at
+            )),
             Some(at) => report.ok(format!(
                 "{}: {} frames, then a torn tail of {} bytes at offset {at} (recovery truncates it)",
                 path.display(),
@@ -368,6 +374,16 @@ pub fn verify_dir_with(storage: &dyn Storage, dir: &Path, options: VerifyOptions
         report.bad(format!(
             "checkpoint records {} events but the log holds {size}",
             c.events
+        ));
+    }
+    // A snapshot beyond the log's end records events the log lost (or
+    // never held): nothing checks its state, and recovery would start the
+    // log after it, leaving a gap.
+    for s in snapshots.iter().filter(|s| s.meta.events > size) {
+        report.bad(format!(
+            "snapshot {} records {} events but the log holds {size}: its state cannot be checked by replay",
+            s.path.display(),
+            s.meta.events
         ));
     }
 

@@ -8,6 +8,7 @@ mod common;
 mod crash;
 mod determinism;
 mod faults;
+mod hardening;
 mod index;
 mod proof;
 mod recovery;
