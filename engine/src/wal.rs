@@ -594,13 +594,34 @@ impl WalWriter {
         }
         let path = self.dir.join(segment_name(self.segment_first));
         let at = self.segment_len;
-        self.file
+        let written = self
+            .file
             .write_all(frames)
-            .map_err(|e| EngineError::storage(StorageOp::Write, &path, e))?;
-        self.segment_len += frames.len() as u64;
-        self.file
-            .sync()
-            .map_err(|e| EngineError::storage(StorageOp::Sync, &path, e))?;
+            .map_err(|e| EngineError::storage(StorageOp::Write, &path, e))
+            .and_then(|()| {
+                self.segment_len += frames.len() as u64;
+                self.file
+                    .sync()
+                    .map_err(|e| EngineError::storage(StorageOp::Sync, &path, e))
+            });
+        if let Err(e) = written {
+            // The group's writers are told it failed, so its frames must
+            // not come back after a restart: cut the segment back to its
+            // last durable frame, if the disk still lets us. If it does
+            // not, the frames may survive whole or torn, and recovery
+            // takes what the disk kept.
+            let discarded = self.file.set_len(at).and_then(|()| self.file.sync());
+            match discarded {
+                Ok(()) => self.segment_len = at,
+                Err(cut) => tracing::warn!(
+                    segment = %path.display(),
+                    offset = at,
+                    error = %cut,
+                    "could not cut the log back after a failed write; unacknowledged frames may survive a restart"
+                ),
+            }
+            return Err(e);
+        }
         Ok((self.segment_first, at))
     }
 
