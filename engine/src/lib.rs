@@ -951,6 +951,13 @@ impl Core {
                 )));
             }
         }
+        // The snapshot's name may not be durable yet (a snapshot whose
+        // directory fsync failed is still listed): make it durable before
+        // removing the only other copy of its events.
+        let snap_dir = self.dir.join(SNAPSHOT_DIR);
+        self.storage
+            .sync_dir(&snap_dir)
+            .map_err(|e| EngineError::storage(StorageOp::SyncDir, &snap_dir, e))?;
         let covered = meta.events;
         let wal_dir = self.dir.join(WAL_DIR);
         let segments = recovery::list_segments(self.storage.as_ref(), &wal_dir)?;
