@@ -10,8 +10,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use valori_engine::storage::sim::{Fault, SimStorage, Torn};
 use valori_engine::storage::Storage;
+use valori_engine::storage::sim::{Fault, SimStorage, Torn};
 use valori_engine::verify::verify_dir;
 use valori_engine::{Engine, EngineError, wal};
 
