@@ -4,6 +4,12 @@
 //! writes after the failure, and after a crash recovers a state equal to a
 //! reference model of exactly the acknowledged writes (plus, at most, the
 //! one write in flight, whole).
+//!
+//! The matrix below widens this to every fault kind of the simulation
+//! (rename, directory fsync, create, truncate too), to snapshots,
+//! checkpoints, retirement and segment rollover, to recovery itself, to
+//! concurrent writers, and to power loss under load; `VALORI_POWER_LOSS_CYCLES`
+//! sets the power-loss soak's workloads (default 4).
 
 use std::collections::BTreeMap;
 
@@ -482,6 +488,7 @@ fn power_loss_under_concurrent_load() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(4u64);
     let mut images_checked = 0;
+    let mut acked_writes = 0;
     for cycle in 0..cycles {
         let storage = SimStorage::new();
         let engine = open_matrix(&storage).unwrap();
@@ -519,6 +526,7 @@ fn power_loss_under_concurrent_load() {
         let final_log = engine.read_log(0, usize::MAX).unwrap();
         let all = acked.lock().unwrap().clone();
         assert_eq!(final_log.len(), all.len(), "no failure: every write acked");
+        acked_writes += all.len();
         let mut by_seq = all.clone();
         by_seq.sort_by_key(|(seq, _)| *seq);
         drop(engine);
@@ -542,5 +550,7 @@ fn power_loss_under_concurrent_load() {
             images_checked += 1;
         }
     }
-    eprintln!("power loss: {cycles} cycles, {images_checked} crash images checked");
+    eprintln!(
+        "power loss: {cycles} cycles, {acked_writes} acknowledged writes, {images_checked} crash images checked"
+    );
 }
