@@ -52,3 +52,6 @@ pub mod state;
 
 pub use distance::{Distance, Metric};
 pub use q16::Q16;
+
+#[cfg(all(test, feature = "alloc"))]
+mod model_tests;
