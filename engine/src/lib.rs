@@ -854,7 +854,21 @@ impl Core {
     /// to check it against an inclusion proof. Events in retired segments
     /// are out of range.
     pub fn read_log(&self, from: u64, max: usize) -> Result<Vec<LogEntry>, EngineError> {
+        self.read_log_bounded(from, max, u64::MAX)
+    }
+
+    /// [`Core::read_log`], ending once the frames read hold `bytes_max`
+    /// bytes or more (at least one run of frames is read when there is
+    /// one), so that a page of large events stays bounded in memory by
+    /// `bytes_max` plus one segment.
+    pub fn read_log_bounded(
+        &self,
+        from: u64,
+        max: usize,
+        bytes_max: u64,
+    ) -> Result<Vec<LogEntry>, EngineError> {
         self.check_failed()?;
+        let mut bytes_read = 0u64;
         let size = self.log_size();
         let wal_dir = self.dir.join(WAL_DIR);
         let out_of_range = || EngineError::OutOfRange {
@@ -865,7 +879,7 @@ impl Core {
         let mut next = from;
         // Each run is the frames one segment holds, found in the frame
         // index: one read of exactly those bytes, each frame checked.
-        while out.len() < max && next < size {
+        while out.len() < max && next < size && bytes_read < bytes_max {
             let want = (max - out.len()) as u64;
             let run = lock(&self.frame_index).run(next, size.min(next.saturating_add(want)));
             let Some(run) = run else {
@@ -879,6 +893,7 @@ impl Core {
                 .storage
                 .read_range(&path, run.offset, run.len)
                 .map_err(|e| EngineError::storage(StorageOp::Read, &path, e))?;
+            bytes_read = bytes_read.saturating_add(bytes.len() as u64);
             let mut pos = 0usize;
             for seq in run.first_seq..run.first_seq + run.frames {
                 let frame = wal::parse_frame_at(&bytes, pos, seq).map_err(|source| {

@@ -39,3 +39,12 @@ pub const COMPONENT_ABS_LIMIT: f32 = 32_768.0;
 /// bounding what one statement can make the parser and planner do; bulk
 /// loads use `COPY`.
 pub const SQL_BYTES_MAX: u32 = 1024 * 1024;
+
+/// Most events in one page of `GET /v1/proof/log` (events with their
+/// inclusion proofs, what `valori verify --url` replays).
+pub const LOG_PAGE_EVENTS_MAX: u32 = 1_024;
+
+/// Encoded event bytes after which a page of `GET /v1/proof/log` ends; a
+/// page always holds at least one event, which may be as large as
+/// `EVENT_BYTES_MAX`.
+pub const LOG_PAGE_BYTES_MAX: u32 = 16 * 1024 * 1024;

@@ -55,6 +55,21 @@ pub fn request(
     bearer: Option<&str>,
     body: Option<&[u8]>,
 ) -> io::Result<Response> {
+    request_bounded(addr, method, path, bearer, body, u64::MAX)
+}
+
+/// [`request`], reading at most `answer_bytes_max` bytes of the answer
+/// (head and body): a longer answer is an error of kind
+/// [`io::ErrorKind::FileTooLarge`], and nothing beyond the bound is read
+/// into memory.
+pub fn request_bounded(
+    addr: &str,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&[u8]>,
+    answer_bytes_max: u64,
+) -> io::Result<Response> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -70,7 +85,15 @@ pub fn request(
     // A server may answer (413) before reading a large body and close.
     let _ = stream.write_all(body);
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    (&mut stream)
+        .take(answer_bytes_max.saturating_add(1))
+        .read_to_end(&mut raw)?;
+    if raw.len() as u64 > answer_bytes_max {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!("the answer exceeds {answer_bytes_max} bytes"),
+        ));
+    }
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -818,10 +818,10 @@ fn root_from_inclusion(index: u64, size: u64, leaf: [u8; 32], path: &[[u8; 32]])
 }
 
 /// `valori verify --url`'s checks against a live server: a genuine event
-/// and snapshot pass; an altered event fails, naming the check.
+/// and snapshot pass; an altered event fails, naming the claim.
 #[test]
 fn live_audit_checks_event_and_snapshot() {
-    use valori_wire::audit::{AuditRequest, audit};
+    use valori_wire::audit::{AuditRequest, Claim, audit};
     let server = Server::start(Vec::new(), None);
     let call = |m, p, b: Option<&str>| server.call(m, p, None, b);
     call("POST", "/v1/collections", Some(r#"{"name":"a","dim":2}"#));
@@ -836,17 +836,21 @@ fn live_audit_checks_event_and_snapshot() {
     let (_, proof) = call("GET", "/v1/proof/event/3", None);
     let event = unhex(proof["event"].as_str().unwrap());
 
-    // No snapshot yet: the event checks pass, the snapshot check says why
-    // it cannot run.
+    // No snapshot yet: the log is replayed alone, and the report says so.
     let request = AuditRequest {
         url: url.clone(),
-        key: None,
         event: Some((3, event.clone())),
+        ..AuditRequest::default()
     };
     let report = audit(&request).unwrap();
-    let failed: Vec<_> = report.findings.iter().filter(|f| !f.ok).collect();
-    assert_eq!(failed.len(), 1, "{:?}", report.findings);
-    assert!(failed[0].message.contains("no snapshot"));
+    assert!(report.is_ok(), "{:?}", report.checks);
+    assert!(report.notes.iter().any(|n| n.contains("no snapshot")));
+    assert!(
+        report
+            .checks
+            .iter()
+            .any(|c| c.claim == Claim::GivenEvent { seq: 3 } && c.ok)
+    );
 
     assert_eq!(call("POST", "/v1/snapshots", None).0, 201);
     // More writes after the snapshot: checked by a consistency proof.
@@ -860,27 +864,31 @@ fn live_audit_checks_event_and_snapshot() {
         201
     );
     let report = audit(&request).unwrap();
-    assert!(report.is_ok(), "{:?}", report.findings);
+    assert!(report.is_ok(), "{:?}", report.checks);
     assert_eq!(report.log_size, 7);
-    assert!(report.findings.len() >= 6, "{:?}", report.findings);
+    assert!(
+        report
+            .checks
+            .iter()
+            .any(|c| c.claim == Claim::SnapshotStateHash { events: 6 } && c.ok),
+        "{:?}",
+        report.checks
+    );
 
     let mut altered = event;
     let last = altered.len() - 1;
     altered[last] ^= 1;
     let report = audit(&AuditRequest {
         url,
-        key: None,
         event: Some((3, altered)),
+        ..AuditRequest::default()
     })
     .unwrap();
-    assert!(!report.is_ok());
-    assert!(
-        report
-            .findings
-            .iter()
-            .any(|f| !f.ok && f.message.contains("hashes to the server's leaf")),
+    assert_eq!(
+        report.failed(),
+        [&Claim::GivenEvent { seq: 3 }],
         "{:?}",
-        report.findings
+        report.checks
     );
 }
 

@@ -24,10 +24,12 @@ enum Command {
     /// same report on x86-64, aarch64, wasm32 and Cortex-M).
     Golden,
     /// Check a data directory offline (every log frame and its recorded
-    /// root, a full replay, every snapshot and the checkpoint, inclusion
-    /// and consistency proofs), or a live server with --url (an event's
-    /// inclusion proof, the newest snapshot rebuilt to its state hash, log
-    /// consistency); exits 1 and says what differs if anything does.
+    /// root, a full replay, every snapshot and the checkpoint with their
+    /// state and index hashes, inclusion and consistency proofs), or a
+    /// live server with --url (its head consistent with a trusted head,
+    /// every event checked by inclusion and replayed, the state and index
+    /// hashes it claims and its newest snapshot compared with the replay);
+    /// exits 1 and names each claim that fails.
     Verify {
         /// The data directory.
         #[arg(
@@ -55,6 +57,19 @@ enum Command {
         /// recorded it (or `/v1/proof/event/N` served it when it was made).
         #[arg(long, value_name = "HEX", requires = "seq")]
         event: Option<String>,
+        /// Root (64 hex digits) of a tree head already held, e.g. printed
+        /// by an earlier `verify --url`: the server's log must extend it.
+        #[arg(long, value_name = "HEX", requires_all = ["url", "trusted_size"])]
+        trusted_root: Option<String>,
+        /// Log size of the trusted head given with --trusted-root.
+        #[arg(long, value_name = "N", requires = "trusted_root")]
+        trusted_size: Option<u64>,
+        /// Most bytes --url may download in all.
+        #[arg(long, value_name = "BYTES", requires = "url", default_value_t = valori_wire::audit::AUDIT_DOWNLOAD_BYTES_MAX)]
+        download_bytes_max: u64,
+        /// Most events --url may replay.
+        #[arg(long, value_name = "N", requires = "url", default_value_t = valori_wire::audit::AUDIT_EVENTS_MAX)]
+        events_max: u64,
     },
 }
 
@@ -76,9 +91,29 @@ fn main() -> ExitCode {
             key,
             seq,
             event,
+            trusted_root,
+            trusted_size,
+            download_bytes_max,
+            events_max,
         } => match (dir, url) {
             (Some(dir), _) => verify(&dir),
-            (None, Some(url)) => verify_live(url, key, seq.zip(event)),
+            (None, Some(url)) => {
+                let trusted = match trusted_root.zip(trusted_size) {
+                    Some((root, size)) => match valori_core::hash::Hash32::from_hex(root.trim()) {
+                        Some(root) => Some(valori_wire::audit::TrustedHead { size, root }),
+                        None => {
+                            eprintln!("valori verify: --trusted-root is not 64 hex digits");
+                            return ExitCode::from(2);
+                        }
+                    },
+                    None => None,
+                };
+                let limits = valori_wire::audit::AuditLimits {
+                    download_bytes_max,
+                    events_max,
+                };
+                verify_live(url, key, seq.zip(event), trusted, limits)
+            }
             (None, None) => ExitCode::from(2),
         },
     }
@@ -145,7 +180,13 @@ fn golden() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn verify_live(url: String, key: Option<String>, event: Option<(u64, String)>) -> ExitCode {
+fn verify_live(
+    url: String,
+    key: Option<String>,
+    event: Option<(u64, String)>,
+    trusted: Option<valori_wire::audit::TrustedHead>,
+    limits: valori_wire::audit::AuditLimits,
+) -> ExitCode {
     let event = match event {
         Some((seq, text)) => match unhex(text.trim()) {
             Some(bytes) => Some((seq, bytes)),
@@ -156,7 +197,13 @@ fn verify_live(url: String, key: Option<String>, event: Option<(u64, String)>) -
         },
         None => None,
     };
-    let request = valori_wire::audit::AuditRequest { url, key, event };
+    let request = valori_wire::audit::AuditRequest {
+        url,
+        key,
+        event,
+        trusted,
+        limits,
+    };
     let report = match valori_wire::audit::audit(&request) {
         Ok(report) => report,
         Err(e) => {
@@ -165,7 +212,7 @@ fn verify_live(url: String, key: Option<String>, event: Option<(u64, String)>) -
         }
     };
     print_report(
-        &report.findings,
+        &report.findings(),
         report.log_size,
         report.log_root.zip(report.state_hash),
     )

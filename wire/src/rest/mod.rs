@@ -91,6 +91,7 @@ pub fn router(state: Arc<AppState>, body_bytes_max: usize) -> Router {
         .route("/proof/state", get(proof_state))
         .route("/proof/event/{seq}", get(proof_event))
         .route("/proof/consistency", get(proof_consistency))
+        .route("/proof/log", get(proof_log))
         .route("/snapshots", post(create_snapshot).get(list_snapshots))
         .route("/snapshots/{events}", get(download_snapshot))
         .route("/memory/upsert_vector", post(records::compat_upsert))
@@ -506,6 +507,61 @@ async fn proof_consistency(
         "new_root": proof.new_root.to_string(),
         "path": proof.path.iter().map(ToString::to_string).collect::<Vec<_>>(),
     })))
+}
+
+#[derive(Deserialize)]
+struct LogParams {
+    from: u64,
+    limit: Option<u32>,
+    size: Option<u64>,
+}
+
+/// A page of the log with an inclusion proof of each event in the log of
+/// `size` events (the current size by default): what an auditor needs to
+/// replay the log without trusting the server. At most
+/// `LOG_PAGE_EVENTS_MAX` events, ending after `LOG_PAGE_BYTES_MAX` bytes
+/// of events.
+async fn proof_log(State(state): Shared, QueryParams(params): QueryParams<LogParams>) -> ApiResult {
+    use valori_core::limits::{LOG_PAGE_BYTES_MAX, LOG_PAGE_EVENTS_MAX};
+    let engine = Arc::clone(&state.engine);
+    let page = blocking(move || {
+        let current = engine.log_size();
+        let size = params.size.unwrap_or(current);
+        if size > current {
+            return Err(ApiError::bad_request(format!(
+                "size = {size} is beyond the log's {current} events"
+            )));
+        }
+        if params.from > size {
+            return Err(ApiError::bad_request(format!(
+                "from = {} is after size = {size}",
+                params.from
+            )));
+        }
+        let limit = params
+            .limit
+            .unwrap_or(LOG_PAGE_EVENTS_MAX)
+            .clamp(1, LOG_PAGE_EVENTS_MAX);
+        let wanted = (size - params.from).min(u64::from(limit)) as usize;
+        let root = engine.consistency_proof(size, size)?.new_root;
+        let entries = if wanted == 0 {
+            Vec::new()
+        } else {
+            engine.read_log_bounded(params.from, wanted, u64::from(LOG_PAGE_BYTES_MAX))?
+        };
+        let mut events = Vec::with_capacity(entries.len());
+        for entry in entries.iter().take_while(|e| e.seq < size) {
+            let proof = engine.inclusion_proof(entry.seq, Some(size))?;
+            events.push(json!({
+                "seq": entry.seq,
+                "event": hex(&entry.event),
+                "path": proof.path.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            }));
+        }
+        Ok(json!({ "size": size, "root": root.to_string(), "events": events }))
+    })
+    .await?;
+    Ok(axum::Json(page))
 }
 
 fn file_name(path: &std::path::Path) -> String {
