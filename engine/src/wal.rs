@@ -278,6 +278,9 @@ pub fn scan_segment(
     if header[0..8] != SEGMENT_MAGIC
         || u32::from_le_bytes(le4(&header[8..12])) != SEGMENT_VERSION
         || crc32c::crc32c(&header[0..24]) != crc
+        // The last word is outside the checksum: it must be the zero the
+        // writer puts there, so that no byte of a segment goes unchecked.
+        || header[28..32] != [0; 4]
     {
         if is_last && bytes[SEGMENT_HEADER_BYTES..].iter().all(|&b| b == 0) {
             return Ok(SegmentScan::torn_header(name_seq));
