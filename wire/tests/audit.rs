@@ -588,3 +588,49 @@ fn downloads_are_bounded() {
         "{err}"
     );
 }
+
+/// `valori verify --url` with `--trusted-size` and `--trusted-root`, run
+/// as a process: the honest server passes and the command prints the head
+/// to pin next time; a trusted root the server's log does not extend
+/// exits 1 naming "consistency from trusted head"; a malformed root is a
+/// usage error.
+#[test]
+fn cli_pins_a_trusted_head() {
+    let server = Server::start();
+    fill(&server, 10);
+    let head = server.head();
+    let valori = |root: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_valori"))
+            .args([
+                "verify",
+                "--url",
+                &server.url(),
+                "--trusted-size",
+                &head.size.to_string(),
+                "--trusted-root",
+                root,
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, text) = valori(&head.root.to_string());
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("verified: no differences"), "{text}");
+    assert!(text.contains(&format!("log_root {}", head.root)), "{text}");
+
+    let (code, text) = valori(&flip_hex(&head.root.to_string(), 10));
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("MISMATCH consistency from trusted head"),
+        "{text}"
+    );
+
+    let (code, text) = valori("not-hex");
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("--trusted-root"), "{text}");
+}
