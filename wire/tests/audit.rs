@@ -634,3 +634,50 @@ fn cli_pins_a_trusted_head() {
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("--trusted-root"), "{text}");
 }
+
+/// Each hash of the consistency proof the server serves, changed, and a
+/// head that claims one event more than the log holds, are refused:
+/// "consistency from trusted head" (no proof verifies, or the server can
+/// give none).
+#[test]
+fn every_consistency_hash_and_the_size_are_checked() {
+    let server = Server::start();
+    fill(&server, 11);
+    let head = server.head();
+    let trusted = TrustedHead {
+        size: 3,
+        root: {
+            let (_, p) = server.call("GET", "/v1/proof/consistency?from=3&to=3", None);
+            Hash32::from_hex(p["new_root"].as_str().unwrap()).unwrap()
+        },
+    };
+    let (_, proof) = server.call(
+        "GET",
+        &format!("/v1/proof/consistency?from=3&to={}", head.size),
+        None,
+    );
+    let hashes = proof["path"].as_array().unwrap().len();
+    assert!(hashes > 0);
+    for i in 0..hashes {
+        let lie = json_lie("/v1/proof/consistency", move |p| {
+            let text = p["path"][i].as_str().unwrap().to_owned();
+            p["path"][i] = json!(flip_hex(&text, 40));
+        });
+        let proxy = Proxy::start(server.rest, lie);
+        let report = run(proxy.url(), Some(trusted));
+        assert_refused(
+            &report,
+            &Claim::ConsistencyFromTrustedHead,
+            &format!("consistency hash {i}"),
+        );
+    }
+    let lie = json_lie("/v1/proof/state", move |v| {
+        v["log_size"] = json!(head.size + 1);
+    });
+    let proxy = Proxy::start(server.rest, lie);
+    let report = run(proxy.url(), Some(trusted));
+    assert_refused(&report, &Claim::ConsistencyFromTrustedHead, "size + 1");
+    // Without a trusted head the same lie fails on the log itself.
+    let report = run(proxy.url(), None);
+    assert_refused(&report, &Claim::LogSize, "size + 1, no trusted head");
+}
