@@ -681,3 +681,49 @@ fn every_consistency_hash_and_the_size_are_checked() {
     let report = run(proxy.url(), None);
     assert_refused(&report, &Claim::LogSize, "size + 1, no trusted head");
 }
+
+/// `GET /v1/proof/log`: pages of at most `limit` events, each with a path
+/// that verifies against the page's root; a size beyond the log, or a
+/// start after the size, is a 400 naming the field; an empty page at the
+/// end of the log.
+#[test]
+fn log_route_pages_and_refuses_bad_ranges() {
+    use valori_core::merkle::{leaf_hash, verify_inclusion};
+    let server = Server::start();
+    fill(&server, 12);
+    let size = server.head().size;
+    let (status, page) = server.call("GET", "/v1/proof/log?from=1&limit=2&size=5", None);
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["size"], 5);
+    let root = Hash32::from_hex(page["root"].as_str().unwrap()).unwrap();
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    for (e, seq) in events.iter().zip(1u64..) {
+        assert_eq!(e["seq"], seq);
+        let hex = e["event"].as_str().unwrap();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let path: Vec<Hash32> = e["path"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| Hash32::from_hex(h.as_str().unwrap()).unwrap())
+            .collect();
+        assert!(verify_inclusion(&leaf_hash(&bytes), seq, 5, &path, &root));
+    }
+    let (status, err) = server.call(
+        "GET",
+        &format!("/v1/proof/log?from=0&size={}", size + 1),
+        None,
+    );
+    assert_eq!(status, 400, "{err}");
+    assert!(err.to_string().contains("size"), "{err}");
+    let (status, err) = server.call("GET", "/v1/proof/log?from=4&size=3", None);
+    assert_eq!(status, 400, "{err}");
+    assert!(err.to_string().contains("from"), "{err}");
+    let (status, page) = server.call("GET", &format!("/v1/proof/log?from={size}"), None);
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["events"].as_array().unwrap().len(), 0);
+}
