@@ -922,7 +922,7 @@ impl Core {
     /// Removes log segments whose every event is covered by the newest
     /// snapshot. Returns the removed segment paths.
     pub fn retire_log(&self) -> Result<Vec<PathBuf>, EngineError> {
-        let writer = self.lock_writer()?;
+        self.check_failed()?;
         let Some((named, snapshot)) = self.snapshots()?.pop() else {
             return Ok(Vec::new());
         };
@@ -944,6 +944,9 @@ impl Core {
             path: snapshot.clone(),
             reason,
         };
+        // Read and checked above without the lock (a snapshot can be
+        // large); compared with the log under it.
+        let writer = self.lock_writer()?;
         if meta.events != named {
             return Err(mismatch(format!(
                 "its name says {named} events, it records {}",
@@ -983,10 +986,10 @@ impl Core {
             // Every event of this segment is below next_first; the open
             // segment is never the first of a pair.
             if next_first <= covered && *first != writer.wal.segment_first() {
-                lock(&self.frame_index).remove_segment(*first);
                 self.storage
                     .remove(path)
                     .map_err(|e| EngineError::storage(StorageOp::Remove, path, e))?;
+                lock(&self.frame_index).remove_segment(*first);
                 removed.push(path.clone());
             }
         }
