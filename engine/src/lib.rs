@@ -528,6 +528,9 @@ impl Core {
                         .unwrap_or_else(|| "a panic without a message".to_owned());
                     let err = EngineError::CommitPanicked { message };
                     let _ = self.failed.set(err.clone());
+                    // The panic may have come after the group's frames
+                    // were written: cut them, as after a failed fsync.
+                    lock(&self.writer).wal.cut_to_durable();
                     let err = EngineError::Failed(Arc::new(err));
                     tickets.into_iter().map(|t| (t, Err(err.clone()))).collect()
                 });

@@ -508,6 +508,8 @@ pub struct WalWriter {
     segment_first: u64,
     /// Bytes in the open segment.
     segment_len: u64,
+    /// Bytes of the open segment known durable (at its last fsync).
+    durable_len: u64,
     segment_bytes_max: u64,
 }
 
@@ -536,6 +538,7 @@ impl WalWriter {
             file,
             segment_first: first_seq,
             segment_len: SEGMENT_HEADER_BYTES as u64,
+            durable_len: SEGMENT_HEADER_BYTES as u64,
             segment_bytes_max,
         })
     }
@@ -571,6 +574,7 @@ impl WalWriter {
             file,
             segment_first: first_seq,
             segment_len: valid_len.max(SEGMENT_HEADER_BYTES as u64),
+            durable_len: valid_len.max(SEGMENT_HEADER_BYTES as u64),
             segment_bytes_max,
         })
     }
@@ -609,23 +613,30 @@ impl WalWriter {
             });
         if let Err(e) = written {
             // The group's writers are told it failed, so its frames must
-            // not come back after a restart: cut the segment back to its
-            // last durable frame, if the disk still lets us. If it does
-            // not, the frames may survive whole or torn, and recovery
-            // takes what the disk kept.
-            let discarded = self.file.set_len(at).and_then(|()| self.file.sync());
-            match discarded {
-                Ok(()) => self.segment_len = at,
-                Err(cut) => tracing::warn!(
-                    segment = %path.display(),
-                    offset = at,
-                    error = %cut,
-                    "could not cut the log back after a failed write; unacknowledged frames may survive a restart"
-                ),
-            }
+            // not come back after a restart.
+            self.cut_to_durable();
             return Err(e);
         }
+        self.durable_len = self.segment_len;
         Ok((self.segment_first, at))
+    }
+
+    /// Cuts the open segment back to its last durable frame and fsyncs it,
+    /// after a write whose writers are told it failed, so that its frames
+    /// do not come back after a restart. If the disk refuses, the frames
+    /// may survive whole or torn, and recovery takes what the disk kept.
+    pub fn cut_to_durable(&mut self) {
+        let path = self.dir.join(segment_name(self.segment_first));
+        let at = self.durable_len;
+        match self.file.set_len(at).and_then(|()| self.file.sync()) {
+            Ok(()) => self.segment_len = at,
+            Err(cut) => tracing::warn!(
+                segment = %path.display(),
+                offset = at,
+                error = %cut,
+                "could not cut the log back after a failed write; unacknowledged frames may survive a restart"
+            ),
+        }
     }
 
     /// Bytes in the open segment.
