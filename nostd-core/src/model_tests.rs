@@ -157,6 +157,34 @@ impl Model {
             Event::DeleteEdge { from, to, label } => {
                 self.edges.remove(&(from.0, to.0, *label));
             }
+            Event::DeleteBatch { collection, ids } => {
+                let c = self.collections.get_mut(&key(collection)).unwrap();
+                for id in ids {
+                    c.live(id.0).deleted = true;
+                }
+            }
+            Event::UpdateBatch {
+                collection,
+                ids,
+                tag,
+                metadata,
+            } => {
+                let c = self.collections.get_mut(&key(collection)).unwrap();
+                for id in ids {
+                    let row = c.live(id.0);
+                    if let Some(tag) = tag {
+                        row.tag = *tag;
+                    }
+                    if let Some(metadata) = metadata {
+                        row.metadata = metadata.clone();
+                    }
+                }
+            }
+            Event::DropCollections { names } => {
+                for name in names {
+                    self.collections.remove(&key(name));
+                }
+            }
         }
     }
 

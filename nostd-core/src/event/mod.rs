@@ -240,6 +240,24 @@ pub enum Event {
         to: NodeId,
         label: u64,
     },
+    /// Deletes every record of `ids`, all or none: one SQL `DELETE`.
+    DeleteBatch {
+        collection: CollectionName,
+        ids: Vec<RecordId>,
+    },
+    /// Sets the tag, the metadata or both of every record of `ids`, all or
+    /// none: one SQL `UPDATE`. At least one of the two is given.
+    UpdateBatch {
+        collection: CollectionName,
+        ids: Vec<RecordId>,
+        tag: Option<u64>,
+        metadata: Option<Vec<u8>>,
+    },
+    /// Drops every collection of `names`, all or none: one SQL
+    /// `DROP TABLE a, b`.
+    DropCollections {
+        names: Vec<CollectionName>,
+    },
 }
 
 /// Kind bytes of the encoding.
@@ -255,6 +273,15 @@ mod kind {
     pub const DELETE_NODE: u8 = 9;
     pub const CREATE_EDGE: u8 = 10;
     pub const DELETE_EDGE: u8 = 11;
+    pub const DELETE_BATCH: u8 = 12;
+    pub const UPDATE_BATCH: u8 = 13;
+    pub const DROP_COLLECTIONS: u8 = 14;
+}
+
+/// Flag bits of an `UpdateBatch`: which fields follow.
+mod update_flags {
+    pub const TAG: u8 = 1;
+    pub const METADATA: u8 = 2;
 }
 
 impl Event {
@@ -272,6 +299,9 @@ impl Event {
             Event::DeleteNode { .. } => "delete_node",
             Event::CreateEdge { .. } => "create_edge",
             Event::DeleteEdge { .. } => "delete_edge",
+            Event::DeleteBatch { .. } => "delete_batch",
+            Event::UpdateBatch { .. } => "update_batch",
+            Event::DropCollections { .. } => "drop_collections",
         }
     }
 
@@ -362,6 +392,42 @@ impl Event {
                 put_u64(out, from.0);
                 put_u64(out, to.0);
                 put_u64(out, *label);
+            }
+            Event::DeleteBatch { collection, ids } => {
+                out.push(kind::DELETE_BATCH);
+                put_name(out, collection);
+                put_ids(out, ids);
+            }
+            Event::UpdateBatch {
+                collection,
+                ids,
+                tag,
+                metadata,
+            } => {
+                out.push(kind::UPDATE_BATCH);
+                put_name(out, collection);
+                put_ids(out, ids);
+                let mut flags = 0;
+                if tag.is_some() {
+                    flags |= update_flags::TAG;
+                }
+                if metadata.is_some() {
+                    flags |= update_flags::METADATA;
+                }
+                out.push(flags);
+                if let Some(tag) = tag {
+                    put_u64(out, *tag);
+                }
+                if let Some(metadata) = metadata {
+                    put_bytes(out, metadata);
+                }
+            }
+            Event::DropCollections { names } => {
+                out.push(kind::DROP_COLLECTIONS);
+                put_u32(out, names.len() as u32);
+                for name in names {
+                    put_name(out, name);
+                }
             }
         }
     }
@@ -493,6 +559,52 @@ impl Event {
                 to: NodeId(r.u64()?),
                 label: r.u64()?,
             },
+            kind::DELETE_BATCH => Event::DeleteBatch {
+                collection: r.name()?,
+                ids: r.ids()?,
+            },
+            kind::UPDATE_BATCH => {
+                let collection = r.name()?;
+                let ids = r.ids()?;
+                let flags_at = r.pos;
+                let flags = r.u8()?;
+                if flags == 0 || flags & !(update_flags::TAG | update_flags::METADATA) != 0 {
+                    return Err(r.error_at(flags_at, DecodeErrorKind::BadUpdateFlags(flags)));
+                }
+                let tag = if flags & update_flags::TAG != 0 {
+                    Some(r.u64()?)
+                } else {
+                    None
+                };
+                let metadata = if flags & update_flags::METADATA != 0 {
+                    Some(r.metadata()?.to_vec())
+                } else {
+                    None
+                };
+                Event::UpdateBatch {
+                    collection,
+                    ids,
+                    tag,
+                    metadata,
+                }
+            }
+            kind::DROP_COLLECTIONS => {
+                let count_at = r.pos;
+                let count = r.u32()?;
+                if count == 0 || count > limits::COLLECTIONS_MAX {
+                    return Err(r.error_at(count_at, DecodeErrorKind::BadNameCount(count)));
+                }
+                // A name takes at least its 4-byte length: checked against
+                // the remaining input before anything is allocated.
+                if u64::from(count) * 4 > r.remaining() as u64 {
+                    return Err(r.error_at(r.pos, DecodeErrorKind::Truncated));
+                }
+                let mut names = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    names.push(r.name()?);
+                }
+                Event::DropCollections { names }
+            }
             other => return Err(r.error_at(1, DecodeErrorKind::UnknownKind(other))),
         };
         if r.remaining() != 0 {
@@ -521,6 +633,13 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 
 fn put_name(out: &mut Vec<u8>, name: &CollectionName) {
     put_bytes(out, name.as_str().as_bytes());
+}
+
+fn put_ids(out: &mut Vec<u8>, ids: &[RecordId]) {
+    put_u32(out, ids.len() as u32);
+    for id in ids {
+        put_u64(out, id.0);
+    }
 }
 
 /// What is wrong with an encoded event, and where.
@@ -554,6 +673,10 @@ pub enum DecodeErrorKind {
     BadBatchSize(u32),
     #[error("event exceeds {max} bytes", max = limits::EVENT_BYTES_MAX)]
     EventTooLarge,
+    #[error("update flags {0:#04x}: expected 1 (tag), 2 (metadata) or 3 (both)")]
+    BadUpdateFlags(u8),
+    #[error("{0} collection names is outside 1..={max}", max = limits::COLLECTIONS_MAX)]
+    BadNameCount(u32),
 }
 
 struct Reader<'a> {
@@ -628,6 +751,25 @@ impl<'a> Reader<'a> {
             return Err(self.error_at(at, DecodeErrorKind::MetadataTooLarge(len)));
         }
         self.take(len as usize)
+    }
+
+    /// `count:u32 ‖ id:u64 × count`, with `count` in
+    /// `1..=BATCH_RECORDS_MAX`.
+    fn ids(&mut self) -> Result<Vec<RecordId>, DecodeError> {
+        let count_at = self.pos;
+        let count = self.u32()?;
+        if count == 0 || count > limits::BATCH_RECORDS_MAX {
+            return Err(self.error_at(count_at, DecodeErrorKind::BadBatchSize(count)));
+        }
+        let raw = self.take(count as usize * 8)?;
+        Ok(raw
+            .chunks_exact(8)
+            .map(|c| {
+                RecordId(u64::from_le_bytes([
+                    c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+                ]))
+            })
+            .collect())
     }
 
     fn name(&mut self) -> Result<CollectionName, DecodeError> {

@@ -122,6 +122,29 @@ fn arb_event() -> impl Strategy<Value = Event> {
             to: NodeId(t),
             label
         }),
+        (arb_name(), proptest::collection::vec(any::<u64>(), 1..20)).prop_map(
+            |(collection, ids)| Event::DeleteBatch {
+                collection,
+                ids: ids.into_iter().map(RecordId).collect()
+            }
+        ),
+        (
+            arb_name(),
+            proptest::collection::vec(any::<u64>(), 1..20),
+            proptest::option::of(any::<u64>()),
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..20))
+        )
+            .prop_filter("an update sets something", |(_, _, tag, metadata)| {
+                tag.is_some() || metadata.is_some()
+            })
+            .prop_map(|(collection, ids, tag, metadata)| Event::UpdateBatch {
+                collection,
+                ids: ids.into_iter().map(RecordId).collect(),
+                tag,
+                metadata
+            }),
+        proptest::collection::vec(arb_name(), 1..6)
+            .prop_map(|names| Event::DropCollections { names }),
     ]
 }
 
@@ -190,6 +213,98 @@ fn set_tag_layout_matches_format_doc() {
         7, 0, 0, 0, 0, 0, 0, 0, // tag
     ];
     assert_eq!(event.encode(), want);
+}
+
+/// The documented layouts of the batch events of one SQL statement,
+/// written out by hand from docs/format.md.
+#[test]
+fn batch_event_layouts_match_format_doc() {
+    let delete = Event::DeleteBatch {
+        collection: name("d"),
+        ids: vec![RecordId(1), RecordId(0x0203)],
+    };
+    let want: Vec<u8> = vec![
+        1, 12, // version, kind
+        1, 0, 0, 0, b'd', // name
+        2, 0, 0, 0, // count
+        1, 0, 0, 0, 0, 0, 0, 0, // id
+        3, 2, 0, 0, 0, 0, 0, 0, // id
+    ];
+    assert_eq!(delete.encode(), want);
+    let update = Event::UpdateBatch {
+        collection: name("d"),
+        ids: vec![RecordId(1)],
+        tag: None,
+        metadata: Some(vec![0xaa]),
+    };
+    let want: Vec<u8> = vec![
+        1, 13, // version, kind
+        1, 0, 0, 0, b'd', // name
+        1, 0, 0, 0, // count
+        1, 0, 0, 0, 0, 0, 0, 0, // id
+        2, // flags: metadata only
+        1, 0, 0, 0, 0xaa, // metadata
+    ];
+    assert_eq!(update.encode(), want);
+    let drop = Event::DropCollections {
+        names: vec![name("a"), name("bc")],
+    };
+    let want: Vec<u8> = vec![
+        1, 14, // version, kind
+        2, 0, 0, 0, // count
+        1, 0, 0, 0, b'a', // name
+        2, 0, 0, 0, b'b', b'c', // name
+    ];
+    assert_eq!(drop.encode(), want);
+}
+
+/// The batch events' counts and flags are checked by the decoder: no
+/// empty or oversized id list, no unknown update flag, no empty or
+/// oversized name list, and no allocation beyond the input.
+#[test]
+fn batch_event_counts_and_flags_checked() {
+    let mut bytes = vec![1, kind::DELETE_BATCH, 1, 0, 0, 0, b'a'];
+    bytes.extend_from_slice(&0u32.to_le_bytes());
+    assert_eq!(
+        Event::decode(&bytes).unwrap_err(),
+        DecodeError {
+            offset: 7,
+            kind: DecodeErrorKind::BadBatchSize(0)
+        }
+    );
+    let mut bytes = vec![1, kind::DELETE_BATCH, 1, 0, 0, 0, b'a'];
+    bytes.extend_from_slice(&100_000u32.to_le_bytes());
+    assert_eq!(
+        Event::decode(&bytes).unwrap_err().kind,
+        DecodeErrorKind::Truncated
+    );
+    let mut bytes = vec![1, kind::UPDATE_BATCH, 1, 0, 0, 0, b'a'];
+    bytes.extend_from_slice(&1u32.to_le_bytes());
+    bytes.extend_from_slice(&5u64.to_le_bytes());
+    for flags in [0u8, 4, 7] {
+        let mut b = bytes.clone();
+        b.push(flags);
+        b.extend_from_slice(&[0; 12]);
+        assert_eq!(
+            Event::decode(&b).unwrap_err(),
+            DecodeError {
+                offset: 19,
+                kind: DecodeErrorKind::BadUpdateFlags(flags)
+            }
+        );
+    }
+    let mut bytes = vec![1, kind::DROP_COLLECTIONS];
+    bytes.extend_from_slice(&0u32.to_le_bytes());
+    assert_eq!(
+        Event::decode(&bytes).unwrap_err().kind,
+        DecodeErrorKind::BadNameCount(0)
+    );
+    let mut bytes = vec![1, kind::DROP_COLLECTIONS];
+    bytes.extend_from_slice(&4_096u32.to_le_bytes());
+    assert_eq!(
+        Event::decode(&bytes).unwrap_err().kind,
+        DecodeErrorKind::Truncated
+    );
 }
 
 /// Lengths that would need huge allocations are rejected before

@@ -69,6 +69,17 @@ pub enum ApplyError {
     },
     #[error("batch is empty or holds more than {max} records", max = limits::BATCH_RECORDS_MAX)]
     BadBatchSize,
+    #[error("record {id} appears twice in one event on collection {collection}")]
+    RepeatedId {
+        collection: CollectionName,
+        id: RecordId,
+    },
+    #[error("an update sets neither a tag nor metadata")]
+    EmptyUpdate,
+    #[error("{count} collection names in one event is outside 1..={max}", max = limits::COLLECTIONS_MAX)]
+    BadNameCount { count: u64 },
+    #[error("collection {0} appears twice in one event")]
+    RepeatedCollection(CollectionName),
     #[error("batch columns disagree in length")]
     MalformedBatch,
     #[error("graph node {0} already exists")]
@@ -104,8 +115,8 @@ pub enum Applied {
         collection: CollectionName,
         row: u32,
     },
-    /// A collection was created or dropped, a row's tag or metadata was
-    /// updated, or the graph changed.
+    /// Collections were created or dropped, rows' tags or metadata were
+    /// updated, several rows were tombstoned at once, or the graph changed.
     Other,
 }
 
@@ -542,6 +553,59 @@ impl Collection {
         self.chunk_hashes[chunk] = None;
     }
 
+    /// Checks that `ids` is a valid set of live records for a batch
+    /// event: 1 to `BATCH_RECORDS_MAX` of them, each live, none twice.
+    fn check_live_ids(&self, ids: &[RecordId]) -> Result<(), ApplyError> {
+        if ids.is_empty() || ids.len() > limits::BATCH_RECORDS_MAX as usize {
+            return Err(ApplyError::BadBatchSize);
+        }
+        for id in ids {
+            self.live_row(*id)?;
+        }
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            return Err(ApplyError::RepeatedId {
+                collection: self.name.clone(),
+                id: w[0],
+            });
+        }
+        Ok(())
+    }
+
+    /// Tombstones the live record `id`.
+    fn delete_record(&mut self, id: RecordId) -> Result<u32, ApplyError> {
+        let row = self.live_row(id)?;
+        self.deleted[row as usize] = true;
+        self.rows_by_id.remove(&id);
+        let tag = self.tags[row as usize];
+        self.count_tag(tag, false);
+        self.dirty(row);
+        Ok(row)
+    }
+
+    /// Rewrites the tag of the live record `id`.
+    fn set_tag(&mut self, id: RecordId, tag: u64) -> Result<(), ApplyError> {
+        let row = self.live_row(id)?;
+        let old = self.tags[row as usize];
+        self.count_tag(old, false);
+        self.count_tag(tag, true);
+        self.move_tag_row(row, old, tag);
+        self.tags[row as usize] = tag;
+        self.dirty(row);
+        Ok(())
+    }
+
+    /// Rewrites the metadata of the live record `id`.
+    fn set_metadata(&mut self, id: RecordId, metadata: &[u8]) -> Result<(), ApplyError> {
+        let row = self.live_row(id)?;
+        self.metadata_start[row as usize] = self.metadata_heap.len() as u64;
+        self.metadata_len[row as usize] = metadata.len() as u32;
+        self.metadata_heap.extend_from_slice(metadata);
+        self.dirty(row);
+        Ok(())
+    }
+
     fn live_row(&self, id: RecordId) -> Result<u32, ApplyError> {
         self.row_of(id).ok_or_else(|| ApplyError::UnknownRecord {
             collection: self.name.clone(),
@@ -953,6 +1017,46 @@ impl State {
                 }
                 Ok(())
             }
+            Event::DeleteBatch { collection, ids } => {
+                self.collection_ref(collection)?.check_live_ids(ids)
+            }
+            Event::UpdateBatch {
+                collection,
+                ids,
+                tag,
+                metadata,
+            } => {
+                let c = self.collection_ref(collection)?;
+                if tag.is_none() && metadata.is_none() {
+                    return Err(ApplyError::EmptyUpdate);
+                }
+                c.check_live_ids(ids)?;
+                if let Some(metadata) = metadata
+                    && metadata.len() > limits::METADATA_BYTES_MAX as usize
+                {
+                    return Err(ApplyError::MetadataTooLarge {
+                        id: ids[0],
+                        len: metadata.len() as u64,
+                    });
+                }
+                Ok(())
+            }
+            Event::DropCollections { names } => {
+                if names.is_empty() || names.len() > limits::COLLECTIONS_MAX as usize {
+                    return Err(ApplyError::BadNameCount {
+                        count: names.len() as u64,
+                    });
+                }
+                for name in names {
+                    self.collection_ref(name)?;
+                }
+                let mut sorted: Vec<&CollectionName> = names.iter().collect();
+                sorted.sort_unstable();
+                if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+                    return Err(ApplyError::RepeatedCollection(w[0].clone()));
+                }
+                Ok(())
+            }
             Event::CreateNode { node, .. } => self.graph.check_create_node(*node),
             Event::DeleteNode { node } => self.graph.check_delete_node(*node),
             Event::CreateEdge { from, to, label } => {
@@ -1046,13 +1150,7 @@ impl State {
                 }
             }
             Event::Delete { collection, id } => {
-                let c = self.collection_mut(collection)?;
-                let row = c.live_row(*id)?;
-                c.deleted[row as usize] = true;
-                c.rows_by_id.remove(id);
-                let tag = c.tags[row as usize];
-                c.count_tag(tag, false);
-                c.dirty(row);
+                let row = self.collection_mut(collection)?.delete_record(*id)?;
                 Applied::Deleted {
                     collection: collection.clone(),
                     row,
@@ -1063,14 +1161,7 @@ impl State {
                 id,
                 tag,
             } => {
-                let c = self.collection_mut(collection)?;
-                let row = c.live_row(*id)?;
-                let old = c.tags[row as usize];
-                c.count_tag(old, false);
-                c.count_tag(*tag, true);
-                c.move_tag_row(row, old, *tag);
-                c.tags[row as usize] = *tag;
-                c.dirty(row);
+                self.collection_mut(collection)?.set_tag(*id, *tag)?;
                 Applied::Other
             }
             Event::SetMetadata {
@@ -1078,12 +1169,38 @@ impl State {
                 id,
                 metadata,
             } => {
+                self.collection_mut(collection)?
+                    .set_metadata(*id, metadata)?;
+                Applied::Other
+            }
+            Event::DeleteBatch { collection, ids } => {
                 let c = self.collection_mut(collection)?;
-                let row = c.live_row(*id)?;
-                c.metadata_start[row as usize] = c.metadata_heap.len() as u64;
-                c.metadata_len[row as usize] = metadata.len() as u32;
-                c.metadata_heap.extend_from_slice(metadata);
-                c.dirty(row);
+                for id in ids {
+                    c.delete_record(*id)?;
+                }
+                Applied::Other
+            }
+            Event::UpdateBatch {
+                collection,
+                ids,
+                tag,
+                metadata,
+            } => {
+                let c = self.collection_mut(collection)?;
+                for id in ids {
+                    if let Some(tag) = tag {
+                        c.set_tag(*id, *tag)?;
+                    }
+                    if let Some(metadata) = metadata {
+                        c.set_metadata(*id, metadata)?;
+                    }
+                }
+                Applied::Other
+            }
+            Event::DropCollections { names } => {
+                for name in names {
+                    self.collections.remove(name);
+                }
                 Applied::Other
             }
             Event::CreateNode { node, label } => {

@@ -43,7 +43,12 @@ fn random_event(rng: &mut SplitMix64) -> Event {
     let vector: Vec<i32> = (0..dim)
         .map(|_| rng.below(1 << 20) as i32 - (1 << 19))
         .collect();
-    match rng.below(12) {
+    let ids = |rng: &mut SplitMix64| -> Vec<RecordId> {
+        (0..1 + rng.below(4))
+            .map(|_| RecordId(rng.below(40)))
+            .collect()
+    };
+    match rng.below(15) {
         0 => Event::CreateCollection {
             name: c,
             config: CollectionConfig {
@@ -96,10 +101,25 @@ fn random_event(rng: &mut SplitMix64) -> Event {
             to: NodeId(rng.below(6)),
             label: rng.below(2),
         },
-        _ => Event::DeleteEdge {
+        11 => Event::DeleteEdge {
             from: NodeId(rng.below(6)),
             to: NodeId(rng.below(6)),
             label: rng.below(2),
+        },
+        12 => Event::DeleteBatch {
+            collection: c,
+            ids: ids(rng),
+        },
+        13 => Event::UpdateBatch {
+            collection: c,
+            ids: ids(rng),
+            tag: (rng.below(3) != 0).then(|| rng.below(3)),
+            metadata: (rng.below(3) != 0).then(|| vec![7; rng.below(4) as usize]),
+        },
+        _ => Event::DropCollections {
+            names: (0..1 + rng.below(2))
+                .map(|_| name(if rng.below(2) == 0 { "other" } else { "docs" }))
+                .collect(),
         },
     }
 }
@@ -480,4 +500,191 @@ fn batch_duplicates_against_stored_ids() {
     // 12 was the largest id and is gone: 11 and 12 are above every live id.
     s.apply(&batch(&[11, 12])).unwrap();
     assert_eq!(s.collection(&name("docs")).unwrap().live(), 13);
+}
+
+/// Proves the batch events of one SQL statement are all or nothing: a
+/// DeleteBatch, UpdateBatch or DropCollections whose last element is bad
+/// (unknown, repeated) changes nothing, and a good one changes every
+/// element.
+#[test]
+fn batch_events_are_all_or_nothing() {
+    let other = Event::CreateCollection {
+        name: name("other"),
+        config: CollectionConfig {
+            dim: 4,
+            metric: Metric::L2,
+            index: IndexParams::default(),
+        },
+    };
+    let mut s = State::new();
+    s.apply(&create(4)).unwrap();
+    s.apply(&other).unwrap();
+    for id in 0..5 {
+        s.apply(&insert(id, vec![id as i32; 4], 1)).unwrap();
+    }
+    let before = s.state_hash();
+    let docs = name("docs");
+    let ids = |list: &[u64]| list.iter().map(|&i| RecordId(i)).collect::<Vec<_>>();
+    let refused = [
+        (
+            Event::DeleteBatch {
+                collection: docs.clone(),
+                ids: ids(&[0, 1, 9]),
+            },
+            ApplyError::UnknownRecord {
+                collection: docs.clone(),
+                id: RecordId(9),
+            },
+        ),
+        (
+            Event::DeleteBatch {
+                collection: docs.clone(),
+                ids: ids(&[0, 1, 0]),
+            },
+            ApplyError::RepeatedId {
+                collection: docs.clone(),
+                id: RecordId(0),
+            },
+        ),
+        (
+            Event::DeleteBatch {
+                collection: docs.clone(),
+                ids: Vec::new(),
+            },
+            ApplyError::BadBatchSize,
+        ),
+        (
+            Event::UpdateBatch {
+                collection: docs.clone(),
+                ids: ids(&[2, 3, 9]),
+                tag: Some(5),
+                metadata: Some(vec![1]),
+            },
+            ApplyError::UnknownRecord {
+                collection: docs.clone(),
+                id: RecordId(9),
+            },
+        ),
+        (
+            Event::UpdateBatch {
+                collection: docs.clone(),
+                ids: ids(&[2, 3]),
+                tag: Some(5),
+                metadata: Some(vec![0; limits::METADATA_BYTES_MAX as usize + 1]),
+            },
+            ApplyError::MetadataTooLarge {
+                id: RecordId(2),
+                len: u64::from(limits::METADATA_BYTES_MAX) + 1,
+            },
+        ),
+        (
+            Event::UpdateBatch {
+                collection: docs.clone(),
+                ids: ids(&[2]),
+                tag: None,
+                metadata: None,
+            },
+            ApplyError::EmptyUpdate,
+        ),
+        (
+            Event::DropCollections {
+                names: vec![name("other"), docs.clone(), name("missing")],
+            },
+            ApplyError::UnknownCollection(name("missing")),
+        ),
+        (
+            Event::DropCollections {
+                names: vec![name("other"), docs.clone(), name("other")],
+            },
+            ApplyError::RepeatedCollection(name("other")),
+        ),
+    ];
+    for (event, want) in refused {
+        assert_eq!(s.apply(&event), Err(want), "{event:?}");
+        assert_eq!(s.state_hash(), before, "{event:?} changed the state");
+    }
+
+    s.apply(&Event::UpdateBatch {
+        collection: docs.clone(),
+        ids: ids(&[3, 1]),
+        tag: Some(8),
+        metadata: Some(vec![4, 4]),
+    })
+    .unwrap();
+    let c = s.collection(&docs).unwrap();
+    for id in [1, 3] {
+        let row = c.row_of(RecordId(id)).unwrap() as usize;
+        assert_eq!((c.tags()[row], c.metadata(row)), (8, &[4u8, 4][..]));
+    }
+    assert_eq!(c.tags()[c.row_of(RecordId(2)).unwrap() as usize], 1);
+    assert_eq!(c.tag_count(8), 2);
+    assert_eq!(c.tag_count(1), 3);
+    s.apply(&Event::DeleteBatch {
+        collection: docs.clone(),
+        ids: ids(&[4, 0]),
+    })
+    .unwrap();
+    let c = s.collection(&docs).unwrap();
+    assert_eq!(c.live(), 3);
+    assert!(c.row_of(RecordId(0)).is_none() && c.row_of(RecordId(4)).is_none());
+    assert_eq!(s.state_hash(), s.state_hash_uncached());
+    s.apply(&Event::DropCollections {
+        names: vec![name("other"), docs.clone()],
+    })
+    .unwrap();
+    assert_eq!(s.collections().len(), 0);
+}
+
+/// Proves a batch event gives the same state hash as the single events it
+/// stands for, applied one by one.
+#[test]
+fn batch_events_equal_their_single_events() {
+    let mut singles = State::new();
+    let mut batched = State::new();
+    for s in [&mut singles, &mut batched] {
+        s.apply(&create(4)).unwrap();
+        for id in 0..6 {
+            s.apply(&insert(id, vec![id as i32; 4], 0)).unwrap();
+        }
+    }
+    let docs = name("docs");
+    for id in [5, 1] {
+        singles
+            .apply(&Event::SetTag {
+                collection: docs.clone(),
+                id: RecordId(id),
+                tag: 3,
+            })
+            .unwrap();
+        singles
+            .apply(&Event::SetMetadata {
+                collection: docs.clone(),
+                id: RecordId(id),
+                metadata: vec![1, 2],
+            })
+            .unwrap();
+    }
+    for id in [2, 0] {
+        singles
+            .apply(&Event::Delete {
+                collection: docs.clone(),
+                id: RecordId(id),
+            })
+            .unwrap();
+    }
+    batched
+        .apply(&Event::UpdateBatch {
+            collection: docs.clone(),
+            ids: vec![RecordId(5), RecordId(1)],
+            tag: Some(3),
+            metadata: Some(vec![1, 2]),
+        })
+        .unwrap();
+    batched
+        .apply(&Event::DeleteBatch {
+            collection: docs.clone(),
+            ids: vec![RecordId(2), RecordId(0)],
+        })
+        .unwrap();
+    assert_eq!(batched.state_hash(), singles.state_hash());
 }
