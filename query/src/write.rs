@@ -10,11 +10,15 @@
 //! | SQL | events |
 //! |---|---|
 //! | `CREATE TABLE docs (id BIGINT PRIMARY KEY, vec VECTOR(3), tag BIGINT, metadata JSONB) [WITH (metric = 'cosine', m = 16, ef_construction = 64, seed = 7)]` | one `CreateCollection` |
-//! | `DROP TABLE [IF EXISTS] a, b` | one `DropCollection` per table |
+//! | `DROP TABLE [IF EXISTS] a, b` | one `DropCollection`, or one `DropCollections` for several tables |
 //! | `INSERT INTO docs [(cols)] VALUES (…), (…)` | one `Insert` or `InsertBatch`: atomic |
-//! | `DELETE FROM docs WHERE id = 1` / `id IN (1, 2)` | one `Delete` per existing id |
-//! | `UPDATE docs SET tag = 3, metadata = '{}' WHERE id = …` | `SetTag` / `SetMetadata` per existing id |
-//! | `COPY docs [(cols)] FROM STDIN [WITH (FORMAT csv, HEADER)]` | rows parsed by [`copy_rows`], inserted like `INSERT` |
+//! | `DELETE FROM docs WHERE id = 1` / `id IN (1, 2)` | one `Delete`, or one `DeleteBatch` of the existing ids |
+//! | `UPDATE docs SET tag = 3, metadata = '{}' WHERE id = …` | one `SetTag` or `SetMetadata`, or one `UpdateBatch` of the existing ids |
+//! | `COPY docs [(cols)] FROM STDIN [WITH (FORMAT csv, HEADER)]` | rows parsed by [`copy_rows`], inserted like `INSERT`: one event, at most `BATCH_RECORDS_MAX` rows |
+//!
+//! Every statement is one event, so one log frame: it is durable whole or
+//! not at all, also across a crash (recovery keeps a prefix of frames, so
+//! two events of one statement could be split by a crash).
 //! | `CREATE INDEX … ON docs USING hnsw (vec vector_l2_ops) WITH (m = 16)` | none: every collection has its index |
 //!
 //! A table has the fixed columns `id` (`BIGINT`, the record id), `vec`
@@ -82,6 +86,10 @@ pub enum WriteError {
     /// A size limit was exceeded.
     #[error("{0}")]
     TooLarge(String),
+    /// A concurrent statement changed the records this one was checked
+    /// against; nothing was written and the statement may be retried.
+    #[error("{0}")]
+    Conflict(String),
     /// The engine refused the event or failed.
     #[error(transparent)]
     Engine(EngineError),
@@ -1203,6 +1211,49 @@ fn existing_ids(engine: &Engine, info: &TableInfo, ids: &[u64]) -> Result<Vec<u6
     Ok(present)
 }
 
+/// How often a `DELETE` or `UPDATE` is checked again when a concurrent
+/// statement deleted one of its records between the check and the commit.
+const CONFLICT_RETRIES: usize = 3;
+
+/// Submits the one event `build` makes of the live records among `ids`
+/// (nothing when none is live) and returns how many there were. Ids not
+/// live are skipped, as Postgres's `DELETE … WHERE id IN (…)` skips rows
+/// that do not match; the event names only live ones, so the state
+/// machine refuses it whole if one was deleted meanwhile, and then the
+/// statement is checked again.
+fn submit_for_existing(
+    engine: &Engine,
+    info: &TableInfo,
+    ids: &[u64],
+    verb: &str,
+    build: impl Fn(&[u64]) -> Event,
+) -> Result<u64, WriteError> {
+    for _ in 0..CONFLICT_RETRIES {
+        let present = existing_ids(engine, info, ids)?;
+        if present.is_empty() {
+            return Ok(0);
+        }
+        if present.len() as u64 > u64::from(limits::BATCH_RECORDS_MAX) {
+            return Err(WriteError::TooLarge(format!(
+                "{verb} of {} records in one statement; at most {} (BATCH_RECORDS_MAX)",
+                present.len(),
+                limits::BATCH_RECORDS_MAX
+            )));
+        }
+        match engine.submit(build(&present)) {
+            Ok(_) => return Ok(present.len() as u64),
+            Err(EngineError::Rejected(
+                ApplyError::UnknownRecord { .. } | ApplyError::UnknownCollection(_),
+            )) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(WriteError::Conflict(format!(
+        "{verb} on {}: concurrent statements kept deleting its records; nothing was changed, retry",
+        info.name
+    )))
+}
+
 /// Checks `statement` against the current state and, if it is valid,
 /// submits its events. Blocks until they are durable.
 pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutcome, WriteError> {
@@ -1244,8 +1295,17 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
                     Err(e) => return Err(e),
                 }
             }
-            for name in drop {
-                engine.submit(Event::DropCollection { name })?;
+            // One event for the whole statement: the tables are dropped
+            // together or not at all.
+            let event = match drop.len() {
+                0 => None,
+                1 => Some(Event::DropCollection {
+                    name: drop.remove(0),
+                }),
+                _ => Some(Event::DropCollections { names: drop }),
+            };
+            if let Some(event) = event {
+                engine.submit(event)?;
             }
             Ok(WriteOutcome { rows: 0, notices })
         }
@@ -1270,15 +1330,21 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
                     )
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let present = existing_ids(engine, &info, &ids)?;
-            for id in &present {
-                engine.submit(Event::Delete {
-                    collection: info.name.clone(),
-                    id: RecordId(*id),
-                })?;
-            }
+            let rows = submit_for_existing(engine, &info, &ids, "DELETE", |present| {
+                if let [id] = present {
+                    Event::Delete {
+                        collection: info.name.clone(),
+                        id: RecordId(*id),
+                    }
+                } else {
+                    Event::DeleteBatch {
+                        collection: info.name.clone(),
+                        ids: present.iter().map(|id| RecordId(*id)).collect(),
+                    }
+                }
+            })?;
             Ok(WriteOutcome {
-                rows: present.len() as u64,
+                rows,
                 notices: Vec::new(),
             })
         }
@@ -1306,25 +1372,32 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
                 .as_ref()
                 .map(|m| metadata_value(m, at(Column::Metadata)))
                 .transpose()?;
-            let present = existing_ids(engine, &info, &ids)?;
-            for id in &present {
-                if let Some(tag) = tag {
-                    engine.submit(Event::SetTag {
-                        collection: info.name.clone(),
+            if tag.is_none() && metadata.is_none() {
+                return Err(unsupported("UPDATE needs SET tag = … or metadata = …"));
+            }
+            let rows = submit_for_existing(engine, &info, &ids, "UPDATE", |present| {
+                let collection = info.name.clone();
+                match (present, tag, &metadata) {
+                    ([id], Some(tag), None) => Event::SetTag {
+                        collection,
                         id: RecordId(*id),
                         tag,
-                    })?;
-                }
-                if let Some(metadata) = &metadata {
-                    engine.submit(Event::SetMetadata {
-                        collection: info.name.clone(),
+                    },
+                    ([id], None, Some(metadata)) => Event::SetMetadata {
+                        collection,
                         id: RecordId(*id),
                         metadata: metadata.clone(),
-                    })?;
+                    },
+                    _ => Event::UpdateBatch {
+                        collection,
+                        ids: present.iter().map(|id| RecordId(*id)).collect(),
+                        tag,
+                        metadata: metadata.clone(),
+                    },
                 }
-            }
+            })?;
             Ok(WriteOutcome {
-                rows: present.len() as u64,
+                rows,
                 notices: Vec::new(),
             })
         }
@@ -1622,23 +1695,24 @@ fn csv_records(text: &str, format: &CopyFormat) -> Result<Vec<Vec<Literal>>, Wri
     Ok(rows)
 }
 
-/// Inserts the rows of a `COPY … FROM STDIN`, checked completely first. Up
-/// to [`limits::BATCH_RECORDS_MAX`] rows are one atomic event; longer
-/// data is split into consecutive batches of that size.
+/// Inserts the rows of a `COPY … FROM STDIN`, checked completely first, as
+/// one atomic event. More than [`limits::BATCH_RECORDS_MAX`] rows are
+/// refused whole: they would need several events, and a crash between
+/// their frames would keep only some of them.
 pub fn execute_copy(
     engine: &Engine,
     table: &str,
     columns: &[Column],
     rows: &[Vec<Literal>],
 ) -> Result<WriteOutcome, WriteError> {
-    let mut total = 0;
-    for chunk in rows.chunks(limits::BATCH_RECORDS_MAX as usize) {
-        total += insert(engine, table, columns, chunk)?.rows;
+    if rows.len() as u64 > u64::from(limits::BATCH_RECORDS_MAX) {
+        return Err(WriteError::TooLarge(format!(
+            "COPY of {} rows; at most {} rows (BATCH_RECORDS_MAX) in one COPY, which is one atomic event: split the data into several COPY statements",
+            rows.len(),
+            limits::BATCH_RECORDS_MAX
+        )));
     }
-    Ok(WriteOutcome {
-        rows: total,
-        notices: Vec::new(),
-    })
+    insert(engine, table, columns, rows)
 }
 
 #[cfg(test)]

@@ -124,6 +124,7 @@ impl From<WriteError> for PgError {
             WriteError::InvalidValue(_) => SqlState::InvalidParameterValue,
             WriteError::Duplicate(_) => SqlState::UniqueViolation,
             WriteError::TooLarge(_) => SqlState::ProgramLimitExceeded,
+            WriteError::Conflict(_) => SqlState::SerializationFailure,
             _ => SqlState::SystemError,
         };
         PgError::new(state, e.to_string())
