@@ -48,3 +48,15 @@ pub const LOG_PAGE_EVENTS_MAX: u32 = 1_024;
 /// page always holds at least one event, which may be as large as
 /// `EVENT_BYTES_MAX`.
 pub const LOG_PAGE_BYTES_MAX: u32 = 16 * 1024 * 1024;
+
+/// Most settings one Postgres session stores for `SHOW` beyond the ones
+/// Valori uses (`SET application_name = …` and the like); bounds what a
+/// client can make the server keep per connection.
+pub const SESSION_SETTINGS_MAX: u32 = 256;
+
+/// Longest name of a session setting, in bytes (Postgres's identifier
+/// limit).
+pub const SESSION_SETTING_NAME_BYTES_MAX: u32 = 63;
+
+/// Longest value of a session setting, in bytes.
+pub const SESSION_SETTING_VALUE_BYTES_MAX: u32 = 4096;

@@ -9,3 +9,6 @@ pub mod metrics;
 pub mod pg;
 pub mod rest;
 pub mod server;
+
+#[cfg(test)]
+mod test_alloc;

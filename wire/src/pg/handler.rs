@@ -162,23 +162,47 @@ fn lock(session: &Mutex<Session>) -> std::sync::MutexGuard<'_, Session> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Characters between the words [`words`] reads.
+fn is_word_separator(c: char) -> bool {
+    c.is_whitespace() || c == ';' || c == '('
+}
+
 /// The first words of a statement, lowercased.
 fn words(sql: &str, n: usize) -> Vec<String> {
-    sql.split(|c: char| c.is_whitespace() || c == ';' || c == '(')
+    sql.split(is_word_separator)
         .filter(|w| !w.is_empty())
         .take(n)
         .map(str::to_ascii_lowercase)
         .collect()
 }
 
+/// The text after the first word [`words`] reads (`SET`, `SHOW`). The
+/// word is found with the same separators, any Unicode whitespace among
+/// them, and the text is cut where it ends, never at a byte count that
+/// could fall inside a multi-byte character.
+fn after_first_word(sql: &str) -> &str {
+    let start = sql.find(|c| !is_word_separator(c)).unwrap_or(sql.len());
+    let rest = &sql[start..];
+    let end = rest.find(is_word_separator).unwrap_or(rest.len());
+    &rest[end..]
+}
+
+/// `text` split after its first whitespace-separated word, and the rest
+/// with its leading whitespace removed.
+fn split_word(text: &str) -> (&str, &str) {
+    let end = text.find(char::is_whitespace).unwrap_or(text.len());
+    (&text[..end], text[end..].trim_start())
+}
+
 /// `SET [SESSION | LOCAL] name {= | TO} value`.
 fn parse_set(sql: &str) -> Result<Kind, PgError> {
-    let rest = sql.trim()[3..].trim_start();
-    let lower = rest.to_ascii_lowercase();
-    let rest = if lower.starts_with("session ") && !lower.starts_with("session characteristics") {
-        rest[8..].trim_start()
-    } else if lower.starts_with("local ") {
-        rest[6..].trim_start()
+    let rest = after_first_word(sql).trim_start();
+    let (first, tail) = split_word(rest);
+    let rest = if (first.eq_ignore_ascii_case("session")
+        && !split_word(tail).0.eq_ignore_ascii_case("characteristics"))
+        || first.eq_ignore_ascii_case("local")
+    {
+        tail
     } else {
         rest
     };
@@ -273,7 +297,7 @@ pub fn classify(sql: &str) -> Result<Kind, PgError> {
         "set" => parse_set(sql_text::strip_leading_comments(sql))?,
         "reset" => Kind::Reset(second.trim_matches('"').to_owned()),
         "show" => Kind::Show(
-            sql_text::strip_leading_comments(sql).trim()[4..]
+            after_first_word(sql_text::strip_leading_comments(sql))
                 .trim()
                 .trim_end_matches(';')
                 .trim()
@@ -867,9 +891,40 @@ fn apply_set(session: &mut Session, name: &str, value: &str) -> Result<(), PgErr
             if value.eq_ignore_ascii_case("default") {
                 session.settings.remove(name);
             } else {
+                check_setting_size(session, name, value)?;
                 session.settings.insert(name.to_owned(), value.to_owned());
             }
         }
+    }
+    Ok(())
+}
+
+/// Bounds what a client can make its session keep: the settings Valori
+/// does not use are stored for `SHOW`, so their number and sizes are
+/// limited ([`limits::SESSION_SETTINGS_MAX`] and the byte limits).
+fn check_setting_size(session: &Session, name: &str, value: &str) -> Result<(), PgError> {
+    let too_large = |message: String| Err(PgError::new(SqlState::ProgramLimitExceeded, message));
+    if name.len() > limits::SESSION_SETTING_NAME_BYTES_MAX as usize {
+        return too_large(format!(
+            "setting name of {} bytes exceeds {} bytes (SESSION_SETTING_NAME_BYTES_MAX)",
+            name.len(),
+            limits::SESSION_SETTING_NAME_BYTES_MAX
+        ));
+    }
+    if value.len() > limits::SESSION_SETTING_VALUE_BYTES_MAX as usize {
+        return too_large(format!(
+            "value of setting \"{name}\" has {} bytes; at most {} (SESSION_SETTING_VALUE_BYTES_MAX)",
+            value.len(),
+            limits::SESSION_SETTING_VALUE_BYTES_MAX
+        ));
+    }
+    if !session.settings.contains_key(name)
+        && session.settings.len() >= limits::SESSION_SETTINGS_MAX as usize
+    {
+        return too_large(format!(
+            "a session stores at most {} settings (SESSION_SETTINGS_MAX); RESET one first",
+            limits::SESSION_SETTINGS_MAX
+        ));
     }
     Ok(())
 }
@@ -1196,6 +1251,79 @@ mod tests {
             classify("INSERT INTO t VALUES (").unwrap_err().code(),
             "42601"
         );
+    }
+
+    /// Proves SET and SHOW read their name and value after any Unicode
+    /// whitespace, in any position, without slicing inside a character
+    /// (the statement's first word used to be cut off by its byte length,
+    /// which panicked when a multi-byte separator came before it).
+    #[test]
+    fn set_and_show_after_unicode_whitespace() {
+        let spaces = [
+            '\u{00a0}', '\u{1680}', '\u{2003}', '\u{2028}', '\u{202f}', '\u{3000}',
+        ];
+        for sp in spaces {
+            let set = Kind::Set {
+                name: "x".into(),
+                value: "1".into(),
+            };
+            for sql in [
+                format!("SET{sp}x{sp}={sp}1"),
+                format!("{sp}SET x = 1"),
+                format!("({sp}SET x = 1"),
+                format!("(({sp}SET x{sp}TO{sp}1"),
+                format!(";{sp}set{sp}session{sp}x = 1"),
+                format!("SET LOCAL{sp}x = 1"),
+            ] {
+                assert_eq!(classify(&sql).unwrap(), set, "{sql:?}");
+            }
+            for sql in [
+                format!("SHOW{sp}x"),
+                format!("(({sp}SHOW x"),
+                format!("({sp}show{sp}x{sp};"),
+            ] {
+                assert_eq!(classify(&sql).unwrap(), Kind::Show("x".into()), "{sql:?}");
+            }
+            // Odd spellings are refused or read, never a panic.
+            for sql in [
+                format!("SET{sp}"),
+                format!("SET x{sp}"),
+                format!("SET{sp}SESSION{sp}"),
+                format!("SHOW{sp}"),
+                format!("SET x{sp}T{sp}1"),
+            ] {
+                let _ = classify(&sql);
+            }
+        }
+    }
+
+    /// Proves the settings a session stores are bounded in number, name
+    /// and value size, with 54000, and that a refused SET keeps the
+    /// session's settings.
+    #[test]
+    fn stored_settings_are_bounded() {
+        let mut s = Session::default();
+        let max_value = "v".repeat(limits::SESSION_SETTING_VALUE_BYTES_MAX as usize);
+        apply_set(&mut s, "application_name", &max_value).unwrap();
+        let e = apply_set(&mut s, "application_name", &format!("{max_value}v")).unwrap_err();
+        assert_eq!(e.code(), "54000");
+        assert_eq!(show(&s, "application_name").unwrap(), max_value);
+        let long_name = "n".repeat(limits::SESSION_SETTING_NAME_BYTES_MAX as usize + 1);
+        assert_eq!(
+            apply_set(&mut s, &long_name, "1").unwrap_err().code(),
+            "54000"
+        );
+        for i in 1..limits::SESSION_SETTINGS_MAX {
+            apply_set(&mut s, &format!("app.s{i}"), "1").unwrap();
+        }
+        assert_eq!(s.settings.len(), limits::SESSION_SETTINGS_MAX as usize);
+        let e = apply_set(&mut s, "app.one_more", "1").unwrap_err();
+        assert_eq!(e.code(), "54000");
+        assert!(e.to_string().contains("SESSION_SETTINGS_MAX"), "{e}");
+        // Changing or removing a stored setting is still allowed.
+        apply_set(&mut s, "app.s1", "2").unwrap();
+        apply_set(&mut s, "app.s1", "default").unwrap();
+        apply_set(&mut s, "app.one_more", "1").unwrap();
     }
 
     /// Proves libpq-style startup options are read.

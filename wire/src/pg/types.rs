@@ -336,9 +336,9 @@ pub fn param_literal(value: Option<&[u8]>, binary: bool, ty: &Type) -> Result<St
             | Type::FLOAT8_ARRAY
             | Type::INT2_ARRAY
             | Type::INT4_ARRAY
-            | Type::INT8_ARRAY => quote_literal(&vector_text(
-                &binary_array(bytes).ok_or_else(|| bad("malformed array"))?,
-            )),
+            | Type::INT8_ARRAY => {
+                quote_literal(&vector_text(&binary_array(bytes).map_err(|e| bad(&e))?))
+            }
             _ if ty.oid() == VECTOR_OID => {
                 let floats = binary_vector(bytes).ok_or_else(|| bad("malformed vector"))?;
                 quote_literal(&vector_text(&floats))
@@ -475,36 +475,64 @@ pub fn binary_vector(bytes: &[u8]) -> Option<Vec<f32>> {
     )
 }
 
+/// Bytes of a binary array's header: ndim, flags, element OID, then for
+/// its one dimension the length and the lower bound.
+const ARRAY_HEADER_BYTES: usize = 20;
+
 /// A one-dimensional binary array of int2/int4/int8/float4/float8
-/// elements, as `f32`s (NULL elements are refused).
-fn binary_array(bytes: &[u8]) -> Option<Vec<f32>> {
-    let word =
-        |at: usize| -> Option<i32> { Some(i32::from_be_bytes(array4(bytes.get(at..at + 4)?))) };
+/// elements, as `f32`s (NULL elements are refused), or what is wrong
+/// with it. The element count is the client's word: it is checked
+/// against the bytes actually sent (each element takes at least its
+/// 4-byte length) before anything is allocated.
+fn binary_array(bytes: &[u8]) -> Result<Vec<f32>, String> {
+    let word = |at: usize| -> Result<i32, String> {
+        bytes
+            .get(at..at + 4)
+            .map(|b| i32::from_be_bytes(array4(b)))
+            .ok_or_else(|| format!("array ends at byte {}, inside its header", bytes.len()))
+    };
     let ndim = word(0)?;
-    let element = u32::try_from(word(8)?).ok()?;
+    let element = word(8)?;
     if ndim == 0 {
-        return Some(Vec::new());
+        return Ok(Vec::new());
     }
     if ndim != 1 {
-        return None;
+        return Err(format!("array of {ndim} dimensions; a vector has one"));
     }
-    let len = usize::try_from(word(12)?).ok()?;
-    let mut at = 20;
+    let claimed = word(12)?;
+    let body = bytes.len().saturating_sub(ARRAY_HEADER_BYTES);
+    let len = usize::try_from(claimed)
+        .ok()
+        .filter(|&len| len <= body / 4)
+        .ok_or_else(|| {
+            format!("array claims {claimed} elements but only {body} bytes of elements follow")
+        })?;
+    let mut at = ARRAY_HEADER_BYTES;
     let mut out = Vec::with_capacity(len);
-    for _ in 0..len {
-        let n = usize::try_from(word(at)?).ok()?;
-        let item = bytes.get(at + 4..at + 4 + n)?;
-        at += 4 + n;
-        out.push(match (element, n) {
+    for i in 0..len {
+        let n = word(at)?;
+        let item = usize::try_from(n)
+            .ok()
+            .and_then(|n| bytes.get(at + 4..at + 4 + n))
+            .ok_or_else(|| format!("array element {i}: length {n} (NULL or past the end)"))?;
+        at += 4 + item.len();
+        out.push(match (element, item.len()) {
             (21, 2) => f32::from(i16::from_be_bytes([item[0], item[1]])),
             (23, 4) => i32::from_be_bytes(array4(item)) as f32,
             (20, 8) => i64::from_be_bytes(array8(item)) as f32,
             (700, 4) => f32::from_be_bytes(array4(item)),
             (701, 8) => f64::from_be_bytes(array8(item)) as f32,
-            _ => return None,
+            (oid, n) => {
+                return Err(format!(
+                    "array element {i}: {n} bytes of type OID {oid}; expected int2, int4, int8, float4 or float8"
+                ));
+            }
         });
     }
-    (at == bytes.len()).then_some(out)
+    if at != bytes.len() {
+        return Err(format!("{} bytes follow the array", bytes.len() - at));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -525,6 +553,56 @@ mod tests {
             param_literal(Some(&bytes), true, &vector_type()).unwrap(),
             "'[1.5,-2]'"
         );
+    }
+
+    /// A binary array header: one dimension of `len` elements of type
+    /// `oid`, lower bound 1.
+    fn array_header(len: i32, oid: u32) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for word in [1, 0, oid as i32, len, 1] {
+            bytes.extend_from_slice(&word.to_be_bytes());
+        }
+        bytes
+    }
+
+    /// Proves a binary array's element count is checked against the bytes
+    /// sent before anything is allocated: a 20-byte parameter claiming
+    /// 2^31 - 1 elements is refused with 22P03 without reserving memory
+    /// for them (it used to reserve 8 GiB), and a well-formed array still
+    /// reads.
+    #[test]
+    fn binary_array_length_is_checked_before_allocating() {
+        let claim = array_header(i32::MAX, 700);
+        let (result, largest) = crate::test_alloc::largest_allocation(|| {
+            param_literal(Some(&claim), true, &Type::FLOAT4_ARRAY)
+        });
+        let e = result.unwrap_err();
+        assert_eq!(e.code(), "22P03");
+        assert!(e.to_string().contains("claims 2147483647 elements"), "{e}");
+        assert!(
+            largest < 1 << 20,
+            "allocated {largest} bytes for a 20-byte parameter"
+        );
+
+        let mut ok = array_header(2, 700);
+        for x in [1.5f32, -2.0] {
+            ok.extend_from_slice(&4i32.to_be_bytes());
+            ok.extend_from_slice(&x.to_be_bytes());
+        }
+        assert_eq!(
+            param_literal(Some(&ok), true, &Type::FLOAT4_ARRAY).unwrap(),
+            "'[1.5,-2]'"
+        );
+        // One element too many for the bytes, a NULL element, and a
+        // trailing byte are refused.
+        let mut short = array_header(3, 700);
+        short.extend_from_slice(&ok[20..]);
+        assert!(param_literal(Some(&short), true, &Type::FLOAT4_ARRAY).is_err());
+        let mut null = array_header(1, 700);
+        null.extend_from_slice(&(-1i32).to_be_bytes());
+        assert!(param_literal(Some(&null), true, &Type::FLOAT4_ARRAY).is_err());
+        ok.push(0);
+        assert!(param_literal(Some(&ok), true, &Type::FLOAT4_ARRAY).is_err());
     }
 
     /// Proves parameters become literals that cannot break out of their
