@@ -34,12 +34,55 @@ impl fmt::Display for Role {
     }
 }
 
-/// One configured user.
+/// One configured user. Built by [`User::new`] (also from a settings
+/// file, through `UserFields`), so its name and key are never empty.
 #[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "UserFields")]
 pub struct User {
     pub name: String,
     pub key: String,
     pub role: Role,
+}
+
+/// A user as written in the settings file, before it is checked.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserFields {
+    name: String,
+    key: String,
+    role: Role,
+}
+
+/// Why a user is not acceptable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UserError {
+    /// An empty key would let an empty bearer token or password in.
+    #[error("user {name:?} has an empty key")]
+    EmptyKey { name: String },
+    #[error("a user has an empty name")]
+    EmptyName,
+}
+
+impl User {
+    /// A user with a non-empty name and key.
+    pub fn new(name: String, key: String, role: Role) -> Result<User, UserError> {
+        if name.is_empty() {
+            return Err(UserError::EmptyName);
+        }
+        if key.is_empty() {
+            return Err(UserError::EmptyKey { name });
+        }
+        Ok(User { name, key, role })
+    }
+}
+
+impl TryFrom<UserFields> for User {
+    type Error = UserError;
+
+    fn try_from(fields: UserFields) -> Result<User, UserError> {
+        User::new(fields.name, fields.key, fields.role)
+    }
 }
 
 impl fmt::Debug for User {
@@ -61,19 +104,12 @@ impl std::str::FromStr for User {
         let (Some(name), Some(key), Some(role)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(format!("user {s:?} is not NAME:KEY:ROLE"));
         };
-        if name.is_empty() || key.is_empty() {
-            return Err("a user needs a non-empty name and key".into());
-        }
         let role = match role {
             "read" => Role::Read,
             "write" => Role::Write,
             other => return Err(format!("role {other:?} is not read or write")),
         };
-        Ok(User {
-            name: name.into(),
-            key: key.into(),
-            role,
-        })
+        User::new(name.into(), key.into(), role).map_err(|e| e.to_string())
     }
 }
 

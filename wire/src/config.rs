@@ -174,16 +174,31 @@ impl ServeConfig {
                 }
             }
         }
-        let mut names: Vec<&str> = self.users.iter().map(|u| u.name.as_str()).collect();
-        names.sort_unstable();
-        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(ConfigError::Invalid(format!(
-                "user {} is configured twice",
-                w[0]
-            )));
-        }
-        Ok(())
+        check_users(&self.users)
     }
+}
+
+/// Refuses a user name or key given twice. Two users with one key would
+/// make a REST bearer token mean either role; two entries for one name
+/// would make the Postgres login pick one of them silently.
+fn check_users(users: &[User]) -> Result<(), ConfigError> {
+    for (i, user) in users.iter().enumerate() {
+        for earlier in &users[..i] {
+            if earlier.name == user.name {
+                return Err(ConfigError::Invalid(format!(
+                    "user {:?} is configured twice",
+                    user.name
+                )));
+            }
+            if earlier.key == user.key {
+                return Err(ConfigError::Invalid(format!(
+                    "users {:?} and {:?} have the same key; each user needs its own",
+                    earlier.name, user.name
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn default_addr(text: &str) -> SocketAddr {
@@ -261,5 +276,51 @@ mod tests {
         .resolve()
         .expect_err("unknown key");
         assert!(err.to_string().contains("rest_adr"), "{err}");
+    }
+
+    /// Proves users from the settings file are checked as strictly as
+    /// users from flags: an empty key or name is refused at load (an empty
+    /// key would accept an empty bearer token), and so are a key or a name
+    /// given to two users, from the file or from flags.
+    #[test]
+    fn file_users_are_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("valori.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).expect("write");
+            ServeArgs {
+                config: Some(path.clone()),
+                ..ServeArgs::default()
+            }
+            .resolve()
+        };
+        let user = |name: &str, key: &str| {
+            format!("[[users]]\nname = \"{name}\"\nkey = \"{key}\"\nrole = \"read\"\n")
+        };
+        let err = load(&user("ro", "")).expect_err("empty key");
+        assert!(err.to_string().contains("empty key"), "{err}");
+        let err = load(&user("", "k")).expect_err("empty name");
+        assert!(err.to_string().contains("empty name"), "{err}");
+        let err =
+            load(&format!("{}{}", user("a", "same"), user("b", "same"))).expect_err("shared key");
+        assert!(err.to_string().contains("same key"), "{err}");
+        assert!(
+            !err.to_string().contains("\"same\""),
+            "the key is not printed: {err}"
+        );
+        let err = load(&format!("{}{}", user("a", "k1"), user("a", "k2"))).expect_err("twice");
+        assert!(err.to_string().contains("configured twice"), "{err}");
+        let err = ServeArgs {
+            users: vec![
+                "a:k:read".parse().expect("user"),
+                "b:k:write".parse().expect("user"),
+            ],
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .expect_err("shared key from flags");
+        assert!(err.to_string().contains("same key"), "{err}");
+        let config = load(&format!("{}{}", user("a", "k1"), user("b", "k2"))).expect("two users");
+        assert_eq!(config.users.len(), 2);
     }
 }

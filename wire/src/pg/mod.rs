@@ -201,43 +201,70 @@ impl NoopStartupHandler for OpenStartup {
 }
 
 /// The users' keys as SCRAM salted passwords, derived once at start with a
-/// salt per user.
+/// salt per user; and the stand-in credential of every unknown name.
 #[derive(Debug)]
 struct Passwords {
     users: Vec<(String, Vec<u8>, Vec<u8>)>,
+    /// Keys of the stand-in credentials, random per process.
+    unknown: [std::collections::hash_map::RandomState; 6],
+}
+
+/// 8 bytes per key that depend on `name` and on the process's random `keys`
+/// (RandomState is seeded from the operating system's randomness), and on
+/// nothing else.
+fn keyed_bytes(keys: &[std::collections::hash_map::RandomState], name: &str) -> Vec<u8> {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = Vec::with_capacity(8 * keys.len());
+    for key in keys {
+        let mut h = key.build_hasher();
+        h.write(name.as_bytes());
+        out.extend_from_slice(&h.finish().to_le_bytes());
+    }
+    out
 }
 
 impl Passwords {
     fn new(auth: &Auth) -> Passwords {
-        use std::hash::{BuildHasher, Hasher};
         let users = auth
             .users()
             .iter()
             .map(|user| {
-                // A per-process random salt: RandomState is seeded from the
-                // operating system's randomness.
-                let mut salt = Vec::with_capacity(16);
-                for _ in 0..2 {
-                    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-                    h.write(user.name.as_bytes());
-                    salt.extend_from_slice(&h.finish().to_le_bytes());
-                }
+                let keys = [(); 2].map(|()| std::collections::hash_map::RandomState::new());
+                let salt = keyed_bytes(&keys, &user.name);
                 let salted = gen_salted_password(&user.key, &salt, SCRAM_ITERATIONS);
                 (user.name.clone(), salt, salted)
             })
             .collect();
-        Passwords { users }
+        Passwords {
+            users,
+            unknown: [(); 6].map(|()| std::collections::hash_map::RandomState::new()),
+        }
+    }
+
+    /// The credential SCRAM runs against for `name`. An unknown name gets
+    /// a stand-in: a salt as long as a user's and stable per name (as a
+    /// user's is), and a salted password no key derives, so its exchange
+    /// runs to the end and fails exactly as a wrong key does — same
+    /// messages, same error — and does not tell which names exist. The
+    /// stand-in is a lookup, not a key derivation, like a user's.
+    fn credential(&self, name: &str) -> (Vec<u8>, Vec<u8>) {
+        match self.users.iter().find(|(n, ..)| n == name) {
+            Some((_, salt, salted)) => (salt.clone(), salted.clone()),
+            None => {
+                // 16 bytes of salt and 32 of salted password (SHA-256's
+                // output length), as a user's.
+                let mut bytes = keyed_bytes(&self.unknown, name);
+                let salted = bytes.split_off(16);
+                (bytes, salted)
+            }
+        }
     }
 }
 
 #[async_trait]
 impl AuthSource for Passwords {
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
-        let name = login.user().unwrap_or_default();
-        self.users
-            .iter()
-            .find(|(n, ..)| n == name)
-            .map(|(_, salt, salted)| Password::new(Some(salt.clone()), salted.clone()))
-            .ok_or_else(|| PgWireError::InvalidPassword(name.to_owned()))
+        let (salt, salted) = self.credential(login.user().unwrap_or_default());
+        Ok(Password::new(Some(salt), salted))
     }
 }
