@@ -725,3 +725,350 @@ async fn shutdown_finishes_running_statements() {
     assert!(client.simple_query("SELECT 1").await.is_err());
     assert!(server.login("tester", "").await.is_err());
 }
+
+/// The events in the server's log.
+fn log_size(server: &Server) -> u64 {
+    server.engine.log_size()
+}
+
+/// Proves that each multi-record or multi-table statement is one event,
+/// so all or nothing: `DELETE … IN (…)`, `UPDATE` of tag and metadata of
+/// several records and `DROP TABLE a, b` each add exactly one event to the
+/// log (they used to add one per id, field or table); and that such a
+/// statement with a bad element in the middle or at the end reports the
+/// error and leaves the state hash and the log as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_record_statements_are_one_event() {
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    seed(&client).await;
+    client
+        .batch_execute(
+            "CREATE TABLE a (id BIGINT, vec VECTOR(2)); CREATE TABLE b (id BIGINT, vec VECTOR(2))",
+        )
+        .await
+        .unwrap();
+
+    let before = (server.state_hash(), log_size(&server));
+    for (sql, want) in [
+        ("DELETE FROM docs WHERE id IN (1, 'x', 2)", "22P02"),
+        ("DELETE FROM docs WHERE id IN (1, 2, -1)", "22023"),
+        (
+            "UPDATE docs SET tag = 1, metadata = 'not json' WHERE id IN (1, 2, 3)",
+            "22P02",
+        ),
+        ("UPDATE docs SET tag = 1 WHERE id IN (1, 2, 'x')", "22P02"),
+        ("DROP TABLE a, nope, b", "42P01"),
+        ("DROP TABLE a, b, nope", "42P01"),
+    ] {
+        let e = client.simple_query(sql).await.unwrap_err();
+        assert_eq!(code(&e), want, "{sql}: {e:?}");
+        assert_eq!(
+            (server.state_hash(), log_size(&server)),
+            before,
+            "{sql} changed the state"
+        );
+    }
+
+    let n = client
+        .execute("DELETE FROM docs WHERE id IN (1, 2, 99, 3)", &[])
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(log_size(&server), before.1 + 1, "DELETE of 3 ids");
+    let n = client
+        .execute(
+            "UPDATE docs SET tag = 40, metadata = '{\"u\": 1}' WHERE id IN (4, 5, 77)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(log_size(&server), before.1 + 2, "UPDATE of 2 ids, 2 fields");
+    let rows = simple_rows(&client, "SELECT id, tag, metadata FROM docs ORDER BY id").await;
+    let meta: String = "{\"u\":1}".bytes().map(|b| format!("{b:02x}")).collect();
+    let want: Vec<Vec<Option<String>>> = [4, 5]
+        .iter()
+        .map(|id| {
+            vec![
+                Some(id.to_string()),
+                Some("40".into()),
+                Some(format!("\\x{meta}")),
+            ]
+        })
+        .collect();
+    assert_eq!(rows, want);
+    client.batch_execute("DROP TABLE a, b").await.unwrap();
+    assert_eq!(log_size(&server), before.1 + 3, "DROP TABLE of 2 tables");
+    for table in ["a", "b"] {
+        let e = client
+            .simple_query(&format!("SELECT * FROM {table}"))
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), "42P01");
+    }
+    server.stop().await;
+}
+
+/// Sends `data` as one `COPY docs (id, vec) FROM STDIN`.
+async fn copy_docs(client: &Client, data: String) -> Result<u64, tokio_postgres::Error> {
+    use futures::SinkExt;
+    let sink = client
+        .copy_in("COPY docs (id, vec) FROM STDIN")
+        .await
+        .unwrap();
+    let mut sink = Box::pin(sink);
+    sink.send(bytes::Bytes::from(data)).await.unwrap();
+    sink.as_mut().finish().await
+}
+
+/// Proves one COPY is one atomic event: a COPY whose last row repeats
+/// its first id writes nothing (23505), and a COPY of BATCH_RECORDS_MAX
+/// + 1 rows is refused whole with 54000 naming the limit (it used to make
+/// the first 100,000 rows durable and then report 23505 for the rest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_is_all_or_nothing() {
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    seed(&client).await;
+    let before = (server.state_hash(), log_size(&server));
+    let rows = |n: u64| -> String {
+        let mut data: String = (100..100 + n - 1)
+            .map(|id| format!("{id}\t[1,2,3]\n"))
+            .collect();
+        // The last row repeats the first id.
+        data.push_str("100\t[1,2,3]\n");
+        data
+    };
+    let e = copy_docs(&client, rows(10)).await.unwrap_err();
+    assert_eq!(code(&e), "23505", "{e:?}");
+    assert_eq!((server.state_hash(), log_size(&server)), before);
+
+    let max = u64::from(valori_core::limits::BATCH_RECORDS_MAX);
+    let e = copy_docs(&client, rows(max + 1)).await.unwrap_err();
+    assert_eq!(code(&e), "54000", "{e:?}");
+    let message = e.as_db_error().unwrap().message().to_owned();
+    assert!(message.contains("100000"), "{message}");
+    assert_eq!((server.state_hash(), log_size(&server)), before);
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM docs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, ROWS.len() as i64);
+    server.stop().await;
+}
+
+/// Proves a binary array parameter whose element count is far beyond the
+/// bytes sent is refused with 22P03 and the server keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_array_count_beyond_its_bytes_is_refused() {
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    seed(&client).await;
+    let before = server.state_hash();
+    let mut claim = Vec::new();
+    for word in [1i32, 0, 700, i32::MAX, 1] {
+        claim.extend_from_slice(&word.to_be_bytes());
+    }
+    let statement = client
+        .prepare_typed(
+            "INSERT INTO docs (id, vec) VALUES (50, $1)",
+            &[Type::FLOAT4_ARRAY],
+        )
+        .await
+        .unwrap();
+    let e = client
+        .execute(&statement, &[&Garbage(claim)])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "22P03", "{e:?}");
+    assert_eq!(server.state_hash(), before);
+    let one: i64 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    server.stop().await;
+}
+
+/// Proves SET and SHOW read names and values after multi-byte Unicode
+/// whitespace (a separator before the statement's first word used to
+/// make the server slice inside a character and panic, dropping the
+/// connection), and that stored settings are bounded with 54000.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_with_unicode_whitespace_and_limits() {
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    for (i, sp) in ['\u{3000}', '\u{2003}', '\u{a0}', '\u{2028}']
+        .into_iter()
+        .enumerate()
+    {
+        client
+            .batch_execute(&format!("({sp}SET{sp}app.x{i}{sp}={sp}'v{i}'"))
+            .await
+            .unwrap();
+        assert_eq!(
+            simple_rows(&client, &format!("SHOW{sp}app.x{i}")).await,
+            vec![vec![Some(format!("v{i}"))]]
+        );
+    }
+    let big = "v".repeat(valori_core::limits::SESSION_SETTING_VALUE_BYTES_MAX as usize + 1);
+    let e = client
+        .simple_query(&format!("SET application_name = '{big}'"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "54000");
+    for i in 4..valori_core::limits::SESSION_SETTINGS_MAX {
+        client
+            .batch_execute(&format!("SET app.x{i} = 1"))
+            .await
+            .unwrap();
+    }
+    let e = client
+        .simple_query("SET app.one_too_many = 1")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "54000");
+    assert_eq!(
+        simple_rows(&client, "SHOW app.x0").await,
+        vec![vec![Some("v0".into())]]
+    );
+    server.stop().await;
+}
+
+/// What a raw SCRAM login attempt saw: each backend message as (tag,
+/// authentication code or SQLSTATE), the server-first message's salt and
+/// iteration count, and the error message.
+#[derive(Debug, PartialEq)]
+struct ScramTrace {
+    messages: Vec<(u8, String)>,
+    salt: String,
+    iterations: String,
+    error: String,
+}
+
+/// Logs in as `user` over a raw socket with SCRAM-SHA-256 and a proof
+/// that cannot be right, recording every message of the exchange.
+async fn scram_attempt(port: u16, user: &str) -> ScramTrace {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut startup = Vec::new();
+    startup.extend_from_slice(&196_608i32.to_be_bytes());
+    for part in ["user", user, "database", "valori", ""] {
+        startup.extend_from_slice(part.as_bytes());
+        startup.push(0);
+    }
+    let mut message = ((startup.len() + 4) as i32).to_be_bytes().to_vec();
+    message.extend_from_slice(&startup);
+    socket.write_all(&message).await.unwrap();
+
+    async fn read(socket: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+        let tag = socket.read_u8().await.unwrap();
+        let len = socket.read_i32().await.unwrap() as usize;
+        let mut body = vec![0; len - 4];
+        socket.read_exact(&mut body).await.unwrap();
+        (tag, body)
+    }
+    async fn send(socket: &mut tokio::net::TcpStream, body: &[u8]) {
+        let mut message = vec![b'p'];
+        message.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        message.extend_from_slice(body);
+        socket.write_all(&message).await.unwrap();
+    }
+    let mut trace = ScramTrace {
+        messages: Vec::new(),
+        salt: String::new(),
+        iterations: String::new(),
+        error: String::new(),
+    };
+    let client_nonce = "rOprNGfwEbeRWgbNEkqO";
+    let mut server_nonce = String::new();
+    for step in 0..3 {
+        let (tag, body) = read(&mut socket).await;
+        if tag == b'E' {
+            let mut code = String::new();
+            for field in body.split(|b| *b == 0).filter(|f| !f.is_empty()) {
+                let text = String::from_utf8_lossy(&field[1..]).into_owned();
+                match field[0] {
+                    b'C' => code = text,
+                    b'M' => trace.error = text,
+                    _ => {}
+                }
+            }
+            trace.messages.push((tag, code));
+            break;
+        }
+        assert_eq!(tag, b'R', "step {step}: {body:?}");
+        let auth = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+        trace.messages.push((tag, auth.to_string()));
+        match auth {
+            10 => {
+                let first = format!("n,,n=,r={client_nonce}");
+                let mut body = b"SCRAM-SHA-256\0".to_vec();
+                body.extend_from_slice(&(first.len() as i32).to_be_bytes());
+                body.extend_from_slice(first.as_bytes());
+                send(&mut socket, &body).await;
+            }
+            11 => {
+                let server_first = String::from_utf8(body[4..].to_vec()).unwrap();
+                for part in server_first.split(',') {
+                    match part.split_at(2) {
+                        ("r=", v) => server_nonce = v.to_owned(),
+                        ("s=", v) => trace.salt = v.to_owned(),
+                        ("i=", v) => trace.iterations = v.to_owned(),
+                        _ => {}
+                    }
+                }
+                assert!(server_nonce.starts_with(client_nonce), "{server_first}");
+                let proof = format!("{}=", "A".repeat(43));
+                let last = format!("c=biws,r={server_nonce},p={proof}");
+                send(&mut socket, last.as_bytes()).await;
+            }
+            other => panic!("unexpected authentication request {other}"),
+        }
+    }
+    trace
+}
+
+/// Proves an unknown Postgres user cannot be told from a known one with a
+/// wrong key: both get the SCRAM challenge (a salt of the same length,
+/// stable per name, and the same iteration count) and then the same
+/// 28P01 error with the same message (unknown users used to be refused
+/// right after the first SCRAM message, before any challenge).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_users_look_like_wrong_keys() {
+    let server = Server::start(&["alice:s3cret:write"]).await;
+    let known = scram_attempt(server.port, "alice").await;
+    let unknown = scram_attempt(server.port, "mallory").await;
+    let want = vec![
+        (b'R', "10".to_owned()),
+        (b'R', "11".to_owned()),
+        (b'E', "28P01".to_owned()),
+    ];
+    assert_eq!(known.messages, want, "{known:?}");
+    assert_eq!(unknown.messages, want, "{unknown:?}");
+    assert_eq!(unknown.error, known.error);
+    assert_eq!(unknown.iterations, known.iterations);
+    assert_eq!(unknown.salt.len(), known.salt.len());
+    assert_ne!(unknown.salt, known.salt);
+    // A name's salt is the same at every attempt, for known and unknown
+    // names alike.
+    assert_eq!(
+        scram_attempt(server.port, "mallory").await.salt,
+        unknown.salt
+    );
+    assert_eq!(scram_attempt(server.port, "alice").await.salt, known.salt);
+    // Through a real client: the same SQLSTATE and message.
+    let wrong = server.login("alice", "wrong").await.unwrap_err();
+    let nobody = server.login("mallory", "wrong").await.unwrap_err();
+    assert_eq!(code(&wrong), "28P01");
+    assert_eq!(
+        nobody
+            .as_db_error()
+            .map(|e| (e.code().clone(), e.message().to_owned())),
+        wrong
+            .as_db_error()
+            .map(|e| (e.code().clone(), e.message().to_owned()))
+    );
+    server.stop().await;
+}
