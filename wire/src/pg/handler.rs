@@ -1260,7 +1260,7 @@ mod tests {
     #[test]
     fn set_and_show_after_unicode_whitespace() {
         let spaces = [
-            '\u{00a0}', '\u{1680}', '\u{2003}', '\u{2028}', '\u{202f}', '\u{3000}',
+            '\u{3000}', '\u{2003}', '\u{2028}', '\u{202f}', '\u{1680}', '\u{00a0}',
         ];
         for sp in spaces {
             let set = Kind::Set {

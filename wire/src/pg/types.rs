@@ -576,13 +576,13 @@ mod tests {
         let (result, largest) = crate::test_alloc::largest_allocation(|| {
             param_literal(Some(&claim), true, &Type::FLOAT4_ARRAY)
         });
-        let e = result.unwrap_err();
-        assert_eq!(e.code(), "22P03");
-        assert!(e.to_string().contains("claims 2147483647 elements"), "{e}");
         assert!(
             largest < 1 << 20,
             "allocated {largest} bytes for a 20-byte parameter"
         );
+        let e = result.unwrap_err();
+        assert_eq!(e.code(), "22P03");
+        assert!(e.to_string().contains("claims 2147483647 elements"), "{e}");
 
         let mut ok = array_header(2, 700);
         for x in [1.5f32, -2.0] {
