@@ -6,7 +6,11 @@
 //! - [`seed_fixture`] writes the fixed data every suite starts from, through
 //!   the engine's event log (SQL writes do not exist yet).
 //! - [`run_suite`] runs one `.slt` file against a fresh engine in a
-//!   temporary directory; `tests/slt.rs` runs every suite.
+//!   temporary directory; `tests/slt.rs` runs every suite. Both runners
+//!   check the column types a `query` record declares (`I` integer, `R`
+//!   floating point, `T` text, `?` anything else) against the types of the
+//!   result — here from the Arrow schema ([`column_type`]), over the wire
+//!   from the Postgres types — not only the printed values.
 //!
 //! `tests/wire.rs` runs the same suites, and the wire-only suites in
 //! `suites/wire/` (DDL, writes, errors with their SQLSTATEs), over the
@@ -312,6 +316,8 @@ pub async fn run_suite(path: &Path) -> Result<(), SuiteError> {
         let db = db.clone();
         async move { Ok::<ValoriDb, QueryError>(db) }
     });
+    // The runner's default accepts any declared column types.
+    runner.with_column_validator(sqllogictest::strict_column_validator);
     runner.run_file_async(path).await?;
     Ok(())
 }

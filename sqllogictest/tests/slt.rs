@@ -36,3 +36,36 @@ async fn every_suite_passes() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Proves the in-process runner checks the column types a `query` record
+/// declares against the Arrow schema: the right values under wrong type
+/// letters fail, naming both, and the right letters pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_column_types_fail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suite = dir.path().join("types.slt");
+    let write = |types: &str| {
+        std::fs::write(
+            &suite,
+            format!(
+                "query {types}\nSELECT id, l2(vec, '[0,0,0]'), 'x' FROM docs WHERE id = 5\n----\n5 5 x\n"
+            ),
+        )
+        .expect("write");
+    };
+    for wrong in ["TRT", "IIT", "IRI", "IR"] {
+        write(wrong);
+        let e = valori_sqllogictest::run_suite(&suite)
+            .await
+            .expect_err(wrong)
+            .to_string();
+        // The runner marks the differing letters with brackets.
+        let plain = e.replace(['[', ']'], "");
+        assert!(
+            plain.contains(&format!("Expected {wrong}")) && plain.contains("Actual   IRT"),
+            "{wrong}: {e}"
+        );
+    }
+    write("IRT");
+    valori_sqllogictest::run_suite(&suite).await.expect("IRT");
+}

@@ -199,6 +199,8 @@ async fn run_suite(path: &Path) -> Result<(), String> {
             Ok::<PgDb, WireError>(PgDb { client })
         }
     });
+    // The runner's default accepts any declared column types.
+    runner.with_column_validator(sqllogictest::strict_column_validator);
     let result = runner.run_file_async(path).await.map_err(|e| e.to_string());
     drop(runner);
     let _ = stop.send(());
@@ -252,4 +254,31 @@ async fn every_suite_passes_over_the_wire() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Proves the wire runner checks the column types a `query` record
+/// declares: a suite whose values are right but whose type letters are
+/// wrong fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_column_types_fail_over_the_wire() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("types.slt");
+    std::fs::write(
+        &suite,
+        "query IT\nSELECT id, tag FROM docs WHERE id = 1\n----\n1 7\n",
+    )
+    .unwrap();
+    let e = run_suite(&suite).await.unwrap_err();
+    // The runner marks the differing letters with brackets.
+    let plain = e.replace(['[', ']'], "");
+    assert!(
+        plain.contains("Expected IT") && plain.contains("Actual   II"),
+        "{e}"
+    );
+    std::fs::write(
+        &suite,
+        "query II\nSELECT id, tag FROM docs WHERE id = 1\n----\n1 7\n",
+    )
+    .unwrap();
+    run_suite(&suite).await.unwrap();
 }
