@@ -9,6 +9,11 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 
+/// The server's largest request body (`--body-bytes-max`), as a request
+/// extension.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyBytesMax(pub usize);
+
 /// A JSON body, whatever its `Content-Type` says (so that a first
 /// `curl -d '{…}'` works); malformed JSON is a 400 naming line and column.
 #[derive(Debug)]
@@ -18,9 +23,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e: BytesRejection| ApiError::status_code(e.status(), e.body_text()))?;
+        let max = req.extensions().get::<BodyBytesMax>().copied();
+        let bytes =
+            Bytes::from_request(req, state)
+                .await
+                .map_err(|e: BytesRejection| match max {
+                    Some(BodyBytesMax(max)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                        ApiError::status_code(
+                            e.status(),
+                            format!("the request body exceeds {max} bytes (body_bytes_max)"),
+                        )
+                    }
+                    _ => ApiError::status_code(e.status(), e.body_text()),
+                })?;
         if bytes.is_empty() {
             return Err(ApiError::bad_request("the request needs a JSON body"));
         }

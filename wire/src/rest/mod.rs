@@ -111,6 +111,8 @@ pub fn router(state: Arc<AppState>, body_bytes_max: usize) -> Router {
         ))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), count))
         .layer(DefaultBodyLimit::max(body_bytes_max))
+        // Read by the body extractor, so that a 413 names the limit.
+        .layer(axum::Extension(extract::BodyBytesMax(body_bytes_max)))
         .with_state(state)
 }
 
