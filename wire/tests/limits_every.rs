@@ -518,11 +518,11 @@ async fn sql_length_limit_on_every_front() {
     );
 }
 
-/// A REST batch of BATCH_RECORDS_MAX records is one event; one more is
-/// refused whole. (COPY of one row more is in pg.rs; an INSERT of that
-/// many rows exceeds SQL_BYTES_MAX first.)
+/// A REST batch and a Postgres COPY of BATCH_RECORDS_MAX records are one
+/// event each; one more is refused whole. (An INSERT of that many rows
+/// exceeds SQL_BYTES_MAX first.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batch_limit_on_rest() {
+async fn batch_limit_on_rest_and_copy() {
     let server = Server::start(None);
     let max = limits::BATCH_RECORDS_MAX as usize;
     server.accepts(
@@ -545,6 +545,38 @@ async fn batch_limit_on_rest() {
     let answer = server.accepts("POST", path, &batch(max), 201);
     assert_eq!(answer["ids"].as_array().unwrap().len(), max);
     assert_eq!(server.engine.log_size(), log + 1, "one event");
+
+    // COPY over Postgres: the same bound, one event.
+    let client = server.pg().await;
+    pg_accepts(
+        &server,
+        &client,
+        "CREATE TABLE pdocs (id BIGINT, vec VECTOR(1)) WITH (m = 2, ef_construction = 1)",
+    )
+    .await;
+    let copy = |n: usize| {
+        let client = &client;
+        async move {
+            use futures::SinkExt;
+            let data: String = (0..n).map(|id| format!("{id}\t[1]\n")).collect();
+            let sink = client
+                .copy_in("COPY pdocs (id, vec) FROM STDIN")
+                .await
+                .unwrap();
+            let mut sink = Box::pin(sink);
+            sink.send(bytes::Bytes::from(data)).await.unwrap();
+            sink.as_mut().finish().await
+        }
+    };
+    let before = (server.hash(), server.engine.log_size());
+    let e = copy(max + 1).await.unwrap_err();
+    let db = e.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "54000", "{}", db.message());
+    assert!(db.message().contains(&max.to_string()), "{}", db.message());
+    assert_eq!((server.hash(), server.engine.log_size()), before);
+    assert_eq!(copy(max).await.unwrap(), max as u64);
+    assert_eq!(server.engine.log_size(), before.1 + 1, "one event");
+    assert_ne!(server.hash(), before.0);
 }
 
 /// `--body-bytes-max`: a body of exactly that many bytes is read; one more
