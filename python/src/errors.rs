@@ -93,9 +93,9 @@ pub fn engine(e: EngineError) -> PyErr {
 
 pub fn query(e: QueryError) -> PyErr {
     let kind = match &e {
-        QueryError::Invalid(_) | QueryError::Vector(_) => Kind::InvalidInput,
         QueryError::Conflict(_) => Kind::Conflict,
         QueryError::Engine(inner) => engine_kind(inner),
+        e if e.is_user_error() => Kind::InvalidInput,
         _ => Kind::ServerError,
     };
     error(kind, e.to_string())

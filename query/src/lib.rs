@@ -58,6 +58,7 @@ use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::logical_expr::LogicalPlan;
 pub use valori_engine as engine;
 use valori_engine::{Engine, EngineError};
 
@@ -91,6 +92,10 @@ pub enum QueryError {
     /// The statement is longer than [`SQL_BYTES_MAX`]; it was not parsed.
     #[error("statement of {bytes} bytes exceeds the limit of {max} bytes")]
     TooLong { bytes: usize, max: usize },
+    /// The statement's expressions are nested or chained deeper than the
+    /// limits ([`sql_text::check_expression_bounds`]); it was not parsed.
+    #[error(transparent)]
+    TooComplex(#[from] sql_text::ExpressionBoundsError),
     /// The engine failed (it then serves nothing more until restarted).
     #[error(transparent)]
     Engine(EngineError),
@@ -104,7 +109,10 @@ impl QueryError {
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            QueryError::Invalid(_) | QueryError::Vector(_) | QueryError::TooLong { .. }
+            QueryError::Invalid(_)
+                | QueryError::Vector(_)
+                | QueryError::TooLong { .. }
+                | QueryError::TooComplex(_)
         )
     }
 }
@@ -199,7 +207,9 @@ impl QueryEngine {
     /// that would change the session itself (`SET`, transactions,
     /// `PREPARE`) are refused: session state belongs to the caller's
     /// front end, which passes it here as `settings`. A statement longer
-    /// than [`SQL_BYTES_MAX`] is refused before it is parsed.
+    /// than [`SQL_BYTES_MAX`], or nested or chained beyond
+    /// [`sql_text::check_expression_bounds`], is refused before it is
+    /// parsed.
     pub async fn execute_with(
         &self,
         query: &str,
@@ -225,6 +235,64 @@ impl QueryEngine {
                 max: SQL_BYTES_MAX,
             });
         }
+        let shape = sql_text::check_expression_bounds(query)?;
+        self.plan_and_run(query, params, settings, shape).await
+    }
+
+    /// Plans and runs a statement whose length and shape are already
+    /// known to be within bounds; a deep one on a thread whose stack holds
+    /// it ([`on_deep_stack`]).
+    pub(crate) async fn plan_and_run(
+        &self,
+        query: &str,
+        params: Vec<ScalarValue>,
+        settings: &settings::SearchSettings,
+        shape: sql_text::Shape,
+    ) -> Result<QueryOutput, QueryError> {
+        if !shape.is_deep() {
+            return self.run_planned(query, params, settings).await;
+        }
+        let this = self.clone();
+        let query = query.to_owned();
+        let settings = *settings;
+        on_deep_stack(async move { this.run_planned(&query, params, &settings).await }).await
+    }
+
+    /// Plans `query` and passes the plan to `inspect`, on a thread whose
+    /// stack holds the statement's deepest expression; the plan is dropped
+    /// there too. For front ends that describe a statement (its parameter
+    /// and result types) before running it.
+    pub async fn inspect_plan<T, F>(&self, query: &str, inspect: F) -> Result<T, QueryError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&LogicalPlan) -> Result<T, DataFusionError> + Send + 'static,
+    {
+        if query.len() > SQL_BYTES_MAX {
+            return Err(QueryError::TooLong {
+                bytes: query.len(),
+                max: SQL_BYTES_MAX,
+            });
+        }
+        let shape = sql_text::check_expression_bounds(query)?;
+        let state = self.ctx.state();
+        let query = query.to_owned();
+        let work = async move {
+            let plan = state.create_logical_plan(&query).await?;
+            Ok(inspect(&plan)?)
+        };
+        if shape.is_deep() {
+            on_deep_stack(work).await
+        } else {
+            work.await
+        }
+    }
+
+    async fn run_planned(
+        &self,
+        query: &str,
+        params: Vec<ScalarValue>,
+        settings: &settings::SearchSettings,
+    ) -> Result<QueryOutput, QueryError> {
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -245,6 +313,62 @@ impl QueryEngine {
         let batches = frame.collect().await?;
         Ok(QueryOutput { schema, batches })
     }
+}
+
+/// Stack size of the threads that plan and run deep statements
+/// ([`sql_text::Shape::is_deep`]). DataFusion's planner, optimizer and
+/// expression evaluation recurse over the expression tree; in a debug
+/// build a 16 MiB stack held trees 2,048 levels deep (`+`, `||`, `::`,
+/// `IS NULL` chains) but not 4,096, and 32 MiB held 4,096, twice the
+/// deepest tree [`valori_core::limits::EXPRESSION_TOKENS_MAX`] admits.
+pub const DEEP_STATEMENT_STACK_BYTES: usize = 32 << 20;
+
+/// Deep statements planned or run at once; more wait their turn, so that
+/// clients sending them cannot make the server reserve stacks without
+/// bound.
+const DEEP_STATEMENTS_AT_ONCE: usize = 2;
+
+static DEEP_STATEMENTS: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(DEEP_STATEMENTS_AT_ONCE);
+
+/// Runs `work` to completion on a thread of its own with a
+/// [`DEEP_STATEMENT_STACK_BYTES`] stack, and waits for it without
+/// blocking the caller's thread. Ordinary statements never come here:
+/// the thread costs tens of microseconds.
+async fn on_deep_stack<T, F>(work: F) -> Result<T, QueryError>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, QueryError>> + Send + 'static,
+{
+    let internal = |message: &str| {
+        QueryError::Internal(DataFusionError::Execution(format!(
+            "deep statement: {message}"
+        )))
+    };
+    let _permit = DEEP_STATEMENTS
+        .acquire()
+        .await
+        .map_err(|_| internal("the semaphore is closed"))?;
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("valori-deep-statement".to_owned())
+        .stack_size(DEEP_STATEMENT_STACK_BYTES)
+        .spawn(move || {
+            // A runtime of this thread alone: the partitions DataFusion
+            // spawns run here too, on this stack, and not on the caller's
+            // worker threads.
+            let answer = tokio::runtime::Builder::new_current_thread()
+                .thread_stack_size(DEEP_STATEMENT_STACK_BYTES)
+                .build()
+                .map_err(|e| internal(&format!("cannot start its runtime: {e}")))
+                .and_then(|runtime| runtime.block_on(work));
+            // The receiver is gone only if the caller stopped waiting.
+            let _ = done.send(answer);
+        })
+        .map_err(|e| internal(&format!("cannot start its thread: {e}")))?;
+    result
+        .await
+        .map_err(|_| internal("its thread stopped without an answer"))?
 }
 
 /// A DataFusion session over `engine`: every collection is a table under

@@ -316,6 +316,188 @@ pub fn quote_literal(text: &str) -> String {
     out
 }
 
+/// Why a text's shape was refused before parsing (see
+/// [`check_expression_bounds`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExpressionBoundsError {
+    /// Parentheses or brackets nested deeper than the limit.
+    #[error(
+        "expression nested more than {max} levels deep (at byte {offset}); \
+         the limit is {max} levels of parentheses and brackets"
+    )]
+    Nesting { offset: usize, max: u32 },
+    /// One chain of an expression has more tokens than the limit.
+    #[error(
+        "expression chain longer than {max} tokens (at byte {offset}); \
+         the limit is {max} tokens per chain (a long OR of equalities can be \
+         written as IN (...))"
+    )]
+    Chain { offset: usize, max: u32 },
+}
+
+/// Checks that `text` (a SQL statement or a DSL query) stays within
+/// [`EXPRESSION_NESTING_MAX`] and [`EXPRESSION_TOKENS_MAX`], in one linear
+/// pass and constant memory per nesting level.
+///
+/// Every recursive walk of a client's expression (the parsers, the
+/// planner, the optimizer, the drop of the tree) goes as deep as the tree
+/// is; a tree's depth is at most its nesting plus the tokens of its
+/// longest chain, so bounding both on the text bounds every one of those
+/// walks before any of them starts. A chain is the run of tokens between
+/// the commas of one list; an opening bracket starts a new chain that
+/// inherits the length of the chain around it, a comma goes back to that
+/// inherited length, and after the closing bracket the chain around it
+/// goes on from the longest chain inside plus one. So a list of any width
+/// costs its longest element, while a group that opens a long chain
+/// (`(a OR … ) OR …`, where the group sits at the bottom of the tree)
+/// adds its length to the chain after it. Literals and quoted identifiers are one token each; comments
+/// none. Every operator character counts on its own, so `NOT`, `-`, `::`
+/// and `||` chains all lengthen a chain. Prefix operators written one
+/// after another (`NOT NOT …`, `- - …`) nest each operand in the next, so
+/// a run of them counts as nesting too.
+///
+/// [`EXPRESSION_NESTING_MAX`]: valori_core::limits::EXPRESSION_NESTING_MAX
+/// [`EXPRESSION_TOKENS_MAX`]: valori_core::limits::EXPRESSION_TOKENS_MAX
+pub fn check_expression_bounds(text: &str) -> Result<Shape, ExpressionBoundsError> {
+    use valori_core::limits::{EXPRESSION_NESTING_MAX, EXPRESSION_TOKENS_MAX};
+    shape_within(text, EXPRESSION_NESTING_MAX, EXPRESSION_TOKENS_MAX)
+}
+
+/// How deep a text's expressions go, as [`check_expression_bounds`]
+/// measures them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Shape {
+    /// The deepest nesting of brackets and prefix-operator runs.
+    pub nesting: u32,
+    /// The longest chain, in tokens.
+    pub chain: u32,
+}
+
+impl Shape {
+    /// Whether a statement of this shape may make DataFusion's recursive
+    /// walks deeper than an ordinary thread's stack holds (see
+    /// [`crate::QueryEngine`]). Measured in a debug build, where frames
+    /// are largest: 2 MiB held chains of 192 `+` or `::` operators (384
+    /// tokens) but not 256.
+    pub fn is_deep(self) -> bool {
+        self.chain > 256 || self.nesting > 16
+    }
+}
+
+/// [`check_expression_bounds`] with the given limits. The query DSL's
+/// lowering adds a few levels of nesting to a bounded DSL query, and its
+/// SQL is measured with room for them.
+pub(crate) fn shape_within(
+    text: &str,
+    nesting_max: u32,
+    tokens_max: u32,
+) -> Result<Shape, ExpressionBoundsError> {
+    let mut shape = Shape::default();
+    let bytes = text.as_bytes();
+    // Each open group, innermost last: the chain length it inherited and
+    // the longest chain reached inside it so far.
+    let mut groups: Vec<(u32, u32)> = Vec::new();
+    let mut chain: u32 = 0;
+    // Adjacent prefix operators (`NOT NOT`, `- -`) nest like parentheses.
+    let mut prefixes: u32 = 0;
+    let mut deepest_run: u32 = 0;
+    let mut prefix = |is_prefix: bool, offset: usize| {
+        prefixes = if is_prefix { prefixes + 1 } else { 0 };
+        deepest_run = deepest_run.max(prefixes);
+        if prefixes > nesting_max {
+            Err(ExpressionBoundsError::Nesting {
+                offset,
+                max: nesting_max,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    let mut longest: u32 = 0;
+    let mut add = |chain: &mut u32, n: u32, offset: usize| {
+        *chain = chain.saturating_add(n);
+        longest = longest.max(*chain);
+        if *chain > tokens_max {
+            Err(ExpressionBoundsError::Chain {
+                offset,
+                max: tokens_max,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    for (piece, range) in pieces(text) {
+        if piece == Piece::Opaque {
+            let comment =
+                bytes[range.start..].starts_with(b"--") || bytes[range.start..].starts_with(b"/*");
+            if !comment {
+                add(&mut chain, 1, range.start)?;
+                prefix(false, range.start)?;
+            }
+            continue;
+        }
+        let mut i = range.start;
+        while i < range.end {
+            let b = bytes[i];
+            match b {
+                b'(' | b'[' => {
+                    if groups.len() >= nesting_max as usize {
+                        return Err(ExpressionBoundsError::Nesting {
+                            offset: i,
+                            max: nesting_max,
+                        });
+                    }
+                    groups.push((chain, chain));
+                    shape.nesting = shape.nesting.max(groups.len() as u32);
+                    prefix(false, i)?;
+                    i += 1;
+                }
+                b')' | b']' => {
+                    // The group is one operand of the chain around it, at
+                    // the depth of the longest chain inside it. An
+                    // unbalanced closer is the parser's to report.
+                    chain = groups.pop().map_or(0, |(_, longest)| longest.max(chain));
+                    add(&mut chain, 1, i)?;
+                    prefix(false, i)?;
+                    i += 1;
+                }
+                b',' | b';' => {
+                    prefix(false, i)?;
+                    chain = match groups.last_mut() {
+                        Some((inherited, longest)) => {
+                            *longest = (*longest).max(chain);
+                            *inherited
+                        }
+                        None => 0,
+                    };
+                    i += 1;
+                }
+                _ if b.is_ascii_whitespace() => i += 1,
+                _ if is_ident_byte(b) || b == b'$' || b == b'.' => {
+                    // A word, a number or a placeholder: one token.
+                    let start = i;
+                    while i < range.end
+                        && (is_ident_byte(bytes[i]) || bytes[i] == b'$' || bytes[i] == b'.')
+                    {
+                        i += 1;
+                    }
+                    add(&mut chain, 1, start)?;
+                    prefix(bytes[start..i].eq_ignore_ascii_case(b"not"), start)?;
+                }
+                _ => {
+                    add(&mut chain, 1, i)?;
+                    prefix(matches!(b, b'-' | b'+' | b'~' | b'!'), i)?;
+                    i += 1;
+                }
+            }
+        }
+    }
+    shape.chain = longest;
+    shape.nesting = shape.nesting.max(deepest_run);
+    Ok(shape)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,5 +557,133 @@ mod tests {
             Cow::Borrowed(_)
         ));
         assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+
+    /// Proves the shape check refuses nesting and chains one past their
+    /// limits, accepts them at the limits, and counts lists, literals and
+    /// comments as the docs say.
+    #[test]
+    fn expression_bounds() {
+        use valori_core::limits::{EXPRESSION_NESTING_MAX, EXPRESSION_TOKENS_MAX};
+        let nesting = EXPRESSION_NESTING_MAX as usize;
+        let tokens = EXPRESSION_TOKENS_MAX as usize;
+        let nested = |n: usize| format!("SELECT {}1{}", "(".repeat(n), ")".repeat(n));
+        // `SELECT` and `1` are two tokens; each closed group adds one.
+        assert_eq!(
+            check_expression_bounds(&nested(nesting)).map(|_| ()),
+            Ok(())
+        );
+        assert_eq!(
+            check_expression_bounds(&nested(nesting + 1)),
+            Err(ExpressionBoundsError::Nesting {
+                offset: "SELECT ".len() + nesting,
+                max: EXPRESSION_NESTING_MAX
+            })
+        );
+        // A run of prefix operators nests: NOT NOT … and - - … (`--` would
+        // be a comment).
+        for op in ["NOT ", "not ", "- ", "+ ", "~ "] {
+            let run = |n: usize| format!("SELECT {}1", op.repeat(n));
+            assert_eq!(
+                check_expression_bounds(&run(nesting)).map(|_| ()),
+                Ok(()),
+                "{op}"
+            );
+            assert_eq!(
+                check_expression_bounds(&run(nesting + 1)),
+                Err(ExpressionBoundsError::Nesting {
+                    offset: "SELECT ".len() + nesting * op.len(),
+                    max: EXPRESSION_NESTING_MAX
+                }),
+                "{op}"
+            );
+        }
+        // Prefix operators apart from each other chain, they do not nest.
+        let apart = |n: usize| format!("SELECT 1 WHERE {}", vec!["NOT x"; n].join(" OR "));
+        assert_eq!(check_expression_bounds(&apart(1_000)).map(|_| ()), Ok(()));
+        // `SELECT 1 WHERE` is 3 tokens, each `NOT x` 2, each `OR` 1.
+        let terms = (tokens - 5) / 3 + 1;
+        assert_eq!(check_expression_bounds(&apart(terms)).map(|_| ()), Ok(()));
+        assert!(matches!(
+            check_expression_bounds(&apart(terms + 1)),
+            Err(ExpressionBoundsError::Chain { .. })
+        ));
+        // The issue's shapes: 20,000 nested parentheses, 50,000 NOTs, a flat
+        // chain of 20,000 ORs.
+        let deep = format!("WHERE {}id = 1{}", "(".repeat(20_000), ")".repeat(20_000));
+        assert!(matches!(
+            check_expression_bounds(&deep),
+            Err(ExpressionBoundsError::Nesting { .. })
+        ));
+        let or_chain = format!("SELECT 1 WHERE {}", vec!["1=1"; 20_000].join(" OR "));
+        assert!(matches!(
+            check_expression_bounds(&or_chain),
+            Err(ExpressionBoundsError::Chain { .. })
+        ));
+        // Lists are wide, not deep: 100,000 IN values, 10,000 VALUES rows
+        // and a 16,000-component array of negative numbers all pass.
+        let ids: Vec<String> = (0..100_000).map(|i| i.to_string()).collect();
+        let in_list = format!("SELECT id FROM t WHERE id IN ({})", ids.join(", "));
+        assert_eq!(check_expression_bounds(&in_list).map(|_| ()), Ok(()));
+        let rows = vec!["(1, '[1,2]', -7, '{}')"; 10_000].join(", ");
+        assert_eq!(
+            check_expression_bounds(&format!("INSERT INTO t VALUES {rows}")).map(|_| ()),
+            Ok(())
+        );
+        // The measure itself, worked out by hand: `SELECT` 1, `f` 2; in the
+        // group `a + b` reaches 5 and `c` 3; the closed group is 5 + 1.
+        assert_eq!(
+            check_expression_bounds("SELECT f(a + b, c)"),
+            Ok(Shape {
+                nesting: 1,
+                chain: 6
+            })
+        );
+        assert_eq!(
+            check_expression_bounds("SELECT NOT NOT (x)"),
+            Ok(Shape {
+                nesting: 2,
+                chain: 5
+            })
+        );
+        let array = format!(
+            "SELECT l2(vec, ARRAY[{}]) FROM t",
+            vec!["-0.5"; 16_000].join(",")
+        );
+        assert_eq!(check_expression_bounds(&array).map(|_| ()), Ok(()));
+        // Literals, quoted identifiers and comments hide their contents:
+        // none of these brackets or operators count.
+        let hidden = format!(
+            "SELECT '{open}', \"{open}\", $x${open}$x$, E'\\'{open}' -- {open}\n /* {open} */ 1",
+            open = "(".repeat(1_000)
+        );
+        assert_eq!(check_expression_bounds(&hidden).map(|_| ()), Ok(()));
+        // A comma resets the chain to what encloses it; a group counts once
+        // in the chain around it.
+        let arg = |n: usize| vec!["x"; n].join(" + ");
+        // `SELECT`, `f` and the group take 3 tokens of the chain; each
+        // argument of n terms takes 2n - 1.
+        let n = (tokens - 3 + 1) / 2;
+        let long_args = format!("SELECT f({}, {})", arg(n), arg(n));
+        assert_eq!(check_expression_bounds(&long_args).map(|_| ()), Ok(()));
+        let past = format!("SELECT f({}, {})", arg(n), arg(n + 1));
+        assert!(check_expression_bounds(&past).is_err());
+        let inherited = format!("SELECT {} + f({})", arg(100), arg(n - 98));
+        assert!(check_expression_bounds(&inherited).is_err());
+        // A group that opens a chain sits at the bottom of that chain's
+        // tree: its length carries on after it.
+        let continued = format!("SELECT ({}) OR {}", arg(1_050), arg(1_050));
+        assert!(check_expression_bounds(&continued).is_err());
+        // Eight groups nested on the left, each closing a chain of 200 ORs
+        // (800 tokens): each chain is short, the tree is 1,600 ORs deep.
+        let left_deep = format!(
+            "SELECT 1 WHERE {}1=1{}",
+            "(".repeat(8),
+            format!("{})", " OR 1=1".repeat(200)).repeat(8)
+        );
+        assert!(matches!(
+            check_expression_bounds(&left_deep),
+            Err(ExpressionBoundsError::Chain { .. })
+        ));
     }
 }

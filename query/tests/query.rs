@@ -16,6 +16,8 @@ use valori_core::q16::quantize_vector;
 use valori_engine::Engine;
 use valori_query::{QueryEngine, QueryError, datafusion};
 
+#[path = "query/bounds.rs"]
+mod bounds;
 #[path = "query/dsl.rs"]
 mod dsl;
 #[path = "query/knn.rs"]

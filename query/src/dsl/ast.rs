@@ -45,9 +45,15 @@ pub enum Column {
 
 /// A condition on records.
 #[derive(Clone, Debug, PartialEq)]
+///
+/// `AND` and `OR` hold their whole chain (`a OR b OR c` is one `Or` of
+/// three), so the tree is only as deep as the query's parentheses, which
+/// [`crate::sql_text::check_expression_bounds`] bounds before parsing.
 pub enum Filter {
-    And(Box<Filter>, Box<Filter>),
-    Or(Box<Filter>, Box<Filter>),
+    /// All of at least two conditions.
+    And(Vec<Filter>),
+    /// Any of at least two conditions.
+    Or(Vec<Filter>),
     Not(Box<Filter>),
     Compare {
         field: Field,
@@ -299,36 +305,33 @@ fn condition(pair: &Pair<'_, Rule>) -> Result<Filter, DslError> {
             condition(&inner)
         }
         Rule::disjunction | Rule::conjunction => {
-            let combine = if pair.as_rule() == Rule::disjunction {
-                Filter::Or
-            } else {
-                Filter::And
-            };
             let mut operands = pair
                 .clone()
                 .into_inner()
-                .filter(|p| matches!(p.as_rule(), Rule::conjunction | Rule::negation));
-            let head = operands
-                .next()
-                .ok_or_else(|| error_at(pair, "expected a condition"))?;
-            let mut filter = condition(&head)?;
-            for operand in operands {
-                filter = combine(Box::new(filter), Box::new(condition(&operand)?));
+                .filter(|p| matches!(p.as_rule(), Rule::conjunction | Rule::negation))
+                .map(|p| condition(&p))
+                .collect::<Result<Vec<Filter>, DslError>>()?;
+            match operands.len() {
+                0 => Err(error_at(pair, "expected a condition")),
+                1 => Ok(operands.swap_remove(0)),
+                _ if pair.as_rule() == Rule::disjunction => Ok(Filter::Or(operands)),
+                _ => Ok(Filter::And(operands)),
             }
-            Ok(filter)
         }
         Rule::negation => {
             let inner = pair
                 .clone()
                 .into_inner()
-                .find(|p| matches!(p.as_rule(), Rule::negation | Rule::atom))
+                .find(|p| p.as_rule() == Rule::atom)
                 .ok_or_else(|| error_at(pair, "expected a condition"))?;
-            let negated = pair
+            let nots = pair
                 .clone()
                 .into_inner()
-                .any(|p| p.as_rule() == Rule::kw_not);
+                .filter(|p| p.as_rule() == Rule::kw_not)
+                .count();
             let filter = condition(&inner)?;
-            Ok(if negated {
+            // NOT NOT c is c in three-valued logic too (NOT NULL is NULL).
+            Ok(if nots % 2 == 1 {
                 Filter::Not(Box::new(filter))
             } else {
                 filter

@@ -158,10 +158,43 @@ fn meta_compare(path: &[String], op: CompareOp, value: &Value) -> String {
     }
 }
 
+/// One flat chain, `(a OR b OR c)`: as deep in SQL as in the DSL.
+fn chain(operands: &[Filter], operator: &str) -> String {
+    let parts: Vec<String> = operands.iter().map(condition).collect();
+    format!("({})", parts.join(operator))
+}
+
+/// `meta.<path> IN (…)`: one `IN` list per value type, each read with the
+/// function of its type, so a long list stays one list in SQL. The same
+/// three-valued logic as the `OR` of the equalities: a missing key is
+/// NULL, and `NOT` of NULL stays NULL.
+fn meta_in(path: &[String], values: &[Value]) -> String {
+    let mut strings = Vec::new();
+    let mut numbers = Vec::new();
+    let mut bools = Vec::new();
+    for value in values {
+        match value {
+            Value::String(s) => strings.push(quote_string(s)),
+            Value::Number { value, .. } => numbers.push(format!("{value:?}")),
+            Value::Bool(b) => bools.push(b.to_string()),
+        }
+    }
+    let lists: Vec<String> = [
+        ("meta_get", strings),
+        ("meta_num", numbers),
+        ("meta_bool", bools),
+    ]
+    .into_iter()
+    .filter(|(_, list)| !list.is_empty())
+    .map(|(function, list)| format!("{} IN ({})", meta_call(function, path), list.join(", ")))
+    .collect();
+    format!("({})", lists.join(" OR "))
+}
+
 fn condition(filter: &Filter) -> String {
     match filter {
-        Filter::And(a, b) => format!("({} AND {})", condition(a), condition(b)),
-        Filter::Or(a, b) => format!("({} OR {})", condition(a), condition(b)),
+        Filter::And(all) => chain(all, " AND "),
+        Filter::Or(any) => chain(any, " OR "),
         Filter::Not(a) => format!("(NOT {})", condition(a)),
         Filter::Compare { field, op, value } => match field {
             Field::Id => format!("(id {} {})", op.sql(), integer(value)),
@@ -180,13 +213,7 @@ fn condition(filter: &Filter) -> String {
                     let list: Vec<String> = values.iter().map(integer).collect();
                     format!("({column} {not}IN ({}))", list.join(", "))
                 }
-                Field::Meta(path) => {
-                    let any: Vec<String> = values
-                        .iter()
-                        .map(|v| meta_compare(path, CompareOp::Eq, v))
-                        .collect();
-                    format!("({not}({}))", any.join(" OR "))
-                }
+                Field::Meta(path) => format!("({not}{})", meta_in(path, values)),
             }
         }
     }

@@ -23,6 +23,7 @@ use pest::Parser as _;
 use pest::error::{ErrorVariant, LineColLocation};
 use valori_core::distance::Metric;
 use valori_core::event::CollectionName;
+use valori_core::limits;
 use valori_core::q16::QuantizeErrorKind;
 
 pub use ast::Query;
@@ -180,6 +181,9 @@ pub fn parse(text: &str) -> Result<Query, DslError> {
         }
         .into());
     }
+    // The grammar recurses on parentheses; their depth, and the length of
+    // every chain, are bounded before pest sees the text.
+    crate::sql_text::check_expression_bounds(text).map_err(QueryError::from)?;
     let mut pairs = DslParser::parse(Rule::query, text).map_err(|e| parse_error(&e))?;
     let query = pairs.next().ok_or(DslError::Parse {
         line: 1,
@@ -207,7 +211,18 @@ pub async fn run_with(
     settings: &SearchSettings,
 ) -> Result<QueryOutput, DslError> {
     let lowered = lower_for(query, &parse(text)?, params, settings)?;
-    Ok(query.execute_with(&lowered.sql, &lowered.settings).await?)
+    // The lowered SQL is as deep as the bounded DSL text plus the few
+    // levels lowering adds (a function call, an IN list, a group per
+    // predicate), so it is measured with room for them.
+    let shape = crate::sql_text::shape_within(
+        &lowered.sql,
+        limits::EXPRESSION_NESTING_MAX + 4,
+        limits::EXPRESSION_TOKENS_MAX * 2,
+    )
+    .map_err(QueryError::from)?;
+    Ok(query
+        .plan_and_run(&lowered.sql, Vec::new(), &lowered.settings, shape)
+        .await?)
 }
 
 /// The SQL and settings `text` runs as on `query`'s engine (what

@@ -68,18 +68,18 @@ fn minimal_and_full_queries() {
     assert!(!q.exact);
     assert_eq!(
         q.filter,
-        Some(Filter::And(
-            Box::new(Filter::In {
+        Some(Filter::And(vec![
+            Filter::In {
                 field: Field::Tag,
                 values: vec![int(3), int(7)],
                 negated: false
-            }),
-            Box::new(cmp(
+            },
+            cmp(
                 meta(&["lang"]),
                 CompareOp::Eq,
                 Value::String("en".to_owned())
-            )),
-        ))
+            ),
+        ]))
     );
 }
 
@@ -112,24 +112,24 @@ fn conditions() {
     let q = ok("FROM d NEAREST $q K 1 WHERE tag = 1 OR tag = 2 AND NOT id > 5");
     assert_eq!(
         q.filter,
-        Some(Filter::Or(
-            Box::new(cmp(Field::Tag, CompareOp::Eq, int(1))),
-            Box::new(Filter::And(
-                Box::new(cmp(Field::Tag, CompareOp::Eq, int(2))),
-                Box::new(Filter::Not(Box::new(cmp(Field::Id, CompareOp::Gt, int(5))))),
-            )),
-        ))
+        Some(Filter::Or(vec![
+            cmp(Field::Tag, CompareOp::Eq, int(1)),
+            Filter::And(vec![
+                cmp(Field::Tag, CompareOp::Eq, int(2)),
+                Filter::Not(Box::new(cmp(Field::Id, CompareOp::Gt, int(5)))),
+            ]),
+        ]))
     );
     let q = ok("FROM d NEAREST $q K 1 WHERE (tag = 1 OR tag = 2) AND id != 3");
     assert_eq!(
         q.filter,
-        Some(Filter::And(
-            Box::new(Filter::Or(
-                Box::new(cmp(Field::Tag, CompareOp::Eq, int(1))),
-                Box::new(cmp(Field::Tag, CompareOp::Eq, int(2))),
-            )),
-            Box::new(cmp(Field::Id, CompareOp::NotEq, int(3))),
-        ))
+        Some(Filter::And(vec![
+            Filter::Or(vec![
+                cmp(Field::Tag, CompareOp::Eq, int(1)),
+                cmp(Field::Tag, CompareOp::Eq, int(2)),
+            ]),
+            cmp(Field::Id, CompareOp::NotEq, int(3)),
+        ]))
     );
     for (op, want) in [
         ("=", CompareOp::Eq),
@@ -147,14 +147,9 @@ fn conditions() {
         "FROM d NEAREST $q K 1 WHERE meta.name = 'O''Brien' AND meta.year >= 2000 \
          AND meta.score < -1.5e3 AND meta.ok = TRUE AND tag NOT IN (1, 2)",
     );
-    let mut conjuncts = Vec::new();
-    let mut f = q.filter;
-    while let Some(Filter::And(a, b)) = f {
-        conjuncts.push(*b);
-        f = Some(*a);
-    }
-    conjuncts.extend(f);
-    conjuncts.reverse();
+    let Some(Filter::And(conjuncts)) = q.filter else {
+        panic!("expected one AND chain, got {:?}", q.filter);
+    };
     assert_eq!(
         conjuncts,
         vec![
@@ -297,7 +292,7 @@ fn lowering_to_sql() {
         out.sql,
         "SELECT id, meta_get(metadata, 'a', 'b') AS \"meta.a.b\" FROM \"docs\" \
          WHERE ((NOT ((meta_num(metadata, 'n') > 2.5) OR (meta_bool(metadata, 'ok') = false))) \
-         AND (NOT (meta_get(metadata, 't') = 'x' OR meta_num(metadata, 't') = 1.0))) \
+         AND (NOT (meta_get(metadata, 't') IN ('x') OR meta_num(metadata, 't') IN (1.0)))) \
          ORDER BY negative_inner_product(vec, '[1,2]') LIMIT 3"
     );
     assert_eq!(

@@ -173,7 +173,9 @@ impl From<QueryError> for PgError {
                 _ => SqlState::InvalidParameterValue,
             },
             QueryError::Conflict(_) => SqlState::SerializationFailure,
-            QueryError::TooLong { .. } => SqlState::ProgramLimitExceeded,
+            QueryError::TooLong { .. } | QueryError::TooComplex(_) => {
+                SqlState::ProgramLimitExceeded
+            }
             QueryError::Engine(_) => SqlState::SystemError,
             _ => SqlState::InternalError,
         };

@@ -256,6 +256,10 @@ pub fn classify(sql: &str) -> Result<Kind, PgError> {
             ),
         ));
     }
+    // Every later step (classification, the write parser, the catalog,
+    // planning) parses the text; its shape is bounded before any of them.
+    sql_text::check_expression_bounds(sql)
+        .map_err(|e| PgError::from(valori_query::QueryError::from(e)))?;
     if sql_text::is_blank(sql) {
         return Ok(Kind::Empty);
     }
@@ -382,16 +386,22 @@ async fn plan(
 ) -> Result<(Vec<Option<Type>>, Vec<(String, Type)>), PgError> {
     let rewritten = pgvector::rewrite(sql)
         .map_err(|e| PgError::new(SqlState::SyntaxError, format!("syntax error: {e}")))?;
-    let state = query.context().state();
-    let plan = state
-        .create_logical_plan(&rewritten)
-        .await
-        .map_err(|e| PgError::from(valori_query::QueryError::from(e)))?;
-    let inferred = plan
-        .get_parameter_types()
-        .map_err(|e| PgError::from(valori_query::QueryError::from(e)))?;
-    let vectors =
-        distance_arguments(&plan).map_err(|e| PgError::from(valori_query::QueryError::from(e)))?;
+    // Planned (and dropped) where a deep statement's recursion fits.
+    let (inferred, vectors, fields) = query
+        .inspect_plan(&rewritten, |plan| {
+            let fields: Vec<(String, Type)> = plan
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), pg_type(f.data_type())))
+                .collect();
+            Ok((
+                plan.get_parameter_types()?,
+                distance_arguments(plan)?,
+                fields,
+            ))
+        })
+        .await?;
     let count = sql_text::placeholders(sql);
     let params = (1..=count)
         .map(|n| {
@@ -402,12 +412,6 @@ async fn plan(
                 None => vectors.contains(&id).then(types::vector_type),
             }
         })
-        .collect();
-    let fields = plan
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| (f.name().clone(), pg_type(f.data_type())))
         .collect();
     Ok((params, fields))
 }
