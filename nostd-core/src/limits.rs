@@ -62,7 +62,8 @@ pub const SESSION_SETTING_NAME_BYTES_MAX: u32 = 63;
 pub const SESSION_SETTING_VALUE_BYTES_MAX: u32 = 4096;
 
 /// Deepest nesting of parentheses and brackets in one SQL statement or DSL
-/// query, checked on the text before any parser sees it. Parsers, planners
+/// query, checked on the text before any parser sees it; a run of prefix
+/// operators (`NOT NOT …`, `- - …`) nests the same way. Parsers, planners
 /// and optimizers walk expression trees recursively; bounding the text's
 /// shape bounds how deep any of them goes. SQL's own parser stops at 50
 /// levels of its recursion, which this stays below.
@@ -73,8 +74,8 @@ pub const EXPRESSION_NESTING_MAX: u32 = 32;
 /// the chains that enclose it and of the groups it continues
 /// (`valori_query::sql_text::check_expression_bounds` has the rules). A
 /// chain of `n` operators (`a OR b OR …`, `x + 1 + 1 …`, `x::int::int
-/// …`) builds a tree `n` deep, so this bounds
-/// the depth of every expression tree a client can make, while lists
+/// …`) builds a tree `n` deep, so this bounds the depth of every
+/// expression tree a client can make, while lists
 /// (`IN (…)`, `VALUES (…), (…)`, vector literals) stay as wide as the
 /// statement length allows. About 1,000 `AND`/`OR` terms fit; longer
 /// disjunctions of equalities are written `IN (…)`.

@@ -663,7 +663,7 @@ mod tests {
         let arg = |n: usize| vec!["x"; n].join(" + ");
         // `SELECT`, `f` and the group take 3 tokens of the chain; each
         // argument of n terms takes 2n - 1.
-        let n = (tokens - 3 + 1) / 2;
+        let n = (tokens - 3).div_ceil(2);
         let long_args = format!("SELECT f({}, {})", arg(n), arg(n));
         assert_eq!(check_expression_bounds(&long_args).map(|_| ()), Ok(()));
         let past = format!("SELECT f({}, {})", arg(n), arg(n + 1));
