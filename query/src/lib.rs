@@ -50,6 +50,7 @@ pub mod sql_text;
 pub mod write;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use datafusion;
 use datafusion::arrow::array::RecordBatch;
@@ -58,6 +59,7 @@ use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
 pub use valori_engine as engine;
 use valori_engine::{Engine, EngineError};
@@ -96,6 +98,13 @@ pub enum QueryError {
     /// limits ([`sql_text::check_expression_bounds`]); it was not parsed.
     #[error(transparent)]
     TooComplex(#[from] sql_text::ExpressionBoundsError),
+    /// The statement ran longer than its timeout and was cancelled.
+    #[error("canceling statement due to statement timeout ({after:?})")]
+    Timeout { after: Duration },
+    /// The statement needed more memory than the query memory pool holds
+    /// ([`QueryLimits::memory_bytes`]); it was cancelled.
+    #[error("the statement needs more memory than the query memory limit allows: {0}")]
+    MemoryExhausted(DataFusionError),
     /// The engine failed (it then serves nothing more until restarted).
     #[error(transparent)]
     Engine(EngineError),
@@ -113,6 +122,8 @@ impl QueryError {
                 | QueryError::Vector(_)
                 | QueryError::TooLong { .. }
                 | QueryError::TooComplex(_)
+                | QueryError::Timeout { .. }
+                | QueryError::MemoryExhausted(_)
         )
     }
 }
@@ -135,11 +146,11 @@ impl From<DataFusionError> for QueryError {
                     };
                 }
             }
+            DataFusionError::ResourcesExhausted(_) => return QueryError::MemoryExhausted(e),
             DataFusionError::Internal(_)
             | DataFusionError::ExecutionJoin(_)
             | DataFusionError::IoError(_)
             | DataFusionError::ObjectStore(_)
-            | DataFusionError::ResourcesExhausted(_)
             | DataFusionError::Substrait(_) => return QueryError::Internal(e),
             _ => {}
         }
@@ -155,11 +166,36 @@ pub struct QueryOutput {
     pub batches: Vec<RecordBatch>,
 }
 
+/// What one statement may use, on every front end: the server's
+/// `--statement-timeout` and `--query-memory-bytes`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueryLimits {
+    /// Longest a statement may run before it is cancelled
+    /// ([`QueryError::Timeout`]). A Postgres session's own
+    /// `statement_timeout` can only shorten it.
+    pub statement_timeout: Duration,
+    /// Memory that all running statements together may reserve for their
+    /// operators (aggregates, sorts, joins); a statement that needs more
+    /// fails with [`QueryError::MemoryExhausted`] instead of exhausting
+    /// the process.
+    pub memory_bytes: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> QueryLimits {
+        QueryLimits {
+            statement_timeout: Duration::from_secs(60),
+            memory_bytes: 1 << 30,
+        }
+    }
+}
+
 /// SQL over one engine.
 #[derive(Clone)]
 pub struct QueryEngine {
     engine: Arc<Engine>,
     ctx: SessionContext,
+    limits: QueryLimits,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -173,9 +209,22 @@ impl std::fmt::Debug for QueryEngine {
 }
 
 impl QueryEngine {
+    /// A query layer with the default [`QueryLimits`].
     pub fn new(engine: Arc<Engine>) -> QueryEngine {
-        let ctx = session(Arc::clone(&engine));
-        QueryEngine { engine, ctx }
+        QueryEngine::with_limits(engine, QueryLimits::default())
+    }
+
+    pub fn with_limits(engine: Arc<Engine>, limits: QueryLimits) -> QueryEngine {
+        let ctx = session_with(Arc::clone(&engine), limits.memory_bytes);
+        QueryEngine {
+            engine,
+            ctx,
+            limits,
+        }
+    }
+
+    pub fn limits(&self) -> QueryLimits {
+        self.limits
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -249,13 +298,21 @@ impl QueryEngine {
         settings: &settings::SearchSettings,
         shape: sql_text::Shape,
     ) -> Result<QueryOutput, QueryError> {
-        if !shape.is_deep() {
-            return self.run_planned(query, params, settings).await;
-        }
-        let this = self.clone();
-        let query = query.to_owned();
-        let settings = *settings;
-        on_deep_stack(async move { this.run_planned(&query, params, &settings).await }).await
+        let after = self.limits.statement_timeout;
+        let run = async {
+            if !shape.is_deep() {
+                return self.run_planned(query, params, settings).await;
+            }
+            let this = self.clone();
+            let query = query.to_owned();
+            let settings = *settings;
+            on_deep_stack(async move { this.run_planned(&query, params, &settings).await }).await
+        };
+        // Cancelling drops the plan's streams, which stops its work and
+        // returns its memory reservations to the pool.
+        tokio::time::timeout(after, run)
+            .await
+            .map_err(|_| QueryError::Timeout { after })?
     }
 
     /// Plans `query` and passes the plan to `inspect`, on a thread whose
@@ -375,12 +432,22 @@ where
 /// its own name (looked up when a query is planned), and the distance
 /// functions are registered.
 pub fn session(engine: Arc<Engine>) -> SessionContext {
+    session_with(engine, QueryLimits::default().memory_bytes)
+}
+
+/// [`session`] whose operators share a memory pool of `memory_bytes`.
+pub fn session_with(engine: Arc<Engine>, memory_bytes: usize) -> SessionContext {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(memory_bytes, 1.0)
+        .build_arc()
+        .expect("invariant: a runtime environment with a memory pool and no disk builds");
     let config = SessionConfig::new()
         .with_information_schema(true)
         .with_default_catalog_and_schema(CATALOG, SCHEMA)
         .with_option_extension(ValoriOptions::default());
     let state = SessionStateBuilder::new()
         .with_config(config)
+        .with_runtime_env(runtime)
         .with_default_features()
         .with_query_planner(Arc::new(knn::ValoriQueryPlanner))
         .with_optimizer_rule(Arc::new(knn::KnnRule))

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
@@ -66,6 +67,18 @@ pub struct ServeArgs {
     #[arg(long, env = "VALORI_INDEX_THREADS", value_name = "N")]
     pub index_threads: Option<usize>,
 
+    /// Longest a SQL statement or DSL query may run, in seconds, on every
+    /// front end; a Postgres session's `statement_timeout` can only
+    /// shorten it. [default: 60]
+    #[arg(long, env = "VALORI_STATEMENT_TIMEOUT", value_name = "SECONDS")]
+    pub statement_timeout: Option<u64>,
+
+    /// Memory that all running queries together may reserve for
+    /// aggregates, sorts and joins; a query that needs more fails instead
+    /// of exhausting the server. [default: 1073741824]
+    #[arg(long, env = "VALORI_QUERY_MEMORY_BYTES", value_name = "BYTES")]
+    pub query_memory_bytes: Option<usize>,
+
     /// Log filter, e.g. `info` or `valori_wire=debug,info`. [default: info]
     #[arg(long, env = "VALORI_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -82,6 +95,8 @@ struct FileConfig {
     users: Vec<User>,
     body_bytes_max: Option<usize>,
     index_threads: Option<usize>,
+    statement_timeout: Option<u64>,
+    query_memory_bytes: Option<usize>,
     log: Option<String>,
 }
 
@@ -94,6 +109,8 @@ pub struct ServeConfig {
     pub users: Vec<User>,
     pub body_bytes_max: usize,
     pub index_threads: Option<usize>,
+    /// The statement timeout and query memory pool of every front end.
+    pub query_limits: valori_query::QueryLimits,
     pub log: String,
 }
 
@@ -147,6 +164,19 @@ impl ServeArgs {
                 .or(file.body_bytes_max)
                 .unwrap_or(DEFAULT_BODY_BYTES_MAX),
             index_threads: self.index_threads.or(file.index_threads),
+            query_limits: {
+                let defaults = valori_query::QueryLimits::default();
+                valori_query::QueryLimits {
+                    statement_timeout: self
+                        .statement_timeout
+                        .or(file.statement_timeout)
+                        .map_or(defaults.statement_timeout, Duration::from_secs),
+                    memory_bytes: self
+                        .query_memory_bytes
+                        .or(file.query_memory_bytes)
+                        .unwrap_or(defaults.memory_bytes),
+                }
+            },
             log: self.log.or(file.log).unwrap_or_else(|| "info".into()),
         };
         config.check()?;
@@ -160,6 +190,17 @@ impl ServeConfig {
             return Err(ConfigError::Invalid(format!(
                 "body_bytes_max = {} is below 1024 bytes",
                 self.body_bytes_max
+            )));
+        }
+        if self.query_limits.statement_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "statement_timeout must be at least 1 second".into(),
+            ));
+        }
+        if self.query_limits.memory_bytes < 1 << 20 {
+            return Err(ConfigError::Invalid(format!(
+                "query_memory_bytes = {} is below 1 MiB",
+                self.query_limits.memory_bytes
             )));
         }
         if self.index_threads == Some(0) {

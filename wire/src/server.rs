@@ -103,7 +103,7 @@ pub async fn serve(
     } else {
         tracing::info!(users = auth.users().len(), "authentication required");
     }
-    let query = QueryEngine::new(Arc::clone(&engine));
+    let query = QueryEngine::with_limits(Arc::clone(&engine), config.query_limits);
     let state = Arc::new(rest::AppState {
         engine: Arc::clone(&engine),
         query: query.clone(),

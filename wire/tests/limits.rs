@@ -27,13 +27,19 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(ServeArgs::default())
+    }
+
+    /// A server with `args`' settings on a fresh data directory and free
+    /// loopback ports.
+    fn start_with(args: ServeArgs) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let config = ServeArgs {
             data_dir: Some(dir.path().to_owned()),
             rest_addr: Some("127.0.0.1:0".parse().unwrap()),
             pg_addr: Some("127.0.0.1:0".parse().unwrap()),
             index_threads: Some(1),
-            ..ServeArgs::default()
+            ..args
         }
         .resolve()
         .unwrap();
@@ -205,6 +211,65 @@ fn deep_statements_through_every_front_end() {
             .await
             .unwrap();
         assert_eq!(rows[0].get::<_, i64>(0), 3);
+    });
+    assert_eq!(server.state_hash(), before);
+}
+
+/// Proves `--statement-timeout` and `--query-memory-bytes` bound every
+/// front end: a statement that would run for hours is cancelled (400 over
+/// REST SQL and the DSL's planner path, 57014 over Postgres), one that
+/// needs more memory than the pool fails (400, 53200), and the server
+/// goes on answering with its state unchanged.
+#[test]
+fn statement_timeout_and_memory_pool_on_every_front_end() {
+    let server = Server::start_with(ServeArgs {
+        statement_timeout: Some(1),
+        query_memory_bytes: Some(16 << 20),
+        ..ServeArgs::default()
+    });
+    let (status, answer) = server.post("/v1/collections", &json!({"name": "docs", "dim": 2}));
+    assert_eq!(status, 201, "{answer}");
+    let before = server.state_hash();
+    let forever = "SELECT count(*) FROM generate_series(1, 1000000000000)";
+    let hungry = "SELECT array_agg(value) FROM generate_series(1, 50000000)";
+    let (status, answer) = server.post("/v1/sql", &json!({ "query": forever }));
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("statement timeout"),
+        "{answer}"
+    );
+    let (status, answer) = server.post("/v1/sql", &json!({ "query": hungry }));
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("memory limit"),
+        "{answer}"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let config = format!(
+            "host=127.0.0.1 port={} user=tester dbname=valori",
+            server.pg.port()
+        );
+        let (client, connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let e = client.simple_query(forever).await.unwrap_err();
+        assert_eq!(e.code().map(|c| c.code()), Some("57014"), "{e}");
+        let e = client.query(hungry, &[]).await.unwrap_err();
+        assert_eq!(e.code().map(|c| c.code()), Some("53200"), "{e}");
+        let rows = client
+            .query("SELECT count(*) FROM docs", &[])
+            .await
+            .unwrap();
+        assert_eq!(rows[0].get::<_, i64>(0), 0);
     });
     assert_eq!(server.state_hash(), before);
 }

@@ -221,3 +221,42 @@ fn deepest_admitted_dsl_filters_run() {
         assert!(matches!(&e, DslError::Query(q) if too_complex(q)), "{e:?}");
     });
 }
+
+/// Proves a statement that runs past the statement timeout is cancelled
+/// with `QueryError::Timeout` (10^12 generated rows would take hours),
+/// and one that needs more memory than the pool holds fails with
+/// `QueryError::MemoryExhausted` (an `array_agg` of 50 million values
+/// against a 16 MiB pool) instead of exhausting the process; both leave
+/// the engine serving.
+#[test]
+fn timeout_and_memory_pool_bound_every_statement() {
+    let (_dir, engine, _) = engine();
+    let limits = valori_query::QueryLimits {
+        statement_timeout: std::time::Duration::from_millis(300),
+        memory_bytes: 16 << 20,
+    };
+    let query = QueryEngine::with_limits(Arc::clone(&engine), limits);
+    block_on(async {
+        let e = query
+            .sql("SELECT count(*) FROM generate_series(1, 1000000000000)")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, QueryError::Timeout { after } if after == limits.statement_timeout),
+            "{e:?}"
+        );
+        assert!(e.is_user_error());
+        let e = dsl::run(&query, "FROM docs NEAREST [1, 0] K 2", &BTreeMap::new()).await;
+        assert!(e.is_ok(), "{e:?}");
+        let e = query
+            .sql("SELECT array_agg(value) FROM generate_series(1, 50000000)")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, QueryError::MemoryExhausted(_)), "{e:?}");
+        assert!(e.is_user_error());
+        assert_eq!(
+            single_i64(&query.sql("SELECT count(*) FROM docs").await.unwrap()),
+            4
+        );
+    });
+}

@@ -29,6 +29,7 @@ pub enum SqlState {
     FeatureNotSupported,
     ProgramLimitExceeded,
     QueryCanceled,
+    OutOfMemory,
     SerializationFailure,
     ProtocolViolation,
     SyntaxOrAccessRule,
@@ -56,6 +57,7 @@ impl SqlState {
             SqlState::FeatureNotSupported => "0A000",
             SqlState::ProgramLimitExceeded => "54000",
             SqlState::QueryCanceled => "57014",
+            SqlState::OutOfMemory => "53200",
             SqlState::SerializationFailure => "40001",
             SqlState::ProtocolViolation => "08P01",
             SqlState::SyntaxOrAccessRule => "42000",
@@ -176,6 +178,8 @@ impl From<QueryError> for PgError {
             QueryError::TooLong { .. } | QueryError::TooComplex(_) => {
                 SqlState::ProgramLimitExceeded
             }
+            QueryError::Timeout { .. } => SqlState::QueryCanceled,
+            QueryError::MemoryExhausted(_) => SqlState::OutOfMemory,
             QueryError::Engine(_) => SqlState::SystemError,
             _ => SqlState::InternalError,
         };
