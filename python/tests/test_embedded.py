@@ -400,3 +400,38 @@ def test_filter_matches_brute_force(db: Valori) -> None:
     assert t.column("id").to_pylist() == [i for _, i in brute_force(base, q, 3, mask=np.array(tags) == 1)]
     many = db.search_many(base[:3], k=2, filter="id >= 10", exact=True)
     assert [[h.id for h in row] for row in many] == [[i for _, i in brute_force(base, b, 2, mask=ids >= 10)] for b in base[:3]]
+
+
+DEEP_SQL = [
+    "SELECT 1 WHERE " + " OR ".join(["1=1"] * 10_000),
+    "SELECT " + "NOT " * 50_000 + "true",
+    "SELECT 7" + "::bigint" * 20_000,
+]
+DEEP_FILTERS = [
+    "(" * 20_000 + "id = 1" + ")" * 20_000,
+    "NOT " * 50_000 + "id = 1",
+    " OR ".join(["id = 1"] * 20_000),
+]
+
+
+def check_deep_statements_refused(c: Valori) -> None:
+    """Statements shaped to exhaust a thread's stack are refused with
+    InvalidInput naming the limit, through sql(), query() and a search
+    filter, and change nothing."""
+    c.insert_batch([[1.0, 0.0], [0.0, 1.0]], tags=[1, 2])
+    before = c.proof()
+    for text in DEEP_SQL:
+        with pytest.raises(InvalidInput, match="nested more than|chain longer than"):
+            c.sql(text)
+    for f in DEEP_FILTERS:
+        with pytest.raises(InvalidInput, match="nested more than|chain longer than"):
+            c.query("FROM default NEAREST [1, 0] K 2 WHERE " + f)
+        with pytest.raises(InvalidInput, match="nested more than|chain longer than"):
+            c.search([1.0, 0.0], k=2, filter=f)
+    # Still serving, state unchanged.
+    assert [h.id for h in c.search([1.0, 0.0], k=1)] == [0]
+    assert c.proof() == before
+
+
+def test_deep_statements_are_refused(db: Valori) -> None:
+    check_deep_statements_refused(db)

@@ -155,3 +155,10 @@ def test_api_keys_and_roles(server_binary: Path, tmp_path: Path) -> None:
         assert writer.proof() == before
     finally:
         s.stop()
+
+
+def test_deep_statements_are_refused_remotely(remote: Valori) -> None:
+    """The same deep statements over REST: refused, the server still up."""
+    from test_embedded import check_deep_statements_refused
+
+    check_deep_statements_refused(remote)

@@ -327,6 +327,13 @@ pub enum ExpressionBoundsError {
          the limit is {max} levels of parentheses and brackets"
     )]
     Nesting { offset: usize, max: u32 },
+    /// One term of an expression (the tokens between two `AND`s, `OR`s,
+    /// commas or clause keywords) has more tokens than the limit.
+    #[error(
+        "expression term longer than {max} tokens (at byte {offset}); the limit is {max} \
+         tokens of arithmetic, casts and other operators between two ANDs, ORs or commas"
+    )]
+    Term { offset: usize, max: u32 },
     /// One chain of an expression has more tokens than the limit.
     #[error(
         "expression chain longer than {max} tokens (at byte {offset}); \
@@ -360,8 +367,7 @@ pub enum ExpressionBoundsError {
 /// [`EXPRESSION_NESTING_MAX`]: valori_core::limits::EXPRESSION_NESTING_MAX
 /// [`EXPRESSION_TOKENS_MAX`]: valori_core::limits::EXPRESSION_TOKENS_MAX
 pub fn check_expression_bounds(text: &str) -> Result<Shape, ExpressionBoundsError> {
-    use valori_core::limits::{EXPRESSION_NESTING_MAX, EXPRESSION_TOKENS_MAX};
-    shape_within(text, EXPRESSION_NESTING_MAX, EXPRESSION_TOKENS_MAX)
+    shape_within(text, Bounds::LIMITS)
 }
 
 /// How deep a text's expressions go, as [`check_expression_bounds`]
@@ -388,52 +394,15 @@ impl Shape {
 /// [`check_expression_bounds`] with the given limits. The query DSL's
 /// lowering adds a few levels of nesting to a bounded DSL query, and its
 /// SQL is measured with room for them.
-pub(crate) fn shape_within(
-    text: &str,
-    nesting_max: u32,
-    tokens_max: u32,
-) -> Result<Shape, ExpressionBoundsError> {
-    let mut shape = Shape::default();
+pub(crate) fn shape_within(text: &str, bounds: Bounds) -> Result<Shape, ExpressionBoundsError> {
     let bytes = text.as_bytes();
-    // Each open group, innermost last: the chain length it inherited and
-    // the longest chain reached inside it so far.
-    let mut groups: Vec<(u32, u32)> = Vec::new();
-    let mut chain: u32 = 0;
-    // Adjacent prefix operators (`NOT NOT`, `- -`) nest like parentheses.
-    let mut prefixes: u32 = 0;
-    let mut deepest_run: u32 = 0;
-    let mut prefix = |is_prefix: bool, offset: usize| {
-        prefixes = if is_prefix { prefixes + 1 } else { 0 };
-        deepest_run = deepest_run.max(prefixes);
-        if prefixes > nesting_max {
-            Err(ExpressionBoundsError::Nesting {
-                offset,
-                max: nesting_max,
-            })
-        } else {
-            Ok(())
-        }
-    };
-    let mut longest: u32 = 0;
-    let mut add = |chain: &mut u32, n: u32, offset: usize| {
-        *chain = chain.saturating_add(n);
-        longest = longest.max(*chain);
-        if *chain > tokens_max {
-            Err(ExpressionBoundsError::Chain {
-                offset,
-                max: tokens_max,
-            })
-        } else {
-            Ok(())
-        }
-    };
+    let mut scan = Scan::new(bounds);
     for (piece, range) in pieces(text) {
         if piece == Piece::Opaque {
             let comment =
                 bytes[range.start..].starts_with(b"--") || bytes[range.start..].starts_with(b"/*");
             if !comment {
-                add(&mut chain, 1, range.start)?;
-                prefix(false, range.start)?;
+                scan.token(range.start, false)?;
             }
             continue;
         }
@@ -442,35 +411,15 @@ pub(crate) fn shape_within(
             let b = bytes[i];
             match b {
                 b'(' | b'[' => {
-                    if groups.len() >= nesting_max as usize {
-                        return Err(ExpressionBoundsError::Nesting {
-                            offset: i,
-                            max: nesting_max,
-                        });
-                    }
-                    groups.push((chain, chain));
-                    shape.nesting = shape.nesting.max(groups.len() as u32);
-                    prefix(false, i)?;
+                    scan.open(i, false)?;
                     i += 1;
                 }
                 b')' | b']' => {
-                    // The group is one operand of the chain around it, at
-                    // the depth of the longest chain inside it. An
-                    // unbalanced closer is the parser's to report.
-                    chain = groups.pop().map_or(0, |(_, longest)| longest.max(chain));
-                    add(&mut chain, 1, i)?;
-                    prefix(false, i)?;
+                    scan.close(i)?;
                     i += 1;
                 }
                 b',' | b';' => {
-                    prefix(false, i)?;
-                    chain = match groups.last_mut() {
-                        Some((inherited, longest)) => {
-                            *longest = (*longest).max(chain);
-                            *inherited
-                        }
-                        None => 0,
-                    };
+                    scan.comma();
                     i += 1;
                 }
                 _ if b.is_ascii_whitespace() => i += 1,
@@ -482,20 +431,221 @@ pub(crate) fn shape_within(
                     {
                         i += 1;
                     }
-                    add(&mut chain, 1, start)?;
-                    prefix(bytes[start..i].eq_ignore_ascii_case(b"not"), start)?;
+                    scan.word(start, &bytes[start..i])?;
                 }
                 _ => {
-                    add(&mut chain, 1, i)?;
-                    prefix(matches!(b, b'-' | b'+' | b'~' | b'!'), i)?;
+                    scan.token(i, matches!(b, b'-' | b'+' | b'~' | b'!'))?;
                     i += 1;
                 }
             }
         }
     }
-    shape.chain = longest;
-    shape.nesting = shape.nesting.max(deepest_run);
-    Ok(shape)
+    Ok(scan.shape())
+}
+
+/// The limits a text is measured against.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bounds {
+    pub nesting: u32,
+    pub tokens: u32,
+    pub term_tokens: u32,
+}
+
+impl Bounds {
+    pub(crate) const LIMITS: Bounds = Bounds {
+        nesting: valori_core::limits::EXPRESSION_NESTING_MAX,
+        tokens: valori_core::limits::EXPRESSION_TOKENS_MAX,
+        term_tokens: valori_core::limits::EXPRESSION_TERM_TOKENS_MAX,
+    };
+}
+
+/// Chain lengths at one point: all tokens, and the tokens since the last
+/// `AND`, `OR` or clause keyword (the current term).
+#[derive(Clone, Copy, Debug, Default)]
+struct Lengths {
+    chain: u32,
+    term: u32,
+}
+
+impl Lengths {
+    fn max(self, other: Lengths) -> Lengths {
+        Lengths {
+            chain: self.chain.max(other.chain),
+            term: self.term.max(other.term),
+        }
+    }
+}
+
+/// An open bracket or `CASE`: what it inherited and the longest it has
+/// seen inside.
+#[derive(Clone, Copy, Debug)]
+struct Group {
+    inherited: Lengths,
+    longest: Lengths,
+    case: bool,
+}
+
+/// Words that end one term of a boolean chain or start a clause: an
+/// arithmetic, cast or string chain never goes on across them.
+const TERM_BREAKS: [&[u8]; 17] = [
+    b"and",
+    b"or",
+    b"select",
+    b"from",
+    b"where",
+    b"by",
+    b"having",
+    b"limit",
+    b"offset",
+    b"on",
+    b"using",
+    b"values",
+    b"set",
+    b"returning",
+    b"union",
+    b"intersect",
+    b"except",
+];
+
+/// The state of [`shape_within`]'s pass.
+struct Scan {
+    bounds: Bounds,
+    groups: Vec<Group>,
+    now: Lengths,
+    longest: Lengths,
+    prefixes: u32,
+    nesting: u32,
+}
+
+impl Scan {
+    fn new(bounds: Bounds) -> Scan {
+        Scan {
+            bounds,
+            groups: Vec::new(),
+            now: Lengths::default(),
+            longest: Lengths::default(),
+            prefixes: 0,
+            nesting: 0,
+        }
+    }
+
+    fn shape(&self) -> Shape {
+        Shape {
+            nesting: self.nesting,
+            chain: self.longest.chain,
+        }
+    }
+
+    fn inherited(&self) -> Lengths {
+        self.groups
+            .last()
+            .map_or_else(Lengths::default, |g| g.inherited)
+    }
+
+    /// One token; `prefix` when it may be a prefix operator.
+    fn token(&mut self, offset: usize, prefix: bool) -> Result<(), ExpressionBoundsError> {
+        self.count(offset, prefix)?;
+        self.check_term(offset)
+    }
+
+    /// [`Scan::token`] without the term's check.
+    fn count(&mut self, offset: usize, prefix: bool) -> Result<(), ExpressionBoundsError> {
+        self.prefixes = if prefix { self.prefixes + 1 } else { 0 };
+        self.nesting = self.nesting.max(self.prefixes);
+        if self.prefixes > self.bounds.nesting {
+            return Err(ExpressionBoundsError::Nesting {
+                offset,
+                max: self.bounds.nesting,
+            });
+        }
+        self.now.chain = self.now.chain.saturating_add(1);
+        self.now.term = self.now.term.saturating_add(1);
+        self.longest = self.longest.max(self.now);
+        if self.now.chain > self.bounds.tokens {
+            return Err(ExpressionBoundsError::Chain {
+                offset,
+                max: self.bounds.tokens,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks the term's length; called for every token but the words
+    /// that end a term.
+    fn check_term(&self, offset: usize) -> Result<(), ExpressionBoundsError> {
+        if self.now.term > self.bounds.term_tokens {
+            return Err(ExpressionBoundsError::Term {
+                offset,
+                max: self.bounds.term_tokens,
+            });
+        }
+        Ok(())
+    }
+
+    fn word(&mut self, offset: usize, word: &[u8]) -> Result<(), ExpressionBoundsError> {
+        let is = |w: &[u8]| word.eq_ignore_ascii_case(w);
+        let in_case = self.groups.last().is_some_and(|g| g.case);
+        if is(b"case") {
+            self.token(offset, false)?;
+            return self.open(offset, true);
+        }
+        if in_case && is(b"end") {
+            return self.close(offset);
+        }
+        if in_case && (is(b"when") || is(b"then") || is(b"else")) {
+            self.comma();
+            return Ok(());
+        }
+        if TERM_BREAKS.iter().any(|w| is(w)) {
+            // The word ends the term before it and starts none: it counts
+            // in the chain only.
+            self.count(offset, false)?;
+            if let Some(group) = self.groups.last_mut() {
+                group.longest = group.longest.max(self.now);
+            }
+            self.now.term = self.inherited().term;
+            return Ok(());
+        }
+        self.token(offset, is(b"not"))
+    }
+
+    fn open(&mut self, offset: usize, case: bool) -> Result<(), ExpressionBoundsError> {
+        if self.groups.len() >= self.bounds.nesting as usize {
+            return Err(ExpressionBoundsError::Nesting {
+                offset,
+                max: self.bounds.nesting,
+            });
+        }
+        self.prefixes = 0;
+        self.groups.push(Group {
+            inherited: self.now,
+            longest: self.now,
+            case,
+        });
+        self.nesting = self.nesting.max(self.groups.len() as u32);
+        Ok(())
+    }
+
+    /// The group is one operand of the chain around it, at the depth of
+    /// the longest chain inside it. An unbalanced closer is the parser's
+    /// to report.
+    fn close(&mut self, offset: usize) -> Result<(), ExpressionBoundsError> {
+        if let Some(group) = self.groups.pop() {
+            self.now = group.longest.max(self.now);
+        }
+        self.token(offset, false)
+    }
+
+    fn comma(&mut self) {
+        self.prefixes = 0;
+        self.now = match self.groups.last_mut() {
+            Some(group) => {
+                group.longest = group.longest.max(self.now);
+                group.inherited
+            }
+            None => Lengths::default(),
+        };
+    }
 }
 
 #[cfg(test)]
@@ -564,7 +714,9 @@ mod tests {
     /// comments as the docs say.
     #[test]
     fn expression_bounds() {
-        use valori_core::limits::{EXPRESSION_NESTING_MAX, EXPRESSION_TOKENS_MAX};
+        use valori_core::limits::{
+            EXPRESSION_NESTING_MAX, EXPRESSION_TERM_TOKENS_MAX, EXPRESSION_TOKENS_MAX,
+        };
         let nesting = EXPRESSION_NESTING_MAX as usize;
         let tokens = EXPRESSION_TOKENS_MAX as usize;
         let nested = |n: usize| format!("SELECT {}1{}", "(".repeat(n), ")".repeat(n));
@@ -598,6 +750,36 @@ mod tests {
                 "{op}"
             );
         }
+        // Arithmetic, casts and string operators chain within one term,
+        // which AND, OR, commas and clause keywords end: `SELECT` ends a
+        // term, then `1` and each `+ 1` (2 tokens) count.
+        let term_tokens = EXPRESSION_TERM_TOKENS_MAX as usize;
+        let sum = |n: usize| format!("SELECT 1{}", " + 1".repeat(n));
+        let n = (term_tokens - 1) / 2;
+        assert_eq!(check_expression_bounds(&sum(n)).map(|_| ()), Ok(()));
+        assert_eq!(
+            check_expression_bounds(&sum(n + 1)),
+            Err(ExpressionBoundsError::Term {
+                offset: "SELECT 1".len() + 4 * n + 3,
+                max: EXPRESSION_TERM_TOKENS_MAX
+            })
+        );
+        let terms = |n: usize| {
+            format!(
+                "SELECT 1 WHERE {}",
+                vec![sum(n).replacen("SELECT ", "", 1); 20].join(" OR ")
+            )
+        };
+        assert_eq!(check_expression_bounds(&terms(n - 1)).map(|_| ()), Ok(()));
+        assert!(matches!(
+            check_expression_bounds(&terms(n + 1)),
+            Err(ExpressionBoundsError::Term { .. })
+        ));
+        // CASE is a group whose WHEN, THEN and ELSE parts are separate
+        // terms: 100 branches of 60 tokens each pass.
+        let branch = format!("WHEN x = 1 THEN 1{}", " + 1".repeat(29));
+        let case = format!("SELECT CASE {} ELSE 0 END + 1", vec![branch; 100].join(" "));
+        assert_eq!(check_expression_bounds(&case).map(|_| ()), Ok(()));
         // Prefix operators apart from each other chain, they do not nest.
         let apart = |n: usize| format!("SELECT 1 WHERE {}", vec!["NOT x"; n].join(" OR "));
         assert_eq!(check_expression_bounds(&apart(1_000)).map(|_| ()), Ok(()));
@@ -660,7 +842,7 @@ mod tests {
         assert_eq!(check_expression_bounds(&hidden).map(|_| ()), Ok(()));
         // A comma resets the chain to what encloses it; a group counts once
         // in the chain around it.
-        let arg = |n: usize| vec!["x"; n].join(" + ");
+        let arg = |n: usize| vec!["x"; n].join(" OR ");
         // `SELECT`, `f` and the group take 3 tokens of the chain; each
         // argument of n terms takes 2n - 1.
         let n = (tokens - 3).div_ceil(2);
@@ -668,7 +850,7 @@ mod tests {
         assert_eq!(check_expression_bounds(&long_args).map(|_| ()), Ok(()));
         let past = format!("SELECT f({}, {})", arg(n), arg(n + 1));
         assert!(check_expression_bounds(&past).is_err());
-        let inherited = format!("SELECT {} + f({})", arg(100), arg(n - 98));
+        let inherited = format!("SELECT {} OR f({})", arg(100), arg(n - 98));
         assert!(check_expression_bounds(&inherited).is_err());
         // A group that opens a chain sits at the bottom of that chain's
         // tree: its length carries on after it.

@@ -11,11 +11,14 @@ use std::net::SocketAddr;
 
 use serde_json::{Value, json};
 use tokio_postgres::NoTls;
-use valori_core::limits::{EXPRESSION_NESTING_MAX, EXPRESSION_TOKENS_MAX};
+use valori_core::limits::{
+    EXPRESSION_NESTING_MAX, EXPRESSION_TERM_TOKENS_MAX, EXPRESSION_TOKENS_MAX,
+};
 use valori_wire::config::ServeArgs;
 
 const TOKENS: usize = EXPRESSION_TOKENS_MAX as usize;
 const NESTING: usize = EXPRESSION_NESTING_MAX as usize;
+const TERM_TOKENS: usize = EXPRESSION_TERM_TOKENS_MAX as usize;
 
 struct Server {
     rest: SocketAddr,
@@ -200,11 +203,22 @@ fn deep_statements_through_every_front_end() {
             assert_eq!(e.code().map(|c| c.code()), Some("54000"), "{e}");
         }
         // A deep statement the limits admit, prepared (planned at Parse)
-        // and run: 1,364 nested casts (`SELECT 7 … AS seven` is 4 tokens,
-        // each `::bigint` 3).
-        let casts = format!("SELECT 7{} AS seven", "::bigint".repeat((TOKENS - 4) / 3));
-        let rows = client.query(casts.as_str(), &[]).await.unwrap();
+        // and run: OR terms of 41 nested casts each, as many as the chain
+        // limit allows (`SELECT` and `WHERE` end a term; `7`, each
+        // `::bigint` and `= 7` count, 1, 3 and 2 tokens).
+        let casts = |n: usize| format!("7{} = 7", "::bigint".repeat(n));
+        let n = (TERM_TOKENS - 3) / 3;
+        let deep = format!(
+            "SELECT 7 AS seven WHERE {}",
+            vec![casts(n); (TOKENS - 6) / (3 * n + 4)].join(" OR ")
+        );
+        let rows = client.query(deep.as_str(), &[]).await.unwrap();
         assert_eq!(rows[0].get::<_, i64>(0), 7);
+        let e = client
+            .query(format!("SELECT {}", casts(n + 1)).as_str(), &[])
+            .await
+            .unwrap_err();
+        assert_eq!(e.code().map(|c| c.code()), Some("54000"), "{e}");
         // The connection is still usable.
         let rows = client
             .query("SELECT count(*) FROM docs", &[])

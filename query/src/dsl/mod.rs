@@ -23,7 +23,6 @@ use pest::Parser as _;
 use pest::error::{ErrorVariant, LineColLocation};
 use valori_core::distance::Metric;
 use valori_core::event::CollectionName;
-use valori_core::limits;
 use valori_core::q16::QuantizeErrorKind;
 
 pub use ast::Query;
@@ -214,10 +213,14 @@ pub async fn run_with(
     // The lowered SQL is as deep as the bounded DSL text plus the few
     // levels lowering adds (a function call, an IN list, a group per
     // predicate), so it is measured with room for them.
+    let bounds = crate::sql_text::Bounds::LIMITS;
     let shape = crate::sql_text::shape_within(
         &lowered.sql,
-        limits::EXPRESSION_NESTING_MAX + 4,
-        limits::EXPRESSION_TOKENS_MAX * 2,
+        crate::sql_text::Bounds {
+            nesting: bounds.nesting + 4,
+            tokens: bounds.tokens * 2,
+            term_tokens: bounds.term_tokens * 2,
+        },
     )
     .map_err(QueryError::from)?;
     Ok(query

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::Int64Type;
 use valori_core::distance::Metric;
-use valori_core::limits::{EXPRESSION_NESTING_MAX, EXPRESSION_TOKENS_MAX};
+use valori_core::limits::{
+    EXPRESSION_NESTING_MAX, EXPRESSION_TERM_TOKENS_MAX, EXPRESSION_TOKENS_MAX,
+};
 use valori_engine::Engine;
 use valori_query::dsl::{self, DslError};
 use valori_query::{QueryEngine, QueryError, datafusion};
@@ -19,6 +21,7 @@ use super::{block_on, create};
 
 const TOKENS: usize = EXPRESSION_TOKENS_MAX as usize;
 const NESTING: usize = EXPRESSION_NESTING_MAX as usize;
+const TERM_TOKENS: usize = EXPRESSION_TERM_TOKENS_MAX as usize;
 
 fn engine() -> (tempfile::TempDir, Arc<Engine>, QueryEngine) {
     let dir = tempfile::tempdir().unwrap();
@@ -100,7 +103,9 @@ fn deep_shapes_are_refused() {
 }
 
 /// Proves the deepest trees the limits admit are planned, optimized and
-/// run correctly: chains of `OR` and casts exactly at the token limit,
+/// run correctly: a chain of `OR` at the token limit, casts and an
+/// arithmetic filter at the term limit, as many such terms as the chain
+/// limit allows,
 /// runs of `NOT` and unary minus at the nesting limit, a left-deep `OR` that continues a group, parentheses
 /// at the nesting limit, and the same shapes one token or level past the
 /// limit refused. Expected values are computed here from the shape (an
@@ -123,16 +128,25 @@ fn deepest_admitted_shapes_run() {
         vec!["1=1"; half].join(" OR ")
     );
     let nested = |n: usize| format!("SELECT {}7{}", "(".repeat(n), ")".repeat(n));
-    // A deep filter evaluated on every row of a table: `SELECT count(*)
-    // FROM docs WHERE id` is 8 tokens (the group of `*` 2), `>= 0` 3
-    // (each operator character counts), each `+ 0` 2.
+    // The deepest arithmetic filter evaluated on every row of a table:
+    // `WHERE` ends a term; `id` is 1 token, `>= 0` 3 (each operator
+    // character counts), each `+ 0` 2. `+ 0` is the shape DataFusion's
+    // simplifier takes longest over.
     let filter = |n: usize| {
         format!(
             "SELECT count(*) FROM docs WHERE id{} >= 0",
             " + 0".repeat(n)
         )
     };
-    let n_filter = (TOKENS - 11) / 2;
+    let n_filter = (TERM_TOKENS - 4) / 2;
+    // As many such terms as the chain limit allows, joined by OR
+    // (`SELECT count(*) FROM docs WHERE` is 7 tokens).
+    let term = format!("id{} >= 0", " + 0".repeat(n_filter));
+    let term_count = (TOKENS - 7) / (4 + 2 * n_filter + 1);
+    let many_terms = format!(
+        "SELECT count(*) FROM docs WHERE {}",
+        vec![term.as_str(); term_count].join(" OR ")
+    );
     block_on(async {
         assert_eq!(single_i64(&query.sql(&or_chain(terms)).await.unwrap()), 1);
         assert!(too_complex(
@@ -152,12 +166,14 @@ fn deepest_admitted_shapes_run() {
         assert!(too_complex(
             &query.sql(&minus(NESTING + 1)).await.unwrap_err()
         ));
-        let n = (TOKENS - 2) / 3;
+        // `SELECT` ends a term; `7` and each cast (3 tokens) count.
+        let n = (TERM_TOKENS - 1) / 3;
         assert_eq!(single_i64(&query.sql(&casts(n)).await.unwrap()), 7);
         assert!(too_complex(&query.sql(&casts(n + 1)).await.unwrap_err()));
         assert_eq!(single_i64(&query.sql(&continued).await.unwrap()), 1);
         assert_eq!(single_i64(&query.sql(&nested(NESTING)).await.unwrap()), 7);
         assert_eq!(single_i64(&query.sql(&filter(n_filter)).await.unwrap()), 4);
+        assert_eq!(single_i64(&query.sql(&many_terms).await.unwrap()), 4);
         assert!(too_complex(
             &query.sql(&filter(n_filter + 1)).await.unwrap_err()
         ));
@@ -232,7 +248,7 @@ fn deepest_admitted_dsl_filters_run() {
 fn timeout_and_memory_pool_bound_every_statement() {
     let (_dir, engine, _) = engine();
     let limits = valori_query::QueryLimits {
-        statement_timeout: std::time::Duration::from_millis(300),
+        statement_timeout: std::time::Duration::from_secs(3),
         memory_bytes: 16 << 20,
     };
     let query = QueryEngine::with_limits(Arc::clone(&engine), limits);
