@@ -712,7 +712,7 @@ fn collection_count_limit_in_the_engine() {
         engine
             .submit(Event::CreateCollection {
                 name: name.clone(),
-                config: config.clone(),
+                config,
             })
             .unwrap();
     }
