@@ -16,52 +16,11 @@ use valori_core::hash::Hash32;
 use valori_wire::audit::{AuditReport, AuditRequest, Claim, TrustedHead, audit};
 use valori_wire::config::ServeArgs;
 
-/// A real server on a free loopback port, stopped on drop.
-struct Server {
-    rest: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
+#[path = "common/server.rs"]
+mod server;
+use server::Server;
 
 impl Server {
-    fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let config = ServeArgs {
-            data_dir: Some(dir.path().to_owned()),
-            rest_addr: Some("127.0.0.1:0".parse().unwrap()),
-            pg_addr: Some("127.0.0.1:0".parse().unwrap()),
-            index_threads: Some(1),
-            ..ServeArgs::default()
-        }
-        .resolve()
-        .unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (ready, addr) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(valori_wire::server::serve(
-                config,
-                async move {
-                    let _ = stopped.await;
-                },
-                move |running| ready.send(running.rest_addr).unwrap(),
-            ))
-            .unwrap();
-        });
-        let rest = addr.recv().unwrap();
-        Server {
-            rest,
-            stop: Some(stop),
-            thread: Some(thread),
-            _dir: dir,
-        }
-    }
-
     fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
         let answer = valori_wire::client::request(
             &self.rest.to_string(),
@@ -84,17 +43,6 @@ impl Server {
         TrustedHead {
             size: proof["log_size"].as_u64().unwrap(),
             root: Hash32::from_hex(proof["log_root"].as_str().unwrap()).unwrap(),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }
@@ -269,7 +217,7 @@ fn assert_refused(report: &AuditReport, claim: &Claim, case: &str) {
 /// event and compares the snapshot and the claimed hashes.
 #[test]
 fn honest_server_passes() {
-    let server = Server::start();
+    let server = Server::start(ServeArgs::default());
     let snapshot = fill(&server, 1);
     let trusted = TrustedHead {
         size: 3,
@@ -308,7 +256,7 @@ fn honest_server_passes() {
 /// "snapshot state hash".
 #[test]
 fn edited_snapshot_is_refused() {
-    let server = Server::start();
+    let server = Server::start(ServeArgs::default());
     let events = fill(&server, 2);
     let lie: Lie = Arc::new(move |path, status, mut body| {
         if status != 200 || !path.starts_with("/v1/snapshots/") {
@@ -349,7 +297,7 @@ fn edited_snapshot_is_refused() {
 /// refused as "snapshot at N events", naming what the reader found.
 #[test]
 fn every_snapshot_byte_is_checked() {
-    let server = Server::start();
+    let server = Server::start(ServeArgs::default());
     let events = fill(&server, 3);
     let len = valori_wire::client::request(
         &server.rest.to_string(),
@@ -379,7 +327,7 @@ fn every_snapshot_byte_is_checked() {
 /// event's inclusion path edited, is refused as "event N inclusion".
 #[test]
 fn every_event_and_path_hash_is_checked() {
-    let server = Server::start();
+    let server = Server::start(ServeArgs::default());
     fill(&server, 4);
     let size = server.head().size;
     let (_, page) = server.call("GET", "/v1/proof/log?from=0", None);
@@ -432,10 +380,10 @@ fn every_event_and_path_hash_is_checked() {
 /// root — is refused: "consistency from trusted head".
 #[test]
 fn forked_root_is_refused() {
-    let honest = Server::start();
+    let honest = Server::start(ServeArgs::default());
     fill(&honest, 5);
     let trusted = honest.head();
-    let forked = Server::start();
+    let forked = Server::start(ServeArgs::default());
     fill(&forked, 6);
     assert_eq!(forked.head().size, trusted.size);
     let report = run(forked.url(), Some(trusted));
@@ -480,7 +428,7 @@ fn forked_root_is_refused() {
 /// reports its full size but serves fewer events.
 #[test]
 fn truncated_log_is_refused() {
-    let server = Server::start();
+    let server = Server::start(ServeArgs::default());
     fill(&server, 7);
     let trusted = server.head();
     let short = trusted.size - 2;
@@ -514,7 +462,7 @@ fn truncated_log_is_refused() {
 /// refused by the replay, naming which.
 #[test]
 fn claimed_hashes_are_checked_against_the_replay() {
-    let server = Server::start();
+    let server = Server::start(ServeArgs::default());
     fill(&server, 8);
     let trusted = server.head();
     for at in [0, 31, 63] {
@@ -553,7 +501,7 @@ fn claimed_hashes_are_checked_against_the_replay() {
 /// snapshot stops with a clear error instead of reading it.
 #[test]
 fn downloads_are_bounded() {
-    let server = Server::start();
+    let server = Server::start(ServeArgs::default());
     fill(&server, 9);
     let err = audit(&AuditRequest {
         url: server.url(),
@@ -596,7 +544,7 @@ fn downloads_are_bounded() {
 /// usage error.
 #[test]
 fn cli_pins_a_trusted_head() {
-    let server = Server::start();
+    let server = Server::start(ServeArgs::default());
     fill(&server, 10);
     let head = server.head();
     let valori = |root: &str| {
@@ -641,7 +589,7 @@ fn cli_pins_a_trusted_head() {
 /// give none).
 #[test]
 fn every_consistency_hash_and_the_size_are_checked() {
-    let server = Server::start();
+    let server = Server::start(ServeArgs::default());
     fill(&server, 11);
     let head = server.head();
     let trusted = TrustedHead {
@@ -689,7 +637,7 @@ fn every_consistency_hash_and_the_size_are_checked() {
 #[test]
 fn log_route_pages_and_refuses_bad_ranges() {
     use valori_core::merkle::{leaf_hash, verify_inclusion};
-    let server = Server::start();
+    let server = Server::start(ServeArgs::default());
     fill(&server, 12);
     let size = server.head().size;
     let (status, page) = server.call("GET", "/v1/proof/log?from=1&limit=2&size=5", None);

@@ -7,8 +7,6 @@
 //! worker stacks, as `valori serve` does.
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
-
 use serde_json::{Value, json};
 use tokio_postgres::NoTls;
 use valori_core::limits::{
@@ -16,63 +14,15 @@ use valori_core::limits::{
 };
 use valori_wire::config::ServeArgs;
 
+#[path = "common/server.rs"]
+mod server;
+use server::Server;
+
 const TOKENS: usize = EXPRESSION_TOKENS_MAX as usize;
 const NESTING: usize = EXPRESSION_NESTING_MAX as usize;
 const TERM_TOKENS: usize = EXPRESSION_TERM_TOKENS_MAX as usize;
 
-struct Server {
-    rest: SocketAddr,
-    pg: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
 impl Server {
-    fn start() -> Server {
-        Server::start_with(ServeArgs::default())
-    }
-
-    /// A server with `args`' settings on a fresh data directory and free
-    /// loopback ports.
-    fn start_with(args: ServeArgs) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let config = ServeArgs {
-            data_dir: Some(dir.path().to_owned()),
-            rest_addr: Some("127.0.0.1:0".parse().unwrap()),
-            pg_addr: Some("127.0.0.1:0".parse().unwrap()),
-            index_threads: Some(1),
-            ..args
-        }
-        .resolve()
-        .unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (ready, addrs) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(valori_wire::server::serve(
-                config,
-                async move {
-                    let _ = stopped.await;
-                },
-                move |running| ready.send((running.rest_addr, running.pg_addr)).unwrap(),
-            ))
-            .unwrap();
-        });
-        let (rest, pg) = addrs.recv().unwrap();
-        Server {
-            rest,
-            pg,
-            stop: Some(stop),
-            thread: Some(thread),
-            _dir: dir,
-        }
-    }
-
     fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let body = body.to_string();
         let answer = valori_wire::client::request(
@@ -101,17 +51,6 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 fn assert_refused(server: &Server, path: &str, body: Value) {
     let (status, answer) = server.post(path, &body);
     assert_eq!(status, 400, "{path}: {answer}");
@@ -136,7 +75,7 @@ fn deep_filters() -> [String; 3] {
 /// server, answers the deepest admitted ones, and loses nothing.
 #[test]
 fn deep_statements_through_every_front_end() {
-    let server = Server::start();
+    let server = Server::start(ServeArgs::default());
     let (status, answer) = server.post("/v1/collections", &json!({"name": "docs", "dim": 2}));
     assert_eq!(status, 201, "{answer}");
     let (status, answer) = server.post(
@@ -236,7 +175,7 @@ fn deep_statements_through_every_front_end() {
 /// goes on answering with its state unchanged.
 #[test]
 fn statement_timeout_and_memory_pool_on_every_front_end() {
-    let server = Server::start_with(ServeArgs {
+    let server = Server::start(ServeArgs {
         statement_timeout: Some(1),
         query_memory_bytes: Some(16 << 20),
         ..ServeArgs::default()

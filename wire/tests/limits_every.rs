@@ -8,7 +8,6 @@
 //! query/tests/query/bounds.rs and wire/tests/limits.rs.
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -20,62 +19,16 @@ use valori_core::limits;
 use valori_engine::{Engine, EngineError, EngineOptions};
 use valori_wire::config::ServeArgs;
 
-struct Server {
-    rest: SocketAddr,
-    pg_port: u16,
-    engine: Arc<Engine>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
+#[path = "common/server.rs"]
+mod server;
+use server::Server;
 
 impl Server {
-    fn start(body_bytes_max: Option<usize>) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let config = ServeArgs {
-            data_dir: Some(dir.path().to_owned()),
-            rest_addr: Some("127.0.0.1:0".parse().unwrap()),
-            pg_addr: Some("127.0.0.1:0".parse().unwrap()),
+    fn with(body_bytes_max: Option<usize>) -> Server {
+        Server::start(ServeArgs {
             body_bytes_max,
-            index_threads: Some(1),
             ..ServeArgs::default()
-        }
-        .resolve()
-        .unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (ready, running) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(valori_wire::server::serve(
-                config,
-                async move {
-                    let _ = stopped.await;
-                },
-                move |running| {
-                    ready
-                        .send((
-                            running.rest_addr,
-                            running.pg_addr,
-                            Arc::clone(&running.engine),
-                        ))
-                        .unwrap()
-                },
-            ))
-            .unwrap();
-        });
-        let (rest, pg, engine) = running.recv().unwrap();
-        Server {
-            rest,
-            pg_port: pg.port(),
-            engine,
-            stop: Some(stop),
-            thread: Some(thread),
-            _dir: dir,
-        }
+        })
     }
 
     fn call(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
@@ -128,21 +81,13 @@ impl Server {
     }
 
     async fn pg(&self) -> Client {
-        let config = format!("host=127.0.0.1 port={} user=t dbname=valori", self.pg_port);
+        let config = format!(
+            "host=127.0.0.1 port={} user=t dbname=valori",
+            self.pg.port()
+        );
         let (client, connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
         tokio::spawn(connection);
         client
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -189,7 +134,7 @@ fn hex(bytes: &[u8]) -> String {
 /// is created; one past, nothing is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collection_limits_on_rest_and_postgres() {
-    let server = Server::start(None);
+    let server = Server::with(None);
     let client = server.pg().await;
     let dim = limits::DIM_MAX;
     let name_max = limits::COLLECTION_NAME_BYTES_MAX as usize;
@@ -316,7 +261,7 @@ async fn collection_limits_on_rest_and_postgres() {
 /// that carries metadata; one byte more is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_limit_on_every_write() {
-    let server = Server::start(None);
+    let server = Server::with(None);
     let client = server.pg().await;
     let max = limits::METADATA_BYTES_MAX as usize;
     let name = max.to_string();
@@ -425,7 +370,7 @@ async fn metadata_limit_on_every_write() {
 /// Q16.16); the limit itself is refused, on both signs and both fronts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn component_limit_on_rest_and_postgres() {
-    let server = Server::start(None);
+    let server = Server::with(None);
     let client = server.pg().await;
     let limit = limits::COMPONENT_ABS_LIMIT;
     let below = f32::from_bits(limit.to_bits() - 1);
@@ -474,7 +419,7 @@ async fn component_limit_on_rest_and_postgres() {
 /// `/v1/sql` and `/v1/query`; one byte more is refused before parsing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_length_limit_on_every_front() {
-    let server = Server::start(None);
+    let server = Server::with(None);
     let client = server.pg().await;
     let max = limits::SQL_BYTES_MAX as usize;
     let name = max.to_string();
@@ -523,7 +468,7 @@ async fn sql_length_limit_on_every_front() {
 /// exceeds SQL_BYTES_MAX first.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_limit_on_rest_and_copy() {
-    let server = Server::start(None);
+    let server = Server::with(None);
     let max = limits::BATCH_RECORDS_MAX as usize;
     server.accepts(
         "POST",
@@ -584,7 +529,7 @@ async fn batch_limit_on_rest_and_copy() {
 #[test]
 fn body_limit_on_rest() {
     let max = 1024;
-    let server = Server::start(Some(max));
+    let server = Server::with(Some(max));
     server.accepts("POST", "/v1/collections", r#"{"name":"docs","dim":2}"#, 201);
     let body = |len: usize| {
         let text = r#"{"id":1,"vector":[1,2]}"#;
@@ -607,7 +552,7 @@ fn body_limit_on_rest() {
 /// what it had. (The count limit is in pg.rs.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_setting_sizes_on_postgres() {
-    let server = Server::start(None);
+    let server = Server::with(None);
     let client = server.pg().await;
     let name_max = limits::SESSION_SETTING_NAME_BYTES_MAX as usize;
     let value_max = limits::SESSION_SETTING_VALUE_BYTES_MAX as usize;
@@ -643,7 +588,7 @@ async fn session_setting_sizes_on_postgres() {
 /// `limit` of exactly that is honoured, one more is cut to it.
 #[test]
 fn log_page_event_limit_on_rest() {
-    let server = Server::start(None);
+    let server = Server::with(None);
     let max = limits::LOG_PAGE_EVENTS_MAX as u64;
     let name = CollectionName::new("docs").unwrap();
     server

@@ -9,51 +9,17 @@ use serde_json::{Value, json};
 use valori_wire::auth::User;
 use valori_wire::config::ServeArgs;
 
-struct Server {
-    rest: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
+#[path = "common/server.rs"]
+mod server;
+use server::Server;
 
 impl Server {
-    fn start(users: Vec<User>, body_bytes_max: Option<usize>) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let config = ServeArgs {
-            data_dir: Some(dir.path().to_owned()),
-            rest_addr: Some("127.0.0.1:0".parse().unwrap()),
-            pg_addr: Some("127.0.0.1:0".parse().unwrap()),
+    fn with(users: Vec<User>, body_bytes_max: Option<usize>) -> Server {
+        Server::start(ServeArgs {
             users,
             body_bytes_max,
-            index_threads: Some(1),
             ..ServeArgs::default()
-        }
-        .resolve()
-        .unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (ready, addr) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(valori_wire::server::serve(
-                config,
-                async move {
-                    let _ = stopped.await;
-                },
-                move |running| ready.send(running.rest_addr).unwrap(),
-            ))
-            .unwrap();
-        });
-        let rest = addr.recv().unwrap();
-        Server {
-            rest,
-            stop: Some(stop),
-            thread: Some(thread),
-            _dir: dir,
-        }
+        })
     }
 
     fn call(
@@ -73,17 +39,6 @@ impl Server {
         let (status, proof) = self.call("GET", "/v1/proof/state", Some(WRITE_KEY), None);
         assert_eq!(status, 200, "{proof}");
         proof["state_hash"].as_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -138,7 +93,7 @@ type Case<'a> = (
 /// them changes the state hash.
 #[test]
 fn bad_requests_get_json_errors_and_change_nothing() {
-    let server = Server::start(users(), Some(256 * 1024));
+    let server = Server::with(users(), Some(256 * 1024));
     let k = Some(WRITE_KEY);
     let (status, _) = server.call(
         "POST",
@@ -506,7 +461,7 @@ fn data_dir() -> PathBuf {
 fn digits_over_rest_match_an_independent_brute_force() {
     let base = valori_columnar::texmex::read_fvecs(&data_dir().join("base.fvecs")).unwrap();
     let queries = valori_columnar::texmex::read_fvecs(&data_dir().join("query.fvecs")).unwrap();
-    let server = Server::start(Vec::new(), None);
+    let server = Server::with(Vec::new(), None);
     let (status, _) = server.call(
         "POST",
         "/v1/collections",
@@ -642,7 +597,7 @@ fn digits_over_rest_match_an_independent_brute_force() {
 /// returns is what a read sees, and the proofs check out.
 #[test]
 fn records_graph_proofs_and_snapshots() {
-    let server = Server::start(Vec::new(), None);
+    let server = Server::with(Vec::new(), None);
     let call = |m, p, b: Option<&str>| server.call(m, p, None, b);
     assert_eq!(
         call(
@@ -822,7 +777,7 @@ fn root_from_inclusion(index: u64, size: u64, leaf: [u8; 32], path: &[[u8; 32]])
 #[test]
 fn live_audit_checks_event_and_snapshot() {
     use valori_wire::audit::{AuditRequest, Claim, audit};
-    let server = Server::start(Vec::new(), None);
+    let server = Server::with(Vec::new(), None);
     let call = |m, p, b: Option<&str>| server.call(m, p, None, b);
     call("POST", "/v1/collections", Some(r#"{"name":"a","dim":2}"#));
     for i in 0..5 {
@@ -896,7 +851,7 @@ fn live_audit_checks_event_and_snapshot() {
 /// matching rows, nearest first; a parse error names line and column.
 #[test]
 fn dsl_query_and_filtered_search() {
-    let server = Server::start(Vec::new(), None);
+    let server = Server::with(Vec::new(), None);
     let call = |m, p, b: &str| server.call(m, p, None, Some(b));
     call("POST", "/v1/collections", r#"{"name":"docs","dim":2}"#);
     // Rows on a line: row i at (i, 0); even ids English, odd German.
