@@ -500,7 +500,10 @@ fn binary_array(bytes: &[u8]) -> Result<Vec<f32>, String> {
         return Err(format!("array of {ndim} dimensions; a vector has one"));
     }
     let claimed = word(12)?;
-    let body = bytes.len().saturating_sub(ARRAY_HEADER_BYTES);
+    // The lower bound is not used, but the header must be whole: the
+    // elements start after it.
+    word(16)?;
+    let body = bytes.len() - ARRAY_HEADER_BYTES;
     let len = usize::try_from(claimed)
         .ok()
         .filter(|&len| len <= body / 4)
