@@ -25,6 +25,24 @@ pub mod stress;
 pub mod verify;
 pub mod wal;
 
+/// Entry points for the fuzz targets (crate `valori-fuzz-targets`) to
+/// parts of the engine that are otherwise private. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::recovery::Checkpoint;
+
+    /// Decodes checkpoint file bytes as recovery does; `None` for bytes
+    /// recovery refuses (damaged or another version).
+    pub fn decode_checkpoint(bytes: &[u8]) -> Option<Checkpoint> {
+        crate::recovery::decode_checkpoint(bytes).ok()
+    }
+
+    /// The checkpoint file bytes of `checkpoint`.
+    pub fn encode_checkpoint(checkpoint: &Checkpoint) -> Vec<u8> {
+        crate::recovery::encode_checkpoint(checkpoint)
+    }
+}
+
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

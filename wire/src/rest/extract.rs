@@ -36,16 +36,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                     }
                     _ => ApiError::status_code(e.status(), e.body_text()),
                 })?;
-        if bytes.is_empty() {
-            return Err(ApiError::bad_request("the request needs a JSON body"));
-        }
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        let value = T::deserialize(&mut de)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-        de.end()
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-        Ok(Body(value))
+        parse_json(&bytes).map(Body)
     }
+}
+
+/// A request body as [`Body`] reads it: one JSON value of type `T` and
+/// nothing after it.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("the request needs a JSON body"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = T::deserialize(&mut de)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    de.end()
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    Ok(value)
 }
 
 /// Path parameters; a malformed one (`/records/abc`) is a 400.

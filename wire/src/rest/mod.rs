@@ -6,6 +6,8 @@
 
 mod error;
 mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 mod records;
 mod sql;
 

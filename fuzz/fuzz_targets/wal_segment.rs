@@ -1,0 +1,5 @@
+//! libFuzzer entry of the `wal_segment` target; the checks are in
+//! `valori_fuzz_targets::wal_segment`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| valori_fuzz_targets::wal_segment(data));
