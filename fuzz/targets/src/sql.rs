@@ -49,6 +49,7 @@ fn fixture() -> &'static SqlFixture {
             engine.submit(event).expect("fuzz fixture: populate");
         }
         let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .expect("fuzz fixture: runtime");
         SqlFixture {
