@@ -387,8 +387,13 @@ impl Shape {
     /// are largest: 2 MiB held chains of 192 `+` or `::` operators (384
     /// tokens) but not 256.
     pub fn is_deep(self) -> bool {
-        self.chain > 256 || self.nesting > 16
+        self.chain > Shape::DEEP_CHAIN || self.nesting > Shape::DEEP_NESTING
     }
+
+    /// The longest chain, in tokens, of a statement that is not deep.
+    pub const DEEP_CHAIN: u32 = 256;
+    /// The deepest nesting of a statement that is not deep.
+    pub const DEEP_NESTING: u32 = 16;
 }
 
 /// [`check_expression_bounds`] with the given limits. The query DSL's
@@ -707,6 +712,33 @@ mod tests {
             Cow::Borrowed(_)
         ));
         assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+
+    /// Proves a write statement deeper than an ordinary stack holds is
+    /// refused before it is parsed, and one just within is parsed.
+    #[test]
+    fn deep_writes_are_refused() {
+        let update = |n: usize| {
+            format!(
+                "UPDATE docs SET tag = 1 WHERE {}",
+                vec!["id = 1"; n].join(" OR ")
+            )
+        };
+        // `UPDATE docs SET` is 3 tokens, `tag = 1 WHERE` 4 more; each
+        // `id = 1` 3 and each `OR` 1.
+        let fits = (Shape::DEEP_CHAIN as usize - 7 - 3) / 4 + 1;
+        assert!(!matches!(
+            crate::write::parse(&update(fits)),
+            Err(crate::write::WriteError::TooLarge(_))
+        ));
+        assert!(matches!(
+            crate::write::parse(&update(fits + 1)),
+            Err(crate::write::WriteError::TooLarge(_))
+        ));
+        assert!(matches!(
+            crate::write::parse(&update(10_000)),
+            Err(crate::write::WriteError::TooLarge(_))
+        ));
     }
 
     /// Proves the shape check refuses nesting and chains one past their

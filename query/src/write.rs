@@ -325,6 +325,22 @@ pub fn parse(sql: &str) -> Result<Option<WriteStatement>, WriteError> {
     ) {
         return Ok(None);
     }
+    // The parser, the walks below and the drop of the tree recurse as
+    // deep as the statement's expressions, on the caller's stack: a write
+    // may hold only shapes an ordinary stack holds (lists stay as wide as
+    // the statement length allows; a long disjunction is written IN (…)).
+    let shape = crate::sql_text::check_expression_bounds(sql)
+        .map_err(|e| WriteError::TooLarge(e.to_string()))?;
+    if shape.is_deep() {
+        return Err(WriteError::TooLarge(format!(
+            "write statement expressions nest {} levels and chain {} tokens; writes allow at \
+             most {} levels and {} tokens per chain (use IN (...) for long lists)",
+            shape.nesting,
+            shape.chain,
+            crate::sql_text::Shape::DEEP_NESTING,
+            crate::sql_text::Shape::DEEP_CHAIN
+        )));
+    }
     let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(syntax)?;
     if statements.len() != 1 {
         return Err(syntax("expected exactly one statement"));
