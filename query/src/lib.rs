@@ -38,6 +38,7 @@
 //!   DML: [`mod@write`] turns them into events (the Postgres front end in
 //!   `wire/` uses it), and [`pgvector`] rewrites pgvector's operators.
 
+pub mod catalog;
 pub mod dsl;
 pub mod functions;
 pub mod knn;
@@ -458,7 +459,9 @@ pub fn session_with(engine: Arc<Engine>, memory_bytes: usize) -> SessionContext 
         .expect("invariant: a new SessionContext has its default catalog");
     // Replacing a schema of the in-memory catalog cannot fail; the previous
     // (empty) default schema is dropped.
-    let _previous = catalog.register_schema(SCHEMA, Arc::new(ValoriSchema::new(engine)));
+    let _previous =
+        catalog.register_schema(SCHEMA, Arc::new(ValoriSchema::new(Arc::clone(&engine))));
+    crate::catalog::register(&ctx, engine);
     functions::register_functions(&ctx);
     metadata_functions::register_functions(&ctx);
     ctx

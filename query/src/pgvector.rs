@@ -11,7 +11,11 @@
 //! - casts to `vector` / `vector(n)` are dropped: a vector literal is the
 //!   text `'[1,2,3]'`, which the distance functions take as it is.
 //!
-//! Statements needing neither are returned unchanged, byte for byte.
+//! - the Postgres catalog syntax DataFusion lacks (casts to `regclass`,
+//!   `OPERATOR(pg_catalog.~)`, …) is rewritten by
+//!   [`crate::catalog::rewrite_catalog_syntax`].
+//!
+//! Statements needing none of these are returned unchanged, byte for byte.
 
 use std::ops::ControlFlow;
 
@@ -55,12 +59,20 @@ fn operator_function(op: &BinaryOperator) -> Option<&'static str> {
 pub fn rewrite(sql: &str) -> Result<String, ParserError> {
     let spelled = rewrite_vector_operators(sql);
     let has_operator = matches!(spelled, std::borrow::Cow::Owned(_));
-    if !has_operator && !sql.to_ascii_lowercase().contains("vector") {
+    let catalog = crate::catalog::rewrite::may_need_rewrite(sql);
+    if !has_operator && !catalog && !sql.to_ascii_lowercase().contains("vector") {
         return Ok(sql.to_owned());
     }
     let dialect = PostgreSqlDialect {};
     let mut statements = Parser::parse_sql(&dialect, &spelled)?;
     let mut changed = has_operator;
+    if catalog {
+        let before = statements.clone();
+        for statement in &mut statements {
+            crate::catalog::rewrite_catalog_syntax(statement)?;
+        }
+        changed |= statements != before;
+    }
     let flow = visit_expressions_mut(&mut statements, |expr| {
         let replacement = match expr {
             Expr::BinaryOp { left, op, right } => match operator_function(op) {
