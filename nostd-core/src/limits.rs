@@ -29,6 +29,18 @@ pub const HNSW_M_MAX: u16 = 256;
 /// Largest HNSW `ef_construction` a collection may declare.
 pub const HNSW_EF_CONSTRUCTION_MAX: u16 = 4_096;
 
+/// Largest HNSW result-list size a search may ask for
+/// (`valori.ef_search`, `ef` in REST, Python and the DSL).
+pub const EF_SEARCH_MAX: u32 = 100_000;
+
+/// Most placeholders (`$1` … `$n`) one statement may have: the most the
+/// Postgres protocol can bind (its count is an `i16`).
+pub const STATEMENT_PARAMS_MAX: u32 = 32_767;
+
+/// Prepared plans the statement layer keeps for statements it sees again
+/// (keyed by their text); the least recently used is dropped beyond it.
+pub const PLAN_CACHE_ENTRIES_MAX: u32 = 256;
+
 /// Absolute value bound of a Q16.16 component, in units of the real value:
 /// inputs with `|x| >= COMPONENT_ABS_LIMIT` are rejected.
 pub const COMPONENT_ABS_LIMIT: f32 = 32_768.0;

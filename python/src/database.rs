@@ -923,15 +923,42 @@ impl Database {
         Ok(d)
     }
 
-    /// Runs one read-only SQL statement; the result as a `pyarrow.Table`.
-    /// The GIL is released while DataFusion runs.
-    fn sql<'py>(&self, py: Python<'py>, query: &str) -> PyResult<Bound<'py, PyAny>> {
+    /// Runs one SQL statement through the statement layer (the same one
+    /// the Postgres and REST front ends use), with the values of `$1`,
+    /// `$2`, … given as JSON text (`params_json`); the result as a
+    /// `pyarrow.Table` (a command or write answers one row of `command`
+    /// and `rows`). The GIL is released while it runs.
+    #[pyo3(signature = (query, params_json=None))]
+    fn sql<'py>(
+        &self,
+        py: Python<'py>,
+        query: &str,
+        params_json: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let handle = self.handle()?;
         let query = query.to_owned();
+        let params: Vec<serde_json::Value> = match params_json {
+            Some(text) => serde_json::from_str(text)
+                .map_err(|e| error(Kind::InvalidInput, format!("params: {e}")))?,
+            None => Vec::new(),
+        };
         let output = py.detach(move || {
             let (engine, runtime) = sql_runtime(&handle)?;
+            let values = params
+                .iter()
+                .enumerate()
+                .map(|(i, v)| valori_query::statement::json_param(i + 1, v))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| SqlFailure::Query(e.into()))?;
+            let mut session = valori_query::session::Session::default();
             runtime
-                .block_on(engine.execute(&query))
+                .block_on(engine.run_sql(
+                    &query,
+                    values,
+                    &mut session,
+                    valori_query::statement::Access::ReadWrite,
+                ))
+                .and_then(valori_query::statement::Outcome::into_output)
                 .map_err(SqlFailure::Query)
         });
         let output = output.map_err(sql_failure)?;

@@ -144,7 +144,7 @@ impl fmt::Display for DistanceFunction {
 }
 
 /// Which argument of a distance function.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Argument {
     First,
     Second,

@@ -46,8 +46,10 @@ pub mod metadata;
 pub mod metadata_functions;
 pub mod pgvector;
 pub mod provider;
+pub mod session;
 pub mod settings;
 pub mod sql_text;
+pub mod statement;
 pub mod write;
 
 use std::sync::Arc;
@@ -57,11 +59,9 @@ pub use datafusion;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::{DataFusionError, ScalarValue};
-use datafusion::dataframe::DataFrame;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::logical_expr::LogicalPlan;
 pub use valori_engine as engine;
 use valori_engine::{Engine, EngineError};
 
@@ -109,6 +109,18 @@ pub enum QueryError {
     /// The engine failed (it then serves nothing more until restarted).
     #[error(transparent)]
     Engine(EngineError),
+    /// A write refused (nothing was written) or failed.
+    #[error(transparent)]
+    Write(#[from] write::WriteError),
+    /// A session setting refused.
+    #[error(transparent)]
+    Setting(#[from] session::SettingError),
+    /// A parameter value refused: wrong count, or not of its type.
+    #[error(transparent)]
+    Param(#[from] statement::ParamError),
+    /// A write from a client that may only read.
+    #[error("cannot execute a write: the client has the read role")]
+    ReadOnly,
     /// DataFusion failed for a reason that is not the statement's fault.
     #[error("internal error: {0}")]
     Internal(DataFusionError),
@@ -117,10 +129,16 @@ pub enum QueryError {
 impl QueryError {
     /// Whether the client is at fault (and may fix the statement).
     pub fn is_user_error(&self) -> bool {
+        if let QueryError::Write(w) = self {
+            return !matches!(w, write::WriteError::Engine(_));
+        }
         matches!(
             self,
             QueryError::Invalid(_)
                 | QueryError::Vector(_)
+                | QueryError::Setting(_)
+                | QueryError::Param(_)
+                | QueryError::ReadOnly
                 | QueryError::TooLong { .. }
                 | QueryError::TooComplex(_)
                 | QueryError::Timeout { .. }
@@ -197,6 +215,8 @@ pub struct QueryEngine {
     engine: Arc<Engine>,
     ctx: SessionContext,
     limits: QueryLimits,
+    /// Prepared statements by text ([`QueryEngine::prepare_cached`]).
+    plans: Arc<std::sync::Mutex<statement::PlanCache>>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -221,6 +241,7 @@ impl QueryEngine {
             engine,
             ctx,
             limits,
+            plans: Arc::default(),
         }
     }
 
@@ -269,29 +290,24 @@ impl QueryEngine {
     }
 
     /// [`QueryEngine::execute_with`] with values for the placeholders `$1`,
-    /// `$2`, … (in order). The values are bound before the plan is
-    /// optimized, so a bound vector such as
+    /// `$2`, … (in order), through the statement layer
+    /// ([`statement`]): a bound vector such as
     /// `ORDER BY l2(vec, $1) LIMIT 10` with `$1 = '[0.1, 0.2]'` is answered
-    /// by the KNN rewrite like a literal.
+    /// by the KNN search the plan was made with. Writes are refused
+    /// ([`QueryError::ReadOnly`]); session commands leave no trace and
+    /// return no rows.
     pub async fn execute_with_params(
         &self,
         query: &str,
         params: Vec<ScalarValue>,
         settings: &settings::SearchSettings,
     ) -> Result<QueryOutput, QueryError> {
-        if query.len() > SQL_BYTES_MAX {
-            return Err(QueryError::TooLong {
-                bytes: query.len(),
-                max: SQL_BYTES_MAX,
-            });
-        }
-        let shape = sql_text::check_expression_bounds(query)?;
-        self.plan_and_run(query, params, settings, shape).await
+        let prepared = self.prepare_cached(query).await?;
+        self.read(&prepared, params, settings).await
     }
 
-    /// Plans and runs a statement whose length and shape are already
-    /// known to be within bounds; a deep one on a thread whose stack holds
-    /// it ([`on_deep_stack`]).
+    /// Runs a statement whose length and shape are already known to be
+    /// within bounds (the query DSL's lowered SQL), read-only.
     pub(crate) async fn plan_and_run(
         &self,
         query: &str,
@@ -299,77 +315,37 @@ impl QueryEngine {
         settings: &settings::SearchSettings,
         shape: sql_text::Shape,
     ) -> Result<QueryOutput, QueryError> {
-        let after = self.limits.statement_timeout;
-        let run = async {
-            if !shape.is_deep() {
-                return self.run_planned(query, params, settings).await;
-            }
-            let this = self.clone();
-            let query = query.to_owned();
-            let settings = *settings;
-            on_deep_stack(async move { this.run_planned(&query, params, &settings).await }).await
-        };
-        // Cancelling drops the plan's streams, which stops its work and
-        // returns its memory reservations to the pool.
-        tokio::time::timeout(after, run)
-            .await
-            .map_err(|_| QueryError::Timeout { after })?
+        let prepared = self.prepare_measured(query, shape).await?;
+        self.read(&prepared, params, settings).await
     }
 
-    /// Plans `query` and passes the plan to `inspect`, on a thread whose
-    /// stack holds the statement's deepest expression; the plan is dropped
-    /// there too. For front ends that describe a statement (its parameter
-    /// and result types) before running it.
-    pub async fn inspect_plan<T, F>(&self, query: &str, inspect: F) -> Result<T, QueryError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&LogicalPlan) -> Result<T, DataFusionError> + Send + 'static,
-    {
-        if query.len() > SQL_BYTES_MAX {
-            return Err(QueryError::TooLong {
-                bytes: query.len(),
-                max: SQL_BYTES_MAX,
-            });
-        }
-        let shape = sql_text::check_expression_bounds(query)?;
-        let state = self.ctx.state();
-        let query = query.to_owned();
-        let work = async move {
-            let plan = state.create_logical_plan(&query).await?;
-            Ok(inspect(&plan)?)
-        };
-        if shape.is_deep() {
-            on_deep_stack(work).await
-        } else {
-            work.await
-        }
-    }
-
-    async fn run_planned(
+    async fn read(
         &self,
-        query: &str,
+        prepared: &statement::Prepared,
         params: Vec<ScalarValue>,
         settings: &settings::SearchSettings,
     ) -> Result<QueryOutput, QueryError> {
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        let mut state = self.ctx.state();
-        state
-            .config_mut()
-            .options_mut()
-            .extensions
-            .insert(ValoriOptions::from(settings));
-        let plan = state.create_logical_plan(query).await?;
-        options.verify_plan(&plan)?;
-        let mut frame = DataFrame::new(state, plan);
-        if !params.is_empty() {
-            frame = frame.with_param_values(params)?;
+        if let statement::Kind::Command(
+            statement::Command::Set { .. } | statement::Command::Reset(_),
+        ) = prepared.kind()
+        {
+            return Err(QueryError::Invalid(DataFusionError::NotImplemented(
+                "SET and RESET change a session: run them with QueryEngine::run and the \
+                 client's Session"
+                    .to_owned(),
+            )));
         }
-        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let batches = frame.collect().await?;
-        Ok(QueryOutput { schema, batches })
+        let mut session = session::Session::with_search(*settings);
+        match self
+            .run(prepared, params, &mut session, statement::Access::ReadOnly)
+            .await?
+        {
+            statement::Outcome::Rows(output) => Ok(output),
+            _ => Ok(QueryOutput {
+                schema: Arc::new(datafusion::arrow::datatypes::Schema::empty()),
+                batches: Vec::new(),
+            }),
+        }
     }
 }
 
@@ -393,7 +369,7 @@ static DEEP_STATEMENTS: tokio::sync::Semaphore =
 /// [`DEEP_STATEMENT_STACK_BYTES`] stack, and waits for it without
 /// blocking the caller's thread. Ordinary statements never come here:
 /// the thread costs tens of microseconds.
-async fn on_deep_stack<T, F>(work: F) -> Result<T, QueryError>
+pub(crate) async fn on_deep_stack<T, F>(work: F) -> Result<T, QueryError>
 where
     T: Send + 'static,
     F: std::future::Future<Output = Result<T, QueryError>> + Send + 'static,

@@ -1,29 +1,29 @@
 //! pgvector's SQL surface on top of DataFusion's dialect.
 //!
-//! [`rewrite`] takes one statement as a Postgres client writes it and
-//! returns SQL that DataFusion plans:
+//! The statement layer ([`crate::statement`]) tokenizes a statement,
+//! spells the operators as tokens ([`spell_vector_operators`]), parses the
+//! tokens and rewrites the tree ([`rewrite_tree`]):
 //!
 //! - `a <-> b`, `a <#> b`, `a <=> b` become `l2(a, b)`,
 //!   `negative_inner_product(a, b)`, `cosine_distance(a, b)` (the operators
-//!   are first spelled `OPERATOR(valori.…)` by
-//!   [`crate::sql_text::rewrite_vector_operators`], which sqlparser parses
-//!   with Postgres's precedence for custom operators);
+//!   are first spelled `OPERATOR(valori.…)`, which sqlparser parses with
+//!   Postgres's precedence for custom operators);
 //! - casts to `vector` / `vector(n)` are dropped: a vector literal is the
 //!   text `'[1,2,3]'`, which the distance functions take as it is.
 //!
-//! - the Postgres catalog syntax DataFusion lacks (casts to `regclass`,
-//!   `OPERATOR(pg_catalog.~)`, …) is rewritten by
-//!   [`crate::catalog::rewrite_catalog_syntax`].
-//!
-//! Statements needing none of these are returned unchanged, byte for byte.
+//! Statements needing neither are returned unchanged, byte for byte.
 
 use std::ops::ControlFlow;
 
-use datafusion::sql::sqlparser::ast::{BinaryOperator, DataType, Expr, visit_expressions_mut};
+use datafusion::sql::sqlparser::ast::{
+    BinaryOperator, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
+    FunctionArguments, Ident, ObjectName, Statement, Value, visit_expressions_mut,
+};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
-use crate::sql_text::{OPERATOR_SCHEMA, VECTOR_OPERATORS, rewrite_vector_operators};
+use crate::sql_text::{OPERATOR_SCHEMA, VECTOR_OPERATORS};
 
 /// Whether `data_type` is pgvector's `vector` or `vector(n)`.
 pub fn is_vector_type(data_type: &DataType) -> bool {
@@ -54,64 +54,120 @@ fn operator_function(op: &BinaryOperator) -> Option<&'static str> {
         .find(|function| name.eq_ignore_ascii_case(function))
 }
 
-/// One statement with pgvector's operators and casts rewritten (see the
-/// module documentation).
-pub fn rewrite(sql: &str) -> Result<String, ParserError> {
-    let spelled = rewrite_vector_operators(sql);
-    let has_operator = matches!(spelled, std::borrow::Cow::Owned(_));
-    let catalog = crate::catalog::rewrite::may_need_rewrite(sql);
-    if !has_operator && !catalog && !sql.to_ascii_lowercase().contains("vector") {
-        return Ok(sql.to_owned());
-    }
-    let dialect = PostgreSqlDialect {};
-    let mut statements = Parser::parse_sql(&dialect, &spelled)?;
-    let mut changed = has_operator;
-    if catalog {
-        let before = statements.clone();
-        for statement in &mut statements {
-            crate::catalog::rewrite_catalog_syntax(statement)?;
+/// pgvector's operators spelled as `OPERATOR(valori.<function>)` in a
+/// statement's tokens, which sqlparser then parses with Postgres's
+/// precedence for operators (tighter than comparison, looser than `+`).
+/// The Postgres dialect reads `<->` as one token, `<=>` as another and
+/// `<#>` as a custom operator; each becomes the six tokens of
+/// `OPERATOR(valori.f)`.
+pub fn spell_vector_operators(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let mut out = Vec::with_capacity(tokens.len());
+    for token in tokens {
+        let function = match &token.token {
+            Token::TwoWayArrow => Some("l2"),
+            Token::Spaceship => Some("cosine_distance"),
+            Token::CustomBinaryOperator(op) if op == "<#>" => Some("negative_inner_product"),
+            _ => None,
+        };
+        let Some(function) = function else {
+            out.push(token);
+            continue;
+        };
+        let span = token.span;
+        for t in [
+            Token::make_keyword("OPERATOR"),
+            Token::LParen,
+            Token::make_word(OPERATOR_SCHEMA, None),
+            Token::Period,
+            Token::make_word(function, None),
+            Token::RParen,
+        ] {
+            out.push(TokenWithSpan::new(t, span));
         }
-        changed |= statements != before;
     }
-    let flow = visit_expressions_mut(&mut statements, |expr| {
+    out
+}
+
+/// A call of the function `name` with `args`.
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
+                .collect(),
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    })
+}
+
+/// pgvector's operators (as [`spell_vector_operators`] spelled them)
+/// become calls of the distance functions, and casts to `vector` /
+/// `vector(n)` are dropped (a vector literal is the text `'[1,2,3]'`,
+/// which the distance functions take as it is), on the syntax tree.
+pub fn rewrite_tree(statement: &mut Statement) {
+    // Neither rewrite can fail: the flow never breaks.
+    let _ = visit_expressions_mut(statement, |expr| {
         let replacement = match expr {
-            Expr::BinaryOp { left, op, right } => match operator_function(op) {
-                Some(function) => {
-                    let text = format!("{function}({left}, {right})");
-                    match Parser::new(&dialect)
-                        .try_with_sql(&text)
-                        .and_then(|mut p| p.parse_expr())
-                    {
-                        Ok(call) => Some(call),
-                        Err(e) => return ControlFlow::Break(e),
-                    }
-                }
-                None => None,
-            },
+            Expr::BinaryOp { left, op, right } => operator_function(op).map(|function| {
+                let placeholder = Expr::value(Value::Null);
+                let left = std::mem::replace(left.as_mut(), placeholder.clone());
+                let right = std::mem::replace(right.as_mut(), placeholder);
+                call(function, vec![left, right])
+            }),
             Expr::Cast {
                 expr: inner,
                 data_type,
                 ..
-            } if is_vector_type(data_type) => Some((**inner).clone()),
+            } if is_vector_type(data_type) => {
+                Some(std::mem::replace(inner.as_mut(), Expr::value(Value::Null)))
+            }
             _ => None,
         };
         if let Some(replacement) = replacement {
             *expr = replacement;
-            changed = true;
         }
-        ControlFlow::Continue(())
+        ControlFlow::<()>::Continue(())
     });
-    if let ControlFlow::Break(e) = flow {
-        return Err(e);
-    }
-    if !changed {
+}
+
+/// One statement's text with pgvector's operators and casts rewritten
+/// (see [`rewrite_tree`]), printed back. Statements needing neither are
+/// returned unchanged, byte for byte.
+pub fn rewrite(sql: &str) -> Result<String, ParserError> {
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .with_unescape(true)
+        .tokenize_with_location()?;
+    let has_operator = tokens.iter().any(|t| {
+        matches!(&t.token, Token::TwoWayArrow | Token::Spaceship)
+            || matches!(&t.token, Token::CustomBinaryOperator(op) if op == "<#>")
+    });
+    let catalog = crate::catalog::rewrite::may_need_rewrite(sql);
+    if !has_operator && !catalog && !sql.to_ascii_lowercase().contains("vector") {
         return Ok(sql.to_owned());
     }
-    Ok(statements
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; "))
+    let mut statements = Parser::new(&dialect)
+        .with_tokens_with_locations(spell_vector_operators(tokens))
+        .parse_statements()?;
+    let before: Vec<String> = statements.iter().map(ToString::to_string).collect();
+    for statement in &mut statements {
+        crate::catalog::rewrite_catalog_syntax(statement)?;
+        rewrite_tree(statement);
+    }
+    let after: Vec<String> = statements.iter().map(ToString::to_string).collect();
+    if !has_operator && before == after {
+        return Ok(sql.to_owned());
+    }
+    Ok(after.join("; "))
 }
 
 #[cfg(test)]

@@ -23,8 +23,10 @@
 //! the exact column instead (see [`crate::functions`]); `vec_q16` carries
 //! `valori.encoding = q16.16`.
 //!
-//! A scan takes one consistent snapshot under [`Engine::read`] when the
-//! plan is built: the live rows, in row order, converted by
+//! A scan ([`CollectionScanExec`]) takes one consistent snapshot under
+//! [`Engine::read`] each time the plan is executed — not when it is
+//! built, so a prepared plan run again reads the rows as they are then:
+//! the live rows, in row order, converted by
 //! [`valori_columnar::arrow::record_batch`] in batches of up to
 //! [`SCAN_BATCH_ROWS`] rows. It computes only the projected columns, and
 //! applies these pushed-down operations itself:
@@ -50,13 +52,20 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::memory::MemorySourceConfig;
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{
     BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType,
 };
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::physical_plan::{
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
+    PhysicalExpr, PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream,
+};
 use valori_columnar::arrow as columnar;
 use valori_core::event::CollectionName;
 use valori_core::state::Collection;
@@ -216,7 +225,7 @@ pub(crate) fn u64_literal(literal: &ScalarValue) -> Option<u64> {
 
 /// One collection as a table. The schema is fixed when the table is
 /// looked up; a scan checks that the collection is still the same one.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct CollectionTable {
     engine: Arc<Engine>,
     name: CollectionName,
@@ -448,9 +457,123 @@ impl TableProvider for CollectionTable {
             })?;
             tags = tags.and(tag);
         }
-        let batches = self.snapshot(&projection, tags, limit)?;
         let schema = Arc::new(self.schema.project(&projection)?);
-        Ok(MemorySourceConfig::try_new_exec(&[batches], schema, None)?)
+        Ok(Arc::new(CollectionScanExec {
+            properties: Arc::new(PlanProperties::new(
+                EquivalenceProperties::new(Arc::clone(&schema)),
+                Partitioning::UnknownPartitioning(1),
+                EmissionType::Final,
+                Boundedness::Bounded,
+            )),
+            table: self.clone(),
+            projection,
+            tags,
+            limit,
+            schema,
+        }))
+    }
+}
+
+/// A scan of one collection: its snapshot is taken when the plan is
+/// executed (see the [module documentation](self)).
+#[derive(Debug)]
+pub struct CollectionScanExec {
+    table: CollectionTable,
+    projection: Vec<usize>,
+    tags: TagFilter,
+    limit: Option<usize>,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl DisplayAs for CollectionScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let columns: Vec<&str> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        write!(
+            f,
+            "CollectionScanExec: collection={} columns=[{}]",
+            self.table.name,
+            columns.join(", ")
+        )?;
+        match self.tags {
+            TagFilter::Any => {}
+            TagFilter::Only(tag) => write!(f, " tag={tag}")?,
+            TagFilter::Nothing => write!(f, " tag=none")?,
+        }
+        if let Some(limit) = self.limit {
+            write!(f, " limit={limit}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for CollectionScanExec {
+    fn name(&self) -> &'static str {
+        "CollectionScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: ReplaceChildrenOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if !children.is_empty() {
+            return Err(DataFusionError::Internal(
+                "CollectionScanExec has no children".to_owned(),
+            ));
+        }
+        Ok(self)
+    }
+
+    #[allow(deprecated)]
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.replace_children(
+            children,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        if partition != 0 {
+            return Err(DataFusionError::Internal(format!(
+                "CollectionScanExec has one partition, not {partition}"
+            )));
+        }
+        let batches = self
+            .table
+            .snapshot(&self.projection, self.tags, self.limit)?;
+        Ok(Box::pin(MemoryStream::try_new(
+            batches,
+            Arc::clone(&self.schema),
+            None,
+        )?))
     }
 }
 

@@ -37,6 +37,8 @@
 
 use std::collections::BTreeSet;
 
+use datafusion::arrow::array::Array;
+use datafusion::common::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
     self, AssignmentTarget, BinaryOperator, CopyLegacyCsvOption, CopyLegacyOption, CopyOption,
     CopySource, CopyTarget, CreateTableOptions, Expr, FromTable, ObjectName, SetExpr, SqlOption,
@@ -347,6 +349,106 @@ pub fn parse(sql: &str) -> Result<Option<WriteStatement>, WriteError> {
     }
     let statement = statements.remove(0);
     statement_to_write(statement).map(Some)
+}
+
+/// A parsed statement the statement layer found to be a write
+/// ([`crate::statement`]), checked as [`parse`] checks it.
+pub fn from_statement(statement: Statement) -> Result<WriteStatement, WriteError> {
+    statement_to_write(statement)
+}
+
+impl Literal {
+    /// A bound parameter's value as the literal it stands for.
+    fn from_scalar(value: &ScalarValue) -> Literal {
+        if value.is_null() {
+            return Literal::Null;
+        }
+        match value {
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::LargeUtf8(Some(s))
+            | ScalarValue::Utf8View(Some(s)) => Literal::Text(s.clone()),
+            ScalarValue::Binary(Some(b))
+            | ScalarValue::LargeBinary(Some(b))
+            | ScalarValue::BinaryView(Some(b))
+            | ScalarValue::FixedSizeBinary(_, Some(b)) => Literal::Bytes(b.clone()),
+            ScalarValue::Boolean(Some(b)) => Literal::Bool(*b),
+            ScalarValue::Float32(Some(x)) => Literal::Number(x.to_string()),
+            ScalarValue::Float64(Some(x)) => Literal::Number(x.to_string()),
+            ScalarValue::List(_) | ScalarValue::LargeList(_) | ScalarValue::FixedSizeList(_) => {
+                match value.to_array() {
+                    Ok(array) => {
+                        let items = (0..array.len())
+                            .filter_map(|i| ScalarValue::try_from_array(&array, i).ok())
+                            .flat_map(|list| match list {
+                                ScalarValue::List(l) => {
+                                    let values = l.value(0);
+                                    (0..values.len())
+                                        .map(|j| {
+                                            ScalarValue::try_from_array(&values, j)
+                                                .map_or(Literal::Null, |v| {
+                                                    Literal::Number(v.to_string())
+                                                })
+                                        })
+                                        .collect::<Vec<_>>()
+                                }
+                                other => vec![Literal::Text(other.to_string())],
+                            })
+                            .collect();
+                        Literal::Array(items)
+                    }
+                    Err(_) => Literal::Text(value.to_string()),
+                }
+            }
+            other => Literal::Number(other.to_string()),
+        }
+    }
+
+    fn bind(&mut self, params: &[ScalarValue]) -> Result<(), WriteError> {
+        match self {
+            Literal::Param(n) => {
+                let value = params.get(n.wrapping_sub(1)).ok_or_else(|| unbound(*n))?;
+                *self = Literal::from_scalar(value);
+            }
+            Literal::Array(items) => {
+                for item in items {
+                    item.bind(params)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl WriteStatement {
+    /// The statement with each placeholder `$n` replaced by its value.
+    pub fn bind(&self, params: &[ScalarValue]) -> Result<WriteStatement, WriteError> {
+        let mut bound = self.clone();
+        let bind_all = |literals: &mut [Literal]| -> Result<(), WriteError> {
+            literals.iter_mut().try_for_each(|l| l.bind(params))
+        };
+        match &mut bound {
+            WriteStatement::Insert { rows, .. } => {
+                for row in rows {
+                    bind_all(row)?;
+                }
+            }
+            WriteStatement::Delete { ids, .. } => bind_all(ids)?,
+            WriteStatement::Update {
+                ids, tag, metadata, ..
+            } => {
+                bind_all(ids)?;
+                if let Some(tag) = tag {
+                    tag.bind(params)?;
+                }
+                if let Some(metadata) = metadata {
+                    metadata.bind(params)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(bound)
+    }
 }
 
 fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError> {

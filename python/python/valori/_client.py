@@ -526,16 +526,22 @@ class Valori:
             raise InvalidInput(f"query must be a str, not {type(text).__name__}")
         return self._backend.query(text, {str(k): _vector(v) for k, v in (params or {}).items()})
 
-    def sql(self, query: str) -> Any:
-        """Run one read-only SQL statement (DataFusion; each collection is a
-        table with columns ``id``, ``vec``, ``vec_q16``, ``tag``,
-        ``metadata``, and the functions ``l2``, ``l2_squared``,
-        ``inner_product``, ``negative_inner_product``, ``cosine_distance``)
-        and return a ``pyarrow.Table``. Remote, the rows travel as an Arrow
-        IPC stream."""
+    def sql(self, query: str, params: Optional[Sequence[Any]] = None) -> Any:
+        """Run one SQL statement — the same SQL as over the Postgres protocol
+        and REST ``/v1/sql``: queries (each collection is a table with
+        columns ``id``, ``vec``, ``vec_q16``, ``tag``, ``metadata``;
+        pgvector's ``<->``, ``<#>``, ``<=>`` and the functions ``l2``,
+        ``l2_squared``, ``inner_product``, ``negative_inner_product``,
+        ``cosine_distance``), writes (``CREATE TABLE``, ``INSERT``, …) and
+        ``SET``/``SHOW`` — with the values of ``$1``, ``$2``, … in
+        ``params`` (numbers, strings, booleans, ``None``, and sequences or
+        arrays of numbers for vectors). Returns a ``pyarrow.Table``: a
+        query's rows, or for a command one row of ``command`` and
+        ``rows``. Remote, the rows travel as an Arrow IPC stream."""
         if not isinstance(query, str):
             raise InvalidInput(f"query must be a str, not {type(query).__name__}")
-        return self._backend.sql(query)
+        values = [_param(p) for p in (params or [])]
+        return self._backend.sql(query, values)
 
     # -- graph -----------------------------------------------------------
 
@@ -678,3 +684,15 @@ class Valori:
         not yet in the graph are scanned exactly); afterwards approximate
         answers depend on the log alone."""
         self._backend.wait_for_index()
+
+
+def _param(value: Any) -> Any:
+    """A SQL parameter as JSON carries it: vectors (sequences or arrays of
+    numbers) as lists of floats, everything else as it is."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [float(x) for x in value]
+    raise InvalidInput(f"a SQL parameter may be a number, str, bool, None or a vector, not {type(value).__name__}")

@@ -126,8 +126,8 @@ class EmbeddedBackend:
         arr = np.ascontiguousarray(queries, dtype=np.float32)
         return [_hits(h) for h in self._db.search_many(collection, arr, k, tag, ef, exact)]
 
-    def sql(self, query: str) -> Any:
-        return self._db.sql(query)
+    def sql(self, query: str, params: List[Any]) -> Any:
+        return self._db.sql(query, json.dumps(params) if params else None)
 
     def query(self, text: str, params: Dict[str, List[float]]) -> Any:
         return self._db.query(text, params)

@@ -324,13 +324,13 @@ class RemoteBackend:
         rows = queries.tolist() if hasattr(queries, "tolist") else queries
         return [self.search(collection, q, k, tag, ef, exact) for q in rows]
 
-    def sql(self, query: str) -> Any:
+    def sql(self, query: str, params: List[Any]) -> Any:
         import pyarrow.ipc
 
         data = self.request(
             "POST",
             "/v1/sql",
-            json.dumps({"query": query}).encode("utf-8"),
+            json.dumps({"query": query, "params": params}).encode("utf-8"),
             accept=ARROW_STREAM,
         )
         return pyarrow.ipc.open_stream(data).read_all()

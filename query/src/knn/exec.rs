@@ -13,7 +13,7 @@ use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::execution::TaskContext;
 use datafusion::execution::context::QueryPlanner;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
@@ -38,8 +38,10 @@ use valori_core::state::{Collection, FILTER_EXACT_RATIO};
 use valori_engine::Engine;
 
 use super::node::KnnNode;
-use super::{KnnSearch, RANK_COLUMN, TagSet};
-use crate::provider::{ScanError, rows_batch};
+use super::{BoundParams, KnnSearch, QueryVector, RANK_COLUMN, TagSet};
+use crate::functions::constant_vector;
+use crate::provider::{ScanError, rows_batch, u64_literal};
+use crate::settings::{SearchSettings, ValoriOptions};
 
 /// With a residual filter, the first request asks for this many times `k`
 /// candidates, and each further request for this many times the last.
@@ -82,6 +84,13 @@ fn engine_path(collection: &Collection, k: usize, tag: Option<u64>, exact: bool)
     } else {
         Path::Hnsw
     }
+}
+
+/// A search as one execution runs it.
+struct Resolved {
+    query: Vec<i32>,
+    tags: TagSet,
+    settings: SearchSettings,
 }
 
 /// The rows of one collection nearest to a vector: see the
@@ -166,16 +175,78 @@ impl ValoriKnnExec {
         self.path
     }
 
+    /// What this execution searches for: the planned search with its
+    /// placeholders bound from the task's [`BoundParams`] and the
+    /// session's search settings as they are now (a prepared plan outlives
+    /// a `SET valori.ef_search`).
+    fn resolve(&self, context: &TaskContext) -> Result<Resolved> {
+        let config = context.session_config();
+        let settings = config
+            .options()
+            .extensions
+            .get::<ValoriOptions>()
+            .map_or(self.search.settings, SearchSettings::from);
+        let params = config.get_extension::<BoundParams>();
+        let value = |id: &str| -> Result<ScalarValue> {
+            params
+                .as_ref()
+                .and_then(|p| p.get(id).cloned())
+                .ok_or_else(|| {
+                    DataFusionError::Plan(format!("no value bound for placeholder {id}"))
+                })
+        };
+        let query = match &self.search.query {
+            QueryVector::Given(v) => v.clone(),
+            QueryVector::Param { id, argument } => {
+                let given = value(id)?;
+                let query =
+                    constant_vector(&given, self.search.function, *argument)?.ok_or_else(|| {
+                        DataFusionError::Plan(format!(
+                            "{}: the query vector {id} is NULL",
+                            self.search.function
+                        ))
+                    })?;
+                if query.len() != self.search.dim {
+                    return Err(DataFusionError::Plan(format!(
+                        "{}: the query vector {id} has {} dimensions; collection {} has {}",
+                        self.search.function,
+                        query.len(),
+                        self.search.collection,
+                        self.search.dim
+                    )));
+                }
+                query
+            }
+        };
+        let mut tags = self.search.tags.clone();
+        for id in &self.search.tag_params {
+            let given = value(id)?;
+            // A NULL or negative tag equals no row's tag.
+            let tag = u64_literal(&given);
+            tags = tags.intersect(&TagSet::of(tag));
+        }
+        Ok(Resolved {
+            query,
+            tags,
+            settings,
+        })
+    }
+
     /// One engine search (one per tag of a tag set, merged): the `fetch`
     /// nearest rows allowed by the tags, in `(distance, id)` order.
-    fn candidates(&self, collection: &Collection, fetch: usize) -> Vec<(Distance, RecordId)> {
+    fn candidates(
+        &self,
+        collection: &Collection,
+        fetch: usize,
+        resolved: &Resolved,
+    ) -> Vec<(Distance, RecordId)> {
         let options = |tag: Option<u64>| SearchOptions {
-            ef: self.search.settings.effective_ef(fetch),
-            exact: self.search.settings.exact,
+            ef: resolved.settings.effective_ef(fetch),
+            exact: resolved.settings.exact,
             tag,
         };
-        let query = &self.search.query;
-        match &self.search.tags {
+        let query = &resolved.query;
+        match &resolved.tags {
             TagSet::Any => collection.search(query, fetch, &options(None)),
             TagSet::Only(tags) => {
                 let mut hits: Vec<(Distance, RecordId)> = Vec::new();
@@ -193,14 +264,14 @@ impl ValoriKnnExec {
 
     /// The answer, under one read lock: candidates, the residual filter,
     /// more candidates while too few pass, then the distance and rank.
-    fn answer(&self, candidates_metric: &Count) -> Result<RecordBatch> {
+    fn answer(&self, candidates_metric: &Count, resolved: &Resolved) -> Result<RecordBatch> {
         let k = self.search.k;
         let read = self.engine.read(|state| -> Result<RecordBatch> {
             let collection = state
                 .collection(&self.search.collection)
                 .filter(|c| c.incarnation() == self.search.incarnation)
                 .ok_or_else(|| ScanError::CollectionChanged(self.search.collection.clone()))?;
-            let matching: u64 = match &self.search.tags {
+            let matching: u64 = match &resolved.tags {
                 TagSet::Any => collection.live() as u64,
                 TagSet::Only(tags) => tags.iter().map(|&t| collection.tag_count(t)).sum(),
             };
@@ -211,7 +282,7 @@ impl ValoriKnnExec {
             }
             .min(matching);
             loop {
-                let hits = self.candidates(collection, fetch);
+                let hits = self.candidates(collection, fetch, resolved);
                 candidates_metric.add(hits.len());
                 let rows = hits
                     .iter()
@@ -253,7 +324,7 @@ impl ValoriKnnExec {
                 // all exactly, so nothing more can pass.
                 if kept.len() >= k || fetch >= matching {
                     let n = kept.len().min(k);
-                    return self.finish(collection, batch.slice(0, n), &kept[..n]);
+                    return self.finish(collection, batch.slice(0, n), &kept[..n], &resolved.query);
                 }
                 fetch = fetch.saturating_mul(OVERFETCH_FACTOR).min(matching);
             }
@@ -268,8 +339,8 @@ impl ValoriKnnExec {
         collection: &Collection,
         batch: RecordBatch,
         rows: &[usize],
+        query: &[i32],
     ) -> Result<RecordBatch> {
-        let query = &self.search.query;
         let kernel = collection.kernel_for(query);
         let distances: Float64Array = rows
             .iter()
@@ -307,6 +378,12 @@ impl DisplayAs for ValoriKnnExec {
                 )?;
                 if s.tags != TagSet::Any {
                     write!(f, " tag={}", s.tags)?;
+                }
+                for id in &s.tag_params {
+                    write!(f, " tag={id}")?;
+                }
+                if let QueryVector::Param { id, .. } = &s.query {
+                    write!(f, " query={id}")?;
                 }
                 match self.path {
                     Some(path) => write!(f, " path={path}")?,
@@ -377,7 +454,7 @@ impl ExecutionPlan for ValoriKnnExec {
     fn execute(
         &self,
         partition: usize,
-        _context: Arc<TaskContext>,
+        context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         if partition != 0 {
             return Err(DataFusionError::Internal(format!(
@@ -387,7 +464,8 @@ impl ExecutionPlan for ValoriKnnExec {
         let baseline = BaselineMetrics::new(&self.metrics, partition);
         let candidates = MetricBuilder::new(&self.metrics).counter("candidates", partition);
         let timer = baseline.elapsed_compute().timer();
-        let batch = self.answer(&candidates)?;
+        let resolved = self.resolve(&context)?;
+        let batch = self.answer(&candidates, &resolved)?;
         timer.done();
         baseline.record_output(batch.num_rows());
         baseline.done();

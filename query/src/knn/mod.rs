@@ -76,12 +76,14 @@ mod node;
 mod rule;
 
 pub use exec::{KnnPlanner, ValoriKnnExec, ValoriQueryPlanner};
+
 pub use node::KnnNode;
 pub use rule::KnnRule;
 
+use datafusion::common::ScalarValue;
 use valori_core::event::CollectionName;
 
-use crate::functions::DistanceFunction;
+use crate::functions::{Argument, DistanceFunction};
 use crate::settings::SearchSettings;
 
 /// The node's distance column: the function's value, as the UDF computes
@@ -132,6 +134,40 @@ impl std::fmt::Display for TagSet {
     }
 }
 
+/// The vector a search looks near.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum QueryVector {
+    /// Written in the statement, quantized as the function quantizes it.
+    Given(Vec<i32>),
+    /// A placeholder (`$1`), bound at each execution from the
+    /// [`BoundParams`] of the task: a prepared statement is planned once
+    /// and searches with a new vector every time it runs.
+    Param { id: String, argument: Argument },
+}
+
+impl std::fmt::Display for QueryVector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueryVector::Given(v) => write!(f, "[{} dimensions]", v.len()),
+            QueryVector::Param { id, .. } => f.write_str(id),
+        }
+    }
+}
+
+/// The values of a statement's placeholders for one execution, in order
+/// (`$1` first), carried to the plan's nodes in the task's session
+/// configuration.
+#[derive(Clone, Debug, Default)]
+pub struct BoundParams(pub Vec<ScalarValue>);
+
+impl BoundParams {
+    /// The value of placeholder `id` (`$n`).
+    pub fn get(&self, id: &str) -> Option<&ScalarValue> {
+        let n: usize = id.strip_prefix('$')?.parse().ok()?;
+        self.0.get(n.checked_sub(1)?)
+    }
+}
+
 /// What the node asks of the engine.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct KnnSearch {
@@ -139,11 +175,15 @@ pub struct KnnSearch {
     /// Which creation of the name the plan was made for.
     pub incarnation: u64,
     pub function: DistanceFunction,
-    /// The query vector, quantized as the function quantizes it.
-    pub query: Vec<i32>,
+    pub query: QueryVector,
+    /// The collection's dimension when planned.
+    pub dim: usize,
     /// Rows to return (the sort's fetch: LIMIT plus OFFSET).
     pub k: usize,
     pub tags: TagSet,
+    /// Placeholders compared with the tag (`tag = $2`): each bound value
+    /// narrows `tags` at execution.
+    pub tag_params: Vec<String>,
     pub settings: SearchSettings,
     /// The table's columns the node emits (indices into the table schema),
     /// before the distance and rank columns.

@@ -110,6 +110,12 @@ impl UserDefinedLogicalNodeCore for KnnNode {
         if s.tags != super::TagSet::Any {
             write!(f, " tag={}", s.tags)?;
         }
+        for id in &s.tag_params {
+            write!(f, " tag={id}")?;
+        }
+        if let super::QueryVector::Param { id, .. } = &s.query {
+            write!(f, " query={id}")?;
+        }
         write!(f, " exact={}", s.settings.exact)?;
         if let Some(residual) = &self.residual {
             write!(f, " filter={residual}")?;

@@ -32,7 +32,7 @@ use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 use valori_core::distance::Metric;
 
 use super::node::{KnnNode, node_schema};
-use super::{DISTANCE_COLUMN, KnnSearch, RANK_COLUMN, TagSet};
+use super::{DISTANCE_COLUMN, KnnSearch, QueryVector, RANK_COLUMN, TagSet};
 use crate::functions::{Argument, DistanceFunction, constant_vector, distance_function_of};
 use crate::provider::{
     CollectionTable, ID_INDEX, TAG_INDEX, VEC_INDEX, VEC_Q16_INDEX, tag_equality, u64_literal,
@@ -179,7 +179,9 @@ fn source(plan: &LogicalPlan) -> Option<Source<'_>> {
 /// `expr` over `schema` restated with each column replaced by its value in
 /// `columns` (by position in `schema`); `None` if it names a column
 /// `schema` lacks or reaches outside the query (subqueries, outer
-/// references, parameters), which the node cannot evaluate.
+/// references), which the node cannot evaluate. Placeholders stay: the
+/// search binds its vector and tag parameters at execution, and a plan
+/// with any other placeholder is planned again with its values bound.
 fn substitute(expr: &Expr, schema: &DFSchema, columns: &[Expr]) -> Option<Expr> {
     let outside = expr
         .exists(|e| {
@@ -189,7 +191,6 @@ fn substitute(expr: &Expr, schema: &DFSchema, columns: &[Expr]) -> Option<Expr> 
                     | Expr::InSubquery(_)
                     | Expr::Exists(_)
                     | Expr::OuterReferenceColumn(..)
-                    | Expr::Placeholder(_)
                     | Expr::AggregateFunction(_)
                     | Expr::WindowFunction(_)
             ))
@@ -219,7 +220,7 @@ fn substitute(expr: &Expr, schema: &DFSchema, columns: &[Expr]) -> Option<Expr> 
 /// A distance function of the table's vector column and a constant.
 struct Call {
     function: DistanceFunction,
-    query: Vec<i32>,
+    query: QueryVector,
 }
 
 fn distance_call(
@@ -232,17 +233,47 @@ fn distance_call(
     };
     let function = distance_function_of(&call.func)?;
     let (column, value, argument) = match call.args.as_slice() {
-        [Expr::Column(c), Expr::Literal(v, _)] => (c, v, Argument::Second),
-        [Expr::Literal(v, _), Expr::Column(c)] => (c, v, Argument::First),
+        [Expr::Column(c), v] => (c, strip(v), Argument::Second),
+        [v, Expr::Column(c)] => (c, strip(v), Argument::First),
         _ => return None,
     };
     if !matches!(resolve(column)?, VEC_INDEX | VEC_Q16_INDEX) {
         return None;
     }
-    // A constant the function would reject (or NULL, or of another
-    // dimension) keeps DataFusion's plan, which reports it as before.
-    let query = constant_vector(value, function, argument).ok()??;
-    (query.len() == dim).then_some(Call { function, query })
+    let query = match value {
+        // A constant the function would reject (or NULL, or of another
+        // dimension) keeps DataFusion's plan, which reports it as before.
+        Expr::Literal(v, _) => {
+            let query = constant_vector(v, function, argument).ok()??;
+            if query.len() != dim {
+                return None;
+            }
+            QueryVector::Given(query)
+        }
+        Expr::Placeholder(p) => QueryVector::Param {
+            id: p.id.clone(),
+            argument,
+        },
+        _ => return None,
+    };
+    Some(Call { function, query })
+}
+
+/// The placeholder of a conjunct `tag = $n`.
+fn tag_param(expr: &Expr, resolve: &dyn Fn(&Column) -> Option<usize>) -> Option<String> {
+    let is_tag = |e: &Expr| matches!(strip(e), Expr::Column(c) if resolve(c) == Some(TAG_INDEX));
+    let Expr::BinaryExpr(BinaryExpr {
+        left,
+        op: Operator::Eq,
+        right,
+    }) = strip(expr)
+    else {
+        return None;
+    };
+    match (strip(left), strip(right)) {
+        (c, Expr::Placeholder(p)) | (Expr::Placeholder(p), c) if is_tag(c) => Some(p.id.clone()),
+        _ => None,
+    }
 }
 
 /// The tags a conjunct allows, when it is only about the tag: `tag = n`,
@@ -381,8 +412,14 @@ fn rewrite_sort(sort: &Sort, settings: SearchSettings) -> Result<Option<LogicalP
         tags = tags.intersect(&TagSet::of([tag]));
     }
     let mut residual = Vec::new();
+    let mut tag_params = Vec::new();
     for predicate in &source.predicates {
-        match tag_constraint(predicate, &|c: &Column| source.scan_column(c)) {
+        let resolve = |c: &Column| source.scan_column(c);
+        if let Some(id) = tag_param(predicate, &resolve) {
+            tag_params.push(id);
+            continue;
+        }
+        match tag_constraint(predicate, &resolve) {
             Some(set) => tags = tags.intersect(&set),
             None => residual.push(predicate.clone()),
         }
@@ -468,8 +505,10 @@ fn rewrite_sort(sort: &Sort, settings: SearchSettings) -> Result<Option<LogicalP
         incarnation: table.incarnation(),
         function: call.function,
         query: call.query,
+        dim,
         k,
         tags,
+        tag_params,
         settings,
         projection: kept_columns,
     };

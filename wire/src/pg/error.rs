@@ -7,6 +7,8 @@ use pgwire::error::{ErrorInfo, PgWireError};
 use valori_query::QueryError;
 use valori_query::datafusion::common::DataFusionError;
 use valori_query::functions::{ComponentError, VectorInputError};
+use valori_query::session::SettingError;
+use valori_query::statement::ParamError;
 use valori_query::write::WriteError;
 
 /// The SQLSTATE codes this server sends.
@@ -116,7 +118,13 @@ impl From<PgError> for PgWireError {
 
 impl From<WriteError> for PgError {
     fn from(e: WriteError) -> PgError {
-        let state = match &e {
+        PgError::from_write(&e)
+    }
+}
+
+impl PgError {
+    fn from_write(e: &WriteError) -> PgError {
+        let state = match e {
             WriteError::Syntax(_) => SqlState::SyntaxError,
             WriteError::Unsupported(_) => SqlState::FeatureNotSupported,
             WriteError::UndefinedTable(_) => SqlState::UndefinedTable,
@@ -181,6 +189,17 @@ impl From<QueryError> for PgError {
             QueryError::Timeout { .. } => SqlState::QueryCanceled,
             QueryError::MemoryExhausted(_) => SqlState::OutOfMemory,
             QueryError::Engine(_) => SqlState::SystemError,
+            QueryError::Write(w) => return PgError::from_write(w),
+            QueryError::Setting(s) => match s {
+                SettingError::Unknown(_) => SqlState::UndefinedObject,
+                SettingError::TooLarge(_) => SqlState::ProgramLimitExceeded,
+                _ => SqlState::InvalidParameterValue,
+            },
+            QueryError::Param(p) => match p {
+                ParamError::Count { .. } => SqlState::ProtocolViolation,
+                _ => SqlState::InvalidTextRepresentation,
+            },
+            QueryError::ReadOnly => SqlState::ReadOnlySqlTransaction,
             _ => SqlState::InternalError,
         };
         PgError::new(state, e.to_string())

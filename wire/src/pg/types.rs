@@ -33,7 +33,7 @@ use valori_query::datafusion::arrow::datatypes::{
     UInt16Type, UInt32Type, UInt64Type,
 };
 use valori_query::datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use valori_query::sql_text::quote_literal;
+use valori_query::datafusion::common::ScalarValue;
 use valori_query::write::{bytea_text, parse_vector_text};
 
 use super::error::{PgError, SqlState};
@@ -294,19 +294,25 @@ fn encode_binary(
     Ok(())
 }
 
-/// A parameter value as an SQL literal that DataFusion and
-/// [`valori_query::write`] both read: a number, a quoted string, `X'…'`
-/// bytes, `TRUE`/`FALSE` or `NULL`. `ty` is the parameter's type (the
-/// client's, else the inferred one); unknown types are taken as text.
-pub fn param_literal(value: Option<&[u8]>, binary: bool, ty: &Type) -> Result<String, PgError> {
+/// A parameter value, decoded from its text or binary form, as a typed
+/// value for the statement layer (never as SQL text). `ty` is the
+/// parameter's type (the client's, else the statement's); unknown types
+/// are taken as text. The statement layer then converts the value to the
+/// type the statement needs.
+pub fn param_value(value: Option<&[u8]>, binary: bool, ty: &Type) -> Result<ScalarValue, PgError> {
     let Some(bytes) = value else {
-        return Ok("NULL".into());
+        return Ok(ScalarValue::Null);
     };
     let bad = |what: &str| {
         PgError::new(
             SqlState::InvalidBinaryRepresentation,
             format!("parameter of type {}: {what}", ty.name()),
         )
+    };
+    let text_of = |bytes: &[u8]| -> Result<String, PgError> {
+        std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|_| bad("not UTF-8"))
     };
     if binary {
         let be = |n: usize| -> Result<&[u8], PgError> {
@@ -317,34 +323,34 @@ pub fn param_literal(value: Option<&[u8]>, binary: bool, ty: &Type) -> Result<St
             }
         };
         return Ok(match *ty {
-            Type::BOOL => if be(1)?[0] != 0 { "TRUE" } else { "FALSE" }.into(),
-            Type::INT2 => i16::from_be_bytes([be(2)?[0], bytes[1]]).to_string(),
-            Type::INT4 => i32::from_be_bytes(array4(be(4)?)).to_string(),
-            Type::OID => u32::from_be_bytes(array4(be(4)?)).to_string(),
-            Type::INT8 => i64::from_be_bytes(array8(be(8)?)).to_string(),
-            Type::FLOAT4 => float_literal(f64::from(f32::from_be_bytes(array4(be(4)?))), true),
-            Type::FLOAT8 => float_literal(f64::from_be_bytes(array8(be(8)?)), false),
-            Type::BYTEA => bytes_literal(bytes),
+            Type::BOOL => ScalarValue::Boolean(Some(be(1)?[0] != 0)),
+            Type::INT2 => ScalarValue::Int16(Some(i16::from_be_bytes([be(2)?[0], bytes[1]]))),
+            Type::INT4 => ScalarValue::Int32(Some(i32::from_be_bytes(array4(be(4)?)))),
+            Type::OID => ScalarValue::Int64(Some(i64::from(u32::from_be_bytes(array4(be(4)?))))),
+            Type::INT8 => ScalarValue::Int64(Some(i64::from_be_bytes(array8(be(8)?)))),
+            Type::FLOAT4 => ScalarValue::Float32(Some(f32::from_be_bytes(array4(be(4)?)))),
+            Type::FLOAT8 => ScalarValue::Float64(Some(f64::from_be_bytes(array8(be(8)?)))),
+            Type::BYTEA => ScalarValue::Binary(Some(bytes.to_vec())),
             Type::JSONB => {
                 let (version, text) = bytes.split_first().ok_or_else(|| bad("empty jsonb"))?;
                 if *version != 1 {
                     return Err(bad("unknown jsonb version"));
                 }
-                quote_literal(std::str::from_utf8(text).map_err(|_| bad("not UTF-8"))?)
+                ScalarValue::Utf8(Some(text_of(text)?))
             }
             Type::FLOAT4_ARRAY
             | Type::FLOAT8_ARRAY
             | Type::INT2_ARRAY
             | Type::INT4_ARRAY
-            | Type::INT8_ARRAY => {
-                quote_literal(&vector_text(&binary_array(bytes).map_err(|e| bad(&e))?))
-            }
+            | Type::INT8_ARRAY => ScalarValue::Utf8(Some(vector_text(
+                &binary_array(bytes).map_err(|e| bad(&e))?,
+            ))),
             _ if ty.oid() == VECTOR_OID => {
                 let floats = binary_vector(bytes).ok_or_else(|| bad("malformed vector"))?;
-                quote_literal(&vector_text(&floats))
+                ScalarValue::Utf8(Some(vector_text(&floats)))
             }
             Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::JSON => {
-                quote_literal(std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8"))?)
+                ScalarValue::Utf8(Some(text_of(bytes)?))
             }
             _ => {
                 return Err(PgError::new(
@@ -370,31 +376,40 @@ pub fn param_literal(value: Option<&[u8]>, binary: bool, ty: &Type) -> Result<St
         )
     };
     Ok(match *ty {
-        Type::INT2 | Type::INT4 | Type::INT8 | Type::OID => text
-            .trim()
-            .parse::<i128>()
-            .map_err(|_| invalid("integer"))?
-            .to_string(),
-        Type::FLOAT4 | Type::FLOAT8 | Type::NUMERIC => {
-            let x = text
-                .trim()
-                .parse::<f64>()
-                .map_err(|_| invalid("double precision"))?;
-            if x.is_finite() {
-                text.trim().to_owned()
-            } else {
-                float_literal(x, false)
+        Type::INT2 | Type::INT4 | Type::INT8 | Type::OID => {
+            let t = text.trim();
+            match t.parse::<i64>() {
+                Ok(n) => ScalarValue::Int64(Some(n)),
+                Err(_) => ScalarValue::UInt64(Some(t.parse::<u64>().map_err(|_| {
+                    if t.parse::<i128>().is_ok() {
+                        PgError::new(
+                            SqlState::NumericValueOutOfRange,
+                            format!("value {t:?} is out of range for type bigint"),
+                        )
+                    } else {
+                        invalid("integer")
+                    }
+                })?)),
             }
         }
-        Type::BOOL => match text.trim().to_ascii_lowercase().as_str() {
-            "t" | "true" | "yes" | "on" | "1" => "TRUE".into(),
-            "f" | "false" | "no" | "off" | "0" => "FALSE".into(),
-            _ => return Err(invalid("boolean")),
-        },
-        Type::BYTEA => bytes_literal(
-            &bytea_text(text)
-                .map_err(|e| PgError::new(SqlState::InvalidTextRepresentation, e.to_string()))?,
-        ),
+        Type::FLOAT4 | Type::FLOAT8 | Type::NUMERIC => {
+            let t = text.trim();
+            let x = match t.to_ascii_lowercase().as_str() {
+                "nan" => f64::NAN,
+                "infinity" | "inf" => f64::INFINITY,
+                "-infinity" | "-inf" => f64::NEG_INFINITY,
+                _ => t.parse::<f64>().map_err(|_| invalid("double precision"))?,
+            };
+            ScalarValue::Float64(Some(x))
+        }
+        Type::BOOL => ScalarValue::Boolean(Some(
+            valori_query::session::parse_bool(text.trim()).ok_or_else(|| invalid("boolean"))?,
+        )),
+        Type::BYTEA => {
+            ScalarValue::Binary(Some(bytea_text(text).map_err(|e| {
+                PgError::new(SqlState::InvalidTextRepresentation, e.to_string())
+            })?))
+        }
         Type::FLOAT4_ARRAY
         | Type::FLOAT8_ARRAY
         | Type::INT2_ARRAY
@@ -406,14 +421,14 @@ pub fn param_literal(value: Option<&[u8]>, binary: bool, ty: &Type) -> Result<St
                 .strip_prefix('{')
                 .and_then(|t| t.strip_suffix('}'))
                 .ok_or_else(|| invalid("array"))?;
-            quote_literal(&format!("[{inner}]"))
+            ScalarValue::Utf8(Some(format!("[{inner}]")))
         }
         _ if ty.oid() == VECTOR_OID => {
             parse_vector_text(text)
                 .map_err(|e| PgError::new(SqlState::InvalidTextRepresentation, e))?;
-            quote_literal(text)
+            ScalarValue::Utf8(Some(text.to_owned()))
         }
-        _ => quote_literal(text),
+        _ => ScalarValue::Utf8(Some(text.to_owned())),
     })
 }
 
@@ -423,36 +438,6 @@ fn array4(b: &[u8]) -> [u8; 4] {
 
 fn array8(b: &[u8]) -> [u8; 8] {
     [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]
-}
-
-fn float_literal(x: f64, single: bool) -> String {
-    if x.is_finite() {
-        if single {
-            // The shortest text that gives back the same f32.
-            format!("{:?}", x as f32)
-        } else {
-            format!("{x:?}")
-        }
-    } else {
-        let word = if x.is_nan() {
-            "NaN"
-        } else if x > 0.0 {
-            "Infinity"
-        } else {
-            "-Infinity"
-        };
-        format!("CAST('{word}' AS DOUBLE)")
-    }
-}
-
-fn bytes_literal(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(3 + bytes.len() * 2);
-    s.push_str("X'");
-    for b in bytes {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s.push('\'');
-    s
 }
 
 /// pgvector's text form of `f32` components.
@@ -553,8 +538,8 @@ mod tests {
         assert_eq!(binary_vector(&bytes), Some(vec![1.5, -2.0]));
         assert_eq!(binary_vector(&bytes[..7]), None);
         assert_eq!(
-            param_literal(Some(&bytes), true, &vector_type()).unwrap(),
-            "'[1.5,-2]'"
+            param_value(Some(&bytes), true, &vector_type()).unwrap(),
+            utf8("[1.5,-2]")
         );
     }
 
@@ -577,7 +562,7 @@ mod tests {
     fn binary_array_length_is_checked_before_allocating() {
         let claim = array_header(i32::MAX, 700);
         let (result, largest) = crate::test_alloc::largest_allocation(|| {
-            param_literal(Some(&claim), true, &Type::FLOAT4_ARRAY)
+            param_value(Some(&claim), true, &Type::FLOAT4_ARRAY)
         });
         assert!(
             largest < 1 << 20,
@@ -593,48 +578,56 @@ mod tests {
             ok.extend_from_slice(&x.to_be_bytes());
         }
         assert_eq!(
-            param_literal(Some(&ok), true, &Type::FLOAT4_ARRAY).unwrap(),
-            "'[1.5,-2]'"
+            param_value(Some(&ok), true, &Type::FLOAT4_ARRAY).unwrap(),
+            utf8("[1.5,-2]")
         );
         // One element too many for the bytes, a NULL element, and a
         // trailing byte are refused.
         let mut short = array_header(3, 700);
         short.extend_from_slice(&ok[20..]);
-        assert!(param_literal(Some(&short), true, &Type::FLOAT4_ARRAY).is_err());
+        assert!(param_value(Some(&short), true, &Type::FLOAT4_ARRAY).is_err());
         let mut null = array_header(1, 700);
         null.extend_from_slice(&(-1i32).to_be_bytes());
-        assert!(param_literal(Some(&null), true, &Type::FLOAT4_ARRAY).is_err());
+        assert!(param_value(Some(&null), true, &Type::FLOAT4_ARRAY).is_err());
         ok.push(0);
-        assert!(param_literal(Some(&ok), true, &Type::FLOAT4_ARRAY).is_err());
+        assert!(param_value(Some(&ok), true, &Type::FLOAT4_ARRAY).is_err());
     }
 
-    /// Proves parameters become literals that cannot break out of their
-    /// quotes, and that bad text is refused with 22P02.
+    /// Proves parameters become typed values, never SQL text: a string
+    /// with quotes stays one string, numbers and bytes are decoded from
+    /// text and binary, and bad text is refused with 22P02.
     #[test]
-    fn parameters_become_safe_literals() {
+    fn parameters_become_values() {
         assert_eq!(
-            param_literal(Some(b"x'); DROP TABLE t; --"), false, &Type::TEXT).unwrap(),
-            "'x''); DROP TABLE t; --'"
+            param_value(Some(b"x'); DROP TABLE t; --"), false, &Type::TEXT).unwrap(),
+            utf8("x'); DROP TABLE t; --")
         );
         assert_eq!(
-            param_literal(Some(b" 42 "), false, &Type::INT8).unwrap(),
-            "42"
+            param_value(Some(b" 42 "), false, &Type::INT8).unwrap(),
+            ScalarValue::Int64(Some(42))
         );
-        let e = param_literal(Some(b"4x"), false, &Type::INT8).unwrap_err();
+        let e = param_value(Some(b"4x"), false, &Type::INT8).unwrap_err();
         assert_eq!(e.code(), "22P02");
         assert_eq!(
-            param_literal(Some(&7i64.to_be_bytes()), true, &Type::INT8).unwrap(),
-            "7"
-        );
-        assert_eq!(param_literal(None, true, &Type::INT8).unwrap(), "NULL");
-        assert_eq!(
-            param_literal(Some(b"\\x00ff"), false, &Type::BYTEA).unwrap(),
-            "X'00ff'"
+            param_value(Some(&7i64.to_be_bytes()), true, &Type::INT8).unwrap(),
+            ScalarValue::Int64(Some(7))
         );
         assert_eq!(
-            param_literal(Some(b"{1,2.5}"), false, &Type::FLOAT8_ARRAY).unwrap(),
-            "'[1,2.5]'"
+            param_value(None, true, &Type::INT8).unwrap(),
+            ScalarValue::Null
         );
+        assert_eq!(
+            param_value(Some(b"\\x00ff"), false, &Type::BYTEA).unwrap(),
+            ScalarValue::Binary(Some(vec![0, 0xff]))
+        );
+        assert_eq!(
+            param_value(Some(b"{1,2.5}"), false, &Type::FLOAT8_ARRAY).unwrap(),
+            utf8("[1,2.5]")
+        );
+    }
+
+    fn utf8(s: &str) -> ScalarValue {
+        ScalarValue::Utf8(Some(s.to_owned()))
     }
 
     /// Proves the text forms of floats, vectors and large unsigned values,

@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use valori_core::state::ApplyError;
 use valori_engine::EngineError;
 use valori_query::QueryError;
+use valori_query::write::WriteError;
 
 /// An error answer. Every one is JSON with a stable `code`.
 #[derive(Debug)]
@@ -100,7 +101,18 @@ impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> ApiError {
         match e {
             QueryError::Engine(engine) => ApiError::from(engine),
-            QueryError::Conflict(_) => ApiError::status_code(StatusCode::CONFLICT, e.to_string()),
+            QueryError::Write(WriteError::Engine(engine)) => ApiError::from(engine),
+            QueryError::Write(WriteError::UndefinedTable(_)) => {
+                ApiError::status_code(StatusCode::NOT_FOUND, e.to_string())
+            }
+            QueryError::Conflict(_)
+            | QueryError::Write(
+                WriteError::Duplicate(_) | WriteError::TableExists(_) | WriteError::Conflict(_),
+            ) => ApiError::status_code(StatusCode::CONFLICT, e.to_string()),
+            QueryError::ReadOnly => ApiError::status_code(
+                StatusCode::FORBIDDEN,
+                "this API key has the read role and may not write",
+            ),
             e if e.is_user_error() => ApiError::bad_request(e.to_string()),
             e => ApiError::internal(e.to_string()),
         }

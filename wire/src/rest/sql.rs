@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use valori_core::event::CollectionName;
-use valori_query::QueryOutput;
 use valori_query::datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BooleanArray, LargeBinaryArray, StringArray,
 };
@@ -23,6 +22,9 @@ use valori_query::datafusion::arrow::ipc::writer::StreamWriter;
 use valori_query::datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use valori_query::dsl::DslError;
 use valori_query::metadata;
+use valori_query::session::Session;
+use valori_query::statement::{Access, json_param};
+use valori_query::{QueryError, QueryOutput};
 
 use super::error::ApiError;
 use super::extract::Body;
@@ -36,17 +38,55 @@ pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 #[serde(deny_unknown_fields)]
 pub struct SqlRequest {
     query: String,
+    /// Values of `$1`, `$2`, …: JSON numbers, strings, booleans, `null`,
+    /// and arrays of numbers (vectors).
+    #[serde(default)]
+    params: Vec<Value>,
+    /// Session settings for this statement (`valori.ef_search`,
+    /// `valori.exact`, `statement_timeout`), as `SET` takes them.
+    #[serde(default)]
+    settings: BTreeMap<String, Value>,
 }
 
+/// Runs one statement through the statement layer, as the Postgres front
+/// end and Python do: queries, writes (for keys with the write role) and
+/// session commands, which apply to this request only.
 pub async fn sql_query(
     State(state): Shared,
     headers: HeaderMap,
     Body(body): Body<SqlRequest>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let output = state.query.execute(&body.query).await?;
+    let params = body
+        .params
+        .iter()
+        .enumerate()
+        .map(|(i, v)| json_param(i + 1, v))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(QueryError::from)?;
+    let mut session = Session::default();
+    for (name, value) in &body.settings {
+        let text = match value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        session.set(name, &text).map_err(QueryError::from)?;
+    }
+    let may_write = state.auth.is_open()
+        || super::bearer(&headers)
+            .and_then(|key| state.auth.role_of_key(key))
+            .is_some_and(|role| role.may_write());
+    let access = if may_write {
+        Access::ReadWrite
+    } else {
+        Access::ReadOnly
+    };
+    let outcome = state
+        .query
+        .run_sql(&body.query, params, &mut session, access)
+        .await?;
     state.metrics.search_latency.observe(started.elapsed());
-    answer(&headers, &output)
+    answer(&headers, &outcome.into_output()?)
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,330 @@
+//! A client session's settings, the same on every front end.
+//!
+//! `SET`, `RESET` and `SHOW` are statements of the statement layer
+//! ([`crate::statement`]): a Postgres connection, a REST `/v1/sql` call
+//! and a Python `sql()` call each keep a [`Session`] and pass it with
+//! every statement. The settings Valori uses are `valori.ef_search`,
+//! `valori.exact` and `statement_timeout`; any other name is stored for
+//! `SHOW` (bounded in number and size by [`limits`]), and the server's
+//! fixed parameters (`server_version`, `client_encoding`, …) answer
+//! `SHOW` when the session has not set them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use valori_core::limits;
+
+use crate::settings::SearchSettings;
+
+/// The PostgreSQL version Valori answers as (`SHOW server_version`,
+/// `version()`): the protocol and catalog it speaks.
+pub const SERVER_VERSION: &str = "16.6";
+/// [`SERVER_VERSION`] as `server_version_num`.
+pub const SERVER_VERSION_NUM: &str = "160006";
+
+/// Why a setting was refused. The session is unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingError {
+    #[error("invalid value for parameter \"{name}\": {value:?} ({expected})")]
+    InvalidValue {
+        name: String,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("unrecognized configuration parameter \"{0}\"")]
+    Unknown(String),
+    /// A size limit of [`limits`] (the message names it).
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+/// One client session's settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Session {
+    pub search: SearchSettings,
+    /// The session's own `statement_timeout` (it can only shorten the
+    /// server's, [`crate::QueryLimits::statement_timeout`]).
+    pub statement_timeout: Option<Duration>,
+    /// Settings Valori does not use, kept for `SHOW`.
+    settings: BTreeMap<String, String>,
+}
+
+impl Session {
+    /// A session with these search settings and nothing else set.
+    pub fn with_search(search: SearchSettings) -> Session {
+        Session {
+            search,
+            ..Session::default()
+        }
+    }
+
+    /// `SET name = value` (`value` `default` resets it).
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), SettingError> {
+        let name = name.to_ascii_lowercase();
+        let name = name.as_str();
+        match name {
+            "valori.ef_search" => {
+                self.search.ef_search = if value.eq_ignore_ascii_case("default") {
+                    None
+                } else {
+                    Some(
+                        value
+                            .parse::<usize>()
+                            .ok()
+                            .filter(|n| (1..=limits::EF_SEARCH_MAX as usize).contains(n))
+                            .ok_or_else(|| invalid(name, value, "an integer in 1..=100000"))?,
+                    )
+                };
+            }
+            "valori.exact" => {
+                self.search.exact = if value.eq_ignore_ascii_case("default") {
+                    false
+                } else {
+                    parse_bool(value).ok_or_else(|| invalid(name, value, "on or off"))?
+                };
+            }
+            "statement_timeout" => {
+                self.statement_timeout = parse_timeout(value).ok_or_else(|| {
+                    invalid(name, value, "milliseconds, or a number with ms, s or min")
+                })?;
+            }
+            _ => {
+                if value.eq_ignore_ascii_case("default") {
+                    self.settings.remove(name);
+                } else {
+                    self.check_size(name, value)?;
+                    self.settings.insert(name.to_owned(), value.to_owned());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `RESET name`; `RESET ALL` with `all`.
+    pub fn reset(&mut self, name: &str) -> Result<(), SettingError> {
+        if name.eq_ignore_ascii_case("all") {
+            *self = Session::default();
+            return Ok(());
+        }
+        self.set(name, "default")
+    }
+
+    /// `SHOW name`.
+    pub fn show(&self, name: &str) -> Result<String, SettingError> {
+        let name = name.to_ascii_lowercase();
+        Ok(match name.as_str() {
+            "valori.ef_search" => self
+                .search
+                .ef_search
+                .map_or_else(|| "default".to_owned(), |n| n.to_string()),
+            "valori.exact" => if self.search.exact { "on" } else { "off" }.to_owned(),
+            "statement_timeout" => self
+                .statement_timeout
+                .map_or_else(|| "0".to_owned(), |d| format!("{}ms", d.as_millis())),
+            other => match self.settings.get(other) {
+                Some(v) => v.clone(),
+                None => server_setting(other)
+                    .ok_or_else(|| SettingError::Unknown(other.to_owned()))?
+                    .to_owned(),
+            },
+        })
+    }
+
+    /// Settings stored for `SHOW` only.
+    pub fn stored(&self) -> usize {
+        self.settings.len()
+    }
+
+    /// Bounds what a client can make its session keep: the settings
+    /// Valori does not use are stored for `SHOW`, so their number and
+    /// sizes are limited ([`limits::SESSION_SETTINGS_MAX`] and the byte
+    /// limits).
+    fn check_size(&self, name: &str, value: &str) -> Result<(), SettingError> {
+        if name.len() > limits::SESSION_SETTING_NAME_BYTES_MAX as usize {
+            return Err(SettingError::TooLarge(format!(
+                "setting name of {} bytes exceeds {} bytes (SESSION_SETTING_NAME_BYTES_MAX)",
+                name.len(),
+                limits::SESSION_SETTING_NAME_BYTES_MAX
+            )));
+        }
+        if value.len() > limits::SESSION_SETTING_VALUE_BYTES_MAX as usize {
+            return Err(SettingError::TooLarge(format!(
+                "value of setting \"{name}\" has {} bytes; at most {} (SESSION_SETTING_VALUE_BYTES_MAX)",
+                value.len(),
+                limits::SESSION_SETTING_VALUE_BYTES_MAX
+            )));
+        }
+        if !self.settings.contains_key(name)
+            && self.settings.len() >= limits::SESSION_SETTINGS_MAX as usize
+        {
+            return Err(SettingError::TooLarge(format!(
+                "a session stores at most {} settings (SESSION_SETTINGS_MAX); RESET one first",
+                limits::SESSION_SETTINGS_MAX
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(name: &str, value: &str, expected: &'static str) -> SettingError {
+    SettingError::InvalidValue {
+        name: name.to_owned(),
+        value: value.to_owned(),
+        expected,
+    }
+}
+
+/// The server's fixed parameters, as Postgres reports them.
+pub fn server_setting(name: &str) -> Option<&'static str> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "server_version" => SERVER_VERSION,
+        "server_version_num" => SERVER_VERSION_NUM,
+        "server_encoding" | "client_encoding" => "UTF8",
+        "standard_conforming_strings" => "on",
+        "search_path" => "public",
+        "datestyle" => "ISO, MDY",
+        "timezone" => "UTC",
+        "integer_datetimes" => "on",
+        "transaction_isolation" | "default_transaction_isolation" => "serializable",
+        "transaction_read_only" | "default_transaction_read_only" => "off",
+        "max_identifier_length" => "63",
+        "statement_timeout" => "0",
+        "lc_collate" | "lc_ctype" => "C",
+        "is_superuser" => "on",
+        _ => return None,
+    })
+}
+
+/// Postgres's spellings of a boolean setting.
+pub fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "on" | "true" | "t" | "yes" | "1" => Some(true),
+        "off" | "false" | "f" | "no" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// `statement_timeout` values: milliseconds, or a number with `ms`, `s`,
+/// `min`; `0` turns it off.
+fn parse_timeout(value: &str) -> Option<Option<Duration>> {
+    let value = value.trim().to_ascii_lowercase();
+    if value == "default" {
+        return Some(None);
+    }
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let n: u64 = value[..split].parse().ok()?;
+    let ms = match value[split..].trim() {
+        "" | "ms" => n,
+        "s" => n.checked_mul(1000)?,
+        "min" => n.checked_mul(60_000)?,
+        _ => return None,
+    };
+    Some((ms > 0).then(|| Duration::from_millis(ms)))
+}
+
+/// `name=value` pairs of a libpq startup `options` string (`-c name=value`
+/// or `--name=value`, as `PGOPTIONS` sends them).
+pub fn startup_options(options: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut tokens = options.split_whitespace();
+    while let Some(token) = tokens.next() {
+        let pair = if token == "-c" {
+            tokens.next()
+        } else {
+            token
+                .strip_prefix("-c")
+                .or_else(|| token.strip_prefix("--"))
+        };
+        if let Some((name, value)) = pair.and_then(|p| p.split_once('=')) {
+            out.push((name.replace('-', "_"), value.to_owned()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Proves the settings a session stores are bounded in number, name
+    /// and value size, and that a refused SET keeps the session's
+    /// settings.
+    #[test]
+    fn stored_settings_are_bounded() {
+        let mut s = Session::default();
+        let max_value = "v".repeat(limits::SESSION_SETTING_VALUE_BYTES_MAX as usize);
+        s.set("application_name", &max_value).unwrap();
+        let e = s
+            .set("application_name", &format!("{max_value}v"))
+            .unwrap_err();
+        assert!(matches!(e, SettingError::TooLarge(_)), "{e}");
+        assert_eq!(s.show("application_name").unwrap(), max_value);
+        let long_name = "n".repeat(limits::SESSION_SETTING_NAME_BYTES_MAX as usize + 1);
+        assert!(matches!(
+            s.set(&long_name, "1").unwrap_err(),
+            SettingError::TooLarge(_)
+        ));
+        for i in 1..limits::SESSION_SETTINGS_MAX {
+            s.set(&format!("app.s{i}"), "1").unwrap();
+        }
+        assert_eq!(s.stored(), limits::SESSION_SETTINGS_MAX as usize);
+        let e = s.set("app.one_more", "1").unwrap_err();
+        assert!(e.to_string().contains("SESSION_SETTINGS_MAX"), "{e}");
+        // Changing or removing a stored setting is still allowed.
+        s.set("app.s1", "2").unwrap();
+        s.set("app.s1", "default").unwrap();
+        s.set("app.one_more", "1").unwrap();
+    }
+
+    /// Proves libpq-style startup options are read.
+    #[test]
+    fn startup_options_pairs() {
+        assert_eq!(
+            startup_options(
+                "-c statement_timeout=100 -cvalori.exact=on --valori.ef_search=32 junk"
+            ),
+            vec![
+                ("statement_timeout".to_owned(), "100".to_owned()),
+                ("valori.exact".to_owned(), "on".to_owned()),
+                ("valori.ef_search".to_owned(), "32".to_owned()),
+            ]
+        );
+    }
+
+    /// Proves the session settings' values and refusals.
+    #[test]
+    fn settings() {
+        let mut s = Session::default();
+        s.set("valori.ef_search", "64").unwrap();
+        s.set("valori.exact", "on").unwrap();
+        s.set("statement_timeout", "2s").unwrap();
+        assert_eq!(
+            s.search,
+            SearchSettings {
+                ef_search: Some(64),
+                exact: true
+            }
+        );
+        assert_eq!(s.statement_timeout, Some(Duration::from_millis(2000)));
+        assert_eq!(s.show("valori.ef_search").unwrap(), "64");
+        assert!(matches!(
+            s.set("valori.ef_search", "0").unwrap_err(),
+            SettingError::InvalidValue { .. }
+        ));
+        assert!(matches!(
+            s.set("valori.exact", "maybe").unwrap_err(),
+            SettingError::InvalidValue { .. }
+        ));
+        s.set("statement_timeout", "0").unwrap();
+        assert_eq!(s.statement_timeout, None);
+        assert_eq!(
+            s.show("no_such_thing").unwrap_err(),
+            SettingError::Unknown("no_such_thing".into())
+        );
+        s.reset("all").unwrap();
+        assert_eq!(s, Session::default());
+    }
+}

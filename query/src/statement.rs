@@ -1,0 +1,1113 @@
+//! The statement layer: every front end's SQL goes through here.
+//!
+//! The Postgres protocol, REST `/v1/sql`, Python `sql()` (and the `.slt`
+//! runner) hand a statement's text to [`QueryEngine::prepare`] and run
+//! the [`Prepared`] statement with [`QueryEngine::run`], passing their
+//! client's [`Session`] and its typed parameter values. So the same text
+//! gives the same rows, the same errors and the same state through every
+//! front end; a front end keeps only its protocol (messages, encodings,
+//! authentication).
+//!
+//! # Prepare: parse once, plan once
+//!
+//! A statement is measured ([`sql_text::check_expression_bounds`]),
+//! tokenized and parsed once with sqlparser's Postgres dialect; pgvector's
+//! operators are rewritten on the tokens and the tree
+//! ([`crate::pgvector`]). The tree is then one of:
+//!
+//! - a session command ([`Command`]): transaction control (answered so
+//!   that drivers work; every statement is its own durable transaction),
+//!   `SET`, `RESET`, `SHOW`, `CREATE EXTENSION vector`;
+//! - a write ([`crate::write`]): DDL, DML and `COPY … FROM STDIN`, one
+//!   event each;
+//! - a query: planned by DataFusion into a logical plan with typed
+//!   placeholders. When every placeholder is one the nearest-neighbour
+//!   search binds at execution (its query vector, `tag = $n`) — or there
+//!   is none — the physical plan is made here, once, and each execution
+//!   runs a fresh copy of it ([`reset_plan_states`]) with the values in
+//!   the task's configuration ([`crate::knn::BoundParams`]): no parsing,
+//!   planning or optimizing per execution. Other placeholders are bound
+//!   into the logical plan, which is then optimized and planned for that
+//!   execution.
+//!
+//! Parameters are values ([`ScalarValue`]s), never text spliced into the
+//! statement. [`QueryEngine::prepare_cached`] keeps prepared statements
+//! by their text (at most [`limits::PLAN_CACHE_ENTRIES_MAX`]), for clients
+//! that parse the same statement again for every execution.
+//!
+//! Statements deeper than an ordinary stack holds
+//! ([`sql_text::Shape::is_deep`]) keep no plan: each execution parses and
+//! plans them again on a thread of their own ([`on_deep_stack`]), where
+//! their trees are also dropped.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{self, Statement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::Tokenizer;
+use valori_core::limits;
+
+use crate::functions::DistanceFunction;
+use crate::knn::{BoundParams, ValoriKnnExec};
+use crate::provider::CollectionScanExec;
+use crate::session::Session;
+use crate::settings::ValoriOptions;
+use crate::write::{self, Column, CopyFormat, WriteOutcome, WriteStatement};
+use crate::{QueryEngine, QueryError, QueryOutput, SQL_BYTES_MAX, on_deep_stack, sql_text};
+
+/// A session command: answered by the statement layer from the session,
+/// without touching the state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    Begin,
+    Commit,
+    Rollback,
+    /// Accepted and ignored, answered with this command tag.
+    Noop(&'static str),
+    Set {
+        name: String,
+        value: String,
+    },
+    Reset(String),
+    Show(String),
+}
+
+/// A placeholder's type, as the statement uses it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParamType {
+    /// A vector: pgvector's text form `'[1,2,3]'` or a list of numbers.
+    Vector,
+    Typed(DataType),
+    /// Nothing in the statement says; the value is taken as given.
+    Unknown,
+}
+
+/// What a prepared statement does.
+#[derive(Debug)]
+pub enum Kind {
+    Empty,
+    Command(Command),
+    Write(WriteStatement),
+    Query(QueryPlan),
+}
+
+/// A query's plans.
+#[derive(Debug)]
+pub enum QueryPlan {
+    /// Planned at prepare time.
+    Planned {
+        /// With typed placeholders, not optimized.
+        logical: LogicalPlan,
+        /// When the plan needs no per-execution planning (see the
+        /// [module documentation](self)).
+        physical: Option<Arc<dyn ExecutionPlan>>,
+    },
+    /// Too deep to keep: planned at each execution on a deep stack.
+    Deep,
+}
+
+/// A parsed and planned statement, ready to run any number of times.
+#[derive(Debug)]
+pub struct Prepared {
+    sql: String,
+    shape: sql_text::Shape,
+    kind: Kind,
+    params: Vec<ParamType>,
+    schema: SchemaRef,
+}
+
+impl Prepared {
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    pub fn kind(&self) -> &Kind {
+        &self.kind
+    }
+
+    /// The placeholders' types, `$1` first.
+    pub fn params(&self) -> &[ParamType] {
+        &self.params
+    }
+
+    /// The result columns (none for statements that return no rows).
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Whether running it changes the state.
+    pub fn is_write(&self) -> bool {
+        matches!(self.kind, Kind::Write(_))
+    }
+
+    /// Whether a run returns rows (a query or `SHOW`).
+    pub fn returns_rows(&self) -> bool {
+        matches!(self.kind, Kind::Query(_) | Kind::Command(Command::Show(_)))
+    }
+
+    /// Whether the physical plan is kept and reused by every execution.
+    pub fn is_planned_once(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::Query(QueryPlan::Planned {
+                physical: Some(_),
+                ..
+            })
+        )
+    }
+}
+
+/// Whether a statement may change the state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+/// What running a statement did.
+#[derive(Debug)]
+pub enum Outcome {
+    Empty,
+    Rows(QueryOutput),
+    /// A command or a write: its command tag (`INSERT`, `SET`, …), the
+    /// rows it wrote, and messages for the client that are not errors.
+    Done {
+        tag: String,
+        rows: Option<u64>,
+        notices: Vec<String>,
+    },
+    Begin,
+    Commit,
+    Rollback,
+    /// `COPY … FROM STDIN`: the front end collects the data and passes it
+    /// to [`QueryEngine::copy_in`].
+    CopyIn(CopyIn),
+}
+
+impl Outcome {
+    /// The outcome as rows, for front ends that answer every statement
+    /// with a table (REST, Python): a query's rows; for a command or a
+    /// write one row of `command` (its tag) and `rows` (rows written, or
+    /// NULL); no columns for an empty statement.
+    pub fn into_output(self) -> Result<QueryOutput, QueryError> {
+        let (tag, rows) = match self {
+            Outcome::Rows(output) => return Ok(output),
+            Outcome::Empty => {
+                return Ok(QueryOutput {
+                    schema: Arc::new(Schema::empty()),
+                    batches: Vec::new(),
+                });
+            }
+            Outcome::CopyIn(_) => {
+                return Err(unsupported(
+                    "COPY ... FROM STDIN needs the Postgres protocol; insert with INSERT or the \
+                     records API",
+                ));
+            }
+            Outcome::Done { tag, rows, .. } => (tag, rows),
+            Outcome::Begin => ("BEGIN".to_owned(), None),
+            Outcome::Commit => ("COMMIT".to_owned(), None),
+            Outcome::Rollback => ("ROLLBACK".to_owned(), None),
+        };
+        let schema = Arc::new(Schema::new(vec![
+            datafusion::arrow::datatypes::Field::new("command", DataType::Utf8, false),
+            datafusion::arrow::datatypes::Field::new("rows", DataType::UInt64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(datafusion::arrow::array::StringArray::from(vec![tag])),
+                Arc::new(datafusion::arrow::array::UInt64Array::from(vec![rows])),
+            ],
+        )
+        .map_err(|e| internal(e.to_string()))?;
+        Ok(QueryOutput {
+            schema,
+            batches: vec![batch],
+        })
+    }
+}
+
+/// A parameter given as JSON (REST's `params`, Python's `sql(…,
+/// params)`) as a typed value: numbers, strings, booleans and `null` as
+/// themselves, an array of numbers as a vector, an object as its JSON
+/// text. The statement then converts it to the type it needs.
+pub fn json_param(n: usize, value: &serde_json::Value) -> Result<ScalarValue, ParamError> {
+    use serde_json::Value;
+    Ok(match value {
+        Value::Null => ScalarValue::Null,
+        Value::Bool(b) => ScalarValue::Boolean(Some(*b)),
+        Value::Number(x) => match (x.as_i64(), x.as_u64(), x.as_f64()) {
+            (Some(i), _, _) => ScalarValue::Int64(Some(i)),
+            (None, Some(u), _) => ScalarValue::UInt64(Some(u)),
+            (_, _, Some(f)) => ScalarValue::Float64(Some(f)),
+            _ => {
+                return Err(ParamError::Vector {
+                    n,
+                    reason: format!("{x} is not a number"),
+                });
+            }
+        },
+        Value::String(s) => ScalarValue::Utf8(Some(s.clone())),
+        Value::Array(items) => {
+            let floats = items
+                .iter()
+                .map(|v| v.as_f64().map(|x| x as f32))
+                .collect::<Option<Vec<f32>>>()
+                .ok_or_else(|| ParamError::Vector {
+                    n,
+                    reason: "an array parameter is a vector of numbers".to_owned(),
+                })?;
+            ScalarValue::Utf8(Some(vector_text(&floats)))
+        }
+        Value::Object(_) => ScalarValue::Utf8(Some(value.to_string())),
+    })
+}
+
+/// A `COPY … FROM STDIN` waiting for its data.
+#[derive(Clone, Debug)]
+pub struct CopyIn {
+    pub table: String,
+    pub columns: Vec<Column>,
+    pub format: CopyFormat,
+}
+
+/// Why a parameter value was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParamError {
+    #[error("the statement has {expected} parameters; {given} were bound")]
+    Count { expected: usize, given: usize },
+    #[error("parameter ${n}: {value} cannot be {to}: {reason}")]
+    Type {
+        n: usize,
+        value: String,
+        to: DataType,
+        reason: String,
+    },
+    #[error("parameter ${n}: {reason}")]
+    Vector { n: usize, reason: String },
+}
+
+fn internal(message: impl Into<String>) -> QueryError {
+    QueryError::Internal(DataFusionError::Internal(message.into()))
+}
+
+fn syntax(e: impl std::fmt::Display) -> QueryError {
+    QueryError::Invalid(DataFusionError::SQL(
+        Box::new(datafusion::sql::sqlparser::parser::ParserError::ParserError(e.to_string())),
+        None,
+    ))
+}
+
+fn unsupported(message: impl Into<String>) -> QueryError {
+    QueryError::Invalid(DataFusionError::NotImplemented(message.into()))
+}
+
+/// Parses one statement's text (see the [module documentation](self)):
+/// `None` for a text without a statement.
+fn parse(sql: &str) -> Result<Option<Statement>, QueryError> {
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .with_unescape(true)
+        .tokenize_with_location()
+        .map_err(syntax)?;
+    let mut statements = Parser::new(&dialect)
+        .with_tokens_with_locations(crate::pgvector::spell_vector_operators(tokens))
+        .parse_statements()
+        .map_err(syntax)?;
+    match statements.len() {
+        0 => Ok(None),
+        1 => {
+            let mut statement = statements.remove(0);
+            crate::catalog::rewrite_catalog_syntax(&mut statement).map_err(syntax)?;
+            crate::pgvector::rewrite_tree(&mut statement);
+            Ok(Some(statement))
+        }
+        n => Err(syntax(format!(
+            "expected one statement, found {n}; send them one at a time"
+        ))),
+    }
+}
+
+/// The text of a `SET` value as Postgres reads it: a string without its
+/// quotes, a name or number as written, several values joined by `, `.
+fn set_value(values: &[ast::Expr]) -> String {
+    values
+        .iter()
+        .map(|v| match v {
+            ast::Expr::Value(value) => match &value.value {
+                ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => s.clone(),
+                other => other.to_string(),
+            },
+            ast::Expr::Identifier(ident) => ident.value.clone(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn object_name(name: &ast::ObjectName) -> String {
+    name.0
+        .iter()
+        .map(|part| match part.as_ident() {
+            Some(ident) if ident.quote_style.is_some() => ident.value.clone(),
+            Some(ident) => ident.value.to_ascii_lowercase(),
+            None => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// The session command a statement is, if it is one.
+fn command(statement: &Statement) -> Result<Option<Command>, QueryError> {
+    Ok(Some(match statement {
+        Statement::StartTransaction { .. } => Command::Begin,
+        Statement::Commit { .. } => Command::Commit,
+        Statement::Rollback {
+            savepoint: Some(_), ..
+        } => Command::Noop("ROLLBACK"),
+        Statement::Rollback { .. } => Command::Rollback,
+        Statement::Savepoint { .. } => Command::Noop("SAVEPOINT"),
+        Statement::ReleaseSavepoint { .. } => Command::Noop("RELEASE"),
+        Statement::Discard { .. } => Command::Noop("DISCARD ALL"),
+        Statement::Deallocate { .. } => Command::Noop("DEALLOCATE"),
+        Statement::LISTEN { .. } => Command::Noop("LISTEN"),
+        Statement::UNLISTEN { .. } => Command::Noop("UNLISTEN"),
+        // pgvector's setup step: the vector type is built in.
+        Statement::CreateExtension(create) => {
+            let name = create.name.value.to_ascii_lowercase();
+            if name != "vector" {
+                return Err(unsupported(format!(
+                    "extension {name} is not available; vector is built in"
+                )));
+            }
+            Command::Noop("CREATE EXTENSION")
+        }
+        Statement::Set(set) => match set {
+            ast::Set::SingleAssignment {
+                variable, values, ..
+            } => Command::Set {
+                name: object_name(variable),
+                value: set_value(values),
+            },
+            ast::Set::SetTimeZone { value, .. } => Command::Set {
+                name: "timezone".to_owned(),
+                value: set_value(std::slice::from_ref(value)),
+            },
+            ast::Set::SetTransaction { .. }
+            | ast::Set::SetSessionParam(_)
+            | ast::Set::SetNames { .. }
+            | ast::Set::SetNamesDefault {}
+            | ast::Set::SetRole { .. } => Command::Noop("SET"),
+            other => {
+                return Err(unsupported(format!(
+                    "{other} is not supported; set one parameter at a time"
+                )));
+            }
+        },
+        Statement::ShowVariable { variable } => Command::Show(
+            variable
+                .iter()
+                .map(|i| i.value.to_ascii_lowercase())
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        Statement::Reset(reset) => Command::Reset(match &reset.reset {
+            ast::Reset::ALL => "all".to_owned(),
+            ast::Reset::ConfigurationParameter(name) => object_name(name),
+        }),
+        _ => return Ok(None),
+    }))
+}
+
+/// Whether a statement is one [`crate::write`] handles.
+fn is_write(statement: &Statement) -> bool {
+    matches!(
+        statement,
+        Statement::CreateTable(_)
+            | Statement::CreateIndex(_)
+            | Statement::CreateView(_)
+            | Statement::CreateSchema { .. }
+            | Statement::Drop { .. }
+            | Statement::Insert(_)
+            | Statement::Delete(_)
+            | Statement::Update(_)
+            | Statement::Copy { .. }
+            | Statement::AlterTable(_)
+            | Statement::Truncate(_)
+    )
+}
+
+/// The placeholders that are arguments of a distance function.
+fn distance_arguments(plan: &LogicalPlan) -> Result<BTreeSet<String>, DataFusionError> {
+    let mut found = BTreeSet::new();
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && DistanceFunction::ALL.iter().any(|d| d.name() == f.name())
+                {
+                    for arg in &f.args {
+                        if let Expr::Placeholder(p) = arg {
+                            found.insert(p.id.clone());
+                        }
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    Ok(found)
+}
+
+/// The plan with its vector placeholders typed as text (pgvector's text
+/// form, which the distance functions read), so that DataFusion's type
+/// checks pass before the values are known.
+fn type_vector_placeholders(
+    plan: LogicalPlan,
+    vectors: &BTreeSet<String>,
+) -> Result<LogicalPlan, DataFusionError> {
+    if vectors.is_empty() {
+        return Ok(plan);
+    }
+    plan.transform_up_with_subqueries(|node| {
+        node.map_expressions(|expr| {
+            expr.transform(|e| match e {
+                Expr::Placeholder(mut p) if p.field.is_none() && vectors.contains(&p.id) => {
+                    p.field = Some(Arc::new(datafusion::arrow::datatypes::Field::new(
+                        &p.id,
+                        DataType::Utf8,
+                        true,
+                    )));
+                    Ok(Transformed::yes(Expr::Placeholder(p)))
+                }
+                other => Ok(Transformed::no(other)),
+            })
+        })
+    })
+    .map(|t| t.data)
+}
+
+/// Whether every value of the plan is fixed when it is planned: no
+/// function whose value changes between executions (`now()`,
+/// `random()`), which planning would fold into a constant.
+fn is_immutable(plan: &LogicalPlan) -> bool {
+    let mut immutable = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && f.func.signature().volatility != Volatility::Immutable
+                {
+                    immutable = false;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    immutable
+}
+
+/// Whether a physical plan may be kept and run again: it reads the state
+/// only through scans that take their snapshot at execution.
+fn is_reusable(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    let children = plan.children();
+    if children.is_empty() {
+        return plan.is::<ValoriKnnExec>()
+            || plan.is::<CollectionScanExec>()
+            || plan.is::<datafusion::physical_plan::empty::EmptyExec>()
+            || plan.is::<datafusion::physical_plan::placeholder_row::PlaceholderRowExec>();
+    }
+    children.into_iter().all(is_reusable)
+}
+
+/// The number of the placeholder `$n`.
+fn placeholder_number(id: &str) -> Option<usize> {
+    id.strip_prefix('$')?.parse().ok()
+}
+
+/// A write's parameter type, by the column it fills.
+fn column_param(column: Column) -> ParamType {
+    match column {
+        Column::Id | Column::Tag => ParamType::Typed(DataType::Int64),
+        Column::Vec => ParamType::Vector,
+        Column::Metadata => ParamType::Typed(DataType::Utf8),
+    }
+}
+
+/// `value` as the parameter type says: cast to its type; a vector as its
+/// text form.
+fn bind_value(n: usize, value: ScalarValue, ty: &ParamType) -> Result<ScalarValue, ParamError> {
+    if value.is_null() {
+        return Ok(match ty {
+            ParamType::Typed(t) => ScalarValue::try_from(t).unwrap_or(value),
+            ParamType::Vector => ScalarValue::Utf8(None),
+            ParamType::Unknown => value,
+        });
+    }
+    match ty {
+        ParamType::Unknown => Ok(value),
+        ParamType::Vector => match &value {
+            ScalarValue::Utf8(_) | ScalarValue::LargeUtf8(_) | ScalarValue::Utf8View(_) => {
+                Ok(value)
+            }
+            ScalarValue::List(_) | ScalarValue::LargeList(_) | ScalarValue::FixedSizeList(_) => {
+                let floats =
+                    vector_components(&value).map_err(|reason| ParamError::Vector { n, reason })?;
+                Ok(ScalarValue::Utf8(Some(vector_text(&floats))))
+            }
+            other => Err(ParamError::Vector {
+                n,
+                reason: format!(
+                    "a value of type {} is not a vector; send '[1,2,3]'",
+                    other.data_type()
+                ),
+            }),
+        },
+        ParamType::Typed(t) if value.data_type() == *t => Ok(value),
+        ParamType::Typed(t) => value.cast_to(t).map_err(|e| ParamError::Type {
+            n,
+            value: value.to_string(),
+            to: t.clone(),
+            reason: e.strip_backtrace(),
+        }),
+    }
+}
+
+/// The components of a list value.
+fn vector_components(value: &ScalarValue) -> Result<Vec<f32>, String> {
+    let array = value.to_array().map_err(|e| e.strip_backtrace())?;
+    let list = datafusion::arrow::compute::cast(
+        &array,
+        &DataType::List(Arc::new(
+            datafusion::arrow::datatypes::Field::new_list_field(DataType::Float32, true),
+        )),
+    )
+    .map_err(|e| e.to_string())?;
+    let list = list
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::ListArray>()
+        .ok_or("not a list")?;
+    let values = list.value(0);
+    let floats = values
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::Float32Array>()
+        .ok_or("not a list of numbers")?;
+    if floats.null_count() > 0 {
+        return Err("a vector has no NULL components".to_owned());
+    }
+    Ok(floats.values().to_vec())
+}
+
+/// pgvector's text form of `f32` components (each the shortest text that
+/// reads back as the same `f32`).
+pub fn vector_text(values: &[f32]) -> String {
+    let parts: Vec<String> = values.iter().map(|x| x.to_string()).collect();
+    format!("[{}]", parts.join(","))
+}
+
+/// Prepared statements kept by text, least recently used first out.
+#[derive(Debug, Default)]
+pub(crate) struct PlanCache {
+    entries: HashMap<String, Arc<Prepared>>,
+    order: VecDeque<String>,
+}
+
+impl PlanCache {
+    fn get(&mut self, sql: &str) -> Option<Arc<Prepared>> {
+        let found = self.entries.get(sql).cloned()?;
+        if let Some(at) = self.order.iter().position(|s| s == sql) {
+            let key = self.order.remove(at);
+            self.order.extend(key);
+        }
+        Some(found)
+    }
+
+    fn put(&mut self, prepared: Arc<Prepared>) {
+        let sql = prepared.sql.clone();
+        if self.entries.insert(sql.clone(), prepared).is_none() {
+            self.order.push_back(sql);
+        }
+        while self.order.len() > limits::PLAN_CACHE_ENTRIES_MAX as usize {
+            if let Some(old) = self.order.pop_front() {
+                self.entries.remove(&old);
+            }
+        }
+    }
+
+    fn remove(&mut self, sql: &str) {
+        if self.entries.remove(sql).is_some() {
+            self.order.retain(|s| s != sql);
+        }
+    }
+}
+
+fn lock_cache(cache: &Mutex<PlanCache>) -> std::sync::MutexGuard<'_, PlanCache> {
+    // The cache holds no invariant a panic could break halfway.
+    cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl QueryEngine {
+    /// Parses and plans one statement (see the [module
+    /// documentation](self)). The text is bounded by [`SQL_BYTES_MAX`] and
+    /// [`sql_text::check_expression_bounds`] before it is parsed.
+    pub async fn prepare(&self, sql: &str) -> Result<Arc<Prepared>, QueryError> {
+        if sql.len() > SQL_BYTES_MAX {
+            return Err(QueryError::TooLong {
+                bytes: sql.len(),
+                max: SQL_BYTES_MAX,
+            });
+        }
+        let shape = sql_text::check_expression_bounds(sql)?;
+        self.prepare_measured(sql, shape).await
+    }
+
+    /// [`QueryEngine::prepare`] of a text already measured as `shape`.
+    pub(crate) async fn prepare_measured(
+        &self,
+        sql: &str,
+        shape: sql_text::Shape,
+    ) -> Result<Arc<Prepared>, QueryError> {
+        if sql_text::placeholders(sql) > limits::STATEMENT_PARAMS_MAX as usize {
+            return Err(QueryError::Param(ParamError::Count {
+                expected: limits::STATEMENT_PARAMS_MAX as usize,
+                given: sql_text::placeholders(sql),
+            }));
+        }
+        if !shape.is_deep() {
+            return self.prepare_shaped(sql, shape).await.map(Arc::new);
+        }
+        if let Some(statement) = write::parse(sql)? {
+            // `write::parse` refuses deep writes; a shallow one was parsed.
+            return Ok(Arc::new(self.write_prepared(sql, shape, statement)?));
+        }
+        // Planned (and dropped) on a deep stack, only to learn its types.
+        let this = self.clone();
+        let owned = sql.to_owned();
+        let prepared = on_deep_stack(async move {
+            let planned = this.prepare_shaped(&owned, shape).await?;
+            Ok((planned.params.clone(), Arc::clone(&planned.schema)))
+        })
+        .await?;
+        Ok(Arc::new(Prepared {
+            sql: sql.to_owned(),
+            shape,
+            kind: Kind::Query(QueryPlan::Deep),
+            params: prepared.0,
+            schema: prepared.1,
+        }))
+    }
+
+    /// [`QueryEngine::prepare`], reusing the statement prepared for the
+    /// same text before when it is still valid.
+    pub async fn prepare_cached(&self, sql: &str) -> Result<Arc<Prepared>, QueryError> {
+        if let Some(found) = lock_cache(&self.plans).get(sql) {
+            return Ok(found);
+        }
+        let prepared = self.prepare(sql).await?;
+        if prepared.is_planned_once() {
+            lock_cache(&self.plans).put(Arc::clone(&prepared));
+        }
+        Ok(prepared)
+    }
+
+    fn write_prepared(
+        &self,
+        sql: &str,
+        shape: sql_text::Shape,
+        statement: WriteStatement,
+    ) -> Result<Prepared, QueryError> {
+        let count = sql_text::placeholders(sql);
+        let mut params = vec![ParamType::Unknown; count];
+        for (n, column) in statement.parameter_columns() {
+            if let Some(slot) = params.get_mut(n.wrapping_sub(1)) {
+                *slot = column_param(column);
+            }
+        }
+        Ok(Prepared {
+            sql: sql.to_owned(),
+            shape,
+            kind: Kind::Write(statement),
+            params,
+            schema: Arc::new(Schema::empty()),
+        })
+    }
+
+    async fn prepare_shaped(
+        &self,
+        sql: &str,
+        shape: sql_text::Shape,
+    ) -> Result<Prepared, QueryError> {
+        let empty = || Arc::new(Schema::empty());
+        let Some(statement) = parse(sql)? else {
+            return Ok(Prepared {
+                sql: sql.to_owned(),
+                shape,
+                kind: Kind::Empty,
+                params: Vec::new(),
+                schema: empty(),
+            });
+        };
+        if let Some(command) = command(&statement)? {
+            let schema = match &command {
+                Command::Show(name) => {
+                    Arc::new(Schema::new(vec![datafusion::arrow::datatypes::Field::new(
+                        name,
+                        DataType::Utf8,
+                        false,
+                    )]))
+                }
+                _ => empty(),
+            };
+            return Ok(Prepared {
+                sql: sql.to_owned(),
+                shape,
+                kind: Kind::Command(command),
+                params: Vec::new(),
+                schema,
+            });
+        }
+        if is_write(&statement) {
+            let write = write::from_statement(statement)?;
+            return self.write_prepared(sql, shape, write);
+        }
+        let state = self.ctx.state();
+        let plan = state
+            .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+            .await?;
+        datafusion::execution::context::SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)?;
+        let vectors = distance_arguments(&plan)?;
+        let plan = type_vector_placeholders(plan, &vectors)?;
+        let inferred = plan.get_parameter_types()?;
+        let count = sql_text::placeholders(sql).max(
+            inferred
+                .keys()
+                .filter_map(|id| placeholder_number(id))
+                .max()
+                .unwrap_or(0),
+        );
+        let params = (1..=count)
+            .map(|n| {
+                let id = format!("${n}");
+                if vectors.contains(&id) {
+                    return ParamType::Vector;
+                }
+                match inferred.get(&id).cloned().flatten() {
+                    Some(t) => ParamType::Typed(t),
+                    None => ParamType::Unknown,
+                }
+            })
+            .collect();
+        let schema = Arc::new(plan.schema().as_arrow().clone());
+        // Planned once when nothing but the search's own parameters is
+        // left to bind; otherwise each execution binds and plans.
+        let physical = if is_immutable(&plan) {
+            match state.create_physical_plan(&plan).await {
+                Ok(physical) if is_reusable(&physical) => Some(physical),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        Ok(Prepared {
+            sql: sql.to_owned(),
+            shape,
+            kind: Kind::Query(QueryPlan::Planned {
+                logical: plan,
+                physical,
+            }),
+            params,
+            schema,
+        })
+    }
+
+    /// Checks and converts a statement's parameter values to its types.
+    fn bind(
+        &self,
+        prepared: &Prepared,
+        params: Vec<ScalarValue>,
+    ) -> Result<Vec<ScalarValue>, QueryError> {
+        if params.len() != prepared.params.len() {
+            return Err(QueryError::Param(ParamError::Count {
+                expected: prepared.params.len(),
+                given: params.len(),
+            }));
+        }
+        params
+            .into_iter()
+            .zip(&prepared.params)
+            .enumerate()
+            .map(|(i, (value, ty))| bind_value(i + 1, value, ty).map_err(QueryError::Param))
+            .collect()
+    }
+
+    /// Runs a prepared statement with its parameter values, for a client
+    /// whose session is `session` (`SET` and `RESET` change it) and may
+    /// write when `access` allows. A statement runs at most the shorter of
+    /// the server's and the session's statement timeout.
+    pub async fn run(
+        &self,
+        prepared: &Prepared,
+        params: Vec<ScalarValue>,
+        session: &mut Session,
+        access: Access,
+    ) -> Result<Outcome, QueryError> {
+        let params = self.bind(prepared, params)?;
+        match &prepared.kind {
+            Kind::Empty => Ok(Outcome::Empty),
+            Kind::Command(command) => run_command(command, session),
+            Kind::Write(statement) => {
+                if access == Access::ReadOnly {
+                    return Err(QueryError::ReadOnly);
+                }
+                self.run_write(statement, params).await
+            }
+            Kind::Query(plan) => {
+                let limit = effective_timeout(self.limits.statement_timeout, session);
+                let run = self.run_query(prepared, plan, params, session);
+                let output = tokio::time::timeout(limit, run)
+                    .await
+                    .map_err(|_| QueryError::Timeout { after: limit })??;
+                Ok(Outcome::Rows(output))
+            }
+        }
+    }
+
+    /// Prepares (through the cache) and runs one statement: for front ends
+    /// that take a statement's text and its values in one call.
+    pub async fn run_sql(
+        &self,
+        sql: &str,
+        params: Vec<ScalarValue>,
+        session: &mut Session,
+        access: Access,
+    ) -> Result<Outcome, QueryError> {
+        let prepared = self.prepare_cached(sql).await?;
+        match self.run(&prepared, params.clone(), session, access).await {
+            Err(QueryError::Conflict(_)) if prepared.is_planned_once() => {
+                // The plan was made for a collection since dropped or
+                // created again: plan the text anew, once.
+                lock_cache(&self.plans).remove(sql);
+                let prepared = self.prepare_cached(sql).await?;
+                self.run(&prepared, params, session, access).await
+            }
+            other => other,
+        }
+    }
+
+    async fn run_write(
+        &self,
+        statement: &WriteStatement,
+        params: Vec<ScalarValue>,
+    ) -> Result<Outcome, QueryError> {
+        let statement = statement.bind(&params)?;
+        if let WriteStatement::CopyFrom {
+            table,
+            columns,
+            format,
+        } = statement
+        {
+            let exists = self
+                .engine
+                .read(|state| {
+                    valori_core::event::CollectionName::new(&table)
+                        .ok()
+                        .is_some_and(|n| state.collection(&n).is_some())
+                })
+                .map_err(QueryError::Engine)?;
+            if !exists {
+                return Err(write::WriteError::UndefinedTable(table).into());
+            }
+            return Ok(Outcome::CopyIn(CopyIn {
+                table,
+                columns,
+                format,
+            }));
+        }
+        let command = statement.command();
+        let engine = Arc::clone(&self.engine);
+        // The write runs to completion even if the client goes away: once
+        // submitted, an event is durable or rejected.
+        let outcome = tokio::task::spawn_blocking(move || write::execute(&engine, &statement))
+            .await
+            .map_err(|e| internal(format!("write task failed: {e}")))??;
+        Ok(done(command, outcome))
+    }
+
+    /// Loads the data of a `COPY … FROM STDIN` (see [`Outcome::CopyIn`]):
+    /// one event, all rows or none.
+    pub async fn copy_in(&self, copy: CopyIn, data: Vec<u8>) -> Result<Outcome, QueryError> {
+        let engine = Arc::clone(&self.engine);
+        let outcome = tokio::task::spawn_blocking(move || {
+            let rows = write::copy_rows(&copy.format, &copy.columns, &data)?;
+            write::execute_copy(&engine, &copy.table, &copy.columns, &rows)
+        })
+        .await
+        .map_err(|e| internal(format!("copy task failed: {e}")))??;
+        Ok(done("COPY", outcome))
+    }
+
+    async fn run_query(
+        &self,
+        prepared: &Prepared,
+        plan: &QueryPlan,
+        params: Vec<ScalarValue>,
+        session: &Session,
+    ) -> Result<QueryOutput, QueryError> {
+        let (logical, physical) = match plan {
+            QueryPlan::Planned { logical, physical } => (logical, physical),
+            QueryPlan::Deep => {
+                let this = self.clone();
+                let sql = prepared.sql.clone();
+                let shape = prepared.shape;
+                let session = session.clone();
+                return on_deep_stack(async move {
+                    let planned = this.prepare_shaped(&sql, shape).await?;
+                    let QueryPlan::Planned { logical, physical } = &planned.kind_query()? else {
+                        return Err(internal("a deep statement planned as deep"));
+                    };
+                    this.execute_plan(&planned, logical, physical.as_ref(), params, &session)
+                        .await
+                })
+                .await;
+            }
+        };
+        self.execute_plan(prepared, logical, physical.as_ref(), params, session)
+            .await
+    }
+
+    async fn execute_plan(
+        &self,
+        prepared: &Prepared,
+        logical: &LogicalPlan,
+        physical: Option<&Arc<dyn ExecutionPlan>>,
+        params: Vec<ScalarValue>,
+        session: &Session,
+    ) -> Result<QueryOutput, QueryError> {
+        let options = ValoriOptions::from(&session.search);
+        let (physical, task) = match physical {
+            Some(kept) => {
+                let mut config = self.ctx.copied_config();
+                config.options_mut().extensions.insert(options);
+                config.set_extension(Arc::new(BoundParams(params)));
+                let task = TaskContext::new(
+                    None,
+                    self.ctx.session_id(),
+                    config,
+                    HashMap::new(),
+                    HashMap::new(),
+                    HashMap::new(),
+                    HashMap::new(),
+                    self.ctx.runtime_env(),
+                );
+                (reset_plan_states(Arc::clone(kept))?, Arc::new(task))
+            }
+            None => {
+                let mut state = self.ctx.state();
+                state.config_mut().options_mut().extensions.insert(options);
+                let bound = if params.is_empty() {
+                    logical.clone()
+                } else {
+                    logical.clone().with_param_values(params)?
+                };
+                let physical = state.create_physical_plan(&bound).await?;
+                (physical, state.task_ctx())
+            }
+        };
+        let batches: Vec<RecordBatch> = collect(physical, task).await?;
+        Ok(QueryOutput {
+            schema: Arc::clone(&prepared.schema),
+            batches,
+        })
+    }
+}
+
+impl Prepared {
+    fn kind_query(&self) -> Result<&QueryPlan, QueryError> {
+        match &self.kind {
+            Kind::Query(plan) => Ok(plan),
+            _ => Err(internal("a query prepared as something else")),
+        }
+    }
+}
+
+fn done(command: &str, outcome: WriteOutcome) -> Outcome {
+    let rows = match command {
+        "INSERT" | "DELETE" | "UPDATE" | "COPY" => Some(outcome.rows),
+        _ => None,
+    };
+    Outcome::Done {
+        tag: command.to_owned(),
+        rows,
+        notices: outcome.notices,
+    }
+}
+
+fn run_command(command: &Command, session: &mut Session) -> Result<Outcome, QueryError> {
+    let tag = |t: &str| Outcome::Done {
+        tag: t.to_owned(),
+        rows: None,
+        notices: Vec::new(),
+    };
+    Ok(match command {
+        Command::Begin => Outcome::Begin,
+        Command::Commit => Outcome::Commit,
+        Command::Rollback => Outcome::Rollback,
+        Command::Noop(t) => tag(t),
+        Command::Set { name, value } => {
+            session.set(name, value)?;
+            tag("SET")
+        }
+        Command::Reset(name) => {
+            session.reset(name)?;
+            tag("RESET")
+        }
+        Command::Show(name) => {
+            let value = session.show(name)?;
+            let schema = Arc::new(Schema::new(vec![datafusion::arrow::datatypes::Field::new(
+                name,
+                DataType::Utf8,
+                false,
+            )]));
+            let batch = RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(datafusion::arrow::array::StringArray::from(vec![
+                    value,
+                ]))],
+            )
+            .map_err(|e| internal(e.to_string()))?;
+            Outcome::Rows(QueryOutput {
+                schema,
+                batches: vec![batch],
+            })
+        }
+    })
+}
+
+/// How long a statement may run on a session: the server's statement
+/// timeout, or the session's own when that is shorter.
+pub fn effective_timeout(server: Duration, session: &Session) -> Duration {
+    session
+        .statement_timeout
+        .map_or(server, |own| own.min(server))
+}
