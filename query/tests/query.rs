@@ -22,6 +22,8 @@ mod bounds;
 mod dsl;
 #[path = "query/knn.rs"]
 mod knn;
+#[path = "query/statement.rs"]
+mod statement;
 
 /// Rows of the GloVe base set loaded into each collection.
 const ROWS: usize = 5_000;

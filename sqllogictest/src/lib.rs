@@ -4,7 +4,7 @@
 //!   the in-process query layer ([`valori_query::QueryEngine`]), formatting
 //!   every value deterministically ([`format_value`]).
 //! - [`seed_fixture`] writes the fixed data every suite starts from, through
-//!   the engine's event log (SQL writes do not exist yet).
+//!   the engine's event log.
 //! - [`run_suite`] runs one `.slt` file against a fresh engine in a
 //!   temporary directory; `tests/slt.rs` runs every suite. Both runners
 //!   check the column types a `query` record declares (`I` integer, `R`
@@ -58,29 +58,61 @@ use valori_query::datafusion::arrow::datatypes::{
     UInt16Type, UInt32Type, UInt64Type,
 };
 use valori_query::datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use valori_query::session::Session;
+use valori_query::statement::{Access, Outcome};
 use valori_query::{QueryEngine, QueryError, QueryOutput};
+use valori_wire::pg::error::PgError;
 
-/// The query layer as a sqllogictest database.
+/// The statement layer as a sqllogictest database: every statement —
+/// queries, writes, `SET`/`SHOW` — runs as over the Postgres protocol,
+/// through [`QueryEngine::prepare`] and [`QueryEngine::run`] with one
+/// session, and a failure reads as the Postgres front end reports it
+/// (message and SQLSTATE), so the wire suites run here too.
 #[derive(Debug, Clone)]
 pub struct ValoriDb {
     query: QueryEngine,
+    session: Session,
 }
 
 impl ValoriDb {
     pub fn new(engine: Arc<Engine>) -> ValoriDb {
         ValoriDb {
             query: QueryEngine::new(engine),
+            session: Session::default(),
         }
+    }
+}
+
+/// A statement's failure as the Postgres front end reports it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StatementError(String);
+
+impl From<QueryError> for StatementError {
+    fn from(e: QueryError) -> StatementError {
+        let e = PgError::from(e);
+        StatementError(format!("{} (SQLSTATE {})", e.message(), e.code()))
     }
 }
 
 #[async_trait]
 impl AsyncDB for ValoriDb {
-    type Error = QueryError;
+    type Error = StatementError;
     type ColumnType = DefaultColumnType;
 
-    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, QueryError> {
-        let output = self.query.execute(sql).await?;
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, StatementError> {
+        let prepared = self.query.prepare(sql).await?;
+        let outcome = self
+            .query
+            .run(&prepared, Vec::new(), &mut self.session, Access::ReadWrite)
+            .await?;
+        let output = match outcome {
+            Outcome::Rows(output) => output,
+            Outcome::Done { rows, .. } => {
+                return Ok(DBOutput::StatementComplete(rows.unwrap_or(0)));
+            }
+            _ => return Ok(DBOutput::StatementComplete(0)),
+        };
         if output.schema.fields().is_empty() {
             return Ok(DBOutput::StatementComplete(0));
         }
@@ -314,7 +346,7 @@ pub async fn run_suite(path: &Path) -> Result<(), SuiteError> {
     let db = ValoriDb::new(Arc::clone(&engine));
     let mut runner = sqllogictest::Runner::new(move || {
         let db = db.clone();
-        async move { Ok::<ValoriDb, QueryError>(db) }
+        async move { Ok::<ValoriDb, StatementError>(db) }
     });
     // The runner's default accepts any declared column types.
     runner.with_column_validator(sqllogictest::strict_column_validator);

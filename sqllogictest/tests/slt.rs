@@ -1,6 +1,7 @@
-//! Runs every `suites/*.slt` file, each against a fresh engine seeded with
-//! the fixture (see the crate documentation), and fails listing every
-//! suite that failed.
+//! Runs every `suites/*.slt` and `suites/wire/*.slt` file in process
+//! (through the statement layer, writes included), each against a fresh
+//! engine seeded with the fixture (see the crate documentation), and fails
+//! listing every suite that failed.
 
 use std::path::PathBuf;
 
@@ -14,6 +15,14 @@ async fn every_suite_passes() {
         .map(|entry| entry.map(|e| e.path()))
         .collect::<Result<_, _>>()
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let wire = dir.join("wire");
+    suites.extend(
+        std::fs::read_dir(&wire)
+            .unwrap_or_else(|e| panic!("{}: {e}", wire.display()))
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_or_else(|e| panic!("{}: {e}", wire.display())),
+    );
     suites.retain(|p| p.extension().is_some_and(|e| e == "slt"));
     suites.sort();
     let names: Vec<String> = suites
@@ -21,7 +30,7 @@ async fn every_suite_passes() {
         .filter_map(|p| p.file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .collect();
-    for required in ["basic.slt", "vectors.slt"] {
+    for required in ["basic.slt", "vectors.slt", "writes.slt", "errors.slt"] {
         assert!(
             names.iter().any(|n| n == required),
             "missing suite {required}: {names:?}"

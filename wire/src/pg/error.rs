@@ -93,6 +93,10 @@ impl PgError {
         self.state.code()
     }
 
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     pub fn state(&self) -> SqlState {
         self.state
     }
