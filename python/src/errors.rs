@@ -11,6 +11,7 @@ use pyo3::types::PyType;
 use valori_core::state::ApplyError;
 use valori_engine::EngineError;
 use valori_query::QueryError;
+use valori_query::write::WriteError;
 
 /// The exception classes, by name in `valori.errors`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +96,12 @@ pub fn query(e: QueryError) -> PyErr {
     let kind = match &e {
         QueryError::Conflict(_) => Kind::Conflict,
         QueryError::Engine(inner) => engine_kind(inner),
+        // As REST answers them (404, 409).
+        QueryError::Write(WriteError::Engine(inner)) => engine_kind(inner),
+        QueryError::Write(WriteError::UndefinedTable(_)) => Kind::NotFound,
+        QueryError::Write(
+            WriteError::Duplicate(_) | WriteError::TableExists(_) | WriteError::Conflict(_),
+        ) => Kind::Conflict,
         e if e.is_user_error() => Kind::InvalidInput,
         _ => Kind::ServerError,
     };

@@ -63,6 +63,17 @@ def workload(c: Valori) -> Dict[str, Any]:
     out["get"] = [c.get(0), c.get(100), c.get(out["ids5"][0])]
     out["collections"] = [{k: v for k, v in x.items() if k != "indexed"} for x in c.collections()]
     out["sql"] = c.sql('SELECT id, tag, l2(vec, \'[0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1]\') AS d FROM "default" ORDER BY d, id LIMIT 20').to_pylist()
+    # SQL writes and reads with parameters, the same statements as psql's.
+    out["sql_statements"] = [
+        c.sql("CREATE TABLE sqlt (id BIGINT PRIMARY KEY, vec VECTOR(3), tag BIGINT)").to_pylist(),
+        c.sql(
+            "INSERT INTO sqlt (id, vec, tag) VALUES ($1, $2, $3), ($4, $5, $6)",
+            [1, [1.0, 0.0, 0.0], 7, 2, np.array([0, 1, 0], dtype=np.float32), 8],
+        ).to_pylist(),
+        c.sql("SELECT id FROM sqlt WHERE tag = $2 ORDER BY vec <-> $1 LIMIT 1", [[0.1, 0.9, 0.0], 7]).to_pylist(),
+        c.sql("SELECT id FROM sqlt ORDER BY vec <-> $1 LIMIT 1", [[0.1, 0.9, 0.0]]).to_pylist(),
+        c.sql("SHOW valori.exact").to_pylist(),
+    ]
     # Errors of each kind, which must change nothing.
     errors = []
     for call in (
@@ -75,6 +86,9 @@ def workload(c: Valori) -> Dict[str, Any]:
         lambda: c.insert_batch(np.full((2, 16), np.inf, dtype=np.float32)),
         lambda: c.insert([40_000.0] * 16),
         lambda: c.search([0.0] * 16, k=10_001),
+        lambda: c.sql("INSERT INTO sqlt (id, vec) VALUES ($1, $2)", [1, [1, 1, 1]]),
+        lambda: c.sql("INSERT INTO nowhere (id, vec) VALUES (1, '[1]')"),
+        lambda: c.sql("SELECT id FROM sqlt ORDER BY vec <-> $1 LIMIT 1", [[1, 2]]),
     ):
         try:
             call()
@@ -102,7 +116,18 @@ def test_same_operations_same_results_and_state(tmp_path: Path, remote: Valori) 
     assert pa["log_root"] == pb["log_root"]
     assert pa["graph_hash"] == pb["graph_hash"]
     assert [(x["name"], x["hash"]) for x in pa["collections"]] == [(x["name"], x["hash"]) for x in pb["collections"]]
-    assert a["errors"] == ["InvalidInput", "Conflict", "NotFound", "NotFound", "Conflict"] + ["InvalidInput"] * 4
+    assert a["errors"] == ["InvalidInput", "Conflict", "NotFound", "NotFound", "Conflict"] + ["InvalidInput"] * 4 + [
+        "Conflict",
+        "NotFound",
+        "InvalidInput",
+    ]
+    assert a["sql_statements"] == [
+        [{"command": "CREATE TABLE", "rows": None}],
+        [{"command": "INSERT", "rows": 2}],
+        [{"id": 1}],
+        [{"id": 2}],
+        [{"valori.exact": "off"}],
+    ]
 
 
 def test_remote_verify_checks_proofs_client_side(remote: Valori) -> None:
