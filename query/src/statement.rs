@@ -418,13 +418,18 @@ fn command(statement: &Statement) -> Result<Option<Command>, QueryError> {
                 )));
             }
         },
-        Statement::ShowVariable { variable } => Command::Show(
-            variable
+        Statement::ShowVariable { variable } => {
+            let words: Vec<String> = variable
                 .iter()
                 .map(|i| i.value.to_ascii_lowercase())
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
+                .collect();
+            Command::Show(match words.join(" ").as_str() {
+                "time zone" => "timezone".to_owned(),
+                "transaction isolation level" => "transaction_isolation".to_owned(),
+                // `SHOW valori.ef_search`: the parts of a dotted name.
+                _ => words.join("."),
+            })
+        }
         Statement::Reset(reset) => Command::Reset(match &reset.reset {
             ast::Reset::ALL => "all".to_owned(),
             ast::Reset::ConfigurationParameter(name) => object_name(name),
@@ -887,8 +892,13 @@ impl QueryEngine {
                 let run = self.run_query(prepared, plan, params, session);
                 let output = tokio::time::timeout(limit, run)
                     .await
-                    .map_err(|_| QueryError::Timeout { after: limit })??;
-                Ok(Outcome::Rows(output))
+                    .map_err(|_| QueryError::Timeout { after: limit })?;
+                if let Err(QueryError::Conflict(_)) = &output {
+                    // Made for a table since dropped or created again: the
+                    // next prepare of this text plans it anew.
+                    lock_cache(&self.plans).remove(&prepared.sql);
+                }
+                Ok(Outcome::Rows(output?))
             }
         }
     }
@@ -906,8 +916,8 @@ impl QueryEngine {
         match self.run(&prepared, params.clone(), session, access).await {
             Err(QueryError::Conflict(_)) if prepared.is_planned_once() => {
                 // The plan was made for a collection since dropped or
-                // created again: plan the text anew, once.
-                lock_cache(&self.plans).remove(sql);
+                // created again (and left the cache): plan the text anew,
+                // once.
                 let prepared = self.prepare_cached(sql).await?;
                 self.run(&prepared, params, session, access).await
             }

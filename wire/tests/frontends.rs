@@ -254,7 +254,12 @@ fn one_script_through_every_front_end() {
     // After the update and delete: ids 1, 3, 4 with tags 7, 9, 7.
     assert_eq!(rows(9), vec![vec![n(3.0), n(23.0)]]);
     for i in [2, 10, 11, 12, 13, 15] {
-        assert!(matches!(pg[i], Answer::Error(_)), "{}: {:?}", SCRIPT[i], pg[i]);
+        assert!(
+            matches!(pg[i], Answer::Error(_)),
+            "{}: {:?}",
+            SCRIPT[i],
+            pg[i]
+        );
     }
     assert_eq!(rows(14), vec![vec!["off".to_owned()]]);
     let engine_hash = engine.proof().unwrap().hashes.state.to_string();

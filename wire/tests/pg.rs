@@ -889,10 +889,13 @@ async fn binary_array_count_beyond_its_bytes_is_refused() {
     server.stop().await;
 }
 
-/// Proves SET and SHOW read names and values after multi-byte Unicode
-/// whitespace (a separator before the statement's first word used to
-/// make the server slice inside a character and panic, dropping the
-/// connection), and that stored settings are bounded with 54000.
+/// Proves statements with multi-byte Unicode whitespace where Postgres
+/// allows only ASCII whitespace (a separator before the statement's first
+/// word used to make the server slice inside a character and panic,
+/// dropping the connection) are refused as syntax errors, as Postgres
+/// refuses them, on a connection that stays up; that the same settings
+/// written with ASCII spaces are set and shown; and that stored settings
+/// are bounded with 54000.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_with_unicode_whitespace_and_limits() {
     let server = Server::start(&[]).await;
@@ -901,12 +904,20 @@ async fn settings_with_unicode_whitespace_and_limits() {
         .into_iter()
         .enumerate()
     {
+        for sql in [
+            format!("({sp}SET{sp}app.x{i}{sp}={sp}'v{i}'"),
+            format!("SET{sp}app.x{i} = 'v{i}'"),
+            format!("SHOW{sp}app.x{i}"),
+        ] {
+            let e = client.simple_query(&sql).await.unwrap_err();
+            assert_eq!(code(&e), "42601", "{sql:?}: {e:?}");
+        }
         client
-            .batch_execute(&format!("({sp}SET{sp}app.x{i}{sp}={sp}'v{i}'"))
+            .batch_execute(&format!("SET app.x{i} = 'v{i}'"))
             .await
             .unwrap();
         assert_eq!(
-            simple_rows(&client, &format!("SHOW{sp}app.x{i}")).await,
+            simple_rows(&client, &format!("SHOW app.x{i}")).await,
             vec![vec![Some(format!("v{i}"))]]
         );
     }

@@ -186,6 +186,19 @@ impl ValoriKnnExec {
             .extensions
             .get::<ValoriOptions>()
             .map_or(self.search.settings, SearchSettings::from);
+        // A plan kept for a collection since dropped or created again
+        // says so before it reads anything of the new one.
+        let same = self
+            .engine
+            .read(|state| {
+                state
+                    .collection(&self.search.collection)
+                    .is_some_and(|c| c.incarnation() == self.search.incarnation)
+            })
+            .map_err(ScanError::from)?;
+        if !same {
+            return Err(ScanError::CollectionChanged(self.search.collection.clone()).into());
+        }
         let params = config.get_extension::<BoundParams>();
         let value = |id: &str| -> Result<ScalarValue> {
             params

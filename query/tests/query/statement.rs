@@ -18,7 +18,12 @@ fn utf8(s: &str) -> ScalarValue {
     ScalarValue::Utf8(Some(s.to_owned()))
 }
 
-async fn rows(q: &QueryEngine, p: &Prepared, params: Vec<ScalarValue>, s: &mut Session) -> Vec<u64> {
+async fn rows(
+    q: &QueryEngine,
+    p: &Prepared,
+    params: Vec<ScalarValue>,
+    s: &mut Session,
+) -> Vec<u64> {
     match q.run(p, params, s, Access::ReadOnly).await.unwrap() {
         Outcome::Rows(output) => ids(&output.batches),
         other => panic!("expected rows, got {other:?}"),
@@ -183,7 +188,12 @@ fn prepared_knn_binds_each_run() {
         assert_eq!(got.first(), Some(&1));
         // A vector of the wrong dimension or no vector at all is refused.
         let e = q
-            .run(&unfiltered, vec![utf8("[1,2]")], &mut session, Access::ReadOnly)
+            .run(
+                &unfiltered,
+                vec![utf8("[1,2]")],
+                &mut session,
+                Access::ReadOnly,
+            )
             .await
             .unwrap_err();
         assert!(e.to_string().contains("dimensions"), "{e}");
@@ -234,10 +244,17 @@ fn values_are_never_spliced() {
         let select = q.prepare("SELECT id FROM t WHERE id = $1").await.unwrap();
         assert_eq!(
             select.params(),
-            &[ParamType::Typed(datafusion::arrow::datatypes::DataType::UInt64)]
+            &[ParamType::Typed(
+                datafusion::arrow::datatypes::DataType::UInt64
+            )]
         );
         let found = match q
-            .run(&select, vec![ScalarValue::Int64(Some(5))], &mut s, Access::ReadOnly)
+            .run(
+                &select,
+                vec![ScalarValue::Int64(Some(5))],
+                &mut s,
+                Access::ReadOnly,
+            )
             .await
             .unwrap()
         {
@@ -265,5 +282,80 @@ fn values_are_never_spliced() {
             .await
             .unwrap_err();
         assert!(matches!(e, QueryError::ReadOnly), "{e:?}");
+    });
+}
+
+/// Proves a kept plan made for a table that is then dropped and created
+/// again (with another dimension) is not used again: the next run of the
+/// same text plans it anew and answers from the new table.
+#[test]
+fn a_plan_for_a_recreated_table_is_made_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(engine);
+    block_on(async {
+        let mut s = Session::default();
+        let mut run = |sql: &'static str, params: Vec<ScalarValue>| {
+            let q = q.clone();
+            let mut session = s.clone();
+            async move {
+                q.run_sql(sql, params, &mut session, Access::ReadWrite)
+                    .await
+                    .and_then(Outcome::into_output)
+            }
+        };
+        let knn = "SELECT id FROM t ORDER BY vec <-> $1 LIMIT 1";
+        run(
+            "CREATE TABLE t (id BIGINT PRIMARY KEY, vec VECTOR(2))",
+            vec![],
+        )
+        .await
+        .unwrap();
+        run("INSERT INTO t (id, vec) VALUES (1, '[1,0]')", vec![])
+            .await
+            .unwrap();
+        let first = run(knn, vec![utf8("[1,0]")]).await.unwrap();
+        assert_eq!(ids(&first.batches), vec![1]);
+        run("DROP TABLE t", vec![]).await.unwrap();
+        run(
+            "CREATE TABLE t (id BIGINT PRIMARY KEY, vec VECTOR(3))",
+            vec![],
+        )
+        .await
+        .unwrap();
+        run("INSERT INTO t (id, vec) VALUES (2, '[0,0,1]')", vec![])
+            .await
+            .unwrap();
+        let again = run(knn, vec![utf8("[0,0,1]")]).await.unwrap();
+        assert_eq!(ids(&again.batches), vec![2]);
+        s.set("valori.exact", "on").unwrap();
+    });
+}
+
+/// Proves a catalog query's placeholder compared with an object id is
+/// typed as the object id column (`UInt32`, Postgres's `oid`), as
+/// tokio-postgres's type lookup binds it.
+#[test]
+fn catalog_placeholders_take_the_oid_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(engine);
+    block_on(async {
+        let p = q
+            .prepare(
+                "SELECT t.typname, t.typtype, t.typelem, r.rngsubtype, t.typbasetype, n.nspname, t.typrelid \
+                 FROM pg_catalog.pg_type t \
+                 LEFT OUTER JOIN pg_catalog.pg_range r ON r.rngtypid = t.oid \
+                 INNER JOIN pg_catalog.pg_namespace n ON t.typnamespace = n.oid \
+                 WHERE t.oid = $1",
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            p.params(),
+            &[ParamType::Typed(
+                datafusion::arrow::datatypes::DataType::UInt32
+            )]
+        );
     });
 }

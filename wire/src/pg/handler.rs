@@ -115,7 +115,7 @@ fn result_fields(prepared: &Prepared) -> Vec<(String, Type)> {
         .schema()
         .fields()
         .iter()
-        .map(|f| (f.name().clone(), pg_type(f.data_type())))
+        .map(|f| (f.name().clone(), types::field_pg_type(f)))
         .collect()
 }
 
@@ -335,7 +335,7 @@ impl Handler {
                             .schema
                             .fields()
                             .iter()
-                            .map(|f| (f.name().clone(), pg_type(f.data_type())))
+                            .map(|f| (f.name().clone(), types::field_pg_type(f)))
                             .collect();
                         field_infos(&described, &Format::UnifiedText)
                     }

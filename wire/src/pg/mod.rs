@@ -67,7 +67,6 @@ pub async fn serve(
     auth: Arc<Auth>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    catalog::register(&query);
     let manager = Arc::new(ConnectionManager::new());
     let gate = Arc::new(tokio::sync::RwLock::new(()));
     let factory = Arc::new(Factory {

@@ -6,7 +6,8 @@
 //! | `Boolean` | `bool` (16) |
 //! | `Int8`, `Int16`, `UInt8` | `int2` (21) |
 //! | `Int32`, `UInt16` | `int4` (23) |
-//! | `Int64`, `UInt32`, `UInt64` | `int8` (20) |
+//! | `Int64`, `UInt64` | `int8` (20) |
+//! | `UInt32` (catalog object ids) | `oid` (26) |
 //! | `Float16`, `Float32` | `float4` (700) |
 //! | `Float64` | `float8` (701) |
 //! | strings | `text` (25) |
@@ -59,13 +60,29 @@ pub fn vector_array_type() -> Type {
 }
 
 /// The Postgres type of values of `data_type`.
+/// The Postgres type of a result column: its Arrow type's
+/// ([`pg_type`]), unless the field names another in its metadata (the
+/// catalog's `"char"` columns).
+pub fn field_pg_type(field: &valori_query::datafusion::arrow::datatypes::Field) -> Type {
+    match field
+        .metadata()
+        .get(valori_query::catalog::PG_TYPE_METADATA_KEY)
+        .map(String::as_str)
+    {
+        Some("char") => Type::CHAR,
+        _ => pg_type(field.data_type()),
+    }
+}
+
 pub fn pg_type(data_type: &DataType) -> Type {
     match data_type {
         DataType::Null => Type::TEXT,
         DataType::Boolean => Type::BOOL,
         DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
         DataType::Int32 | DataType::UInt16 => Type::INT4,
-        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => Type::INT8,
+        // Catalog tables' object ids.
+        DataType::UInt32 => Type::OID,
+        DataType::Int64 | DataType::UInt64 => Type::INT8,
         DataType::Float16 | DataType::Float32 => Type::FLOAT4,
         DataType::Float64 => Type::FLOAT8,
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT,
@@ -237,7 +254,7 @@ fn encode_binary(
         DataType::Int32 => out.put_i32(array.as_primitive::<Int32Type>().value(row)),
         DataType::UInt16 => out.put_i32(i32::from(array.as_primitive::<UInt16Type>().value(row))),
         DataType::Int64 => out.put_i64(array.as_primitive::<Int64Type>().value(row)),
-        DataType::UInt32 => out.put_i64(i64::from(array.as_primitive::<UInt32Type>().value(row))),
+        DataType::UInt32 => out.put_u32(array.as_primitive::<UInt32Type>().value(row)),
         DataType::UInt64 => {
             let v = array.as_primitive::<UInt64Type>().value(row);
             out.put_i64(i64::try_from(v).map_err(|_| out_of_range(&v.to_string()))?);
