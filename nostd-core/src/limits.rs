@@ -38,7 +38,7 @@ pub const EF_SEARCH_MAX: u32 = 100_000;
 pub const STATEMENT_PARAMS_MAX: u32 = 32_767;
 
 /// Prepared plans the statement layer keeps for statements it sees again
-/// (keyed by their text); the least recently used is dropped beyond it.
+/// (keyed by their text); the oldest is dropped beyond it.
 pub const PLAN_CACHE_ENTRIES_MAX: u32 = 256;
 
 /// Absolute value bound of a Q16.16 component, in units of the real value:

@@ -216,7 +216,7 @@ pub struct QueryEngine {
     ctx: SessionContext,
     limits: QueryLimits,
     /// Prepared statements by text ([`QueryEngine::prepare_cached`]).
-    plans: Arc<std::sync::Mutex<statement::PlanCache>>,
+    plans: Arc<std::sync::RwLock<statement::PlanCache>>,
 }
 
 impl std::fmt::Debug for QueryEngine {

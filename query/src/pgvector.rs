@@ -191,6 +191,11 @@ mod tests {
             rewrite("SELECT id FROM t WHERE vec <-> '[1]' < 0.5").unwrap(),
             "SELECT id FROM t WHERE l2(vec, '[1]') < 0.5"
         );
+        // Operators inside literals and comments are text, not operators.
+        assert_eq!(
+            rewrite("SELECT vec <-> '[1,2]' AS d, vec<#>'[<->]', a <=> b FROM t -- <->").unwrap(),
+            "SELECT l2(vec, '[1,2]') AS d, negative_inner_product(vec, '[<->]'), cosine_distance(a, b) FROM t"
+        );
         // Untouched statements come back byte for byte.
         let plain = "select  id from t where tag = 7";
         assert_eq!(rewrite(plain).unwrap(), plain);

@@ -1,5 +1,5 @@
-//! SQL text handled before parsing: statement splitting, placeholders and
-//! pgvector's operators.
+//! SQL text handled before parsing: statement splitting, counting
+//! placeholders, and the expression bounds.
 //!
 //! A small lexer walks the text and knows which bytes sit inside string
 //! literals (`'…'`, `E'…'`, `$tag$…$tag$`), quoted identifiers (`"…"`) and
@@ -7,15 +7,11 @@
 //! bytes outside them:
 //!
 //! - [`split_statements`] cuts a simple-protocol query string at its `;`;
-//! - [`placeholders`] and [`substitute_placeholders`] find and replace
-//!   `$1`, `$2`, … (the Postgres extended protocol's parameters);
-//! - [`rewrite_vector_operators`] turns pgvector's `<->`, `<#>` and `<=>`
-//!   into `OPERATOR(valori.l2)`, `OPERATOR(valori.negative_inner_product)`
-//!   and `OPERATOR(valori.cosine_distance)`, which sqlparser parses as
-//!   custom binary operators; [`crate::pgvector`] then turns those into
-//!   calls of the distance functions.
-
-use std::borrow::Cow;
+//! - [`placeholders`] finds `$1`, `$2`, … (the Postgres extended
+//!   protocol's parameters; their values are bound into plans, never
+//!   into text);
+//! - [`check_expression_bounds`] measures a statement before any parser
+//!   sees it.
 
 /// What a byte range of the text is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,24 +232,6 @@ pub fn placeholders(sql: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// `sql` with each placeholder `$n` replaced by `value(n)`; the first
-/// placeholder `value` has nothing for is the error.
-pub fn substitute_placeholders(
-    sql: &str,
-    mut value: impl FnMut(usize) -> Option<String>,
-) -> Result<String, usize> {
-    let mut out = String::with_capacity(sql.len());
-    let mut last = 0;
-    for (range, n) in placeholder_spans(sql) {
-        let text = value(n).ok_or(n)?;
-        out.push_str(&sql[last..range.start]);
-        out.push_str(&text);
-        last = range.end;
-    }
-    out.push_str(&sql[last..]);
-    Ok(out)
-}
-
 /// pgvector's distance operators and the functions they stand for.
 pub const VECTOR_OPERATORS: [(&str, &str); 3] = [
     ("<->", "l2"),
@@ -264,43 +242,6 @@ pub const VECTOR_OPERATORS: [(&str, &str); 3] = [
 /// The schema name used in the `OPERATOR(valori.…)` spelling of pgvector's
 /// operators.
 pub const OPERATOR_SCHEMA: &str = "valori";
-
-/// `sql` with pgvector's operators outside literals spelled as
-/// `OPERATOR(valori.<function>)`; borrowed when there is none.
-pub fn rewrite_vector_operators(sql: &str) -> Cow<'_, str> {
-    let mut out: Option<String> = None;
-    let mut last = 0;
-    for (piece, range) in pieces(sql) {
-        if piece != Piece::Code {
-            continue;
-        }
-        let code = &sql[range.clone()];
-        let mut i = 0;
-        while i + 3 <= code.len() {
-            let found = VECTOR_OPERATORS
-                .iter()
-                .find(|(op, _)| code.as_bytes()[i..].starts_with(op.as_bytes()));
-            match found {
-                Some((op, function)) => {
-                    let at = range.start + i;
-                    let buf = out.get_or_insert_with(|| String::with_capacity(sql.len() + 32));
-                    buf.push_str(&sql[last..at]);
-                    buf.push_str(&format!(" OPERATOR({OPERATOR_SCHEMA}.{function}) "));
-                    last = at + op.len();
-                    i += op.len();
-                }
-                None => i += 1,
-            }
-        }
-    }
-    match out {
-        Some(mut buf) => {
-            buf.push_str(&sql[last..]);
-            Cow::Owned(buf)
-        }
-        None => Cow::Borrowed(sql),
-    }
-}
 
 /// A string as a single-quoted SQL literal (quotes doubled).
 pub fn quote_literal(text: &str) -> String {
@@ -684,33 +625,13 @@ mod tests {
         assert_eq!(strip_leading_comments("/* never closed"), "");
     }
 
-    /// Proves that placeholders are found and replaced outside literals
-    /// only, and that `$tag$` quotes are not placeholders.
+    /// Proves that placeholders are found outside literals only, and that
+    /// `$tag$` quotes are not placeholders.
     #[test]
     fn placeholders_outside_literals() {
         let sql = "SELECT $1, '$2', $tag$ $3 $tag$, x$4, $10 FROM t WHERE a = $2";
         assert_eq!(placeholders(sql), 10);
-        let out = substitute_placeholders(sql, |n| Some(format!("<{n}>"))).unwrap();
-        assert_eq!(
-            out,
-            "SELECT <1>, '$2', $tag$ $3 $tag$, x$4, <10> FROM t WHERE a = <2>"
-        );
-        assert_eq!(substitute_placeholders("SELECT $3", |_| None), Err(3));
-    }
-
-    /// Proves the operator rewrite leaves literals alone and spells each
-    /// operator as its function.
-    #[test]
-    fn vector_operators_become_custom_operators() {
-        let sql = "SELECT vec <-> '[1,2]' AS d, vec<#>'[<->]', a <=> b FROM t -- <->";
-        assert_eq!(
-            rewrite_vector_operators(sql),
-            "SELECT vec  OPERATOR(valori.l2)  '[1,2]' AS d, vec OPERATOR(valori.negative_inner_product) '[<->]', a  OPERATOR(valori.cosine_distance)  b FROM t -- <->"
-        );
-        assert!(matches!(
-            rewrite_vector_operators("SELECT a <= b"),
-            Cow::Borrowed(_)
-        ));
+        assert_eq!(placeholders("SELECT '$3', \"$4\" -- $5"), 0);
         assert_eq!(quote_literal("it's"), "'it''s'");
     }
 

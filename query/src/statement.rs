@@ -32,7 +32,7 @@
 //!
 //! Parameters are values ([`ScalarValue`]s), never text spliced into the
 //! statement. [`QueryEngine::prepare_cached`] keeps prepared statements
-//! by their text (at most [`limits::PLAN_CACHE_ENTRIES_MAX`]), for clients
+//! by their text (at most [`limits::PLAN_CACHE_ENTRIES_MAX`], the oldest first out), for clients
 //! that parse the same statement again for every execution.
 //!
 //! Statements deeper than an ordinary stack holds
@@ -41,7 +41,7 @@
 //! their trees are also dropped.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use datafusion::arrow::array::{Array, RecordBatch};
@@ -625,7 +625,9 @@ pub fn vector_text(values: &[f32]) -> String {
     format!("[{}]", parts.join(","))
 }
 
-/// Prepared statements kept by text, least recently used first out.
+/// Prepared statements kept by text, the oldest first out. Lookups take
+/// a shared lock only, so concurrent statements never wait for each other
+/// here.
 #[derive(Debug, Default)]
 pub(crate) struct PlanCache {
     entries: HashMap<String, Arc<Prepared>>,
@@ -633,13 +635,8 @@ pub(crate) struct PlanCache {
 }
 
 impl PlanCache {
-    fn get(&mut self, sql: &str) -> Option<Arc<Prepared>> {
-        let found = self.entries.get(sql).cloned()?;
-        if let Some(at) = self.order.iter().position(|s| s == sql) {
-            let key = self.order.remove(at);
-            self.order.extend(key);
-        }
-        Some(found)
+    fn get(&self, sql: &str) -> Option<Arc<Prepared>> {
+        self.entries.get(sql).cloned()
     }
 
     fn put(&mut self, prepared: Arc<Prepared>) {
@@ -661,10 +658,16 @@ impl PlanCache {
     }
 }
 
-fn lock_cache(cache: &Mutex<PlanCache>) -> std::sync::MutexGuard<'_, PlanCache> {
+fn read_cache(cache: &RwLock<PlanCache>) -> std::sync::RwLockReadGuard<'_, PlanCache> {
     // The cache holds no invariant a panic could break halfway.
     cache
-        .lock()
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write_cache(cache: &RwLock<PlanCache>) -> std::sync::RwLockWriteGuard<'_, PlanCache> {
+    cache
+        .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -722,12 +725,12 @@ impl QueryEngine {
     /// [`QueryEngine::prepare`], reusing the statement prepared for the
     /// same text before when it is still valid.
     pub async fn prepare_cached(&self, sql: &str) -> Result<Arc<Prepared>, QueryError> {
-        if let Some(found) = lock_cache(&self.plans).get(sql) {
+        if let Some(found) = read_cache(&self.plans).get(sql) {
             return Ok(found);
         }
         let prepared = self.prepare(sql).await?;
         if prepared.is_planned_once() {
-            lock_cache(&self.plans).put(Arc::clone(&prepared));
+            write_cache(&self.plans).put(Arc::clone(&prepared));
         }
         Ok(prepared)
     }
@@ -896,7 +899,7 @@ impl QueryEngine {
                 if let Err(QueryError::Conflict(_)) = &output {
                     // Made for a table since dropped or created again: the
                     // next prepare of this text plans it anew.
-                    lock_cache(&self.plans).remove(&prepared.sql);
+                    write_cache(&self.plans).remove(&prepared.sql);
                 }
                 Ok(Outcome::Rows(output?))
             }

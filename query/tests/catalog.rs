@@ -18,7 +18,7 @@ use valori_core::distance::Metric;
 use valori_core::event::{CollectionConfig, CollectionName, Event, IndexParams};
 use valori_engine::Engine;
 use valori_query::settings::SearchSettings;
-use valori_query::{QueryEngine, QueryError, datafusion, pgvector};
+use valori_query::{QueryEngine, QueryError, datafusion};
 
 /// pgvector's `vector` type OID as the Postgres front end sends it.
 const VECTOR_OID: &str = "50001";
@@ -64,15 +64,13 @@ fn db() -> Db {
 
 /// Runs `sql` as the Postgres front end does (pgvector and catalog syntax
 /// rewritten first), with `params` for `$1`, `$2`, …
+/// Runs a statement through the statement layer, which rewrites the
+/// catalog syntax and pgvector's operators on the syntax tree.
 fn run(db: &Db, sql: &str, params: Vec<ScalarValue>) -> Result<Vec<Vec<String>>, QueryError> {
-    let rewritten = pgvector::rewrite(sql).map_err(|e| {
-        QueryError::Invalid(datafusion::error::DataFusionError::Plan(e.to_string()))
-    })?;
-    let out = block_on(db.query.execute_with_params(
-        &rewritten,
-        params,
-        &SearchSettings::default(),
-    ))?;
+    let out = block_on(
+        db.query
+            .execute_with_params(sql, params, &SearchSettings::default()),
+    )?;
     Ok(rows(&out.batches))
 }
 
@@ -424,15 +422,13 @@ WHERE t.oid = $1
             "0".to_owned()
         ]]
     );
-    let plan_fields = block_on(db.query.inspect_plan(sql, |plan| {
-        Ok(plan
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| (f.data_type().clone(), f.metadata().clone()))
-            .collect::<Vec<_>>())
-    }))
-    .unwrap();
+    let prepared = block_on(db.query.prepare(sql)).unwrap();
+    let plan_fields: Vec<_> = prepared
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| (f.data_type().clone(), f.metadata().clone()))
+        .collect();
     assert_eq!(plan_fields[2].0, DataType::UInt32, "typelem is an oid");
     assert_eq!(
         plan_fields[1]

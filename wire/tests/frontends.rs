@@ -56,9 +56,13 @@ enum Answer {
 /// Numbers compared by value (`1` and `1.0` are the same), the rest as
 /// text.
 fn norm(text: &str) -> String {
+    if let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        let parts: Vec<String> = inner.split(',').map(|p| norm(p.trim())).collect();
+        return format!("[{}]", parts.join(","));
+    }
     match text.parse::<f64>() {
         Ok(x) => format!("{x:.6}"),
-        Err(_) => text.replace(' ', ""),
+        Err(_) => text.to_owned(),
     }
 }
 

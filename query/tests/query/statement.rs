@@ -295,7 +295,7 @@ fn a_plan_for_a_recreated_table_is_made_again() {
     let q = QueryEngine::new(engine);
     block_on(async {
         let mut s = Session::default();
-        let mut run = |sql: &'static str, params: Vec<ScalarValue>| {
+        let run = |sql: &'static str, params: Vec<ScalarValue>| {
             let q = q.clone();
             let mut session = s.clone();
             async move {
