@@ -251,7 +251,10 @@ fn one_script_through_every_front_end() {
         vec![
             vec![n(1.0), n(0.0)],
             vec![n(4.0), n(1.0)],
-            vec![n(2.0), n(1.4142)],
+            vec![
+                n(2.0),
+                n((std::f64::consts::SQRT_2 * 10_000.0).round() / 10_000.0)
+            ],
         ]
     );
     assert_eq!(rows(6), vec![vec![n(4.0)], vec![n(2.0)]]);

@@ -335,11 +335,29 @@ fn bad_requests_get_json_errors_and_change_nothing() {
             400,
             "bad_request",
         ),
+        // SQL writes run as over the Postgres protocol: refused for a key
+        // with the read role, and for a table that does not exist.
+        (
+            "POST",
+            "/v1/sql",
+            Some(READ_KEY),
+            Some(r#"{"query":"DROP TABLE docs"}"#),
+            403,
+            "forbidden",
+        ),
         (
             "POST",
             "/v1/sql",
             k,
-            Some(r#"{"query":"DROP TABLE docs"}"#),
+            Some(r#"{"query":"DROP TABLE nope"}"#),
+            404,
+            "not_found",
+        ),
+        (
+            "POST",
+            "/v1/sql",
+            k,
+            Some(r#"{"query":"SELECT id FROM docs WHERE id = $1","params":["x"]}"#),
             400,
             "bad_request",
         ),
