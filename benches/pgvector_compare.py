@@ -1,23 +1,49 @@
-"""Valori and PostgreSQL + pgvector side by side through psycopg, one
-connection each, same data, same HNSW parameters (m=16, ef_construction=64).
+"""Valori and PostgreSQL + pgvector side by side, same data, same HNSW
+parameters (m=16, ef_construction=64), in one run.
 
 usage: python3 benches/pgvector_compare.py [--datasets glove50-100k-l2,wordnet-minilm20k-l2]
            [--bin target/release/valori] [--queries 1000]
+           [--concurrency 1,2,4,8,32] [--seconds 3] [--stage-seconds 6]
+           [--no-inprocess] [--no-overhead] [--no-concurrency] [--no-stages]
+           [--json results.json]
 
 Needs (installed into .venv-bench by the command in docs/benchmarks.md):
 pgserver (a PostgreSQL 16 with pgvector that runs without root), psycopg,
-numpy. Prints, per data set: bulk load time (COPY), index build time,
-recall@10 and queries/s for `SELECT id FROM t ORDER BY vec <-> $1 LIMIT 10`
-over a sweep of ef_search, the same for `WHERE tag = $2` at 10% and 1%
-selectivity (exact ground truth computed here with NumPy), and Valori's
-REST search queries/s (the engine's search without SQL) next to its SQL
-path.
+pgvector, asyncpg, numpy; `perf` for the per-stage breakdown; `cargo` for
+the in-process figure. Prints, per data set:
+
+- bulk load time (COPY), index build time, recall@10 and queries/s for
+  `SELECT id FROM t ORDER BY vec <-> $1 LIMIT 10` over a sweep of
+  ef_search (psycopg, one connection, prepared, the vector sent as text),
+  the same for `WHERE tag = $2` at 10% and 1% selectivity (exact ground
+  truth computed here with NumPy);
+- per-statement overhead at the smallest ef whose unfiltered recall@10
+  reaches 0.95: the same prepared statement through psycopg with the
+  vector as text (`%t`) and as pgvector's binary `vector` (pgvector's
+  `register_vector`, `%b`), through asyncpg (pgvector's codec, binary),
+  through REST `/search` (one keep-alive connection), and
+  `Collection::search` called in-process at the same ef
+  (`cargo bench -p valori-benches --bench hnsw`, same m and
+  ef_construction), for Valori and, at pgvector's own ef for recall 0.95,
+  for pgvector;
+- concurrency: 1, 2, 4, 8 and 32 asyncpg connections in one client
+  process, each running the prepared unfiltered statement back to back for
+  `--seconds`: queries/s and p50/p99 latency, Valori and pgvector;
+- a per-stage breakdown of the server's CPU time for one prepared KNN
+  statement (`perf record -g` on `valori serve` while psycopg runs it in a
+  loop; each sample is attributed to the first stage whose functions are on
+  its stack, in the order search, encode, parse, plan, optimize,
+  physical plan, execute, send, receive).
 """
 
 import argparse
+import asyncio
+import collections
+import http.client
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -33,6 +59,7 @@ ROOT = os.path.dirname(HERE)
 DATA = os.path.join(ROOT, "..", "shared", "data")
 EF_SWEEP = [10, 20, 40, 80, 160, 320]
 M, EF_CONSTRUCTION = 16, 64
+TARGET_RECALL = 0.95
 
 
 def read_fvecs(path):
@@ -101,6 +128,15 @@ def best_qps_at(rows, recall):
     return max(ok) if ok else None
 
 
+def ef_at(rows, recall):
+    """The smallest swept ef whose recall reaches `recall` (None if none)."""
+    return next((ef for ef, r, _ in rows if r >= recall), None)
+
+
+def recall_of(found, truth):
+    return sum(len(set(f) & set(t[:10].tolist())) for f, t in zip(found, truth)) / (10 * len(truth))
+
+
 class Valori:
     def __init__(self, binary, work):
         self.rest_port, self.pg_port = free_port(), free_port()
@@ -133,12 +169,235 @@ class Valori:
                 return
             time.sleep(0.05)
 
+    def cpu_seconds(self):
+        """User + system CPU time of the server process so far."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         self.proc.terminate()
         self.proc.wait()
 
 
-def run_dataset(name, valori, pg_uri, nq):
+# --- per-statement overhead -------------------------------------------------
+
+def timed(n, run):
+    started = time.perf_counter()
+    found = run()
+    return found, n / (time.perf_counter() - started)
+
+
+def psycopg_path(uri, sql, queries, set_ef, binary):
+    """One connection, the prepared statement once per query; the vector as
+    text (`%t`) or as pgvector's binary type (`%b`, `register_vector`)."""
+    from pgvector.psycopg import register_vector
+
+    with psycopg.connect(uri, autocommit=True) as conn:
+        if binary:
+            register_vector(conn)
+        conn.execute(set_ef)
+        sql = sql.replace("%s", "%b" if binary else "%t")
+        args = (lambda q: (q,)) if binary else (lambda q: (vec_text(q),))
+        with conn.cursor() as cur:
+            for q in queries[:20]:
+                cur.execute(sql, args(q), prepare=True)
+                cur.fetchall()
+
+            def run():
+                out = []
+                for q in queries:
+                    cur.execute(sql, args(q), prepare=True)
+                    out.append([r[0] for r in cur.fetchall()])
+                return out
+
+            return timed(len(queries), run)
+
+
+def asyncpg_path(uri, sql, queries, set_ef):
+    """One asyncpg connection, the statement prepared once, pgvector's
+    binary codec."""
+    import asyncpg
+    from pgvector.asyncpg import register_vector
+
+    async def go():
+        conn = await asyncpg.connect(uri)
+        try:
+            await register_vector(conn)
+            await conn.execute(set_ef)
+            stmt = await conn.prepare(sql)
+            for q in queries[:20]:
+                await stmt.fetch(q)
+            started = time.perf_counter()
+            out = [[r[0] for r in await stmt.fetch(q)] for q in queries]
+            return out, len(queries) / (time.perf_counter() - started)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def rest_path(valori, table, queries, ef):
+    """REST `/search`, one keep-alive HTTP connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", valori.rest_port)
+    path = f"/v1/collections/{table}/search"
+    headers = {"Content-Type": "application/json"}
+
+    def one(q):
+        conn.request("POST", path, json.dumps({"vector": q.tolist(), "k": 10, "ef": ef}), headers)
+        r = conn.getresponse()
+        body = json.loads(r.read())
+        if r.status != 200:
+            sys.exit(f"REST search failed: {r.status} {body}")
+        return [h["id"] for h in body["hits"]]
+
+    for q in queries[:20]:
+        one(q)
+    try:
+        return timed(len(queries), lambda: [one(q) for q in queries])
+    finally:
+        conn.close()
+
+
+def in_process(name, efs):
+    """`Collection::search` on one thread, per ef: (recall@10, queries/s),
+    from the Rust HNSW bench (all of the data set's queries)."""
+    cmd = ["cargo", "bench", "-q", "-p", "valori-benches", "--bench", "hnsw", "--",
+           "--dataset", name, "--m", str(M), "--ef-construction", str(EF_CONSTRUCTION),
+           "--threads", "2", "--rounds", "3", "--no-filtered",
+           "--ef", ",".join(str(e) for e in efs)]
+    print("in-process:", " ".join(cmd), flush=True)
+    out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    result = {}
+    for line in out.splitlines():
+        if line.startswith("{"):
+            rec = json.loads(line)
+            if rec.get("kind") == "search":
+                result[rec["ef"]] = (rec["recall"], rec["qps"])
+    return result
+
+
+# --- concurrency ---------------------------------------------------------------
+
+def concurrency(uri, sql, queries, set_ef, levels, seconds):
+    """Per level: queries/s and p50/p99 latency (ms) of `n` asyncpg
+    connections running the prepared statement back to back."""
+    import asyncpg
+    from pgvector.asyncpg import register_vector
+
+    async def level(n):
+        conns = [await asyncpg.connect(uri) for _ in range(n)]
+        try:
+            stmts = []
+            for c in conns:
+                await register_vector(c)
+                await c.execute(set_ef)
+                stmts.append(await c.prepare(sql))
+            latencies = []
+            stop = 0.0
+
+            async def worker(i, stmt):
+                qi = i * 7919
+                while time.perf_counter() < stop:
+                    q = queries[qi % len(queries)]
+                    qi += 1
+                    t = time.perf_counter()
+                    await stmt.fetch(q)
+                    latencies.append(time.perf_counter() - t)
+
+            for i, s in enumerate(stmts):  # warm-up
+                for q in queries[:5]:
+                    await s.fetch(q)
+            stop = time.perf_counter() + seconds
+            started = time.perf_counter()
+            await asyncio.gather(*(worker(i, s) for i, s in enumerate(stmts)))
+            elapsed = time.perf_counter() - started
+            lat = np.array(latencies) * 1000
+            return len(lat) / elapsed, float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
+        finally:
+            for c in conns:
+                await c.close()
+
+    return {n: asyncio.run(level(n)) for n in levels}
+
+
+# --- per-stage breakdown -----------------------------------------------------------
+
+# A sample belongs to the first stage that has one of its functions on the
+# sample's stack (substrings of demangled symbol names).
+STAGES = [
+    ("search (engine)", ("valori_core::state::Collection::search", "valori_core::hnsw",
+                         "Collection::scan_rows")),
+    ("encode", ("encode_rows", "valori_wire::pg::types::encode", "DataRow", "as tokio_util::codec::encoder",
+                "PgWireBackendMessage as pgwire::messages::Message>::encode")),
+    ("parse", ("sqlparser::", "valori_query::pgvector::rewrite", "valori_query::sql_text::",
+               "handler::classify", "param_literal", "handler::literal_text")),
+    ("session copy", ("SessionContext::state", "SessionState as core::clone::Clone")),
+    ("plan (SQL to logical)", ("SqlToRel", "create_logical_plan", "LogicalPlanBuilder")),
+    ("optimize (logical)", ("SessionState::optimize", "datafusion_optimizer::", "KnnRule")),
+    ("physical plan", ("create_physical_plan", "physical_optimizer", "PhysicalOptimizerRule",
+                       "DefaultPhysicalPlanner", "ValoriKnnExec::try_new")),
+    ("execute (rest of)", ("ExecutionPlan>::execute", "ValoriKnnExec", "physical_plan::common::collect",
+                           "TryCollect", "RecordBatch")),
+    ("send", ("__send", "poll_write", "poll_flush", "tcp_sendmsg", "sendto", "sock_write")),
+    ("receive", ("recv", "poll_read", "tcp_recvmsg", "decode", "sock_read")),
+]
+
+
+def perf_stages(valori, uri, sql, queries, set_ef, seconds):
+    """Server CPU per statement and its split by stage, from `perf record -g`
+    on the server while one psycopg connection runs the prepared statement
+    (binary vector) in a loop."""
+    if shutil.which("perf") is None:
+        return None
+    from pgvector.psycopg import register_vector
+
+    data = tempfile.mktemp(suffix=".perf.data")
+    with psycopg.connect(uri, autocommit=True) as conn:
+        register_vector(conn)
+        conn.execute(set_ef)
+        sql = sql.replace("%s", "%b")
+        cur = conn.cursor()
+        for q in queries[:20]:
+            cur.execute(sql, (q,), prepare=True)
+            cur.fetchall()
+        # DWARF unwinding: the release build keeps no frame pointers.
+        rec = subprocess.Popen(["perf", "record", "-F", "499", "--call-graph", "dwarf,16384",
+                                "-p", str(valori.proc.pid), "-o", data],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        cpu0, n = valori.cpu_seconds(), 0
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            cur.execute(sql, (queries[n % len(queries)],), prepare=True)
+            cur.fetchall()
+            n += 1
+        elapsed = time.perf_counter() - started
+        cpu = valori.cpu_seconds() - cpu0
+        rec.send_signal(2)
+        rec.wait()
+    script = subprocess.run(["perf", "script", "-i", data, "-F", "ip,sym", "--no-inline"],
+                            capture_output=True, text=True).stdout
+    os.unlink(data)
+    counts, total = collections.Counter(), 0
+    for sample in script.split("\n\n"):
+        frames = sample.strip()
+        if not frames:
+            continue
+        total += 1
+        for stage, needles in STAGES:
+            if any(s in frames for s in needles):
+                counts[stage] += 1
+                break
+        else:
+            counts["other"] += 1
+    return dict(statements=n, wall_us=elapsed / n * 1e6, server_cpu_us=cpu / n * 1e6,
+                samples=total, shares={k: v / max(total, 1) for k, v in counts.items()})
+
+
+# --- one data set ---------------------------------------------------------------------
+
+def run_dataset(name, valori, pg_uri, nq, opts):
     base = read_fvecs(os.path.join(DATA, name, "base.fvecs"))
     queries = read_fvecs(os.path.join(DATA, name, "query.fvecs"))[:nq]
     truth = read_ivecs(os.path.join(DATA, name, "groundtruth.ivecs"))[:nq]
@@ -189,11 +448,59 @@ def run_dataset(name, valori, pg_uri, nq):
     started = time.perf_counter()
     for q in queries:
         valori.call("POST", f"/v1/collections/{table}/search", {"vector": q.tolist(), "k": 10, "ef": 80})
-    rest_qps = len(queries) / (time.perf_counter() - started)
-    return report, rest_qps
+    report["rest_qps"] = len(queries) / (time.perf_counter() - started)
+
+    sql_pg = f"SELECT id FROM {table} ORDER BY vec <-> %s LIMIT 10"
+    sql_asyncpg = f"SELECT id FROM {table} ORDER BY vec <-> $1 LIMIT 10"
+    efs = {s: ef_at(report[s]["plain"], TARGET_RECALL) or EF_SWEEP[-1] for s in ("valori", "pgvector")}
+    report["ef95"] = efs
+    if opts.overhead:
+        over = {}
+        for system in ("valori", "pgvector"):
+            uri = valori.uri() if system == "valori" else pg_uri
+            ef = efs[system]
+            set_ef = (f"SET valori.ef_search = {ef}" if system == "valori" else f"SET hnsw.ef_search = {ef}")
+            paths = {}
+            for label, run in (
+                ("psycopg text", lambda: psycopg_path(uri, sql_pg, queries, set_ef, False)),
+                ("psycopg binary", lambda: psycopg_path(uri, sql_pg, queries, set_ef, True)),
+                ("asyncpg", lambda: asyncpg_path(uri, sql_asyncpg, queries, set_ef)),
+            ):
+                try:
+                    found, qps = run()
+                    paths[label] = (recall_of(found, truth), qps)
+                except Exception as e:  # a path a system cannot serve is reported, not fatal
+                    paths[label] = (None, None)
+                    print(f"{system} {label}: failed: {e}", flush=True)
+            if system == "valori":
+                found, qps = rest_path(valori, table, queries, ef)
+                paths["REST /search"] = (recall_of(found, truth), qps)
+            over[system] = dict(ef=ef, paths=paths)
+            print(f"{system} overhead at ef {ef}: " + ", ".join(
+                f"{k} {v[1] and round(v[1])}" for k, v in paths.items()), flush=True)
+        report["overhead"] = over
+    if opts.concurrency:
+        report["concurrency"] = {}
+        for system in ("valori", "pgvector"):
+            uri = valori.uri() if system == "valori" else pg_uri
+            ef = efs[system]
+            set_ef = (f"SET valori.ef_search = {ef}" if system == "valori" else f"SET hnsw.ef_search = {ef}")
+            report["concurrency"][system] = concurrency(uri, sql_asyncpg, queries, set_ef,
+                                                        opts.levels, opts.seconds)
+            print(f"{system} concurrency: {report['concurrency'][system]}", flush=True)
+    if opts.stages:
+        ef = efs["valori"]
+        report["stages"] = perf_stages(valori, valori.uri(), sql_pg, queries,
+                                       f"SET valori.ef_search = {ef}", opts.stage_seconds)
+        print(f"valori stages at ef {ef}: {report['stages']}", flush=True)
+    return report
 
 
-def print_report(name, report, rest_qps):
+def fmt(x, digits=0):
+    return "–" if x is None else f"{x:,.{digits}f}"
+
+
+def print_report(name, report, inproc):
     v, p = report["valori"], report["pgvector"]
     print(f"\n### {name}")
     print("| | Valori | pgvector | ratio (Valori/pgvector) |\n|---|---|---|---|")
@@ -212,7 +519,47 @@ def print_report(name, report, rest_qps):
             print(f"best q/s at recall ≥ {target}: Valori {a and round(a)}, pgvector {b and round(b)}, ratio {ratio}")
     sql_at_80 = next(q for ef, _, q in v["plain"] if ef == 80)
     print(f"\nValori at ef=80: SQL path {sql_at_80:.0f} q/s (psycopg, prepared), "
-          f"REST search {rest_qps:.0f} q/s (urllib, one connection per request)")
+          f"REST search {report['rest_qps']:.0f} q/s (urllib, one connection per request)")
+
+    if "overhead" in report:
+        ov = report["overhead"]
+        ef = ov["valori"]["ef"]
+        engine = inproc.get(ef) if inproc else None
+        print(f"\nPer-statement overhead, one connection, unfiltered, at the smallest ef reaching "
+              f"recall@10 {TARGET_RECALL} (Valori ef {ef}, pgvector ef {ov['pgvector']['ef']}):")
+        print("| path | Valori recall | Valori q/s | Valori / in-process | pgvector recall | pgvector q/s "
+              "| Valori / pgvector |\n|---|---|---|---|---|---|---|")
+        if engine:
+            print(f"| `Collection::search` in process | {engine[0]:.4f} | {engine[1]:,.0f} | 1.00 | | | |")
+        for label in ("psycopg text", "psycopg binary", "asyncpg", "REST /search"):
+            vrec, vq = ov["valori"]["paths"].get(label, (None, None))
+            prec, pq = ov["pgvector"]["paths"].get(label, (None, None))
+            vs_engine = f"{vq / engine[1]:.3f}" if vq and engine else "–"
+            vs_pg = f"{vq / pq:.2f}" if vq and pq else "–"
+            print(f"| {label} | {fmt(vrec, 4)} | {fmt(vq)} | {vs_engine} | {fmt(prec, 4)} | {fmt(pq)} | {vs_pg} |")
+        if engine:
+            print(f"Valori per-statement overhead over the engine search (psycopg binary): "
+                  f"{(1 / ov['valori']['paths']['psycopg binary'][1] - 1 / engine[1]) * 1e6:.0f} µs"
+                  if ov['valori']['paths'].get('psycopg binary', (0, 0))[1] else "")
+    if "concurrency" in report:
+        c = report["concurrency"]
+        print("\nConcurrency (asyncpg, prepared, unfiltered, each at its ef for recall 0.95): "
+              "queries/s, p50 / p99 ms")
+        print("| connections | Valori q/s | Valori p50 | Valori p99 | pgvector q/s | pgvector p50 "
+              "| pgvector p99 | Valori / pgvector |\n|---|---|---|---|---|---|---|---|")
+        for n in sorted(c["valori"]):
+            vq, v50, v99 = c["valori"][n]
+            pq, p50, p99 = c["pgvector"][n]
+            print(f"| {n} | {vq:,.0f} | {v50:.2f} | {v99:.2f} | {pq:,.0f} | {p50:.2f} | {p99:.2f} "
+                  f"| {vq / pq:.2f} |")
+    if report.get("stages"):
+        s = report["stages"]
+        print(f"\nServer CPU per prepared KNN statement (psycopg, binary vector, Valori ef "
+              f"{report['ef95']['valori']}): {s['server_cpu_us']:.0f} µs CPU, {s['wall_us']:.0f} µs wall "
+              f"per statement at the client, {s['statements']} statements, {s['samples']} samples")
+        print("| stage | share of server CPU | µs per statement |\n|---|---|---|")
+        for stage, share in sorted(s["shares"].items(), key=lambda kv: -kv[1]):
+            print(f"| {stage} | {share * 100:.1f}% | {share * s['server_cpu_us']:.0f} |")
 
 
 def main():
@@ -220,19 +567,40 @@ def main():
     ap.add_argument("--datasets", default="glove50-100k-l2,wordnet-minilm20k-l2")
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "valori"))
     ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--concurrency", default="1,2,4,8,32",
+                    help="connection counts of the concurrency runs")
+    ap.add_argument("--seconds", type=float, default=3.0, help="duration of each concurrency run")
+    ap.add_argument("--stage-seconds", type=float, default=6.0, help="duration of the perf recording")
+    ap.add_argument("--no-inprocess", dest="inprocess", action="store_false")
+    ap.add_argument("--no-overhead", dest="overhead", action="store_false")
+    ap.add_argument("--no-concurrency", dest="concurrency", action="store_false")
+    ap.add_argument("--no-stages", dest="stages", action="store_false")
+    ap.add_argument("--json", help="also write every figure to this file")
     args = ap.parse_args()
+    args.levels = [int(x) for x in args.concurrency.split(",")] if args.concurrency else []
+    args.concurrency = bool(args.levels)
     import pgserver
 
     work = tempfile.mkdtemp(prefix="valori-pgvector-")
     pg = pgserver.get_server(os.path.join(work, "pg"), cleanup_mode="delete")
     valori = Valori(args.bin, work)
+    # The machine may be shared: the load before and after says how much.
+    print(f"load average at start: {os.getloadavg()}", flush=True)
     try:
-        results = [(name, *run_dataset(name, valori, pg.get_uri(), args.queries))
+        results = [(name, run_dataset(name, valori, pg.get_uri(), args.queries, args))
                    for name in args.datasets.split(",")]
     finally:
         valori.stop()
-    for name, report, rest_qps in results:
-        print_report(name, report, rest_qps)
+    print(f"load average at the end of the SQL runs: {os.getloadavg()}", flush=True)
+    inproc = {}
+    if args.inprocess and args.overhead:
+        for name, _ in results:
+            inproc[name] = in_process(name, EF_SWEEP)
+    for name, report in results:
+        print_report(name, report, inproc.get(name))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(results=dict(results), inprocess=inproc), f, indent=1, default=str)
 
 
 if __name__ == "__main__":
