@@ -609,6 +609,111 @@ async fn session_settings() {
     server.stop().await;
 }
 
+/// Proves a prepared nearest-neighbour statement is answered by one
+/// engine search for every form in which drivers send the query vector:
+/// text typed `text` or `varchar` (JDBC's `setString`), pgvector's binary
+/// `vector` (pgvector-python with `register_vector`, asyncpg), `float4[]`
+/// and `float8[]` arrays, and a type left for the server to infer (then
+/// bound as the `vector` it inferred); each with and without `::vector`,
+/// unfiltered and with `tag = $2`. Its plan has the KNN node and no table
+/// scan or sort (so its cost does not grow with the table), and its rows
+/// are the exact nearest ones, computed here in f64.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_knn_statements_search_for_every_parameter_form() {
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    seed(&client).await;
+    let q = [1.0, 2.0, 0.5];
+    let nearest = |tag: Option<i64>| -> Vec<i64> {
+        let mut d: Vec<(f64, i64)> = ROWS
+            .iter()
+            .filter(|r| tag.is_none_or(|t| r.2 == t))
+            .map(|(id, v, _)| (l2(v, &q), *id))
+            .collect();
+        d.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        d.iter().take(2).map(|e| e.1).collect()
+    };
+    let text = "[1, 2, 0.5]";
+    let binary = Vector(vec![1.0, 2.0, 0.5]);
+    let f4: Vec<f32> = vec![1.0, 2.0, 0.5];
+    let f8: Vec<f64> = q.to_vec();
+    // (form, the type the client declares, the value); `None`: the client
+    // declares no type and binds the type the server inferred.
+    let forms: [(&str, Option<Type>, &(dyn ToSql + Sync)); 6] = [
+        ("text", Some(Type::TEXT), &text),
+        ("varchar", Some(Type::VARCHAR), &text),
+        ("binary vector", Some(vector_type()), &binary),
+        ("float4[]", Some(Type::FLOAT4_ARRAY), &f4),
+        ("float8[]", Some(Type::FLOAT8_ARRAY), &f8),
+        ("inferred", None, &binary),
+    ];
+    for cast in ["", "::vector"] {
+        for filtered in [false, true] {
+            let sql = if filtered {
+                format!("SELECT id FROM docs WHERE tag = $2 ORDER BY vec <-> $1{cast} LIMIT 2")
+            } else {
+                format!("SELECT id FROM docs ORDER BY vec <-> $1{cast} LIMIT 2")
+            };
+            let want = nearest(filtered.then_some(7));
+            for (form, ty, value) in &forms {
+                let what = format!("{form} in {sql}");
+                let types: Vec<Type> = match (ty, filtered) {
+                    (Some(t), false) => vec![t.clone()],
+                    (Some(t), true) => vec![t.clone(), Type::INT8],
+                    (None, _) => Vec::new(),
+                };
+                let mut params: Vec<&(dyn ToSql + Sync)> = vec![*value];
+                if filtered {
+                    params.push(&7i64);
+                }
+                let explain = client
+                    .prepare_typed(&format!("EXPLAIN {sql}"), &types)
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                let statement = client
+                    .prepare_typed(&sql, &types)
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                // Each execution of the prepared statement binds its vector
+                // and is answered the same way.
+                for _ in 0..2 {
+                    let plan: String = client
+                        .query(&explain, &params)
+                        .await
+                        .unwrap_or_else(|e| panic!("{what}: {e}"))
+                        .iter()
+                        .map(|r| r.get::<_, String>(1))
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    assert!(
+                        plan.contains("ValoriKnnExec: collection=docs k=2"),
+                        "{what}: {plan}"
+                    );
+                    if filtered {
+                        assert!(plan.contains(" tag=7 "), "{what}: {plan}");
+                    }
+                    for scan in [
+                        "TableScan",
+                        "CollectionScanExec",
+                        "DataSourceExec",
+                        "SortExec",
+                        "FilterExec",
+                    ] {
+                        assert!(!plan.contains(scan), "{what}: {scan} in {plan}");
+                    }
+                    let rows = client
+                        .query(&statement, &params)
+                        .await
+                        .unwrap_or_else(|e| panic!("{what}: {e}"));
+                    let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+                    assert_eq!(ids, want, "{what}");
+                }
+            }
+        }
+    }
+    server.stop().await;
+}
+
 /// Proves statement_timeout and cancel requests end a long query with
 /// 57014, and the connection stays usable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
