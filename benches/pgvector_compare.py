@@ -30,10 +30,11 @@ the in-process figure. Prints, per data set:
   process, each running the prepared unfiltered statement back to back for
   `--seconds`: queries/s and p50/p99 latency, Valori and pgvector;
 - a per-stage breakdown of the server's CPU time for one prepared KNN
-  statement (`perf record -g` on `valori serve` while psycopg runs it in a
-  loop; each sample is attributed to the first stage whose functions are on
-  its stack, in the order search, encode, parse, plan, optimize,
-  physical plan, execute, send, receive).
+  statement (`perf record --call-graph dwarf` on `valori serve` while
+  psycopg runs it in a loop; each sample is attributed to the first stage
+  whose functions are on its stack, in the order search, encode, parse and
+  bind, session copy, plan, optimize, physical plan, execute, send,
+  receive; "other" is the rest).
 """
 
 import argparse
@@ -330,13 +331,17 @@ STAGES = [
                          "Collection::scan_rows")),
     ("encode", ("encode_rows", "valori_wire::pg::types::encode", "DataRow", "as tokio_util::codec::encoder",
                 "PgWireBackendMessage as pgwire::messages::Message>::encode")),
-    ("parse", ("sqlparser::", "valori_query::pgvector::rewrite", "valori_query::sql_text::",
-               "handler::classify", "param_literal", "handler::literal_text")),
-    ("session copy", ("SessionContext::state", "SessionState as core::clone::Clone")),
-    ("plan (SQL to logical)", ("SqlToRel", "create_logical_plan", "LogicalPlanBuilder")),
+    ("parse and bind", ("sqlparser::", "valori_query::pgvector::rewrite", "valori_query::sql_text::",
+                        "handler::classify", "param_literal", "handler::literal_text", "param_value",
+                        "valori_query::statement::parse", "bind_value", "vector_components",
+                        "valori_query::statement::QueryEngine::bind")),
+    ("session copy", ("SessionContext::state", "SessionState as core::clone::Clone", "copied_config",
+                      "TaskContext::new", "SessionConfig as core::clone::Clone")),
+    ("plan (SQL to logical)", ("SqlToRel", "create_logical_plan", "LogicalPlanBuilder", "statement_to_plan",
+                               "prepare_cached", "read_cache", "with_param_values")),
     ("optimize (logical)", ("SessionState::optimize", "datafusion_optimizer::", "KnnRule")),
     ("physical plan", ("create_physical_plan", "physical_optimizer", "PhysicalOptimizerRule",
-                       "DefaultPhysicalPlanner", "ValoriKnnExec::try_new")),
+                       "DefaultPhysicalPlanner", "ValoriKnnExec::try_new", "reset_plan_states")),
     ("execute (rest of)", ("ExecutionPlan>::execute", "ValoriKnnExec", "physical_plan::common::collect",
                            "TryCollect", "RecordBatch")),
     ("send", ("__send", "poll_write", "poll_flush", "tcp_sendmsg", "sendto", "sock_write")),
