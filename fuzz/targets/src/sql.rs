@@ -11,7 +11,7 @@ use valori_engine::Engine;
 use valori_query::QueryEngine;
 use valori_query::dsl::{self, to_sql};
 use valori_query::settings::SearchSettings;
-use valori_wire::pg::types::{param_literal, vector_type};
+use valori_wire::pg::types::{param_value, vector_type};
 use valori_wire::rest::fuzzing::{BODIES, parse_body};
 
 /// Text of the input: the input itself when it is UTF-8, else its lossy
@@ -106,7 +106,7 @@ fn param_types() -> [Type; 17] {
     ]
 }
 
-/// A Postgres parameter value (`param_literal`). The first byte picks the
+/// A Postgres parameter value (`param_value`). The first byte picks the
 /// type (low 7 bits, modulo the list) and the format (high bit: binary);
 /// the rest is the value.
 pub fn pg_param(data: &[u8]) {
@@ -115,7 +115,7 @@ pub fn pg_param(data: &[u8]) {
     };
     let types = param_types();
     let ty = &types[usize::from(selector & 0x7f) % types.len()];
-    let _ = param_literal(Some(value), selector & 0x80 != 0, ty);
+    let _ = param_value(Some(value), selector & 0x80 != 0, ty);
 }
 
 /// Postgres frontend messages as pgwire decodes them off the socket. The
