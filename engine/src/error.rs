@@ -14,6 +14,7 @@ use valori_core::event::DecodeError;
 use valori_core::hash::Hash32;
 use valori_core::state::ApplyError;
 
+use crate::fault::Fault;
 use crate::recovery::CHECKPOINT_VERSION;
 use crate::wal::ScanError;
 
@@ -180,6 +181,19 @@ impl EngineError {
             op,
             path: path.to_path_buf(),
             source: Arc::new(source),
+        }
+    }
+
+    /// Who is at fault: the caller for a refused event, a too-large event
+    /// or a position beyond the log; a stopped engine is unavailable;
+    /// anything else is the database's own failure.
+    pub fn fault(&self) -> Fault {
+        match self {
+            EngineError::Rejected(apply) => Fault::of_apply(apply),
+            EngineError::EventTooLarge { .. } => Fault::TooLarge,
+            EngineError::OutOfRange { .. } => Fault::NotFound,
+            EngineError::Failed(_) => Fault::Unavailable,
+            _ => Fault::Internal,
         }
     }
 

@@ -17,6 +17,7 @@
 //! `LOCK` (held by the engine that has the directory open).
 
 pub mod error;
+pub mod fault;
 pub mod index;
 mod recovery;
 pub mod stats;
@@ -57,6 +58,7 @@ use valori_core::merkle::{MerkleLog, leaf_hash};
 use valori_core::state::{State, StateHashes};
 
 pub use error::{EngineError, StorageOp};
+pub use fault::Fault;
 pub use recovery::RecoveryReport;
 use storage::{FsStorage, LockGuard, Storage, StorageFile};
 pub use valori_core::state::State as EngineState;
