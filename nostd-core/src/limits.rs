@@ -16,6 +16,28 @@ pub const COLLECTION_NAME_BYTES_MAX: u32 = 64;
 /// Most records in one atomic batch insert.
 pub const BATCH_RECORDS_MAX: u32 = 100_000;
 
+/// Largest `k` of a nearest-neighbour search through the search operation
+/// (REST `POST /v1/collections/{name}/search`, Python `search`) and the
+/// query DSL's `K`. A larger `k` is refused, never clamped: `k` is how
+/// many rows the caller expects, and a silent clamp would return fewer
+/// without saying so. `k` is at least 1.
+pub const SEARCH_K_MAX: u32 = 10_000;
+
+/// Largest `ef` (HNSW result-list size) of a search and the DSL's `EF`;
+/// `ef` is at least 1. The search widens `ef` to `k` when it is smaller.
+pub const SEARCH_EF_MAX: u32 = 10_000;
+
+/// Default largest request body of the REST API (`--body-bytes-max`), in
+/// bytes; the server may be configured with another value.
+pub const REST_BODY_BYTES_DEFAULT: u32 = 64 * 1024 * 1024;
+
+/// Largest estimated JSON size of one batch request the Python client
+/// sends, in bytes: a batch larger than this is split, so that each part
+/// stays below [`REST_BODY_BYTES_DEFAULT`] (and far below
+/// [`EVENT_BYTES_MAX`]). Both client modes split alike, so they write the
+/// same events.
+pub const CLIENT_BATCH_BYTES_MAX: u32 = 48 * 1024 * 1024;
+
 /// Largest encoded event. A batch of `BATCH_RECORDS_MAX` records of high
 /// dimension must be split by the client to stay below it.
 pub const EVENT_BYTES_MAX: u32 = 256 * 1024 * 1024;

@@ -18,7 +18,7 @@ pub const DEFAULT_PG_ADDR: &str = "127.0.0.1:5433";
 /// Default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "valori_data";
 /// Default largest request body of the REST API.
-pub const DEFAULT_BODY_BYTES_MAX: usize = 64 << 20;
+pub const DEFAULT_BODY_BYTES_MAX: usize = valori_core::limits::REST_BODY_BYTES_DEFAULT as usize;
 
 /// `valori serve` flags. Each has an environment variable; values left
 /// unset come from the `--config` file, then from the defaults shown.
