@@ -44,6 +44,7 @@ pub mod functions;
 pub mod knn;
 pub mod metadata;
 pub mod metadata_functions;
+pub mod ops;
 pub mod pgvector;
 pub mod provider;
 pub mod session;

@@ -4,7 +4,7 @@
 
 use pest::iterators::Pair;
 
-use super::{DslError, K_MAX, Rule};
+use super::{DslError, EF_MAX, K_MAX, Rule};
 
 /// One DSL query.
 #[derive(Clone, Debug, PartialEq)]
@@ -192,10 +192,10 @@ pub(super) fn build(query: Pair<'_, Rule>) -> Result<Query, DslError> {
                     Rule::ef_clause => {
                         once(ef.is_some(), "EF")?;
                         let n = integer_of(&clause)?;
-                        if n == 0 || n > K_MAX {
+                        if n == 0 || n > EF_MAX {
                             return Err(error_at(
                                 &clause,
-                                format!("EF must be between 1 and {K_MAX}"),
+                                format!("EF must be between 1 and {EF_MAX}"),
                             ));
                         }
                         ef = Some(n);

@@ -31,8 +31,14 @@ pub use lower::{Lowered, to_sql};
 use crate::settings::SearchSettings;
 use crate::{QueryEngine, QueryError, QueryOutput, SQL_BYTES_MAX};
 
-/// Largest `K` (and `EF`) a DSL query may ask for.
-pub const K_MAX: u64 = 100_000;
+/// Largest `K` a DSL query may ask for: the search operation's limit
+/// (`valori_core::limits::SEARCH_K_MAX`), so that a search with a filter,
+/// which runs as a DSL query, and one without have the same limit.
+pub const K_MAX: u64 = valori_core::limits::SEARCH_K_MAX as u64;
+
+/// Largest `EF` a DSL query may ask for
+/// (`valori_core::limits::SEARCH_EF_MAX`).
+pub const EF_MAX: u64 = valori_core::limits::SEARCH_EF_MAX as u64;
 
 #[derive(pest_derive::Parser)]
 #[grammar = "dsl/grammar.pest"]
