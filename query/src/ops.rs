@@ -148,6 +148,13 @@ impl QueryError {
             | QueryError::MemoryExhausted(_) => Fault::TooLarge,
             QueryError::Timeout { .. } => Fault::Timeout,
             QueryError::Engine(e) => e.fault(),
+            QueryError::Write(w) => w.fault(),
+            QueryError::Setting(crate::session::SettingError::TooLarge(_)) => Fault::TooLarge,
+            // A read-role client's write: REST answers it as its
+            // authorization layer does (403); the statement is refused.
+            QueryError::Setting(_) | QueryError::Param(_) | QueryError::ReadOnly => {
+                Fault::InvalidInput
+            }
             _ => Fault::Internal,
         }
     }

@@ -163,8 +163,8 @@ async fn collection_limits_on_rest_and_postgres() {
         "POST",
         "/v1/collections",
         &json!({"name": "wider", "dim": dim + 1}).to_string(),
-        422,
-        "unprocessable",
+        400,
+        "bad_request",
         &dim.to_string(),
     );
     pg_accepts(
@@ -236,8 +236,8 @@ async fn collection_limits_on_rest_and_postgres() {
             "POST",
             "/v1/collections",
             &json!({"name": "graph_past", "dim": 2, field: value}).to_string(),
-            422,
-            "unprocessable",
+            400,
+            "bad_request",
             &limit.to_string(),
         );
         pg_refuses(
@@ -282,8 +282,8 @@ async fn metadata_limit_on_every_write() {
         "POST",
         records,
         &json!({"id": 2, "vector": [1, 2], "metadata": string(max + 1)}).to_string(),
-        422,
-        "unprocessable",
+        413,
+        "payload_too_large",
         &name,
     );
     let batch = |meta: Value| {
@@ -294,8 +294,8 @@ async fn metadata_limit_on_every_write() {
         "POST",
         &format!("{records}/batch"),
         &batch(string(max + 1)),
-        422,
-        "unprocessable",
+        413,
+        "payload_too_large",
         &name,
     );
     server.accepts(
@@ -309,8 +309,8 @@ async fn metadata_limit_on_every_write() {
         "PUT",
         &format!("{records}/10/metadata"),
         &put(max + 1),
-        422,
-        "unprocessable",
+        413,
+        "payload_too_large",
         &name,
     );
     server.accepts("PUT", &format!("{records}/10/metadata"), &put(max), 200);
@@ -442,8 +442,8 @@ async fn sql_length_limit_on_every_front() {
         "POST",
         "/v1/sql",
         &select(max + 1),
-        400,
-        "bad_request",
+        413,
+        "payload_too_large",
         &name,
     );
 
@@ -457,8 +457,8 @@ async fn sql_length_limit_on_every_front() {
         "POST",
         "/v1/query",
         &dsl(max + 1),
-        400,
-        "bad_request",
+        413,
+        "payload_too_large",
         &name,
     );
 }
@@ -482,8 +482,8 @@ async fn batch_limit_on_rest_and_copy() {
         "POST",
         path,
         &batch(max + 1),
-        400,
-        "bad_request",
+        413,
+        "payload_too_large",
         &max.to_string(),
     );
     let log = server.engine.log_size();

@@ -156,8 +156,8 @@ fn bad_requests_get_json_errors_and_change_nothing() {
             "/v1/collections",
             k,
             Some(r#"{"name":"x","dim":0}"#),
-            422,
-            "unprocessable",
+            400,
+            "bad_request",
         ),
         (
             "POST",
@@ -180,8 +180,8 @@ fn bad_requests_get_json_errors_and_change_nothing() {
             "/v1/collections/docs/records",
             k,
             Some(r#"{"vector":[1,2]}"#),
-            422,
-            "unprocessable",
+            400,
+            "bad_request",
         ),
         (
             "POST",
@@ -228,8 +228,8 @@ fn bad_requests_get_json_errors_and_change_nothing() {
             "/v1/collections/docs/records",
             k,
             Some(&big_metadata),
-            422,
-            "unprocessable",
+            413,
+            "payload_too_large",
         ),
         (
             "POST",
@@ -947,5 +947,326 @@ fn dsl_query_and_filtered_search() {
         r#"{"vector": [1, 0], "filter": "meta.lang = "}"#,
     );
     assert_eq!(status, 400);
+    assert_eq!(server.state_hash(), before);
+}
+
+/// Proves that REST accepts exactly the metric spellings the docs promise
+/// (`l2`, `inner_product`, `ip`, `cosine`, in any case) — the ones Python
+/// and SQL accept — and refuses others (`euclidean`, `dot`) by naming the
+/// accepted ones.
+#[test]
+fn metric_spellings_are_the_documented_ones() {
+    let server = Server::with(Vec::new(), None);
+    for (i, metric) in ["l2", "inner_product", "ip", "IP", "cosine"]
+        .iter()
+        .enumerate()
+    {
+        let body = json!({"name": format!("m{i}"), "dim": 2, "metric": metric}).to_string();
+        let (status, answer) = server.call("POST", "/v1/collections", None, Some(&body));
+        assert_eq!(status, 201, "{metric}: {answer}");
+    }
+    let before = server.state_hash();
+    for metric in ["euclidean", "dot", "manhattan"] {
+        let body = json!({"name": "other", "dim": 2, "metric": metric}).to_string();
+        let (status, answer) = server.call("POST", "/v1/collections", None, Some(&body));
+        assert_eq!(
+            (status, error_code(&answer)),
+            (400, "bad_request"),
+            "{metric}: {answer}"
+        );
+        assert_eq!(
+            answer["error"]["message"],
+            format!("metric {metric:?} is not one of l2, inner_product (also ip), cosine"),
+        );
+    }
+    assert_eq!(server.state_hash(), before);
+}
+
+/// Proves that `k` is refused outside 1..=SEARCH_K_MAX, never clamped and
+/// never answered with nothing, with the same message with and without a
+/// DSL filter (a filtered search runs as a DSL query).
+#[test]
+fn search_k_is_refused_the_same_way_with_and_without_a_filter() {
+    let server = Server::with(Vec::new(), None);
+    let call = |b: &str| server.call("POST", "/v1/collections/docs/search", None, Some(b));
+    server.call(
+        "POST",
+        "/v1/collections",
+        None,
+        Some(r#"{"name":"docs","dim":2}"#),
+    );
+    server.call(
+        "POST",
+        "/v1/collections/docs/records",
+        None,
+        Some(r#"{"id":1,"vector":[1,0],"tag":3}"#),
+    );
+    for (k, message) in [
+        (0u64, "k = 0 is outside 1..=10000"),
+        (10_001, "k = 10001 is outside 1..=10000"),
+    ] {
+        for filter in [None, Some("tag = 3")] {
+            let mut body = json!({"vector": [1, 0], "k": k});
+            if let Some(f) = filter {
+                body["filter"] = json!(f);
+            }
+            let (status, answer) = call(&body.to_string());
+            assert_eq!(
+                (status, error_code(&answer)),
+                (400, "bad_request"),
+                "k = {k}, filter {filter:?}: {answer}"
+            );
+            assert_eq!(answer["error"]["message"], message, "filter {filter:?}");
+        }
+    }
+    // At the limit, with fewer rows than k: every row, nothing refused.
+    let (status, answer) = call(r#"{"vector": [1, 0], "k": 10000}"#);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["hits"].as_array().map(Vec::len), Some(1));
+}
+
+/// Proves that a search filter longer than the statement limit is
+/// refused as a limit (413 `payload_too_large`, as Postgres answers
+/// `54000` and Python raises `TooLarge`), not as a malformed request, and
+/// changes nothing.
+#[test]
+fn a_too_long_filter_exceeds_a_limit() {
+    let server = Server::with(Vec::new(), None);
+    server.call(
+        "POST",
+        "/v1/collections",
+        None,
+        Some(r#"{"name":"docs","dim":2}"#),
+    );
+    let before = server.state_hash();
+    let max = valori_core::limits::SQL_BYTES_MAX as usize;
+    let filter = format!("tag = 1{}", " ".repeat(max));
+    let body = json!({"vector": [1, 0], "filter": filter}).to_string();
+    let (status, answer) = server.call("POST", "/v1/collections/docs/search", None, Some(&body));
+    assert_eq!(
+        (status, error_code(&answer)),
+        (413, "payload_too_large"),
+        "{answer}"
+    );
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("exceeds the limit of {max} bytes")),
+        "{answer}"
+    );
+    assert_eq!(server.state_hash(), before);
+}
+
+/// Proves that REST answers every bad input exactly as the shared
+/// operations of `valori_query::ops` classify it (the layer Python calls
+/// too): the HTTP status and code of the error's fault and the same
+/// message, for each kind of refusal; and that none changes the state.
+#[test]
+fn rest_refuses_as_the_shared_operations_do() {
+    use valori_query::ops::{self, BatchColumns, NewCollection, Rows, SearchSpec, VectorOrigin};
+    use valori_wire::rest::ApiError;
+
+    let server = Server::with(Vec::new(), None);
+    let engine = &server.engine;
+    let call = |method: &str, path: &str, body: &str| server.call(method, path, None, Some(body));
+    call("POST", "/v1/collections", r#"{"name":"docs","dim":2}"#);
+    call(
+        "POST",
+        "/v1/collections/docs/records",
+        r#"{"id":1,"vector":[1,0],"tag":3}"#,
+    );
+    let docs = ops::collection_name("docs").unwrap();
+    let new = |name, dim, metric| NewCollection {
+        name,
+        dim,
+        metric,
+        m: None,
+        ef_construction: None,
+        seed: None,
+    };
+    let search = |name: &str, query: &[i32], k: u64, ef: Option<u64>| {
+        let spec = SearchSpec::new(k, ef, None, false)?;
+        let name = ops::collection_name(name)?;
+        engine.read(|s| ops::search(s, &name, query, &spec))?
+    };
+    let big = "x".repeat(valori_core::limits::METADATA_BYTES_MAX as usize);
+    let too_long = format!(
+        "tag = 3{}",
+        " ".repeat(valori_core::limits::SQL_BYTES_MAX as usize)
+    );
+    let dsl_text = format!("FROM docs NEAREST $q K 10 WHERE ({too_long})");
+    let before = server.state_hash();
+
+    // (what, REST method, path, body, the shared layer's error)
+    let cases: Vec<(&str, &str, String, String, ApiError)> = vec![
+        (
+            "unknown metric",
+            "POST",
+            "/v1/collections".into(),
+            r#"{"name":"m","dim":2,"metric":"euclidean"}"#.into(),
+            ops::create_collection(engine, &new("m", 2, "euclidean"))
+                .unwrap_err()
+                .into(),
+        ),
+        (
+            "dimension 0",
+            "POST",
+            "/v1/collections".into(),
+            r#"{"name":"m","dim":0}"#.into(),
+            ops::create_collection(engine, &new("m", 0, "l2"))
+                .unwrap_err()
+                .into(),
+        ),
+        (
+            "bad name",
+            "POST",
+            "/v1/collections".into(),
+            r#"{"name":"Bad","dim":2}"#.into(),
+            ops::create_collection(engine, &new("Bad", 2, "l2"))
+                .unwrap_err()
+                .into(),
+        ),
+        (
+            "existing collection",
+            "POST",
+            "/v1/collections".into(),
+            r#"{"name":"docs","dim":2}"#.into(),
+            ops::create_collection(engine, &new("docs", 2, "l2"))
+                .unwrap_err()
+                .into(),
+        ),
+        (
+            "k 0",
+            "POST",
+            "/v1/collections/docs/search".into(),
+            r#"{"vector":[1,0],"k":0}"#.into(),
+            search("docs", &[65536, 0], 0, None).unwrap_err().into(),
+        ),
+        (
+            "ef above the limit",
+            "POST",
+            "/v1/collections/docs/search".into(),
+            r#"{"vector":[1,0],"ef":10001}"#.into(),
+            search("docs", &[65536, 0], 10, Some(10_001))
+                .unwrap_err()
+                .into(),
+        ),
+        (
+            "query dimension",
+            "POST",
+            "/v1/collections/docs/search".into(),
+            r#"{"vector":[1]}"#.into(),
+            search("docs", &[65536], 10, None).unwrap_err().into(),
+        ),
+        (
+            "unknown collection",
+            "POST",
+            "/v1/collections/nope/search".into(),
+            r#"{"vector":[1,0]}"#.into(),
+            search("nope", &[65536, 0], 10, None).unwrap_err().into(),
+        ),
+        (
+            "component out of range",
+            "POST",
+            "/v1/collections/docs/records".into(),
+            r#"{"id":5,"vector":[1e6,0]}"#.into(),
+            ops::quantize_f64([1e6, 0.0], VectorOrigin::Record(5), &mut Vec::new())
+                .unwrap_err()
+                .into(),
+        ),
+        (
+            "duplicate id",
+            "POST",
+            "/v1/collections/docs/records".into(),
+            r#"{"id":1,"vector":[1,0]}"#.into(),
+            ops::insert(engine, docs.clone(), vec![65536, 0], Some(1), 0, Vec::new())
+                .unwrap_err()
+                .into(),
+        ),
+        (
+            "metadata too large",
+            "POST",
+            "/v1/collections/docs/records".into(),
+            json!({"id": 2, "vector": [1, 0], "metadata": big}).to_string(),
+            ops::insert(
+                engine,
+                docs.clone(),
+                vec![65536, 0],
+                Some(2),
+                0,
+                valori_query::metadata::to_bytes(&json!(big)),
+            )
+            .unwrap_err()
+            .into(),
+        ),
+        (
+            "ragged batch",
+            "POST",
+            "/v1/collections/docs/records/batch".into(),
+            r#"{"vectors":[[1,0],[1]]}"#.into(),
+            {
+                let mut rows = Rows::new();
+                rows.push_f64([1.0, 0.0].into_iter()).unwrap();
+                rows.push_f64([1.0].into_iter()).unwrap_err().into()
+            },
+        ),
+        (
+            "ids of another length",
+            "POST",
+            "/v1/collections/docs/records/batch".into(),
+            r#"{"vectors":[[1,0],[0,1]],"ids":[7]}"#.into(),
+            {
+                let mut rows = Rows::new();
+                rows.push_f64([1.0, 0.0].into_iter()).unwrap();
+                rows.push_f64([0.0, 1.0].into_iter()).unwrap();
+                let columns = BatchColumns {
+                    ids: Some(vec![7]),
+                    ..BatchColumns::default()
+                };
+                ops::insert_batch(engine, docs.clone(), rows, columns)
+                    .unwrap_err()
+                    .into()
+            },
+        ),
+        (
+            "unknown record",
+            "DELETE",
+            "/v1/collections/docs/records/99".into(),
+            String::new(),
+            ops::delete(engine, docs.clone(), 99).unwrap_err().into(),
+        ),
+        (
+            "describe an unknown collection",
+            "GET",
+            "/v1/collections/nope".into(),
+            String::new(),
+            ops::describe(engine, "nope").unwrap_err().into(),
+        ),
+        (
+            "filter too long",
+            "POST",
+            "/v1/collections/docs/search".into(),
+            json!({"vector": [1, 0], "filter": too_long}).to_string(),
+            valori_query::dsl::parse(&dsl_text).unwrap_err().into(),
+        ),
+    ];
+    for (what, method, path, body, expected) in cases {
+        let body = (!body.is_empty()).then_some(body);
+        let (status, answer) = server.call(method, &path, None, body.as_deref());
+        assert_eq!(
+            (
+                status,
+                error_code(&answer),
+                answer["error"]["message"].as_str()
+            ),
+            (
+                expected.status.as_u16(),
+                expected.code,
+                Some(expected.message.as_str())
+            ),
+            "{what}"
+        );
+    }
     assert_eq!(server.state_hash(), before);
 }

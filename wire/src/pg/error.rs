@@ -7,6 +7,7 @@ use pgwire::error::{ErrorInfo, PgWireError};
 use valori_query::QueryError;
 use valori_query::datafusion::common::DataFusionError;
 use valori_query::functions::{ComponentError, VectorInputError};
+use valori_query::ops::Fault;
 use valori_query::session::SettingError;
 use valori_query::statement::ParamError;
 use valori_query::write::WriteError;
@@ -139,9 +140,24 @@ impl PgError {
             WriteError::Duplicate(_) => SqlState::UniqueViolation,
             WriteError::TooLarge(_) => SqlState::ProgramLimitExceeded,
             WriteError::Conflict(_) => SqlState::SerializationFailure,
-            _ => SqlState::SystemError,
+            _ => fault_state(e.fault()),
         };
         PgError::new(state, e.to_string())
+    }
+}
+
+/// The SQLSTATE of a failure of class `fault`, for errors that have no
+/// finer code of their own (an engine error reported through a
+/// statement): the class every front end reports for it.
+pub fn fault_state(fault: Fault) -> SqlState {
+    match fault {
+        Fault::InvalidInput => SqlState::DataException,
+        Fault::NotFound => SqlState::UndefinedObject,
+        Fault::Conflict => SqlState::UniqueViolation,
+        Fault::TooLarge => SqlState::ProgramLimitExceeded,
+        Fault::Timeout => SqlState::QueryCanceled,
+        // A storage failure or a stopped engine: outside the statement.
+        _ => SqlState::SystemError,
     }
 }
 
@@ -192,7 +208,7 @@ impl From<QueryError> for PgError {
             }
             QueryError::Timeout { .. } => SqlState::QueryCanceled,
             QueryError::MemoryExhausted(_) => SqlState::OutOfMemory,
-            QueryError::Engine(_) => SqlState::SystemError,
+            QueryError::Engine(engine) => fault_state(engine.fault()),
             QueryError::Write(w) => return PgError::from_write(w),
             QueryError::Setting(s) => match s {
                 SettingError::Unknown(_) => SqlState::UndefinedObject,

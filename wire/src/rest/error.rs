@@ -2,10 +2,10 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use valori_core::state::ApplyError;
 use valori_engine::EngineError;
 use valori_query::QueryError;
-use valori_query::write::WriteError;
+use valori_query::dsl::DslError;
+use valori_query::ops::{Fault, OpsError};
 
 /// An error answer. Every one is JSON with a stable `code`.
 #[derive(Debug)]
@@ -32,10 +32,6 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
-    pub fn unprocessable(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", message)
-    }
-
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
@@ -48,8 +44,8 @@ impl ApiError {
             StatusCode::NOT_FOUND => "not_found",
             StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
             StatusCode::CONFLICT => "conflict",
+            StatusCode::REQUEST_TIMEOUT => "timeout",
             StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-            StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
             StatusCode::SERVICE_UNAVAILABLE => "unavailable",
             s if s.is_client_error() => "bad_request",
             _ => "internal",
@@ -67,54 +63,55 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// The answer to a failure of class `fault`: its HTTP status and its
+    /// stable code ([`Fault::code`], what Python reports too).
+    pub fn from_fault(fault: Fault, message: impl Into<String>) -> ApiError {
+        ApiError::new(fault_status(fault), fault.code(), message)
+    }
+}
+
+/// The HTTP status of each fault class.
+pub fn fault_status(fault: Fault) -> StatusCode {
+    match fault {
+        Fault::InvalidInput => StatusCode::BAD_REQUEST,
+        Fault::NotFound => StatusCode::NOT_FOUND,
+        Fault::Conflict => StatusCode::CONFLICT,
+        Fault::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Fault::Timeout => StatusCode::REQUEST_TIMEOUT,
+        Fault::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> ApiError {
-        let message = e.to_string();
-        match &e {
-            EngineError::Rejected(apply) => {
-                let status = match apply {
-                    ApplyError::UnknownCollection(_)
-                    | ApplyError::UnknownRecord { .. }
-                    | ApplyError::UnknownNode(_)
-                    | ApplyError::UnknownEdge { .. } => StatusCode::NOT_FOUND,
-                    ApplyError::CollectionExists(_)
-                    | ApplyError::DuplicateId { .. }
-                    | ApplyError::NodeExists(_)
-                    | ApplyError::EdgeExists { .. } => StatusCode::CONFLICT,
-                    _ => StatusCode::UNPROCESSABLE_ENTITY,
-                };
-                ApiError::status_code(status, message)
-            }
-            EngineError::EventTooLarge { .. } => {
-                ApiError::status_code(StatusCode::PAYLOAD_TOO_LARGE, message)
-            }
-            EngineError::OutOfRange { .. } => ApiError::not_found(message),
-            EngineError::Failed(_) => {
-                ApiError::status_code(StatusCode::SERVICE_UNAVAILABLE, message)
-            }
-            _ => ApiError::internal(message),
-        }
+        ApiError::from_fault(e.fault(), e.to_string())
     }
 }
 
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> ApiError {
-        match e {
-            QueryError::Engine(engine) => ApiError::from(engine),
-            QueryError::Write(WriteError::Engine(engine)) => ApiError::from(engine),
-            QueryError::Write(WriteError::UndefinedTable(_)) => {
-                ApiError::status_code(StatusCode::NOT_FOUND, e.to_string())
-            }
-            QueryError::Conflict(_)
-            | QueryError::Write(
-                WriteError::Duplicate(_) | WriteError::TableExists(_) | WriteError::Conflict(_),
-            ) => ApiError::status_code(StatusCode::CONFLICT, e.to_string()),
-            QueryError::ReadOnly => ApiError::status_code(
+        if let QueryError::ReadOnly = e {
+            // A write by a read-role key: the same refusal as the
+            // authorization layer's.
+            return ApiError::status_code(
                 StatusCode::FORBIDDEN,
                 "this API key has the read role and may not write",
-            ),
-            e if e.is_user_error() => ApiError::bad_request(e.to_string()),
-            e => ApiError::internal(e.to_string()),
+            );
         }
+        ApiError::from_fault(e.fault(), e.to_string())
+    }
+}
+
+impl From<DslError> for ApiError {
+    fn from(e: DslError) -> ApiError {
+        ApiError::from_fault(e.fault(), e.to_string())
+    }
+}
+
+impl From<OpsError> for ApiError {
+    fn from(e: OpsError) -> ApiError {
+        ApiError::from_fault(e.fault(), e.to_string())
     }
 }

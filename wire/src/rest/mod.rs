@@ -23,11 +23,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use valori_core::Metric;
-use valori_core::event::{CollectionConfig, CollectionName, Event, IndexParams, NodeId};
-use valori_core::state::Collection;
+use valori_core::event::{CollectionName, Event, NodeId};
 use valori_engine::{Engine, Receipt};
 use valori_query::QueryEngine;
+use valori_query::ops::{self, CollectionInfo, NewCollection};
 
 pub use error::ApiError;
 use extract::{Body, PathParams, QueryParams};
@@ -213,26 +212,42 @@ async fn submit(state: &Arc<AppState>, event: Event) -> Result<Receipt, ApiError
     .await
 }
 
+/// Runs a shared write operation on the blocking pool (it waits for
+/// fsync) and records its commit latency.
+async fn write<T: Send + 'static>(
+    state: &Arc<AppState>,
+    f: impl FnOnce(&Engine) -> Result<T, ops::OpsError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let engine = Arc::clone(&state.engine);
+    let metrics = Arc::clone(&state.metrics);
+    blocking(move || {
+        let started = Instant::now();
+        let done = f(&engine)?;
+        metrics.commit_latency.observe(started.elapsed());
+        Ok(done)
+    })
+    .await
+}
+
 fn receipt_json(receipt: &Receipt) -> Value {
     json!({ "seq": receipt.seq, "log_root": receipt.log_root.to_string() })
 }
 
 fn collection_name(name: &str) -> Result<CollectionName, ApiError> {
-    CollectionName::new(name).map_err(|e| ApiError::bad_request(format!("{e}: {name:?}")))
+    Ok(ops::collection_name(name)?)
 }
 
-fn collection_json(c: &Collection) -> Value {
-    let config = c.config();
+fn collection_json(c: &CollectionInfo) -> Value {
     json!({
-        "name": c.name().as_str(),
-        "dim": config.dim,
-        "metric": config.metric.name(),
-        "m": config.index.m,
-        "ef_construction": config.index.ef_construction,
-        "seed": config.index.seed,
-        "rows": c.rows(),
-        "live": c.live(),
-        "indexed": c.indexed_rows(),
+        "name": c.name,
+        "dim": c.dim,
+        "metric": c.metric,
+        "m": c.m,
+        "ef_construction": c.ef_construction,
+        "seed": c.seed,
+        "rows": c.rows,
+        "live": c.live,
+        "indexed": c.indexed,
     })
 }
 
@@ -291,53 +306,36 @@ struct CreateCollection {
     seed: Option<u64>,
 }
 
-/// `l2`, `inner_product` (also `ip`, `dot`) or `cosine`.
-pub fn parse_metric(text: &str) -> Result<Metric, ApiError> {
-    match text.to_ascii_lowercase().as_str() {
-        "l2" | "euclidean" => Ok(Metric::L2),
-        "inner_product" | "ip" | "dot" => Ok(Metric::InnerProduct),
-        "cosine" => Ok(Metric::Cosine),
-        other => Err(ApiError::bad_request(format!(
-            "metric {other:?} is not one of l2, inner_product, cosine"
-        ))),
-    }
-}
-
 async fn create_collection(
     State(state): Shared,
     Body(body): Body<CreateCollection>,
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
-    let name = collection_name(&body.name)?;
-    let defaults = IndexParams::default();
-    let config = CollectionConfig {
-        dim: body.dim,
-        metric: parse_metric(body.metric.as_deref().unwrap_or("l2"))?,
-        index: IndexParams {
-            m: body.m.unwrap_or(defaults.m),
-            ef_construction: body.ef_construction.unwrap_or(defaults.ef_construction),
-            seed: body.seed.unwrap_or(defaults.seed),
-        },
-    };
-    let receipt = submit(
-        &state,
-        Event::CreateCollection {
-            name: name.clone(),
-            config,
-        },
-    )
+    let name = body.name.clone();
+    let (receipt, info) = write(&state, move |engine| {
+        let receipt = ops::create_collection(
+            engine,
+            &NewCollection {
+                name: &body.name,
+                dim: body.dim,
+                metric: body.metric.as_deref().unwrap_or("l2"),
+                m: body.m,
+                ef_construction: body.ef_construction,
+                seed: body.seed,
+            },
+        )?;
+        // Described right after its event; dropped meanwhile, it is
+        // described by its name alone.
+        Ok((receipt, ops::describe(engine, &body.name).ok()))
+    })
     .await?;
-    let mut described = state
-        .engine
-        .read(|s| s.collection(&name).map(collection_json))?
-        .unwrap_or_else(|| json!({ "name": name.as_str() }));
+    let mut described = info.map_or_else(|| json!({ "name": name }), |i| collection_json(&i));
     described["receipt"] = receipt_json(&receipt);
     Ok((StatusCode::CREATED, axum::Json(described)))
 }
 
 async fn list_collections(State(state): Shared) -> ApiResult {
-    let list = state
-        .engine
-        .read(|s| s.collections().map(collection_json).collect::<Vec<_>>())?;
+    let list = ops::collections(&state.engine)?;
+    let list: Vec<Value> = list.iter().map(collection_json).collect();
     Ok(axum::Json(json!({ "collections": list })))
 }
 
@@ -345,17 +343,14 @@ async fn describe_collection(
     State(state): Shared,
     PathParams(name): PathParams<String>,
 ) -> ApiResult {
-    let name = collection_name(&name)?;
-    state
-        .engine
-        .read(|s| s.collection(&name).map(collection_json))?
-        .map(axum::Json)
-        .ok_or_else(|| ApiError::not_found(format!("collection {name} does not exist")))
+    Ok(axum::Json(collection_json(&ops::describe(
+        &state.engine,
+        &name,
+    )?)))
 }
 
 async fn drop_collection(State(state): Shared, PathParams(name): PathParams<String>) -> ApiResult {
-    let name = collection_name(&name)?;
-    let receipt = submit(&state, Event::DropCollection { name }).await?;
+    let receipt = write(&state, move |engine| ops::drop_collection(engine, &name)).await?;
     Ok(axum::Json(receipt_json(&receipt)))
 }
 

@@ -1,5 +1,7 @@
 //! Records of a collection: insert, batch insert, read, delete, tag and
-//! metadata updates, and search.
+//! metadata updates, and search. Checks, conversions and the events
+//! themselves are the shared operations of `valori_query::ops`, the same
+//! that Python calls; this module only reads JSON and writes it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,28 +10,23 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use valori_core::event::{Batch, CollectionName, Event, Record, RecordId};
-use valori_core::hnsw::SearchOptions;
-use valori_core::limits;
+use valori_core::event::{CollectionName, Event, RecordId};
 use valori_core::q16;
-use valori_query::functions::metric_distance;
 use valori_query::metadata;
+use valori_query::ops::{self, BatchColumns, Inserted, Rows, SearchSpec, VectorOrigin};
 
 use super::error::ApiError;
 use super::extract::{Body, PathParams};
-use super::{ApiResult, AppState, Shared, blocking, collection_name, receipt_json, submit};
+use super::{ApiResult, AppState, Shared, blocking, collection_name, receipt_json, submit, write};
 
-/// Largest `k` of a search.
-pub const SEARCH_K_MAX: usize = 10_000;
-/// Largest `ef` of a search.
-pub const SEARCH_EF_MAX: usize = 10_000;
-
-/// A JSON vector as Q16.16, naming the first component that cannot be one.
-pub fn quantize(values: &[f64]) -> Result<Vec<i32>, ApiError> {
-    // JSON numbers are doubles; they are narrowed to f32 first, exactly as
-    // the SQL functions and the Python client do, then quantized.
-    let narrowed: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-    q16::quantize_vector(&narrowed).map_err(|e| ApiError::bad_request(format!("vector: {e}")))
+/// A JSON vector as Q16.16, naming the vector (`origin`) and the first
+/// component that cannot be one. JSON numbers are doubles; they are
+/// narrowed to f32 first, exactly as the SQL functions and the Python
+/// client do, then quantized.
+pub fn quantize(values: &[f64], origin: VectorOrigin) -> Result<Vec<i32>, ApiError> {
+    let mut out = Vec::with_capacity(values.len());
+    ops::quantize_f64(values.iter().copied(), origin, &mut out)?;
+    Ok(out)
 }
 
 fn metadata_bytes(value: Option<&Value>) -> Vec<u8> {
@@ -65,68 +62,22 @@ async fn insert_into(
     collection: CollectionName,
     body: Insert,
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
-    let vector = quantize(&body.vector)?;
+    let origin = body.id.map_or(VectorOrigin::Single, VectorOrigin::Record);
+    let vector = quantize(&body.vector, origin)?;
     let metadata = metadata_bytes(body.metadata.as_ref());
-    let tag = body.tag;
-    let (ids, receipt) = submit_records(
-        state,
-        collection,
-        body.id.map(|id| vec![id]),
-        1,
-        move |collection, ids| Event::Insert {
-            collection,
-            record: Record {
-                id: RecordId(ids[0]),
-                vector,
-                tag,
-                metadata,
-            },
-        },
-    )
+    let (id, tag) = (body.id, body.tag);
+    let Inserted { ids, receipt } = write(state, move |engine| {
+        ops::insert(engine, collection, vector, id, tag, metadata)
+    })
     .await?;
-    let id = ids[0];
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({
-            "id": id,
+            "id": ids.first(),
             "seq": receipt.seq,
             "log_root": receipt.log_root.to_string(),
         })),
     ))
-}
-
-/// Submits the event `make` builds for `n` record ids — `given`, or the
-/// next free ids of `collection` chosen by the engine — and waits until it
-/// is durable; the ids and the receipt.
-async fn submit_records(
-    state: &Arc<AppState>,
-    collection: CollectionName,
-    given: Option<Vec<u64>>,
-    n: usize,
-    make: impl FnOnce(CollectionName, &[u64]) -> Event + Send + 'static,
-) -> Result<(Vec<u64>, valori_engine::Receipt), ApiError> {
-    let engine = Arc::clone(&state.engine);
-    let metrics = Arc::clone(&state.metrics);
-    blocking(move || {
-        let started = Instant::now();
-        let (ids, receipt) = match given {
-            Some(ids) => {
-                let receipt = engine.submit(make(collection, &ids))?;
-                (ids, receipt)
-            }
-            None => {
-                let mut chosen = Vec::new();
-                let receipt = engine.submit_with_next_id(&collection.clone(), |first| {
-                    chosen = (0..n as u64).map(|i| first.saturating_add(i)).collect();
-                    make(collection, &chosen)
-                })?;
-                (chosen, receipt)
-            }
-        };
-        metrics.commit_latency.observe(started.elapsed());
-        Ok((ids, receipt))
-    })
-    .await
 }
 
 pub async fn insert(
@@ -154,55 +105,19 @@ async fn insert_batch_into(
     collection: CollectionName,
     body: InsertBatch,
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
-    let n = body.vectors.len();
-    if n == 0 || n > limits::BATCH_RECORDS_MAX as usize {
-        return Err(ApiError::bad_request(format!(
-            "a batch holds 1..={} vectors, this one {n}",
-            limits::BATCH_RECORDS_MAX
-        )));
+    let mut rows = Rows::new();
+    for v in &body.vectors {
+        rows.push_f64(v.iter().copied())?;
     }
-    for (field, len) in [
-        ("ids", body.ids.as_ref().map(Vec::len)),
-        ("tags", body.tags.as_ref().map(Vec::len)),
-        ("metadata", body.metadata.as_ref().map(Vec::len)),
-    ] {
-        if let Some(len) = len.filter(|&len| len != n) {
-            return Err(ApiError::bad_request(format!(
-                "{field} has {len} entries for {n} vectors"
-            )));
-        }
-    }
-    let dim = body.vectors[0].len();
-    let mut vectors = Vec::with_capacity(n * dim);
-    let mut narrowed = Vec::with_capacity(dim);
-    for (i, v) in body.vectors.iter().enumerate() {
-        if v.len() != dim {
-            return Err(ApiError::bad_request(format!(
-                "vectors[{i}] has {} components, vectors[0] has {dim}",
-                v.len()
-            )));
-        }
-        narrowed.clear();
-        narrowed.extend(v.iter().map(|&x| x as f32));
-        q16::quantize_into(&narrowed, &mut vectors)
-            .map_err(|e| ApiError::bad_request(format!("vectors[{i}]: {e}")))?;
-    }
-    let tags = body.tags.unwrap_or_else(|| vec![0; n]);
-    let metadata: Vec<Vec<u8>> = match &body.metadata {
-        Some(values) => values.iter().map(|v| metadata_bytes(Some(v))).collect(),
-        None => vec![Vec::new(); n],
+    let columns = BatchColumns {
+        ids: body.ids,
+        tags: body.tags,
+        metadata: body
+            .metadata
+            .map(|values| values.iter().map(|v| metadata_bytes(Some(v))).collect()),
     };
-    let (ids, receipt) = submit_records(state, collection, body.ids, n, move |collection, ids| {
-        let mut batch = Batch::new(dim as u32);
-        for (i, &id) in ids.iter().enumerate() {
-            batch.push(
-                RecordId(id),
-                &vectors[i * dim..(i + 1) * dim],
-                tags[i],
-                &metadata[i],
-            );
-        }
-        Event::InsertBatch { collection, batch }
+    let Inserted { ids, receipt } = write(state, move |engine| {
+        ops::insert_batch(engine, collection, rows, columns)
     })
     .await?;
     Ok((
@@ -253,14 +168,7 @@ pub async fn delete_record(
     PathParams((name, id)): PathParams<(String, u64)>,
 ) -> ApiResult {
     let collection = collection_name(&name)?;
-    let receipt = submit(
-        &state,
-        Event::Delete {
-            collection,
-            id: RecordId(id),
-        },
-    )
-    .await?;
+    let receipt = write(&state, move |engine| ops::delete(engine, collection, id)).await?;
     Ok(axum::Json(receipt_json(&receipt)))
 }
 
@@ -309,90 +217,55 @@ pub async fn set_metadata(
 pub struct Search {
     vector: Vec<f64>,
     #[serde(default = "default_k")]
-    k: usize,
+    k: u64,
     #[serde(default)]
     tag: Option<u64>,
     #[serde(default)]
     filter: Option<String>,
     #[serde(default)]
-    ef: Option<usize>,
+    ef: Option<u64>,
     #[serde(default)]
     exact: bool,
 }
 
-fn default_k() -> usize {
+fn default_k() -> u64 {
     10
 }
 
 async fn search_in(state: &Arc<AppState>, name: CollectionName, body: Search) -> ApiResult {
-    if body.k > SEARCH_K_MAX {
-        return Err(ApiError::bad_request(format!(
-            "k = {} exceeds {SEARCH_K_MAX}",
-            body.k
-        )));
-    }
-    if let Some(ef) = body.ef.filter(|&ef| ef == 0 || ef > SEARCH_EF_MAX) {
-        return Err(ApiError::bad_request(format!(
-            "ef = {ef} is outside 1..={SEARCH_EF_MAX}"
-        )));
-    }
-    let query = quantize(&body.vector)?;
+    // The same checks, in the same order, with or without a filter.
+    let spec = SearchSpec::new(body.k, body.ef, body.tag, body.exact)?;
+    let query = quantize(&body.vector, VectorOrigin::Query)?;
     if let Some(filter) = body.filter {
         return super::sql::filtered_search(
             state,
             name,
             body.vector,
-            body.k,
+            spec.k,
             body.tag,
             filter,
-            body.ef,
+            body.ef.map(|ef| ef as usize),
             body.exact,
         )
         .await;
     }
-    let options = SearchOptions {
-        ef: body.ef.unwrap_or(SearchOptions::default().ef).max(body.k),
-        exact: body.exact,
-        tag: body.tag,
-    };
     let engine = Arc::clone(&state.engine);
     let metrics = Arc::clone(&state.metrics);
-    let k = body.k;
     let hits = blocking(move || {
         let started = Instant::now();
-        let hits = engine.read(|s| {
-            let Some(c) = s.collection(&name) else {
-                return Err(ApiError::not_found(format!(
-                    "collection {name} does not exist"
-                )));
-            };
-            if query.len() != c.dim() {
-                return Err(ApiError::bad_request(format!(
-                    "query vector has {} components, collection {name} has dimension {}",
-                    query.len(),
-                    c.dim()
-                )));
-            }
-            let metric = c.config().metric;
-            let found = c.search(&query, k, &options);
-            Ok(found
-                .into_iter()
-                .map(|(distance, id)| {
-                    let row = c.row_of(id).map_or(0, |r| r as usize);
-                    let mut hit = json!({
-                        "id": id.0,
-                        "distance": metric_distance(metric, distance),
-                        "tag": c.tags()[row],
-                    });
-                    put_metadata(&mut hit, c.metadata(row));
-                    hit
-                })
-                .collect::<Vec<_>>())
-        })??;
+        let hits = engine.read(|s| ops::search(s, &name, &query, &spec))??;
         metrics.search_latency.observe(started.elapsed());
         Ok(hits)
     })
     .await?;
+    let hits: Vec<Value> = hits
+        .into_iter()
+        .map(|hit| {
+            let mut out = json!({ "id": hit.id, "distance": hit.distance, "tag": hit.tag });
+            put_metadata(&mut out, &hit.metadata);
+            out
+        })
+        .collect();
     Ok(axum::Json(json!({ "hits": hits })))
 }
 
@@ -487,10 +360,18 @@ mod tests {
 
     #[test]
     fn bad_components_are_named() {
-        let err = quantize(&[0.5, f64::NAN]).expect_err("NaN");
-        assert!(err.message.contains("component 1"), "{}", err.message);
-        let err = quantize(&[1e6]).expect_err("too large");
+        let err = quantize(&[0.5, f64::NAN], VectorOrigin::Query).expect_err("NaN");
+        assert!(
+            err.message.starts_with("query vector: component 1"),
+            "{}",
+            err.message
+        );
+        let err = quantize(&[1e6], VectorOrigin::Record(4)).expect_err("too large");
         assert_eq!(err.status, StatusCode::BAD_REQUEST);
-        assert_eq!(quantize(&[1.0, -0.5]).ok(), Some(vec![65536, -32768]));
+        assert!(err.message.starts_with("record 4: "), "{}", err.message);
+        assert_eq!(
+            quantize(&[1.0, -0.5], VectorOrigin::Single).ok(),
+            Some(vec![65536, -32768])
+        );
     }
 }
