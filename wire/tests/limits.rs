@@ -1,7 +1,7 @@
 //! Statements shaped to exhaust a thread's stack, sent through every
 //! front end of one server (REST `/v1/sql`, `/v1/query` and the search
 //! `filter` field; the Postgres simple and extended protocols): each is
-//! refused with a clear 400 or SQLSTATE 54000, the deepest shapes the
+//! refused with a clear 413 or SQLSTATE 54000, the deepest shapes the
 //! limits admit are answered, the server stays up and the state hash does
 //! not change. The server runs on a runtime with Tokio's default 2 MiB
 //! worker stacks, as `valori serve` does.
@@ -53,7 +53,13 @@ impl Server {
 
 fn assert_refused(server: &Server, path: &str, body: Value) {
     let (status, answer) = server.post(path, &body);
-    assert_eq!(status, 400, "{path}: {answer}");
+    // A statement past a shape limit exceeds a limit: 413, as Postgres
+    // answers 54000.
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{path}: {answer}"
+    );
     let message = answer["error"]["message"].as_str().unwrap();
     assert!(
         message.contains("nested more than") || message.contains("chain longer than"),
@@ -169,9 +175,9 @@ fn deep_statements_through_every_front_end() {
 }
 
 /// Proves `--statement-timeout` and `--query-memory-bytes` bound every
-/// front end: a statement that would run for hours is cancelled (400 over
+/// front end: a statement that would run for hours is cancelled (408 over
 /// REST SQL and the DSL's planner path, 57014 over Postgres), one that
-/// needs more memory than the pool fails (400, 53200), and the server
+/// needs more memory than the pool fails (413, 53200), and the server
 /// goes on answering with its state unchanged.
 #[test]
 fn statement_timeout_and_memory_pool_on_every_front_end() {
@@ -186,7 +192,11 @@ fn statement_timeout_and_memory_pool_on_every_front_end() {
     let forever = "SELECT count(*) FROM generate_series(1, 1000000000000)";
     let hungry = "SELECT array_agg(value) FROM generate_series(1, 50000000)";
     let (status, answer) = server.post("/v1/sql", &json!({ "query": forever }));
-    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (408, Some("timeout")),
+        "{answer}"
+    );
     assert!(
         answer["error"]["message"]
             .as_str()
@@ -195,7 +205,11 @@ fn statement_timeout_and_memory_pool_on_every_front_end() {
         "{answer}"
     );
     let (status, answer) = server.post("/v1/sql", &json!({ "query": hungry }));
-    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{answer}"
+    );
     assert!(
         answer["error"]["message"]
             .as_str()
