@@ -12,14 +12,11 @@
 //!   [`valori_query::write`], `SET`/`SHOW`, transactions, timeouts;
 //! - [`types`] — the Postgres types of Arrow values, pgvector's `vector`
 //!   type, text and binary encodings, parameters as SQL literals;
-//! - [`catalog`] — `pg_catalog` tables and functions, and the client
-//!   catalog queries answered directly;
 //! - [`error`] — SQLSTATE codes.
 //!
 //! The dialect, the types and their OIDs, transactions and limits are
 //! documented in `docs/sql.md`.
 
-pub mod catalog;
 pub mod error;
 pub mod handler;
 pub mod types;
