@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # psql against the Postgres front end: DDL and writes, \copy from stdin,
-# a distance query checked against values computed by Python, \dt, \d,
+# a distance query checked against values computed by Python, \dt, \d's refusal,
 # SCRAM logins and the read role. Exits non-zero on the first failure.
 set -euo pipefail
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -h "$VALORI_PG_HOST" -p "$VALORI_PG_PORT" -U tester -d valori "$@"; }
@@ -27,9 +27,15 @@ got=$(q -c "SELECT metadata FROM psql_docs WHERE id = 1")
 
 got=$(q -c "\\dt")
 echo "$got" | grep -qx 'public|psql_docs|table|valori' || fail "\\dt: [$got]"
-got=$(q -c "\\d psql_docs")
-echo "$got" | grep -q '^vec|vector(2)|' || fail "\\d psql_docs: [$got]"
-echo "$got" | grep -q '^id|bigint|' || fail "\\d psql_docs: [$got]"
+# \d on one table: psql's footer queries (row-level policies,
+# publications) hold correlated subqueries that DataFusion cannot plan, so
+# the server refuses them with 0A000 naming what is unsupported instead of
+# answering with rows it did not compute (docs/sql.md, Catalog).
+if q -c "\\d psql_docs" >/tmp/psql-describe.out 2>/tmp/psql-describe.err; then
+    fail "\\d psql_docs now works: check its columns and update this test ($(cat /tmp/psql-describe.out))"
+fi
+grep -q "0A000" /tmp/psql-describe.err || fail "\\d psql_docs error: $(cat /tmp/psql-describe.err)"
+grep -qi "subquer" /tmp/psql-describe.err || fail "\\d psql_docs error names no subquery: $(cat /tmp/psql-describe.err)"
 
 # CREATE INDEX is accepted; asking for other parameters than the table's
 # gets a NOTICE naming the ones it keeps (m = 16 by default).
