@@ -1,34 +1,11 @@
-//! Floats crossing the edge: quantized once, by the engine's own
-//! `quantize`. (Distances go out through
+//! Floats crossing the edge: quantized once, by the shared operations'
+//! `quantize_f32`/`quantize_f64` (the engine's own `quantize`), naming the
+//! vector as REST does. (Distances go out through
 //! `valori_query::functions::metric_distance`, as over REST.)
 
-use valori_core::q16;
+use valori_query::ops::{self, VectorOrigin};
 
-use crate::errors::{Kind, error};
-
-/// Where a vector came from, to name it in an error.
-#[derive(Clone, Copy, Debug)]
-pub enum Origin {
-    /// The query vector of a search.
-    Query,
-    /// The vector of a single insert that lets the engine choose the id.
-    Single,
-    /// Vector number `index` of a batch (0-based position in the call).
-    Row(usize),
-    /// The vector of the record with this id.
-    Record(u64),
-}
-
-impl std::fmt::Display for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Origin::Query => f.write_str("query vector"),
-            Origin::Single => f.write_str("vector"),
-            Origin::Row(i) => write!(f, "vector {i} of the batch"),
-            Origin::Record(id) => write!(f, "record {id}"),
-        }
-    }
-}
+use crate::errors;
 
 /// Appends the Q16.16 raw values of `values` to `out`. Python floats are
 /// `f64`; like every entry point they become `f32` first (round to nearest)
@@ -36,14 +13,21 @@ impl std::fmt::Display for Origin {
 /// raw integer here, over REST and in SQL. On error `out` is unchanged.
 pub fn quantize_into<T: Copy + Into<f64>>(
     values: impl IntoIterator<Item = T>,
-    origin: Origin,
+    origin: VectorOrigin,
     out: &mut Vec<i32>,
 ) -> pyo3::PyResult<()> {
-    let narrowed: Vec<f32> = values.into_iter().map(|x| x.into() as f32).collect();
-    quantize_f32_into(&narrowed, origin, out)
+    ops::quantize_f64(values.into_iter().map(Into::into), origin, out).map_err(errors::ops)
 }
 
-/// [`quantize_into`] for values that are `f32` already (read in place).
-pub fn quantize_f32_into(values: &[f32], origin: Origin, out: &mut Vec<i32>) -> pyo3::PyResult<()> {
-    q16::quantize_into(values, out).map_err(|e| error(Kind::InvalidInput, format!("{origin}: {e}")))
+/// The origin named by `kind` (`"query"`, `"vector"`, `"row"`,
+/// `"record"`) and `index` (the row or the record id), as the Python half
+/// names a vector it checks itself.
+pub fn origin(kind: &str, index: u64) -> Option<VectorOrigin> {
+    match kind {
+        "query" => Some(VectorOrigin::Query),
+        "vector" => Some(VectorOrigin::Single),
+        "row" => Some(VectorOrigin::Row(index)),
+        "record" => Some(VectorOrigin::Record(index)),
+        _ => None,
+    }
 }

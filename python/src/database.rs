@@ -15,27 +15,23 @@ use numpy::PyReadonlyArray2;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use pyo3_arrow::PyTable;
-use valori_core::distance::Metric;
-use valori_core::event::{
-    Batch, CollectionConfig, CollectionName, Event, IndexParams, NodeId, Record, RecordId,
-};
+use valori_core::event::{CollectionName, Event, NodeId, RecordId};
 use valori_core::hash::Hash32;
-use valori_core::hnsw::SearchOptions;
-use valori_core::state::{Collection, State};
+use valori_core::state::State;
 use valori_engine::{Engine, EngineError, Receipt};
 use valori_query::QueryEngine;
-use valori_query::functions::metric_distance;
+use valori_query::ops::{
+    self, BatchColumns, CollectionInfo, Fault, Hit, NewCollection, OpsError, Rows, SearchSpec,
+    VectorOrigin,
+};
 
-use crate::convert::{Origin, quantize_f32_into, quantize_into};
-use crate::errors::{self, Kind, error};
+use crate::convert::quantize_into;
+use crate::errors::{self, error};
 
 /// Engines open in this process, by canonical data directory: a second
 /// `Database` on the same directory shares the first one's engine instead
 /// of opening the log twice.
 static OPEN: Mutex<BTreeMap<PathBuf, Weak<Engine>>> = Mutex::new(BTreeMap::new());
-
-/// One hit: id, distance, tag, metadata bytes.
-type Hit = (u64, f64, u64, Vec<u8>);
 
 /// What a method works on: the engine and, once SQL is used, the query
 /// layer and the runtime that drives it.
@@ -58,28 +54,15 @@ impl std::fmt::Debug for Database {
 }
 
 fn name(text: &str) -> PyResult<CollectionName> {
-    CollectionName::new(text)
-        .map_err(|e| error(Kind::InvalidInput, format!("collection name {text:?}: {e}")))
+    ops::collection_name(text).map_err(errors::ops)
 }
 
-fn metric(text: &str) -> PyResult<Metric> {
-    match text {
-        "l2" => Ok(Metric::L2),
-        "inner_product" => Ok(Metric::InnerProduct),
-        "cosine" => Ok(Metric::Cosine),
-        other => Err(error(
-            Kind::InvalidInput,
-            format!("metric {other:?}: expected \"l2\", \"inner_product\" or \"cosine\""),
-        )),
-    }
-}
-
-fn canonical_metadata(json: Option<&str>, origin: Origin) -> PyResult<Vec<u8>> {
+fn canonical_metadata(json: Option<&str>, origin: VectorOrigin) -> PyResult<Vec<u8>> {
     match json {
         None => Ok(Vec::new()),
         Some(text) => valori_query::metadata::from_json_text(text).map_err(|e| {
             error(
-                Kind::InvalidInput,
+                Fault::InvalidInput,
                 format!("{origin}: metadata is not JSON: {e}"),
             )
         }),
@@ -87,7 +70,7 @@ fn canonical_metadata(json: Option<&str>, origin: Origin) -> PyResult<Vec<u8>> {
 }
 
 fn unknown_collection(name: &CollectionName) -> PyErr {
-    error(Kind::NotFound, format!("collection {name} does not exist"))
+    errors::ops(OpsError::UnknownCollection(name.clone()))
 }
 
 pub(crate) fn hex(h: &Hash32) -> String {
@@ -107,7 +90,7 @@ fn to_hex(bytes: &[u8]) -> String {
 pub(crate) fn parse_hash(text: &str) -> PyResult<Hash32> {
     Hash32::from_hex(text).ok_or_else(|| {
         error(
-            Kind::InvalidInput,
+            Fault::InvalidInput,
             format!("{text:?} is not a hash of 64 hex digits"),
         )
     })
@@ -120,66 +103,29 @@ fn receipt<'py>(py: Python<'py>, r: Receipt) -> PyResult<Bound<'py, PyDict>> {
     Ok(d)
 }
 
-fn collection_info<'py>(py: Python<'py>, c: &Collection) -> PyResult<Bound<'py, PyDict>> {
-    let config = c.config();
+fn collection_info<'py>(py: Python<'py>, c: &CollectionInfo) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    d.set_item("name", c.name().as_str())?;
-    d.set_item("dim", config.dim)?;
-    d.set_item("metric", config.metric.name())?;
-    d.set_item("m", config.index.m)?;
-    d.set_item("ef_construction", config.index.ef_construction)?;
-    d.set_item("seed", config.index.seed)?;
-    d.set_item("rows", c.rows() as u64)?;
-    d.set_item("live", c.live() as u64)?;
-    d.set_item("indexed", c.indexed_rows() as u64)?;
+    d.set_item("name", &c.name)?;
+    d.set_item("dim", c.dim)?;
+    d.set_item("metric", c.metric)?;
+    d.set_item("m", c.m)?;
+    d.set_item("ef_construction", c.ef_construction)?;
+    d.set_item("seed", c.seed)?;
+    d.set_item("rows", c.rows)?;
+    d.set_item("live", c.live)?;
+    d.set_item("indexed", c.indexed)?;
     Ok(d)
-}
-
-/// Checks the dimension of a query against the collection and searches.
-fn search_in(
-    state: &State,
-    collection: &CollectionName,
-    query: &[i32],
-    k: usize,
-    opts: &SearchOptions,
-) -> Result<Vec<Hit>, (Kind, String)> {
-    let c = state.collection(collection).ok_or_else(|| {
-        (
-            Kind::NotFound,
-            format!("collection {collection} does not exist"),
-        )
-    })?;
-    if query.len() != c.dim() {
-        return Err((
-            Kind::InvalidInput,
-            format!(
-                "query vector has {} components, collection {collection} has dimension {}",
-                query.len(),
-                c.dim()
-            ),
-        ));
-    }
-    // The search keeps a heap of k entries: never more than there are rows.
-    let k = k.min(c.live());
-    let metric = c.config().metric;
-    Ok(c.search(query, k, opts)
-        .into_iter()
-        .filter_map(|(d, id)| {
-            let row = c.row_of(id)? as usize;
-            Some((
-                id.0,
-                metric_distance(metric, d),
-                c.tags()[row],
-                c.metadata(row).to_vec(),
-            ))
-        })
-        .collect())
 }
 
 fn hits_to_py<'py>(py: Python<'py>, hits: Vec<Hit>) -> PyResult<Bound<'py, PyList>> {
     let list = PyList::empty(py);
-    for (id, distance, tag, metadata) in hits {
-        list.append((id, distance, tag, PyBytes::new(py, &metadata)))?;
+    for hit in hits {
+        list.append((
+            hit.id,
+            hit.distance,
+            hit.tag,
+            PyBytes::new(py, &hit.metadata),
+        ))?;
     }
     Ok(list)
 }
@@ -192,7 +138,7 @@ impl Database {
             .clone()
             .ok_or_else(|| {
                 error(
-                    Kind::InvalidInput,
+                    Fault::InvalidInput,
                     format!("the database at {} is closed", self.dir.display()),
                 )
             })
@@ -209,101 +155,45 @@ impl Database {
             .map_err(errors::engine)
     }
 
-    /// Submits an insert whose ids start at `first` (or at the engine's
-    /// next free id when `None`), returning the first id used.
-    fn submit_ids(
-        &self,
-        py: Python<'_>,
-        collection: CollectionName,
-        first: Option<u64>,
-        build: impl FnOnce(u64) -> Event + Send,
-    ) -> PyResult<(u64, Receipt)> {
-        let engine = self.engine()?;
-        py.detach(move || match first {
-            Some(id) => engine.submit(build(id)).map(|r| (id, r)),
-            None => {
-                let mut chosen = 0;
-                let r = engine.submit_with_next_id(&collection, |id| {
-                    chosen = id;
-                    build(id)
-                })?;
-                Ok::<_, EngineError>((chosen, r))
-            }
-        })
-        .map_err(errors::engine)
-    }
-
     fn read<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&State) -> R + Send) -> PyResult<R> {
         let engine = self.engine()?;
         py.detach(move || engine.read(f)).map_err(errors::engine)
     }
 
-    fn insert_batch_raw<'py>(
+    /// One atomic batch of `rows` (quantized already) with its columns.
+    fn insert_rows<'py>(
         &self,
         py: Python<'py>,
         collection: &str,
-        dim: usize,
-        vectors: Vec<i32>,
+        rows: Rows,
         ids: Option<Vec<u64>>,
         tags: Option<Vec<u64>>,
         metadata: Option<Vec<Option<String>>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let collection = name(collection)?;
-        let n = vectors.len().checked_div(dim).unwrap_or(0);
-        let check_len = |what: &str, len: usize| -> PyResult<()> {
-            if len != n {
-                return Err(error(
-                    Kind::InvalidInput,
-                    format!("{what} has {len} entries for {n} vectors"),
-                ));
-            }
-            Ok(())
+        let metadata = match metadata {
+            None => None,
+            Some(values) => Some(
+                values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| canonical_metadata(v.as_deref(), VectorOrigin::Row(i as u64)))
+                    .collect::<PyResult<Vec<_>>>()?,
+            ),
         };
-        if let Some(ids) = &ids {
-            check_len("ids", ids.len())?;
-        }
-        let tags = tags.unwrap_or_else(|| vec![0; n]);
-        check_len("tags", tags.len())?;
-        let mut metadata_ends = Vec::with_capacity(n);
-        let mut metadata_bytes = Vec::new();
-        if let Some(values) = &metadata {
-            check_len("metadata", values.len())?;
-            for (i, value) in values.iter().enumerate() {
-                metadata_bytes.extend(canonical_metadata(value.as_deref(), Origin::Row(i))?);
-                let end = u32::try_from(metadata_bytes.len()).map_err(|_| {
-                    error(Kind::InvalidInput, "metadata of the batch exceeds 4 GiB")
-                })?;
-                metadata_ends.push(end);
-            }
-        } else {
-            metadata_ends.resize(n, 0);
-        }
-        let dim32 = u32::try_from(dim)
-            .map_err(|_| error(Kind::InvalidInput, format!("dimension {dim} is too large")))?;
-        let first_given = ids.as_ref().and_then(|ids| ids.first().copied());
-        let given = ids;
-        let (first, r) = self.submit_ids(py, collection.clone(), first_given, move |first| {
-            let ids = match given {
-                Some(ids) => ids.into_iter().map(RecordId).collect(),
-                None => (0..n as u64)
-                    .map(|i| RecordId(first.saturating_add(i)))
-                    .collect(),
-            };
-            Event::InsertBatch {
-                collection,
-                batch: Batch {
-                    dim: dim32,
-                    ids,
-                    tags,
-                    vectors,
-                    metadata_ends,
-                    metadata_bytes,
-                },
-            }
-        })?;
-        let d = receipt(py, r)?;
-        d.set_item("first_id", first)?;
-        d.set_item("count", n as u64)?;
+        let columns = BatchColumns {
+            ids,
+            tags,
+            metadata,
+        };
+        let engine = self.engine()?;
+        let n = rows.len();
+        let inserted = py
+            .detach(move || ops::insert_batch(&engine, collection, rows, columns))
+            .map_err(errors::ops)?;
+        let d = receipt(py, inserted.receipt)?;
+        d.set_item("first_id", inserted.ids.first().copied())?;
+        d.set_item("count", n)?;
         Ok(d)
     }
 }
@@ -316,13 +206,13 @@ impl Database {
     fn new(py: Python<'_>, path: PathBuf) -> PyResult<Database> {
         std::fs::create_dir_all(&path).map_err(|e| {
             error(
-                Kind::ServerError,
+                Fault::Internal,
                 format!("cannot create data directory {}: {e}", path.display()),
             )
         })?;
         let dir = path.canonicalize().map_err(|e| {
             error(
-                Kind::ServerError,
+                Fault::Internal,
                 format!("cannot open data directory {}: {e}", path.display()),
             )
         })?;
@@ -368,56 +258,52 @@ impl Database {
         ef_construction: u16,
         seed: Option<u64>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let event = Event::CreateCollection {
-            name: self::name(name)?,
-            config: CollectionConfig {
-                dim,
-                metric: self::metric(metric)?,
-                index: IndexParams {
-                    m,
-                    ef_construction,
-                    seed: seed.unwrap_or(IndexParams::default().seed),
-                },
-            },
-        };
-        let r = self.submit(py, event)?;
+        let engine = self.engine()?;
+        let r = py
+            .detach(move || {
+                ops::create_collection(
+                    &engine,
+                    &NewCollection {
+                        name,
+                        dim,
+                        metric,
+                        m: Some(m),
+                        ef_construction: Some(ef_construction),
+                        seed,
+                    },
+                )
+            })
+            .map_err(errors::ops)?;
         receipt(py, r)
     }
 
     fn drop_collection<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
-        let r = self.submit(
-            py,
-            Event::DropCollection {
-                name: self::name(name)?,
-            },
-        )?;
+        let engine = self.engine()?;
+        let r = py
+            .detach(move || ops::drop_collection(&engine, name))
+            .map_err(errors::ops)?;
         receipt(py, r)
     }
 
     /// Every collection, in name order.
     fn collections<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let engine = self.engine()?;
+        let infos = py
+            .detach(move || ops::collections(&engine))
+            .map_err(errors::ops)?;
         let list = PyList::empty(py);
-        engine
-            .read(|state| {
-                for c in state.collections() {
-                    list.append(collection_info(py, c)?)?;
-                }
-                Ok::<_, PyErr>(())
-            })
-            .map_err(errors::engine)??;
+        for info in &infos {
+            list.append(collection_info(py, info)?)?;
+        }
         Ok(list)
     }
 
     fn collection<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
-        let name = self::name(name)?;
         let engine = self.engine()?;
-        engine
-            .read(|state| match state.collection(&name) {
-                Some(c) => collection_info(py, c),
-                None => Err(unknown_collection(&name)),
-            })
-            .map_err(errors::engine)?
+        let info = py
+            .detach(move || ops::describe(&engine, name))
+            .map_err(errors::ops)?;
+        collection_info(py, &info)
     }
 
     /// Inserts one record; `id=None` lets the engine choose the next free
@@ -433,22 +319,16 @@ impl Database {
         metadata: Option<&str>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let collection = name(collection)?;
-        let origin = id.map_or(Origin::Single, Origin::Record);
+        let origin = id.map_or(VectorOrigin::Single, VectorOrigin::Record);
         let mut raw = Vec::with_capacity(vector.len());
         quantize_into(vector, origin, &mut raw)?;
         let metadata = canonical_metadata(metadata, origin)?;
-        let target = collection.clone();
-        let (id, r) = self.submit_ids(py, collection, id, move |id| Event::Insert {
-            collection: target,
-            record: Record {
-                id: RecordId(id),
-                vector: raw,
-                tag,
-                metadata,
-            },
-        })?;
-        let d = receipt(py, r)?;
-        d.set_item("id", id)?;
+        let engine = self.engine()?;
+        let inserted = py
+            .detach(move || ops::insert(&engine, collection, raw, id, tag, metadata))
+            .map_err(errors::ops)?;
+        let d = receipt(py, inserted.receipt)?;
+        d.set_item("id", inserted.ids.first().copied())?;
         Ok(d)
     }
 
@@ -465,15 +345,16 @@ impl Database {
     ) -> PyResult<Bound<'py, PyDict>> {
         let view = vectors.as_array();
         let (n, dim) = view.dim();
-        let mut raw = Vec::with_capacity(n * dim);
-        for (i, row) in view.outer_iter().enumerate() {
+        let mut rows = Rows::with_dim(n, dim);
+        for row in view.outer_iter() {
             match row.as_slice() {
                 // A C-contiguous row: quantized straight from NumPy's buffer.
-                Some(slice) => quantize_f32_into(slice, Origin::Row(i), &mut raw)?,
-                None => quantize_into(row.iter().copied(), Origin::Row(i), &mut raw)?,
+                Some(slice) => rows.push_f32(slice),
+                None => rows.push_f64(row.iter().map(|&x| f64::from(x))),
             }
+            .map_err(errors::ops)?;
         }
-        self.insert_batch_raw(py, collection, dim, raw, ids, tags, metadata)
+        self.insert_rows(py, collection, rows, ids, tags, metadata)
     }
 
     /// One atomic batch from a `float64` array.
@@ -489,11 +370,11 @@ impl Database {
     ) -> PyResult<Bound<'py, PyDict>> {
         let view = vectors.as_array();
         let (n, dim) = view.dim();
-        let mut raw = Vec::with_capacity(n * dim);
-        for (i, row) in view.outer_iter().enumerate() {
-            quantize_into(row.iter().copied(), Origin::Row(i), &mut raw)?;
+        let mut rows = Rows::with_dim(n, dim);
+        for row in view.outer_iter() {
+            rows.push_f64(row.iter().copied()).map_err(errors::ops)?;
         }
-        self.insert_batch_raw(py, collection, dim, raw, ids, tags, metadata)
+        self.insert_rows(py, collection, rows, ids, tags, metadata)
     }
 
     /// One atomic batch from a sequence of sequences of numbers.
@@ -507,21 +388,11 @@ impl Database {
         tags: Option<Vec<u64>>,
         metadata: Option<Vec<Option<String>>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let dim = vectors.first().map_or(0, Vec::len);
-        let mut raw = Vec::with_capacity(vectors.len() * dim);
-        for (i, v) in vectors.into_iter().enumerate() {
-            if v.len() != dim {
-                return Err(error(
-                    Kind::InvalidInput,
-                    format!(
-                        "vector {i} of the batch has {} components, vector 0 has {dim}",
-                        v.len()
-                    ),
-                ));
-            }
-            quantize_into(v, Origin::Row(i), &mut raw)?;
+        let mut rows = Rows::new();
+        for v in &vectors {
+            rows.push_f64(v.iter().copied()).map_err(errors::ops)?;
         }
-        self.insert_batch_raw(py, collection, dim, raw, ids, tags, metadata)
+        self.insert_rows(py, collection, rows, ids, tags, metadata)
     }
 
     /// The record `id`: `(id, vector, tag, metadata bytes)`. The vector is
@@ -551,7 +422,7 @@ impl Database {
                 let exists = self.read(py, |state| state.collection(&collection).is_some())?;
                 Err(if exists {
                     error(
-                        Kind::NotFound,
+                        Fault::NotFound,
                         format!("record {id} does not exist in collection {collection}"),
                     )
                 } else {
@@ -567,13 +438,11 @@ impl Database {
         collection: &str,
         id: u64,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let r = self.submit(
-            py,
-            Event::Delete {
-                collection: name(collection)?,
-                id: RecordId(id),
-            },
-        )?;
+        let collection = name(collection)?;
+        let engine = self.engine()?;
+        let r = py
+            .detach(move || ops::delete(&engine, collection, id))
+            .map_err(errors::ops)?;
         receipt(py, r)
     }
 
@@ -603,7 +472,7 @@ impl Database {
         id: u64,
         metadata: Option<&str>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let metadata = canonical_metadata(metadata, Origin::Record(id))?;
+        let metadata = canonical_metadata(metadata, VectorOrigin::Record(id))?;
         let r = self.submit(
             py,
             Event::SetMetadata {
@@ -624,18 +493,18 @@ impl Database {
         py: Python<'py>,
         collection: &str,
         vector: Vec<f64>,
-        k: usize,
+        k: u64,
         tag: Option<u64>,
-        ef: Option<usize>,
+        ef: Option<u64>,
         exact: bool,
     ) -> PyResult<Bound<'py, PyList>> {
         let collection = name(collection)?;
+        let spec = SearchSpec::new(k, ef, tag, exact).map_err(errors::ops)?;
         let mut query = Vec::with_capacity(vector.len());
-        quantize_into(vector, Origin::Query, &mut query)?;
-        let opts = search_options(k, tag, ef, exact);
+        quantize_into(vector, VectorOrigin::Query, &mut query)?;
         let hits = self
-            .read(py, |state| search_in(state, &collection, &query, k, &opts))?
-            .map_err(|(kind, message)| error(kind, message))?;
+            .read(py, |state| ops::search(state, &collection, &query, &spec))?
+            .map_err(errors::ops)?;
         hits_to_py(py, hits)
     }
 
@@ -647,32 +516,34 @@ impl Database {
         py: Python<'py>,
         collection: &str,
         queries: PyReadonlyArray2<'py, f32>,
-        k: usize,
+        k: u64,
         tag: Option<u64>,
-        ef: Option<usize>,
+        ef: Option<u64>,
         exact: bool,
     ) -> PyResult<Bound<'py, PyList>> {
         use rayon::prelude::*;
         let collection = name(collection)?;
+        let spec = SearchSpec::new(k, ef, tag, exact).map_err(errors::ops)?;
         let view = queries.as_array();
         let (n, dim) = view.dim();
         let mut raw = Vec::with_capacity(n * dim);
         for (i, row) in view.outer_iter().enumerate() {
+            let origin = VectorOrigin::Row(i as u64);
             match row.as_slice() {
-                Some(slice) => quantize_f32_into(slice, Origin::Row(i), &mut raw)?,
-                None => quantize_into(row.iter().copied(), Origin::Row(i), &mut raw)?,
+                Some(slice) => ops::quantize_f32(slice, origin, &mut raw),
+                None => ops::quantize_f64(row.iter().map(|&x| f64::from(x)), origin, &mut raw),
             }
+            .map_err(errors::ops)?;
         }
-        let opts = search_options(k, tag, ef, exact);
         let results = self.read(py, |state| {
             if dim == 0 {
                 return Ok(vec![Vec::new(); n]);
             }
             raw.par_chunks(dim)
-                .map(|q| search_in(state, &collection, q, k, &opts))
+                .map(|q| ops::search(state, &collection, q, &spec))
                 .collect::<Result<Vec<_>, _>>()
         })?;
-        let results = results.map_err(|(kind, message)| error(kind, message))?;
+        let results = results.map_err(errors::ops)?;
         let list = PyList::empty(py);
         for hits in results {
             list.append(hits_to_py(py, hits)?)?;
@@ -721,7 +592,7 @@ impl Database {
         let event = entries
             .into_iter()
             .find(|e| e.seq == seq)
-            .ok_or_else(|| error(Kind::NotFound, format!("event {seq} is not in the log")))?;
+            .ok_or_else(|| error(Fault::NotFound, format!("event {seq} is not in the log")))?;
         let d = PyDict::new(py);
         d.set_item("seq", p.seq)?;
         d.set_item("size", p.size)?;
@@ -900,7 +771,7 @@ impl Database {
             ))
         })?;
         let (label, out, inc) = found
-            .ok_or_else(|| error(Kind::NotFound, format!("graph node {node} does not exist")))?;
+            .ok_or_else(|| error(Fault::NotFound, format!("graph node {node} does not exist")))?;
         let d = PyDict::new(py);
         d.set_item("node", node)?;
         d.set_item("label", label)?;
@@ -939,7 +810,7 @@ impl Database {
         let query = query.to_owned();
         let params: Vec<serde_json::Value> = match params_json {
             Some(text) => serde_json::from_str(text)
-                .map_err(|e| error(Kind::InvalidInput, format!("params: {e}")))?,
+                .map_err(|e| error(Fault::InvalidInput, format!("params: {e}")))?,
             None => Vec::new(),
         };
         let output = py.detach(move || {
@@ -1010,14 +881,12 @@ fn sql_runtime(handle: &Handle) -> Result<&(QueryEngine, tokio::runtime::Runtime
 fn sql_failure(e: SqlFailure) -> PyErr {
     match e {
         SqlFailure::Query(e) => errors::query(e),
-        SqlFailure::Dsl(valori_query::dsl::DslError::Query(e)) => errors::query(e),
-        SqlFailure::Dsl(e) if e.is_user_error() => error(Kind::InvalidInput, e.to_string()),
-        SqlFailure::Dsl(e) => error(Kind::ServerError, e.to_string()),
+        SqlFailure::Dsl(e) => errors::dsl(e),
         SqlFailure::Runtime(e) => error(
-            Kind::ServerError,
+            Fault::Internal,
             format!("cannot start the SQL runtime: {e}"),
         ),
-        SqlFailure::Missing => error(Kind::ServerError, "the SQL runtime is missing"),
+        SqlFailure::Missing => error(Fault::Internal, "the SQL runtime is missing"),
     }
 }
 
@@ -1027,17 +896,6 @@ enum SqlFailure {
     Runtime(std::io::Error),
     Missing,
     Query(valori_query::QueryError),
-}
-
-/// The search options of `POST /v1/collections/{name}/search` for the same
-/// arguments: `ef` defaults to the engine's and is at least `k`.
-fn search_options(k: usize, tag: Option<u64>, ef: Option<usize>, exact: bool) -> SearchOptions {
-    let default = SearchOptions::default();
-    SearchOptions {
-        ef: ef.unwrap_or(default.ef).max(k),
-        exact,
-        tag,
-    }
 }
 
 /// Opens `dir`'s engine, or shares the one already open in this process.

@@ -5,8 +5,10 @@
 //!   writes (which wait for fsync) and SQL release the GIL.
 //! - [`convert`]: floats in through the engine's one `quantize`, exact
 //!   distance keys out as the SQL functions' values.
-//! - [`errors`]: engine and query errors as the exceptions of
-//!   `valori.errors`, by who is at fault.
+//! - [`errors`]: errors as the exceptions of `valori.errors`, by their
+//!   `valori_query::ops::Fault` (the class REST answers by).
+//! - The operations themselves (search, inserts, names, metrics, limits)
+//!   are `valori_query::ops`, shared with REST.
 //! - Module functions for clients that check proofs themselves (the remote
 //!   mode's `verify`): [`leaf_hash`], [`verify_inclusion`],
 //!   [`verify_consistency`], and [`quantize`].
@@ -22,16 +24,40 @@ mod errors;
 use pyo3::prelude::*;
 use valori_core::hash::Hash32;
 
-use crate::convert::{Origin, quantize_into};
+use valori_query::ops::{Fault, SearchSpec};
+
+use crate::convert::quantize_into;
 use crate::database::{hex, parse_hash};
+use crate::errors::error;
 
 /// The Q16.16 raw integers of `vector`: the conversion every entry point
-/// uses (`f64` → `f32` → `round_half_to_even(x · 65536)`).
+/// uses (`f64` → `f32` → `round_half_to_even(x · 65536)`). A bad component
+/// raises `InvalidInput` naming the vector as `origin` (`"query"`,
+/// `"vector"`, `"row"` with the batch position `index`, `"record"` with
+/// the id `index`) — the message REST gives for the same vector.
 #[pyfunction]
-fn quantize(vector: Vec<f64>) -> PyResult<Vec<i32>> {
+#[pyo3(signature = (vector, origin = "vector", index = 0))]
+fn quantize(vector: Vec<f64>, origin: &str, index: u64) -> PyResult<Vec<i32>> {
+    let origin = convert::origin(origin, index).ok_or_else(|| {
+        error(
+            Fault::InvalidInput,
+            format!("origin {origin:?}: expected query, vector, row or record"),
+        )
+    })?;
     let mut out = Vec::with_capacity(vector.len());
-    quantize_into(vector, Origin::Single, &mut out)?;
+    quantize_into(vector, origin, &mut out)?;
     Ok(out)
+}
+
+/// Checks a search's `k` and `ef` against the limits, with the refusal
+/// REST gives (both modes check here first, so a filtered search, which
+/// runs as a DSL query, is refused alike).
+#[pyfunction]
+#[pyo3(signature = (k, ef = None))]
+fn check_search(k: u64, ef: Option<u64>) -> PyResult<()> {
+    SearchSpec::new(k, ef, None, false)
+        .map(drop)
+        .map_err(errors::ops)
 }
 
 /// The log's leaf hash of an event's canonical bytes (RFC 6962 leaf
@@ -88,6 +114,7 @@ fn verify_consistency(
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<database::Database>()?;
     m.add_function(wrap_pyfunction!(quantize, m)?)?;
+    m.add_function(wrap_pyfunction!(check_search, m)?)?;
     m.add_function(wrap_pyfunction!(leaf_hash, m)?)?;
     m.add_function(wrap_pyfunction!(verify_inclusion, m)?)?;
     m.add_function(wrap_pyfunction!(verify_consistency, m)?)?;
@@ -98,5 +125,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         valori_core::limits::METADATA_BYTES_MAX,
     )?;
     m.add("DIM_MAX", valori_core::limits::DIM_MAX)?;
+    m.add("SEARCH_K_MAX", valori_core::limits::SEARCH_K_MAX)?;
+    m.add("SEARCH_EF_MAX", valori_core::limits::SEARCH_EF_MAX)?;
+    m.add(
+        "CLIENT_BATCH_BYTES_MAX",
+        valori_core::limits::CLIENT_BATCH_BYTES_MAX,
+    )?;
     Ok(())
 }

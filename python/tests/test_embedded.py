@@ -97,7 +97,8 @@ def test_errors_say_who_is_at_fault_and_change_nothing(db: Valori) -> None:
         db.insert([1.0, 1.0], metadata={"big": "x" * (70 * 1024)})
     with pytest.raises(InvalidInput):
         db.insert_batch([[1.0, 1.0], [2.0, 2.0]], ids=[1])
-    assert db.search([1.0, 0.0], k=0) == []
+    with pytest.raises(InvalidInput, match=r"k = 0 is outside 1\.\.=10000"):
+        db.search([1.0, 0.0], k=0)
     with pytest.raises(InvalidInput, match="k = 10001"):
         db.search([1.0, 0.0], k=10_001)
     with pytest.raises(InvalidInput, match="ef"):

@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 import numpy as np
 import pytest
 
-from valori import Conflict, InvalidInput, NotFound, Unauthorized, Valori
+from valori import Conflict, InvalidInput, NotFound, Unauthorized, Valori, ValoriError
 
 from conftest import Server, data_dir, read_fvecs
 from reference import brute_force
@@ -187,3 +187,54 @@ def test_deep_statements_are_refused_remotely(remote: Valori) -> None:
     from test_embedded import check_deep_statements_refused
 
     check_deep_statements_refused(remote)
+
+
+def _outcome(call: Any) -> Any:
+    """What a call did: ``("ok", result)`` or the error's class, code and
+    message."""
+    try:
+        return ("ok", call())
+    except ValoriError as e:
+        return (type(e).__name__, e.code, e.message)
+
+
+def test_embedded_and_remote_refuse_alike(tmp_path: Path, remote: Valori) -> None:
+    """The same bad input, embedded and over REST: the same exception
+    class, the same code and the same message (each is decided once, in
+    the shared operations), and nothing changes."""
+    with Valori(tmp_path / "embedded") as local:
+        for c in (local, remote):
+            c.create_collection("docs", 2)
+            c.insert([1.0, 0.0], id=1, tag=3, collection="docs")
+        too_long = "tag = 3" + " " * (1 << 20)
+        cases = [
+            ("metric euclidean", lambda c: c.create_collection("m1", 2, metric="euclidean"), "InvalidInput", "bad_request"),
+            ("metric dot", lambda c: c.create_collection("m2", 2, metric="dot"), "InvalidInput", "bad_request"),
+            ("dimension 0", lambda c: c.create_collection("m3", 0), "InvalidInput", "bad_request"),
+            ("k 0", lambda c: c.search([1.0, 0.0], k=0, collection="docs"), "InvalidInput", "bad_request"),
+            ("k 10001", lambda c: c.search([1.0, 0.0], k=10_001, collection="docs"), "InvalidInput", "bad_request"),
+            ("k 0 filtered", lambda c: c.search([1.0, 0.0], k=0, filter="tag = 3", collection="docs"), "InvalidInput", "bad_request"),
+            ("ef 0", lambda c: c.search([1.0, 0.0], ef=0, collection="docs"), "InvalidInput", "bad_request"),
+            ("ef 10001", lambda c: c.search([1.0, 0.0], ef=10_001, collection="docs"), "InvalidInput", "bad_request"),
+            ("query dimension", lambda c: c.search([1.0], collection="docs"), "InvalidInput", "bad_request"),
+            ("unknown collection", lambda c: c.search([1.0, 0.0], collection="nope"), "NotFound", "not_found"),
+            ("NaN", lambda c: c.insert([float("nan"), 0.0], collection="docs"), "InvalidInput", "bad_request"),
+            ("NaN with id", lambda c: c.insert([0.0, float("nan")], id=9, collection="docs"), "InvalidInput", "bad_request"),
+            ("out of range", lambda c: c.insert([40_000.0, 0.0], collection="docs"), "InvalidInput", "bad_request"),
+            ("batch out of range", lambda c: c.insert_batch([[0.0, 0.0], [0.0, -1e6]], collection="docs"), "InvalidInput", "bad_request"),
+            ("insert dimension", lambda c: c.insert([1.0, 2.0, 3.0], id=7, collection="docs"), "InvalidInput", "bad_request"),
+            ("duplicate id", lambda c: c.insert([1.0, 0.0], id=1, collection="docs"), "Conflict", "conflict"),
+            ("metadata too large", lambda c: c.insert([1.0, 0.0], id=8, metadata="x" * 70_000, collection="docs"), "TooLarge", "payload_too_large"),
+            ("filter too long", lambda c: c.search([1.0, 0.0], filter=too_long, collection="docs"), "TooLarge", "payload_too_large"),
+        ]
+        before = (local.proof()["state_hash"], remote.proof()["state_hash"])
+        for name, call, cls, code in cases:
+            a, b = _outcome(lambda: call(local)), _outcome(lambda: call(remote))
+            assert a == b, f"{name}: embedded {a} != remote {b}"
+            assert a[:2] == (cls, code), f"{name}: {a}"
+        assert (local.proof()["state_hash"], remote.proof()["state_hash"]) == before
+        # The documented spellings are accepted by both.
+        for c in (local, remote):
+            c.create_collection("by_ip", 2, metric="ip")
+            c.create_collection("by_upper", 2, metric="Cosine")
+            assert [x["metric"] for x in c.collections() if x["name"].startswith("by_")] == ["inner_product", "cosine"]

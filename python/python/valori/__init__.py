@@ -23,6 +23,8 @@ from .errors import (
     InvalidInput,
     NotFound,
     ServerError,
+    Timeout,
+    TooLarge,
     Unauthorized,
     ValoriError,
 )
@@ -42,6 +44,8 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "Conflict",
+    "TooLarge",
+    "Timeout",
     "Unauthorized",
     "ServerError",
     "DEFAULT_COLLECTION",

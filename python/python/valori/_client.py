@@ -31,18 +31,19 @@ DEFAULT_PATH = "valori_data"
 BATCH_RECORDS_MAX: int = _native.BATCH_RECORDS_MAX
 """Most records in one atomic batch event (the engine's limit)."""
 
-CHUNK_BYTES_MAX = 48 * 1024 * 1024
+CHUNK_BYTES_MAX: int = _native.CLIENT_BATCH_BYTES_MAX
 """Largest estimated JSON size of one batch request; keeps each chunk of a
 split batch below the server's default request-body limit (64 MiB) and far
 below the engine's event-size limit. The estimate, used in both modes so
 that both split a batch alike, is per record 24 bytes per component, 64
 bytes of ids and separators, and the metadata's JSON text."""
 
-SEARCH_K_MAX = 10_000
-"""Largest ``k`` of a search (the REST API's limit, kept in both modes)."""
+SEARCH_K_MAX: int = _native.SEARCH_K_MAX
+"""Largest ``k`` of a search (``valori_core::limits``; ``k`` is at least 1).
+A larger ``k`` is refused, never clamped."""
 
-SEARCH_EF_MAX = 10_000
-"""Largest ``ef`` of a search (the REST API's limit, kept in both modes)."""
+SEARCH_EF_MAX: int = _native.SEARCH_EF_MAX
+"""Largest ``ef`` of a search (``valori_core::limits``; at least 1)."""
 
 PROGRESS_ROWS_MIN = 100_000
 """Batches of at least this many records show a progress bar when
@@ -255,8 +256,8 @@ class Valori:
         ``metric`` (``"l2"``, ``"inner_product"`` or ``"cosine"``) and HNSW
         parameters ``m`` and ``ef_construction``. Returns the receipt
         ``{"seq", "log_root"}``. Raises ``Conflict`` if it exists."""
-        if metric not in ("l2", "inner_product", "cosine"):
-            raise InvalidInput(f"metric {metric!r}: expected 'l2', 'inner_product' or 'cosine'")
+        if not isinstance(metric, str):
+            raise InvalidInput(f"metric must be a str, not {type(metric).__name__}")
         for value, what, top in ((dim, "dim", 1 << 32), (m, "m", 1 << 16), (ef_construction, "ef_construction", 1 << 16)):
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < top:
                 raise InvalidInput(f"{what} = {value!r} must be an integer in 0..{top - 1}")
@@ -412,12 +413,10 @@ class Valori:
         if filter is not None and not isinstance(filter, str):
             raise InvalidInput(f"filter must be a str (a query-DSL where clause), not {type(filter).__name__}")
         k = _uint(k, "k")
-        if k > SEARCH_K_MAX:
-            raise InvalidInput(f"k = {k} exceeds {SEARCH_K_MAX}")
-        if ef is not None:
-            ef = _uint(ef, "ef")
-            if not 1 <= ef <= SEARCH_EF_MAX:
-                raise InvalidInput(f"ef = {ef} is outside 1..={SEARCH_EF_MAX}")
+        ef = None if ef is None else _uint(ef, "ef")
+        # The shared check (the one REST runs): the same refusal in both
+        # modes, with or without a filter.
+        _native.check_search(k, ef)
         return k, None if tag is None else _uint(tag, "tag"), ef
 
     def search(

@@ -11,13 +11,22 @@ BATCH_RECORDS_MAX: int
 EVENT_BYTES_MAX: int
 METADATA_BYTES_MAX: int
 DIM_MAX: int
+SEARCH_K_MAX: int
+SEARCH_EF_MAX: int
+CLIENT_BATCH_BYTES_MAX: int
 
 _RawHit = Tuple[int, float, int, bytes]
 
-def quantize(vector: Sequence[float]) -> List[int]:
+def quantize(vector: Sequence[float], origin: str = "vector", index: int = 0) -> List[int]:
     """The Q16.16 raw integers of ``vector`` (``f64`` → ``f32`` →
     ``round_half_to_even(x · 65536)``), as every entry point converts them.
-    Raises ``InvalidInput`` for NaN, infinity or ``|x| >= 32768``."""
+    Raises ``InvalidInput`` for NaN, infinity or ``|x| >= 32768``, naming
+    the vector by ``origin`` (``"query"``, ``"vector"``, ``"row"`` or
+    ``"record"`` with ``index``) as the server does."""
+
+def check_search(k: int, ef: Optional[int] = None) -> None:
+    """Raises ``InvalidInput`` when ``k`` is outside ``1..=SEARCH_K_MAX`` or
+    ``ef`` outside ``1..=SEARCH_EF_MAX``, with the server's message."""
 
 def leaf_hash(event: bytes) -> str:
     """The log's leaf hash (hex) of an event's canonical bytes."""

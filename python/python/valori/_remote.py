@@ -20,11 +20,14 @@ import threading
 import urllib.parse
 from typing import Any, Dict, List, Optional, Sequence
 
+from . import _native
 from .errors import (
     Conflict,
     InvalidInput,
     NotFound,
     ServerError,
+    Timeout,
+    TooLarge,
     Unauthorized,
     ValoriError,
 )
@@ -38,8 +41,9 @@ _BY_STATUS = {
     403: Unauthorized,
     404: NotFound,
     405: InvalidInput,
+    408: Timeout,
     409: Conflict,
-    413: InvalidInput,
+    413: TooLarge,
     422: InvalidInput,
 }
 
@@ -69,6 +73,18 @@ def _f32_list(values: Sequence[float], where: str) -> List[float]:
     # array('f') converts each double to float with the C cast (round to
     # nearest even), like Rust's `as f32`.
     return array.array("f", out).tolist()
+
+
+def _vector_f32(values: Sequence[float], origin: str, index: int = 0) -> List[float]:
+    """A vector of an operation rounded to float32, checked first by the
+    shared conversion (``_native.quantize``), so that a bad component is
+    refused with the exception and message the server (and the embedded
+    mode) gives for it. ``origin`` names the vector as the server does:
+    ``"query"``, ``"vector"``, ``"row"`` (``index``: the batch position) or
+    ``"record"`` (``index``: the id)."""
+    values = [float(x) for x in values]
+    _native.quantize(values, origin, index)
+    return array.array("f", values).tolist()
 
 
 def _metadata_value(hit: Dict[str, Any]) -> Any:
@@ -210,8 +226,8 @@ class RemoteBackend:
         tag: int,
         metadata: Optional[str],
     ) -> Dict[str, Any]:
-        where = f"record {id}" if id is not None else "vector"
-        parts = ['{"vector":', json.dumps(_f32_list(vector, where)), ',"tag":', str(int(tag))]
+        origin = ("record", int(id)) if id is not None else ("vector", 0)
+        parts = ['{"vector":', json.dumps(_vector_f32(vector, *origin)), ',"tag":', str(int(tag))]
         if id is not None:
             parts += [',"id":', str(int(id))]
         if metadata is not None:
@@ -236,7 +252,7 @@ class RemoteBackend:
             bad = ~np.isfinite(vectors) | (np.abs(vectors) >= 32768.0)
             if bad.any():
                 i = int(np.argwhere(bad)[0][0])
-                _f32_list(vectors[i].tolist(), f"vector {i} of the batch")
+                _vector_f32(vectors[i].tolist(), "row", i)
             encoded = json.dumps(vectors.astype(np.float32).tolist())
         else:
             rows = list(vectors)
@@ -248,7 +264,7 @@ class RemoteBackend:
                         f"vector {i} of the batch has {len(row)} components, vector 0 has {dim}",
                         "bad_request",
                     )
-                checked.append(_f32_list(row, f"vector {i} of the batch"))
+                checked.append(_vector_f32(row, "row", i))
             encoded = json.dumps(checked)
         parts = ['{"vectors":', encoded]
         if ids is not None:
@@ -304,7 +320,7 @@ class RemoteBackend:
         ef: Optional[int],
         exact: bool,
     ) -> List[Hit]:
-        body: Dict[str, Any] = {"vector": _f32_list(vector, "query vector"), "k": k, "exact": exact}
+        body: Dict[str, Any] = {"vector": _vector_f32(vector, "query"), "k": k, "exact": exact}
         if tag is not None:
             body["tag"] = tag
         if ef is not None:

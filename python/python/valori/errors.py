@@ -15,6 +15,8 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "Conflict",
+    "TooLarge",
+    "Timeout",
     "Unauthorized",
     "ServerError",
 ]
@@ -51,6 +53,18 @@ class InvalidInput(ValoriError, ValueError):
 
 class NotFound(ValoriError, LookupError):
     """An unknown collection, record, graph node or edge, or log position."""
+
+
+class TooLarge(InvalidInput):
+    """The input exceeds one of Valori's limits: metadata or a batch too
+    large, too many collections, a statement or query text too long or too
+    deeply nested, a request body above the server's limit (code
+    ``payload_too_large``). Nothing was written."""
+
+
+class Timeout(ValoriError, TimeoutError):
+    """A statement ran longer than its time limit and was cancelled (code
+    ``timeout``)."""
 
 
 class Conflict(ValoriError):
