@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Client compatibility tests of the Postgres front end (tests/clients/):
-# psql, psycopg 3, asyncpg and pgvector-python (pytest), and node-postgres
+# psql, psycopg 3, asyncpg, pgvector-python and SQLAlchemy 2 (pytest), and node-postgres
 # (node's test runner).
 #
 # Installs what it needs under target/: a Python venv (target/clients-venv:
-# psycopg[binary], asyncpg, pgvector, numpy, pytest) and `pg` from npm
+# psycopg[binary], asyncpg, pgvector, numpy, pytest, SQLAlchemy 2) and `pg` from npm
 # (target/clients-node). Needs python3, psql and node/npm on the PATH.
 # Starts two servers with `valori serve` on free ports: one open, one with the users alice:s3cret:write and
 # bob:r3ad:read (SCRAM). Prints "N passed, N failed" and exits non-zero
@@ -19,7 +19,7 @@ server=$target/debug/valori
 
 venv=$target/clients-venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q "psycopg[binary]" asyncpg pgvector numpy pytest
+"$venv/bin/pip" install -q "psycopg[binary]" asyncpg pgvector numpy pytest "sqlalchemy>=2"
 
 node_dir=$target/clients-node
 mkdir -p "$node_dir"
