@@ -852,16 +852,9 @@ fn create_table(create: ast::CreateTable) -> Result<WriteStatement, WriteError> 
                     Literal::Text(t) => t,
                     _ => value.to_string(),
                 };
-                config.metric = match text.to_ascii_lowercase().as_str() {
-                    "l2" | "euclidean" => Metric::L2,
-                    "inner_product" | "ip" | "dot" => Metric::InnerProduct,
-                    "cosine" => Metric::Cosine,
-                    other => {
-                        return Err(WriteError::InvalidValue(format!(
-                            "metric {other:?}: expected 'l2', 'inner_product' or 'cosine'"
-                        )));
-                    }
-                };
+                // The spellings every front end accepts (`ops::METRIC_NAMES`).
+                config.metric = crate::ops::parse_metric(&text)
+                    .map_err(|e| WriteError::InvalidValue(e.to_string()))?;
             }
             "m" => config.index.m = u16_option(&key, &value)?,
             "ef_construction" => config.index.ef_construction = u16_option(&key, &value)?,
