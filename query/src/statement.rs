@@ -692,10 +692,11 @@ impl QueryEngine {
         sql: &str,
         shape: sql_text::Shape,
     ) -> Result<Arc<Prepared>, QueryError> {
-        if sql_text::placeholders(sql) > limits::STATEMENT_PARAMS_MAX as usize {
+        let placeholders = sql_text::placeholders(sql);
+        if placeholders > limits::STATEMENT_PARAMS_MAX as usize {
             return Err(QueryError::Param(ParamError::Count {
                 expected: limits::STATEMENT_PARAMS_MAX as usize,
-                given: sql_text::placeholders(sql),
+                given: placeholders,
             }));
         }
         if !shape.is_deep() {

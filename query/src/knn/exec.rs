@@ -186,19 +186,6 @@ impl ValoriKnnExec {
             .extensions
             .get::<ValoriOptions>()
             .map_or(self.search.settings, SearchSettings::from);
-        // A plan kept for a collection since dropped or created again
-        // says so before it reads anything of the new one.
-        let same = self
-            .engine
-            .read(|state| {
-                state
-                    .collection(&self.search.collection)
-                    .is_some_and(|c| c.incarnation() == self.search.incarnation)
-            })
-            .map_err(ScanError::from)?;
-        if !same {
-            return Err(ScanError::CollectionChanged(self.search.collection.clone()).into());
-        }
         let params = config.get_extension::<BoundParams>();
         let value = |id: &str| -> Result<ScalarValue> {
             params
@@ -212,23 +199,12 @@ impl ValoriKnnExec {
             QueryVector::Given(v) => v.clone(),
             QueryVector::Param { id, argument } => {
                 let given = value(id)?;
-                let query =
-                    constant_vector(&given, self.search.function, *argument)?.ok_or_else(|| {
-                        DataFusionError::Plan(format!(
-                            "{}: the query vector {id} is NULL",
-                            self.search.function
-                        ))
-                    })?;
-                if query.len() != self.search.dim {
-                    return Err(DataFusionError::Plan(format!(
-                        "{}: the query vector {id} has {} dimensions; collection {} has {}",
-                        self.search.function,
-                        query.len(),
-                        self.search.collection,
-                        self.search.dim
-                    )));
-                }
-                query
+                constant_vector(&given, self.search.function, *argument)?.ok_or_else(|| {
+                    DataFusionError::Plan(format!(
+                        "{}: the query vector {id} is NULL",
+                        self.search.function
+                    ))
+                })?
             }
         };
         let mut tags = self.search.tags.clone();
@@ -284,6 +260,18 @@ impl ValoriKnnExec {
                 .collection(&self.search.collection)
                 .filter(|c| c.incarnation() == self.search.incarnation)
                 .ok_or_else(|| ScanError::CollectionChanged(self.search.collection.clone()))?;
+            // A bound query vector is checked here, after the collection
+            // is known to be the one the plan was made for (a kept plan
+            // for a re-created table reports that, not a dimension).
+            if resolved.query.len() != collection.dim() {
+                return Err(DataFusionError::Plan(format!(
+                    "{}: the query vector has {} dimensions; collection {} has {}",
+                    self.search.function,
+                    resolved.query.len(),
+                    self.search.collection,
+                    collection.dim()
+                )));
+            }
             let matching: u64 = match &resolved.tags {
                 TagSet::Any => collection.live() as u64,
                 TagSet::Only(tags) => tags.iter().map(|&t| collection.tag_count(t)).sum(),

@@ -176,8 +176,6 @@ pub struct KnnSearch {
     pub incarnation: u64,
     pub function: DistanceFunction,
     pub query: QueryVector,
-    /// The collection's dimension when planned.
-    pub dim: usize,
     /// Rows to return (the sort's fetch: LIMIT plus OFFSET).
     pub k: usize,
     pub tags: TagSet,

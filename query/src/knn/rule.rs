@@ -505,7 +505,6 @@ fn rewrite_sort(sort: &Sort, settings: SearchSettings) -> Result<Option<LogicalP
         incarnation: table.incarnation(),
         function: call.function,
         query: call.query,
-        dim,
         k,
         tags,
         tag_params,
