@@ -173,6 +173,31 @@ pub enum EngineError {
     /// read.
     #[error("checkpoint file {} has format version {found}; this build reads version {CHECKPOINT_VERSION}", path.display())]
     CheckpointVersion { path: PathBuf, found: u32 },
+    /// This node is a replica that does not lead its cluster: writes go to
+    /// the leader, whose client (REST) address is named when known.
+    #[error("{}", match leader {
+        Some(l) => format!("this node is not the cluster's leader; send writes to the leader at {l}"),
+        None => "this node is not the cluster's leader and no leader is known yet (an election is under way or a majority is unreachable); retry".to_owned(),
+    })]
+    NotLeader { leader: Option<String> },
+    /// The cluster could not commit the write (no majority reachable, the
+    /// consensus engine stopped); whether it was committed is unknown only
+    /// when `outcome_unknown` is set.
+    #[error("replication: {reason}")]
+    Replication {
+        reason: String,
+        outcome_unknown: bool,
+    },
+    /// This replica's state differs from the cluster's at the same log
+    /// index; it stopped serving rather than answer from a diverged state.
+    #[error(
+        "this replica diverged from the cluster at log index {index}: its state hash is {local}, the cluster's is {cluster}; it serves nothing until rebuilt"
+    )]
+    Diverged {
+        index: u64,
+        local: Hash32,
+        cluster: Hash32,
+    },
 }
 
 impl EngineError {
@@ -192,7 +217,10 @@ impl EngineError {
             EngineError::Rejected(apply) => Fault::of_apply(apply),
             EngineError::EventTooLarge { .. } => Fault::TooLarge,
             EngineError::OutOfRange { .. } => Fault::NotFound,
-            EngineError::Failed(_) => Fault::Unavailable,
+            EngineError::Failed(_)
+            | EngineError::NotLeader { .. }
+            | EngineError::Replication { .. }
+            | EngineError::Diverged { .. } => Fault::Unavailable,
             _ => Fault::Internal,
         }
     }

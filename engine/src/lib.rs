@@ -82,6 +82,15 @@ impl Default for EngineOptions {
     }
 }
 
+/// Where a client's write goes when the engine is one replica of a
+/// cluster: the replication layer takes the event through consensus and
+/// returns once a majority has made it durable and this node has applied
+/// it (or refuses it, naming the leader). Installed with
+/// [`Core::set_write_gate`]; without one, [`Core::submit`] commits locally.
+pub trait WriteGate: Send + Sync + std::fmt::Debug {
+    fn submit(&self, event: Event) -> Result<Receipt, EngineError>;
+}
+
 /// What a durable write returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Receipt {
@@ -225,6 +234,11 @@ pub struct Core {
     /// builder can give way to a stream of writes (scheduling only; it
     /// never affects what the graph contains).
     last_commit_micros: std::sync::atomic::AtomicU64,
+    /// Set when the engine is a replica: client writes go through it.
+    gate: OnceLock<Arc<dyn WriteGate>>,
+    /// Set when the replication layer found this replica diverged: every
+    /// read and write is refused with it from then on.
+    fenced: OnceLock<EngineError>,
 }
 
 /// The index builder waits while commits arrive closer together than this.
@@ -334,6 +348,8 @@ impl Engine {
             last_commit_micros: std::sync::atomic::AtomicU64::new(0),
             auto_ids: Mutex::new(()),
             log_write_latency: stats::Histogram::default(),
+            gate: OnceLock::new(),
+            fenced: OnceLock::new(),
         });
         let builder_core = Arc::clone(&core);
         let builder = std::thread::Builder::new()
@@ -493,10 +509,26 @@ impl Core {
     }
 
     fn check_failed(&self) -> Result<(), EngineError> {
-        match self.failed.get() {
-            Some(e) => Err(EngineError::Failed(Arc::new(e.clone()))),
+        if let Some(e) = self.failed.get() {
+            return Err(EngineError::Failed(Arc::new(e.clone())));
+        }
+        match self.fenced.get() {
+            Some(e) => Err(e.clone()),
             None => Ok(()),
         }
+    }
+
+    /// Stops this engine from serving anything more (reads, writes,
+    /// proofs), answering `reason` instead: the replication layer calls it
+    /// when this replica's state differs from the cluster's at the same log
+    /// index. Nothing on disk changes; the first reason is kept.
+    pub fn fence(&self, reason: EngineError) {
+        let _ = self.fenced.set(reason);
+    }
+
+    /// Why the engine was fenced, if it was.
+    pub fn fenced(&self) -> Option<&EngineError> {
+        self.fenced.get()
     }
 
     /// Locks the writer, then checks the engine has not failed. The check
@@ -511,18 +543,58 @@ impl Core {
         Ok(writer)
     }
 
+    /// Routes every later client write ([`Core::submit`],
+    /// [`Core::submit_with_next_id`]) through `gate`. Returns false (and
+    /// changes nothing) if a gate is installed already.
+    pub fn set_write_gate(&self, gate: Arc<dyn WriteGate>) -> bool {
+        self.gate.set(gate).is_ok()
+    }
+
     /// Makes `event` durable and applies it. Returns once the event's frame
     /// is fsynced; a rejected event never reaches the log. Concurrent
-    /// callers share fsyncs.
+    /// callers share fsyncs. On a replica the event goes through the
+    /// installed [`WriteGate`] instead.
     pub fn submit(&self, event: Event) -> Result<Receipt, EngineError> {
-        self.check_failed()?;
-        let ticket = {
+        match self.gate.get() {
+            Some(gate) => gate.submit(event),
+            None => self.submit_local(event),
+        }
+    }
+
+    /// Commits `event` on this node alone, bypassing any [`WriteGate`]:
+    /// the replication layer applies committed entries through it.
+    pub fn submit_local(&self, event: Event) -> Result<Receipt, EngineError> {
+        self.submit_local_all(vec![event])
+            .pop()
+            .expect("invariant: one result per event")
+    }
+
+    /// Commits `events` on this node alone, in this order (they are queued
+    /// together, so no other writer's event comes between them), sharing
+    /// group commits; one result per event, in order. Bypasses any
+    /// [`WriteGate`]: this is how replicated entries are applied.
+    pub fn submit_local_all(&self, events: Vec<Event>) -> Vec<Result<Receipt, EngineError>> {
+        if let Err(e) = self.check_failed() {
+            return events.iter().map(|_| Err(e.clone())).collect();
+        }
+        let tickets: Vec<u64> = {
             let mut q = lock(&self.queue);
-            let ticket = q.next_ticket;
-            q.next_ticket += 1;
-            q.pending.push_back(Pending { ticket, event });
-            ticket
+            events
+                .into_iter()
+                .map(|event| {
+                    let ticket = q.next_ticket;
+                    q.next_ticket += 1;
+                    q.pending.push_back(Pending { ticket, event });
+                    ticket
+                })
+                .collect()
         };
+        tickets.into_iter().map(|t| self.wait_ticket(t)).collect()
+    }
+
+    /// Waits for `ticket`'s result, committing queued groups while no one
+    /// else does.
+    fn wait_ticket(&self, ticket: u64) -> Result<Receipt, EngineError> {
         let mut q = lock(&self.queue);
         loop {
             if let Some(result) = q.done.remove(&ticket) {
@@ -869,6 +941,137 @@ impl Core {
             index_hash,
             log_root,
         })
+    }
+
+    /// Replaces this engine's state and log with the snapshot file `bytes`
+    /// (as [`Core::snapshot`] writes them), after checking them: the
+    /// file's trailer, the state it rebuilds against its recorded state
+    /// and index hashes, and its log leaves against its recorded log root.
+    /// `claimed` (state hash, log root, events), when given, must match
+    /// what the file records: a replica installs only the state it was
+    /// told to expect. The file is made durable in `snapshots/` before
+    /// anything changes; the log continues in a new segment at the
+    /// snapshot's event count, and the old segments (every event of which
+    /// the snapshot covers) are removed. A snapshot at or behind the log's
+    /// end is refused unless it is this log's own prefix, which changes
+    /// nothing.
+    pub fn install_snapshot(
+        &self,
+        bytes: &[u8],
+        claimed: Option<(Hash32, Hash32, u64)>,
+    ) -> Result<SnapshotInfo, EngineError> {
+        let staged = PathBuf::from("(received snapshot)");
+        let (new_state, meta) =
+            valori_columnar::snapshot::read_snapshot(bytes).map_err(|e| EngineError::Snapshot {
+                path: staged.clone(),
+                source: Arc::new(e),
+            })?;
+        let merkle = MerkleLog::from_leaves(meta.log_leaves.clone());
+        if merkle.len() != meta.events || merkle.root() != meta.log_root {
+            return Err(EngineError::SnapshotRootMismatch {
+                path: staged,
+                recorded: meta.log_root,
+                computed: merkle.root(),
+            });
+        }
+        if let Some((state_hash, log_root, events)) = claimed
+            && (state_hash != meta.state_hash || log_root != meta.log_root || events != meta.events)
+        {
+            return Err(EngineError::SnapshotMismatch {
+                path: staged,
+                reason: format!(
+                    "it was announced as {events} events, state hash {state_hash}, log root {log_root}; it records {} events, state hash {}, log root {}",
+                    meta.events, meta.state_hash, meta.log_root
+                ),
+            });
+        }
+        let mut writer = self.lock_writer()?;
+        let info = |path: PathBuf| SnapshotInfo {
+            events: meta.events,
+            path,
+            bytes: bytes.len() as u64,
+            state_hash: meta.state_hash,
+            index_hash: meta.index_hash,
+            log_root: meta.log_root,
+        };
+        if meta.events <= writer.merkle.len() {
+            if writer.merkle.root_at(meta.events) == Some(meta.log_root) {
+                return Ok(info(PathBuf::new()));
+            }
+            return Err(EngineError::SnapshotMismatch {
+                path: staged,
+                reason: format!(
+                    "it records log root {} at {} events; this log holds {} events with another root there",
+                    meta.log_root,
+                    meta.events,
+                    writer.merkle.len()
+                ),
+            });
+        }
+        let dir = self.dir.join(SNAPSHOT_DIR);
+        let name = recovery::snapshot_name(meta.events);
+        let path = dir.join(&name);
+        let tmp = dir.join(format!("{name}.tmp"));
+        {
+            let mut file = self
+                .storage
+                .create(&tmp)
+                .map_err(|e| EngineError::storage(StorageOp::Create, &tmp, e))?;
+            file.write_all(bytes)
+                .map_err(|e| EngineError::storage(StorageOp::Write, &tmp, e))?;
+            file.sync()
+                .map_err(|e| EngineError::storage(StorageOp::Sync, &tmp, e))?;
+        }
+        self.storage
+            .rename(&tmp, &path)
+            .map_err(|e| EngineError::storage(StorageOp::Rename, &tmp, e))?;
+        self.storage
+            .sync_dir(&dir)
+            .map_err(|e| EngineError::storage(StorageOp::SyncDir, &dir, e))?;
+        // From here the snapshot is durable: a crash recovers it (newer
+        // than the log's end, recovery starts a segment after it).
+        let wal_dir = self.dir.join(WAL_DIR);
+        let old = recovery::list_segments(self.storage.as_ref(), &wal_dir)?;
+        let wal = wal::WalWriter::create(
+            self.storage.as_ref(),
+            &wal_dir,
+            meta.events,
+            self.options.wal_segment_bytes_max,
+        )?;
+        let mut state = write(&self.state);
+        let mut index = wal::FrameIndex::default();
+        index.add_segment(meta.events, Vec::new(), wal.segment_len());
+        *state = new_state;
+        writer.wal = wal;
+        writer.merkle = merkle;
+        *lock(&self.frame_index) = index;
+        *write(&self.proof) = StateProof {
+            log_size: writer.merkle.len(),
+            log_root: writer.merkle.root(),
+            hashes: state.hashes(),
+        };
+        for (_, segment) in old {
+            self.storage
+                .remove(&segment)
+                .map_err(|e| EngineError::storage(StorageOp::Remove, &segment, e))?;
+        }
+        self.storage
+            .sync_dir(&wal_dir)
+            .map_err(|e| EngineError::storage(StorageOp::SyncDir, &wal_dir, e))?;
+        recovery::write_checkpoint(
+            self.storage.as_ref(),
+            &self.dir,
+            &recovery::Checkpoint {
+                events: meta.events,
+                state_hash: meta.state_hash,
+                index_hash: meta.index_hash,
+                log_root: meta.log_root,
+            },
+        )?;
+        if state.index_pending() {
+            self.wake_index_builder();
+        }
+        Ok(info(path))
     }
 
     /// Up to `max` logged events from `from` on, as stored: sequence number,

@@ -124,3 +124,14 @@ pub const EXPRESSION_TOKENS_MAX: u32 = 4_096;
 /// build: 0.2 s at 64 nested `+ 0`, 2.4 s at 192), so terms are kept far
 /// shorter than boolean chains, which it plans in linear time.
 pub const EXPRESSION_TERM_TOKENS_MAX: u32 = 128;
+
+/// Largest message between the nodes of a cluster (one batch of log
+/// entries, one snapshot chunk, one reply), in bytes as sent. Entries
+/// travel in batches of at most `CLUSTER_BATCH_ENTRIES_MAX`.
+pub const CLUSTER_MESSAGE_BYTES_MAX: u32 = 1024 * 1024 * 1024;
+
+/// Log entries sent to a follower in one message.
+pub const CLUSTER_BATCH_ENTRIES_MAX: u32 = 16;
+
+/// Bytes of a snapshot sent to a catching-up node per message.
+pub const CLUSTER_SNAPSHOT_CHUNK_BYTES_MAX: u32 = 8 * 1024 * 1024;

@@ -1,0 +1,684 @@
+//! Replication: a cluster of Valori nodes on openraft.
+//!
+//! - [`Node`] runs one member: openraft's `Raft` over a [`log_store::LogStore`]
+//!   (the Raft log and vote, durable in the node's cluster directory), a
+//!   [`state_machine::StateMachine`] that applies committed entries to the
+//!   [`Engine`] with the same durable commit and `State::apply` as a single
+//!   node, and [`network`] (length-prefixed JSON over TCP on the cluster
+//!   address, opened with the cluster key).
+//! - Client writes reach the cluster through the engine: [`Node::start`]
+//!   installs a [`WriteGate`] so that `Engine::submit` from any front end
+//!   proposes the event and returns once a majority has it durable and this
+//!   node has applied it — or refuses it on a follower, naming the
+//!   leader's client address.
+//! - [`NodeStatus`] is what `valori cluster status` shows: role, term,
+//!   commit and applied index, lag, and the state hash and log root at the
+//!   applied index, with the checkpoints the nodes compare.
+
+// openraft's trait methods return its `StorageError` (over 200 bytes); the
+// helpers that build it return it too rather than box it and unbox it again.
+#![allow(clippy::result_large_err)]
+
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{ChangeMembers, Config, ServerState};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use valori_core::event::Event;
+use valori_engine::{Engine, EngineError, Receipt, WriteGate};
+
+pub use state_machine::{ApplyFault, CHECKPOINT_EVERY_ENTRIES};
+
+/// A node's id in its cluster.
+pub type NodeId = u64;
+
+/// How other nodes and clients reach a node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The node's cluster address (Raft traffic).
+    pub cluster_addr: String,
+    /// The node's REST address, named to clients that write to a follower.
+    pub rest_addr: String,
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cluster {}, REST {}", self.cluster_addr, self.rest_addr)
+    }
+}
+
+/// One replicated write: an event's canonical bytes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Write {
+    #[serde(with = "base64_bytes")]
+    pub event: Vec<u8>,
+}
+
+/// What applying an entry gave, on the node that applied it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Applied {
+    /// Never sent between nodes (a client's result is produced on the node
+    /// it wrote to), so not serialized; `None` for entries that are not
+    /// events.
+    #[serde(skip)]
+    pub result: Option<Result<Receipt, EngineError>>,
+}
+
+openraft::declare_raft_types!(
+    /// openraft's types for Valori.
+    pub TypeConfig:
+        D = Write,
+        R = Applied,
+        NodeId = NodeId,
+        Node = Member,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        STANDARD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A node's position, recorded at every `CHECKPOINT_EVERY_ENTRIES`-th
+/// Raft index; equal on every correct replica.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub index: u64,
+    pub events: u64,
+    pub state_hash: String,
+    pub log_root: String,
+}
+
+/// What `valori cluster status` reports for one node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub node_id: NodeId,
+    pub member: Member,
+    /// `leader`, `follower`, `candidate` or `learner`.
+    pub role: String,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    /// The leader's REST address, when known.
+    pub leader_rest_addr: Option<String>,
+    /// Highest index this node knows committed (the leader's commit index on
+    /// the leader; on a follower, its applied index is the best it knows).
+    pub commit_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub last_log_index: Option<u64>,
+    /// Entries committed but not yet applied here; on the leader, per
+    /// follower, entries it has not yet matched.
+    pub lag: u64,
+    pub follower_lag: BTreeMap<NodeId, u64>,
+    /// Events in the event log at the applied index.
+    pub events: u64,
+    pub state_hash: Option<String>,
+    pub log_root: Option<String>,
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+    pub checkpoints: Vec<Checkpoint>,
+    /// Set when this replica found itself diverged and stopped serving.
+    pub diverged: Option<String>,
+}
+
+/// Errors of starting and running a node.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    #[error("cluster file {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cluster file {} is damaged", path.display())]
+    Damaged { path: PathBuf },
+    #[error("cannot listen on the cluster address {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("engine: {0}")]
+    Engine(EngineError),
+    #[error(
+        "the data directory holds {events} events but no cluster state: a node joins a cluster with an empty data directory"
+    )]
+    NotEmpty { events: u64 },
+    #[error("openraft: {reason}")]
+    Raft { reason: String },
+    #[error("joining through {addr}: {reason}")]
+    Join { addr: String, reason: String },
+}
+
+/// How a node takes part in its cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub node_id: NodeId,
+    /// Where to listen for other nodes (port 0 picks one).
+    pub listen: SocketAddr,
+    /// The REST address clients are told to write to when this node leads.
+    pub rest_addr: String,
+    /// The node's Raft log and vote live here.
+    pub dir: PathBuf,
+    /// Shared by every node; connections without it are refused.
+    pub key: String,
+    /// Start a new cluster with this node as its only voter (first start
+    /// only; later starts find the cluster's state on disk).
+    pub bootstrap: bool,
+    /// Ask the node at this cluster address to add this one as a voter.
+    pub join: Option<String>,
+    /// Base of the election timeout; the heartbeat is a third of it.
+    pub election_timeout: Duration,
+    /// Raft entries kept after a snapshot covers them, so that a follower a
+    /// little behind catches up from the log rather than a snapshot.
+    pub log_kept_after_snapshot: u64,
+    #[doc(hidden)]
+    pub fault: ApplyFault,
+}
+
+/// A running member of a cluster.
+pub struct Node {
+    pub id: NodeId,
+    pub member: Member,
+    pub raft: Raft,
+    engine: Arc<Engine>,
+    sm: state_machine::StateMachine,
+    token: Arc<String>,
+    runtime: tokio::runtime::Handle,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    peers: tokio::sync::Mutex<BTreeMap<NodeId, network::Conn>>,
+}
+
+/// The write gate installed in the engine: client writes become Raft
+/// proposals.
+#[derive(Debug)]
+struct Gate {
+    node: std::sync::Weak<Node>,
+}
+
+impl WriteGate for Gate {
+    fn submit(&self, event: Event) -> Result<Receipt, EngineError> {
+        let Some(node) = self.node.upgrade() else {
+            return Err(EngineError::Replication {
+                reason: "the node is shutting down".to_owned(),
+                outcome_unknown: false,
+            });
+        };
+        // Front ends call the engine from blocking threads; the proposal
+        // runs on the runtime and this thread waits for its answer.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let runtime = node.runtime.clone();
+        runtime.spawn(async move {
+            let _ = tx.send(node.write(event).await);
+        });
+        rx.recv().unwrap_or_else(|_| {
+            Err(EngineError::Replication {
+                reason: "the write's task ended without an answer".to_owned(),
+                outcome_unknown: true,
+            })
+        })
+    }
+}
+
+impl ClusterConfig {
+    /// A node with `key` in `dir`, listening on `listen`, that neither
+    /// bootstraps nor joins; timings fit a cluster on one network.
+    pub fn new(
+        node_id: NodeId,
+        listen: SocketAddr,
+        rest_addr: String,
+        dir: PathBuf,
+        key: String,
+    ) -> Self {
+        ClusterConfig {
+            node_id,
+            listen,
+            rest_addr,
+            dir,
+            key,
+            bootstrap: false,
+            join: None,
+            election_timeout: Duration::from_millis(DEFAULT_ELECTION_TIMEOUT_MS),
+            log_kept_after_snapshot: 1000,
+            fault: ApplyFault::default(),
+        }
+    }
+}
+
+/// Election timeout of a node unless configured.
+pub const DEFAULT_ELECTION_TIMEOUT_MS: u64 = 1000;
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .field("member", &self.member)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Starts this node over `engine`: opens its Raft log, listens on the
+    /// cluster address, installs the write gate, and bootstraps or joins
+    /// as configured. Returns once listening (joining goes on in the
+    /// background until it succeeds).
+    pub async fn start(
+        engine: Arc<Engine>,
+        config: ClusterConfig,
+    ) -> Result<Arc<Node>, ClusterError> {
+        let dir = config.dir.clone();
+        let io = |source| ClusterError::Io {
+            path: dir.clone(),
+            source,
+        };
+        let log = log_store::LogStore::open(&config.dir).map_err(io)?;
+        let sm = state_machine::StateMachine::open(Arc::clone(&engine), &config.dir, config.fault)?;
+        let fresh = log.is_empty() && !sm.has_snapshot();
+        if fresh && engine.log_size() > 0 {
+            return Err(ClusterError::NotEmpty {
+                events: engine.log_size(),
+            });
+        }
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ClusterError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local = listener.local_addr().map_err(io)?;
+        let member = Member {
+            cluster_addr: local.to_string(),
+            rest_addr: config.rest_addr.clone(),
+        };
+        let timeout = config.election_timeout.as_millis().max(30) as u64;
+        let raft_config = Config {
+            cluster_name: "valori".to_owned(),
+            heartbeat_interval: timeout / 3,
+            election_timeout_min: timeout,
+            election_timeout_max: timeout * 2,
+            max_payload_entries: u64::from(valori_core::limits::CLUSTER_BATCH_ENTRIES_MAX),
+            snapshot_max_chunk_size: u64::from(
+                valori_core::limits::CLUSTER_SNAPSHOT_CHUNK_BYTES_MAX,
+            ),
+            // Snapshots are taken when asked (`Node::snapshot`), so that the
+            // Raft log is retired only as far as a durable engine snapshot
+            // covers it.
+            snapshot_policy: openraft::SnapshotPolicy::Never,
+            max_in_snapshot_log_to_keep: config.log_kept_after_snapshot,
+            ..Config::default()
+        };
+        let raft_config = Arc::new(raft_config.validate().map_err(|e| ClusterError::Raft {
+            reason: e.to_string(),
+        })?);
+        let token = Arc::new(network::key_token(&config.key));
+        let raft = Raft::new(
+            config.node_id,
+            raft_config,
+            network::Network {
+                token: Arc::clone(&token),
+            },
+            log,
+            sm.clone(),
+        )
+        .await
+        .map_err(|e| ClusterError::Raft {
+            reason: e.to_string(),
+        })?;
+        let node = Arc::new(Node {
+            id: config.node_id,
+            member: member.clone(),
+            raft,
+            engine: Arc::clone(&engine),
+            sm,
+            token,
+            runtime: tokio::runtime::Handle::current(),
+            tasks: std::sync::Mutex::new(Vec::new()),
+            peers: tokio::sync::Mutex::new(BTreeMap::new()),
+        });
+        engine.set_write_gate(Arc::new(Gate {
+            node: Arc::downgrade(&node),
+        }));
+        let server = tokio::spawn(network::serve(listener, Arc::clone(&node)));
+        node.tasks_push(server);
+        let initialized = node
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| ClusterError::Raft {
+                reason: e.to_string(),
+            })?;
+        if !initialized && config.bootstrap {
+            let members = BTreeMap::from([(config.node_id, member.clone())]);
+            node.raft
+                .initialize(members)
+                .await
+                .map_err(|e| ClusterError::Raft {
+                    reason: e.to_string(),
+                })?;
+            tracing::info!(node = config.node_id, "bootstrapped a new cluster");
+        }
+        if !initialized && let Some(addr) = config.join.clone() {
+            let joiner = Arc::clone(&node);
+            let task = tokio::spawn(async move { joiner.join_loop(addr).await });
+            node.tasks_push(task);
+        }
+        let checker = Arc::clone(&node);
+        let task = tokio::spawn(async move { checker.compare_loop().await });
+        node.tasks_push(task);
+        Ok(node)
+    }
+
+    fn tasks_push(&self, task: tokio::task::JoinHandle<()>) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
+    }
+
+    /// The engine this node applies to.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Proposes `event` and waits until it is committed and applied here.
+    pub async fn write(&self, event: Event) -> Result<Receipt, EngineError> {
+        let write = Write {
+            event: event.encode(),
+        };
+        match self.raft.client_write(write).await {
+            Ok(response) => response.data.result.unwrap_or_else(|| {
+                Err(EngineError::Replication {
+                    reason: "the entry was committed but this node did not apply it as an event"
+                        .to_owned(),
+                    outcome_unknown: true,
+                })
+            }),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(EngineError::NotLeader {
+                    leader: f.leader_node.map(|n| n.rest_addr),
+                })
+            }
+            Err(e) => Err(EngineError::Replication {
+                reason: e.to_string(),
+                outcome_unknown: true,
+            }),
+        }
+    }
+
+    /// This node's view of itself and the cluster.
+    pub fn status(&self) -> NodeStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let applied = self
+            .sm
+            .shared
+            .status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Follower => "follower",
+            ServerState::Shutdown => "shutdown",
+        };
+        let membership = m.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let learners: Vec<NodeId> = membership.learner_ids().collect();
+        let leader_rest_addr = m
+            .current_leader
+            .and_then(|l| membership.get_node(&l).map(|n| n.rest_addr.clone()));
+        let applied_index = applied.last_applied.map(|l| l.index);
+        let mut follower_lag = BTreeMap::new();
+        let commit_index = if m.state == ServerState::Leader {
+            let last = m.last_log_index.unwrap_or(0);
+            if let Some(repl) = &m.replication {
+                for (id, matched) in repl.iter() {
+                    if *id != self.id {
+                        follower_lag
+                            .insert(*id, last.saturating_sub(matched.map_or(0, |l| l.index)));
+                    }
+                }
+            }
+            // The leader applies in commit order right after committing;
+            // its applied index trails its commit index by the entries in
+            // flight.
+            m.last_applied.map(|l| l.index)
+        } else {
+            m.last_applied.map(|l| l.index)
+        };
+        NodeStatus {
+            node_id: self.id,
+            member: self.member.clone(),
+            role: role.to_owned(),
+            term: m.current_term,
+            leader: m.current_leader,
+            leader_rest_addr,
+            commit_index,
+            applied_index,
+            last_log_index: m.last_log_index,
+            lag: m
+                .last_log_index
+                .unwrap_or(0)
+                .saturating_sub(applied_index.unwrap_or(0)),
+            follower_lag,
+            events: applied.events,
+            state_hash: applied.state_hash.map(|h| h.to_string()),
+            log_root: applied.log_root.map(|h| h.to_string()),
+            voters,
+            learners,
+            checkpoints: applied.checkpoints,
+            diverged: self.engine.fenced().map(|e| e.to_string()),
+        }
+    }
+
+    /// Adds `id` as a learner, waits for it to catch up, then makes it a
+    /// voter (openraft's joint consensus). Only the leader admits.
+    pub async fn admit(&self, id: NodeId, member: Member) -> Result<(), String> {
+        self.raft
+            .add_learner(id, member, true)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(node = id, "admitted a voter");
+        Ok(())
+    }
+
+    async fn call(
+        &self,
+        id: NodeId,
+        addr: &str,
+        rpc: &network::Rpc,
+    ) -> Result<network::Reply, network::CallError> {
+        let mut peers = self.peers.lock().await;
+        let conn = peers
+            .entry(id)
+            .or_insert_with(|| network::Conn::new(addr.to_owned(), Arc::clone(&self.token)));
+        conn.call(rpc, Duration::from_secs(2)).await
+    }
+
+    /// Asks the node at `addr` to admit this one until it does; follows the
+    /// leader when `addr` is not it.
+    async fn join_loop(self: Arc<Self>, addr: String) {
+        let mut target = addr;
+        loop {
+            let mut conn = network::Conn::new(target.clone(), Arc::clone(&self.token));
+            let rpc = network::Rpc::Join {
+                id: self.id,
+                member: self.member.clone(),
+            };
+            match conn.call(&rpc, Duration::from_secs(60)).await {
+                Ok(network::Reply::Join(Ok(()))) => {
+                    tracing::info!(through = %target, "joined the cluster");
+                    return;
+                }
+                Ok(network::Reply::Join(Err(reason))) => {
+                    tracing::info!(through = %target, "join refused, retrying: {reason}");
+                    // Follow the leader the refusal names, if any.
+                    if let Ok(network::Reply::Status(s)) = conn
+                        .call(&network::Rpc::Status, Duration::from_secs(2))
+                        .await
+                        && let Some(leader) = s.leader
+                        && leader != s.node_id
+                        && let Some(m) = self
+                            .raft
+                            .metrics()
+                            .borrow()
+                            .membership_config
+                            .membership()
+                            .get_node(&leader)
+                    {
+                        target = m.cluster_addr.clone();
+                    }
+                }
+                Ok(other) => {
+                    tracing::warn!(through = %target, "unexpected answer to a join: {other:?}")
+                }
+                Err(e) => tracing::info!("join through {target} failed, retrying: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Every few heartbeats, asks the other voters for their checkpoints
+    /// and compares those at the same Raft index with this node's own.
+    /// When the others agree among themselves (a majority with this node
+    /// outside it) and differ from this node, this node is the diverged
+    /// one: it fences its engine (no reads, no writes) and says so. When
+    /// one other node differs, it is reported.
+    async fn compare_loop(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if self.engine.fenced().is_some() {
+                continue;
+            }
+            let status = self.status();
+            let own: BTreeMap<u64, Checkpoint> = status
+                .checkpoints
+                .iter()
+                .map(|c| (c.index, c.clone()))
+                .collect();
+            if own.is_empty() {
+                continue;
+            }
+            let membership = self
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .clone();
+            let others: Vec<(NodeId, String)> = membership
+                .voter_ids()
+                .filter(|id| *id != self.id)
+                .filter_map(|id| {
+                    membership
+                        .get_node(&id)
+                        .map(|m| (id, m.cluster_addr.clone()))
+                })
+                .collect();
+            let mut theirs: Vec<(NodeId, BTreeMap<u64, Checkpoint>)> = Vec::new();
+            for (id, addr) in others {
+                if let Ok(network::Reply::Status(s)) =
+                    self.call(id, &addr, &network::Rpc::Status).await
+                {
+                    theirs.push((
+                        id,
+                        s.checkpoints.into_iter().map(|c| (c.index, c)).collect(),
+                    ));
+                }
+            }
+            for (index, mine) in own.iter().rev() {
+                let at: Vec<(NodeId, &Checkpoint)> = theirs
+                    .iter()
+                    .filter_map(|(id, cps)| cps.get(index).map(|c| (*id, c)))
+                    .collect();
+                if at.is_empty() {
+                    continue;
+                }
+                let differing: Vec<NodeId> = at
+                    .iter()
+                    .filter(|(_, c)| *c != mine)
+                    .map(|(id, _)| *id)
+                    .collect();
+                if differing.is_empty() {
+                    break;
+                }
+                let voters = membership.voter_ids().count();
+                let others_agree = at.windows(2).all(|w| w[0].1 == w[1].1);
+                if differing.len() == at.len() && others_agree && at.len() * 2 > voters {
+                    let cluster = &at[0].1;
+                    let reason = EngineError::Diverged {
+                        index: *index,
+                        local: valori_core::hash::Hash32::from_hex(&mine.state_hash)
+                            .unwrap_or(valori_core::hash::Hash32([0; 32])),
+                        cluster: valori_core::hash::Hash32::from_hex(&cluster.state_hash)
+                            .unwrap_or(valori_core::hash::Hash32([0; 32])),
+                    };
+                    tracing::error!(index, local = %mine.state_hash, cluster = %cluster.state_hash, "this replica diverged from the cluster; it stops serving");
+                    self.engine.fence(reason);
+                } else {
+                    for id in differing {
+                        tracing::error!(
+                            index,
+                            node = id,
+                            "node {id} differs from this node at Raft index {index}"
+                        );
+                    }
+                }
+                break;
+            }
+        }
+    }
+
+    /// Builds a snapshot (the engine's snapshot file at the applied index)
+    /// and lets openraft retire the Raft log it covers.
+    pub async fn snapshot(&self) -> Result<(), ClusterError> {
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| ClusterError::Raft {
+                reason: e.to_string(),
+            })
+    }
+
+    /// Stops Raft and the cluster listener. The engine stays open.
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! The Raft log and vote of one node, durable in its cluster directory.
+//!
+//! `raft-log` is a sequence of records, each `len: u32 LE`, `check: [u8;
+//! 8]` (the first 8 bytes of the BLAKE3 hash of the payload) and a JSON
+//! payload: an appended entry, a truncation (entries from an index on are
+//! gone) or a purge (entries up to a log id are retired). Replaying the
+//! records in order gives the log; a record cut short or failing its check
+//! at the end of the file is a torn write and is cut off, one in the middle
+//! is corruption and an error. Appends are fsynced before openraft is told
+//! they are durable. When most of the file is retired entries it is
+//! rewritten (temp file, fsync, rename, directory fsync).
+//!
+//! `vote` holds the last vote as JSON, replaced by a temp file, fsync and
+//! rename, so that a node never votes twice in one term across a crash.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{Entry, LogId, RaftLogId, RaftLogReader, StorageError, StorageIOError, Vote};
+use serde::{Deserialize, Serialize};
+
+use crate::{NodeId, TypeConfig};
+
+const LOG_FILE: &str = "raft-log";
+const VOTE_FILE: &str = "vote";
+const RECORD_HEADER_BYTES: usize = 12;
+
+#[derive(Serialize, Deserialize)]
+enum Record {
+    Append(Entry<TypeConfig>),
+    /// Entries from this index on are removed (a follower's conflicting,
+    /// uncommitted tail).
+    Truncate(u64),
+    /// Entries up to and including this log id are retired (covered by a
+    /// snapshot).
+    Purge(LogId<NodeId>),
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    file: File,
+    entries: BTreeMap<u64, Entry<TypeConfig>>,
+    purged: Option<LogId<NodeId>>,
+    vote: Option<Vote<NodeId>>,
+    /// Records in the file, to decide when rewriting it pays.
+    records: u64,
+}
+
+/// The log store openraft writes through; clones share one log.
+#[derive(Clone, Debug)]
+pub struct LogStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+fn io_err(e: &io::Error) -> StorageError<NodeId> {
+    StorageIOError::write_logs(e).into()
+}
+
+fn read_err(e: &io::Error) -> StorageError<NodeId> {
+    StorageIOError::read_logs(e).into()
+}
+
+fn corrupt(path: &Path, offset: usize, what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{} is corrupt at offset {offset}: {what}", path.display()),
+    )
+}
+
+fn check_of(payload: &[u8]) -> [u8; 8] {
+    let hash = blake3::hash(payload);
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&hash.as_bytes()[..8]);
+    out
+}
+
+fn encode(record: &Record, out: &mut Vec<u8>) -> io::Result<()> {
+    let payload = serde_json::to_vec(record).map_err(io::Error::other)?;
+    let len = u32::try_from(payload.len()).map_err(io::Error::other)?;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&check_of(&payload));
+    out.extend_from_slice(&payload);
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Writes `bytes` to `dir/name` through a temp file, fsync, rename and
+/// directory fsync.
+pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
+}
+
+impl LogStore {
+    /// Opens (or creates) the log and vote in `dir`.
+    pub fn open(dir: &Path) -> io::Result<LogStore> {
+        fs::create_dir_all(dir)?;
+        let path = dir.join(LOG_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let mut entries = BTreeMap::new();
+        let mut purged = None;
+        let mut pos = 0usize;
+        let mut records = 0u64;
+        while pos < bytes.len() {
+            let rest = &bytes[pos..];
+            let torn = rest.len() < RECORD_HEADER_BYTES || {
+                let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+                rest.len() < RECORD_HEADER_BYTES + len
+            };
+            if torn {
+                break;
+            }
+            let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            let end = RECORD_HEADER_BYTES + len;
+            let payload = &rest[RECORD_HEADER_BYTES..end];
+            if check_of(payload) != rest[4..12] {
+                if pos + end == bytes.len() {
+                    // The last record, complete but failing its check: a
+                    // write that reached the disk only in part.
+                    break;
+                }
+                return Err(corrupt(&path, pos, "a record fails its check"));
+            }
+            let record: Record = serde_json::from_slice(payload)
+                .map_err(|_| corrupt(&path, pos, "a record does not decode"))?;
+            match record {
+                Record::Append(entry) => {
+                    entries.insert(entry.log_id.index, entry);
+                }
+                Record::Truncate(from) => {
+                    entries.split_off(&from);
+                }
+                Record::Purge(log_id) => {
+                    entries = entries.split_off(&(log_id.index + 1));
+                    purged = Some(log_id);
+                }
+            }
+            records += 1;
+            pos += end;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        if pos < bytes.len() {
+            tracing::info!(log = %path.display(), offset = pos, bytes = bytes.len() - pos, "cutting a torn record off the Raft log");
+            file.set_len(pos as u64)?;
+            file.sync_all()?;
+        }
+        sync_dir(dir)?;
+        let vote = match fs::read(dir.join(VOTE_FILE)) {
+            Ok(b) => Some(
+                serde_json::from_slice(&b)
+                    .map_err(|_| corrupt(&dir.join(VOTE_FILE), 0, "the vote does not decode"))?,
+            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        Ok(LogStore {
+            inner: Arc::new(Mutex::new(Inner {
+                dir: dir.to_path_buf(),
+                file,
+                entries,
+                purged,
+                vote,
+                records,
+            })),
+        })
+    }
+
+    /// Whether the log holds nothing and never did (no entry, no purge, no
+    /// vote): a node that has never been part of a cluster.
+    pub fn is_empty(&self) -> bool {
+        let inner = self.lock();
+        inner.entries.is_empty() && inner.purged.is_none() && inner.vote.is_none()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Inner {
+    fn write_records(&mut self, records: &[Record]) -> io::Result<()> {
+        let mut buf = Vec::new();
+        for r in records {
+            encode(r, &mut buf)?;
+        }
+        self.file.write_all(&buf)?;
+        self.file.sync_data()?;
+        self.records += records.len() as u64;
+        Ok(())
+    }
+
+    /// Rewrites the file with only the live entries when retired records
+    /// are most of it.
+    fn compact_if_worth_it(&mut self) -> io::Result<()> {
+        let live = self.entries.len() as u64 + 1;
+        if self.records < 1024 || self.records < 4 * live {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        if let Some(p) = self.purged {
+            encode(&Record::Purge(p), &mut buf)?;
+        }
+        for e in self.entries.values() {
+            encode(&Record::Append(e.clone()), &mut buf)?;
+        }
+        replace_file(&self.dir, LOG_FILE, &buf)?;
+        self.file = OpenOptions::new()
+            .append(true)
+            .open(self.dir.join(LOG_FILE))?;
+        self.records = live;
+        Ok(())
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        let inner = self.lock();
+        Ok(inner.entries.range(range).map(|(_, e)| e.clone()).collect())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+        let inner = self.lock();
+        let last = inner
+            .entries
+            .values()
+            .next_back()
+            .map(|e| *e.get_log_id())
+            .or(inner.purged);
+        Ok(LogState {
+            last_purged_log_id: inner.purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let mut inner = self.lock();
+        let bytes = serde_json::to_vec(vote).map_err(|e| io_err(&io::Error::other(e)))?;
+        replace_file(&inner.dir, VOTE_FILE, &bytes)
+            .map_err(|e| StorageError::from(StorageIOError::write_vote(&e)))?;
+        inner.vote = Some(*vote);
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
+        Ok(self.lock().vote)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let records: Vec<Record> = entries.into_iter().map(Record::Append).collect();
+        let mut inner = self.lock();
+        // Durable before openraft hears of it: a vote counted toward a
+        // commit is a promise that the entry survives a crash.
+        let written = inner.write_records(&records);
+        match written {
+            Ok(()) => {
+                for r in records {
+                    if let Record::Append(e) = r {
+                        inner.entries.insert(e.log_id.index, e);
+                    }
+                }
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                let err = io_err(&e);
+                callback.log_io_completed(Err(e));
+                Err(err)
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let mut inner = self.lock();
+        inner
+            .write_records(&[Record::Truncate(log_id.index)])
+            .map_err(|e| io_err(&e))?;
+        inner.entries.split_off(&log_id.index);
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let mut inner = self.lock();
+        inner
+            .write_records(&[Record::Purge(log_id)])
+            .map_err(|e| io_err(&e))?;
+        inner.entries = inner.entries.split_off(&(log_id.index + 1));
+        inner.purged = Some(log_id);
+        inner.compact_if_worth_it().map_err(|e| read_err(&e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+
+    fn entry(index: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(crate::Write {
+                event: vec![index as u8; 10],
+            }),
+        }
+    }
+
+    fn write(dir: &Path, records: &[Record]) {
+        let store = LogStore::open(dir).expect("open");
+        store.lock().write_records(records).expect("write");
+    }
+
+    fn indexes(dir: &Path) -> Vec<u64> {
+        let store = LogStore::open(dir).expect("open");
+        store.lock().entries.keys().copied().collect()
+    }
+
+    /// Replaying the records gives the log: truncation removes the tail,
+    /// a purge retires the head.
+    #[test]
+    fn records_replay_to_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(
+            dir.path(),
+            &(1..=5)
+                .map(|i| Record::Append(entry(i)))
+                .collect::<Vec<_>>(),
+        );
+        write(dir.path(), &[Record::Truncate(4), Record::Append(entry(4))]);
+        write(
+            dir.path(),
+            &[Record::Purge(LogId::new(CommittedLeaderId::new(1, 1), 2))],
+        );
+        assert_eq!(indexes(dir.path()), vec![3, 4]);
+    }
+
+    /// A record cut short at the end of the file is a torn write: it is
+    /// cut off and the records before it stay; a damaged record before the
+    /// end is an error, not a silent loss.
+    #[test]
+    fn a_torn_tail_is_cut_and_a_damaged_middle_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(
+            dir.path(),
+            &(1..=3)
+                .map(|i| Record::Append(entry(i)))
+                .collect::<Vec<_>>(),
+        );
+        let path = dir.path().join(LOG_FILE);
+        let len = fs::metadata(&path).expect("metadata").len();
+        let f = OpenOptions::new().write(true).open(&path).expect("open");
+        f.set_len(len - 3).expect("cut");
+        drop(f);
+        assert_eq!(indexes(dir.path()), vec![1, 2]);
+        // The cut tail is gone from the file: appending continues cleanly.
+        write(dir.path(), &[Record::Append(entry(3))]);
+        assert_eq!(indexes(dir.path()), vec![1, 2, 3]);
+        let mut bytes = fs::read(&path).expect("read");
+        bytes[RECORD_HEADER_BYTES + 2] ^= 0x40;
+        fs::write(&path, &bytes).expect("write");
+        let err = LogStore::open(dir.path()).expect_err("a damaged first record");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    }
+}

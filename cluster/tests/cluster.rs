@@ -1,0 +1,398 @@
+//! Clusters of three nodes in one process, each with its own engine and
+//! data directory, talking over TCP on 127.0.0.1 ports they pick.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+use valori_cluster::{ApplyFault, ClusterConfig, Node, NodeStatus};
+use valori_core::Metric;
+use valori_core::event::{CollectionConfig, Event, IndexParams};
+use valori_core::state::State;
+use valori_engine::stress::{DIM, batch, collection};
+use valori_engine::{Engine, EngineError, Receipt};
+
+const KEY: &str = "test cluster key";
+
+struct TestNode {
+    node: Arc<Node>,
+    engine: Arc<Engine>,
+    dir: TempDir,
+}
+
+fn config(id: u64, dir: &TempDir) -> ClusterConfig {
+    let mut c = ClusterConfig::new(
+        id,
+        "127.0.0.1:0".parse().expect("invariant: a literal address"),
+        format!("rest-of-node-{id}"),
+        dir.path().join("cluster"),
+        KEY.to_owned(),
+    );
+    c.election_timeout = Duration::from_millis(300);
+    c
+}
+
+async fn start(mut c: ClusterConfig, dir: TempDir) -> TestNode {
+    let engine = {
+        let path = dir.path().join("data");
+        Arc::new(
+            tokio::task::spawn_blocking(move || Engine::open(path))
+                .await
+                .expect("open task")
+                .expect("engine opens"),
+        )
+    };
+    c.dir = dir.path().join("cluster");
+    let node = Node::start(Arc::clone(&engine), c)
+        .await
+        .expect("node starts");
+    TestNode { node, engine, dir }
+}
+
+/// Starts node 1 (bootstrapping) and nodes 2 and 3 (joining through it),
+/// with `faults[i]` applied to node i+1, and waits for three voters.
+async fn three_nodes(faults: [ApplyFault; 3]) -> Vec<TestNode> {
+    three_nodes_with(faults, |_| {}).await
+}
+
+async fn three_nodes_with(
+    faults: [ApplyFault; 3],
+    tweak: impl Fn(&mut ClusterConfig),
+) -> Vec<TestNode> {
+    let mut nodes = Vec::new();
+    let d1 = TempDir::new().expect("tempdir");
+    let mut c1 = config(1, &d1);
+    tweak(&mut c1);
+    c1.bootstrap = true;
+    c1.fault = faults[0];
+    nodes.push(start(c1, d1).await);
+    let seed = nodes[0].node.member.cluster_addr.clone();
+    for id in 2..=3u64 {
+        let d = TempDir::new().expect("tempdir");
+        let mut c = config(id, &d);
+        c.join = Some(seed.clone());
+        c.fault = faults[(id - 1) as usize];
+        tweak(&mut c);
+        nodes.push(start(c, d).await);
+    }
+    wait_for(Duration::from_secs(30), "three voters", || {
+        let s = nodes[0].node.status();
+        s.voters.len() == 3
+    })
+    .await;
+    nodes
+}
+
+async fn wait_for(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn leader(nodes: &[TestNode]) -> Option<usize> {
+    nodes.iter().position(|n| n.node.status().role == "leader")
+}
+
+async fn submit(engine: &Arc<Engine>, event: Event) -> Result<Receipt, EngineError> {
+    let engine = Arc::clone(engine);
+    tokio::task::spawn_blocking(move || engine.submit(event))
+        .await
+        .expect("submit task")
+}
+
+fn create() -> Event {
+    Event::CreateCollection {
+        name: collection(),
+        config: CollectionConfig {
+            dim: DIM,
+            metric: Metric::L2,
+            index: IndexParams::default(),
+        },
+    }
+}
+
+fn insert(b: u64) -> Event {
+    Event::InsertBatch {
+        collection: collection(),
+        batch: batch(b, 5),
+    }
+}
+
+/// The state hash of applying `events` in order to an empty state: a
+/// reference computed without the engine or the cluster.
+fn reference_hash(events: &[Event]) -> String {
+    let mut state = State::default();
+    for e in events {
+        state.apply(e).expect("reference apply");
+    }
+    state.state_hash().to_string()
+}
+
+/// Waits until every listed node has applied `index` and returns their
+/// statuses.
+async fn applied_everywhere(nodes: &[&TestNode], index: u64) -> Vec<NodeStatus> {
+    wait_for(Duration::from_secs(30), "every node to apply", || {
+        nodes
+            .iter()
+            .all(|n| n.node.status().applied_index.is_some_and(|a| a >= index))
+    })
+    .await;
+    nodes.iter().map(|n| n.node.status()).collect()
+}
+
+async fn stop(nodes: Vec<TestNode>) {
+    for n in nodes {
+        n.node.shutdown().await;
+    }
+}
+
+/// Writes on the leader reach every node: all three apply the same events
+/// in the same order and report the same event count, state hash and log
+/// root at the same Raft index, equal to a reference state built from the
+/// acknowledged events alone; an inclusion proof from a follower matches
+/// the leader's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_reach_the_same_state_at_the_same_index() {
+    let nodes = three_nodes([ApplyFault::default(); 3]).await;
+    let l = leader(&nodes).expect("a leader");
+    let mut acked = vec![create()];
+    submit(&nodes[l].engine, create()).await.expect("create");
+    for b in 0..30 {
+        let r = submit(&nodes[l].engine, insert(b)).await.expect("insert");
+        assert_eq!(r.seq, b + 1, "events are numbered in log order");
+        acked.push(insert(b));
+    }
+    let index = nodes[l].node.status().applied_index.expect("applied");
+    let all: Vec<&TestNode> = nodes.iter().collect();
+    let statuses = applied_everywhere(&all, index).await;
+    let expected = reference_hash(&acked);
+    for s in &statuses {
+        assert_eq!(s.applied_index, Some(index), "node {}", s.node_id);
+        assert_eq!(s.events, acked.len() as u64, "node {}", s.node_id);
+        assert_eq!(
+            s.state_hash.as_deref(),
+            Some(expected.as_str()),
+            "node {}",
+            s.node_id
+        );
+        assert_eq!(s.log_root, statuses[0].log_root, "node {}", s.node_id);
+    }
+    let f = (l + 1) % 3;
+    let on_leader = nodes[l].engine.inclusion_proof(7, None).expect("proof");
+    let on_follower = nodes[f].engine.inclusion_proof(7, None).expect("proof");
+    assert_eq!(on_leader, on_follower);
+    stop(nodes).await;
+}
+
+/// A write sent to a follower is refused, naming the leader's REST
+/// address, and changes nothing anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_on_a_follower_names_the_leader() {
+    let nodes = three_nodes([ApplyFault::default(); 3]).await;
+    let l = leader(&nodes).expect("a leader");
+    submit(&nodes[l].engine, create()).await.expect("create");
+    let f = (l + 1) % 3;
+    let index = nodes[l].node.status().applied_index.expect("applied");
+    applied_everywhere(&[&nodes[f]], index).await;
+    let before = nodes[f].engine.proof().expect("proof");
+    let err = submit(&nodes[f].engine, insert(0))
+        .await
+        .expect_err("refused");
+    let leader_rest = nodes[l].node.member.rest_addr.clone();
+    match &err {
+        EngineError::NotLeader { leader } => {
+            assert_eq!(leader.as_deref(), Some(leader_rest.as_str()))
+        }
+        other => panic!("expected NotLeader, got {other:?}"),
+    }
+    assert!(err.to_string().contains(&leader_rest), "{err}");
+    assert_eq!(nodes[f].engine.proof().expect("proof"), before);
+    stop(nodes).await;
+}
+
+/// A follower that is stopped and restarted on the same directories
+/// catches up from the Raft log without applying anything twice: its event
+/// count and state hash equal the leader's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_follower_catches_up_without_applying_twice() {
+    let mut nodes = three_nodes([ApplyFault::default(); 3]).await;
+    let l = leader(&nodes).expect("a leader");
+    let mut acked = vec![create()];
+    submit(&nodes[l].engine, create()).await.expect("create");
+    for b in 0..10 {
+        submit(&nodes[l].engine, insert(b)).await.expect("insert");
+        acked.push(insert(b));
+    }
+    // Applying these twice would change the log: after the drop, the
+    // inserts above would be accepted again.
+    let drop_it = Event::DropCollection { name: collection() };
+    submit(&nodes[l].engine, drop_it.clone())
+        .await
+        .expect("drop");
+    submit(&nodes[l].engine, create())
+        .await
+        .expect("create again");
+    acked.extend([drop_it, create()]);
+    let f = (l + 1) % 3;
+    let index = nodes[l].node.status().applied_index.expect("applied");
+    applied_everywhere(&[&nodes[f]], index).await;
+    let stopped = nodes.remove(f);
+    stopped.node.shutdown().await;
+    let id = stopped.node.id;
+    let addr = stopped.node.member.cluster_addr.clone();
+    let dir = stopped.dir;
+    drop(stopped.node);
+    // The node's tasks end after shutdown; the engine (and its directory
+    // lock) closes with the last of them.
+    let engine = stopped.engine;
+    wait_for(
+        Duration::from_secs(10),
+        "the stopped node to release its engine",
+        || Arc::strong_count(&engine) == 1,
+    )
+    .await;
+    drop(engine);
+    let l = leader(&nodes).expect("a leader");
+    for b in 10..20 {
+        submit(&nodes[l].engine, insert(b))
+            .await
+            .expect("insert with one node down");
+        acked.push(insert(b));
+    }
+    // The cluster knows the node by its address: it comes back on it.
+    let mut c = config(id, &dir);
+    c.listen = addr.parse().expect("a socket address");
+    let restarted = start(c, dir).await;
+    nodes.push(restarted);
+    let index = nodes[l].node.status().applied_index.expect("applied");
+    let all: Vec<&TestNode> = nodes.iter().collect();
+    let statuses = applied_everywhere(&all, index).await;
+    let expected = reference_hash(&acked);
+    for s in &statuses {
+        assert_eq!(s.events, acked.len() as u64, "node {}", s.node_id);
+        assert_eq!(
+            s.state_hash.as_deref(),
+            Some(expected.as_str()),
+            "node {}",
+            s.node_id
+        );
+    }
+    stop(nodes).await;
+}
+
+/// A replica whose apply is corrupted (it drops one event) is caught at
+/// the next checkpoint: it fences itself and refuses reads with the
+/// divergence, while the two correct nodes keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_diverged_replica_is_caught_and_stops_serving_reads() {
+    let faults = [
+        ApplyFault::default(),
+        ApplyFault::default(),
+        ApplyFault {
+            drop_entry_at: Some(20),
+        },
+    ];
+    let nodes = three_nodes(faults).await;
+    // Node 3 must not lead: a leader's own apply answers its clients.
+    wait_for(
+        Duration::from_secs(30),
+        "a leader other than node 3",
+        || leader(&nodes).is_some_and(|l| l != 2),
+    )
+    .await;
+    let l = leader(&nodes).expect("a leader");
+    submit(&nodes[l].engine, create()).await.expect("create");
+    let mut b = 0;
+    while nodes[l].node.status().applied_index.unwrap_or(0)
+        < valori_cluster::CHECKPOINT_EVERY_ENTRIES + 1
+    {
+        submit(&nodes[l].engine, insert(b)).await.expect("insert");
+        b += 1;
+    }
+    wait_for(
+        Duration::from_secs(30),
+        "node 3 to find itself diverged",
+        || nodes[2].node.status().diverged.is_some(),
+    )
+    .await;
+    match nodes[2]
+        .engine
+        .read(|s| s.collections_pending_index().len())
+    {
+        Err(EngineError::Diverged { index, .. }) => {
+            assert_eq!(index % valori_cluster::CHECKPOINT_EVERY_ENTRIES, 0)
+        }
+        other => panic!("a diverged replica must refuse reads, got {other:?}"),
+    }
+    for n in &nodes[..2] {
+        assert!(n.node.status().diverged.is_none(), "node {}", n.node.id);
+        n.engine.read(|_| ()).expect("correct replicas serve reads");
+    }
+    stop(nodes).await;
+}
+
+/// A node that joins after the leader retired its Raft log behind a
+/// snapshot catches up from the snapshot: its engine installs the
+/// leader's snapshot file (checked against the state hash and log root it
+/// claims), then the entries after it, and ends with the same event count,
+/// state hash and log root; inclusion proofs of events that it never
+/// received one by one match the leader's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_node_catches_up_from_a_snapshot() {
+    let mut nodes = three_nodes_with([ApplyFault::default(); 3], |c| {
+        c.log_kept_after_snapshot = 0
+    })
+    .await;
+    let l = leader(&nodes).expect("a leader");
+    let mut acked = vec![create()];
+    submit(&nodes[l].engine, create()).await.expect("create");
+    for b in 0..20 {
+        submit(&nodes[l].engine, insert(b)).await.expect("insert");
+        acked.push(insert(b));
+    }
+    nodes[l].node.snapshot().await.expect("snapshot");
+    let leader_raft = nodes[l].node.raft.clone();
+    wait_for(
+        Duration::from_secs(30),
+        "the leader to retire its log",
+        || leader_raft.metrics().borrow().purged.is_some(),
+    )
+    .await;
+    for b in 20..25 {
+        submit(&nodes[l].engine, insert(b)).await.expect("insert");
+        acked.push(insert(b));
+    }
+    let d = TempDir::new().expect("tempdir");
+    let mut c = config(4, &d);
+    c.join = Some(nodes[l].node.member.cluster_addr.clone());
+    c.log_kept_after_snapshot = 0;
+    nodes.push(start(c, d).await);
+    wait_for(Duration::from_secs(30), "four voters", || {
+        nodes[l].node.status().voters.len() == 4
+    })
+    .await;
+    let index = nodes[l].node.status().applied_index.expect("applied");
+    let all: Vec<&TestNode> = nodes.iter().collect();
+    let statuses = applied_everywhere(&all, index).await;
+    let expected = reference_hash(&acked);
+    for s in &statuses {
+        assert_eq!(s.events, acked.len() as u64, "node {}", s.node_id);
+        assert_eq!(
+            s.state_hash.as_deref(),
+            Some(expected.as_str()),
+            "node {}",
+            s.node_id
+        );
+        assert_eq!(s.log_root, statuses[0].log_root, "node {}", s.node_id);
+    }
+    assert!(
+        nodes[3].engine.snapshots().expect("snapshots").len() == 1,
+        "the new node installed a snapshot"
+    );
+    let on_leader = nodes[l].engine.inclusion_proof(3, None).expect("proof");
+    let on_new = nodes[3].engine.inclusion_proof(3, None).expect("proof");
+    assert_eq!(on_leader, on_new);
+    stop(nodes).await;
+}
