@@ -823,13 +823,18 @@ impl Database {
                 .map_err(|e| SqlFailure::Query(e.into()))?;
             let mut session = valori_query::session::Session::default();
             runtime
-                .block_on(engine.run_sql(
-                    &query,
-                    values,
-                    &mut session,
-                    valori_query::statement::Access::ReadWrite,
-                ))
-                .and_then(valori_query::statement::Outcome::into_output)
+                .block_on(async {
+                    engine
+                        .run_sql(
+                            &query,
+                            values,
+                            &mut session,
+                            valori_query::statement::Access::ReadWrite,
+                        )
+                        .await?
+                        .into_output()
+                        .await
+                })
                 .map_err(SqlFailure::Query)
         });
         let output = output.map_err(sql_failure)?;

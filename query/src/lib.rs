@@ -47,6 +47,7 @@ pub mod metadata_functions;
 pub mod ops;
 pub mod pgvector;
 pub mod provider;
+pub mod rows;
 pub mod session;
 pub mod settings;
 pub mod sql_text;
@@ -341,7 +342,7 @@ impl QueryEngine {
             .run(prepared, params, &mut session, statement::Access::ReadOnly)
             .await?
         {
-            statement::Outcome::Rows(output) => Ok(output),
+            statement::Outcome::Rows(rows) => rows.collect().await,
             _ => Ok(QueryOutput {
                 schema: Arc::new(datafusion::arrow::datatypes::Schema::empty()),
                 batches: Vec::new(),

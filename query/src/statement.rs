@@ -48,20 +48,23 @@ use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::physical_plan::execution_plan::reset_plan_states;
-use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Tokenizer;
+use futures::StreamExt;
 use valori_core::limits;
 
 use crate::functions::DistanceFunction;
 use crate::knn::{BoundParams, ValoriKnnExec};
 use crate::provider::CollectionScanExec;
+use crate::rows::Rows;
 use crate::session::Session;
 use crate::settings::ValoriOptions;
 use crate::write::{self, Column, CopyFormat, WriteOutcome, WriteStatement};
@@ -180,7 +183,8 @@ pub enum Access {
 #[derive(Debug)]
 pub enum Outcome {
     Empty,
-    Rows(QueryOutput),
+    /// A query's rows, produced as they are read ([`Rows`]).
+    Rows(Rows),
     /// A command or a write: its command tag (`INSERT`, `SET`, …), the
     /// rows it wrote, and messages for the client that are not errors.
     Done {
@@ -201,9 +205,9 @@ impl Outcome {
     /// with a table (REST, Python): a query's rows; for a command or a
     /// write one row of `command` (its tag) and `rows` (rows written, or
     /// NULL); no columns for an empty statement.
-    pub fn into_output(self) -> Result<QueryOutput, QueryError> {
+    pub async fn into_output(self) -> Result<QueryOutput, QueryError> {
         let (tag, rows) = match self {
-            Outcome::Rows(output) => return Ok(output),
+            Outcome::Rows(rows) => return rows.collect().await,
             Outcome::Empty => {
                 return Ok(QueryOutput {
                     schema: Arc::new(Schema::empty()),
@@ -893,16 +897,17 @@ impl QueryEngine {
             }
             Kind::Query(plan) => {
                 let limit = effective_timeout(self.limits.statement_timeout, session);
-                let run = self.run_query(prepared, plan, params, session);
-                let output = tokio::time::timeout(limit, run)
+                let deadline = tokio::time::Instant::now() + limit;
+                let run = self.run_query(prepared, plan, params, session, deadline, limit);
+                let rows = tokio::time::timeout_at(deadline, run)
                     .await
                     .map_err(|_| QueryError::Timeout { after: limit })?;
-                if let Err(QueryError::Conflict(_)) = &output {
+                if let Err(QueryError::Conflict(_)) = &rows {
                     // Made for a table since dropped or created again: the
                     // next prepare of this text plans it anew.
                     write_cache(&self.plans).remove(&prepared.sql);
                 }
-                Ok(Outcome::Rows(output?))
+                Ok(Outcome::Rows(rows?))
             }
         }
     }
@@ -987,7 +992,9 @@ impl QueryEngine {
         plan: &QueryPlan,
         params: Vec<ScalarValue>,
         session: &Session,
-    ) -> Result<QueryOutput, QueryError> {
+        deadline: tokio::time::Instant,
+        limit: Duration,
+    ) -> Result<Rows, QueryError> {
         let (logical, physical) = match plan {
             QueryPlan::Planned { logical, physical } => (logical, physical),
             QueryPlan::Deep => {
@@ -995,29 +1002,44 @@ impl QueryEngine {
                 let sql = prepared.sql.clone();
                 let shape = prepared.shape;
                 let session = session.clone();
-                return on_deep_stack(async move {
+                // Run to its end on the deep statement's own stack (and
+                // within the caller's deadline, which bounds this await).
+                let output = on_deep_stack(async move {
                     let planned = this.prepare_shaped(&sql, shape).await?;
                     let QueryPlan::Planned { logical, physical } = &planned.kind_query()? else {
                         return Err(internal("a deep statement planned as deep"));
                     };
-                    this.execute_plan(&planned, logical, physical.as_ref(), params, &session)
-                        .await
+                    let mut stream = this
+                        .execute_plan(logical, physical.as_ref(), params, &session)
+                        .await?;
+                    let mut batches = Vec::new();
+                    while let Some(batch) = stream.next().await {
+                        batches.push(batch?);
+                    }
+                    Ok(QueryOutput {
+                        schema: Arc::clone(&planned.schema),
+                        batches,
+                    })
                 })
-                .await;
+                .await?;
+                return Ok(Rows::from_output(output));
             }
         };
-        self.execute_plan(prepared, logical, physical.as_ref(), params, session)
-            .await
+        let stream = self
+            .execute_plan(logical, physical.as_ref(), params, session)
+            .await?;
+        Rows::start(Arc::clone(&prepared.schema), stream, deadline, limit).await
     }
 
+    /// Starts a planned query: a fresh copy of the kept physical plan
+    /// with `params` bound, or the logical plan bound and planned now.
     async fn execute_plan(
         &self,
-        prepared: &Prepared,
         logical: &LogicalPlan,
         physical: Option<&Arc<dyn ExecutionPlan>>,
         params: Vec<ScalarValue>,
         session: &Session,
-    ) -> Result<QueryOutput, QueryError> {
+    ) -> Result<SendableRecordBatchStream, QueryError> {
         let options = ValoriOptions::from(&session.search);
         let (physical, task) = match physical {
             Some(kept) => {
@@ -1048,11 +1070,7 @@ impl QueryEngine {
                 (physical, state.task_ctx())
             }
         };
-        let batches: Vec<RecordBatch> = collect(physical, task).await?;
-        Ok(QueryOutput {
-            schema: Arc::clone(&prepared.schema),
-            batches,
-        })
+        Ok(execute_stream(physical, task)?)
     }
 }
 
@@ -1110,10 +1128,10 @@ fn run_command(command: &Command, session: &mut Session) -> Result<Outcome, Quer
                 ]))],
             )
             .map_err(|e| internal(e.to_string()))?;
-            Outcome::Rows(QueryOutput {
+            Outcome::Rows(Rows::from_output(QueryOutput {
                 schema,
                 batches: vec![batch],
-            })
+            }))
         }
     })
 }

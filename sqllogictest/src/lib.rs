@@ -107,7 +107,7 @@ impl AsyncDB for ValoriDb {
             .run(&prepared, Vec::new(), &mut self.session, Access::ReadWrite)
             .await?;
         let output = match outcome {
-            Outcome::Rows(output) => output,
+            Outcome::Rows(rows) => rows.collect().await?,
             Outcome::Done { rows, .. } => {
                 return Ok(DBOutput::StatementComplete(rows.unwrap_or(0)));
             }

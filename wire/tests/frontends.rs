@@ -167,7 +167,8 @@ async fn in_process(query: &QueryEngine) -> Vec<Answer> {
             .await;
         answers.push(match outcome {
             Err(e) => Answer::Error(e.to_string()),
-            Ok(Outcome::Rows(output)) => {
+            Ok(Outcome::Rows(streamed)) => {
+                let output = streamed.collect().await.unwrap();
                 let mut rows = Vec::new();
                 for batch in &output.batches {
                     let formatters: Vec<ArrayFormatter> = batch

@@ -764,6 +764,85 @@ async fn timeout_and_cancel() {
     server.stop().await;
 }
 
+/// Proves answers are streamed over the protocol, not collected first: a
+/// portal over a series of 10^12 rows (collecting it would take hours)
+/// answers its first chunks of 1,000 rows in order, as server-side
+/// cursors and psql's FETCH_COUNT read them; as a simple query, the same
+/// series streams rows until the statement timeout ends it with 57014,
+/// or a cancel request sent while rows arrive does; the connection stays
+/// usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_answers_are_streamed() {
+    use futures::StreamExt;
+    let server = Server::start(&[]).await;
+    let mut client = server.client().await;
+    let endless = "SELECT value FROM generate_series(1, 1000000000000)";
+    client
+        .batch_execute("SET statement_timeout = 5000")
+        .await
+        .unwrap();
+    let tx = client.transaction().await.unwrap();
+    let statement = tx.prepare(endless).await.unwrap();
+    let portal = tx.bind(&statement, &[]).await.unwrap();
+    let mut next = 1_i64;
+    for _ in 0..3 {
+        let rows = tx.query_portal(&portal, 1000).await.unwrap();
+        assert_eq!(rows.len(), 1000);
+        for row in rows {
+            assert_eq!(row.get::<_, i64>(0), next);
+            next += 1;
+        }
+    }
+    drop(portal);
+    tx.rollback().await.unwrap();
+
+    client
+        .batch_execute("SET statement_timeout = 300")
+        .await
+        .unwrap();
+    let rows = client.simple_query_raw(endless).await.unwrap();
+    futures::pin_mut!(rows);
+    let mut read = 0_u64;
+    let ended = loop {
+        match rows.next().await {
+            Some(Ok(SimpleQueryMessage::Row(_))) => read += 1,
+            Some(Ok(_)) => {}
+            Some(Err(e)) => break e,
+            None => panic!("the series ended after {read} rows"),
+        }
+    };
+    assert_eq!(code(&ended), "57014");
+    assert!(read > 0, "rows arrived before the timeout");
+
+    client
+        .batch_execute("SET statement_timeout = 0")
+        .await
+        .unwrap();
+    let rows = client.simple_query_raw(endless).await.unwrap();
+    futures::pin_mut!(rows);
+    let mut read = 0_u64;
+    let ended = loop {
+        match rows.next().await {
+            Some(Ok(SimpleQueryMessage::Row(_))) => {
+                read += 1;
+                if read == 10_000 {
+                    client.cancel_token().cancel_query(NoTls).await.unwrap();
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => break e,
+            None => panic!("the series ended after {read} rows"),
+        }
+    };
+    assert_eq!(code(&ended), "57014");
+    let message = ended.as_db_error().unwrap().message();
+    assert!(message.contains("user request"), "{message}");
+    assert!(read >= 10_000);
+    let one: i32 = client.query_one("SELECT 1::INT", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    server.stop().await;
+}
+
 /// Proves many connections at once each see their own writes and the
 /// total is exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,7 +25,7 @@ async fn rows(
     s: &mut Session,
 ) -> Vec<u64> {
     match q.run(p, params, s, Access::ReadOnly).await.unwrap() {
-        Outcome::Rows(output) => ids(&output.batches),
+        Outcome::Rows(rows) => ids(&rows.collect().await.unwrap().batches),
         other => panic!("expected rows, got {other:?}"),
     }
 }
@@ -258,7 +258,10 @@ fn values_are_never_spliced() {
             .await
             .unwrap()
         {
-            Outcome::Rows(o) => o
+            Outcome::Rows(rows) => rows
+                .collect()
+                .await
+                .unwrap()
                 .batches
                 .iter()
                 .flat_map(|b| b.column(0).as_primitive::<UInt64Type>().values().to_vec())
@@ -299,9 +302,13 @@ fn a_plan_for_a_recreated_table_is_made_again() {
             let q = q.clone();
             let mut session = s.clone();
             async move {
-                q.run_sql(sql, params, &mut session, Access::ReadWrite)
+                match q
+                    .run_sql(sql, params, &mut session, Access::ReadWrite)
                     .await
-                    .and_then(Outcome::into_output)
+                {
+                    Ok(outcome) => outcome.into_output().await,
+                    Err(e) => Err(e),
+                }
             }
         };
         let knn = "SELECT id FROM t ORDER BY vec <-> $1 LIMIT 1";
@@ -357,5 +364,105 @@ fn catalog_placeholders_take_the_oid_type() {
                 datafusion::arrow::datatypes::DataType::UInt32
             )]
         );
+    });
+}
+
+/// The values of the first column of a batch of `generate_series`.
+fn series_values(batch: &datafusion::arrow::array::RecordBatch) -> Vec<i64> {
+    batch
+        .column(0)
+        .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+        .values()
+        .to_vec()
+}
+
+/// Proves a query's answer is streamed, not collected: `run` returns on
+/// the first batch of a series of 10^12 rows (collecting it would take
+/// hours and terabytes), and the batches read next continue the series
+/// where the previous one stopped.
+#[test]
+fn a_query_answer_streams_batch_by_batch() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let q = QueryEngine::new(Arc::new(Engine::open(dir.path()).unwrap()));
+    block_on(async {
+        let mut s = Session::default();
+        let outcome = q
+            .run_sql(
+                "SELECT value FROM generate_series(1, 1000000000000)",
+                vec![],
+                &mut s,
+                Access::ReadOnly,
+            )
+            .await
+            .unwrap();
+        let Outcome::Rows(mut rows) = outcome else {
+            panic!("expected rows, got {outcome:?}");
+        };
+        assert_eq!(rows.schema().field(0).name(), "value");
+        let mut next = 1_i64;
+        for _ in 0..4 {
+            let batch = rows.next().await.unwrap().unwrap();
+            let values = series_values(&batch);
+            assert!(!values.is_empty());
+            let expected: Vec<i64> = (next..next + values.len() as i64).collect();
+            assert_eq!(values, expected);
+            next += values.len() as i64;
+        }
+        assert!(next > 4, "four batches of the series were read");
+    });
+}
+
+/// Proves the statement timeout covers the whole streamed answer, not only
+/// its start: with `statement_timeout` 300 ms, the first batch of an
+/// endless series arrives, and reading on ends with `QueryError::Timeout`
+/// and then the end of the stream; the engine answers the next statement.
+#[test]
+fn the_statement_timeout_ends_a_stream_that_outlives_it() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let q = QueryEngine::new(Arc::new(Engine::open(dir.path()).unwrap()));
+    block_on(async {
+        let mut s = Session::default();
+        s.set("statement_timeout", "300ms").unwrap();
+        let outcome = q
+            .run_sql(
+                "SELECT value FROM generate_series(1, 1000000000000)",
+                vec![],
+                &mut s,
+                Access::ReadOnly,
+            )
+            .await
+            .unwrap();
+        let Outcome::Rows(mut rows) = outcome else {
+            panic!("expected rows, got {outcome:?}");
+        };
+        let first = rows.next().await.unwrap().unwrap();
+        assert_eq!(series_values(&first)[0], 1);
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        let ended = loop {
+            match rows.next().await {
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => break e,
+                None => panic!("the series ended before its timeout"),
+            }
+        };
+        assert!(
+            matches!(ended, QueryError::Timeout { after } if after.as_millis() == 300),
+            "{ended:?}"
+        );
+        assert!(rows.next().await.is_none());
+        let answer = q
+            .run_sql("SELECT 41 + 1 AS x", vec![], &mut s, Access::ReadOnly)
+            .await
+            .unwrap()
+            .into_output()
+            .await
+            .unwrap();
+        let x = answer.batches[0]
+            .column(0)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+            .value(0);
+        assert_eq!(x, 42);
     });
 }

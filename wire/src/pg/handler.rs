@@ -16,18 +16,21 @@
 //! does not undo it.
 
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::BytesMut;
-use futures::{Sink, SinkExt, stream};
+use futures::{Sink, SinkExt, StreamExt, stream};
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{CopyResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, DEFAULT_NAME, METADATA_USER, Type};
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionHandle, DEFAULT_NAME, METADATA_USER, Type,
+};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
@@ -36,13 +39,15 @@ use pgwire::messages::extendedquery::{Parse, ParseComplete};
 use pgwire::messages::response::NoticeResponse;
 use tokio::sync::RwLock;
 use valori_core::limits;
+use valori_query::datafusion::arrow::array::RecordBatch;
 use valori_query::datafusion::arrow::array::{Array, ArrayRef};
 use valori_query::datafusion::arrow::compute::cast;
 use valori_query::datafusion::arrow::datatypes::DataType;
 use valori_query::datafusion::common::ScalarValue;
+use valori_query::rows::Rows;
 use valori_query::session::{Session, startup_options};
 use valori_query::statement::{Access, CopyIn, Outcome, ParamType, Prepared};
-use valori_query::{QueryEngine, QueryOutput, sql_text};
+use valori_query::{QueryEngine, sql_text};
 
 use super::error::{PgError, SqlState};
 use super::types::{self, VECTOR_ARRAY_OID, VECTOR_OID, param_value, pg_type};
@@ -155,52 +160,105 @@ fn arrow_type(ty: &Type) -> Option<DataType> {
     })
 }
 
-/// The output's rows encoded for `fields` (whose types a Describe may
+/// A batch's rows encoded for `fields` (whose types a Describe may
 /// already have announced).
-fn encode_rows(output: &QueryOutput, fields: &[FieldInfo]) -> Result<Vec<DataRow>, PgError> {
-    if output.schema.fields().len() != fields.len() {
+fn encode_batch(batch: &RecordBatch, fields: &[FieldInfo]) -> Result<Vec<DataRow>, PgError> {
+    let columns: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .zip(fields)
+        .map(|(array, field)| {
+            let ty = field.datatype();
+            if pg_type(array.data_type()) == *ty || *ty == Type::TEXT {
+                return Ok(Arc::clone(array));
+            }
+            match arrow_type(ty) {
+                Some(target) => cast(array, &target).map_err(|e| {
+                    PgError::new(
+                        SqlState::DataException,
+                        format!("column {}: {e}", field.name()),
+                    )
+                }),
+                None => Ok(Arc::clone(array)),
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        let mut data = BytesMut::with_capacity(64);
+        for (array, field) in columns.iter().zip(fields) {
+            let format = if *field.datatype() == Type::TEXT {
+                // The binary form of text is its text.
+                FieldFormat::Text
+            } else {
+                field.format()
+            };
+            types::encode_value(&mut data, array.as_ref(), row, field.datatype(), format)?;
+        }
+        rows.push(DataRow::new(data, fields.len() as i16));
+    }
+    Ok(rows)
+}
+
+/// A query's rows as they are produced, each batch encoded for `fields`
+/// when it arrives: an answer larger than memory is sent while it is
+/// read, never held whole.
+///
+/// A cancel request for the connection (`handle`) ends the rows with
+/// 57014. The protocol library watches for cancel requests only while a
+/// statement starts (until its first batch); once the rows are being
+/// sent it no longer waits for that signal, so the stream registers for
+/// it itself when it is first read.
+fn row_stream(
+    rows: Rows,
+    fields: Arc<Vec<FieldInfo>>,
+    handle: Option<Arc<ConnectionHandle>>,
+) -> Result<Response, PgError> {
+    if rows.schema().fields().len() != fields.len() {
         return Err(PgError::new(
             SqlState::SerializationFailure,
             "the statement's columns changed since it was prepared; prepare it again",
         ));
     }
-    let mut rows = Vec::new();
-    for batch in &output.batches {
-        let columns: Vec<ArrayRef> = batch
-            .columns()
-            .iter()
-            .zip(fields)
-            .map(|(array, field)| {
-                let ty = field.datatype();
-                if pg_type(array.data_type()) == *ty || *ty == Type::TEXT {
-                    return Ok(Arc::clone(array));
-                }
-                match arrow_type(ty) {
-                    Some(target) => cast(array, &target).map_err(|e| {
-                        PgError::new(
-                            SqlState::DataException,
-                            format!("column {}: {e}", field.name()),
-                        )
-                    }),
-                    None => Ok(Arc::clone(array)),
-                }
-            })
-            .collect::<Result<_, _>>()?;
-        for row in 0..batch.num_rows() {
-            let mut data = BytesMut::with_capacity(64);
-            for (array, field) in columns.iter().zip(fields) {
-                let format = if *field.datatype() == Type::TEXT {
-                    // The binary form of text is its text.
-                    FieldFormat::Text
-                } else {
-                    field.format()
-                };
-                types::encode_value(&mut data, array.as_ref(), row, field.datatype(), format)?;
+    let encoded = Arc::clone(&fields);
+    let data = rows
+        .map(move |batch| {
+            let encoded = batch
+                .map_err(PgError::from)
+                .and_then(|batch| encode_batch(&batch, &encoded));
+            let rows: Vec<PgWireResult<DataRow>> = match encoded {
+                Ok(rows) => rows.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e.into())],
+            };
+            stream::iter(rows)
+        })
+        .flatten();
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&cancelled);
+    let cancel = async move {
+        if let Some(handle) = handle {
+            // `Err`: the next statement registered in its turn; this
+            // one has ended.
+            if handle.start_query().await.await.is_ok() {
+                flag.store(true, Ordering::Release);
+                return;
             }
-            rows.push(DataRow::new(data, fields.len() as i16));
         }
-    }
-    Ok(rows)
+        futures::future::pending::<()>().await;
+    };
+    let ended = stream::once(async move { cancelled.load(Ordering::Acquire) }).filter_map(
+        |cancelled| async move {
+            cancelled.then(|| {
+                Err(PgError::new(
+                    SqlState::QueryCanceled,
+                    "canceling statement due to user request",
+                )
+                .into())
+            })
+        },
+    );
+    let data = data.take_until(cancel).chain(ended);
+    Ok(Response::Query(QueryResponse::new(fields, data)))
 }
 
 /// The type a client gave for a parameter OID that Postgres's built-in
@@ -212,13 +270,6 @@ fn client_type(oid: u32) -> Option<Type> {
         VECTOR_ARRAY_OID => Some(types::vector_array_type()),
         other => Type::from_oid(other),
     }
-}
-
-fn query_response(fields: Vec<FieldInfo>, rows: Vec<DataRow>) -> Response {
-    Response::Query(QueryResponse::new(
-        Arc::new(fields),
-        stream::iter(rows.into_iter().map(Ok)),
-    ))
 }
 
 /// Statement handling shared by every connection.
@@ -326,13 +377,13 @@ impl Handler {
                 });
                 Response::CopyIn(CopyResponse::new(0, n, stream::empty()))
             }
-            Outcome::Rows(output) => {
+            Outcome::Rows(rows) => {
                 let fields = match fields {
                     // Extended protocol: the columns Describe announced.
                     Some(format) => field_infos(&result_fields(prepared), format),
                     None => {
-                        let described: Vec<(String, Type)> = output
-                            .schema
+                        let described: Vec<(String, Type)> = rows
+                            .schema()
                             .fields()
                             .iter()
                             .map(|f| (f.name().clone(), types::field_pg_type(f)))
@@ -343,8 +394,11 @@ impl Handler {
                 if fields.is_empty() {
                     return Ok(Response::Execution(Tag::new("OK")));
                 }
-                let rows = encode_rows(&output, &fields)?;
-                query_response(fields, rows)
+                let handle = client
+                    .session_extensions()
+                    .get::<Arc<ConnectionHandle>>()
+                    .map(|h| Arc::clone(&*h));
+                row_stream(rows, Arc::new(fields), handle)?
             }
         })
     }

@@ -85,8 +85,10 @@ pub async fn sql_query(
         .query
         .run_sql(&body.query, params, &mut session, access)
         .await?;
+    // JSON answers whole: the rows are collected here.
+    let output = outcome.into_output().await?;
     state.metrics.search_latency.observe(started.elapsed());
-    answer(&headers, &outcome.into_output()?)
+    answer(&headers, &output)
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,143 @@
+//! A query's rows as they are produced.
+//!
+//! [`QueryEngine::run`](crate::QueryEngine::run) answers a query with
+//! [`Rows`]: the record batches of DataFusion's stream, passed on one by
+//! one, so a front end sends a large answer while it is being read
+//! instead of holding all of it. The statement's timeout still covers
+//! the whole answer: a stream still running at the statement's deadline
+//! ends with [`QueryError::Timeout`].
+//!
+//! The first batch is produced before `run` returns, so an error that
+//! stops a statement before its first row (an unknown table, a vector of
+//! the wrong dimension, a plan made for a table since dropped) is the
+//! error of `run` itself, as for a statement that was collected whole.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::execution::SendableRecordBatchStream;
+use futures::{Stream, StreamExt};
+use tokio::time::{Instant, Sleep};
+
+use crate::{QueryError, QueryOutput};
+
+/// The rows of one query, as a stream of record batches with the
+/// statement's schema (also when there are no rows).
+pub struct Rows {
+    schema: SchemaRef,
+    /// Produced while the statement started, not yet taken.
+    first: Option<RecordBatch>,
+    /// Batches produced so far by a statement that was collected whole
+    /// (deep statements; [`Rows::from_output`]).
+    ready: std::vec::IntoIter<RecordBatch>,
+    /// The rest of the answer; `None` once it ended or failed.
+    rest: Option<SendableRecordBatchStream>,
+    /// When `rest` must have ended (`None` when there is no `rest`).
+    deadline: Option<Pin<Box<Sleep>>>,
+    limit: Duration,
+}
+
+impl std::fmt::Debug for Rows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rows")
+            .field("schema", &self.schema)
+            .field("running", &self.rest.is_some())
+            .finish()
+    }
+}
+
+impl Rows {
+    /// Starts `stream`: waits, at most until `deadline`, for its first
+    /// batch.
+    pub(crate) async fn start(
+        schema: SchemaRef,
+        mut stream: SendableRecordBatchStream,
+        deadline: Instant,
+        limit: Duration,
+    ) -> Result<Rows, QueryError> {
+        let first = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .map_err(|_| QueryError::Timeout { after: limit })?
+            .transpose()?;
+        Ok(Rows {
+            schema,
+            rest: first.is_some().then_some(stream),
+            first,
+            ready: Vec::new().into_iter(),
+            deadline: Some(Box::pin(tokio::time::sleep_until(deadline))),
+            limit,
+        })
+    }
+
+    /// Rows already collected.
+    pub fn from_output(output: QueryOutput) -> Rows {
+        Rows {
+            schema: output.schema,
+            first: None,
+            ready: output.batches.into_iter(),
+            rest: None,
+            deadline: None,
+            limit: Duration::ZERO,
+        }
+    }
+
+    /// The columns of every batch.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Every remaining batch, for front ends that answer with the whole
+    /// result at once (REST's JSON, Python's DataFrames).
+    pub async fn collect(mut self) -> Result<QueryOutput, QueryError> {
+        let mut batches = Vec::new();
+        while let Some(batch) = self.next().await {
+            batches.push(batch?);
+        }
+        Ok(QueryOutput {
+            schema: self.schema,
+            batches,
+        })
+    }
+}
+
+impl Stream for Rows {
+    type Item = Result<RecordBatch, QueryError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some(batch) = this.first.take() {
+            return Poll::Ready(Some(Ok(batch)));
+        }
+        if let Some(batch) = this.ready.next() {
+            return Poll::Ready(Some(Ok(batch)));
+        }
+        let Some(stream) = this.rest.as_mut() else {
+            return Poll::Ready(None);
+        };
+        // Checked before polling as well: a stream whose batches are
+        // always ready would otherwise never let the deadline fire.
+        let late = this
+            .deadline
+            .as_mut()
+            .is_some_and(|d| d.is_elapsed() || d.as_mut().poll(cx).is_ready());
+        if late {
+            this.rest = None;
+            return Poll::Ready(Some(Err(QueryError::Timeout { after: this.limit })));
+        }
+        match stream.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(batch))) => Poll::Ready(Some(Ok(batch))),
+            Poll::Ready(Some(Err(e))) => {
+                this.rest = None;
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                this.rest = None;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
