@@ -421,7 +421,6 @@ pub fn session_with(engine: Arc<Engine>, memory_bytes: usize) -> SessionContext 
         .build_arc()
         .expect("invariant: a runtime environment with a memory pool and no disk builds");
     let config = SessionConfig::new()
-        .with_information_schema(true)
         .with_default_catalog_and_schema(CATALOG, SCHEMA)
         .with_option_extension(ValoriOptions::default());
     let state = SessionStateBuilder::new()

@@ -554,3 +554,110 @@ fn char_columns_hold_one_character() {
     assert!(column.as_string::<i32>().iter().all(|v| v == Some("r")));
     assert!(column.len() >= 2);
 }
+
+/// Proves `information_schema` describes the state with Postgres's
+/// conventions (as Postgres 16 answers for a pgvector table): the user's
+/// tables as `BASE TABLE`s of `public`, their columns in order with
+/// Postgres's type names — `bigint`/`int8` with binary precision 64,
+/// pgvector's type as `USER-DEFINED`/`vector`, an `integer[]` as
+/// `ARRAY`/`_int4` — and NOT NULL; the catalog's own tables as views; a
+/// table created later is listed; a view the schema does not have is an
+/// error naming it, never "no rows".
+#[test]
+fn information_schema_describes_the_state() {
+    let db = db();
+    assert_eq!(
+        run(
+            &db,
+            "SELECT table_catalog, table_name, table_type, is_insertable_into \
+             FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name",
+            vec![],
+        )
+        .unwrap(),
+        vec![
+            vec!["valori", "docs", "BASE TABLE", "YES"],
+            vec!["valori", "zeta", "BASE TABLE", "YES"],
+        ]
+    );
+    assert_eq!(
+        run(
+            &db,
+            "SELECT column_name, ordinal_position, data_type, udt_name, is_nullable, \
+             numeric_precision, numeric_precision_radix, numeric_scale, column_default \
+             FROM information_schema.columns WHERE table_schema = 'public' \
+             AND table_name = 'docs' ORDER BY ordinal_position",
+            vec![],
+        )
+        .unwrap(),
+        vec![
+            vec!["id", "1", "bigint", "int8", "NO", "64", "2", "0", "NULL"],
+            vec![
+                "vec",
+                "2",
+                "USER-DEFINED",
+                "vector",
+                "NO",
+                "NULL",
+                "NULL",
+                "NULL",
+                "NULL"
+            ],
+            vec![
+                "vec_q16", "3", "ARRAY", "_int4", "NO", "NULL", "NULL", "NULL", "NULL"
+            ],
+            vec!["tag", "4", "bigint", "int8", "NO", "64", "2", "0", "NULL"],
+            vec![
+                "metadata", "5", "bytea", "bytea", "NO", "NULL", "NULL", "NULL", "NULL"
+            ],
+        ]
+    );
+    assert_eq!(
+        run(
+            &db,
+            "SELECT table_type FROM information_schema.tables \
+             WHERE table_schema = 'pg_catalog' AND table_name = 'pg_class'",
+            vec![],
+        )
+        .unwrap(),
+        vec![vec!["VIEW"]]
+    );
+    assert_eq!(
+        run(
+            &db,
+            "SELECT schema_name FROM information_schema.schemata ORDER BY schema_name",
+            vec![],
+        )
+        .unwrap(),
+        vec![
+            vec!["information_schema"],
+            vec!["pg_catalog"],
+            vec!["public"]
+        ]
+    );
+    db.engine
+        .submit(Event::CreateCollection {
+            name: CollectionName::new("later").unwrap(),
+            config: CollectionConfig {
+                dim: 4,
+                metric: Metric::Cosine,
+                index: IndexParams::default(),
+            },
+        })
+        .unwrap();
+    assert_eq!(
+        run(
+            &db,
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'later'",
+            vec![],
+        )
+        .unwrap(),
+        vec![vec!["5"]]
+    );
+    let e = run(
+        &db,
+        "SELECT * FROM information_schema.table_constraints",
+        vec![],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("table_constraints"), "{e}");
+}

@@ -27,6 +27,7 @@
 //! (also `int2vector`) and `text[]` are lists.
 
 pub mod functions;
+pub mod information_schema;
 pub mod rewrite;
 pub mod tables;
 

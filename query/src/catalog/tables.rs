@@ -41,6 +41,9 @@ pub enum Col {
     Bool,
     Int2,
     Int4,
+    /// An `integer` that is NULL where a row does not name it
+    /// (`information_schema`'s `cardinal_number`).
+    Cardinal,
     Int8,
     Float4,
     OidArray,
@@ -56,7 +59,7 @@ impl Col {
             Col::Text | Col::Char => DataType::Utf8,
             Col::Bool => DataType::Boolean,
             Col::Int2 => DataType::Int16,
-            Col::Int4 => DataType::Int32,
+            Col::Int4 | Col::Cardinal => DataType::Int32,
             Col::Int8 => DataType::Int64,
             Col::Float4 => DataType::Float32,
             Col::OidArray => list(DataType::UInt32),
@@ -74,6 +77,23 @@ impl Col {
         }
     }
 
+    /// The Postgres type of the column.
+    pub(super) fn type_oid(self) -> u32 {
+        match self {
+            Col::Oid => 26,
+            Col::Text => 25,
+            Col::Char => 18,
+            Col::Bool => 16,
+            Col::Int2 => 21,
+            Col::Int4 | Col::Cardinal => 23,
+            Col::Int8 => 20,
+            Col::Float4 => 700,
+            Col::OidArray => 1028,
+            Col::Int2Array => 1005,
+            Col::TextArray => 1009,
+        }
+    }
+
     /// The value of a column a row does not name: 0, false, `""` for a
     /// `"char"` (Postgres's `'\0'`), NULL for text and arrays.
     fn default(self) -> V {
@@ -85,7 +105,7 @@ impl Col {
             Col::Int4 => V::Int4(0),
             Col::Int8 => V::Int8(0),
             Col::Float4 => V::Float4(0.0),
-            Col::Text | Col::OidArray | Col::Int2Array | Col::TextArray => V::Null,
+            Col::Text | Col::Cardinal | Col::OidArray | Col::Int2Array | Col::TextArray => V::Null,
         }
     }
 }
@@ -106,12 +126,12 @@ pub enum V {
     TextArray(Vec<String>),
 }
 
-fn t(s: &str) -> V {
+pub(super) fn t(s: &str) -> V {
     V::Text(s.to_owned())
 }
 
 /// A row: the values of the columns it names.
-type Row = Vec<(&'static str, V)>;
+pub(super) type Row = Vec<(&'static str, V)>;
 
 /// What a table's rows are built from.
 #[derive(Debug)]
@@ -123,7 +143,7 @@ pub struct Snapshot {
 pub struct Spec {
     pub name: &'static str,
     pub columns: &'static [(&'static str, Col)],
-    rows: fn(&Snapshot) -> Vec<Row>,
+    pub(super) rows: fn(&Snapshot) -> Vec<Row>,
 }
 
 impl std::fmt::Debug for Spec {
@@ -889,20 +909,28 @@ pub fn spec(name: &str) -> Option<&'static Spec> {
     TABLES.iter().find(|s| s.name == name)
 }
 
-/// The `pg_catalog` schema.
+/// A schema of catalog tables: `pg_catalog` ([`TABLES`]) or
+/// `information_schema` ([`super::information_schema::TABLES`]).
 #[derive(Debug)]
-pub struct PgCatalogSchema {
+pub struct CatalogSchema {
+    tables: &'static [Spec],
     engine: Arc<Engine>,
 }
 
+impl CatalogSchema {
+    fn spec(&self, name: &str) -> Option<&'static Spec> {
+        self.tables.iter().find(|s| s.name == name)
+    }
+}
+
 #[async_trait]
-impl SchemaProvider for PgCatalogSchema {
+impl SchemaProvider for CatalogSchema {
     fn table_names(&self) -> Vec<String> {
-        TABLES.iter().map(|s| s.name.to_owned()).collect()
+        self.tables.iter().map(|s| s.name.to_owned()).collect()
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        Ok(spec(name).map(|spec| {
+        Ok(self.spec(name).map(|spec| {
             Arc::new(CatalogTable {
                 spec,
                 schema: spec.schema(),
@@ -912,7 +940,7 @@ impl SchemaProvider for PgCatalogSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        spec(name).is_some()
+        self.spec(name).is_some()
     }
 }
 
@@ -953,10 +981,23 @@ impl TableProvider for CatalogTable {
     }
 }
 
-/// Registers the `pg_catalog` schema in `ctx`'s default catalog.
+/// Registers the `pg_catalog` and `information_schema` schemas in `ctx`'s
+/// default catalog.
 pub fn register(ctx: &SessionContext, engine: Arc<Engine>) {
     if let Some(catalog) = ctx.catalog(CATALOG) {
-        // Replacing a schema of the in-memory catalog cannot fail.
-        let _previous = catalog.register_schema(PG_CATALOG, Arc::new(PgCatalogSchema { engine }));
+        for (name, tables) in [
+            (PG_CATALOG, TABLES),
+            (
+                super::information_schema::INFORMATION_SCHEMA,
+                super::information_schema::TABLES,
+            ),
+        ] {
+            let schema = CatalogSchema {
+                tables,
+                engine: Arc::clone(&engine),
+            };
+            // Replacing a schema of the in-memory catalog cannot fail.
+            let _previous = catalog.register_schema(name, Arc::new(schema));
+        }
     }
 }

@@ -1,0 +1,300 @@
+//! The `information_schema` views, answered from the engine's state.
+//!
+//! The SQL standard's description of a database, as Postgres presents it:
+//! `schemata`, `tables`, `columns` and `views`, with Postgres's type names
+//! (`bigint`, `USER-DEFINED` with `udt_name` `vector`, `ARRAY` with
+//! `udt_name` `_int4`) and its conventions for precision. They list the
+//! user's tables (`public`) and the catalog's own tables (`pg_catalog`,
+//! `information_schema`, which are views here: computed at each scan).
+//! Tables of the standard not listed here are unknown tables: a query
+//! naming one fails, it is never answered "no rows".
+
+use super::tables::{self, Col, Row, Snapshot, Spec, V, t};
+use super::{BUILTIN_TYPES, DATABASE_NAME, OWNER_NAME, TypeRow, VECTOR_OID, attributes, type_rows};
+
+/// The schema's name.
+pub const INFORMATION_SCHEMA: &str = "information_schema";
+
+/// A relation as the views list it.
+struct Listed {
+    schema: &'static str,
+    name: String,
+    /// `BASE TABLE` or `VIEW`.
+    kind: &'static str,
+    /// (name, type OID, nullable)
+    columns: Vec<(String, u32, bool)>,
+}
+
+/// The user's tables, then the catalog's.
+fn listed(snapshot: &Snapshot) -> Vec<Listed> {
+    let mut out: Vec<Listed> = snapshot
+        .relations
+        .iter()
+        .map(|r| Listed {
+            schema: "public",
+            name: r.name.clone(),
+            kind: "BASE TABLE",
+            // Every column of a Valori table is required.
+            columns: attributes(r)
+                .into_iter()
+                .map(|a| (a.name, a.type_oid, false))
+                .collect(),
+        })
+        .collect();
+    for (schema, specs) in [
+        (tables::PG_CATALOG, tables::TABLES),
+        (INFORMATION_SCHEMA, TABLES),
+    ] {
+        out.extend(specs.iter().map(|spec| {
+            Listed {
+                schema,
+                name: spec.name.to_owned(),
+                kind: "VIEW",
+                columns: spec
+                    .columns
+                    .iter()
+                    .map(|(name, col)| ((*name).to_owned(), col.type_oid(), true))
+                    .collect(),
+            }
+        }));
+    }
+    out
+}
+
+/// How `information_schema.columns` describes a type: `data_type`, the
+/// type's schema and name (`udt_schema`, `udt_name`), and for numbers
+/// (precision, radix, scale).
+struct Described {
+    data_type: String,
+    udt_schema: &'static str,
+    udt_name: String,
+    numeric: Option<(i32, i32, Option<i32>)>,
+}
+
+fn describe(type_oid: u32, types: &[TypeRow]) -> Described {
+    let row = types.iter().find(|t| t.oid == type_oid);
+    let udt_name = row.map_or_else(|| "text".to_owned(), |t| t.name.clone());
+    let udt_schema = match row {
+        Some(t) if t.namespace == super::PUBLIC_NAMESPACE_OID => "public",
+        _ => "pg_catalog",
+    };
+    let data_type = if type_oid == VECTOR_OID {
+        "USER-DEFINED".to_owned()
+    } else if row.is_some_and(|t| t.elem != 0) {
+        "ARRAY".to_owned()
+    } else {
+        BUILTIN_TYPES
+            .iter()
+            .find(|b| b.oid == type_oid)
+            .map_or_else(|| "USER-DEFINED".to_owned(), |b| b.sql_name.to_owned())
+    };
+    // Postgres gives integers and floats their binary precision.
+    let numeric = match type_oid {
+        21 => Some((16, 2, Some(0))),
+        23 => Some((32, 2, Some(0))),
+        20 => Some((64, 2, Some(0))),
+        700 => Some((24, 2, None)),
+        701 => Some((53, 2, None)),
+        _ => None,
+    };
+    Described {
+        data_type,
+        udt_schema,
+        udt_name,
+        numeric,
+    }
+}
+
+fn yes_no(yes: bool) -> V {
+    t(if yes { "YES" } else { "NO" })
+}
+
+fn int(n: usize) -> V {
+    V::Int4(i32::try_from(n).unwrap_or(i32::MAX))
+}
+
+use Col::*;
+
+/// Every view of the schema.
+pub static TABLES: &[Spec] = &[
+    Spec {
+        name: "schemata",
+        columns: &[
+            ("catalog_name", Text),
+            ("schema_name", Text),
+            ("schema_owner", Text),
+            ("default_character_set_catalog", Text),
+            ("default_character_set_schema", Text),
+            ("default_character_set_name", Text),
+            ("sql_path", Text),
+        ],
+        rows: |_| {
+            [INFORMATION_SCHEMA, tables::PG_CATALOG, "public"]
+                .into_iter()
+                .map(|schema| {
+                    vec![
+                        ("catalog_name", t(DATABASE_NAME)),
+                        ("schema_name", t(schema)),
+                        ("schema_owner", t(OWNER_NAME)),
+                    ]
+                })
+                .collect()
+        },
+    },
+    Spec {
+        name: "tables",
+        columns: &[
+            ("table_catalog", Text),
+            ("table_schema", Text),
+            ("table_name", Text),
+            ("table_type", Text),
+            ("self_referencing_column_name", Text),
+            ("reference_generation", Text),
+            ("user_defined_type_catalog", Text),
+            ("user_defined_type_schema", Text),
+            ("user_defined_type_name", Text),
+            ("is_insertable_into", Text),
+            ("is_typed", Text),
+            ("commit_action", Text),
+        ],
+        rows: |s| {
+            listed(s)
+                .into_iter()
+                .map(|l| -> Row {
+                    let base = l.kind == "BASE TABLE";
+                    vec![
+                        ("table_catalog", t(DATABASE_NAME)),
+                        ("table_schema", t(l.schema)),
+                        ("table_name", V::Text(l.name)),
+                        ("table_type", t(l.kind)),
+                        ("is_insertable_into", yes_no(base)),
+                        ("is_typed", yes_no(false)),
+                    ]
+                })
+                .collect()
+        },
+    },
+    Spec {
+        name: "views",
+        columns: &[
+            ("table_catalog", Text),
+            ("table_schema", Text),
+            ("table_name", Text),
+            ("view_definition", Text),
+            ("check_option", Text),
+            ("is_updatable", Text),
+            ("is_insertable_into", Text),
+            ("is_trigger_updatable", Text),
+            ("is_trigger_deletable", Text),
+            ("is_trigger_insertable_into", Text),
+        ],
+        rows: |s| {
+            listed(s)
+                .into_iter()
+                .filter(|l| l.kind == "VIEW")
+                .map(|l| -> Row {
+                    // `view_definition` is NULL, as Postgres shows it for
+                    // views the user does not own: these are computed by
+                    // the server, not defined in SQL.
+                    vec![
+                        ("table_catalog", t(DATABASE_NAME)),
+                        ("table_schema", t(l.schema)),
+                        ("table_name", V::Text(l.name)),
+                        ("check_option", t("NONE")),
+                        ("is_updatable", yes_no(false)),
+                        ("is_insertable_into", yes_no(false)),
+                        ("is_trigger_updatable", yes_no(false)),
+                        ("is_trigger_deletable", yes_no(false)),
+                        ("is_trigger_insertable_into", yes_no(false)),
+                    ]
+                })
+                .collect()
+        },
+    },
+    Spec {
+        name: "columns",
+        columns: &[
+            ("table_catalog", Text),
+            ("table_schema", Text),
+            ("table_name", Text),
+            ("column_name", Text),
+            ("ordinal_position", Int4),
+            ("column_default", Text),
+            ("is_nullable", Text),
+            ("data_type", Text),
+            ("character_maximum_length", Cardinal),
+            ("character_octet_length", Cardinal),
+            ("numeric_precision", Cardinal),
+            ("numeric_precision_radix", Cardinal),
+            ("numeric_scale", Cardinal),
+            ("datetime_precision", Cardinal),
+            ("interval_type", Text),
+            ("interval_precision", Cardinal),
+            ("character_set_catalog", Text),
+            ("character_set_schema", Text),
+            ("character_set_name", Text),
+            ("collation_catalog", Text),
+            ("collation_schema", Text),
+            ("collation_name", Text),
+            ("domain_catalog", Text),
+            ("domain_schema", Text),
+            ("domain_name", Text),
+            ("udt_catalog", Text),
+            ("udt_schema", Text),
+            ("udt_name", Text),
+            ("scope_catalog", Text),
+            ("scope_schema", Text),
+            ("scope_name", Text),
+            ("maximum_cardinality", Cardinal),
+            ("dtd_identifier", Text),
+            ("is_self_referencing", Text),
+            ("is_identity", Text),
+            ("identity_generation", Text),
+            ("identity_start", Text),
+            ("identity_increment", Text),
+            ("identity_maximum", Text),
+            ("identity_minimum", Text),
+            ("identity_cycle", Text),
+            ("is_generated", Text),
+            ("generation_expression", Text),
+            ("is_updatable", Text),
+        ],
+        rows: |s| {
+            let types = type_rows();
+            let mut rows = Vec::new();
+            for l in listed(s) {
+                let base = l.kind == "BASE TABLE";
+                for (i, (name, type_oid, nullable)) in l.columns.into_iter().enumerate() {
+                    let d = describe(type_oid, &types);
+                    let mut row: Row = vec![
+                        ("table_catalog", t(DATABASE_NAME)),
+                        ("table_schema", t(l.schema)),
+                        ("table_name", V::Text(l.name.clone())),
+                        ("column_name", V::Text(name)),
+                        ("ordinal_position", int(i + 1)),
+                        ("is_nullable", yes_no(nullable)),
+                        ("data_type", V::Text(d.data_type)),
+                        ("udt_catalog", t(DATABASE_NAME)),
+                        ("udt_schema", t(d.udt_schema)),
+                        ("udt_name", V::Text(d.udt_name)),
+                        ("dtd_identifier", V::Text((i + 1).to_string())),
+                        ("is_self_referencing", yes_no(false)),
+                        ("is_identity", yes_no(false)),
+                        ("identity_cycle", yes_no(false)),
+                        ("is_generated", t("NEVER")),
+                        ("is_updatable", yes_no(base)),
+                    ];
+                    if let Some((precision, radix, scale)) = d.numeric {
+                        row.push(("numeric_precision", V::Int4(precision)));
+                        row.push(("numeric_precision_radix", V::Int4(radix)));
+                        if let Some(scale) = scale {
+                            row.push(("numeric_scale", V::Int4(scale)));
+                        }
+                    }
+                    rows.push(row);
+                }
+            }
+            rows
+        },
+    },
+];
