@@ -560,7 +560,12 @@ fn column_param(column: Column) -> ParamType {
 
 /// `value` as the parameter type says: cast to its type; a vector as its
 /// text form.
-fn bind_value(n: usize, value: ScalarValue, ty: &ParamType) -> Result<ScalarValue, ParamError> {
+fn bind_value(
+    n: usize,
+    value: ScalarValue,
+    ty: &ParamType,
+    planned_once: bool,
+) -> Result<ScalarValue, ParamError> {
     if value.is_null() {
         return Ok(match ty {
             ParamType::Typed(t) => ScalarValue::try_from(t).unwrap_or(value),
@@ -574,6 +579,9 @@ fn bind_value(n: usize, value: ScalarValue, ty: &ParamType) -> Result<ScalarValu
             ScalarValue::Utf8(_) | ScalarValue::LargeUtf8(_) | ScalarValue::Utf8View(_) => {
                 Ok(value)
             }
+            // A kept plan's search reads the components themselves: no
+            // text to print and parse again.
+            _ if planned_once && is_float_vector(&value) => Ok(value),
             ScalarValue::List(_) | ScalarValue::LargeList(_) | ScalarValue::FixedSizeList(_) => {
                 let floats =
                     vector_components(&value).map_err(|reason| ParamError::Vector { n, reason })?;
@@ -620,6 +628,48 @@ fn vector_components(value: &ScalarValue) -> Result<Vec<f32>, String> {
         return Err("a vector has no NULL components".to_owned());
     }
     Ok(floats.values().to_vec())
+}
+
+/// A vector parameter as a value: its `f32` components as a fixed-size
+/// list. A statement planned once passes it to its search as it is; any
+/// other statement takes it as its text form ([`vector_text`]).
+pub fn vector_param(components: Vec<f32>) -> ScalarValue {
+    let n = i32::try_from(components.len()).unwrap_or(i32::MAX);
+    let field = Arc::new(datafusion::arrow::datatypes::Field::new_list_field(
+        DataType::Float32,
+        false,
+    ));
+    let values = Arc::new(datafusion::arrow::array::Float32Array::from(components));
+    match datafusion::arrow::array::FixedSizeListArray::try_new(field, n, values, None) {
+        Ok(list) => ScalarValue::FixedSizeList(Arc::new(list)),
+        // Only a vector longer than i32::MAX components, which no
+        // parameter's bytes can hold, fails to build.
+        Err(e) => ScalarValue::Utf8(Some(format!("invalid vector: {e}"))),
+    }
+}
+
+/// Whether `value` is a list of `f32`s without NULLs, which a search
+/// takes as it is ([`vector_param`]).
+fn is_float_vector(value: &ScalarValue) -> bool {
+    let list: &dyn Array = match value {
+        ScalarValue::FixedSizeList(list) => list.as_ref(),
+        ScalarValue::List(list) => list.as_ref(),
+        _ => return false,
+    };
+    let item_is_f32 = match list.data_type() {
+        DataType::FixedSizeList(item, _) | DataType::List(item) => {
+            *item.data_type() == DataType::Float32
+        }
+        _ => false,
+    };
+    item_is_f32 && list.len() == 1 && list.logical_null_count() == 0 && {
+        let values = match value {
+            ScalarValue::FixedSizeList(l) => l.values().logical_null_count(),
+            ScalarValue::List(l) => l.values().logical_null_count(),
+            _ => 1,
+        };
+        values == 0
+    }
 }
 
 /// pgvector's text form of `f32` components (each the shortest text that
@@ -870,7 +920,9 @@ impl QueryEngine {
             .into_iter()
             .zip(&prepared.params)
             .enumerate()
-            .map(|(i, (value, ty))| bind_value(i + 1, value, ty).map_err(QueryError::Param))
+            .map(|(i, (value, ty))| {
+                bind_value(i + 1, value, ty, prepared.is_planned_once()).map_err(QueryError::Param)
+            })
             .collect()
     }
 

@@ -9,7 +9,7 @@ use datafusion::common::ScalarValue;
 use valori_core::distance::Metric;
 use valori_engine::Engine;
 use valori_query::session::Session;
-use valori_query::statement::{Access, Command, Kind, Outcome, ParamType, Prepared};
+use valori_query::statement::{Access, Command, Kind, Outcome, ParamType, Prepared, vector_param};
 use valori_query::{QueryEngine, QueryError};
 
 use super::{K, QUERIES, block_on, create, exact, glove, ids, literal, name};
@@ -154,6 +154,9 @@ fn prepared_knn_binds_each_run() {
                 .collect();
             let got = rows(q, &unfiltered, vec![utf8(&literal(v))], &mut session).await;
             assert_eq!(got, expected);
+            // The same vector bound as its components (binary parameters).
+            let got = rows(q, &unfiltered, vec![vector_param(v.clone())], &mut session).await;
+            assert_eq!(got, expected, "bound as a list");
             for tag in [3u64, 7] {
                 let expected: Vec<u64> = exact(&g, "docs", v, Some(tag))
                     .iter()
@@ -191,6 +194,16 @@ fn prepared_knn_binds_each_run() {
             .run(
                 &unfiltered,
                 vec![utf8("[1,2]")],
+                &mut session,
+                Access::ReadOnly,
+            )
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("dimensions"), "{e}");
+        let e = q
+            .run(
+                &unfiltered,
+                vec![vector_param(vec![1.0, 2.0])],
                 &mut session,
                 Access::ReadOnly,
             )

@@ -35,6 +35,7 @@ use valori_query::datafusion::arrow::datatypes::{
 };
 use valori_query::datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use valori_query::datafusion::common::ScalarValue;
+use valori_query::statement::vector_param;
 use valori_query::write::{bytea_text, parse_vector_text};
 
 use super::error::{PgError, SqlState};
@@ -359,12 +360,9 @@ pub fn param_value(value: Option<&[u8]>, binary: bool, ty: &Type) -> Result<Scal
             | Type::FLOAT8_ARRAY
             | Type::INT2_ARRAY
             | Type::INT4_ARRAY
-            | Type::INT8_ARRAY => ScalarValue::Utf8(Some(vector_text(
-                &binary_array(bytes).map_err(|e| bad(&e))?,
-            ))),
+            | Type::INT8_ARRAY => vector_param(binary_array(bytes).map_err(|e| bad(&e))?),
             _ if ty.oid() == VECTOR_OID => {
-                let floats = binary_vector(bytes).ok_or_else(|| bad("malformed vector"))?;
-                ScalarValue::Utf8(Some(vector_text(&floats)))
+                vector_param(binary_vector(bytes).ok_or_else(|| bad("malformed vector"))?)
             }
             Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::JSON => {
                 ScalarValue::Utf8(Some(text_of(bytes)?))
@@ -455,12 +453,6 @@ fn array4(b: &[u8]) -> [u8; 4] {
 
 fn array8(b: &[u8]) -> [u8; 8] {
     [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]
-}
-
-/// pgvector's text form of `f32` components.
-pub fn vector_text(values: &[f32]) -> String {
-    let parts: Vec<String> = values.iter().map(|x| x.to_string()).collect();
-    format!("[{}]", parts.join(","))
 }
 
 /// pgvector's binary form: u16 dimension, u16 unused, f32 big-endian.
@@ -556,7 +548,7 @@ mod tests {
         assert_eq!(binary_vector(&bytes[..7]), None);
         assert_eq!(
             param_value(Some(&bytes), true, &vector_type()).unwrap(),
-            utf8("[1.5,-2]")
+            vector_param(vec![1.5, -2.0])
         );
     }
 
@@ -596,7 +588,7 @@ mod tests {
         }
         assert_eq!(
             param_value(Some(&ok), true, &Type::FLOAT4_ARRAY).unwrap(),
-            utf8("[1.5,-2]")
+            vector_param(vec![1.5, -2.0])
         );
         // One element too many for the bytes, a NULL element, and a
         // trailing byte are refused.
