@@ -43,16 +43,7 @@ fn db() -> Db {
     let dir = tempfile::tempdir().unwrap();
     let engine = Arc::new(Engine::open(dir.path()).unwrap());
     for (name, dim) in [("docs", 3), ("zeta", 2)] {
-        engine
-            .submit(Event::CreateCollection {
-                name: CollectionName::new(name).unwrap(),
-                config: CollectionConfig {
-                    dim,
-                    metric: Metric::L2,
-                    index: IndexParams::default(),
-                },
-            })
-            .unwrap();
+        create(&engine, name, dim, Metric::L2);
     }
     let query = QueryEngine::new(Arc::clone(&engine));
     Db {
@@ -60,6 +51,19 @@ fn db() -> Db {
         engine,
         query,
     }
+}
+
+fn create(engine: &Engine, name: &str, dim: u32, metric: Metric) {
+    engine
+        .submit(Event::CreateCollection {
+            name: CollectionName::new(name).unwrap(),
+            config: CollectionConfig {
+                dim,
+                metric,
+                index: IndexParams::default(),
+            },
+        })
+        .unwrap();
 }
 
 /// Runs `sql` as the Postgres front end does (pgvector and catalog syntax
@@ -489,16 +493,7 @@ fn catalog_follows_the_state() {
         .unwrap()
     };
     assert_eq!(count(&db), vec![vec!["2".to_owned()]]);
-    db.engine
-        .submit(Event::CreateCollection {
-            name: CollectionName::new("later").unwrap(),
-            config: CollectionConfig {
-                dim: 4,
-                metric: Metric::Cosine,
-                index: IndexParams::default(),
-            },
-        })
-        .unwrap();
+    create(&db.engine, "later", 4, Metric::Cosine);
     assert_eq!(count(&db), vec![vec!["3".to_owned()]]);
     let got = run(
         &db,
@@ -634,16 +629,7 @@ fn information_schema_describes_the_state() {
             vec!["public"]
         ]
     );
-    db.engine
-        .submit(Event::CreateCollection {
-            name: CollectionName::new("later").unwrap(),
-            config: CollectionConfig {
-                dim: 4,
-                metric: Metric::Cosine,
-                index: IndexParams::default(),
-            },
-        })
-        .unwrap();
+    create(&db.engine, "later", 4, Metric::Cosine);
     assert_eq!(
         run(
             &db,

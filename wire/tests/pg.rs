@@ -764,6 +764,33 @@ async fn timeout_and_cancel() {
     server.stop().await;
 }
 
+/// Reads the rows of a simple query until it fails: how many arrived,
+/// and the error. With `cancel_after`, a cancel request is sent once that
+/// many rows have arrived.
+async fn read_until_error(
+    client: &Client,
+    sql: &str,
+    cancel_after: Option<u64>,
+) -> (u64, tokio_postgres::Error) {
+    use futures::StreamExt;
+    let rows = client.simple_query_raw(sql).await.unwrap();
+    futures::pin_mut!(rows);
+    let mut read = 0_u64;
+    loop {
+        match rows.next().await {
+            Some(Ok(SimpleQueryMessage::Row(_))) => {
+                read += 1;
+                if Some(read) == cancel_after {
+                    client.cancel_token().cancel_query(NoTls).await.unwrap();
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return (read, e),
+            None => panic!("the statement ended after {read} rows"),
+        }
+    }
+}
+
 /// Proves answers are streamed over the protocol, not collected first: a
 /// portal over a series of 10^12 rows (collecting it would take hours)
 /// answers its first chunks of 1,000 rows in order, as server-side
@@ -773,7 +800,6 @@ async fn timeout_and_cancel() {
 /// usable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_answers_are_streamed() {
-    use futures::StreamExt;
     let server = Server::start(&[]).await;
     let mut client = server.client().await;
     let endless = "SELECT value FROM generate_series(1, 1000000000000)";
@@ -800,17 +826,7 @@ async fn large_answers_are_streamed() {
         .batch_execute("SET statement_timeout = 300")
         .await
         .unwrap();
-    let rows = client.simple_query_raw(endless).await.unwrap();
-    futures::pin_mut!(rows);
-    let mut read = 0_u64;
-    let ended = loop {
-        match rows.next().await {
-            Some(Ok(SimpleQueryMessage::Row(_))) => read += 1,
-            Some(Ok(_)) => {}
-            Some(Err(e)) => break e,
-            None => panic!("the series ended after {read} rows"),
-        }
-    };
+    let (read, ended) = read_until_error(&client, endless, None).await;
     assert_eq!(code(&ended), "57014");
     assert!(read > 0, "rows arrived before the timeout");
 
@@ -818,22 +834,7 @@ async fn large_answers_are_streamed() {
         .batch_execute("SET statement_timeout = 0")
         .await
         .unwrap();
-    let rows = client.simple_query_raw(endless).await.unwrap();
-    futures::pin_mut!(rows);
-    let mut read = 0_u64;
-    let ended = loop {
-        match rows.next().await {
-            Some(Ok(SimpleQueryMessage::Row(_))) => {
-                read += 1;
-                if read == 10_000 {
-                    client.cancel_token().cancel_query(NoTls).await.unwrap();
-                }
-            }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => break e,
-            None => panic!("the series ended after {read} rows"),
-        }
-    };
+    let (read, ended) = read_until_error(&client, endless, Some(10_000)).await;
     assert_eq!(code(&ended), "57014");
     let message = ended.as_db_error().unwrap().message();
     assert!(message.contains("user request"), "{message}");

@@ -389,6 +389,23 @@ fn series_values(batch: &datafusion::arrow::array::RecordBatch) -> Vec<i64> {
         .to_vec()
 }
 
+/// The rows of a series of 10^12 values, started.
+async fn endless_series(q: &QueryEngine, s: &mut Session) -> valori_query::rows::Rows {
+    let outcome = q
+        .run_sql(
+            "SELECT value FROM generate_series(1, 1000000000000)",
+            vec![],
+            s,
+            Access::ReadOnly,
+        )
+        .await
+        .unwrap();
+    match outcome {
+        Outcome::Rows(rows) => rows,
+        other => panic!("expected rows, got {other:?}"),
+    }
+}
+
 /// Proves a query's answer is streamed, not collected: `run` returns on
 /// the first batch of a series of 10^12 rows (collecting it would take
 /// hours and terabytes), and the batches read next continue the series
@@ -400,18 +417,7 @@ fn a_query_answer_streams_batch_by_batch() {
     let q = QueryEngine::new(Arc::new(Engine::open(dir.path()).unwrap()));
     block_on(async {
         let mut s = Session::default();
-        let outcome = q
-            .run_sql(
-                "SELECT value FROM generate_series(1, 1000000000000)",
-                vec![],
-                &mut s,
-                Access::ReadOnly,
-            )
-            .await
-            .unwrap();
-        let Outcome::Rows(mut rows) = outcome else {
-            panic!("expected rows, got {outcome:?}");
-        };
+        let mut rows = endless_series(&q, &mut s).await;
         assert_eq!(rows.schema().field(0).name(), "value");
         let mut next = 1_i64;
         for _ in 0..4 {
@@ -438,18 +444,7 @@ fn the_statement_timeout_ends_a_stream_that_outlives_it() {
     block_on(async {
         let mut s = Session::default();
         s.set("statement_timeout", "300ms").unwrap();
-        let outcome = q
-            .run_sql(
-                "SELECT value FROM generate_series(1, 1000000000000)",
-                vec![],
-                &mut s,
-                Access::ReadOnly,
-            )
-            .await
-            .unwrap();
-        let Outcome::Rows(mut rows) = outcome else {
-            panic!("expected rows, got {outcome:?}");
-        };
+        let mut rows = endless_series(&q, &mut s).await;
         let first = rows.next().await.unwrap().unwrap();
         assert_eq!(series_values(&first)[0], 1);
         tokio::time::sleep(std::time::Duration::from_millis(400)).await;
