@@ -80,6 +80,7 @@ def main():
     rest, pg = free_port(), free_port()
     proc = subprocess.Popen([args.bin, "serve", "--data-dir", os.path.join(work, "valori"),
                              "--rest-addr", f"127.0.0.1:{rest}", "--pg-addr", f"127.0.0.1:{pg}",
+                             "--flight-addr", "127.0.0.1:0",
                              "--log", "warn"])
 
     def call(path):

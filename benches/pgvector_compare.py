@@ -144,6 +144,7 @@ class Valori:
         self.proc = subprocess.Popen(
             [binary, "serve", "--data-dir", os.path.join(work, "valori"),
              "--rest-addr", f"127.0.0.1:{self.rest_port}", "--pg-addr", f"127.0.0.1:{self.pg_port}",
+             "--flight-addr", "127.0.0.1:0",
              "--log", "warn"])
         self.rest = f"http://127.0.0.1:{self.rest_port}"
         for _ in range(300):

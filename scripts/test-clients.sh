@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Client compatibility tests of the Postgres front end (tests/clients/):
 # psql, psycopg 3, asyncpg, pgvector-python and SQLAlchemy 2 (pytest), and node-postgres
-# (node's test runner).
+# (node's test runner); and of Arrow Flight: pyarrow.flight and ADBC's Flight SQL driver
+# (tests/clients/test_flight.py).
 #
 # Installs what it needs under target/: a Python venv (target/clients-venv:
-# psycopg[binary], asyncpg, pgvector, numpy, pytest, SQLAlchemy 2) and `pg` from npm
+# psycopg[binary], asyncpg, pgvector, numpy, pytest, SQLAlchemy 2, pyarrow, pandas, polars,
+# adbc_driver_flightsql) and `pg` from npm
 # (target/clients-node). Needs python3, psql and node/npm on the PATH.
 # Starts two servers with `valori serve` on free ports: one open, one with the users alice:s3cret:write and
 # bob:r3ad:read (SCRAM). Prints "N passed, N failed" and exits non-zero
@@ -19,7 +21,8 @@ server=$target/debug/valori
 
 venv=$target/clients-venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q "psycopg[binary]" asyncpg pgvector numpy pytest "sqlalchemy>=2"
+"$venv/bin/pip" install -q "psycopg[binary]" asyncpg pgvector numpy pytest "sqlalchemy>=2" \
+    pyarrow pandas polars adbc_driver_flightsql adbc_driver_manager
 
 node_dir=$target/clients-node
 mkdir -p "$node_dir"
@@ -44,19 +47,25 @@ start() {
     for u in "$@"; do users+=(--user "$u"); done
     mkdir -p "$work/$name"
     "$server" serve --data-dir "$work/$name/data" --rest-addr 127.0.0.1:0 \
-        --pg-addr 127.0.0.1:0 "${users[@]}" >"$work/$name/out" 2>"$work/$name/log" &
+        --pg-addr 127.0.0.1:0 --flight-addr 127.0.0.1:0 "${users[@]}" >"$work/$name/out" 2>"$work/$name/log" &
     pids+=($!)
     for _ in $(seq 200); do
         grep -q '^valori listening: ' "$work/$name/out" && break
         sleep 0.1
     done
+    for _ in $(seq 50); do
+        grep -q '^valori flight: ' "$work/$name/out" && break
+        sleep 0.1
+    done
     port=$(sed -n 's|^valori listening: .* postgres://127\.0\.0\.1:\([0-9]*\)$|\1|p' "$work/$name/out")
+    rest_port=$(sed -n 's|^valori listening: rest http://127\.0\.0\.1:\([0-9]*\) .*|\1|p' "$work/$name/out")
+    flight_port=$(sed -n 's|^valori flight: grpc://127\.0\.0\.1:\([0-9]*\)$|\1|p' "$work/$name/out")
     [ -n "$port" ] || { cat "$work/$name/log"; echo "server $name did not start" >&2; exit 1; }
 }
 start open
-export VALORI_PG_PORT=$port
+export VALORI_PG_PORT=$port VALORI_REST_PORT=$rest_port VALORI_FLIGHT_PORT=$flight_port
 start auth alice:s3cret:write bob:r3ad:read
-export VALORI_PG_AUTH_PORT=$port
+export VALORI_PG_AUTH_PORT=$port VALORI_REST_AUTH_PORT=$rest_port VALORI_FLIGHT_AUTH_PORT=$flight_port
 export VALORI_PG_HOST=127.0.0.1
 
 passed=0

@@ -24,6 +24,7 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 rest=$(port)
 pg=$(port)
 "$bin" serve --data-dir "$data/db" --rest-addr "127.0.0.1:$rest" --pg-addr "127.0.0.1:$pg" \
+    --flight-addr 127.0.0.1:0 \
     >"$log" 2>&1 &
 server=$!
 cleanup() {

@@ -85,6 +85,7 @@ def main():
     server = subprocess.Popen(
         [args.bin, "serve", "--data-dir", os.path.join(work, "db"),
          "--rest-addr", f"127.0.0.1:{port}", "--pg-addr", f"127.0.0.1:{free_port()}",
+         "--flight-addr", "127.0.0.1:0",
          "--log", "warn"])
     try:
         for _ in range(200):

@@ -144,6 +144,43 @@ pub fn record_batch(
         None,
     )?;
 
+    assemble(
+        schema(dim, with_f32),
+        Columns {
+            dim,
+            ids,
+            vectors,
+            tags,
+            metadata,
+        },
+    )
+}
+
+/// The columns of exported rows, before they become a [`RecordBatch`]:
+/// `vectors` holds `dim` raw components per row, row-major.
+#[derive(Debug)]
+pub struct Columns {
+    pub dim: u32,
+    pub ids: Vec<u64>,
+    pub vectors: Vec<i32>,
+    pub tags: Vec<u64>,
+    pub metadata: BinaryArray,
+}
+
+/// Builds the batch of `columns` under `schema`, which is [`schema`] of
+/// the columns' dimension (with or without the `vector_f32` view, which
+/// is computed here when the schema has it), possibly with schema-level
+/// metadata added. Streaming exports copy the rows of one batch at a time
+/// and assemble them here, so that every export has the same columns.
+pub fn assemble(schema: SchemaRef, columns: Columns) -> Result<RecordBatch, ArrowError> {
+    let Columns {
+        dim,
+        ids,
+        vectors,
+        tags,
+        metadata,
+    } = columns;
+    let with_f32 = schema.fields().len() == 5;
     let f32_view = if with_f32 {
         Some(f32_array(&vectors, dim)?)
     } else {
@@ -158,7 +195,7 @@ pub fn record_batch(
     if let Some(view) = f32_view {
         columns.push(Arc::new(view));
     }
-    RecordBatch::try_new(schema(dim, with_f32), columns)
+    RecordBatch::try_new(schema, columns)
 }
 
 #[cfg(test)]

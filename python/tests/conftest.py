@@ -103,6 +103,8 @@ class Server:
                 f"127.0.0.1:{self.rest_port}",
                 "--pg-addr",
                 f"127.0.0.1:{self.pg_port}",
+                "--flight-addr",
+                "127.0.0.1:0",
                 *extra,
             ],
             stdout=self.log,

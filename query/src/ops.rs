@@ -306,6 +306,15 @@ impl Rows {
         Ok(())
     }
 
+    /// Appends one row of raw Q16.16 components, as an exact export gives
+    /// them (every `i32` is a Q16.16 value, so nothing is converted).
+    pub fn push_q16(&mut self, row: &[i32]) -> Result<(), OpsError> {
+        self.check_dim(row.len())?;
+        self.values.extend_from_slice(row);
+        self.n += 1;
+        Ok(())
+    }
+
     /// How many rows.
     pub fn len(&self) -> u64 {
         self.n

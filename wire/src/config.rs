@@ -15,6 +15,8 @@ pub const DEFAULT_REST_ADDR: &str = "127.0.0.1:3000";
 /// Default address of the Postgres protocol (5433, so that a local
 /// PostgreSQL on 5432 does not collide).
 pub const DEFAULT_PG_ADDR: &str = "127.0.0.1:5433";
+/// Default address of Arrow Flight and Flight SQL (gRPC).
+pub const DEFAULT_FLIGHT_ADDR: &str = "127.0.0.1:50051";
 /// Default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "valori_data";
 /// Default largest request body of the REST API.
@@ -43,6 +45,11 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:5433]
     #[arg(long, env = "VALORI_PG_ADDR", value_name = "HOST:PORT")]
     pub pg_addr: Option<SocketAddr>,
+
+    /// Address of Arrow Flight and Flight SQL (pyarrow.flight, ADBC, JDBC).
+    /// [default: 127.0.0.1:50051]
+    #[arg(long, env = "VALORI_FLIGHT_ADDR", value_name = "HOST:PORT")]
+    pub flight_addr: Option<SocketAddr>,
 
     /// A user as NAME:KEY:ROLE with ROLE read or write; repeat for more
     /// (environment: comma-separated). REST clients send the key as
@@ -91,6 +98,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     rest_addr: Option<SocketAddr>,
     pg_addr: Option<SocketAddr>,
+    flight_addr: Option<SocketAddr>,
     #[serde(default)]
     users: Vec<User>,
     body_bytes_max: Option<usize>,
@@ -106,6 +114,7 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub rest_addr: SocketAddr,
     pub pg_addr: SocketAddr,
+    pub flight_addr: SocketAddr,
     pub users: Vec<User>,
     pub body_bytes_max: usize,
     pub index_threads: Option<usize>,
@@ -158,6 +167,10 @@ impl ServeArgs {
                 .pg_addr
                 .or(file.pg_addr)
                 .unwrap_or_else(|| default_addr(DEFAULT_PG_ADDR)),
+            flight_addr: self
+                .flight_addr
+                .or(file.flight_addr)
+                .unwrap_or_else(|| default_addr(DEFAULT_FLIGHT_ADDR)),
             users,
             body_bytes_max: self
                 .body_bytes_max
@@ -209,7 +222,7 @@ impl ServeConfig {
             ));
         }
         if self.users.is_empty() {
-            for addr in [self.rest_addr, self.pg_addr] {
+            for addr in [self.rest_addr, self.pg_addr, self.flight_addr] {
                 if !addr.ip().is_loopback() {
                     return Err(ConfigError::OpenBeyondLoopback { addr });
                 }

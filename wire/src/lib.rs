@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod flight;
 pub mod metrics;
 pub mod pg;
 pub mod rest;

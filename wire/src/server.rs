@@ -1,5 +1,5 @@
-//! `valori serve`: one process serving REST and the Postgres protocol over
-//! one engine, until SIGINT or SIGTERM.
+//! `valori serve`: one process serving REST, the Postgres protocol and
+//! Arrow Flight over one engine, until SIGINT or SIGTERM.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -36,6 +36,7 @@ pub enum ServeError {
 pub struct Running {
     pub rest_addr: std::net::SocketAddr,
     pub pg_addr: std::net::SocketAddr,
+    pub flight_addr: std::net::SocketAddr,
     pub engine: Arc<Engine>,
 }
 
@@ -86,9 +87,11 @@ pub async fn serve(
     };
     let rest_listener = bind(config.rest_addr, "REST").await?;
     let pg_listener = bind(config.pg_addr, "Postgres").await?;
+    let flight_listener = bind(config.flight_addr, "Flight").await?;
     let running = Running {
         rest_addr: rest_listener.local_addr()?,
         pg_addr: pg_listener.local_addr()?,
+        flight_addr: flight_listener.local_addr()?,
         engine: Arc::clone(&engine),
     };
 
@@ -104,6 +107,12 @@ pub async fn serve(
         tracing::info!(users = auth.users().len(), "authentication required");
     }
     let query = QueryEngine::with_limits(Arc::clone(&engine), config.query_limits);
+    let flight_state = Arc::new(crate::flight::FlightState {
+        engine: Arc::clone(&engine),
+        query: query.clone(),
+        auth: Arc::clone(&auth),
+        message_bytes_max: config.body_bytes_max,
+    });
     let state = Arc::new(rest::AppState {
         engine: Arc::clone(&engine),
         query: query.clone(),
@@ -127,7 +136,17 @@ pub async fn serve(
         Arc::clone(&auth),
         stopped(stop_rx.clone()),
     ));
-    tracing::info!(rest = %running.rest_addr, postgres = %running.pg_addr, "listening");
+    let flight_task = tokio::spawn(crate::flight::serve(
+        flight_listener,
+        flight_state,
+        stopped(stop_rx.clone()),
+    ));
+    tracing::info!(
+        rest = %running.rest_addr,
+        postgres = %running.pg_addr,
+        flight = %running.flight_addr,
+        "listening"
+    );
     on_ready(&running);
     drop(running);
 
@@ -143,6 +162,11 @@ pub async fn serve(
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!("Postgres server: {e}"),
         Err(e) => tracing::error!("Postgres server task: {e}"),
+    }
+    match flight_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!("Flight server: {e}"),
+        Err(e) => tracing::error!("Flight server task: {e}"),
     }
     let closing = Arc::clone(&engine);
     let result = tokio::task::spawn_blocking(move || closing.checkpoint())

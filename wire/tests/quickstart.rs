@@ -39,6 +39,8 @@ impl Server {
                 "127.0.0.1:0",
                 "--pg-addr",
                 "127.0.0.1:0",
+                "--flight-addr",
+                "127.0.0.1:0",
             ])
             .arg("--data-dir")
             .arg(dir)

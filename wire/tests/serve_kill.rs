@@ -186,6 +186,8 @@ impl Server {
                 "127.0.0.1:0",
                 "--pg-addr",
                 "127.0.0.1:0",
+                "--flight-addr",
+                "127.0.0.1:0",
                 "--index-threads",
                 "1",
             ])

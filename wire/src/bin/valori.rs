@@ -156,6 +156,14 @@ fn serve(args: ServeArgs) -> ExitCode {
                 running.rest_addr, running.pg_addr
             );
             let _ = std::io::stdout().flush();
+            // A second line for Flight; scripts that read only the first
+            // may have closed stdout by now, which is not an error.
+            let _ = writeln!(
+                std::io::stdout(),
+                "valori flight: grpc://{}",
+                running.flight_addr
+            );
+            let _ = std::io::stdout().flush();
         },
     ));
     match result {

@@ -14,6 +14,7 @@ use valori_wire::config::ServeArgs;
 pub struct Server {
     pub rest: SocketAddr,
     pub pg: SocketAddr,
+    pub flight: SocketAddr,
     pub engine: Arc<Engine>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -29,6 +30,7 @@ impl Server {
             data_dir: Some(dir.path().to_owned()),
             rest_addr: Some("127.0.0.1:0".parse().unwrap()),
             pg_addr: Some("127.0.0.1:0".parse().unwrap()),
+            flight_addr: Some("127.0.0.1:0".parse().unwrap()),
             index_threads: args.index_threads.or(Some(1)),
             ..args
         }
@@ -52,6 +54,7 @@ impl Server {
                         .send((
                             running.rest_addr,
                             running.pg_addr,
+                            running.flight_addr,
                             Arc::clone(&running.engine),
                         ))
                         .unwrap()
@@ -59,10 +62,11 @@ impl Server {
             ))
             .unwrap();
         });
-        let (rest, pg, engine) = running.recv().unwrap();
+        let (rest, pg, flight, engine) = running.recv().unwrap();
         Server {
             rest,
             pg,
+            flight,
             engine,
             stop: Some(stop),
             thread: Some(thread),

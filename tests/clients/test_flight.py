@@ -1,0 +1,166 @@
+"""Arrow Flight with pyarrow.flight: collections loaded with DoPut and read
+with DoGet, a KNN query as a ticket, bad batches refused whole, and the
+server's users; every result read back over Postgres (psycopg) or REST."""
+
+import json
+import math
+import os
+import urllib.request
+
+import psycopg
+import pyarrow as pa
+import pyarrow.flight as flight
+import pytest
+
+
+# pyarrow raises INVALID_ARGUMENT as ArrowInvalid, other codes as FlightError
+# subclasses.
+REFUSED = (flight.FlightError, pa.ArrowException)
+
+
+def _port(name):
+    return int(os.environ[name])
+
+
+@pytest.fixture
+def fl():
+    client = flight.connect(f"grpc://127.0.0.1:{_port('VALORI_FLIGHT_PORT')}")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def pg():
+    dsn = "host=127.0.0.1 port={} user=tester dbname=valori".format(_port("VALORI_PG_PORT"))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        yield conn
+
+
+def _proof(port_var="VALORI_REST_PORT", key=None):
+    request = urllib.request.Request(f"http://127.0.0.1:{_port(port_var)}/v1/proof/state")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    with urllib.request.urlopen(request) as r:
+        return json.load(r)
+
+
+def _put(client, name, table, options=None):
+    writer, reader = client.do_put(
+        flight.FlightDescriptor.for_path(name), table.schema, options=options
+    )
+    writer.write_table(table)
+    writer.done_writing()
+    answer = reader.read()
+    writer.close()
+    return json.loads(answer.to_pybytes())
+
+
+def _vectors(rows, dtype=pa.float32()):
+    return pa.array(rows, type=pa.list_(dtype))
+
+
+def test_put_list_get_and_read_back_over_postgres(fl, pg):
+    """A DoPut lands where SQL users look; ListFlights and GetFlightInfo
+    describe the collection; DoGet gives the rows back with the state
+    the export was read from, which REST's proof confirms."""
+    pg.execute("CREATE TABLE fl_items (id BIGINT PRIMARY KEY, vec VECTOR(3), tag BIGINT, metadata JSONB)")
+    table = pa.table(
+        {
+            "id": pa.array([1, 2, 3], pa.int64()),
+            "vector": _vectors([[1, 0, 0], [0, 1, 0], [0.5, 0.5, 0.25]]),
+            "tag": pa.array([7, 7, 8], pa.int64()),
+            "metadata": pa.array(['{"lang": "en"}', None, '{"lang": "fr"}']),
+        }
+    )
+    result = _put(fl, "fl_items", table)
+    assert result["rows"] == 3
+
+    rows = pg.execute("SELECT id, tag, metadata FROM fl_items ORDER BY id").fetchall()
+    assert [(r[0], r[1]) for r in rows] == [(1, 7), (2, 7), (3, 8)]
+    # Stored in the canonical JSON form every front end uses.
+    assert bytes(rows[0][2]) == b'{"lang":"en"}'
+
+    names = {info.descriptor.path[0].decode() for info in fl.list_flights()}
+    assert "fl_items" in names
+    info = fl.get_flight_info(flight.FlightDescriptor.for_path("fl_items"))
+    assert info.total_records == 3
+    got = fl.do_get(info.endpoints[0].ticket).read_all()
+    assert got.column("id").to_pylist() == [1, 2, 3]
+    # Q16.16 raw components: 0.5 is 32768, 0.25 is 16384.
+    assert got.column("vector").to_pylist()[2] == [32768, 32768, 16384]
+    assert got.column("vector_f32").to_pylist()[2] == [0.5, 0.5, 0.25]
+    meta = got.schema.metadata
+    proof = _proof()
+    assert int(meta[b"valori.log_size"]) == proof["log_size"]
+    assert meta[b"valori.state_hash"].decode() == proof["state_hash"]
+    assert meta[b"valori.log_root"].decode() == proof["log_root"]
+    hashes = {c["name"]: c["hash"] for c in proof["collections"]}
+    assert meta[b"valori.collection_hash"].decode() == hashes["fl_items"]
+
+    df = got.to_pandas()
+    assert list(df["id"]) == [1, 2, 3]
+    assert fl.get_schema(flight.FlightDescriptor.for_path("fl_items")).schema.names == [
+        "id", "vector", "tag", "metadata", "vector_f32",
+    ]
+
+
+def test_knn_query_ticket_answers_as_postgres(fl, pg):
+    """A SQL ticket goes through the statement layer: the same KNN rewrite
+    gives the same rows as psql's query."""
+    pg.execute("CREATE TABLE fl_knn (id BIGINT PRIMARY KEY, vec VECTOR(2), tag BIGINT, metadata JSONB)")
+    vectors = [[math.cos(i / 10), math.sin(i / 10)] for i in range(200)]
+    _put(fl, "fl_knn", pa.table({"vector": _vectors(vectors, pa.float64())}))
+    sql = "SELECT id FROM fl_knn ORDER BY vec <-> '[0.3, 0.9]' LIMIT 5"
+    expected = [r[0] for r in pg.execute(sql).fetchall()]
+    got = fl.do_get(flight.Ticket(sql.encode())).read_all()
+    assert got.column("id").to_pylist() == expected
+    info = fl.get_flight_info(flight.FlightDescriptor.for_command(sql))
+    assert info.schema.names == ["id"]
+
+
+def test_bad_batches_are_refused_whole(fl, pg):
+    """Wrong dimension, NaN, wrong types and an unknown collection are
+    refused with a message naming the problem; the state hash does not
+    move."""
+    pg.execute("CREATE TABLE fl_bad (id BIGINT PRIMARY KEY, vec VECTOR(2), tag BIGINT, metadata JSONB)")
+    before = _proof()
+    cases = [
+        (pa.table({"vector": _vectors([[1, 2, 3]])}), "dimension"),
+        (pa.table({"vector": _vectors([[1, 2], [1, float("nan")]])}), "vector 1 of the batch"),
+        (pa.table({"vector": pa.array(["[1,2]"])}), "has type Utf8"),
+        (pa.table({"vector": _vectors([[1, 2]]), "id": pa.array([-1])}), "id"),
+        (pa.table({"vector": _vectors([[1e9, 2]])}), "vector 0 of the batch"),
+    ]
+    for table, needle in cases:
+        with pytest.raises(REFUSED) as err:
+            _put(fl, "fl_bad", table)
+        assert needle.lower() in str(err.value).lower(), str(err.value)
+    with pytest.raises(REFUSED, match="does not exist"):
+        _put(fl, "fl_missing", pa.table({"vector": _vectors([[1, 2]])}))
+    assert _proof() == before
+    assert pg.execute("SELECT count(*) FROM fl_bad").fetchone()[0] == 0
+
+
+def test_users_and_roles():
+    """No credentials are refused; a basic login by handshake gives a token
+    that reads; the read role cannot load; the write role can."""
+    location = f"grpc://127.0.0.1:{_port('VALORI_FLIGHT_AUTH_PORT')}"
+    client = flight.connect(location)
+    with pytest.raises(flight.FlightUnauthenticatedError):
+        list(client.list_flights())
+    reader = flight.FlightCallOptions(headers=[client.authenticate_basic_token("bob", "r3ad")])
+    writer = flight.FlightCallOptions(headers=[(b"authorization", b"Bearer s3cret")])
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{_port('VALORI_REST_AUTH_PORT')}/v1/collections",
+        data=json.dumps({"name": "fl_auth", "dim": 2}).encode(),
+        headers={"Authorization": "Bearer s3cret", "Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request).close()
+    table = pa.table({"vector": _vectors([[1, 2]])})
+    before = _proof("VALORI_REST_AUTH_PORT", "s3cret")
+    with pytest.raises(flight.FlightUnauthorizedError):
+        _put(client, "fl_auth", table, reader)
+    assert _proof("VALORI_REST_AUTH_PORT", "s3cret") == before
+    assert _put(client, "fl_auth", table, writer)["rows"] == 1
+    got = client.do_get(flight.Ticket(b"fl_auth"), reader).read_all()
+    assert got.num_rows == 1

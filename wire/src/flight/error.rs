@@ -1,0 +1,147 @@
+//! The Flight front end's errors and their gRPC status codes.
+
+use tonic::{Code, Status};
+use valori_engine::EngineError;
+use valori_query::QueryError;
+use valori_query::datafusion::arrow::datatypes::DataType;
+use valori_query::datafusion::arrow::error::ArrowError;
+use valori_query::ops::{Fault, OpsError};
+
+/// Why a Flight call failed. Each variant's [`Fault`] says whose fault;
+/// the status code follows from it ([`status_code`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlightError {
+    #[error(
+        "missing or unknown credentials: send `authorization: Bearer KEY`, or `Basic` \
+         NAME:KEY, or do the handshake"
+    )]
+    Unauthenticated,
+    #[error("this user has the read role and may not write")]
+    ReadOnly,
+    /// A descriptor or ticket that names nothing Valori serves.
+    #[error("{what} {given:?} is neither a collection name nor a SQL statement")]
+    BadTarget { what: &'static str, given: String },
+    /// A path descriptor of other than one element.
+    #[error("a collection is named by a path of one element; this one has {len}")]
+    BadPath { len: usize },
+    /// A record batch loaded by DoPut lacks its vectors.
+    #[error("the batch has no `vector` (or `vector_f32`) column")]
+    MissingVector,
+    #[error("column {column:?} is not one of id, vector, vector_f32, tag, metadata")]
+    UnknownColumn { column: String },
+    #[error("column {column:?} has type {found}; expected {expected}")]
+    ColumnType {
+        column: String,
+        found: DataType,
+        expected: &'static str,
+    },
+    #[error("column {column:?} is in some batches of the stream but not in others")]
+    SchemaChanged { column: &'static str },
+    #[error("column {column:?} has a null at row {row} of the stream")]
+    Null { column: String, row: u64 },
+    #[error("column {column:?}, row {row} of the stream: {source}")]
+    Value {
+        column: String,
+        row: u64,
+        source: ArrowError,
+    },
+    #[error("metadata at row {row} of the stream is not JSON ({source}); send raw bytes as Binary")]
+    MetadataJson { row: u64, source: serde_json::Error },
+    /// A DoPut stream is one event: at most `BATCH_RECORDS_MAX` records.
+    #[error(
+        "the stream holds more than {max} records; one DoPut is one atomic event, so split \
+         larger loads into several",
+        max = valori_core::limits::BATCH_RECORDS_MAX
+    )]
+    TooManyRecords,
+    /// The collection was dropped (or dropped and created again) while it
+    /// was being exported.
+    #[error("collection {name} was dropped during the export; nothing more can be read from it")]
+    ExportGone { name: String },
+    /// Malformed Arrow IPC from a client.
+    #[error("bad Arrow data: {0}")]
+    Decode(#[source] arrow_flight::error::FlightError),
+    #[error(transparent)]
+    Ops(#[from] OpsError),
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Building a batch of the server's own rows failed: a broken
+    /// invariant, never the client's fault.
+    #[error("cannot build a batch: {0}")]
+    Arrow(#[from] ArrowError),
+    #[error("a task of the server failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// The client's call was malformed at the Flight layer (reported by
+    /// arrow-flight with its own code).
+    #[error("{0}")]
+    Status(Box<Status>),
+}
+
+impl FlightError {
+    /// Who is at fault.
+    pub fn fault(&self) -> Fault {
+        match self {
+            FlightError::Unauthenticated | FlightError::ReadOnly => Fault::InvalidInput,
+            FlightError::BadTarget { .. }
+            | FlightError::BadPath { .. }
+            | FlightError::MissingVector
+            | FlightError::UnknownColumn { .. }
+            | FlightError::ColumnType { .. }
+            | FlightError::Null { .. }
+            | FlightError::SchemaChanged { .. }
+            | FlightError::Value { .. }
+            | FlightError::MetadataJson { .. }
+            | FlightError::Decode(_) => Fault::InvalidInput,
+            FlightError::TooManyRecords => Fault::TooLarge,
+            FlightError::ExportGone { .. } => Fault::Conflict,
+            FlightError::Ops(e) => e.fault(),
+            FlightError::Query(e) => e.fault(),
+            FlightError::Engine(e) => e.fault(),
+            FlightError::Arrow(_) | FlightError::Task(_) => Fault::Internal,
+            FlightError::Status(s) => match s.code() {
+                Code::Internal | Code::Unknown | Code::DataLoss => Fault::Internal,
+                _ => Fault::InvalidInput,
+            },
+        }
+    }
+}
+
+/// The gRPC status code of each fault class.
+pub fn status_code(fault: Fault) -> Code {
+    match fault {
+        Fault::InvalidInput => Code::InvalidArgument,
+        Fault::NotFound => Code::NotFound,
+        Fault::Conflict => Code::AlreadyExists,
+        Fault::TooLarge => Code::OutOfRange,
+        Fault::Timeout => Code::DeadlineExceeded,
+        Fault::Unavailable => Code::Unavailable,
+        _ => Code::Internal,
+    }
+}
+
+impl From<FlightError> for Status {
+    fn from(e: FlightError) -> Status {
+        match e {
+            FlightError::Status(status) => *status,
+            FlightError::Unauthenticated => Status::unauthenticated(e.to_string()),
+            FlightError::ReadOnly => Status::permission_denied(e.to_string()),
+            FlightError::Query(QueryError::ReadOnly) => Status::permission_denied(e.to_string()),
+            e => Status::new(status_code(e.fault()), e.to_string()),
+        }
+    }
+}
+
+impl From<Status> for FlightError {
+    fn from(status: Status) -> FlightError {
+        FlightError::Status(Box::new(status))
+    }
+}
+
+impl From<FlightError> for arrow_flight::error::FlightError {
+    fn from(e: FlightError) -> arrow_flight::error::FlightError {
+        arrow_flight::error::FlightError::Tonic(Box::new(Status::from(e)))
+    }
+}

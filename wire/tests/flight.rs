@@ -1,0 +1,521 @@
+//! Arrow Flight against a started server, with arrow-flight's own client:
+//! collections listed, exported and loaded; bad batches refused whole;
+//! credentials and roles; and each result read back over REST.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError as ClientError;
+use arrow_flight::{FlightClient, FlightDescriptor, Ticket};
+use futures::TryStreamExt;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+use valori_query::datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, Float32Array, Float64Array, Int64Array, ListArray,
+    RecordBatch, StringArray, UInt64Array,
+};
+use valori_query::datafusion::arrow::datatypes::{
+    DataType, Field, Float32Type, Int32Type, Schema, UInt64Type,
+};
+use valori_wire::auth::User;
+use valori_wire::config::ServeArgs;
+
+#[path = "common/server.rs"]
+mod server;
+use server::Server;
+
+const WRITE_KEY: &str = "w-key-1";
+const READ_KEY: &str = "r-key-2";
+
+async fn client(server: &Server, key: Option<&str>) -> FlightClient {
+    let channel = Channel::from_shared(format!("http://{}", server.flight))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = FlightClient::new(channel);
+    if let Some(key) = key {
+        client
+            .add_header("authorization", &format!("Bearer {key}"))
+            .unwrap();
+    }
+    client
+}
+
+fn rest(server: &Server, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let body = body.map(|b| b.to_string().into_bytes());
+    let answer = valori_wire::client::request(
+        &server.rest.to_string(),
+        method,
+        path,
+        Some(WRITE_KEY),
+        body.as_deref(),
+    )
+    .unwrap();
+    let value = answer.json().unwrap_or(Value::Null);
+    (answer.status, value)
+}
+
+fn f32_list(rows: &[&[f32]]) -> ArrayRef {
+    Arc::new(ListArray::from_iter_primitive::<Float32Type, _, _>(
+        rows.iter().map(|r| Some(r.iter().map(|&x| Some(x)))),
+    ))
+}
+
+fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+        .collect();
+    RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns.into_iter().map(|(_, a)| a).collect(),
+    )
+    .unwrap()
+}
+
+/// DoPut of `batches` into `collection`; the server's `PutResult`
+/// metadata, or the error.
+async fn put(
+    client: &mut FlightClient,
+    collection: &str,
+    batches: Vec<RecordBatch>,
+) -> Result<Value, ClientError> {
+    let data = FlightDataEncoderBuilder::new()
+        .with_flight_descriptor(Some(FlightDescriptor::new_path(vec![collection.into()])))
+        .build(futures::stream::iter(batches.into_iter().map(Ok)));
+    let results: Vec<_> = client.do_put(data).await?.try_collect().await?;
+    Ok(serde_json::from_slice(&results[0].app_metadata).unwrap())
+}
+
+async fn get(client: &mut FlightClient, ticket: &str) -> Result<Vec<RecordBatch>, ClientError> {
+    client
+        .do_get(Ticket::new(ticket.as_bytes().to_vec()))
+        .await?
+        .try_collect()
+        .await
+}
+
+/// The gRPC status code of a failed call.
+fn code(err: &ClientError) -> tonic::Code {
+    match err {
+        ClientError::Tonic(status) => status.code(),
+        other => panic!("not a status: {other}"),
+    }
+}
+
+fn state_hash(server: &Server) -> String {
+    server.engine.proof().unwrap().hashes.state.to_string()
+}
+
+fn users() -> Vec<User> {
+    vec![
+        format!("alice:{WRITE_KEY}:write").parse().unwrap(),
+        format!("bob:{READ_KEY}:read").parse().unwrap(),
+    ]
+}
+
+fn create(server: &Server, name: &str, dim: u32) {
+    let (status, body) = rest(
+        server,
+        "POST",
+        "/v1/collections",
+        Some(json!({"name": name, "dim": dim, "metric": "l2"})),
+    );
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Proves a DoPut lands as one event whose state equals the same rows
+/// inserted over REST on a second server (same state hash); that DoGet of
+/// the collection gives the rows back exactly (raw Q16.16 as the REST
+/// record shows it, the f32 view, tags, canonical JSON metadata) with the
+/// log size, root and state hash of the state it read; and that
+/// ListFlights and GetFlightInfo describe it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_then_get_matches_rest() {
+    let flight = Server::start(ServeArgs::default());
+    let other = Server::start(ServeArgs::default());
+    create(&flight, "items", 2);
+    create(&other, "items", 2);
+
+    let mut c = client(&flight, None).await;
+    let put_meta = put(
+        &mut c,
+        "items",
+        vec![batch(vec![
+            ("id", Arc::new(Int64Array::from(vec![10, 11, 12]))),
+            (
+                "vector",
+                f32_list(&[&[0.5, -1.0], &[0.25, 2.0], &[3.0, 0.125]]),
+            ),
+            ("tag", Arc::new(Int64Array::from(vec![1, 2, 1]))),
+            (
+                "metadata",
+                Arc::new(StringArray::from(vec![
+                    Some(r#"{"b": 1, "a": "x"}"#),
+                    None,
+                    Some("[1, 2]"),
+                ])),
+            ),
+        ])],
+    )
+    .await
+    .unwrap();
+    assert_eq!(put_meta["rows"], 3);
+    assert_eq!(put_meta["seq"], 1, "one event after the collection's");
+
+    let (status, body) = rest(
+        &other,
+        "POST",
+        "/v1/collections/items/records/batch",
+        Some(json!({
+            "ids": [10, 11, 12],
+            "vectors": [[0.5, -1.0], [0.25, 2.0], [3.0, 0.125]],
+            "tags": [1, 2, 1],
+            "metadata": [{"b": 1, "a": "x"}, null, [1, 2]],
+        })),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(state_hash(&flight), state_hash(&other));
+
+    let batches = get(&mut c, "items").await.unwrap();
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 3);
+    let b = &batches[0];
+    let proof = flight.engine.proof().unwrap();
+    let meta = b.schema().metadata().clone();
+    assert_eq!(meta["valori.log_size"], proof.log_size.to_string());
+    assert_eq!(meta["valori.log_root"], proof.log_root.to_string());
+    assert_eq!(meta["valori.state_hash"], proof.hashes.state.to_string());
+    assert_eq!(
+        meta["valori.collection_hash"],
+        proof.hashes.collections[0].1.to_string()
+    );
+    let ids = b.column_by_name("id").unwrap().as_primitive::<UInt64Type>();
+    assert_eq!(ids.values().to_vec(), vec![10, 11, 12]);
+    // Q16.16: 0.5 is 32768 and -1.0 is -65536, independent of the server.
+    let raw = b.column_by_name("vector").unwrap().as_fixed_size_list();
+    assert_eq!(
+        raw.value(0).as_primitive::<Int32Type>().values().to_vec(),
+        vec![32768, -65536]
+    );
+    let f32s = b.column_by_name("vector_f32").unwrap().as_fixed_size_list();
+    assert_eq!(
+        f32s.value(2)
+            .as_primitive::<Float32Type>()
+            .values()
+            .to_vec(),
+        vec![3.0, 0.125]
+    );
+    let tags = b
+        .column_by_name("tag")
+        .unwrap()
+        .as_primitive::<UInt64Type>();
+    assert_eq!(tags.values().to_vec(), vec![1, 2, 1]);
+    let metadata = b.column_by_name("metadata").unwrap().as_binary::<i32>();
+    assert_eq!(metadata.value(0), br#"{"a":"x","b":1}"#);
+    assert_eq!(metadata.value(1), b"");
+    // The REST record shows the same stored vector.
+    let (_, record) = rest(&other, "GET", "/v1/collections/items/records/10", None);
+    assert_eq!(record["vector"], json!([0.5, -1.0]), "{record}");
+
+    let infos: Vec<_> = c
+        .list_flights(bytes::Bytes::new())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(infos.len(), 1);
+    assert_eq!(infos[0].total_records, 3);
+    let info_meta: Value = serde_json::from_slice(&infos[0].app_metadata).unwrap();
+    assert_eq!(info_meta["state_hash"], proof.hashes.state.to_string());
+    let schema = c
+        .get_schema(FlightDescriptor::new_path(vec!["items".into()]))
+        .await
+        .unwrap();
+    assert_eq!(
+        schema.field_with_name("vector").unwrap().data_type(),
+        raw.data_type()
+    );
+    let info = c
+        .get_flight_info(FlightDescriptor::new_path(vec!["items".into()]))
+        .await
+        .unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    assert_eq!(&ticket.ticket[..], b"items");
+}
+
+/// Proves an export that spans several batches is complete and in row
+/// order, that an exact export (raw `vector`) loads back into a new
+/// collection with the same collection hash, and that a SQL ticket runs
+/// through the statement layer (a KNN query answers what REST's
+/// `/v1/sql` answers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_export_round_trips_and_sql_tickets() {
+    let server = Server::start(ServeArgs::default());
+    create(&server, "big", 8);
+    let mut c = client(&server, None).await;
+    let n: i64 = 300_000;
+    for chunk in 0..3 {
+        let ids: Vec<i64> = (chunk * 100_000..(chunk + 1) * 100_000).collect();
+        let values: Vec<f64> = ids
+            .iter()
+            .flat_map(|&i| (0..8).map(move |j| ((i * 7 + j) % 1000) as f64 / 16.0))
+            .collect();
+        let vectors = Arc::new(ListArray::new(
+            Arc::new(Field::new("item", DataType::Float64, false)),
+            valori_query::datafusion::arrow::buffer::OffsetBuffer::from_lengths(
+                std::iter::repeat_n(8, ids.len()),
+            ),
+            Arc::new(Float64Array::from(values)),
+            None,
+        ));
+        put(
+            &mut c,
+            "big",
+            vec![batch(vec![
+                ("id", Arc::new(Int64Array::from(ids))),
+                ("vector", vectors),
+            ])],
+        )
+        .await
+        .unwrap();
+    }
+    let batches = get(&mut c, "big").await.unwrap();
+    assert!(batches.len() > 1, "{} batches", batches.len());
+    let ids: Vec<u64> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name("id")
+                .unwrap()
+                .as_primitive::<UInt64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    assert_eq!(ids, (0..n as u64).collect::<Vec<_>>());
+    let v = batches[1]
+        .column_by_name("vector_f32")
+        .unwrap()
+        .as_fixed_size_list();
+    let first_id = batches[1].column(0).as_primitive::<UInt64Type>().value(0) as i64;
+    let expected: Vec<f32> = (0..8)
+        .map(|j| ((first_id * 7 + j) % 1000) as f32 / 16.0)
+        .collect();
+    assert_eq!(
+        v.value(0).as_primitive::<Float32Type>().values().to_vec(),
+        expected
+    );
+
+    // The export loads back exactly (raw Q16.16, ids, tags, metadata):
+    // dropped and created again, the collection hashes as before.
+    let hash_of = |server: &Server| server.engine.proof().unwrap().hashes.collections[0].1;
+    let original = hash_of(&server);
+    let (status, body) = rest(&server, "DELETE", "/v1/collections/big", None);
+    assert!(status == 200 || status == 204, "{status} {body}");
+    create(&server, "big", 8);
+    assert_ne!(hash_of(&server), original);
+    for b in &batches {
+        let exact = b.project(&[0, 1, 2, 3]).unwrap();
+        put(&mut c, "big", vec![exact]).await.unwrap();
+    }
+    assert_eq!(
+        hash_of(&server),
+        original,
+        "the copy hashes as the original"
+    );
+
+    let sql = "SELECT id FROM big ORDER BY vec <-> '[1,2,3,4,5,6,7,8]' LIMIT 5";
+    let got = get(&mut c, sql).await.unwrap();
+    let flight_ids: Vec<u64> = got
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<UInt64Type>().values().to_vec())
+        .collect();
+    let (status, body) = rest(&server, "POST", "/v1/sql", Some(json!({ "query": sql })));
+    assert_eq!(status, 200, "{body}");
+    let rest_ids: Vec<u64> = body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_u64().unwrap())
+        .collect();
+    assert_eq!(flight_ids.len(), 5);
+    assert_eq!(flight_ids, rest_ids);
+}
+
+/// Proves every kind of bad DoPut is refused whole with a clear error —
+/// wrong dimension, NaN, a component beyond Q16.16, wrong column types, a
+/// negative id, an unknown column, an unknown collection, more records
+/// than one event holds — and that none of them changes the log or the
+/// state hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_batches_are_refused_whole() {
+    let server = Server::start(ServeArgs::default());
+    create(&server, "items", 2);
+    let mut c = client(&server, None).await;
+    put(
+        &mut c,
+        "items",
+        vec![batch(vec![("vector", f32_list(&[&[1.0, 2.0]]))])],
+    )
+    .await
+    .unwrap();
+    let before = server.engine.proof().unwrap();
+
+    let good = || f32_list(&[&[1.0, 2.0], &[3.0, 4.0]]);
+    let cases: Vec<(&str, Vec<RecordBatch>, &str)> = vec![
+        (
+            "wrong dimension",
+            vec![batch(vec![("vector", f32_list(&[&[1.0, 2.0, 3.0]]))])],
+            "dimension",
+        ),
+        (
+            "NaN in the second batch",
+            vec![
+                batch(vec![("vector", good())]),
+                batch(vec![("vector", f32_list(&[&[1.0, f32::NAN]]))]),
+            ],
+            "vector 2 of the batch",
+        ),
+        (
+            "beyond Q16.16",
+            vec![batch(vec![("vector", f32_list(&[&[1.0e6, 0.0]]))])],
+            "vector 0 of the batch",
+        ),
+        (
+            "vector of strings",
+            vec![batch(vec![(
+                "vector",
+                Arc::new(StringArray::from(vec!["[1,2]"])) as ArrayRef,
+            )])],
+            "has type Utf8",
+        ),
+        (
+            "negative id",
+            vec![batch(vec![
+                ("vector", good()),
+                ("id", Arc::new(Int64Array::from(vec![5, -1]))),
+            ])],
+            "row 1",
+        ),
+        (
+            "float tags",
+            vec![batch(vec![
+                ("vector", good()),
+                ("tag", Arc::new(Float32Array::from(vec![1.0, 2.0]))),
+            ])],
+            "integer",
+        ),
+        (
+            "unknown column",
+            vec![batch(vec![
+                ("vector", good()),
+                ("colour", Arc::new(UInt64Array::from(vec![1, 2]))),
+            ])],
+            "colour",
+        ),
+        (
+            "duplicate id",
+            vec![batch(vec![
+                ("vector", good()),
+                ("id", Arc::new(Int64Array::from(vec![0, 7]))),
+            ])],
+            "",
+        ),
+        (
+            "binary vector",
+            vec![batch(vec![(
+                "vector",
+                Arc::new(BinaryArray::from(vec![&b"ab"[..]])) as ArrayRef,
+            )])],
+            "has type Binary",
+        ),
+    ];
+    for (what, batches, needle) in cases {
+        let err = put(&mut c, "items", batches).await.expect_err(what);
+        let text = err.to_string();
+        assert!(text.contains(needle), "{what}: {text}");
+        assert!(
+            [tonic::Code::InvalidArgument, tonic::Code::AlreadyExists].contains(&code(&err)),
+            "{what}: {text}"
+        );
+    }
+    let err = put(&mut c, "nowhere", vec![batch(vec![("vector", good())])])
+        .await
+        .expect_err("unknown collection");
+    assert_eq!(code(&err), tonic::Code::NotFound, "{err}");
+
+    let n = valori_core::limits::BATCH_RECORDS_MAX as usize + 1;
+    let values = Float32Array::from(vec![0.5f32; n * 2]);
+    let vectors = Arc::new(ListArray::new(
+        Arc::new(Field::new("item", DataType::Float32, false)),
+        valori_query::datafusion::arrow::buffer::OffsetBuffer::from_lengths(std::iter::repeat_n(
+            2, n,
+        )),
+        Arc::new(values),
+        None,
+    ));
+    let big = batch(vec![("vector", vectors as ArrayRef)]);
+    let halves = vec![big.slice(0, n / 2), big.slice(n / 2, n - n / 2)];
+    let err = put(&mut c, "items", halves).await.expect_err("too many");
+    assert!(err.to_string().contains("more than"), "{err}");
+
+    assert_eq!(
+        server.engine.proof().unwrap(),
+        before,
+        "nothing was written"
+    );
+    // The server still answers.
+    assert_eq!(get(&mut c, "items").await.unwrap()[0].num_rows(), 1);
+}
+
+/// Proves Flight uses the server's users: no credentials and a wrong key
+/// are refused, a read key lists and reads but cannot load, a write key
+/// loads, and the handshake turns a basic login into the bearer token
+/// that then works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_and_roles() {
+    let server = Server::start(ServeArgs {
+        users: users(),
+        ..ServeArgs::default()
+    });
+    create(&server, "items", 2);
+    let one = || vec![batch(vec![("vector", f32_list(&[&[1.0, 2.0]]))])];
+
+    let mut nobody = client(&server, None).await;
+    let err = get(&mut nobody, "items").await.expect_err("no key");
+    assert_eq!(code(&err), tonic::Code::Unauthenticated, "{err}");
+    let mut wrong = client(&server, Some("nope")).await;
+    let err = put(&mut wrong, "items", one())
+        .await
+        .expect_err("wrong key");
+    assert_eq!(code(&err), tonic::Code::Unauthenticated, "{err}");
+
+    let mut reader = client(&server, Some(READ_KEY)).await;
+    let before = server.engine.proof().unwrap();
+    let err = put(&mut reader, "items", one())
+        .await
+        .expect_err("read key");
+    assert_eq!(code(&err), tonic::Code::PermissionDenied, "{err}");
+    let err = get(&mut reader, "INSERT INTO items (vec) VALUES ('[1,2]')")
+        .await
+        .expect_err("read key writing SQL");
+    assert_eq!(code(&err), tonic::Code::PermissionDenied, "{err}");
+    assert_eq!(server.engine.proof().unwrap(), before);
+    let empty = get(&mut reader, "items").await.unwrap();
+    assert_eq!(empty.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+
+    let mut writer = client(&server, Some(WRITE_KEY)).await;
+    put(&mut writer, "items", one()).await.unwrap();
+
+    let mut login = client(&server, None).await;
+    login
+        .add_header("authorization", "Basic Ym9iOnIta2V5LTI=") // bob:r-key-2
+        .unwrap();
+    let token = login.handshake(bytes::Bytes::new()).await.unwrap();
+    assert_eq!(&token[..], READ_KEY.as_bytes());
+    let mut after = client(&server, Some(std::str::from_utf8(&token).unwrap())).await;
+    assert_eq!(get(&mut after, "items").await.unwrap()[0].num_rows(), 1);
+}
