@@ -63,6 +63,11 @@ pub const STATEMENT_PARAMS_MAX: u32 = 32_767;
 /// (keyed by their text); the oldest is dropped beyond it.
 pub const PLAN_CACHE_ENTRIES_MAX: u32 = 256;
 
+/// Prepared statements the Flight SQL front end keeps open for all
+/// clients together (ADBC prepares every statement); the oldest is
+/// closed beyond it.
+pub const FLIGHT_PREPARED_STATEMENTS_MAX: u32 = 4_096;
+
 /// Absolute value bound of a Q16.16 component, in units of the real value:
 /// inputs with `|x| >= COMPONENT_ABS_LIMIT` are rejected.
 pub const COMPONENT_ABS_LIMIT: f32 = 32_768.0;

@@ -519,3 +519,142 @@ async fn credentials_and_roles() {
     let mut after = client(&server, Some(std::str::from_utf8(&token).unwrap())).await;
     assert_eq!(get(&mut after, "items").await.unwrap()[0].num_rows(), 1);
 }
+
+/// Proves Flight SQL with arrow-flight's `FlightSqlServiceClient`: an
+/// update reports its rows, a statement and a prepared statement with a
+/// bound parameter answer through the statement layer (the KNN query as
+/// REST answers it), the handshake logs in, and the catalog calls list
+/// the collection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flight_sql_client() {
+    use arrow_flight::sql::client::FlightSqlServiceClient;
+    use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables};
+
+    let server = Server::start(ServeArgs {
+        users: users(),
+        ..ServeArgs::default()
+    });
+    let channel = Channel::from_shared(format!("http://{}", server.flight))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut sql = FlightSqlServiceClient::new(channel);
+    let token = sql.handshake("alice", WRITE_KEY).await.unwrap();
+    assert_eq!(&token[..], WRITE_KEY.as_bytes());
+    sql.set_token(WRITE_KEY.to_owned());
+
+    let created = sql
+        .execute_update(
+            "CREATE TABLE docs (id BIGINT PRIMARY KEY, vec VECTOR(2), tag BIGINT, metadata JSONB)"
+                .into(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(created, 0);
+    let inserted = sql
+        .execute_update(
+            "INSERT INTO docs (id, vec, tag) VALUES (1, '[1,0]', 5), (2, '[0,1]', 5), (3, '[1,1]', 6)"
+                .into(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(inserted, 3);
+
+    async fn rows(
+        sql: &mut FlightSqlServiceClient<Channel>,
+        info: arrow_flight::FlightInfo,
+    ) -> Vec<u64> {
+        let ticket = info.endpoint[0].ticket.clone().unwrap();
+        let batches: Vec<RecordBatch> = sql
+            .do_get(ticket)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        batches
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<UInt64Type>().values().to_vec())
+            .collect()
+    }
+    let info = sql
+        .execute("SELECT id FROM docs ORDER BY id".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(rows(&mut sql, info).await, vec![1, 2, 3]);
+
+    let knn = "SELECT id FROM docs WHERE tag = $1 ORDER BY vec <-> '[0.9,0.2]' LIMIT 2";
+    let mut prepared = sql.prepare(knn.into(), None).await.unwrap();
+    assert_eq!(prepared.parameter_schema().unwrap().fields().len(), 1);
+    let param = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("$1", DataType::Int64, false)])),
+        vec![Arc::new(Int64Array::from(vec![5]))],
+    )
+    .unwrap();
+    prepared.set_parameters(param).unwrap();
+    let info = prepared.execute().await.unwrap();
+    let got = rows(&mut sql, info).await;
+    let (status, body) = valori_wire::client::request(
+        &server.rest.to_string(),
+        "POST",
+        "/v1/sql",
+        Some(WRITE_KEY),
+        Some(
+            json!({"query": knn.replace("$1", "5")})
+                .to_string()
+                .as_bytes(),
+        ),
+    )
+    .map(|a| (a.status, a.json().unwrap()))
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let rest_ids: Vec<u64> = body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, rest_ids);
+    assert_eq!(got, vec![1, 2]);
+    prepared.close().await.unwrap();
+
+    let info = sql
+        .get_db_schemas(CommandGetDbSchemas {
+            catalog: None,
+            db_schema_filter_pattern: Some("pub%".into()),
+        })
+        .await
+        .unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let schemas: Vec<RecordBatch> = sql
+        .do_get(ticket)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(schemas[0].num_rows(), 1);
+    let info = sql
+        .get_tables(CommandGetTables {
+            include_schema: true,
+            ..CommandGetTables::default()
+        })
+        .await
+        .unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let tables: Vec<RecordBatch> = sql
+        .do_get(ticket)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let names = tables[0]
+        .column_by_name("table_name")
+        .unwrap()
+        .as_string::<i32>();
+    assert_eq!(names.value(0), "docs");
+}

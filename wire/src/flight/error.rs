@@ -28,7 +28,7 @@ pub enum FlightError {
     /// A record batch loaded by DoPut lacks its vectors.
     #[error("the batch has no `vector` (or `vector_f32`) column")]
     MissingVector,
-    #[error("column {column:?} is not one of id, vector, vector_f32, tag, metadata")]
+    #[error("column {column:?} is not one of id, vector, vector_f32, vec, vec_q16, tag, metadata")]
     UnknownColumn { column: String },
     #[error("column {column:?} has type {found}; expected {expected}")]
     ColumnType {
@@ -59,6 +59,13 @@ pub enum FlightError {
     /// was being exported.
     #[error("collection {name} was dropped during the export; nothing more can be read from it")]
     ExportGone { name: String },
+    /// A prepared statement handle that is not open (closed, or the
+    /// oldest closed to keep `FLIGHT_PREPARED_STATEMENTS_MAX`).
+    #[error("no open prepared statement has this handle; prepare the statement again")]
+    UnknownHandle,
+    /// `adbc_ingest` in mode `create` of a collection that exists.
+    #[error("collection {name} exists; ingest with mode append or replace")]
+    IngestExists { name: String },
     /// Malformed Arrow IPC from a client.
     #[error("bad Arrow data: {0}")]
     Decode(#[source] arrow_flight::error::FlightError),
@@ -72,6 +79,9 @@ pub enum FlightError {
     /// invariant, never the client's fault.
     #[error("cannot build a batch: {0}")]
     Arrow(#[from] ArrowError),
+    /// Building a catalog or SQL info answer failed: a broken invariant.
+    #[error("cannot build a catalog answer: {0}")]
+    Catalog(#[source] arrow_flight::error::FlightError),
     #[error("a task of the server failed: {0}")]
     Task(#[from] tokio::task::JoinError),
     /// The client's call was malformed at the Flight layer (reported by
@@ -96,11 +106,15 @@ impl FlightError {
             | FlightError::MetadataJson { .. }
             | FlightError::Decode(_) => Fault::InvalidInput,
             FlightError::TooManyRecords => Fault::TooLarge,
+            FlightError::UnknownHandle => Fault::NotFound,
+            FlightError::IngestExists { .. } => Fault::Conflict,
             FlightError::ExportGone { .. } => Fault::Conflict,
             FlightError::Ops(e) => e.fault(),
             FlightError::Query(e) => e.fault(),
             FlightError::Engine(e) => e.fault(),
-            FlightError::Arrow(_) | FlightError::Task(_) => Fault::Internal,
+            FlightError::Arrow(_) | FlightError::Catalog(_) | FlightError::Task(_) => {
+                Fault::Internal
+            }
             FlightError::Status(s) => match s.code() {
                 Code::Internal | Code::Unknown | Code::DataLoss => Fault::Internal,
                 _ => Fault::InvalidInput,

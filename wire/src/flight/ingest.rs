@@ -32,6 +32,8 @@ const VECTOR: &str = "vector";
 const VECTOR_F32: &str = "vector_f32";
 const TAG: &str = "tag";
 const METADATA: &str = "metadata";
+const VEC: &str = "vec";
+const VEC_Q16: &str = "vec_q16";
 
 /// The rows and columns of a whole DoPut stream, converted and checked.
 #[derive(Debug, Default)]
@@ -77,14 +79,21 @@ impl Load {
         }
         let schema = batch.schema();
         for field in schema.fields() {
-            if ![ID, VECTOR, VECTOR_F32, TAG, METADATA].contains(&field.name().as_str()) {
+            if ![ID, VECTOR, VECTOR_F32, VEC, VEC_Q16, TAG, METADATA]
+                .contains(&field.name().as_str())
+            {
                 return Err(FlightError::UnknownColumn {
                     column: field.name().clone(),
                 });
             }
         }
         let column = |name: &str| batch.column_by_name(name);
-        let (name, vectors) = match (column(VECTOR), column(VECTOR_F32)) {
+        // `vec` and `vec_q16` are the SQL table's names of the same
+        // columns (docs/sql.md), which ingest through Flight SQL uses.
+        let (name, vectors) = match (
+            column(VECTOR).or_else(|| column(VEC_Q16)),
+            column(VECTOR_F32).or_else(|| column(VEC)),
+        ) {
             (Some(v), _) => (VECTOR, v),
             (None, Some(v)) => (VECTOR_F32, v),
             (None, None) => return Err(FlightError::MissingVector),
