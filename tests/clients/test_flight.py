@@ -45,6 +45,13 @@ def _proof(port_var="VALORI_REST_PORT", key=None):
         return json.load(r)
 
 
+def _state(port_var="VALORI_REST_PORT", key=None):
+    """What a write changes: the log and the state hash (the index hashes
+    also move as the background builder links blocks)."""
+    p = _proof(port_var, key)
+    return (p["log_size"], p["log_root"], p["state_hash"])
+
+
 def _put(client, name, table, options=None):
     writer, reader = client.do_put(
         flight.FlightDescriptor.for_path(name), table.schema, options=options
@@ -124,7 +131,7 @@ def test_bad_batches_are_refused_whole(fl, pg):
     refused with a message naming the problem; the state hash does not
     move."""
     pg.execute("CREATE TABLE fl_bad (id BIGINT PRIMARY KEY, vec VECTOR(2), tag BIGINT, metadata JSONB)")
-    before = _proof()
+    before = _state()
     cases = [
         (pa.table({"vector": _vectors([[1, 2, 3]])}), "dimension"),
         (pa.table({"vector": _vectors([[1, 2], [1, float("nan")]])}), "vector 1 of the batch"),
@@ -138,7 +145,7 @@ def test_bad_batches_are_refused_whole(fl, pg):
         assert needle.lower() in str(err.value).lower(), str(err.value)
     with pytest.raises(REFUSED, match="does not exist"):
         _put(fl, "fl_missing", pa.table({"vector": _vectors([[1, 2]])}))
-    assert _proof() == before
+    assert _state() == before
     assert pg.execute("SELECT count(*) FROM fl_bad").fetchone()[0] == 0
 
 
@@ -158,10 +165,10 @@ def test_users_and_roles():
     )
     urllib.request.urlopen(request).close()
     table = pa.table({"vector": _vectors([[1, 2]])})
-    before = _proof("VALORI_REST_AUTH_PORT", "s3cret")
+    before = _state("VALORI_REST_AUTH_PORT", "s3cret")
     with pytest.raises(flight.FlightUnauthorizedError):
         _put(client, "fl_auth", table, reader)
-    assert _proof("VALORI_REST_AUTH_PORT", "s3cret") == before
+    assert _state("VALORI_REST_AUTH_PORT", "s3cret") == before
     assert _put(client, "fl_auth", table, writer)["rows"] == 1
     got = client.do_get(flight.Ticket(b"fl_auth"), reader).read_all()
     assert got.num_rows == 1
@@ -253,3 +260,22 @@ def test_readme_examples_run_as_written(pg, capsys):
     exec(adbc_example.replace("50051", port), {})
     scope_out = capsys.readouterr().out
     assert "id" in scope_out and "tag" in scope_out
+
+
+def test_adbc_login_and_roles():
+    """ADBC logs in with username and password (the handshake); the read
+    role queries but cannot ingest, and nothing is written; the write role
+    ingests."""
+    uri = f"grpc://127.0.0.1:{_port('VALORI_FLIGHT_AUTH_PORT')}"
+    data = pa.table({"vec": pa.array([[1.0, 2.0]])})
+    before = _state("VALORI_REST_AUTH_PORT", "s3cret")
+    with adbc.connect(uri, db_kwargs={"username": "bob", "password": "r3ad"}) as reader:
+        with reader.cursor() as cur:
+            cur.execute("SELECT 1 AS one")
+            assert cur.fetch_arrow_table().column("one").to_pylist() == [1]
+            with pytest.raises(Exception, match="(?i)read role"):
+                cur.adbc_ingest("adbc_auth", data, mode="create")
+    assert _state("VALORI_REST_AUTH_PORT", "s3cret") == before
+    with adbc.connect(uri, db_kwargs={"username": "alice", "password": "s3cret"}) as writer:
+        with writer.cursor() as cur:
+            assert cur.adbc_ingest("adbc_auth", data, mode="create") == 1

@@ -19,11 +19,17 @@ fn header(metadata: &MetadataMap) -> Option<&str> {
     metadata.get("authorization").and_then(|v| v.to_str().ok())
 }
 
+/// Standard base64 with or without padding: Go's Flight client (ADBC's
+/// driver) sends the basic credential unpadded.
+const BASIC: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
 /// `NAME:KEY` of a `Basic` credential.
 fn basic(encoded: &str) -> Option<(String, String)> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
+    let bytes = BASIC.decode(encoded.trim()).ok()?;
     let text = String::from_utf8(bytes).ok()?;
     let (name, key) = text.split_once(':')?;
     Some((name.to_owned(), key.to_owned()))
@@ -106,6 +112,12 @@ mod tests {
             Some(Role::Read)
         );
         assert!(role(&auth, &with(&format!("Basic {}", b64("bob:s3cret")))).is_err());
+        // Unpadded, as Go's Flight client sends it ("bob:r3ad" pads to
+        // "Ym9iOnIzYWQ=").
+        assert_eq!(
+            role(&auth, &with("Basic Ym9iOnIzYWQ")).ok(),
+            Some(Role::Read)
+        );
         assert!(role(&auth, &with("Bearer nope")).is_err());
         assert!(role(&auth, &MetadataMap::new()).is_err());
         assert!(matches!(
