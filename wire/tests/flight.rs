@@ -665,3 +665,101 @@ async fn flight_sql_client() {
         .as_string::<i32>();
     assert_eq!(names.value(0), "docs");
 }
+
+/// Proves a collection's export is one state even while it is written:
+/// an `UPDATE` of tags and a `DELETE` committed after the first
+/// batch was read change nothing in the later batches (every tag is the
+/// snapshot's, every row is there), and the stream's log size is the one
+/// before those writes. A collection dropped during its export ends the
+/// stream with an error instead of rows of another collection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_is_one_state_under_writes() {
+    let server = Server::start(ServeArgs::default());
+    let mut c = client(&server, None).await;
+    let n: i64 = 600_000;
+    let load = |name: &'static str| {
+        let server = &server;
+        async move {
+            create(server, name, 8);
+            let mut c = client(server, None).await;
+            for chunk in 0..(n / 100_000) {
+                let ids: Vec<i64> = (chunk * 100_000..(chunk + 1) * 100_000).collect();
+                let vectors = Arc::new(ListArray::new(
+                    Arc::new(Field::new("item", DataType::Float32, false)),
+                    valori_query::datafusion::arrow::buffer::OffsetBuffer::from_lengths(
+                        std::iter::repeat_n(8, ids.len()),
+                    ),
+                    Arc::new(Float32Array::from(vec![0.25f32; ids.len() * 8])),
+                    None,
+                ));
+                put(
+                    &mut c,
+                    name,
+                    vec![batch(vec![
+                        ("id", Arc::new(Int64Array::from(ids))),
+                        ("vector", vectors),
+                    ])],
+                )
+                .await
+                .unwrap();
+            }
+        }
+    };
+    load("big").await;
+    let log_size = server.engine.proof().unwrap().log_size;
+
+    let mut stream = c.do_get(Ticket::new(b"big".to_vec())).await.unwrap();
+    let first = stream.try_next().await.unwrap().unwrap();
+    assert_eq!(
+        first.schema().metadata()["valori.log_size"],
+        log_size.to_string()
+    );
+    for sql in [
+        "UPDATE big SET tag = 9 WHERE id IN (0, 1, 299999, 599999)",
+        "DELETE FROM big WHERE id IN (599998, 599999)",
+    ] {
+        let (status, body) = rest(&server, "POST", "/v1/sql", Some(json!({ "query": sql })));
+        assert_eq!(status, 200, "{sql}: {body}");
+    }
+    assert_eq!(server.engine.proof().unwrap().log_size, log_size + 2);
+    let mut batches = vec![first];
+    while let Some(b) = stream.try_next().await.unwrap() {
+        batches.push(b);
+    }
+    assert!(batches.len() >= 4, "{} batches", batches.len());
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, n as usize, "deleted rows are still in the export");
+    for b in &batches {
+        let tags = b
+            .column_by_name("tag")
+            .unwrap()
+            .as_primitive::<UInt64Type>();
+        assert!(
+            tags.values().iter().all(|&t| t == 0),
+            "a tag of a later state"
+        );
+    }
+
+    load("gone").await;
+    let mut stream = c.do_get(Ticket::new(b"gone".to_vec())).await.unwrap();
+    stream.try_next().await.unwrap().unwrap();
+    let (status, body) = rest(&server, "DELETE", "/v1/collections/gone", None);
+    assert!(status == 200 || status == 204, "{status} {body}");
+    let mut failed = None;
+    loop {
+        match stream.try_next().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => break,
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    let err = failed.expect("the export of a dropped collection fails");
+    assert_eq!(code(&err), tonic::Code::AlreadyExists, "{err}");
+    assert!(
+        err.to_string().contains("dropped during the export"),
+        "{err}"
+    );
+}
