@@ -89,6 +89,53 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info` or `valori_wire=debug,info`. [default: info]
     #[arg(long, env = "VALORI_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Settings of a node of a cluster (docs/replication.md). Without
+/// `--cluster-node-id` (or any other of them) the server runs alone, as
+/// ever.
+#[derive(Args, Debug, Default)]
+pub struct ClusterArgs {
+    /// This node's id in its cluster (a positive integer, unique in it).
+    #[arg(long, env = "VALORI_CLUSTER_NODE_ID", value_name = "N")]
+    pub cluster_node_id: Option<u64>,
+
+    /// Address other nodes reach this one on (Raft traffic).
+    /// [default: 127.0.0.1:7000]
+    #[arg(long, env = "VALORI_CLUSTER_ADDR", value_name = "HOST:PORT")]
+    pub cluster_addr: Option<SocketAddr>,
+
+    /// The shared cluster key; cluster connections without it are refused.
+    #[arg(
+        long,
+        env = "VALORI_CLUSTER_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub cluster_key: Option<String>,
+
+    /// Start a new cluster with this node as its first voter (first start
+    /// only; a restarted node finds its cluster on disk).
+    #[arg(long, env = "VALORI_CLUSTER_BOOTSTRAP")]
+    pub cluster_bootstrap: bool,
+
+    /// Join the cluster through the node at this cluster address (first
+    /// start only): it adds this node as a learner, then as a voter.
+    #[arg(
+        long,
+        env = "VALORI_CLUSTER_JOIN",
+        value_name = "HOST:PORT",
+        conflicts_with = "cluster_bootstrap"
+    )]
+    pub cluster_join: Option<String>,
+
+    /// Election timeout in milliseconds; heartbeats are a third of it.
+    /// [default: 1000]
+    #[arg(long, env = "VALORI_CLUSTER_ELECTION_TIMEOUT_MS", value_name = "MS")]
+    pub cluster_election_timeout_ms: Option<u64>,
 }
 
 /// The settings file: every key optional.
@@ -106,6 +153,27 @@ struct FileConfig {
     statement_timeout: Option<u64>,
     query_memory_bytes: Option<usize>,
     log: Option<String>,
+    cluster_node_id: Option<u64>,
+    cluster_addr: Option<SocketAddr>,
+    cluster_key: Option<String>,
+    #[serde(default)]
+    cluster_bootstrap: bool,
+    cluster_join: Option<String>,
+    cluster_election_timeout_ms: Option<u64>,
+}
+
+/// Default cluster address of a node.
+pub const DEFAULT_CLUSTER_ADDR: &str = "127.0.0.1:7000";
+
+/// The resolved settings of a node of a cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    pub node_id: u64,
+    pub addr: SocketAddr,
+    pub key: String,
+    pub bootstrap: bool,
+    pub join: Option<String>,
+    pub election_timeout_ms: u64,
 }
 
 /// The resolved settings of a server.
@@ -121,6 +189,8 @@ pub struct ServeConfig {
     /// The statement timeout and query memory pool of every front end.
     pub query_limits: valori_query::QueryLimits,
     pub log: String,
+    /// Set when the server is a node of a cluster.
+    pub cluster: Option<ClusterSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +219,7 @@ impl ServeArgs {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let cluster = resolve_cluster(self.cluster, &file)?;
         let users = if self.users.is_empty() {
             file.users
         } else {
@@ -190,6 +261,7 @@ impl ServeArgs {
                         .unwrap_or(defaults.memory_bytes),
                 }
             },
+            cluster,
             log: self.log.or(file.log).unwrap_or_else(|| "info".into()),
         };
         config.check()?;
@@ -255,6 +327,60 @@ fn check_users(users: &[User]) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The cluster settings from flags and environment over the file; `None`
+/// when none is given anywhere.
+fn resolve_cluster(
+    args: ClusterArgs,
+    file: &FileConfig,
+) -> Result<Option<ClusterSettings>, ConfigError> {
+    let node_id = args.cluster_node_id.or(file.cluster_node_id);
+    let addr = args.cluster_addr.or(file.cluster_addr);
+    let key = args.cluster_key.or_else(|| file.cluster_key.clone());
+    let bootstrap = args.cluster_bootstrap || file.cluster_bootstrap;
+    let join = args.cluster_join.or_else(|| file.cluster_join.clone());
+    let timeout = args
+        .cluster_election_timeout_ms
+        .or(file.cluster_election_timeout_ms);
+    let any = node_id.is_some()
+        || addr.is_some()
+        || key.is_some()
+        || bootstrap
+        || join.is_some()
+        || timeout.is_some();
+    if !any {
+        return Ok(None);
+    }
+    let node_id = node_id.ok_or_else(|| {
+        ConfigError::Invalid(
+            "cluster settings need --cluster-node-id (VALORI_CLUSTER_NODE_ID)".into(),
+        )
+    })?;
+    let key = key.filter(|k| !k.is_empty()).ok_or_else(|| {
+        ConfigError::Invalid(
+            "a cluster node needs the shared --cluster-key (VALORI_CLUSTER_KEY): cluster traffic is refused without it".into(),
+        )
+    })?;
+    if bootstrap && join.is_some() {
+        return Err(ConfigError::Invalid(
+            "--cluster-bootstrap starts a new cluster and --cluster-join joins one: give one of them".into(),
+        ));
+    }
+    let election_timeout_ms = timeout.unwrap_or(valori_cluster::DEFAULT_ELECTION_TIMEOUT_MS);
+    if election_timeout_ms < 50 {
+        return Err(ConfigError::Invalid(format!(
+            "cluster_election_timeout_ms = {election_timeout_ms} is below 50 ms"
+        )));
+    }
+    Ok(Some(ClusterSettings {
+        node_id,
+        addr: addr.unwrap_or_else(|| default_addr(DEFAULT_CLUSTER_ADDR)),
+        key,
+        bootstrap,
+        join,
+        election_timeout_ms,
+    }))
+}
+
 fn default_addr(text: &str) -> SocketAddr {
     text.parse()
         .expect("invariant: the default addresses are valid socket addresses")
@@ -283,6 +409,73 @@ mod tests {
         assert_eq!(config.pg_addr.to_string(), "127.0.0.1:5433");
         assert_eq!(config.data_dir, PathBuf::from("valori_data"));
         assert!(config.users.is_empty());
+    }
+
+    /// Proves a server with no cluster setting is standalone, that a
+    /// cluster node needs an id and a key (flag, environment or file), that
+    /// bootstrap and join exclude each other, and that the file's cluster
+    /// keys are read under flags.
+    #[test]
+    fn cluster_settings_resolve_or_are_refused() {
+        assert!(
+            ServeArgs::default()
+                .resolve()
+                .expect("defaults")
+                .cluster
+                .is_none()
+        );
+        let cluster = |c: ClusterArgs| ServeArgs {
+            cluster: c,
+            ..ServeArgs::default()
+        };
+        let err = cluster(ClusterArgs {
+            cluster_bootstrap: true,
+            ..ClusterArgs::default()
+        })
+        .resolve()
+        .expect_err("no node id");
+        assert!(err.to_string().contains("--cluster-node-id"), "{err}");
+        let err = cluster(ClusterArgs {
+            cluster_node_id: Some(1),
+            ..ClusterArgs::default()
+        })
+        .resolve()
+        .expect_err("no key");
+        assert!(err.to_string().contains("--cluster-key"), "{err}");
+        let err = cluster(ClusterArgs {
+            cluster_node_id: Some(1),
+            cluster_key: Some("k".into()),
+            cluster_bootstrap: true,
+            cluster_join: Some("127.0.0.1:7000".into()),
+            ..ClusterArgs::default()
+        })
+        .resolve()
+        .expect_err("both");
+        assert!(err.to_string().contains("give one of them"), "{err}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("valori.toml");
+        std::fs::write(
+            &path,
+            "cluster_node_id = 2\ncluster_key = \"file key\"\ncluster_join = \"127.0.0.1:7001\"\n",
+        )
+        .expect("write");
+        let config = ServeArgs {
+            config: Some(path),
+            cluster: ClusterArgs {
+                cluster_node_id: Some(3),
+                ..ClusterArgs::default()
+            },
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .expect("resolve");
+        let c = config.cluster.expect("a cluster node");
+        assert_eq!(c.node_id, 3, "the flag wins over the file");
+        assert_eq!(c.key, "file key");
+        assert_eq!(c.join.as_deref(), Some("127.0.0.1:7001"));
+        assert_eq!(c.addr.to_string(), DEFAULT_CLUSTER_ADDR);
+        assert!(!c.bootstrap);
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub enum ServeError {
         what: &'static str,
         source: std::io::Error,
     },
+    #[error("cannot start the cluster node: {0}")]
+    Cluster(#[from] valori_cluster::ClusterError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -38,6 +40,8 @@ pub struct Running {
     pub pg_addr: std::net::SocketAddr,
     pub flight_addr: std::net::SocketAddr,
     pub engine: Arc<Engine>,
+    /// The node of the cluster, when the server is one.
+    pub cluster: Option<Arc<valori_cluster::Node>>,
 }
 
 /// Opens the engine and binds both listeners; then serves until `shutdown`
@@ -88,11 +92,19 @@ pub async fn serve(
     let rest_listener = bind(config.rest_addr, "REST").await?;
     let pg_listener = bind(config.pg_addr, "Postgres").await?;
     let flight_listener = bind(config.flight_addr, "Flight").await?;
+    let rest_addr = rest_listener.local_addr()?;
+    // A cluster node takes its place before any client can write: from
+    // here on every write goes through the cluster.
+    let cluster = match &config.cluster {
+        Some(settings) => Some(start_cluster_node(&engine, settings, &config, rest_addr).await?),
+        None => None,
+    };
     let running = Running {
-        rest_addr: rest_listener.local_addr()?,
+        rest_addr,
         pg_addr: pg_listener.local_addr()?,
         flight_addr: flight_listener.local_addr()?,
         engine: Arc::clone(&engine),
+        cluster: cluster.clone(),
     };
 
     let auth = Arc::new(Auth::new(config.users.clone()));
@@ -118,6 +130,7 @@ pub async fn serve(
         query: query.clone(),
         auth: Arc::clone(&auth),
         metrics: Arc::new(Metrics::default()),
+        cluster: cluster.clone(),
     });
     let app = rest::router(state, config.body_bytes_max);
 
@@ -168,6 +181,10 @@ pub async fn serve(
         Ok(Err(e)) => tracing::error!("Flight server: {e}"),
         Err(e) => tracing::error!("Flight server task: {e}"),
     }
+    if let Some(node) = &cluster {
+        node.shutdown().await;
+    }
+    drop(cluster);
     let closing = Arc::clone(&engine);
     let result = tokio::task::spawn_blocking(move || closing.checkpoint())
         .await
@@ -188,6 +205,33 @@ pub async fn serve(
     // The last reference closes the engine and joins its index builder.
     drop(engine);
     Ok(())
+}
+
+async fn start_cluster_node(
+    engine: &Arc<Engine>,
+    settings: &crate::config::ClusterSettings,
+    config: &ServeConfig,
+    rest_addr: std::net::SocketAddr,
+) -> Result<Arc<valori_cluster::Node>, ServeError> {
+    let mut c = valori_cluster::ClusterConfig::new(
+        settings.node_id,
+        settings.addr,
+        rest_addr.to_string(),
+        config.data_dir.join("cluster"),
+        settings.key.clone(),
+    );
+    c.bootstrap = settings.bootstrap;
+    c.join = settings.join.clone();
+    c.election_timeout = std::time::Duration::from_millis(settings.election_timeout_ms);
+    let node = valori_cluster::Node::start(Arc::clone(engine), c).await?;
+    tracing::info!(
+        node = node.id,
+        cluster_addr = %node.member.cluster_addr,
+        bootstrap = settings.bootstrap,
+        join = ?settings.join,
+        "cluster node started"
+    );
+    Ok(node)
 }
 
 /// Resolves at the first SIGINT or SIGTERM.

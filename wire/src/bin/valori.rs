@@ -14,12 +14,17 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of the serve settings costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve REST (default 127.0.0.1:3000) and the Postgres protocol
     /// (default 127.0.0.1:5433) over the database in --data-dir (default
     /// ./valori_data) until SIGINT or SIGTERM.
     Serve(ServeArgs),
+    /// Cluster commands.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Apply the golden workload and print its report and state hash (the
     /// same report on x86-64, aarch64, wasm32 and Cortex-M).
     Golden,
@@ -73,6 +78,22 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Print each node's role, term, commit and applied index, lag, and
+    /// event count, state hash and log root at its applied index; exits 1
+    /// if a node cannot be reached or reports itself diverged.
+    Status {
+        /// A node's REST address, e.g. http://127.0.0.1:3000; repeat for
+        /// more nodes.
+        #[arg(long, value_name = "URL", required = true)]
+        url: Vec<String>,
+        /// API key (read role suffices).
+        #[arg(long, env = "VALORI_KEY", hide_env_values = true, value_name = "KEY")]
+        key: Option<String>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -85,6 +106,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Golden => golden(),
+        Command::Cluster(ClusterCommand::Status { url, key }) => {
+            cluster_status(&url, key.as_deref())
+        }
         Command::Verify {
             dir,
             url,
@@ -155,6 +179,12 @@ fn serve(args: ServeArgs) -> ExitCode {
                 "valori listening: rest http://{} postgres postgres://{}",
                 running.rest_addr, running.pg_addr
             );
+            if let Some(node) = &running.cluster {
+                println!(
+                    "valori cluster: node {} at {}",
+                    node.id, node.member.cluster_addr
+                );
+            }
             let _ = std::io::stdout().flush();
             // A second line for Flight; scripts that read only the first
             // may have closed stdout by now, which is not an error.
@@ -172,6 +202,65 @@ fn serve(args: ServeArgs) -> ExitCode {
             eprintln!("valori serve: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn cluster_status(urls: &[String], key: Option<&str>) -> ExitCode {
+    let mut ok = true;
+    println!(
+        "{:<28} {:>4} {:<10} {:>5} {:>8} {:>8} {:>5} {:>8}  {:<64}  log_root",
+        "url", "node", "role", "term", "commit", "applied", "lag", "events", "state_hash"
+    );
+    for url in urls {
+        let answer = valori_wire::client::parse_url(url).and_then(|(addr, prefix)| {
+            valori_wire::client::request(
+                &addr,
+                "GET",
+                &format!("{prefix}/v1/cluster/status"),
+                key,
+                None,
+            )
+        });
+        let status = match answer.map_err(|e| e.to_string()).and_then(|r| {
+            if r.status == 200 {
+                r.json()
+            } else {
+                Err(format!("HTTP {}: {}", r.status, r.text()))
+            }
+        }) {
+            Ok(v) => v,
+            Err(e) => {
+                println!("{url:<28} unreachable: {e}");
+                ok = false;
+                continue;
+            }
+        };
+        let field = |name: &str| match &status[name] {
+            serde_json::Value::Null => "-".to_owned(),
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        println!(
+            "{url:<28} {:>4} {:<10} {:>5} {:>8} {:>8} {:>5} {:>8}  {:<64}  {}",
+            field("node_id"),
+            field("role"),
+            field("term"),
+            field("commit_index"),
+            field("applied_index"),
+            field("lag"),
+            field("events"),
+            field("state_hash"),
+            field("log_root"),
+        );
+        if !status["diverged"].is_null() {
+            println!("{url:<28} DIVERGED: {}", field("diverged"));
+            ok = false;
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

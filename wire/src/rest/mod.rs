@@ -44,6 +44,8 @@ pub struct AppState {
     pub query: QueryEngine,
     pub auth: Arc<Auth>,
     pub metrics: Arc<Metrics>,
+    /// The node of the cluster, when the server is one.
+    pub cluster: Option<Arc<valori_cluster::Node>>,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -98,7 +100,8 @@ pub fn router(state: Arc<AppState>, body_bytes_max: usize) -> Router {
         .route("/memory/upsert_vector", post(records::compat_upsert))
         .route("/memory/search_vector", post(records::compat_search))
         .route("/vectors/batch_insert", post(records::compat_batch_insert))
-        .route("/openapi.json", get(openapi));
+        .route("/openapi.json", get(openapi))
+        .route("/cluster/status", get(cluster_status));
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -261,6 +264,25 @@ async fn ready(State(state): Shared) -> Response {
             axum::Json(json!({ "status": "ready", "log_size": proof.log_size })).into_response()
         }
         Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// This node's role, term, commit and applied index, lag, and the event
+/// count, state hash and log root at its applied index; a server that is
+/// not a node of a cluster says `standalone`.
+async fn cluster_status(State(state): Shared) -> Response {
+    match &state.cluster {
+        Some(node) => axum::Json(node.status()).into_response(),
+        None => match state.engine.proof() {
+            Ok(proof) => axum::Json(json!({
+                "role": "standalone",
+                "events": proof.log_size,
+                "state_hash": proof.hashes.state.to_string(),
+                "log_root": proof.log_root.to_string(),
+            }))
+            .into_response(),
+            Err(e) => ApiError::from(e).into_response(),
+        },
     }
 }
 
