@@ -124,6 +124,8 @@ pub struct NodeStatus {
     pub leader: Option<NodeId>,
     /// The leader's REST address, when known.
     pub leader_rest_addr: Option<String>,
+    /// The leader's cluster address, when known.
+    pub leader_cluster_addr: Option<String>,
     /// Highest index this node knows committed (the leader's commit index on
     /// the leader; on a follower, its applied index is the best it knows).
     pub commit_index: Option<u64>,
@@ -187,15 +189,35 @@ pub struct ClusterConfig {
     /// Start a new cluster with this node as its only voter (first start
     /// only; later starts find the cluster's state on disk).
     pub bootstrap: bool,
-    /// Ask the node at this cluster address to add this one as a voter.
+    /// Ask the node at this cluster address to add this one (as a voter,
+    /// or as a learner with `learner`).
     pub join: Option<String>,
+    /// Join as a learner: a non-voting replica that serves reads, until
+    /// promoted ([`Node::promote`]).
+    pub learner: bool,
     /// Base of the election timeout; the heartbeat is a third of it.
     pub election_timeout: Duration,
     /// Raft entries kept after a snapshot covers them, so that a follower a
     /// little behind catches up from the log rather than a snapshot.
     pub log_kept_after_snapshot: u64,
+    /// Take a snapshot (and retire the Raft log it covers, but for
+    /// `log_kept_after_snapshot` entries) every this many entries; `None`:
+    /// only when asked ([`Node::snapshot`]).
+    pub snapshot_every_entries: Option<u64>,
     #[doc(hidden)]
     pub fault: ApplyFault,
+}
+
+fn membership_error(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> EngineError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => EngineError::NotLeader {
+            leader: f.leader_node.map(|n| n.rest_addr),
+        },
+        other => EngineError::Replication {
+            reason: other.to_string(),
+            outcome_unknown: false,
+        },
+    }
 }
 
 /// A running member of a cluster.
@@ -260,8 +282,10 @@ impl ClusterConfig {
             key,
             bootstrap: false,
             join: None,
+            learner: false,
             election_timeout: Duration::from_millis(DEFAULT_ELECTION_TIMEOUT_MS),
             log_kept_after_snapshot: 1000,
+            snapshot_every_entries: None,
             fault: ApplyFault::default(),
         }
     }
@@ -323,10 +347,12 @@ impl Node {
             snapshot_max_chunk_size: u64::from(
                 valori_core::limits::CLUSTER_SNAPSHOT_CHUNK_BYTES_MAX,
             ),
-            // Snapshots are taken when asked (`Node::snapshot`), so that the
-            // Raft log is retired only as far as a durable engine snapshot
-            // covers it.
-            snapshot_policy: openraft::SnapshotPolicy::Never,
+            // The Raft log is retired only as far as a durable engine
+            // snapshot covers it (the snapshot record is fsynced first).
+            snapshot_policy: match config.snapshot_every_entries {
+                Some(n) => openraft::SnapshotPolicy::LogsSinceLast(n),
+                None => openraft::SnapshotPolicy::Never,
+            },
             max_in_snapshot_log_to_keep: config.log_kept_after_snapshot,
             ..Config::default()
         };
@@ -382,7 +408,8 @@ impl Node {
         }
         if !initialized && let Some(addr) = config.join.clone() {
             let joiner = Arc::clone(&node);
-            let task = tokio::spawn(async move { joiner.join_loop(addr).await });
+            let voter = !config.learner;
+            let task = tokio::spawn(async move { joiner.join_loop(addr, voter).await });
             node.tasks_push(task);
         }
         let checker = Arc::clone(&node);
@@ -448,9 +475,9 @@ impl Node {
         let membership = m.membership_config.membership();
         let voters: Vec<NodeId> = membership.voter_ids().collect();
         let learners: Vec<NodeId> = membership.learner_ids().collect();
-        let leader_rest_addr = m
-            .current_leader
-            .and_then(|l| membership.get_node(&l).map(|n| n.rest_addr.clone()));
+        let leader_node = m.current_leader.and_then(|l| membership.get_node(&l));
+        let leader_rest_addr = leader_node.map(|n| n.rest_addr.clone());
+        let leader_cluster_addr = leader_node.map(|n| n.cluster_addr.clone());
         let applied_index = applied.last_applied.map(|l| l.index);
         let mut follower_lag = BTreeMap::new();
         let commit_index = if m.state == ServerState::Leader {
@@ -477,6 +504,7 @@ impl Node {
             term: m.current_term,
             leader: m.current_leader,
             leader_rest_addr,
+            leader_cluster_addr,
             commit_index,
             applied_index,
             last_log_index: m.last_log_index,
@@ -495,18 +523,73 @@ impl Node {
         }
     }
 
-    /// Adds `id` as a learner, waits for it to catch up, then makes it a
-    /// voter (openraft's joint consensus). Only the leader admits.
-    pub async fn admit(&self, id: NodeId, member: Member) -> Result<(), String> {
+    /// Adds `id` as a learner and waits for it to catch up; with `voter`,
+    /// then makes it a voter (openraft's joint consensus). Only the leader
+    /// admits.
+    pub async fn admit(&self, id: NodeId, member: Member, voter: bool) -> Result<(), EngineError> {
         self.raft
             .add_learner(id, member, true)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(membership_error)?;
+        if voter {
+            self.promote(id).await?;
+        }
+        tracing::info!(node = id, voter, "admitted a node");
+        Ok(())
+    }
+
+    /// Makes the learner `id` a voter (joint consensus). Only the leader
+    /// changes the membership.
+    pub async fn promote(&self, id: NodeId) -> Result<(), EngineError> {
+        let membership = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone();
+        if membership.get_node(&id).is_none() {
+            return Err(EngineError::OutOfRange {
+                what: format!("node {id}"),
+                size: membership.nodes().count() as u64,
+            });
+        }
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
             .await
-            .map_err(|e| e.to_string())?;
-        tracing::info!(node = id, "admitted a voter");
+            .map_err(membership_error)?;
+        tracing::info!(node = id, "promoted a learner to voter");
+        Ok(())
+    }
+
+    /// Removes node `id` from the cluster: a voter is first demoted (joint
+    /// consensus), then the node is forgotten. Only the leader changes the
+    /// membership.
+    pub async fn remove(&self, id: NodeId) -> Result<(), EngineError> {
+        let membership = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone();
+        if membership.get_node(&id).is_none() {
+            return Err(EngineError::OutOfRange {
+                what: format!("node {id}"),
+                size: membership.nodes().count() as u64,
+            });
+        }
+        if membership.voter_ids().any(|v| v == id) {
+            self.raft
+                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                .await
+                .map_err(membership_error)?;
+        }
+        self.raft
+            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+            .await
+            .map_err(membership_error)?;
+        tracing::info!(node = id, "removed a node");
         Ok(())
     }
 
@@ -525,13 +608,14 @@ impl Node {
 
     /// Asks the node at `addr` to admit this one until it does; follows the
     /// leader when `addr` is not it.
-    async fn join_loop(self: Arc<Self>, addr: String) {
+    async fn join_loop(self: Arc<Self>, addr: String, voter: bool) {
         let mut target = addr;
         loop {
             let mut conn = network::Conn::new(target.clone(), Arc::clone(&self.token));
             let rpc = network::Rpc::Join {
                 id: self.id,
                 member: self.member.clone(),
+                voter,
             };
             match conn.call(&rpc, Duration::from_secs(60)).await {
                 Ok(network::Reply::Join(Ok(()))) => {
@@ -540,21 +624,14 @@ impl Node {
                 }
                 Ok(network::Reply::Join(Err(reason))) => {
                     tracing::info!(through = %target, "join refused, retrying: {reason}");
-                    // Follow the leader the refusal names, if any.
+                    // Follow the leader, if the node asked knows it.
                     if let Ok(network::Reply::Status(s)) = conn
                         .call(&network::Rpc::Status, Duration::from_secs(2))
                         .await
-                        && let Some(leader) = s.leader
-                        && leader != s.node_id
-                        && let Some(m) = self
-                            .raft
-                            .metrics()
-                            .borrow()
-                            .membership_config
-                            .membership()
-                            .get_node(&leader)
+                        && let Some(leader) = s.leader_cluster_addr
+                        && s.leader != Some(s.node_id)
                     {
-                        target = m.cluster_addr.clone();
+                        target = leader;
                     }
                 }
                 Ok(other) => {

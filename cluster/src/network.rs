@@ -31,12 +31,18 @@ use crate::{Member, NodeId, NodeStatus, TypeConfig};
 /// What a node asks another.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Rpc {
-    Hello { token: String },
+    Hello {
+        token: String,
+    },
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
     Status,
-    Join { id: NodeId, member: Member },
+    Join {
+        id: NodeId,
+        member: Member,
+        voter: bool,
+    },
 }
 
 /// The answer.
@@ -149,7 +155,11 @@ async fn serve_conn(stream: TcpStream, node: &crate::Node) -> io::Result<()> {
             Rpc::Vote(req) => Reply::Vote(node.raft.vote(req).await),
             Rpc::Snapshot(req) => Reply::Snapshot(node.raft.install_snapshot(req).await),
             Rpc::Status => Reply::Status(Box::new(node.status())),
-            Rpc::Join { id, member } => Reply::Join(node.admit(id, member).await),
+            Rpc::Join { id, member, voter } => Reply::Join(
+                node.admit(id, member, voter)
+                    .await
+                    .map_err(|e| e.to_string()),
+            ),
         };
         write_msg(&mut w, &reply).await?;
     }

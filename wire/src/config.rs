@@ -136,6 +136,17 @@ pub struct ClusterArgs {
     /// [default: 1000]
     #[arg(long, env = "VALORI_CLUSTER_ELECTION_TIMEOUT_MS", value_name = "MS")]
     pub cluster_election_timeout_ms: Option<u64>,
+
+    /// With --cluster-join: join as a learner, a non-voting replica that
+    /// serves reads until promoted (POST /v1/cluster/nodes/ID/promote).
+    #[arg(long, env = "VALORI_CLUSTER_LEARNER", requires = "cluster_join")]
+    pub cluster_learner: bool,
+
+    /// Snapshot every this many Raft entries and retire the Raft log
+    /// behind it (a node further behind catches up from the snapshot).
+    /// [default: only when asked]
+    #[arg(long, env = "VALORI_CLUSTER_SNAPSHOT_EVERY", value_name = "ENTRIES")]
+    pub cluster_snapshot_every: Option<u64>,
 }
 
 /// The settings file: every key optional.
@@ -160,6 +171,9 @@ struct FileConfig {
     cluster_bootstrap: bool,
     cluster_join: Option<String>,
     cluster_election_timeout_ms: Option<u64>,
+    #[serde(default)]
+    cluster_learner: bool,
+    cluster_snapshot_every: Option<u64>,
 }
 
 /// Default cluster address of a node.
@@ -173,7 +187,9 @@ pub struct ClusterSettings {
     pub key: String,
     pub bootstrap: bool,
     pub join: Option<String>,
+    pub learner: bool,
     pub election_timeout_ms: u64,
+    pub snapshot_every: Option<u64>,
 }
 
 /// The resolved settings of a server.
@@ -341,6 +357,8 @@ fn resolve_cluster(
     let timeout = args
         .cluster_election_timeout_ms
         .or(file.cluster_election_timeout_ms);
+    let learner = args.cluster_learner || file.cluster_learner;
+    let snapshot_every = args.cluster_snapshot_every.or(file.cluster_snapshot_every);
     let any = node_id.is_some()
         || addr.is_some()
         || key.is_some()
@@ -360,6 +378,16 @@ fn resolve_cluster(
             "a cluster node needs the shared --cluster-key (VALORI_CLUSTER_KEY): cluster traffic is refused without it".into(),
         )
     })?;
+    if learner && join.is_none() {
+        return Err(ConfigError::Invalid(
+            "cluster_learner joins as a learner: it needs cluster_join".into(),
+        ));
+    }
+    if snapshot_every == Some(0) {
+        return Err(ConfigError::Invalid(
+            "cluster_snapshot_every must be at least 1".into(),
+        ));
+    }
     if bootstrap && join.is_some() {
         return Err(ConfigError::Invalid(
             "--cluster-bootstrap starts a new cluster and --cluster-join joins one: give one of them".into(),
@@ -377,7 +405,9 @@ fn resolve_cluster(
         key,
         bootstrap,
         join,
+        learner,
         election_timeout_ms,
+        snapshot_every,
     }))
 }
 

@@ -222,6 +222,8 @@ async fn start_cluster_node(
     );
     c.bootstrap = settings.bootstrap;
     c.join = settings.join.clone();
+    c.learner = settings.learner;
+    c.snapshot_every_entries = settings.snapshot_every;
     c.election_timeout = std::time::Duration::from_millis(settings.election_timeout_ms);
     let node = valori_cluster::Node::start(Arc::clone(engine), c).await?;
     tracing::info!(

@@ -132,18 +132,23 @@ fn insert(p: &Proc, id: u64) -> (u16, Value) {
 /// Waits until every node has applied `index`, then checks they report the
 /// same event count, state hash and log root.
 fn converged(nodes: &[&Proc], index: u64) -> Value {
-    let statuses: Vec<Value> = nodes
-        .iter()
-        .map(|p| {
-            wait_for(Duration::from_secs(30), "a node to apply", || {
-                status(p).filter(|s| s["applied_index"].as_u64().is_some_and(|a| a >= index))
-            })
-        })
-        .collect();
-    // Applied indexes may differ by entries written meanwhile (none are):
-    // all must be at the same index for the comparison to mean anything.
+    // Entries may still be in flight (a membership change): wait until
+    // every node is at one applied index, at least `index`.
+    let statuses: Vec<Value> = wait_for(
+        Duration::from_secs(30),
+        "every node at one applied index",
+        || {
+            let statuses: Vec<Value> = nodes.iter().filter_map(|p| status(p)).collect();
+            let first = statuses.first()?["applied_index"].as_u64()?;
+            (statuses.len() == nodes.len()
+                && first >= index
+                && statuses
+                    .iter()
+                    .all(|s| s["applied_index"].as_u64() == Some(first)))
+            .then_some(statuses)
+        },
+    );
     for s in &statuses {
-        assert_eq!(s["applied_index"], statuses[0]["applied_index"], "{s}");
         assert_eq!(s["events"], statuses[0]["events"], "{s}");
         assert_eq!(s["state_hash"], statuses[0]["state_hash"], "{s}");
         assert_eq!(s["log_root"], statuses[0]["log_root"], "{s}");
@@ -333,4 +338,150 @@ fn three_processes_replicate_fail_over_and_catch_up() {
             assert_eq!(got, vector(*id), "node {} record {id}", p.id);
         }
     }
+}
+
+/// Starts nodes 1 (bootstrapping), 2 and 3 (joining) under `root` and waits
+/// for three voters.
+fn start_three(root: &Path) -> Vec<Proc> {
+    let mut nodes = vec![spawn(
+        &root.join("node1"),
+        1,
+        "127.0.0.1:0",
+        &["--cluster-bootstrap"],
+    )];
+    let seed = nodes[0].cluster.clone();
+    for i in 2..=3u64 {
+        nodes.push(spawn(
+            &root.join(format!("node{i}")),
+            i,
+            "127.0.0.1:0",
+            &["--cluster-join", &seed],
+        ));
+    }
+    wait_for(Duration::from_secs(60), "three voters", || {
+        status(&nodes[0]).filter(|s| s["voters"].as_array().is_some_and(|v| v.len() == 3))
+    });
+    nodes
+}
+
+fn signal(p: &Proc, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &p.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} node {}", p.id);
+}
+
+/// A fourth process joins as a learner: it receives the log and serves
+/// reads with the same state hash, but does not vote; promoted over REST it
+/// becomes a voter (joint consensus), and removed it leaves the
+/// membership. Then the leader is paused (SIGSTOP): a write sent to it is
+/// never acknowledged, the others elect a new leader that acknowledges
+/// writes, and after SIGCONT the old leader steps down and converges, with
+/// the unacknowledged write nowhere.
+#[test]
+fn a_learner_is_promoted_and_a_paused_leader_acknowledges_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = start_three(root.path());
+    let all: Vec<&Proc> = nodes.iter().collect();
+    let l = wait_for(Duration::from_secs(30), "a leader", || leader_of(&all));
+    let leader = &nodes[l];
+    let (code, body) = call(
+        &leader.rest,
+        "POST",
+        "/v1/collections",
+        Some(json!({"name": "docs", "dim": 4})),
+    );
+    assert_eq!(code, 201, "{body}");
+    for id in 0..5 {
+        let (code, body) = insert(leader, id);
+        assert_eq!(code, 201, "{body}");
+    }
+    let learner = spawn(
+        &root.path().join("node4"),
+        4,
+        "127.0.0.1:0",
+        &["--cluster-join", &leader.cluster, "--cluster-learner"],
+    );
+    wait_for(Duration::from_secs(30), "a learner", || {
+        status(leader).filter(|s| {
+            s["learners"] == json!([4]) && s["voters"].as_array().is_some_and(|v| v.len() == 3)
+        })
+    });
+    let index = status(leader).unwrap()["applied_index"].as_u64().unwrap();
+    converged(&[leader, &learner], index);
+    assert_eq!(status(&learner).unwrap()["role"], "learner");
+    let (code, body) = call(&learner.rest, "GET", "/v1/collections/docs/records/3", None);
+    assert_eq!(code, 200, "a learner serves reads: {body}");
+    let (code, body) = insert(&learner, 99);
+    assert_eq!(code, 503, "a learner refuses writes: {body}");
+
+    let (code, body) = call(&leader.rest, "POST", "/v1/cluster/nodes/4/promote", None);
+    assert_eq!(code, 200, "{body}");
+    let s = status(leader).unwrap();
+    assert_eq!(s["voters"], json!([1, 2, 3, 4]), "{s}");
+    let (code, body) = call(&leader.rest, "DELETE", "/v1/cluster/nodes/4", None);
+    assert_eq!(code, 200, "{body}");
+    let s = status(leader).unwrap();
+    assert_eq!(s["voters"], json!([1, 2, 3]), "{s}");
+    assert_eq!(s["learners"], json!([]), "{s}");
+    drop(learner);
+
+    // Pause the leader; a write sent to it waits in its socket.
+    let old_term = status(leader).unwrap()["term"].as_u64().unwrap();
+    signal(leader, "-STOP");
+    let paused_rest = leader.rest.clone();
+    let pending = std::thread::spawn(move || {
+        let body = json!({"id": 500, "vector": vector(500)}).to_string();
+        request(
+            &paused_rest,
+            "POST",
+            "/v1/collections/docs/records",
+            None,
+            Some(body.as_bytes()),
+        )
+        .map(|r| r.status)
+    });
+    let others: Vec<&Proc> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != l)
+        .map(|(_, p)| p)
+        .collect();
+    let nl = wait_for(
+        Duration::from_secs(30),
+        "a new leader while the old one is paused",
+        || {
+            others.iter().position(|p| {
+                status(p).is_some_and(|s| {
+                    s["role"] == "leader" && s["term"].as_u64().unwrap_or(0) > old_term
+                })
+            })
+        },
+    );
+    let (code, body) = insert(others[nl], 600);
+    assert_eq!(code, 201, "the new leader acknowledges: {body}");
+    signal(&nodes[l], "-CONT");
+    let answer = pending.join().unwrap();
+    assert!(
+        !matches!(answer, Ok(201)),
+        "a paused old leader acknowledged a write: {answer:?}"
+    );
+    let index = wait_for(Duration::from_secs(30), "the new term's leader", || {
+        nodes.iter().find_map(|p| {
+            status(p)
+                .filter(|s| s["role"] == "leader" && s["term"].as_u64().unwrap_or(0) > old_term)
+                .and_then(|s| s["applied_index"].as_u64())
+        })
+    });
+    let all: Vec<&Proc> = nodes.iter().collect();
+    converged(&all, index);
+    for p in &all {
+        let (code, _) = call(&p.rest, "GET", "/v1/collections/docs/records/500", None);
+        assert_eq!(code, 404, "the unacknowledged write is on node {}", p.id);
+        let (code, _) = call(&p.rest, "GET", "/v1/collections/docs/records/600", None);
+        assert_eq!(code, 200, "the acknowledged write is on node {}", p.id);
+    }
+    nodes.clear();
 }

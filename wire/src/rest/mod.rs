@@ -101,7 +101,9 @@ pub fn router(state: Arc<AppState>, body_bytes_max: usize) -> Router {
         .route("/memory/search_vector", post(records::compat_search))
         .route("/vectors/batch_insert", post(records::compat_batch_insert))
         .route("/openapi.json", get(openapi))
-        .route("/cluster/status", get(cluster_status));
+        .route("/cluster/status", get(cluster_status))
+        .route("/cluster/nodes/{id}/promote", post(cluster_promote))
+        .route("/cluster/nodes/{id}", axum::routing::delete(cluster_remove));
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -284,6 +286,27 @@ async fn cluster_status(State(state): Shared) -> Response {
             Err(e) => ApiError::from(e).into_response(),
         },
     }
+}
+
+fn cluster_node(state: &AppState) -> Result<&Arc<valori_cluster::Node>, ApiError> {
+    state
+        .cluster
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("this server is not a node of a cluster"))
+}
+
+/// Makes learner `id` a voter (on the leader; a follower names it).
+async fn cluster_promote(State(state): Shared, PathParams(id): PathParams<u64>) -> ApiResult {
+    let node = Arc::clone(cluster_node(&state)?);
+    node.promote(id).await?;
+    Ok(axum::Json(json!({ "promoted": id })))
+}
+
+/// Removes node `id` from the cluster (on the leader; a follower names it).
+async fn cluster_remove(State(state): Shared, PathParams(id): PathParams<u64>) -> ApiResult {
+    let node = Arc::clone(cluster_node(&state)?);
+    node.remove(id).await?;
+    Ok(axum::Json(json!({ "removed": id })))
 }
 
 async fn openapi() -> Response {
