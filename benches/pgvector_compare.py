@@ -330,7 +330,7 @@ def concurrency(uri, sql, queries, set_ef, levels, seconds):
 STAGES = [
     ("search (engine)", ("valori_core::state::Collection::search", "valori_core::hnsw",
                          "Collection::scan_rows")),
-    ("encode", ("encode_rows", "valori_wire::pg::types::encode", "DataRow", "as tokio_util::codec::encoder",
+    ("encode", ("encode_rows", "encode_batch", "valori_wire::pg::types::encode", "DataRow", "as tokio_util::codec::encoder",
                 "PgWireBackendMessage as pgwire::messages::Message>::encode")),
     ("parse and bind", ("sqlparser::", "valori_query::pgvector::rewrite", "valori_query::sql_text::",
                         "handler::classify", "param_literal", "handler::literal_text", "param_value",
@@ -344,7 +344,7 @@ STAGES = [
     ("physical plan", ("create_physical_plan", "physical_optimizer", "PhysicalOptimizerRule",
                        "DefaultPhysicalPlanner", "ValoriKnnExec::try_new", "reset_plan_states")),
     ("execute (rest of)", ("ExecutionPlan>::execute", "ValoriKnnExec", "physical_plan::common::collect",
-                           "TryCollect", "RecordBatch")),
+                           "TryCollect", "RecordBatch", "execute_stream", "valori_query::rows::")),
     ("send", ("__send", "poll_write", "poll_flush", "tcp_sendmsg", "sendto", "sock_write")),
     ("receive", ("recv", "poll_read", "tcp_recvmsg", "decode", "sock_read")),
 ]
