@@ -9,6 +9,7 @@ use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError as ClientError;
 use arrow_flight::{FlightClient, FlightDescriptor, Ticket};
 use futures::TryStreamExt;
+use prost::Message as _;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 use valori_query::datafusion::arrow::array::{
@@ -587,6 +588,22 @@ async fn flight_sql_client() {
             .flat_map(|b| b.column(0).as_primitive::<UInt64Type>().values().to_vec())
             .collect()
     }
+    // GetSchema of a write prepares it and runs nothing.
+    let before = written(&server);
+    let insert = arrow_flight::sql::CommandStatementQuery {
+        query: "INSERT INTO docs (id, vec) VALUES (9, '[1,1]')".into(),
+        transaction_id: None,
+    };
+    let mut plain = client(&server, Some(WRITE_KEY)).await;
+    let schema = plain
+        .get_schema(FlightDescriptor::new_cmd(
+            arrow_flight::sql::ProstMessageExt::as_any(&insert).encode_to_vec(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(schema.fields().len(), 2, "{schema:?}");
+    assert_eq!(written(&server), before);
+
     let info = sql
         .execute("SELECT id FROM docs ORDER BY id".into(), None)
         .await

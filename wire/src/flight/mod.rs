@@ -389,10 +389,18 @@ impl FlightService for Front {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
         self.role(&request)?;
-        let info = if flight_sql_message(&request.get_ref().cmd).is_some() {
-            self.sql.get_flight_info(request).await?.into_inner()
-        } else {
-            self.info(request).await?
+        let info = match flight_sql_message(&request.get_ref().cmd) {
+            // A statement's schema comes from preparing it: asking for
+            // its `FlightInfo` would run a write.
+            Some(any) => match self.sql.statement_schema(any).await? {
+                Some(schema) => {
+                    return Ok(Response::new(SchemaResult {
+                        schema: sql::ipc_schema(&schema)?,
+                    }));
+                }
+                None => self.sql.get_flight_info(request).await?.into_inner(),
+            },
+            None => self.info(request).await?,
         };
         Ok(Response::new(SchemaResult {
             schema: info.schema,

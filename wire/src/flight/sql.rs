@@ -103,7 +103,7 @@ fn parameter_schema(prepared: &Prepared) -> Schema {
     Schema::new(fields)
 }
 
-fn ipc_schema(schema: &Schema) -> Result<bytes::Bytes, FlightError> {
+pub(super) fn ipc_schema(schema: &Schema) -> Result<bytes::Bytes, FlightError> {
     let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default()).try_into()?;
     Ok(bytes)
 }
@@ -356,6 +356,20 @@ impl SqlService {
         })
         .await??;
         Ok(i64::try_from(inserted.ids.len()).unwrap_or(i64::MAX))
+    }
+
+    /// The answer schema of a statement or prepared statement command,
+    /// without running it (`None` for other commands).
+    pub async fn statement_schema(&self, any: Any) -> Result<Option<SchemaRef>, FlightError> {
+        if let Ok(Some(query)) = any.unpack::<CommandStatementQuery>() {
+            let prepared = self.state.query.prepare_cached(&query.query).await?;
+            return Ok(Some(answer_schema(&prepared)));
+        }
+        if let Ok(Some(command)) = any.unpack::<CommandPreparedStatementQuery>() {
+            let open = self.open(&command.prepared_statement_handle)?;
+            return Ok(Some(answer_schema(&open.prepared)));
+        }
+        Ok(None)
     }
 
     fn store(&self, prepared: Arc<Prepared>) -> u64 {
