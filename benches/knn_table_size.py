@@ -24,7 +24,6 @@ import io
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,26 +34,12 @@ import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pgvector_compare import free_port, read_fvecs, vec_text  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DATA = os.path.join(ROOT, "..", "shared", "data", "glove50-100k-l2")
-
-
-def read_fvecs(path):
-    raw = np.fromfile(path, dtype="<i4")
-    return raw.reshape(-1, raw[0] + 1)[:, 1:].view("<f4").copy()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def vec_text(v):
-    return "[" + ",".join(repr(float(x)) for x in v) + "]"
 
 
 def base_rows(n):
