@@ -28,10 +28,9 @@ use crate::{QueryError, QueryOutput};
 /// statement's schema (also when there are no rows).
 pub struct Rows {
     schema: SchemaRef,
-    /// Produced while the statement started, not yet taken.
-    first: Option<RecordBatch>,
-    /// Batches produced so far by a statement that was collected whole
-    /// (deep statements; [`Rows::from_output`]).
+    /// Batches produced and not yet taken: the first batch of a started
+    /// stream, or every batch of a statement collected whole (deep
+    /// statements; [`Rows::from_output`]).
     ready: std::vec::IntoIter<RecordBatch>,
     /// The rest of the answer; `None` once it ended or failed.
     rest: Option<SendableRecordBatchStream>,
@@ -65,8 +64,7 @@ impl Rows {
         Ok(Rows {
             schema,
             rest: first.is_some().then_some(stream),
-            first,
-            ready: Vec::new().into_iter(),
+            ready: first.into_iter().collect::<Vec<_>>().into_iter(),
             deadline: Some(Box::pin(tokio::time::sleep_until(deadline))),
             limit,
         })
@@ -76,7 +74,6 @@ impl Rows {
     pub fn from_output(output: QueryOutput) -> Rows {
         Rows {
             schema: output.schema,
-            first: None,
             ready: output.batches.into_iter(),
             rest: None,
             deadline: None,
@@ -108,9 +105,6 @@ impl Stream for Rows {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if let Some(batch) = this.first.take() {
-            return Poll::Ready(Some(Ok(batch)));
-        }
         if let Some(batch) = this.ready.next() {
             return Poll::Ready(Some(Ok(batch)));
         }

@@ -44,7 +44,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, ScalarValue};
@@ -651,25 +651,15 @@ pub fn vector_param(components: Vec<f32>) -> ScalarValue {
 /// Whether `value` is a list of `f32`s without NULLs, which a search
 /// takes as it is ([`vector_param`]).
 fn is_float_vector(value: &ScalarValue) -> bool {
-    let list: &dyn Array = match value {
-        ScalarValue::FixedSizeList(list) => list.as_ref(),
-        ScalarValue::List(list) => list.as_ref(),
+    let (list, values): (&dyn Array, &ArrayRef) = match value {
+        ScalarValue::FixedSizeList(list) => (list.as_ref(), list.values()),
+        ScalarValue::List(list) => (list.as_ref(), list.values()),
         _ => return false,
     };
-    let item_is_f32 = match list.data_type() {
-        DataType::FixedSizeList(item, _) | DataType::List(item) => {
-            *item.data_type() == DataType::Float32
-        }
-        _ => false,
-    };
-    item_is_f32 && list.len() == 1 && list.logical_null_count() == 0 && {
-        let values = match value {
-            ScalarValue::FixedSizeList(l) => l.values().logical_null_count(),
-            ScalarValue::List(l) => l.values().logical_null_count(),
-            _ => 1,
-        };
-        values == 0
-    }
+    list.len() == 1
+        && list.logical_null_count() == 0
+        && *values.data_type() == DataType::Float32
+        && values.logical_null_count() == 0
 }
 
 /// pgvector's text form of `f32` components (each the shortest text that
