@@ -19,7 +19,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use arrow_array::{
-    ArrayRef, BinaryArray, FixedSizeListArray, Float32Array, Int32Array, RecordBatch, UInt64Array,
+    ArrayRef, BinaryArray, BooleanArray, FixedSizeListArray, Float32Array, Int32Array, RecordBatch,
+    UInt64Array,
 };
 use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, FieldRef, Schema, SchemaRef};
@@ -31,6 +32,24 @@ pub const VECTOR_COLUMN: &str = "vector";
 pub const TAG_COLUMN: &str = "tag";
 pub const METADATA_COLUMN: &str = "metadata";
 pub const VECTOR_F32_COLUMN: &str = "vector_f32";
+/// Only in an export that keeps deleted rows: `true` for a deleted row.
+pub const DELETED_COLUMN: &str = "deleted";
+
+/// Schema metadata keys of an export: which state it was read from …
+pub const LOG_SIZE_KEY: &str = "valori.log_size";
+pub const LOG_ROOT_KEY: &str = "valori.log_root";
+pub const STATE_HASH_KEY: &str = "valori.state_hash";
+pub const COLLECTION_HASH_KEY: &str = "valori.collection_hash";
+/// … and what of the collection its hash covers besides the rows
+/// (docs/format.md section 3), so that an export alone is enough to
+/// recompute the collection hash.
+pub const COLLECTION_KEY: &str = "valori.collection";
+pub const METRIC_KEY: &str = "valori.metric";
+pub const M_KEY: &str = "valori.m";
+pub const EF_CONSTRUCTION_KEY: &str = "valori.ef_construction";
+pub const SEED_KEY: &str = "valori.seed";
+pub const ROWS_KEY: &str = "valori.rows";
+pub const LIVE_KEY: &str = "valori.live";
 
 /// Name of the child field of the list columns (Arrow's conventional name).
 const ITEM_FIELD: &str = "item";
@@ -73,6 +92,52 @@ pub fn schema(dim: u32, with_f32: bool) -> SchemaRef {
         ));
     }
     Arc::new(Schema::new(fields))
+}
+
+/// The schema metadata that describes `collection` itself: its name,
+/// metric code, index parameters, and its counts of rows (deleted ones
+/// included) and live rows: everything its hash covers except the rows.
+pub fn collection_metadata(collection: &Collection) -> Vec<(String, String)> {
+    let config = collection.config();
+    [
+        (COLLECTION_KEY, collection.name().as_str().to_owned()),
+        (METRIC_KEY, config.metric.code().to_string()),
+        (M_KEY, config.index.m.to_string()),
+        (
+            EF_CONSTRUCTION_KEY,
+            config.index.ef_construction.to_string(),
+        ),
+        (SEED_KEY, config.index.seed.to_string()),
+        (ROWS_KEY, collection.rows().to_string()),
+        (LIVE_KEY, collection.live().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// `schema` (of [`schema`]) with the [`DELETED_COLUMN`] appended, for an
+/// export that keeps deleted rows.
+pub fn with_deleted(schema: &Schema) -> SchemaRef {
+    let mut fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new(
+        DELETED_COLUMN,
+        DataType::Boolean,
+        false,
+    )));
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `batch` with the tombstone column `deleted` appended under `schema`
+/// (from [`with_deleted`]).
+pub fn add_deleted(
+    schema: SchemaRef,
+    batch: RecordBatch,
+    deleted: Vec<bool>,
+) -> Result<RecordBatch, ArrowError> {
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(BooleanArray::from(deleted)));
+    RecordBatch::try_new(schema, columns)
 }
 
 /// Wraps `values` (`dim` components per row, row-major) as a vector column

@@ -794,6 +794,104 @@ impl Database {
         Ok(d)
     }
 
+    /// The whole collection as a `pyarrow.Table` with the columns of an
+    /// Arrow Flight export (`id`, `vector` (Q16.16), `tag`, `metadata`,
+    /// `vector_f32`; with `deleted`, also the deleted rows and a `deleted`
+    /// column), in row order, read under one read lock of the state, with
+    /// the state's log size, log root, state hash, collection hash and the
+    /// collection's description as schema metadata (docs/flight.md).
+    #[pyo3(signature = (collection, deleted = false))]
+    fn export<'py>(
+        &self,
+        py: Python<'py>,
+        collection: &str,
+        deleted: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        use valori_columnar::arrow as columns;
+        let name = name(collection)?;
+        let engine = self.engine()?;
+        let batch = py.detach(move || {
+            engine.read(|state| {
+                let c = state
+                    .collection(&name)
+                    .ok_or_else(|| unknown_collection(&name))?;
+                let proof = engine.proof().map_err(errors::engine)?;
+                let collection_hash = proof
+                    .hashes
+                    .collections
+                    .iter()
+                    .find(|(n, _)| n == &name)
+                    .map(|(_, h)| hex(h))
+                    .unwrap_or_default();
+                let mut metadata: std::collections::HashMap<String, String> = [
+                    (columns::LOG_SIZE_KEY, proof.log_size.to_string()),
+                    (columns::LOG_ROOT_KEY, hex(&proof.log_root)),
+                    (columns::STATE_HASH_KEY, hex(&proof.hashes.state)),
+                    (columns::COLLECTION_HASH_KEY, collection_hash),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+                metadata.extend(columns::collection_metadata(c));
+                let dim = c.config().dim;
+                let tombstones = c.deleted();
+                let rows: Vec<usize> = (0..c.rows())
+                    .filter(|&r| deleted || !tombstones[r])
+                    .collect();
+                let mut vectors = Vec::with_capacity(rows.len() * dim as usize);
+                let mut offsets: Vec<i32> = vec![0];
+                let mut bytes = Vec::new();
+                for &r in &rows {
+                    vectors.extend_from_slice(c.vector(r));
+                    bytes.extend_from_slice(c.metadata(r));
+                    let end = i32::try_from(bytes.len()).map_err(|_| {
+                        error(
+                            Fault::TooLarge,
+                            format!(
+                                "collection {name}: its metadata exceeds the 2 GiB one Arrow column holds"
+                            ),
+                        )
+                    })?;
+                    offsets.push(end);
+                }
+                let arrow = |e: valori_query::datafusion::arrow::error::ArrowError| {
+                    error(Fault::Internal, format!("export of {name}: {e}"))
+                };
+                let meta = valori_query::datafusion::arrow::array::BinaryArray::try_new(
+                    valori_query::datafusion::arrow::buffer::OffsetBuffer::new(
+                        valori_query::datafusion::arrow::buffer::ScalarBuffer::from(offsets),
+                    ),
+                    valori_query::datafusion::arrow::buffer::Buffer::from_vec(bytes),
+                    None,
+                )
+                .map_err(arrow)?;
+                let base = columns::schema(dim, true)
+                    .as_ref()
+                    .clone()
+                    .with_metadata(metadata);
+                let parts = columns::Columns {
+                    dim,
+                    ids: rows.iter().map(|&r| c.ids()[r].0).collect(),
+                    vectors,
+                    tags: rows.iter().map(|&r| c.tags()[r]).collect(),
+                    metadata: meta,
+                };
+                let batch = columns::assemble(std::sync::Arc::new(base.clone()), parts)
+                    .map_err(arrow)?;
+                if deleted {
+                    let flags = rows.iter().map(|&r| tombstones[r]).collect();
+                    columns::add_deleted(columns::with_deleted(&base), batch, flags)
+                        .map_err(arrow)
+                } else {
+                    Ok(batch)
+                }
+            })
+        });
+        let batch = batch.map_err(errors::engine)??;
+        let schema = batch.schema();
+        PyTable::try_new(vec![batch], schema)?.into_pyarrow(py)
+    }
+
     /// Runs one SQL statement through the statement layer (the same one
     /// the Postgres and REST front ends use), with the values of `$1`,
     /// `$2`, … given as JSON text (`params_json`); the result as a

@@ -11,7 +11,8 @@
 //!   are `valori_query::ops`, shared with REST.
 //! - Module functions for clients that check proofs themselves (the remote
 //!   mode's `verify`): [`leaf_hash`], [`verify_inclusion`],
-//!   [`verify_consistency`], and [`quantize`].
+//!   [`verify_consistency`], [`blake3_hex`] (for `verify_export`) and
+//!   [`quantize`].
 //!
 //! The shim has no logic of its own: defaults, automatic creation of the
 //! `default` collection and batch splitting are in `valori/_client.py`,
@@ -67,6 +68,15 @@ fn leaf_hash(event: &[u8]) -> String {
     hex(&valori_core::merkle::leaf_hash(event))
 }
 
+/// Plain BLAKE3-256 of `data`, as hex: the hash function of the state
+/// hash, for clients that recompute a collection's hash from an export
+/// (`valori.verify_export`, which does the encoding itself).
+#[pyfunction]
+fn blake3_hex(py: Python<'_>, data: &[u8]) -> String {
+    let digest = py.detach(|| blake3::hash(data));
+    digest.to_hex().to_string()
+}
+
 fn hashes(path: &[String]) -> PyResult<Vec<Hash32>> {
     path.iter().map(|h| parse_hash(h)).collect()
 }
@@ -116,6 +126,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(quantize, m)?)?;
     m.add_function(wrap_pyfunction!(check_search, m)?)?;
     m.add_function(wrap_pyfunction!(leaf_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(blake3_hex, m)?)?;
     m.add_function(wrap_pyfunction!(verify_inclusion, m)?)?;
     m.add_function(wrap_pyfunction!(verify_consistency, m)?)?;
     m.add("BATCH_RECORDS_MAX", valori_core::limits::BATCH_RECORDS_MAX)?;

@@ -131,6 +131,7 @@ pub async fn serve(
         auth: Arc::clone(&auth),
         metrics: Arc::new(Metrics::default()),
         cluster: cluster.clone(),
+        flight_addr: Some(running.flight_addr),
     });
     let app = rest::router(state, config.body_bytes_max);
 

@@ -16,6 +16,7 @@ from ._client import (
     DEFAULT_PATH,
     Valori,
 )
+from ._export import ExportError, collection_hash, verify_export
 from ._native import quantize
 from ._types import Hit, Record
 from .errors import (
@@ -53,5 +54,8 @@ __all__ = [
     "BATCH_RECORDS_MAX",
     "CHUNK_BYTES_MAX",
     "quantize",
+    "verify_export",
+    "collection_hash",
+    "ExportError",
     "__version__",
 ]

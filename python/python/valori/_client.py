@@ -204,17 +204,26 @@ class Valori:
         remote: Optional[str] = None,
         api_key: Optional[str] = None,
         timeout: float = 60.0,
+        flight: Union[str, bool, None] = None,
     ) -> None:
         """Open the embedded database in ``path`` (default ``./valori_data``,
         created if missing, recovered from its log if it exists), or connect
         to the server at ``remote`` (``http://HOST:PORT``) with an optional
-        API key sent as ``Authorization: Bearer KEY``."""
+        API key sent as ``Authorization: Bearer KEY``.
+
+        Remote, bulk reads (:meth:`to_arrow`, :meth:`to_pandas`) and the
+        chunks of :meth:`insert_batch` of at least 1,024 records travel over
+        the server's Arrow Flight address when it answers (needs
+        ``pyarrow``): ``flight`` is that address (``grpc://HOST:PORT``),
+        ``None`` (the default) to ask the server (``GET /v1/flight``), or
+        ``False`` for REST only. When Flight is not reachable, REST carries
+        everything; the results and the events are the same either way."""
         if remote is not None:
             if path is not None:
                 raise InvalidInput("give either a path (embedded) or remote=URL, not both")
             from ._remote import RemoteBackend
 
-            self._backend: Any = RemoteBackend(remote, api_key=api_key, timeout=timeout)
+            self._backend: Any = RemoteBackend(remote, api_key=api_key, timeout=timeout, flight=flight)
             self.mode = "remote"
             self.location = self._backend.url
         else:
@@ -267,6 +276,70 @@ class Valori:
         """Every collection, in name order: ``{"name", "dim", "metric", "m",
         "ef_construction", "seed", "rows", "live", "indexed"}``."""
         return self._backend.collections()
+
+    def to_arrow(self, collection: str = DEFAULT_COLLECTION, deleted: bool = False) -> Any:
+        """The whole collection as a ``pyarrow.Table``, read from one state:
+        columns ``id`` (uint64), ``vector`` (the stored Q16.16 integers,
+        ``FixedSizeList<Int32>``, exact), ``tag`` (uint64), ``metadata``
+        (the stored bytes) and ``vector_f32`` (``vector / 65536``), live
+        records in insertion order; with ``deleted=True`` also the deleted
+        records and a ``deleted`` column. The schema metadata says which
+        state the rows are from (``valori.log_size``, ``valori.log_root``,
+        ``valori.state_hash``, ``valori.collection_hash``) and describes
+        the collection, so that :meth:`verify_export` can recompute its
+        hash. Remote, it travels over Arrow Flight when reachable."""
+        return self._backend.export(collection, bool(deleted))
+
+    def to_pandas(self, collection: str = DEFAULT_COLLECTION) -> Any:
+        """:meth:`to_arrow` as a pandas DataFrame."""
+        return self.to_arrow(collection).to_pandas()
+
+    def verify_export(self, table: Any) -> Dict[str, Any]:
+        """Checks an export (:meth:`to_arrow`, or a Flight ``DoGet`` of a
+        collection, possibly saved and loaded again) against this database:
+
+        - its rows, tombstones and the collection's description hash, by
+          the canonical encoding recomputed in the client
+          (``valori.verify_export``), to the collection hash it claims;
+        - the log it names (``valori.log_size``, ``valori.log_root``) is a
+          prefix of this database's log (a consistency proof);
+        - while the log has not grown since, the state proof reports that
+          collection hash and state hash now.
+
+        Returns ``{"ok", "collection", "computed", "claimed", "log_size",
+        "log_root", "state_hash", "findings"}``; a changed id, tag, vector
+        component, metadata byte, tombstone or row count gives ``ok =
+        False`` and a ``MISMATCH`` finding. Never raises for a mismatch."""
+        from ._export import verify_export
+
+        report = verify_export(table)
+        p = self._backend.proof()
+        size, root = report["log_size"], report["log_root"]
+        findings = report["findings"]
+        good = report["ok"]
+        if p["log_size"] == size:
+            check = verify_export(table, p)
+            findings.extend(check["findings"][1:])
+            good = good and check["ok"]
+        elif p["log_size"] > size:
+            c = self._backend.consistency_proof(size, p["log_size"])
+            ok = _native.verify_consistency(size, p["log_size"], root, p["log_root"], c["path"])
+            good = good and ok
+            findings.append(
+                ("ok       " if ok else "MISMATCH ")
+                + f"the export's log of {size} events (root {root}) is a prefix of the log of {p['log_size']} events"
+            )
+            findings.append(
+                f"note     the log grew since the export ({size} -> {p['log_size']} events): "
+                "its collection hash is not compared with the current proof"
+            )
+        else:
+            good = False
+            findings.append(
+                f"MISMATCH the export names a log of {size} events; this database's log has {p['log_size']}"
+            )
+        report["ok"] = good
+        return report
 
     def collection(self, name: str = DEFAULT_COLLECTION) -> Dict[str, Any]:
         """One collection's description (see :meth:`collections`)."""

@@ -54,6 +54,9 @@ class EmbeddedBackend:
     def collections(self) -> List[Dict[str, Any]]:
         return self._db.collections()
 
+    def export(self, collection: str, deleted: bool) -> Any:
+        return self._db.export(collection, deleted)
+
     def collection(self, name: str) -> Dict[str, Any]:
         return self._db.collection(name)
 

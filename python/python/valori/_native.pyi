@@ -40,6 +40,9 @@ def verify_consistency(
 ) -> bool:
     """RFC 9162 consistency check between two log sizes and roots."""
 
+def blake3_hex(data: bytes) -> str:
+    """Plain BLAKE3-256 of ``data`` (hex), for ``valori.verify_export``."""
+
 class Database:
     """An embedded Valori database: the engine opened in this process."""
 
@@ -59,6 +62,7 @@ class Database:
     def drop_collection(self, name: str) -> Dict[str, Any]: ...
     def collections(self) -> List[Dict[str, Any]]: ...
     def collection(self, name: str) -> Dict[str, Any]: ...
+    def export(self, collection: str, deleted: bool = False) -> Any: ...
     def insert(
         self,
         collection: str,

@@ -16,9 +16,10 @@ import http.client
 import json
 import math
 import sys
+import re
 import threading
 import urllib.parse
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from . import _native
 from .errors import (
@@ -94,10 +95,63 @@ def _metadata_value(hit: Dict[str, Any]) -> Any:
     return hit.get("metadata")
 
 
-class RemoteBackend:
-    """A Valori server reached over HTTP(S) at ``url``."""
+FLIGHT_ROWS_MIN = 1024
+"""Chunks of a batch with at least this many records are loaded over
+Arrow Flight (``DoPut``) when the server's Flight address is reachable;
+smaller ones go over REST, whose refusals the embedded mode words alike."""
 
-    def __init__(self, url: str, api_key: Optional[str] = None, timeout: float = 60.0):
+# The gRPC status names in pyarrow's messages ("Flight returned not found
+# error, with message: …") and the REST status each stands for.
+_FLIGHT_STATUS = {
+    "invalid argument": 400,
+    "unauthenticated": 401,
+    "unauthorized": 403,
+    "permission denied": 403,
+    "not found": 404,
+    "already exists": 409,
+    "out of range": 413,
+    "timeout": 408,
+    "deadline exceeded": 408,
+    "unavailable": 503,
+}
+_FLIGHT_CODE = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                409: "conflict", 413: "payload_too_large", 408: "timeout", 503: "unavailable"}
+_FLIGHT_MESSAGE = re.compile(
+    r"returned ([a-z ]+?) error, with message: (.*?)(?:\. gRPC client debug context:.*|\. Detail: .*)?$",
+    re.S,
+)
+
+
+def _flight_error(e: Exception, what: str) -> ValoriError:
+    """A pyarrow Flight failure as the :class:`ValoriError` REST would raise
+    for the same refusal: the server's message, the class of its status."""
+    text = str(e)
+    found = _FLIGHT_MESSAGE.search(text)
+    if found:
+        kind, message = found.group(1), found.group(2)
+    else:
+        # pyarrow raises INVALID_ARGUMENT as ArrowInvalid with the bare
+        # message.
+        kind = "invalid argument" if type(e).__name__ == "ArrowInvalid" else "internal"
+        message = text
+    status = _FLIGHT_STATUS.get(kind, 500)
+    cls = _BY_STATUS.get(status, ServerError)
+    return cls(message or f"{what}: {text}", _FLIGHT_CODE.get(status, "internal"), status)
+
+
+class RemoteBackend:
+    """A Valori server reached over HTTP(S) at ``url``; bulk reads and
+    writes over its Arrow Flight address when reachable (``flight``: an
+    address ``grpc://HOST:PORT``, ``False`` for REST only, ``None`` to ask
+    the server with ``GET /v1/flight``)."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: Optional[str] = None,
+        timeout: float = 60.0,
+        flight: Union[str, bool, None] = None,
+    ):
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise InvalidInput(f"remote URL {url!r}: expected http://HOST:PORT or https://HOST:PORT")
@@ -112,6 +166,181 @@ class RemoteBackend:
             self._headers["Authorization"] = f"Bearer {api_key}"
         # One keep-alive connection per thread.
         self._local = threading.local()
+        self._api_key = api_key
+        if flight is True:
+            flight = None
+        if isinstance(flight, str) and not flight.startswith(("grpc://", "grpc+tcp://")):
+            raise InvalidInput(f"flight address {flight!r}: expected grpc://HOST:PORT")
+        self._flight_wanted: Union[str, bool, None] = flight
+        # (client, call options) once connected; False once found
+        # unusable (then REST carries everything).
+        self._flight: Any = None
+        self._flight_lock = threading.Lock()
+        self.flight_address: Optional[str] = None
+
+    # -- Arrow Flight ----------------------------------------------------
+
+    def _flight_target(self) -> Optional[str]:
+        """The Flight address to use: the one given, or the one the server
+        advertises (its bound host, or this URL's host when it listens on
+        every interface); ``None`` when there is none."""
+        if self._flight_wanted is False:
+            return None
+        if isinstance(self._flight_wanted, str):
+            return self._flight_wanted
+        try:
+            answer = self._json("GET", "/v1/flight")
+        except (NotFound, ServerError):
+            return None  # a server without the route, or none reachable
+        host = answer["host"]
+        if host in ("0.0.0.0", "::"):
+            host = self._host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"grpc://{host}:{int(answer['port'])}"
+
+    def flight(self) -> Any:
+        """``(pyarrow.flight.FlightClient, FlightCallOptions)`` when Flight
+        is usable (pyarrow.flight importable, an address known, the server
+        answering there), else ``None``. Decided once per client."""
+        with self._flight_lock:
+            if self._flight is None:
+                self._flight = self._connect_flight() or False
+            return self._flight or None
+
+    def _connect_flight(self) -> Any:
+        try:
+            import pyarrow.flight as fl
+        except ImportError:
+            return None
+        target = self._flight_target()
+        if target is None:
+            return None
+        headers = []
+        if self._api_key:
+            headers.append((b"authorization", f"Bearer {self._api_key}".encode()))
+        options = fl.FlightCallOptions(headers=headers, timeout=self._timeout)
+        try:
+            client = fl.connect(target)
+            # A cheap call that needs the read role: proves the address
+            # answers and accepts the credentials.
+            list(client.list_actions(options))
+        except fl.FlightUnauthenticatedError as e:
+            raise _flight_error(e, f"Flight at {target}") from e
+        except Exception:
+            return None  # unreachable: REST carries everything
+        self.flight_address = target
+        return client, options
+
+    def export(self, collection: str, deleted: bool) -> Any:
+        """The whole collection as an Arrow table (see ``_export``): over
+        Flight when usable, else over REST."""
+        conn = self.flight()
+        if conn is not None:
+            import pyarrow.flight as fl
+
+            client, options = conn
+            ticket = (
+                json.dumps({"collection": collection, "deleted": True}).encode()
+                if deleted
+                else collection.encode()
+            )
+            try:
+                return client.do_get(fl.Ticket(ticket), options).read_all()
+            except Exception as e:
+                raise _flight_error(e, f"DoGet of {collection}") from e
+        return self._export_rest(collection, deleted)
+
+    def _export_rest(self, collection: str, deleted: bool) -> Any:
+        """The export over ``/v1/sql``: the same columns in the same (row)
+        order. Its provenance is attached only when the log did not move
+        between the proofs read before and after the query, so that it is
+        certain which state the rows came from."""
+        import pyarrow as pa
+
+        if deleted:
+            raise InvalidInput(
+                "an export with deleted rows needs Arrow Flight (or the embedded mode): "
+                "SQL sees live rows only",
+                "bad_request",
+            )
+        quoted = '"' + collection.replace('"', '""') + '"'
+        query = f"SELECT id, vec_q16 AS vector, tag, metadata, vec AS vector_f32 FROM {quoted}"
+        from ._export import METRIC_CODES
+
+        for _ in range(3):
+            before = self.proof()
+            info = self.collection(collection)
+            table = self.sql(query, [])
+            after = self.proof()
+            if before["log_size"] == after["log_size"]:
+                break
+        else:
+            raise ServerError(
+                f"export of {collection} over REST: the log kept growing during three attempts; "
+                "use Arrow Flight, whose export reads one state"
+            )
+        chash = next(c["hash"] for c in after["collections"] if c["name"] == collection)
+        meta = {
+            "valori.log_size": str(after["log_size"]),
+            "valori.log_root": after["log_root"],
+            "valori.state_hash": after["state_hash"],
+            "valori.collection_hash": chash,
+            "valori.collection": collection,
+            "valori.metric": str(METRIC_CODES[info["metric"]]),
+            "valori.m": str(info["m"]),
+            "valori.ef_construction": str(info["ef_construction"]),
+            "valori.seed": str(info["seed"]),
+            "valori.rows": str(info["rows"]),
+            "valori.live": str(info["live"]),
+        }
+        dim = info["dim"]
+        schema = pa.schema(
+            [
+                pa.field("id", pa.uint64(), False),
+                pa.field("vector", pa.list_(pa.field("item", pa.int32(), False), dim), False),
+                pa.field("tag", pa.uint64(), False),
+                pa.field("metadata", pa.binary(), False),
+                pa.field("vector_f32", pa.list_(pa.field("item", pa.float32(), False), dim), False),
+            ],
+            metadata=meta,
+        )
+        return table.cast(schema).replace_schema_metadata(meta)
+
+    def _put(self, collection: str, vectors: Any, ids: Optional[List[int]], tags: Optional[List[int]],
+             metadata: Optional[List[Optional[str]]], conn: Any) -> Dict[str, Any]:
+        """One chunk as one Flight ``DoPut`` (one atomic event)."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.flight as fl
+
+        client, options = conn
+        arr = np.ascontiguousarray(vectors, dtype=np.float32)
+        n, dim = arr.shape
+        columns = {"vector": pa.FixedSizeListArray.from_arrays(pa.array(arr.reshape(-1)), dim)}
+        if ids is not None:
+            columns["id"] = pa.array(ids, type=pa.uint64())
+        if tags is not None:
+            columns["tag"] = pa.array(tags, type=pa.uint64())
+        if metadata is not None:
+            columns["metadata"] = pa.array(metadata, type=pa.string())
+        table = pa.table(columns)
+        descriptor = fl.FlightDescriptor.for_path(collection)
+        try:
+            writer, reader = client.do_put(descriptor, table.schema, options)
+            with writer:
+                writer.write_table(table)
+                writer.done_writing()
+                answer = reader.read()
+        except Exception as e:
+            raise _flight_error(e, f"DoPut into {collection}") from e
+        result = json.loads(answer.to_pybytes())
+        # The engine picks consecutive ids from its next free one when the
+        # batch names none, as over REST.
+        if ids is None:
+            first = int(result["first_id"])
+            ids = list(range(first, first + int(result["rows"])))
+        return {"ids": list(ids), "seq": result["seq"], "log_root": result["log_root"]}
 
     # -- transport -----------------------------------------------------
 
@@ -246,6 +475,18 @@ class RemoteBackend:
         tags: Optional[List[int]],
         metadata: Optional[List[Optional[str]]],
     ) -> Dict[str, Any]:
+        conn = self.flight() if len(vectors) >= FLIGHT_ROWS_MIN else None
+        if conn is not None:
+            import numpy as np
+
+            array = np.asarray(vectors, dtype=np.float64 if not hasattr(vectors, "dtype") else None)
+            if array.dtype.name not in ("float32", "float64"):
+                array = array.astype(np.float64)
+            bad = ~np.isfinite(array) | (np.abs(array) >= 32768.0)
+            if bad.any():
+                i = int(np.argwhere(bad)[0][0])
+                _vector_f32(array[i].tolist(), "row", i)
+            return self._put(collection, array, ids, tags, metadata, conn)
         if hasattr(vectors, "dtype") and hasattr(vectors, "astype"):
             # A NumPy array: check and round to float32 in bulk.
             np = sys.modules["numpy"]

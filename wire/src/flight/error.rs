@@ -22,6 +22,11 @@ pub enum FlightError {
     /// A descriptor or ticket that names nothing Valori serves.
     #[error("{what} {given:?} is neither a collection name nor a SQL statement")]
     BadTarget { what: &'static str, given: String },
+    /// A JSON export ticket that does not parse.
+    #[error(
+        "{what} is a JSON export ticket ({{\"collection\": NAME, \"deleted\": BOOL}}) that does not parse: {reason}"
+    )]
+    BadTicket { what: &'static str, reason: String },
     /// A path descriptor of other than one element.
     #[error("a collection is named by a path of one element; this one has {len}")]
     BadPath { len: usize },
@@ -96,6 +101,7 @@ impl FlightError {
         match self {
             FlightError::Unauthenticated | FlightError::ReadOnly => Fault::InvalidInput,
             FlightError::BadTarget { .. }
+            | FlightError::BadTicket { .. }
             | FlightError::BadPath { .. }
             | FlightError::MissingVector
             | FlightError::UnknownColumn { .. }

@@ -36,10 +36,7 @@ const BATCH_VECTOR_BYTES: usize = 4 << 20;
 const BATCH_METADATA_BYTES: u64 = 64 << 20;
 
 /// Schema metadata keys that say which state an export was read from.
-pub const LOG_SIZE_KEY: &str = "valori.log_size";
-pub const LOG_ROOT_KEY: &str = "valori.log_root";
-pub const STATE_HASH_KEY: &str = "valori.state_hash";
-pub const COLLECTION_HASH_KEY: &str = "valori.collection_hash";
+pub use valori_columnar::arrow::{COLLECTION_HASH_KEY, LOG_ROOT_KEY, LOG_SIZE_KEY, STATE_HASH_KEY};
 
 /// Which state a read saw: what a client checks against `/v1/proof` or
 /// `valori verify`.
@@ -107,15 +104,22 @@ impl Provenance {
     }
 }
 
-/// A collection's schema with the provenance of `provenance` attached.
-pub fn schema(dim: u32, provenance: &Provenance) -> SchemaRef {
-    let schema = columns::schema(dim, true);
-    Arc::new(
-        schema
-            .as_ref()
-            .clone()
-            .with_metadata(provenance.schema_metadata()),
-    )
+/// A collection's schema with the provenance of `provenance` and the
+/// collection's own description (`columns::collection_metadata`, what its
+/// hash covers besides the rows) attached; with the `deleted` column when
+/// `deleted` (an export that keeps deleted rows).
+pub fn schema(c: &Collection, provenance: &Provenance, deleted: bool) -> SchemaRef {
+    let mut metadata = provenance.schema_metadata();
+    metadata.extend(columns::collection_metadata(c));
+    let schema = columns::schema(c.config().dim, true)
+        .as_ref()
+        .clone()
+        .with_metadata(metadata);
+    if deleted {
+        columns::with_deleted(&schema)
+    } else {
+        Arc::new(schema)
+    }
 }
 
 /// What [`Snapshot::take`] copies of one state.
@@ -127,8 +131,11 @@ pub struct Snapshot {
     dim: u32,
     pub schema: SchemaRef,
     pub provenance: Provenance,
-    /// Row numbers of the live rows, in row order.
+    /// Row numbers of the rows exported (the live ones, or all), in row
+    /// order.
     rows: Vec<u32>,
+    /// Each exported row's tombstone, when deleted rows are exported.
+    deleted: Option<Vec<bool>>,
     ids: Vec<u64>,
     tags: Vec<u64>,
     /// End of each live row's metadata in `metadata`.
@@ -138,28 +145,37 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Reads the live rows' ids, tags and metadata and the state's proof
-    /// under one read lock.
-    pub fn take(engine: &Arc<Engine>, name: CollectionName) -> Result<Snapshot, FlightError> {
+    /// Reads the live rows' (with `deleted`, all rows') ids, tags and
+    /// metadata and the state's proof under one read lock.
+    pub fn take(
+        engine: &Arc<Engine>,
+        name: CollectionName,
+        deleted: bool,
+    ) -> Result<Snapshot, FlightError> {
         engine.read(|state: &State| {
             let c = state
                 .collection(&name)
                 .ok_or_else(|| OpsError::UnknownCollection(name.clone()))?;
             let provenance = Provenance::of(engine, Some(&name))?;
-            Ok(Snapshot::of(engine, c, provenance))
+            Ok(Snapshot::of(engine, c, provenance, deleted))
         })?
     }
 
-    fn of(engine: &Arc<Engine>, c: &Collection, provenance: Provenance) -> Snapshot {
+    fn of(
+        engine: &Arc<Engine>,
+        c: &Collection,
+        provenance: Provenance,
+        with_deleted: bool,
+    ) -> Snapshot {
         let deleted = c.deleted();
-        let live = c.live();
-        let mut rows = Vec::with_capacity(live);
-        let mut ids = Vec::with_capacity(live);
-        let mut tags = Vec::with_capacity(live);
-        let mut metadata_ends = Vec::with_capacity(live);
+        let count = if with_deleted { c.rows() } else { c.live() };
+        let mut rows = Vec::with_capacity(count);
+        let mut ids = Vec::with_capacity(count);
+        let mut tags = Vec::with_capacity(count);
+        let mut metadata_ends = Vec::with_capacity(count);
         let mut metadata = Vec::new();
         for (row, &gone) in deleted.iter().enumerate() {
-            if gone {
+            if gone && !with_deleted {
                 continue;
             }
             // Row numbers are u32 in the state (`Collection::row_of`).
@@ -175,8 +191,9 @@ impl Snapshot {
             name: c.name().clone(),
             incarnation: c.incarnation(),
             dim,
-            schema: schema(dim, &provenance),
+            schema: schema(c, &provenance, with_deleted),
             provenance,
+            deleted: with_deleted.then(|| rows.iter().map(|&r| deleted[r as usize]).collect()),
             rows,
             ids,
             tags,
@@ -186,7 +203,7 @@ impl Snapshot {
         }
     }
 
-    /// Live rows exported.
+    /// Rows exported.
     pub fn len(&self) -> usize {
         self.rows.len()
     }
@@ -245,16 +262,25 @@ impl Snapshot {
             Buffer::from_vec(self.metadata[start as usize..end as usize].to_vec()),
             None,
         )?;
-        Ok(columns::assemble(
-            Arc::clone(&self.schema),
-            columns::Columns {
-                dim: self.dim,
-                ids: self.ids[range.clone()].to_vec(),
-                vectors,
-                tags: self.tags[range].to_vec(),
-                metadata,
-            },
-        )?)
+        let parts = columns::Columns {
+            dim: self.dim,
+            ids: self.ids[range.clone()].to_vec(),
+            vectors,
+            tags: self.tags[range.clone()].to_vec(),
+            metadata,
+        };
+        match &self.deleted {
+            None => Ok(columns::assemble(Arc::clone(&self.schema), parts)?),
+            Some(deleted) => {
+                let base = columns::schema(self.dim, true);
+                let batch = columns::assemble(base, parts)?;
+                Ok(columns::add_deleted(
+                    Arc::clone(&self.schema),
+                    batch,
+                    deleted[range].to_vec(),
+                )?)
+            }
+        }
     }
 
     /// The batches, each copied from the state when the stream asks for

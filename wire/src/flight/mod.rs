@@ -101,7 +101,19 @@ fn flight_sql_message(bytes: &[u8]) -> Option<Any> {
 #[derive(Debug)]
 enum Target {
     Collection(CollectionName),
+    /// `{"collection": NAME, "deleted": true}`: the collection with its
+    /// deleted rows and a `deleted` column, which is what its hash covers.
+    Export(ExportTicket),
     Sql(String),
+}
+
+/// A JSON ticket of a collection export with options.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportTicket {
+    collection: String,
+    #[serde(default)]
+    deleted: bool,
 }
 
 impl Target {
@@ -112,6 +124,15 @@ impl Target {
         })?;
         if let Ok(name) = CollectionName::new(text) {
             return Ok(Target::Collection(name));
+        }
+        // No SQL statement starts with `{`.
+        if text.trim_start().starts_with('{') {
+            let ticket: ExportTicket =
+                serde_json::from_str(text).map_err(|e| FlightError::BadTicket {
+                    what,
+                    reason: e.to_string(),
+                })?;
+            return Ok(Target::Export(ticket));
         }
         if text.trim().is_empty() {
             return Err(FlightError::BadTarget {
@@ -220,7 +241,7 @@ impl Front {
                     .map(|c| {
                         let mut p = provenance.clone();
                         p.collection_hash = Provenance::of(engine, Some(c.name()))?.collection_hash;
-                        collection_info(&CollectionInfo::of(c), &p)
+                        collection_info(c, &p)
                     })
                     .collect::<Result<Vec<_>, FlightError>>()
             })?
@@ -235,7 +256,7 @@ impl Front {
                     .collection(&name)
                     .ok_or_else(|| ops::OpsError::UnknownCollection(name.clone()))?;
                 let provenance = Provenance::of(engine, Some(&name))?;
-                collection_info(&CollectionInfo::of(c), &provenance)
+                collection_info(c, &provenance)
             })?
         })
         .await
@@ -271,6 +292,10 @@ impl Front {
             }
             _ => match Target::parse("command", &descriptor.cmd)? {
                 Target::Collection(name) => self.one_collection_info(name).await,
+                Target::Export(ticket) => {
+                    let name = ops::collection_name(&ticket.collection)?;
+                    self.one_collection_info(name).await
+                }
                 Target::Sql(sql) => self.sql_info(sql, descriptor).await,
             },
         }
@@ -279,19 +304,31 @@ impl Front {
     /// DoGet of a plain ticket.
     async fn get(&self, role: Role, ticket: &[u8]) -> Result<BoxStream<FlightData>, FlightError> {
         match Target::parse("ticket", ticket)? {
-            Target::Collection(name) => {
-                let snapshot = self
-                    .blocking(move |engine| Snapshot::take(engine, name))
-                    .await?;
-                let schema = snapshot.schema.clone();
-                let metadata = snapshot.provenance.json();
-                Ok(encode(schema, snapshot.stream(), metadata))
+            Target::Collection(name) => self.export(name, false).await,
+            Target::Export(ticket) => {
+                let name = ops::collection_name(&ticket.collection)?;
+                self.export(name, ticket.deleted).await
             }
             Target::Sql(sql) => {
                 let results = self.run_sql(&sql, role).await?;
                 Ok(encode(results.schema, results.batches, Vec::new()))
             }
         }
+    }
+
+    /// A whole collection (with its deleted rows when `deleted`), read
+    /// from one state and streamed.
+    async fn export(
+        &self,
+        name: CollectionName,
+        deleted: bool,
+    ) -> Result<BoxStream<FlightData>, FlightError> {
+        let snapshot = self
+            .blocking(move |engine| Snapshot::take(engine, name, deleted))
+            .await?;
+        let schema = snapshot.schema.clone();
+        let metadata = snapshot.provenance.json();
+        Ok(encode(schema, snapshot.stream(), metadata))
     }
 
     /// Runs a statement through the statement layer, as REST's `/v1/sql`
@@ -309,8 +346,12 @@ impl Front {
 
 /// A collection's `FlightInfo`: path descriptor, ticket, schema with
 /// provenance, live rows, provenance as `app_metadata`.
-fn collection_info(c: &CollectionInfo, provenance: &Provenance) -> Result<FlightInfo, FlightError> {
-    let schema = export::schema(c.dim, provenance);
+fn collection_info(
+    collection: &valori_core::state::Collection,
+    provenance: &Provenance,
+) -> Result<FlightInfo, FlightError> {
+    let c = CollectionInfo::of(collection);
+    let schema = export::schema(collection, provenance, false);
     Ok(FlightInfo::new()
         .try_with_schema(&schema)?
         .with_descriptor(FlightDescriptor::new_path(vec![c.name.clone()]))
@@ -453,10 +494,16 @@ impl FlightService for Front {
     }
 }
 
-/// The JSON `app_metadata` of a `PutResult`: the rows written and the
-/// event's place in the log.
-fn put_result(rows: u64, seq: u64, log_root: String) -> PutResult {
-    let body = serde_json::json!({ "rows": rows, "seq": seq, "log_root": log_root });
+/// The JSON `app_metadata` of a `PutResult`: the rows written, the
+/// first id (the ids are consecutive from it when the stream named none)
+/// and the event's place in the log.
+fn put_result(inserted: &ops::Inserted) -> PutResult {
+    let body = serde_json::json!({
+        "rows": inserted.ids.len(),
+        "first_id": inserted.ids.first(),
+        "seq": inserted.receipt.seq,
+        "log_root": inserted.receipt.log_root.to_string(),
+    });
     PutResult {
         app_metadata: body.to_string().into_bytes().into(),
     }

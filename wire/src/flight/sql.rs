@@ -294,11 +294,7 @@ impl SqlService {
         let inserted =
             tokio::task::spawn_blocking(move || ops::insert_batch(&engine, name, rows, columns))
                 .await??;
-        Ok(put_result(
-            inserted.ids.len() as u64,
-            inserted.receipt.seq,
-            inserted.receipt.log_root.to_string(),
-        ))
+        Ok(put_result(&inserted))
     }
 
     /// `CommandStatementIngest` (ADBC's `adbc_ingest`): the rows as a

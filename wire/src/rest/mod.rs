@@ -46,6 +46,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The node of the cluster, when the server is one.
     pub cluster: Option<Arc<valori_cluster::Node>>,
+    /// Where Arrow Flight listens (as bound), advertised by `GET
+    /// /v1/flight` so that clients find it without being told.
+    pub flight_addr: Option<std::net::SocketAddr>,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -101,6 +104,7 @@ pub fn router(state: Arc<AppState>, body_bytes_max: usize) -> Router {
         .route("/memory/search_vector", post(records::compat_search))
         .route("/vectors/batch_insert", post(records::compat_batch_insert))
         .route("/openapi.json", get(openapi))
+        .route("/flight", get(flight_address))
         .route("/cluster/status", get(cluster_status))
         .route("/cluster/nodes/{id}/promote", post(cluster_promote))
         .route("/cluster/nodes/{id}", axum::routing::delete(cluster_remove));
@@ -258,6 +262,21 @@ fn collection_json(c: &CollectionInfo) -> Value {
 
 async fn health() -> axum::Json<Value> {
     axum::Json(json!({ "status": "ok" }))
+}
+
+/// Where this server serves Arrow Flight: the bound address, so a
+/// client can move bulk reads and writes there. An unspecified host
+/// (`0.0.0.0`, `::`) means every interface: the client keeps the host it
+/// reached REST on.
+async fn flight_address(State(state): Shared) -> ApiResult {
+    let addr = state
+        .flight_addr
+        .ok_or_else(|| ApiError::not_found("this server serves no Arrow Flight"))?;
+    Ok(axum::Json(json!({
+        "address": format!("grpc://{addr}"),
+        "host": addr.ip().to_string(),
+        "port": addr.port(),
+    })))
 }
 
 async fn ready(State(state): Shared) -> Response {
