@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Config, ServerState};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -49,11 +49,33 @@ pub struct Member {
     pub cluster_addr: String,
     /// The node's REST address, named to clients that write to a follower.
     pub rest_addr: String,
+    /// The node's Postgres address, named to Postgres clients that write
+    /// to a follower; empty when not known (a node started without it).
+    #[serde(default)]
+    pub pg_addr: String,
+}
+
+impl Member {
+    fn pg(&self) -> Option<String> {
+        (!self.pg_addr.is_empty()).then(|| self.pg_addr.clone())
+    }
+}
+
+/// The refusal of a follower, naming the leader it knows.
+fn not_leader(leader: Option<Member>) -> EngineError {
+    EngineError::NotLeader {
+        leader_pg: leader.as_ref().and_then(Member::pg),
+        leader: leader.map(|n| n.rest_addr),
+    }
 }
 
 impl fmt::Display for Member {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cluster {}, REST {}", self.cluster_addr, self.rest_addr)
+        write!(f, "cluster {}, REST {}", self.cluster_addr, self.rest_addr)?;
+        if !self.pg_addr.is_empty() {
+            write!(f, ", Postgres {}", self.pg_addr)?;
+        }
+        Ok(())
     }
 }
 
@@ -126,6 +148,9 @@ pub struct NodeStatus {
     pub leader_rest_addr: Option<String>,
     /// The leader's cluster address, when known.
     pub leader_cluster_addr: Option<String>,
+    /// The leader's Postgres address, when known.
+    #[serde(default)]
+    pub leader_pg_addr: Option<String>,
     /// Highest index this node knows committed (the leader's commit index on
     /// the leader; on a follower, its applied index is the best it knows).
     pub commit_index: Option<u64>,
@@ -182,6 +207,9 @@ pub struct ClusterConfig {
     pub listen: SocketAddr,
     /// The REST address clients are told to write to when this node leads.
     pub rest_addr: String,
+    /// The Postgres address Postgres clients are told to write to when
+    /// this node leads (empty: not named).
+    pub pg_addr: String,
     /// The node's Raft log and vote live here.
     pub dir: PathBuf,
     /// Shared by every node; connections without it are refused.
@@ -210,9 +238,7 @@ pub struct ClusterConfig {
 
 fn membership_error(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> EngineError {
     match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => EngineError::NotLeader {
-            leader: f.leader_node.map(|n| n.rest_addr),
-        },
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(f.leader_node),
         other => EngineError::Replication {
             reason: other.to_string(),
             outcome_unknown: false,
@@ -241,6 +267,19 @@ struct Gate {
 }
 
 impl WriteGate for Gate {
+    fn read_barrier(&self) -> valori_engine::ReadBarrier {
+        let node = self.node.upgrade();
+        Box::pin(async move {
+            match node {
+                Some(node) => node.read_barrier().await.map(|_| ()),
+                None => Err(EngineError::Replication {
+                    reason: "the node is shutting down".to_owned(),
+                    outcome_unknown: false,
+                }),
+            }
+        })
+    }
+
     fn submit(&self, event: Event) -> Result<Receipt, EngineError> {
         let Some(node) = self.node.upgrade() else {
             return Err(EngineError::Replication {
@@ -278,6 +317,7 @@ impl ClusterConfig {
             node_id,
             listen,
             rest_addr,
+            pg_addr: String::new(),
             dir,
             key,
             bootstrap: false,
@@ -290,6 +330,10 @@ impl ClusterConfig {
         }
     }
 }
+
+/// How long a linearizable read waits for its read index and for this
+/// node to apply it before it is refused.
+pub const READ_BARRIER_TIMEOUT_MS: u64 = 5000;
 
 /// Election timeout of a node unless configured.
 pub const DEFAULT_ELECTION_TIMEOUT_MS: u64 = 1000;
@@ -336,6 +380,7 @@ impl Node {
         let member = Member {
             cluster_addr: local.to_string(),
             rest_addr: config.rest_addr.clone(),
+            pg_addr: config.pg_addr.clone(),
         };
         let timeout = config.election_timeout.as_millis().max(30) as u64;
         let raft_config = Config {
@@ -444,15 +489,85 @@ impl Node {
                 })
             }),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(EngineError::NotLeader {
-                    leader: f.leader_node.map(|n| n.rest_addr),
-                })
+                Err(not_leader(f.leader_node))
             }
             Err(e) => Err(EngineError::Replication {
                 reason: e.to_string(),
                 outcome_unknown: true,
             }),
         }
+    }
+
+    /// The read index a linearizable read waits for, as the leader: the
+    /// commit index once a majority confirmed this node still leads
+    /// (openraft's read index), after this node applied it.
+    pub(crate) async fn read_index(&self) -> Result<Option<u64>, network::ReadIndexRefusal> {
+        let limit = Duration::from_millis(READ_BARRIER_TIMEOUT_MS);
+        let Ok(confirmed) = tokio::time::timeout(limit, self.raft.ensure_linearizable()).await
+        else {
+            return Err(network::ReadIndexRefusal::Failed(format!(
+                "no read index within {limit:?}"
+            )));
+        };
+        match confirmed {
+            Ok(read) => Ok(read.map(|l| l.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(network::ReadIndexRefusal::NotLeader(f.leader_node))
+            }
+            Err(e) => Err(network::ReadIndexRefusal::Failed(e.to_string())),
+        }
+    }
+
+    /// Waits until this node has applied every entry the cluster committed
+    /// before the call: the barrier of a linearizable read. The leader
+    /// confirms its leadership with a majority and waits for its applied
+    /// index to reach its commit index (the read index); a follower or
+    /// learner asks the leader for that read index over the cluster
+    /// address and waits until it has applied it itself. Returns the read
+    /// index. Without a leader, or past [`READ_BARRIER_TIMEOUT_MS`], the
+    /// read is refused (naming the leader when one is known).
+    pub async fn read_barrier(&self) -> Result<Option<u64>, EngineError> {
+        let limit = Duration::from_millis(READ_BARRIER_TIMEOUT_MS);
+        let failed = |reason: String| EngineError::Replication {
+            reason: format!("a linearizable read could not be confirmed: {reason}"),
+            outcome_unknown: false,
+        };
+        let ask = async {
+            match self.raft.get_read_log_id().await {
+                Ok((read, _)) => Ok(read.map(|l| l.index)),
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                    let (Some(id), Some(leader)) = (f.leader_id, f.leader_node) else {
+                        return Err(not_leader(None));
+                    };
+                    match self
+                        .call(id, &leader.cluster_addr, &network::Rpc::ReadIndex)
+                        .await
+                    {
+                        Ok(network::Reply::ReadIndex(Ok(index))) => Ok(index),
+                        Ok(network::Reply::ReadIndex(Err(
+                            network::ReadIndexRefusal::NotLeader(other),
+                        ))) => Err(not_leader(other)),
+                        Ok(network::Reply::ReadIndex(Err(network::ReadIndexRefusal::Failed(
+                            reason,
+                        )))) => Err(failed(format!("the leader at {leader}: {reason}"))),
+                        Ok(other) => {
+                            Err(failed(format!("the leader at {leader} answered {other:?}")))
+                        }
+                        Err(e) => Err(failed(format!("asking the leader at {leader}: {e}"))),
+                    }
+                }
+                Err(e) => Err(failed(e.to_string())),
+            }
+        };
+        let index = tokio::time::timeout(limit, ask)
+            .await
+            .map_err(|_| failed(format!("no read index within {limit:?}")))??;
+        self.raft
+            .wait(Some(limit))
+            .applied_index_at_least(index, "linearizable read")
+            .await
+            .map_err(|e| failed(format!("applying up to the read index {index:?}: {e}")))?;
+        Ok(index)
     }
 
     /// This node's view of itself and the cluster.
@@ -478,6 +593,7 @@ impl Node {
         let leader_node = m.current_leader.and_then(|l| membership.get_node(&l));
         let leader_rest_addr = leader_node.map(|n| n.rest_addr.clone());
         let leader_cluster_addr = leader_node.map(|n| n.cluster_addr.clone());
+        let leader_pg_addr = leader_node.and_then(Member::pg);
         let applied_index = applied.last_applied.map(|l| l.index);
         let mut follower_lag = BTreeMap::new();
         let commit_index = if m.state == ServerState::Leader {
@@ -505,6 +621,7 @@ impl Node {
             leader: m.current_leader,
             leader_rest_addr,
             leader_cluster_addr,
+            leader_pg_addr,
             commit_index,
             applied_index,
             last_log_index: m.last_log_index,
@@ -527,6 +644,28 @@ impl Node {
     /// then makes it a voter (openraft's joint consensus). Only the leader
     /// admits.
     pub async fn admit(&self, id: NodeId, member: Member, voter: bool) -> Result<(), EngineError> {
+        let known = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .cloned();
+        if known.as_ref().is_some_and(|k| *k != member) {
+            // A member that comes back at other addresses (restarted with
+            // a wiped data directory on port 0): openraft's add_learner
+            // keeps a known node's old addresses, so they are replaced
+            // first, and replication follows the new ones.
+            self.raft
+                .change_membership(
+                    ChangeMembers::SetNodes(BTreeMap::from([(id, member.clone())])),
+                    true,
+                )
+                .await
+                .map_err(membership_error)?;
+            tracing::info!(node = id, %member, "a member rejoined at new addresses");
+        }
         self.raft
             .add_learner(id, member, true)
             .await
@@ -603,6 +742,10 @@ impl Node {
         let conn = peers
             .entry(id)
             .or_insert_with(|| network::Conn::new(addr.to_owned(), Arc::clone(&self.token)));
+        if conn.addr() != addr {
+            // The node came back at another address (a restart on port 0).
+            *conn = network::Conn::new(addr.to_owned(), Arc::clone(&self.token));
+        }
         conn.call(rpc, Duration::from_secs(2)).await
     }
 

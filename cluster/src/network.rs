@@ -38,6 +38,9 @@ pub(crate) enum Rpc {
     Vote(VoteRequest<NodeId>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
     Status,
+    /// A follower's request for the leader's read index (a linearizable
+    /// read on the follower).
+    ReadIndex,
     Join {
         id: NodeId,
         member: Member,
@@ -53,8 +56,20 @@ pub(crate) enum Reply {
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
     Status(Box<NodeStatus>),
+    /// The leader's read index, confirmed by a majority and applied on the
+    /// leader; or why it cannot give one.
+    ReadIndex(Result<Option<u64>, ReadIndexRefusal>),
     Join(Result<(), String>),
     Refused(String),
+}
+
+/// Why a node gave no read index.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ReadIndexRefusal {
+    /// It is not the leader; the leader it knows, if any.
+    NotLeader(Option<Member>),
+    /// It could not confirm its leadership (no majority answered).
+    Failed(String),
 }
 
 /// The proof of the cluster key a node sends when it connects.
@@ -155,6 +170,7 @@ async fn serve_conn(stream: TcpStream, node: &crate::Node) -> io::Result<()> {
             Rpc::Vote(req) => Reply::Vote(node.raft.vote(req).await),
             Rpc::Snapshot(req) => Reply::Snapshot(node.raft.install_snapshot(req).await),
             Rpc::Status => Reply::Status(Box::new(node.status())),
+            Rpc::ReadIndex => Reply::ReadIndex(node.read_index().await),
             Rpc::Join { id, member, voter } => Reply::Join(
                 node.admit(id, member, voter)
                     .await
@@ -195,6 +211,10 @@ impl Conn {
             token,
             stream: None,
         }
+    }
+
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
     }
 
     pub(crate) async fn call(&mut self, rpc: &Rpc, timeout: Duration) -> Result<Reply, CallError> {

@@ -79,6 +79,9 @@ struct Inner {
 pub struct ApplyFault {
     /// Drop the event of this Raft index instead of applying it.
     pub drop_entry_at: Option<u64>,
+    /// Wait this long before applying each batch of entries: a replica
+    /// that trails the commit index, for tests of linearizable reads.
+    pub apply_delay: Option<std::time::Duration>,
 }
 
 #[derive(Debug)]
@@ -304,6 +307,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = openraft::Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
+        if let Some(delay) = self.shared.fault.apply_delay {
+            tokio::time::sleep(delay).await;
+        }
         let mut inner = self.shared.inner.lock().await;
         let mut out = Vec::new();
         let mut pending: Vec<Pending> = Vec::new();

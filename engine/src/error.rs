@@ -173,13 +173,20 @@ pub enum EngineError {
     /// read.
     #[error("checkpoint file {} has format version {found}; this build reads version {CHECKPOINT_VERSION}", path.display())]
     CheckpointVersion { path: PathBuf, found: u32 },
-    /// This node is a replica that does not lead its cluster: writes go to
-    /// the leader, whose client (REST) address is named when known.
+    /// This node is a replica that does not lead its cluster: writes (and
+    /// linearizable reads it cannot confirm) go to the leader, whose REST
+    /// address and Postgres address are named when known.
     #[error("{}", match leader {
-        Some(l) => format!("this node is not the cluster's leader; send writes to the leader at {l}"),
+        Some(l) => format!(
+            "this node is not the cluster's leader; send writes to the leader at {l}{}",
+            leader_pg.as_ref().map(|p| format!(" (Postgres {p})")).unwrap_or_default()
+        ),
         None => "this node is not the cluster's leader and no leader is known yet (an election is under way or a majority is unreachable); retry".to_owned(),
     })]
-    NotLeader { leader: Option<String> },
+    NotLeader {
+        leader: Option<String>,
+        leader_pg: Option<String>,
+    },
     /// The cluster could not commit the write (no majority reachable, the
     /// consensus engine stopped); whether it was committed is unknown only
     /// when `outcome_unknown` is set.

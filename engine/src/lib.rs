@@ -89,7 +89,20 @@ impl Default for EngineOptions {
 /// [`Core::set_write_gate`]; without one, [`Core::submit`] commits locally.
 pub trait WriteGate: Send + Sync + std::fmt::Debug {
     fn submit(&self, event: Event) -> Result<Receipt, EngineError>;
+
+    /// Resolves once this node's applied state includes every write the
+    /// cluster acknowledged before the call: the barrier a linearizable
+    /// read waits at (a read index confirmed by a majority, on the leader
+    /// or asked of it by a follower). Without a cluster every read already
+    /// sees every acknowledged write.
+    fn read_barrier(&self) -> ReadBarrier {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
+
+/// [`WriteGate::read_barrier`]'s future.
+pub type ReadBarrier =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), EngineError>> + Send>>;
 
 /// What a durable write returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -548,6 +561,16 @@ impl Core {
     /// changes nothing) if a gate is installed already.
     pub fn set_write_gate(&self, gate: Arc<dyn WriteGate>) -> bool {
         self.gate.set(gate).is_ok()
+    }
+
+    /// Resolves once a read on this engine would see every write
+    /// acknowledged before the call ([`WriteGate::read_barrier`]); at once
+    /// without a cluster.
+    pub fn read_barrier(&self) -> ReadBarrier {
+        match self.gate.get() {
+            Some(gate) => gate.read_barrier(),
+            None => Box::pin(std::future::ready(Ok(()))),
+        }
     }
 
     /// Makes `event` durable and applies it. Returns once the event's frame

@@ -4,17 +4,17 @@
 //! ([`crate::statement`]): a Postgres connection, a REST `/v1/sql` call
 //! and a Python `sql()` call each keep a [`Session`] and pass it with
 //! every statement. The settings Valori uses are `valori.ef_search`,
-//! `valori.exact` and `statement_timeout`; any other name is stored for
-//! `SHOW` (bounded in number and size by [`limits`]), and the server's
-//! fixed parameters (`server_version`, `client_encoding`, …) answer
-//! `SHOW` when the session has not set them.
+//! `valori.exact`, `valori.read_consistency` and `statement_timeout`; any
+//! other name is stored for `SHOW` (bounded in number and size by
+//! [`limits`]), and the server's fixed parameters (`server_version`,
+//! `client_encoding`, …) answer `SHOW` when the session has not set them.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use valori_core::limits;
 
-use crate::settings::SearchSettings;
+use crate::settings::{ReadConsistency, SearchSettings};
 
 /// The PostgreSQL version Valori answers as (`SHOW server_version`,
 /// `version()`): the protocol and catalog it speaks.
@@ -46,6 +46,8 @@ pub struct Session {
     /// The session's own `statement_timeout` (it can only shorten the
     /// server's, [`crate::QueryLimits::statement_timeout`]).
     pub statement_timeout: Option<Duration>,
+    /// `valori.read_consistency`: which state the session's queries see.
+    pub read_consistency: ReadConsistency,
     /// Settings Valori does not use, kept for `SHOW`.
     settings: BTreeMap<String, String>,
 }
@@ -84,6 +86,14 @@ impl Session {
                     parse_bool(value).ok_or_else(|| invalid(name, value, "on or off"))?
                 };
             }
+            "valori.read_consistency" => {
+                self.read_consistency = if value.eq_ignore_ascii_case("default") {
+                    ReadConsistency::default()
+                } else {
+                    ReadConsistency::parse(value)
+                        .ok_or_else(|| invalid(name, value, "applied or linearizable"))?
+                };
+            }
             "statement_timeout" => {
                 self.statement_timeout = parse_timeout(value).ok_or_else(|| {
                     invalid(name, value, "milliseconds, or a number with ms, s or min")
@@ -119,6 +129,7 @@ impl Session {
                 .ef_search
                 .map_or_else(|| "default".to_owned(), |n| n.to_string()),
             "valori.exact" => if self.search.exact { "on" } else { "off" }.to_owned(),
+            "valori.read_consistency" => self.read_consistency.name().to_owned(),
             "statement_timeout" => self
                 .statement_timeout
                 .map_or_else(|| "0".to_owned(), |d| format!("{}ms", d.as_millis())),
@@ -320,6 +331,14 @@ mod tests {
         ));
         s.set("statement_timeout", "0").unwrap();
         assert_eq!(s.statement_timeout, None);
+        assert_eq!(s.show("valori.read_consistency").unwrap(), "applied");
+        s.set("valori.read_consistency", "LINEARIZABLE").unwrap();
+        assert_eq!(s.read_consistency, ReadConsistency::Linearizable);
+        assert_eq!(s.show("valori.read_consistency").unwrap(), "linearizable");
+        assert!(matches!(
+            s.set("valori.read_consistency", "eventual").unwrap_err(),
+            SettingError::InvalidValue { .. }
+        ));
         assert_eq!(
             s.show("no_such_thing").unwrap_err(),
             SettingError::Unknown("no_such_thing".into())

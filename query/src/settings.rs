@@ -38,6 +38,35 @@ impl SearchSettings {
     }
 }
 
+/// Which state a session's reads see (`SET valori.read_consistency`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ReadConsistency {
+    /// This node's applied state (`applied`): on a follower of a cluster
+    /// it may trail the leader by the entries in flight.
+    #[default]
+    Applied,
+    /// Every write the cluster acknowledged before the read
+    /// (`linearizable`): the read first waits at the engine's read barrier
+    /// (`Engine::read_barrier`).
+    Linearizable,
+}
+
+impl ReadConsistency {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadConsistency::Applied => "applied",
+            ReadConsistency::Linearizable => "linearizable",
+        }
+    }
+
+    /// `applied` or `linearizable`, without regard to ASCII case.
+    pub fn parse(value: &str) -> Option<ReadConsistency> {
+        [ReadConsistency::Applied, ReadConsistency::Linearizable]
+            .into_iter()
+            .find(|c| value.eq_ignore_ascii_case(c.name()))
+    }
+}
+
 extensions_options! {
     /// [`SearchSettings`] as a DataFusion configuration extension under
     /// the `valori.` prefix (`valori.ef_search`, `valori.exact`).

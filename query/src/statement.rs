@@ -66,7 +66,7 @@ use crate::knn::{BoundParams, ValoriKnnExec};
 use crate::provider::CollectionScanExec;
 use crate::rows::Rows;
 use crate::session::Session;
-use crate::settings::ValoriOptions;
+use crate::settings::{ReadConsistency, ValoriOptions};
 use crate::write::{self, Column, CopyFormat, WriteOutcome, WriteStatement};
 use crate::{QueryEngine, QueryError, QueryOutput, SQL_BYTES_MAX, on_deep_stack, sql_text};
 
@@ -940,7 +940,17 @@ impl QueryEngine {
             Kind::Query(plan) => {
                 let limit = effective_timeout(self.limits.statement_timeout, session);
                 let deadline = tokio::time::Instant::now() + limit;
-                let run = self.run_query(prepared, plan, params, session, deadline, limit);
+                // A linearizable read first waits until this node has
+                // applied every write the cluster acknowledged before it.
+                let barrier = (session.read_consistency == ReadConsistency::Linearizable)
+                    .then(|| self.engine.read_barrier());
+                let run = async {
+                    if let Some(barrier) = barrier {
+                        barrier.await.map_err(QueryError::Engine)?;
+                    }
+                    self.run_query(prepared, plan, params, session, deadline, limit)
+                        .await
+                };
                 let rows = tokio::time::timeout_at(deadline, run)
                     .await
                     .map_err(|_| QueryError::Timeout { after: limit })?;

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use valori_cluster::NodeStatus;
 pub use valori_engine::stats::Histogram;
 
 /// Counters and histograms of one server.
@@ -21,6 +22,14 @@ pub struct Metrics {
 #[derive(Debug, Default)]
 pub struct EngineGauges {
     pub events: u64,
+    /// `None` when the engine serves no reads (it failed, or a diverged
+    /// replica fenced itself): the other metrics still render.
+    pub rows: Option<RowGauges>,
+}
+
+/// The engine's collection and row counts.
+#[derive(Debug, Default)]
+pub struct RowGauges {
     pub collections: u64,
     pub rows: u64,
     pub live_rows: u64,
@@ -28,7 +37,14 @@ pub struct EngineGauges {
 }
 
 impl Metrics {
-    pub fn render(&self, gauges: &EngineGauges, log_writes: &Histogram) -> String {
+    /// The metrics text; with `cluster`, this node's replication gauges
+    /// ([`render_cluster`]).
+    pub fn render(
+        &self,
+        gauges: &EngineGauges,
+        log_writes: &Histogram,
+        cluster: Option<&NodeStatus>,
+    ) -> String {
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, kind: &str, value: u64| {
             let _ = writeln!(
@@ -42,30 +58,32 @@ impl Metrics {
             "counter",
             gauges.events,
         );
-        counter(
-            "valori_collections",
-            "Collections.",
-            "gauge",
-            gauges.collections,
-        );
-        counter(
-            "valori_rows",
-            "Rows in all collections, deleted ones included.",
-            "gauge",
-            gauges.rows,
-        );
-        counter(
-            "valori_live_rows",
-            "Rows not deleted.",
-            "gauge",
-            gauges.live_rows,
-        );
-        counter(
-            "valori_index_rows",
-            "Rows linked into the HNSW indexes.",
-            "gauge",
-            gauges.indexed_rows,
-        );
+        if let Some(rows) = &gauges.rows {
+            counter(
+                "valori_collections",
+                "Collections.",
+                "gauge",
+                rows.collections,
+            );
+            counter(
+                "valori_rows",
+                "Rows in all collections, deleted ones included.",
+                "gauge",
+                rows.rows,
+            );
+            counter(
+                "valori_live_rows",
+                "Rows not deleted.",
+                "gauge",
+                rows.live_rows,
+            );
+            counter(
+                "valori_index_rows",
+                "Rows linked into the HNSW indexes.",
+                "gauge",
+                rows.indexed_rows,
+            );
+        }
         counter(
             "valori_http_requests_total",
             "REST requests answered.",
@@ -102,8 +120,89 @@ impl Metrics {
             "valori_search_seconds",
             "Latency of REST searches and queries.",
         );
+        if let Some(status) = cluster {
+            render_cluster(&mut out, status);
+        }
         out
     }
+}
+
+/// The roles a node of a cluster can have, each a series of
+/// `valori_cluster_role` (1 for the node's role, 0 for the others).
+const ROLES: [&str; 5] = ["leader", "follower", "candidate", "learner", "shutdown"];
+
+/// A node's replication gauges: role, term, commit and applied index, its
+/// own apply lag, the leader's lag per follower (entries the follower has
+/// not matched, known on the leader only) and whether this replica found
+/// itself diverged from the cluster.
+pub fn render_cluster(out: &mut String, s: &NodeStatus) {
+    let mut gauge = |name: &str, help: &str, series: &[(String, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, value) in series {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let plain = |v: u64| vec![(String::new(), v)];
+    gauge(
+        "valori_cluster_node_id",
+        "This node's id in its cluster.",
+        &plain(s.node_id),
+    );
+    let roles: Vec<(String, u64)> = ROLES
+        .iter()
+        .map(|r| (format!("{{role=\"{r}\"}}"), u64::from(s.role == *r)))
+        .collect();
+    gauge(
+        "valori_cluster_role",
+        "1 for this node's Raft role.",
+        &roles,
+    );
+    gauge("valori_cluster_term", "Current Raft term.", &plain(s.term));
+    gauge(
+        "valori_cluster_commit_index",
+        "Highest Raft index this node knows committed.",
+        &plain(s.commit_index.unwrap_or(0)),
+    );
+    gauge(
+        "valori_cluster_applied_index",
+        "Raft index this node has applied to its engine.",
+        &plain(s.applied_index.unwrap_or(0)),
+    );
+    gauge(
+        "valori_cluster_last_log_index",
+        "Last Raft index in this node's log.",
+        &plain(s.last_log_index.unwrap_or(0)),
+    );
+    gauge(
+        "valori_cluster_lag_entries",
+        "Entries in this node's log not yet applied.",
+        &plain(s.lag),
+    );
+    let lags: Vec<(String, u64)> = s
+        .follower_lag
+        .iter()
+        .map(|(id, lag)| (format!("{{follower=\"{id}\"}}"), *lag))
+        .collect();
+    gauge(
+        "valori_cluster_follower_lag_entries",
+        "On the leader: entries each follower has not yet matched.",
+        &lags,
+    );
+    gauge(
+        "valori_cluster_voters",
+        "Voters in the membership.",
+        &plain(s.voters.len() as u64),
+    );
+    gauge(
+        "valori_cluster_learners",
+        "Learners in the membership.",
+        &plain(s.learners.len() as u64),
+    );
+    gauge(
+        "valori_cluster_diverged",
+        "1 when this replica found its state differs from the cluster's at the same index and stopped serving.",
+        &plain(u64::from(s.diverged.is_some())),
+    );
 }
 
 fn render_histogram(out: &mut String, h: &Histogram, name: &str, help: &str) {

@@ -93,15 +93,18 @@ pub async fn serve(
     let pg_listener = bind(config.pg_addr, "Postgres").await?;
     let flight_listener = bind(config.flight_addr, "Flight").await?;
     let rest_addr = rest_listener.local_addr()?;
+    let pg_addr = pg_listener.local_addr()?;
     // A cluster node takes its place before any client can write: from
     // here on every write goes through the cluster.
     let cluster = match &config.cluster {
-        Some(settings) => Some(start_cluster_node(&engine, settings, &config, rest_addr).await?),
+        Some(settings) => {
+            Some(start_cluster_node(&engine, settings, &config, rest_addr, pg_addr).await?)
+        }
         None => None,
     };
     let running = Running {
         rest_addr,
-        pg_addr: pg_listener.local_addr()?,
+        pg_addr,
         flight_addr: flight_listener.local_addr()?,
         engine: Arc::clone(&engine),
         cluster: cluster.clone(),
@@ -213,6 +216,7 @@ async fn start_cluster_node(
     settings: &crate::config::ClusterSettings,
     config: &ServeConfig,
     rest_addr: std::net::SocketAddr,
+    pg_addr: std::net::SocketAddr,
 ) -> Result<Arc<valori_cluster::Node>, ServeError> {
     let mut c = valori_cluster::ClusterConfig::new(
         settings.node_id,
@@ -221,6 +225,7 @@ async fn start_cluster_node(
         config.data_dir.join("cluster"),
         settings.key.clone(),
     );
+    c.pg_addr = pg_addr.to_string();
     c.bootstrap = settings.bootstrap;
     c.join = settings.join.clone();
     c.learner = settings.learner;

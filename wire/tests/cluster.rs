@@ -18,6 +18,7 @@ struct Proc {
     child: Child,
     id: u64,
     rest: String,
+    pg: String,
     cluster: String,
     dir: PathBuf,
 }
@@ -87,6 +88,7 @@ fn spawn(dir: &Path, id: u64, cluster_addr: &str, extra: &[&str]) -> Proc {
         child,
         id,
         rest: listening[3].trim_start_matches("http://").to_owned(),
+        pg: listening[5].trim_start_matches("postgres://").to_owned(),
         cluster: cluster[5].to_owned(),
         dir: dir.to_owned(),
     }
@@ -484,4 +486,195 @@ fn a_learner_is_promoted_and_a_paused_leader_acknowledges_nothing() {
         assert_eq!(code, 200, "the acknowledged write is on node {}", p.id);
     }
     nodes.clear();
+}
+
+/// A GET with `header: value` (the shared client sends no extra headers).
+fn get_with_header(addr: &str, path: &str, header: &str, value: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{header}: {value}\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let status = raw.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+async fn pg_connect(p: &Proc) -> tokio_postgres::Client {
+    let (host, port) = p.pg.rsplit_once(':').unwrap();
+    let config = format!("host={host} port={port} user=valori dbname=valori");
+    let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// The value of the one sample of `name` (with its labels) in `text`.
+fn sample(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Writes sent to a follower over the Postgres protocol are refused with
+/// SQLSTATE 25006 (read_only_sql_transaction) and a message naming the
+/// leader's REST and Postgres addresses, and change nothing. On a
+/// follower, reads in a session with `SET valori.read_consistency =
+/// 'linearizable'` and REST reads with `Valori-Read-Consistency:
+/// linearizable` see every write the leader acknowledged just before;
+/// unknown values are refused (22023, 400). Each node's Prometheus
+/// metrics show its role, term, commit and applied index, the leader's
+/// lag per follower and the divergence flag.
+#[test]
+fn followers_refuse_pg_writes_and_serve_linearizable_reads() {
+    let root = tempfile::tempdir().unwrap();
+    let nodes = start_three(root.path());
+    let all: Vec<&Proc> = nodes.iter().collect();
+    let l = wait_for(Duration::from_secs(30), "a leader", || leader_of(&all));
+    let leader = &nodes[l];
+    let follower = &nodes[(l + 1) % 3];
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let on_leader = pg_connect(leader).await;
+        let on_follower = pg_connect(follower).await;
+        on_leader
+            .batch_execute("CREATE TABLE docs (id BIGINT PRIMARY KEY, vec VECTOR(4), tag BIGINT)")
+            .await
+            .unwrap();
+        on_leader
+            .batch_execute("INSERT INTO docs (id, vec, tag) VALUES (1, '[1,2,3,4]', 1)")
+            .await
+            .unwrap();
+        let index = status(leader).unwrap()["applied_index"].as_u64().unwrap();
+        let before = converged(&[leader, follower], index);
+
+        for write in [
+            "INSERT INTO docs (id, vec, tag) VALUES (2, '[1,2,3,4]', 1)",
+            "CREATE TABLE more (id BIGINT PRIMARY KEY, vec VECTOR(2))",
+        ] {
+            let e = on_follower.batch_execute(write).await.unwrap_err();
+            let db = e.as_db_error().unwrap_or_else(|| panic!("{write}: {e:?}"));
+            assert_eq!(db.code().code(), "25006", "{write}: {db:?}");
+            assert!(
+                db.message().contains(&leader.rest) && db.message().contains(&leader.pg),
+                "{write}: the message names the leader's REST {} and Postgres {}: {}",
+                leader.rest,
+                leader.pg,
+                db.message()
+            );
+        }
+        let after = status(follower).unwrap();
+        assert_eq!(after["events"], before["events"], "{after}");
+        assert_eq!(after["state_hash"], before["state_hash"], "{after}");
+
+        let e = on_follower
+            .batch_execute("SET valori.read_consistency = 'eventual'")
+            .await
+            .unwrap_err();
+        assert_eq!(e.code().map(|c| c.code()), Some("22023"), "{e:?}");
+        on_follower
+            .batch_execute("SET valori.read_consistency = 'linearizable'")
+            .await
+            .unwrap();
+        let shown = on_follower
+            .query_one("SHOW valori.read_consistency", &[])
+            .await
+            .unwrap();
+        assert_eq!(shown.get::<_, String>(0), "linearizable");
+        for id in 10..25i64 {
+            on_leader
+                .execute(
+                    "INSERT INTO docs (id, vec, tag) VALUES ($1, '[1,2,3,4]', 2)",
+                    &[&id],
+                )
+                .await
+                .unwrap();
+            let n: i64 = on_follower
+                .query_one("SELECT count(*) FROM docs WHERE id = $1", &[&id])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(n, 1, "a linearizable read on the follower misses row {id}");
+            let (code, body) = get_with_header(
+                &follower.rest,
+                &format!("/v1/collections/docs/records/{id}"),
+                "Valori-Read-Consistency",
+                "linearizable",
+            );
+            assert_eq!(
+                code, 200,
+                "a linearizable REST read misses row {id}: {body}"
+            );
+        }
+    });
+    let (code, body) = get_with_header(
+        &follower.rest,
+        "/v1/collections/docs/records/1",
+        "Valori-Read-Consistency",
+        "eventual",
+    );
+    assert_eq!(code, 400, "{body}");
+
+    let s = status(leader).unwrap();
+    let (code, metrics) = call(&leader.rest, "GET", "/metrics", None);
+    assert_eq!(code, 200);
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert_eq!(
+        sample(&metrics, "valori_cluster_role{role=\"leader\"}"),
+        Some(1),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "valori_cluster_role{role=\"follower\"}"),
+        Some(0)
+    );
+    assert_eq!(sample(&metrics, "valori_cluster_term"), s["term"].as_u64());
+    assert_eq!(sample(&metrics, "valori_cluster_node_id"), Some(leader.id));
+    assert!(
+        sample(&metrics, "valori_cluster_applied_index").unwrap()
+            >= s["applied_index"].as_u64().unwrap()
+    );
+    assert!(
+        sample(&metrics, "valori_cluster_commit_index").is_some(),
+        "{metrics}"
+    );
+    assert_eq!(sample(&metrics, "valori_cluster_diverged"), Some(0));
+    for p in &nodes {
+        if p.id != leader.id {
+            let lag = format!(
+                "valori_cluster_follower_lag_entries{{follower=\"{}\"}}",
+                p.id
+            );
+            assert!(sample(&metrics, &lag).is_some(), "{lag} in {metrics}");
+        }
+    }
+    let (code, metrics) = call(&follower.rest, "GET", "/metrics", None);
+    assert_eq!(code, 200);
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert_eq!(
+        sample(&metrics, "valori_cluster_role{role=\"follower\"}"),
+        Some(1),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "valori_cluster_node_id"),
+        Some(follower.id)
+    );
+    assert_eq!(sample(&metrics, "valori_cluster_diverged"), Some(0));
+    assert!(
+        sample(&metrics, "valori_cluster_lag_entries").is_some(),
+        "{metrics}"
+    );
 }

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use pgwire::error::{ErrorInfo, PgWireError};
+use valori_engine::EngineError;
 use valori_query::QueryError;
 use valori_query::datafusion::common::DataFusionError;
 use valori_query::functions::{ComponentError, VectorInputError};
@@ -140,6 +141,7 @@ impl PgError {
             WriteError::Duplicate(_) => SqlState::UniqueViolation,
             WriteError::TooLarge(_) => SqlState::ProgramLimitExceeded,
             WriteError::Conflict(_) => SqlState::SerializationFailure,
+            WriteError::Engine(engine) => engine_state(engine),
             _ => fault_state(e.fault()),
         };
         PgError::new(state, e.to_string())
@@ -158,6 +160,17 @@ pub fn fault_state(fault: Fault) -> SqlState {
         Fault::Timeout => SqlState::QueryCanceled,
         // A storage failure or a stopped engine: outside the statement.
         _ => SqlState::SystemError,
+    }
+}
+
+/// The SQLSTATE of an engine error: a write sent to a follower of a
+/// cluster is refused as a write in a read-only transaction (25006, what
+/// a Postgres hot standby answers), its message naming the leader's REST
+/// and Postgres addresses; any other by its fault class.
+pub fn engine_state(e: &EngineError) -> SqlState {
+    match e {
+        EngineError::NotLeader { .. } => SqlState::ReadOnlySqlTransaction,
+        _ => fault_state(e.fault()),
     }
 }
 
@@ -208,7 +221,7 @@ impl From<QueryError> for PgError {
             }
             QueryError::Timeout { .. } => SqlState::QueryCanceled,
             QueryError::MemoryExhausted(_) => SqlState::OutOfMemory,
-            QueryError::Engine(engine) => fault_state(engine.fault()),
+            QueryError::Engine(engine) => engine_state(engine),
             QueryError::Write(w) => return PgError::from_write(w),
             QueryError::Setting(s) => match s {
                 SettingError::Unknown(_) => SqlState::UndefinedObject,

@@ -27,12 +27,13 @@ use valori_core::event::{CollectionName, Event, NodeId};
 use valori_engine::{Engine, Receipt};
 use valori_query::QueryEngine;
 use valori_query::ops::{self, CollectionInfo, NewCollection};
+use valori_query::settings::ReadConsistency;
 
 pub use error::ApiError;
 use extract::{Body, PathParams, QueryParams};
 
 use crate::auth::{Auth, Role};
-use crate::metrics::{EngineGauges, Metrics};
+use crate::metrics::{EngineGauges, Metrics, RowGauges};
 
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -117,6 +118,10 @@ pub fn router(state: Arc<AppState>, body_bytes_max: usize) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
+            read_consistency,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
             authorize,
         ))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), count))
@@ -163,6 +168,48 @@ async fn authorize(State(state): Shared, req: Request, next: Next) -> Response {
             "this API key has the read role and may not write",
         )
         .into_response();
+    }
+    next.run(req).await
+}
+
+/// The request header that asks for a read's consistency: `applied` (the
+/// default: this node's applied state) or `linearizable`.
+pub const READ_CONSISTENCY_HEADER: &str = "valori-read-consistency";
+
+/// Reads of the API's data: those that take [`READ_CONSISTENCY_HEADER`].
+/// The cluster's status answers from wherever the node is, and the
+/// server's own routes have no data to be stale.
+fn takes_read_consistency(method: &Method, path: &str) -> bool {
+    is_read(method, path)
+        && path.starts_with("/v1/")
+        && !matches!(path, "/v1/openapi.json" | "/v1/cluster/status")
+}
+
+/// A read with `Valori-Read-Consistency: linearizable` first waits at the
+/// engine's read barrier: on a node of a cluster, until it has applied
+/// every write acknowledged before the request (read index confirmed by
+/// the leader's majority); refused with 503 when that cannot be
+/// confirmed. Any other value than `applied` or `linearizable` is a 400.
+async fn read_consistency(State(state): Shared, req: Request, next: Next) -> Response {
+    if !takes_read_consistency(req.method(), req.uri().path()) {
+        return next.run(req).await;
+    }
+    let Some(value) = req.headers().get(READ_CONSISTENCY_HEADER) else {
+        return next.run(req).await;
+    };
+    match value.to_str().ok().and_then(ReadConsistency::parse) {
+        None => {
+            return ApiError::bad_request(format!(
+                "header Valori-Read-Consistency is {value:?}; expected applied or linearizable"
+            ))
+            .into_response();
+        }
+        Some(ReadConsistency::Linearizable) => {
+            if let Err(e) = state.engine.read_barrier().await {
+                return ApiError::from(e).into_response();
+            }
+        }
+        Some(ReadConsistency::Applied) => {}
     }
     next.run(req).await
 }
@@ -333,25 +380,31 @@ async fn openapi() -> Response {
 }
 
 async fn metrics(State(state): Shared) -> ApiResult<Response> {
-    let gauges = state.engine.read(|s| {
-        let mut g = EngineGauges {
-            collections: s.collections().len() as u64,
-            ..EngineGauges::default()
-        };
-        for c in s.collections() {
-            g.rows += c.rows() as u64;
-            g.live_rows += c.live() as u64;
-            g.indexed_rows += c.indexed_rows() as u64;
-        }
-        g
-    })?;
+    // A fenced replica serves no reads, but its metrics (the divergence
+    // above all) still render.
+    let rows = state
+        .engine
+        .read(|s| {
+            let mut g = RowGauges {
+                collections: s.collections().len() as u64,
+                ..RowGauges::default()
+            };
+            for c in s.collections() {
+                g.rows += c.rows() as u64;
+                g.live_rows += c.live() as u64;
+                g.indexed_rows += c.indexed_rows() as u64;
+            }
+            g
+        })
+        .ok();
     let gauges = EngineGauges {
         events: state.engine.log_size(),
-        ..gauges
+        rows,
     };
+    let cluster = state.cluster.as_ref().map(|node| node.status());
     let text = state
         .metrics
-        .render(&gauges, state.engine.log_write_latency());
+        .render(&gauges, state.engine.log_write_latency(), cluster.as_ref());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
