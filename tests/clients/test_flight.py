@@ -279,3 +279,31 @@ def test_adbc_login_and_roles():
     with adbc.connect(uri, db_kwargs={"username": "alice", "password": "s3cret"}) as writer:
         with writer.cursor() as cur:
             assert cur.adbc_ingest("adbc_auth", data, mode="create") == 1
+
+
+def test_sql_ticket_last_chunk_says_which_state(fl, pg):
+    """A SQL ticket read chunk by chunk with pyarrow: the last chunk's
+    app_metadata names the state before the statement ran (`from`), the
+    state when it finished (`to`) and `consistent` (nothing written in
+    between, so every row is of that state), matching REST's proof; and
+    `read_all` of the same ticket still gives every row."""
+    table = pa.table({"vector": pa.array([[float(i), 1.0] for i in range(3000)], pa.list_(pa.float32()))})
+    pg.execute("CREATE TABLE fl_prov (id BIGINT PRIMARY KEY, vec VECTOR(2), tag BIGINT, metadata JSONB)")
+    _put(fl, "fl_prov", table)
+    ticket = flight.Ticket(b"SELECT id FROM fl_prov WHERE id < 2500")
+    proof = _proof()
+    reader = fl.do_get(ticket)
+    rows, last = 0, None
+    while True:
+        try:
+            chunk = reader.read_chunk()
+        except StopIteration:
+            break
+        if chunk.data is not None:
+            rows += chunk.data.num_rows
+        if chunk.app_metadata is not None:
+            last = json.loads(chunk.app_metadata.to_pybytes())
+    assert rows == 2500
+    here = {"log_size": proof["log_size"], "log_root": proof["log_root"], "state_hash": proof["state_hash"]}
+    assert last == {"from": here, "to": here, "consistent": True}
+    assert fl.do_get(ticket).read_all().num_rows == 2500

@@ -780,3 +780,307 @@ async fn export_is_one_state_under_writes() {
         "{err}"
     );
 }
+
+/// The `app_metadata` of the first and of the last message of a DoGet.
+async fn first_and_last_metadata(
+    stream: arrow_flight::decode::FlightRecordBatchStream,
+) -> (Value, Value, usize) {
+    let messages: Vec<_> = stream.into_inner().try_collect().await.unwrap();
+    let json = |m: &arrow_flight::decode::DecodedFlightData| -> Value {
+        serde_json::from_slice(&m.inner.app_metadata).unwrap()
+    };
+    let rows = messages
+        .iter()
+        .map(|m| match &m.payload {
+            arrow_flight::decode::DecodedPayload::RecordBatch(b) => b.num_rows(),
+            _ => 0,
+        })
+        .sum();
+    (json(&messages[0]), json(messages.last().unwrap()), rows)
+}
+
+/// The provenance JSON of the server's current state.
+fn state_json(server: &Server) -> Value {
+    let (log_size, log_root, state_hash) = written(server);
+    json!({"log_size": log_size, "log_root": log_root, "state_hash": state_hash})
+}
+
+/// Proves SQL query tickets carry provenance: the `FlightInfo` the state
+/// when it was made; the stream's first message the state before the
+/// statement ran, and its last message `from` (that state), `to` (the
+/// state once the statement finished) and `consistent` (true: nothing was
+/// written in between) — over plain Flight (a SQL ticket) and over Flight
+/// SQL (a statement and a prepared statement), before and after a write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_tickets_carry_provenance() {
+    use arrow_flight::sql::client::FlightSqlServiceClient;
+
+    let server = Server::start(ServeArgs::default());
+    create(&server, "big", 8);
+    let mut c = client(&server, None).await;
+    let n = 100_000i64;
+    put(
+        &mut c,
+        "big",
+        vec![batch(vec![
+            ("id", Arc::new(Int64Array::from((0..n).collect::<Vec<_>>()))),
+            (
+                "vector",
+                Arc::new(ListArray::new(
+                    Arc::new(Field::new("item", DataType::Float32, false)),
+                    valori_query::datafusion::arrow::buffer::OffsetBuffer::from_lengths(
+                        std::iter::repeat_n(8, n as usize),
+                    ),
+                    Arc::new(Float32Array::from(vec![0.5f32; n as usize * 8])),
+                    None,
+                )),
+            ),
+        ])],
+    )
+    .await
+    .unwrap();
+    let quiet = state_json(&server);
+    let sql = "SELECT id, tag FROM big WHERE tag = 0";
+
+    // Plain Flight: FlightInfo, then a quiet read.
+    let info = c
+        .get_flight_info(FlightDescriptor::new_cmd(sql.as_bytes().to_vec()))
+        .await
+        .unwrap();
+    let info_meta: Value = serde_json::from_slice(&info.app_metadata).unwrap();
+    assert_eq!(info_meta, quiet);
+    let stream = c
+        .do_get(Ticket::new(sql.as_bytes().to_vec()))
+        .await
+        .unwrap();
+    let (first, last, rows) = first_and_last_metadata(stream).await;
+    assert_eq!(rows, n as usize);
+    assert_eq!(first, quiet);
+    assert_eq!(
+        last,
+        json!({"from": quiet, "to": quiet, "consistent": true})
+    );
+
+    let (status, body) = rest(
+        &server,
+        "POST",
+        "/v1/sql",
+        Some(json!({"query": "UPDATE big SET tag = 3 WHERE id = 5"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let after = state_json(&server);
+    assert_ne!(after, quiet);
+
+    // Flight SQL: a statement and a prepared statement, nothing written.
+    let channel = Channel::from_shared(format!("http://{}", server.flight))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut fsql = FlightSqlServiceClient::new(channel);
+    let info = fsql.execute(sql.into(), None).await.unwrap();
+    let info_meta: Value = serde_json::from_slice(&info.app_metadata).unwrap();
+    assert_eq!(info_meta, after);
+    let stream = fsql
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .unwrap();
+    let (first, last, rows) = first_and_last_metadata(stream).await;
+    assert_eq!(rows, n as usize - 1);
+    assert_eq!(first, after);
+    assert_eq!(
+        last,
+        json!({"from": after, "to": after, "consistent": true})
+    );
+    let mut prepared = fsql
+        .prepare("SELECT id FROM big WHERE id < 10".into(), None)
+        .await
+        .unwrap();
+    let info = prepared.execute().await.unwrap();
+    let info_meta: Value = serde_json::from_slice(&info.app_metadata).unwrap();
+    assert_eq!(info_meta, after);
+    let stream = fsql
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .unwrap();
+    let (_, last, rows) = first_and_last_metadata(stream).await;
+    assert_eq!(rows, 10);
+    assert_eq!(last["consistent"], json!(true));
+    // An empty answer: one message carries both.
+    let stream = c
+        .do_get(Ticket::new(
+            b"SELECT id FROM big WHERE id > 1000000".to_vec(),
+        ))
+        .await
+        .unwrap();
+    let (first, last, rows) = first_and_last_metadata(stream).await;
+    assert_eq!(rows, 0);
+    assert_eq!(first, last);
+    assert_eq!(last["consistent"], json!(true));
+}
+
+/// Proves `GetXdbcTypeInfo` answers with the schema the Flight SQL
+/// protocol requires (FlightSql.proto, `CommandGetXdbcTypeInfo`: field
+/// names, types and nullability as listed there), rows ordered by
+/// `data_type` then `type_name`, the table columns' types among them, and
+/// that asking for one `data_type` answers only its rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xdbc_type_info_has_the_required_schema() {
+    use arrow_flight::sql::CommandGetXdbcTypeInfo;
+    use arrow_flight::sql::client::FlightSqlServiceClient;
+
+    let server = Server::start(ServeArgs {
+        users: users(),
+        ..ServeArgs::default()
+    });
+    let channel = Channel::from_shared(format!("http://{}", server.flight))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut sql = FlightSqlServiceClient::new(channel);
+    sql.set_token(READ_KEY.to_owned());
+
+    async fn fetch(
+        sql: &mut FlightSqlServiceClient<Channel>,
+        data_type: Option<i32>,
+    ) -> Vec<RecordBatch> {
+        let info = sql
+            .get_xdbc_type_info(CommandGetXdbcTypeInfo { data_type })
+            .await
+            .unwrap();
+        sql.do_get(info.endpoint[0].ticket.clone().unwrap())
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
+    }
+    let batches = fetch(&mut sql, None).await;
+    let schema = batches[0].schema();
+    let utf8_list = DataType::List(Arc::new(Field::new("item", DataType::Utf8, false)));
+    let required: Vec<(&str, DataType, bool)> = vec![
+        ("type_name", DataType::Utf8, false),
+        ("data_type", DataType::Int32, false),
+        ("column_size", DataType::Int32, true),
+        ("literal_prefix", DataType::Utf8, true),
+        ("literal_suffix", DataType::Utf8, true),
+        ("create_params", utf8_list, true),
+        ("nullable", DataType::Int32, false),
+        ("case_sensitive", DataType::Boolean, false),
+        ("searchable", DataType::Int32, false),
+        ("unsigned_attribute", DataType::Boolean, true),
+        ("fixed_prec_scale", DataType::Boolean, false),
+        ("auto_increment", DataType::Boolean, true),
+        ("local_type_name", DataType::Utf8, true),
+        ("minimum_scale", DataType::Int32, true),
+        ("maximum_scale", DataType::Int32, true),
+        ("sql_data_type", DataType::Int32, false),
+        ("datetime_subcode", DataType::Int32, true),
+        ("num_prec_radix", DataType::Int32, true),
+        ("interval_precision", DataType::Int32, true),
+    ];
+    let got: Vec<(&str, DataType, bool)> = schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().as_str(), f.data_type().clone(), f.is_nullable()))
+        .collect();
+    assert_eq!(got, required);
+
+    let names: Vec<String> = batches
+        .iter()
+        .flat_map(|b| {
+            let c = b.column(0).as_string::<i32>();
+            (0..c.len())
+                .map(|i| c.value(i).to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let codes: Vec<i32> = batches
+        .iter()
+        .flat_map(|b| b.column(1).as_primitive::<Int32Type>().values().to_vec())
+        .collect();
+    for name in [
+        "BIGINT",
+        "VECTOR",
+        "BYTEA",
+        "JSONB",
+        "DOUBLE PRECISION",
+        "REAL",
+    ] {
+        assert!(names.iter().any(|n| n == name), "{name} missing: {names:?}");
+    }
+    let mut sorted: Vec<(i32, String)> = codes.iter().copied().zip(names.clone()).collect();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        codes.iter().copied().zip(names.clone()).collect::<Vec<_>>()
+    );
+    // XDBC_BIGINT is -5 (java.sql.Types.BIGINT).
+    let bigint = fetch(&mut sql, Some(-5)).await;
+    let only: Vec<&str> = bigint
+        .iter()
+        .flat_map(|b| {
+            let c = b.column(0).as_string::<i32>();
+            (0..c.len()).map(|i| c.value(i)).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(only, vec!["BIGINT"]);
+}
+
+/// Proves the last message of a query stream says `consistent: false`,
+/// with `to` the later state, when a write commits while the statement's
+/// batches are still being produced: the batches come from a channel
+/// that the test feeds around a write, so the write lands mid-stream
+/// whatever the network buffers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_stream_reports_a_write_during_the_answer() {
+    use valori_wire::flight::export::Provenance;
+    use valori_wire::flight::{Results, encode_query};
+
+    let server = Server::start(ServeArgs::default());
+    create(&server, "w", 2);
+    let before = state_json(&server);
+    let start = Provenance::of(&server.engine, None).unwrap();
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::UInt64, false)]));
+    let one = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![Arc::new(UInt64Array::from(vec![1u64]))],
+    )
+    .unwrap();
+    let (tx, rx) = futures::channel::mpsc::unbounded::<
+        Result<RecordBatch, valori_wire::flight::FlightError>,
+    >();
+    let stream = encode_query(
+        Arc::clone(&server.engine),
+        start,
+        Results {
+            schema,
+            batches: Box::pin(rx),
+        },
+    );
+    tx.unbounded_send(Ok(one.clone())).unwrap();
+    let reader = tokio::spawn(async move { stream.try_collect::<Vec<_>>().await.unwrap() });
+    let (status, body) = rest(
+        &server,
+        "POST",
+        "/v1/collections/w/records",
+        Some(json!({"vector": [1.0, 2.0]})),
+    );
+    assert_eq!(status, 201, "{body}");
+    tx.unbounded_send(Ok(one)).unwrap();
+    drop(tx);
+    let messages = reader.await.unwrap();
+    let after = state_json(&server);
+    let first: Value = serde_json::from_slice(&messages[0].app_metadata).unwrap();
+    let last: Value = serde_json::from_slice(&messages.last().unwrap().app_metadata).unwrap();
+    assert_eq!(first, before);
+    assert_eq!(
+        last,
+        json!({"from": before, "to": after, "consistent": false})
+    );
+    // Only the first and the last message carry metadata.
+    for m in &messages[1..messages.len() - 1] {
+        assert!(m.app_metadata.is_empty());
+    }
+}

@@ -36,7 +36,7 @@ use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message as _;
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, Streaming};
@@ -202,6 +202,92 @@ fn encode(
     Box::pin(stream)
 }
 
+/// The provenance of the engine's current state, read on the blocking
+/// pool (asking for the state hash may re-hash dirty chunks).
+async fn provenance_now(engine: &Arc<Engine>) -> Result<Provenance, FlightError> {
+    let engine = Arc::clone(engine);
+    tokio::task::spawn_blocking(move || Provenance::of(&engine, None)).await?
+}
+
+/// What the last message of a query's stream says of the states its rows
+/// were read from: `from`, the state before the statement ran; `to`, the
+/// state when its last batch had been produced; `consistent` when the two
+/// are the same state, so that every scan of the statement read exactly
+/// that state (the log only grows, so the same size is the same state).
+fn query_provenance(from: &Provenance, to: &Provenance) -> Vec<u8> {
+    let side = |p: &Provenance| {
+        serde_json::json!({
+            "log_size": p.log_size,
+            "log_root": p.log_root,
+            "state_hash": p.state_hash,
+        })
+    };
+    serde_json::json!({
+        "from": side(from),
+        "to": side(to),
+        "consistent": from.log_size == to.log_size,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Encodes a query's results, batch by batch as the statement produces
+/// them, with provenance: the first message's `app_metadata` is `start`
+/// (the state before the statement ran, taken by the caller before it ran
+/// anything), and the last message's is [`query_provenance`] from `start`
+/// to the state once the statement's stream has ended. The last message
+/// is held back until then (one message of look-ahead); a stream without
+/// batches carries both in its one message.
+pub fn encode_query(
+    engine: Arc<Engine>,
+    start: Provenance,
+    results: Results,
+) -> BoxStream<FlightData> {
+    struct Pending {
+        inner: BoxStream<FlightData>,
+        held: Option<FlightData>,
+        done: bool,
+        engine: Arc<Engine>,
+        start: Provenance,
+    }
+    let inner = encode(results.schema, results.batches, start.json());
+    let pending = Pending {
+        inner,
+        held: None,
+        done: false,
+        engine,
+        start,
+    };
+    Box::pin(futures::stream::unfold(pending, |mut p| async move {
+        loop {
+            if p.done {
+                return None;
+            }
+            match p.inner.next().await {
+                Some(Ok(message)) => {
+                    if let Some(previous) = p.held.replace(message) {
+                        return Some((Ok(previous), p));
+                    }
+                }
+                Some(Err(status)) => {
+                    p.done = true;
+                    return Some((Err(status), p));
+                }
+                None => {
+                    p.done = true;
+                    let mut last = p.held.take()?;
+                    let end = match provenance_now(&p.engine).await {
+                        Ok(end) => end,
+                        Err(e) => return Some((Err(Status::from(e)), p)),
+                    };
+                    last.app_metadata = query_provenance(&p.start, &end).into();
+                    return Some((Ok(last), p));
+                }
+            }
+        }
+    }))
+}
+
 /// The plain Flight service; Flight SQL goes to [`sql::SqlService`].
 #[derive(Debug)]
 pub struct Front {
@@ -270,11 +356,13 @@ impl Front {
         descriptor: FlightDescriptor,
     ) -> Result<FlightInfo, FlightError> {
         let prepared = self.state.query.prepare_cached(&sql).await?;
+        let now = provenance_now(&self.state.engine).await?;
         let info = FlightInfo::new()
             .try_with_schema(prepared.schema())?
             .with_descriptor(descriptor)
             .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(sql.into_bytes())))
-            .with_ordered(true);
+            .with_ordered(true)
+            .with_app_metadata(now.json());
         Ok(info)
     }
 
@@ -310,8 +398,9 @@ impl Front {
                 self.export(name, ticket.deleted).await
             }
             Target::Sql(sql) => {
+                let start = provenance_now(&self.state.engine).await?;
                 let results = self.run_sql(&sql, role).await?;
-                Ok(encode(results.schema, results.batches, Vec::new()))
+                Ok(encode_query(Arc::clone(&self.state.engine), start, results))
             }
         }
     }

@@ -14,15 +14,18 @@ use std::sync::{Arc, Mutex, OnceLock};
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::flight_descriptor::DescriptorType;
 use arrow_flight::flight_service_server::FlightService;
-use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
+use arrow_flight::sql::metadata::{
+    SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
+};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
     ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
-    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
-    CommandPreparedStatementUpdate, CommandStatementIngest, CommandStatementQuery,
-    CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
-    TableExistsOption, TableNotExistOption, TicketStatementQuery,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
+    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementIngest,
+    CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult, Nullable,
+    ProstMessageExt, Searchable, SqlInfo, TableExistsOption, TableNotExistOption,
+    TicketStatementQuery, XdbcDataType,
 };
 use arrow_flight::{
     Action, FlightDescriptor, FlightEndpoint, FlightInfo, IpcMessage, SchemaAsIpc, Ticket,
@@ -43,7 +46,10 @@ use valori_query::session::Session;
 use valori_query::statement::{Outcome, ParamType, Prepared};
 
 use super::ingest::Load;
-use super::{FlightError, FlightState, access, auth, encode, put_result, results};
+use super::{
+    FlightError, FlightState, access, auth, encode, encode_query, provenance_now, put_result,
+    results,
+};
 
 type DoGetStream = <SqlService as FlightService>::DoGetStream;
 
@@ -169,6 +175,160 @@ fn sql_info() -> &'static SqlInfoData {
         b.append(SqlInfo::SqlDdlTable, true);
         b.build()
             .expect("invariant: the server's SQL info has one value per name")
+    })
+}
+
+/// One SQL type for `GetXdbcTypeInfo`.
+#[allow(clippy::too_many_arguments)]
+fn xdbc(
+    name: &str,
+    data_type: XdbcDataType,
+    column_size: Option<i32>,
+    radix: Option<i32>,
+    quote: Option<(&str, &str)>,
+    create_params: Option<Vec<String>>,
+    searchable: Searchable,
+    unsigned: Option<bool>,
+) -> XdbcTypeInfo {
+    XdbcTypeInfo {
+        type_name: name.to_owned(),
+        data_type,
+        column_size,
+        literal_prefix: quote.map(|(p, _)| p.to_owned()),
+        literal_suffix: quote.map(|(_, s)| s.to_owned()),
+        create_params,
+        nullable: Nullable::NullabilityNullable,
+        case_sensitive: matches!(data_type, XdbcDataType::XdbcVarchar),
+        searchable,
+        unsigned_attribute: unsigned,
+        fixed_prec_scale: false,
+        auto_increment: unsigned.map(|_| false),
+        local_type_name: Some(name.to_owned()),
+        minimum_scale: None,
+        maximum_scale: None,
+        sql_data_type: data_type,
+        datetime_subcode: None,
+        num_prec_radix: radix,
+        interval_precision: None,
+    }
+}
+
+/// The SQL types of Valori's tables and results, for `GetXdbcTypeInfo`
+/// (JDBC's `getTypeInfo`, ADBC): the columns' `BIGINT`, `VECTOR(n)`,
+/// `BYTEA` and `JSONB`, and what expressions give. `VECTOR` has no XDBC
+/// code of its own (`XDBC_UNKNOWN_TYPE`); its literal is `'[1,2,3]'`.
+fn xdbc_type_info() -> &'static XdbcTypeInfoData {
+    static INFO: OnceLock<XdbcTypeInfoData> = OnceLock::new();
+    INFO.get_or_init(|| {
+        use XdbcDataType as T;
+        let text = Some(("'", "'"));
+        let mut b = XdbcTypeInfoDataBuilder::new();
+        for info in [
+            xdbc(
+                "BOOLEAN",
+                T::XdbcBit,
+                Some(1),
+                None,
+                None,
+                None,
+                Searchable::Basic,
+                None,
+            ),
+            xdbc(
+                "SMALLINT",
+                T::XdbcSmallint,
+                Some(5),
+                Some(10),
+                None,
+                None,
+                Searchable::Basic,
+                Some(false),
+            ),
+            xdbc(
+                "INTEGER",
+                T::XdbcInteger,
+                Some(10),
+                Some(10),
+                None,
+                None,
+                Searchable::Basic,
+                Some(false),
+            ),
+            xdbc(
+                "BIGINT",
+                T::XdbcBigint,
+                Some(19),
+                Some(10),
+                None,
+                None,
+                Searchable::Basic,
+                Some(false),
+            ),
+            xdbc(
+                "REAL",
+                T::XdbcReal,
+                Some(24),
+                Some(2),
+                None,
+                None,
+                Searchable::Basic,
+                Some(false),
+            ),
+            xdbc(
+                "DOUBLE PRECISION",
+                T::XdbcDouble,
+                Some(53),
+                Some(2),
+                None,
+                None,
+                Searchable::Basic,
+                Some(false),
+            ),
+            xdbc(
+                "VARCHAR",
+                T::XdbcVarchar,
+                Some(i32::MAX),
+                None,
+                text,
+                Some(vec!["length".to_owned()]),
+                Searchable::Full,
+                None,
+            ),
+            xdbc(
+                "JSONB",
+                T::XdbcLongvarchar,
+                Some(i32::MAX),
+                None,
+                text,
+                None,
+                Searchable::None,
+                None,
+            ),
+            xdbc(
+                "BYTEA",
+                T::XdbcVarbinary,
+                Some(i32::MAX),
+                None,
+                Some(("'\\x", "'")),
+                None,
+                Searchable::None,
+                None,
+            ),
+            xdbc(
+                "VECTOR",
+                T::XdbcUnknownType,
+                Some(limits::DIM_MAX as i32),
+                None,
+                Some(("'[", "]'")),
+                Some(vec!["dimension".to_owned()]),
+                Searchable::None,
+                None,
+            ),
+        ] {
+            b.append(info);
+        }
+        b.build()
+            .expect("invariant: the type list is a valid XDBC type info batch")
     })
 }
 
@@ -516,11 +676,10 @@ impl FlightSqlService for SqlService {
             let (outcome, written) = self.run(request.metadata(), &prepared, Vec::new()).await?;
             done_ticket(&outcome, written)
         };
-        Ok(Response::new(info(
-            &schema,
-            request.into_inner(),
-            ticket.as_any(),
-        )?))
+        let now = provenance_now(&self.state.engine).await?;
+        Ok(Response::new(
+            info(&schema, request.into_inner(), ticket.as_any())?.with_app_metadata(now.json()),
+        ))
     }
 
     async fn do_get_statement(
@@ -543,12 +702,13 @@ impl FlightSqlService for SqlService {
             .prepare_cached(sql)
             .await
             .map_err(FlightError::from)?;
+        let start = provenance_now(&self.state.engine).await?;
         let (outcome, _) = self.run(request.metadata(), &prepared, Vec::new()).await?;
         let results = results(outcome).await?;
-        Ok(Response::new(encode(
-            results.schema,
-            results.batches,
-            Vec::new(),
+        Ok(Response::new(encode_query(
+            Arc::clone(&self.state.engine),
+            start,
+            results,
         )))
     }
 
@@ -571,11 +731,10 @@ impl FlightSqlService for SqlService {
                 ticket.as_any(),
             )?));
         }
-        Ok(Response::new(info(
-            &schema,
-            request.into_inner(),
-            command.as_any(),
-        )?))
+        let now = provenance_now(&self.state.engine).await?;
+        Ok(Response::new(
+            info(&schema, request.into_inner(), command.as_any())?.with_app_metadata(now.json()),
+        ))
     }
 
     async fn do_get_prepared_statement(
@@ -584,14 +743,15 @@ impl FlightSqlService for SqlService {
         request: Request<Ticket>,
     ) -> Answer<DoGetStream> {
         let open = self.open(&command.prepared_statement_handle)?;
+        let start = provenance_now(&self.state.engine).await?;
         let (outcome, _) = self
             .run(request.metadata(), &open.prepared, open.params)
             .await?;
         let results = results(outcome).await?;
-        Ok(Response::new(encode(
-            results.schema,
-            results.batches,
-            Vec::new(),
+        Ok(Response::new(encode_query(
+            Arc::clone(&self.state.engine),
+            start,
+            results,
         )))
     }
 
@@ -725,6 +885,32 @@ impl FlightSqlService for SqlService {
     ) -> Answer<DoGetStream> {
         self.role(request.metadata())?;
         let builder = query.into_builder(sql_info());
+        let schema = builder.schema();
+        let batch = builder.build().map_err(FlightError::Catalog)?;
+        Ok(Response::new(one_batch(schema, batch)))
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Answer<FlightInfo> {
+        self.role(request.metadata())?;
+        let schema = query.into_builder(xdbc_type_info()).schema();
+        Ok(Response::new(info(
+            &schema,
+            request.into_inner(),
+            query.as_any(),
+        )?))
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<Ticket>,
+    ) -> Answer<DoGetStream> {
+        self.role(request.metadata())?;
+        let builder = query.into_builder(xdbc_type_info());
         let schema = builder.schema();
         let batch = builder.build().map_err(FlightError::Catalog)?;
         Ok(Response::new(one_batch(schema, batch)))
