@@ -169,8 +169,17 @@ impl Shared {
         self.status.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Publishes the applied position; at a checkpoint index, records it.
-    fn publish(&self, last_applied: Option<LogId<NodeId>>) -> Result<(), EngineError> {
+    /// Publishes the applied position; at a checkpoint index, records it
+    /// when `replay_at` shows the engine holds exactly the events up to
+    /// that entry. After a restart openraft applies again entries the
+    /// engine already holds; the engine's state is then ahead of the
+    /// entry, and recording it as the entry's checkpoint would make this
+    /// replica look diverged, so that checkpoint is skipped.
+    fn publish(
+        &self,
+        last_applied: Option<LogId<NodeId>>,
+        replay_at: u64,
+    ) -> Result<(), EngineError> {
         let proof = self.engine.proof()?;
         let mut status = self.status();
         status.last_applied = last_applied;
@@ -179,6 +188,7 @@ impl Shared {
         status.log_root = Some(proof.log_root);
         if let Some(id) = last_applied
             && id.index % CHECKPOINT_EVERY_ENTRIES == 0
+            && replay_at >= proof.log_size
             && status.checkpoints.last().is_none_or(|c| c.index < id.index)
         {
             status.checkpoints.push(Checkpoint {
@@ -345,13 +355,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         .await?,
                 );
                 self.shared
-                    .publish(inner.last_applied)
+                    .publish(inner.last_applied, inner.replay_at)
                     .map_err(engine_err)?;
             }
         }
         out.extend(self.apply_events(&mut inner, pending).await?);
         self.shared
-            .publish(inner.last_applied)
+            .publish(inner.last_applied, inner.replay_at)
             .map_err(engine_err)?;
         Ok(out)
     }
@@ -404,7 +414,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         inner.replay_at = info.events;
         inner.snapshot = Some(record);
         self.shared
-            .publish(inner.last_applied)
+            .publish(inner.last_applied, inner.replay_at)
             .map_err(engine_err)?;
         Ok(())
     }

@@ -528,3 +528,75 @@ async fn a_wiped_node_rejoins_under_its_id_and_converges() {
     }
     stop(nodes).await;
 }
+
+/// A follower restarted on its directories applies again, from the Raft
+/// log, entries its engine already holds; a checkpoint index it passes
+/// while doing so must not be recorded with the engine's later state. Its
+/// checkpoints equal the leader's at every common index (one taken after
+/// the restart included), and it is never fenced as diverged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_follower_replaying_past_a_checkpoint_is_not_taken_for_diverged() {
+    let mut nodes = three_nodes([ApplyFault::default(); 3]).await;
+    let l = leader(&nodes).expect("a leader");
+    submit(&nodes[l].engine, create()).await.expect("create");
+    let every = valori_cluster::CHECKPOINT_EVERY_ENTRIES;
+    while nodes[l].node.status().applied_index.expect("applied") < every + 10 {
+        let b = nodes[l].engine.log_size();
+        submit(&nodes[l].engine, insert(b)).await.expect("insert");
+    }
+    let f = (l + 1) % 3;
+    let index = nodes[l].node.status().applied_index.expect("applied");
+    applied_everywhere(&[&nodes[f]], index).await;
+    let stopped = nodes.remove(f);
+    stopped.node.shutdown().await;
+    let id = stopped.node.id;
+    let addr = stopped.node.member.cluster_addr.clone();
+    let dir = stopped.dir;
+    drop(stopped.node);
+    let engine = stopped.engine;
+    wait_for(
+        Duration::from_secs(10),
+        "the stopped node to release its engine",
+        || Arc::strong_count(&engine) == 1,
+    )
+    .await;
+    drop(engine);
+    let mut c = config(id, &dir);
+    c.listen = addr.parse().expect("a socket address");
+    nodes.push(start(c, dir).await);
+    let l = leader(&nodes).expect("a leader");
+    while nodes[l].node.status().applied_index.expect("applied") < 2 * every + 5 {
+        let b = nodes[l].engine.log_size();
+        submit(&nodes[l].engine, insert(b)).await.expect("insert");
+    }
+    let index = nodes[l].node.status().applied_index.expect("applied");
+    let all: Vec<&TestNode> = nodes.iter().collect();
+    applied_everywhere(&all, index).await;
+    // Several rounds of the nodes' checkpoint comparison.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let leader_status = nodes[l].node.status();
+    let restarted = nodes[2].node.status();
+    assert!(
+        restarted.diverged.is_none(),
+        "the restarted node was fenced: {:?}",
+        restarted.diverged
+    );
+    let mut common = 0;
+    for mine in &restarted.checkpoints {
+        if let Some(theirs) = leader_status
+            .checkpoints
+            .iter()
+            .find(|c| c.index == mine.index)
+        {
+            assert_eq!(mine, theirs, "checkpoint at Raft index {}", mine.index);
+            common += 1;
+        }
+    }
+    assert!(
+        restarted.checkpoints.iter().any(|c| c.index == 2 * every),
+        "a checkpoint after the restart: {:?}",
+        restarted.checkpoints
+    );
+    assert!(common > 0);
+    stop(nodes).await;
+}
