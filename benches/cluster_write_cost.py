@@ -1,0 +1,200 @@
+"""The cost of replication on the write path: the same REST write workload
+against one `valori serve` and against the leader of a three-node cluster
+on the same machine (loopback), in one run.
+
+usage: python3 benches/cluster_write_cost.py [--bin target/release/valori]
+           [--batches 20] [--seconds 20] [--clients 4]
+
+For each setup, on a fresh data directory and a collection of dimension
+16: durable ingest of `--batches` batches of 1,000 records (one request
+each, one at a time), then `--seconds` of single-record inserts from
+`--clients` threads, each insert durable before its answer. Prints
+records/s of the batch ingest, and inserts/s with p50 and p99 latency of
+the single inserts, and checks that every node of the cluster ends with
+the leader's event count and state hash.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DIM = 16
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Client:
+    """One keep-alive HTTP connection."""
+
+    def __init__(self, addr):
+        host, port = addr.split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=60)
+
+    def call(self, method, path, body=None):
+        data = None if body is None else json.dumps(body)
+        self.conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+        r = self.conn.getresponse()
+        raw = r.read()
+        return r.status, (json.loads(raw) if raw else None)
+
+
+def start(bin_path, data_dir, extra, env=None):
+    rest, pg = free_port(), free_port()
+    args = [bin_path, "serve", "--data-dir", data_dir,
+            "--rest-addr", f"127.0.0.1:{rest}", "--pg-addr", f"127.0.0.1:{pg}",
+            "--flight-addr", "127.0.0.1:0"] + extra
+    log = open(data_dir + ".log", "w")
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, env=env, text=True)
+    first = p.stdout.readline()
+    if not first.startswith("valori listening:"):
+        p.kill()
+        raise SystemExit(f"{data_dir}: server did not start: {first!r}")
+    if "--cluster-node-id" in extra:
+        p.stdout.readline()
+    return p, f"127.0.0.1:{rest}"
+
+
+def status(addr):
+    try:
+        return Client(addr).call("GET", "/v1/cluster/status")[1]
+    except OSError:
+        return None
+
+
+def wait(what, f, limit=60):
+    start_t = time.time()
+    while time.time() - start_t < limit:
+        v = f()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def vector(rng):
+    return [round(rng.uniform(-1, 1), 4) for _ in range(DIM)]
+
+
+def workload(addr, batches, seconds, clients):
+    c = Client(addr)
+    code, body = c.call("POST", "/v1/collections", {"name": "bench", "dim": DIM})
+    assert code == 201, (code, body)
+    rng = random.Random(7)
+    next_id = 0
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        ids = list(range(next_id, next_id + 1000))
+        next_id += 1000
+        code, body = c.call("POST", "/v1/collections/bench/records/batch",
+                            {"ids": ids, "vectors": [vector(rng) for _ in ids]})
+        assert code == 201, (code, body)
+    batch_s = time.perf_counter() - t0
+
+    latencies = [[] for _ in range(clients)]
+    errors = [0] * clients
+    stop_at = time.perf_counter() + seconds
+
+    def run(k):
+        cl = Client(addr)
+        r = random.Random(100 + k)
+        i = 0
+        while time.perf_counter() < stop_at:
+            rid = 10_000_000 * (k + 1) + i
+            i += 1
+            t = time.perf_counter()
+            code, _ = cl.call("POST", "/v1/collections/bench/records",
+                              {"id": rid, "vector": vector(r)})
+            latencies[k].append(time.perf_counter() - t)
+            if code != 201:
+                errors[k] += 1
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
+    t1 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    single_s = time.perf_counter() - t1
+    lat = sorted(x for l in latencies for x in l)
+    return {
+        "batch_records_per_s": batches * 1000 / batch_s,
+        "inserts": len(lat),
+        "inserts_per_s": len(lat) / single_s,
+        "p50_ms": lat[len(lat) // 2] * 1000,
+        "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000,
+        "errors": sum(errors),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "valori"))
+    ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--clients", type=int, default=4)
+    a = ap.parse_args()
+    root = tempfile.mkdtemp(prefix="valori-cluster-bench-")
+    procs = []
+    results = {}
+    try:
+        p, addr = start(a.bin, os.path.join(root, "single"), [])
+        procs.append(p)
+        results["single node"] = workload(addr, a.batches, a.seconds, a.clients)
+        p.terminate()
+        p.wait()
+
+        env = dict(os.environ, VALORI_CLUSTER_KEY="bench cluster key")
+        nodes = []
+        seed_port = free_port()
+        for i in (1, 2, 3):
+            port = seed_port if i == 1 else free_port()
+            extra = ["--cluster-node-id", str(i), "--cluster-addr", f"127.0.0.1:{port}"]
+            extra += ["--cluster-bootstrap"] if i == 1 else ["--cluster-join", f"127.0.0.1:{seed_port}"]
+            p, addr = start(a.bin, os.path.join(root, f"node{i}"), extra, env)
+            procs.append(p)
+            nodes.append(addr)
+        wait("three voters", lambda: (status(nodes[0]) or {}).get("voters") == [1, 2, 3])
+        leader = wait("a leader", lambda: next(
+            (n for n in nodes if (status(n) or {}).get("role") == "leader"), None))
+        results["3-node cluster (leader)"] = workload(leader, a.batches, a.seconds, a.clients)
+        applied = status(leader)["applied_index"]
+        final = wait("every node at the leader's index", lambda: (
+            lambda ss: ss if all(s and s["applied_index"] == applied for s in ss) else None
+        )([status(n) for n in nodes]))
+        hashes = {s["state_hash"] for s in final}
+        events = {s["events"] for s in final}
+        assert len(hashes) == 1 and len(events) == 1, final
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+    print(f"{'setup':<26} {'batch records/s':>16} {'inserts/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for name, r in results.items():
+        print(f"{name:<26} {r['batch_records_per_s']:>16,.0f} {r['inserts_per_s']:>10,.0f} "
+              f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7}")
+    s, c = results["single node"], results["3-node cluster (leader)"]
+    print(f"cluster / single: batch ingest {c['batch_records_per_s'] / s['batch_records_per_s']:.2f}x, "
+          f"inserts/s {c['inserts_per_s'] / s['inserts_per_s']:.2f}x")
+    print(f"every node: {events.pop()} events, state hash {hashes.pop()}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
