@@ -256,7 +256,9 @@ pub struct Node {
     token: Arc<String>,
     runtime: tokio::runtime::Handle,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    peers: tokio::sync::Mutex<BTreeMap<NodeId, network::Conn>>,
+    /// One connection per other node, each behind its own lock: a call to
+    /// a node that does not answer holds up only calls to that node.
+    peers: std::sync::Mutex<BTreeMap<NodeId, Arc<tokio::sync::Mutex<network::Conn>>>>,
 }
 
 /// The write gate installed in the engine: client writes become Raft
@@ -427,7 +429,7 @@ impl Node {
             token,
             runtime: tokio::runtime::Handle::current(),
             tasks: std::sync::Mutex::new(Vec::new()),
-            peers: tokio::sync::Mutex::new(BTreeMap::new()),
+            peers: std::sync::Mutex::new(BTreeMap::new()),
         });
         engine.set_write_gate(Arc::new(Gate {
             node: Arc::downgrade(&node),
@@ -738,10 +740,16 @@ impl Node {
         addr: &str,
         rpc: &network::Rpc,
     ) -> Result<network::Reply, network::CallError> {
-        let mut peers = self.peers.lock().await;
-        let conn = peers
-            .entry(id)
-            .or_insert_with(|| network::Conn::new(addr.to_owned(), Arc::clone(&self.token)));
+        let conn = {
+            let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(peers.entry(id).or_insert_with(|| {
+                Arc::new(tokio::sync::Mutex::new(network::Conn::new(
+                    addr.to_owned(),
+                    Arc::clone(&self.token),
+                )))
+            }))
+        };
+        let mut conn = conn.lock().await;
         if conn.addr() != addr {
             // The node came back at another address (a restart on port 0).
             *conn = network::Conn::new(addr.to_owned(), Arc::clone(&self.token));

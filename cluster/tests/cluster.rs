@@ -600,3 +600,63 @@ async fn a_restarted_follower_replaying_past_a_checkpoint_is_not_taken_for_diver
     assert!(common > 0);
     stop(nodes).await;
 }
+
+/// A linearizable read on a follower is not held up by another node that
+/// accepts connections but never answers: the follower's calls to each
+/// node wait on their own connection, so the read index it asks of the
+/// leader comes back while its checkpoint comparison waits on the silent
+/// node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_silent_node_does_not_hold_up_a_followers_linearizable_reads() {
+    let mut nodes = three_nodes([ApplyFault::default(); 3]).await;
+    let l = leader(&nodes).expect("a leader");
+    submit(&nodes[l].engine, create()).await.expect("create");
+    let silent = (l + 2) % 3;
+    let reader = (l + 1) % 3;
+    let gone = nodes.remove(silent);
+    let addr = gone.node.member.cluster_addr.clone();
+    gone.node.shutdown().await;
+    // Accepts connections on the silent node's address and never answers.
+    let started = Instant::now();
+    let listener = loop {
+        match tokio::net::TcpListener::bind(&addr).await {
+            Ok(l) => break l,
+            Err(e) => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "the silent node's address stays in use: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let hole = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let reader = if reader > silent { reader - 1 } else { reader };
+    let l = if l > silent { l - 1 } else { l };
+    // Let the reader's checkpoint comparison start waiting on the hole.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut slowest = Duration::ZERO;
+    for b in 0..12 {
+        submit(&nodes[l].engine, insert(b)).await.expect("insert");
+        let started = Instant::now();
+        nodes[reader]
+            .engine
+            .read_barrier()
+            .await
+            .expect("a linearizable read on the follower");
+        slowest = slowest.max(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(
+        slowest < Duration::from_millis(1000),
+        "a linearizable read waited {slowest:?} behind the silent node"
+    );
+    hole.abort();
+    drop(gone);
+    stop(nodes).await;
+}
