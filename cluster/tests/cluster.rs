@@ -407,7 +407,7 @@ async fn a_new_node_catches_up_from_a_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_linearizable_read_on_a_trailing_follower_sees_every_acknowledged_write() {
     let slow = ApplyFault {
-        apply_delay: Some(Duration::from_millis(600)),
+        apply_delay: Some(Duration::from_millis(1200)),
         ..ApplyFault::default()
     };
     let nodes = three_nodes([ApplyFault::default(), ApplyFault::default(), slow]).await;
