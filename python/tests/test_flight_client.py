@@ -223,3 +223,26 @@ def test_flight_address_route(server: Server) -> None:
         answer = json.loads(r.read())
     assert answer["host"] == "127.0.0.1" and answer["port"] > 0
     assert answer["address"] == f"grpc://127.0.0.1:{answer['port']}"
+
+
+def test_bad_export_tickets_are_refused(remote: Valori) -> None:
+    """A JSON export ticket with an unknown key, a wrong type or an
+    unknown collection is refused with a message naming the problem, and
+    the server keeps serving."""
+    import pyarrow.flight as fl
+
+    remote.insert_batch(np.ones((3, 2), dtype=np.float32))
+    conn = remote._backend.flight()
+    assert conn is not None
+    client, options = conn
+    for ticket, expected in (
+        (b'{"collection": "default", "bogus": 1}', "unknown field"),
+        (b'{"collection": "default", "deleted": "yes"}', "invalid type"),
+        (b'{"deleted": true}', "missing field"),
+    ):
+        with pytest.raises(pa.ArrowInvalid, match=f"JSON export ticket.*{expected}"):
+            client.do_get(fl.Ticket(ticket), options).read_all()
+    with pytest.raises(pa.ArrowKeyError, match="does not exist"):
+        client.do_get(fl.Ticket(b'{"collection": "nowhere", "deleted": true}'), options).read_all()
+    full = client.do_get(fl.Ticket(b'{"collection": "default", "deleted": true}'), options).read_all()
+    assert full.column("deleted").to_pylist() == [False] * 3
