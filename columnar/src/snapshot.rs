@@ -43,13 +43,19 @@ use valori_core::event::{
 use valori_core::hash::Hash32;
 use valori_core::hnsw::{Hnsw, IndexError};
 use valori_core::state::{ApplyError, Collection, State};
+use valori_core::table::TableSchema;
 
 /// First eight bytes of every snapshot file.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"VALORSNP";
 
 /// Version of the layout below the magic; readers reject any other.
 /// Version 2 added the index hashes (docs/format.md section 6).
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
+
+/// The oldest format version this build reads: version 2 files are
+/// version 3 files without the table section (their collections have no
+/// declared columns).
+pub const SNAPSHOT_FORMAT_VERSION_MIN: u32 = 2;
 
 /// Bytes of the BLAKE3 trailer.
 pub const SNAPSHOT_TRAILER_BYTES: usize = 32;
@@ -173,6 +179,8 @@ pub enum SnapshotError {
     },
     #[error("snapshot records index hash {recorded}, its graphs hash to {computed}")]
     IndexHashMismatch { recorded: Hash32, computed: Hash32 },
+    #[error("collection at byte {offset}: the table section is malformed ({what})")]
+    InvalidTable { offset: u64, what: &'static str },
 }
 
 /// Which part of the graph section an error is about.
@@ -311,7 +319,42 @@ fn write_collection<W: Write>(
         w.put(metadata)?;
     }
     write_index(w, c)?;
-    w.put(index_hash.as_bytes())
+    w.put(index_hash.as_bytes())?;
+    write_table(w, c)
+}
+
+/// The table section: `0`, or `1 ‖ schema ‖ sequence:i64 × scalar
+/// columns ‖ per scalar column: valid:u8 × rows, then the values (fixed
+/// width × rows, zeros for NULL; or (len:u32 ‖ bytes) × rows, empty for
+/// NULL)`.
+fn write_table<W: Write>(w: &mut HashingWriter<'_, W>, c: &Collection) -> io::Result<()> {
+    let Some(table) = c.table() else {
+        return w.put(&[0]);
+    };
+    w.put(&[1])?;
+    let mut schema = Vec::new();
+    table.schema().encode_into(&mut schema);
+    w.put(&schema)?;
+    w.put_mapped(table.sequences(), |s| s.to_le_bytes())?;
+    for column in table.columns() {
+        w.put_mapped(column.valid(), |&v| [u8::from(v)])?;
+        match column.ty().width() {
+            Some(width) => {
+                let zeros = vec![0u8; width];
+                for row in 0..c.rows() {
+                    w.put(column.get(row).unwrap_or(&zeros))?;
+                }
+            }
+            None => {
+                for row in 0..c.rows() {
+                    let value = column.get(row).unwrap_or_default();
+                    w.put_u32(value.len() as u32)?;
+                    w.put(value)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The HNSW graph of a collection: entry, layer-0 links (used slots only),
@@ -575,6 +618,16 @@ struct CollectionFrame<'a> {
     /// The recorded index hash of the graph section.
     index_hash: Hash32,
     index_hash_offset: u64,
+    table: Option<TableFrame<'a>>,
+}
+
+/// A table section, framed.
+struct TableFrame<'a> {
+    offset: u64,
+    schema: TableSchema,
+    sequences: Vec<i64>,
+    /// Per scalar column: the validity bytes and the values.
+    columns: Vec<(&'a [u8], &'a [u8], u64)>,
 }
 
 /// Phase 1: locates every field, checks the trailer.
@@ -588,7 +641,7 @@ fn read_frame(bytes: &[u8]) -> Result<Frame<'_>, SnapshotError> {
     let mut cur = Cursor::new(bytes, 0);
     cur.take("magic", SNAPSHOT_MAGIC.len() as u128)?;
     let version = cur.u32("format version")?;
-    if version != SNAPSHOT_FORMAT_VERSION {
+    if !(SNAPSHOT_FORMAT_VERSION_MIN..=SNAPSHOT_FORMAT_VERSION).contains(&version) {
         return Err(SnapshotError::UnknownVersion { found: version });
     }
     let events = cur.u64("event count")?;
@@ -601,7 +654,7 @@ fn read_frame(bytes: &[u8]) -> Result<Frame<'_>, SnapshotError> {
     let collection_count = cur.u32("collection count")?;
     let mut collections = Vec::new();
     for _ in 0..collection_count {
-        collections.push(frame_collection(&mut cur)?);
+        collections.push(frame_collection(&mut cur, version)?);
     }
 
     let node_count = cur.u64("graph node count")?;
@@ -638,7 +691,10 @@ fn read_frame(bytes: &[u8]) -> Result<Frame<'_>, SnapshotError> {
     })
 }
 
-fn frame_collection<'a>(cur: &mut Cursor<'a>) -> Result<CollectionFrame<'a>, SnapshotError> {
+fn frame_collection<'a>(
+    cur: &mut Cursor<'a>,
+    version: u32,
+) -> Result<CollectionFrame<'a>, SnapshotError> {
     let offset = cur.offset();
     let name_len = cur.u32("collection name length")?;
     let name = cur.take("collection name", u128::from(name_len))?;
@@ -692,6 +748,11 @@ fn frame_collection<'a>(cur: &mut Cursor<'a>) -> Result<CollectionFrame<'a>, Sna
     let index = &cur.bytes[index_start..cur.pos];
     let index_hash_offset = cur.offset();
     let index_hash = cur.hash("collection index hash")?;
+    let table = if version >= 3 {
+        frame_table(cur, rows)?
+    } else {
+        None
+    };
     Ok(CollectionFrame {
         offset,
         name,
@@ -714,7 +775,62 @@ fn frame_collection<'a>(cur: &mut Cursor<'a>) -> Result<CollectionFrame<'a>, Sna
         index_offset,
         index_hash,
         index_hash_offset,
+        table,
     })
+}
+
+fn frame_table<'a>(
+    cur: &mut Cursor<'a>,
+    rows: u64,
+) -> Result<Option<TableFrame<'a>>, SnapshotError> {
+    let offset = cur.offset();
+    match cur.u8("table flag")? {
+        0 => return Ok(None),
+        1 => {}
+        _ => {
+            return Err(SnapshotError::InvalidTable {
+                offset,
+                what: "table flag is neither 0 nor 1",
+            });
+        }
+    }
+    let schema_offset = cur.offset();
+    let (schema, used) =
+        TableSchema::decode_prefix(&cur.bytes[cur.pos..]).ok_or(SnapshotError::InvalidTable {
+            offset: schema_offset,
+            what: "schema",
+        })?;
+    cur.take("table schema", used as u128)?;
+    let types: Vec<_> = schema.scalar_columns().map(|(_, _, t)| t).collect();
+    let sequences = cur
+        .take("table sequences", types.len() as u128 * 8)?
+        .chunks_exact(8)
+        .map(|b| le_u64(b) as i64)
+        .collect();
+    let mut columns = Vec::with_capacity(types.len());
+    for ty in types {
+        let valid = cur.take("column validity", u128::from(rows))?;
+        let values_offset = cur.offset();
+        let start = cur.pos;
+        match ty.width() {
+            Some(width) => {
+                cur.take("column values", u128::from(rows) * width as u128)?;
+            }
+            None => {
+                for _ in 0..rows {
+                    let len = cur.u32("value length")?;
+                    cur.take("value", u128::from(len))?;
+                }
+            }
+        }
+        columns.push((valid, &cur.bytes[start..cur.pos], values_offset));
+    }
+    Ok(Some(TableFrame {
+        offset,
+        schema,
+        sequences,
+        columns,
+    }))
 }
 
 fn le_u64(bytes: &[u8]) -> u64 {
@@ -809,11 +925,19 @@ fn rebuild_collection(
             seed: c.seed,
         },
     };
-    state
-        .apply(&Event::CreateCollection {
+    let create = match &c.table {
+        None => Event::CreateCollection {
             name: name.clone(),
             config,
-        })
+        },
+        Some(t) => Event::CreateTable {
+            name: name.clone(),
+            config,
+            schema: t.schema.clone(),
+        },
+    };
+    state
+        .apply(&create)
         .map_err(|source| SnapshotError::InvalidCollection {
             offset: c.offset,
             collection: name.clone(),
@@ -834,6 +958,18 @@ fn rebuild_collection(
     let dim = c.dim as usize;
     let mut vector = vec![0i32; dim];
     let mut metadata = Cursor::new(c.metadata, c.metadata_offset);
+    let mut table_values: Vec<(Cursor<'_>, Option<usize>, &[u8], u64)> = match &c.table {
+        None => Vec::new(),
+        Some(t) => t
+            .schema
+            .scalar_columns()
+            .zip(&t.columns)
+            .map(|((_, _, ty), &(valid, values, offset))| {
+                (Cursor::new(values, offset), ty.width(), valid, offset)
+            })
+            .collect(),
+    };
+    let mut values: Vec<Option<&[u8]>> = Vec::with_capacity(table_values.len());
     let rows = c
         .ids
         .chunks_exact(8)
@@ -864,6 +1000,43 @@ fn rebuild_collection(
                 row,
                 source,
             })?;
+        if c.table.is_some() {
+            values.clear();
+            for (cursor, width, valid, offset) in &mut table_values {
+                let value = match width {
+                    Some(w) => cursor.take("value", *w as u128)?,
+                    None => {
+                        let len = cursor.u32("value length")?;
+                        cursor.take("value", u128::from(len))?
+                    }
+                };
+                values.push(match valid[row as usize] {
+                    1 => Some(value),
+                    0 if value.iter().all(|&b| b == 0) => None,
+                    _ => {
+                        return Err(SnapshotError::InvalidTable {
+                            offset: *offset,
+                            what: "a validity byte is not 0 or 1, or a NULL holds bytes",
+                        });
+                    }
+                });
+            }
+            collection
+                .restore_table_row(&values)
+                .map_err(|source| SnapshotError::InvalidRow {
+                    collection: name.clone(),
+                    row,
+                    source,
+                })?;
+        }
+    }
+    if let Some(t) = &c.table
+        && !collection.restore_sequences(&t.sequences)
+    {
+        return Err(SnapshotError::InvalidTable {
+            offset: t.offset,
+            what: "sequences",
+        });
     }
     // Framing sized every column from the same row count.
     assert_eq!(

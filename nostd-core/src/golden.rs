@@ -22,12 +22,15 @@ use crate::hnsw::{SearchOptions, Sequential};
 use crate::q16::quantize;
 use crate::rng::SplitMix64;
 use crate::state::State;
+use crate::table::{
+    ArrayElement, ColumnDef, ColumnType, ColumnValues, ScalarType, TableSchema, column_flags,
+};
 
 /// Seed of the golden workload.
 pub const GOLDEN_SEED: u64 = 0x5641_4c4f_5249_2026;
 
 /// Version of the report format; bump when the workload changes.
-pub const GOLDEN_VERSION: u32 = 2;
+pub const GOLDEN_VERSION: u32 = 3;
 
 struct Spec {
     name: &'static str,
@@ -277,7 +280,179 @@ pub fn apply_workload(state: &mut State, mut on_event: impl FnMut(&[u8], bool)) 
         };
         emit(state, event);
     }
+    apply_table_workload(state, &mut rng, &mut emit);
     counts
+}
+
+/// The declared table of the workload: every scalar column layout (fixed
+/// width, text, arrays, NULLs), an integer key and a unique text column,
+/// a serial sequence, updates and deletes, and rejected writes.
+fn table_schema() -> TableSchema {
+    let column = |name: &str, ty: ColumnType, type_mod: u32, flags: u8| ColumnDef {
+        name: name.into(),
+        ty,
+        type_mod,
+        flags,
+        default: None,
+    };
+    let scalar = ColumnType::Scalar;
+    TableSchema {
+        columns: alloc::vec![
+            ColumnDef {
+                default: Some("nextval('items_id_seq'::regclass)".into()),
+                ..column(
+                    "id",
+                    scalar(ScalarType::Int64),
+                    0,
+                    column_flags::PRIMARY_KEY | column_flags::SERIAL,
+                )
+            },
+            column("embedding", ColumnType::Vector { half: false }, 6, 0),
+            column("slug", scalar(ScalarType::Text), 24, column_flags::UNIQUE),
+            column("category", scalar(ScalarType::Int32), 0, 0),
+            column("score", scalar(ScalarType::Float64), 0, 0),
+            column("price", scalar(ScalarType::Numeric), 0, 0),
+            column(
+                "active",
+                scalar(ScalarType::Bool),
+                0,
+                column_flags::NOT_NULL
+            ),
+            column("created", scalar(ScalarType::TimestampTz), 0, 0),
+            column(
+                "labels",
+                scalar(ScalarType::Array(ArrayElement::Text)),
+                0,
+                0
+            ),
+        ],
+    }
+}
+
+fn apply_table_workload(
+    state: &mut State,
+    rng: &mut SplitMix64,
+    emit: &mut impl FnMut(&mut State, Event),
+) {
+    let items = name("items");
+    let dim = 6;
+    emit(
+        state,
+        Event::CreateTable {
+            name: items.clone(),
+            config: CollectionConfig {
+                dim,
+                metric: Metric::L2,
+                index: IndexParams {
+                    m: 8,
+                    ef_construction: 32,
+                    seed: GOLDEN_SEED + 7,
+                },
+            },
+            schema: table_schema(),
+        },
+    );
+    let mut next = 1i64;
+    let rows = |rng: &mut SplitMix64, count: usize, next: &mut i64| -> Event {
+        let mut batch = Batch::new(dim);
+        let mut columns: Vec<ColumnValues> = (0..8).map(|_| ColumnValues::default()).collect();
+        for _ in 0..count {
+            let id = *next;
+            *next += 1;
+            batch.push(RecordId(id as u64), &vector(rng, dim), 0, &[]);
+            columns[0].push(Some(&id.to_le_bytes()));
+            let slug = alloc::format!("item-{id}");
+            columns[1].push(Some(slug.as_bytes()));
+            let category = rng.below(6) as i32;
+            columns[2].push((category != 0).then_some(&category.to_le_bytes()[..]));
+            let score = rng.below(1000) as f64 / 8.0;
+            columns[3].push(Some(&score.to_le_bytes()));
+            let price = alloc::format!("{}.{}", rng.below(500), 1 + rng.below(9));
+            columns[4].push(Some(price.as_bytes()));
+            columns[5].push(Some(&[u8::from(rng.below(2) == 1)]));
+            let micros = 1_700_000_000_000_000i64 + rng.below(1 << 40) as i64;
+            columns[6].push(Some(&micros.to_le_bytes()));
+            let mut labels = Vec::new();
+            let n = rng.below(3) as u32;
+            labels.extend_from_slice(&n.to_le_bytes());
+            for l in 0..n {
+                labels.push(1);
+                let text = alloc::format!("l{l}");
+                labels.extend_from_slice(&(text.len() as u32).to_le_bytes());
+                labels.extend_from_slice(text.as_bytes());
+            }
+            columns[7].push((n != 2).then_some(&labels[..]));
+        }
+        Event::InsertRows {
+            collection: items.clone(),
+            batch,
+            columns,
+        }
+    };
+    for _ in 0..6 {
+        let event = rows(rng, 50, &mut next);
+        emit(state, event);
+    }
+    // Rejected: a key that exists (the sequence restarted at 5).
+    let mut again = 5;
+    let event = rows(rng, 3, &mut again);
+    emit(state, event);
+    // Rejected: NULL in a NOT NULL column.
+    let Event::InsertRows {
+        collection,
+        batch,
+        mut columns,
+    } = rows(rng, 2, &mut next)
+    else {
+        unreachable!("rows builds InsertRows")
+    };
+    columns[5] = ColumnValues::default();
+    columns[5].push(None);
+    columns[5].push(Some(&[1]));
+    emit(
+        state,
+        Event::InsertRows {
+            collection,
+            batch,
+            columns,
+        },
+    );
+    // Updates of a fixed-width and a text column, then deletes.
+    for round in 0..4u64 {
+        let ids: Vec<RecordId> = (0..10).map(|i| RecordId(1 + round * 37 + i * 3)).collect();
+        let mut category = ColumnValues::default();
+        let mut slug = ColumnValues::default();
+        for id in &ids {
+            category.push(Some(&(round as i32 + 10).to_le_bytes()));
+            slug.push(Some(alloc::format!("renamed-{}", id.0).as_bytes()));
+        }
+        emit(
+            state,
+            Event::UpdateRows {
+                collection: items.clone(),
+                ids: ids.clone(),
+                columns: alloc::vec![(2, category), (1, slug)],
+            },
+        );
+        emit(
+            state,
+            Event::DeleteBatch {
+                collection: items.clone(),
+                ids: ids[..3].to_vec(),
+            },
+        );
+    }
+    // Rejected: a slug another row holds.
+    let mut slug = ColumnValues::default();
+    slug.push(Some(b"item-200"));
+    emit(
+        state,
+        Event::UpdateRows {
+            collection: items,
+            ids: alloc::vec![RecordId(201)],
+            columns: alloc::vec![(1, slug)],
+        },
+    );
 }
 
 /// Writes the golden report and returns the final state hash.

@@ -120,13 +120,18 @@ pub fn chunk_hash(index: u64, rows: u32, rows_bytes: &[u8]) -> Hash32 {
     h.finalize().into()
 }
 
-/// Hash of one collection from its configuration, counts and chunk hashes.
+/// Hash of one collection from its configuration, counts and chunk
+/// hashes; a table's descriptor (its schema and sequences,
+/// [`crate::table::Table::descriptor`]) follows, with its length, only
+/// for collections created as tables, so other collections hash as
+/// before tables existed.
 pub fn collection_hash(
     name: &CollectionName,
     config: &CollectionConfig,
     rows: u64,
     live: u64,
     chunks: &[Hash32],
+    table: Option<&[u8]>,
 ) -> Hash32 {
     let mut h = blake3::Hasher::new();
     h.update(&[domain::COLLECTION]);
@@ -142,6 +147,10 @@ pub fn collection_hash(
     h.update(&(chunks.len() as u64).to_le_bytes());
     for c in chunks {
         h.update(c.as_bytes());
+    }
+    if let Some(table) = table {
+        h.update(&(table.len() as u64).to_le_bytes());
+        h.update(table);
     }
     h.finalize().into()
 }

@@ -18,6 +18,7 @@
 //!   inclusion and consistency proofs and their verifiers (`alloc`);
 //! - [`golden`]: the fixed workload used to prove that four architectures
 //!   agree (`alloc`);
+//! - [`table`]: declared tables' schemas and scalar columns (`alloc`);
 //! - [`limits`]: every size limit.
 //!
 //! No IO, clock, random number source, host-sized integer on disk, or float
@@ -49,6 +50,8 @@ pub mod merkle;
 pub mod rows;
 #[cfg(feature = "alloc")]
 pub mod state;
+#[cfg(feature = "alloc")]
+pub mod table;
 
 pub use distance::{Distance, Metric};
 pub use q16::Q16;

@@ -140,3 +140,16 @@ pub const CLUSTER_BATCH_ENTRIES_MAX: u32 = 16;
 
 /// Bytes of a snapshot sent to a catching-up node per message.
 pub const CLUSTER_SNAPSHOT_CHUNK_BYTES_MAX: u32 = 8 * 1024 * 1024;
+
+/// Most columns a declared table may have (vector column included).
+pub const TABLE_COLUMNS_MAX: u32 = 256;
+
+/// Longest column name, in bytes (Postgres's identifier limit).
+pub const COLUMN_NAME_BYTES_MAX: u32 = 63;
+
+/// Longest `DEFAULT` expression a column keeps for its catalogs, in bytes.
+pub const COLUMN_DEFAULT_BYTES_MAX: u32 = 1024;
+
+/// Largest scalar value (text, bytea, JSON, numeric, array) of one table
+/// cell.
+pub const VALUE_BYTES_MAX: u32 = 1024 * 1024;

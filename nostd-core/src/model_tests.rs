@@ -45,6 +45,31 @@ struct Row {
     tag: u64,
     vector: Vec<i32>,
     metadata: Vec<u8>,
+    /// A table row's scalar values (format.md section 2, tables).
+    values: Vec<Option<Vec<u8>>>,
+}
+
+/// A declared table as format.md section 3 hashes it.
+struct ModelTable {
+    /// The schema's canonical bytes, cut from the event's bytes.
+    schema: Vec<u8>,
+    /// Per scalar column: its fixed width, if any, and whether it is
+    /// serial.
+    widths: Vec<Option<usize>>,
+    serial: Vec<bool>,
+    sequences: Vec<i64>,
+}
+
+/// Widths of the fixed-width scalar types by code (format.md section 2).
+fn fixed_width(code: u8) -> Option<usize> {
+    match code {
+        1 => Some(1),
+        2 => Some(2),
+        3 | 5 | 11 => Some(4),
+        4 | 6 | 12 | 13 => Some(8),
+        10 => Some(16),
+        _ => None,
+    }
 }
 
 struct Coll {
@@ -54,6 +79,7 @@ struct Coll {
     ef: u16,
     seed: u64,
     rows: Vec<Row>,
+    table: Option<ModelTable>,
 }
 
 impl Coll {
@@ -80,9 +106,86 @@ struct Model {
 impl Model {
     /// Applies an event the state machine accepted (format.md section 2,
     /// "Semantics").
-    fn apply(&mut self, event: &Event) {
+    fn apply(&mut self, event: &Event, bytes: &[u8]) {
         let key = |n: &crate::event::CollectionName| n.as_str().as_bytes().to_vec();
         match event {
+            Event::CreateTable {
+                name,
+                config,
+                schema,
+            } => {
+                // version, kind, name, dim, metric, m, ef, seed: the
+                // schema's bytes follow.
+                let at = 2 + 4 + name.as_str().len() + 4 + 1 + 2 + 2 + 8;
+                let scalars: Vec<_> = schema
+                    .columns
+                    .iter()
+                    .filter_map(|c| match c.ty {
+                        crate::table::ColumnType::Scalar(t) => Some((t.code(), c.flags & 8 != 0)),
+                        _ => None,
+                    })
+                    .collect();
+                self.collections.insert(
+                    key(name),
+                    Coll {
+                        dim: config.dim,
+                        metric: config.metric.code(),
+                        m: config.index.m,
+                        ef: config.index.ef_construction,
+                        seed: config.index.seed,
+                        rows: Vec::new(),
+                        table: Some(ModelTable {
+                            schema: bytes[at..].to_vec(),
+                            widths: scalars.iter().map(|(code, _)| fixed_width(*code)).collect(),
+                            serial: scalars.iter().map(|(_, serial)| *serial).collect(),
+                            sequences: vec![0; scalars.len()],
+                        }),
+                    },
+                );
+            }
+            Event::InsertRows {
+                collection,
+                batch,
+                columns,
+            } => {
+                let c = self.collections.get_mut(&key(collection)).unwrap();
+                let t = c.table.as_mut().unwrap();
+                for i in 0..batch.len() {
+                    let values: Vec<Option<Vec<u8>>> = columns
+                        .iter()
+                        .map(|v| v.get(i).map(<[u8]>::to_vec))
+                        .collect();
+                    for (col, v) in values.iter().enumerate() {
+                        if t.serial[col]
+                            && let Some(v) = v
+                        {
+                            let v = i64::from_le_bytes(v[..8].try_into().unwrap());
+                            t.sequences[col] = t.sequences[col].max(v);
+                        }
+                    }
+                    c.rows.push(Row {
+                        id: batch.ids[i].0,
+                        deleted: false,
+                        tag: 0,
+                        vector: batch.vector(i).to_vec(),
+                        metadata: Vec::new(),
+                        values,
+                    });
+                }
+            }
+            Event::UpdateRows {
+                collection,
+                ids,
+                columns,
+            } => {
+                let c = self.collections.get_mut(&key(collection)).unwrap();
+                for (i, id) in ids.iter().enumerate() {
+                    let row = c.live(id.0);
+                    for (col, values) in columns {
+                        row.values[usize::from(*col)] = values.get(i).map(<[u8]>::to_vec);
+                    }
+                }
+            }
             Event::CreateCollection { name, config } => {
                 self.collections.insert(
                     key(name),
@@ -93,6 +196,7 @@ impl Model {
                         ef: config.index.ef_construction,
                         seed: config.index.seed,
                         rows: Vec::new(),
+                        table: None,
                     },
                 );
             }
@@ -110,6 +214,7 @@ impl Model {
                         tag: record.tag,
                         vector: record.vector.clone(),
                         metadata: record.metadata.clone(),
+                        values: Vec::new(),
                     });
             }
             Event::InsertBatch { collection, batch } => {
@@ -121,6 +226,7 @@ impl Model {
                         tag: batch.tags[i],
                         vector: batch.vector(i).to_vec(),
                         metadata: batch.metadata(i).to_vec(),
+                        values: Vec::new(),
                     });
                 }
             }
@@ -204,6 +310,18 @@ impl Model {
                 }
                 m.extend_from_slice(&(r.metadata.len() as u32).to_le_bytes());
                 m.extend_from_slice(&r.metadata);
+                for (col, value) in r.values.iter().enumerate() {
+                    match value {
+                        None => m.push(0),
+                        Some(v) => {
+                            m.push(1);
+                            if c.table.as_ref().unwrap().widths[col].is_none() {
+                                m.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                            }
+                            m.extend_from_slice(v);
+                        }
+                    }
+                }
             }
             chunks.push(h(&m));
         }
@@ -221,6 +339,14 @@ impl Model {
         m.extend_from_slice(&(chunks.len() as u64).to_le_bytes());
         for ch in &chunks {
             m.extend_from_slice(ch);
+        }
+        if let Some(t) = &c.table {
+            let mut descriptor = t.schema.clone();
+            for s in &t.sequences {
+                descriptor.extend_from_slice(&s.to_le_bytes());
+            }
+            m.extend_from_slice(&(descriptor.len() as u64).to_le_bytes());
+            m.extend_from_slice(&descriptor);
         }
         h(&m)
     }
@@ -340,7 +466,7 @@ fn model_values() -> BTreeMap<String, String> {
     let mut model = Model::default();
     golden::apply_workload(&mut state, |bytes, applied| {
         if applied {
-            model.apply(&Event::decode(bytes).expect("logged events decode"));
+            model.apply(&Event::decode(bytes).expect("logged events decode"), bytes);
         }
     });
     // The golden run builds every complete block (golden::run).
@@ -434,7 +560,7 @@ fn golden_run_matches_the_pinned_values() {
     }
     assert_eq!(
         seen,
-        3 + 3 + 1 + 1,
+        4 + 4 + 1 + 1,
         "the report lists every pinned hash:\n{report}"
     );
     // The combined index hash, from the state itself.

@@ -56,6 +56,19 @@ fn assert_same_state(a: &State, b: &State) {
         for &id in x.ids() {
             assert_eq!(x.row_of(id), y.row_of(id));
         }
+        match (x.table(), y.table()) {
+            (None, None) => {}
+            (Some(tx), Some(ty)) => {
+                assert_eq!(tx.schema(), ty.schema());
+                assert_eq!(tx.sequences(), ty.sequences());
+                for (cx, cy) in tx.columns().iter().zip(ty.columns()) {
+                    for row in 0..x.rows() {
+                        assert_eq!(cx.get(row), cy.get(row), "{} row {row}", x.name());
+                    }
+                }
+            }
+            _ => panic!("{}: a table on one side only", x.name()),
+        }
     }
     assert_eq!(
         a.graph().nodes().collect::<Vec<_>>(),
@@ -218,8 +231,8 @@ impl Offsets {
     }
     fn beta(&self) -> usize {
         // 4 rows of 3 components; metadata "five, rewritten", "two", "",
-        // "two again", each behind a u32 length.
-        self.alpha_vectors() + 4 * 3 * 4 + 4 * 4 + 15 + 3 + 9 + self.alpha_index
+        // "two again", each behind a u32 length; then the table flag 0.
+        self.alpha_vectors() + 4 * 3 * 4 + 4 * 4 + 15 + 3 + 9 + self.alpha_index + 1
     }
     fn nodes(&self) -> usize {
         self.len - SNAPSHOT_TRAILER_BYTES - 3 * 24 - 8 - 3 * 16
@@ -249,11 +262,23 @@ fn damage_is_named_precisely() {
     ));
 
     let mut newer = bytes.clone();
-    newer[8] = 3;
+    newer[8] = 4;
     assert!(matches!(
         read_snapshot(&newer),
-        Err(SnapshotError::UnknownVersion { found: 3 })
+        Err(SnapshotError::UnknownVersion { found: 4 })
     ));
+    // Version 2 files are version 3 files without the table flags: still
+    // read, to the same state.
+    let o = Offsets::of(&bytes);
+    let mut v2 = bytes.clone();
+    assert_eq!(v2[o.nodes() - 8 - 1], 0, "beta's table flag");
+    assert_eq!(v2[o.beta() - 1], 0, "alpha's table flag");
+    v2.remove(o.nodes() - 8 - 1);
+    v2.remove(o.beta() - 1);
+    v2[8] = 2;
+    reseal(&mut v2);
+    let (mut from_v2, _) = read_snapshot(&v2).unwrap();
+    assert_eq!(from_v2.state_hash(), meta.state_hash);
     // Version 1 files record no index hash: refused, not read unchecked.
     let mut older = bytes.clone();
     older[8] = 1;

@@ -13,6 +13,7 @@ use core::fmt;
 
 use crate::distance::Metric;
 use crate::limits;
+use crate::table::{ColumnValues, TableSchema};
 
 /// Version byte that opens every encoded event.
 pub const EVENT_FORMAT_VERSION: u8 = 1;
@@ -258,6 +259,28 @@ pub enum Event {
     DropCollections {
         names: Vec<CollectionName>,
     },
+    /// Creates a collection with declared columns (`CREATE TABLE` with
+    /// any columns): `config.dim` is the vector column's dimension.
+    CreateTable {
+        name: CollectionName,
+        config: CollectionConfig,
+        schema: TableSchema,
+    },
+    /// Inserts rows into a table, all or none: the records (tag 0, no
+    /// metadata) and one `ColumnValues` per scalar column, in schema
+    /// order.
+    InsertRows {
+        collection: CollectionName,
+        batch: Batch,
+        columns: Vec<ColumnValues>,
+    },
+    /// Sets scalar columns (by index among the scalar columns) of the
+    /// live records `ids`, each row its own value, all or none.
+    UpdateRows {
+        collection: CollectionName,
+        ids: Vec<RecordId>,
+        columns: Vec<(u16, ColumnValues)>,
+    },
 }
 
 /// Kind bytes of the encoding.
@@ -276,6 +299,9 @@ mod kind {
     pub const DELETE_BATCH: u8 = 12;
     pub const UPDATE_BATCH: u8 = 13;
     pub const DROP_COLLECTIONS: u8 = 14;
+    pub const CREATE_TABLE: u8 = 15;
+    pub const INSERT_ROWS: u8 = 16;
+    pub const UPDATE_ROWS: u8 = 17;
 }
 
 /// Flag bits of an `UpdateBatch`: which fields follow.
@@ -302,6 +328,9 @@ impl Event {
             Event::DeleteBatch { .. } => "delete_batch",
             Event::UpdateBatch { .. } => "update_batch",
             Event::DropCollections { .. } => "drop_collections",
+            Event::CreateTable { .. } => "create_table",
+            Event::InsertRows { .. } => "insert_rows",
+            Event::UpdateRows { .. } => "update_rows",
         }
     }
 
@@ -312,11 +341,7 @@ impl Event {
             Event::CreateCollection { name, config } => {
                 out.push(kind::CREATE_COLLECTION);
                 put_name(out, name);
-                put_u32(out, config.dim);
-                out.push(config.metric.code());
-                out.extend_from_slice(&config.index.m.to_le_bytes());
-                out.extend_from_slice(&config.index.ef_construction.to_le_bytes());
-                put_u64(out, config.index.seed);
+                put_config(out, config);
             }
             Event::DropCollection { name } => {
                 out.push(kind::DROP_COLLECTION);
@@ -334,18 +359,7 @@ impl Event {
             Event::InsertBatch { collection, batch } => {
                 out.push(kind::INSERT_BATCH);
                 put_name(out, collection);
-                put_u32(out, batch.ids.len() as u32);
-                put_u32(out, batch.dim);
-                for id in &batch.ids {
-                    put_u64(out, id.0);
-                }
-                for &tag in &batch.tags {
-                    put_u64(out, tag);
-                }
-                put_i32s(out, &batch.vectors);
-                for i in 0..batch.len() {
-                    put_bytes(out, batch.metadata(i));
-                }
+                put_batch(out, batch);
             }
             Event::Delete { collection, id } => {
                 out.push(kind::DELETE);
@@ -429,6 +443,43 @@ impl Event {
                     put_name(out, name);
                 }
             }
+            Event::CreateTable {
+                name,
+                config,
+                schema,
+            } => {
+                out.push(kind::CREATE_TABLE);
+                put_name(out, name);
+                put_config(out, config);
+                schema.encode_into(out);
+            }
+            Event::InsertRows {
+                collection,
+                batch,
+                columns,
+            } => {
+                out.push(kind::INSERT_ROWS);
+                put_name(out, collection);
+                put_batch(out, batch);
+                put_u32(out, columns.len() as u32);
+                for values in columns {
+                    put_values(out, values);
+                }
+            }
+            Event::UpdateRows {
+                collection,
+                ids,
+                columns,
+            } => {
+                out.push(kind::UPDATE_ROWS);
+                put_name(out, collection);
+                put_ids(out, ids);
+                put_u32(out, columns.len() as u32);
+                for (column, values) in columns {
+                    out.extend_from_slice(&column.to_le_bytes());
+                    put_values(out, values);
+                }
+            }
         }
     }
 
@@ -454,29 +505,10 @@ impl Event {
         }
         let kind_byte = r.u8()?;
         let event = match kind_byte {
-            kind::CREATE_COLLECTION => {
-                let name = r.name()?;
-                let dim = r.u32()?;
-                let metric_at = r.pos;
-                let metric_code = r.u8()?;
-                let metric = Metric::from_code(metric_code)
-                    .ok_or(r.error_at(metric_at, DecodeErrorKind::UnknownMetric(metric_code)))?;
-                let m = r.u16()?;
-                let ef_construction = r.u16()?;
-                let seed = r.u64()?;
-                Event::CreateCollection {
-                    name,
-                    config: CollectionConfig {
-                        dim,
-                        metric,
-                        index: IndexParams {
-                            m,
-                            ef_construction,
-                            seed,
-                        },
-                    },
-                }
-            }
+            kind::CREATE_COLLECTION => Event::CreateCollection {
+                name: r.name()?,
+                config: r.config()?,
+            },
             kind::DROP_COLLECTION => Event::DropCollection { name: r.name()? },
             kind::INSERT => {
                 let collection = r.name()?;
@@ -495,38 +527,51 @@ impl Event {
                     },
                 }
             }
-            kind::INSERT_BATCH => {
+            kind::INSERT_BATCH => Event::InsertBatch {
+                collection: r.name()?,
+                batch: r.batch()?,
+            },
+            kind::CREATE_TABLE => {
+                let name = r.name()?;
+                let config = r.config()?;
+                let at = r.pos;
+                let (schema, used) = TableSchema::decode_prefix(&r.bytes[r.pos..])
+                    .ok_or(r.error_at(at, DecodeErrorKind::BadSchema))?;
+                r.pos += used;
+                Event::CreateTable {
+                    name,
+                    config,
+                    schema,
+                }
+            }
+            kind::INSERT_ROWS => {
                 let collection = r.name()?;
-                let count_at = r.pos;
-                let count = r.u32()?;
-                if count == 0 || count > limits::BATCH_RECORDS_MAX {
-                    return Err(r.error_at(count_at, DecodeErrorKind::BadBatchSize(count)));
+                let batch = r.batch()?;
+                let count = r.column_count()?;
+                let mut columns = Vec::with_capacity(count);
+                for _ in 0..count {
+                    columns.push(r.values()?);
                 }
-                let dim = r.dim()?;
-                let n = count as usize;
-                // Fixed-width columns are checked against the remaining
-                // input before anything is allocated.
-                let fixed = n as u64 * (16 + 4 * u64::from(dim)) + n as u64 * 4;
-                if fixed > r.remaining() as u64 {
-                    return Err(r.error_at(r.pos, DecodeErrorKind::Truncated));
+                Event::InsertRows {
+                    collection,
+                    batch,
+                    columns,
                 }
-                let mut batch = Batch::new(dim);
-                batch.ids.reserve_exact(n);
-                for _ in 0..n {
-                    batch.ids.push(RecordId(r.u64()?));
+            }
+            kind::UPDATE_ROWS => {
+                let collection = r.name()?;
+                let ids = r.ids()?;
+                let count = r.column_count()?;
+                let mut columns = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let column = r.u16()?;
+                    columns.push((column, r.values()?));
                 }
-                batch.tags.reserve_exact(n);
-                for _ in 0..n {
-                    batch.tags.push(r.u64()?);
+                Event::UpdateRows {
+                    collection,
+                    ids,
+                    columns,
                 }
-                batch.vectors = r.i32s(n * dim as usize)?;
-                batch.metadata_ends.reserve_exact(n);
-                for _ in 0..n {
-                    let m = r.metadata()?;
-                    batch.metadata_bytes.extend_from_slice(m);
-                    batch.metadata_ends.push(batch.metadata_bytes.len() as u32);
-                }
-                Event::InsertBatch { collection, batch }
             }
             kind::DELETE => Event::Delete {
                 collection: r.name()?,
@@ -631,6 +676,42 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+fn put_config(out: &mut Vec<u8>, config: &CollectionConfig) {
+    put_u32(out, config.dim);
+    out.push(config.metric.code());
+    out.extend_from_slice(&config.index.m.to_le_bytes());
+    out.extend_from_slice(&config.index.ef_construction.to_le_bytes());
+    put_u64(out, config.index.seed);
+}
+
+fn put_batch(out: &mut Vec<u8>, batch: &Batch) {
+    put_u32(out, batch.ids.len() as u32);
+    put_u32(out, batch.dim);
+    for id in &batch.ids {
+        put_u64(out, id.0);
+    }
+    for &tag in &batch.tags {
+        put_u64(out, tag);
+    }
+    put_i32s(out, &batch.vectors);
+    for i in 0..batch.len() {
+        put_bytes(out, batch.metadata(i));
+    }
+}
+
+fn put_values(out: &mut Vec<u8>, values: &ColumnValues) {
+    put_u32(out, values.len() as u32);
+    let mut bitmap = alloc::vec![0u8; values.len().div_ceil(8)];
+    for (i, &valid) in values.valid.iter().enumerate() {
+        bitmap[i / 8] |= u8::from(valid) << (i % 8);
+    }
+    out.extend_from_slice(&bitmap);
+    for &end in &values.ends {
+        put_u32(out, end);
+    }
+    out.extend_from_slice(&values.bytes);
+}
+
 fn put_name(out: &mut Vec<u8>, name: &CollectionName) {
     put_bytes(out, name.as_str().as_bytes());
 }
@@ -677,6 +758,12 @@ pub enum DecodeErrorKind {
     BadUpdateFlags(u8),
     #[error("{0} collection names is outside 1..={max}", max = limits::COLLECTIONS_MAX)]
     BadNameCount(u32),
+    #[error("malformed table schema")]
+    BadSchema,
+    #[error("{0} columns exceeds {max}", max = limits::TABLE_COLUMNS_MAX)]
+    BadColumnCount(u32),
+    #[error("malformed column values")]
+    BadValues,
 }
 
 struct Reader<'a> {
@@ -742,6 +829,102 @@ impl<'a> Reader<'a> {
             .chunks_exact(4)
             .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect())
+    }
+
+    /// `count:u32 ‖ dim:u32 ‖ ids ‖ tags ‖ vectors ‖ metadata`, the
+    /// records of an `InsertBatch` or `InsertRows`.
+    fn batch(&mut self) -> Result<Batch, DecodeError> {
+        let r = self;
+        let count_at = r.pos;
+        let count = r.u32()?;
+        if count == 0 || count > limits::BATCH_RECORDS_MAX {
+            return Err(r.error_at(count_at, DecodeErrorKind::BadBatchSize(count)));
+        }
+        let dim = r.dim()?;
+        let n = count as usize;
+        // Fixed-width columns are checked against the remaining
+        // input before anything is allocated.
+        let fixed = n as u64 * (16 + 4 * u64::from(dim)) + n as u64 * 4;
+        if fixed > r.remaining() as u64 {
+            return Err(r.error_at(r.pos, DecodeErrorKind::Truncated));
+        }
+        let mut batch = Batch::new(dim);
+        batch.ids.reserve_exact(n);
+        for _ in 0..n {
+            batch.ids.push(RecordId(r.u64()?));
+        }
+        batch.tags.reserve_exact(n);
+        for _ in 0..n {
+            batch.tags.push(r.u64()?);
+        }
+        batch.vectors = r.i32s(n * dim as usize)?;
+        batch.metadata_ends.reserve_exact(n);
+        for _ in 0..n {
+            let m = r.metadata()?;
+            batch.metadata_bytes.extend_from_slice(m);
+            batch.metadata_ends.push(batch.metadata_bytes.len() as u32);
+        }
+        Ok(batch)
+    }
+
+    fn config(&mut self) -> Result<CollectionConfig, DecodeError> {
+        let dim = self.u32()?;
+        let metric_at = self.pos;
+        let metric_code = self.u8()?;
+        let metric = Metric::from_code(metric_code)
+            .ok_or(self.error_at(metric_at, DecodeErrorKind::UnknownMetric(metric_code)))?;
+        let m = self.u16()?;
+        let ef_construction = self.u16()?;
+        let seed = self.u64()?;
+        Ok(CollectionConfig {
+            dim,
+            metric,
+            index: IndexParams {
+                m,
+                ef_construction,
+                seed,
+            },
+        })
+    }
+
+    /// A column count of a table event, at most `TABLE_COLUMNS_MAX`.
+    fn column_count(&mut self) -> Result<usize, DecodeError> {
+        let at = self.pos;
+        let count = self.u32()?;
+        if count > limits::TABLE_COLUMNS_MAX {
+            return Err(self.error_at(at, DecodeErrorKind::BadColumnCount(count)));
+        }
+        Ok(count as usize)
+    }
+
+    /// `count:u32 ‖ validity bitmap (ceil(count/8) bytes, bit i of byte
+    /// i/8, unused bits 0) ‖ end:u32 × count ‖ bytes`.
+    fn values(&mut self) -> Result<ColumnValues, DecodeError> {
+        let count_at = self.pos;
+        let count = self.u32()?;
+        if count > limits::BATCH_RECORDS_MAX {
+            return Err(self.error_at(count_at, DecodeErrorKind::BadBatchSize(count)));
+        }
+        let n = count as usize;
+        let bitmap_at = self.pos;
+        let bitmap = self.take(n.div_ceil(8))?;
+        let valid: Vec<bool> = (0..n).map(|i| bitmap[i / 8] >> (i % 8) & 1 == 1).collect();
+        if !n.is_multiple_of(8) && bitmap[n / 8] >> (n % 8) != 0 {
+            return Err(self.error_at(bitmap_at, DecodeErrorKind::BadValues));
+        }
+        let ends_at = self.pos;
+        let raw = self.take(n * 4)?;
+        let ends: Vec<u32> = raw
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let total = ends.last().copied().unwrap_or(0) as usize;
+        let bytes = self.take(total)?.to_vec();
+        let values = ColumnValues { valid, ends, bytes };
+        if !values.is_well_formed() {
+            return Err(self.error_at(ends_at, DecodeErrorKind::BadValues));
+        }
+        Ok(values)
     }
 
     fn metadata(&mut self) -> Result<&'a [u8], DecodeError> {

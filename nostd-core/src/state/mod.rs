@@ -28,6 +28,7 @@ use crate::hnsw::{
 pub const FILTER_EXACT_RATIO: u64 = 8;
 use crate::limits;
 use crate::rows::Rows;
+use crate::table::{RowError, SchemaError, Table};
 
 pub use graph::Graph;
 
@@ -82,6 +83,20 @@ pub enum ApplyError {
     RepeatedCollection(CollectionName),
     #[error("batch columns disagree in length")]
     MalformedBatch,
+    #[error("table {collection}: {source}")]
+    Schema {
+        collection: CollectionName,
+        source: SchemaError,
+    },
+    #[error("table {collection}: {source}")]
+    Row {
+        collection: CollectionName,
+        source: alloc::boxed::Box<RowError>,
+    },
+    #[error("collection {0} has declared columns: write it with table events")]
+    TableNeedsColumns(CollectionName),
+    #[error("collection {0} has no declared columns")]
+    NotATable(CollectionName),
     #[error("graph node {0} already exists")]
     NodeExists(NodeId),
     #[error("graph node {0} does not exist")]
@@ -155,6 +170,8 @@ pub struct Collection {
     /// Which creation of this name this is (not part of the hash): lets a
     /// background builder tell a dropped and re-created collection apart.
     incarnation: u64,
+    /// Declared columns, for collections created by `CreateTable`.
+    table: Option<Table>,
 }
 
 impl Collection {
@@ -177,7 +194,38 @@ impl Collection {
             index: Hnsw::new(config.index),
             compact: Compact::new(config.dim as usize),
             incarnation,
+            table: None,
         }
+    }
+
+    /// The declared columns, when the collection was created as a table.
+    pub fn table(&self) -> Option<&Table> {
+        self.table.as_ref()
+    }
+
+    /// Restores the scalar values of the row just restored by
+    /// [`Collection::restore_row`], as snapshot loading does.
+    pub fn restore_table_row(&mut self, values: &[Option<&[u8]>]) -> Result<(), ApplyError> {
+        let row = self.rows() - 1;
+        let (id, deleted) = (self.ids[row].0, self.deleted[row]);
+        let name = self.name.clone();
+        let table = self
+            .table
+            .as_mut()
+            .ok_or_else(|| ApplyError::NotATable(name.clone()))?;
+        table
+            .restore_row(row as u32, id, values, deleted)
+            .map_err(|source| ApplyError::Row {
+                collection: name,
+                source: alloc::boxed::Box::new(source),
+            })
+    }
+
+    /// Restores a table's sequences after its rows.
+    pub fn restore_sequences(&mut self, sequences: &[i64]) -> bool {
+        self.table
+            .as_mut()
+            .is_some_and(|t| t.restore_sequences(sequences))
     }
 
     /// Which creation of this collection's name this is, in this process.
@@ -578,6 +626,9 @@ impl Collection {
         let row = self.live_row(id)?;
         self.deleted[row as usize] = true;
         self.rows_by_id.remove(&id);
+        if let Some(table) = &mut self.table {
+            table.delete(row);
+        }
         let tag = self.tags[row as usize];
         self.count_tag(tag, false);
         self.dirty(row);
@@ -604,6 +655,19 @@ impl Collection {
         self.metadata_heap.extend_from_slice(metadata);
         self.dirty(row);
         Ok(())
+    }
+
+    fn table_or_refuse(&self) -> Result<&Table, ApplyError> {
+        self.table
+            .as_ref()
+            .ok_or_else(|| ApplyError::NotATable(self.name.clone()))
+    }
+
+    fn row_error(&self, source: RowError) -> ApplyError {
+        ApplyError::Row {
+            collection: self.name.clone(),
+            source: alloc::boxed::Box::new(source),
+        }
     }
 
     fn live_row(&self, id: RecordId) -> Result<u32, ApplyError> {
@@ -696,6 +760,9 @@ impl Collection {
         let mut bytes = Vec::with_capacity((end - start) * (21 + 4 * self.dim()));
         for row in start..end {
             hash::encode_row(&mut bytes, self.row_view(row));
+            if let Some(table) = &self.table {
+                table.encode_row(&mut bytes, row);
+            }
         }
         hash::chunk_hash(chunk as u64, (end - start) as u32, &bytes)
     }
@@ -714,6 +781,7 @@ impl Collection {
             self.rows() as u64,
             self.live() as u64,
             &chunks,
+            self.table.as_ref().map(Table::descriptor).as_deref(),
         )
     }
 
@@ -728,6 +796,7 @@ impl Collection {
             self.rows() as u64,
             self.live() as u64,
             &chunks,
+            self.table.as_ref().map(Table::descriptor).as_deref(),
         )
     }
 
@@ -972,6 +1041,63 @@ impl State {
     /// Checks `event` against the current state without changing it.
     pub fn check(&self, event: &Event) -> Result<(), ApplyError> {
         match event {
+            Event::CreateTable {
+                name,
+                config,
+                schema,
+            } => {
+                self.check(&Event::CreateCollection {
+                    name: name.clone(),
+                    config: *config,
+                })?;
+                schema
+                    .check(config.dim)
+                    .map_err(|source| ApplyError::Schema {
+                        collection: name.clone(),
+                        source,
+                    })
+            }
+            Event::InsertRows {
+                collection,
+                batch,
+                columns,
+            } => {
+                let c = self.collection_ref(collection)?;
+                let table = c.table_or_refuse()?;
+                c.check_batch(batch)?;
+                if batch.tags.iter().any(|&t| t != 0) || !batch.metadata_bytes.is_empty() {
+                    return Err(c.row_error(RowError::TagOrMetadata));
+                }
+                let ids: Vec<u64> = batch.ids.iter().map(|id| id.0).collect();
+                table
+                    .check_insert(&ids, columns)
+                    .map_err(|e| c.row_error(e))
+            }
+            Event::UpdateRows {
+                collection,
+                ids,
+                columns,
+            } => {
+                let c = self.collection_ref(collection)?;
+                let table = c.table_or_refuse()?;
+                c.check_live_ids(ids)?;
+                let rows: Vec<u32> = ids.iter().filter_map(|id| c.row_of(*id)).collect();
+                table
+                    .check_update(&rows, columns)
+                    .map_err(|e| c.row_error(e))
+            }
+            Event::Insert { collection, .. }
+            | Event::InsertBatch { collection, .. }
+            | Event::SetTag { collection, .. }
+            | Event::SetMetadata { collection, .. }
+            | Event::UpdateBatch { collection, .. }
+                if self
+                    .collections
+                    .get(collection)
+                    .is_some_and(|c| c.table.is_some()) =>
+            {
+                Err(ApplyError::TableNeedsColumns(collection.clone()))
+            }
             Event::CreateCollection { name, config } => {
                 if self.collections.contains_key(name) {
                     return Err(ApplyError::CollectionExists(name.clone()));
@@ -1117,6 +1243,51 @@ impl State {
     /// checked may be applied in part.
     pub fn apply_checked(&mut self, event: &Event) -> Result<Applied, ApplyError> {
         Ok(match event {
+            Event::CreateTable {
+                name,
+                config,
+                schema,
+            } => {
+                self.created += 1;
+                let mut c = Collection::new(name.clone(), *config, self.created);
+                c.table = Some(Table::new(schema.clone()));
+                self.collections.insert(name.clone(), c);
+                Applied::Other
+            }
+            Event::InsertRows {
+                collection,
+                batch,
+                columns,
+            } => {
+                let c = self.collection_mut(collection)?;
+                let first_row = c.rows() as u32;
+                c.push_batch(batch);
+                c.table
+                    .as_mut()
+                    .ok_or_else(|| ApplyError::NotATable(collection.clone()))?
+                    .push(first_row, columns);
+                Applied::Appended {
+                    collection: collection.clone(),
+                    first_row,
+                    count: batch.len() as u32,
+                }
+            }
+            Event::UpdateRows {
+                collection,
+                ids,
+                columns,
+            } => {
+                let c = self.collection_mut(collection)?;
+                let rows: Vec<u32> = ids.iter().filter_map(|id| c.row_of(*id)).collect();
+                for &row in &rows {
+                    c.dirty(row);
+                }
+                c.table
+                    .as_mut()
+                    .ok_or_else(|| ApplyError::NotATable(collection.clone()))?
+                    .update(&rows, columns);
+                Applied::Other
+            }
             Event::CreateCollection { name, config } => {
                 self.created += 1;
                 self.collections.insert(

@@ -688,3 +688,266 @@ fn batch_events_equal_their_single_events() {
         .unwrap();
     assert_eq!(batched.state_hash(), singles.state_hash());
 }
+
+mod tables {
+    use super::*;
+    use crate::table::{
+        ColumnDef, ColumnType, ColumnValues, ScalarType, TableSchema, column_flags,
+    };
+    use alloc::string::{String, ToString};
+
+    fn schema() -> TableSchema {
+        let col = |name: &str, ty, type_mod, flags| ColumnDef {
+            name: String::from(name),
+            ty,
+            type_mod,
+            flags,
+            default: None,
+        };
+        TableSchema {
+            columns: vec![
+                col(
+                    "id",
+                    ColumnType::Scalar(ScalarType::Int64),
+                    0,
+                    column_flags::PRIMARY_KEY,
+                ),
+                col("embedding", ColumnType::Vector { half: false }, 2, 0),
+                col(
+                    "content",
+                    ColumnType::Scalar(ScalarType::Text),
+                    5,
+                    column_flags::NOT_NULL | column_flags::UNIQUE,
+                ),
+                col("n", ColumnType::Scalar(ScalarType::Int32), 0, 0),
+            ],
+        }
+    }
+
+    fn create_table() -> Event {
+        Event::CreateTable {
+            name: name("items"),
+            config: CollectionConfig {
+                dim: 2,
+                metric: Metric::L2,
+                index: IndexParams::default(),
+            },
+            schema: schema(),
+        }
+    }
+
+    /// Rows `(id, content, n)` as one `InsertRows`.
+    fn rows(rows: &[(i64, Option<&str>, Option<i32>)]) -> Event {
+        let mut batch = Batch::new(2);
+        let mut cols = vec![ColumnValues::default(); 3];
+        for &(id, content, n) in rows {
+            batch.push(RecordId(id as u64), &[id as i32, 1], 0, &[]);
+            cols[0].push(Some(&id.to_le_bytes()));
+            cols[1].push(content.map(str::as_bytes));
+            cols[2].push(n.map(i32::to_le_bytes).as_ref().map(|b| &b[..]));
+        }
+        Event::InsertRows {
+            collection: name("items"),
+            batch,
+            columns: cols,
+        }
+    }
+
+    /// Every malformed table write is refused and leaves the state hash
+    /// as it was; each refusal names its cause.
+    #[test]
+    fn bad_table_writes_change_nothing() {
+        let mut s = State::new();
+        s.apply(&create_table()).unwrap();
+        s.apply(&rows(&[(1, Some("a"), Some(7)), (2, Some("b"), None)]))
+            .unwrap();
+        let before = s.state_hash();
+        let refused = |s: &mut State, e: Event| -> ApplyError {
+            let err = s.apply(&e).unwrap_err();
+            assert_eq!(s.state_hash(), before, "{err}");
+            assert_eq!(s.state_hash_uncached(), before);
+            err
+        };
+        let e = refused(&mut s, rows(&[(3, None, None)]));
+        assert!(e.to_string().contains("not-null"), "{e}");
+        let e = refused(&mut s, rows(&[(3, Some("a"), None)]));
+        assert!(e.to_string().contains("unique"), "{e}");
+        let e = refused(&mut s, rows(&[(3, Some("c"), None), (4, Some("c"), None)]));
+        assert!(e.to_string().contains("unique"), "{e}");
+        let e = refused(&mut s, rows(&[(3, Some("toolong"), None)]));
+        assert!(e.to_string().contains("exceeds the column's 5"), "{e}");
+        // The record id must be the integer key.
+        let Event::InsertRows {
+            collection,
+            mut batch,
+            columns,
+        } = rows(&[(3, Some("c"), None)])
+        else {
+            unreachable!()
+        };
+        batch.ids[0] = RecordId(9);
+        let e = refused(
+            &mut s,
+            Event::InsertRows {
+                collection,
+                batch,
+                columns,
+            },
+        );
+        assert!(e.to_string().contains("primary key"), "{e}");
+        // A value of the wrong width, and text that is not UTF-8.
+        let Event::InsertRows {
+            collection,
+            batch,
+            mut columns,
+        } = rows(&[(3, Some("c"), Some(1))])
+        else {
+            unreachable!()
+        };
+        let mut wide = columns.clone();
+        wide[2] = ColumnValues::default();
+        wide[2].push(Some(&[1, 2, 3]));
+        let e = refused(
+            &mut s,
+            Event::InsertRows {
+                collection: collection.clone(),
+                batch: batch.clone(),
+                columns: wide,
+            },
+        );
+        assert!(e.to_string().contains("takes 4 bytes"), "{e}");
+        columns[1] = ColumnValues::default();
+        columns[1].push(Some(&[0xff]));
+        let e = refused(
+            &mut s,
+            Event::InsertRows {
+                collection,
+                batch,
+                columns,
+            },
+        );
+        assert!(e.to_string().contains("UTF-8"), "{e}");
+        // Legacy writes would leave the columns behind the rows.
+        let e = refused(
+            &mut s,
+            Event::Insert {
+                collection: name("items"),
+                record: Record {
+                    id: RecordId(5),
+                    vector: vec![1, 2],
+                    tag: 0,
+                    metadata: vec![],
+                },
+            },
+        );
+        assert!(matches!(e, ApplyError::TableNeedsColumns(_)), "{e}");
+        // An update that takes another row's unique value.
+        let mut content = ColumnValues::default();
+        content.push(Some(b"a"));
+        let e = refused(
+            &mut s,
+            Event::UpdateRows {
+                collection: name("items"),
+                ids: vec![RecordId(2)],
+                columns: vec![(1, content)],
+            },
+        );
+        assert!(e.to_string().contains("unique"), "{e}");
+    }
+
+    /// Scalar values are part of the state hash; a deleted row's unique
+    /// value is free again; an update moves a unique value; replaying the
+    /// log gives the same hash, and so does the encoded log.
+    #[test]
+    fn table_values_are_state() {
+        let log = [
+            create_table(),
+            rows(&[(1, Some("a"), Some(7)), (2, Some("b"), None)]),
+            Event::DeleteBatch {
+                collection: name("items"),
+                ids: vec![RecordId(1)],
+            },
+            rows(&[(3, Some("a"), Some(1))]),
+            Event::UpdateRows {
+                collection: name("items"),
+                ids: vec![RecordId(2), RecordId(3)],
+                columns: vec![(2, {
+                    let mut v = ColumnValues::default();
+                    v.push(None);
+                    v.push(Some(&5i32.to_le_bytes()));
+                    v
+                })],
+            },
+        ];
+        let mut s = State::new();
+        for e in &log {
+            s.apply(e).unwrap();
+            let decoded = Event::decode(&e.encode()).unwrap();
+            assert_eq!(&decoded, e);
+        }
+        let mut replay = State::new();
+        for e in &log {
+            replay.apply(&Event::decode(&e.encode()).unwrap()).unwrap();
+        }
+        assert_eq!(s.state_hash(), replay.state_hash());
+        assert_eq!(s.state_hash(), s.state_hash_uncached());
+        let t = s.collection(&name("items")).unwrap().table().unwrap();
+        // Rows: 0 (id 1, deleted), 1 (id 2), 2 (id 3).
+        assert_eq!(t.columns()[2].get(2), Some(&5i32.to_le_bytes()[..]));
+        assert_eq!(t.columns()[2].get(1), None);
+        assert_eq!(t.columns()[1].get(2), Some(&b"a"[..]));
+        // One value differs: the hash differs.
+        let mut other = State::new();
+        for e in &log[..4] {
+            other.apply(e).unwrap();
+        }
+        other
+            .apply(&Event::UpdateRows {
+                collection: name("items"),
+                ids: vec![RecordId(2), RecordId(3)],
+                columns: vec![(2, {
+                    let mut v = ColumnValues::default();
+                    v.push(None);
+                    v.push(Some(&6i32.to_le_bytes()));
+                    v
+                })],
+            })
+            .unwrap();
+        assert_ne!(s.state_hash(), other.state_hash());
+    }
+
+    /// The decoder refuses malformed column values: set bits past the
+    /// last value, ends that go backwards, NULLs with bytes.
+    #[test]
+    fn decoder_refuses_malformed_values() {
+        let good = rows(&[(1, Some("ab"), None)]).encode();
+        assert!(Event::decode(&good).is_ok());
+        let mut values = ColumnValues::default();
+        values.push(Some(b"ab"));
+        let mut encoded = Vec::new();
+        Event::InsertRows {
+            collection: name("items"),
+            batch: {
+                let mut b = Batch::new(2);
+                b.push(RecordId(1), &[1, 1], 0, &[]);
+                b
+            },
+            columns: vec![values],
+        }
+        .encode_into(&mut encoded);
+        // The values are the event's last bytes: count, bitmap, end, "ab".
+        let bitmap_at = encoded.len() - 2 - 4 - 1;
+        let mut bad = encoded.clone();
+        bad[bitmap_at] = 0b11;
+        assert_eq!(
+            Event::decode(&bad).unwrap_err().kind,
+            crate::event::DecodeErrorKind::BadValues
+        );
+        let mut null_with_bytes = encoded.clone();
+        null_with_bytes[bitmap_at] = 0;
+        assert_eq!(
+            Event::decode(&null_with_bytes).unwrap_err().kind,
+            crate::event::DecodeErrorKind::BadValues
+        );
+    }
+}

@@ -1,0 +1,1105 @@
+//! Tables as users declare them: named, typed columns over a collection.
+//!
+//! A collection created by [`Event::CreateTable`](crate::event::Event)
+//! carries a [`TableSchema`]: the columns in declared order, exactly one
+//! of them the vector column (stored in the collection's vector rows, as
+//! every collection's vectors are) and any number of scalar columns,
+//! stored here as [`ScalarColumn`]s in Arrow's layouts (a values buffer
+//! for fixed-width types, offsets into a byte heap for the others, a
+//! validity flag per row). A value is a byte string in its type's
+//! canonical form ([`ScalarType::check`]); the state machine checks it,
+//! never interprets it beyond that, so what a value means (a date, a
+//! JSON document) is decided once at the edge and replay is exact.
+//!
+//! The engine's record id stays the collection's row key. A table whose
+//! primary key is an integer column uses the key's value as the record
+//! id (two's complement); any other table gets record ids chosen at the
+//! edge, and its key is a unique column checked here.
+//!
+//! Byte layouts (schema, values, hash, snapshot) are in `docs/format.md`.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::limits;
+
+/// The type of a scalar column. [`ScalarType::code`] is part of the event,
+/// snapshot and hash encodings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ScalarType {
+    /// One byte, 0 or 1.
+    Bool,
+    /// Little-endian two's complement of 2, 4 and 8 bytes.
+    Int16,
+    Int32,
+    Int64,
+    /// IEEE 754 bits, little-endian; NaN only as the canonical quiet NaN.
+    Float32,
+    Float64,
+    /// Exact decimal text: `-?digits[.digits]`, no redundant zeros, or
+    /// `NaN`.
+    Numeric,
+    /// UTF-8 text.
+    Text,
+    Bytea,
+    /// 16 bytes in the order they are written.
+    Uuid,
+    /// Days since 1970-01-01, `i32` little-endian.
+    Date,
+    /// Microseconds since 1970-01-01 00:00:00, `i64` little-endian.
+    Timestamp,
+    /// Microseconds since 1970-01-01 00:00:00 UTC, `i64` little-endian.
+    TimestampTz,
+    /// UTF-8 text, kept as written (Postgres `json`).
+    Json,
+    /// UTF-8 text in the canonical form chosen at the edge (`jsonb`).
+    Jsonb,
+    /// One-dimensional arrays: `count:u32` then, per element, `valid:u8`
+    /// and the element in its scalar form (fixed width, or `len:u32` and
+    /// bytes).
+    Array(ArrayElement),
+}
+
+/// The element type of a one-dimensional array column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ArrayElement {
+    Bool,
+    Int16,
+    Int32,
+    Int64,
+    Float32,
+    Float64,
+    Numeric,
+    Text,
+}
+
+impl ArrayElement {
+    const ALL: [ArrayElement; 8] = [
+        ArrayElement::Bool,
+        ArrayElement::Int16,
+        ArrayElement::Int32,
+        ArrayElement::Int64,
+        ArrayElement::Float32,
+        ArrayElement::Float64,
+        ArrayElement::Numeric,
+        ArrayElement::Text,
+    ];
+
+    pub fn scalar(self) -> ScalarType {
+        match self {
+            ArrayElement::Bool => ScalarType::Bool,
+            ArrayElement::Int16 => ScalarType::Int16,
+            ArrayElement::Int32 => ScalarType::Int32,
+            ArrayElement::Int64 => ScalarType::Int64,
+            ArrayElement::Float32 => ScalarType::Float32,
+            ArrayElement::Float64 => ScalarType::Float64,
+            ArrayElement::Numeric => ScalarType::Numeric,
+            ArrayElement::Text => ScalarType::Text,
+        }
+    }
+}
+
+/// Why a value is not in its type's canonical form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValueError {
+    #[error("a {ty} value takes {expected} bytes, not {got}")]
+    Width {
+        ty: &'static str,
+        expected: usize,
+        got: usize,
+    },
+    #[error("a boolean is stored as 0 or 1, not {0}")]
+    Bool(u8),
+    #[error("a NaN must be the canonical quiet NaN")]
+    NonCanonicalNan,
+    #[error("text is not valid UTF-8")]
+    Utf8,
+    #[error("numeric text is not in canonical decimal form")]
+    Numeric,
+    #[error("a value of {len} bytes exceeds {max}", max = limits::VALUE_BYTES_MAX)]
+    TooLarge { len: usize },
+    #[error("an array value is malformed")]
+    Array,
+    #[error("text of {chars} characters exceeds the column's {max}")]
+    TooLong { chars: u64, max: u32 },
+}
+
+const ARRAY_BASE: u8 = 0x40;
+
+impl ScalarType {
+    const BASE: [ScalarType; 15] = [
+        ScalarType::Bool,
+        ScalarType::Int16,
+        ScalarType::Int32,
+        ScalarType::Int64,
+        ScalarType::Float32,
+        ScalarType::Float64,
+        ScalarType::Numeric,
+        ScalarType::Text,
+        ScalarType::Bytea,
+        ScalarType::Uuid,
+        ScalarType::Date,
+        ScalarType::Timestamp,
+        ScalarType::TimestampTz,
+        ScalarType::Json,
+        ScalarType::Jsonb,
+    ];
+
+    /// The type's code: 1..=15 for the base types in declaration order,
+    /// `0x40 + element code` for arrays.
+    pub fn code(self) -> u8 {
+        match self {
+            ScalarType::Array(e) => ARRAY_BASE + e.scalar().code(),
+            base => {
+                ScalarType::BASE
+                    .iter()
+                    .position(|t| *t == base)
+                    .expect("invariant: every base type is listed") as u8
+                    + 1
+            }
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<ScalarType> {
+        if code > ARRAY_BASE {
+            let element = ScalarType::from_code(code - ARRAY_BASE)?;
+            return ArrayElement::ALL
+                .into_iter()
+                .find(|e| e.scalar() == element)
+                .map(ScalarType::Array);
+        }
+        ScalarType::BASE
+            .get(usize::from(code).checked_sub(1)?)
+            .copied()
+    }
+
+    /// Bytes of every value of a fixed-width type.
+    pub fn width(self) -> Option<usize> {
+        match self {
+            ScalarType::Bool => Some(1),
+            ScalarType::Int16 => Some(2),
+            ScalarType::Int32 | ScalarType::Float32 | ScalarType::Date => Some(4),
+            ScalarType::Int64
+            | ScalarType::Float64
+            | ScalarType::Timestamp
+            | ScalarType::TimestampTz => Some(8),
+            ScalarType::Uuid => Some(16),
+            _ => None,
+        }
+    }
+
+    /// Whether the type is an integer type a primary key maps to record
+    /// ids from.
+    pub fn is_integer(self) -> bool {
+        matches!(
+            self,
+            ScalarType::Int16 | ScalarType::Int32 | ScalarType::Int64
+        )
+    }
+
+    /// The Postgres name of the type, for errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScalarType::Bool => "boolean",
+            ScalarType::Int16 => "smallint",
+            ScalarType::Int32 => "integer",
+            ScalarType::Int64 => "bigint",
+            ScalarType::Float32 => "real",
+            ScalarType::Float64 => "double precision",
+            ScalarType::Numeric => "numeric",
+            ScalarType::Text => "text",
+            ScalarType::Bytea => "bytea",
+            ScalarType::Uuid => "uuid",
+            ScalarType::Date => "date",
+            ScalarType::Timestamp => "timestamp",
+            ScalarType::TimestampTz => "timestamptz",
+            ScalarType::Json => "json",
+            ScalarType::Jsonb => "jsonb",
+            ScalarType::Array(ArrayElement::Bool) => "boolean[]",
+            ScalarType::Array(ArrayElement::Int16) => "smallint[]",
+            ScalarType::Array(ArrayElement::Int32) => "integer[]",
+            ScalarType::Array(ArrayElement::Int64) => "bigint[]",
+            ScalarType::Array(ArrayElement::Float32) => "real[]",
+            ScalarType::Array(ArrayElement::Float64) => "double precision[]",
+            ScalarType::Array(ArrayElement::Numeric) => "numeric[]",
+            ScalarType::Array(ArrayElement::Text) => "text[]",
+        }
+    }
+
+    /// Checks that `value` is in this type's canonical form. `max_chars`
+    /// bounds text (`varchar(n)`, `char(n)`); 0 means no bound.
+    pub fn check(self, value: &[u8], max_chars: u32) -> Result<(), ValueError> {
+        if value.len() > limits::VALUE_BYTES_MAX as usize {
+            return Err(ValueError::TooLarge { len: value.len() });
+        }
+        if let Some(width) = self.width()
+            && value.len() != width
+        {
+            return Err(ValueError::Width {
+                ty: self.name(),
+                expected: width,
+                got: value.len(),
+            });
+        }
+        match self {
+            ScalarType::Bool if value[0] > 1 => Err(ValueError::Bool(value[0])),
+            ScalarType::Float32 => {
+                let v =
+                    f32::from_bits(u32::from_le_bytes([value[0], value[1], value[2], value[3]]));
+                if v.is_nan() && v.to_bits() != f32::NAN.to_bits() {
+                    return Err(ValueError::NonCanonicalNan);
+                }
+                Ok(())
+            }
+            ScalarType::Float64 => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(value);
+                let v = f64::from_bits(u64::from_le_bytes(b));
+                if v.is_nan() && v.to_bits() != f64::NAN.to_bits() {
+                    return Err(ValueError::NonCanonicalNan);
+                }
+                Ok(())
+            }
+            ScalarType::Numeric => {
+                if is_canonical_decimal(value) {
+                    Ok(())
+                } else {
+                    Err(ValueError::Numeric)
+                }
+            }
+            ScalarType::Text | ScalarType::Json | ScalarType::Jsonb => {
+                let text = core::str::from_utf8(value).map_err(|_| ValueError::Utf8)?;
+                if max_chars > 0 {
+                    let chars = text.chars().count() as u64;
+                    if chars > u64::from(max_chars) {
+                        return Err(ValueError::TooLong {
+                            chars,
+                            max: max_chars,
+                        });
+                    }
+                }
+                Ok(())
+            }
+            ScalarType::Array(element) => check_array(element.scalar(), value),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `-?(0|[1-9][0-9]*)(\.[0-9]*[1-9])?` except `-0`, or `NaN`.
+fn is_canonical_decimal(value: &[u8]) -> bool {
+    if value == b"NaN" {
+        return true;
+    }
+    let digits = value.strip_prefix(b"-").unwrap_or(value);
+    let (int, frac) = match digits.iter().position(|&b| b == b'.') {
+        Some(dot) => (&digits[..dot], Some(&digits[dot + 1..])),
+        None => (digits, None),
+    };
+    let int_ok =
+        !int.is_empty() && int.iter().all(u8::is_ascii_digit) && (int.len() == 1 || int[0] != b'0');
+    let frac_ok = frac.is_none_or(|f| {
+        !f.is_empty() && f.iter().all(u8::is_ascii_digit) && f.last() != Some(&b'0')
+    });
+    let negative_zero = value.first() == Some(&b'-') && int == b"0" && frac.is_none();
+    int_ok && frac_ok && !negative_zero
+}
+
+fn check_array(element: ScalarType, value: &[u8]) -> Result<(), ValueError> {
+    let mut rest = value;
+    let mut take = |n: usize| -> Result<&[u8], ValueError> {
+        if n > rest.len() {
+            return Err(ValueError::Array);
+        }
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Ok(head)
+    };
+    let count = u32::from_le_bytes(take(4)?.try_into().map_err(|_| ValueError::Array)?);
+    for _ in 0..count {
+        match take(1)?[0] {
+            0 => {}
+            1 => {
+                let len = match element.width() {
+                    Some(width) => width,
+                    None => u32::from_le_bytes(take(4)?.try_into().map_err(|_| ValueError::Array)?)
+                        as usize,
+                };
+                element.check(take(len)?, 0)?;
+            }
+            _ => return Err(ValueError::Array),
+        }
+    }
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(ValueError::Array)
+    }
+}
+
+/// What a column holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ColumnType {
+    /// The table's vector column (`vector(n)`; `halfvec(n)` when `half`),
+    /// stored as Q16.16 in the collection's vector rows.
+    Vector {
+        half: bool,
+    },
+    Scalar(ScalarType),
+}
+
+/// Flag bits of a column definition.
+pub mod column_flags {
+    pub const NOT_NULL: u8 = 1;
+    pub const PRIMARY_KEY: u8 = 2;
+    pub const UNIQUE: u8 = 4;
+    /// Values come from the column's sequence when not given
+    /// (`serial`, `bigserial`, `smallserial`).
+    pub const SERIAL: u8 = 8;
+    pub const ALL: u8 = NOT_NULL | PRIMARY_KEY | UNIQUE | SERIAL;
+}
+
+/// One declared column.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ColumnDef {
+    pub name: String,
+    pub ty: ColumnType,
+    /// `varchar(n)` / `char(n)`: at most `n` characters; the vector's
+    /// dimension for the vector column; otherwise 0.
+    pub type_mod: u32,
+    /// [`column_flags`] bits.
+    pub flags: u8,
+    /// The `DEFAULT` expression as SQL text, for catalogs; the value is
+    /// computed at the edge and written into each event.
+    pub default: Option<String>,
+}
+
+impl ColumnDef {
+    pub fn not_null(&self) -> bool {
+        self.flags & (column_flags::NOT_NULL | column_flags::PRIMARY_KEY) != 0
+    }
+
+    pub fn is_primary_key(&self) -> bool {
+        self.flags & column_flags::PRIMARY_KEY != 0
+    }
+
+    pub fn is_unique(&self) -> bool {
+        self.flags & (column_flags::UNIQUE | column_flags::PRIMARY_KEY) != 0
+    }
+
+    pub fn is_serial(&self) -> bool {
+        self.flags & column_flags::SERIAL != 0
+    }
+
+    pub fn scalar(&self) -> Option<ScalarType> {
+        match self.ty {
+            ColumnType::Scalar(t) => Some(t),
+            ColumnType::Vector { .. } => None,
+        }
+    }
+}
+
+/// Why a schema is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchemaError {
+    #[error("a table has 1..={max} columns, not {0}", max = limits::TABLE_COLUMNS_MAX)]
+    ColumnCount(usize),
+    #[error("column name {0:?} is empty, longer than {max} bytes or holds a control character", max = limits::COLUMN_NAME_BYTES_MAX)]
+    BadName(String),
+    #[error("column {0:?} is declared twice")]
+    Duplicate(String),
+    #[error("a table has exactly one vector column, not {0}")]
+    VectorCount(usize),
+    #[error("the vector column's dimension {column} differs from the collection's {collection}")]
+    Dimension { column: u32, collection: u32 },
+    #[error("a table has at most one primary key")]
+    KeyCount,
+    #[error("column {0:?}: this type cannot be a key, unique or serial")]
+    BadFlags(String),
+    #[error("column {0:?}: a DEFAULT of more than {max} bytes", max = limits::COLUMN_DEFAULT_BYTES_MAX)]
+    Default(String),
+}
+
+/// The columns of a table, in declared order.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TableSchema {
+    pub columns: Vec<ColumnDef>,
+}
+
+impl TableSchema {
+    /// Checks the schema against the collection's dimension.
+    pub fn check(&self, dim: u32) -> Result<(), SchemaError> {
+        let n = self.columns.len();
+        if n == 0 || n > limits::TABLE_COLUMNS_MAX as usize {
+            return Err(SchemaError::ColumnCount(n));
+        }
+        let mut names: Vec<&str> = Vec::with_capacity(n);
+        let mut vectors = 0;
+        let mut keys = 0;
+        for c in &self.columns {
+            if c.name.is_empty()
+                || c.name.len() > limits::COLUMN_NAME_BYTES_MAX as usize
+                || c.name.chars().any(char::is_control)
+            {
+                return Err(SchemaError::BadName(c.name.clone()));
+            }
+            if c.default
+                .as_ref()
+                .is_some_and(|d| d.len() > limits::COLUMN_DEFAULT_BYTES_MAX as usize)
+            {
+                return Err(SchemaError::Default(c.name.clone()));
+            }
+            if c.flags & !column_flags::ALL != 0 {
+                return Err(SchemaError::BadFlags(c.name.clone()));
+            }
+            keys += usize::from(c.is_primary_key());
+            match c.ty {
+                ColumnType::Vector { .. } => {
+                    vectors += 1;
+                    if c.type_mod != dim {
+                        return Err(SchemaError::Dimension {
+                            column: c.type_mod,
+                            collection: dim,
+                        });
+                    }
+                    if c.flags & !column_flags::NOT_NULL != 0 {
+                        return Err(SchemaError::BadFlags(c.name.clone()));
+                    }
+                }
+                ColumnType::Scalar(t) => {
+                    let keyable = t.is_integer()
+                        || matches!(t, ScalarType::Text | ScalarType::Uuid | ScalarType::Bytea);
+                    if (c.is_unique() && !keyable) || (c.is_serial() && !t.is_integer()) {
+                        return Err(SchemaError::BadFlags(c.name.clone()));
+                    }
+                }
+            }
+            names.push(&c.name);
+        }
+        if vectors != 1 {
+            return Err(SchemaError::VectorCount(vectors));
+        }
+        if keys > 1 {
+            return Err(SchemaError::KeyCount);
+        }
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(SchemaError::Duplicate(String::from(w[0])));
+        }
+        Ok(())
+    }
+
+    /// Index (in `columns`) of the vector column.
+    pub fn vector_column(&self) -> usize {
+        self.columns
+            .iter()
+            .position(|c| matches!(c.ty, ColumnType::Vector { .. }))
+            .unwrap_or(0)
+    }
+
+    /// The scalar columns in declared order, with their index in
+    /// `columns`.
+    pub fn scalar_columns(&self) -> impl Iterator<Item = (usize, &ColumnDef, ScalarType)> {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.scalar().map(|t| (i, c, t)))
+    }
+
+    pub fn scalar_count(&self) -> usize {
+        self.scalar_columns().count()
+    }
+
+    /// Position among the scalar columns of the primary key, when it is
+    /// an integer column: its values are the record ids.
+    pub fn integer_key(&self) -> Option<usize> {
+        self.scalar_columns()
+            .position(|(_, c, t)| c.is_primary_key() && t.is_integer())
+    }
+
+    /// The canonical encoding (also hashed): `count:u32`, then per
+    /// column `name_len:u32 ‖ name ‖ type:u8 ‖ type_mod:u32 ‖ flags:u8 ‖
+    /// has_default:u8 [‖ default_len:u32 ‖ default]`. Type 0 is `vector`,
+    /// 0x80 `halfvec`, anything else a [`ScalarType::code`].
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.columns.len() as u32).to_le_bytes());
+        for c in &self.columns {
+            out.extend_from_slice(&(c.name.len() as u32).to_le_bytes());
+            out.extend_from_slice(c.name.as_bytes());
+            out.push(match c.ty {
+                ColumnType::Vector { half: false } => 0,
+                ColumnType::Vector { half: true } => 0x80,
+                ColumnType::Scalar(t) => t.code(),
+            });
+            out.extend_from_slice(&c.type_mod.to_le_bytes());
+            out.push(c.flags);
+            match &c.default {
+                None => out.push(0),
+                Some(d) => {
+                    out.push(1);
+                    out.extend_from_slice(&(d.len() as u32).to_le_bytes());
+                    out.extend_from_slice(d.as_bytes());
+                }
+            }
+        }
+    }
+
+    /// Decodes a schema written by [`TableSchema::encode_into`] from the
+    /// front of `bytes`, returning it and the bytes it used. `None` when
+    /// the bytes are not such an encoding (the caller reports where).
+    pub fn decode_prefix(bytes: &[u8]) -> Option<(TableSchema, usize)> {
+        let mut pos = 0usize;
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let out = bytes.get(pos..pos.checked_add(n)?)?;
+            pos += n;
+            Some(out)
+        };
+        let count = u32::from_le_bytes(take(4)?.try_into().ok()?);
+        if count == 0 || count > limits::TABLE_COLUMNS_MAX {
+            return None;
+        }
+        let mut columns = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let len = u32::from_le_bytes(take(4)?.try_into().ok()?);
+            if len > limits::COLUMN_NAME_BYTES_MAX {
+                return None;
+            }
+            let name = String::from(core::str::from_utf8(take(len as usize)?).ok()?);
+            let ty = match take(1)?[0] {
+                0 => ColumnType::Vector { half: false },
+                0x80 => ColumnType::Vector { half: true },
+                code => ColumnType::Scalar(ScalarType::from_code(code)?),
+            };
+            let type_mod = u32::from_le_bytes(take(4)?.try_into().ok()?);
+            let flags = take(1)?[0];
+            let default = match take(1)?[0] {
+                0 => None,
+                1 => {
+                    let len = u32::from_le_bytes(take(4)?.try_into().ok()?);
+                    if len > limits::COLUMN_DEFAULT_BYTES_MAX {
+                        return None;
+                    }
+                    Some(String::from(
+                        core::str::from_utf8(take(len as usize)?).ok()?,
+                    ))
+                }
+                _ => return None,
+            };
+            columns.push(ColumnDef {
+                name,
+                ty,
+                type_mod,
+                flags,
+                default,
+            });
+        }
+        Some((TableSchema { columns }, pos))
+    }
+}
+
+/// The values of one scalar column for the rows of one event: value `i`
+/// is `bytes[ends[i-1]..ends[i]]` when `valid[i]`, NULL (an empty span)
+/// otherwise.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ColumnValues {
+    pub valid: Vec<bool>,
+    pub ends: Vec<u32>,
+    pub bytes: Vec<u8>,
+}
+
+impl ColumnValues {
+    pub fn len(&self) -> usize {
+        self.valid.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.valid.is_empty()
+    }
+
+    pub fn push(&mut self, value: Option<&[u8]>) {
+        self.valid.push(value.is_some());
+        if let Some(v) = value {
+            self.bytes.extend_from_slice(v);
+        }
+        self.ends.push(self.bytes.len() as u32);
+    }
+
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        if !self.valid[i] {
+            return None;
+        }
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        Some(&self.bytes[start..self.ends[i] as usize])
+    }
+
+    /// Whether the parts agree: one end per value, ends ascending to the
+    /// byte count, NULLs empty.
+    pub fn is_well_formed(&self) -> bool {
+        let mut start = 0u32;
+        self.ends.len() == self.valid.len()
+            && self.ends.iter().zip(&self.valid).all(|(&end, &valid)| {
+                let ok = end >= start && (valid || end == start);
+                start = end;
+                ok
+            })
+            && start as usize == self.bytes.len()
+    }
+}
+
+/// One stored scalar column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScalarColumn {
+    ty: ScalarType,
+    valid: Vec<bool>,
+    /// Fixed-width types: `width` bytes per row (zeros for NULL).
+    fixed: Vec<u8>,
+    /// Other types: row `r` is `heap[start[r]..start[r] + len[r]]`;
+    /// updates append to the heap.
+    start: Vec<u64>,
+    len: Vec<u32>,
+    heap: Vec<u8>,
+}
+
+impl ScalarColumn {
+    fn new(ty: ScalarType) -> ScalarColumn {
+        ScalarColumn {
+            ty,
+            valid: Vec::new(),
+            fixed: Vec::new(),
+            start: Vec::new(),
+            len: Vec::new(),
+            heap: Vec::new(),
+        }
+    }
+
+    pub fn ty(&self) -> ScalarType {
+        self.ty
+    }
+
+    pub fn rows(&self) -> usize {
+        self.valid.len()
+    }
+
+    /// Validity per row.
+    pub fn valid(&self) -> &[bool] {
+        &self.valid
+    }
+
+    /// The value of `row`, `None` for NULL.
+    pub fn get(&self, row: usize) -> Option<&[u8]> {
+        if !self.valid[row] {
+            return None;
+        }
+        Some(match self.ty.width() {
+            Some(w) => &self.fixed[row * w..(row + 1) * w],
+            None => {
+                let start = self.start[row] as usize;
+                &self.heap[start..start + self.len[row] as usize]
+            }
+        })
+    }
+
+    fn push(&mut self, value: Option<&[u8]>) {
+        self.valid.push(value.is_some());
+        match self.ty.width() {
+            Some(w) => match value {
+                Some(v) => self.fixed.extend_from_slice(v),
+                None => self.fixed.resize(self.fixed.len() + w, 0),
+            },
+            None => {
+                let v = value.unwrap_or_default();
+                self.start.push(self.heap.len() as u64);
+                self.len.push(v.len() as u32);
+                self.heap.extend_from_slice(v);
+            }
+        }
+    }
+
+    fn set(&mut self, row: usize, value: Option<&[u8]>) {
+        self.valid[row] = value.is_some();
+        match self.ty.width() {
+            Some(w) => {
+                let slot = &mut self.fixed[row * w..(row + 1) * w];
+                match value {
+                    Some(v) => slot.copy_from_slice(v),
+                    None => slot.fill(0),
+                }
+            }
+            None => {
+                let v = value.unwrap_or_default();
+                self.start[row] = self.heap.len() as u64;
+                self.len[row] = v.len() as u32;
+                self.heap.extend_from_slice(v);
+            }
+        }
+    }
+}
+
+/// Why a table write is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RowError {
+    #[error(
+        "an event on this table carries {got} columns, the table has {expected} scalar columns"
+    )]
+    ColumnCount { expected: usize, got: usize },
+    #[error("column {column:?} carries {got} values for {expected} rows")]
+    ValueCount {
+        column: String,
+        expected: usize,
+        got: usize,
+    },
+    #[error("column {column:?}: values are malformed")]
+    Malformed { column: String },
+    #[error("column {column:?}, row {row}: {source}")]
+    Value {
+        column: String,
+        row: usize,
+        source: ValueError,
+    },
+    #[error("null value in column {column:?} violates not-null constraint")]
+    Null { column: String },
+    #[error("duplicate key value violates unique constraint on column {column:?}")]
+    Duplicate { column: String },
+    #[error("record id {id} differs from the primary key {key} of its row")]
+    KeyMismatch { id: u64, key: i64 },
+    #[error("a table record carries tag 0 and no metadata; its columns hold its values")]
+    TagOrMetadata,
+    #[error("column index {0} is not a scalar column of the table")]
+    UnknownColumn(u16),
+    #[error("column {0:?} is set twice in one update")]
+    RepeatedColumn(String),
+    #[error("an update sets no column")]
+    EmptyUpdate,
+}
+
+/// The scalar columns of a table collection, and what keeps its unique
+/// columns unique.
+#[derive(Clone, Debug)]
+pub struct Table {
+    schema: TableSchema,
+    /// One per scalar column, in schema order.
+    columns: Vec<ScalarColumn>,
+    /// Per scalar column with a unique constraint: live value → row.
+    unique: Vec<Option<BTreeMap<Vec<u8>, u32>>>,
+    /// Per scalar column: the largest value a serial column has held (its
+    /// sequence continues after it); 0 otherwise.
+    sequences: Vec<i64>,
+}
+
+/// Reads a little-endian two's complement integer of 2, 4 or 8 bytes.
+pub fn integer_value(bytes: &[u8]) -> Option<i64> {
+    Some(match bytes.len() {
+        2 => i64::from(i16::from_le_bytes(bytes.try_into().ok()?)),
+        4 => i64::from(i32::from_le_bytes(bytes.try_into().ok()?)),
+        8 => i64::from_le_bytes(bytes.try_into().ok()?),
+        _ => return None,
+    })
+}
+
+impl Table {
+    pub fn new(schema: TableSchema) -> Table {
+        let columns: Vec<ScalarColumn> = schema
+            .scalar_columns()
+            .map(|(_, _, t)| ScalarColumn::new(t))
+            .collect();
+        let unique = schema
+            .scalar_columns()
+            .map(|(_, c, _)| c.is_unique().then(BTreeMap::new))
+            .collect();
+        let sequences = alloc::vec![0; columns.len()];
+        Table {
+            schema,
+            columns,
+            unique,
+            sequences,
+        }
+    }
+
+    pub fn schema(&self) -> &TableSchema {
+        &self.schema
+    }
+
+    /// The scalar columns, in schema order.
+    pub fn columns(&self) -> &[ScalarColumn] {
+        &self.columns
+    }
+
+    /// The last value each scalar column's sequence gave (0 when the
+    /// column is not serial or has given none).
+    pub fn sequences(&self) -> &[i64] {
+        &self.sequences
+    }
+
+    fn def(&self, column: usize) -> &ColumnDef {
+        self.schema
+            .scalar_columns()
+            .nth(column)
+            .map(|(_, c, _)| c)
+            .expect("invariant: one definition per scalar column")
+    }
+
+    fn check_value(&self, column: usize, row: usize, value: Option<&[u8]>) -> Result<(), RowError> {
+        let def = self.def(column);
+        match value {
+            None if def.not_null() => Err(RowError::Null {
+                column: def.name.clone(),
+            }),
+            None => Ok(()),
+            Some(v) => self.columns[column]
+                .ty
+                .check(v, def.type_mod)
+                .map_err(|source| RowError::Value {
+                    column: def.name.clone(),
+                    row,
+                    source,
+                }),
+        }
+    }
+
+    fn check_values_shape(
+        &self,
+        column: usize,
+        values: &ColumnValues,
+        rows: usize,
+    ) -> Result<(), RowError> {
+        let name = || self.def(column).name.clone();
+        if values.len() != rows {
+            return Err(RowError::ValueCount {
+                column: name(),
+                expected: rows,
+                got: values.len(),
+            });
+        }
+        if !values.is_well_formed() {
+            return Err(RowError::Malformed { column: name() });
+        }
+        for row in 0..rows {
+            self.check_value(column, row, values.get(row))?;
+        }
+        Ok(())
+    }
+
+    /// Checks the values of an insert of `ids` (new rows; the caller
+    /// checked the ids themselves). `replaced` lists rows that the same
+    /// event removes first (none today).
+    pub fn check_insert(&self, ids: &[u64], columns: &[ColumnValues]) -> Result<(), RowError> {
+        if columns.len() != self.columns.len() {
+            return Err(RowError::ColumnCount {
+                expected: self.columns.len(),
+                got: columns.len(),
+            });
+        }
+        for (i, values) in columns.iter().enumerate() {
+            self.check_values_shape(i, values, ids.len())?;
+        }
+        if let Some(key) = self.schema.integer_key() {
+            for (row, id) in ids.iter().enumerate() {
+                let value = columns[key].get(row).and_then(integer_value);
+                if value.map(|v| v as u64) != Some(*id) {
+                    return Err(RowError::KeyMismatch {
+                        id: *id,
+                        key: value.unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        for (i, values) in columns.iter().enumerate() {
+            if let Some(live) = &self.unique[i] {
+                let mut seen: Vec<&[u8]> =
+                    (0..values.len()).filter_map(|r| values.get(r)).collect();
+                let before = seen.len();
+                seen.sort_unstable();
+                seen.dedup();
+                if seen.len() != before || seen.iter().any(|v| live.contains_key(*v)) {
+                    return Err(RowError::Duplicate {
+                        column: self.def(i).name.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the checked values of rows `first_row..`.
+    pub fn push(&mut self, first_row: u32, columns: &[ColumnValues]) {
+        for (i, values) in columns.iter().enumerate() {
+            let serial = self.def(i).is_serial();
+            for r in 0..values.len() {
+                let value = values.get(r);
+                self.columns[i].push(value);
+                if let (Some(live), Some(v)) = (&mut self.unique[i], value) {
+                    live.insert(v.to_vec(), first_row + r as u32);
+                }
+                if serial && let Some(v) = value.and_then(integer_value) {
+                    self.sequences[i] = self.sequences[i].max(v);
+                }
+            }
+        }
+    }
+
+    /// Checks an update of the rows `rows` (live, distinct; the caller
+    /// checked them).
+    pub fn check_update(&self, rows: &[u32], sets: &[(u16, ColumnValues)]) -> Result<(), RowError> {
+        if sets.is_empty() {
+            return Err(RowError::EmptyUpdate);
+        }
+        let mut seen: Vec<u16> = Vec::with_capacity(sets.len());
+        for (column, values) in sets {
+            let c = usize::from(*column);
+            if c >= self.columns.len() {
+                return Err(RowError::UnknownColumn(*column));
+            }
+            if seen.contains(column) {
+                return Err(RowError::RepeatedColumn(self.def(c).name.clone()));
+            }
+            seen.push(*column);
+            if self.schema.integer_key() == Some(c) {
+                // The key is the record id: changing it is a delete and
+                // an insert, which the edge writes as such.
+                return Err(RowError::UnknownColumn(*column));
+            }
+            self.check_values_shape(c, values, rows.len())?;
+            if let Some(live) = &self.unique[c] {
+                let mut new: Vec<&[u8]> = (0..values.len()).filter_map(|r| values.get(r)).collect();
+                let before = new.len();
+                new.sort_unstable();
+                new.dedup();
+                let clash = new
+                    .iter()
+                    .any(|v| live.get(*v).is_some_and(|holder| !rows.contains(holder)));
+                if new.len() != before || clash {
+                    return Err(RowError::Duplicate {
+                        column: self.def(c).name.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a checked update.
+    pub fn update(&mut self, rows: &[u32], sets: &[(u16, ColumnValues)]) {
+        for (column, values) in sets {
+            let c = usize::from(*column);
+            let serial = self.def(c).is_serial();
+            if let Some(live) = &mut self.unique[c] {
+                for &row in rows {
+                    if let Some(old) = self.columns[c].get(row as usize) {
+                        live.remove(old);
+                    }
+                }
+            }
+            for (r, &row) in rows.iter().enumerate() {
+                let value = values.get(r);
+                self.columns[c].set(row as usize, value);
+                if let (Some(live), Some(v)) = (&mut self.unique[c], value) {
+                    live.insert(v.to_vec(), row);
+                }
+                if serial && let Some(v) = value.and_then(integer_value) {
+                    self.sequences[c] = self.sequences[c].max(v);
+                }
+            }
+        }
+    }
+
+    /// Forgets the unique values of a row being deleted.
+    pub fn delete(&mut self, row: u32) {
+        for (c, live) in self.unique.iter_mut().enumerate() {
+            if let (Some(live), Some(v)) = (live, self.columns[c].get(row as usize)) {
+                live.remove(v);
+            }
+        }
+    }
+
+    /// Restores a row's values as snapshot loading does (the row is
+    /// checked like an insert of one row).
+    pub fn restore_row(
+        &mut self,
+        row: u32,
+        id: u64,
+        values: &[Option<&[u8]>],
+        deleted: bool,
+    ) -> Result<(), RowError> {
+        let mut columns: Vec<ColumnValues> = Vec::with_capacity(values.len());
+        for v in values {
+            let mut c = ColumnValues::default();
+            c.push(*v);
+            columns.push(c);
+        }
+        if deleted {
+            // A deleted row's values may since have been taken by a live
+            // row: check their form only.
+            if columns.len() != self.columns.len() {
+                return Err(RowError::ColumnCount {
+                    expected: self.columns.len(),
+                    got: columns.len(),
+                });
+            }
+            for (i, v) in values.iter().enumerate() {
+                self.check_value(i, 0, *v)?;
+            }
+            for (i, v) in values.iter().enumerate() {
+                self.columns[i].push(*v);
+            }
+            return Ok(());
+        }
+        self.check_insert(&[id], &columns)?;
+        self.push(row, &columns);
+        Ok(())
+    }
+
+    /// Sets the sequences as snapshot loading does: each at least what
+    /// the restored rows imply.
+    pub fn restore_sequences(&mut self, sequences: &[i64]) -> bool {
+        if sequences.len() != self.sequences.len()
+            || sequences
+                .iter()
+                .zip(&self.sequences)
+                .any(|(s, min)| s < min)
+            || sequences
+                .iter()
+                .enumerate()
+                .any(|(i, &s)| s != 0 && !self.def(i).is_serial())
+        {
+            return false;
+        }
+        self.sequences.copy_from_slice(sequences);
+        true
+    }
+
+    /// Appends the canonical encoding of row `row`'s scalar values to a
+    /// row's hash encoding: per column `valid:u8`, then the value (fixed
+    /// width, or `len:u32 ‖ bytes`).
+    pub fn encode_row(&self, out: &mut Vec<u8>, row: usize) {
+        for c in &self.columns {
+            match c.get(row) {
+                None => out.push(0),
+                Some(v) => {
+                    out.push(1);
+                    if c.ty.width().is_none() {
+                        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                    }
+                    out.extend_from_slice(v);
+                }
+            }
+        }
+    }
+
+    /// The table's part of its collection hash: the schema's encoding,
+    /// then the sequences (`i64` each).
+    pub fn descriptor(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.schema.encode_into(&mut out);
+        for s in &self.sequences {
+            out.extend_from_slice(&s.to_le_bytes());
+        }
+        out
+    }
+}
