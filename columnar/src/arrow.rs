@@ -19,12 +19,14 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use arrow_array::{
-    ArrayRef, BinaryArray, BooleanArray, FixedSizeListArray, Float32Array, Int32Array, RecordBatch,
-    UInt64Array,
+    ArrayRef, BinaryArray, BooleanArray, Date32Array, FixedSizeListArray, Float32Array,
+    Float64Array, Int16Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
+    TimestampMicrosecondArray, UInt64Array,
 };
-use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
-use arrow_schema::{ArrowError, DataType, Field, FieldRef, Schema, SchemaRef};
+use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_schema::{ArrowError, DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 use valori_core::state::Collection;
+use valori_core::table::{ArrayElement, ColumnDef, ColumnType, ScalarType};
 
 /// Column names, in schema order.
 pub const ID_COLUMN: &str = "id";
@@ -261,6 +263,253 @@ pub fn assemble(schema: SchemaRef, columns: Columns) -> Result<RecordBatch, Arro
         columns.push(Arc::new(view));
     }
     RecordBatch::try_new(schema, columns)
+}
+
+/// Field metadata naming the Postgres type of a declared column whose
+/// Arrow type several Postgres types share (`uuid`, `json`, `jsonb`,
+/// `numeric`, `varchar`: all `Utf8`).
+pub const PG_TYPE_KEY: &str = "valori.pg_type";
+
+/// The Arrow type of a declared scalar type.
+fn scalar_data_type(ty: ScalarType) -> DataType {
+    match ty {
+        ScalarType::Bool => DataType::Boolean,
+        ScalarType::Int16 => DataType::Int16,
+        ScalarType::Int32 => DataType::Int32,
+        ScalarType::Int64 => DataType::Int64,
+        ScalarType::Float32 => DataType::Float32,
+        ScalarType::Float64 => DataType::Float64,
+        ScalarType::Bytea => DataType::Binary,
+        ScalarType::Date => DataType::Date32,
+        ScalarType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+        ScalarType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        ScalarType::Array(element) => DataType::List(Arc::new(Field::new(
+            ITEM_FIELD,
+            scalar_data_type(element.scalar()),
+            true,
+        ))),
+        _ => DataType::Utf8,
+    }
+}
+
+/// The Arrow field of a declared column of a table of dimension `dim`:
+/// its name, its type (the vector as `FixedSizeList<Float32, dim>`), NOT
+/// NULL as non-nullable, and [`PG_TYPE_KEY`] where the Arrow type does not
+/// say the Postgres type.
+pub fn declared_field(column: &ColumnDef, dim: u32) -> Field {
+    let (data_type, pg) = match column.ty {
+        ColumnType::Vector { half } => (
+            vector_type(list_size(dim).unwrap_or(i32::MAX), DataType::Float32),
+            half.then_some("halfvec"),
+        ),
+        ColumnType::Scalar(ty) => (
+            scalar_data_type(ty),
+            match ty {
+                ScalarType::Uuid => Some("uuid"),
+                ScalarType::Json => Some("json"),
+                ScalarType::Jsonb => Some("jsonb"),
+                ScalarType::Numeric => Some("numeric"),
+                ScalarType::Text if column.type_mod > 0 => Some("varchar"),
+                ScalarType::Array(e) => Some(match e {
+                    ArrayElement::Bool => "_bool",
+                    ArrayElement::Int16 => "_int2",
+                    ArrayElement::Int32 => "_int4",
+                    ArrayElement::Int64 => "_int8",
+                    ArrayElement::Float32 => "_float4",
+                    ArrayElement::Float64 => "_float8",
+                    ArrayElement::Numeric => "_numeric",
+                    _ => "_text",
+                }),
+                _ => None,
+            },
+        ),
+    };
+    let field = Field::new(&column.name, data_type, !column.not_null());
+    match pg {
+        Some(pg) => field.with_metadata([(PG_TYPE_KEY.to_owned(), pg.to_owned())].into()),
+        None => field,
+    }
+}
+
+/// `uuid` bytes in their text form.
+pub fn uuid_text(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(36);
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// Declared column `column` (index in the schema's columns) of `rows`, in
+/// that order, as an Arrow array of [`declared_field`]'s type.
+pub fn declared_array(
+    collection: &Collection,
+    column: usize,
+    rows: &[usize],
+) -> Result<ArrayRef, ArrowError> {
+    let table = collection.table().ok_or_else(|| {
+        ArrowError::InvalidArgumentError(format!("{} has no declared columns", collection.name()))
+    })?;
+    let def = table.schema().columns.get(column).ok_or_else(|| {
+        ArrowError::InvalidArgumentError(format!("{} has no column {column}", collection.name()))
+    })?;
+    let ColumnType::Scalar(ty) = def.ty else {
+        let dim = collection.config().dim;
+        let mut values = Vec::with_capacity(rows.len() * collection.dim());
+        for &row in rows {
+            values.extend(collection.vector(row).iter().map(|&r| r as f32 / Q16_ONE));
+        }
+        return Ok(Arc::new(FixedSizeListArray::try_new(
+            item_field(DataType::Float32),
+            list_size(dim)?,
+            Arc::new(Float32Array::from(values)),
+            None,
+        )?));
+    };
+    let scalar_index = table
+        .schema()
+        .scalar_columns()
+        .position(|(i, _, _)| i == column)
+        .expect("invariant: a scalar column is among the scalar columns");
+    let stored = &table.columns()[scalar_index];
+    let values: Vec<Option<&[u8]>> = rows.iter().map(|&r| stored.get(r)).collect();
+    scalar_array(ty, &values)
+}
+
+fn le<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&bytes[..N]);
+    out
+}
+
+/// Values of one scalar type in their canonical form as an Arrow array.
+fn scalar_array(ty: ScalarType, values: &[Option<&[u8]>]) -> Result<ArrayRef, ArrowError> {
+    Ok(match ty {
+        ScalarType::Bool => Arc::new(
+            values
+                .iter()
+                .map(|v| v.map(|b| b[0] == 1))
+                .collect::<BooleanArray>(),
+        ),
+        ScalarType::Int16 => Arc::new(
+            values
+                .iter()
+                .map(|v| v.map(|b| i16::from_le_bytes(le(b))))
+                .collect::<Int16Array>(),
+        ),
+        ScalarType::Int32 => Arc::new(
+            values
+                .iter()
+                .map(|v| v.map(|b| i32::from_le_bytes(le(b))))
+                .collect::<Int32Array>(),
+        ),
+        ScalarType::Int64 => Arc::new(
+            values
+                .iter()
+                .map(|v| v.map(|b| i64::from_le_bytes(le(b))))
+                .collect::<Int64Array>(),
+        ),
+        ScalarType::Float32 => Arc::new(
+            values
+                .iter()
+                .map(|v| v.map(|b| f32::from_le_bytes(le(b))))
+                .collect::<Float32Array>(),
+        ),
+        ScalarType::Float64 => Arc::new(
+            values
+                .iter()
+                .map(|v| v.map(|b| f64::from_le_bytes(le(b))))
+                .collect::<Float64Array>(),
+        ),
+        ScalarType::Date => Arc::new(
+            values
+                .iter()
+                .map(|v| v.map(|b| i32::from_le_bytes(le(b))))
+                .collect::<Date32Array>(),
+        ),
+        ScalarType::Timestamp | ScalarType::TimestampTz => {
+            let array = values
+                .iter()
+                .map(|v| v.map(|b| i64::from_le_bytes(le(b))))
+                .collect::<TimestampMicrosecondArray>();
+            Arc::new(if ty == ScalarType::TimestampTz {
+                array.with_timezone("UTC")
+            } else {
+                array
+            })
+        }
+        ScalarType::Bytea => Arc::new(values.iter().copied().collect::<BinaryArray>()),
+        ScalarType::Uuid => Arc::new(
+            values
+                .iter()
+                .map(|v| v.map(uuid_text))
+                .collect::<StringArray>(),
+        ),
+        ScalarType::Array(element) => {
+            let element = element.scalar();
+            let mut items: Vec<Option<&[u8]>> = Vec::new();
+            let mut offsets = vec![0i32];
+            let mut valid = Vec::with_capacity(values.len());
+            for v in values {
+                if let Some(bytes) = v {
+                    decode_array(element, bytes, &mut items)?;
+                }
+                valid.push(v.is_some());
+                offsets.push(i32::try_from(items.len()).map_err(|_| {
+                    ArrowError::InvalidArgumentError("array column too large".into())
+                })?);
+            }
+            let child = scalar_array(element, &items)?;
+            Arc::new(ListArray::try_new(
+                Arc::new(Field::new(ITEM_FIELD, scalar_data_type(element), true)),
+                OffsetBuffer::new(ScalarBuffer::from(offsets)),
+                child,
+                Some(NullBuffer::from(valid)),
+            )?)
+        }
+        // Text, numeric, json, jsonb: UTF-8, checked when written.
+        _ => Arc::new(
+            values
+                .iter()
+                .map(|v| v.map(|b| String::from_utf8_lossy(b).into_owned()))
+                .collect::<StringArray>(),
+        ),
+    })
+}
+
+/// The elements of an array value in canonical form
+/// (`valori_core::table::ScalarType::Array`), appended to `out`.
+fn decode_array<'a>(
+    element: ScalarType,
+    bytes: &'a [u8],
+    out: &mut Vec<Option<&'a [u8]>>,
+) -> Result<(), ArrowError> {
+    let bad = || ArrowError::InvalidArgumentError("malformed array value".into());
+    let mut rest = bytes;
+    let mut take = |n: usize| -> Result<&'a [u8], ArrowError> {
+        if n > rest.len() {
+            return Err(bad());
+        }
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Ok(head)
+    };
+    let count = u32::from_le_bytes(le(take(4)?));
+    for _ in 0..count {
+        if take(1)?[0] == 0 {
+            out.push(None);
+            continue;
+        }
+        let len = match element.width() {
+            Some(w) => w,
+            None => u32::from_le_bytes(le(take(4)?)) as usize,
+        };
+        out.push(Some(take(len)?));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -811,6 +811,21 @@ impl Core {
         self.submit(build(first.unwrap_or(0)))
     }
 
+    /// Submits the event `build` makes from the current state, serialized
+    /// with [`Engine::submit_with_next_id`] and other such writes, so that
+    /// the ids and sequence values it hands out never collide with
+    /// another's. `build` returning `None` submits nothing.
+    pub fn submit_built(
+        &self,
+        build: impl FnOnce(&State) -> Option<Event>,
+    ) -> Result<Option<Receipt>, EngineError> {
+        let _serial = lock(&self.auto_ids);
+        match self.read(build)? {
+            Some(event) => self.submit(event).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Latency of the log's group writes, each a write and an fsync.
     pub fn log_write_latency(&self) -> &stats::Histogram {
         &self.log_write_latency

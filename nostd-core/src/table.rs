@@ -343,7 +343,6 @@ fn check_array(element: ScalarType, value: &[u8]) -> Result<(), ValueError> {
 
 /// What a column holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum ColumnType {
     /// The table's vector column (`vector(n)`; `halfvec(n)` when `half`),
     /// stored as Q16.16 in the collection's vector rows.

@@ -39,6 +39,7 @@
 //!   `wire/` uses it), and [`pgvector`] rewrites pgvector's operators.
 
 pub mod catalog;
+pub mod declared;
 pub mod dsl;
 pub mod functions;
 pub mod knn;

@@ -223,6 +223,61 @@ pub(crate) fn u64_literal(literal: &ScalarValue) -> Option<u64> {
     u64::try_from(value).ok()
 }
 
+/// The SQL schema of a collection: [`table_schema`] for a collection
+/// with the fixed columns, its declared columns in declared order
+/// ([`columnar::declared_field`]) for a table created with its own.
+pub fn collection_schema(collection: &Collection) -> SchemaRef {
+    let dim = collection.config().dim;
+    match collection.table() {
+        None => table_schema(dim),
+        Some(table) => Arc::new(Schema::new(
+            table
+                .schema()
+                .columns
+                .iter()
+                .map(|c| columnar::declared_field(c, dim))
+                .collect::<Vec<Field>>(),
+        )),
+    }
+}
+
+/// Which columns of a table play which part in a search.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Roles {
+    /// The vector column users write, as `FixedSizeList<Float32>`.
+    pub vector: usize,
+    /// Its exact Q16.16 sibling, when the table has one.
+    pub vector_q16: Option<usize>,
+    /// The column that holds the record id (ties in a search break by it).
+    pub id: Option<usize>,
+    /// The column the engine's tag lists index.
+    pub tag: Option<usize>,
+}
+
+impl Roles {
+    fn of(collection: &Collection) -> Roles {
+        match collection.table() {
+            None => Roles {
+                vector: VEC_INDEX,
+                vector_q16: Some(VEC_Q16_INDEX),
+                id: Some(ID_INDEX),
+                tag: Some(TAG_INDEX),
+            },
+            Some(table) => Roles {
+                vector: table.schema().vector_column(),
+                vector_q16: None,
+                id: None,
+                tag: None,
+            },
+        }
+    }
+
+    /// Whether `column` is the vector column or its exact sibling.
+    pub fn is_vector(&self, column: usize) -> bool {
+        column == self.vector || Some(column) == self.vector_q16
+    }
+}
+
 /// One collection as a table. The schema is fixed when the table is
 /// looked up; a scan checks that the collection is still the same one.
 #[derive(Clone, Debug)]
@@ -232,6 +287,7 @@ pub struct CollectionTable {
     /// Which creation of the name the schema was made for.
     incarnation: u64,
     schema: SchemaRef,
+    roles: Roles,
 }
 
 impl CollectionTable {
@@ -240,8 +296,14 @@ impl CollectionTable {
             engine,
             name: collection.name().clone(),
             incarnation: collection.incarnation(),
-            schema: table_schema(collection.config().dim),
+            schema: collection_schema(collection),
+            roles: Roles::of(collection),
         }
+    }
+
+    /// Which columns are the vector, the id and the tag.
+    pub fn roles(&self) -> Roles {
+        self.roles
     }
 
     pub fn name(&self) -> &CollectionName {
@@ -276,6 +338,22 @@ impl CollectionTable {
             let mut remaining = limit.unwrap_or(usize::MAX);
             let mut batches = Vec::new();
             let mut start = 0;
+            if collection.table().is_some() {
+                // Declared columns: the live rows of each window, column
+                // by column (no tag filter reaches such a scan).
+                while start < collection.rows() && remaining > 0 {
+                    let end = (start + SCAN_BATCH_ROWS).min(collection.rows());
+                    let mut rows: Vec<usize> =
+                        (start..end).filter(|&r| !collection.deleted()[r]).collect();
+                    rows.truncate(remaining);
+                    if !rows.is_empty() {
+                        remaining -= rows.len();
+                        batches.push(rows_batch(collection, &rows, projection, &schema)?);
+                    }
+                    start = end;
+                }
+                return Ok(batches);
+            }
             while start < collection.rows() && remaining > 0 {
                 let end = (start + SCAN_BATCH_ROWS).min(collection.rows());
                 let (live, keep) = select_rows(collection, start..end, tags);
@@ -334,6 +412,17 @@ pub(crate) fn rows_batch(
         )?))
     };
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(projection.len());
+    if collection.table().is_some() {
+        for &column in projection {
+            columns.push(columnar::declared_array(collection, column, rows)?);
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+        return Ok(RecordBatch::try_new_with_options(
+            Arc::clone(schema),
+            columns,
+            &options,
+        )?);
+    }
     for (&column, field) in projection.iter().zip(schema.fields()) {
         let array: ArrayRef = match column {
             ID_INDEX => Arc::new(UInt64Array::from_iter_values(
@@ -425,11 +514,13 @@ impl TableProvider for CollectionTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Only the fixed `tag` column has the engine's tag lists behind it;
+        // a declared column of that name is filtered by DataFusion.
         Ok(filters
             .iter()
             .map(|f| match tag_equality(f) {
-                Some(_) => TableProviderFilterPushDown::Exact,
-                None => TableProviderFilterPushDown::Unsupported,
+                Some(_) if self.roles.tag.is_some() => TableProviderFilterPushDown::Exact,
+                _ => TableProviderFilterPushDown::Unsupported,
             })
             .collect())
     }

@@ -53,6 +53,7 @@ use valori_core::event::{
 use valori_core::limits;
 use valori_core::q16::quantize;
 use valori_core::state::ApplyError;
+use valori_core::table::TableSchema;
 use valori_engine::{Engine, EngineError};
 
 use crate::pgvector::is_vector_type;
@@ -214,13 +215,24 @@ pub enum WriteStatement {
         config: CollectionConfig,
         if_not_exists: bool,
     },
+    /// `CREATE TABLE` with declared columns ([`crate::declared`]).
+    CreateDeclaredTable {
+        name: CollectionName,
+        config: CollectionConfig,
+        schema: TableSchema,
+        if_not_exists: bool,
+    },
     DropTable {
         names: Vec<String>,
         if_exists: bool,
     },
     Insert {
         table: String,
+        /// The fixed columns named (empty when a name is not one of
+        /// them: the table must then have declared columns).
         columns: Vec<Column>,
+        /// The column list as written, `None` without one.
+        names: Option<Vec<String>>,
         rows: Vec<Vec<Literal>>,
     },
     Delete {
@@ -250,7 +262,9 @@ impl WriteStatement {
     /// The command tag's verb (`INSERT`, `CREATE TABLE`, …).
     pub fn command(&self) -> &'static str {
         match self {
-            WriteStatement::CreateTable { .. } => "CREATE TABLE",
+            WriteStatement::CreateTable { .. } | WriteStatement::CreateDeclaredTable { .. } => {
+                "CREATE TABLE"
+            }
             WriteStatement::DropTable { .. } => "DROP TABLE",
             WriteStatement::Insert { .. } => "INSERT",
             WriteStatement::Delete { .. } => "DELETE",
@@ -754,6 +768,17 @@ fn create_table(create: ast::CreateTable) -> Result<WriteStatement, WriteError> 
     }
     let table = table_name(&create.name)?;
     let name = collection_name(&table)?;
+    if !crate::declared::is_fixed_layout(&create) {
+        let schema = crate::declared::declared_schema(&create)?;
+        let dim = schema.columns[schema.vector_column()].type_mod;
+        let config = table_config(&create, dim)?;
+        return Ok(WriteStatement::CreateDeclaredTable {
+            name,
+            config,
+            schema,
+            if_not_exists: create.if_not_exists,
+        });
+    }
     let mut dim = None;
     let mut seen = BTreeSet::new();
     for column in &create.columns {
@@ -831,6 +856,17 @@ fn create_table(create: ast::CreateTable) -> Result<WriteStatement, WriteError> 
             "a Valori table needs an id BIGINT column".into(),
         ));
     }
+    let config = table_config(&create, dim)?;
+    Ok(WriteStatement::CreateTable {
+        name,
+        config,
+        if_not_exists: create.if_not_exists,
+    })
+}
+
+/// A table's collection configuration: dimension `dim`, and the metric
+/// and index parameters of its `WITH (…)` options.
+fn table_config(create: &ast::CreateTable, dim: u32) -> Result<CollectionConfig, WriteError> {
     let mut config = CollectionConfig {
         dim,
         metric: Metric::L2,
@@ -875,11 +911,7 @@ fn create_table(create: ast::CreateTable) -> Result<WriteStatement, WriteError> 
             }
         }
     }
-    Ok(WriteStatement::CreateTable {
-        name,
-        config,
-        if_not_exists: create.if_not_exists,
-    })
+    Ok(config)
 }
 
 fn insert_statement(insert: ast::Insert) -> Result<WriteStatement, WriteError> {
@@ -892,13 +924,16 @@ fn insert_statement(insert: ast::Insert) -> Result<WriteStatement, WriteError> {
         return Err(unsupported("INSERT into a table function"));
     };
     let table = table_name(name)?;
-    let columns = column_list(
+    let names: Option<Vec<String>> = (!insert.columns.is_empty()).then(|| {
         insert
             .columns
             .iter()
-            .map(|c| ident_name(c).unwrap_or_default()),
-        &table,
-    )?;
+            .map(|c| ident_name(c).unwrap_or_default())
+            .collect()
+    });
+    // A name outside the fixed columns is a declared table's column,
+    // resolved when the statement runs.
+    let columns = column_list(names.iter().flatten().cloned(), &table).unwrap_or_default();
     let Some(source) = insert.source else {
         return Err(unsupported("INSERT needs VALUES"));
     };
@@ -910,31 +945,23 @@ fn insert_statement(insert: ast::Insert) -> Result<WriteStatement, WriteError> {
     // Without a column list the values fill the leading columns in table
     // order (id, vec, tag, metadata), as in Postgres.
     let columns = match values.rows.first() {
-        Some(first) if insert.columns.is_empty() => {
-            if first.len() > Column::ALL.len() {
-                return Err(WriteError::Syntax(format!(
-                    "INSERT has {} expressions but {table} has {} columns",
-                    first.len(),
-                    Column::ALL.len()
-                )));
-            }
-            if first.len() < 2 {
-                return Err(WriteError::InvalidValue(
-                    "null value in column \"vec\": every record needs a vector".into(),
-                ));
-            }
-            Column::ALL[..first.len()].to_vec()
+        Some(first) if names.is_none() => {
+            Column::ALL[..first.len().min(Column::ALL.len())].to_vec()
         }
         _ => columns,
     };
+    let width = match &names {
+        Some(names) => names.len(),
+        None => values.rows.first().map_or(0, |r| r.len()),
+    };
     let mut rows = Vec::with_capacity(values.rows.len());
     for (i, row) in values.rows.iter().enumerate() {
-        if row.len() != columns.len() {
+        if row.len() != width {
             return Err(WriteError::Syntax(format!(
                 "row {}: {} values for {} columns",
                 i + 1,
                 row.len(),
-                columns.len()
+                width
             )));
         }
         rows.push(row.iter().map(literal).collect::<Result<Vec<_>, _>>()?);
@@ -942,6 +969,7 @@ fn insert_statement(insert: ast::Insert) -> Result<WriteStatement, WriteError> {
     Ok(WriteStatement::Insert {
         table,
         columns,
+        names,
         rows,
     })
 }
@@ -1012,6 +1040,19 @@ fn collect_ids(expr: &Expr, verb: &str, out: &mut Vec<Literal>) -> Result<(), Wr
 }
 
 /// A value expression as a [`Literal`].
+/// The value of a literal expression (see [`Literal`]).
+pub(crate) fn literal_of(expr: &Expr) -> Result<Literal, WriteError> {
+    literal(expr)
+}
+
+/// One SQL expression parsed from its text (a column's `DEFAULT`).
+pub(crate) fn parse_expr(text: &str) -> Result<Expr, WriteError> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(text)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(syntax)
+}
+
 fn literal(expr: &Expr) -> Result<Literal, WriteError> {
     match expr {
         Expr::Nested(inner) => literal(inner),
@@ -1420,11 +1461,62 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
             }
             Ok(WriteOutcome { rows: 0, notices })
         }
+        WriteStatement::CreateDeclaredTable {
+            name,
+            config,
+            schema,
+            if_not_exists,
+        } => {
+            let exists = engine.read(|state| state.collection(name).is_some())?;
+            if exists {
+                if *if_not_exists {
+                    return Ok(WriteOutcome {
+                        rows: 0,
+                        notices: vec![format!("relation \"{name}\" already exists, skipping")],
+                    });
+                }
+                return Err(WriteError::TableExists(name.to_string()));
+            }
+            engine.submit(Event::CreateTable {
+                name: name.clone(),
+                config: *config,
+                schema: schema.clone(),
+            })?;
+            Ok(WriteOutcome::default())
+        }
         WriteStatement::Insert {
             table,
             columns,
+            names,
             rows,
-        } => insert(engine, table, columns, rows),
+        } => {
+            let declared = CollectionName::new(table).ok().is_some_and(|name| {
+                engine
+                    .read(|state| state.collection(&name).is_some_and(|c| c.table().is_some()))
+                    .unwrap_or(false)
+            });
+            if declared {
+                return crate::declared::insert(engine, table, names.as_deref(), rows);
+            }
+            if let Some(names) = names {
+                // Reports the name that is not a fixed column.
+                column_list(names.iter().cloned(), table)?;
+            } else if let Some(first) = rows.first() {
+                if first.len() > Column::ALL.len() {
+                    return Err(WriteError::Syntax(format!(
+                        "INSERT has {} expressions but {table} has {} columns",
+                        first.len(),
+                        Column::ALL.len()
+                    )));
+                }
+                if first.len() < 2 {
+                    return Err(WriteError::InvalidValue(
+                        "null value in column \"vec\": every record needs a vector".into(),
+                    ));
+                }
+            }
+            insert(engine, table, columns, rows)
+        }
         WriteStatement::Delete { table, ids } => {
             let info = table_info(engine, table)?;
             let ids = ids
@@ -1856,8 +1948,12 @@ mod tests {
             (config.metric, config.index.m, config.index.ef_construction),
             (Metric::Cosine, 8, 40)
         );
+        // Other column names declare the table's own columns.
+        assert!(matches!(
+            parsed("CREATE TABLE d (id bigint, embedding vector(2))"),
+            WriteStatement::CreateDeclaredTable { .. }
+        ));
         for bad in [
-            "CREATE TABLE d (id bigint, embedding vector(2))",
             "CREATE TABLE d (id bigint)",
             "CREATE TABLE d (id bigint, vec vector(0))",
             "CREATE TABLE d (id text, vec vector(2))",
@@ -1878,6 +1974,7 @@ mod tests {
             WriteStatement::Insert {
                 table: "docs".into(),
                 columns: vec![Column::Id, Column::Vec, Column::Metadata],
+                names: Some(vec!["id".into(), "vec".into(), "metadata".into()]),
                 rows: vec![
                     vec![
                         Literal::Number("1".into()),
@@ -1916,7 +2013,10 @@ mod tests {
             panic!("not an insert");
         };
         assert_eq!(columns, [Column::Id, Column::Vec]);
-        assert!(parse("INSERT INTO d VALUES (1, '[1]', 2, '{}', 5)").is_err());
+        // The number of values is checked against the table when the
+        // statement runs (a declared table may have more columns).
+        assert!(parse("INSERT INTO d VALUES (1, '[1]', 2, '{}', 5)").is_ok());
+        assert!(parse("INSERT INTO d VALUES (1, '[1]'), (2)").is_err());
         assert!(parse("SELECT 1").unwrap().is_none());
         assert!(parse("DELETE FROM docs").is_err());
         assert!(parse("UPDATE docs SET vec = '[1]' WHERE id = 1").is_err());

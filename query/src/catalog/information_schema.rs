@@ -34,10 +34,9 @@ fn listed(snapshot: &Snapshot) -> Vec<Listed> {
             schema: "public",
             name: r.name.clone(),
             kind: "BASE TABLE",
-            // Every column of a Valori table is required.
             columns: attributes(r)
                 .into_iter()
-                .map(|a| (a.name, a.type_oid, false))
+                .map(|a| (a.name, a.type_oid, !a.not_null))
                 .collect(),
         })
         .collect();

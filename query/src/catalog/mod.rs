@@ -162,7 +162,8 @@ pub fn register(ctx: &SessionContext, engine: Arc<Engine>) {
 pub struct Relation {
     pub oid: u32,
     pub name: String,
-    pub dim: u32,
+    /// Its SQL schema ([`provider::collection_schema`]).
+    pub schema: datafusion::arrow::datatypes::SchemaRef,
 }
 
 /// A column of a table: name, type OID, type modifier (a vector's
@@ -172,6 +173,7 @@ pub struct Attribute {
     pub name: String,
     pub type_oid: u32,
     pub typmod: i32,
+    pub not_null: bool,
 }
 
 /// A relation's OID: a hash of its name, so that it stays the same while
@@ -195,7 +197,7 @@ pub fn relations(engine: &Engine) -> Result<Vec<Relation>, ScanError> {
             .map(|c| Relation {
                 oid: relation_oid(c.name().as_str()),
                 name: c.name().as_str().to_owned(),
-                dim: c.config().dim,
+                schema: provider::collection_schema(c),
             })
             .collect()
     })?)
@@ -203,22 +205,42 @@ pub fn relations(engine: &Engine) -> Result<Vec<Relation>, ScanError> {
 
 /// A table's columns, in order (the SQL schema of [`provider::table_schema`]).
 pub fn attributes(relation: &Relation) -> Vec<Attribute> {
-    provider::table_schema(relation.dim)
+    relation
+        .schema
         .fields()
         .iter()
         .map(|f| {
-            let type_oid = type_oid_of(f.data_type());
+            let type_oid = field_type_oid(f);
             Attribute {
                 name: f.name().clone(),
                 type_oid,
-                typmod: if type_oid == VECTOR_OID {
-                    i32::try_from(relation.dim).unwrap_or(-1)
-                } else {
-                    -1
+                typmod: match f.data_type() {
+                    DataType::FixedSizeList(_, n) if type_oid == VECTOR_OID => *n,
+                    _ => -1,
                 },
+                not_null: !f.is_nullable(),
             }
         })
         .collect()
+}
+
+/// The Postgres type OID of a table column: the type its field's
+/// [`PG_TYPE_METADATA_KEY`] names (a declared `uuid`, `jsonb`, `numeric`,
+/// `varchar` or array column), else its Arrow type's ([`type_oid_of`]).
+pub fn field_type_oid(field: &datafusion::arrow::datatypes::Field) -> u32 {
+    let named = field.metadata().get(PG_TYPE_METADATA_KEY).and_then(|name| {
+        if name == "halfvec" {
+            return Some(VECTOR_OID);
+        }
+        match name.strip_prefix('_') {
+            Some(element) => BUILTIN_TYPES
+                .iter()
+                .find(|t| t.name == element)
+                .map(|t| t.array_oid),
+            None => BUILTIN_TYPES.iter().find(|t| t.name == name).map(|t| t.oid),
+        }
+    });
+    named.unwrap_or_else(|| type_oid_of(field.data_type()))
 }
 
 /// The Postgres type OID of a table column's Arrow type (the Postgres
@@ -233,6 +255,9 @@ pub fn type_oid_of(data_type: &DataType) -> u32 {
         DataType::Float16 | DataType::Float32 => 700,
         DataType::Float64 => 701,
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView => 17,
+        DataType::Date32 => 1082,
+        DataType::Timestamp(_, None) => 1114,
+        DataType::Timestamp(_, Some(_)) => 1184,
         DataType::List(item) | DataType::LargeList(item) | DataType::FixedSizeList(item, _) => {
             match item.data_type() {
                 DataType::Float32 | DataType::Float16 => VECTOR_OID,

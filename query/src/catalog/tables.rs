@@ -370,8 +370,7 @@ pub static TABLES: &[Spec] = &[
                         ("attbyval", V::Bool(fixed && len <= 8)),
                         ("attalign", t(if fixed { "d" } else { "i" })),
                         ("attstorage", t(if fixed { "p" } else { "x" })),
-                        // Every column of a Valori table is required.
-                        ("attnotnull", V::Bool(true)),
+                        ("attnotnull", V::Bool(a.not_null)),
                         ("attislocal", V::Bool(true)),
                     ]);
                 }

@@ -34,9 +34,7 @@ use valori_core::distance::Metric;
 use super::node::{KnnNode, node_schema};
 use super::{DISTANCE_COLUMN, KnnSearch, QueryVector, RANK_COLUMN, TagSet};
 use crate::functions::{Argument, DistanceFunction, constant_vector, distance_function_of};
-use crate::provider::{
-    CollectionTable, ID_INDEX, TAG_INDEX, VEC_INDEX, VEC_Q16_INDEX, tag_equality, u64_literal,
-};
+use crate::provider::{CollectionTable, Roles, tag_equality, u64_literal};
 use crate::settings::{SearchSettings, ValoriOptions};
 
 /// See the [module documentation](super).
@@ -227,6 +225,7 @@ fn distance_call(
     expr: &Expr,
     resolve: &dyn Fn(&Column) -> Option<usize>,
     dim: usize,
+    roles: Roles,
 ) -> Option<Call> {
     let Expr::ScalarFunction(call) = strip(expr) else {
         return None;
@@ -237,7 +236,7 @@ fn distance_call(
         [v, Expr::Column(c)] => (c, strip(v), Argument::First),
         _ => return None,
     };
-    if !matches!(resolve(column)?, VEC_INDEX | VEC_Q16_INDEX) {
+    if !roles.is_vector(resolve(column)?) {
         return None;
     }
     let query = match value {
@@ -260,8 +259,13 @@ fn distance_call(
 }
 
 /// The placeholder of a conjunct `tag = $n`.
-fn tag_param(expr: &Expr, resolve: &dyn Fn(&Column) -> Option<usize>) -> Option<String> {
-    let is_tag = |e: &Expr| matches!(strip(e), Expr::Column(c) if resolve(c) == Some(TAG_INDEX));
+fn tag_param(
+    expr: &Expr,
+    resolve: &dyn Fn(&Column) -> Option<usize>,
+    tag: Option<usize>,
+) -> Option<String> {
+    let is_tag =
+        |e: &Expr| tag.is_some() && matches!(strip(e), Expr::Column(c) if resolve(c) == tag);
     let Expr::BinaryExpr(BinaryExpr {
         left,
         op: Operator::Eq,
@@ -278,8 +282,13 @@ fn tag_param(expr: &Expr, resolve: &dyn Fn(&Column) -> Option<usize>) -> Option<
 
 /// The tags a conjunct allows, when it is only about the tag: `tag = n`,
 /// `tag IN (…)`, or a disjunction of those.
-fn tag_constraint(expr: &Expr, resolve: &dyn Fn(&Column) -> Option<usize>) -> Option<TagSet> {
-    let is_tag = |e: &Expr| matches!(strip(e), Expr::Column(c) if resolve(c) == Some(TAG_INDEX));
+fn tag_constraint(
+    expr: &Expr,
+    resolve: &dyn Fn(&Column) -> Option<usize>,
+    tag: Option<usize>,
+) -> Option<TagSet> {
+    let is_tag =
+        |e: &Expr| tag.is_some() && matches!(strip(e), Expr::Column(c) if resolve(c) == tag);
     match strip(expr) {
         Expr::BinaryExpr(BinaryExpr {
             left,
@@ -297,8 +306,8 @@ fn tag_constraint(expr: &Expr, resolve: &dyn Fn(&Column) -> Option<usize>) -> Op
             right,
         }) => {
             let (TagSet::Only(a), TagSet::Only(b)) = (
-                tag_constraint(left, resolve)?,
-                tag_constraint(right, resolve)?,
+                tag_constraint(left, resolve, tag)?,
+                tag_constraint(right, resolve, tag)?,
             ) else {
                 return None;
             };
@@ -370,7 +379,9 @@ fn rewrite_sort(sort: &Sort, settings: SearchSettings) -> Result<Option<LogicalP
     // The distance: a distance call of the vector column and a constant,
     // written in the sort key or computed by the projection (possibly as
     // a common subexpression).
-    let Some(call) = over_scan(&first.expr).and_then(|e| distance_call(&e, &scan_column, dim))
+    let roles = table.roles();
+    let Some(call) =
+        over_scan(&first.expr).and_then(|e| distance_call(&e, &scan_column, dim, roles))
     else {
         return Ok(None);
     };
@@ -397,7 +408,8 @@ fn rewrite_sort(sort: &Sort, settings: SearchSettings) -> Result<Option<LogicalP
     };
     let id_tie_break = |s: &SortExpr| {
         s.asc
-            && matches!(over_scan(&s.expr), Some(Expr::Column(c)) if scan_column(&c) == Some(ID_INDEX))
+            && roles.id.is_some()
+            && matches!(over_scan(&s.expr), Some(Expr::Column(c)) if scan_column(&c) == roles.id)
     };
     if !nearer_first || !metric_matches || rest.len() > 1 || !rest.iter().all(id_tie_break) {
         return Ok(None);
@@ -415,11 +427,11 @@ fn rewrite_sort(sort: &Sort, settings: SearchSettings) -> Result<Option<LogicalP
     let mut tag_params = Vec::new();
     for predicate in &source.predicates {
         let resolve = |c: &Column| source.scan_column(c);
-        if let Some(id) = tag_param(predicate, &resolve) {
+        if let Some(id) = tag_param(predicate, &resolve, roles.tag) {
             tag_params.push(id);
             continue;
         }
-        match tag_constraint(predicate, &resolve) {
+        match tag_constraint(predicate, &resolve, roles.tag) {
             Some(set) => tags = tags.intersect(&set),
             None => residual.push(predicate.clone()),
         }

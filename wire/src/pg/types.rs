@@ -30,8 +30,8 @@ use pgwire::api::results::FieldFormat;
 use postgres_types::Kind;
 use valori_query::datafusion::arrow::array::{Array, AsArray};
 use valori_query::datafusion::arrow::datatypes::{
-    DataType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type,
-    UInt16Type, UInt32Type, UInt64Type,
+    DataType, Date32Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
+    TimeUnit, TimestampMicrosecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use valori_query::datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use valori_query::datafusion::common::ScalarValue;
@@ -71,7 +71,17 @@ pub fn field_pg_type(field: &valori_query::datafusion::arrow::datatypes::Field) 
         .map(String::as_str)
     {
         Some("char") => Type::CHAR,
-        _ => pg_type(field.data_type()),
+        // A declared column's `uuid`, `json`, `jsonb`, `numeric`,
+        // `varchar`, `halfvec` or array type.
+        Some(_) => {
+            let oid = valori_query::catalog::field_type_oid(field);
+            if oid == VECTOR_OID {
+                vector_type()
+            } else {
+                Type::from_oid(oid).unwrap_or_else(|| pg_type(field.data_type()))
+            }
+        }
+        None => pg_type(field.data_type()),
     }
 }
 
@@ -86,6 +96,9 @@ pub fn pg_type(data_type: &DataType) -> Type {
         DataType::Int64 | DataType::UInt64 => Type::INT8,
         DataType::Float16 | DataType::Float32 => Type::FLOAT4,
         DataType::Float64 => Type::FLOAT8,
+        DataType::Date32 => Type::DATE,
+        DataType::Timestamp(_, None) => Type::TIMESTAMP,
+        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT,
         DataType::Binary
         | DataType::LargeBinary
@@ -190,6 +203,15 @@ pub fn text_value(array: &dyn Array, row: usize) -> Result<String, PgError> {
         DataType::UInt64 => array.as_primitive::<UInt64Type>().value(row).to_string(),
         DataType::Float32 => f32_text(array.as_primitive::<Float32Type>().value(row)),
         DataType::Float64 => f64_text(array.as_primitive::<Float64Type>().value(row)),
+        DataType::Timestamp(TimeUnit::Microsecond, tz) => {
+            let micros = array.as_primitive::<TimestampMicrosecondType>().value(row);
+            let text = timestamp_text(micros);
+            if tz.is_some() {
+                format!("{text}+00")
+            } else {
+                text
+            }
+        }
         DataType::Utf8 => array.as_string::<i32>().value(row).to_owned(),
         DataType::LargeUtf8 => array.as_string::<i64>().value(row).to_owned(),
         DataType::Utf8View => array.as_string_view().value(row).to_owned(),
@@ -223,6 +245,101 @@ pub fn text_value(array: &dyn Array, row: usize) -> Result<String, PgError> {
             formatter.value(row).to_string()
         }
     })
+}
+
+/// Microseconds since 1970-01-01 00:00:00 as Postgres prints a
+/// timestamp: `YYYY-MM-DD HH:MM:SS[.ffffff]` (trailing zeros of the
+/// fraction dropped).
+pub fn timestamp_text(micros: i64) -> String {
+    let days = micros.div_euclid(86_400_000_000);
+    let in_day = micros.rem_euclid(86_400_000_000);
+    let (y, m, d) = civil_from_days(days);
+    let secs = in_day / 1_000_000;
+    let frac = in_day % 1_000_000;
+    let mut out = format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
+    if frac != 0 {
+        let f = format!("{frac:06}");
+        out.push('.');
+        out.push_str(f.trim_end_matches('0'));
+    }
+    out
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Days between 1970-01-01 and Postgres's epoch, 2000-01-01.
+const PG_EPOCH_DAYS: i32 = 10_957;
+
+/// `numeric` text in Postgres's binary form: digit count, weight, sign and
+/// display scale, then base-10000 digits.
+fn numeric_binary(out: &mut BytesMut, text: &str) -> Result<(), PgError> {
+    let bad = || PgError::internal(format!("numeric value {text:?} is not decimal text"));
+    if text == "NaN" {
+        out.put_i16(0);
+        out.put_i16(0);
+        out.put_u16(0xC000);
+        out.put_i16(0);
+        return Ok(());
+    }
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) || int.is_empty() {
+        return Err(bad());
+    }
+    let dscale = i16::try_from(frac.len()).map_err(|_| bad())?;
+    let int = int.trim_start_matches('0');
+    let int_pad = (4 - int.len() % 4) % 4;
+    let frac_pad = (4 - frac.len() % 4) % 4;
+    let all: String = "0".repeat(int_pad) + int + frac + &"0".repeat(frac_pad);
+    let mut groups: Vec<i16> = all
+        .as_bytes()
+        .chunks(4)
+        .map(|c| c.iter().fold(0i16, |acc, b| acc * 10 + i16::from(b - b'0')))
+        .collect();
+    let mut weight = i16::try_from((int.len() + int_pad) / 4).map_err(|_| bad())? - 1;
+    while groups.first() == Some(&0) {
+        groups.remove(0);
+        weight -= 1;
+    }
+    while groups.last() == Some(&0) {
+        groups.pop();
+    }
+    if groups.is_empty() {
+        weight = 0;
+    }
+    out.put_i16(i16::try_from(groups.len()).map_err(|_| bad())?);
+    out.put_i16(weight);
+    out.put_u16(if negative && !groups.is_empty() {
+        0x4000
+    } else {
+        0
+    });
+    out.put_i16(dscale);
+    for g in groups {
+        out.put_i16(g);
+    }
+    Ok(())
 }
 
 fn hex_text(bytes: &[u8]) -> String {
@@ -262,6 +379,45 @@ fn encode_binary(
         }
         DataType::Float32 => out.put_f32(array.as_primitive::<Float32Type>().value(row)),
         DataType::Float64 => out.put_f64(array.as_primitive::<Float64Type>().value(row)),
+        DataType::Date32 => {
+            out.put_i32(array.as_primitive::<Date32Type>().value(row) - PG_EPOCH_DAYS);
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            let micros = array.as_primitive::<TimestampMicrosecondType>().value(row);
+            out.put_i64(micros - i64::from(PG_EPOCH_DAYS) * 86_400_000_000);
+        }
+        DataType::Utf8 if *ty == Type::UUID => {
+            let text = array.as_string::<i32>().value(row);
+            let hex: String = text.chars().filter(|c| *c != '-').collect();
+            let bytes = crate::pg::types::uuid_bytes(&hex)
+                .ok_or_else(|| PgError::internal(format!("{text:?} is not a uuid")))?;
+            out.put_slice(&bytes);
+        }
+        DataType::Utf8 if *ty == Type::JSONB => {
+            out.put_u8(1);
+            out.put_slice(array.as_string::<i32>().value(row).as_bytes());
+        }
+        DataType::Utf8 if *ty == Type::NUMERIC => {
+            numeric_binary(out, array.as_string::<i32>().value(row))?;
+        }
+        DataType::List(_)
+            if matches!(ty.kind(), Kind::Array(_)) && ty.oid() != VECTOR_ARRAY_OID =>
+        {
+            let Kind::Array(element) = ty.kind() else {
+                unreachable!("matched above")
+            };
+            let items =
+                list_items(array, row).ok_or_else(|| PgError::internal("list without items"))?;
+            let len = i32::try_from(items.len()).map_err(|_| out_of_range("array length"))?;
+            out.put_i32(1);
+            out.put_i32(i32::from(items.null_count() > 0));
+            out.put_u32(element.oid());
+            out.put_i32(len);
+            out.put_i32(1);
+            for i in 0..items.len() {
+                encode_value(out, items.as_ref(), i, element, FieldFormat::Binary)?;
+            }
+        }
         DataType::Binary => out.put_slice(array.as_binary::<i32>().value(row)),
         DataType::LargeBinary => out.put_slice(array.as_binary::<i64>().value(row)),
         DataType::BinaryView => out.put_slice(array.as_binary_view().value(row)),
@@ -653,4 +809,16 @@ mod tests {
         let mut out = BytesMut::new();
         assert!(encode_value(&mut out, &big, 0, &Type::INT8, FieldFormat::Binary).is_err());
     }
+}
+
+/// 32 hex digits as 16 bytes.
+pub fn uuid_bytes(hex: &str) -> Option<[u8; 16]> {
+    if hex.len() != 32 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
 }

@@ -1,0 +1,973 @@
+//! Tables as users declare them: `CREATE TABLE` with any columns, and
+//! `INSERT` into such tables.
+//!
+//! A `CREATE TABLE` whose columns are not all among `id`, `vec`, `tag`
+//! and `metadata` declares its own columns ([`declared_schema`]): one
+//! vector column of any name (`vector(n)` or `halfvec(n)`) and scalar
+//! columns of the types of [`valori_core::table::ScalarType`], with `NOT
+//! NULL`, `DEFAULT`, `PRIMARY KEY` and `UNIQUE`. The table becomes one
+//! `CreateTable` event; its rows are `InsertRows` events whose values are
+//! in canonical form ([`scalar_bytes`]), so the state machine, the hash
+//! and replay never interpret SQL.
+//!
+//! Values Postgres computes when a row is written — a `DEFAULT` of
+//! `now()`, `gen_random_uuid()` or a literal, and `serial` sequences — are
+//! computed here, once, and written into the event. An integer primary
+//! key is the record id; otherwise the engine chooses record ids.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use datafusion::sql::sqlparser::ast::{self, ColumnOption, Expr, TableConstraint};
+use valori_core::event::{Batch, CollectionName, Event, RecordId};
+use valori_core::limits;
+use valori_core::table::{
+    ArrayElement, ColumnDef, ColumnType, ColumnValues, ScalarType, TableSchema, column_flags,
+};
+use valori_engine::Engine;
+
+use crate::write::{Literal, WriteError, WriteOutcome, bytea_text, parse_vector_text};
+
+fn unsupported(what: impl Into<String>) -> WriteError {
+    WriteError::Unsupported(what.into())
+}
+
+fn invalid(what: impl Into<String>) -> WriteError {
+    WriteError::InvalidValue(what.into())
+}
+
+/// An identifier as Postgres folds it: lower case unless quoted.
+fn ident(ident: &ast::Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_ascii_lowercase()
+    }
+}
+
+/// The column type of a declared SQL type, with its `type_mod` and
+/// whether it is serial.
+fn column_type(data_type: &ast::DataType) -> Result<(ColumnType, u32, bool), WriteError> {
+    let text = data_type.to_string().to_ascii_lowercase();
+    let (base, array) = match text.strip_suffix("[]") {
+        Some(base) => (base.trim().to_owned(), true),
+        None => (text.clone(), false),
+    };
+    let (name, modifier) = match base.find('(') {
+        Some(i) if base.ends_with(')') => (
+            base[..i].trim().to_owned(),
+            Some(base[i + 1..base.len() - 1].trim().to_owned()),
+        ),
+        _ => (base.clone(), None),
+    };
+    let number = |what: &str| -> Result<u32, WriteError> {
+        modifier
+            .as_deref()
+            .and_then(|m| m.parse::<u32>().ok())
+            .filter(|n| *n > 0)
+            .ok_or_else(|| invalid(format!("{what} needs a positive length: {text}")))
+    };
+    let scalar = |t: ScalarType| Ok((ColumnType::Scalar(t), 0, false));
+    let element = match name.as_str() {
+        "vector" | "halfvec" if !array => {
+            let dim = number("a vector type")?;
+            if dim > limits::DIM_MAX {
+                return Err(invalid(format!(
+                    "vector dimension must be in 1..={}",
+                    limits::DIM_MAX
+                )));
+            }
+            return Ok((
+                ColumnType::Vector {
+                    half: name == "halfvec",
+                },
+                dim,
+                false,
+            ));
+        }
+        "smallint" | "int2" => ArrayElement::Int16,
+        "integer" | "int" | "int4" => ArrayElement::Int32,
+        "bigint" | "int8" => ArrayElement::Int64,
+        "real" | "float4" => ArrayElement::Float32,
+        "double precision" | "float8" | "float" | "double" => ArrayElement::Float64,
+        "numeric" | "decimal" => ArrayElement::Numeric,
+        "boolean" | "bool" => ArrayElement::Bool,
+        "text" => ArrayElement::Text,
+        "varchar" | "character varying" | "char" | "character" | "bpchar" | "nchar" => {
+            if array {
+                ArrayElement::Text
+            } else {
+                let n = if modifier.is_some() {
+                    number("varchar / char")?
+                } else if name.starts_with("char") || name == "bpchar" || name == "nchar" {
+                    1
+                } else {
+                    0
+                };
+                return Ok((ColumnType::Scalar(ScalarType::Text), n, false));
+            }
+        }
+        _ if array => {
+            return Err(unsupported(format!(
+                "column type {text}: arrays are of smallint, integer, bigint, real, double precision, numeric, boolean or text"
+            )));
+        }
+        "smallserial" | "serial2" => return Ok((ColumnType::Scalar(ScalarType::Int16), 0, true)),
+        "serial" | "serial4" => return Ok((ColumnType::Scalar(ScalarType::Int32), 0, true)),
+        "bigserial" | "serial8" => return Ok((ColumnType::Scalar(ScalarType::Int64), 0, true)),
+        "bytea" => return scalar(ScalarType::Bytea),
+        "uuid" => return scalar(ScalarType::Uuid),
+        "date" => return scalar(ScalarType::Date),
+        "timestamp" | "timestamp without time zone" => return scalar(ScalarType::Timestamp),
+        "timestamptz" | "timestamp with time zone" => return scalar(ScalarType::TimestampTz),
+        "json" => return scalar(ScalarType::Json),
+        "jsonb" => return scalar(ScalarType::Jsonb),
+        _ => {
+            return Err(unsupported(format!(
+                "column type {text} is not supported (supported: vector(n), halfvec(n), smallint, integer, bigint, serial, bigserial, real, double precision, numeric, boolean, text, varchar(n), char(n), uuid, date, timestamp, timestamptz, json, jsonb, bytea and one-dimensional arrays of numbers and text)"
+            )));
+        }
+    };
+    Ok((
+        ColumnType::Scalar(if array {
+            ScalarType::Array(element)
+        } else {
+            element.scalar()
+        }),
+        0,
+        false,
+    ))
+}
+
+/// Whether a `CREATE TABLE` keeps the fixed columns (`id`, `vec`, `tag`,
+/// `metadata`) rather than declaring its own.
+pub fn is_fixed_layout(create: &ast::CreateTable) -> bool {
+    create
+        .columns
+        .iter()
+        .all(|c| matches!(ident(&c.name).as_str(), "id" | "vec" | "tag" | "metadata"))
+        && create.columns.iter().all(|c| {
+            !matches!(
+                c.data_type.to_string().to_ascii_lowercase().as_str(),
+                "halfvec"
+            )
+        })
+}
+
+/// A `DEFAULT` this front end can compute when a row is written.
+fn check_default(column: &str, expr: &Expr) -> Result<String, WriteError> {
+    let text = expr.to_string();
+    if default_value(expr, &Clock::now()).is_none() {
+        return Err(unsupported(format!(
+            "DEFAULT {text} of column {column:?}: supported defaults are literals, now(), CURRENT_TIMESTAMP, CURRENT_DATE and gen_random_uuid()"
+        )));
+    }
+    Ok(text)
+}
+
+/// The schema a `CREATE TABLE` declares.
+pub fn declared_schema(create: &ast::CreateTable) -> Result<TableSchema, WriteError> {
+    let table = create.name.to_string();
+    let mut columns: Vec<ColumnDef> = Vec::with_capacity(create.columns.len());
+    for column in &create.columns {
+        let name = ident(&column.name);
+        let (ty, type_mod, serial) = column_type(&column.data_type)?;
+        if matches!(ty, ColumnType::Vector { .. })
+            && columns
+                .iter()
+                .any(|c| matches!(c.ty, ColumnType::Vector { .. }))
+        {
+            return Err(unsupported(format!(
+                "column {name:?}: a table has one vector column; a second one is not supported"
+            )));
+        }
+        let mut flags = if serial {
+            column_flags::SERIAL | column_flags::NOT_NULL
+        } else {
+            0
+        };
+        let mut default = serial.then(|| format!("nextval('{table}_{name}_seq'::regclass)"));
+        for option in &column.options {
+            match &option.option {
+                ColumnOption::NotNull => flags |= column_flags::NOT_NULL,
+                ColumnOption::Null => {}
+                ColumnOption::Default(expr) => default = Some(check_default(&name, expr)?),
+                ColumnOption::PrimaryKey(_) => flags |= column_flags::PRIMARY_KEY,
+                ColumnOption::Unique(_) => flags |= column_flags::UNIQUE,
+                other => {
+                    return Err(unsupported(format!(
+                        "column option {other} of column {name:?} is not supported"
+                    )));
+                }
+            }
+        }
+        columns.push(ColumnDef {
+            name,
+            ty,
+            type_mod,
+            flags,
+            default,
+        });
+    }
+    for constraint in &create.constraints {
+        let (names, flag) = match constraint {
+            TableConstraint::PrimaryKey(key) => (&key.columns, column_flags::PRIMARY_KEY),
+            TableConstraint::Unique(unique) => (&unique.columns, column_flags::UNIQUE),
+            other => {
+                return Err(unsupported(format!(
+                    "table constraint {other} is not supported (PRIMARY KEY and UNIQUE on one column are)"
+                )));
+            }
+        };
+        let [column] = names.as_slice() else {
+            return Err(unsupported(
+                "a PRIMARY KEY or UNIQUE constraint over several columns is not supported",
+            ));
+        };
+        let name = column.column.expr.to_string().to_ascii_lowercase();
+        let name = name.trim_matches('"');
+        let def = columns.iter_mut().find(|c| c.name == name).ok_or_else(|| {
+            WriteError::UndefinedColumn(format!(
+                "column {name:?} named in a constraint does not exist"
+            ))
+        })?;
+        def.flags |= flag;
+    }
+    let schema = TableSchema { columns };
+    let dim = schema
+        .columns
+        .iter()
+        .find(|c| matches!(c.ty, ColumnType::Vector { .. }))
+        .map(|c| c.type_mod)
+        .ok_or_else(|| {
+            unsupported(
+                "a table needs one vector(n) column; tables without vectors are not supported",
+            )
+        })?;
+    schema
+        .check(dim)
+        .map_err(|e| invalid(format!("table {table}: {e}")))?;
+    Ok(schema)
+}
+
+/// The time a statement runs at, read once so that every `now()` of one
+/// statement agrees (Postgres gives a transaction's start time).
+struct Clock {
+    micros: i64,
+}
+
+impl Clock {
+    fn now() -> Clock {
+        let micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Clock { micros }
+    }
+}
+
+/// The value of a `DEFAULT` expression, as the literal an `INSERT` would
+/// have written; `None` when it is not one this front end computes.
+fn default_value(expr: &Expr, clock: &Clock) -> Option<Literal> {
+    let call = |name: &str| -> Option<()> {
+        match expr {
+            Expr::Function(f) => {
+                let n = f.name.to_string().to_ascii_lowercase();
+                (n == name || n == format!("pg_catalog.{name}")).then_some(())
+            }
+            _ => None,
+        }
+    };
+    let text = expr.to_string().to_ascii_lowercase();
+    if call("now").is_some()
+        || call("transaction_timestamp").is_some()
+        || call("statement_timestamp").is_some()
+        || call("clock_timestamp").is_some()
+        || text == "current_timestamp"
+        || text == "localtimestamp"
+    {
+        return Some(Literal::Text(format!("@micros:{}", clock.micros)));
+    }
+    if text == "current_date" {
+        return Some(Literal::Text(format!(
+            "@days:{}",
+            clock.micros.div_euclid(86_400_000_000)
+        )));
+    }
+    if call("gen_random_uuid").is_some() || call("uuid_generate_v4").is_some() {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).ok()?;
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        return Some(Literal::Bytes(bytes.to_vec()));
+    }
+    match expr {
+        Expr::Cast { expr, .. } | Expr::Nested(expr) => default_value(expr, clock),
+        _ => crate::write::literal_of(expr).ok(),
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+/// `YYYY-MM-DD` as days since 1970-01-01.
+fn parse_date(text: &str) -> Option<i64> {
+    let mut parts = text.trim().splitn(3, '-');
+    let y: i64 = parts.next()?.parse().ok()?;
+    let m: i64 = parts.next()?.parse().ok()?;
+    let d: i64 = parts.next()?.parse().ok()?;
+    if !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) || !(1..=9999).contains(&y) {
+        return None;
+    }
+    Some(days_from_civil(y, m, d))
+}
+
+/// `YYYY-MM-DD[( |T)HH:MM[:SS[.ffffff]]][Z|±HH[:MM]]` as microseconds
+/// since 1970-01-01 00:00:00, UTC when `utc` (an offset is applied),
+/// else the wall-clock time written (an offset is ignored, as Postgres
+/// ignores it for `timestamp`).
+fn parse_timestamp(text: &str, utc: bool) -> Option<i64> {
+    let text = text.trim();
+    let (date, rest) = match text.find([' ', 'T']) {
+        Some(i) => (&text[..i], text[i + 1..].trim()),
+        None => (text, ""),
+    };
+    let days = parse_date(date)?;
+    let (time, offset) = match rest.find(['+', '-', 'Z', 'z']) {
+        Some(i) => (&rest[..i], Some(&rest[i..])),
+        None => (rest, None),
+    };
+    let mut micros = 0i64;
+    if !time.is_empty() {
+        let mut hms = time.split(':');
+        let h: i64 = hms.next()?.trim().parse().ok()?;
+        let mi: i64 = hms.next()?.trim().parse().ok()?;
+        let (s, frac) = match hms.next() {
+            Some(sec) => match sec.split_once('.') {
+                Some((s, f)) => (s.parse::<i64>().ok()?, f),
+                None => (sec.parse::<i64>().ok()?, ""),
+            },
+            None => (0, ""),
+        };
+        if hms.next().is_some() || h > 23 || mi > 59 || s > 59 || frac.len() > 6 {
+            return None;
+        }
+        let frac: i64 = if frac.is_empty() {
+            0
+        } else {
+            format!("{frac:0<6}").parse().ok()?
+        };
+        micros = ((h * 60 + mi) * 60 + s) * 1_000_000 + frac;
+    }
+    let mut total = days.checked_mul(86_400_000_000)?.checked_add(micros)?;
+    if let Some(offset) = offset.filter(|_| utc) {
+        let seconds = match offset {
+            "Z" | "z" => 0,
+            _ => {
+                let sign = if offset.starts_with('-') { -1 } else { 1 };
+                let digits = &offset[1..];
+                let (h, m) = match digits.split_once(':') {
+                    Some((h, m)) => (h.parse::<i64>().ok()?, m.parse::<i64>().ok()?),
+                    None if digits.len() == 4 => {
+                        (digits[..2].parse().ok()?, digits[2..].parse().ok()?)
+                    }
+                    None => (digits.parse().ok()?, 0),
+                };
+                sign * (h * 3600 + m * 60)
+            }
+        };
+        total -= seconds * 1_000_000;
+    }
+    Some(total)
+}
+
+/// Decimal text in the canonical form of `ScalarType::Numeric`.
+fn canonical_decimal(text: &str) -> Option<String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("nan") {
+        return Some("NaN".into());
+    }
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    // Exponents: 1.5e3.
+    let (mantissa, exponent) = match digits.find(['e', 'E']) {
+        Some(i) => (&digits[..i], digits[i + 1..].parse::<i32>().ok()?),
+        None => (digits, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if (int.is_empty() && frac.is_empty())
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+        || exponent.unsigned_abs() > 1000
+    {
+        return None;
+    }
+    let all = format!("{int}{frac}");
+    let point = i64::try_from(int.len()).ok()? + i64::from(exponent);
+    let (int, frac) = if point <= 0 {
+        (
+            String::new(),
+            "0".repeat(point.unsigned_abs() as usize) + &all,
+        )
+    } else if point as usize >= all.len() {
+        (
+            all.clone() + &"0".repeat(point as usize - all.len()),
+            String::new(),
+        )
+    } else {
+        (
+            all[..point as usize].to_owned(),
+            all[point as usize..].to_owned(),
+        )
+    };
+    let int = int.trim_start_matches('0');
+    let frac = frac.trim_end_matches('0');
+    let int = if int.is_empty() { "0" } else { int };
+    let body = if frac.is_empty() {
+        int.to_owned()
+    } else {
+        format!("{int}.{frac}")
+    };
+    Some(if negative && body != "0" {
+        format!("-{body}")
+    } else {
+        body
+    })
+}
+
+/// A JSON text in the canonical form `jsonb` keeps: object keys ordered
+/// by length, then bytes (a repeated key keeps its last value), `", "`
+/// and `": "` separators, as Postgres prints `jsonb`.
+fn canonical_jsonb(text: &str) -> Option<String> {
+    fn write(value: &serde_json::Value, out: &mut String) {
+        match value {
+            serde_json::Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            serde_json::Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
+                out.push('{');
+                for (i, key) in keys.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    out.push_str(&serde_json::Value::String((*key).clone()).to_string());
+                    out.push_str(": ");
+                    write(&map[*key], out);
+                }
+                out.push('}');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let mut out = String::new();
+    write(&value, &mut out);
+    Some(out)
+}
+
+/// The elements of a Postgres array literal `{a,"b c",NULL}`.
+fn array_text_elements(text: &str) -> Option<Vec<Option<String>>> {
+    let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let mut out = Vec::new();
+    if inner.trim().is_empty() {
+        return Some(out);
+    }
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let (value, quoted) = if chars.peek() == Some(&'"') {
+            chars.next();
+            let mut v = String::new();
+            loop {
+                match chars.next()? {
+                    '\\' => v.push(chars.next()?),
+                    '"' => break,
+                    c => v.push(c),
+                }
+            }
+            (v, true)
+        } else {
+            let mut v = String::new();
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                if c == '{' || c == '"' {
+                    return None;
+                }
+                v.push(c);
+                chars.next();
+            }
+            (v.trim().to_owned(), false)
+        };
+        out.push((quoted || !value.eq_ignore_ascii_case("null")).then_some(value));
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        match chars.next() {
+            None => return Some(out),
+            Some(',') => {}
+            Some(_) => return None,
+        }
+    }
+}
+
+/// What a value is, for error messages.
+fn shown(literal: &Literal) -> String {
+    match literal {
+        Literal::Null => "NULL".into(),
+        Literal::Number(n) => n.clone(),
+        Literal::Text(t) | Literal::Json(t) => format!("{t:?}"),
+        Literal::Bytes(_) => "a bytea value".into(),
+        Literal::Array(_) => "an ARRAY".into(),
+        Literal::Bool(b) => b.to_string(),
+        Literal::Param(n) => format!("${n}"),
+    }
+}
+
+/// A literal as the canonical bytes of a `ty` value (`None` for NULL).
+pub fn scalar_bytes(
+    literal: &Literal,
+    ty: ScalarType,
+    column: &str,
+) -> Result<Option<Vec<u8>>, WriteError> {
+    let bad = || {
+        WriteError::InvalidText(format!(
+            "invalid input syntax for type {}: {} (column {column:?})",
+            ty.name(),
+            shown(literal)
+        ))
+    };
+    let text = match literal {
+        Literal::Null => return Ok(None),
+        Literal::Number(n) => Some(n.as_str()),
+        Literal::Text(t) | Literal::Json(t) => Some(t.as_str()),
+        _ => None,
+    };
+    let out_of_range = || {
+        WriteError::InvalidValue(format!(
+            "value {} is out of range for type {} (column {column:?})",
+            shown(literal),
+            ty.name()
+        ))
+    };
+    let integer = || -> Result<i64, WriteError> {
+        let t = text.ok_or_else(bad)?.trim();
+        if let Ok(v) = t.parse::<i64>() {
+            return Ok(v);
+        }
+        // Postgres rounds a numeric literal to the integer column.
+        let v: f64 = t.parse().map_err(|_| bad())?;
+        if !v.is_finite() || v.abs() >= 9.3e18 {
+            return Err(out_of_range());
+        }
+        Ok(v.round() as i64)
+    };
+    let float = || -> Result<f64, WriteError> {
+        let t = text.ok_or_else(bad)?.trim();
+        match t.to_ascii_lowercase().as_str() {
+            "nan" => Ok(f64::NAN),
+            "infinity" | "inf" | "+infinity" => Ok(f64::INFINITY),
+            "-infinity" | "-inf" => Ok(f64::NEG_INFINITY),
+            _ => t.parse().map_err(|_| bad()),
+        }
+    };
+    Ok(Some(match ty {
+        ScalarType::Int16 => i16::try_from(integer()?)
+            .map_err(|_| out_of_range())?
+            .to_le_bytes()
+            .to_vec(),
+        ScalarType::Int32 => i32::try_from(integer()?)
+            .map_err(|_| out_of_range())?
+            .to_le_bytes()
+            .to_vec(),
+        ScalarType::Int64 => integer()?.to_le_bytes().to_vec(),
+        ScalarType::Float32 => {
+            let v = float()? as f32;
+            let v = if v.is_nan() { f32::NAN } else { v };
+            v.to_le_bytes().to_vec()
+        }
+        ScalarType::Float64 => {
+            let v = float()?;
+            let v = if v.is_nan() { f64::NAN } else { v };
+            v.to_le_bytes().to_vec()
+        }
+        ScalarType::Numeric => canonical_decimal(text.ok_or_else(bad)?)
+            .ok_or_else(bad)?
+            .into_bytes(),
+        ScalarType::Bool => {
+            let value = match literal {
+                Literal::Bool(b) => *b,
+                _ => match text.ok_or_else(bad)?.trim().to_ascii_lowercase().as_str() {
+                    "t" | "true" | "yes" | "y" | "on" | "1" => true,
+                    "f" | "false" | "no" | "n" | "off" | "0" => false,
+                    _ => return Err(bad()),
+                },
+            };
+            vec![u8::from(value)]
+        }
+        ScalarType::Text => match literal {
+            Literal::Bool(b) => b.to_string().into_bytes(),
+            _ => text.ok_or_else(bad)?.as_bytes().to_vec(),
+        },
+        ScalarType::Bytea => match literal {
+            Literal::Bytes(b) => b.clone(),
+            _ => bytea_text(text.ok_or_else(bad)?)?,
+        },
+        ScalarType::Uuid => match literal {
+            Literal::Bytes(b) if b.len() == 16 => b.clone(),
+            _ => {
+                let t = text.ok_or_else(bad)?.trim();
+                let t = t
+                    .strip_prefix('{')
+                    .and_then(|t| t.strip_suffix('}'))
+                    .unwrap_or(t);
+                let hex: String = t.chars().filter(|c| *c != '-').collect();
+                if hex.len() != 32 {
+                    return Err(bad());
+                }
+                (0..16)
+                    .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
+                    .collect::<Result<Vec<u8>, _>>()
+                    .map_err(|_| bad())?
+            }
+        },
+        ScalarType::Date => {
+            let t = text.ok_or_else(bad)?;
+            let days = match t.strip_prefix("@days:") {
+                Some(d) => d.parse::<i64>().map_err(|_| bad())?,
+                None => match t.strip_prefix("@micros:") {
+                    Some(m) => m
+                        .parse::<i64>()
+                        .map_err(|_| bad())?
+                        .div_euclid(86_400_000_000),
+                    None => parse_date(t.split([' ', 'T']).next().unwrap_or(t)).ok_or_else(bad)?,
+                },
+            };
+            i32::try_from(days)
+                .map_err(|_| out_of_range())?
+                .to_le_bytes()
+                .to_vec()
+        }
+        ScalarType::Timestamp | ScalarType::TimestampTz => {
+            let t = text.ok_or_else(bad)?;
+            let micros = match (t.strip_prefix("@micros:"), t.strip_prefix("@days:")) {
+                (Some(m), _) => m.parse::<i64>().map_err(|_| bad())?,
+                (_, Some(d)) => d.parse::<i64>().map_err(|_| bad())? * 86_400_000_000,
+                _ => parse_timestamp(t, ty == ScalarType::TimestampTz).ok_or_else(bad)?,
+            };
+            micros.to_le_bytes().to_vec()
+        }
+        ScalarType::Json => {
+            let t = text.ok_or_else(bad)?;
+            serde_json::from_str::<serde_json::Value>(t).map_err(|_| bad())?;
+            t.as_bytes().to_vec()
+        }
+        ScalarType::Jsonb => canonical_jsonb(text.ok_or_else(bad)?)
+            .ok_or_else(bad)?
+            .into_bytes(),
+        ScalarType::Array(element) => {
+            let items: Vec<Literal> = match literal {
+                Literal::Array(items) => items.clone(),
+                _ => array_text_elements(text.ok_or_else(bad)?)
+                    .ok_or_else(bad)?
+                    .into_iter()
+                    .map(|v| v.map_or(Literal::Null, Literal::Text))
+                    .collect(),
+            };
+            let element = element.scalar();
+            let mut out = (items.len() as u32).to_le_bytes().to_vec();
+            for item in &items {
+                match scalar_bytes(item, element, column)? {
+                    None => out.push(0),
+                    Some(bytes) => {
+                        out.push(1);
+                        if element.width().is_none() {
+                            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                        }
+                        out.extend_from_slice(&bytes);
+                    }
+                }
+            }
+            out
+        }
+        _ => return Err(unsupported(format!("values of type {}", ty.name()))),
+    }))
+}
+
+/// The Q16.16 components of a vector literal of `dim` components.
+fn vector_bytes(literal: &Literal, dim: u32, column: &str) -> Result<Vec<i32>, WriteError> {
+    let floats: Vec<f32> = match literal {
+        Literal::Text(t) => parse_vector_text(t)
+            .map_err(|e| WriteError::InvalidText(format!("column {column:?}: {e}")))?,
+        Literal::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                Literal::Number(n) | Literal::Text(n) => n.trim().parse::<f32>().ok(),
+                _ => None,
+            })
+            .collect::<Option<Vec<f32>>>()
+            .ok_or_else(|| {
+                WriteError::InvalidText(format!(
+                    "column {column:?}: an ARRAY of numbers is expected"
+                ))
+            })?,
+        other => {
+            return Err(WriteError::InvalidText(format!(
+                "column {column:?}: {} is not a vector",
+                shown(other)
+            )));
+        }
+    };
+    if floats.len() != dim as usize {
+        return Err(invalid(format!(
+            "expected {dim} dimensions, not {} (column {column:?})",
+            floats.len()
+        )));
+    }
+    valori_core::q16::quantize_vector(&floats)
+        .map_err(|e| invalid(format!("column {column:?}: {e}")))
+}
+
+/// What an `INSERT` into a declared table writes.
+struct Rows {
+    batch: Batch,
+    columns: Vec<ColumnValues>,
+    /// Per row, the integer key's value when the key is the record id.
+    keys: Vec<Option<i64>>,
+}
+
+/// Builds the rows of an `INSERT` from the values given for `names` (all
+/// columns in declared order when `None`) and the columns' defaults;
+/// `sequences` are the next values of the serial columns (by scalar
+/// column), advanced as they are used.
+fn build_rows(
+    schema: &TableSchema,
+    dim: u32,
+    table: &str,
+    names: Option<&[String]>,
+    rows: &[Vec<Literal>],
+    sequences: &mut [i64],
+) -> Result<Rows, WriteError> {
+    let positions: Vec<usize> = match names {
+        None => (0..rows.first().map_or(0, Vec::len)).collect(),
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                schema
+                    .columns
+                    .iter()
+                    .position(|c| c.name == *n)
+                    .ok_or_else(|| {
+                        WriteError::UndefinedColumn(format!(
+                            "column {n:?} of relation {table:?} does not exist"
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    if positions.len() > schema.columns.len() {
+        return Err(WriteError::Syntax(format!(
+            "INSERT has more expressions than target columns ({} for {})",
+            positions.len(),
+            schema.columns.len()
+        )));
+    }
+    for (i, p) in positions.iter().enumerate() {
+        if positions[..i].contains(p) {
+            return Err(WriteError::Syntax(format!(
+                "column {:?} specified more than once",
+                schema.columns[*p].name
+            )));
+        }
+    }
+    let clock = Clock::now();
+    let key = schema.integer_key();
+    let mut out = Rows {
+        batch: Batch::new(dim),
+        columns: vec![ColumnValues::default(); schema.scalar_count()],
+        keys: Vec::with_capacity(rows.len()),
+    };
+    for (r, values) in rows.iter().enumerate() {
+        if values.len() != positions.len() {
+            return Err(WriteError::Syntax(format!(
+                "row {}: {} values for {} columns",
+                r + 1,
+                values.len(),
+                positions.len()
+            )));
+        }
+        let given = |column: usize| -> Option<&Literal> {
+            positions
+                .iter()
+                .position(|&p| p == column)
+                .map(|i| &values[i])
+        };
+        let mut vector = None;
+        let mut key_value = None;
+        for (scalar, (column, def, ty)) in schema.scalar_columns().enumerate() {
+            let computed;
+            let literal = match given(column) {
+                Some(l) => l,
+                None if def.is_serial() => {
+                    sequences[scalar] += 1;
+                    computed = Literal::Number(sequences[scalar].to_string());
+                    &computed
+                }
+                None => {
+                    computed = match &def.default {
+                        Some(text) => {
+                            let expr = crate::write::parse_expr(text)?;
+                            default_value(&expr, &clock).unwrap_or(Literal::Null)
+                        }
+                        None => Literal::Null,
+                    };
+                    &computed
+                }
+            };
+            let bytes = scalar_bytes(literal, ty, &def.name)?;
+            if bytes.is_none() && def.not_null() {
+                return Err(invalid(format!(
+                    "null value in column {:?} of relation {table:?} violates not-null constraint",
+                    def.name
+                )));
+            }
+            if Some(scalar) == key {
+                key_value = bytes.as_deref().and_then(valori_core::table::integer_value);
+            }
+            out.columns[scalar].push(bytes.as_deref());
+        }
+        for (column, def) in schema.columns.iter().enumerate() {
+            if let ColumnType::Vector { .. } = def.ty {
+                vector = match given(column) {
+                    Some(Literal::Null) | None => None,
+                    Some(l) => Some(vector_bytes(l, dim, &def.name)?),
+                };
+                if vector.is_none() {
+                    return Err(invalid(format!(
+                        "null value in column {:?} of relation {table:?}: every row needs its vector",
+                        def.name
+                    )));
+                }
+            }
+        }
+        let vector = vector.unwrap_or_default();
+        out.batch
+            .push(RecordId(key_value.unwrap_or(0) as u64), &vector, 0, &[]);
+        out.keys.push(key_value);
+    }
+    Ok(out)
+}
+
+/// `INSERT` into a declared table: one `InsertRows` event, all or none.
+pub fn insert(
+    engine: &Engine,
+    table: &str,
+    names: Option<&[String]>,
+    rows: &[Vec<Literal>],
+) -> Result<WriteOutcome, WriteError> {
+    let name = CollectionName::new(table).map_err(|_| WriteError::UndefinedTable(table.into()))?;
+    if rows.is_empty() {
+        return Ok(WriteOutcome::default());
+    }
+    if rows.len() as u64 > u64::from(limits::BATCH_RECORDS_MAX) {
+        return Err(WriteError::TooLarge(format!(
+            "{} rows in one INSERT; at most {}",
+            rows.len(),
+            limits::BATCH_RECORDS_MAX
+        )));
+    }
+    // Serialized with other writes that hand out ids and sequence
+    // values, so two INSERTs never take the same ones.
+    let count = rows.len() as u64;
+    let mut failure = None;
+    let receipt = engine.submit_built(|state| {
+        let built = (|| -> Result<Event, WriteError> {
+            let collection = state
+                .collection(&name)
+                .ok_or_else(|| WriteError::UndefinedTable(table.into()))?;
+            let t = collection.table().ok_or_else(|| {
+                WriteError::Unsupported(format!("{table} has the fixed columns"))
+            })?;
+            let mut sequences = t.sequences().to_vec();
+            let mut rows = build_rows(
+                t.schema(),
+                collection.config().dim,
+                table,
+                names,
+                rows,
+                &mut sequences,
+            )?;
+            if t.schema().integer_key().is_none() {
+                let first = collection
+                    .ids()
+                    .iter()
+                    .map(|id| id.0)
+                    .max()
+                    .map_or(0, |m| m.saturating_add(1));
+                for (i, id) in rows.batch.ids.iter_mut().enumerate() {
+                    *id = RecordId(first.saturating_add(i as u64));
+                }
+            } else {
+                let key_name = &t.schema().scalar_columns().nth(t.schema().integer_key().unwrap_or(0)).map(|(_, c, _)| c.name.clone()).unwrap_or_default();
+                let mut seen = std::collections::BTreeSet::new();
+                for key in rows.keys.iter().flatten() {
+                    if !seen.insert(*key) || collection.row_of(RecordId(*key as u64)).is_some() {
+                        return Err(WriteError::Duplicate(format!(
+                            "duplicate key value violates unique constraint \"{table}_pkey\": Key ({key_name})=({key}) already exists"
+                        )));
+                    }
+                }
+            }
+            Ok(Event::InsertRows {
+                collection: name.clone(),
+                batch: rows.batch,
+                columns: rows.columns,
+            })
+        })();
+        match built {
+            Ok(event) => Some(event),
+            Err(e) => {
+                failure = Some(e);
+                None
+            }
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    receipt?;
+    Ok(WriteOutcome {
+        rows: count,
+        notices: Vec::new(),
+    })
+}
