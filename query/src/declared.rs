@@ -306,6 +306,68 @@ fn default_value(expr: &Expr, clock: &Clock) -> Option<Literal> {
     }
 }
 
+/// A `uuid` from its text: 32 hex digits, with or without hyphens,
+/// optionally in braces.
+pub fn uuid_from_text(text: &str) -> Option<[u8; 16]> {
+    let t = text.trim();
+    let t = t
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or(t);
+    let hex: Vec<u8> = t.bytes().filter(|c| *c != b'-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// `uuid` bytes in their text form.
+pub fn uuid_text(bytes: &[u8]) -> String {
+    valori_columnar::arrow::uuid_text(bytes)
+}
+
+/// Microseconds since 1970-01-01 00:00:00 as Postgres prints a
+/// timestamp: `YYYY-MM-DD HH:MM:SS[.ffffff]` (trailing zeros of the
+/// fraction dropped).
+pub fn timestamp_text(micros: i64) -> String {
+    let days = micros.div_euclid(86_400_000_000);
+    let in_day = micros.rem_euclid(86_400_000_000);
+    let (y, m, d) = civil_from_days(days);
+    let secs = in_day / 1_000_000;
+    let frac = in_day % 1_000_000;
+    let mut out = format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
+    if frac != 0 {
+        let f = format!("{frac:06}");
+        out.push('.');
+        out.push_str(f.trim_end_matches('0'));
+    }
+    out
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`), the inverse of [`days_from_civil`].
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
 /// `days_from_civil`).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -574,7 +636,7 @@ pub fn scalar_bytes(
         _ => None,
     };
     let out_of_range = || {
-        WriteError::InvalidValue(format!(
+        WriteError::OutOfRange(format!(
             "value {} is out of range for type {} (column {column:?})",
             shown(literal),
             ty.name()
@@ -645,21 +707,9 @@ pub fn scalar_bytes(
         },
         ScalarType::Uuid => match literal {
             Literal::Bytes(b) if b.len() == 16 => b.clone(),
-            _ => {
-                let t = text.ok_or_else(bad)?.trim();
-                let t = t
-                    .strip_prefix('{')
-                    .and_then(|t| t.strip_suffix('}'))
-                    .unwrap_or(t);
-                let hex: String = t.chars().filter(|c| *c != '-').collect();
-                if hex.len() != 32 {
-                    return Err(bad());
-                }
-                (0..16)
-                    .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
-                    .collect::<Result<Vec<u8>, _>>()
-                    .map_err(|_| bad())?
-            }
+            _ => uuid_from_text(text.ok_or_else(bad)?)
+                .ok_or_else(bad)?
+                .to_vec(),
         },
         ScalarType::Date => {
             let t = text.ok_or_else(bad)?;
@@ -698,11 +748,18 @@ pub fn scalar_bytes(
         ScalarType::Array(element) => {
             let items: Vec<Literal> = match literal {
                 Literal::Array(items) => items.clone(),
-                _ => array_text_elements(text.ok_or_else(bad)?)
-                    .ok_or_else(bad)?
-                    .into_iter()
-                    .map(|v| v.map_or(Literal::Null, Literal::Text))
-                    .collect(),
+                _ => {
+                    let t = text.ok_or_else(bad)?.trim();
+                    // `[1,2]`, the form numeric array parameters arrive in.
+                    let braces = match t.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+                        Some(inner) => format!("{{{inner}}}"),
+                        None => t.to_owned(),
+                    };
+                    array_text_elements(&braces).ok_or_else(bad)?
+                }
+                .into_iter()
+                .map(|v| v.map_or(Literal::Null, Literal::Text))
+                .collect(),
             };
             let element = element.scalar();
             let mut out = (items.len() as u32).to_le_bytes().to_vec();
@@ -856,7 +913,7 @@ fn build_rows(
             };
             let bytes = scalar_bytes(literal, ty, &def.name)?;
             if bytes.is_none() && def.not_null() {
-                return Err(invalid(format!(
+                return Err(WriteError::NotNull(format!(
                     "null value in column {:?} of relation {table:?} violates not-null constraint",
                     def.name
                 )));
@@ -873,7 +930,7 @@ fn build_rows(
                     Some(l) => Some(vector_bytes(l, dim, &def.name)?),
                 };
                 if vector.is_none() {
-                    return Err(invalid(format!(
+                    return Err(WriteError::NotNull(format!(
                         "null value in column {:?} of relation {table:?}: every row needs its vector",
                         def.name
                     )));

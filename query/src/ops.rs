@@ -168,7 +168,9 @@ impl WriteError {
             | WriteError::Unsupported(_)
             | WriteError::UndefinedColumn(_)
             | WriteError::InvalidText(_)
-            | WriteError::InvalidValue(_) => Fault::InvalidInput,
+            | WriteError::InvalidValue(_)
+            | WriteError::NotNull(_)
+            | WriteError::OutOfRange(_) => Fault::InvalidInput,
             WriteError::UndefinedTable(_) => Fault::NotFound,
             WriteError::TableExists(_) | WriteError::Duplicate(_) | WriteError::Conflict(_) => {
                 Fault::Conflict

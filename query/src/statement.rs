@@ -93,6 +93,10 @@ pub enum ParamType {
     /// A vector: pgvector's text form `'[1,2,3]'` or a list of numbers.
     Vector,
     Typed(DataType),
+    /// A value for a declared column: the column's field says its type
+    /// (its Postgres type in the field's metadata); the value is passed
+    /// as given and converted by the write.
+    Column(datafusion::arrow::datatypes::FieldRef),
     /// Nothing in the statement says; the value is taken as given.
     Unknown,
 }
@@ -549,6 +553,52 @@ fn placeholder_number(id: &str) -> Option<usize> {
     id.strip_prefix('$')?.parse().ok()
 }
 
+impl QueryEngine {
+    /// The types of an `INSERT`'s placeholders when its table has declared
+    /// columns, from the columns they fill: `None` for other statements.
+    fn declared_insert_params(
+        &self,
+        statement: &WriteStatement,
+    ) -> Option<Vec<(usize, ParamType)>> {
+        let WriteStatement::Insert {
+            table, names, rows, ..
+        } = statement
+        else {
+            return None;
+        };
+        let name = valori_core::event::CollectionName::new(table).ok()?;
+        let schema = self
+            .engine
+            .read(|state| {
+                state
+                    .collection(&name)
+                    .filter(|c| c.table().is_some())
+                    .map(crate::provider::collection_schema)
+            })
+            .ok()??;
+        let fields: Vec<datafusion::arrow::datatypes::FieldRef> = match names {
+            Some(names) => names
+                .iter()
+                .map(|n| schema.field_with_name(n).ok().map(|f| Arc::new(f.clone())))
+                .collect::<Option<_>>()?,
+            None => schema.fields().iter().cloned().collect(),
+        };
+        let mut out = Vec::new();
+        for row in rows {
+            for (literal, field) in row.iter().zip(&fields) {
+                if let write::Literal::Param(n) = literal {
+                    let ty = match field.data_type() {
+                        DataType::FixedSizeList(..) => ParamType::Vector,
+                        _ => ParamType::Column(Arc::clone(field)),
+                    };
+                    out.push((*n, ty));
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
 /// A write's parameter type, by the column it fills.
 fn column_param(column: Column) -> ParamType {
     match column {
@@ -570,11 +620,11 @@ fn bind_value(
         return Ok(match ty {
             ParamType::Typed(t) => ScalarValue::try_from(t).unwrap_or(value),
             ParamType::Vector => ScalarValue::Utf8(None),
-            ParamType::Unknown => value,
+            ParamType::Unknown | ParamType::Column(_) => value,
         });
     }
     match ty {
-        ParamType::Unknown => Ok(value),
+        ParamType::Unknown | ParamType::Column(_) => Ok(value),
         ParamType::Vector => match &value {
             ScalarValue::Utf8(_) | ScalarValue::LargeUtf8(_) | ScalarValue::Utf8View(_) => {
                 Ok(value)
@@ -770,14 +820,50 @@ impl QueryEngine {
     /// [`QueryEngine::prepare`], reusing the statement prepared for the
     /// same text before when it is still valid.
     pub async fn prepare_cached(&self, sql: &str) -> Result<Arc<Prepared>, QueryError> {
-        if let Some(found) = read_cache(&self.plans).get(sql) {
-            return Ok(found);
+        let found = read_cache(&self.plans).get(sql);
+        if let Some(found) = found {
+            // A plan made for a table since dropped (or dropped and
+            // created again) is made again.
+            if self.tables_unchanged(&found) {
+                return Ok(found);
+            }
         }
         let prepared = self.prepare(sql).await?;
         if prepared.is_planned_once() {
             write_cache(&self.plans).put(Arc::clone(&prepared));
         }
         Ok(prepared)
+    }
+
+    /// Whether every table a kept plan scans is still the one it was
+    /// planned for.
+    fn tables_unchanged(&self, prepared: &Prepared) -> bool {
+        let Kind::Query(QueryPlan::Planned { logical, .. }) = &prepared.kind else {
+            return true;
+        };
+        let mut tables: Vec<(valori_core::event::CollectionName, u64)> = Vec::new();
+        let walked = logical.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node
+                && let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source)
+                && let Some(table) = provider
+                    .as_ref()
+                    .downcast_ref::<crate::provider::CollectionTable>()
+            {
+                tables.push((table.name().clone(), table.incarnation()));
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        walked.is_ok()
+            && self
+                .engine
+                .read(|state| {
+                    tables.iter().all(|(name, incarnation)| {
+                        state
+                            .collection(name)
+                            .is_some_and(|c| c.incarnation() == *incarnation)
+                    })
+                })
+                .unwrap_or(false)
     }
 
     fn write_prepared(
@@ -788,9 +874,17 @@ impl QueryEngine {
     ) -> Result<Prepared, QueryError> {
         let count = sql_text::placeholders(sql);
         let mut params = vec![ParamType::Unknown; count];
-        for (n, column) in statement.parameter_columns() {
-            if let Some(slot) = params.get_mut(n.wrapping_sub(1)) {
-                *slot = column_param(column);
+        if let Some(declared) = self.declared_insert_params(&statement) {
+            for (n, ty) in declared {
+                if let Some(slot) = params.get_mut(n.wrapping_sub(1)) {
+                    *slot = ty;
+                }
+            }
+        } else {
+            for (n, column) in statement.parameter_columns() {
+                if let Some(slot) = params.get_mut(n.wrapping_sub(1)) {
+                    *slot = column_param(column);
+                }
             }
         }
         Ok(Prepared {

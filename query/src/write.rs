@@ -86,6 +86,12 @@ pub enum WriteError {
     /// A record id that already exists (or appears twice in one insert).
     #[error("{0}")]
     Duplicate(String),
+    /// NULL in a NOT NULL column.
+    #[error("{0}")]
+    NotNull(String),
+    /// A number outside its column type's range.
+    #[error("{0}")]
+    OutOfRange(String),
     /// A size limit was exceeded.
     #[error("{0}")]
     TooLarge(String),
@@ -388,29 +394,39 @@ impl Literal {
             ScalarValue::Boolean(Some(b)) => Literal::Bool(*b),
             ScalarValue::Float32(Some(x)) => Literal::Number(x.to_string()),
             ScalarValue::Float64(Some(x)) => Literal::Number(x.to_string()),
+            ScalarValue::TimestampMicrosecond(Some(v), tz) => {
+                let text = crate::declared::timestamp_text(*v);
+                Literal::Text(if tz.is_some() {
+                    format!("{text}+00")
+                } else {
+                    text
+                })
+            }
+            ScalarValue::Date32(Some(_)) => Literal::Text(value.to_string()),
             ScalarValue::List(_) | ScalarValue::LargeList(_) | ScalarValue::FixedSizeList(_) => {
-                match value.to_array() {
-                    Ok(array) => {
-                        let items = (0..array.len())
-                            .filter_map(|i| ScalarValue::try_from_array(&array, i).ok())
-                            .flat_map(|list| match list {
-                                ScalarValue::List(l) => {
-                                    let values = l.value(0);
-                                    (0..values.len())
-                                        .map(|j| {
-                                            ScalarValue::try_from_array(&values, j)
-                                                .map_or(Literal::Null, |v| {
-                                                    Literal::Number(v.to_string())
-                                                })
-                                        })
-                                        .collect::<Vec<_>>()
-                                }
-                                other => vec![Literal::Text(other.to_string())],
+                use datafusion::arrow::array::AsArray;
+                let items = value.to_array().ok().and_then(|array| {
+                    let values = match array.data_type() {
+                        datafusion::arrow::datatypes::DataType::List(_) => {
+                            array.as_list::<i32>().value(0)
+                        }
+                        datafusion::arrow::datatypes::DataType::LargeList(_) => {
+                            array.as_list::<i64>().value(0)
+                        }
+                        _ => array.as_fixed_size_list_opt()?.value(0),
+                    };
+                    Some(
+                        (0..values.len())
+                            .map(|j| {
+                                ScalarValue::try_from_array(&values, j)
+                                    .map_or(Literal::Null, |v| Literal::from_scalar(&v))
                             })
-                            .collect();
-                        Literal::Array(items)
-                    }
-                    Err(_) => Literal::Text(value.to_string()),
+                            .collect(),
+                    )
+                });
+                match items {
+                    Some(items) => Literal::Array(items),
+                    None => Literal::Text(value.to_string()),
                 }
             }
             other => Literal::Number(other.to_string()),
@@ -1519,6 +1535,23 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
         }
         WriteStatement::Delete { table, ids } => {
             let info = table_info(engine, table)?;
+            // `id` names the record id: in a declared table only when it
+            // is the integer primary key.
+            let key_is_id = engine.read(|state| {
+                state.collection(&info.name).is_none_or(|c| {
+                    c.table().is_none_or(|t| {
+                        t.schema()
+                            .integer_key()
+                            .and_then(|k| t.schema().scalar_columns().nth(k))
+                            .is_some_and(|(_, def, _)| def.name == "id")
+                    })
+                })
+            })?;
+            if !key_is_id {
+                return Err(unsupported(format!(
+                    "DELETE from {table}: a table with declared columns is deleted from by its integer primary key named id (WHERE id = … / id IN (…)); other WHERE clauses are not supported yet"
+                )));
+            }
             let ids = ids
                 .iter()
                 .enumerate()
@@ -1558,6 +1591,15 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
             metadata,
         } => {
             let info = table_info(engine, table)?;
+            if engine.read(|state| {
+                state
+                    .collection(&info.name)
+                    .is_some_and(|c| c.table().is_some())
+            })? {
+                return Err(unsupported(format!(
+                    "UPDATE of {table}: updating a table with declared columns is not supported yet"
+                )));
+            }
             let at = |column| At {
                 row: 0,
                 column,

@@ -102,6 +102,7 @@ fn parameter_schema(prepared: &Prepared) -> Schema {
                     DataType::List(Arc::new(Field::new("item", DataType::Float32, true)))
                 }
                 ParamType::Unknown => DataType::Utf8,
+                ParamType::Column(field) => field.data_type().clone(),
             };
             Field::new(format!("${}", i + 1), data_type, true)
         })

@@ -110,6 +110,7 @@ fn param_pg_type(ty: &ParamType) -> Type {
     match ty {
         ParamType::Vector => types::vector_type(),
         ParamType::Typed(t) => pg_type(t),
+        ParamType::Column(field) => types::field_pg_type(field),
         ParamType::Unknown => Type::TEXT,
     }
 }

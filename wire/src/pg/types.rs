@@ -35,6 +35,7 @@ use valori_query::datafusion::arrow::datatypes::{
 };
 use valori_query::datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use valori_query::datafusion::common::ScalarValue;
+use valori_query::declared::timestamp_text;
 use valori_query::statement::vector_param;
 use valori_query::write::{bytea_text, parse_vector_text};
 
@@ -247,42 +248,113 @@ pub fn text_value(array: &dyn Array, row: usize) -> Result<String, PgError> {
     })
 }
 
-/// Microseconds since 1970-01-01 00:00:00 as Postgres prints a
-/// timestamp: `YYYY-MM-DD HH:MM:SS[.ffffff]` (trailing zeros of the
-/// fraction dropped).
-pub fn timestamp_text(micros: i64) -> String {
-    let days = micros.div_euclid(86_400_000_000);
-    let in_day = micros.rem_euclid(86_400_000_000);
-    let (y, m, d) = civil_from_days(days);
-    let secs = in_day / 1_000_000;
-    let frac = in_day % 1_000_000;
-    let mut out = format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    );
-    if frac != 0 {
-        let f = format!("{frac:06}");
-        out.push('.');
-        out.push_str(f.trim_end_matches('0'));
+/// A `numeric` parameter's text as an exact `Decimal128` when it has at
+/// most 38 digits (writes keep every digit), else as a float, else as
+/// text for the statement to refuse.
+fn decimal_param(text: &str) -> ScalarValue {
+    let t = text.trim();
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    let digits = int.trim_start_matches(['-', '+']);
+    if !digits.is_empty()
+        && digits
+            .bytes()
+            .chain(frac.bytes())
+            .all(|b| b.is_ascii_digit())
+        && digits.len() + frac.len() <= 38
+        && let Ok(value) = format!("{int}{frac}").parse::<i128>()
+        && let Ok(scale) = i8::try_from(frac.len())
+    {
+        return ScalarValue::Decimal128(Some(value), 38, scale);
     }
-    out
+    match t.parse::<f64>() {
+        Ok(x) => ScalarValue::Float64(Some(x)),
+        Err(_) => ScalarValue::Utf8(Some(t.to_owned())),
+    }
 }
 
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
-/// Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
+/// Postgres's binary `numeric` as decimal text.
+fn numeric_text(bytes: &[u8]) -> Option<String> {
+    let word = |i: usize| -> Option<i16> {
+        Some(i16::from_be_bytes([
+            *bytes.get(2 * i)?,
+            *bytes.get(2 * i + 1)?,
+        ]))
+    };
+    let ndigits = usize::try_from(word(0)?).ok()?;
+    let weight = i64::from(word(1)?);
+    let sign = word(2)? as u16;
+    let dscale = usize::try_from(word(3)?).ok()?;
+    if bytes.len() != 8 + 2 * ndigits {
+        return None;
+    }
+    if sign == 0xC000 {
+        return Some("NaN".into());
+    }
+    let digits: Vec<i16> = (0..ndigits).map(|i| word(4 + i)).collect::<Option<_>>()?;
+    let mut int = String::new();
+    for g in 0..=weight.max(-1) {
+        let d = usize::try_from(g)
+            .ok()
+            .and_then(|g| digits.get(g))
+            .copied()
+            .unwrap_or(0);
+        if int.is_empty() {
+            if d != 0 {
+                int = d.to_string();
+            }
+        } else {
+            int.push_str(&format!("{d:04}"));
+        }
+    }
+    if int.is_empty() {
+        int.push('0');
+    }
+    let mut frac = String::new();
+    let mut g = weight + 1;
+    while frac.len() < dscale {
+        let d = usize::try_from(g)
+            .ok()
+            .and_then(|g| digits.get(g))
+            .copied()
+            .unwrap_or(0);
+        frac.push_str(&format!("{d:04}"));
+        g += 1;
+    }
+    frac.truncate(dscale);
+    let sign = if sign == 0x4000 { "-" } else { "" };
+    Some(if frac.is_empty() {
+        format!("{sign}{int}")
+    } else {
+        format!("{sign}{int}.{frac}")
+    })
+}
+
+/// The elements of a one-dimensional binary array of text elements.
+fn binary_text_array(bytes: &[u8]) -> Option<Vec<Option<String>>> {
+    let word =
+        |at: usize| -> Option<i32> { Some(i32::from_be_bytes(array4(bytes.get(at..at + 4)?))) };
+    let ndim = word(0)?;
+    if ndim == 0 {
+        return Some(Vec::new());
+    }
+    if ndim != 1 {
+        return None;
+    }
+    let len = usize::try_from(word(12)?).ok()?;
+    let mut at = ARRAY_HEADER_BYTES;
+    let mut out = Vec::with_capacity(len.min(bytes.len() / 4));
+    for _ in 0..len {
+        let n = word(at)?;
+        at += 4;
+        if n < 0 {
+            out.push(None);
+            continue;
+        }
+        let item = bytes.get(at..at + usize::try_from(n).ok()?)?;
+        at += item.len();
+        out.push(Some(String::from_utf8(item.to_vec()).ok()?));
+    }
+    (at == bytes.len()).then_some(out)
 }
 
 /// Days between 1970-01-01 and Postgres's epoch, 2000-01-01.
@@ -388,8 +460,7 @@ fn encode_binary(
         }
         DataType::Utf8 if *ty == Type::UUID => {
             let text = array.as_string::<i32>().value(row);
-            let hex: String = text.chars().filter(|c| *c != '-').collect();
-            let bytes = crate::pg::types::uuid_bytes(&hex)
+            let bytes = valori_query::declared::uuid_from_text(text)
                 .ok_or_else(|| PgError::internal(format!("{text:?} is not a uuid")))?;
             out.put_slice(&bytes);
         }
@@ -523,6 +594,31 @@ pub fn param_value(value: Option<&[u8]>, binary: bool, ty: &Type) -> Result<Scal
             Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::JSON => {
                 ScalarValue::Utf8(Some(text_of(bytes)?))
             }
+            Type::DATE => ScalarValue::Date32(Some(
+                i32::from_be_bytes(array4(be(4)?)).saturating_add(PG_EPOCH_DAYS),
+            )),
+            Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+                let micros = i64::from_be_bytes(array8(be(8)?))
+                    .saturating_add(i64::from(PG_EPOCH_DAYS) * 86_400_000_000);
+                let text = timestamp_text(micros);
+                ScalarValue::Utf8(Some(if *ty == Type::TIMESTAMPTZ {
+                    format!("{text}+00")
+                } else {
+                    text
+                }))
+            }
+            Type::UUID => ScalarValue::Utf8(Some(valori_query::declared::uuid_text(be(16)?))),
+            Type::NUMERIC => {
+                let text = numeric_text(bytes).ok_or_else(|| bad("malformed numeric"))?;
+                decimal_param(&text)
+            }
+            Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::BPCHAR_ARRAY => {
+                let items = binary_text_array(bytes).ok_or_else(|| bad("malformed text array"))?;
+                ScalarValue::List(ScalarValue::new_list_nullable(
+                    &items.into_iter().map(ScalarValue::Utf8).collect::<Vec<_>>(),
+                    &DataType::Utf8,
+                ))
+            }
             _ => {
                 return Err(PgError::new(
                     SqlState::FeatureNotSupported,
@@ -563,7 +659,9 @@ pub fn param_value(value: Option<&[u8]>, binary: bool, ty: &Type) -> Result<Scal
                 })?)),
             }
         }
-        Type::FLOAT4 | Type::FLOAT8 | Type::NUMERIC => {
+        // Exact digits for numeric columns; a float only beyond 38 digits.
+        Type::NUMERIC => decimal_param(text),
+        Type::FLOAT4 | Type::FLOAT8 => {
             let t = text.trim();
             let x = match t.to_ascii_lowercase().as_str() {
                 "nan" => f64::NAN,
@@ -809,16 +907,4 @@ mod tests {
         let mut out = BytesMut::new();
         assert!(encode_value(&mut out, &big, 0, &Type::INT8, FieldFormat::Binary).is_err());
     }
-}
-
-/// 32 hex digits as 16 bytes.
-pub fn uuid_bytes(hex: &str) -> Option<[u8; 16]> {
-    if hex.len() != 32 || !hex.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
-        out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(out)
 }

@@ -1,0 +1,239 @@
+"""Tables as pgvector users declare them, through unchanged clients:
+pgvector-python's README flow with psycopg 3 (text and binary) and
+asyncpg, every scalar type with Python values in and out, filters on
+declared columns, refused writes that leave the state hash unchanged, and
+the rows read back over REST. Expected values are computed here."""
+
+import asyncio
+import datetime
+import decimal
+import json
+import math
+import os
+import urllib.request
+import uuid
+
+import asyncpg
+import numpy as np
+import psycopg
+import pytest
+from pgvector.asyncpg import register_vector as register_vector_asyncpg
+from pgvector.psycopg import register_vector
+from psycopg.types.json import Jsonb
+
+
+def rest(path, body=None):
+    url = "http://{}:{}{}".format(
+        os.environ["VALORI_PG_HOST"], os.environ["VALORI_REST_PORT"], path
+    )
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request) as response:
+        return json.loads(response.read())
+
+
+def state_hash():
+    return rest("/v1/proof/state")["state_hash"]
+
+
+def test_readme_flow(open_dsn):
+    """pgvector-python's README: CREATE EXTENSION, a bigserial key and an
+    `embedding` column, inserts of numpy arrays, the nearest neighbours by
+    L2, cosine and inner product; the same rows in binary format and over
+    REST."""
+    with psycopg.connect(open_dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        register_vector(conn)
+        conn.execute("DROP TABLE IF EXISTS readme_items")
+        conn.execute(
+            "CREATE TABLE readme_items (id bigserial PRIMARY KEY, embedding vector(3))"
+        )
+        vectors = [np.array([1, 2, 3]), np.array([4, 5, 6]), np.array([1, 1, 1])]
+        for v in vectors:
+            conn.execute("INSERT INTO readme_items (embedding) VALUES (%s)", (v,))
+        query = np.array([3, 1, 2])
+
+        def order(distance):
+            return [
+                i + 1
+                for i in sorted(range(len(vectors)), key=lambda i: (distance(vectors[i]), i))
+            ]
+
+        l2 = order(lambda v: np.linalg.norm(v - query))
+        cos = order(lambda v: 1 - v @ query / np.linalg.norm(v) / np.linalg.norm(query))
+        ip = order(lambda v: -(v @ query))
+        for binary in (False, True):
+            with conn.cursor(binary=binary) as cur:
+                for op, want in (("<->", l2), ("<=>", cos), ("<#>", ip)):
+                    cur.execute(
+                        f"SELECT id, embedding FROM readme_items ORDER BY embedding {op} %s LIMIT 5",
+                        (query,),
+                    )
+                    rows = cur.fetchall()
+                    assert [r[0] for r in rows] == want, op
+                    for id_, embedding in rows:
+                        assert np.array_equal(embedding.to_numpy(), vectors[id_ - 1])
+        (d,) = conn.execute(
+            "SELECT embedding <-> %s FROM readme_items WHERE id = 1", (query,)
+        ).fetchone()
+        assert math.isclose(d, math.sqrt(6), rel_tol=1e-6)
+    # A second front end sees the same rows.
+    answer = rest("/v1/sql", {"query": "SELECT id FROM readme_items ORDER BY id"})
+    assert [r[0] for r in answer["rows"]] == [1, 2, 3]
+
+
+def test_declared_types_round_trip(open_dsn):
+    """Every declared type written from Python values and read back as
+    the same Python values, in text and binary format; NULLs; computed
+    defaults; filters on declared columns, with and without a search."""
+    day = datetime.date(2024, 2, 29)
+    at = datetime.datetime(2024, 3, 1, 12, 34, 56, 500000)
+    at_tz = datetime.datetime(2024, 3, 1, 12, 34, 56, tzinfo=datetime.timezone.utc)
+    uid = uuid.UUID("0b8a7a4e-3c6e-4c52-9d4a-2f0a5b6c7d8e")
+    with psycopg.connect(open_dsn, autocommit=True) as conn:
+        register_vector(conn)
+        conn.execute("DROP TABLE IF EXISTS typed_docs")
+        conn.execute(
+            """CREATE TABLE typed_docs (
+                id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+                embedding vector(2) NOT NULL,
+                content text NOT NULL,
+                title varchar(20),
+                category_id integer,
+                rank smallint,
+                big bigint,
+                score double precision,
+                ratio real,
+                price numeric(10, 2),
+                active boolean DEFAULT true,
+                day date,
+                at timestamp,
+                at_tz timestamptz,
+                created_at timestamptz DEFAULT now(),
+                source jsonb,
+                blob bytea,
+                labels text[],
+                counts integer[]
+            )"""
+        )
+        conn.execute(
+            """INSERT INTO typed_docs (id, embedding, content, title, category_id, rank, big,
+                score, ratio, price, day, at, at_tz, source, blob, labels, counts)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            (
+                uid, np.array([1.0, 0.0]), "first", "Title", 123, 7, 2**40,
+                0.5, 1.25, decimal.Decimal("12.50"), day, at, at_tz,
+                Jsonb({"b": 1, "a": [1, 2]}), b"\x00\xff", ["x", "y z"], [1, 2],
+            ),
+        )
+        conn.execute(
+            "INSERT INTO typed_docs (embedding, content) VALUES (%s, %s)",
+            (np.array([0.0, 1.0]), "second"),
+        )
+        want = (
+            uid, "first", "Title", 123, 7, 2**40, 0.5, 1.25, decimal.Decimal("12.5"),
+            True, day, at, at_tz, {"a": [1, 2], "b": 1}, b"\x00\xff", ["x", "y z"], [1, 2],
+        )
+        columns = ("id, content, title, category_id, rank, big, score, ratio, price, active, "
+                   "day, at, at_tz, source, blob, labels, counts")
+        for binary in (False, True):
+            with conn.cursor(binary=binary) as cur:
+                cur.execute(f"SELECT {columns} FROM typed_docs WHERE content = 'first'")
+                row = cur.fetchone()
+                assert row == want, binary
+                cur.execute(
+                    "SELECT id, title, category_id, active, created_at FROM typed_docs WHERE content = %s",
+                    ("second",),
+                )
+                generated, title, category, active, created = cur.fetchone()
+                assert isinstance(generated, uuid.UUID) and generated.version == 4
+                assert (title, category, active) == (None, None, True)
+                now = datetime.datetime.now(datetime.timezone.utc)
+                assert abs((now - created).total_seconds()) < 600
+        rows = conn.execute(
+            "SELECT content FROM typed_docs WHERE category_id = %s ORDER BY embedding <-> %s LIMIT 5",
+            (123, np.array([0.0, 1.0])),
+        ).fetchall()
+        assert rows == [("first",)]
+        rows = conn.execute(
+            "SELECT content FROM typed_docs WHERE category_id IS NULL OR price > %s ORDER BY content",
+            (decimal.Decimal("10"),),
+        ).fetchall()
+        assert rows == [("first",), ("second",)]
+
+
+def test_refused_writes_change_nothing(open_dsn):
+    """A duplicate key, NULL in a NOT NULL column, a value of the wrong
+    type and a wrong dimension are refused with Postgres's SQLSTATEs; the
+    state hash is unchanged and the table still holds its one row."""
+    with psycopg.connect(open_dsn, autocommit=True) as conn:
+        register_vector(conn)
+        conn.execute("DROP TABLE IF EXISTS strict_docs")
+        conn.execute(
+            "CREATE TABLE strict_docs (id int PRIMARY KEY, embedding vector(2), name text NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO strict_docs VALUES (%s, %s, %s)", (1, np.array([1.0, 1.0]), "one")
+        )
+        before = state_hash()
+        cases = [
+            ("INSERT INTO strict_docs VALUES (1, '[2,2]', 'again')", psycopg.errors.UniqueViolation),
+            ("INSERT INTO strict_docs (id, embedding) VALUES (2, '[2,2]')", psycopg.errors.NotNullViolation),
+            ("INSERT INTO strict_docs VALUES ('two', '[2,2]', 'x')", psycopg.errors.InvalidTextRepresentation),
+            ("INSERT INTO strict_docs VALUES (2, '[2,2,2]', 'x')", psycopg.DataError),
+            ("INSERT INTO strict_docs VALUES (99999999999, '[2,2]', 'x')", psycopg.errors.NumericValueOutOfRange),
+            ("CREATE TABLE two_vectors (a vector(2), b vector(2))", psycopg.errors.FeatureNotSupported),
+        ]
+        for sql, error in cases:
+            with pytest.raises(error):
+                conn.execute(sql)
+            assert state_hash() == before, sql
+        assert conn.execute("SELECT id, name FROM strict_docs").fetchall() == [(1, "one")]
+
+
+def test_asyncpg_binary(open_dsn):
+    """asyncpg reads every result in binary: vectors with
+    register_vector, uuid, numeric, timestamps and text arrays come back as
+    Python values."""
+
+    async def main():
+        conn = await asyncpg.connect(
+            host=os.environ["VALORI_PG_HOST"],
+            port=int(os.environ["VALORI_PG_PORT"]),
+            user="tester",
+            database="valori",
+        )
+        try:
+            await register_vector_asyncpg(conn)
+            await conn.execute("DROP TABLE IF EXISTS apg_docs")
+            await conn.execute(
+                "CREATE TABLE apg_docs (id bigserial PRIMARY KEY, embedding vector(2), "
+                "uid uuid, price numeric, at timestamptz, labels text[])"
+            )
+            uid = uuid.UUID("12345678-1234-4234-8234-123456789abc")
+            at = datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+            await conn.execute(
+                "INSERT INTO apg_docs (embedding, uid, price, at, labels) VALUES ($1, $2, $3, $4, $5)",
+                np.array([3.0, 4.0]), uid, decimal.Decimal("-1234.5678"), at, ["a", "b"],
+            )
+            rows = await conn.fetch(
+                "SELECT id, embedding, uid, price, at, labels FROM apg_docs "
+                "ORDER BY embedding <-> $1 LIMIT 3",
+                np.array([3.0, 4.0]),
+            )
+            assert len(rows) == 1
+            row = rows[0]
+            assert row["id"] == 1
+            embedding = row["embedding"]
+            embedding = embedding.to_numpy() if hasattr(embedding, "to_numpy") else embedding
+            assert np.array_equal(embedding, np.array([3.0, 4.0]))
+            assert row["uid"] == uid
+            assert row["price"] == decimal.Decimal("-1234.5678")
+            assert row["at"] == at
+            assert row["labels"] == ["a", "b"]
+        finally:
+            await conn.close()
+
+    asyncio.run(main())
