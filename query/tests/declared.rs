@@ -304,3 +304,41 @@ fn bad_writes_change_nothing_and_the_log_rebuilds_the_table() {
         assert_eq!(cells(&rows), ["1|one|1", "2|two|NULL"]);
     });
 }
+
+/// A statement kept in the plan cache for a table that was dropped and
+/// created again is planned again for the new table, not failed with
+/// "re-created while the query was planned".
+#[test]
+fn kept_plans_follow_a_recreated_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(Arc::clone(&engine));
+    block_on(async {
+        let knn = "SELECT id FROM items ORDER BY embedding <-> '[1,1]' LIMIT 2";
+        let cached = |q: QueryEngine| async move {
+            let mut session = Session::default();
+            let prepared = q.prepare_cached(knn).await.unwrap();
+            match q
+                .run(&prepared, Vec::new(), &mut session, Access::ReadOnly)
+                .await
+                .unwrap()
+            {
+                Outcome::Rows(rows) => cells(&rows.collect().await.unwrap().batches),
+                _ => panic!("expected rows"),
+            }
+        };
+        run(&q, "CREATE TABLE items (id int PRIMARY KEY, embedding vector(2))")
+            .await
+            .unwrap();
+        run(&q, "INSERT INTO items VALUES (1, '[1,1]'), (2, '[5,5]')")
+            .await
+            .unwrap();
+        assert_eq!(cached(q.clone()).await, ["1", "2"]);
+        run(&q, "DROP TABLE items").await.unwrap();
+        run(&q, "CREATE TABLE items (id int PRIMARY KEY, embedding vector(2))")
+            .await
+            .unwrap();
+        run(&q, "INSERT INTO items VALUES (7, '[1,2]')").await.unwrap();
+        assert_eq!(cached(q.clone()).await, ["7"]);
+    });
+}
