@@ -253,6 +253,10 @@ pub enum WriteStatement {
     },
     CreateIndex {
         table: String,
+        /// The indexed column, as written.
+        column: String,
+        /// `USING btree` (or no method): an index on a scalar column.
+        scalar: bool,
         metric: Option<Metric>,
         m: Option<u16>,
         ef_construction: Option<u16>,
@@ -529,7 +533,13 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
                     return Err(unsupported("UPDATE of a column tuple"));
                 };
                 let value = literal(&assignment.value)?;
-                match Column::parse(&ident_name(name)?, &table)? {
+                let column = Column::parse(&ident_name(name)?, &table).map_err(|e| match e {
+                    WriteError::UndefinedColumn(_) => unsupported(format!(
+                        "UPDATE of {table}: only the fixed columns tag and metadata can be set; UPDATE of a table with declared columns is not supported yet"
+                    )),
+                    other => other,
+                })?;
+                match column {
                     Column::Tag => tag = Some(value),
                     Column::Metadata => metadata = Some(value),
                     c @ (Column::Id | Column::Vec) => {
@@ -550,21 +560,30 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
         }
         Statement::CreateIndex(index) => {
             let table = table_name(&index.table_name)?;
-            if let Some(using) = &index.using {
-                let method = using.to_string().to_ascii_lowercase();
-                if method != "hnsw" {
-                    return Err(unsupported(format!(
-                        "index method {method}: Valori's index is HNSW (USING hnsw)"
-                    )));
-                }
+            let method = index
+                .using
+                .as_ref()
+                .map_or("btree".to_owned(), |u| u.to_string().to_ascii_lowercase());
+            if !matches!(method.as_str(), "hnsw" | "ivfflat" | "btree") {
+                return Err(unsupported(format!(
+                    "index method {method}: Valori's vector index is HNSW (USING hnsw or ivfflat), scalar columns take btree"
+                )));
             }
+            let scalar = method == "btree";
+            let [only] = index.columns.as_slice() else {
+                return Err(unsupported("an index over several columns"));
+            };
+            let column = only
+                .column
+                .expr
+                .to_string()
+                .to_ascii_lowercase()
+                .trim_matches('"')
+                .to_owned();
             let mut metric = None;
             for column in &index.columns {
-                let expr = column.column.expr.to_string().to_ascii_lowercase();
-                if expr != "vec" {
-                    return Err(unsupported(format!(
-                        "an index on {expr}: only the vec column is indexed"
-                    )));
+                if scalar {
+                    break;
                 }
                 if let Some(class) = &column.operator_class {
                     let class = class.to_string().to_ascii_lowercase();
@@ -595,11 +614,15 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
                 match key.as_str() {
                     "m" => m = Some(value),
                     "ef_construction" => ef_construction = Some(value),
+                    // IVFFlat's list count: the HNSW index has none.
+                    "lists" => {}
                     other => return Err(unsupported(format!("index option {other}"))),
                 }
             }
             Ok(WriteStatement::CreateIndex {
                 table,
+                column,
+                scalar,
                 metric,
                 m,
                 ef_construction,
@@ -626,8 +649,13 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
                 return Err(unsupported("COPY FROM STDIN into a table"));
             };
             let table = table_name(&name)?;
-            let columns =
-                column_list(columns.iter().map(|c| c.value.to_ascii_lowercase()), &table)?;
+            let columns = column_list(columns.iter().map(|c| c.value.to_ascii_lowercase()), &table)
+                .map_err(|e| match e {
+                    WriteError::UndefinedColumn(_) => unsupported(format!(
+                        "COPY into {table}: COPY names only the fixed columns id, vec, tag and metadata; COPY into a table with declared columns is not supported yet"
+                    )),
+                    other => other,
+                })?;
             let format = copy_format(&options, &legacy_options)?;
             Ok(WriteStatement::CopyFrom {
                 table,
@@ -1648,11 +1676,50 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
         }
         WriteStatement::CreateIndex {
             table,
+            column,
+            scalar,
             metric,
             m,
             ef_construction,
         } => {
             let info = table_info(engine, table)?;
+            let schema = engine.read(|state| {
+                state
+                    .collection(&info.name)
+                    .map(crate::provider::collection_schema)
+            })?;
+            let field = schema
+                .as_ref()
+                .and_then(|s| s.field_with_name(column).ok().cloned())
+                .ok_or_else(|| {
+                    WriteError::UndefinedColumn(format!(
+                        "column {column:?} of table {table:?} does not exist"
+                    ))
+                })?;
+            let is_vector = matches!(
+                field.data_type(),
+                datafusion::arrow::datatypes::DataType::FixedSizeList(..)
+            ) && field.name() != crate::provider::VEC_Q16_COLUMN;
+            if *scalar {
+                if is_vector {
+                    return Err(unsupported(format!(
+                        "a btree index on the vector column {column}: vectors take USING hnsw"
+                    )));
+                }
+                // Accepted, so that schemas written for Postgres load; no
+                // structure is built.
+                return Ok(WriteOutcome {
+                    rows: 0,
+                    notices: vec![format!(
+                        "no separate index is built on {table}.{column}: filters on it are evaluated on the rows a query reads"
+                    )],
+                });
+            }
+            if !is_vector {
+                return Err(unsupported(format!(
+                    "an HNSW index on {column}: only the vector column is indexed"
+                )));
+            }
             let mut notices = Vec::new();
             if let Some(metric) = metric
                 && *metric != info.config.metric

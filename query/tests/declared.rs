@@ -103,6 +103,40 @@ fn pgvector_readme_flow() {
         .await
         .unwrap();
         assert_eq!(cells(&rows), ["3"]);
+        // pgvector's index statements: the vector column takes HNSW (or
+        // IVFFlat's spelling), a scalar column a btree; other columns and
+        // writes not supported yet are refused naming what.
+        run(
+            &q,
+            "CREATE INDEX ON items USING hnsw (embedding vector_l2_ops)",
+        )
+        .await
+        .unwrap();
+        run(
+            &q,
+            "CREATE INDEX ON items USING ivfflat (embedding vector_l2_ops) WITH (lists = 100)",
+        )
+        .await
+        .unwrap();
+        run(&q, "CREATE INDEX ON items (id)").await.unwrap();
+        for (sql, expected) in [
+            (
+                "CREATE INDEX ON items USING hnsw (id)",
+                "only the vector column",
+            ),
+            (
+                "CREATE INDEX ON items (embedding)",
+                "vectors take USING hnsw",
+            ),
+            ("CREATE INDEX ON items USING hnsw (nope)", "does not exist"),
+            (
+                "UPDATE items SET embedding = '[1,1,1]' WHERE id = 1",
+                "not supported yet",
+            ),
+        ] {
+            let err = run(&q, sql).await.unwrap_err().to_string();
+            assert!(err.contains(expected), "{sql}: {err}");
+        }
         // The plan is the engine's search, not a sort of every row.
         let plan = run(
             &q,
@@ -327,18 +361,26 @@ fn kept_plans_follow_a_recreated_table() {
                 _ => panic!("expected rows"),
             }
         };
-        run(&q, "CREATE TABLE items (id int PRIMARY KEY, embedding vector(2))")
-            .await
-            .unwrap();
+        run(
+            &q,
+            "CREATE TABLE items (id int PRIMARY KEY, embedding vector(2))",
+        )
+        .await
+        .unwrap();
         run(&q, "INSERT INTO items VALUES (1, '[1,1]'), (2, '[5,5]')")
             .await
             .unwrap();
         assert_eq!(cached(q.clone()).await, ["1", "2"]);
         run(&q, "DROP TABLE items").await.unwrap();
-        run(&q, "CREATE TABLE items (id int PRIMARY KEY, embedding vector(2))")
+        run(
+            &q,
+            "CREATE TABLE items (id int PRIMARY KEY, embedding vector(2))",
+        )
+        .await
+        .unwrap();
+        run(&q, "INSERT INTO items VALUES (7, '[1,2]')")
             .await
             .unwrap();
-        run(&q, "INSERT INTO items VALUES (7, '[1,2]')").await.unwrap();
         assert_eq!(cached(q.clone()).await, ["7"]);
     });
 }
