@@ -307,3 +307,22 @@ def test_sql_ticket_last_chunk_says_which_state(fl, pg):
     here = {"log_size": proof["log_size"], "log_root": proof["log_root"], "state_hash": proof["state_hash"]}
     assert last == {"from": here, "to": here, "consistent": True}
     assert fl.do_get(ticket).read_all().num_rows == 2500
+
+
+def test_declared_tables_export_through_sql(fl, pg):
+    """A table with declared columns is exported by a SQL ticket with every
+    column; a collection ticket, whose fixed layout cannot carry them, is
+    refused naming the SQL ticket to use instead."""
+    pg.execute("DROP TABLE IF EXISTS fl_declared")
+    pg.execute(
+        "CREATE TABLE fl_declared (id bigserial PRIMARY KEY, embedding vector(2), content text)"
+    )
+    pg.execute("INSERT INTO fl_declared (embedding, content) VALUES ('[1,2]', 'a'), ('[3,4]', NULL)")
+    with pytest.raises(pa.ArrowInvalid, match=r"SELECT \* FROM fl_declared"):
+        fl.do_get(flight.Ticket(b"fl_declared")).read_all()
+    table = fl.do_get(
+        flight.Ticket(b"SELECT id, content, embedding FROM fl_declared ORDER BY id")
+    ).read_all()
+    assert table.column("id").to_pylist() == [1, 2]
+    assert table.column("content").to_pylist() == ["a", None]
+    assert table.column("embedding").to_pylist() == [[1.0, 2.0], [3.0, 4.0]]

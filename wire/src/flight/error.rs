@@ -64,6 +64,12 @@ pub enum FlightError {
     /// was being exported.
     #[error("collection {name} was dropped during the export; nothing more can be read from it")]
     ExportGone { name: String },
+    /// A collection export of a table with declared columns, whose
+    /// columns the export's fixed layout cannot carry.
+    #[error(
+        "table {name} has declared columns; export it with a SQL ticket (SELECT * FROM {name}), which carries every column"
+    )]
+    DeclaredTable { name: String },
     /// A prepared statement handle that is not open (closed, or the
     /// oldest closed to keep `FLIGHT_PREPARED_STATEMENTS_MAX`).
     #[error("no open prepared statement has this handle; prepare the statement again")]
@@ -110,6 +116,7 @@ impl FlightError {
             | FlightError::SchemaChanged { .. }
             | FlightError::Value { .. }
             | FlightError::MetadataJson { .. }
+            | FlightError::DeclaredTable { .. }
             | FlightError::Decode(_) => Fault::InvalidInput,
             FlightError::TooManyRecords => Fault::TooLarge,
             FlightError::UnknownHandle => Fault::NotFound,

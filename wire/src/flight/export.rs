@@ -156,6 +156,11 @@ impl Snapshot {
             let c = state
                 .collection(&name)
                 .ok_or_else(|| OpsError::UnknownCollection(name.clone()))?;
+            if c.table().is_some() {
+                return Err(FlightError::DeclaredTable {
+                    name: name.to_string(),
+                });
+            }
             let provenance = Provenance::of(engine, Some(&name))?;
             Ok(Snapshot::of(engine, c, provenance, deleted))
         })?
