@@ -53,7 +53,7 @@ use valori_core::event::{
 use valori_core::limits;
 use valori_core::q16::quantize;
 use valori_core::state::ApplyError;
-use valori_core::table::TableSchema;
+use valori_core::table::{ScalarType, TableSchema};
 use valori_engine::{Engine, EngineError};
 
 use crate::pgvector::is_vector_type;
@@ -250,6 +250,9 @@ pub enum WriteStatement {
         ids: Vec<Literal>,
         tag: Option<Literal>,
         metadata: Option<Literal>,
+        /// Every assignment as written: a declared table's columns (the
+        /// fixed `tag` and `metadata` above are these, resolved).
+        sets: Vec<(String, Literal)>,
     },
     CreateIndex {
         table: String,
@@ -469,7 +472,11 @@ impl WriteStatement {
             }
             WriteStatement::Delete { ids, .. } => bind_all(ids)?,
             WriteStatement::Update {
-                ids, tag, metadata, ..
+                ids,
+                tag,
+                metadata,
+                sets,
+                ..
             } => {
                 bind_all(ids)?;
                 if let Some(tag) = tag {
@@ -477,6 +484,9 @@ impl WriteStatement {
                 }
                 if let Some(metadata) = metadata {
                     metadata.bind(params)?;
+                }
+                for (_, value) in sets {
+                    value.bind(params)?;
                 }
             }
             _ => {}
@@ -526,28 +536,28 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
                 ));
             }
             let table = relation_name(&update.table.relation)?;
-            let mut tag = None;
-            let mut metadata = None;
+            let mut sets = Vec::with_capacity(update.assignments.len());
             for assignment in &update.assignments {
                 let AssignmentTarget::ColumnName(name) = &assignment.target else {
                     return Err(unsupported("UPDATE of a column tuple"));
                 };
-                let value = literal(&assignment.value)?;
-                let column = Column::parse(&ident_name(name)?, &table).map_err(|e| match e {
-                    WriteError::UndefinedColumn(_) => unsupported(format!(
-                        "UPDATE of {table}: only the fixed columns tag and metadata can be set; UPDATE of a table with declared columns is not supported yet"
-                    )),
-                    other => other,
-                })?;
-                match column {
-                    Column::Tag => tag = Some(value),
-                    Column::Metadata => metadata = Some(value),
-                    c @ (Column::Id | Column::Vec) => {
-                        return Err(unsupported(format!(
-                            "UPDATE of {}: only tag and metadata can change; delete and insert the record instead",
-                            c.name()
-                        )));
-                    }
+                let name = ident_name(name)?;
+                if sets.iter().any(|(n, _)| *n == name) {
+                    return Err(WriteError::Syntax(format!(
+                        "multiple assignments to same column {name:?}"
+                    )));
+                }
+                sets.push((name, literal(&assignment.value)?));
+            }
+            // The fixed columns' assignments; which table the statement
+            // is for decides when it runs whether they are the ones.
+            let mut tag = None;
+            let mut metadata = None;
+            for (name, value) in &sets {
+                match Column::parse(name, &table) {
+                    Ok(Column::Tag) => tag = Some(value.clone()),
+                    Ok(Column::Metadata) => metadata = Some(value.clone()),
+                    _ => {}
                 }
             }
             let ids = where_ids(update.selection.as_ref(), "UPDATE")?;
@@ -556,6 +566,7 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
                 ids,
                 tag,
                 metadata,
+                sets,
             })
         }
         Statement::CreateIndex(index) => {
@@ -1617,16 +1628,27 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
             ids,
             tag,
             metadata,
+            sets,
         } => {
             let info = table_info(engine, table)?;
-            if engine.read(|state| {
+            let schema = engine.read(|state| {
                 state
                     .collection(&info.name)
-                    .is_some_and(|c| c.table().is_some())
-            })? {
-                return Err(unsupported(format!(
-                    "UPDATE of {table}: updating a table with declared columns is not supported yet"
-                )));
+                    .and_then(|c| c.table().map(|t| t.schema().clone()))
+            })?;
+            if let Some(schema) = schema {
+                return update_declared(engine, &info, &schema, ids, sets);
+            }
+            for (name, _) in sets {
+                match Column::parse(name, table)? {
+                    Column::Tag | Column::Metadata => {}
+                    c @ (Column::Id | Column::Vec) => {
+                        return Err(unsupported(format!(
+                            "UPDATE of {}: only tag and metadata can change; delete and insert the record instead",
+                            c.name()
+                        )));
+                    }
+                }
             }
             let at = |column| At {
                 row: 0,
@@ -1745,6 +1767,91 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
             "COPY FROM STDIN needs the data that follows it (the Postgres COPY protocol)",
         )),
     }
+}
+
+/// `UPDATE … SET col = value, … WHERE id = … / id IN (…)` on a table with
+/// declared columns whose integer primary key is `id`: one `UpdateRows`
+/// event naming the live rows.
+fn update_declared(
+    engine: &Engine,
+    info: &TableInfo,
+    schema: &TableSchema,
+    ids: &[Literal],
+    sets: &[(String, Literal)],
+) -> Result<WriteOutcome, WriteError> {
+    let table = info.name.as_str();
+    let key = schema
+        .integer_key()
+        .and_then(|k| schema.scalar_columns().nth(k))
+        .filter(|(_, def, _)| def.name == "id")
+        .map(|(i, _, _)| i);
+    let Some(key) = key else {
+        return Err(unsupported(format!(
+            "UPDATE of {table}: a table with declared columns is updated by its integer primary key named id (WHERE id = … / id IN (…))"
+        )));
+    };
+    let mut columns: Vec<(u16, Option<Vec<u8>>)> = Vec::with_capacity(sets.len());
+    for (name, value) in sets {
+        let (index, def) = schema
+            .columns
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.name == *name)
+            .ok_or_else(|| {
+                WriteError::UndefinedColumn(format!(
+                    "column {name:?} of relation {table:?} does not exist"
+                ))
+            })?;
+        let Some(ty) = def.scalar() else {
+            return Err(unsupported(format!(
+                "UPDATE of the vector column {name}: not supported yet; delete the row and insert it again"
+            )));
+        };
+        if index == key {
+            return Err(unsupported(format!(
+                "UPDATE of the primary key {name}: delete the row and insert it again"
+            )));
+        }
+        let bytes = crate::declared::scalar_bytes(value, ty, name)?;
+        if bytes.is_none() && def.not_null() {
+            return Err(WriteError::NotNull(format!(
+                "null value in column {name:?} of relation {table:?} violates not-null constraint"
+            )));
+        }
+        let scalar = schema
+            .scalar_columns()
+            .position(|(i, _, _)| i == index)
+            .and_then(|p| u16::try_from(p).ok())
+            .ok_or_else(|| unsupported(format!("column {name}")))?;
+        columns.push((scalar, bytes));
+    }
+    let ids = ids
+        .iter()
+        .map(
+            |l| match crate::declared::scalar_bytes(l, ScalarType::Int64, "id")? {
+                Some(b) => Ok(i64::from_le_bytes(b.try_into().unwrap_or_default()) as u64),
+                None => Ok(u64::MAX),
+            },
+        )
+        .collect::<Result<Vec<u64>, WriteError>>()?;
+    let count = submit_for_existing(engine, info, &ids, "UPDATE", |present| Event::UpdateRows {
+        collection: info.name.clone(),
+        ids: present.iter().map(|id| RecordId(*id)).collect(),
+        columns: columns
+            .iter()
+            .map(|(scalar, bytes)| {
+                let mut values = valori_core::table::ColumnValues::default();
+                for _ in present {
+                    values.push(bytes.as_deref());
+                }
+                (*scalar, values)
+            })
+            .collect(),
+    })?;
+    Ok(WriteOutcome {
+        rows: count,
+        notices: Vec::new(),
+    })
 }
 
 fn insert(
@@ -2128,7 +2235,10 @@ mod tests {
         assert!(parse("INSERT INTO d VALUES (1, '[1]'), (2)").is_err());
         assert!(parse("SELECT 1").unwrap().is_none());
         assert!(parse("DELETE FROM docs").is_err());
-        assert!(parse("UPDATE docs SET vec = '[1]' WHERE id = 1").is_err());
+        // Which columns an UPDATE may set depends on the table: checked
+        // when it runs (a declared table has its own columns).
+        assert!(parse("UPDATE docs SET vec = '[1]' WHERE id = 1").is_ok());
+        assert!(parse("UPDATE docs SET a = 1, a = 2 WHERE id = 1").is_err());
     }
 
     /// Proves the text and CSV COPY formats, with NULLs, escapes, quotes

@@ -133,6 +133,7 @@ fn pgvector_readme_flow() {
                 "UPDATE items SET embedding = '[1,1,1]' WHERE id = 1",
                 "not supported yet",
             ),
+            ("UPDATE items SET id = 9 WHERE id = 1", "primary key"),
         ] {
             let err = run(&q, sql).await.unwrap_err().to_string();
             assert!(err.contains(expected), "{sql}: {err}");
@@ -336,6 +337,20 @@ fn bad_writes_change_nothing_and_the_log_rebuilds_the_table() {
             .await
             .unwrap();
         assert_eq!(cells(&rows), ["1|one|1", "2|two|NULL"]);
+        // UPDATE by the integer key: existing rows change, others match
+        // nothing; a NOT NULL column refuses NULL, nothing written.
+        run(&q, "UPDATE t SET n = 5, name = 'uno' WHERE id IN (1, 3)")
+            .await
+            .unwrap();
+        let err = run(&q, "UPDATE t SET name = NULL WHERE id = 2")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not-null"), "{err}");
+        let rows = run(&q, "SELECT id, name, n FROM t ORDER BY id")
+            .await
+            .unwrap();
+        assert_eq!(cells(&rows), ["1|uno|5", "2|two|NULL"]);
     });
 }
 
