@@ -133,9 +133,10 @@ fn self_consistent_altered_graph_is_refused_by_checkpoint_and_replay() {
     let old = u32::from_le_bytes(bad[at..at + 4].try_into().unwrap());
     bad[at..at + 4].copy_from_slice(&((old + 1) % indexed).to_le_bytes());
     reseal(&mut bad);
-    // The collection's hash sits after its index section, before the
-    // (empty) graph section of two u64 counts and the trailer.
-    let collection_hash = bad.len() - SNAPSHOT_TRAILER_BYTES - 16 - 32;
+    // The collection's hash sits after its index section, before its
+    // table flag (0: no declared columns), the (empty) graph section of
+    // two u64 counts and the trailer.
+    let collection_hash = bad.len() - SNAPSHOT_TRAILER_BYTES - 16 - 1 - 32;
     let Err(SnapshotError::CollectionIndexHashMismatch { computed, .. }) = read_snapshot(&bad)
     else {
         panic!("the altered link must be caught first");
