@@ -146,10 +146,10 @@ pub fn is_fixed_layout(create: &ast::CreateTable) -> bool {
         .iter()
         .all(|c| matches!(ident(&c.name).as_str(), "id" | "vec" | "tag" | "metadata"))
         && create.columns.iter().all(|c| {
-            !matches!(
-                c.data_type.to_string().to_ascii_lowercase().as_str(),
-                "halfvec"
-            )
+            !c.data_type
+                .to_string()
+                .to_ascii_lowercase()
+                .starts_with("halfvec")
         })
 }
 
@@ -869,6 +869,17 @@ fn build_rows(
     }
     let clock = Clock::now();
     let key = schema.integer_key();
+    // Each DEFAULT parsed once per statement, evaluated per row.
+    let defaults: Vec<Option<Expr>> = schema
+        .scalar_columns()
+        .map(|(_, def, _)| {
+            def.default
+                .as_deref()
+                .filter(|_| !def.is_serial())
+                .map(crate::write::parse_expr)
+                .transpose()
+        })
+        .collect::<Result<_, _>>()?;
     let mut out = Rows {
         batch: Batch::new(dim),
         columns: vec![ColumnValues::default(); schema.scalar_count()],
@@ -901,11 +912,8 @@ fn build_rows(
                     &computed
                 }
                 None => {
-                    computed = match &def.default {
-                        Some(text) => {
-                            let expr = crate::write::parse_expr(text)?;
-                            default_value(&expr, &clock).unwrap_or(Literal::Null)
-                        }
+                    computed = match &defaults[scalar] {
+                        Some(expr) => default_value(expr, &clock).unwrap_or(Literal::Null),
                         None => Literal::Null,
                     };
                     &computed

@@ -1461,6 +1461,28 @@ fn submit_for_existing(
     )))
 }
 
+/// Submits a `CreateCollection` or `CreateTable`; a table that exists is
+/// an error, or a NOTICE with `IF NOT EXISTS`.
+fn create(engine: &Engine, if_not_exists: bool, event: Event) -> Result<WriteOutcome, WriteError> {
+    let (Event::CreateCollection { name, .. } | Event::CreateTable { name, .. }) = &event else {
+        return Err(unsupported(format!(
+            "{} is not a CREATE TABLE",
+            event.kind_name()
+        )));
+    };
+    if engine.read(|state| state.collection(name).is_some())? {
+        if if_not_exists {
+            return Ok(WriteOutcome {
+                rows: 0,
+                notices: vec![format!("relation \"{name}\" already exists, skipping")],
+            });
+        }
+        return Err(WriteError::TableExists(name.to_string()));
+    }
+    engine.submit(event)?;
+    Ok(WriteOutcome::default())
+}
+
 /// Checks `statement` against the current state and, if it is valid,
 /// submits its events. Blocks until they are durable.
 pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutcome, WriteError> {
@@ -1469,23 +1491,14 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
             name,
             config,
             if_not_exists,
-        } => {
-            let exists = engine.read(|state| state.collection(name).is_some())?;
-            if exists {
-                if *if_not_exists {
-                    return Ok(WriteOutcome {
-                        rows: 0,
-                        notices: vec![format!("relation \"{name}\" already exists, skipping")],
-                    });
-                }
-                return Err(WriteError::TableExists(name.to_string()));
-            }
-            engine.submit(Event::CreateCollection {
+        } => create(
+            engine,
+            *if_not_exists,
+            Event::CreateCollection {
                 name: name.clone(),
                 config: *config,
-            })?;
-            Ok(WriteOutcome::default())
-        }
+            },
+        ),
         WriteStatement::DropTable { names, if_exists } => {
             let mut drop = Vec::new();
             let mut notices = Vec::new();
@@ -1521,24 +1534,15 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
             config,
             schema,
             if_not_exists,
-        } => {
-            let exists = engine.read(|state| state.collection(name).is_some())?;
-            if exists {
-                if *if_not_exists {
-                    return Ok(WriteOutcome {
-                        rows: 0,
-                        notices: vec![format!("relation \"{name}\" already exists, skipping")],
-                    });
-                }
-                return Err(WriteError::TableExists(name.to_string()));
-            }
-            engine.submit(Event::CreateTable {
+        } => create(
+            engine,
+            *if_not_exists,
+            Event::CreateTable {
                 name: name.clone(),
                 config: *config,
                 schema: schema.clone(),
-            })?;
-            Ok(WriteOutcome::default())
-        }
+            },
+        ),
         WriteStatement::Insert {
             table,
             columns,
