@@ -15,6 +15,13 @@
 //! | `tag` | `UInt64` | |
 //! | `metadata` | `Binary` | |
 //!
+//! A table created with declared columns (`crate::declared`) has those
+//! columns instead, in declared order, as [`collection_schema`] gives
+//! them: the vector column as `FixedSizeList<Float32, d>` (no Q16.16
+//! sibling), scalar columns with their Arrow types and nullability; no
+//! filter is pushed into its scans, and [`Roles`] tells the KNN rewrite
+//! which column is its vector.
+//!
 //! No column is nullable. `vec` is exact for every value that entered
 //! through `quantize` (from an `f32`) and for any raw value up to 2^24 in
 //! magnitude; only a raw integer above 2^24 stored directly (without an
