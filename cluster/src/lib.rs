@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use openraft::{ChangeMembers, Config, ServerState};
+use openraft::{ChangeMembers, Config, Membership, ServerState};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use valori_core::event::Event;
@@ -679,9 +679,8 @@ impl Node {
         Ok(())
     }
 
-    /// Makes the learner `id` a voter (joint consensus). Only the leader
-    /// changes the membership.
-    pub async fn promote(&self, id: NodeId) -> Result<(), EngineError> {
+    /// The current membership, which must know node `id`.
+    fn membership_with(&self, id: NodeId) -> Result<Membership<NodeId, Member>, EngineError> {
         let membership = self
             .raft
             .metrics()
@@ -695,6 +694,13 @@ impl Node {
                 size: membership.nodes().count() as u64,
             });
         }
+        Ok(membership)
+    }
+
+    /// Makes the learner `id` a voter (joint consensus). Only the leader
+    /// changes the membership.
+    pub async fn promote(&self, id: NodeId) -> Result<(), EngineError> {
+        self.membership_with(id)?;
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
             .await
@@ -707,19 +713,7 @@ impl Node {
     /// consensus), then the node is forgotten. Only the leader changes the
     /// membership.
     pub async fn remove(&self, id: NodeId) -> Result<(), EngineError> {
-        let membership = self
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .clone();
-        if membership.get_node(&id).is_none() {
-            return Err(EngineError::OutOfRange {
-                what: format!("node {id}"),
-                size: membership.nodes().count() as u64,
-            });
-        }
+        let membership = self.membership_with(id)?;
         if membership.voter_ids().any(|v| v == id) {
             self.raft
                 .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)

@@ -116,10 +116,13 @@ pub enum QueryPlan {
     /// Planned at prepare time.
     Planned {
         /// With typed placeholders, not optimized.
-        logical: LogicalPlan,
+        logical: Box<LogicalPlan>,
         /// When the plan needs no per-execution planning (see the
         /// [module documentation](self)).
         physical: Option<Arc<dyn ExecutionPlan>>,
+        /// The tables it scans, with the creation of each it was planned
+        /// for: a kept plan is valid while they are the same.
+        tables: Vec<(valori_core::event::CollectionName, u64)>,
     },
     /// Too deep to keep: planned at each execution on a deep stack.
     Deep,
@@ -599,6 +602,26 @@ impl QueryEngine {
     }
 }
 
+/// The collections a plan scans, each with the creation it was planned
+/// for.
+fn scanned_tables(
+    plan: &LogicalPlan,
+) -> Result<Vec<(valori_core::event::CollectionName, u64)>, DataFusionError> {
+    let mut tables = Vec::new();
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source)
+            && let Some(table) = provider
+                .as_ref()
+                .downcast_ref::<crate::provider::CollectionTable>()
+        {
+            tables.push((table.name().clone(), table.incarnation()));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(tables)
+}
+
 /// A write's parameter type, by the column it fills.
 fn column_param(column: Column) -> ParamType {
     match column {
@@ -838,32 +861,18 @@ impl QueryEngine {
     /// Whether every table a kept plan scans is still the one it was
     /// planned for.
     fn tables_unchanged(&self, prepared: &Prepared) -> bool {
-        let Kind::Query(QueryPlan::Planned { logical, .. }) = &prepared.kind else {
+        let Kind::Query(QueryPlan::Planned { tables, .. }) = &prepared.kind else {
             return true;
         };
-        let mut tables: Vec<(valori_core::event::CollectionName, u64)> = Vec::new();
-        let walked = logical.apply_with_subqueries(|node| {
-            if let LogicalPlan::TableScan(scan) = node
-                && let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source)
-                && let Some(table) = provider
-                    .as_ref()
-                    .downcast_ref::<crate::provider::CollectionTable>()
-            {
-                tables.push((table.name().clone(), table.incarnation()));
-            }
-            Ok(TreeNodeRecursion::Continue)
-        });
-        walked.is_ok()
-            && self
-                .engine
-                .read(|state| {
-                    tables.iter().all(|(name, incarnation)| {
-                        state
-                            .collection(name)
-                            .is_some_and(|c| c.incarnation() == *incarnation)
-                    })
+        self.engine
+            .read(|state| {
+                tables.iter().all(|(name, incarnation)| {
+                    state
+                        .collection(name)
+                        .is_some_and(|c| c.incarnation() == *incarnation)
                 })
-                .unwrap_or(false)
+            })
+            .unwrap_or(false)
     }
 
     fn write_prepared(
@@ -976,12 +985,14 @@ impl QueryEngine {
         } else {
             None
         };
+        let tables = scanned_tables(&plan)?;
         Ok(Prepared {
             sql: sql.to_owned(),
             shape,
             kind: Kind::Query(QueryPlan::Planned {
-                logical: plan,
+                logical: Box::new(plan),
                 physical,
+                tables,
             }),
             params,
             schema,
@@ -1142,7 +1153,9 @@ impl QueryEngine {
         limit: Duration,
     ) -> Result<Rows, QueryError> {
         let (logical, physical) = match plan {
-            QueryPlan::Planned { logical, physical } => (logical, physical),
+            QueryPlan::Planned {
+                logical, physical, ..
+            } => (logical, physical),
             QueryPlan::Deep => {
                 let this = self.clone();
                 let sql = prepared.sql.clone();
@@ -1152,7 +1165,10 @@ impl QueryEngine {
                 // within the caller's deadline, which bounds this await).
                 let output = on_deep_stack(async move {
                     let planned = this.prepare_shaped(&sql, shape).await?;
-                    let QueryPlan::Planned { logical, physical } = &planned.kind_query()? else {
+                    let QueryPlan::Planned {
+                        logical, physical, ..
+                    } = &planned.kind_query()?
+                    else {
                         return Err(internal("a deep statement planned as deep"));
                     };
                     let mut stream = this
