@@ -6,7 +6,7 @@
 #
 # Installs what it needs under target/: a Python venv (target/clients-venv:
 # psycopg[binary], asyncpg, pgvector, numpy, pytest, SQLAlchemy 2, pyarrow, pandas, polars,
-# adbc_driver_flightsql) and `pg` from npm
+# adbc_driver_flightsql; VALORI_VENV names another) and `pg` from npm
 # (target/clients-node). Needs python3, psql and node/npm on the PATH.
 # Starts two servers with `valori serve` on free ports: one open, one with the users alice:s3cret:write and
 # bob:r3ad:read (SCRAM). Prints "N passed, N failed" and exits non-zero
@@ -16,10 +16,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 target=${CARGO_TARGET_DIR:-$root/target}
 
-cargo build -q -p valori-wire --bin valori
+# VALORI_PREBUILT=1: target/debug/valori is already built (scripts/test.sh).
+[ "${VALORI_PREBUILT:-0}" = 1 ] || cargo build -q -p valori-wire --bin valori
 server=$target/debug/valori
 
-venv=$target/clients-venv
+venv=${VALORI_VENV:-$target/clients-venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q "psycopg[binary]" asyncpg pgvector numpy pytest "sqlalchemy>=2" \
     pyarrow pandas polars adbc_driver_flightsql adbc_driver_manager
