@@ -357,17 +357,11 @@ pub fn declared_array(
         ArrowError::InvalidArgumentError(format!("{} has no column {column}", collection.name()))
     })?;
     let ColumnType::Scalar(ty) = def.ty else {
-        let dim = collection.config().dim;
         let mut values = Vec::with_capacity(rows.len() * collection.dim());
         for &row in rows {
-            values.extend(collection.vector(row).iter().map(|&r| r as f32 / Q16_ONE));
+            values.extend_from_slice(collection.vector(row));
         }
-        return Ok(Arc::new(FixedSizeListArray::try_new(
-            item_field(DataType::Float32),
-            list_size(dim)?,
-            Arc::new(Float32Array::from(values)),
-            None,
-        )?));
+        return vector_f32_array(&values, collection.config().dim);
     };
     let scalar_index = table
         .schema()
@@ -377,6 +371,33 @@ pub fn declared_array(
     let stored = &table.columns()[scalar_index];
     let values: Vec<Option<&[u8]>> = rows.iter().map(|&r| stored.get(r)).collect();
     scalar_array(ty, &values)
+}
+
+/// Values of declared column `column` as a write stores them, one per
+/// row, as an Arrow array of [`declared_field`]'s type: `scalars` in
+/// canonical form for a scalar column, `vectors` (Q16.16, `dim` per row)
+/// for the vector column.
+pub fn declared_values(
+    column: &ColumnDef,
+    dim: u32,
+    scalars: &[Option<&[u8]>],
+    vectors: &[i32],
+) -> Result<ArrayRef, ArrowError> {
+    match column.ty {
+        ColumnType::Scalar(ty) => scalar_array(ty, scalars),
+        ColumnType::Vector { .. } => vector_f32_array(vectors, dim),
+    }
+}
+
+/// Q16.16 vectors of `dim` components as `FixedSizeList<Float32>`.
+fn vector_f32_array(values: &[i32], dim: u32) -> Result<ArrayRef, ArrowError> {
+    let floats: Vec<f32> = values.iter().map(|&r| r as f32 / Q16_ONE).collect();
+    Ok(Arc::new(FixedSizeListArray::try_new(
+        item_field(DataType::Float32),
+        list_size(dim)?,
+        Arc::new(Float32Array::from(floats)),
+        None,
+    )?))
 }
 
 fn le<const N: usize>(bytes: &[u8]) -> [u8; N] {

@@ -826,6 +826,21 @@ impl Core {
         }
     }
 
+    /// [`Engine::submit_built`] of several events: `build` makes them from
+    /// the current state and they are submitted in order, each after the
+    /// one before it was applied, stopping at the first that fails. The
+    /// receipts of those submitted, in order.
+    pub fn submit_built_all(
+        &self,
+        build: impl FnOnce(&State) -> Vec<Event>,
+    ) -> Result<Vec<Receipt>, EngineError> {
+        let _serial = lock(&self.auto_ids);
+        self.read(build)?
+            .into_iter()
+            .map(|event| self.submit(event))
+            .collect()
+    }
+
     /// Latency of the log's group writes, each a write and an fsync.
     pub fn log_write_latency(&self) -> &stats::Histogram {
         &self.log_write_latency

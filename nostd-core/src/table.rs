@@ -830,6 +830,12 @@ impl Table {
         &self.columns
     }
 
+    /// The live row holding `value` in scalar column `column`, when the
+    /// column is unique.
+    pub fn unique_row(&self, column: usize, value: &[u8]) -> Option<u32> {
+        self.unique.get(column)?.as_ref()?.get(value).copied()
+    }
+
     /// The last value each scalar column's sequence gave (0 when the
     /// column is not serial or has given none).
     pub fn sequences(&self) -> &[i64] {

@@ -25,7 +25,9 @@ use valori_core::table::{
 };
 use valori_engine::Engine;
 
-use crate::write::{Literal, WriteError, WriteOutcome, bytea_text, parse_vector_text};
+use crate::write::{
+    Literal, OnConflict, SetValue, WriteError, WriteOutcome, Written, bytea_text, parse_vector_text,
+};
 
 fn unsupported(what: impl Into<String>) -> WriteError {
     WriteError::Unsupported(what.into())
@@ -36,7 +38,7 @@ fn invalid(what: impl Into<String>) -> WriteError {
 }
 
 /// An identifier as Postgres folds it: lower case unless quoted.
-fn ident(ident: &ast::Ident) -> String {
+pub(crate) fn ident(ident: &ast::Ident) -> String {
     if ident.quote_style.is_some() {
         ident.value.clone()
     } else {
@@ -954,16 +956,20 @@ fn build_rows(
 }
 
 /// `INSERT` into a declared table: one `InsertRows` event, all or none.
+/// With `ON CONFLICT`, rows whose key is already taken are left
+/// (`DO NOTHING`) or updated (`DO UPDATE`, one `UpdateRows` event before
+/// the insert); both events are made from one state, under the lock that
+/// serializes such writes, and checked completely before the first is
+/// submitted. `returning`: the outcome carries the rows as stored.
 pub fn insert(
     engine: &Engine,
     table: &str,
     names: Option<&[String]>,
     rows: &[Vec<Literal>],
+    on_conflict: Option<&OnConflict>,
+    returning: bool,
 ) -> Result<WriteOutcome, WriteError> {
     let name = CollectionName::new(table).map_err(|_| WriteError::UndefinedTable(table.into()))?;
-    if rows.is_empty() {
-        return Ok(WriteOutcome::default());
-    }
     if rows.len() as u64 > u64::from(limits::BATCH_RECORDS_MAX) {
         return Err(WriteError::TooLarge(format!(
             "{} rows in one INSERT; at most {}",
@@ -971,68 +977,362 @@ pub fn insert(
             limits::BATCH_RECORDS_MAX
         )));
     }
-    // Serialized with other writes that hand out ids and sequence
-    // values, so two INSERTs never take the same ones.
-    let count = rows.len() as u64;
     let mut failure = None;
-    let receipt = engine.submit_built(|state| {
-        let built = (|| -> Result<Event, WriteError> {
-            let collection = state
-                .collection(&name)
-                .ok_or_else(|| WriteError::UndefinedTable(table.into()))?;
-            let t = collection.table().ok_or_else(|| {
-                WriteError::Unsupported(format!("{table} has the fixed columns"))
-            })?;
-            let mut sequences = t.sequences().to_vec();
-            let mut rows = build_rows(
-                t.schema(),
-                collection.config().dim,
-                table,
-                names,
-                rows,
-                &mut sequences,
-            )?;
-            if t.schema().integer_key().is_none() {
-                let first = collection
-                    .ids()
-                    .iter()
-                    .map(|id| id.0)
-                    .max()
-                    .map_or(0, |m| m.saturating_add(1));
-                for (i, id) in rows.batch.ids.iter_mut().enumerate() {
-                    *id = RecordId(first.saturating_add(i as u64));
-                }
-            } else {
-                let key_name = &t.schema().scalar_columns().nth(t.schema().integer_key().unwrap_or(0)).map(|(_, c, _)| c.name.clone()).unwrap_or_default();
-                let mut seen = std::collections::BTreeSet::new();
-                for key in rows.keys.iter().flatten() {
-                    if !seen.insert(*key) || collection.row_of(RecordId(*key as u64)).is_some() {
-                        return Err(WriteError::Duplicate(format!(
-                            "duplicate key value violates unique constraint \"{table}_pkey\": Key ({key_name})=({key}) already exists"
-                        )));
-                    }
-                }
+    let mut planned = None;
+    let receipts = engine.submit_built_all(|state| {
+        match plan_insert(state, &name, table, names, rows, on_conflict, returning) {
+            Ok(plan) => {
+                let events = plan.events.clone();
+                planned = Some(plan);
+                events
             }
-            Ok(Event::InsertRows {
-                collection: name.clone(),
-                batch: rows.batch,
-                columns: rows.columns,
-            })
-        })();
-        match built {
-            Ok(event) => Some(event),
             Err(e) => {
                 failure = Some(e);
-                None
+                Vec::new()
             }
         }
     });
     if let Some(e) = failure {
         return Err(e);
     }
-    receipt?;
+    receipts?;
+    let plan = planned.unwrap_or_default();
     Ok(WriteOutcome {
-        rows: count,
+        rows: plan.count,
         notices: Vec::new(),
+        written: returning.then_some(plan.written),
     })
+}
+
+/// The events of one `INSERT` and what it answers.
+#[derive(Default)]
+struct InsertPlan {
+    events: Vec<Event>,
+    /// Rows inserted or updated.
+    count: u64,
+    written: Written,
+}
+
+/// What becomes of one proposed row.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Insert,
+    /// Left: its key is taken (`DO NOTHING`).
+    Skip,
+    /// Updates this existing row (`DO UPDATE`).
+    Update(u32),
+}
+
+fn duplicate(table: &str, def: &ColumnDef, ty: ScalarType, value: &[u8]) -> WriteError {
+    let column = &def.name;
+    let constraint = if def.is_primary_key() {
+        format!("{table}_pkey")
+    } else {
+        format!("{table}_{column}_key")
+    };
+    WriteError::Duplicate(format!(
+        "duplicate key value violates unique constraint \"{constraint}\": Key ({column})=({}) already exists",
+        shown_value(ty, value)
+    ))
+}
+
+fn plan_insert(
+    state: &valori_core::state::State,
+    name: &CollectionName,
+    table: &str,
+    names: Option<&[String]>,
+    rows: &[Vec<Literal>],
+    on_conflict: Option<&OnConflict>,
+    returning: bool,
+) -> Result<InsertPlan, WriteError> {
+    let collection = state
+        .collection(name)
+        .ok_or_else(|| WriteError::UndefinedTable(table.into()))?;
+    let t = collection
+        .table()
+        .ok_or_else(|| WriteError::Unsupported(format!("{table} has the fixed columns")))?;
+    let schema = t.schema();
+    let dim = collection.config().dim;
+    let mut sequences = t.sequences().to_vec();
+    let built = build_rows(schema, dim, table, names, rows, &mut sequences)?;
+    let scalar_defs: Vec<(&ColumnDef, ScalarType)> = schema
+        .scalar_columns()
+        .map(|(_, def, ty)| (def, ty))
+        .collect();
+    let scalar_names: Vec<&str> = scalar_defs.iter().map(|(d, _)| d.name.as_str()).collect();
+    let dup = |c: usize, value: &[u8]| duplicate(table, scalar_defs[c].0, scalar_defs[c].1, value);
+    let key = schema.integer_key();
+    let unique: Vec<usize> = schema
+        .scalar_columns()
+        .enumerate()
+        .filter(|(_, (_, def, _))| def.is_unique())
+        .map(|(i, _)| i)
+        .collect();
+    // The live row holding `value` in unique scalar column `c`.
+    let holder = |c: usize, value: &[u8]| -> Option<u32> {
+        if Some(c) == key {
+            valori_core::table::integer_value(value)
+                .and_then(|k| collection.row_of(RecordId(k as u64)))
+        } else {
+            t.unique_row(c, value)
+        }
+    };
+    let target = match on_conflict.and_then(|c| c.target.as_deref()) {
+        None => None,
+        Some(column) => Some(
+            scalar_names
+                .iter()
+                .position(|n| *n == column)
+                .filter(|c| unique.contains(c))
+                .ok_or_else(|| {
+                    WriteError::InvalidReference(format!(
+                        "there is no unique or exclusion constraint matching the ON CONFLICT specification ({column})"
+                    ))
+                })?,
+        ),
+    };
+    let update = on_conflict.and_then(|c| c.update.as_ref());
+    let n = built.keys.len();
+    let mut fates = vec![Fate::Insert; n];
+    // Values of unique columns taken by rows of this statement.
+    let mut taken: Vec<std::collections::BTreeSet<&[u8]>> = vec![Default::default(); unique.len()];
+    let mut updated_rows = std::collections::BTreeSet::new();
+    for (r, fate) in fates.iter_mut().enumerate() {
+        let checked: Vec<usize> = match (on_conflict, target) {
+            (None, _) => Vec::new(),
+            (Some(_), Some(c)) => vec![c],
+            // DO NOTHING without a target: any unique column.
+            (Some(_), None) => unique.clone(),
+        };
+        for (u, &c) in unique.iter().enumerate() {
+            let Some(value) = built.columns[c].get(r) else {
+                continue;
+            };
+            let in_statement = taken[u].contains(value);
+            let existing = holder(c, value);
+            if !checked.contains(&c) {
+                if in_statement || existing.is_some() {
+                    return Err(dup(c, value));
+                }
+                continue;
+            }
+            if update.is_some() && in_statement {
+                return Err(WriteError::Cardinality(
+                    "ON CONFLICT DO UPDATE command cannot affect row a second time".into(),
+                ));
+            }
+            if in_statement {
+                *fate = Fate::Skip;
+            } else if let Some(row) = existing {
+                *fate = match update {
+                    Some(_) if !updated_rows.insert(row) => {
+                        return Err(WriteError::Cardinality(
+                            "ON CONFLICT DO UPDATE command cannot affect row a second time".into(),
+                        ));
+                    }
+                    Some(_) => Fate::Update(row),
+                    None => Fate::Skip,
+                };
+            }
+            if *fate != Fate::Insert {
+                break;
+            }
+        }
+        if *fate == Fate::Insert {
+            for (u, &c) in unique.iter().enumerate() {
+                if let Some(value) = built.columns[c].get(r) {
+                    taken[u].insert(value);
+                }
+            }
+        }
+    }
+
+    let mut plan = InsertPlan::default();
+    let scalars = schema.scalar_count();
+    if returning {
+        plan.written.columns = vec![ColumnValues::default(); scalars];
+    }
+
+    // DO UPDATE: one UpdateRows of the existing rows.
+    let updates: Vec<(usize, u32)> = fates
+        .iter()
+        .enumerate()
+        .filter_map(|(r, f)| match f {
+            Fate::Update(row) => Some((r, *row)),
+            _ => None,
+        })
+        .collect();
+    let mut set_values: Vec<(usize, ColumnValues)> = Vec::new();
+    // The assignments are checked also when no row conflicts.
+    if let Some(sets) = update {
+        for (column, value) in sets {
+            let c = scalar_names.iter().position(|n| n == column);
+            let Some(c) = c else {
+                return Err(if schema.columns.iter().any(|d| d.name == *column) {
+                    unsupported(format!(
+                        "ON CONFLICT … DO UPDATE SET {column}: updating the vector column is not supported yet"
+                    ))
+                } else {
+                    WriteError::UndefinedColumn(format!(
+                        "column {column:?} of relation {table:?} does not exist"
+                    ))
+                });
+            };
+            if Some(c) == key {
+                return Err(unsupported(format!(
+                    "ON CONFLICT … DO UPDATE SET {column}: the primary key is not updated"
+                )));
+            }
+            let (_, def, ty) = schema
+                .scalar_columns()
+                .nth(c)
+                .expect("invariant: c is a scalar column");
+            let mut values = ColumnValues::default();
+            let fixed = match value {
+                SetValue::Value(literal) => Some(scalar_bytes(literal, ty, column)?),
+                SetValue::Excluded(source) => {
+                    if !scalar_names.contains(&source.as_str()) {
+                        return Err(WriteError::UndefinedColumn(format!(
+                            "column excluded.{source} does not exist"
+                        )));
+                    }
+                    None
+                }
+            };
+            for &(r, _) in &updates {
+                let bytes = match (&fixed, value) {
+                    (Some(bytes), _) => bytes.as_deref(),
+                    (None, SetValue::Excluded(source)) => {
+                        let s = scalar_names
+                            .iter()
+                            .position(|n| n == source)
+                            .expect("invariant: checked above");
+                        built.columns[s].get(r)
+                    }
+                    (None, SetValue::Value(_)) => None,
+                };
+                if bytes.is_none() && def.not_null() {
+                    return Err(WriteError::NotNull(format!(
+                        "null value in column {column:?} of relation {table:?} violates not-null constraint"
+                    )));
+                }
+                values.push(bytes);
+            }
+            set_values.push((c, values));
+        }
+        // A unique column set to a value another row holds, or that a
+        // row of this statement inserts.
+        for (c, values) in &set_values {
+            let Some(u) = unique.iter().position(|x| x == c) else {
+                continue;
+            };
+            let mut seen = std::collections::BTreeSet::new();
+            for (i, &(_, row)) in updates.iter().enumerate() {
+                if let Some(value) = values.get(i) {
+                    let other = holder(*c, value).is_some_and(|h| h != row);
+                    if other || taken[u].contains(value) || !seen.insert(value) {
+                        return Err(dup(*c, value));
+                    }
+                }
+            }
+        }
+        let columns = set_values
+            .iter()
+            .map(|(c, values)| {
+                u16::try_from(*c)
+                    .map(|c| (c, values.clone()))
+                    .map_err(|_| unsupported(format!("column {c}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if !updates.is_empty() {
+            plan.events.push(Event::UpdateRows {
+                collection: name.clone(),
+                ids: updates
+                    .iter()
+                    .map(|&(_, row)| collection.ids()[row as usize])
+                    .collect(),
+                columns,
+            });
+        }
+    }
+
+    // The rows inserted: one InsertRows.
+    let inserted: Vec<usize> = (0..n).filter(|&r| fates[r] == Fate::Insert).collect();
+    if !inserted.is_empty() {
+        let mut batch = Batch::new(dim);
+        let mut columns = vec![ColumnValues::default(); scalars];
+        let mut next = collection
+            .ids()
+            .iter()
+            .map(|id| id.0)
+            .max()
+            .map_or(0, |m| m.saturating_add(1));
+        for &r in &inserted {
+            let id = match key {
+                Some(_) => built.batch.ids[r],
+                None => {
+                    let id = RecordId(next);
+                    next = next.saturating_add(1);
+                    id
+                }
+            };
+            batch.push(id, built.batch.vector(r), 0, &[]);
+            for (c, values) in columns.iter_mut().enumerate() {
+                values.push(built.columns[c].get(r));
+            }
+        }
+        plan.events.push(Event::InsertRows {
+            collection: name.clone(),
+            batch,
+            columns,
+        });
+    }
+    plan.count = (updates.len() + inserted.len()) as u64;
+
+    if returning {
+        // In the statement's order: an inserted row as proposed, an
+        // updated one as it was with the assignments made.
+        let mut u = 0;
+        for (r, fate) in fates.iter().enumerate() {
+            match fate {
+                Fate::Skip => continue,
+                Fate::Insert => {
+                    plan.written
+                        .vectors
+                        .extend_from_slice(built.batch.vector(r));
+                    for (c, values) in plan.written.columns.iter_mut().enumerate() {
+                        values.push(built.columns[c].get(r));
+                    }
+                }
+                Fate::Update(row) => {
+                    let row = *row as usize;
+                    plan.written
+                        .vectors
+                        .extend_from_slice(collection.vector(row));
+                    for (c, values) in plan.written.columns.iter_mut().enumerate() {
+                        match set_values.iter().find(|(s, _)| *s == c) {
+                            Some((_, set)) => values.push(set.get(u)),
+                            None => values.push(t.columns()[c].get(row)),
+                        }
+                    }
+                    u += 1;
+                }
+            }
+            plan.written.rows += 1;
+        }
+    }
+    Ok(plan)
+}
+
+/// A key's value as an error message shows it.
+fn shown_value(ty: ScalarType, value: &[u8]) -> String {
+    match ty {
+        _ if ty.is_integer() => valori_core::table::integer_value(value)
+            .map_or_else(|| format!("{value:02x?}"), |v| v.to_string()),
+        ScalarType::Uuid => uuid_text(value),
+        _ => match std::str::from_utf8(value) {
+            Ok(text) => text.to_owned(),
+            Err(_) => value.iter().map(|b| format!("{b:02x}")).collect(),
+        },
+    }
 }

@@ -48,6 +48,7 @@ pub mod metadata_functions;
 pub mod ops;
 pub mod pgvector;
 pub mod provider;
+mod returning;
 pub mod rows;
 pub mod session;
 pub mod settings;

@@ -170,6 +170,8 @@ impl WriteError {
             | WriteError::InvalidText(_)
             | WriteError::InvalidValue(_)
             | WriteError::NotNull(_)
+            | WriteError::Cardinality(_)
+            | WriteError::InvalidReference(_)
             | WriteError::OutOfRange(_) => Fault::InvalidInput,
             WriteError::UndefinedTable(_) => Fault::NotFound,
             WriteError::TableExists(_) | WriteError::Duplicate(_) | WriteError::Conflict(_) => {

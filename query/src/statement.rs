@@ -60,6 +60,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Tokenizer;
 use futures::StreamExt;
 use valori_core::limits;
+use valori_core::table::TableSchema;
 
 use crate::functions::DistanceFunction;
 use crate::knn::{BoundParams, ValoriKnnExec};
@@ -202,6 +203,12 @@ pub enum Outcome {
     Begin,
     Commit,
     Rollback,
+    /// A write's `RETURNING` rows and its command tag without the row
+    /// count (`INSERT 0`): the count is the number of rows.
+    Returning {
+        tag: String,
+        rows: Rows,
+    },
     /// `COPY … FROM STDIN`: the front end collects the data and passes it
     /// to [`QueryEngine::copy_in`].
     CopyIn(CopyIn),
@@ -214,7 +221,7 @@ impl Outcome {
     /// NULL); no columns for an empty statement.
     pub async fn into_output(self) -> Result<QueryOutput, QueryError> {
         let (tag, rows) = match self {
-            Outcome::Rows(rows) => return rows.collect().await,
+            Outcome::Rows(rows) | Outcome::Returning { rows, .. } => return rows.collect().await,
             Outcome::Empty => {
                 return Ok(QueryOutput {
                     schema: Arc::new(Schema::empty()),
@@ -896,13 +903,53 @@ impl QueryEngine {
                 }
             }
         }
+        let schema = match &statement {
+            WriteStatement::Insert {
+                table,
+                returning: Some(items),
+                ..
+            } => self.returning_schema(table, items)?,
+            _ => Arc::new(Schema::empty()),
+        };
         Ok(Prepared {
             sql: sql.to_owned(),
             shape,
             kind: Kind::Write(statement),
             params,
-            schema: Arc::new(Schema::empty()),
+            schema,
         })
+    }
+
+    /// A declared table's schema and dimension.
+    fn declared_table(&self, table: &str) -> Result<(TableSchema, u32), QueryError> {
+        let name = valori_core::event::CollectionName::new(table)
+            .map_err(|_| write::WriteError::UndefinedTable(table.to_owned()))?;
+        self.engine
+            .read(|state| {
+                state.collection(&name).map(|c| {
+                    c.table()
+                        .map(|t| (t.schema().clone(), c.config().dim))
+                        .ok_or_else(|| {
+                            write::WriteError::Unsupported(format!(
+                                "RETURNING on {table}, a table with the fixed columns id, vec, tag and metadata; it works on tables with declared columns"
+                            ))
+                        })
+                })
+            })
+            .map_err(QueryError::Engine)?
+            .ok_or_else(|| write::WriteError::UndefinedTable(table.to_owned()))?
+            .map_err(QueryError::from)
+    }
+
+    fn returning_schema(
+        &self,
+        table: &str,
+        items: &[write::ReturnItem],
+    ) -> Result<SchemaRef, QueryError> {
+        let (schema, dim) = self.declared_table(table)?;
+        Ok(crate::returning::returning_schema(
+            &schema, dim, table, items,
+        )?)
     }
 
     async fn prepare_shaped(
@@ -943,6 +990,16 @@ impl QueryEngine {
             let write = write::from_statement(statement)?;
             return self.write_prepared(sql, shape, write);
         }
+        self.prepare_statement(sql, shape, statement).await
+    }
+
+    /// Plans a query (`sql` is its text, `statement` its parse).
+    async fn prepare_statement(
+        &self,
+        sql: &str,
+        shape: sql_text::Shape,
+        statement: Statement,
+    ) -> Result<Prepared, QueryError> {
         let state = self.ctx.state();
         let plan = state
             .statement_to_plan(DfStatement::Statement(Box::new(statement)))
@@ -1040,7 +1097,7 @@ impl QueryEngine {
                 if access == Access::ReadOnly {
                     return Err(QueryError::ReadOnly);
                 }
-                self.run_write(statement, params).await
+                self.run_write(prepared, statement, params, session).await
             }
             Kind::Query(plan) => {
                 let limit = effective_timeout(self.limits.statement_timeout, session);
@@ -1093,10 +1150,40 @@ impl QueryEngine {
 
     async fn run_write(
         &self,
+        prepared: &Prepared,
         statement: &WriteStatement,
         params: Vec<ScalarValue>,
+        session: &mut Session,
     ) -> Result<Outcome, QueryError> {
-        let statement = statement.bind(&params)?;
+        let mut statement = statement.bind(&params)?;
+        if let WriteStatement::Insert {
+            select: select @ Some(_),
+            rows,
+            names,
+            columns,
+            ..
+        } = &mut statement
+        {
+            // `INSERT … SELECT`: the query runs first, on the same
+            // parameters; its rows are the values inserted.
+            let query = select.take().expect("invariant: matched Some");
+            let text = query.to_string();
+            let sub = self
+                .prepare_statement(&text, prepared.shape, Statement::Query(query))
+                .await?;
+            let mut given = params;
+            given.truncate(sub.params.len());
+            let Outcome::Rows(found) =
+                Box::pin(self.run(&sub, given, session, Access::ReadOnly)).await?
+            else {
+                return Err(internal("a query answered without rows"));
+            };
+            let width = found.schema().fields().len();
+            *rows = crate::returning::literal_rows(found).await?;
+            if names.is_none() {
+                *columns = Column::ALL[..width.min(Column::ALL.len())].to_vec();
+            }
+        }
         if let WriteStatement::CopyFrom {
             table,
             columns,
@@ -1121,13 +1208,35 @@ impl QueryEngine {
             }));
         }
         let command = statement.command();
+        let returning = match &statement {
+            WriteStatement::Insert {
+                table,
+                returning: Some(items),
+                ..
+            } => Some((table.clone(), items.clone())),
+            _ => None,
+        };
         let engine = Arc::clone(&self.engine);
         // The write runs to completion even if the client goes away: once
         // submitted, an event is durable or rejected.
         let outcome = tokio::task::spawn_blocking(move || write::execute(&engine, &statement))
             .await
             .map_err(|e| internal(format!("write task failed: {e}")))??;
-        Ok(done(command, outcome))
+        match (returning, &outcome.written) {
+            (Some((table, items)), Some(written)) => {
+                let (schema, dim) = self.declared_table(&table)?;
+                let batch =
+                    crate::returning::returning_batch(&schema, dim, &table, &items, written)?;
+                Ok(Outcome::Returning {
+                    tag: format!("{command} 0"),
+                    rows: Rows::from_output(QueryOutput {
+                        schema: batch.schema(),
+                        batches: vec![batch],
+                    }),
+                })
+            }
+            _ => Ok(done(command, outcome)),
+        }
     }
 
     /// Loads the data of a `COPY … FROM STDIN` (see [`Outcome::CopyIn`]):

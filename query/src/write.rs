@@ -12,6 +12,8 @@
 //! | `CREATE TABLE docs (id BIGINT PRIMARY KEY, vec VECTOR(3), tag BIGINT, metadata JSONB) [WITH (metric = 'cosine', m = 16, ef_construction = 64, seed = 7)]` | one `CreateCollection` |
 //! | `DROP TABLE [IF EXISTS] a, b` | one `DropCollection`, or one `DropCollections` for several tables |
 //! | `INSERT INTO docs [(cols)] VALUES (…), (…)` | one `Insert` or `InsertBatch`: atomic |
+//! | `INSERT INTO items … [ON CONFLICT …] [RETURNING …]` (declared columns) | one `InsertRows`, and one `UpdateRows` for `DO UPDATE` ([`crate::declared::insert`]) |
+//! | `INSERT INTO t … SELECT …` | the query's rows, inserted as `VALUES` would be |
 //! | `DELETE FROM docs WHERE id = 1` / `id IN (1, 2)` | one `Delete`, or one `DeleteBatch` of the existing ids |
 //! | `UPDATE docs SET tag = 3, metadata = '{}' WHERE id = …` | one `SetTag` or `SetMetadata`, or one `UpdateBatch` of the existing ids |
 //! | `COPY docs [(cols)] FROM STDIN [WITH (FORMAT csv, HEADER)]` | rows parsed by [`copy_rows`], inserted like `INSERT`: one event, at most `BATCH_RECORDS_MAX` rows |
@@ -89,6 +91,14 @@ pub enum WriteError {
     /// NULL in a NOT NULL column.
     #[error("{0}")]
     NotNull(String),
+    /// One statement proposed the same row twice where only once is
+    /// allowed (`ON CONFLICT DO UPDATE`).
+    #[error("{0}")]
+    Cardinality(String),
+    /// A column named where the statement needs a unique one (an `ON
+    /// CONFLICT` target without a unique constraint).
+    #[error("{0}")]
+    InvalidReference(String),
     /// A number outside its column type's range.
     #[error("{0}")]
     OutOfRange(String),
@@ -179,6 +189,33 @@ pub enum Literal {
     Param(usize),
 }
 
+/// `ON CONFLICT (column) DO NOTHING | DO UPDATE SET …` of an `INSERT`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OnConflict {
+    /// The conflict target's column; `None` (only with `DO NOTHING`):
+    /// any unique column.
+    pub target: Option<String>,
+    /// `None`: `DO NOTHING`.
+    pub update: Option<Vec<(String, SetValue)>>,
+}
+
+/// A value an `ON CONFLICT … DO UPDATE SET` assigns.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SetValue {
+    /// `EXCLUDED.column`: the value the conflicting row proposed.
+    Excluded(String),
+    Value(Literal),
+}
+
+/// One column of a `RETURNING` list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReturnItem {
+    /// The column; `None` for `*` (every column).
+    pub column: Option<String>,
+    /// The name it is answered under.
+    pub alias: Option<String>,
+}
+
 /// How `COPY … FROM STDIN` data is laid out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CopyFormat {
@@ -240,6 +277,12 @@ pub enum WriteStatement {
         /// The column list as written, `None` without one.
         names: Option<Vec<String>>,
         rows: Vec<Vec<Literal>>,
+        /// `INSERT … SELECT`: the query whose rows are inserted (`rows`
+        /// is then empty until the statement layer has run it).
+        select: Option<Box<ast::Query>>,
+        on_conflict: Option<OnConflict>,
+        /// `RETURNING`: the columns to answer with, `None` without it.
+        returning: Option<Vec<ReturnItem>>,
     },
     Delete {
         table: String,
@@ -330,6 +373,20 @@ pub struct WriteOutcome {
     pub rows: u64,
     /// Messages for the client that are not errors (Postgres NOTICEs).
     pub notices: Vec<String>,
+    /// The rows as the write stored them, when the statement asked for
+    /// them (`RETURNING`).
+    pub written: Option<Written>,
+}
+
+/// Rows of a declared table as a write stored them, in the statement's
+/// order: what `RETURNING` answers with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    pub rows: usize,
+    /// Each row's vector (Q16.16), one after the other.
+    pub vectors: Vec<i32>,
+    /// Per scalar column of the table, one value per row.
+    pub columns: Vec<valori_core::table::ColumnValues>,
 }
 
 fn syntax(e: impl std::fmt::Display) -> WriteError {
@@ -386,7 +443,7 @@ pub fn from_statement(statement: Statement) -> Result<WriteStatement, WriteError
 
 impl Literal {
     /// A bound parameter's value as the literal it stands for.
-    fn from_scalar(value: &ScalarValue) -> Literal {
+    pub(crate) fn from_scalar(value: &ScalarValue) -> Literal {
         if value.is_null() {
             return Literal::Null;
         }
@@ -465,9 +522,19 @@ impl WriteStatement {
             literals.iter_mut().try_for_each(|l| l.bind(params))
         };
         match &mut bound {
-            WriteStatement::Insert { rows, .. } => {
+            WriteStatement::Insert {
+                rows, on_conflict, ..
+            } => {
                 for row in rows {
                     bind_all(row)?;
+                }
+                for (_, value) in on_conflict
+                    .iter_mut()
+                    .flat_map(|c| c.update.iter_mut().flatten())
+                {
+                    if let SetValue::Value(literal) = value {
+                        literal.bind(params)?;
+                    }
                 }
             }
             WriteStatement::Delete { ids, .. } => bind_all(ids)?,
@@ -969,12 +1036,109 @@ fn table_config(create: &ast::CreateTable, dim: u32) -> Result<CollectionConfig,
     Ok(config)
 }
 
-fn insert_statement(insert: ast::Insert) -> Result<WriteStatement, WriteError> {
-    if insert.returning.is_some() || insert.on.is_some() {
-        return Err(unsupported(
-            "INSERT … RETURNING / ON CONFLICT is not supported",
-        ));
+/// A column named in `RETURNING`, `ON CONFLICT` or `EXCLUDED.…`: a
+/// plain or table-qualified name.
+fn column_ref(expr: &Expr, what: &str) -> Result<String, WriteError> {
+    match expr {
+        Expr::Identifier(ident) => Ok(crate::declared::ident(ident)),
+        Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
+            Ok(crate::declared::ident(&parts[1]))
+        }
+        other => Err(unsupported(format!(
+            "{what} {other}: only column names are supported there"
+        ))),
     }
+}
+
+fn returning_items(items: &[ast::SelectItem]) -> Result<Vec<ReturnItem>, WriteError> {
+    items
+        .iter()
+        .map(|item| match item {
+            ast::SelectItem::Wildcard(_) | ast::SelectItem::QualifiedWildcard(..) => {
+                Ok(ReturnItem {
+                    column: None,
+                    alias: None,
+                })
+            }
+            ast::SelectItem::UnnamedExpr(expr) => Ok(ReturnItem {
+                column: Some(column_ref(expr, "RETURNING")?),
+                alias: None,
+            }),
+            ast::SelectItem::ExprWithAlias { expr, alias } => Ok(ReturnItem {
+                column: Some(column_ref(expr, "RETURNING")?),
+                alias: Some(crate::declared::ident(alias)),
+            }),
+            other => Err(unsupported(format!("RETURNING {other}"))),
+        })
+        .collect()
+}
+
+fn on_conflict(on: &ast::OnInsert) -> Result<OnConflict, WriteError> {
+    let ast::OnInsert::OnConflict(conflict) = on else {
+        return Err(unsupported("ON DUPLICATE KEY UPDATE; use ON CONFLICT"));
+    };
+    let target = match &conflict.conflict_target {
+        None => None,
+        Some(ast::ConflictTarget::Columns(columns)) => match columns.as_slice() {
+            [one] => Some(crate::declared::ident(one)),
+            _ => {
+                return Err(unsupported(
+                    "ON CONFLICT over several columns: a conflict target is one unique column",
+                ));
+            }
+        },
+        Some(ast::ConflictTarget::OnConstraint(name)) => {
+            return Err(unsupported(format!(
+                "ON CONFLICT ON CONSTRAINT {name}; name the column: ON CONFLICT (column)"
+            )));
+        }
+    };
+    let update = match &conflict.action {
+        ast::OnConflictAction::DoNothing => None,
+        ast::OnConflictAction::DoUpdate(update) => {
+            if update.selection.is_some() {
+                return Err(unsupported("ON CONFLICT … DO UPDATE … WHERE"));
+            }
+            if target.is_none() {
+                return Err(WriteError::Syntax(
+                    "ON CONFLICT DO UPDATE requires inference specification or constraint name"
+                        .into(),
+                ));
+            }
+            let mut sets: Vec<(String, SetValue)> = Vec::with_capacity(update.assignments.len());
+            for assignment in &update.assignments {
+                let AssignmentTarget::ColumnName(name) = &assignment.target else {
+                    return Err(unsupported("ON CONFLICT … DO UPDATE of a column tuple"));
+                };
+                let name = ident_name(name)?;
+                if sets.iter().any(|(n, _)| *n == name) {
+                    return Err(WriteError::Syntax(format!(
+                        "multiple assignments to same column {name:?}"
+                    )));
+                }
+                let value = match &assignment.value {
+                    Expr::CompoundIdentifier(parts)
+                        if parts.len() == 2 && parts[0].value.eq_ignore_ascii_case("excluded") =>
+                    {
+                        SetValue::Excluded(crate::declared::ident(&parts[1]))
+                    }
+                    other => SetValue::Value(literal(other)?),
+                };
+                sets.push((name, value));
+            }
+            Some(sets)
+        }
+    };
+    Ok(OnConflict { target, update })
+}
+
+fn insert_statement(insert: ast::Insert) -> Result<WriteStatement, WriteError> {
+    let on_conflict = insert.on.as_ref().map(on_conflict).transpose()?;
+    let returning = insert
+        .returning
+        .as_deref()
+        .map(returning_items)
+        .transpose()?;
     let TableObject::TableName(name) = &insert.table else {
         return Err(unsupported("INSERT into a table function"));
     };
@@ -992,10 +1156,25 @@ fn insert_statement(insert: ast::Insert) -> Result<WriteStatement, WriteError> {
     let Some(source) = insert.source else {
         return Err(unsupported("INSERT needs VALUES"));
     };
-    let SetExpr::Values(values) = *source.body else {
-        return Err(unsupported(
-            "INSERT … SELECT is not supported; use VALUES or COPY",
-        ));
+    let values = match *source.body {
+        SetExpr::Values(values) if source.order_by.is_none() && source.with.is_none() => values,
+        body => {
+            // `INSERT … SELECT` (and VALUES with ORDER BY or WITH): the
+            // statement layer runs the query, then inserts its rows.
+            let query = ast::Query {
+                body: Box::new(body),
+                ..*source
+            };
+            return Ok(WriteStatement::Insert {
+                table,
+                columns: Vec::new(),
+                names,
+                rows: Vec::new(),
+                select: Some(Box::new(query)),
+                on_conflict,
+                returning,
+            });
+        }
     };
     // Without a column list the values fill the leading columns in table
     // order (id, vec, tag, metadata), as in Postgres.
@@ -1026,6 +1205,9 @@ fn insert_statement(insert: ast::Insert) -> Result<WriteStatement, WriteError> {
         columns,
         names,
         rows,
+        select: None,
+        on_conflict,
+        returning,
     })
 }
 
@@ -1475,6 +1657,7 @@ fn create(engine: &Engine, if_not_exists: bool, event: Event) -> Result<WriteOut
             return Ok(WriteOutcome {
                 rows: 0,
                 notices: vec![format!("relation \"{name}\" already exists, skipping")],
+                written: None,
             });
         }
         return Err(WriteError::TableExists(name.to_string()));
@@ -1527,7 +1710,11 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
             if let Some(event) = event {
                 engine.submit(event)?;
             }
-            Ok(WriteOutcome { rows: 0, notices })
+            Ok(WriteOutcome {
+                rows: 0,
+                notices,
+                written: None,
+            })
         }
         WriteStatement::CreateDeclaredTable {
             name,
@@ -1548,6 +1735,9 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
             columns,
             names,
             rows,
+            select: _,
+            on_conflict,
+            returning,
         } => {
             let declared = CollectionName::new(table).ok().is_some_and(|name| {
                 engine
@@ -1555,7 +1745,19 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
                     .unwrap_or(false)
             });
             if declared {
-                return crate::declared::insert(engine, table, names.as_deref(), rows);
+                return crate::declared::insert(
+                    engine,
+                    table,
+                    names.as_deref(),
+                    rows,
+                    on_conflict.as_ref(),
+                    returning.is_some(),
+                );
+            }
+            if on_conflict.is_some() || returning.is_some() {
+                return Err(unsupported(format!(
+                    "ON CONFLICT and RETURNING on {table}, a table with the fixed columns id, vec, tag and metadata; they work on tables with declared columns"
+                )));
             }
             if let Some(names) = names {
                 // Reports the name that is not a fixed column.
@@ -1625,6 +1827,7 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
             Ok(WriteOutcome {
                 rows,
                 notices: Vec::new(),
+                written: None,
             })
         }
         WriteStatement::Update {
@@ -1698,6 +1901,7 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
             Ok(WriteOutcome {
                 rows,
                 notices: Vec::new(),
+                written: None,
             })
         }
         WriteStatement::CreateIndex {
@@ -1739,6 +1943,7 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
                     notices: vec![format!(
                         "no separate index is built on {table}.{column}: filters on it are evaluated on the rows a query reads"
                     )],
+                    written: None,
                 });
             }
             if !is_vector {
@@ -1765,7 +1970,11 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
                     params.m, params.ef_construction
                 ));
             }
-            Ok(WriteOutcome { rows: 0, notices })
+            Ok(WriteOutcome {
+                rows: 0,
+                notices,
+                written: None,
+            })
         }
         WriteStatement::CopyFrom { .. } => Err(unsupported(
             "COPY FROM STDIN needs the data that follows it (the Postgres COPY protocol)",
@@ -1855,6 +2064,7 @@ fn update_declared(
     Ok(WriteOutcome {
         rows: count,
         notices: Vec::new(),
+        written: None,
     })
 }
 
@@ -1941,6 +2151,7 @@ fn insert(
     Ok(WriteOutcome {
         rows: rows_count,
         notices: Vec::new(),
+        written: None,
     })
 }
 
@@ -2194,6 +2405,9 @@ mod tests {
             WriteStatement::Insert {
                 table: "docs".into(),
                 columns: vec![Column::Id, Column::Vec, Column::Metadata],
+                select: None,
+                on_conflict: None,
+                returning: None,
                 names: Some(vec!["id".into(), "vec".into(), "metadata".into()]),
                 rows: vec![
                     vec![

@@ -29,8 +29,26 @@ async fn run(q: &QueryEngine, sql: &str) -> Result<Vec<RecordBatch>, QueryError>
         .run(&prepared, Vec::new(), &mut session, Access::ReadWrite)
         .await?
     {
-        Outcome::Rows(rows) => Ok(rows.collect().await?.batches),
+        Outcome::Rows(rows) | Outcome::Returning { rows, .. } => Ok(rows.collect().await?.batches),
         _ => Ok(Vec::new()),
+    }
+}
+
+/// `sql` with parameter values, and its command tag.
+async fn run_with(
+    q: &QueryEngine,
+    sql: &str,
+    params: Vec<datafusion::common::ScalarValue>,
+) -> Result<(String, Vec<RecordBatch>), QueryError> {
+    let mut session = Session::default();
+    let prepared = q.prepare(sql).await?;
+    match q
+        .run(&prepared, params, &mut session, Access::ReadWrite)
+        .await?
+    {
+        Outcome::Returning { tag, rows } => Ok((tag, rows.collect().await?.batches)),
+        Outcome::Done { tag, rows, .. } => Ok((format!("{tag} {}", rows.unwrap_or(0)), Vec::new())),
+        _ => Ok((String::new(), Vec::new())),
     }
 }
 
@@ -397,5 +415,171 @@ fn kept_plans_follow_a_recreated_table() {
             .await
             .unwrap();
         assert_eq!(cached(q.clone()).await, ["7"]);
+    });
+}
+
+/// `INSERT … ON CONFLICT`, `RETURNING` and `INSERT … SELECT` as Postgres
+/// defines them: `DO NOTHING` leaves a row whose key is taken (and a
+/// later row of the same statement with a key an earlier one took);
+/// `DO UPDATE` assigns to the existing row, `EXCLUDED` being the row
+/// proposed (with its defaults); one statement may not update a row
+/// twice (21000); the target must be a unique column (42P10); a refused
+/// statement writes nothing. `RETURNING` answers with the rows as stored,
+/// defaults and serial values included. Each proposed row takes the next
+/// serial value, as in Postgres; a value taken by a row that was not
+/// inserted is not kept, so a later statement takes it again (Postgres
+/// leaves a gap). The log alone rebuilds the same state.
+#[test]
+fn upserts_returning_and_insert_select() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hash, expected) = {
+        let engine = Arc::new(Engine::open(dir.path()).unwrap());
+        let q = QueryEngine::new(Arc::clone(&engine));
+        let hash = block_on(async {
+            run(
+                &q,
+                "CREATE TABLE docs (id bigserial PRIMARY KEY, slug text UNIQUE, body text, \
+                 n int DEFAULT 7, embedding vector(2))",
+            )
+            .await
+            .unwrap();
+            // Serial values 1 and 2, the default 7.
+            let (tag, rows) = run_with(
+                &q,
+                "INSERT INTO docs (slug, body, embedding) VALUES ('a', 'first', '[1,1]'), \
+                 ('b', 'second', '[2,2]') RETURNING id, slug, n AS count, embedding",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(tag, "INSERT 0");
+            assert_eq!(cells(&rows), ["1|a|7|[1.0, 1.0]", "2|b|7|[2.0, 2.0]"]);
+            // `a` is taken: nothing inserted, nothing returned.
+            let (_, rows) = run_with(
+                &q,
+                "INSERT INTO docs (slug, body, embedding) VALUES ('a', 'again', '[3,3]') \
+                 ON CONFLICT (slug) DO NOTHING RETURNING *",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+            assert!(cells(&rows).is_empty());
+            // Without RETURNING the tag counts the rows written: `c` is
+            // new, the second `c` conflicts with it and is left.
+            let (tag, _) = run_with(
+                &q,
+                "INSERT INTO docs (slug, body, embedding) VALUES ('c', 'third', '[3,3]'), \
+                 ('c', 'twice', '[9,9]') ON CONFLICT DO NOTHING",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(tag, "INSERT 1");
+            // `a` exists: updated from EXCLUDED and a parameter; `d` is
+            // inserted with serial 5 (the proposed `a` took 4). Both
+            // returned, in the statement's order.
+            let (_, rows) = run_with(
+                &q,
+                "INSERT INTO docs (slug, body, embedding) VALUES ('a', 'again', '[5,5]'), \
+                 ('d', 'fourth', '[4,4]') ON CONFLICT (slug) DO UPDATE SET body = EXCLUDED.body, \
+                 n = $1 RETURNING id, slug, body, n, embedding",
+                vec![datafusion::common::ScalarValue::Int64(Some(9))],
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                cells(&rows),
+                ["1|a|again|9|[1.0, 1.0]", "5|d|fourth|7|[4.0, 4.0]"]
+            );
+            let hash = engine.proof().unwrap().hashes.state;
+            let refused = [
+                (
+                    "INSERT INTO docs (slug, embedding) VALUES ('a', '[1,1]'), ('a', '[2,2]') \
+                     ON CONFLICT (slug) DO UPDATE SET body = EXCLUDED.body",
+                    "cannot affect row a second time",
+                ),
+                (
+                    "INSERT INTO docs (slug, embedding) VALUES ('z', '[1,1]') \
+                     ON CONFLICT (body) DO NOTHING",
+                    "no unique or exclusion constraint",
+                ),
+                (
+                    "INSERT INTO docs (slug, embedding) VALUES ('a', '[1,1]')",
+                    "Key (slug)=(a) already exists",
+                ),
+                (
+                    "INSERT INTO docs (slug, embedding) VALUES ('b', '[1,1]') \
+                     ON CONFLICT (slug) DO UPDATE SET nope = 1",
+                    "does not exist",
+                ),
+                (
+                    "INSERT INTO docs (slug, embedding) VALUES ('y', '[1,1]') \
+                     ON CONFLICT (slug) DO UPDATE SET embedding = EXCLUDED.embedding",
+                    "vector column",
+                ),
+                (
+                    "INSERT INTO docs (slug, embedding) SELECT slug, embedding FROM docs",
+                    "already exists",
+                ),
+            ];
+            for (sql, expected) in refused {
+                let err = run(&q, sql).await.unwrap_err().to_string();
+                assert!(err.contains(expected), "{sql}: {err}");
+                assert_eq!(engine.proof().unwrap().hashes.state, hash, "{sql}");
+            }
+            // INSERT … SELECT with a parameter: the query's rows, computed
+            // from the table itself, inserted as new rows 6 and 7.
+            let (_, rows) = run_with(
+                &q,
+                "INSERT INTO docs (slug, body, embedding) SELECT 'x' || slug, upper(body), embedding \
+                 FROM docs WHERE id <= $1 ORDER BY id RETURNING id, slug, body",
+                vec![datafusion::common::ScalarValue::Int64(Some(2))],
+            )
+            .await
+            .unwrap();
+            assert_eq!(cells(&rows), ["6|xa|AGAIN", "7|xb|SECOND"]);
+            engine.proof().unwrap().hashes.state
+        });
+        let rows = block_on(run(&q, "SELECT id, slug, body, n FROM docs ORDER BY id")).unwrap();
+        (hash, cells(&rows))
+    };
+    assert_eq!(
+        expected,
+        [
+            "1|a|again|9",
+            "2|b|second|7",
+            "3|c|third|7",
+            "5|d|fourth|7",
+            "6|xa|AGAIN|7",
+            "7|xb|SECOND|7"
+        ]
+    );
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    assert_eq!(engine.proof().unwrap().hashes.state, hash);
+    let q = QueryEngine::new(engine);
+    let rows = block_on(run(&q, "SELECT id, slug, body, n FROM docs ORDER BY id")).unwrap();
+    assert_eq!(cells(&rows), expected);
+}
+
+/// `RETURNING` and `ON CONFLICT` on a table with the fixed columns are
+/// refused naming what is supported, and write nothing.
+#[test]
+fn returning_on_fixed_tables_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(Arc::clone(&engine));
+    block_on(async {
+        run(&q, "CREATE TABLE f (id bigint PRIMARY KEY, vec vector(2))")
+            .await
+            .unwrap();
+        let hash = engine.proof().unwrap().hashes.state;
+        for sql in [
+            "INSERT INTO f VALUES (1, '[1,1]') RETURNING id",
+            "INSERT INTO f VALUES (1, '[1,1]') ON CONFLICT DO NOTHING",
+        ] {
+            let err = run(&q, sql).await.unwrap_err().to_string();
+            assert!(err.contains("declared columns"), "{sql}: {err}");
+            assert_eq!(engine.proof().unwrap().hashes.state, hash, "{sql}");
+        }
     });
 }

@@ -210,10 +210,13 @@ fn encode_batch(batch: &RecordBatch, fields: &[FieldInfo]) -> Result<Vec<DataRow
 /// statement starts (until its first batch); once the rows are being
 /// sent it no longer waits for that signal, so the stream registers for
 /// it itself when it is first read.
+/// `rows` as a query response; `tag` is the command tag before the row
+/// count (`SELECT` for a query, `INSERT 0` for a write's `RETURNING`).
 fn row_stream(
     rows: Rows,
     fields: Arc<Vec<FieldInfo>>,
     handle: Option<Arc<ConnectionHandle>>,
+    tag: &str,
 ) -> Result<Response, PgError> {
     if rows.schema().fields().len() != fields.len() {
         return Err(PgError::new(
@@ -259,7 +262,9 @@ fn row_stream(
         },
     );
     let data = data.take_until(cancel).chain(ended);
-    Ok(Response::Query(QueryResponse::new(fields, data)))
+    let mut response = QueryResponse::new(fields, data);
+    response.set_command_tag(tag);
+    Ok(Response::Query(response))
 }
 
 /// The type a client gave for a parameter OID that Postgres's built-in
@@ -378,30 +383,43 @@ impl Handler {
                 });
                 Response::CopyIn(CopyResponse::new(0, n, stream::empty()))
             }
-            Outcome::Rows(rows) => {
-                let fields = match fields {
-                    // Extended protocol: the columns Describe announced.
-                    Some(format) => field_infos(&result_fields(prepared), format),
-                    None => {
-                        let described: Vec<(String, Type)> = rows
-                            .schema()
-                            .fields()
-                            .iter()
-                            .map(|f| (f.name().clone(), types::field_pg_type(f)))
-                            .collect();
-                        field_infos(&described, &Format::UnifiedText)
-                    }
-                };
-                if fields.is_empty() {
-                    return Ok(Response::Execution(Tag::new("OK")));
-                }
-                let handle = client
-                    .session_extensions()
-                    .get::<Arc<ConnectionHandle>>()
-                    .map(|h| Arc::clone(&*h));
-                row_stream(rows, Arc::new(fields), handle)?
+            Outcome::Rows(rows) => self.rows_response(client, prepared, rows, fields, "SELECT")?,
+            Outcome::Returning { tag, rows } => {
+                self.rows_response(client, prepared, rows, fields, &tag)?
             }
         })
+    }
+
+    /// A statement's rows as a query response (see [`row_stream`]).
+    fn rows_response<C: ClientInfo>(
+        &self,
+        client: &C,
+        prepared: &Prepared,
+        rows: Rows,
+        fields: Option<&Format>,
+        tag: &str,
+    ) -> Result<Response, PgError> {
+        let fields = match fields {
+            // Extended protocol: the columns Describe announced.
+            Some(format) => field_infos(&result_fields(prepared), format),
+            None => {
+                let described: Vec<(String, Type)> = rows
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), types::field_pg_type(f)))
+                    .collect();
+                field_infos(&described, &Format::UnifiedText)
+            }
+        };
+        if fields.is_empty() {
+            return Ok(Response::Execution(Tag::new("OK")));
+        }
+        let handle = client
+            .session_extensions()
+            .get::<Arc<ConnectionHandle>>()
+            .map(|h| Arc::clone(&*h));
+        row_stream(rows, Arc::new(fields), handle, tag)
     }
 
     /// One statement of a simple query.
