@@ -30,7 +30,7 @@ use crate::table::{
 pub const GOLDEN_SEED: u64 = 0x5641_4c4f_5249_2026;
 
 /// Version of the report format; bump when the workload changes.
-pub const GOLDEN_VERSION: u32 = 3;
+pub const GOLDEN_VERSION: u32 = 4;
 
 struct Spec {
     name: &'static str,
@@ -448,11 +448,54 @@ fn apply_table_workload(
     emit(
         state,
         Event::UpdateRows {
-            collection: items,
+            collection: items.clone(),
             ids: alloc::vec![RecordId(201)],
             columns: alloc::vec![(1, slug)],
         },
     );
+    // Whole rows replaced (an UPDATE that assigns the vector): rows 100 to
+    // 104 get new vectors and values under the same keys and slugs, which
+    // the rows they replace free.
+    let replace = |event: Event| match event {
+        Event::InsertRows {
+            collection,
+            batch,
+            columns,
+        } => Event::ReplaceRows {
+            collection,
+            batch,
+            columns,
+        },
+        other => other,
+    };
+    let mut at = 100;
+    let event = replace(rows(rng, 5, &mut at));
+    emit(state, event);
+    // Rejected: a replacement that takes the slug of a row not replaced.
+    let mut at = 105;
+    let Event::ReplaceRows {
+        collection,
+        batch,
+        mut columns,
+    } = replace(rows(rng, 1, &mut at))
+    else {
+        unreachable!("replace builds ReplaceRows")
+    };
+    columns[1] = ColumnValues::default();
+    columns[1].push(Some(b"item-200"));
+    emit(
+        state,
+        Event::ReplaceRows {
+            collection,
+            batch,
+            columns,
+        },
+    );
+    // Rejected: row 1 was deleted, so there is nothing to replace.
+    let mut at = 1;
+    let event = replace(rows(rng, 1, &mut at));
+    emit(state, event);
+    let _ = items;
 }
 
 /// Writes the golden report and returns the final state hash.

@@ -291,6 +291,24 @@ impl Model {
                     self.collections.remove(&key(name));
                 }
             }
+            // format.md: the rows of `ids` are deleted, then the batch is
+            // inserted as by `InsertRows`.
+            Event::ReplaceRows {
+                collection,
+                batch,
+                columns,
+            } => {
+                let c = self.collections.get_mut(&key(collection)).unwrap();
+                for id in &batch.ids {
+                    c.live(id.0).deleted = true;
+                }
+                let insert = Event::InsertRows {
+                    collection: collection.clone(),
+                    batch: batch.clone(),
+                    columns: columns.clone(),
+                };
+                self.apply(&insert, bytes);
+            }
         }
     }
 

@@ -892,9 +892,20 @@ impl Table {
     }
 
     /// Checks the values of an insert of `ids` (new rows; the caller
-    /// checked the ids themselves). `replaced` lists rows that the same
-    /// event removes first (none today).
+    /// checked the ids themselves).
     pub fn check_insert(&self, ids: &[u64], columns: &[ColumnValues]) -> Result<(), RowError> {
+        self.check_replace(&[], ids, columns)
+    }
+
+    /// [`Table::check_insert`] of rows that replace the live rows
+    /// `replaced` in the same event: the unique values those rows hold
+    /// are free for the new ones.
+    pub fn check_replace(
+        &self,
+        replaced: &[u32],
+        ids: &[u64],
+        columns: &[ColumnValues],
+    ) -> Result<(), RowError> {
         if columns.len() != self.columns.len() {
             return Err(RowError::ColumnCount {
                 expected: self.columns.len(),
@@ -922,7 +933,8 @@ impl Table {
                 let before = seen.len();
                 seen.sort_unstable();
                 seen.dedup();
-                if seen.len() != before || seen.iter().any(|v| live.contains_key(*v)) {
+                let held = |v: &[u8]| live.get(v).is_some_and(|row| !replaced.contains(row));
+                if seen.len() != before || seen.iter().any(|v| held(v)) {
                     return Err(RowError::Duplicate {
                         column: self.def(i).name.clone(),
                     });

@@ -281,6 +281,16 @@ pub enum Event {
         ids: Vec<RecordId>,
         columns: Vec<(u16, ColumnValues)>,
     },
+    /// Replaces whole rows of a table, all or none: every record of
+    /// `batch` is live; each is deleted, then the batch is inserted with
+    /// the same ids, as `DeleteBatch` then `InsertRows` would (an `UPDATE`
+    /// that assigns the vector). Unique values the replaced rows held are
+    /// free for their replacements.
+    ReplaceRows {
+        collection: CollectionName,
+        batch: Batch,
+        columns: Vec<ColumnValues>,
+    },
 }
 
 /// Kind bytes of the encoding.
@@ -302,6 +312,7 @@ mod kind {
     pub const CREATE_TABLE: u8 = 15;
     pub const INSERT_ROWS: u8 = 16;
     pub const UPDATE_ROWS: u8 = 17;
+    pub const REPLACE_ROWS: u8 = 18;
 }
 
 /// Flag bits of an `UpdateBatch`: which fields follow.
@@ -331,6 +342,7 @@ impl Event {
             Event::CreateTable { .. } => "create_table",
             Event::InsertRows { .. } => "insert_rows",
             Event::UpdateRows { .. } => "update_rows",
+            Event::ReplaceRows { .. } => "replace_rows",
         }
     }
 
@@ -457,8 +469,17 @@ impl Event {
                 collection,
                 batch,
                 columns,
+            }
+            | Event::ReplaceRows {
+                collection,
+                batch,
+                columns,
             } => {
-                out.push(kind::INSERT_ROWS);
+                out.push(if matches!(self, Event::InsertRows { .. }) {
+                    kind::INSERT_ROWS
+                } else {
+                    kind::REPLACE_ROWS
+                });
                 put_name(out, collection);
                 put_batch(out, batch);
                 put_u32(out, columns.len() as u32);
@@ -544,7 +565,7 @@ impl Event {
                     schema,
                 }
             }
-            kind::INSERT_ROWS => {
+            kind::INSERT_ROWS | kind::REPLACE_ROWS => {
                 let collection = r.name()?;
                 let batch = r.batch()?;
                 let count = r.column_count()?;
@@ -552,10 +573,18 @@ impl Event {
                 for _ in 0..count {
                     columns.push(r.values()?);
                 }
-                Event::InsertRows {
-                    collection,
-                    batch,
-                    columns,
+                if kind_byte == kind::INSERT_ROWS {
+                    Event::InsertRows {
+                        collection,
+                        batch,
+                        columns,
+                    }
+                } else {
+                    Event::ReplaceRows {
+                        collection,
+                        batch,
+                        columns,
+                    }
                 }
             }
             kind::UPDATE_ROWS => {

@@ -708,6 +708,26 @@ impl Collection {
         Ok(())
     }
 
+    /// The checks of [`Collection::check_batch`] that do not look at
+    /// other records (a `ReplaceRows` batch holds live ids on purpose;
+    /// the caller checked them).
+    fn check_batch_shape(&self, batch: &Batch) -> Result<(), ApplyError> {
+        if batch.is_empty() || batch.len() > limits::BATCH_RECORDS_MAX as usize {
+            return Err(ApplyError::BadBatchSize);
+        }
+        if !batch.is_well_formed() {
+            return Err(ApplyError::MalformedBatch);
+        }
+        for i in 0..batch.len() {
+            self.check_shape(
+                batch.ids[i],
+                u64::from(batch.dim),
+                batch.metadata(i).len() as u64,
+            )?;
+        }
+        Ok(())
+    }
+
     fn check_batch(&self, batch: &Batch) -> Result<(), ApplyError> {
         if batch.is_empty() || batch.len() > limits::BATCH_RECORDS_MAX as usize {
             return Err(ApplyError::BadBatchSize);
@@ -1073,6 +1093,24 @@ impl State {
                     .check_insert(&ids, columns)
                     .map_err(|e| c.row_error(e))
             }
+            Event::ReplaceRows {
+                collection,
+                batch,
+                columns,
+            } => {
+                let c = self.collection_ref(collection)?;
+                let table = c.table_or_refuse()?;
+                c.check_live_ids(&batch.ids)?;
+                c.check_batch_shape(batch)?;
+                if batch.tags.iter().any(|&t| t != 0) || !batch.metadata_bytes.is_empty() {
+                    return Err(c.row_error(RowError::TagOrMetadata));
+                }
+                let rows: Vec<u32> = batch.ids.iter().filter_map(|id| c.row_of(*id)).collect();
+                let ids: Vec<u64> = batch.ids.iter().map(|id| id.0).collect();
+                table
+                    .check_replace(&rows, &ids, columns)
+                    .map_err(|e| c.row_error(e))
+            }
             Event::UpdateRows {
                 collection,
                 ids,
@@ -1260,6 +1298,27 @@ impl State {
                 columns,
             } => {
                 let c = self.collection_mut(collection)?;
+                let first_row = c.rows() as u32;
+                c.push_batch(batch);
+                c.table
+                    .as_mut()
+                    .ok_or_else(|| ApplyError::NotATable(collection.clone()))?
+                    .push(first_row, columns);
+                Applied::Appended {
+                    collection: collection.clone(),
+                    first_row,
+                    count: batch.len() as u32,
+                }
+            }
+            Event::ReplaceRows {
+                collection,
+                batch,
+                columns,
+            } => {
+                let c = self.collection_mut(collection)?;
+                for id in &batch.ids {
+                    c.delete_record(*id)?;
+                }
                 let first_row = c.rows() as u32;
                 c.push_batch(batch);
                 c.table

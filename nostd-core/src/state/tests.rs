@@ -753,6 +753,69 @@ mod tables {
         }
     }
 
+    /// `rows` as a `ReplaceRows` of the same rows.
+    fn replacing(event: Event) -> Event {
+        let Event::InsertRows {
+            collection,
+            batch,
+            columns,
+        } = event
+        else {
+            unreachable!("rows builds InsertRows")
+        };
+        Event::ReplaceRows {
+            collection,
+            batch,
+            columns,
+        }
+    }
+
+    /// A `ReplaceRows` is a `DeleteBatch` of its ids then an `InsertRows`
+    /// of its batch, in one event: the state hash after it equals the
+    /// hash after the two events, the rows read back with their new
+    /// vectors and values, a replaced row's unique value is free for its
+    /// replacement, and a replacement of a row that is not live, or that
+    /// takes a unique value another row holds, is refused with the state
+    /// unchanged.
+    #[test]
+    fn replace_rows_is_delete_then_insert() {
+        let start = || {
+            let mut s = State::new();
+            s.apply(&create_table()).unwrap();
+            s.apply(&rows(&[(1, Some("a"), Some(7)), (2, Some("b"), None)]))
+                .unwrap();
+            s
+        };
+        let new = rows(&[(1, Some("a"), Some(8))]);
+        let mut one = start();
+        one.apply(&replacing(new.clone())).unwrap();
+        let mut two = start();
+        two.apply(&Event::DeleteBatch {
+            collection: name("items"),
+            ids: vec![RecordId(1)],
+        })
+        .unwrap();
+        two.apply(&new).unwrap();
+        assert_eq!(one.state_hash(), two.state_hash());
+        assert_eq!(one.state_hash_uncached(), one.state_hash());
+        let c = one.collection(&name("items")).unwrap();
+        let row = c.row_of(RecordId(1)).unwrap() as usize;
+        assert_eq!(c.vector(row), &[1, 1]);
+        let n = c.table().unwrap().columns()[2].get(row).unwrap();
+        assert_eq!(n, &8i32.to_le_bytes());
+
+        let before = one.state_hash();
+        // Row 3 does not exist; `b` is held by row 2, which is not replaced.
+        for event in [
+            replacing(rows(&[(3, Some("c"), None)])),
+            replacing(rows(&[(1, Some("b"), None)])),
+            replacing(rows(&[(1, Some("x"), None), (1, Some("y"), None)])),
+        ] {
+            let err = one.apply(&event).unwrap_err();
+            assert_eq!(one.state_hash(), before, "{err}");
+        }
+    }
+
     /// Every malformed table write is refused and leaves the state hash
     /// as it was; each refusal names its cause.
     #[test]
