@@ -784,6 +784,20 @@ pub fn scalar_bytes(
 }
 
 /// The Q16.16 components of a vector literal of `dim` components.
+/// A vector column's value: its Q16.16 components.
+pub(crate) fn vector_value(
+    literal: &Literal,
+    dim: u32,
+    column: &str,
+) -> Result<Vec<i32>, WriteError> {
+    if matches!(literal, Literal::Null) {
+        return Err(WriteError::NotNull(format!(
+            "null value in column {column:?}: every row needs its vector"
+        )));
+    }
+    vector_bytes(literal, dim, column)
+}
+
 fn vector_bytes(literal: &Literal, dim: u32, column: &str) -> Result<Vec<i32>, WriteError> {
     let floats: Vec<f32> = match literal {
         Literal::Text(t) => parse_vector_text(t)
@@ -1163,20 +1177,39 @@ fn plan_insert(
         })
         .collect();
     let mut set_values: Vec<(usize, ColumnValues)> = Vec::new();
+    // The vector each updated row gets, when the vector is assigned.
+    let mut set_vectors: Option<Vec<i32>> = None;
     // The assignments are checked also when no row conflicts.
     if let Some(sets) = update {
         for (column, value) in sets {
             let c = scalar_names.iter().position(|n| n == column);
             let Some(c) = c else {
-                return Err(if schema.columns.iter().any(|d| d.name == *column) {
-                    unsupported(format!(
-                        "ON CONFLICT … DO UPDATE SET {column}: updating the vector column is not supported yet"
-                    ))
-                } else {
-                    WriteError::UndefinedColumn(format!(
+                if schema.columns.iter().all(|d| d.name != *column) {
+                    return Err(WriteError::UndefinedColumn(format!(
                         "column {column:?} of relation {table:?} does not exist"
-                    ))
-                });
+                    )));
+                }
+                let mut vectors = Vec::with_capacity(updates.len() * dim as usize);
+                match value {
+                    SetValue::Value(literal) => {
+                        let v = vector_value(literal, dim, column)?;
+                        for _ in &updates {
+                            vectors.extend_from_slice(&v);
+                        }
+                    }
+                    SetValue::Excluded(source) if source == column => {
+                        for &(r, _) in &updates {
+                            vectors.extend_from_slice(built.batch.vector(r));
+                        }
+                    }
+                    SetValue::Excluded(source) => {
+                        return Err(unsupported(format!(
+                            "ON CONFLICT … DO UPDATE SET {column} = EXCLUDED.{source}: the vector takes the vector"
+                        )));
+                    }
+                }
+                set_vectors = Some(vectors);
+                continue;
             };
             if Some(c) == key {
                 return Err(unsupported(format!(
@@ -1244,15 +1277,38 @@ fn plan_insert(
                     .map_err(|_| unsupported(format!("column {c}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if !updates.is_empty() {
-            plan.events.push(Event::UpdateRows {
+        let ids: Vec<RecordId> = updates
+            .iter()
+            .map(|&(_, row)| collection.ids()[row as usize])
+            .collect();
+        match (&set_vectors, updates.is_empty()) {
+            (_, true) => {}
+            (None, false) => plan.events.push(Event::UpdateRows {
                 collection: name.clone(),
-                ids: updates
-                    .iter()
-                    .map(|&(_, row)| collection.ids()[row as usize])
-                    .collect(),
+                ids,
                 columns,
-            });
+            }),
+            // The vector changes: the rows are replaced whole (re-indexed),
+            // each keeping the values it has in the columns not assigned.
+            (Some(vectors), false) => {
+                let mut batch = Batch::new(dim);
+                let mut values = vec![ColumnValues::default(); scalars];
+                let d = dim as usize;
+                for (i, (&(_, row), id)) in updates.iter().zip(&ids).enumerate() {
+                    batch.push(*id, &vectors[i * d..(i + 1) * d], 0, &[]);
+                    for (c, out) in values.iter_mut().enumerate() {
+                        match set_values.iter().find(|(s, _)| *s == c) {
+                            Some((_, set)) => out.push(set.get(i)),
+                            None => out.push(t.columns()[c].get(row as usize)),
+                        }
+                    }
+                }
+                plan.events.push(Event::ReplaceRows {
+                    collection: name.clone(),
+                    batch,
+                    columns: values,
+                });
+            }
         }
     }
 
@@ -1306,9 +1362,18 @@ fn plan_insert(
                 }
                 Fate::Update(row) => {
                     let row = *row as usize;
-                    plan.written
-                        .vectors
-                        .extend_from_slice(collection.vector(row));
+                    match &set_vectors {
+                        Some(vectors) => {
+                            let d = dim as usize;
+                            plan.written
+                                .vectors
+                                .extend_from_slice(&vectors[u * d..(u + 1) * d]);
+                        }
+                        None => plan
+                            .written
+                            .vectors
+                            .extend_from_slice(collection.vector(row)),
+                    }
                     for (c, values) in plan.written.columns.iter_mut().enumerate() {
                         match set_values.iter().find(|(s, _)| *s == c) {
                             Some((_, set)) => values.push(set.get(u)),

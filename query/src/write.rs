@@ -1582,65 +1582,67 @@ fn table_info(engine: &Engine, table: &str) -> Result<TableInfo, WriteError> {
 }
 
 /// The live records among `ids`, each once, in the order given.
-fn existing_ids(engine: &Engine, info: &TableInfo, ids: &[u64]) -> Result<Vec<u64>, WriteError> {
+fn live_ids(state: &valori_core::state::State, info: &TableInfo, ids: &[u64]) -> Vec<u64> {
     let mut seen = BTreeSet::new();
-    let present = engine.read(|state| {
-        let Some(c) = state.collection(&info.name) else {
-            return Vec::new();
-        };
-        ids.iter()
-            .copied()
-            .filter(|id| seen.insert(*id))
-            .filter(|id| {
-                c.row_of(RecordId(*id))
-                    .is_some_and(|row| !c.deleted()[row as usize])
-            })
-            .collect()
-    })?;
-    Ok(present)
+    let Some(c) = state.collection(&info.name) else {
+        return Vec::new();
+    };
+    ids.iter()
+        .copied()
+        .filter(|id| seen.insert(*id))
+        .filter(|id| {
+            c.row_of(RecordId(*id))
+                .is_some_and(|row| !c.deleted()[row as usize])
+        })
+        .collect()
 }
-
-/// How often a `DELETE` or `UPDATE` is checked again when a concurrent
-/// statement deleted one of its records between the check and the commit.
-const CONFLICT_RETRIES: usize = 3;
 
 /// Submits the one event `build` makes of the live records among `ids`
 /// (nothing when none is live) and returns how many there were. Ids not
 /// live are skipped, as Postgres's `DELETE … WHERE id IN (…)` skips rows
-/// that do not match; the event names only live ones, so the state
-/// machine refuses it whole if one was deleted meanwhile, and then the
-/// statement is checked again.
+/// that do not match. The event is made from the state it is applied to:
+/// it is built under the lock that serializes the writes of the
+/// statement layer (`Engine::submit_built`), so no other statement's
+/// write comes between what `build` read and the event.
 fn submit_for_existing(
     engine: &Engine,
     info: &TableInfo,
     ids: &[u64],
     verb: &str,
-    build: impl Fn(&[u64]) -> Event,
+    build: impl FnOnce(&valori_core::state::State, &[u64]) -> Result<Event, WriteError>,
 ) -> Result<u64, WriteError> {
-    for _ in 0..CONFLICT_RETRIES {
-        let present = existing_ids(engine, info, ids)?;
+    let mut outcome = Ok(0);
+    let submitted = engine.submit_built(|state| {
+        let present = live_ids(state, info, ids);
         if present.is_empty() {
-            return Ok(0);
+            return None;
         }
         if present.len() as u64 > u64::from(limits::BATCH_RECORDS_MAX) {
-            return Err(WriteError::TooLarge(format!(
+            outcome = Err(WriteError::TooLarge(format!(
                 "{verb} of {} records in one statement; at most {} (BATCH_RECORDS_MAX)",
                 present.len(),
                 limits::BATCH_RECORDS_MAX
             )));
+            return None;
         }
-        match engine.submit(build(&present)) {
-            Ok(_) => return Ok(present.len() as u64),
-            Err(EngineError::Rejected(
-                ApplyError::UnknownRecord { .. } | ApplyError::UnknownCollection(_),
-            )) => continue,
-            Err(e) => return Err(e.into()),
+        match build(state, &present) {
+            Ok(event) => {
+                outcome = Ok(present.len() as u64);
+                Some(event)
+            }
+            Err(e) => {
+                outcome = Err(e);
+                None
+            }
         }
+    });
+    match submitted {
+        Err(EngineError::Rejected(ApplyError::UnknownCollection(_))) => {
+            Err(WriteError::UndefinedTable(info.name.to_string()))
+        }
+        Err(e) => Err(e.into()),
+        Ok(_) => outcome,
     }
-    Err(WriteError::Conflict(format!(
-        "{verb} on {}: concurrent statements kept deleting its records; nothing was changed, retry",
-        info.name
-    )))
 }
 
 /// Submits a `CreateCollection` or `CreateTable`; a table that exists is
@@ -1811,8 +1813,8 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
                     )
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let rows = submit_for_existing(engine, &info, &ids, "DELETE", |present| {
-                if let [id] = present {
+            let rows = submit_for_existing(engine, &info, &ids, "DELETE", |_, present| {
+                Ok(if let [id] = present {
                     Event::Delete {
                         collection: info.name.clone(),
                         id: RecordId(*id),
@@ -1822,7 +1824,7 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
                         collection: info.name.clone(),
                         ids: present.iter().map(|id| RecordId(*id)).collect(),
                     }
-                }
+                })
             })?;
             Ok(WriteOutcome {
                 rows,
@@ -1877,9 +1879,9 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
             if tag.is_none() && metadata.is_none() {
                 return Err(unsupported("UPDATE needs SET tag = … or metadata = …"));
             }
-            let rows = submit_for_existing(engine, &info, &ids, "UPDATE", |present| {
+            let rows = submit_for_existing(engine, &info, &ids, "UPDATE", |_, present| {
                 let collection = info.name.clone();
-                match (present, tag, &metadata) {
+                Ok(match (present, tag, &metadata) {
                     ([id], Some(tag), None) => Event::SetTag {
                         collection,
                         id: RecordId(*id),
@@ -1896,7 +1898,7 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
                         tag,
                         metadata: metadata.clone(),
                     },
-                }
+                })
             })?;
             Ok(WriteOutcome {
                 rows,
@@ -2004,6 +2006,7 @@ fn update_declared(
         )));
     };
     let mut columns: Vec<(u16, Option<Vec<u8>>)> = Vec::with_capacity(sets.len());
+    let mut vector = None;
     for (name, value) in sets {
         let (index, def) = schema
             .columns
@@ -2016,9 +2019,8 @@ fn update_declared(
                 ))
             })?;
         let Some(ty) = def.scalar() else {
-            return Err(unsupported(format!(
-                "UPDATE of the vector column {name}: not supported yet; delete the row and insert it again"
-            )));
+            vector = Some(crate::declared::vector_value(value, info.config.dim, name)?);
+            continue;
         };
         if index == key {
             return Err(unsupported(format!(
@@ -2047,19 +2049,52 @@ fn update_declared(
             },
         )
         .collect::<Result<Vec<u64>, WriteError>>()?;
-    let count = submit_for_existing(engine, info, &ids, "UPDATE", |present| Event::UpdateRows {
-        collection: info.name.clone(),
-        ids: present.iter().map(|id| RecordId(*id)).collect(),
-        columns: columns
-            .iter()
-            .map(|(scalar, bytes)| {
-                let mut values = valori_core::table::ColumnValues::default();
-                for _ in present {
-                    values.push(bytes.as_deref());
+    let count = submit_for_existing(engine, info, &ids, "UPDATE", |state, present| {
+        let ids: Vec<RecordId> = present.iter().map(|id| RecordId(*id)).collect();
+        let Some(vector) = &vector else {
+            return Ok(Event::UpdateRows {
+                collection: info.name.clone(),
+                ids,
+                columns: columns
+                    .iter()
+                    .map(|(scalar, bytes)| {
+                        let mut values = valori_core::table::ColumnValues::default();
+                        for _ in present {
+                            values.push(bytes.as_deref());
+                        }
+                        (*scalar, values)
+                    })
+                    .collect(),
+            });
+        };
+        // The vector changes: the rows are replaced whole (re-indexed),
+        // each keeping the values it has in the columns not assigned.
+        let c = state
+            .collection(&info.name)
+            .ok_or_else(|| WriteError::UndefinedTable(table.into()))?;
+        let t = c
+            .table()
+            .ok_or_else(|| WriteError::Unsupported(format!("{table} has the fixed columns")))?;
+        let mut batch = Batch::new(info.config.dim);
+        let mut values = vec![valori_core::table::ColumnValues::default(); schema.scalar_count()];
+        for id in &ids {
+            let row = c
+                .row_of(*id)
+                .ok_or_else(|| WriteError::Conflict(format!("record {} of {table}", id.0)))?
+                as usize;
+            batch.push(*id, vector, 0, &[]);
+            for (scalar, out) in values.iter_mut().enumerate() {
+                match columns.iter().find(|(s, _)| usize::from(*s) == scalar) {
+                    Some((_, bytes)) => out.push(bytes.as_deref()),
+                    None => out.push(t.columns()[scalar].get(row)),
                 }
-                (*scalar, values)
-            })
-            .collect(),
+            }
+        }
+        Ok(Event::ReplaceRows {
+            collection: info.name.clone(),
+            batch,
+            columns: values,
+        })
     })?;
     Ok(WriteOutcome {
         rows: count,
@@ -2129,11 +2164,8 @@ fn insert(
                 )));
             }
         }
-        let existing = existing_ids(
-            engine,
-            &info,
-            &batch.ids.iter().map(|id| id.0).collect::<Vec<_>>(),
-        )?;
+        let ids: Vec<u64> = batch.ids.iter().map(|id| id.0).collect();
+        let existing = engine.read(|state| live_ids(state, &info, &ids))?;
         if let Some(id) = existing.first() {
             return Err(WriteError::Duplicate(format!(
                 "duplicate key value violates unique constraint: record {id} already exists in {table}"

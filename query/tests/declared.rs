@@ -148,8 +148,8 @@ fn pgvector_readme_flow() {
             ),
             ("CREATE INDEX ON items USING hnsw (nope)", "does not exist"),
             (
-                "UPDATE items SET embedding = '[1,1,1]' WHERE id = 1",
-                "not supported yet",
+                "UPDATE items SET embedding = '[1,1]' WHERE id = 1",
+                "expected 3 dimensions",
             ),
             ("UPDATE items SET id = 9 WHERE id = 1", "primary key"),
         ] {
@@ -514,8 +514,8 @@ fn upserts_returning_and_insert_select() {
                 ),
                 (
                     "INSERT INTO docs (slug, embedding) VALUES ('y', '[1,1]') \
-                     ON CONFLICT (slug) DO UPDATE SET embedding = EXCLUDED.embedding",
-                    "vector column",
+                     ON CONFLICT (slug) DO UPDATE SET embedding = EXCLUDED.body",
+                    "the vector takes the vector",
                 ),
                 (
                     "INSERT INTO docs (slug, embedding) SELECT slug, embedding FROM docs",
@@ -582,4 +582,99 @@ fn returning_on_fixed_tables_is_refused() {
             assert_eq!(engine.proof().unwrap().hashes.state, hash, "{sql}");
         }
     });
+}
+
+/// `UPDATE … SET embedding = …` and `ON CONFLICT … DO UPDATE SET
+/// embedding = EXCLUDED.embedding` replace the rows' vectors: the nearest
+/// neighbours follow the new vectors (the index holds the new rows, the
+/// old ones are gone), the other columns keep their values unless
+/// assigned, the keys stay, and the log alone rebuilds the same state.
+/// Distances by hand from [0,0]: [3,4] is 5, [6,8] is 10, [0,1] is 1.
+#[test]
+fn vectors_are_updated_and_reindexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = {
+        let engine = Arc::new(Engine::open(dir.path()).unwrap());
+        let q = QueryEngine::new(Arc::clone(&engine));
+        block_on(async {
+            run(
+                &q,
+                "CREATE TABLE items (id bigint PRIMARY KEY, slug text UNIQUE, n int, embedding vector(2))",
+            )
+            .await
+            .unwrap();
+            run(
+                &q,
+                "INSERT INTO items VALUES (1, 'a', 10, '[3,4]'), (2, 'b', 20, '[6,8]'), (3, 'c', 30, '[9,9]')",
+            )
+            .await
+            .unwrap();
+            let nearest = "SELECT id, embedding <-> '[0,0]' AS d FROM items ORDER BY embedding <-> '[0,0]' LIMIT 2";
+            assert_eq!(cells(&run(&q, nearest).await.unwrap()), ["1|5.0", "2|10.0"]);
+            // Row 2 moves next to the origin; its other columns stay.
+            let (tag, _) = run_with(
+                &q,
+                "UPDATE items SET embedding = '[0,1]' WHERE id = 2",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(tag, "UPDATE 1");
+            assert_eq!(cells(&run(&q, nearest).await.unwrap()), ["2|1.0", "1|5.0"]);
+            // Vector and a scalar at once, by a parameter.
+            run_with(
+                &q,
+                "UPDATE items SET embedding = $1, n = 31 WHERE id = 3",
+                vec![datafusion::common::ScalarValue::Utf8(Some("[0,2]".into()))],
+            )
+            .await
+            .unwrap();
+            // Upsert: row 1 gets the proposed vector, its slug stays.
+            let (_, rows) = run_with(
+                &q,
+                "INSERT INTO items (id, slug, embedding) VALUES (1, 'a', '[0,3]') \
+                 ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding RETURNING id, slug, n, embedding",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(cells(&rows), ["1|a|10|[0.0, 3.0]"]);
+            let all = "SELECT id, slug, n, embedding FROM items ORDER BY id";
+            assert_eq!(
+                cells(&run(&q, all).await.unwrap()),
+                [
+                    "1|a|10|[0.0, 3.0]",
+                    "2|b|20|[0.0, 1.0]",
+                    "3|c|31|[0.0, 2.0]"
+                ]
+            );
+            assert_eq!(cells(&run(&q, nearest).await.unwrap()), ["2|1.0", "3|2.0"]);
+            // A NULL vector and a vector of the wrong dimension are
+            // refused, nothing written.
+            let before = engine.proof().unwrap().hashes.state;
+            for (sql, expected) in [
+                (
+                    "UPDATE items SET embedding = NULL WHERE id = 1",
+                    "null value",
+                ),
+                (
+                    "UPDATE items SET embedding = '[1,2,3]' WHERE id = 1",
+                    "dimensions",
+                ),
+            ] {
+                let err = run(&q, sql).await.unwrap_err().to_string();
+                assert!(err.contains(expected), "{sql}: {err}");
+                assert_eq!(engine.proof().unwrap().hashes.state, before, "{sql}");
+            }
+            before
+        })
+    };
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    assert_eq!(engine.proof().unwrap().hashes.state, hash);
+    let q = QueryEngine::new(engine);
+    let rows = block_on(run(&q, "SELECT id, n, embedding FROM items ORDER BY id")).unwrap();
+    assert_eq!(
+        cells(&rows),
+        ["1|10|[0.0, 3.0]", "2|20|[0.0, 1.0]", "3|31|[0.0, 2.0]"]
+    );
 }
