@@ -196,6 +196,12 @@ struct IndexSignal {
     stop: bool,
 }
 
+thread_local! {
+    /// The engine (by address) whose serializing lock this thread holds
+    /// in [`Engine::serialized`]; 0 for none.
+    static SERIAL_HELD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// A Valori database: the engine's shared state and its background index
 /// builder, which is stopped and joined when the engine is dropped.
 #[derive(Debug)]
@@ -787,6 +793,35 @@ impl Core {
         results
     }
 
+    /// The lock that serializes writes built from the state, unless this
+    /// thread holds it already ([`Engine::serialized`]).
+    fn serial(&self) -> Option<MutexGuard<'_, ()>> {
+        let me = self as *const Core as usize;
+        (SERIAL_HELD.get() != me).then(|| lock(&self.auto_ids))
+    }
+
+    /// Runs `f` holding the lock that serializes writes built from the
+    /// state ([`Engine::submit_built`] and the like): no such write of
+    /// another thread comes between what `f` reads and what it submits.
+    /// Those calls made by `f` itself on this thread do not wait for the
+    /// lock.
+    pub fn serialized<R>(&self, f: impl FnOnce() -> R) -> R {
+        let me = self as *const Core as usize;
+        if SERIAL_HELD.get() == me {
+            return f();
+        }
+        let _serial = lock(&self.auto_ids);
+        struct Release;
+        impl Drop for Release {
+            fn drop(&mut self) {
+                SERIAL_HELD.set(0);
+            }
+        }
+        SERIAL_HELD.set(me);
+        let _release = Release;
+        f()
+    }
+
     /// Submits an event whose record ids the engine chooses: `build` gets
     /// the first free id of `collection` — one more than the largest id it
     /// holds, 0 when it holds none — and returns the event to submit. Such
@@ -797,7 +832,7 @@ impl Core {
         collection: &CollectionName,
         build: impl FnOnce(u64) -> Event,
     ) -> Result<Receipt, EngineError> {
-        let _serial = lock(&self.auto_ids);
+        let _serial = self.serial();
         let first = self.read(|state| {
             state.collection(collection).map(|c| {
                 c.ids()
@@ -819,7 +854,7 @@ impl Core {
         &self,
         build: impl FnOnce(&State) -> Option<Event>,
     ) -> Result<Option<Receipt>, EngineError> {
-        let _serial = lock(&self.auto_ids);
+        let _serial = self.serial();
         match self.read(build)? {
             Some(event) => self.submit(event).map(Some),
             None => Ok(None),
@@ -834,7 +869,7 @@ impl Core {
         &self,
         build: impl FnOnce(&State) -> Vec<Event>,
     ) -> Result<Vec<Receipt>, EngineError> {
-        let _serial = lock(&self.auto_ids);
+        let _serial = self.serial();
         self.read(build)?
             .into_iter()
             .map(|event| self.submit(event))

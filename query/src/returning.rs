@@ -24,17 +24,21 @@ use crate::QueryError;
 use crate::rows::Rows;
 use crate::write::{Literal, ReturnItem, WriteError, Written};
 
-/// The rows of an `INSERT … SELECT`'s query as the values of the insert,
-/// at most `BATCH_RECORDS_MAX` of them (more is refused before they are
-/// all read).
-pub(crate) async fn literal_rows(mut rows: Rows) -> Result<Vec<Vec<Literal>>, QueryError> {
+/// The rows of a query a write runs (an `INSERT … SELECT`'s, or the one
+/// that finds the rows of an `UPDATE` or `DELETE`) as literals, at most
+/// `BATCH_RECORDS_MAX` of them (more is refused before they are all
+/// read). `what` names the statement in that error.
+pub(crate) async fn literal_rows(
+    mut rows: Rows,
+    what: &str,
+) -> Result<Vec<Vec<Literal>>, QueryError> {
     let max = limits::BATCH_RECORDS_MAX as usize;
     let mut out: Vec<Vec<Literal>> = Vec::new();
     while let Some(batch) = rows.next().await {
         let batch = batch?;
         if out.len() + batch.num_rows() > max {
             return Err(WriteError::TooLarge(format!(
-                "INSERT … SELECT of more than {max} rows; insert them in parts"
+                "{what} of more than {max} rows in one statement; write them in parts"
             ))
             .into());
         }

@@ -896,7 +896,10 @@ impl QueryEngine {
                     *slot = ty;
                 }
             }
-        } else {
+        } else if !self.declared_target(&statement) {
+            // A declared table's UPDATE/DELETE parameters are taken as
+            // given: the query that finds its rows, and its columns,
+            // type them.
             for (n, column) in statement.parameter_columns() {
                 if let Some(slot) = params.get_mut(n.wrapping_sub(1)) {
                     *slot = column_param(column);
@@ -918,6 +921,17 @@ impl QueryEngine {
             params,
             schema,
         })
+    }
+
+    /// Whether `statement` is an `UPDATE` or `DELETE` of a table with
+    /// declared columns.
+    fn declared_target(&self, statement: &WriteStatement) -> bool {
+        match statement {
+            WriteStatement::Delete { table, .. } | WriteStatement::Update { table, .. } => {
+                self.declared_table(table).is_ok()
+            }
+            _ => false,
+        }
     }
 
     /// A declared table's schema and dimension.
@@ -1171,7 +1185,7 @@ impl QueryEngine {
             let sub = self
                 .prepare_statement(&text, prepared.shape, Statement::Query(query))
                 .await?;
-            let mut given = params;
+            let mut given = params.clone();
             given.truncate(sub.params.len());
             let Outcome::Rows(found) =
                 Box::pin(self.run(&sub, given, session, Access::ReadOnly)).await?
@@ -1179,7 +1193,7 @@ impl QueryEngine {
                 return Err(internal("a query answered without rows"));
             };
             let width = found.schema().fields().len();
-            *rows = crate::returning::literal_rows(found).await?;
+            *rows = crate::returning::literal_rows(found, "INSERT … SELECT").await?;
             if names.is_none() {
                 *columns = Column::ALL[..width.min(Column::ALL.len())].to_vec();
             }
@@ -1206,6 +1220,12 @@ impl QueryEngine {
                 columns,
                 format,
             }));
+        }
+        if let Some(outcome) = self
+            .run_matched_write(&mut statement, &params, session)
+            .await?
+        {
+            return Ok(done(statement.command(), outcome));
         }
         let command = statement.command();
         let returning = match &statement {
@@ -1237,6 +1257,114 @@ impl QueryEngine {
             }
             _ => Ok(done(command, outcome)),
         }
+    }
+
+    /// An `UPDATE` or `DELETE` of a table with declared columns whose
+    /// `WHERE` is not `id = … / id IN (…)` of an integer key `id`: the
+    /// rows are found by running `SELECT key FROM table WHERE …` (any
+    /// condition the query engine evaluates, with the statement's
+    /// parameters), then changed by one event. Both run holding the lock
+    /// that serializes the statement layer's writes, so the rows found are
+    /// the rows of the state the event is applied to. `None` for other
+    /// statements.
+    async fn run_matched_write(
+        &self,
+        statement: &mut WriteStatement,
+        params: &[ScalarValue],
+        session: &Session,
+    ) -> Result<Option<WriteOutcome>, QueryError> {
+        let (WriteStatement::Delete {
+            table,
+            ids,
+            selection,
+            ..
+        }
+        | WriteStatement::Update {
+            table,
+            ids,
+            selection,
+            ..
+        }) = &*statement
+        else {
+            return Ok(None);
+        };
+        let Ok((schema, _)) = self.declared_table(table) else {
+            return Ok(None);
+        };
+        if write::key_is_id(&schema) && !ids.is_empty() {
+            return Ok(None);
+        }
+        let verb = statement.command();
+        let Some((scalar, key, ty)) = schema
+            .scalar_columns()
+            .enumerate()
+            .find(|(_, (_, def, _))| def.is_primary_key())
+            .map(|(s, (_, def, ty))| (s, def.name.clone(), ty))
+        else {
+            return Err(write::WriteError::Unsupported(format!(
+                "{verb} of {table} with this WHERE clause: the table needs a primary key to name its rows"
+            ))
+            .into());
+        };
+        let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+        let sql = match selection {
+            Some(selection) => format!(
+                "SELECT {} FROM {} WHERE {selection}",
+                quote(&key),
+                quote(table)
+            ),
+            None => format!("SELECT {} FROM {}", quote(&key), quote(table)),
+        };
+        let name = valori_core::event::CollectionName::new(table)
+            .map_err(|_| write::WriteError::UndefinedTable(table.clone()))?;
+        let this = self.clone();
+        let engine = Arc::clone(&self.engine);
+        let handle = tokio::runtime::Handle::current();
+        let mut session = session.clone();
+        let params = params.to_vec();
+        let mut statement_owned = statement.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let engine_ref = Arc::clone(&engine);
+            engine_ref.serialized(|| -> Result<WriteOutcome, QueryError> {
+                let keys = handle.block_on(async {
+                    let sub = this.prepare(&sql).await?;
+                    let mut given = params;
+                    given.truncate(sub.params.len());
+                    let Outcome::Rows(rows) = this
+                        .run(&sub, given, &mut session, Access::ReadOnly)
+                        .await?
+                    else {
+                        return Err(internal("a query answered without rows"));
+                    };
+                    crate::returning::literal_rows(rows, verb).await
+                })?;
+                let mut found = Vec::with_capacity(keys.len());
+                for key_value in keys.iter().filter_map(|row| row.first()) {
+                    let bytes = crate::declared::scalar_bytes(key_value, ty, &key)?;
+                    let Some(bytes) = bytes else { continue };
+                    let record = engine
+                        .read(|state| {
+                            let c = state.collection(&name)?;
+                            if ty.is_integer() {
+                                return valori_core::table::integer_value(&bytes).map(|v| v as u64);
+                            }
+                            let row = c.table()?.unique_row(scalar, &bytes)?;
+                            Some(c.ids()[row as usize].0)
+                        })
+                        .map_err(QueryError::Engine)?;
+                    found.extend(record);
+                }
+                if let WriteStatement::Delete { matched, .. }
+                | WriteStatement::Update { matched, .. } = &mut statement_owned
+                {
+                    *matched = Some(found);
+                }
+                Ok(write::execute(&engine, &statement_owned)?)
+            })
+        })
+        .await
+        .map_err(|e| internal(format!("write task failed: {e}")))??;
+        Ok(Some(outcome))
     }
 
     /// Loads the data of a `COPY … FROM STDIN` (see [`Outcome::CopyIn`]):

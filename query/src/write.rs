@@ -286,11 +286,20 @@ pub enum WriteStatement {
     },
     Delete {
         table: String,
+        /// The ids of `WHERE id = … / id IN (…)`; empty for another
+        /// `WHERE` (or none).
         ids: Vec<Literal>,
+        /// The `WHERE` clause as written (`None` without one).
+        selection: Option<Box<Expr>>,
+        /// The records the statement layer found for `selection`.
+        matched: Option<Vec<u64>>,
     },
     Update {
         table: String,
+        /// As for `Delete`.
         ids: Vec<Literal>,
+        selection: Option<Box<Expr>>,
+        matched: Option<Vec<u64>>,
         tag: Option<Literal>,
         metadata: Option<Literal>,
         /// Every assignment as written: a declared table's columns (the
@@ -593,8 +602,13 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
                 return Err(unsupported("DELETE from exactly one table"));
             };
             let table = relation_name(&from.relation)?;
-            let ids = where_ids(delete.selection.as_ref(), "DELETE")?;
-            Ok(WriteStatement::Delete { table, ids })
+            let ids = where_ids(delete.selection.as_ref(), "DELETE").unwrap_or_default();
+            Ok(WriteStatement::Delete {
+                table,
+                ids,
+                selection: delete.selection.map(Box::new),
+                matched: None,
+            })
         }
         Statement::Update(update) => {
             if update.from.is_some() || update.returning.is_some() || update.limit.is_some() {
@@ -627,10 +641,12 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
                     _ => {}
                 }
             }
-            let ids = where_ids(update.selection.as_ref(), "UPDATE")?;
+            let ids = where_ids(update.selection.as_ref(), "UPDATE").unwrap_or_default();
             Ok(WriteStatement::Update {
                 table,
                 ids,
+                selection: update.selection.map(Box::new),
+                matched: None,
                 tag,
                 metadata,
                 sets,
@@ -1780,8 +1796,29 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
             }
             insert(engine, table, columns, rows)
         }
-        WriteStatement::Delete { table, ids } => {
+        WriteStatement::Delete {
+            table,
+            ids,
+            selection,
+            matched,
+        } => {
             let info = table_info(engine, table)?;
+            if let Some(matched) = matched {
+                let rows = submit_for_existing(engine, &info, matched, "DELETE", |_, present| {
+                    Ok(delete_event(&info, present))
+                })?;
+                return Ok(WriteOutcome {
+                    rows,
+                    notices: Vec::new(),
+                    written: None,
+                });
+            }
+            if ids.is_empty() {
+                // Not `id = … / id IN (…)`: only a declared table's
+                // statement, resolved by the statement layer, gets here
+                // with `matched`.
+                where_ids(selection.as_deref(), "DELETE")?;
+            }
             // `id` names the record id: in a declared table only when it
             // is the integer primary key.
             let key_is_id = engine.read(|state| {
@@ -1814,17 +1851,7 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let rows = submit_for_existing(engine, &info, &ids, "DELETE", |_, present| {
-                Ok(if let [id] = present {
-                    Event::Delete {
-                        collection: info.name.clone(),
-                        id: RecordId(*id),
-                    }
-                } else {
-                    Event::DeleteBatch {
-                        collection: info.name.clone(),
-                        ids: present.iter().map(|id| RecordId(*id)).collect(),
-                    }
-                })
+                Ok(delete_event(&info, present))
             })?;
             Ok(WriteOutcome {
                 rows,
@@ -1835,6 +1862,8 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
         WriteStatement::Update {
             table,
             ids,
+            selection,
+            matched,
             tag,
             metadata,
             sets,
@@ -1846,7 +1875,14 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
                     .and_then(|c| c.table().map(|t| t.schema().clone()))
             })?;
             if let Some(schema) = schema {
-                return update_declared(engine, &info, &schema, ids, sets);
+                let records = match matched {
+                    Some(matched) => matched.clone(),
+                    None => declared_ids(&info, &schema, ids, "UPDATE")?,
+                };
+                return update_declared(engine, &info, &schema, &records, sets);
+            }
+            if ids.is_empty() {
+                where_ids(selection.as_deref(), "UPDATE")?;
             }
             for (name, _) in sets {
                 match Column::parse(name, table)? {
@@ -1987,24 +2023,65 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
 /// `UPDATE … SET col = value, … WHERE id = … / id IN (…)` on a table with
 /// declared columns whose integer primary key is `id`: one `UpdateRows`
 /// event naming the live rows.
+/// `delete` of the live records `present`: one `Delete` or `DeleteBatch`.
+fn delete_event(info: &TableInfo, present: &[u64]) -> Event {
+    if let [id] = present {
+        Event::Delete {
+            collection: info.name.clone(),
+            id: RecordId(*id),
+        }
+    } else {
+        Event::DeleteBatch {
+            collection: info.name.clone(),
+            ids: present.iter().map(|id| RecordId(*id)).collect(),
+        }
+    }
+}
+
+/// The record ids of `WHERE id = … / id IN (…)` on a declared table
+/// whose integer primary key is `id` (its values are the record ids).
+fn declared_ids(
+    info: &TableInfo,
+    schema: &TableSchema,
+    ids: &[Literal],
+    verb: &str,
+) -> Result<Vec<u64>, WriteError> {
+    if ids.is_empty() || !key_is_id(schema) {
+        return Err(internal_unresolved(verb, info.name.as_str()));
+    }
+    ids.iter()
+        .map(
+            |l| match crate::declared::scalar_bytes(l, ScalarType::Int64, "id")? {
+                Some(b) => Ok(i64::from_le_bytes(b.try_into().unwrap_or_default()) as u64),
+                None => Ok(u64::MAX),
+            },
+        )
+        .collect()
+}
+
+/// Whether `schema`'s integer primary key is named `id`: `WHERE id = …`
+/// then names record ids.
+pub(crate) fn key_is_id(schema: &TableSchema) -> bool {
+    schema
+        .integer_key()
+        .and_then(|k| schema.scalar_columns().nth(k))
+        .is_some_and(|(_, def, _)| def.name == "id")
+}
+
+fn internal_unresolved(verb: &str, table: &str) -> WriteError {
+    unsupported(format!(
+        "{verb} of {table}: its WHERE clause is evaluated by the SQL front ends (Postgres protocol, REST /v1/sql, Flight SQL, Python sql())"
+    ))
+}
+
 fn update_declared(
     engine: &Engine,
     info: &TableInfo,
     schema: &TableSchema,
-    ids: &[Literal],
+    ids: &[u64],
     sets: &[(String, Literal)],
 ) -> Result<WriteOutcome, WriteError> {
     let table = info.name.as_str();
-    let key = schema
-        .integer_key()
-        .and_then(|k| schema.scalar_columns().nth(k))
-        .filter(|(_, def, _)| def.name == "id")
-        .map(|(i, _, _)| i);
-    let Some(key) = key else {
-        return Err(unsupported(format!(
-            "UPDATE of {table}: a table with declared columns is updated by its integer primary key named id (WHERE id = … / id IN (…))"
-        )));
-    };
     let mut columns: Vec<(u16, Option<Vec<u8>>)> = Vec::with_capacity(sets.len());
     let mut vector = None;
     for (name, value) in sets {
@@ -2022,7 +2099,7 @@ fn update_declared(
             vector = Some(crate::declared::vector_value(value, info.config.dim, name)?);
             continue;
         };
-        if index == key {
+        if def.is_primary_key() {
             return Err(unsupported(format!(
                 "UPDATE of the primary key {name}: delete the row and insert it again"
             )));
@@ -2040,16 +2117,7 @@ fn update_declared(
             .ok_or_else(|| unsupported(format!("column {name}")))?;
         columns.push((scalar, bytes));
     }
-    let ids = ids
-        .iter()
-        .map(
-            |l| match crate::declared::scalar_bytes(l, ScalarType::Int64, "id")? {
-                Some(b) => Ok(i64::from_le_bytes(b.try_into().unwrap_or_default()) as u64),
-                None => Ok(u64::MAX),
-            },
-        )
-        .collect::<Result<Vec<u64>, WriteError>>()?;
-    let count = submit_for_existing(engine, info, &ids, "UPDATE", |state, present| {
+    let count = submit_for_existing(engine, info, ids, "UPDATE", |state, present| {
         let ids: Vec<RecordId> = present.iter().map(|id| RecordId(*id)).collect();
         let Some(vector) = &vector else {
             return Ok(Event::UpdateRows {
@@ -2458,17 +2526,25 @@ mod tests {
                 ],
             }
         );
+        let WriteStatement::Delete {
+            table,
+            ids,
+            selection,
+            matched,
+        } = parsed("DELETE FROM docs WHERE id IN (1, 2) OR id = $1")
+        else {
+            panic!("not a delete");
+        };
+        assert_eq!(table, "docs");
         assert_eq!(
-            parsed("DELETE FROM docs WHERE id IN (1, 2) OR id = $1"),
-            WriteStatement::Delete {
-                table: "docs".into(),
-                ids: vec![
-                    Literal::Number("1".into()),
-                    Literal::Number("2".into()),
-                    Literal::Param(1)
-                ],
-            }
+            ids,
+            [
+                Literal::Number("1".into()),
+                Literal::Number("2".into()),
+                Literal::Param(1)
+            ]
         );
+        assert!(selection.is_some() && matched.is_none());
         let update = parsed("UPDATE docs SET tag = $2, metadata = '\\x01'::bytea WHERE id = $1");
         assert_eq!(
             update.parameter_columns(),
@@ -2484,7 +2560,10 @@ mod tests {
         assert!(parse("INSERT INTO d VALUES (1, '[1]', 2, '{}', 5)").is_ok());
         assert!(parse("INSERT INTO d VALUES (1, '[1]'), (2)").is_err());
         assert!(parse("SELECT 1").unwrap().is_none());
-        assert!(parse("DELETE FROM docs").is_err());
+        // Any WHERE (or none) parses: a table with the fixed columns
+        // refuses it when the statement runs, a declared table's rows are
+        // found by the query engine.
+        assert!(parse("DELETE FROM docs").is_ok());
         // Which columns an UPDATE may set depends on the table: checked
         // when it runs (a declared table has its own columns).
         assert!(parse("UPDATE docs SET vec = '[1]' WHERE id = 1").is_ok());

@@ -561,8 +561,9 @@ fn upserts_returning_and_insert_select() {
     assert_eq!(cells(&rows), expected);
 }
 
-/// `RETURNING` and `ON CONFLICT` on a table with the fixed columns are
-/// refused naming what is supported, and write nothing.
+/// `RETURNING`, `ON CONFLICT` and a `WHERE` other than `id = … / id IN
+/// (…)` on a table with the fixed columns are refused naming what is
+/// supported, and write nothing.
 #[test]
 fn returning_on_fixed_tables_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -573,12 +574,20 @@ fn returning_on_fixed_tables_is_refused() {
             .await
             .unwrap();
         let hash = engine.proof().unwrap().hashes.state;
-        for sql in [
-            "INSERT INTO f VALUES (1, '[1,1]') RETURNING id",
-            "INSERT INTO f VALUES (1, '[1,1]') ON CONFLICT DO NOTHING",
+        for (sql, expected) in [
+            (
+                "INSERT INTO f VALUES (1, '[1,1]') RETURNING id",
+                "declared columns",
+            ),
+            (
+                "INSERT INTO f VALUES (1, '[1,1]') ON CONFLICT DO NOTHING",
+                "declared columns",
+            ),
+            ("DELETE FROM f", "id IN (…)"),
+            ("UPDATE f SET tag = 1 WHERE tag = 2", "id IN (…)"),
         ] {
             let err = run(&q, sql).await.unwrap_err().to_string();
-            assert!(err.contains("declared columns"), "{sql}: {err}");
+            assert!(err.contains(expected), "{sql}: {err}");
             assert_eq!(engine.proof().unwrap().hashes.state, hash, "{sql}");
         }
     });
@@ -677,4 +686,105 @@ fn vectors_are_updated_and_reindexed() {
         cells(&rows),
         ["1|10|[0.0, 3.0]", "2|20|[0.0, 1.0]", "3|31|[0.0, 2.0]"]
     );
+}
+
+/// `UPDATE` and `DELETE` with any `WHERE` the query engine evaluates —
+/// ranges, `LIKE`, `IS NULL`, boolean combinations, a distance, a
+/// parameter — on a table keyed by text: the rows that match change,
+/// the others do not, by hand: of (a, 1, NULL), (b, 2, 'x'), (c, 3, 'y'),
+/// (d, 4, 'x'), `n >= 2 AND tag = 'x'` is b and d; `slug LIKE 'c%' OR
+/// tag IS NULL` is a and c. A table without a primary key is refused,
+/// nothing written, and the log alone rebuilds the same state.
+#[test]
+fn update_and_delete_with_any_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = {
+        let engine = Arc::new(Engine::open(dir.path()).unwrap());
+        let q = QueryEngine::new(Arc::clone(&engine));
+        block_on(async {
+            run(
+                &q,
+                "CREATE TABLE docs (slug text PRIMARY KEY, n int, tag text, embedding vector(2))",
+            )
+            .await
+            .unwrap();
+            run(
+                &q,
+                "INSERT INTO docs VALUES ('a', 1, NULL, '[0,0]'), ('b', 2, 'x', '[1,0]'), \
+                 ('c', 3, 'y', '[5,5]'), ('d', 4, 'x', '[9,9]')",
+            )
+            .await
+            .unwrap();
+            // An assignment of an expression is refused naming it,
+            // nothing written.
+            let before = engine.proof().unwrap().hashes.state;
+            let err = run_with(
+                &q,
+                "UPDATE docs SET n = n0 WHERE n >= 2 AND tag = $1",
+                vec![datafusion::common::ScalarValue::Utf8(Some("x".into()))],
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("n0"), "{err}");
+            assert_eq!(engine.proof().unwrap().hashes.state, before);
+            let (tag, _) = run_with(
+                &q,
+                "UPDATE docs SET n = 20 WHERE n >= 2 AND tag = $1",
+                vec![datafusion::common::ScalarValue::Utf8(Some("x".into()))],
+            )
+            .await
+            .unwrap();
+            assert_eq!(tag, "UPDATE 2");
+            // The vector too, found by a distance.
+            let (tag, _) = run_with(
+                &q,
+                "UPDATE docs SET embedding = '[7,7]' WHERE embedding <-> '[0,0]' > 10",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(tag, "UPDATE 1");
+            let (tag, _) = run_with(
+                &q,
+                "DELETE FROM docs WHERE slug LIKE 'c%' OR tag IS NULL",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(tag, "DELETE 2");
+            assert_eq!(
+                cells(
+                    &run(&q, "SELECT slug, n, tag, embedding FROM docs ORDER BY slug")
+                        .await
+                        .unwrap()
+                ),
+                ["b|20|x|[1.0, 0.0]", "d|20|x|[7.0, 7.0]"]
+            );
+            // By the text key itself, and matching nothing.
+            let (tag, _) = run_with(&q, "DELETE FROM docs WHERE slug = 'zz'", Vec::new())
+                .await
+                .unwrap();
+            assert_eq!(tag, "DELETE 0");
+            run(&q, "CREATE TABLE loose (n int, embedding vector(2))")
+                .await
+                .unwrap();
+            run(&q, "INSERT INTO loose VALUES (1, '[1,1]')")
+                .await
+                .unwrap();
+            let before = engine.proof().unwrap().hashes.state;
+            let err = run(&q, "DELETE FROM loose WHERE n = 1")
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("primary key"), "{err}");
+            assert_eq!(engine.proof().unwrap().hashes.state, before);
+            // Every row, without WHERE.
+            let (tag, _) = run_with(&q, "DELETE FROM docs", Vec::new()).await.unwrap();
+            assert_eq!(tag, "DELETE 2");
+            engine.proof().unwrap().hashes.state
+        })
+    };
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    assert_eq!(engine.proof().unwrap().hashes.state, hash);
 }
