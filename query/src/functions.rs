@@ -8,6 +8,9 @@
 //! | `inner_product(a, b)` | `Σ a_i · b_i`, i.e. the exact raw sum / 2^32 | `inner_product` key, **descending** |
 //! | `negative_inner_product(a, b)` | `−Σ a_i · b_i` (pgvector's `<#>`) | `inner_product` key, ascending |
 //! | `cosine_distance(a, b)` | the cosine key / 2^32: `1 − cos(a, b)` with integer square roots, floored to 2^-32 | `cosine` key, ascending |
+//! | `l1_distance(a, b)` | `Σ |a_i − b_i|`, i.e. the exact raw sum / 2^16 (pgvector's `<+>`) | none: no index follows it |
+//!
+//! `l2_distance` is another name of `l2` (pgvector's name for it).
 //!
 //! The keys are those of `docs/format.md` §1.2 and
 //! [`valori_core::distance`]: both arguments are converted to Q16.16 with
@@ -84,16 +87,18 @@ pub enum DistanceFunction {
     InnerProduct,
     NegativeInnerProduct,
     CosineDistance,
+    L1,
 }
 
 impl DistanceFunction {
     /// Every function, in registration order.
-    pub const ALL: [DistanceFunction; 5] = [
+    pub const ALL: [DistanceFunction; 6] = [
         DistanceFunction::L2Squared,
         DistanceFunction::L2,
         DistanceFunction::InnerProduct,
         DistanceFunction::NegativeInnerProduct,
         DistanceFunction::CosineDistance,
+        DistanceFunction::L1,
     ];
 
     /// The SQL name.
@@ -104,18 +109,29 @@ impl DistanceFunction {
             DistanceFunction::InnerProduct => "inner_product",
             DistanceFunction::NegativeInnerProduct => "negative_inner_product",
             DistanceFunction::CosineDistance => "cosine_distance",
+            DistanceFunction::L1 => "l1_distance",
+        }
+    }
+
+    /// Other names the function answers to.
+    pub const fn aliases(self) -> &'static [&'static str] {
+        match self {
+            DistanceFunction::L2 => &["l2_distance"],
+            _ => &[],
         }
     }
 
     /// The metric whose exact key this function's value follows (for
-    /// `inner_product`, in reverse).
-    pub const fn metric(self) -> Metric {
+    /// `inner_product`, in reverse); `None` for `l1_distance`, which no
+    /// index is built for (it is answered by an exact sort).
+    pub const fn metric(self) -> Option<Metric> {
         match self {
-            DistanceFunction::L2Squared | DistanceFunction::L2 => Metric::L2,
+            DistanceFunction::L2Squared | DistanceFunction::L2 => Some(Metric::L2),
             DistanceFunction::InnerProduct | DistanceFunction::NegativeInnerProduct => {
-                Metric::InnerProduct
+                Some(Metric::InnerProduct)
             }
-            DistanceFunction::CosineDistance => Metric::Cosine,
+            DistanceFunction::CosineDistance => Some(Metric::Cosine),
+            DistanceFunction::L1 => None,
         }
     }
 
@@ -133,8 +149,19 @@ impl DistanceFunction {
             DistanceFunction::CosineDistance => {
                 kernel.distance(Metric::Cosine, a, b).0 as f64 * RAW_PRODUCT
             }
+            DistanceFunction::L1 => l1_raw(a, b) as f64 / 65536.0,
         }
     }
+}
+
+/// `Σ |a_i − b_i|` in raw Q16.16 units, exactly: each difference is below
+/// 2^32 and there are at most [`valori_core::limits::DIM_MAX`] of them, so
+/// the sum stays far below 2^64.
+fn l1_raw(a: &[i32], b: &[i32]) -> u64 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (i64::from(x) - i64::from(y)).unsigned_abs())
+        .fold(0u64, u64::saturating_add)
 }
 
 impl fmt::Display for DistanceFunction {
@@ -148,6 +175,8 @@ impl fmt::Display for DistanceFunction {
 pub enum Argument {
     First,
     Second,
+    /// The one vector argument of a function that takes one.
+    Only,
 }
 
 impl fmt::Display for Argument {
@@ -155,6 +184,7 @@ impl fmt::Display for Argument {
         f.write_str(match self {
             Argument::First => "first argument",
             Argument::Second => "second argument",
+            Argument::Only => "argument",
         })
     }
 }
@@ -180,13 +210,14 @@ pub enum VectorInputError {
         "{function}: {argument} {text:?} is not a vector literal: expected '[x1, x2, ...]' with at least one component"
     )]
     Malformed {
-        function: DistanceFunction,
+        /// The SQL function (or operator's function) that read it.
+        function: &'static str,
         argument: Argument,
         text: String,
     },
     #[error("{function}: {argument}, component {component} ({value}): {error}")]
     Component {
-        function: DistanceFunction,
+        function: &'static str,
         argument: Argument,
         /// 0-based index within the vector.
         component: u32,
@@ -194,11 +225,21 @@ pub enum VectorInputError {
         value: String,
         error: ComponentError,
     },
-    #[error("{function}: vectors of {left} and {right} components cannot be compared")]
+    #[error("{function}: different vector dimensions {left} and {right}")]
     DimensionMismatch {
-        function: DistanceFunction,
+        function: &'static str,
         left: u64,
         right: u64,
+    },
+    /// A result vector would have no component.
+    #[error("{function}: vector must have at least 1 dimension")]
+    Empty { function: &'static str },
+    /// A result vector would have more components than the limit.
+    #[error("{function}: vector cannot have more than {max} dimensions (it would have {dim})")]
+    TooManyDimensions {
+        function: &'static str,
+        dim: u64,
+        max: u32,
     },
 }
 
@@ -213,6 +254,7 @@ impl From<VectorInputError> for DataFusionError {
 pub struct DistanceUdf {
     function: DistanceFunction,
     signature: Signature,
+    aliases: Vec<String>,
 }
 
 impl DistanceUdf {
@@ -222,6 +264,7 @@ impl DistanceUdf {
             // Any two arguments: the types are checked in `return_type`, so
             // that no implicit coercion turns a literal into something else.
             signature: Signature::any(2, Volatility::Immutable),
+            aliases: function.aliases().iter().map(|a| (*a).to_owned()).collect(),
         }
     }
 
@@ -264,14 +307,14 @@ pub fn constant_vector(
     let vectors = Vectors::from_columnar(
         &ColumnarValue::Scalar(value.clone()),
         &field,
-        function,
+        function.name(),
         argument,
     )?;
     Ok(vectors.row(0).map(<[i32]>::to_vec))
 }
 
 /// Whether `data_type` can be a distance function's argument.
-fn is_vector_type(data_type: &DataType) -> bool {
+pub(crate) fn is_vector_type(data_type: &DataType) -> bool {
     match data_type {
         DataType::Null | DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
         DataType::List(item) | DataType::LargeList(item) | DataType::FixedSizeList(item, _) => {
@@ -285,6 +328,10 @@ fn is_vector_type(data_type: &DataType) -> bool {
 impl ScalarUDFImpl for DistanceUdf {
     fn name(&self) -> &str {
         self.function.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        &self.aliases
     }
 
     fn signature(&self) -> &Signature {
@@ -339,10 +386,9 @@ impl ScalarUDFImpl for DistanceUdf {
             (ColumnarValue::Scalar(_), ColumnarValue::Scalar(_))
         );
         let rows = if scalar_result { 1 } else { args.number_rows };
-        let left =
-            Vectors::from_columnar(left, &args.arg_fields[0], self.function, Argument::First)?;
-        let right =
-            Vectors::from_columnar(right, &args.arg_fields[1], self.function, Argument::Second)?;
+        let name = self.function.name();
+        let left = Vectors::from_columnar(left, &args.arg_fields[0], name, Argument::First)?;
+        let right = Vectors::from_columnar(right, &args.arg_fields[1], name, Argument::Second)?;
         let dim = left.max_len.max(right.max_len);
         let kernel = Kernel::new(
             dim,
@@ -357,7 +403,7 @@ impl ScalarUDFImpl for DistanceUdf {
             };
             if a.len() != b.len() {
                 return Err(VectorInputError::DimensionMismatch {
-                    function: self.function,
+                    function: self.function.name(),
                     left: a.len() as u64,
                     right: b.len() as u64,
                 }
@@ -404,24 +450,24 @@ fn is_q16_field(field: &Field) -> bool {
 /// `values[start..start + len]` of `spans[r]`, or NULL. A scalar argument
 /// has one row, repeated for every row of the batch.
 #[derive(Debug, Default)]
-struct Vectors {
-    values: Vec<i32>,
+pub(crate) struct Vectors {
+    pub(crate) values: Vec<i32>,
     spans: Vec<Option<(usize, usize)>>,
-    max_len: usize,
+    pub(crate) max_len: usize,
     broadcast: bool,
 }
 
 impl Vectors {
-    fn row(&self, row: usize) -> Option<&[i32]> {
+    pub(crate) fn row(&self, row: usize) -> Option<&[i32]> {
         let index = if self.broadcast { 0 } else { row };
         let (start, len) = (*self.spans.get(index)?)?;
         Some(&self.values[start..start + len])
     }
 
-    fn from_columnar(
+    pub(crate) fn from_columnar(
         value: &ColumnarValue,
         field: &Field,
-        function: DistanceFunction,
+        function: &'static str,
         argument: Argument,
     ) -> Result<Vectors> {
         let (array, broadcast) = match value {
@@ -547,7 +593,7 @@ impl Vectors {
 /// Where an error happened, for its message.
 #[derive(Clone, Copy, Debug)]
 struct Context {
-    function: DistanceFunction,
+    function: &'static str,
     argument: Argument,
 }
 
@@ -628,7 +674,7 @@ mod tests {
 
     fn cx() -> Context {
         Context {
-            function: DistanceFunction::L2,
+            function: "l2",
             argument: Argument::Second,
         }
     }

@@ -54,6 +54,7 @@ pub mod session;
 pub mod settings;
 pub mod sql_text;
 pub mod statement;
+pub mod vector_functions;
 pub mod write;
 
 use std::sync::Arc;
@@ -425,13 +426,19 @@ pub fn session_with(engine: Arc<Engine>, memory_bytes: usize) -> SessionContext 
     let config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG, SCHEMA)
         .with_option_extension(ValoriOptions::default());
-    let state = SessionStateBuilder::new()
+    let mut builder = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
         .with_query_planner(Arc::new(knn::ValoriQueryPlanner))
-        .with_optimizer_rule(Arc::new(knn::KnnRule))
-        .build();
+        .with_optimizer_rule(Arc::new(knn::KnnRule));
+    // Vector operators are planned before DataFusion's own planners, which
+    // would read `||` of two lists as array concatenation and refuse `+`.
+    builder
+        .expr_planners()
+        .get_or_insert_with(Vec::new)
+        .insert(0, Arc::new(vector_functions::VectorOperatorPlanner));
+    let state = builder.build();
     let ctx = SessionContext::new_with_state(state);
     let catalog = ctx
         .catalog(CATALOG)
@@ -442,6 +449,7 @@ pub fn session_with(engine: Arc<Engine>, memory_bytes: usize) -> SessionContext 
         catalog.register_schema(SCHEMA, Arc::new(ValoriSchema::new(Arc::clone(&engine))));
     crate::catalog::register(&ctx, engine);
     functions::register_functions(&ctx);
+    vector_functions::register_functions(&ctx);
     metadata_functions::register_functions(&ctx);
     ctx
 }

@@ -4,8 +4,9 @@
 //! spells the operators as tokens ([`spell_vector_operators`]), parses the
 //! tokens and rewrites the tree ([`rewrite_tree`]):
 //!
-//! - `a <-> b`, `a <#> b`, `a <=> b` become `l2(a, b)`,
-//!   `negative_inner_product(a, b)`, `cosine_distance(a, b)` (the operators
+//! - `a <-> b`, `a <#> b`, `a <=> b`, `a <+> b` become `l2(a, b)`,
+//!   `negative_inner_product(a, b)`, `cosine_distance(a, b)`,
+//!   `l1_distance(a, b)` (the operators
 //!   are first spelled `OPERATOR(valori.…)`, which sqlparser parses with
 //!   Postgres's precedence for custom operators);
 //! - casts to `vector` / `vector(n)` are dropped: a vector literal is the
@@ -37,6 +38,15 @@ pub fn is_vector_type(data_type: &DataType) -> bool {
     }
 }
 
+/// Whether `expr` is a cast to `vector` (possibly in parentheses).
+fn is_vector_cast(expr: &Expr) -> bool {
+    match expr {
+        Expr::Cast { data_type, .. } => is_vector_type(data_type),
+        Expr::Nested(inner) => is_vector_cast(inner),
+        _ => false,
+    }
+}
+
 /// The distance function an `OPERATOR(valori.f)` stands for.
 fn operator_function(op: &BinaryOperator) -> Option<&'static str> {
     let BinaryOperator::PGCustomBinaryOperator(parts) = op else {
@@ -58,19 +68,30 @@ fn operator_function(op: &BinaryOperator) -> Option<&'static str> {
 /// statement's tokens, which sqlparser then parses with Postgres's
 /// precedence for operators (tighter than comparison, looser than `+`).
 /// The Postgres dialect reads `<->` as one token, `<=>` as another and
-/// `<#>` as a custom operator; each becomes the six tokens of
-/// `OPERATOR(valori.f)`.
+/// `<#>` as a custom operator, and `<+>` as the three tokens `<`, `+`,
+/// `>` (which, side by side, are no other SQL); each becomes the six
+/// tokens of `OPERATOR(valori.f)`.
 pub fn spell_vector_operators(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     let mut out = Vec::with_capacity(tokens.len());
-    for token in tokens {
+    let mut i = 0;
+    while i < tokens.len() {
+        let token = &tokens[i];
+        i += 1;
         let function = match &token.token {
             Token::TwoWayArrow => Some("l2"),
             Token::Spaceship => Some("cosine_distance"),
             Token::CustomBinaryOperator(op) if op == "<#>" => Some("negative_inner_product"),
+            Token::CustomBinaryOperator(op) if op == "<+>" => Some("l1_distance"),
+            // `<+` is read as `<` then `+`: `<+>` is the two followed by
+            // `>`, with nothing between them.
+            Token::Lt if is_l1_operator(&tokens[i - 1..]) => {
+                i += 2;
+                Some("l1_distance")
+            }
             _ => None,
         };
         let Some(function) = function else {
-            out.push(token);
+            out.push(token.clone());
             continue;
         };
         let span = token.span;
@@ -86,6 +107,15 @@ pub fn spell_vector_operators(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> 
         }
     }
     out
+}
+
+/// Whether `tokens` start with `<`, `+`, `>` side by side (pgvector's
+/// `<+>`).
+fn is_l1_operator(tokens: &[TokenWithSpan]) -> bool {
+    matches!(
+        tokens,
+        [a, b, c, ..] if a.token == Token::Lt && b.token == Token::Plus && c.token == Token::Gt
+    )
 }
 
 /// A call of the function `name` with `args`.
@@ -114,7 +144,21 @@ fn call(name: &str, args: Vec<Expr>) -> Expr {
 /// `vector(n)` are dropped (a vector literal is the text `'[1,2,3]'`,
 /// which the distance functions take as it is), on the syntax tree.
 pub fn rewrite_tree(statement: &mut Statement) {
-    // Neither rewrite can fail: the flow never breaks.
+    // First, `+`, `-`, `*` and `||` with an operand cast to vector become
+    // the vector functions: the casts, dropped below, are what says the
+    // operands are vectors. No rewrite can fail: the flow never breaks.
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::BinaryOp { left, op, right } = expr
+            && let Some(function) = crate::vector_functions::operator_function_name(op)
+            && (is_vector_cast(left) || is_vector_cast(right))
+        {
+            let placeholder = Expr::value(Value::Null);
+            let left = std::mem::replace(left.as_mut(), placeholder.clone());
+            let right = std::mem::replace(right.as_mut(), placeholder);
+            *expr = call(function, vec![left, right]);
+        }
+        ControlFlow::<()>::Continue(())
+    });
     let _ = visit_expressions_mut(statement, |expr| {
         let replacement = match expr {
             Expr::BinaryOp { left, op, right } => operator_function(op).map(|function| {
@@ -149,8 +193,8 @@ pub fn rewrite(sql: &str) -> Result<String, ParserError> {
         .tokenize_with_location()?;
     let has_operator = tokens.iter().any(|t| {
         matches!(&t.token, Token::TwoWayArrow | Token::Spaceship)
-            || matches!(&t.token, Token::CustomBinaryOperator(op) if op == "<#>")
-    });
+            || matches!(&t.token, Token::CustomBinaryOperator(op) if op == "<#>" || op == "<+>")
+    }) || (0..tokens.len()).any(|i| is_l1_operator(&tokens[i..]));
     let catalog = crate::catalog::rewrite::may_need_rewrite(sql);
     if !has_operator && !catalog && !sql.to_ascii_lowercase().contains("vector") {
         return Ok(sql.to_owned());
@@ -195,6 +239,24 @@ mod tests {
         assert_eq!(
             rewrite("SELECT vec <-> '[1,2]' AS d, vec<#>'[<->]', a <=> b FROM t -- <->").unwrap(),
             "SELECT l2(vec, '[1,2]') AS d, negative_inner_product(vec, '[<->]'), cosine_distance(a, b) FROM t"
+        );
+        // `<+>` (L1), with and without spaces around it; `< +x` is still
+        // a comparison.
+        assert_eq!(
+            rewrite(
+                "SELECT vec <+> '[1,2]' AS d, a<+>b FROM t WHERE x < +1 ORDER BY vec <+> '[3]'"
+            )
+            .unwrap(),
+            "SELECT l1_distance(vec, '[1,2]') AS d, l1_distance(a, b) FROM t WHERE x < +1 ORDER BY l1_distance(vec, '[3]')"
+        );
+        // Arithmetic on operands cast to vector calls the vector
+        // functions; on texts it stays as it is.
+        assert_eq!(
+            rewrite(
+                "SELECT '[1,2]'::vector || '[3]'::vector, ('[1]'::vector) + '[2]', '[1]' || '[2]'"
+            )
+            .unwrap(),
+            "SELECT vector_concat('[1,2]', '[3]'), vector_add(('[1]'), '[2]'), '[1]' || '[2]'"
         );
         // Untouched statements come back byte for byte.
         let plain = "select  id from t where tag = 7";

@@ -233,10 +233,11 @@ pub fn placeholders(sql: &str) -> usize {
 }
 
 /// pgvector's distance operators and the functions they stand for.
-pub const VECTOR_OPERATORS: [(&str, &str); 3] = [
+pub const VECTOR_OPERATORS: [(&str, &str); 4] = [
     ("<->", "l2"),
     ("<#>", "negative_inner_product"),
     ("<=>", "cosine_distance"),
+    ("<+>", "l1_distance"),
 ];
 
 /// The schema name used in the `OPERATOR(valori.…)` spelling of pgvector's

@@ -1,0 +1,317 @@
+//! pgvector's functions and operators over a table with declared columns:
+//! `<+>` and the distance functions, the scalar functions on vectors,
+//! vector arithmetic, `AVG` / `SUM` of vectors with `GROUP BY`, and the
+//! errors for vectors of different dimensions. Expected values are worked
+//! out by hand (in the comments) or computed here independently of the
+//! code under test.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use valori_engine::Engine;
+use valori_query::session::Session;
+use valori_query::statement::{Access, Outcome};
+use valori_query::{QueryEngine, QueryError, datafusion};
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+async fn run(q: &QueryEngine, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+    let mut session = Session::default();
+    let prepared = q.prepare(sql).await?;
+    match q
+        .run(&prepared, Vec::new(), &mut session, Access::ReadWrite)
+        .await?
+    {
+        Outcome::Rows(rows) | Outcome::Returning { rows, .. } => Ok(rows.collect().await?.batches),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// Every row as `|`-joined cells in Arrow's display form (`NULL` shown).
+fn cells(batches: &[RecordBatch]) -> Vec<String> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for batch in batches {
+        let formatters: Vec<ArrayFormatter> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
+        for row in 0..batch.num_rows() {
+            let cells: Vec<String> = formatters
+                .iter()
+                .map(|f| f.value(row).to_string())
+                .collect();
+            out.push(cells.join("|"));
+        }
+    }
+    out
+}
+
+/// The rows of `sql`, which must succeed.
+async fn rows(q: &QueryEngine, sql: &str) -> Vec<String> {
+    match run(q, sql).await {
+        Ok(batches) => cells(&batches),
+        Err(e) => panic!("{sql}: {e}"),
+    }
+}
+
+/// The error of `sql`, which must fail.
+async fn error(q: &QueryEngine, sql: &str) -> String {
+    match run(q, sql).await {
+        Ok(batches) => panic!("{sql}: expected an error, got {:?}", cells(&batches)),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The vectors of the fixture, by id.
+const VECTORS: [(u64, Option<i32>, [f32; 3]); 5] = [
+    (1, Some(1), [1.0, 2.0, 3.0]),
+    (2, Some(1), [4.0, 5.0, 6.0]),
+    (3, Some(2), [0.0, 0.0, 1.0]),
+    (4, Some(2), [-1.0, 0.5, 2.0]),
+    (5, None, [2.0, 2.0, 2.0]),
+];
+
+/// pgvector's README table with a category and the rows of [`VECTORS`]
+/// (ids 1 to 5; the last without a category).
+fn fixture() -> (tempfile::TempDir, QueryEngine) {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(engine);
+    block_on(async {
+        rows(
+            &q,
+            "CREATE TABLE items (id bigserial PRIMARY KEY, category_id int, embedding vector(3))",
+        )
+        .await;
+        for (_, category, v) in VECTORS {
+            let category = category.map_or("NULL".to_owned(), |c| c.to_string());
+            rows(
+                &q,
+                &format!(
+                    "INSERT INTO items (category_id, embedding) VALUES ({category}, '[{},{},{}]')",
+                    v[0], v[1], v[2]
+                ),
+            )
+            .await;
+        }
+    });
+    (dir, q)
+}
+
+/// L1 distance computed here, in `f64`, from the fixture's components
+/// (all exact in binary).
+fn l1(a: [f32; 3], b: [f32; 3]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, y)| (f64::from(x) - f64::from(y)).abs())
+        .sum()
+}
+
+/// Proves `<+>` and `l1_distance` give the L1 distance over the stored
+/// values (by hand: `[1,2,3]` to `[4,5,6]` is 3 + 3 + 3 = 9), order rows
+/// by it (exactly, by a sort: the table's index is an L2 index), are NULL
+/// for a NULL vector, and that `l2_distance` is `l2` by pgvector's name.
+#[test]
+fn l1_operator_and_distance_functions() {
+    let (_dir, q) = fixture();
+    block_on(async {
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT '[1,2,3]' <+> '[4,5,6]' AS a, l1_distance('[1,2,3]', '[4,5,6]') AS b"
+            )
+            .await,
+            ["9.0|9.0"]
+        );
+        // Every row against [3,1,2], in id order, computed independently.
+        let query = [3.0, 1.0, 2.0];
+        let expected: Vec<String> = VECTORS
+            .iter()
+            .map(|(id, _, v)| format!("{id}|{:?}", l1(*v, query)))
+            .collect();
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT id, embedding <+> '[3,1,2]' FROM items ORDER BY id"
+            )
+            .await,
+            expected
+        );
+        // Nearest first by L1: [0,0,1] is 3 + 1 + 1 = 5 away, [-1,.5,2]
+        // 4 + .5 + 0 = 4.5, [1,2,3] 2 + 1 + 1 = 4, [4,5,6] 1 + 4 + 4 = 9,
+        // [2,2,2] 1 + 1 + 0 = 2.
+        let order = "SELECT id FROM items ORDER BY embedding <+> '[3,1,2]' LIMIT 3";
+        assert_eq!(rows(&q, order).await, ["5", "1", "4"]);
+        // With an HNSW index (L2) on the column the answer is the same: the
+        // index answers only its own metric, `<+>` is sorted exactly.
+        rows(
+            &q,
+            "CREATE INDEX ON items USING hnsw (embedding vector_l2_ops)",
+        )
+        .await;
+        assert_eq!(rows(&q, order).await, ["5", "1", "4"]);
+        // L2 order differs: [2,2,2] is √2 away, [1,2,3] √6, [0,0,1] √11,
+        // [-1,.5,2] √18.25: so 5, 1, 3.
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT id FROM items ORDER BY embedding <-> '[3,1,2]' LIMIT 3"
+            )
+            .await,
+            ["5", "1", "3"]
+        );
+        // pgvector's function names: l2_distance is l2 (√(9+9+9) = √27).
+        let d: f64 = rows(&q, "SELECT l2_distance('[1,2,3]', '[4,5,6]')").await[0]
+            .parse()
+            .unwrap();
+        assert!((d - 27f64.sqrt()).abs() < 1e-12, "{d}");
+        // NULL in, NULL out.
+        assert_eq!(
+            rows(&q, "SELECT embedding <+> NULL FROM items WHERE id = 1").await,
+            ["NULL"]
+        );
+    });
+}
+
+/// Proves vectors of different dimensions are an error naming both
+/// dimensions, as pgvector's "different vector dimensions 3 and 2", for
+/// the operators and the functions.
+#[test]
+fn different_dimensions_are_errors() {
+    let (_dir, q) = fixture();
+    block_on(async {
+        for sql in [
+            "SELECT embedding <+> '[1,2]' FROM items",
+            "SELECT embedding <-> '[1,2]' FROM items",
+            "SELECT l1_distance(embedding, '[1,2]') FROM items",
+        ] {
+            let e = error(&q, sql).await;
+            assert!(
+                e.contains("different vector dimensions 3 and 2"),
+                "{sql}: {e}"
+            );
+        }
+    });
+}
+
+/// Proves the scalar functions on vectors against values worked out by
+/// hand: dimensions, norms (|[3,4]| = 5, |[1,2,3]| = √14), normalization
+/// ([3,4] / 5 = [0.6, 0.8]), pgvector's 1-based `subvector`, and NULL in
+/// giving NULL out.
+#[test]
+fn scalar_functions() {
+    let (_dir, q) = fixture();
+    block_on(async {
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT vector_dims(embedding), vector_dims('[1,2]') AS two FROM items WHERE id = 1"
+            )
+            .await,
+            ["3|2"]
+        );
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT vector_norm('[3,4]') AS a, l2_norm('[3,4]'::vector) AS b"
+            )
+            .await,
+            ["5.0|5.0"]
+        );
+        let norms = rows(
+            &q,
+            "SELECT id, vector_norm(embedding) FROM items ORDER BY id",
+        )
+        .await;
+        let expected: Vec<String> = VECTORS
+            .iter()
+            .map(|(id, _, v)| {
+                let n: f64 = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+                format!("{id}|{:?}", n.sqrt())
+            })
+            .collect();
+        assert_eq!(norms, expected);
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT l2_normalize('[3,4]') AS a, l2_normalize('[0,0]') AS b"
+            )
+            .await,
+            ["[0.6, 0.8]|[0.0, 0.0]"]
+        );
+        assert_eq!(
+            rows(&q, "SELECT subvector('[1,2,3,4,5]', 2, 3) AS a, subvector(embedding, 3, 1) AS b FROM items WHERE id = 2").await,
+            ["[2.0, 3.0, 4.0]|[6.0]"]
+        );
+        assert_eq!(
+            rows(&q, "SELECT vector_dims(NULL) AS a, vector_norm(NULL) AS b, l2_normalize(NULL) AS c, subvector(embedding, NULL, 2) AS d FROM items WHERE id = 1").await,
+            ["NULL|NULL|NULL|NULL"]
+        );
+        let e = error(&q, "SELECT subvector('[1,2,3]', 4, 1)").await;
+        assert!(e.contains("vector must have at least 1 dimension"), "{e}");
+        let e = error(&q, "SELECT vector_dims(1)").await;
+        assert!(e.contains("vector_dims: argument 1 has type Int64"), "{e}");
+    });
+}
+
+/// Proves `+`, `-`, `*` and `||` on vectors are element-wise (and
+/// concatenation) as in pgvector, on columns, on literals cast to
+/// vector and through the function names; that two texts without a cast
+/// stay texts; and that different dimensions are errors.
+#[test]
+fn vector_arithmetic() {
+    let (_dir, q) = fixture();
+    block_on(async {
+        // Rows 1 and 2: [1,2,3] and [4,5,6].
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT a.embedding + b.embedding, a.embedding - b.embedding, \
+                 a.embedding * b.embedding, a.embedding || b.embedding \
+                 FROM items a, items b WHERE a.id = 1 AND b.id = 2"
+            )
+            .await,
+            ["[5.0, 7.0, 9.0]|[-3.0, -3.0, -3.0]|[4.0, 10.0, 18.0]|[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]"]
+        );
+        assert_eq!(
+            rows(&q, "SELECT embedding + '[0.5,0.5,0.5]' AS a, '[1,1,1]' - embedding AS b FROM items WHERE id = 4").await,
+            ["[-0.5, 1.0, 2.5]|[2.0, 0.5, -1.0]"]
+        );
+        assert_eq!(
+            rows(&q, "SELECT '[1,2]'::vector || '[3]'::vector AS a, '[1.5,2]'::vector * '[2,-1]' AS b, vector_sub('[1]', '[3]') AS c, '[1]' || '[2]' AS d").await,
+            ["[1.0, 2.0, 3.0]|[3.0, -2.0]|[-2.0]|[1][2]"]
+        );
+        // Results are vectors again: the distance of a sum.
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT (embedding + embedding) <+> '[0,0,0]' FROM items WHERE id = 1"
+            )
+            .await,
+            ["12.0"]
+        );
+        assert_eq!(
+            rows(&q, "SELECT embedding + NULL FROM items WHERE id = 1").await,
+            ["NULL"]
+        );
+        for sql in [
+            "SELECT embedding + '[1,2]' FROM items",
+            "SELECT embedding * '[1,2,3,4]'::vector FROM items",
+            "SELECT '[1,2]'::vector - '[1]'::vector",
+        ] {
+            let e = error(&q, sql).await;
+            assert!(e.contains("different vector dimensions"), "{sql}: {e}");
+        }
+    });
+}
