@@ -413,7 +413,7 @@ pub enum SchemaError {
     BadName(String),
     #[error("column {0:?} is declared twice")]
     Duplicate(String),
-    #[error("a table has exactly one vector column, not {0}")]
+    #[error("a table has at most one vector column, not {0}")]
     VectorCount(usize),
     #[error("the vector column's dimension {column} differs from the collection's {collection}")]
     Dimension { column: u32, collection: u32 },
@@ -481,8 +481,16 @@ impl TableSchema {
             }
             names.push(&c.name);
         }
-        if vectors != 1 {
+        if vectors > 1 {
             return Err(SchemaError::VectorCount(vectors));
+        }
+        // A table without a vector column keeps the constant vector [0]
+        // in each record: its collection has dimension 1.
+        if vectors == 0 && dim != 1 {
+            return Err(SchemaError::Dimension {
+                column: 1,
+                collection: dim,
+            });
         }
         if keys > 1 {
             return Err(SchemaError::KeyCount);
@@ -494,12 +502,11 @@ impl TableSchema {
         Ok(())
     }
 
-    /// Index (in `columns`) of the vector column.
-    pub fn vector_column(&self) -> usize {
+    /// Index (in `columns`) of the vector column, if the table has one.
+    pub fn vector_column(&self) -> Option<usize> {
         self.columns
             .iter()
             .position(|c| matches!(c.ty, ColumnType::Vector { .. }))
-            .unwrap_or(0)
     }
 
     /// The scalar columns in declared order, with their index in

@@ -141,12 +141,13 @@ fn column_type(data_type: &ast::DataType) -> Result<(ColumnType, u32, bool), Wri
 }
 
 /// Whether a `CREATE TABLE` keeps the fixed columns (`id`, `vec`, `tag`,
-/// `metadata`) rather than declaring its own.
+/// `metadata`, with `vec` among them) rather than declaring its own.
 pub fn is_fixed_layout(create: &ast::CreateTable) -> bool {
     create
         .columns
         .iter()
         .all(|c| matches!(ident(&c.name).as_str(), "id" | "vec" | "tag" | "metadata"))
+        && create.columns.iter().any(|c| ident(&c.name) == "vec")
         && create.columns.iter().all(|c| {
             !c.data_type
                 .to_string()
@@ -235,16 +236,7 @@ pub fn declared_schema(create: &ast::CreateTable) -> Result<TableSchema, WriteEr
         def.flags |= flag;
     }
     let schema = TableSchema { columns };
-    let dim = schema
-        .columns
-        .iter()
-        .find(|c| matches!(c.ty, ColumnType::Vector { .. }))
-        .map(|c| c.type_mod)
-        .ok_or_else(|| {
-            unsupported(
-                "a table needs one vector(n) column; tables without vectors are not supported",
-            )
-        })?;
+    let dim = table_dim(&schema);
     schema
         .check(dim)
         .map_err(|e| invalid(format!("table {table}: {e}")))?;
@@ -784,6 +776,14 @@ pub fn scalar_bytes(
 }
 
 /// The Q16.16 components of a vector literal of `dim` components.
+/// The dimension of a declared table's collection: its vector column's,
+/// or 1 for a table without one (each record keeps the vector [0]).
+pub fn table_dim(schema: &TableSchema) -> u32 {
+    schema
+        .vector_column()
+        .map_or(1, |c| schema.columns[c].type_mod)
+}
+
 /// A vector column's value: its Q16.16 components.
 pub(crate) fn vector_value(
     literal: &Literal,
@@ -961,7 +961,8 @@ fn build_rows(
                 }
             }
         }
-        let vector = vector.unwrap_or_default();
+        // A table without a vector column: the constant vector [0].
+        let vector = vector.unwrap_or_else(|| vec![0; dim as usize]);
         out.batch
             .push(RecordId(key_value.unwrap_or(0) as u64), &vector, 0, &[]);
         out.keys.push(key_value);

@@ -271,7 +271,8 @@ impl Roles {
                 tag: Some(TAG_INDEX),
             },
             Some(table) => Roles {
-                vector: table.schema().vector_column(),
+                // No column is the vector column of a table without one.
+                vector: table.schema().vector_column().unwrap_or(usize::MAX),
                 vector_q16: None,
                 id: None,
                 tag: None,

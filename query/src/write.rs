@@ -908,7 +908,7 @@ fn create_table(create: ast::CreateTable) -> Result<WriteStatement, WriteError> 
     let name = collection_name(&table)?;
     if !crate::declared::is_fixed_layout(&create) {
         let schema = crate::declared::declared_schema(&create)?;
-        let dim = schema.columns[schema.vector_column()].type_mod;
+        let dim = crate::declared::table_dim(&schema);
         let config = table_config(&create, dim)?;
         return Ok(WriteStatement::CreateDeclaredTable {
             name,

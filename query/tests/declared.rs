@@ -788,3 +788,74 @@ fn update_and_delete_with_any_where() {
     let engine = Arc::new(Engine::open(dir.path()).unwrap());
     assert_eq!(engine.proof().unwrap().hashes.state, hash);
 }
+
+/// Tables without a vector column, as frameworks create beside their
+/// vector tables (LangChain's collection table: a uuid key computed by
+/// `gen_random_uuid()`, a unique name, JSON metadata): rows are inserted,
+/// upserted, read, updated and deleted like any other table's, and the
+/// log alone rebuilds the same state.
+#[test]
+fn tables_without_vectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = {
+        let engine = Arc::new(Engine::open(dir.path()).unwrap());
+        let q = QueryEngine::new(Arc::clone(&engine));
+        block_on(async {
+            run(
+                &q,
+                "CREATE TABLE collections (uuid uuid PRIMARY KEY DEFAULT gen_random_uuid(), \
+                 name varchar NOT NULL UNIQUE, cmetadata json)",
+            )
+            .await
+            .unwrap();
+            let (_, rows) = run_with(
+                &q,
+                "INSERT INTO collections (name, cmetadata) VALUES ('docs', '{\"a\": 1}'), ('notes', NULL) \
+                 RETURNING name",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(cells(&rows), ["docs", "notes"]);
+            let (tag, _) = run_with(
+                &q,
+                "INSERT INTO collections (name, cmetadata) VALUES ('docs', '{\"a\": 2}') \
+                 ON CONFLICT (name) DO UPDATE SET cmetadata = EXCLUDED.cmetadata",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(tag, "INSERT 1");
+            let (tag, _) = run_with(
+                &q,
+                "DELETE FROM collections WHERE name = 'notes'",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(tag, "DELETE 1");
+            let rows = run(
+                &q,
+                "SELECT name, cmetadata, length(CAST(uuid AS VARCHAR)) FROM collections",
+            )
+            .await
+            .unwrap();
+            assert_eq!(cells(&rows), ["docs|{\"a\": 2}|36"]);
+            // A vector search names no vector column here.
+            let err = run(
+                &q,
+                "SELECT name FROM collections ORDER BY name <-> '[1]' LIMIT 1",
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+            assert!(!err.is_empty());
+            engine.proof().unwrap().hashes.state
+        })
+    };
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    assert_eq!(engine.proof().unwrap().hashes.state, hash);
+    let q = QueryEngine::new(engine);
+    let rows = block_on(run(&q, "SELECT name FROM collections")).unwrap();
+    assert_eq!(cells(&rows), ["docs"]);
+}

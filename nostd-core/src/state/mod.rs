@@ -347,9 +347,14 @@ impl Collection {
         self.index.len()
     }
 
-    /// Whether a complete block of rows waits to join the graph.
+    /// Whether a complete block of rows waits to join the graph. A table
+    /// without a vector column has no graph: its vectors are all [0].
     pub fn index_pending(&self) -> bool {
         self.index.len() + BLOCK_ROWS <= self.rows()
+            && self
+                .table
+                .as_ref()
+                .is_none_or(|t| t.schema().vector_column().is_some())
     }
 
     /// Plans the next complete block of rows against the current graph,

@@ -753,6 +753,49 @@ mod tables {
         }
     }
 
+    /// A table without a vector column: its collection has dimension 1
+    /// (another dimension is refused), its records keep the vector [0],
+    /// and it has no graph however many rows it holds.
+    #[test]
+    fn tables_without_a_vector_column() {
+        let mut schema = schema();
+        schema.columns.remove(1);
+        let create = |dim| Event::CreateTable {
+            name: name("plain"),
+            config: CollectionConfig {
+                dim,
+                metric: Metric::L2,
+                index: IndexParams::default(),
+            },
+            schema: schema.clone(),
+        };
+        let mut s = State::new();
+        assert!(s.apply(&create(2)).is_err());
+        s.apply(&create(1)).unwrap();
+        let n = crate::hnsw::BLOCK_ROWS + 1;
+        let mut batch = Batch::new(1);
+        let mut cols = vec![ColumnValues::default(); 3];
+        for id in 1..=n as i64 {
+            batch.push(RecordId(id as u64), &[0], 0, &[]);
+            cols[0].push(Some(&id.to_le_bytes()));
+            // `content` is unique (at most 5 characters): its own per row.
+            let digit = |k: i64| b'a' + (id / k % 26) as u8;
+            cols[1].push(Some(&[digit(1), digit(26), digit(676)]));
+            cols[2].push(None);
+        }
+        s.apply(&Event::InsertRows {
+            collection: name("plain"),
+            batch,
+            columns: cols,
+        })
+        .unwrap();
+        let c = s.collection(&name("plain")).unwrap();
+        assert_eq!(c.live(), n);
+        assert!(!c.index_pending());
+        s.build_indexes(&crate::hnsw::Sequential);
+        assert_eq!(s.collection(&name("plain")).unwrap().indexed_rows(), 0);
+    }
+
     /// `rows` as a `ReplaceRows` of the same rows.
     fn replacing(event: Event) -> Event {
         let Event::InsertRows {
