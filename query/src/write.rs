@@ -2484,8 +2484,12 @@ mod tests {
             parsed("CREATE TABLE d (id bigint, embedding vector(2))"),
             WriteStatement::CreateDeclaredTable { .. }
         ));
+        // So does a table without `vec`: one without a vector column.
+        assert!(matches!(
+            parsed("CREATE TABLE d (id bigint)"),
+            WriteStatement::CreateDeclaredTable { config, .. } if config.dim == 1
+        ));
         for bad in [
-            "CREATE TABLE d (id bigint)",
             "CREATE TABLE d (id bigint, vec vector(0))",
             "CREATE TABLE d (id text, vec vector(2))",
             "CREATE TABLE d (id bigint, vec vector(2)) WITH (metric = 'manhattan')",
