@@ -6,7 +6,7 @@
 #
 # Installs what it needs under target/: a Python venv (target/clients-venv:
 # psycopg[binary], asyncpg, pgvector, numpy, pytest, SQLAlchemy 2, pyarrow, pandas, polars,
-# adbc_driver_flightsql; VALORI_VENV names another) and `pg` from npm
+# adbc_driver_flightsql; VALORI_VENV names another) and `pg` and `pgvector` from npm
 # (target/clients-node). Needs python3, psql and node/npm on the PATH.
 # Starts two servers with `valori serve` on free ports: one open, one with the users alice:s3cret:write and
 # bob:r3ad:read (SCRAM). Prints "N passed, N failed" and exits non-zero
@@ -27,8 +27,8 @@ venv=${VALORI_VENV:-$target/clients-venv}
 
 node_dir=$target/clients-node
 mkdir -p "$node_dir"
-if [ ! -d "$node_dir/node_modules/pg" ]; then
-    (cd "$node_dir" && { [ -f package.json ] || npm init -y >/dev/null; } && npm install --silent pg >/dev/null)
+if [ ! -d "$node_dir/node_modules/pg" ] || [ ! -d "$node_dir/node_modules/pgvector" ]; then
+    (cd "$node_dir" && { [ -f package.json ] || npm init -y >/dev/null; } && npm install --silent pg pgvector >/dev/null)
 fi
 
 work=$(mktemp -d)

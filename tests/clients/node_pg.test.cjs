@@ -49,3 +49,50 @@ test('node pg: create, insert, nearest neighbours, errors', async () => {
     await c.end();
   }
 });
+
+// pgvector's README for node-postgres, unchanged: registerTypes, a table
+// as pgvector users declare it, inserts with toSql, a filtered nearest-
+// neighbour query, an upsert of the vector and a delete. Expected rows
+// and distances are computed here.
+test('node pg with pgvector: README flow on a declared table', async () => {
+  const pgvector = require('pgvector/pg');
+  const c = client();
+  await c.connect();
+  try {
+    await c.query('CREATE EXTENSION IF NOT EXISTS vector');
+    await pgvector.registerTypes(c);
+    await c.query('DROP TABLE IF EXISTS node_items');
+    await c.query('CREATE TABLE node_items (id bigserial PRIMARY KEY, content text, category_id int, embedding vector(3))');
+    const items = [['a', 1, [1, 1, 1]], ['b', 2, [2, 2, 2]], ['c', 1, [1, 1, 2]]];
+    for (const [content, category, embedding] of items) {
+      const r = await c.query('INSERT INTO node_items (content, category_id, embedding) VALUES ($1, $2, $3) RETURNING id',
+        [content, category, pgvector.toSql(embedding)]);
+      assert.strictEqual(r.rows.length, 1);
+    }
+    const q = [1, 1, 1];
+    const dist = (v) => Math.hypot(...v.map((x, i) => x - q[i]));
+    const want = items
+      .map(([content, category, v], i) => ({ id: i + 1, content, category, v, d: dist(v) }))
+      .filter((w) => w.category === 1)
+      .sort((a, b) => a.d - b.d);
+    const res = await c.query('SELECT id, content, embedding, embedding <-> $1 AS d FROM node_items WHERE category_id = $2 ORDER BY embedding <-> $1 LIMIT 5',
+      [pgvector.toSql(q), 1]);
+    assert.deepStrictEqual(res.rows.map((r) => r.content), want.map((w) => w.content));
+    // registerTypes parses the vector column into numbers.
+    assert.deepStrictEqual(res.rows.map((r) => r.embedding), want.map((w) => w.v));
+    res.rows.forEach((r, i) => assert.ok(Math.abs(r.d - want[i].d) < 1e-9, `${r.d} vs ${want[i].d}`));
+    // Upsert of the vector: row 2 moves to [1,1,1].
+    const up = await c.query('INSERT INTO node_items (id, content, category_id, embedding) VALUES (2, $1, 1, $2) ' +
+      'ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding, category_id = EXCLUDED.category_id RETURNING id, embedding',
+    ['b', pgvector.toSql(q)]);
+    assert.deepStrictEqual(up.rows[0].embedding, q);
+    const near = await c.query('SELECT id FROM node_items ORDER BY embedding <-> $1, id LIMIT 2', [pgvector.toSql(q)]);
+    assert.deepStrictEqual(near.rows.map((r) => Number(r.id)), [1, 2]);
+    const del = await c.query('DELETE FROM node_items WHERE content = $1', ['c']);
+    assert.strictEqual(del.rowCount, 1);
+    const count = await c.query('SELECT count(*) AS n FROM node_items');
+    assert.strictEqual(Number(count.rows[0].n), 2);
+  } finally {
+    await c.end();
+  }
+});
