@@ -54,6 +54,7 @@ pub mod session;
 pub mod settings;
 pub mod sql_text;
 pub mod statement;
+pub mod vector_aggregates;
 pub mod vector_functions;
 pub mod write;
 
@@ -450,6 +451,7 @@ pub fn session_with(engine: Arc<Engine>, memory_bytes: usize) -> SessionContext 
     crate::catalog::register(&ctx, engine);
     functions::register_functions(&ctx);
     vector_functions::register_functions(&ctx);
+    vector_aggregates::register_functions(&ctx);
     metadata_functions::register_functions(&ctx);
     ctx
 }

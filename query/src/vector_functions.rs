@@ -177,7 +177,7 @@ pub fn vector_result_type() -> DataType {
 
 /// Whether values of `data_type` are vectors to the operators: lists of
 /// `f32`, as vector columns and vector results are.
-fn is_vector_value(data_type: &DataType) -> bool {
+pub(crate) fn is_vector_value(data_type: &DataType) -> bool {
     matches!(
         data_type,
         DataType::List(item) | DataType::LargeList(item) | DataType::FixedSizeList(item, _)
@@ -319,14 +319,14 @@ impl Integers {
 }
 
 /// Lists of `f32` built row by row.
-struct ListBuilder {
+pub(crate) struct ListBuilder {
     values: Vec<f32>,
     offsets: Vec<i32>,
     valid: Vec<bool>,
 }
 
 impl ListBuilder {
-    fn with_capacity(rows: usize) -> ListBuilder {
+    pub(crate) fn with_capacity(rows: usize) -> ListBuilder {
         let mut offsets = Vec::with_capacity(rows + 1);
         offsets.push(0);
         ListBuilder {
@@ -336,7 +336,7 @@ impl ListBuilder {
         }
     }
 
-    fn push(&mut self, row: Option<Vec<f32>>) {
+    pub(crate) fn push(&mut self, row: Option<Vec<f32>>) {
         self.valid.push(row.is_some());
         if let Some(row) = row {
             self.values.extend(row);
@@ -348,7 +348,7 @@ impl ListBuilder {
             .push(i32::try_from(self.values.len()).unwrap_or(i32::MAX));
     }
 
-    fn finish(self) -> Result<ListArray> {
+    pub(crate) fn finish(self) -> Result<ListArray> {
         let DataType::List(field) = vector_result_type() else {
             unreachable!("vector_result_type is a list")
         };

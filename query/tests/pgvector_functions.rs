@@ -315,3 +315,86 @@ fn vector_arithmetic() {
         }
     });
 }
+
+/// Proves `AVG` and `SUM` of vectors are element-wise with and without
+/// `GROUP BY` (by hand: category 1 holds [1,2,3] and [4,5,6], so its
+/// average is [2.5,3.5,4.5] and its sum [5,7,9]; category 2 holds
+/// [0,0,1] and [-1,0.5,2]; the row without a category [2,2,2]), that a
+/// group without rows gives NULL, that `AVG` and `SUM` of numbers are
+/// unchanged, and that vectors of different dimensions are an error.
+#[test]
+fn vector_aggregates() {
+    let (_dir, q) = fixture();
+    block_on(async {
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT category_id, AVG(embedding), SUM(embedding), COUNT(*) FROM items \
+                 GROUP BY category_id ORDER BY category_id NULLS LAST"
+            )
+            .await,
+            [
+                "1|[2.5, 3.5, 4.5]|[5.0, 7.0, 9.0]|2",
+                "2|[-0.5, 0.25, 1.5]|[-1.0, 0.5, 3.0]|2",
+                "NULL|[2.0, 2.0, 2.0]|[2.0, 2.0, 2.0]|1",
+            ]
+        );
+        // All five: sums [1+4+0-1+2, 2+5+0+0.5+2, 3+6+1+2+2] = [6, 9.5, 14],
+        // averages those / 5 = [1.2, 1.9, 2.8].
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT avg(embedding) AS a, sum(embedding) AS s FROM items"
+            )
+            .await,
+            ["[1.2, 1.9, 2.8]|[6.0, 9.5, 14.0]"]
+        );
+        // No row: NULL, as in pgvector.
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT AVG(embedding) AS a, SUM(embedding) AS s FROM items WHERE id > 100"
+            )
+            .await,
+            ["NULL|NULL"]
+        );
+        // Numbers as before: ids 1..5 sum to 15, average 3; categories
+        // 1, 1, 2, 2 (NULL skipped) average 1.5.
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT SUM(id) AS s, AVG(id) AS a, AVG(category_id) AS c FROM items"
+            )
+            .await,
+            ["15|3.0|1.5"]
+        );
+        // The average is a vector again: its distance to [2.5,3.5,4.5] is 0.
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT AVG(embedding) <-> '[2.5,3.5,4.5]' FROM items WHERE category_id = 1"
+            )
+            .await,
+            ["0.0"]
+        );
+        // As a window over each category.
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT id, AVG(embedding) OVER (PARTITION BY category_id) FROM items \
+                 WHERE category_id = 1 ORDER BY id"
+            )
+            .await,
+            ["1|[2.5, 3.5, 4.5]", "2|[2.5, 3.5, 4.5]"]
+        );
+        let e = error(
+            &q,
+            "SELECT AVG(v) FROM (SELECT embedding AS v FROM items \
+             UNION ALL SELECT subvector(embedding, 1, 2) FROM items) t",
+        )
+        .await;
+        assert!(e.contains("different vector dimensions 3 and 2"), "{e}");
+        let e = error(&q, "SELECT AVG('text')").await;
+        assert!(e.contains("avg(Utf8) is not supported"), "{e}");
+    });
+}
