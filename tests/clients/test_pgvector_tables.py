@@ -164,6 +164,56 @@ def test_declared_types_round_trip(open_dsn):
         assert rows == [("first",), ("second",)]
 
 
+def test_vector_functions_and_aggregates(open_dsn):
+    """pgvector's L1 operator `<+>` with a vector parameter, AVG and SUM of
+    vectors per category and vector arithmetic, read back as pgvector
+    Vectors through register_vector in text and binary format; the
+    expected values are computed here with numpy. A dimension mismatch is
+    an error and the state hash is unchanged."""
+    with psycopg.connect(open_dsn, autocommit=True) as conn:
+        register_vector(conn)
+        conn.execute("DROP TABLE IF EXISTS fn_items")
+        conn.execute(
+            "CREATE TABLE fn_items (id bigserial PRIMARY KEY, category_id int, embedding vector(3))"
+        )
+        rows = [(1, [1, 2, 3]), (1, [4, 5, 6]), (2, [0, 0, 1]), (2, [-1, 0.5, 2])]
+        for category, v in rows:
+            conn.execute(
+                "INSERT INTO fn_items (category_id, embedding) VALUES (%s, %s)",
+                (category, np.array(v, dtype=np.float32)),
+            )
+        vectors = [np.array(v, dtype=np.float64) for _, v in rows]
+        query = np.array([3, 1, 2], dtype=np.float32)
+        l1 = [float(np.abs(v - query).sum()) for v in vectors]
+        nearest = sorted(range(len(vectors)), key=lambda i: (l1[i], i))
+        for binary in (False, True):
+            with conn.cursor(binary=binary) as cur:
+                cur.execute(
+                    "SELECT id, embedding <+> %s FROM fn_items ORDER BY embedding <+> %s LIMIT 4",
+                    (query, query),
+                )
+                got = cur.fetchall()
+                assert [r[0] for r in got] == [i + 1 for i in nearest]
+                for id_, d in got:
+                    assert math.isclose(d, l1[id_ - 1], rel_tol=1e-9), (id_, d)
+                cur.execute(
+                    "SELECT category_id, AVG(embedding), SUM(embedding) FROM fn_items "
+                    "GROUP BY category_id ORDER BY category_id"
+                )
+                for category, avg, total in cur.fetchall():
+                    members = [v for (c, _), v in zip(rows, vectors) if c == category]
+                    assert np.allclose(avg.to_numpy(), np.mean(members, axis=0), atol=1e-6)
+                    assert np.allclose(total.to_numpy(), np.sum(members, axis=0), atol=1e-6)
+                (total,) = cur.execute(
+                    "SELECT embedding + %s FROM fn_items WHERE id = 1", (query,)
+                ).fetchone()
+                assert np.allclose(total.to_numpy(), vectors[0] + query)
+        before = state_hash()
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="different vector dimensions 3 and 2"):
+            conn.execute("SELECT embedding <+> %s FROM fn_items", (np.array([1.0, 2.0]),))
+        assert state_hash() == before
+
+
 def test_refused_writes_change_nothing(open_dsn):
     """A duplicate key, NULL in a NOT NULL column, a value of the wrong
     type and a wrong dimension are refused with Postgres's SQLSTATEs; the
