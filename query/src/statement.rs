@@ -298,8 +298,19 @@ pub fn json_param(n: usize, value: &serde_json::Value) -> Result<ScalarValue, Pa
 #[derive(Clone, Debug)]
 pub struct CopyIn {
     pub table: String,
+    /// The fixed columns the data fills (a table with the fixed columns).
     pub columns: Vec<Column>,
+    /// The declared columns the data fills, in order (a table with
+    /// declared columns).
+    pub declared: Option<Vec<String>>,
     pub format: CopyFormat,
+}
+
+impl CopyIn {
+    /// How many fields each line of the data has.
+    pub fn width(&self) -> usize {
+        self.declared.as_ref().map_or(self.columns.len(), Vec::len)
+    }
 }
 
 /// Why a parameter value was refused.
@@ -1201,6 +1212,7 @@ impl QueryEngine {
         if let WriteStatement::CopyFrom {
             table,
             columns,
+            names,
             format,
         } = statement
         {
@@ -1215,9 +1227,34 @@ impl QueryEngine {
             if !exists {
                 return Err(write::WriteError::UndefinedTable(table).into());
             }
+            // A declared table: the columns named, or all in table order.
+            let declared = match self.declared_table(&table) {
+                Ok((schema, _)) => {
+                    let all: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
+                    let named = names.unwrap_or(all);
+                    if let Some(missing) = named
+                        .iter()
+                        .find(|n| schema.columns.iter().all(|c| c.name != **n))
+                    {
+                        return Err(write::WriteError::UndefinedColumn(format!(
+                            "column {missing:?} of relation {table:?} does not exist"
+                        ))
+                        .into());
+                    }
+                    Some(named)
+                }
+                Err(_) => {
+                    if let Some(names) = &names {
+                        // Reports the name that is not a fixed column.
+                        write::check_fixed_columns(names, &table)?;
+                    }
+                    None
+                }
+            };
             return Ok(Outcome::CopyIn(CopyIn {
                 table,
                 columns,
+                declared,
                 format,
             }));
         }
@@ -1372,8 +1409,13 @@ impl QueryEngine {
     pub async fn copy_in(&self, copy: CopyIn, data: Vec<u8>) -> Result<Outcome, QueryError> {
         let engine = Arc::clone(&self.engine);
         let outcome = tokio::task::spawn_blocking(move || {
-            let rows = write::copy_rows(&copy.format, &copy.columns, &data)?;
-            write::execute_copy(&engine, &copy.table, &copy.columns, &rows)
+            let rows = write::copy_rows(&copy.format, copy.width(), &data)?;
+            match &copy.declared {
+                Some(names) => {
+                    crate::declared::insert(&engine, &copy.table, Some(names), &rows, None, false)
+                }
+                None => write::execute_copy(&engine, &copy.table, &copy.columns, &rows),
+            }
         })
         .await
         .map_err(|e| internal(format!("copy task failed: {e}")))??;

@@ -318,7 +318,11 @@ pub enum WriteStatement {
     },
     CopyFrom {
         table: String,
+        /// The fixed columns named (empty when a name is not one of them:
+        /// the table must then have declared columns).
         columns: Vec<Column>,
+        /// The column list as written, `None` without one.
+        names: Option<Vec<String>>,
         format: CopyFormat,
     },
 }
@@ -743,17 +747,16 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
                 return Err(unsupported("COPY FROM STDIN into a table"));
             };
             let table = table_name(&name)?;
-            let columns = column_list(columns.iter().map(|c| c.value.to_ascii_lowercase()), &table)
-                .map_err(|e| match e {
-                    WriteError::UndefinedColumn(_) => unsupported(format!(
-                        "COPY into {table}: COPY names only the fixed columns id, vec, tag and metadata; COPY into a table with declared columns is not supported yet"
-                    )),
-                    other => other,
-                })?;
+            let names: Option<Vec<String>> =
+                (!columns.is_empty()).then(|| columns.iter().map(crate::declared::ident).collect());
+            // A name outside the fixed columns is a declared table's
+            // column, resolved when the statement runs.
+            let columns = column_list(names.iter().flatten().cloned(), &table).unwrap_or_default();
             let format = copy_format(&options, &legacy_options)?;
             Ok(WriteStatement::CopyFrom {
                 table,
                 columns,
+                names,
                 format,
             })
         }
@@ -2275,7 +2278,7 @@ fn batch_event(collection: CollectionName, batch: Batch) -> Event {
 /// field a [`Literal::Text`] or [`Literal::Null`]).
 pub fn copy_rows(
     format: &CopyFormat,
-    columns: &[Column],
+    width: usize,
     data: &[u8],
 ) -> Result<Vec<Vec<Literal>>, WriteError> {
     let text = std::str::from_utf8(data)
@@ -2289,12 +2292,12 @@ pub fn copy_rows(
         rows.remove(0);
     }
     for (i, row) in rows.iter().enumerate() {
-        if row.len() != columns.len() {
+        if row.len() != width {
             return Err(WriteError::InvalidText(format!(
                 "COPY line {}: {} fields for {} columns",
                 i + 1 + usize::from(format.header),
                 row.len(),
-                columns.len()
+                width
             )));
         }
     }
@@ -2433,6 +2436,12 @@ fn csv_records(text: &str, format: &CopyFormat) -> Result<Vec<Vec<Literal>>, Wri
 /// one atomic event. More than [`limits::BATCH_RECORDS_MAX`] rows are
 /// refused whole: they would need several events, and a crash between
 /// their frames would keep only some of them.
+/// Checks that every name of a `COPY` column list is a fixed column of
+/// `table` (a table with the fixed columns).
+pub fn check_fixed_columns(names: &[String], table: &str) -> Result<(), WriteError> {
+    column_list(names.iter().cloned(), table).map(|_| ())
+}
+
 pub fn execute_copy(
     engine: &Engine,
     table: &str,
@@ -2581,7 +2590,7 @@ mod tests {
         let cols = [Column::Id, Column::Vec, Column::Metadata];
         let text = copy_rows(
             &CopyFormat::text(),
-            &cols,
+            cols.len(),
             b"1\t[1,2]\t\\N\n2\t[3,4]\ta\\tb\n\\.\n",
         )
         .unwrap();
@@ -2598,13 +2607,13 @@ mod tests {
         csv.header = true;
         let rows = copy_rows(
             &csv,
-            &cols,
+            cols.len(),
             b"id,vec,metadata\n1,\"[1,2]\",\"{\"\"a\"\": 1}\"\n2,\"[3,4]\",\n",
         )
         .unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0][2], Literal::Text("{\"a\": 1}".into()));
         assert_eq!(rows[1][2], Literal::Null);
-        assert!(copy_rows(&csv, &cols, b"h\n1,\"[1,2]\n").is_err());
+        assert!(copy_rows(&csv, cols.len(), b"h\n1,\"[1,2]\n").is_err());
     }
 }

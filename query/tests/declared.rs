@@ -859,3 +859,85 @@ fn tables_without_vectors() {
     let rows = block_on(run(&q, "SELECT name FROM collections")).unwrap();
     assert_eq!(cells(&rows), ["docs"]);
 }
+
+/// `COPY … FROM STDIN` into a table with declared columns, in text and
+/// csv: the named columns filled from each line (`\N` and an empty csv
+/// field are NULL), the others from their defaults and sequence; a bad
+/// line refuses the whole COPY, nothing written.
+#[test]
+fn copy_into_declared_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(Arc::clone(&engine));
+    block_on(async {
+        run(
+            &q,
+            "CREATE TABLE items (id bigserial PRIMARY KEY, content text, n int DEFAULT 5, embedding vector(2))",
+        )
+        .await
+        .unwrap();
+        let copy = |sql: &'static str, data: &'static str| {
+            let q = q.clone();
+            async move {
+                let mut session = Session::default();
+                let prepared = q.prepare(sql).await?;
+                let Outcome::CopyIn(copy) = q
+                    .run(&prepared, Vec::new(), &mut session, Access::ReadWrite)
+                    .await?
+                else {
+                    panic!("{sql}: not a COPY");
+                };
+                match q.copy_in(copy, data.as_bytes().to_vec()).await? {
+                    Outcome::Done { rows, .. } => Ok::<_, QueryError>(rows.unwrap_or(0)),
+                    _ => panic!("{sql}: no count"),
+                }
+            }
+        };
+        let n = copy(
+            "COPY items (content, embedding) FROM STDIN",
+            "a\t[1,2]\n\\N\t[3,4]\n",
+        )
+        .await
+        .unwrap();
+        assert_eq!(n, 2);
+        let n = copy(
+            "COPY items (id, content, n, embedding) FROM STDIN WITH (FORMAT csv)",
+            "10,\"b, c\",,\"[5,6]\"\n",
+        )
+        .await
+        .unwrap();
+        assert_eq!(n, 1);
+        let before = engine.proof().unwrap().hashes.state;
+        for (sql, data, expected) in [
+            (
+                "COPY items (content, embedding) FROM STDIN",
+                "x\t[1,2]\ny\t[1,2,3]\n",
+                "dimensions",
+            ),
+            ("COPY items (content, nope) FROM STDIN", "x\t1\n", "nope"),
+            (
+                "COPY items (content, embedding) FROM STDIN",
+                "x\n",
+                "1 fields for 2",
+            ),
+        ] {
+            let err = copy(sql, data).await.unwrap_err().to_string();
+            assert!(err.contains(expected), "{sql}: {err}");
+            assert_eq!(engine.proof().unwrap().hashes.state, before, "{sql}");
+        }
+        let rows = run(
+            &q,
+            "SELECT id, content, n, embedding FROM items ORDER BY id",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            cells(&rows),
+            [
+                "1|a|5|[1.0, 2.0]",
+                "2|NULL|5|[3.0, 4.0]",
+                "10|b, c|NULL|[5.0, 6.0]"
+            ]
+        );
+    });
+}

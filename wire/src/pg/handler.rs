@@ -375,7 +375,7 @@ impl Handler {
                 Response::Execution(t)
             }
             Outcome::CopyIn(copy) => {
-                let n = copy.columns.len();
+                let n = copy.width();
                 lock(&connection).copy = Some(PendingCopy {
                     copy,
                     data: Vec::new(),
