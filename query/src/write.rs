@@ -316,6 +316,10 @@ pub enum WriteStatement {
         m: Option<u16>,
         ef_construction: Option<u16>,
     },
+    /// `TRUNCATE t`: every row deleted in one event.
+    Truncate {
+        table: String,
+    },
     CopyFrom {
         table: String,
         /// The fixed columns named (empty when a name is not one of them:
@@ -340,6 +344,7 @@ impl WriteStatement {
             WriteStatement::Update { .. } => "UPDATE",
             WriteStatement::CreateIndex { .. } => "CREATE INDEX",
             WriteStatement::CopyFrom { .. } => "COPY",
+            WriteStatement::Truncate { .. } => "TRUNCATE TABLE",
         }
     }
 
@@ -758,6 +763,26 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
                 columns,
                 names,
                 format,
+            })
+        }
+        Statement::Truncate(truncate) => {
+            if truncate.identity == Some(ast::TruncateIdentityOption::Restart) {
+                return Err(unsupported(
+                    "TRUNCATE … RESTART IDENTITY: a sequence continues after the largest value its column has held",
+                ));
+            }
+            if truncate.cascade == Some(ast::CascadeOption::Cascade) {
+                return Err(unsupported(
+                    "TRUNCATE … CASCADE: tables have no foreign keys",
+                ));
+            }
+            let [target] = truncate.table_names.as_slice() else {
+                return Err(unsupported(
+                    "TRUNCATE of several tables at once; truncate them one by one",
+                ));
+            };
+            Ok(WriteStatement::Truncate {
+                table: table_name(&target.name)?,
             })
         }
         other => Err(unsupported(format!(
@@ -2014,6 +2039,36 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
             Ok(WriteOutcome {
                 rows: 0,
                 notices,
+                written: None,
+            })
+        }
+        WriteStatement::Truncate { table } => {
+            let info = table_info(engine, table)?;
+            let live = engine.read(|state| {
+                state.collection(&info.name).map_or(Vec::new(), |c| {
+                    c.ids()
+                        .iter()
+                        .enumerate()
+                        .filter(|(row, _)| !c.deleted()[*row])
+                        .map(|(_, id)| id.0)
+                        .collect::<Vec<u64>>()
+                })
+            })?;
+            // One event: at most BATCH_RECORDS_MAX rows (checked again,
+            // with the rows live then, when the event is built).
+            let rows = submit_for_existing(engine, &info, &live, "TRUNCATE", |state, present| {
+                let now = state.collection(&info.name).map_or(0, |c| c.live());
+                if now != present.len() {
+                    return Err(WriteError::Conflict(format!(
+                        "TRUNCATE of {}: rows were added meanwhile; nothing was deleted, retry",
+                        info.name
+                    )));
+                }
+                Ok(delete_event(&info, present))
+            })?;
+            Ok(WriteOutcome {
+                rows,
+                notices: Vec::new(),
                 written: None,
             })
         }

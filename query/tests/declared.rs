@@ -941,3 +941,52 @@ fn copy_into_declared_tables() {
         );
     });
 }
+
+/// `TRUNCATE` deletes every row in one event and keeps the table and its
+/// sequence (the next serial value continues after the largest held, as
+/// Postgres's `CONTINUE IDENTITY`, its default); `RESTART IDENTITY`,
+/// `CASCADE` and several tables are refused, nothing written.
+#[test]
+fn truncate_deletes_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(Arc::clone(&engine));
+    block_on(async {
+        run(
+            &q,
+            "CREATE TABLE items (id bigserial PRIMARY KEY, content text, embedding vector(2))",
+        )
+        .await
+        .unwrap();
+        run(
+            &q,
+            "INSERT INTO items (content, embedding) VALUES ('a', '[1,1]'), ('b', '[2,2]')",
+        )
+        .await
+        .unwrap();
+        let before = engine.proof().unwrap().hashes.state;
+        for (sql, expected) in [
+            ("TRUNCATE items RESTART IDENTITY", "RESTART IDENTITY"),
+            ("TRUNCATE items CASCADE", "CASCADE"),
+            ("TRUNCATE items, other", "several tables"),
+            ("TRUNCATE missing", "does not exist"),
+        ] {
+            let err = run(&q, sql).await.unwrap_err().to_string();
+            assert!(err.contains(expected), "{sql}: {err}");
+            assert_eq!(engine.proof().unwrap().hashes.state, before, "{sql}");
+        }
+        let (tag, _) = run_with(&q, "TRUNCATE TABLE items", Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(tag, "TRUNCATE TABLE 0");
+        assert!(cells(&run(&q, "SELECT id FROM items").await.unwrap()).is_empty());
+        let (_, rows) = run_with(
+            &q,
+            "INSERT INTO items (content, embedding) VALUES ('c', '[3,3]') RETURNING id",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(cells(&rows), ["3"]);
+    });
+}
