@@ -628,15 +628,7 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
             let table = relation_name(&update.table.relation)?;
             let mut sets = Vec::with_capacity(update.assignments.len());
             for assignment in &update.assignments {
-                let AssignmentTarget::ColumnName(name) = &assignment.target else {
-                    return Err(unsupported("UPDATE of a column tuple"));
-                };
-                let name = ident_name(name)?;
-                if sets.iter().any(|(n, _)| *n == name) {
-                    return Err(WriteError::Syntax(format!(
-                        "multiple assignments to same column {name:?}"
-                    )));
-                }
+                let name = assigned_column(assignment, &sets, "UPDATE")?;
                 sets.push((name, literal(&assignment.value)?));
             }
             // The fixed columns' assignments; which table the statement
@@ -1117,6 +1109,25 @@ fn returning_items(items: &[ast::SelectItem]) -> Result<Vec<ReturnItem>, WriteEr
         .collect()
 }
 
+/// The column an assignment of `verb` sets; a tuple, or a column that
+/// `sets` already assigns, is refused.
+fn assigned_column<T>(
+    assignment: &ast::Assignment,
+    sets: &[(String, T)],
+    verb: &str,
+) -> Result<String, WriteError> {
+    let AssignmentTarget::ColumnName(name) = &assignment.target else {
+        return Err(unsupported(format!("{verb} of a column tuple")));
+    };
+    let name = ident_name(name)?;
+    if sets.iter().any(|(n, _)| *n == name) {
+        return Err(WriteError::Syntax(format!(
+            "multiple assignments to same column {name:?}"
+        )));
+    }
+    Ok(name)
+}
+
 fn on_conflict(on: &ast::OnInsert) -> Result<OnConflict, WriteError> {
     let ast::OnInsert::OnConflict(conflict) = on else {
         return Err(unsupported("ON DUPLICATE KEY UPDATE; use ON CONFLICT"));
@@ -1151,15 +1162,7 @@ fn on_conflict(on: &ast::OnInsert) -> Result<OnConflict, WriteError> {
             }
             let mut sets: Vec<(String, SetValue)> = Vec::with_capacity(update.assignments.len());
             for assignment in &update.assignments {
-                let AssignmentTarget::ColumnName(name) = &assignment.target else {
-                    return Err(unsupported("ON CONFLICT … DO UPDATE of a column tuple"));
-                };
-                let name = ident_name(name)?;
-                if sets.iter().any(|(n, _)| *n == name) {
-                    return Err(WriteError::Syntax(format!(
-                        "multiple assignments to same column {name:?}"
-                    )));
-                }
+                let name = assigned_column(assignment, &sets, "ON CONFLICT … DO UPDATE")?;
                 let value = match &assignment.value {
                     Expr::CompoundIdentifier(parts)
                         if parts.len() == 2 && parts[0].value.eq_ignore_ascii_case("excluded") =>

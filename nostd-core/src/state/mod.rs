@@ -1301,28 +1301,17 @@ impl State {
                 collection,
                 batch,
                 columns,
-            } => {
-                let c = self.collection_mut(collection)?;
-                let first_row = c.rows() as u32;
-                c.push_batch(batch);
-                c.table
-                    .as_mut()
-                    .ok_or_else(|| ApplyError::NotATable(collection.clone()))?
-                    .push(first_row, columns);
-                Applied::Appended {
-                    collection: collection.clone(),
-                    first_row,
-                    count: batch.len() as u32,
-                }
             }
-            Event::ReplaceRows {
+            | Event::ReplaceRows {
                 collection,
                 batch,
                 columns,
             } => {
                 let c = self.collection_mut(collection)?;
-                for id in &batch.ids {
-                    c.delete_record(*id)?;
+                if matches!(event, Event::ReplaceRows { .. }) {
+                    for id in &batch.ids {
+                        c.delete_record(*id)?;
+                    }
                 }
                 let first_row = c.rows() as u32;
                 c.push_batch(batch);
