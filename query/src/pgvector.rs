@@ -17,8 +17,9 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-    FunctionArguments, Ident, ObjectName, Statement, Value, visit_expressions_mut,
+    ArrayElemTypeDef, BinaryOperator, DataType, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArgumentList, FunctionArguments, Ident, ObjectName, Statement, Value,
+    visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -35,6 +36,18 @@ pub fn is_vector_type(data_type: &DataType) -> bool {
             .and_then(|part| part.as_ident())
             .is_some_and(|ident| ident.value.eq_ignore_ascii_case("vector")),
         _ => false,
+    }
+}
+
+/// Whether an array's element type is `real` / `float4`.
+fn is_real_array(element: &ArrayElemTypeDef) -> bool {
+    match element {
+        ArrayElemTypeDef::AngleBracket(t)
+        | ArrayElemTypeDef::SquareBracket(t, _)
+        | ArrayElemTypeDef::Parenthesis(t) => {
+            matches!(t.as_ref(), DataType::Real | DataType::Float4)
+        }
+        ArrayElemTypeDef::None => false,
     }
 }
 
@@ -144,6 +157,25 @@ fn call(name: &str, args: Vec<Expr>) -> Expr {
 /// `vector(n)` are dropped (a vector literal is the text `'[1,2,3]'`,
 /// which the distance functions take as it is), on the syntax tree.
 pub fn rewrite_tree(statement: &mut Statement) {
+    // In a query, `x::real[]` becomes a call that types its result
+    // `real[]` (a plain list of `f32` is a `vector` to clients). Writes
+    // keep their casts: they convert values to the column's type
+    // themselves.
+    if matches!(statement, Statement::Query(_)) {
+        let _ = visit_expressions_mut(statement, |expr| {
+            if let Expr::Cast {
+                expr: inner,
+                data_type: DataType::Array(element),
+                ..
+            } = expr
+                && is_real_array(element)
+            {
+                let inner = std::mem::replace(inner.as_mut(), Expr::value(Value::Null));
+                *expr = call(crate::vector_functions::REAL_ARRAY_CAST, vec![inner]);
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
     // First, `+`, `-`, `*` and `||` with an operand cast to vector become
     // the vector functions: the casts, dropped below, are what says the
     // operands are vectors. No rewrite can fail: the flow never breaks.

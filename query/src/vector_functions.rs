@@ -167,6 +167,7 @@ pub fn register_functions(ctx: &SessionContext) {
     for function in VectorFunction::ALL {
         ctx.register_udf(ScalarUDF::new_from_impl(VectorUdf::new(function)));
     }
+    ctx.register_udf(ScalarUDF::new_from_impl(RealArrayCastUdf::default()));
 }
 
 /// The type of vectors these functions return: pgvector's `vector` on
@@ -448,6 +449,63 @@ fn elementwise(function: VectorFunction, a: &[i32], b: &[i32]) -> Result<Vec<f32
             }
         })
         .collect())
+}
+
+/// The name of the function a cast to `real[]` / `float4[]` becomes in a
+/// query (pgvector's cast function has this name).
+pub const REAL_ARRAY_CAST: &str = "vector_to_float4";
+
+/// `x::real[]` in a query: the components as `f32`s, in a field typed
+/// `real[]` for the Postgres front end (a plain list of `f32` is sent as a
+/// `vector`). Any argument is converted as Arrow's cast converts it, so a
+/// value the cast refuses is refused here too.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct RealArrayCastUdf {
+    signature: Signature,
+}
+
+impl Default for RealArrayCastUdf {
+    fn default() -> Self {
+        RealArrayCastUdf {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for RealArrayCastUdf {
+    fn name(&self) -> &str {
+        REAL_ARRAY_CAST
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(vector_result_type())
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<datafusion::arrow::datatypes::FieldRef> {
+        let nullable = args.arg_fields.iter().any(|f| f.is_nullable());
+        let field = Field::new(REAL_ARRAY_CAST, vector_result_type(), nullable).with_metadata(
+            [(
+                crate::catalog::PG_TYPE_METADATA_KEY.to_owned(),
+                "_float4".to_owned(),
+            )]
+            .into(),
+        );
+        Ok(Arc::new(field))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [arg] = args.args.as_slice() else {
+            return plan_err!("{REAL_ARRAY_CAST} takes 1 argument");
+        };
+        arg.cast_to(&vector_result_type(), None)
+    }
 }
 
 /// Plans `+`, `-`, `*` and `||` with a vector operand as the vector

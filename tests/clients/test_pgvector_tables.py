@@ -167,9 +167,10 @@ def test_declared_types_round_trip(open_dsn):
 def test_vector_functions_and_aggregates(open_dsn):
     """pgvector's L1 operator `<+>` with a vector parameter, AVG and SUM of
     vectors per category and vector arithmetic, read back as pgvector
-    Vectors through register_vector in text and binary format; the
-    expected values are computed here with numpy. A dimension mismatch is
-    an error and the state hash is unchanged."""
+    Vectors through register_vector in text and binary format; `::real[]`
+    of a vector and a declared real[] column read back as lists of floats;
+    the expected values are computed here with numpy. A dimension mismatch
+    is an error and the state hash is unchanged."""
     with psycopg.connect(open_dsn, autocommit=True) as conn:
         register_vector(conn)
         conn.execute("DROP TABLE IF EXISTS fn_items")
@@ -208,6 +209,16 @@ def test_vector_functions_and_aggregates(open_dsn):
                     "SELECT embedding + %s FROM fn_items WHERE id = 1", (query,)
                 ).fetchone()
                 assert np.allclose(total.to_numpy(), vectors[0] + query)
+                # A vector cast to real[] and a declared real[] column come
+                # back as Python lists of floats, not as vectors.
+                (arr,) = cur.execute(
+                    "SELECT embedding::real[] FROM fn_items WHERE id = 4"
+                ).fetchone()
+                assert arr == [-1.0, 0.5, 2.0]
+                cur.execute("DROP TABLE IF EXISTS fn_arrays")
+                cur.execute("CREATE TABLE fn_arrays (id int PRIMARY KEY, a real[])")
+                cur.execute("INSERT INTO fn_arrays VALUES (1, %s)", ([1.5, 2.0],))
+                assert cur.execute("SELECT a FROM fn_arrays").fetchone() == ([1.5, 2.0],)
         before = state_hash()
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="different vector dimensions 3 and 2"):
             conn.execute("SELECT embedding <+> %s FROM fn_items", (np.array([1.0, 2.0]),))

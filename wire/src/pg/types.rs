@@ -167,7 +167,24 @@ pub fn encode_value(
         encode_binary(out, array, row, ty)?;
     } else {
         let text = text_value(array, row)?;
-        out.put_slice(text.as_bytes());
+        // A list of `f32` typed as a Postgres array (a declared `real[]`
+        // column, `::real[]`) is written with Postgres's braces, not a
+        // vector's brackets.
+        let is_float_array = matches!(ty.kind(), Kind::Array(_))
+            && ty.oid() != VECTOR_ARRAY_OID
+            && matches!(
+                array.data_type(),
+                DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _)
+            )
+            && text.starts_with('[')
+            && text.ends_with(']');
+        if is_float_array {
+            out.put_u8(b'{');
+            out.put_slice(&text.as_bytes()[1..text.len() - 1]);
+            out.put_u8(b'}');
+        } else {
+            out.put_slice(text.as_bytes());
+        }
     }
     let len = i32::try_from(out.len() - start - 4)
         .map_err(|_| PgError::new(SqlState::ProgramLimitExceeded, "value too large"))?;
