@@ -54,10 +54,22 @@ fn is_real_array(element: &ArrayElemTypeDef) -> bool {
 /// Whether `expr` is a cast to `vector` (possibly in parentheses).
 fn is_vector_cast(expr: &Expr) -> bool {
     match expr {
-        Expr::Cast { data_type, .. } => is_vector_type(data_type),
+        Expr::Cast { data_type, .. } => is_vector_cast_type(data_type),
         Expr::Nested(inner) => is_vector_cast(inner),
         _ => false,
     }
+}
+
+/// Whether a cast to `data_type` is dropped: `vector`, `vector(n)`,
+/// `halfvec` or `halfvec(n)` (a `halfvec` is stored as Q16.16 like a
+/// `vector`, so its values are the same).
+fn is_vector_cast_type(data_type: &DataType) -> bool {
+    is_vector_type(data_type)
+        || matches!(data_type, DataType::Custom(name, _) if name
+            .0
+            .last()
+            .and_then(|part| part.as_ident())
+            .is_some_and(|ident| ident.value.eq_ignore_ascii_case("halfvec")))
 }
 
 /// The distance function an `OPERATOR(valori.f)` stands for.
@@ -203,7 +215,7 @@ pub fn rewrite_tree(statement: &mut Statement) {
                 expr: inner,
                 data_type,
                 ..
-            } if is_vector_type(data_type) => {
+            } if is_vector_cast_type(data_type) => {
                 Some(std::mem::replace(inner.as_mut(), Expr::value(Value::Null)))
             }
             _ => None,

@@ -407,7 +407,8 @@ fn vector_aggregates() {
 /// Proves the casts of a vector to arrays: `::real[]` gives the `f32`
 /// components in a field typed `real[]` for the Postgres front end (not
 /// `vector`), `::float8[]` / `::double precision[]` the components as
-/// `f64`, and `::vector` of an array is a vector again.
+/// `f64`, `::vector` of an array is a vector again, and `::halfvec`
+/// keeps the values.
 #[test]
 fn casts_to_arrays() {
     let (_dir, q) = fixture();
@@ -446,6 +447,16 @@ fn casts_to_arrays() {
             )
             .await,
             ["3"]
+        );
+        // halfvec is stored as Q16.16 like vector: its casts keep the
+        // values ([1,2,3] to [-1,0.5,2] is 4.5 by L1 again).
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT '[1,2,3]'::halfvec(3) <+> embedding::halfvec FROM items WHERE id = 4"
+            )
+            .await,
+            ["4.5"]
         );
     });
 }
