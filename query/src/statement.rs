@@ -163,6 +163,16 @@ impl Prepared {
         matches!(self.kind, Kind::Write(_))
     }
 
+    /// Whether the statement ends a transaction block (`COMMIT`,
+    /// `ROLLBACK`): the statements a client may send after an error in
+    /// the block.
+    pub fn ends_transaction(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::Command(Command::Commit | Command::Rollback)
+        )
+    }
+
     /// Whether a run returns rows (a query or `SHOW`).
     pub fn returns_rows(&self) -> bool {
         matches!(self.kind, Kind::Query(_) | Kind::Command(Command::Show(_)))

@@ -139,3 +139,17 @@ def test_scram_and_roles(auth_port):
         assert conn.execute("SELECT id FROM py_auth").fetchall() == [(1,)]
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             conn.execute("INSERT INTO py_auth (id, vec) VALUES (2, '[1,2]')")
+
+
+def test_failed_transaction_block_takes_only_its_end(open_dsn):
+    """As in Postgres: after an error inside a transaction block (psycopg
+    opens one for a connection that is not in autocommit), every other
+    statement is refused with 25P02 until ROLLBACK; then the connection
+    works again."""
+    with psycopg.connect(open_dsn) as conn:
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            conn.execute("SELECT * FROM no_such_table_here")
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            conn.execute("SELECT 1")
+        conn.rollback()
+        assert conn.execute("SELECT 1").fetchone() == (1,)

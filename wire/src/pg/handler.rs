@@ -36,7 +36,7 @@ use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::DataRow;
 use pgwire::messages::extendedquery::{Parse, ParseComplete};
-use pgwire::messages::response::NoticeResponse;
+use pgwire::messages::response::{NoticeResponse, TransactionStatus};
 use tokio::sync::RwLock;
 use valori_core::limits;
 use valori_query::datafusion::arrow::array::RecordBatch;
@@ -345,6 +345,15 @@ impl Handler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        // After an error in a transaction block only its end is taken,
+        // as Postgres does (the client's status is `E` until then).
+        let failed = client.transaction_status() == TransactionStatus::Error;
+        if failed && !prepared.ends_transaction() {
+            return Err(PgError::new(
+                SqlState::InFailedSqlTransaction,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
         let connection = connection(client);
         let mut session = lock(&connection).session.clone();
         let access = self.access(client);
@@ -359,6 +368,9 @@ impl Handler {
         Ok(match outcome {
             Outcome::Empty => Response::EmptyQuery,
             Outcome::Begin => Response::TransactionStart(Tag::new("BEGIN")),
+            // COMMIT of a failed block ends it as ROLLBACK, as Postgres
+            // answers it.
+            Outcome::Commit if failed => Response::TransactionEnd(Tag::new("ROLLBACK")),
             Outcome::Commit => Response::TransactionEnd(Tag::new("COMMIT")),
             Outcome::Rollback => Response::TransactionEnd(Tag::new("ROLLBACK")),
             Outcome::Done { tag, rows, notices } => {
