@@ -599,10 +599,14 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
         }
         Statement::Insert(insert) => insert_statement(insert),
         Statement::Delete(delete) => {
-            if delete.returning.is_some() || delete.using.is_some() || delete.limit.is_some() {
-                return Err(unsupported(
-                    "DELETE supports only FROM <table> WHERE id = … / id IN (…)",
-                ));
+            for (given, clause) in [
+                (delete.returning.is_some(), "RETURNING"),
+                (delete.using.is_some(), "USING"),
+                (delete.limit.is_some(), "LIMIT"),
+            ] {
+                if given {
+                    return Err(unsupported(format!("DELETE … {clause} is not supported")));
+                }
             }
             let tables = match &delete.from {
                 FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
@@ -620,10 +624,14 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
             })
         }
         Statement::Update(update) => {
-            if update.from.is_some() || update.returning.is_some() || update.limit.is_some() {
-                return Err(unsupported(
-                    "UPDATE supports only SET tag = …, metadata = … WHERE id = …",
-                ));
+            for (given, clause) in [
+                (update.returning.is_some(), "RETURNING"),
+                (update.from.is_some(), "FROM"),
+                (update.limit.is_some(), "LIMIT"),
+            ] {
+                if given {
+                    return Err(unsupported(format!("UPDATE … {clause} is not supported")));
+                }
             }
             let table = relation_name(&update.table.relation)?;
             let mut sets = Vec::with_capacity(update.assignments.len());
