@@ -932,6 +932,16 @@ impl QueryEngine {
                 table,
                 returning: Some(items),
                 ..
+            }
+            | WriteStatement::Update {
+                table,
+                returning: Some(items),
+                ..
+            }
+            | WriteStatement::Delete {
+                table,
+                returning: Some(items),
+                ..
             } => self.returning_schema(table, items)?,
             _ => Arc::new(Schema::empty()),
         };
@@ -1268,34 +1278,51 @@ impl QueryEngine {
                 format,
             }));
         }
-        if let Some(outcome) = self
-            .run_matched_write(&mut statement, &params, session)
-            .await?
-        {
-            return Ok(done(statement.command(), outcome));
-        }
         let command = statement.command();
         let returning = match &statement {
             WriteStatement::Insert {
                 table,
                 returning: Some(items),
                 ..
+            }
+            | WriteStatement::Update {
+                table,
+                returning: Some(items),
+                ..
+            }
+            | WriteStatement::Delete {
+                table,
+                returning: Some(items),
+                ..
             } => Some((table.clone(), items.clone())),
             _ => None,
         };
-        let engine = Arc::clone(&self.engine);
-        // The write runs to completion even if the client goes away: once
-        // submitted, an event is durable or rejected.
-        let outcome = tokio::task::spawn_blocking(move || write::execute(&engine, &statement))
-            .await
-            .map_err(|e| internal(format!("write task failed: {e}")))??;
+        let outcome = match self
+            .run_matched_write(&mut statement, &params, session)
+            .await?
+        {
+            Some(outcome) => outcome,
+            None => {
+                let engine = Arc::clone(&self.engine);
+                // The write runs to completion even if the client goes
+                // away: once submitted, an event is durable or rejected.
+                tokio::task::spawn_blocking(move || write::execute(&engine, &statement))
+                    .await
+                    .map_err(|e| internal(format!("write task failed: {e}")))??
+            }
+        };
         match (returning, &outcome.written) {
             (Some((table, items)), Some(written)) => {
                 let (schema, dim) = self.declared_table(&table)?;
                 let batch =
                     crate::returning::returning_batch(&schema, dim, &table, &items, written)?;
                 Ok(Outcome::Returning {
-                    tag: format!("{command} 0"),
+                    // INSERT's tag has the oid 0 before its count.
+                    tag: if command == "INSERT" {
+                        "INSERT 0".to_owned()
+                    } else {
+                        command.to_owned()
+                    },
                     rows: Rows::from_output(QueryOutput {
                         schema: batch.schema(),
                         batches: vec![batch],

@@ -293,6 +293,8 @@ pub enum WriteStatement {
         selection: Option<Box<Expr>>,
         /// The records the statement layer found for `selection`.
         matched: Option<Vec<u64>>,
+        /// `RETURNING`: the columns of the deleted rows to answer with.
+        returning: Option<Vec<ReturnItem>>,
     },
     Update {
         table: String,
@@ -300,6 +302,8 @@ pub enum WriteStatement {
         ids: Vec<Literal>,
         selection: Option<Box<Expr>>,
         matched: Option<Vec<u64>>,
+        /// `RETURNING`: the columns of the updated rows to answer with.
+        returning: Option<Vec<ReturnItem>>,
         tag: Option<Literal>,
         metadata: Option<Literal>,
         /// Every assignment as written: a declared table's columns (the
@@ -600,7 +604,6 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
         Statement::Insert(insert) => insert_statement(insert),
         Statement::Delete(delete) => {
             for (given, clause) in [
-                (delete.returning.is_some(), "RETURNING"),
                 (delete.using.is_some(), "USING"),
                 (delete.limit.is_some(), "LIMIT"),
             ] {
@@ -621,11 +624,15 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
                 ids,
                 selection: delete.selection.map(Box::new),
                 matched: None,
+                returning: delete
+                    .returning
+                    .as_deref()
+                    .map(returning_items)
+                    .transpose()?,
             })
         }
         Statement::Update(update) => {
             for (given, clause) in [
-                (update.returning.is_some(), "RETURNING"),
                 (update.from.is_some(), "FROM"),
                 (update.limit.is_some(), "LIMIT"),
             ] {
@@ -656,6 +663,11 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
                 ids,
                 selection: update.selection.map(Box::new),
                 matched: None,
+                returning: update
+                    .returning
+                    .as_deref()
+                    .map(returning_items)
+                    .transpose()?,
                 tag,
                 metadata,
                 sets,
@@ -1840,17 +1852,19 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
             ids,
             selection,
             matched,
+            returning,
         } => {
             let info = table_info(engine, table)?;
             if let Some(matched) = matched {
-                let rows = submit_for_existing(engine, &info, matched, "DELETE", |_, present| {
-                    Ok(delete_event(&info, present))
-                })?;
-                return Ok(WriteOutcome {
-                    rows,
-                    notices: Vec::new(),
-                    written: None,
-                });
+                return delete_rows(engine, &info, matched, returning.is_some());
+            }
+            let declared = engine.read(|state| {
+                state
+                    .collection(&info.name)
+                    .is_some_and(|c| c.table().is_some())
+            })?;
+            if returning.is_some() && !declared {
+                return Err(fixed_returning(table));
             }
             if ids.is_empty() {
                 // Not `id = … / id IN (…)`: only a declared table's
@@ -1889,20 +1903,14 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
                     )
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let rows = submit_for_existing(engine, &info, &ids, "DELETE", |_, present| {
-                Ok(delete_event(&info, present))
-            })?;
-            Ok(WriteOutcome {
-                rows,
-                notices: Vec::new(),
-                written: None,
-            })
+            delete_rows(engine, &info, &ids, returning.is_some())
         }
         WriteStatement::Update {
             table,
             ids,
             selection,
             matched,
+            returning,
             tag,
             metadata,
             sets,
@@ -1918,7 +1926,17 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
                     Some(matched) => matched.clone(),
                     None => declared_ids(&info, &schema, ids, "UPDATE")?,
                 };
-                return update_declared(engine, &info, &schema, &records, sets);
+                return update_declared(
+                    engine,
+                    &info,
+                    &schema,
+                    &records,
+                    sets,
+                    returning.is_some(),
+                );
+            }
+            if returning.is_some() {
+                return Err(fixed_returning(table));
             }
             if ids.is_empty() {
                 where_ids(selection.as_deref(), "UPDATE")?;
@@ -2092,6 +2110,76 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
 /// `UPDATE … SET col = value, … WHERE id = … / id IN (…)` on a table with
 /// declared columns whose integer primary key is `id`: one `UpdateRows`
 /// event naming the live rows.
+fn fixed_returning(table: &str) -> WriteError {
+    unsupported(format!(
+        "RETURNING on {table}, a table with the fixed columns id, vec, tag and metadata; it works on tables with declared columns"
+    ))
+}
+
+/// Deletes the live records among `ids`; `returning`: the outcome carries
+/// the rows as they were.
+fn delete_rows(
+    engine: &Engine,
+    info: &TableInfo,
+    ids: &[u64],
+    returning: bool,
+) -> Result<WriteOutcome, WriteError> {
+    let mut written = None;
+    let rows = submit_for_existing(engine, info, ids, "DELETE", |state, present| {
+        if returning {
+            written = Some(stored_rows(state, info, present, None)?);
+        }
+        Ok(delete_event(info, present))
+    })?;
+    Ok(WriteOutcome {
+        rows,
+        notices: Vec::new(),
+        written: returning.then(|| written.unwrap_or_default()),
+    })
+}
+
+/// The assignments of an `UPDATE` of a declared table: values by scalar
+/// column index (`None` for NULL) and the new vector, if any.
+type Change<'a> = (&'a [(u16, Option<Vec<u8>>)], Option<&'a [i32]>);
+
+/// The rows of the live records `present` of a declared table, each with
+/// `change` applied: as an `UPDATE` leaves them, or as they are.
+fn stored_rows(
+    state: &valori_core::state::State,
+    info: &TableInfo,
+    present: &[u64],
+    change: Option<Change<'_>>,
+) -> Result<Written, WriteError> {
+    let table = info.name.as_str();
+    let c = state
+        .collection(&info.name)
+        .ok_or_else(|| WriteError::UndefinedTable(table.into()))?;
+    let t = c
+        .table()
+        .ok_or_else(|| WriteError::Unsupported(format!("{table} has the fixed columns")))?;
+    let (sets, vector) = change.unwrap_or((&[], None));
+    let mut out = Written {
+        rows: present.len(),
+        vectors: Vec::with_capacity(present.len() * c.dim()),
+        columns: vec![valori_core::table::ColumnValues::default(); t.columns().len()],
+    };
+    for id in present {
+        let row = c
+            .row_of(RecordId(*id))
+            .ok_or_else(|| WriteError::Conflict(format!("record {id} of {table}")))?
+            as usize;
+        out.vectors
+            .extend_from_slice(vector.unwrap_or_else(|| c.vector(row)));
+        for (scalar, values) in out.columns.iter_mut().enumerate() {
+            match sets.iter().find(|(s, _)| usize::from(*s) == scalar) {
+                Some((_, bytes)) => values.push(bytes.as_deref()),
+                None => values.push(t.columns()[scalar].get(row)),
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `delete` of the live records `present`: one `Delete` or `DeleteBatch`.
 fn delete_event(info: &TableInfo, present: &[u64]) -> Event {
     if let [id] = present {
@@ -2149,6 +2237,7 @@ fn update_declared(
     schema: &TableSchema,
     ids: &[u64],
     sets: &[(String, Literal)],
+    returning: bool,
 ) -> Result<WriteOutcome, WriteError> {
     let table = info.name.as_str();
     let mut columns: Vec<(u16, Option<Vec<u8>>)> = Vec::with_capacity(sets.len());
@@ -2186,9 +2275,10 @@ fn update_declared(
             .ok_or_else(|| unsupported(format!("column {name}")))?;
         columns.push((scalar, bytes));
     }
+    let mut written = None;
     let count = submit_for_existing(engine, info, ids, "UPDATE", |state, present| {
         let ids: Vec<RecordId> = present.iter().map(|id| RecordId(*id)).collect();
-        let Some(vector) = &vector else {
+        if vector.is_none() && !returning {
             return Ok(Event::UpdateRows {
                 collection: info.name.clone(),
                 ids,
@@ -2203,40 +2293,43 @@ fn update_declared(
                     })
                     .collect(),
             });
-        };
-        // The vector changes: the rows are replaced whole (re-indexed),
-        // each keeping the values it has in the columns not assigned.
-        let c = state
-            .collection(&info.name)
-            .ok_or_else(|| WriteError::UndefinedTable(table.into()))?;
-        let t = c
-            .table()
-            .ok_or_else(|| WriteError::Unsupported(format!("{table} has the fixed columns")))?;
-        let mut batch = Batch::new(info.config.dim);
-        let mut values = vec![valori_core::table::ColumnValues::default(); schema.scalar_count()];
-        for id in &ids {
-            let row = c
-                .row_of(*id)
-                .ok_or_else(|| WriteError::Conflict(format!("record {} of {table}", id.0)))?
-                as usize;
-            batch.push(*id, vector, 0, &[]);
-            for (scalar, out) in values.iter_mut().enumerate() {
-                match columns.iter().find(|(s, _)| usize::from(*s) == scalar) {
-                    Some((_, bytes)) => out.push(bytes.as_deref()),
-                    None => out.push(t.columns()[scalar].get(row)),
+        }
+        // The rows as the update leaves them: what RETURNING answers,
+        // and, when the vector changes, the rows that replace them whole
+        // (re-indexed), each keeping the values of the columns not
+        // assigned.
+        let rows = stored_rows(state, info, present, Some((&columns, vector.as_deref())))?;
+        let event = match &vector {
+            None => Event::UpdateRows {
+                collection: info.name.clone(),
+                ids,
+                columns: columns
+                    .iter()
+                    .map(|(scalar, _)| (*scalar, rows.columns[usize::from(*scalar)].clone()))
+                    .collect(),
+            },
+            Some(_) => {
+                let mut batch = Batch::new(info.config.dim);
+                let dim = info.config.dim as usize;
+                for (i, id) in ids.iter().enumerate() {
+                    batch.push(*id, &rows.vectors[i * dim..(i + 1) * dim], 0, &[]);
+                }
+                Event::ReplaceRows {
+                    collection: info.name.clone(),
+                    batch,
+                    columns: rows.columns.clone(),
                 }
             }
+        };
+        if returning {
+            written = Some(rows);
         }
-        Ok(Event::ReplaceRows {
-            collection: info.name.clone(),
-            batch,
-            columns: values,
-        })
+        Ok(event)
     })?;
     Ok(WriteOutcome {
         rows: count,
         notices: Vec::new(),
-        written: None,
+        written: returning.then(|| written.unwrap_or_default()),
     })
 }
 
@@ -2610,6 +2703,7 @@ mod tests {
             ids,
             selection,
             matched,
+            returning,
         } = parsed("DELETE FROM docs WHERE id IN (1, 2) OR id = $1")
         else {
             panic!("not a delete");
@@ -2623,7 +2717,7 @@ mod tests {
                 Literal::Param(1)
             ]
         );
-        assert!(selection.is_some() && matched.is_none());
+        assert!(selection.is_some() && matched.is_none() && returning.is_none());
         let update = parsed("UPDATE docs SET tag = $2, metadata = '\\x01'::bytea WHERE id = $1");
         assert_eq!(
             update.parameter_columns(),

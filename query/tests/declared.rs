@@ -584,6 +584,14 @@ fn returning_on_fixed_tables_is_refused() {
                 "declared columns",
             ),
             ("DELETE FROM f", "id IN (…)"),
+            (
+                "DELETE FROM f WHERE id = 1 RETURNING id",
+                "declared columns",
+            ),
+            (
+                "UPDATE f SET tag = 1 WHERE id = 1 RETURNING id",
+                "declared columns",
+            ),
             ("UPDATE f SET tag = 1 WHERE tag = 2", "id IN (…)"),
         ] {
             let err = run(&q, sql).await.unwrap_err().to_string();
@@ -988,5 +996,65 @@ fn truncate_deletes_every_row() {
         .await
         .unwrap();
         assert_eq!(cells(&rows), ["3"]);
+    });
+}
+
+/// `UPDATE … RETURNING` answers with the rows as the update left them
+/// (the assigned columns changed, the others as they were), `DELETE …
+/// RETURNING` with the rows as they were; by the integer key and by any
+/// `WHERE`; the tag counts the rows.
+#[test]
+fn update_and_delete_returning() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(Arc::clone(&engine));
+    block_on(async {
+        run(
+            &q,
+            "CREATE TABLE items (id bigint PRIMARY KEY, content text, n int, embedding vector(2))",
+        )
+        .await
+        .unwrap();
+        run(
+            &q,
+            "INSERT INTO items VALUES (1, 'a', 1, '[1,1]'), (2, 'b', 2, '[2,2]'), (3, 'c', 3, '[3,3]')",
+        )
+        .await
+        .unwrap();
+        let (tag, rows) = run_with(
+            &q,
+            "UPDATE items SET n = 10 WHERE id IN (1, 2) RETURNING id, content, n",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(tag, "UPDATE");
+        assert_eq!(cells(&rows), ["1|a|10", "2|b|10"]);
+        let (_, rows) = run_with(
+            &q,
+            "UPDATE items SET embedding = '[9,9]' WHERE content = 'c' RETURNING *",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(cells(&rows), ["3|c|3|[9.0, 9.0]"]);
+        let (tag, rows) = run_with(
+            &q,
+            "DELETE FROM items WHERE n = 10 RETURNING id, embedding",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(tag, "DELETE");
+        assert_eq!(cells(&rows), ["1|[1.0, 1.0]", "2|[2.0, 2.0]"]);
+        let (_, rows) = run_with(
+            &q,
+            "DELETE FROM items WHERE id = 3 RETURNING content",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(cells(&rows), ["c"]);
+        assert!(cells(&run(&q, "SELECT id FROM items").await.unwrap()).is_empty());
     });
 }
