@@ -927,23 +927,9 @@ impl QueryEngine {
                 }
             }
         }
-        let schema = match &statement {
-            WriteStatement::Insert {
-                table,
-                returning: Some(items),
-                ..
-            }
-            | WriteStatement::Update {
-                table,
-                returning: Some(items),
-                ..
-            }
-            | WriteStatement::Delete {
-                table,
-                returning: Some(items),
-                ..
-            } => self.returning_schema(table, items)?,
-            _ => Arc::new(Schema::empty()),
+        let schema = match statement.returning() {
+            Some((table, items)) => self.returning_schema(table, items)?,
+            None => Arc::new(Schema::empty()),
         };
         Ok(Prepared {
             sql: sql.to_owned(),
@@ -1279,24 +1265,9 @@ impl QueryEngine {
             }));
         }
         let command = statement.command();
-        let returning = match &statement {
-            WriteStatement::Insert {
-                table,
-                returning: Some(items),
-                ..
-            }
-            | WriteStatement::Update {
-                table,
-                returning: Some(items),
-                ..
-            }
-            | WriteStatement::Delete {
-                table,
-                returning: Some(items),
-                ..
-            } => Some((table.clone(), items.clone())),
-            _ => None,
-        };
+        let returning = statement
+            .returning()
+            .map(|(table, items)| (table.to_owned(), items.to_vec()));
         let outcome = match self
             .run_matched_write(&mut statement, &params, session)
             .await?

@@ -352,6 +352,29 @@ impl WriteStatement {
         }
     }
 
+    /// The table and the `RETURNING` list of an `INSERT`, `UPDATE` or
+    /// `DELETE` that has one.
+    pub fn returning(&self) -> Option<(&str, &[ReturnItem])> {
+        match self {
+            WriteStatement::Insert {
+                table,
+                returning: Some(items),
+                ..
+            }
+            | WriteStatement::Update {
+                table,
+                returning: Some(items),
+                ..
+            }
+            | WriteStatement::Delete {
+                table,
+                returning: Some(items),
+                ..
+            } => Some((table, items)),
+            _ => None,
+        }
+    }
+
     /// The column each placeholder `$n` stands for, as `(n, column)`.
     pub fn parameter_columns(&self) -> Vec<(usize, Column)> {
         let mut out = Vec::new();
