@@ -513,6 +513,13 @@ fn canonical_decimal(text: &str) -> Option<String> {
 /// by length, then bytes (a repeated key keeps its last value), `", "`
 /// and `": "` separators, as Postgres prints `jsonb`.
 fn canonical_jsonb(text: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    Some(jsonb_text(&value))
+}
+
+/// A JSON value in `jsonb`'s canonical text (keys ordered by length, then
+/// bytes; `", "` and `": "` between items), as Postgres prints `jsonb`.
+pub(crate) fn jsonb_text(value: &serde_json::Value) -> String {
     fn write(value: &serde_json::Value, out: &mut String) {
         match value {
             serde_json::Value::Array(items) => {
@@ -542,10 +549,9 @@ fn canonical_jsonb(text: &str) -> Option<String> {
             other => out.push_str(&other.to_string()),
         }
     }
-    let value: serde_json::Value = serde_json::from_str(text).ok()?;
     let mut out = String::new();
-    write(&value, &mut out);
-    Some(out)
+    write(value, &mut out);
+    out
 }
 
 /// The elements of a Postgres array literal `{a,"b c",NULL}`.

@@ -42,6 +42,7 @@ pub mod catalog;
 pub mod declared;
 pub mod dsl;
 pub mod functions;
+pub mod json_operators;
 pub mod knn;
 pub mod metadata;
 pub mod metadata_functions;
@@ -439,6 +440,11 @@ pub fn session_with(engine: Arc<Engine>, memory_bytes: usize) -> SessionContext 
         .expr_planners()
         .get_or_insert_with(Vec::new)
         .insert(0, Arc::new(vector_functions::VectorOperatorPlanner));
+    // JSON operators on text, which DataFusion does not plan at all.
+    builder
+        .expr_planners()
+        .get_or_insert_with(Vec::new)
+        .insert(0, Arc::new(json_operators::JsonOperatorPlanner));
     let state = builder.build();
     let ctx = SessionContext::new_with_state(state);
     let catalog = ctx

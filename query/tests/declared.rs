@@ -1058,3 +1058,70 @@ fn update_and_delete_returning() {
         assert!(cells(&run(&q, "SELECT id FROM items").await.unwrap()).is_empty());
     });
 }
+
+/// Postgres's JSON operators on a `jsonb` column, as LlamaIndex and
+/// LangChain filter by metadata: `->>` (text), `->` (jsonb, canonical),
+/// `@>` (containment) in the select list, in filters, and as the filter
+/// of a nearest-neighbour search; a missing field is NULL; text that is
+/// not JSON is an error naming the operator. By hand: of the rows
+/// 1 {"doc": "x", "n": 1}, 2 {"doc": "y", "tags": ["a", "b"]} and
+/// 3 {"doc": "x", "tags": ["b"]}, `->> 'doc' = 'x'` is 1 and 3,
+/// `@> '{"tags": ["b"]}'` is 2 and 3; nearest [0,0] among doc x: 1 then 3.
+#[test]
+fn json_operators_filter_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(Arc::clone(&engine));
+    block_on(async {
+        run(
+            &q,
+            "CREATE TABLE docs (id bigint PRIMARY KEY, meta jsonb, embedding vector(2))",
+        )
+        .await
+        .unwrap();
+        run(
+            &q,
+            "INSERT INTO docs VALUES (1, '{\"doc\": \"x\", \"n\": 1}', '[1,0]'), \
+             (2, '{\"doc\": \"y\", \"tags\": [\"a\", \"b\"]}', '[0,1]'), \
+             (3, '{\"doc\": \"x\", \"tags\": [\"b\"]}', '[3,3]')",
+        )
+        .await
+        .unwrap();
+        let rows = run(
+            &q,
+            "SELECT id, meta ->> 'doc', meta -> 'tags', meta -> 'tags' ->> 0 FROM docs ORDER BY id",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            cells(&rows),
+            ["1|x|NULL|NULL", "2|y|[\"a\", \"b\"]|a", "3|x|[\"b\"]|b"]
+        );
+        let rows = run(
+            &q,
+            "SELECT id FROM docs WHERE meta ->> 'doc' = 'x' ORDER BY id",
+        )
+        .await
+        .unwrap();
+        assert_eq!(cells(&rows), ["1", "3"]);
+        let rows = run(
+            &q,
+            "SELECT id FROM docs WHERE meta @> '{\"tags\": [\"b\"]}' ORDER BY id",
+        )
+        .await
+        .unwrap();
+        assert_eq!(cells(&rows), ["2", "3"]);
+        let rows = run(
+            &q,
+            "SELECT id FROM docs WHERE meta ->> 'doc' = 'x' ORDER BY embedding <-> '[0,0]' LIMIT 5",
+        )
+        .await
+        .unwrap();
+        assert_eq!(cells(&rows), ["1", "3"]);
+        let err = run(&q, "SELECT 'nope' ->> 'a'")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("->>"), "{err}");
+    });
+}
