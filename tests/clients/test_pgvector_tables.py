@@ -298,3 +298,47 @@ def test_asyncpg_binary(open_dsn):
             await conn.close()
 
     asyncio.run(main())
+
+
+def test_json_metadata_filters(open_dsn):
+    """Metadata filters as LlamaIndex and LangChain write them, through
+    psycopg with its own Jsonb adapter: `->>` compares text, `->` comes
+    back as jsonb (psycopg loads it into Python values), `@>` tests
+    containment, also as the filter of a nearest-neighbour search. The
+    expected rows are read off the inserted metadata by hand."""
+    rows = [
+        (1, {"doc": "x", "n": 1}, [1, 0]),
+        (2, {"doc": "y", "tags": ["a", "b"]}, [0, 1]),
+        (3, {"doc": "x", "tags": ["b"]}, [3, 3]),
+    ]
+    with psycopg.connect(open_dsn, autocommit=True) as conn:
+        register_vector(conn)
+        conn.execute("DROP TABLE IF EXISTS meta_docs")
+        conn.execute("CREATE TABLE meta_docs (id bigint PRIMARY KEY, meta jsonb, embedding vector(2))")
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO meta_docs VALUES (%s, %s, %s)",
+                [(i, Jsonb(m), np.array(v, dtype=np.float32)) for i, m, v in rows],
+            )
+        got = conn.execute(
+            "SELECT id, meta ->> 'doc', meta -> 'tags' FROM meta_docs ORDER BY id"
+        ).fetchall()
+        assert got == [(i, m["doc"], m.get("tags")) for i, m, _ in rows]
+        x = conn.execute(
+            "SELECT id FROM meta_docs WHERE meta ->> %s = %s ORDER BY id", ("doc", "x")
+        ).fetchall()
+        assert [r[0] for r in x] == [i for i, m, _ in rows if m["doc"] == "x"]
+        tagged = conn.execute(
+            "SELECT id FROM meta_docs WHERE meta @> %s ORDER BY id", (Jsonb({"tags": ["b"]}),)
+        ).fetchall()
+        assert [r[0] for r in tagged] == [i for i, m, _ in rows if "b" in m.get("tags", [])]
+        q = np.array([0, 0], dtype=np.float32)
+        near = conn.execute(
+            "SELECT id FROM meta_docs WHERE meta ->> 'doc' = 'x' ORDER BY embedding <-> %s LIMIT 5",
+            (q,),
+        ).fetchall()
+        want = sorted(
+            (i for i, m, _ in rows if m["doc"] == "x"),
+            key=lambda i: math.dist(rows[i - 1][2], q),
+        )
+        assert [r[0] for r in near] == want
