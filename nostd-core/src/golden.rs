@@ -495,7 +495,6 @@ fn apply_table_workload(
     let mut at = 1;
     let event = replace(rows(rng, 1, &mut at));
     emit(state, event);
-    let _ = items;
 }
 
 /// Writes the golden report and returns the final state hash.
