@@ -1086,34 +1086,29 @@ impl State {
                 collection,
                 batch,
                 columns,
-            } => {
-                let c = self.collection_ref(collection)?;
-                let table = c.table_or_refuse()?;
-                c.check_batch(batch)?;
-                if batch.tags.iter().any(|&t| t != 0) || !batch.metadata_bytes.is_empty() {
-                    return Err(c.row_error(RowError::TagOrMetadata));
-                }
-                let ids: Vec<u64> = batch.ids.iter().map(|id| id.0).collect();
-                table
-                    .check_insert(&ids, columns)
-                    .map_err(|e| c.row_error(e))
             }
-            Event::ReplaceRows {
+            | Event::ReplaceRows {
                 collection,
                 batch,
                 columns,
             } => {
                 let c = self.collection_ref(collection)?;
                 let table = c.table_or_refuse()?;
-                c.check_live_ids(&batch.ids)?;
-                c.check_batch_shape(batch)?;
+                // A replacement names live rows (each once); an insert new ids.
+                let replaced: Vec<u32> = if matches!(event, Event::ReplaceRows { .. }) {
+                    c.check_live_ids(&batch.ids)?;
+                    c.check_batch_shape(batch)?;
+                    batch.ids.iter().filter_map(|id| c.row_of(*id)).collect()
+                } else {
+                    c.check_batch(batch)?;
+                    Vec::new()
+                };
                 if batch.tags.iter().any(|&t| t != 0) || !batch.metadata_bytes.is_empty() {
                     return Err(c.row_error(RowError::TagOrMetadata));
                 }
-                let rows: Vec<u32> = batch.ids.iter().filter_map(|id| c.row_of(*id)).collect();
                 let ids: Vec<u64> = batch.ids.iter().map(|id| id.0).collect();
                 table
-                    .check_replace(&rows, &ids, columns)
+                    .check_replace(&replaced, &ids, columns)
                     .map_err(|e| c.row_error(e))
             }
             Event::UpdateRows {
