@@ -259,6 +259,11 @@ pub struct Node {
     /// One connection per other node, each behind its own lock: a call to
     /// a node that does not answer holds up only calls to that node.
     peers: std::sync::Mutex<BTreeMap<NodeId, Arc<tokio::sync::Mutex<network::Conn>>>>,
+    /// Held through each membership change (admit, promote, remove):
+    /// openraft refuses a change while another is uncommitted, so two
+    /// nodes joining at once, or a join retried while an operator removes
+    /// a node, would otherwise fail each other half-way.
+    membership_change: tokio::sync::Mutex<()>,
 }
 
 /// The write gate installed in the engine: client writes become Raft
@@ -430,6 +435,7 @@ impl Node {
             runtime: tokio::runtime::Handle::current(),
             tasks: std::sync::Mutex::new(Vec::new()),
             peers: std::sync::Mutex::new(BTreeMap::new()),
+            membership_change: tokio::sync::Mutex::new(()),
         });
         engine.set_write_gate(Arc::new(Gate {
             node: Arc::downgrade(&node),
@@ -645,15 +651,24 @@ impl Node {
     /// Adds `id` as a learner and waits for it to catch up; with `voter`,
     /// then makes it a voter (openraft's joint consensus). Only the leader
     /// admits.
+    /// Admitting a node that is already a member as asked (same
+    /// addresses; a voter when `voter`) changes nothing: a joining node
+    /// whose answer was lost asks again.
     pub async fn admit(&self, id: NodeId, member: Member, voter: bool) -> Result<(), EngineError> {
-        let known = self
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .get_node(&id)
-            .cloned();
+        let _one_change = self.membership_change.lock().await;
+        let (known, is_voter) = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            let membership = metrics.membership_config.membership();
+            (
+                membership.get_node(&id).cloned(),
+                membership.voter_ids().any(|v| v == id),
+            )
+        };
+        if known.as_ref() == Some(&member) && (is_voter || !voter) {
+            tracing::info!(node = id, voter, "already a member as asked");
+            return Ok(());
+        }
         if known.as_ref().is_some_and(|k| *k != member) {
             // A member that comes back at other addresses (restarted with
             // a wiped data directory on port 0): openraft's add_learner
@@ -672,8 +687,8 @@ impl Node {
             .add_learner(id, member, true)
             .await
             .map_err(membership_error)?;
-        if voter {
-            self.promote(id).await?;
+        if voter && !is_voter {
+            self.add_voter(id).await?;
         }
         tracing::info!(node = id, voter, "admitted a node");
         Ok(())
@@ -700,6 +715,12 @@ impl Node {
     /// Makes the learner `id` a voter (joint consensus). Only the leader
     /// changes the membership.
     pub async fn promote(&self, id: NodeId) -> Result<(), EngineError> {
+        let _one_change = self.membership_change.lock().await;
+        self.add_voter(id).await
+    }
+
+    /// [`Node::promote`], with the membership change lock held.
+    async fn add_voter(&self, id: NodeId) -> Result<(), EngineError> {
         self.membership_with(id)?;
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
@@ -713,6 +734,7 @@ impl Node {
     /// consensus), then the node is forgotten. Only the leader changes the
     /// membership.
     pub async fn remove(&self, id: NodeId) -> Result<(), EngineError> {
+        let _one_change = self.membership_change.lock().await;
         let membership = self.membership_with(id)?;
         if membership.voter_ids().any(|v| v == id) {
             self.raft

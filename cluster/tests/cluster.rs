@@ -660,3 +660,50 @@ async fn a_silent_node_does_not_hold_up_a_followers_linearizable_reads() {
     drop(gone);
     stop(nodes).await;
 }
+
+/// A join asked again by a node that is already a voter at the same
+/// addresses (its first answer lost, or its retry late) changes nothing:
+/// no membership entry is written that could race an operator's change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_repeated_join_of_a_voter_writes_nothing() {
+    let nodes = three_nodes([ApplyFault::default(); 3]).await;
+    let l = leader(&nodes).expect("a leader");
+    let f = (l + 1) % 3;
+    // Three voters show already in the joint configuration; wait for the
+    // last join to finish (one configuration, every entry applied).
+    wait_for(Duration::from_secs(30), "the last join to finish", || {
+        let m = nodes[l].node.raft.metrics().borrow().clone();
+        m.membership_config.membership().get_joint_config().len() == 1
+            && m.last_applied.map(|a| a.index) == m.last_log_index
+    })
+    .await;
+    let before = nodes[l].node.status();
+    let member = nodes[f].node.member.clone();
+    nodes[l]
+        .node
+        .admit(nodes[f].node.id, member, true)
+        .await
+        .expect("a repeated join is accepted");
+    let after = nodes[l].node.status();
+    assert_eq!(after.last_log_index, before.last_log_index);
+    assert_eq!(after.voters, before.voters);
+    stop(nodes).await;
+}
+
+/// Two membership changes asked at once on the leader (here: removing
+/// both followers) are made one after the other, not refused because the
+/// other is under way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn membership_changes_asked_at_once_are_made_in_turn() {
+    let nodes = three_nodes([ApplyFault::default(); 3]).await;
+    let l = leader(&nodes).expect("a leader");
+    let (a, b) = (nodes[(l + 1) % 3].node.id, nodes[(l + 2) % 3].node.id);
+    let leader_node = &nodes[l].node;
+    let (ra, rb) = tokio::join!(leader_node.remove(a), leader_node.remove(b));
+    ra.expect("the first removal");
+    rb.expect("the second removal");
+    let s = leader_node.status();
+    assert_eq!(s.voters, vec![leader_node.id], "{s:?}");
+    assert!(s.learners.is_empty(), "{s:?}");
+    stop(nodes).await;
+}
