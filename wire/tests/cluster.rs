@@ -375,6 +375,27 @@ fn signal(p: &Proc, sig: &str) {
     assert!(ok, "kill {sig} node {}", p.id);
 }
 
+/// Waits until every thread of `p` is stopped (state `T` in
+/// `/proc/PID/task/*/stat`): `kill -STOP` returns before the kernel has
+/// stopped a process's running threads, and a request sent in between
+/// may still be served and replicated.
+fn wait_stopped(p: &Proc) {
+    let tasks = format!("/proc/{}/task", p.child.id());
+    wait_for(Duration::from_secs(10), "every thread stopped", || {
+        let all = std::fs::read_dir(&tasks).ok()?.all(|task| {
+            task.ok()
+                .and_then(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+                // "PID (COMM) STATE …": COMM may hold spaces, STATE follows its ')'.
+                .and_then(|stat| {
+                    stat.rsplit_once(')')
+                        .map(|(_, rest)| rest.trim_start().starts_with('T'))
+                })
+                .unwrap_or(false)
+        });
+        all.then_some(())
+    });
+}
+
 /// A fourth process joins as a learner: it receives the log and serves
 /// reads with the same state hash, but does not vote; promoted over REST it
 /// becomes a voter (joint consensus), and removed it leaves the
@@ -433,6 +454,7 @@ fn a_learner_is_promoted_and_a_paused_leader_acknowledges_nothing() {
     // Pause the leader; a write sent to it waits in its socket.
     let old_term = status(leader).unwrap()["term"].as_u64().unwrap();
     signal(leader, "-STOP");
+    wait_stopped(leader);
     let paused_rest = leader.rest.clone();
     let pending = std::thread::spawn(move || {
         let body = json!({"id": 500, "vector": vector(500)}).to_string();
