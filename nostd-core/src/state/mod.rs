@@ -543,6 +543,69 @@ impl Collection {
         hits
     }
 
+    /// The `k` nearest live rows to `query` among `allowed` (row numbers,
+    /// ascending, as a filter evaluated on this state selects them), by
+    /// `(distance, id)`. As for a tag filter: exact over the allowed rows
+    /// when asked, when the graph is empty, or when they are at most one
+    /// live row in [`FILTER_EXACT_RATIO`] (or at most `k`); otherwise a
+    /// walk of the graph that keeps only allowed rows, with `opts.ef`, and
+    /// an exact scan of the allowed rows the graph does not hold yet.
+    /// `opts.tag` is ignored: the caller folds tags into `allowed`.
+    pub fn search_among(
+        &self,
+        query: &[i32],
+        k: usize,
+        opts: &SearchOptions,
+        allowed: &[u32],
+    ) -> Vec<(Distance, RecordId)> {
+        assert_eq!(
+            query.len(),
+            self.dim(),
+            "invariant: callers check the query dimension"
+        );
+        debug_assert!(
+            allowed.windows(2).all(|w| w[0] < w[1]),
+            "invariant: allowed rows are ascending"
+        );
+        if k == 0 || allowed.is_empty() {
+            return Vec::new();
+        }
+        let live = self.live() as u64;
+        let matching = allowed.len() as u64;
+        let exact = opts.exact
+            || self.index.is_empty()
+            || matching <= k as u64
+            || matching.saturating_mul(FILTER_EXACT_RATIO) <= live;
+        let kernel = self.kernel_for(query);
+        let metric: Metric = self.config.metric;
+        let mut top = TopK::new(k);
+        let mut scan = |rows: &[u32]| {
+            for &row in rows {
+                let r = row as usize;
+                if r < self.rows() && !self.deleted[r] {
+                    top.offer((kernel.distance(metric, query, self.vector(r)), self.ids[r]));
+                }
+            }
+        };
+        if exact {
+            scan(allowed);
+            return top.into_sorted();
+        }
+        let indexed = self.index.len() as u32;
+        let view = self.view(distance::max_abs(query));
+        let accept = |r: u32| !view.deleted[r as usize] && allowed.binary_search(&r).is_ok();
+        let found = crate::hnsw::with_scratch(|scratch| {
+            self.index
+                .search(&view, query, opts.ef.max(k), scratch, accept)
+        });
+        // Rows not yet in the graph are scanned exactly.
+        scan(&allowed[allowed.partition_point(|&r| r < indexed)..]);
+        for (d, r) in found {
+            top.offer((d, self.ids[r as usize]));
+        }
+        top.into_sorted()
+    }
+
     fn push_row(&mut self, id: RecordId, vector: &[i32], tag: u64, metadata: &[u8]) {
         let row = self.ids.len() as u32;
         self.ids.push(id);

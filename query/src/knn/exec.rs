@@ -18,6 +18,7 @@ use datafusion::execution::TaskContext;
 use datafusion::execution::context::QueryPlanner;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{LogicalPlan, UserDefinedLogicalNode};
+use datafusion::physical_expr::utils::{collect_columns, reassign_expr_columns};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalSortExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::expressions::Column;
@@ -47,6 +48,15 @@ use crate::settings::{SearchSettings, ValoriOptions};
 /// candidates, and each further request for this many times the last.
 const OVERFETCH_FACTOR: usize = 4;
 
+/// A residual filter's selectivity is estimated on at most this many of
+/// the rows the tags allow, taken at an even stride (the same rows for
+/// the same state, so the same plan).
+const SELECTIVITY_SAMPLE_ROWS: usize = 1024;
+
+/// Rows the residual filter is evaluated on at once when it is evaluated
+/// on every row.
+const PREFILTER_CHUNK_ROWS: usize = 8192;
+
 /// How the engine answers a search, as far as planning can tell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Path {
@@ -57,6 +67,13 @@ pub enum Path {
     Exact,
     /// Some tags of a tag set one way, some the other.
     Mixed,
+    /// Decided when the query runs, by the residual filter's selectivity
+    /// on a sample: a selective filter is evaluated on every row first,
+    /// then the rows it keeps are scanned exactly (few) or walked in the
+    /// graph (many); a broad one is applied to over-fetched candidates of
+    /// the graph. `EXPLAIN ANALYZE` shows `filter_rows`, the rows a filter
+    /// evaluated first kept.
+    Filtered,
 }
 
 impl fmt::Display for Path {
@@ -65,8 +82,23 @@ impl fmt::Display for Path {
             Path::Hnsw => "hnsw",
             Path::Exact => "exact",
             Path::Mixed => "mixed",
+            Path::Filtered => "filtered",
         })
     }
+}
+
+/// The live rows of the records a search returned, in its order.
+fn live_rows(collection: &Collection, hits: &[(Distance, RecordId)]) -> Result<Vec<usize>> {
+    hits.iter()
+        .map(|(_, id)| {
+            collection.row_of(*id).map(|r| r as usize).ok_or_else(|| {
+                DataFusionError::Internal(format!(
+                    "search returned id {} that has no live row",
+                    id.0
+                ))
+            })
+        })
+        .collect()
 }
 
 /// The path `Collection::search` takes for `k` rows of `tag`: the same
@@ -148,6 +180,10 @@ impl ValoriKnnExec {
                 };
                 Some(match paths.split_first() {
                     None => Path::Exact,
+                    // Every row the filter keeps is one the tags allow: a
+                    // search exact for the tags stays exact.
+                    _ if paths.iter().all(|p| *p == Path::Exact) => Path::Exact,
+                    Some(_) if residual.is_some() => Path::Filtered,
                     Some((first, rest)) if rest.iter().all(|p| p == first) => *first,
                     Some(_) => Path::Mixed,
                 })
@@ -253,7 +289,12 @@ impl ValoriKnnExec {
 
     /// The answer, under one read lock: candidates, the residual filter,
     /// more candidates while too few pass, then the distance and rank.
-    fn answer(&self, candidates_metric: &Count, resolved: &Resolved) -> Result<RecordBatch> {
+    fn answer(
+        &self,
+        candidates_metric: &Count,
+        filter_rows_metric: &Count,
+        resolved: &Resolved,
+    ) -> Result<RecordBatch> {
         let k = self.search.k;
         let read = self.engine.read(|state| -> Result<RecordBatch> {
             let collection = state
@@ -277,6 +318,26 @@ impl ValoriKnnExec {
                 TagSet::Only(tags) => tags.iter().map(|&t| collection.tag_count(t)).sum(),
             };
             let matching = usize::try_from(matching).unwrap_or(usize::MAX);
+            if let Some(residual) = &self.residual
+                && let Some(allowed) = self.prefilter(collection, residual, &resolved.tags)?
+            {
+                let options = SearchOptions {
+                    ef: resolved.settings.effective_ef(k),
+                    exact: resolved.settings.exact,
+                    tag: None,
+                };
+                filter_rows_metric.add(allowed.len());
+                let hits = collection.search_among(&resolved.query, k, &options, &allowed);
+                candidates_metric.add(hits.len());
+                let rows = live_rows(collection, &hits)?;
+                let batch = rows_batch(
+                    collection,
+                    &rows,
+                    &self.search.projection,
+                    &self.scan_schema,
+                )?;
+                return self.finish(collection, batch, &rows, &resolved.query);
+            }
             let mut fetch = match self.residual {
                 Some(_) => k.saturating_mul(OVERFETCH_FACTOR),
                 None => k,
@@ -285,17 +346,7 @@ impl ValoriKnnExec {
             loop {
                 let hits = self.candidates(collection, fetch, resolved);
                 candidates_metric.add(hits.len());
-                let rows = hits
-                    .iter()
-                    .map(|(_, id)| {
-                        collection.row_of(*id).map(|r| r as usize).ok_or_else(|| {
-                            DataFusionError::Internal(format!(
-                                "search returned id {} that has no live row",
-                                id.0
-                            ))
-                        })
-                    })
-                    .collect::<Result<Vec<usize>>>()?;
+                let rows = live_rows(collection, &hits)?;
                 let mut batch = rows_batch(
                     collection,
                     &rows,
@@ -331,6 +382,82 @@ impl ValoriKnnExec {
             }
         });
         read.map_err(ScanError::from)?
+    }
+
+    /// The rows a selective residual filter keeps, among the live rows
+    /// the tags allow, in row order; `None` when the filter is not
+    /// selective. The filter is first evaluated on a sample: one that
+    /// keeps at least one sampled row in [`OVERFETCH_FACTOR`] is expected
+    /// to fill `k` from the first candidates, and is applied to candidates
+    /// instead (`None`). A more selective one is evaluated on every row,
+    /// and the search then runs over exactly the rows it keeps (exact when
+    /// they are few, a filtered graph walk otherwise), so a query for `k`
+    /// rows finds the nearest of them whatever the selectivity, instead of
+    /// walking the graph past rows the filter rejects.
+    fn prefilter(
+        &self,
+        collection: &Collection,
+        residual: &Arc<dyn PhysicalExpr>,
+        tags: &TagSet,
+    ) -> Result<Option<Vec<u32>>> {
+        let deleted = collection.deleted();
+        let row_tags = collection.tags();
+        let candidates: Vec<u32> = (0..collection.rows())
+            .filter(|&r| {
+                !deleted[r]
+                    && match tags {
+                        TagSet::Any => true,
+                        TagSet::Only(t) => t.binary_search(&row_tags[r]).is_ok(),
+                    }
+            })
+            .map(|r| r as u32)
+            .collect();
+        if candidates.len() <= SELECTIVITY_SAMPLE_ROWS {
+            // Small enough to evaluate whole at once.
+            let keep = self.evaluate_on(collection, residual, &candidates)?;
+            return Ok(Some(keep));
+        }
+        let stride = candidates.len().div_ceil(SELECTIVITY_SAMPLE_ROWS);
+        let sample: Vec<u32> = candidates.iter().step_by(stride).copied().collect();
+        let passed = self.evaluate_on(collection, residual, &sample)?.len();
+        if passed.saturating_mul(OVERFETCH_FACTOR) >= sample.len() {
+            return Ok(None);
+        }
+        let mut keep = Vec::new();
+        for chunk in candidates.chunks(PREFILTER_CHUNK_ROWS) {
+            keep.extend(self.evaluate_on(collection, residual, chunk)?);
+        }
+        Ok(Some(keep))
+    }
+
+    /// The rows of `rows` for which `residual` is true, reading only the
+    /// columns it references.
+    fn evaluate_on(
+        &self,
+        collection: &Collection,
+        residual: &Arc<dyn PhysicalExpr>,
+        rows: &[u32],
+    ) -> Result<Vec<u32>> {
+        let mut used: Vec<usize> = collect_columns(residual)
+            .iter()
+            .map(Column::index)
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        let schema = Arc::new(self.scan_schema.project(&used)?);
+        let projection: Vec<usize> = used.iter().map(|&i| self.search.projection[i]).collect();
+        let expr = reassign_expr_columns(Arc::clone(residual), &schema)?;
+        let positions: Vec<usize> = rows.iter().map(|&r| r as usize).collect();
+        let batch = rows_batch(collection, &positions, &projection, &schema)?;
+        let mask = expr.evaluate(&batch)?.into_array(batch.num_rows())?;
+        let mask = mask.as_boolean_opt().ok_or_else(|| {
+            DataFusionError::Internal(format!("filter {residual} is not boolean"))
+        })?;
+        Ok(rows
+            .iter()
+            .zip(mask.iter())
+            .filter_map(|(&row, keep)| (keep == Some(true)).then_some(row))
+            .collect())
     }
 
     /// Appends the distance (the function's value, as the UDF computes
@@ -466,7 +593,8 @@ impl ExecutionPlan for ValoriKnnExec {
         let candidates = MetricBuilder::new(&self.metrics).counter("candidates", partition);
         let timer = baseline.elapsed_compute().timer();
         let resolved = self.resolve(&context)?;
-        let batch = self.answer(&candidates, &resolved)?;
+        let filter_rows = MetricBuilder::new(&self.metrics).counter("filter_rows", partition);
+        let batch = self.answer(&candidates, &filter_rows, &resolved)?;
         timer.done();
         baseline.record_output(batch.num_rows());
         baseline.done();

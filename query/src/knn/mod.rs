@@ -17,8 +17,10 @@
 //! as planned — `exact` when the session asks for it, when the collection
 //! has no index yet, or when the tag is held by at most one row in
 //! `FILTER_EXACT_RATIO` (scanning those rows is cheaper), `hnsw`
-//! otherwise, `mixed` for a tag set searched both ways. `EXPLAIN ANALYZE`
-//! adds the number of `candidates` the engine returned.
+//! otherwise, `mixed` for a tag set searched both ways, `filtered` when a
+//! residual filter decides at run time (below). `EXPLAIN ANALYZE` adds
+//! the number of `candidates` the engine returned and `filter_rows`, the
+//! rows a residual filter evaluated first kept.
 //!
 //! # What is rewritten
 //!
@@ -48,12 +50,25 @@
 //!
 //! Conjuncts `tag = n`, `tag IN (…)` and disjunctions of `tag = n` become
 //! the search's tag set: one engine search per tag, merged in
-//! `(distance, id)` order. Every other conjunct (the *residual*) is
-//! evaluated by the node on the candidates: the node asks the engine for
-//! more candidates than `k` and, while fewer than `k` pass, asks again for
-//! four times as many, until `k` pass or every row the tags allow has been
-//! a candidate. So a query asking for `k` rows gets `k` rows when `k` rows
-//! match.
+//! `(distance, id)` order. Every other conjunct (the *residual*: any
+//! column, ranges, `IN`, `LIKE`, `IS NULL`, JSON operators, boolean
+//! combinations) is evaluated by the node, in one of two ways chosen per
+//! query from its selectivity, estimated on an even-stride sample of up
+//! to 1,024 of the rows the tags allow (the same rows for the same state):
+//!
+//! - a filter keeping fewer than one sampled row in four is evaluated on
+//!   every row the tags allow first (reading only the columns it names),
+//!   and the engine searches among the rows it keeps
+//!   (`Collection::search_among`): exactly when they are at most one live
+//!   row in `FILTER_EXACT_RATIO`, else by a walk of the graph that keeps
+//!   only them — the two ways a tag filter is searched;
+//! - a broader one is applied to candidates: the node asks the engine for
+//!   four times `k` candidates and, while fewer than `k` pass, asks again
+//!   for four times as many, until `k` pass or every row the tags allow
+//!   has been a candidate.
+//!
+//! Either way a query asking for `k` rows gets `k` rows when `k` rows
+//! match, and the filter sees the state the search reads (one read lock).
 //!
 //! # Order and exactness
 //!
