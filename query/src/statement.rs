@@ -109,6 +109,13 @@ pub enum Kind {
     Command(Command),
     Write(WriteStatement),
     Query(QueryPlan),
+    /// `COPY <table> TO STDOUT` or `COPY (<query>) TO STDOUT`: the query
+    /// whose rows are copied out (a table's is `SELECT` of its columns),
+    /// and their layout.
+    CopyOut {
+        query: Box<Prepared>,
+        format: CopyFormat,
+    },
 }
 
 /// A query's plans.
@@ -222,6 +229,9 @@ pub enum Outcome {
     /// `COPY … FROM STDIN`: the front end collects the data and passes it
     /// to [`QueryEngine::copy_in`].
     CopyIn(CopyIn),
+    /// `COPY … TO STDOUT`: the rows, produced as they are read, for the
+    /// front end to write in the format asked for.
+    CopyOut(CopyOut),
 }
 
 impl Outcome {
@@ -231,7 +241,9 @@ impl Outcome {
     /// NULL); no columns for an empty statement.
     pub async fn into_output(self) -> Result<QueryOutput, QueryError> {
         let (tag, rows) = match self {
-            Outcome::Rows(rows) | Outcome::Returning { rows, .. } => return rows.collect().await,
+            Outcome::Rows(rows)
+            | Outcome::Returning { rows, .. }
+            | Outcome::CopyOut(CopyOut { rows, .. }) => return rows.collect().await,
             Outcome::Empty => {
                 return Ok(QueryOutput {
                     schema: Arc::new(Schema::empty()),
@@ -314,6 +326,9 @@ pub struct CopyIn {
     /// declared columns).
     pub declared: Option<Vec<String>>,
     pub format: CopyFormat,
+    /// The columns the data fills, in order, with their types (a binary
+    /// stream's fields are decoded as these).
+    pub fields: Vec<datafusion::arrow::datatypes::FieldRef>,
 }
 
 impl CopyIn {
@@ -321,6 +336,13 @@ impl CopyIn {
     pub fn width(&self) -> usize {
         self.declared.as_ref().map_or(self.columns.len(), Vec::len)
     }
+}
+
+/// The rows of a `COPY … TO STDOUT`, and the layout to write them in.
+#[derive(Debug)]
+pub struct CopyOut {
+    pub rows: Rows,
+    pub format: CopyFormat,
 }
 
 /// Why a parameter value was refused.
@@ -1017,11 +1039,76 @@ impl QueryEngine {
                 schema,
             });
         }
+        if let Statement::Copy {
+            source,
+            to: true,
+            target: ast::CopyTarget::Stdout,
+            options,
+            legacy_options,
+            ..
+        } = statement
+        {
+            return self
+                .copy_out_prepared(sql, shape, source, &options, &legacy_options)
+                .await;
+        }
         if is_write(&statement) {
             let write = write::from_statement(statement)?;
             return self.write_prepared(sql, shape, write);
         }
         self.prepare_statement(sql, shape, statement).await
+    }
+
+    /// Prepares `COPY … TO STDOUT` as the query whose rows it copies: a
+    /// query as given, a table as `SELECT` of the columns named, else of
+    /// every column (a table with the fixed columns: `id, vec, tag,
+    /// metadata`, the columns its `COPY … FROM` takes). It returns no
+    /// result columns of its own: the rows travel as copy data.
+    async fn copy_out_prepared(
+        &self,
+        sql: &str,
+        shape: sql_text::Shape,
+        source: ast::CopySource,
+        options: &[ast::CopyOption],
+        legacy: &[ast::CopyLegacyOption],
+    ) -> Result<Prepared, QueryError> {
+        let format = write::copy_format(options, legacy)?;
+        let query = match source {
+            ast::CopySource::Query(query) => {
+                self.prepare_statement(sql, shape, Statement::Query(query))
+                    .await?
+            }
+            ast::CopySource::Table {
+                table_name,
+                columns,
+            } => {
+                let list = if !columns.is_empty() {
+                    columns
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                } else if self.declared_table(&object_name(&table_name)).is_ok() {
+                    "*".to_owned()
+                } else {
+                    write::Column::ALL.map(write::Column::name).join(", ")
+                };
+                let select = format!("SELECT {list} FROM {table_name}");
+                let statement = parse(&select)?
+                    .ok_or_else(|| internal("a table's SELECT parsed as nothing"))?;
+                self.prepare_statement(&select, shape, statement).await?
+            }
+        };
+        Ok(Prepared {
+            sql: sql.to_owned(),
+            shape,
+            params: query.params.clone(),
+            schema: Arc::new(Schema::empty()),
+            kind: Kind::CopyOut {
+                query: Box::new(query),
+                format,
+            },
+        })
     }
 
     /// Plans a query (`sql` is its text, `statement` its parse).
@@ -1120,6 +1207,17 @@ impl QueryEngine {
         session: &mut Session,
         access: Access,
     ) -> Result<Outcome, QueryError> {
+        if let Kind::CopyOut { query, format } = &prepared.kind {
+            // The query binds its own parameters and keeps its deadline.
+            let Outcome::Rows(rows) = Box::pin(self.run(query, params, session, access)).await?
+            else {
+                return Err(internal("a COPY's query answered without rows"));
+            };
+            return Ok(Outcome::CopyOut(CopyOut {
+                rows,
+                format: format.clone(),
+            }));
+        }
         let params = self.bind(prepared, params)?;
         match &prepared.kind {
             Kind::Empty => Ok(Outcome::Empty),
@@ -1130,6 +1228,7 @@ impl QueryEngine {
                 }
                 self.run_write(prepared, statement, params, session).await
             }
+            Kind::CopyOut { .. } => Err(internal("a COPY … TO STDOUT runs its query above")),
             Kind::Query(plan) => {
                 let limit = effective_timeout(self.limits.statement_timeout, session);
                 let deadline = tokio::time::Instant::now() + limit;
@@ -1222,17 +1321,17 @@ impl QueryEngine {
             format,
         } = statement
         {
-            let exists = self
+            let schema = self
                 .engine
                 .read(|state| {
                     valori_core::event::CollectionName::new(&table)
                         .ok()
-                        .is_some_and(|n| state.collection(&n).is_some())
+                        .and_then(|n| state.collection(&n).map(crate::provider::collection_schema))
                 })
                 .map_err(QueryError::Engine)?;
-            if !exists {
+            let Some(arrow_schema) = schema else {
                 return Err(write::WriteError::UndefinedTable(table).into());
-            }
+            };
             // A declared table: the columns named, or all in table order.
             let declared = match self.declared_table(&table) {
                 Ok((schema, _)) => {
@@ -1257,11 +1356,25 @@ impl QueryEngine {
                     None
                 }
             };
+            let filled: Vec<String> = match &declared {
+                Some(names) => names.clone(),
+                None => columns.iter().map(|c| c.name().to_owned()).collect(),
+            };
+            let fields = filled
+                .iter()
+                .map(|name| {
+                    arrow_schema
+                        .field_with_name(name)
+                        .map(|f| Arc::new(f.clone()))
+                        .map_err(|_| internal(format!("column {name} of {table} has no field")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             return Ok(Outcome::CopyIn(CopyIn {
                 table,
                 columns,
                 declared,
                 format,
+                fields,
             }));
         }
         let command = statement.command();
@@ -1424,6 +1537,54 @@ impl QueryEngine {
                 }
                 None => write::execute_copy(&engine, &copy.table, &copy.columns, &rows),
             }
+        })
+        .await
+        .map_err(|e| internal(format!("copy task failed: {e}")))??;
+        Ok(done("COPY", outcome))
+    }
+
+    /// Loads the rows of a binary `COPY … FROM STDIN`, each field decoded
+    /// by the front end as the type of its column in
+    /// [`CopyIn::fields`]: one event, all rows or none, as
+    /// [`QueryEngine::copy_in`]. A vector arrives as its components and
+    /// is written as a vector parameter is.
+    pub async fn copy_in_values(
+        &self,
+        copy: CopyIn,
+        values: Vec<Vec<ScalarValue>>,
+    ) -> Result<Outcome, QueryError> {
+        let width = copy.width();
+        let mut rows = Vec::with_capacity(values.len());
+        for (i, row) in values.into_iter().enumerate() {
+            if row.len() != width {
+                return Err(write::WriteError::InvalidText(format!(
+                    "COPY row {}: {} fields for {width} columns",
+                    i + 1,
+                    row.len()
+                ))
+                .into());
+            }
+            let literals = row
+                .into_iter()
+                .zip(&copy.fields)
+                .enumerate()
+                .map(|(j, (value, field))| {
+                    let ty = match field.data_type() {
+                        DataType::FixedSizeList(..) => ParamType::Vector,
+                        _ => ParamType::Column(Arc::clone(field)),
+                    };
+                    bind_value(j + 1, value, &ty, false).map(|v| write::Literal::from_scalar(&v))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(QueryError::Param)?;
+            rows.push(literals);
+        }
+        let engine = Arc::clone(&self.engine);
+        let outcome = tokio::task::spawn_blocking(move || match &copy.declared {
+            Some(names) => {
+                crate::declared::insert(&engine, &copy.table, Some(names), &rows, None, false)
+            }
+            None => write::execute_copy(&engine, &copy.table, &copy.columns, &rows),
         })
         .await
         .map_err(|e| internal(format!("copy task failed: {e}")))??;

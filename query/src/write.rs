@@ -216,10 +216,13 @@ pub struct ReturnItem {
     pub alias: Option<String>,
 }
 
-/// How `COPY … FROM STDIN` data is laid out.
+/// How `COPY` data is laid out: text (the default), csv, or binary
+/// (Postgres's `PGCOPY` stream, read and written by the front end that
+/// speaks the protocol).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CopyFormat {
     pub csv: bool,
+    pub binary: bool,
     pub delimiter: char,
     pub header: bool,
     pub null: String,
@@ -231,6 +234,7 @@ impl CopyFormat {
     fn text() -> CopyFormat {
         CopyFormat {
             csv: false,
+            binary: false,
             delimiter: '\t',
             header: false,
             null: "\\N".into(),
@@ -774,9 +778,13 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
             legacy_options,
             ..
         } => {
+            // `COPY … TO STDOUT` is a query, prepared by the statement
+            // layer; files and programs are the server's, never a
+            // client's to name.
             if to || target != CopyTarget::Stdin {
                 return Err(unsupported(
-                    "COPY supports only <table> FROM STDIN (use SELECT to read)",
+                    "COPY supports <table> FROM STDIN and <table> or (<query>) TO STDOUT; \
+                     a client cannot name a server file or program",
                 ));
             }
             let CopySource::Table {
@@ -827,41 +835,83 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
     }
 }
 
-fn copy_format(
+/// The layout a `COPY`'s options give, checked as Postgres checks them.
+pub(crate) fn copy_format(
     options: &[CopyOption],
     legacy: &[CopyLegacyOption],
 ) -> Result<CopyFormat, WriteError> {
     let mut csv = false;
+    let mut binary = false;
     for option in options {
         if let CopyOption::Format(name) = option {
-            csv = match name.value.to_ascii_lowercase().as_str() {
-                "csv" => true,
-                "text" => false,
-                other => return Err(unsupported(format!("COPY format {other}: use text or csv"))),
+            (csv, binary) = match name.value.to_ascii_lowercase().as_str() {
+                "csv" => (true, false),
+                "text" => (false, false),
+                "binary" => (false, true),
+                other => {
+                    return Err(unsupported(format!(
+                        "COPY format {other}: use text, csv or binary"
+                    )));
+                }
             };
         }
     }
     if legacy.iter().any(|o| matches!(o, CopyLegacyOption::Csv(_))) {
         csv = true;
     }
+    if legacy.iter().any(|o| matches!(o, CopyLegacyOption::Binary)) {
+        binary = true;
+    }
+    if csv && binary {
+        return Err(WriteError::InvalidValue(
+            "COPY cannot be both CSV and BINARY".into(),
+        ));
+    }
     let mut format = if csv {
         CopyFormat::csv()
     } else {
         CopyFormat::text()
     };
+    format.binary = binary;
+    // A binary stream has no delimiters, quotes or NULL strings: naming
+    // one is an error, as in Postgres.
+    let in_binary = |name: &str| -> Result<(), WriteError> {
+        if binary {
+            return Err(WriteError::InvalidValue(format!(
+                "cannot specify {name} in BINARY mode"
+            )));
+        }
+        Ok(())
+    };
     for option in options {
         match option {
             CopyOption::Format(_) | CopyOption::Encoding(_) | CopyOption::Freeze(_) => {}
-            CopyOption::Delimiter(c) => format.delimiter = *c,
-            CopyOption::Null(n) => format.null = n.clone(),
-            CopyOption::Header(h) => format.header = *h,
-            CopyOption::Quote(c) => format.quote = *c,
-            CopyOption::Escape(c) => format.escape = *c,
+            CopyOption::Delimiter(c) => {
+                in_binary("DELIMITER")?;
+                format.delimiter = *c;
+            }
+            CopyOption::Null(n) => {
+                in_binary("NULL")?;
+                format.null = n.clone();
+            }
+            CopyOption::Header(h) => {
+                in_binary("HEADER")?;
+                format.header = *h;
+            }
+            CopyOption::Quote(c) => {
+                in_binary("QUOTE")?;
+                format.quote = *c;
+            }
+            CopyOption::Escape(c) => {
+                in_binary("ESCAPE")?;
+                format.escape = *c;
+            }
             other => return Err(unsupported(format!("COPY option {other}"))),
         }
     }
     for option in legacy {
         match option {
+            CopyLegacyOption::Binary => {}
             CopyLegacyOption::Csv(csv_options) => {
                 for o in csv_options {
                     match o {
@@ -872,9 +922,34 @@ fn copy_format(
                     }
                 }
             }
-            CopyLegacyOption::Delimiter(c) => format.delimiter = *c,
-            CopyLegacyOption::Null(n) => format.null = n.clone(),
+            CopyLegacyOption::Delimiter(c) => {
+                in_binary("DELIMITER")?;
+                format.delimiter = *c;
+            }
+            CopyLegacyOption::Null(n) => {
+                in_binary("NULL")?;
+                format.null = n.clone();
+            }
             other => return Err(unsupported(format!("COPY option {other}"))),
+        }
+    }
+    // The delimiter separates fields and lines end at newlines: a
+    // delimiter that is one of those, or a quote, would make the data
+    // ambiguous (Postgres refuses the same).
+    if !binary {
+        if matches!(format.delimiter, '\n' | '\r')
+            || (!csv && format.delimiter == '\\')
+            || (csv && format.delimiter == format.quote)
+        {
+            return Err(WriteError::InvalidValue(format!(
+                "COPY delimiter {:?} cannot be a newline or carriage return, a backslash in text format or the quote in csv",
+                format.delimiter
+            )));
+        }
+        if format.null.contains(['\n', '\r']) {
+            return Err(WriteError::InvalidValue(
+                "COPY null representation cannot use newline or carriage return".into(),
+            ));
         }
     }
     Ok(format)
@@ -2463,6 +2538,11 @@ pub fn copy_rows(
     width: usize,
     data: &[u8],
 ) -> Result<Vec<Vec<Literal>>, WriteError> {
+    if format.binary {
+        return Err(unsupported(
+            "binary COPY data is decoded by the Postgres front end; send it over the Postgres protocol",
+        ));
+    }
     let text = std::str::from_utf8(data)
         .map_err(|e| WriteError::InvalidText(format!("COPY data is not UTF-8: {e}")))?;
     let mut rows = if format.csv {

@@ -66,6 +66,19 @@ impl Server {
         self.engine.proof().unwrap().hashes.state.0
     }
 
+    /// Stops the server, then opens its directory again: the state hash
+    /// the log alone rebuilds.
+    async fn stop_and_replay(mut self) -> [u8; 32] {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.done).await.unwrap().unwrap();
+        let Server { engine, _dir, .. } = self;
+        drop(engine);
+        let reopened = Engine::open(_dir.path()).unwrap();
+        reopened.proof().unwrap().hashes.state.0
+    }
+
     async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -1267,4 +1280,328 @@ async fn unknown_users_look_like_wrong_keys() {
             .map(|e| (e.code().clone(), e.message().to_owned()))
     );
     server.stop().await;
+}
+
+/// Every message of a `COPY … TO STDOUT`, one per row as Postgres sends
+/// them.
+async fn copy_out_messages(client: &Client, sql: &str) -> Vec<Vec<u8>> {
+    use futures::TryStreamExt;
+    let stream = client.copy_out(sql).await.unwrap();
+    let messages: Vec<bytes::Bytes> = Box::pin(stream).try_collect().await.unwrap();
+    messages.into_iter().map(|m| m.to_vec()).collect()
+}
+
+/// The declared table of the COPY tests.
+const ITEMS: &str =
+    "CREATE TABLE items (id bigint PRIMARY KEY, content text, n int, embedding vector(2))";
+
+/// The rows of the COPY tests: text with a tab, a backslash, a newline,
+/// the csv delimiter and quotes, and NULLs; components exact in Q16.16.
+const ITEM_ROWS: [(i64, Option<&str>, Option<i32>, [f32; 2]); 4] = [
+    (1, Some("tab\there"), Some(5), [1.0, 2.0]),
+    (2, Some("back\\slash\nnewline"), None, [0.5, -3.0]),
+    (3, Some("a,b \"q\""), Some(7), [0.0, 0.0]),
+    (4, None, Some(8), [0.125, 100.0]),
+];
+
+/// Inserts [`ITEM_ROWS`] with INSERT and bound parameters.
+async fn insert_items(client: &Client) {
+    for (id, content, n, v) in ITEM_ROWS {
+        client
+            .execute(
+                "INSERT INTO items VALUES ($1, $2, $3, $4)",
+                &[&id, &content, &n, &Vector(v.to_vec())],
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// Proves `COPY … TO STDOUT` in text, csv and binary format, over the
+/// extended protocol (tokio-postgres): one message per row; values in the
+/// text forms a SELECT sends, vectors as `[x,y]`; tab, backslash and
+/// newline escaped and NULL as `\N` in text; csv quoting of the
+/// delimiter, quotes and the empty string, NULL as an empty unquoted
+/// field, HEADER, DELIMITER and NULL options; a query as the source;
+/// the binary PGCOPY stream read by tokio-postgres's binary reader into
+/// int8, text and pgvector's binary vectors. Expected values are written
+/// out from the inserted rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_to_stdout_in_every_format() {
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    client.batch_execute(ITEMS).await.unwrap();
+    insert_items(&client).await;
+
+    let mut lines: Vec<String> = copy_out_messages(&client, "COPY items TO STDOUT")
+        .await
+        .into_iter()
+        .map(|m| String::from_utf8(m).unwrap())
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "1\ttab\\there\t5\t[1,2]\n",
+            "2\tback\\\\slash\\nnewline\t\\N\t[0.5,-3]\n",
+            "3\ta,b \"q\"\t7\t[0,0]\n",
+            "4\t\\N\t8\t[0.125,100]\n",
+        ]
+    );
+
+    let csv: Vec<String> = copy_out_messages(
+        &client,
+        "COPY (SELECT id, content, n FROM items ORDER BY id DESC) TO STDOUT WITH (FORMAT csv, HEADER)",
+    )
+    .await
+    .into_iter()
+    .map(|m| String::from_utf8(m).unwrap())
+    .collect();
+    assert_eq!(
+        csv,
+        [
+            "id,content,n\n",
+            "4,,8\n",
+            "3,\"a,b \"\"q\"\"\",7\n",
+            "2,\"back\\slash\nnewline\",\n",
+            "1,tab\there,5\n",
+        ]
+    );
+    // Another delimiter and NULL string; an empty string is quoted only
+    // where it reads as NULL.
+    client
+        .batch_execute("INSERT INTO items VALUES (5, '', NULL, '[1,1]')")
+        .await
+        .unwrap();
+    let csv = copy_out_messages(
+        &client,
+        "COPY (SELECT id, content, n FROM items WHERE id >= 4 ORDER BY id) TO STDOUT WITH (FORMAT csv, DELIMITER ';', NULL 'nil')",
+    )
+    .await;
+    assert_eq!(csv, [b"4;nil;8\n".to_vec(), b"5;;nil\n".to_vec()]);
+    let csv = copy_out_messages(
+        &client,
+        "COPY (SELECT id, content FROM items WHERE id = 5) TO STDOUT WITH (FORMAT csv)",
+    )
+    .await;
+    assert_eq!(csv, [b"5,\"\"\n".to_vec()]);
+    // A column list on a table.
+    let text = copy_out_messages(&client, "COPY items (embedding, id) TO STDOUT").await;
+    assert!(text.contains(&b"[0.5,-3]\t2\n".to_vec()), "{text:?}");
+
+    // Binary: tokio-postgres checks the signature, each row's field count
+    // and the trailer.
+    use futures::TryStreamExt;
+    let stream = client
+        .copy_out(
+            "COPY (SELECT id, content, embedding FROM items ORDER BY id) TO STDOUT (FORMAT binary)",
+        )
+        .await
+        .unwrap();
+    let rows: Vec<tokio_postgres::binary_copy::BinaryCopyOutRow> =
+        Box::pin(tokio_postgres::binary_copy::BinaryCopyOutStream::new(
+            stream,
+            &[Type::INT8, Type::TEXT, vector_type()],
+        ))
+        .try_collect()
+        .await
+        .unwrap();
+    let read: Vec<(i64, Option<String>, Vector)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        read,
+        [
+            (1, Some("tab\there".to_owned()), Vector(vec![1.0, 2.0])),
+            (
+                2,
+                Some("back\\slash\nnewline".to_owned()),
+                Vector(vec![0.5, -3.0])
+            ),
+            (3, Some("a,b \"q\"".to_owned()), Vector(vec![0.0, 0.0])),
+            (4, None, Vector(vec![0.125, 100.0])),
+            (5, Some(String::new()), Vector(vec![1.0, 1.0])),
+        ]
+    );
+    // No rows: the signature and the trailer in one message.
+    let empty = copy_out_messages(
+        &client,
+        "COPY (SELECT id FROM items WHERE id > 99) TO STDOUT (FORMAT binary)",
+    )
+    .await;
+    let mut expected = b"PGCOPY\n\xff\r\n\0".to_vec();
+    expected.extend_from_slice(&[0; 8]);
+    expected.extend_from_slice(&[0xff, 0xff]);
+    assert_eq!(empty, [expected]);
+
+    // A table with the fixed columns copies id, vec, tag and metadata.
+    seed(&client).await;
+    let docs = copy_out_messages(&client, "COPY (SELECT * FROM docs WHERE id = 5) TO STDOUT").await;
+    assert_eq!(docs.len(), 1);
+    let docs = copy_out_messages(&client, "COPY docs TO STDOUT").await;
+    let mut docs: Vec<String> = docs
+        .into_iter()
+        .map(|m| String::from_utf8(m).unwrap())
+        .collect();
+    docs.sort();
+    // The metadata column is bytes (its canonical JSON), in bytea's hex
+    // text form with its backslash escaped.
+    let expected: Vec<String> = ROWS
+        .iter()
+        .map(|(id, v, tag)| {
+            let hex: String = format!("{{\"n\":{id}}}")
+                .bytes()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!("{id}\t[{},{},{}]\t{tag}\t\\\\x{hex}\n", v[0], v[1], v[2])
+        })
+        .collect();
+    assert_eq!(docs, expected);
+
+    // Options Postgres refuses, and a server file, are refused.
+    for (sql, state) in [
+        ("COPY items TO STDOUT (FORMAT binary, HEADER)", "22023"),
+        ("COPY items TO STDOUT (FORMAT csv, DELIMITER '\"')", "22023"),
+        ("COPY items TO '/tmp/x'", "0A000"),
+        ("COPY nope TO STDOUT", "42P01"),
+    ] {
+        let e = client.copy_out(sql).await.map(|_| ()).unwrap_err();
+        assert_eq!(code(&e), state, "{sql}: {e:?}");
+    }
+    server.stop().await;
+}
+
+/// A binary COPY stream built by hand: the header, `rows` and the
+/// trailer.
+fn pgcopy(rows: &[Vec<u8>]) -> Vec<u8> {
+    let mut data = b"PGCOPY\n\xff\r\n\0".to_vec();
+    data.extend_from_slice(&[0; 8]);
+    for row in rows {
+        data.extend_from_slice(row);
+    }
+    data.extend_from_slice(&(-1i16).to_be_bytes());
+    data
+}
+
+/// Proves `COPY … FROM STDIN (FORMAT binary)`: tokio-postgres's binary
+/// writer loads int8, text, int4 and pgvector-binary vectors (and NULLs)
+/// into a declared table, as one event; a SELECT reads back the values
+/// written; the state hash is the one the log alone rebuilds. Malformed
+/// streams (a bad signature, a field count that does not match, a field
+/// length past the end, a vector field of the wrong size) are refused
+/// with 22P04 or 22P03 and write nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_from_stdin_binary() {
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    client.batch_execute(ITEMS).await.unwrap();
+    let sink = client
+        .copy_in("COPY items (id, content, n, embedding) FROM STDIN (FORMAT binary)")
+        .await
+        .unwrap();
+    let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(
+        sink,
+        &[Type::INT8, Type::TEXT, Type::INT4, vector_type()],
+    );
+    let mut writer = Box::pin(writer);
+    let inputs: [(i64, Option<&str>, Option<i32>, [f32; 2]); 3] = [
+        (10, Some("tab\there, \"quoted\""), Some(3), [1.5, -2.0]),
+        (11, None, None, [0.0, 0.125]),
+        (12, Some(""), Some(-7), [100.0, 0.25]),
+    ];
+    for (id, content, n, v) in &inputs {
+        let vector = Vector(v.to_vec());
+        writer
+            .as_mut()
+            .write(&[id, content, n, &vector])
+            .await
+            .unwrap();
+    }
+    assert_eq!(writer.as_mut().finish().await.unwrap(), 3);
+    let log_after_copy = log_size(&server);
+    let rows = client
+        .query(
+            "SELECT id, content, n, embedding FROM items ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let read: Vec<(i64, Option<String>, Option<i32>, Vector)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    let expected: Vec<(i64, Option<String>, Option<i32>, Vector)> = inputs
+        .iter()
+        .map(|(id, c, n, v)| (*id, c.map(str::to_owned), *n, Vector(v.to_vec())))
+        .collect();
+    assert_eq!(read, expected);
+
+    // Malformed streams: nothing written, the connection keeps working.
+    let before = (server.state_hash(), log_size(&server));
+    let field = |bytes: &[u8]| -> Vec<u8> {
+        let mut f = (bytes.len() as i32).to_be_bytes().to_vec();
+        f.extend_from_slice(bytes);
+        f
+    };
+    let good_row = [
+        2i16.to_be_bytes().to_vec(),
+        field(&20i64.to_be_bytes()),
+        field(&[0, 2, 0, 0, 0x3f, 0x80, 0, 0, 0x40, 0, 0, 0]),
+    ]
+    .concat();
+    let bad_vector = [
+        2i16.to_be_bytes().to_vec(),
+        field(&21i64.to_be_bytes()),
+        field(&[0, 3, 0, 0, 0x3f, 0x80, 0, 0, 0x40, 0, 0, 0]),
+    ]
+    .concat();
+    let mut past_end = 2i16.to_be_bytes().to_vec();
+    past_end.extend_from_slice(&field(&22i64.to_be_bytes()));
+    past_end.extend_from_slice(&1000i32.to_be_bytes());
+    let mut not_pgcopy = b"20\t[1]\n".to_vec();
+    not_pgcopy.resize(30, 0);
+    for (data, state) in [
+        (not_pgcopy, "22P04"),
+        (pgcopy(&[good_row.clone(), good_row[..2].to_vec()]), "22P04"),
+        (
+            pgcopy(&[[3i16.to_be_bytes().to_vec(), good_row[2..].to_vec()].concat()]),
+            "22P04",
+        ),
+        (pgcopy(&[good_row.clone(), past_end]), "22P04"),
+        (pgcopy(&[good_row.clone(), bad_vector]), "22P03"),
+    ] {
+        use futures::SinkExt;
+        let sink = client
+            .copy_in("COPY items (id, embedding) FROM STDIN WITH (FORMAT binary)")
+            .await
+            .unwrap();
+        let mut sink = Box::pin(sink);
+        sink.send(bytes::Bytes::from(data)).await.unwrap();
+        let e = sink.as_mut().finish().await.unwrap_err();
+        assert_eq!(code(&e), state, "{e:?}");
+        assert_eq!((server.state_hash(), log_size(&server)), before);
+    }
+    // The well-formed row alone loads.
+    {
+        use futures::SinkExt;
+        let sink = client
+            .copy_in("COPY items (id, embedding) FROM STDIN WITH (FORMAT binary)")
+            .await
+            .unwrap();
+        let mut sink = Box::pin(sink);
+        sink.send(bytes::Bytes::from(pgcopy(&[good_row])))
+            .await
+            .unwrap();
+        assert_eq!(sink.as_mut().finish().await.unwrap(), 1);
+    }
+    assert!(log_size(&server) > log_after_copy);
+    let v: Vector = client
+        .query_one("SELECT embedding FROM items WHERE id = 20", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, Vector(vec![1.0, 2.0]));
+    let hash = server.state_hash();
+    assert_eq!(server.stop_and_replay().await, hash);
 }

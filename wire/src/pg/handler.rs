@@ -33,7 +33,7 @@ use pgwire::api::{
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
-use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail, CopyOutResponse};
 use pgwire::messages::data::DataRow;
 use pgwire::messages::extendedquery::{Parse, ParseComplete};
 use pgwire::messages::response::{NoticeResponse, TransactionStatus};
@@ -46,9 +46,10 @@ use valori_query::datafusion::arrow::datatypes::DataType;
 use valori_query::datafusion::common::ScalarValue;
 use valori_query::rows::Rows;
 use valori_query::session::{Session, startup_options};
-use valori_query::statement::{Access, CopyIn, Outcome, ParamType, Prepared};
+use valori_query::statement::{Access, CopyIn, CopyOut, Kind, Outcome, ParamType, Prepared};
 use valori_query::{QueryEngine, sql_text};
 
+use super::copy::{CopyWriter, binary_rows};
 use super::error::{PgError, SqlState};
 use super::types::{self, VECTOR_ARRAY_OID, VECTOR_OID, param_value, pg_type};
 use crate::auth::{Auth, Role};
@@ -388,13 +389,15 @@ impl Handler {
             }
             Outcome::CopyIn(copy) => {
                 let n = copy.width();
+                let code = i8::from(copy.format.binary);
                 lock(&connection).copy = Some(PendingCopy {
                     copy,
                     data: Vec::new(),
                     overflow: false,
                 });
-                Response::CopyIn(CopyResponse::new(0, n, stream::empty()))
+                Response::CopyIn(CopyResponse::new(code, n, stream::empty()))
             }
+            Outcome::CopyOut(copy) => copy_out(client, copy).await?,
             Outcome::Rows(rows) => self.rows_response(client, prepared, rows, fields, "SELECT")?,
             Outcome::Returning { tag, rows } => {
                 self.rows_response(client, prepared, rows, fields, &tag)?
@@ -434,16 +437,91 @@ impl Handler {
         row_stream(rows, Arc::new(fields), handle, tag)
     }
 
-    /// One statement of a simple query.
-    async fn run_simple<C>(&self, client: &mut C, sql: &str) -> Result<Response, PgError>
+    /// One statement of a simple query; `first` when no statement of the
+    /// query string came before it.
+    async fn run_simple<C>(
+        &self,
+        client: &mut C,
+        sql: &str,
+        first: bool,
+    ) -> Result<Response, PgError>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let prepared = self.query.prepare_cached(sql).await?;
+        // A COPY's rows are sent while it runs, but the answers of the
+        // statements before it in the same string are sent when the whole
+        // string has run: they would arrive after its rows.
+        if !first && matches!(prepared.kind(), Kind::CopyOut { .. }) {
+            return Err(PgError::new(
+                SqlState::FeatureNotSupported,
+                "COPY … TO STDOUT after other statements in one query string; send it first or on its own",
+            ));
+        }
         self.run(client, &prepared, Vec::new(), None).await
     }
+}
+
+/// Sends the rows of a `COPY … TO STDOUT` as they are produced, batch by
+/// batch: CopyOutResponse, a CopyData per row (a binary stream's
+/// signature with the first, its trailer last), CopyDone; the answer is
+/// the command tag with the rows sent. An error while the rows are read
+/// ends the copy with an ErrorResponse, as Postgres ends it.
+async fn copy_out<C>(client: &mut C, copy: CopyOut) -> Result<Response, PgError>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+{
+    let CopyOut { mut rows, format } = copy;
+    let mut writer = CopyWriter::new(format, rows.schema());
+    let code = writer.code();
+    let columns = i16::try_from(writer.columns()).map_err(|_| {
+        PgError::new(
+            SqlState::ProgramLimitExceeded,
+            "COPY of more than 32767 columns",
+        )
+    })?;
+    let sent = |e: C::Error| PgError::internal(format!("sending COPY data: {e:?}"));
+    client
+        .feed(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
+            code,
+            columns,
+            vec![i16::from(code); writer.columns()],
+        )))
+        .await
+        .map_err(sent)?;
+    if let Some(header) = writer.header() {
+        client
+            .feed(PgWireBackendMessage::CopyData(CopyData::new(header)))
+            .await
+            .map_err(sent)?;
+    }
+    let mut count = 0usize;
+    while let Some(batch) = rows.next().await {
+        let batch = batch.map_err(PgError::from)?;
+        for data in writer.rows(&batch)? {
+            client
+                .feed(PgWireBackendMessage::CopyData(CopyData::new(data)))
+                .await
+                .map_err(sent)?;
+            count += 1;
+        }
+        // Each batch reaches the client before the next is read.
+        client.flush().await.map_err(sent)?;
+    }
+    if let Some(last) = writer.finish() {
+        client
+            .feed(PgWireBackendMessage::CopyData(CopyData::new(last)))
+            .await
+            .map_err(sent)?;
+    }
+    client
+        .feed(PgWireBackendMessage::CopyDone(CopyDone::new()))
+        .await
+        .map_err(sent)?;
+    Ok(Response::Execution(Tag::new("COPY").with_rows(count)))
 }
 
 async fn send_notice<C>(client: &mut C, message: &str) -> Result<(), PgError>
@@ -472,7 +550,10 @@ impl SimpleQueryHandler for Handler {
         let _running = self.gate.read().await;
         let mut responses = Vec::new();
         for statement in sql_text::split_statements(query) {
-            match self.run_simple(client, statement).await {
+            match self
+                .run_simple(client, statement, responses.is_empty())
+                .await
+            {
                 Ok(response) => {
                     let copy = matches!(response, Response::CopyIn(_));
                     responses.push(response);
@@ -658,11 +739,24 @@ impl CopyHandler for Handler {
             )
             .into());
         }
-        let outcome = self
-            .query
-            .copy_in(pending.copy, pending.data)
-            .await
-            .map_err(PgError::from)?;
+        let outcome = if pending.copy.format.binary {
+            let columns: Vec<(String, Type)> = pending
+                .copy
+                .fields
+                .iter()
+                .map(|f| (f.name().clone(), types::field_pg_type(f)))
+                .collect();
+            let data = pending.data;
+            // Reading up to EVENT_BYTES_MAX bytes is work for a blocking
+            // thread, not the connection's task.
+            let rows = tokio::task::spawn_blocking(move || binary_rows(&data, &columns))
+                .await
+                .map_err(|e| PgError::internal(format!("COPY decoding failed: {e}")))??;
+            self.query.copy_in_values(pending.copy, rows).await
+        } else {
+            self.query.copy_in(pending.copy, pending.data).await
+        }
+        .map_err(PgError::from)?;
         let rows = match outcome {
             Outcome::Done { rows, .. } => rows.unwrap_or(0),
             _ => 0,

@@ -17,6 +17,7 @@
 //! The dialect, the types and their OIDs, transactions and limits are
 //! documented in `docs/sql.md`.
 
+pub mod copy;
 pub mod error;
 pub mod handler;
 pub mod types;

@@ -166,30 +166,34 @@ pub fn encode_value(
     if format == FieldFormat::Binary {
         encode_binary(out, array, row, ty)?;
     } else {
-        let text = text_value(array, row)?;
-        // A list of `f32` typed as a Postgres array (a declared `real[]`
-        // column, `::real[]`) is written with Postgres's braces, not a
-        // vector's brackets.
-        let is_float_array = matches!(ty.kind(), Kind::Array(_))
-            && ty.oid() != VECTOR_ARRAY_OID
-            && matches!(
-                array.data_type(),
-                DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _)
-            )
-            && text.starts_with('[')
-            && text.ends_with(']');
-        if is_float_array {
-            out.put_u8(b'{');
-            out.put_slice(&text.as_bytes()[1..text.len() - 1]);
-            out.put_u8(b'}');
-        } else {
-            out.put_slice(text.as_bytes());
-        }
+        out.put_slice(text_form(array, row, ty)?.as_bytes());
     }
     let len = i32::try_from(out.len() - start - 4)
         .map_err(|_| PgError::new(SqlState::ProgramLimitExceeded, "value too large"))?;
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
     Ok(())
+}
+
+/// One value in the text form a query sends for a column of type `ty`
+/// (the form `COPY … TO STDOUT` writes too).
+pub fn text_form(array: &dyn Array, row: usize, ty: &Type) -> Result<String, PgError> {
+    let text = text_value(array, row)?;
+    // A list of `f32` typed as a Postgres array (a declared `real[]`
+    // column, `::real[]`) is written with Postgres's braces, not a
+    // vector's brackets.
+    let is_float_array = matches!(ty.kind(), Kind::Array(_))
+        && ty.oid() != VECTOR_ARRAY_OID
+        && matches!(
+            array.data_type(),
+            DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _)
+        )
+        && text.starts_with('[')
+        && text.ends_with(']');
+    Ok(if is_float_array {
+        format!("{{{}}}", &text[1..text.len() - 1])
+    } else {
+        text
+    })
 }
 
 /// A list value's items as `f64`s, and its raw `i32`s when it holds them.
