@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# psql against the Postgres front end: DDL and writes, \copy from stdin,
+# psql against the Postgres front end: DDL and writes, \copy from stdin and
+# to stdout, files in csv and binary,
 # a distance query checked against values computed by Python, \dt, \d's refusal,
 # SCRAM logins and the read role. Exits non-zero on the first failure.
 set -euo pipefail
@@ -11,6 +12,28 @@ q -c "DROP TABLE IF EXISTS psql_docs"
 q -c "CREATE TABLE psql_docs (id BIGINT PRIMARY KEY, vec VECTOR(2), tag BIGINT, metadata BYTEA) WITH (metric = 'l2')"
 q -c "INSERT INTO psql_docs VALUES (1, '[3,4]', 1, '\\x01ff'), (2, '[0,1]', 2, NULL)"
 printf '3,"[1,1]",3\n' | q -c "\\copy psql_docs (id, vec, tag) FROM pstdin WITH (FORMAT csv)"
+
+# \copy … to: COPY … TO STDOUT in text, csv and binary, compared with the
+# rows written above; the binary file loads into another table, read back
+# with SELECT.
+copy_dir=$(mktemp -d)
+got=$(q -c "\\copy (SELECT id, vec, tag FROM psql_docs ORDER BY id) to stdout")
+want=$(printf '1\t[3,4]\t1\n2\t[0,1]\t2\n3\t[1,1]\t3')
+[ "$got" = "$want" ] || fail "\\copy to stdout: got [$got], want [$want]"
+q -c "\\copy psql_docs (id, vec) to '$copy_dir/docs.csv' with (format csv, header, delimiter ';')"
+got=$(head -1 "$copy_dir/docs.csv"; tail -n +2 "$copy_dir/docs.csv" | sort)
+want=$(printf 'id;vec\n1;[3,4]\n2;[0,1]\n3;[1,1]')
+[ "$got" = "$want" ] || fail "\\copy to csv: got [$got], want [$want]"
+q -c "\\copy psql_docs (id, vec, tag) to '$copy_dir/docs.bin' with (format binary)"
+[ "$(head -c 11 "$copy_dir/docs.bin" | od -An -c | tr -s ' ')" = "$(printf 'PGCOPY\n\377\r\n\0' | od -An -c | tr -s ' ')" ] \
+    || fail "\\copy binary: no PGCOPY signature"
+q -c "DROP TABLE IF EXISTS psql_docs_copy"
+q -c "CREATE TABLE psql_docs_copy (id BIGINT PRIMARY KEY, vec VECTOR(2), tag BIGINT, metadata BYTEA)"
+q -c "\\copy psql_docs_copy (id, vec, tag) from '$copy_dir/docs.bin' with (format binary)"
+got=$(q -c "SELECT id, vec, tag FROM psql_docs_copy ORDER BY id")
+want=$(printf '1|[3,4]|1\n2|[0,1]|2\n3|[1,1]|3')
+[ "$got" = "$want" ] || fail "binary \\copy round trip: got [$got], want [$want]"
+rm -rf "$copy_dir"
 
 got=$(q -c "SELECT id, vec <-> '[0,0]' FROM psql_docs ORDER BY 2, id")
 want=$(python3 -c "

@@ -342,3 +342,110 @@ def test_json_metadata_filters(open_dsn):
             key=lambda i: math.dist(rows[i - 1][2], q),
         )
         assert [r[0] for r in near] == want
+
+
+def test_copy_binary_text_and_csv(open_dsn):
+    """COPY through psycopg 3's copy() with pgvector-python's adapter:
+    pgvector's README bulk load (FORMAT BINARY, set_types(["vector"]),
+    write_row) and a binary load of several columns; COPY ... TO STDOUT read
+    back row by row in binary (read_row with set_types) and text, and in
+    csv with HEADER; each compared with the inputs and with a SELECT. A
+    malformed binary stream is refused with 22P04 and changes nothing."""
+    embeddings = [
+        np.array([1, 2, 3], dtype=np.float32),
+        np.array([0.5, -1.25, 8], dtype=np.float32),
+        np.array([0, 0, 0.125], dtype=np.float32),
+    ]
+    contents = ["plain", 'tab\there, "q" \\ back', None]
+    categories = [10, None, 30]
+    with psycopg.connect(open_dsn, autocommit=True) as conn:
+        register_vector(conn)
+        conn.execute("DROP TABLE IF EXISTS copy_items")
+        conn.execute(
+            "CREATE TABLE copy_items (id bigserial PRIMARY KEY, content text, "
+            "category_id int, embedding vector(3))"
+        )
+        cur = conn.cursor()
+        # pgvector's README, as written there.
+        with cur.copy(
+            "COPY copy_items (embedding) FROM STDIN WITH (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["vector"])
+            for embedding in embeddings:
+                copy.write_row([embedding])
+        assert cur.rowcount == 3
+        with cur.copy(
+            "COPY copy_items (id, content, category_id, embedding) FROM STDIN WITH (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["int8", "text", "int4", "vector"])
+            for i, (c, k, e) in enumerate(zip(contents, categories, embeddings)):
+                copy.write_row([100 + i, c, k, e])
+        assert cur.rowcount == 3
+
+        expected = [(i + 1, None, None, e) for i, e in enumerate(embeddings)] + [
+            (100 + i, c, k, e)
+            for i, (c, k, e) in enumerate(zip(contents, categories, embeddings))
+        ]
+
+        def same(rows):
+            assert len(rows) == len(expected)
+            for got, want in zip(rows, expected):
+                assert got[:3] == want[:3]
+                vector = got[3]
+                # pgvector-python's binary loader gives its Vector class.
+                if hasattr(vector, "to_numpy"):
+                    vector = vector.to_numpy()
+                assert np.array_equal(np.asarray(vector, dtype=np.float32), want[3])
+
+        # Another path: a SELECT, in binary and text.
+        same(conn.execute(
+            "SELECT id, content, category_id, embedding FROM copy_items ORDER BY id",
+            binary=True,
+        ).fetchall())
+
+        # COPY TO in binary, row by row.
+        with cur.copy(
+            "COPY (SELECT id, content, category_id, embedding FROM copy_items ORDER BY id) "
+            "TO STDOUT (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["int8", "text", "int4", "vector"])
+            same(list(copy.rows()))
+        assert cur.rowcount == 6
+
+        # COPY TO in text: every value in its text form, NULL as None.
+        def vector_text(e):
+            return "[" + ",".join(format(float(x), "g") for x in e) + "]"
+
+        with cur.copy("COPY copy_items TO STDOUT") as copy:
+            rows = sorted(copy.rows(), key=lambda r: int(r[0]))
+        assert rows == [
+            (str(i), c, None if k is None else str(k), vector_text(e))
+            for i, c, k, e in expected
+        ]
+
+        # csv with a header, read whole and parsed by Python's csv module.
+        import csv
+        import io
+
+        with cur.copy(
+            "COPY (SELECT id, content, category_id FROM copy_items WHERE id >= 100 ORDER BY id) "
+            "TO STDOUT WITH (FORMAT csv, HEADER)"
+        ) as copy:
+            data = b"".join(bytes(chunk) for chunk in copy).decode()
+        parsed = list(csv.reader(io.StringIO(data)))
+        assert parsed == [["id", "content", "category_id"]] + [
+            [str(i), "" if c is None else c, "" if k is None else str(k)]
+            for i, c, k, _ in expected[3:]
+        ]
+        # NULL is an empty unquoted field; an empty string would be quoted.
+        assert data.splitlines()[-1] == "102,,30"
+
+        before = state_hash()
+        with pytest.raises(psycopg.errors.BadCopyFileFormat):
+            with cur.copy(
+                "COPY copy_items (embedding) FROM STDIN WITH (FORMAT BINARY)"
+            ) as copy:
+                copy.write(b"these bytes are not a PGCOPY stream")
+        assert state_hash() == before
+        (n,) = conn.execute("SELECT count(*) FROM copy_items").fetchone()
+        assert n == 6
