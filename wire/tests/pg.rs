@@ -1295,9 +1295,12 @@ async fn copy_out_messages(client: &Client, sql: &str) -> Vec<Vec<u8>> {
 const ITEMS: &str =
     "CREATE TABLE items (id bigint PRIMARY KEY, content text, n int, embedding vector(2))";
 
+/// A row of `items`: id, content, n, embedding.
+type ItemRow = (i64, Option<&'static str>, Option<i32>, [f32; 2]);
+
 /// The rows of the COPY tests: text with a tab, a backslash, a newline,
 /// the csv delimiter and quotes, and NULLs; components exact in Q16.16.
-const ITEM_ROWS: [(i64, Option<&str>, Option<i32>, [f32; 2]); 4] = [
+const ITEM_ROWS: [ItemRow; 4] = [
     (1, Some("tab\there"), Some(5), [1.0, 2.0]),
     (2, Some("back\\slash\nnewline"), None, [0.5, -3.0]),
     (3, Some("a,b \"q\""), Some(7), [0.0, 0.0]),
@@ -1505,7 +1508,7 @@ async fn copy_from_stdin_binary() {
         &[Type::INT8, Type::TEXT, Type::INT4, vector_type()],
     );
     let mut writer = Box::pin(writer);
-    let inputs: [(i64, Option<&str>, Option<i32>, [f32; 2]); 3] = [
+    let inputs: [ItemRow; 3] = [
         (10, Some("tab\there, \"quoted\""), Some(3), [1.5, -2.0]),
         (11, None, None, [0.0, 0.125]),
         (12, Some(""), Some(-7), [100.0, 0.25]),
