@@ -1608,3 +1608,61 @@ async fn copy_from_stdin_binary() {
     let hash = server.state_hash();
     assert_eq!(server.stop_and_replay().await, hash);
 }
+
+/// Proves a `COPY … TO STDOUT` whose client stops reading does not keep
+/// the server from shutting down: its rows are sent outside the gate that
+/// shutdown waits on, as a query's rows are (it used to hold the gate
+/// while blocked on the socket, and shutdown waited for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_copy_out_does_not_block_shutdown() {
+    use futures::SinkExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    client
+        .batch_execute("CREATE TABLE big (id bigint PRIMARY KEY, body text)")
+        .await
+        .unwrap();
+    // 64 rows of 512 KiB: far more than the sockets' buffers hold.
+    let body = "x".repeat(512 * 1024);
+    let data: String = (0..64).map(|i| format!("{i}\t{body}\n")).collect();
+    let sink = client.copy_in("COPY big FROM STDIN").await.unwrap();
+    let mut sink = Box::pin(sink);
+    sink.send(bytes::Bytes::from(data)).await.unwrap();
+    assert_eq!(sink.as_mut().finish().await.unwrap(), 64);
+
+    // A raw client: start up, wait for ReadyForQuery, ask for the rows,
+    // then read nothing more.
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    let mut startup = Vec::new();
+    startup.extend_from_slice(&196_608i32.to_be_bytes());
+    startup.extend_from_slice(b"user\0tester\0database\0valori\0\0");
+    let mut message = ((startup.len() + 4) as i32).to_be_bytes().to_vec();
+    message.extend_from_slice(&startup);
+    raw.write_all(&message).await.unwrap();
+    loop {
+        let kind = raw.read_u8().await.unwrap();
+        let len = raw.read_i32().await.unwrap();
+        let mut body = vec![0; usize::try_from(len - 4).unwrap()];
+        raw.read_exact(&mut body).await.unwrap();
+        if kind == b'Z' {
+            break;
+        }
+    }
+    let sql = b"COPY big TO STDOUT\0";
+    let mut query = vec![b'Q'];
+    query.extend_from_slice(&((sql.len() + 4) as i32).to_be_bytes());
+    query.extend_from_slice(sql);
+    raw.write_all(&query).await.unwrap();
+    // Let the server fill the socket and block on it.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    drop(client);
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(30), server.stop()).await;
+    assert!(
+        stopped.is_ok(),
+        "shutdown waited for a client that reads nothing"
+    );
+    drop(raw);
+}

@@ -37,7 +37,7 @@ use pgwire::messages::copy::{CopyData, CopyDone, CopyFail, CopyOutResponse};
 use pgwire::messages::data::DataRow;
 use pgwire::messages::extendedquery::{Parse, ParseComplete};
 use pgwire::messages::response::{NoticeResponse, TransactionStatus};
-use tokio::sync::RwLock;
+use tokio::sync::{RwLock, RwLockReadGuard};
 use valori_core::limits;
 use valori_query::datafusion::arrow::array::RecordBatch;
 use valori_query::datafusion::arrow::array::{Array, ArrayRef};
@@ -333,13 +333,18 @@ impl Handler {
 
     /// Runs one prepared statement with its parameter values; `fields`
     /// are the columns a Describe announced (extended protocol), `None`
-    /// for a simple query (the result's own columns).
+    /// for a simple query (the result's own columns). `running` is the
+    /// statement's hold on the shutdown gate: a `COPY … TO STDOUT`
+    /// releases it before it sends its rows, as a query's rows are sent
+    /// after it, so that a client that stops reading cannot keep the
+    /// server from shutting down.
     async fn run<C>(
         &self,
         client: &mut C,
         prepared: &Prepared,
         params: Vec<ScalarValue>,
         fields: Option<&Format>,
+        running: &mut Option<RwLockReadGuard<'_, ()>>,
     ) -> Result<Response, PgError>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -397,7 +402,10 @@ impl Handler {
                 });
                 Response::CopyIn(CopyResponse::new(code, n, stream::empty()))
             }
-            Outcome::CopyOut(copy) => copy_out(client, copy).await?,
+            Outcome::CopyOut(copy) => {
+                running.take();
+                copy_out(client, copy).await?
+            }
             Outcome::Rows(rows) => self.rows_response(client, prepared, rows, fields, "SELECT")?,
             Outcome::Returning { tag, rows } => {
                 self.rows_response(client, prepared, rows, fields, &tag)?
@@ -444,6 +452,7 @@ impl Handler {
         client: &mut C,
         sql: &str,
         first: bool,
+        running: &mut Option<RwLockReadGuard<'_, ()>>,
     ) -> Result<Response, PgError>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -460,7 +469,7 @@ impl Handler {
                 "COPY … TO STDOUT after other statements in one query string; send it first or on its own",
             ));
         }
-        self.run(client, &prepared, Vec::new(), None).await
+        self.run(client, &prepared, Vec::new(), None, running).await
     }
 }
 
@@ -547,11 +556,15 @@ impl SimpleQueryHandler for Handler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let _running = self.gate.read().await;
+        let mut running = Some(self.gate.read().await);
         let mut responses = Vec::new();
         for statement in sql_text::split_statements(query) {
+            // A COPY … TO STDOUT before this one let go of the gate.
+            if running.is_none() {
+                running = Some(self.gate.read().await);
+            }
             match self
-                .run_simple(client, statement, responses.is_empty())
+                .run_simple(client, statement, responses.is_empty(), &mut running)
                 .await
             {
                 Ok(response) => {
@@ -674,7 +687,7 @@ impl ExtendedQueryHandler for Handler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let _running = self.gate.read().await;
+        let mut running = Some(self.gate.read().await);
         let prepared = &portal.statement.statement;
         let mut values = Vec::with_capacity(portal.parameter_len());
         for (i, value) in portal.parameters.iter().enumerate() {
@@ -692,7 +705,13 @@ impl ExtendedQueryHandler for Handler {
             values.push(param_value(value.as_deref(), binary, &ty)?);
         }
         Ok(self
-            .run(client, prepared, values, Some(&portal.result_column_format))
+            .run(
+                client,
+                prepared,
+                values,
+                Some(&portal.result_column_format),
+                &mut running,
+            )
             .await?)
     }
 }
