@@ -1388,6 +1388,13 @@ async fn copy_to_stdout_in_every_format() {
     )
     .await;
     assert_eq!(csv, [b"5,\"\"\n".to_vec()]);
+    // Floats as Postgres prints them (`SELECT 1e-7::float8` is `1e-07`).
+    let floats = copy_out_messages(
+        &client,
+        "COPY (SELECT 1e-7::float8, 0.00001::real, 1e20::float8, 0.5::real) TO STDOUT",
+    )
+    .await;
+    assert_eq!(floats, [b"1e-07\t1e-05\t1e+20\t0.5\n".to_vec()]);
     // A column list on a table.
     let text = copy_out_messages(&client, "COPY items (embedding, id) TO STDOUT").await;
     assert!(text.contains(&b"[0.5,-3]\t2\n".to_vec()), "{text:?}");

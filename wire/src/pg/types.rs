@@ -121,8 +121,10 @@ pub fn pg_type(data_type: &DataType) -> Type {
 }
 
 /// Floats in Postgres's text form (shortest round trip, `Infinity`,
-/// `NaN`, exponents as `1e+20`).
-fn float_text(x: f64, shortest: String) -> String {
+/// `NaN`, exponents signed and of at least two digits: `1e+20`,
+/// `1e-07`). `shortest` and `exponent` are the value's shortest
+/// round-trip forms in its own width (an `f32`'s, not its `f64` widening).
+fn float_text(x: f64, shortest: String, exponent: String) -> String {
     if x.is_nan() {
         return "NaN".into();
     }
@@ -131,21 +133,27 @@ fn float_text(x: f64, shortest: String) -> String {
     }
     let abs = x.abs();
     if abs != 0.0 && !(1e-4..1e16).contains(&abs) {
-        let e = format!("{x:e}");
+        let e = exponent;
         return match e.split_once('e') {
-            Some((m, exp)) if !exp.starts_with('-') => format!("{m}e+{exp}"),
-            _ => e,
+            Some((m, exp)) => {
+                let (sign, digits) = match exp.strip_prefix('-') {
+                    Some(digits) => ('-', digits),
+                    None => ('+', exp),
+                };
+                format!("{m}e{sign}{digits:0>2}")
+            }
+            None => e,
         };
     }
     shortest
 }
 
 fn f32_text(x: f32) -> String {
-    float_text(f64::from(x), x.to_string())
+    float_text(f64::from(x), x.to_string(), format!("{x:e}"))
 }
 
 fn f64_text(x: f64) -> String {
-    float_text(x, x.to_string())
+    float_text(x, x.to_string(), format!("{x:e}"))
 }
 
 /// Appends one value (row `row` of `array`) to a DataRow buffer: its
@@ -918,11 +926,16 @@ mod tests {
     /// and that a u64 above i64::MAX has no binary int8 form.
     #[test]
     fn text_and_binary_values() {
-        let floats = Float64Array::from(vec![1.0, 0.1, 1e20, f64::NAN]);
-        let texts: Vec<String> = (0..4).map(|i| text_value(&floats, i).unwrap()).collect();
-        assert_eq!(texts, ["1", "0.1", "1e+20", "NaN"]);
-        let f32s = Float32Array::from(vec![0.1f32]);
+        let floats = Float64Array::from(vec![1.0, 0.1, 1e20, f64::NAN, 1e-7, 1.5e-10, 1e100]);
+        let texts: Vec<String> = (0..7).map(|i| text_value(&floats, i).unwrap()).collect();
+        // Postgres's forms: `SELECT 1e-7::float8` is `1e-07`.
+        assert_eq!(
+            texts,
+            ["1", "0.1", "1e+20", "NaN", "1e-07", "1.5e-10", "1e+100"]
+        );
+        let f32s = Float32Array::from(vec![0.1f32, 1e-5]);
         assert_eq!(text_value(&f32s, 0).unwrap(), "0.1");
+        assert_eq!(text_value(&f32s, 1).unwrap(), "1e-05");
         let big = UInt64Array::from(vec![u64::MAX]);
         assert_eq!(text_value(&big, 0).unwrap(), "18446744073709551615");
         let mut out = BytesMut::new();
