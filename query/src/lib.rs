@@ -39,6 +39,7 @@
 //!   `wire/` uses it), and [`pgvector`] rewrites pgvector's operators.
 
 pub mod catalog;
+pub mod correlated;
 pub mod declared;
 pub mod dsl;
 pub mod functions;
@@ -412,6 +413,20 @@ where
         .map_err(|_| internal("its thread stopped without an answer"))?
 }
 
+/// DataFusion's optimizer rules, with [`correlated::CorrelatedRule`] right
+/// after its own decorrelation: a filter whose subquery reads an outer
+/// column must not be pushed below the projection that makes the column
+/// (DataFusion's filter pushdown does not follow outer references).
+fn optimizer_rules() -> Vec<Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>> {
+    let mut rules = datafusion::optimizer::Optimizer::new().rules;
+    let after = rules
+        .iter()
+        .position(|r| r.name() == "scalar_subquery_to_join")
+        .map_or(rules.len(), |i| i + 1);
+    rules.insert(after, Arc::new(correlated::CorrelatedRule));
+    rules
+}
+
 /// A DataFusion session over `engine`: every collection is a table under
 /// its own name (looked up when a query is planned), and the distance
 /// functions are registered.
@@ -433,6 +448,7 @@ pub fn session_with(engine: Arc<Engine>, memory_bytes: usize) -> SessionContext 
         .with_runtime_env(runtime)
         .with_default_features()
         .with_query_planner(Arc::new(knn::ValoriQueryPlanner))
+        .with_optimizer_rules(optimizer_rules())
         .with_optimizer_rule(Arc::new(knn::KnnRule));
     // Vector operators are planned before DataFusion's own planners, which
     // would read `||` of two lists as array concatenation and refuse `+`.
@@ -455,6 +471,8 @@ pub fn session_with(engine: Arc<Engine>, memory_bytes: usize) -> SessionContext 
     let _previous =
         catalog.register_schema(SCHEMA, Arc::new(ValoriSchema::new(Arc::clone(&engine))));
     crate::catalog::register(&ctx, engine);
+    // DataFusion's generate_series, also inside correlated subqueries.
+    ctx.register_udtf("generate_series", Arc::new(correlated::LateralSeriesFunc));
     functions::register_functions(&ctx);
     vector_functions::register_functions(&ctx);
     vector_aggregates::register_functions(&ctx);

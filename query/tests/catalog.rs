@@ -17,6 +17,7 @@ use datafusion::common::ScalarValue;
 use valori_core::distance::Metric;
 use valori_core::event::{CollectionConfig, CollectionName, Event, IndexParams};
 use valori_engine::Engine;
+use valori_query::correlated::CORRELATED_ROWS_MAX;
 use valori_query::settings::SearchSettings;
 use valori_query::{QueryEngine, QueryError, datafusion};
 
@@ -172,8 +173,8 @@ ORDER BY 1,2;"#;
 /// each fed the OID the first one found: the table is found by its
 /// regular expression, its flags read, and its columns come back with
 /// their SQL types, `vector(3)` for the vector column; the footer queries
-/// (statistics, inheritance) plan and find nothing; the policies and
-/// publications footers are errors naming what does not plan.
+/// (statistics, inheritance, policies, publications) plan and find
+/// nothing.
 #[test]
 fn psql_describe_table() {
     let db = db();
@@ -319,17 +320,101 @@ ORDER BY pg_catalog.pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT', c.oid::pg_ca
     }
     // The policies footer correlates its subquery through
     // `oid = any(pol.polroles)`, and the publications footer calls
-    // `generate_series` with a column of the enclosing query: DataFusion
-    // plans neither, and both fail saying what, rather than answering no
-    // rows.
-    match run(&db, &policy, vec![]) {
-        Ok(rows) => panic!("the policies footer answered {rows:?}"),
-        Err(e) => assert!(e.to_string().contains("ScalarSubquery"), "{e}"),
+    // `generate_series` with a column of the enclosing query: neither is
+    // a join DataFusion can make, both are evaluated per row, and with no
+    // policy and no publication both answer no rows.
+    for footer in [&policy, &publications] {
+        match run(&db, footer, vec![]) {
+            Ok(rows) => assert!(rows.is_empty(), "{footer}: {rows:?}"),
+            Err(e) => panic!("{footer}\nfailed: {e}"),
+        }
     }
-    match run(&db, &publications, vec![]) {
-        Ok(rows) => panic!("the publications footer answered {rows:?}"),
-        Err(e) => assert!(e.to_string().contains("array_upper"), "{e}"),
-    }
+}
+
+/// Scalar subqueries correlated by something other than equality, or
+/// under `CASE`, are evaluated per outer row, with values checked by
+/// hand: for x in 1..=4 over a table holding 1, 2, 3, 4, the count of
+/// smaller values is x − 1 and the largest smaller value is x − 1 (NULL
+/// for 1); a subquery that may return two rows is an error, and
+/// `generate_series` reads an outer column inside one.
+#[test]
+fn correlated_subqueries_are_evaluated_per_row() {
+    let db = db();
+    let values = "(SELECT generate_series AS x FROM generate_series(1, 4))";
+    let got = run(
+        &db,
+        &format!(
+            "SELECT a.x, (SELECT count(*) FROM {values} b WHERE b.x < a.x), \
+                    (SELECT max(b.x) FROM {values} b WHERE b.x < a.x) \
+             FROM {values} a ORDER BY a.x"
+        ),
+        vec![],
+    )
+    .unwrap();
+    assert_eq!(
+        got,
+        [
+            ["1", "0", "NULL"],
+            ["2", "1", "1"],
+            ["3", "2", "2"],
+            ["4", "3", "3"]
+        ]
+        .map(|r| r.map(str::to_owned).to_vec())
+    );
+    // Under CASE, and in a filter: values whose smaller values sum to more
+    // than 2 (x = 3: 1 + 2; x = 4: 1 + 2 + 3).
+    let got = run(
+        &db,
+        &format!(
+            "SELECT a.x, CASE WHEN a.x > 2 THEN (SELECT sum(b.x) FROM {values} b WHERE b.x < a.x) END \
+             FROM {values} a \
+             WHERE (SELECT sum(b.x) FROM {values} b WHERE b.x < a.x) > 2 ORDER BY a.x"
+        ),
+        vec![],
+    )
+    .unwrap();
+    assert_eq!(
+        got,
+        [["3", "3"], ["4", "6"]].map(|r| r.map(str::to_owned).to_vec())
+    );
+    // A subquery that may return several rows where one value is wanted
+    // is refused (Postgres fails when it does).
+    let e = run(
+        &db,
+        &format!(
+            "SELECT (SELECT b.x FROM {values} b WHERE b.x > a.x ORDER BY 1 LIMIT 2) FROM {values} a"
+        ),
+        vec![],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("at most one row"), "{e}");
+    // Past CORRELATED_ROWS_MAX outer rows the query fails, naming it.
+    let e = run(
+        &db,
+        "SELECT a.x, (SELECT count(*) FROM (SELECT 1 AS y) b WHERE b.y < a.x) \
+         FROM (SELECT unnest(range(0, 2001)) AS x) a",
+        vec![],
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains(&CORRELATED_ROWS_MAX.to_string()),
+        "{e}"
+    );
+    // A series as long as the outer value: 1 + … + x.
+    let got = run(
+        &db,
+        &format!(
+            "SELECT a.x, CASE WHEN a.x > 0 THEN \
+               (SELECT sum(s) FROM pg_catalog.generate_series(1, a.x) s) END \
+             FROM {values} a ORDER BY a.x"
+        ),
+        vec![],
+    )
+    .unwrap();
+    assert_eq!(
+        got,
+        [["1", "1"], ["2", "3"], ["3", "6"], ["4", "10"]].map(|r| r.map(str::to_owned).to_vec())
+    );
 }
 
 /// psycopg's `TypeInfo.fetch` query (psycopg/_typeinfo.py, with

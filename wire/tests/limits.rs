@@ -190,7 +190,7 @@ fn statement_timeout_and_memory_pool_on_every_front_end() {
     assert_eq!(status, 201, "{answer}");
     let before = server.state_hash();
     let forever = "SELECT count(*) FROM generate_series(1, 1000000000000)";
-    let hungry = "SELECT array_agg(value) FROM generate_series(1, 50000000)";
+    let hungry = "SELECT array_agg(generate_series) FROM generate_series(1, 50000000)";
     let (status, answer) = server.post("/v1/sql", &json!({ "query": forever }));
     assert_eq!(
         (status, answer["error"]["code"].as_str()),

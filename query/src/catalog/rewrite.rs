@@ -10,6 +10,7 @@
 //! | `a OPERATOR(pg_catalog.~) b` (and `=`, `<>`, `!~`, `~*`, `\|\|` …) | `a ~ b` |
 //! | `x COLLATE pg_catalog.default` (also `"C"`, `"POSIX"`) | `x` (strings compare byte by byte) |
 //! | `pg_catalog.f(…)`, `FROM pg_catalog.generate_series(…)` | `f(…)`, `FROM generate_series(…)` |
+//! | `FROM generate_series(…) [AS] s` | `… AS s(s)`: the column named after the alias (or `generate_series`), as Postgres names it |
 //! | `ARRAY(SELECT e FROM … ORDER BY o)` | `(SELECT array_agg(e ORDER BY o) FROM …)` (NULL rather than `{}` when there are no rows) |
 //! | `(SELECT e FROM … WHERE …)` used as a value, `e` not an aggregate | `(SELECT single_value(array_agg(e)) FROM … WHERE …)`: DataFusion plans only aggregated correlated subqueries; the value is the same (NULL for no row, an error for two) |
 //! | `SELECT NULL, NULL` (two unnamed items alike) | the second named `?column?2` (DataFusion wants distinct names) |
@@ -27,8 +28,8 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     ArrayElemTypeDef, BinaryOperator, CastKind, DataType, Expr, FunctionArguments, Ident,
-    ObjectName, ObjectNamePart, OrderByKind, Query, Select, SelectItem, SetExpr, Statement, Value,
-    VisitMut, VisitorMut,
+    ObjectName, ObjectNamePart, OrderByKind, Query, Select, SelectItem, SetExpr, Statement,
+    TableAlias, TableAliasColumnDef, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -52,7 +53,15 @@ pub fn rewrite_catalog_syntax(statement: &mut Statement) -> Result<(), ParserErr
 pub fn may_need_rewrite(sql: &str) -> bool {
     let lower = sql.to_ascii_lowercase();
     [
-        "pg_", "::", "reg", "oid", "operator", "collate", "array", "cast",
+        "pg_",
+        "::",
+        "reg",
+        "oid",
+        "operator",
+        "collate",
+        "array",
+        "cast",
+        "generate_series",
     ]
     .iter()
     .any(|word| lower.contains(word))
@@ -679,6 +688,28 @@ impl VisitorMut for Rewriter {
                 .is_some_and(|s| s.value.eq_ignore_ascii_case(PG_CATALOG))
         {
             name.0.remove(0);
+        }
+        // Postgres names the one column of a function returning a scalar
+        // after the function's alias (`FROM generate_series(1, n) s` has
+        // column `s`), or after the function; DataFusion names it `value`.
+        if let datafusion::sql::sqlparser::ast::TableFactor::Table {
+            name,
+            args: Some(_),
+            alias,
+            ..
+        } = factor
+            && let [ObjectNamePart::Identifier(function)] = name.0.as_slice()
+            && function.value.eq_ignore_ascii_case("generate_series")
+        {
+            let alias = alias.get_or_insert_with(|| TableAlias {
+                explicit: false,
+                name: Ident::new("generate_series"),
+                columns: Vec::new(),
+                at: None,
+            });
+            if alias.columns.is_empty() {
+                alias.columns = vec![TableAliasColumnDef::from_name(alias.name.value.clone())];
+            }
         }
         ControlFlow::Continue(())
     }

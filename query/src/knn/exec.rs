@@ -658,9 +658,12 @@ impl QueryPlanner for ValoriQueryPlanner {
         logical_plan: &LogicalPlan,
         session: &dyn Session,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(KnnPlanner)])
-            .create_physical_plan(logical_plan, session)
-            .await
+        DefaultPhysicalPlanner::with_extension_planners(vec![
+            Arc::new(KnnPlanner),
+            Arc::new(crate::correlated::CorrelatedPlanner),
+        ])
+        .create_physical_plan(logical_plan, session)
+        .await
     }
 }
 

@@ -265,7 +265,7 @@ fn timeout_and_memory_pool_bound_every_statement() {
         let e = dsl::run(&query, "FROM docs NEAREST [1, 0] K 2", &BTreeMap::new()).await;
         assert!(e.is_ok(), "{e:?}");
         let e = query
-            .sql("SELECT array_agg(value) FROM generate_series(1, 50000000)")
+            .sql("SELECT array_agg(generate_series) FROM generate_series(1, 50000000)")
             .await
             .unwrap_err();
         assert!(matches!(e, QueryError::MemoryExhausted(_)), "{e:?}");

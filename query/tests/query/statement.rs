@@ -393,7 +393,7 @@ fn series_values(batch: &datafusion::arrow::array::RecordBatch) -> Vec<i64> {
 async fn endless_series(q: &QueryEngine, s: &mut Session) -> valori_query::rows::Rows {
     let outcome = q
         .run_sql(
-            "SELECT value FROM generate_series(1, 1000000000000)",
+            "SELECT generate_series FROM generate_series(1, 1000000000000)",
             vec![],
             s,
             Access::ReadOnly,
@@ -418,7 +418,7 @@ fn a_query_answer_streams_batch_by_batch() {
     block_on(async {
         let mut s = Session::default();
         let mut rows = endless_series(&q, &mut s).await;
-        assert_eq!(rows.schema().field(0).name(), "value");
+        assert_eq!(rows.schema().field(0).name(), "generate_series");
         let mut next = 1_i64;
         for _ in 0..4 {
             let batch = rows.next().await.unwrap().unwrap();
