@@ -400,6 +400,12 @@ fn correlated_subqueries_are_evaluated_per_row() {
         e.to_string().contains(&CORRELATED_ROWS_MAX.to_string()),
         "{e}"
     );
+    // A function in FROM names its one column after its alias, as in
+    // Postgres: 1 + 2 + 3 = 6, (10 + 20) / 2 = 15.
+    let got = run(&db, "SELECT sum(s) FROM generate_series(1, 3) s", vec![]).unwrap();
+    assert_eq!(got, [["6"]].map(|r| r.map(str::to_owned).to_vec()));
+    let got = run(&db, "SELECT avg(v) FROM unnest(ARRAY[10, 20]) v", vec![]).unwrap();
+    assert_eq!(got, [["15.0"]].map(|r| r.map(str::to_owned).to_vec()));
     // A series as long as the outer value: 1 + … + x.
     let got = run(
         &db,

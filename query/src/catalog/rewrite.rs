@@ -10,7 +10,7 @@
 //! | `a OPERATOR(pg_catalog.~) b` (and `=`, `<>`, `!~`, `~*`, `\|\|` …) | `a ~ b` |
 //! | `x COLLATE pg_catalog.default` (also `"C"`, `"POSIX"`) | `x` (strings compare byte by byte) |
 //! | `pg_catalog.f(…)`, `FROM pg_catalog.generate_series(…)` | `f(…)`, `FROM generate_series(…)` |
-//! | `FROM generate_series(…) [AS] s` | `… AS s(s)`: the column named after the alias (or `generate_series`), as Postgres names it |
+//! | `FROM generate_series(…) [AS] s`, `FROM unnest(a) [AS] s` | `… AS s(s)`: the column named after the alias (or `generate_series`), as Postgres names it |
 //! | `ARRAY(SELECT e FROM … ORDER BY o)` | `(SELECT array_agg(e ORDER BY o) FROM …)` (NULL rather than `{}` when there are no rows) |
 //! | `(SELECT e FROM … WHERE …)` used as a value, `e` not an aggregate | `(SELECT single_value(array_agg(e)) FROM … WHERE …)`: DataFusion plans only aggregated correlated subqueries; the value is the same (NULL for no row, an error for two) |
 //! | `SELECT NULL, NULL` (two unnamed items alike) | the second named `?column?2` (DataFusion wants distinct names) |
@@ -62,6 +62,7 @@ pub fn may_need_rewrite(sql: &str) -> bool {
         "array",
         "cast",
         "generate_series",
+        "unnest",
     ]
     .iter()
     .any(|word| lower.contains(word))
@@ -710,6 +711,19 @@ impl VisitorMut for Rewriter {
             if alias.columns.is_empty() {
                 alias.columns = vec![TableAliasColumnDef::from_name(alias.name.value.clone())];
             }
+        }
+        // The same for `FROM unnest(array) [AS] v`: its column is `v`.
+        if let datafusion::sql::sqlparser::ast::TableFactor::UNNEST {
+            alias: Some(alias),
+            array_exprs,
+            with_offset: false,
+            with_ordinality: false,
+            ..
+        } = factor
+            && array_exprs.len() == 1
+            && alias.columns.is_empty()
+        {
+            alias.columns = vec![TableAliasColumnDef::from_name(alias.name.value.clone())];
         }
         ControlFlow::Continue(())
     }
