@@ -18,8 +18,8 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     ArrayElemTypeDef, BinaryOperator, DataType, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArgumentList, FunctionArguments, Ident, ObjectName, Statement, Value,
-    visit_expressions_mut,
+    FunctionArgumentList, FunctionArguments, Ident, ObjectName, SelectItem, SetExpr, Statement,
+    Value, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -173,6 +173,9 @@ pub fn rewrite_tree(statement: &mut Statement) {
     // `real[]` (a plain list of `f32` is a `vector` to clients). Writes
     // keep their casts: they convert values to the column's type
     // themselves.
+    if let Statement::Query(query) = statement {
+        convert_selected_casts(&mut query.body);
+    }
     if matches!(statement, Statement::Query(_)) {
         let _ = visit_expressions_mut(statement, |expr| {
             if let Expr::Cast {
@@ -225,6 +228,49 @@ pub fn rewrite_tree(statement: &mut Statement) {
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// A select item that is a cast to vector (`SELECT '[1,2,3]'::vector`;
+/// not yet `vector(n)`, whose cast is dropped as elsewhere)
+/// becomes `vector(x)`: the value is read and checked as a vector, and
+/// answered as one, rather than the text returned unread. Casts elsewhere
+/// are dropped below: the function or operator that takes the value reads
+/// it itself.
+fn convert_selected_casts(body: &mut SetExpr) {
+    match body {
+        SetExpr::Select(select) => {
+            for item in &mut select.projection {
+                let expr = match item {
+                    SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+                    _ => continue,
+                };
+                let mut inner = &mut *expr;
+                while let Expr::Nested(nested) = inner {
+                    inner = nested.as_mut();
+                }
+                if let Expr::Cast {
+                    expr: value,
+                    data_type,
+                    ..
+                } = inner
+                    && is_vector_type(data_type)
+                    && matches!(data_type, DataType::Custom(_, modifiers) if modifiers.is_empty())
+                {
+                    let value = std::mem::replace(value.as_mut(), Expr::value(Value::Null));
+                    *inner = call(
+                        crate::vector_functions::VectorFunction::Cast.name(),
+                        vec![value],
+                    );
+                }
+            }
+        }
+        SetExpr::SetOperation { left, right, .. } => {
+            convert_selected_casts(left);
+            convert_selected_casts(right);
+        }
+        SetExpr::Query(query) => convert_selected_casts(&mut query.body),
+        _ => {}
+    }
 }
 
 /// One statement's text with pgvector's operators and casts rewritten

@@ -2,6 +2,7 @@
 //!
 //! | SQL | value |
 //! |---|---|
+//! | `x::vector`, `x::vector(n)` in a query, `vector(x)` | the vector `x` reads as (a text `'[1,2,3]'` checked as every vector input is, or a list of numbers), its components the Q16.16 values it is stored as |
 //! | `vector_dims(v)` | the number of components (`integer`) |
 //! | `vector_norm(v)`, `l2_norm(v)` | `√(Σ raw_i²) / 2^16`: the Euclidean norm, from the exact integer sum (`double precision`) |
 //! | `l2_normalize(v)` | `v / ‖v‖`, each component `raw_i / √(Σ raw²)` rounded once to `f32`; a zero vector stays zero |
@@ -60,6 +61,7 @@ use crate::functions::{Argument, VectorInputError, Vectors, is_vector_type};
 /// One of the functions of this module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum VectorFunction {
+    Cast,
     Dims,
     Norm,
     Normalize,
@@ -72,7 +74,8 @@ pub enum VectorFunction {
 
 impl VectorFunction {
     /// Every function, in registration order.
-    pub const ALL: [VectorFunction; 8] = [
+    pub const ALL: [VectorFunction; 9] = [
+        VectorFunction::Cast,
         VectorFunction::Dims,
         VectorFunction::Norm,
         VectorFunction::Normalize,
@@ -86,6 +89,7 @@ impl VectorFunction {
     /// The SQL name.
     pub const fn name(self) -> &'static str {
         match self {
+            VectorFunction::Cast => "vector",
             VectorFunction::Dims => "vector_dims",
             VectorFunction::Norm => "vector_norm",
             VectorFunction::Normalize => "l2_normalize",
@@ -107,7 +111,10 @@ impl VectorFunction {
     /// How many arguments it takes.
     const fn arity(self) -> usize {
         match self {
-            VectorFunction::Dims | VectorFunction::Norm | VectorFunction::Normalize => 1,
+            VectorFunction::Cast
+            | VectorFunction::Dims
+            | VectorFunction::Norm
+            | VectorFunction::Normalize => 1,
             VectorFunction::Subvector => 3,
             _ => 2,
         }
@@ -116,7 +123,8 @@ impl VectorFunction {
     /// How many of its arguments (the first ones) are vectors.
     const fn vector_arguments(self) -> usize {
         match self {
-            VectorFunction::Dims
+            VectorFunction::Cast
+            | VectorFunction::Dims
             | VectorFunction::Norm
             | VectorFunction::Normalize
             | VectorFunction::Subvector => 1,
@@ -268,6 +276,9 @@ impl ScalarUDFImpl for VectorUdf {
                 let mut builder = ListBuilder::with_capacity(rows);
                 for r in 0..rows {
                     let row = match function {
+                        VectorFunction::Cast => vectors[0]
+                            .row(r)
+                            .map(|v| Ok(v.iter().map(|&raw| raw_f32(i64::from(raw))).collect())),
                         VectorFunction::Normalize => vectors[0].row(r).map(|v| Ok(normalize(v))),
                         VectorFunction::Subvector => {
                             match (vectors[0].row(r), integers[0].row(r), integers[1].row(r)) {

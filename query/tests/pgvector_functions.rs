@@ -460,3 +460,28 @@ fn casts_to_arrays() {
         );
     });
 }
+
+/// A vector literal selected through a cast is read and checked as a
+/// vector, not returned as its text: `'[1.,2.,3.]'::vector` is the vector
+/// [1, 2, 3] (its components the Q16.16 values: 0.5 and 0.25 are exact),
+/// and a text that is not a vector, or holds NaN, is an error naming the
+/// problem, as pgvector answers.
+#[test]
+fn a_selected_vector_cast_reads_the_vector() {
+    let (_dir, q) = fixture();
+    block_on(async {
+        let got = rows(
+            &q,
+            "SELECT '[1.,2.,3.]'::vector, ' [ 0.5, -0.25 ] '::vector AS v",
+        )
+        .await;
+        assert_eq!(got, ["[1.0, 2.0, 3.0]|[0.5, -0.25]"]);
+        for bad in ["[hello,1]", "[NaN,1]", "[]", "1,2"] {
+            let e = error(&q, &format!("SELECT '{bad}'::vector")).await;
+            assert!(!e.is_empty(), "{bad}");
+        }
+        // In a distance, the cast is read by the function as before.
+        let got = rows(&q, "SELECT l2('[3,4]'::vector, '[0,0]'::vector)").await;
+        assert_eq!(got, ["5.0"]);
+    });
+}
