@@ -1025,6 +1025,25 @@ pub fn insert(
     })
 }
 
+/// `INSERT` of record batches into a declared table (Arrow Flight's
+/// `DoPut` and `CommandStatementIngest`): each batch's columns name the
+/// table's columns, and its rows are the values of one `INSERT` of those
+/// columns (converted as `INSERT … SELECT` converts a query's rows), so
+/// that defaults, sequences and every check are those of `INSERT`. All
+/// batches are one event: written whole or not at all.
+pub fn insert_batches(
+    engine: &Engine,
+    table: &str,
+    names: &[String],
+    batches: &[datafusion::arrow::array::RecordBatch],
+) -> Result<WriteOutcome, crate::QueryError> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        rows.extend(crate::returning::batch_literals(batch)?);
+    }
+    Ok(insert(engine, table, Some(names), &rows, None, false)?)
+}
+
 /// The events of one `INSERT` and what it answers.
 #[derive(Default)]
 struct InsertPlan {

@@ -42,16 +42,23 @@ pub(crate) async fn literal_rows(
             ))
             .into());
         }
-        for r in 0..batch.num_rows() {
-            let row = batch
+        out.extend(batch_literals(&batch)?);
+    }
+    Ok(out)
+}
+
+/// The rows of `batch` as literals, one per column: the values of an
+/// `INSERT` of its columns, converted as bound parameters are.
+pub(crate) fn batch_literals(batch: &RecordBatch) -> Result<Vec<Vec<Literal>>, QueryError> {
+    (0..batch.num_rows())
+        .map(|r| {
+            batch
                 .columns()
                 .iter()
                 .map(|column| cell(column, r))
-                .collect::<Result<Vec<_>, _>>()?;
-            out.push(row);
-        }
-    }
-    Ok(out)
+                .collect()
+        })
+        .collect()
 }
 
 fn cell(column: &ArrayRef, row: usize) -> Result<Literal, QueryError> {

@@ -64,12 +64,33 @@ pub enum FlightError {
     /// was being exported.
     #[error("collection {name} was dropped during the export; nothing more can be read from it")]
     ExportGone { name: String },
-    /// A collection export of a table with declared columns, whose
-    /// columns the export's fixed layout cannot carry.
+    /// A column of a batch loaded into a table with declared columns
+    /// that the table does not have.
+    #[error("column {column:?} is not a column of table {table} (its columns: {columns})")]
+    TableColumn {
+        table: String,
+        column: String,
+        columns: String,
+    },
+    /// The batches of one stream into a table name different columns.
     #[error(
-        "table {name} has declared columns; export it with a SQL ticket (SELECT * FROM {name}), which carries every column"
+        "the batches of the stream into table {table} name different columns: first ({first}), then ({now}); every batch of one load has the same columns"
     )]
-    DeclaredTable { name: String },
+    TableColumnsChanged {
+        table: String,
+        first: String,
+        now: String,
+    },
+    /// A timestamp or date column that does not fit in microseconds or
+    /// days.
+    #[error("column {column:?}: {source}")]
+    Cast { column: String, source: ArrowError },
+    /// `adbc_ingest` in mode `replace` of a table with declared columns,
+    /// whose declaration a batch cannot carry.
+    #[error(
+        "table {name} has declared columns, which ingest cannot declare again; ingest with mode append (or DROP and CREATE TABLE it over SQL first)"
+    )]
+    IngestReplaceTable { name: String },
     /// A prepared statement handle that is not open (closed, or the
     /// oldest closed to keep `FLIGHT_PREPARED_STATEMENTS_MAX`).
     #[error("no open prepared statement has this handle; prepare the statement again")]
@@ -116,7 +137,10 @@ impl FlightError {
             | FlightError::SchemaChanged { .. }
             | FlightError::Value { .. }
             | FlightError::MetadataJson { .. }
-            | FlightError::DeclaredTable { .. }
+            | FlightError::TableColumn { .. }
+            | FlightError::TableColumnsChanged { .. }
+            | FlightError::Cast { .. }
+            | FlightError::IngestReplaceTable { .. }
             | FlightError::Decode(_) => Fault::InvalidInput,
             FlightError::TooManyRecords => Fault::TooLarge,
             FlightError::UnknownHandle => Fault::NotFound,

@@ -19,8 +19,9 @@ use serde_json::json;
 use valori_columnar::arrow as columns;
 use valori_core::event::CollectionName;
 use valori_core::state::{Collection, State};
+use valori_core::table::TableSchema;
 use valori_engine::Engine;
-use valori_query::datafusion::arrow::array::{BinaryArray, RecordBatch};
+use valori_query::datafusion::arrow::array::{ArrayRef, BinaryArray, RecordBatch};
 use valori_query::datafusion::arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use valori_query::datafusion::arrow::datatypes::SchemaRef;
 use valori_query::ops::OpsError;
@@ -107,10 +108,14 @@ impl Provenance {
 /// A collection's schema with the provenance of `provenance` and the
 /// collection's own description (`columns::collection_metadata`, what its
 /// hash covers besides the rows) attached; with the `deleted` column when
-/// `deleted` (an export that keeps deleted rows).
+/// `deleted` (an export that keeps deleted rows). A table with declared
+/// columns has the layout of [`super::table`].
 pub fn schema(c: &Collection, provenance: &Provenance, deleted: bool) -> SchemaRef {
     let mut metadata = provenance.schema_metadata();
     metadata.extend(columns::collection_metadata(c));
+    if let Some(table) = c.table() {
+        return super::table::layout(c, table, metadata, deleted).schema;
+    }
     let schema = columns::schema(c.config().dim, true)
         .as_ref()
         .clone()
@@ -120,6 +125,17 @@ pub fn schema(c: &Collection, provenance: &Provenance, deleted: bool) -> SchemaR
     } else {
         Arc::new(schema)
     }
+}
+
+/// What a table's export copies of one state besides the collection's
+/// parts: its declared columns' values.
+#[derive(Debug)]
+struct TableParts {
+    layout: super::table::Layout,
+    declared: TableSchema,
+    /// By declared column: the exported rows' values (`None`: the vector
+    /// column, copied a batch at a time).
+    scalars: Vec<Option<ArrayRef>>,
 }
 
 /// What [`Snapshot::take`] copies of one state.
@@ -141,6 +157,8 @@ pub struct Snapshot {
     /// End of each live row's metadata in `metadata`.
     metadata_ends: Vec<u64>,
     metadata: Vec<u8>,
+    /// A table's declared columns, when the collection has them.
+    table: Option<TableParts>,
     batch_rows: usize,
 }
 
@@ -156,13 +174,8 @@ impl Snapshot {
             let c = state
                 .collection(&name)
                 .ok_or_else(|| OpsError::UnknownCollection(name.clone()))?;
-            if c.table().is_some() {
-                return Err(FlightError::DeclaredTable {
-                    name: name.to_string(),
-                });
-            }
             let provenance = Provenance::of(engine, Some(&name))?;
-            Ok(Snapshot::of(engine, c, provenance, deleted))
+            Snapshot::of(engine, c, provenance, deleted)
         })?
     }
 
@@ -171,7 +184,7 @@ impl Snapshot {
         c: &Collection,
         provenance: Provenance,
         with_deleted: bool,
-    ) -> Snapshot {
+    ) -> Result<Snapshot, FlightError> {
         let deleted = c.deleted();
         let count = if with_deleted { c.rows() } else { c.live() };
         let mut rows = Vec::with_capacity(count);
@@ -179,6 +192,7 @@ impl Snapshot {
         let mut tags = Vec::with_capacity(count);
         let mut metadata_ends = Vec::with_capacity(count);
         let mut metadata = Vec::new();
+        let declared = c.table();
         for (row, &gone) in deleted.iter().enumerate() {
             if gone && !with_deleted {
                 continue;
@@ -186,17 +200,36 @@ impl Snapshot {
             // Row numbers are u32 in the state (`Collection::row_of`).
             rows.push(row as u32);
             ids.push(c.ids()[row].0);
-            tags.push(c.tags()[row]);
-            metadata.extend_from_slice(c.metadata(row));
-            metadata_ends.push(metadata.len() as u64);
+            // A table's rows have tag 0 and no metadata (docs/format.md).
+            if declared.is_none() {
+                tags.push(c.tags()[row]);
+                metadata.extend_from_slice(c.metadata(row));
+                metadata_ends.push(metadata.len() as u64);
+            }
         }
         let dim = c.config().dim;
-        Snapshot {
+        let schema = schema(c, &provenance, with_deleted);
+        let table = match declared {
+            None => None,
+            Some(t) => {
+                let numbers: Vec<usize> = rows.iter().map(|&r| r as usize).collect();
+                Some(TableParts {
+                    layout: super::table::Layout {
+                        vector: t.schema().vector_column(),
+                        deleted: with_deleted,
+                        schema: Arc::clone(&schema),
+                    },
+                    declared: t.schema().clone(),
+                    scalars: super::table::scalar_arrays(c, &numbers)?,
+                })
+            }
+        };
+        Ok(Snapshot {
             engine: Arc::clone(engine),
             name: c.name().clone(),
             incarnation: c.incarnation(),
             dim,
-            schema: schema(c, &provenance, with_deleted),
+            schema,
             provenance,
             deleted: with_deleted.then(|| rows.iter().map(|&r| deleted[r as usize]).collect()),
             rows,
@@ -204,8 +237,9 @@ impl Snapshot {
             tags,
             metadata_ends,
             metadata,
+            table,
             batch_rows: (BATCH_VECTOR_BYTES / (dim as usize * 4).max(1)).max(1),
-        }
+        })
     }
 
     /// Rows exported.
@@ -223,6 +257,9 @@ impl Snapshot {
     /// far below it).
     fn batch_end(&self, start: usize) -> usize {
         let end = (start + self.batch_rows).min(self.len());
+        if self.table.is_some() {
+            return end;
+        }
         let base = if start == 0 {
             0
         } else {
@@ -251,6 +288,20 @@ impl Snapshot {
             }
             Ok::<_, FlightError>(out)
         })??;
+        if let Some(t) = &self.table {
+            let none = Vec::new();
+            let deleted = self.deleted.as_ref().unwrap_or(&none);
+            return Ok(super::table::batch(
+                &t.layout,
+                &t.declared,
+                self.dim,
+                &t.scalars,
+                range,
+                vectors,
+                &self.ids,
+                deleted,
+            )?);
+        }
         let start = if range.start == 0 {
             0
         } else {

@@ -15,13 +15,16 @@
 //! written; the rows of the whole stream are then one `InsertBatch` event
 //! through `ops::insert_batch`, so a stream is written whole or not at all.
 
+use std::sync::Arc;
+
 use futures::{Stream, StreamExt};
+use valori_core::table::{ColumnType, ScalarType, TableSchema};
 use valori_query::datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeListArray, RecordBatch,
+    Array, ArrayRef, AsArray, FixedSizeListArray, RecordBatch, RecordBatchOptions,
 };
 use valori_query::datafusion::arrow::compute::{CastOptions, cast_with_options};
 use valori_query::datafusion::arrow::datatypes::{
-    DataType, Float32Type, Float64Type, Int32Type, UInt64Type,
+    DataType, Field, Float32Type, Float64Type, Int32Type, Schema, TimeUnit, UInt64Type,
 };
 use valori_query::ops::{BatchColumns, Rows};
 
@@ -123,6 +126,206 @@ impl Load {
         }
         Ok(())
     }
+}
+
+/// A `DoPut` stream into a table with declared columns (docs/flight.md,
+/// "Loading a table"): its batches, each checked against the declared
+/// columns, kept for one `INSERT` of them
+/// (`valori_query::declared::insert_batches`), which converts the values
+/// and computes defaults and sequences as SQL `INSERT` does.
+#[derive(Debug)]
+pub struct TableLoad {
+    /// The columns every batch has, in the batches' order.
+    pub names: Vec<String>,
+    pub batches: Vec<RecordBatch>,
+    rows: u64,
+}
+
+impl TableLoad {
+    /// Reads every batch of `batches` into table `table` of declared
+    /// columns `schema`, refusing the stream at its first batch that does
+    /// not fit or once it holds more rows than one event may.
+    pub async fn read(
+        schema: &TableSchema,
+        table: &str,
+        mut batches: impl Stream<Item = Result<RecordBatch, FlightError>> + Unpin,
+    ) -> Result<TableLoad, FlightError> {
+        let mut load = TableLoad {
+            names: Vec::new(),
+            batches: Vec::new(),
+            rows: 0,
+        };
+        let mut first = true;
+        while let Some(batch) = batches.next().await {
+            let batch = batch?;
+            let names: Vec<String> = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            if first {
+                load.names = names;
+                first = false;
+            } else if names != load.names {
+                return Err(FlightError::TableColumnsChanged {
+                    table: table.to_owned(),
+                    first: load.names.join(", "),
+                    now: names.join(", "),
+                });
+            }
+            load.push(schema, table, batch)?;
+        }
+        Ok(load)
+    }
+
+    fn push(
+        &mut self,
+        schema: &TableSchema,
+        table: &str,
+        batch: RecordBatch,
+    ) -> Result<(), FlightError> {
+        self.rows += batch.num_rows() as u64;
+        if self.rows > u64::from(valori_core::limits::BATCH_RECORDS_MAX) {
+            return Err(FlightError::TooManyRecords);
+        }
+        let mut columns = Vec::with_capacity(batch.num_columns());
+        for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
+            let def = schema
+                .columns
+                .iter()
+                .find(|c| c.name == *field.name())
+                .ok_or_else(|| FlightError::TableColumn {
+                    table: table.to_owned(),
+                    column: field.name().clone(),
+                    columns: schema
+                        .columns
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
+            let expected = accepted(def.ty);
+            if !fits(def.ty, array.data_type()) {
+                return Err(FlightError::ColumnType {
+                    column: def.name.clone(),
+                    found: array.data_type().clone(),
+                    expected,
+                });
+            }
+            columns.push(normalized(&def.name, array)?);
+        }
+        self.batches.push(RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(
+                batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .zip(&columns)
+                    .map(|(f, a)| Field::new(f.name(), a.data_type().clone(), true))
+                    .collect::<Vec<_>>(),
+            )),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+        )?);
+        Ok(())
+    }
+}
+
+/// What Arrow types a declared column takes, for messages.
+fn accepted(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Vector { .. } => "a list of Float32 or Float64 (the vector's components)",
+        ColumnType::Scalar(t) => match t {
+            ScalarType::Bool => "Boolean",
+            ScalarType::Int16 | ScalarType::Int32 | ScalarType::Int64 => "an integer type",
+            ScalarType::Float32 | ScalarType::Float64 => "an integer or floating-point type",
+            ScalarType::Numeric => "an integer, floating-point, decimal or Utf8 type",
+            ScalarType::Text => "Utf8",
+            ScalarType::Json | ScalarType::Jsonb => "Utf8 (JSON text)",
+            ScalarType::Bytea => "Binary",
+            ScalarType::Uuid => "Utf8 (uuid text) or FixedSizeBinary(16)",
+            ScalarType::Date => "Date32 or Date64",
+            ScalarType::Timestamp | ScalarType::TimestampTz => "Timestamp",
+            ScalarType::Array(_) => "a list of the element type",
+            _ => "a type this server reads",
+        },
+    }
+}
+
+/// Whether an Arrow column of type `found` may fill a declared column of
+/// type `ty`: the types whose values mean the same in both, so that a
+/// text column never lands in a number or a number in a text column.
+fn fits(ty: ColumnType, found: &DataType) -> bool {
+    if *found == DataType::Null {
+        return true;
+    }
+    let text = matches!(
+        found,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    );
+    let float = matches!(found, DataType::Float32 | DataType::Float64);
+    let item = match found {
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+            Some(f.data_type())
+        }
+        _ => None,
+    };
+    match ty {
+        ColumnType::Vector { .. } => {
+            matches!(item, Some(DataType::Float32 | DataType::Float64))
+        }
+        ColumnType::Scalar(t) => match t {
+            ScalarType::Bool => *found == DataType::Boolean,
+            ScalarType::Int16 | ScalarType::Int32 | ScalarType::Int64 => found.is_integer(),
+            ScalarType::Float32 | ScalarType::Float64 => found.is_integer() || float,
+            ScalarType::Numeric => {
+                found.is_integer()
+                    || float
+                    || text
+                    || matches!(
+                        found,
+                        DataType::Decimal128(_, _) | DataType::Decimal256(_, _)
+                    )
+            }
+            ScalarType::Text | ScalarType::Json | ScalarType::Jsonb => text,
+            ScalarType::Bytea => matches!(
+                found,
+                DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+            ),
+            ScalarType::Uuid => text || *found == DataType::FixedSizeBinary(16),
+            ScalarType::Date => matches!(found, DataType::Date32 | DataType::Date64),
+            ScalarType::Timestamp | ScalarType::TimestampTz => {
+                matches!(found, DataType::Timestamp(_, _))
+            }
+            ScalarType::Array(e) => match item {
+                Some(DataType::Null) => true,
+                Some(inner) => fits(ColumnType::Scalar(e.scalar()), inner),
+                None => false,
+            },
+            _ => false,
+        },
+    }
+}
+
+/// A column in the units the `INSERT` conversion reads: timestamps in
+/// microseconds (their time zone kept), dates in days.
+fn normalized(column: &str, array: &ArrayRef) -> Result<ArrayRef, FlightError> {
+    let target = match array.data_type() {
+        DataType::Timestamp(unit, tz) if *unit != TimeUnit::Microsecond => {
+            DataType::Timestamp(TimeUnit::Microsecond, tz.clone())
+        }
+        DataType::Date64 => DataType::Date32,
+        _ => return Ok(Arc::clone(array)),
+    };
+    let options = CastOptions {
+        safe: false,
+        ..CastOptions::default()
+    };
+    cast_with_options(array, &target, &options).map_err(|source| FlightError::Cast {
+        column: column.to_owned(),
+        source,
+    })
 }
 
 /// The vectors of one batch appended to `rows`; `first` is the stream row
@@ -320,6 +523,91 @@ mod tests {
         Arc::new(ListArray::from_iter_primitive::<Float32Type, _, _>(
             rows.iter().map(|r| Some(r.iter().map(|&x| Some(x)))),
         ))
+    }
+
+    /// Proves a load into a table with declared columns checks every
+    /// batch against the declaration before anything is written: the
+    /// batches of one stream must name the same columns, an unknown column
+    /// is named with the table's columns, a type that means something else
+    /// (text into an integer, integers as the vector) is refused, and
+    /// timestamps in any unit arrive as microseconds.
+    #[test]
+    fn table_loads_are_checked_per_batch() {
+        use valori_core::table::{ColumnDef, ColumnType, ScalarType, TableSchema};
+        use valori_query::datafusion::arrow::array::{Int32Array, TimestampMillisecondArray};
+
+        let column = |name: &str, ty: ColumnType, type_mod: u32| ColumnDef {
+            name: name.to_owned(),
+            ty,
+            type_mod,
+            flags: 0,
+            default: None,
+        };
+        let schema = TableSchema {
+            columns: vec![
+                column("v", ColumnType::Vector { half: false }, 1),
+                column("n", ColumnType::Scalar(ScalarType::Int32), 0),
+                column("at", ColumnType::Scalar(ScalarType::Timestamp), 0),
+            ],
+        };
+        let read = |batches: Vec<RecordBatch>| {
+            futures::executor::block_on(TableLoad::read(
+                &schema,
+                "t",
+                futures::stream::iter(batches.into_iter().map(Ok)),
+            ))
+        };
+        let at = || -> ArrayRef { Arc::new(TimestampMillisecondArray::from(vec![1_500])) };
+        let load = read(vec![batch(vec![("v", list(&[&[1.0]])), ("at", at())])]).expect("good");
+        assert_eq!(load.names, vec!["v", "at"]);
+        assert_eq!(
+            load.batches[0].column(1).data_type(),
+            &DataType::Timestamp(TimeUnit::Microsecond, None)
+        );
+        assert_eq!(
+            load.batches[0]
+                .column(1)
+                .as_primitive::<valori_query::datafusion::arrow::datatypes::TimestampMicrosecondType>()
+                .value(0),
+            1_500_000
+        );
+        let err = read(vec![
+            batch(vec![("v", list(&[&[1.0]]))]),
+            batch(vec![
+                ("v", list(&[&[1.0]])),
+                ("n", Arc::new(Int32Array::from(vec![1]))),
+            ]),
+        ])
+        .expect_err("columns changed")
+        .to_string();
+        assert!(err.contains("first (v), then (v, n)"), "{err}");
+        let err = read(vec![batch(vec![("w", list(&[&[1.0]]))])])
+            .expect_err("unknown")
+            .to_string();
+        assert!(
+            err.contains("\"w\" is not a column of table t (its columns: v, n, at)"),
+            "{err}"
+        );
+        let err = read(vec![batch(vec![
+            ("v", list(&[&[1.0]])),
+            ("n", Arc::new(StringArray::from(vec!["1"]))),
+        ])])
+        .expect_err("text into an integer")
+        .to_string();
+        assert!(
+            err.contains("\"n\" has type Utf8; expected an integer type"),
+            "{err}"
+        );
+        let ints: ArrayRef = Arc::new(ListArray::from_iter_primitive::<Int32Type, _, _>([Some([
+            Some(1),
+        ])]));
+        let err = read(vec![batch(vec![("v", ints)])])
+            .expect_err("integer vector")
+            .to_string();
+        assert!(
+            err.contains("expected a list of Float32 or Float64"),
+            "{err}"
+        );
     }
 
     /// Proves a well-formed batch converts with the Q16.16 conversion of

@@ -23,6 +23,7 @@ mod error;
 pub mod export;
 mod ingest;
 mod sql;
+pub mod table;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -34,7 +34,9 @@ use futures::{Stream, TryStreamExt};
 use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
+use valori_core::event::CollectionName;
 use valori_core::limits;
+use valori_core::table::TableSchema;
 use valori_query::datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use valori_query::datafusion::arrow::datatypes::{
     DataType, Field, Float32Type, Float64Type, Schema, SchemaRef,
@@ -45,7 +47,7 @@ use valori_query::ops;
 use valori_query::session::Session;
 use valori_query::statement::{Outcome, ParamType, Prepared};
 
-use super::ingest::Load;
+use super::ingest::{Load, TableLoad};
 use super::{
     FlightError, FlightState, access, auth, encode, encode_query, provenance_now, put_result,
     results,
@@ -449,6 +451,15 @@ impl SqlService {
             });
         };
         let name = ops::collection_name(name)?;
+        if let Some(schema) = self.declared(&name).await? {
+            let rows = self.load_table(name, &schema, stream).await?;
+            return Ok(arrow_flight::PutResult {
+                app_metadata: serde_json::json!({ "rows": rows })
+                    .to_string()
+                    .into_bytes()
+                    .into(),
+            });
+        }
         let load = Load::read(Box::pin(decode(stream))).await?;
         let engine = Arc::clone(&self.state.engine);
         let (rows, columns) = load.into_parts();
@@ -456,6 +467,47 @@ impl SqlService {
             tokio::task::spawn_blocking(move || ops::insert_batch(&engine, name, rows, columns))
                 .await??;
         Ok(put_result(&inserted))
+    }
+
+    /// The declared columns of `name`, when it is a table with them.
+    async fn declared(&self, name: &CollectionName) -> Result<Option<TableSchema>, FlightError> {
+        let engine = Arc::clone(&self.state.engine);
+        let name = name.clone();
+        let schema = tokio::task::spawn_blocking(move || {
+            engine.read(|state| {
+                state
+                    .collection(&name)
+                    .and_then(|c| c.table().map(|t| t.schema().clone()))
+            })
+        })
+        .await??;
+        Ok(schema)
+    }
+
+    /// A stream of batches into table `name` of declared columns
+    /// `schema`: checked whole, then one `INSERT` of its rows through the
+    /// statement layer's insert (one event). Answers the rows written.
+    async fn load_table(
+        &self,
+        name: CollectionName,
+        schema: &TableSchema,
+        stream: PeekableFlightDataStream,
+    ) -> Result<u64, FlightError> {
+        let load = TableLoad::read(schema, name.as_str(), Box::pin(decode(stream))).await?;
+        if load.batches.iter().all(|b| b.num_rows() == 0) {
+            return Ok(0);
+        }
+        let engine = Arc::clone(&self.state.engine);
+        let outcome = tokio::task::spawn_blocking(move || {
+            valori_query::declared::insert_batches(
+                &engine,
+                name.as_str(),
+                &load.names,
+                &load.batches,
+            )
+        })
+        .await??;
+        Ok(outcome.rows)
     }
 
     /// `CommandStatementIngest` (ADBC's `adbc_ingest`): the rows as a
@@ -470,6 +522,20 @@ impl SqlService {
         auth::writer(&self.state.auth, request.metadata())?;
         let name = ops::collection_name(&command.table)?;
         let options = command.table_definition_options.unwrap_or_default();
+        if let Some(schema) = self.declared(&name).await? {
+            return match options.if_exists() {
+                TableExistsOption::Fail => Err(FlightError::IngestExists {
+                    name: name.as_str().to_owned(),
+                }),
+                TableExistsOption::Replace => Err(FlightError::IngestReplaceTable {
+                    name: name.as_str().to_owned(),
+                }),
+                _ => {
+                    let rows = self.load_table(name, &schema, request.into_inner()).await?;
+                    Ok(i64::try_from(rows).unwrap_or(i64::MAX))
+                }
+            };
+        }
         let load = Load::read(Box::pin(decode(request.into_inner()))).await?;
         let dim = u32::try_from(load.rows.dim()).unwrap_or(u32::MAX);
         let metric = command
