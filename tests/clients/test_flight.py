@@ -235,6 +235,41 @@ def test_adbc_ingest_and_get_objects(conn, pg):
     assert info["vendor_name"] == "Valori"
 
 
+def test_adbc_ingest_into_declared_table(conn, pg):
+    """adbc_ingest appends to a table with declared columns as INSERT does
+    (one event; the serial key and DEFAULT filled), a bad batch changes
+    nothing, mode replace is refused; get_objects shows the declared
+    columns; psycopg reads the rows."""
+    pg.execute("DROP TABLE IF EXISTS adbc_declared")
+    pg.execute(
+        "CREATE TABLE adbc_declared (id bigserial PRIMARY KEY, embedding vector(2), content text NOT NULL, "
+        "category_id int DEFAULT 7, price real)"
+    )
+    data = pa.table(
+        {
+            "embedding": pa.array([[1.0, 0.0], [0.5, 0.5]], pa.list_(pa.float32())),
+            "content": ["a", "b"],
+            "price": pa.array([1.5, None], pa.float32()),
+        }
+    )
+    with conn.cursor() as cur:
+        assert cur.adbc_ingest("adbc_declared", data, mode="append") == 2
+        before = _state()
+        bad = pa.table({"embedding": pa.array([[1.0, 0.0]], pa.list_(pa.float32())), "content": [None]},
+                       schema=pa.schema([("embedding", pa.list_(pa.float32())), ("content", pa.string())]))
+        with pytest.raises(Exception, match="null value"):
+            cur.adbc_ingest("adbc_declared", bad, mode="append")
+        with pytest.raises(Exception, match="declared columns"):
+            cur.adbc_ingest("adbc_declared", data, mode="replace")
+        assert _state() == before
+    rows = pg.execute("SELECT id, content, category_id, price FROM adbc_declared ORDER BY id").fetchall()
+    assert rows == [(1, "a", 7, 1.5), (2, "b", 7, None)]
+    objects = conn.adbc_get_objects(depth="all", table_name_filter="adbc_declared").read_all().to_pylist()
+    tables = [t for c in objects for s in c["catalog_db_schemas"] for t in s["db_schema_tables"]]
+    columns = [c["column_name"] for c in tables[0]["table_columns"]]
+    assert columns == ["id", "embedding", "content", "category_id", "price"]
+
+
 def _readme_block(after):
     """The first ```python block of the README after the line that starts
     with `after`."""
@@ -310,19 +345,75 @@ def test_sql_ticket_last_chunk_says_which_state(fl, pg):
 
 
 def test_declared_tables_export_through_sql(fl, pg):
-    """A table with declared columns is exported by a SQL ticket with every
-    column; a collection ticket, whose fixed layout cannot carry them, is
-    refused naming the SQL ticket to use instead."""
+    """A table with declared columns is listed, described and exported
+    by its name with every declared column in its Arrow type plus the exact
+    Q16.16 view of its vector, from one state with its provenance; a SQL
+    ticket over it answers the declared columns; both equal what psycopg
+    reads."""
     pg.execute("DROP TABLE IF EXISTS fl_declared")
     pg.execute(
-        "CREATE TABLE fl_declared (id bigserial PRIMARY KEY, embedding vector(2), content text)"
+        "CREATE TABLE fl_declared (id bigserial PRIMARY KEY, embedding vector(2), content text, "
+        "n int DEFAULT 7, at timestamptz, blob bytea, labels text[])"
     )
-    pg.execute("INSERT INTO fl_declared (embedding, content) VALUES ('[1,2]', 'a'), ('[3,4]', NULL)")
-    with pytest.raises(pa.ArrowInvalid, match=r"SELECT \* FROM fl_declared"):
-        fl.do_get(flight.Ticket(b"fl_declared")).read_all()
-    table = fl.do_get(
+    pg.execute(
+        "INSERT INTO fl_declared (embedding, content, at, blob, labels) VALUES "
+        "('[1,2]', 'a', '2024-01-02 03:04:05+00', '\\x0102', '{p,q}'), ('[3,4]', NULL, NULL, NULL, NULL)"
+    )
+    info = fl.get_flight_info(flight.FlightDescriptor.for_path("fl_declared"))
+    assert info.total_records == 2
+    assert info.schema.names == [
+        "id", "embedding", "content", "n", "at", "blob", "labels", "embedding_q16",
+    ]
+    table = fl.do_get(flight.Ticket(b"fl_declared")).read_all()
+    types = {f.name: f.type for f in table.schema}
+    assert types["content"] == pa.string() and types["n"] == pa.int32()
+    assert types["at"] == pa.timestamp("us", tz="UTC") and types["blob"] == pa.binary()
+    assert types["labels"] == pa.list_(pa.string())
+    rows = pg.execute("SELECT id, content, n, blob, labels FROM fl_declared ORDER BY id").fetchall()
+    assert list(zip(*[table.column(c).to_pylist() for c in ("id", "content", "n", "blob", "labels")])) == [
+        (r[0], r[1], r[2], None if r[3] is None else bytes(r[3]), r[4]) for r in rows
+    ]
+    assert table.column("embedding").to_pylist() == [[1.0, 2.0], [3.0, 4.0]]
+    assert table.column("embedding_q16").to_pylist() == [[65536, 131072], [196608, 262144]]
+    proof = _proof()
+    meta = table.schema.metadata
+    assert meta[b"valori.log_size"] == str(proof["log_size"]).encode()
+    assert meta[b"valori.state_hash"] == proof["state_hash"].encode()
+    by_sql = fl.do_get(
         flight.Ticket(b"SELECT id, content, embedding FROM fl_declared ORDER BY id")
     ).read_all()
-    assert table.column("id").to_pylist() == [1, 2]
-    assert table.column("content").to_pylist() == ["a", None]
-    assert table.column("embedding").to_pylist() == [[1.0, 2.0], [3.0, 4.0]]
+    assert by_sql.column("id").to_pylist() == [1, 2]
+    assert by_sql.column("content").to_pylist() == ["a", None]
+    assert by_sql.column("embedding").to_pylist() == [[1.0, 2.0], [3.0, 4.0]]
+
+
+def test_declared_table_put_and_bad_batches(fl, pg):
+    """DoPut into a table with declared columns inserts as INSERT does
+    (the serial key and the DEFAULT filled), and each bad batch (unknown
+    column, wrong type, NULL in NOT NULL, duplicate key, wrong dimension,
+    NaN) is refused whole with the state unchanged; psycopg reads the
+    result."""
+    pg.execute("DROP TABLE IF EXISTS fl_put")
+    pg.execute(
+        "CREATE TABLE fl_put (id bigserial PRIMARY KEY, embedding vector(2), content text NOT NULL, "
+        "n int DEFAULT 7)"
+    )
+    good = pa.table({"embedding": _vectors([[1, 0], [0, 1]]), "content": ["a", "b"]})
+    assert _put(fl, "fl_put", good) == {"rows": 2}
+    assert pg.execute("SELECT id, content, n FROM fl_put ORDER BY id").fetchall() == [
+        (1, "a", 7),
+        (2, "b", 7),
+    ]
+    before = _state()
+    for bad, message in [
+        (pa.table({"embedding": _vectors([[1, 0]]), "content": ["c"], "colour": ["red"]}), "colour"),
+        (pa.table({"embedding": _vectors([[1, 0]]), "content": ["c"], "n": ["7"]}), "expected an integer"),
+        (pa.table({"embedding": _vectors([[1, 0], [0, 1]]), "content": ["c", None]}), "null value"),
+        (pa.table({"id": [1], "embedding": _vectors([[1, 0]]), "content": ["c"]}), "fl_put_pkey"),
+        (pa.table({"embedding": _vectors([[1, 0, 0]]), "content": ["c"]}), "dimensions"),
+        (pa.table({"embedding": _vectors([[1, math.nan]]), "content": ["c"]}), "embedding"),
+    ]:
+        with pytest.raises(REFUSED, match=message):
+            _put(fl, "fl_put", bad)
+        assert _state() == before, message
+    assert pg.execute("SELECT count(*) FROM fl_put").fetchone() == (2,)
