@@ -10,6 +10,9 @@
 //! same incarnation of the collection, and gets exactly the bytes the
 //! snapshot's state held. Memory for an export is therefore the small
 //! per-row columns plus one batch, not a second copy of the collection.
+//! A table with declared columns ([`super::table`]) copies its scalar
+//! columns under the same lock (an `UPDATE` may rewrite them in place)
+//! and its vectors in the same way.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -10,11 +10,12 @@
 //!   Anything in Flight SQL's protobuf envelope, and every `DoPut` and
 //!   action, goes to [`sql::SqlService`], arrow-flight's `FlightSqlService`
 //!   over the statement layer; a `DoPut` with a path descriptor loads a
-//!   collection ([`ingest`]).
+//!   collection or a table with declared columns ([`ingest`]).
 //! - [`export`]: a collection read from one consistent state, streamed a
 //!   batch at a time, with the log size, log root, state hash and
 //!   collection hash of that state ([`export::Provenance`]) in the schema
 //!   metadata and the `app_metadata`.
+//! - [`table`]: the columns of a table with declared columns in an export.
 //! - [`auth`]: the users and roles of REST and Postgres.
 //! - [`FlightError`]: failures, with the engine's `Fault` and a gRPC code.
 

@@ -1,4 +1,5 @@
-//! Flight SQL over the statement layer, and `DoPut` into a collection.
+//! Flight SQL over the statement layer, and `DoPut` into a collection
+//! or a table with declared columns (through `INSERT`'s own path).
 //!
 //! Every statement is prepared and run by `QueryEngine::prepare` /
 //! `QueryEngine::run` (the same KNN rewrite, filters, settings and errors
