@@ -1333,7 +1333,9 @@ const LOADED: &str = "CREATE TABLE loaded (id bigserial PRIMARY KEY, embedding v
 /// filled as INSERT fills them, and a second server given the INSERT
 /// reaches the same state hash; the rows read back over REST SQL; and
 /// CommandStatementIngest (ADBC's adbc_ingest) appends through the same
-/// path, while mode create and replace of the existing table are refused.
+/// path, while mode create and replace of the existing table are refused,
+/// and mode create of a new table with declared-style columns is refused
+/// naming CREATE TABLE.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declared_table_put_and_ingest_are_insert() {
     use arrow_flight::sql::client::FlightSqlServiceClient;
@@ -1438,6 +1440,22 @@ async fn declared_table_put_and_ingest_are_insert() {
             "{err}"
         );
     }
+    // Mode create of a new name makes a collection with the fixed
+    // columns; other columns are refused, saying how to declare them.
+    let create = CommandStatementIngest {
+        table_definition_options: Some(TableDefinitionOptions {
+            if_not_exist: TableNotExistOption::Create.into(),
+            if_exists: TableExistsOption::Fail.into(),
+        }),
+        table: "fresh".into(),
+        ..CommandStatementIngest::default()
+    };
+    let err = sql
+        .execute_ingest(create, futures::stream::iter([Ok(more.clone())]))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("CREATE TABLE"), "{err}");
     assert_eq!(written(&flight), before);
 }
 

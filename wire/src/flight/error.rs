@@ -33,7 +33,11 @@ pub enum FlightError {
     /// A record batch loaded by DoPut lacks its vectors.
     #[error("the batch has no `vector` (or `vector_f32`) column")]
     MissingVector,
-    #[error("column {column:?} is not one of id, vector, vector_f32, vec, vec_q16, tag, metadata")]
+    #[error(
+        "column {column:?} is not one of id, vector, vector_f32, vec, vec_q16, tag, metadata \
+         (a collection's columns; for other columns declare a table with CREATE TABLE, then load \
+         it with DoPut or ingest mode append)"
+    )]
     UnknownColumn { column: String },
     #[error("column {column:?} has type {found}; expected {expected}")]
     ColumnType {
