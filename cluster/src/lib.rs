@@ -406,6 +406,11 @@ impl Node {
                 None => openraft::SnapshotPolicy::Never,
             },
             max_in_snapshot_log_to_keep: config.log_kept_after_snapshot,
+            // Each snapshot chunk is written and fsynced before the
+            // follower answers; openraft's 200 ms default failed every
+            // chunk of a large snapshot, and a follower that never
+            // finished catching up campaigned forever.
+            install_snapshot_timeout: timeout.saturating_mul(20).max(5_000),
             ..Config::default()
         };
         let raft_config = Arc::new(raft_config.validate().map_err(|e| ClusterError::Raft {

@@ -138,8 +138,9 @@ pub const CLUSTER_MESSAGE_BYTES_MAX: u32 = 1024 * 1024 * 1024;
 /// Log entries sent to a follower in one message.
 pub const CLUSTER_BATCH_ENTRIES_MAX: u32 = 16;
 
-/// Bytes of a snapshot sent to a catching-up node per message.
-pub const CLUSTER_SNAPSHOT_CHUNK_BYTES_MAX: u32 = 8 * 1024 * 1024;
+/// Bytes of a snapshot sent to a catching-up node per message: small
+/// enough that a follower writes one well within an election timeout.
+pub const CLUSTER_SNAPSHOT_CHUNK_BYTES_MAX: u32 = 1024 * 1024;
 
 /// Most columns a declared table may have (vector column included).
 pub const TABLE_COLUMNS_MAX: u32 = 256;
