@@ -39,6 +39,7 @@
 //!   `wire/` uses it), and [`pgvector`] rewrites pgvector's operators.
 
 pub mod catalog;
+pub mod column_names;
 pub mod correlated;
 pub mod declared;
 pub mod dsl;

@@ -403,6 +403,60 @@ fn parse(sql: &str) -> Result<Option<Statement>, QueryError> {
     }
 }
 
+/// The Postgres names of a query's result columns, read from its text as
+/// written, before pgvector's operators and the catalog syntax are
+/// rewritten ([`crate::column_names`]).
+fn written_names(sql: &str) -> Option<Vec<String>> {
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .with_unescape(true)
+        .tokenize_with_location()
+        .ok()?;
+    let mut statements = Parser::new(&dialect)
+        .with_tokens_with_locations(crate::pgvector::spell_vector_operators(tokens))
+        .parse_statements()
+        .ok()?;
+    if statements.len() != 1 {
+        return None;
+    }
+    crate::column_names::postgres_names(&statements.remove(0))
+}
+
+/// `plan` with its result columns named as Postgres names them, when
+/// `names` gives one name per column and they are distinct (DataFusion
+/// requires distinct names; Postgres does not, so a list that would
+/// repeat a name keeps DataFusion's names).
+fn postgres_named(
+    plan: LogicalPlan,
+    names: Option<Vec<String>>,
+) -> Result<LogicalPlan, QueryError> {
+    let Some(names) = names else {
+        return Ok(plan);
+    };
+    let fields: Vec<_> = plan
+        .schema()
+        .iter()
+        .map(|(q, f)| (q.cloned(), f.name().clone()))
+        .collect();
+    let distinct: std::collections::HashSet<&String> = names.iter().collect();
+    if names.len() != fields.len()
+        || distinct.len() != names.len()
+        || fields.iter().zip(&names).all(|((_, f), n)| f == n)
+    {
+        return Ok(plan);
+    }
+    let exprs: Vec<datafusion::logical_expr::Expr> = fields
+        .into_iter()
+        .zip(names)
+        .map(|((q, f), n)| {
+            datafusion::logical_expr::Expr::Column(datafusion::common::Column::new(q, f)).alias(n)
+        })
+        .collect();
+    Ok(LogicalPlan::Projection(
+        datafusion::logical_expr::Projection::try_new(exprs, Arc::new(plan))?,
+    ))
+}
+
 /// The text of a `SET` value as Postgres reads it: a string without its
 /// quotes, a name or number as written, several values joined by `, `.
 fn set_value(values: &[ast::Expr]) -> String {
@@ -1149,6 +1203,7 @@ impl QueryEngine {
                 }
             })
             .collect();
+        let plan = postgres_named(plan, written_names(sql))?;
         let schema = Arc::new(plan.schema().as_arrow().clone());
         // Planned once when nothing but the search's own parameters is
         // left to bind; otherwise each execution binds and plans.
