@@ -637,7 +637,13 @@ fn char_columns_hold_one_character() {
     let out = block_on(db.query.execute("SELECT relkind FROM pg_catalog.pg_class")).unwrap();
     let column = out.batches[0].column(0);
     assert_eq!(column.data_type(), &DataType::Utf8);
-    assert!(column.as_string::<i32>().iter().all(|v| v == Some("r")));
+    // Tables (`r`) and their HNSW indexes (`i`).
+    assert!(
+        column
+            .as_string::<i32>()
+            .iter()
+            .all(|v| matches!(v, Some("r" | "i")))
+    );
     assert!(column.len() >= 2);
 }
 

@@ -21,7 +21,7 @@ use valori_engine::Engine;
 
 use super::{
     OWNER_NAME, OWNER_OID, PG_CATALOG_NAMESPACE_OID, PUBLIC_NAMESPACE_OID, Relation, format_type,
-    relations, server_setting, type_oid, version_string,
+    keys, relations, server_setting, type_oid, version_string,
 };
 
 /// What a function's body sees: the engine, and its tables read once per
@@ -183,11 +183,19 @@ fn find_relation(ctx: &Ctx<'_>, name: &str) -> DfResult<Option<u32>> {
         return Ok(Some(catalog_table_oid(i)));
     }
     if in_public {
-        return Ok(ctx
-            .relations()?
-            .iter()
-            .find(|r| r.name == rel)
-            .map(|r| r.oid));
+        let relations = ctx.relations()?;
+        if let Some(r) = relations.iter().find(|r| r.name == rel) {
+            return Ok(Some(r.oid));
+        }
+        // Indexes and sequences are relations too.
+        return Ok(relations.iter().find_map(|r| {
+            keys::indexes(r)
+                .into_iter()
+                .map(|i| (i.oid, i.name))
+                .chain(keys::sequences(r).into_iter().map(|q| (q.oid, q.name)))
+                .find(|(_, name)| *name == rel)
+                .map(|(oid, _)| oid)
+        }));
     }
     Ok(None)
 }
@@ -199,8 +207,20 @@ fn catalog_table_oid(i: usize) -> u32 {
 }
 
 fn relation_name(ctx: &Ctx<'_>, oid: u32) -> DfResult<Option<String>> {
-    if let Some(r) = ctx.relations()?.iter().find(|r| r.oid == oid) {
+    let relations = ctx.relations()?;
+    if let Some(r) = relations.iter().find(|r| r.oid == oid) {
         return Ok(Some(r.name.clone()));
+    }
+    let owned = relations.iter().find_map(|r| {
+        keys::indexes(r)
+            .into_iter()
+            .map(|i| (i.oid, i.name))
+            .chain(keys::sequences(r).into_iter().map(|q| (q.oid, q.name)))
+            .find(|(o, _)| *o == oid)
+            .map(|(_, name)| name)
+    });
+    if owned.is_some() {
+        return Ok(owned);
     }
     Ok(super::tables::TABLES
         .iter()
@@ -356,23 +376,67 @@ static DEFS: &[Def] = &[
     Def {
         name: "pg_get_indexdef",
         arities: &[1, 3],
-        // pg_index lists no indexes.
         returns: utf8,
-        body: |_, _| Ok(null_text()),
+        body: |ctx, args| {
+            let Some(oid) = arg_int(args.first()) else {
+                return Ok(null_text());
+            };
+            let found = ctx
+                .relations()?
+                .iter()
+                .flat_map(keys::indexes)
+                .find(|i| i64::from(i.oid) == oid);
+            // Column k (1-based) of the index: its column's name; 0 or
+            // none: the whole CREATE INDEX; past the last column: "".
+            Ok(match (found, arg_int(args.get(1))) {
+                (None, _) => null_text(),
+                (Some(i), None | Some(0)) => text(i.definition()),
+                (Some(i), Some(1)) => text(keys::quote_ident(&i.column)),
+                (Some(_), Some(_)) => text(""),
+            })
+        },
     },
     Def {
         name: "pg_get_constraintdef",
         arities: &[1, 2],
-        // pg_constraint lists no constraints.
         returns: utf8,
-        body: |_, _| Ok(null_text()),
+        body: |ctx, args| {
+            let Some(oid) = arg_int(args.first()) else {
+                return Ok(null_text());
+            };
+            Ok(ctx
+                .relations()?
+                .iter()
+                .flat_map(keys::indexes)
+                .find(|i| i.contype().is_some() && i64::from(i.constraint_oid()) == oid)
+                .and_then(|i| i.constraint_definition())
+                .map_or_else(null_text, text))
+        },
     },
     Def {
         name: "pg_get_serial_sequence",
         arities: &[2],
-        // There are no sequences.
         returns: utf8,
-        body: |_, _| Ok(null_text()),
+        body: |ctx, args| {
+            let (Some(table), Some(column)) = (arg_text(args.first()), arg_text(args.get(1)))
+            else {
+                return Ok(null_text());
+            };
+            let table = split_name(&table).1;
+            let Some(relation) = ctx.relations()?.iter().find(|r| r.name == table) else {
+                return plan_err!("relation \"{table}\" does not exist");
+            };
+            let column = column.trim_matches('"').to_owned();
+            if !relation.schema.fields().iter().any(|f| *f.name() == column) {
+                return plan_err!("column \"{column}\" of relation \"{table}\" does not exist");
+            }
+            Ok(keys::sequences(relation)
+                .into_iter()
+                .find(|q| q.column == column)
+                .map_or_else(null_text, |q| {
+                    text(format!("public.{}", keys::quote_ident(&q.name)))
+                }))
+        },
     },
     Def {
         name: "pg_get_statisticsobjdef_columns",

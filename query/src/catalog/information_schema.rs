@@ -21,8 +21,8 @@ struct Listed {
     name: String,
     /// `BASE TABLE` or `VIEW`.
     kind: &'static str,
-    /// (name, type OID, nullable)
-    columns: Vec<(String, u32, bool)>,
+    /// (name, type OID, nullable, default)
+    columns: Vec<(String, u32, bool, Option<String>)>,
 }
 
 /// The user's tables, then the catalog's.
@@ -36,7 +36,7 @@ fn listed(snapshot: &Snapshot) -> Vec<Listed> {
             kind: "BASE TABLE",
             columns: attributes(r)
                 .into_iter()
-                .map(|a| (a.name, a.type_oid, !a.not_null))
+                .map(|a| (a.name, a.type_oid, !a.not_null, a.default))
                 .collect(),
         })
         .collect();
@@ -52,7 +52,7 @@ fn listed(snapshot: &Snapshot) -> Vec<Listed> {
                 columns: spec
                     .columns
                     .iter()
-                    .map(|(name, col)| ((*name).to_owned(), col.type_oid(), true))
+                    .map(|(name, col)| ((*name).to_owned(), col.type_oid(), true, None))
                     .collect(),
             }
         }));
@@ -263,7 +263,7 @@ pub static TABLES: &[Spec] = &[
             let mut rows = Vec::new();
             for l in listed(s) {
                 let base = l.kind == "BASE TABLE";
-                for (i, (name, type_oid, nullable)) in l.columns.into_iter().enumerate() {
+                for (i, (name, type_oid, nullable, default)) in l.columns.into_iter().enumerate() {
                     let d = describe(type_oid, &types);
                     let mut row: Row = vec![
                         ("table_catalog", t(DATABASE_NAME)),
@@ -283,6 +283,9 @@ pub static TABLES: &[Spec] = &[
                         ("is_generated", t("NEVER")),
                         ("is_updatable", yes_no(base)),
                     ];
+                    if let Some(default) = default {
+                        row.push(("column_default", V::Text(default)));
+                    }
                     if let Some((precision, radix, scale)) = d.numeric {
                         row.push(("numeric_precision", V::Int4(precision)));
                         row.push(("numeric_precision_radix", V::Int4(radix)));

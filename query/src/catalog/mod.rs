@@ -28,6 +28,7 @@
 
 pub mod functions;
 pub mod information_schema;
+pub mod keys;
 pub mod rewrite;
 pub mod tables;
 
@@ -164,6 +165,12 @@ pub struct Relation {
     pub name: String,
     /// Its SQL schema ([`provider::collection_schema`]).
     pub schema: datafusion::arrow::datatypes::SchemaRef,
+    /// The columns as `CREATE TABLE` declared them (keys, defaults);
+    /// `None` for a table of the fixed layout (`id`, `vec`, `tag`,
+    /// `metadata`).
+    pub declared: Option<valori_core::table::TableSchema>,
+    /// The collection's metric and HNSW parameters.
+    pub config: valori_core::event::CollectionConfig,
 }
 
 /// A column of a table: name, type OID, type modifier (a vector's
@@ -174,6 +181,8 @@ pub struct Attribute {
     pub type_oid: u32,
     pub typmod: i32,
     pub not_null: bool,
+    /// The column's `DEFAULT` as Postgres prints it ([`keys::default_text`]).
+    pub default: Option<String>,
 }
 
 /// A relation's OID: a hash of its name, so that it stays the same while
@@ -198,6 +207,8 @@ pub fn relations(engine: &Engine) -> Result<Vec<Relation>, ScanError> {
                 oid: relation_oid(c.name().as_str()),
                 name: c.name().as_str().to_owned(),
                 schema: provider::collection_schema(c),
+                declared: c.table().map(|t| t.schema().clone()),
+                config: *c.config(),
             })
             .collect()
     })?)
@@ -209,8 +220,10 @@ pub fn attributes(relation: &Relation) -> Vec<Attribute> {
         .schema
         .fields()
         .iter()
-        .map(|f| {
+        .enumerate()
+        .map(|(i, f)| {
             let type_oid = field_type_oid(f);
+            let def = relation.declared.as_ref().and_then(|d| d.columns.get(i));
             Attribute {
                 name: f.name().clone(),
                 type_oid,
@@ -219,6 +232,7 @@ pub fn attributes(relation: &Relation) -> Vec<Attribute> {
                     _ => -1,
                 },
                 not_null: !f.is_nullable(),
+                default: def.and_then(|d| keys::default_text(&relation.name, d, type_oid)),
             }
         })
         .collect()
@@ -303,7 +317,7 @@ const fn ty(
 
 /// The built-in scalar types `pg_type` lists (their arrays are listed too,
 /// named `_name`), with Postgres's OIDs.
-pub const BUILTIN_TYPES: [BuiltinType; 28] = [
+pub const BUILTIN_TYPES: [BuiltinType; 29] = [
     ty(16, "bool", 1000, 1, "B", "boolean"),
     ty(17, "bytea", 1001, -1, "U", "bytea"),
     ty(18, "char", 1002, 1, "Z", "\"char\""),
@@ -315,6 +329,7 @@ pub const BUILTIN_TYPES: [BuiltinType; 28] = [
     ty(24, "regproc", 1008, 4, "N", "regproc"),
     ty(25, "text", 1009, -1, "S", "text"),
     ty(26, "oid", 1028, 4, "N", "oid"),
+    ty(30, "oidvector", 1013, -1, "A", "oidvector"),
     ty(114, "json", 199, -1, "U", "json"),
     ty(700, "float4", 1021, 4, "N", "real"),
     ty(701, "float8", 1022, 8, "N", "double precision"),

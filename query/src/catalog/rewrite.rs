@@ -27,9 +27,9 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    ArrayElemTypeDef, BinaryOperator, CastKind, DataType, Expr, FunctionArguments, Ident,
-    ObjectName, ObjectNamePart, OrderByKind, Query, Select, SelectItem, SetExpr, Statement,
-    TableAlias, TableAliasColumnDef, Value, VisitMut, VisitorMut,
+    ArrayElemTypeDef, BinaryOperator, CastKind, DataType, Expr, FunctionArg, FunctionArgExpr,
+    FunctionArguments, Ident, ObjectName, ObjectNamePart, OrderByKind, Query, Select, SelectItem,
+    SetExpr, Statement, TableAlias, TableAliasColumnDef, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -63,6 +63,7 @@ pub fn may_need_rewrite(sql: &str) -> bool {
         "cast",
         "generate_series",
         "unnest",
+        "generate_subscripts",
     ]
     .iter()
     .any(|word| lower.contains(word))
@@ -243,6 +244,34 @@ fn array_literal(expr: &Expr) -> Result<Option<Expr>, ParserError> {
         })
         .collect::<Result<_, _>>()?;
     Ok(Some(call("make_array", items)?))
+}
+
+/// `generate_subscripts(a, dim)`, the set of `a`'s subscripts along
+/// dimension `dim`, as `unnest(generate_series(1, array_length(a, dim)))`:
+/// arrays here are one-dimensional with lower bound 1 (`int2vector`,
+/// `oidvector` and `text[]` alike), so the subscripts are 1..length,
+/// none for an empty or NULL array or another dimension, as in Postgres.
+/// Next to `unnest(a)` in a select list both set-returning calls yield
+/// one row per element, zipped, as Postgres evaluates them.
+fn generate_subscripts(args: &[FunctionArg]) -> Result<Option<Expr>, ParserError> {
+    let exprs: Vec<Expr> = args
+        .iter()
+        .filter_map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+            _ => None,
+        })
+        .collect();
+    let [array, dim] = exprs.as_slice() else {
+        return Ok(None);
+    };
+    let one = || {
+        Parser::new(&PostgreSqlDialect {})
+            .try_with_sql("1")
+            .and_then(|mut p| p.parse_expr())
+    };
+    let length = call("array_length", vec![array.clone(), dim.clone()])?;
+    let series = call("generate_series", vec![one()?, length])?;
+    Ok(Some(call("unnest", vec![series])?))
 }
 
 /// `name(args…)`.
@@ -817,8 +846,15 @@ impl Rewriter {
                     && f.name.0[0]
                         .as_ident()
                         .is_some_and(|s| s.value.eq_ignore_ascii_case("array"));
+                let is_subscripts = f.name.0.len() == 1
+                    && f.name.0[0]
+                        .as_ident()
+                        .is_some_and(|s| s.value.eq_ignore_ascii_case("generate_subscripts"));
                 match &f.args {
                     FunctionArguments::Subquery(query) if is_array => array_subquery(query)?,
+                    FunctionArguments::List(list) if is_subscripts => {
+                        generate_subscripts(&list.args)?
+                    }
                     _ => None,
                 }
             }

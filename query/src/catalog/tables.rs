@@ -23,8 +23,8 @@ use valori_engine::Engine;
 
 use super::{
     DATABASE_NAME, DATABASE_OID, HNSW_AM_OID, OWNER_NAME, OWNER_OID, PG_CATALOG_NAMESPACE_OID,
-    PG_TYPE_METADATA_KEY, PUBLIC_NAMESPACE_OID, Relation, SERVER_SETTINGS, attributes, relations,
-    type_rows,
+    PG_TYPE_METADATA_KEY, PUBLIC_NAMESPACE_OID, Relation, SERVER_SETTINGS, attributes, keys,
+    relations, type_rows,
 };
 use crate::CATALOG;
 
@@ -49,6 +49,11 @@ pub enum Col {
     OidArray,
     Int2Array,
     TextArray,
+    /// `int2vector` (`indkey`, `indoption`): a list of `int2` whose field
+    /// names its type ([`PG_TYPE_METADATA_KEY`]).
+    Int2Vector,
+    /// `oidvector` (`indclass`, `indcollation`).
+    OidVector,
 }
 
 impl Col {
@@ -62,19 +67,21 @@ impl Col {
             Col::Int4 | Col::Cardinal => DataType::Int32,
             Col::Int8 => DataType::Int64,
             Col::Float4 => DataType::Float32,
-            Col::OidArray => list(DataType::UInt32),
-            Col::Int2Array => list(DataType::Int16),
+            Col::OidArray | Col::OidVector => list(DataType::UInt32),
+            Col::Int2Array | Col::Int2Vector => list(DataType::Int16),
             Col::TextArray => list(DataType::Utf8),
         };
         let field = Field::new(name, data_type, true);
-        if self == Col::Char {
-            field.with_metadata(HashMap::from([(
-                PG_TYPE_METADATA_KEY.to_owned(),
-                "char".to_owned(),
-            )]))
-        } else {
-            field
-        }
+        let named = match self {
+            Col::Char => "char",
+            Col::Int2Vector => "int2vector",
+            Col::OidVector => "oidvector",
+            _ => return field,
+        };
+        field.with_metadata(HashMap::from([(
+            PG_TYPE_METADATA_KEY.to_owned(),
+            named.to_owned(),
+        )]))
     }
 
     /// The Postgres type of the column.
@@ -91,6 +98,8 @@ impl Col {
             Col::OidArray => 1028,
             Col::Int2Array => 1005,
             Col::TextArray => 1009,
+            Col::Int2Vector => 22,
+            Col::OidVector => 30,
         }
     }
 
@@ -105,7 +114,13 @@ impl Col {
             Col::Int4 => V::Int4(0),
             Col::Int8 => V::Int8(0),
             Col::Float4 => V::Float4(0.0),
-            Col::Text | Col::Cardinal | Col::OidArray | Col::Int2Array | Col::TextArray => V::Null,
+            Col::Text
+            | Col::Cardinal
+            | Col::OidArray
+            | Col::Int2Array
+            | Col::TextArray
+            | Col::Int2Vector
+            | Col::OidVector => V::Null,
         }
     }
 }
@@ -313,10 +328,49 @@ pub static TABLES: &[Spec] = &[
                             "relnatts",
                             V::Int2(i16::try_from(attributes(r).len()).unwrap_or(i16::MAX)),
                         ),
+                        ("relhasindex", V::Bool(!keys::indexes(r).is_empty())),
                         ("relispopulated", V::Bool(true)),
                         ("relreplident", t("d")),
                     ]
                 })
+                .chain(s.relations.iter().flat_map(|r| {
+                    let indexes = keys::indexes(r).into_iter().map(|i| {
+                        vec![
+                            ("oid", V::Oid(i.oid)),
+                            ("relname", V::Text(i.name)),
+                            ("relnamespace", V::Oid(PUBLIC_NAMESPACE_OID)),
+                            ("relowner", V::Oid(OWNER_OID)),
+                            (
+                                "relam",
+                                V::Oid(if i.hnsw.is_some() { HNSW_AM_OID } else { 403 }),
+                            ),
+                            ("relfilenode", V::Oid(i.oid)),
+                            ("reltuples", V::Float4(-1.0)),
+                            ("relpersistence", t("p")),
+                            ("relkind", t("i")),
+                            ("relnatts", V::Int2(1)),
+                            ("relispopulated", V::Bool(true)),
+                            ("relreplident", t("n")),
+                        ]
+                    });
+                    let sequences = keys::sequences(r).into_iter().map(|q| {
+                        vec![
+                            ("oid", V::Oid(q.oid)),
+                            ("relname", V::Text(q.name)),
+                            ("relnamespace", V::Oid(PUBLIC_NAMESPACE_OID)),
+                            ("relowner", V::Oid(OWNER_OID)),
+                            ("relfilenode", V::Oid(q.oid)),
+                            ("reltuples", V::Float4(1.0)),
+                            ("relpersistence", t("p")),
+                            ("relkind", t("S")),
+                            // last_value, log_cnt, is_called.
+                            ("relnatts", V::Int2(3)),
+                            ("relispopulated", V::Bool(true)),
+                            ("relreplident", t("n")),
+                        ]
+                    });
+                    indexes.chain(sequences).collect::<Vec<_>>()
+                }))
                 .collect()
         },
     },
@@ -371,6 +425,7 @@ pub static TABLES: &[Spec] = &[
                         ("attalign", t(if fixed { "d" } else { "i" })),
                         ("attstorage", t(if fixed { "p" } else { "x" })),
                         ("attnotnull", V::Bool(a.not_null)),
+                        ("atthasdef", V::Bool(a.default.is_some())),
                         ("attislocal", V::Bool(true)),
                     ]);
                 }
@@ -484,14 +539,37 @@ pub static TABLES: &[Spec] = &[
             ("indisready", Bool),
             ("indislive", Bool),
             ("indisreplident", Bool),
-            ("indkey", Int2Array),
-            ("indcollation", OidArray),
-            ("indclass", OidArray),
-            ("indoption", Int2Array),
+            ("indkey", Int2Vector),
+            ("indcollation", OidVector),
+            ("indclass", OidVector),
+            ("indoption", Int2Vector),
             ("indexprs", Text),
             ("indpred", Text),
         ],
-        rows: no_rows,
+        rows: |s| {
+            s.relations
+                .iter()
+                .flat_map(keys::indexes)
+                .map(|i| {
+                    vec![
+                        ("indexrelid", V::Oid(i.oid)),
+                        ("indrelid", V::Oid(i.table_oid)),
+                        ("indnatts", V::Int2(1)),
+                        ("indnkeyatts", V::Int2(1)),
+                        ("indisunique", V::Bool(i.unique)),
+                        ("indisprimary", V::Bool(i.primary)),
+                        ("indimmediate", V::Bool(i.unique)),
+                        ("indisvalid", V::Bool(true)),
+                        ("indisready", V::Bool(true)),
+                        ("indislive", V::Bool(true)),
+                        ("indkey", V::Int2Array(vec![i.attnum])),
+                        ("indcollation", V::OidArray(vec![i.collation])),
+                        ("indclass", V::OidArray(vec![0])),
+                        ("indoption", V::Int2Array(vec![0])),
+                    ]
+                })
+                .collect()
+        },
     },
     Spec {
         name: "pg_database",
@@ -657,7 +735,29 @@ pub static TABLES: &[Spec] = &[
             ("confkey", Int2Array),
             ("conbin", Text),
         ],
-        rows: no_rows,
+        rows: |s| {
+            s.relations
+                .iter()
+                .flat_map(keys::indexes)
+                .filter_map(|i| {
+                    Some(vec![
+                        ("oid", V::Oid(i.constraint_oid())),
+                        ("contype", t(i.contype()?)),
+                        ("conname", V::Text(i.name.clone())),
+                        ("connamespace", V::Oid(PUBLIC_NAMESPACE_OID)),
+                        ("convalidated", V::Bool(true)),
+                        ("conrelid", V::Oid(i.table_oid)),
+                        ("conindid", V::Oid(i.oid)),
+                        ("confupdtype", t(" ")),
+                        ("confdeltype", t(" ")),
+                        ("confmatchtype", t(" ")),
+                        ("conislocal", V::Bool(true)),
+                        ("connoinherit", V::Bool(true)),
+                        ("conkey", V::Int2Array(vec![i.attnum])),
+                    ])
+                })
+                .collect()
+        },
     },
     Spec {
         name: "pg_attrdef",
@@ -667,7 +767,28 @@ pub static TABLES: &[Spec] = &[
             ("adnum", Int2),
             ("adbin", Text),
         ],
-        rows: no_rows,
+        rows: |s| {
+            let mut rows = Vec::new();
+            for r in &s.relations {
+                for (i, a) in attributes(r).into_iter().enumerate() {
+                    let Some(default) = a.default else { continue };
+                    // Kept as the text pg_get_expr prints.
+                    rows.push(vec![
+                        (
+                            "oid",
+                            V::Oid(super::relation_oid(&format!(
+                                "{}\u{0}{}\u{0}default",
+                                r.name, a.name
+                            ))),
+                        ),
+                        ("adrelid", V::Oid(r.oid)),
+                        ("adnum", V::Int2(i16::try_from(i + 1).unwrap_or(i16::MAX))),
+                        ("adbin", V::Text(default)),
+                    ]);
+                }
+            }
+            rows
+        },
     },
     Spec {
         name: "pg_roles",
@@ -801,7 +922,23 @@ pub static TABLES: &[Spec] = &[
             ("seqcache", Int8),
             ("seqcycle", Bool),
         ],
-        rows: no_rows,
+        rows: |s| {
+            s.relations
+                .iter()
+                .flat_map(keys::sequences)
+                .map(|q| {
+                    vec![
+                        ("seqrelid", V::Oid(q.oid)),
+                        ("seqtypid", V::Oid(q.type_oid)),
+                        ("seqstart", V::Int8(1)),
+                        ("seqincrement", V::Int8(1)),
+                        ("seqmax", V::Int8(q.max)),
+                        ("seqmin", V::Int8(1)),
+                        ("seqcache", V::Int8(1)),
+                    ]
+                })
+                .collect()
+        },
     },
     Spec {
         name: "pg_opclass",

@@ -113,6 +113,8 @@ pub fn pg_type(data_type: &DataType) -> Type {
                     Type::INT8_ARRAY
                 }
                 DataType::Float64 => Type::FLOAT8_ARRAY,
+                DataType::Boolean => Type::BOOL_ARRAY,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT_ARRAY,
                 _ => Type::TEXT,
             }
         }
@@ -185,6 +187,16 @@ pub fn encode_value(
 /// One value in the text form a query sends for a column of type `ty`
 /// (the form `COPY … TO STDOUT` writes too).
 pub fn text_form(array: &dyn Array, row: usize, ty: &Type) -> Result<String, PgError> {
+    // `int2vector` and `oidvector` (the catalog's `indkey`, `indclass`)
+    // print their elements separated by spaces, without braces.
+    if matches!(*ty, Type::INT2_VECTOR | Type::OID_VECTOR)
+        && let Some(items) = list_items(array, row)
+    {
+        let parts = (0..items.len())
+            .map(|i| text_value(items.as_ref(), i))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(parts.join(" "));
+    }
     let text = text_value(array, row)?;
     // A list of `f32` typed as a Postgres array (a declared `real[]`
     // column, `::real[]`) is written with Postgres's braces, not a
@@ -202,6 +214,30 @@ pub fn text_form(array: &dyn Array, row: usize, ty: &Type) -> Result<String, PgE
     } else {
         text
     })
+}
+
+/// A text element of an array in Postgres's array text form: quoted
+/// (with `"` and `\` escaped) when it is empty, `NULL`, or holds a
+/// delimiter, brace, quote, backslash or white space.
+fn array_element_text(text: &str) -> String {
+    let plain = !text.is_empty()
+        && !text.eq_ignore_ascii_case("null")
+        && !text
+            .chars()
+            .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_ascii_whitespace());
+    if plain {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 /// A list value's items as `f64`s, and its raw `i32`s when it holds them.
@@ -253,10 +289,16 @@ pub fn text_value(array: &dyn Array, row: usize) -> Result<String, PgError> {
             let is_vector = matches!(item.data_type(), DataType::Float32 | DataType::Float16);
             let items =
                 list_items(array, row).ok_or_else(|| PgError::internal("list without items"))?;
+            let textual = matches!(
+                item.data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            );
             let parts = (0..items.len())
                 .map(|i| {
                     if items.is_null(i) {
                         Ok("NULL".to_owned())
+                    } else if textual {
+                        text_value(items.as_ref(), i).map(|t| array_element_text(&t))
                     } else {
                         text_value(items.as_ref(), i)
                     }
