@@ -744,3 +744,334 @@ fn information_schema_describes_the_state() {
     .unwrap_err();
     assert!(e.to_string().contains("table_constraints"), "{e}");
 }
+
+/// Runs a statement through the statement layer as the Postgres front end
+/// does, writes included.
+fn statement(db: &Db, sql: &str) {
+    use valori_query::session::Session;
+    use valori_query::statement::Access;
+    block_on(async {
+        let mut session = Session::default();
+        let prepared = db.query.prepare(sql).await.unwrap();
+        db.query
+            .run(&prepared, Vec::new(), &mut session, Access::ReadWrite)
+            .await
+            .unwrap();
+    });
+}
+
+/// pgvector's README table, its HNSW index and a btree index, plus a
+/// table with a uuid key, a unique column and defaults of several types.
+fn declared_db() -> Db {
+    let db = db();
+    for sql in [
+        "CREATE TABLE items (id bigserial PRIMARY KEY, content text NOT NULL, category_id int DEFAULT 3, embedding vector(3))",
+        "CREATE INDEX ON items USING hnsw (embedding vector_l2_ops)",
+        "CREATE INDEX ON items (category_id)",
+        "CREATE TABLE users (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), email text UNIQUE, n int DEFAULT -1, big bigint DEFAULT 3, big_text bigint DEFAULT '7', name text DEFAULT 'it''s', flag boolean DEFAULT true, created timestamptz DEFAULT now(), at timestamptz DEFAULT CURRENT_TIMESTAMP, meta jsonb DEFAULT '{}', d date DEFAULT '2020-01-01', none_ int DEFAULT NULL)",
+    ] {
+        statement(&db, sql);
+    }
+    db
+}
+
+fn oid_of(db: &Db, table: &str) -> String {
+    run(
+        db,
+        &format!("SELECT oid FROM pg_catalog.pg_class WHERE relname = '{table}'"),
+        vec![],
+    )
+    .unwrap()[0][0]
+        .clone()
+}
+
+/// Proves psql 15's `\d items` queries (copied from `psql -E`) answer
+/// what Postgres answers for pgvector's README table: the Default column
+/// holds `nextval('items_id_seq'::regclass)` for the bigserial key and
+/// `3` for `DEFAULT 3` (Postgres prints an integer constant bare), and
+/// the indexes footer lists the primary key (`items_pkey`, printed by
+/// psql as `PRIMARY KEY, btree (id)`) then the HNSW index under
+/// Postgres's name for an unnamed index, `items_embedding_idx`. The btree
+/// index on `category_id` builds nothing and is not in the state, so it
+/// is not listed (Postgres would list `items_category_id_idx`).
+#[test]
+fn psql_describe_declared_table() {
+    let db = declared_db();
+    let oid = oid_of(&db, "items");
+    let columns = format!(
+        r#"SELECT a.attname,
+  pg_catalog.format_type(a.atttypid, a.atttypmod),
+  (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid, true)
+   FROM pg_catalog.pg_attrdef d
+   WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum AND a.atthasdef),
+  a.attnotnull,
+  (SELECT c.collname FROM pg_catalog.pg_collation c, pg_catalog.pg_type t
+   WHERE c.oid = a.attcollation AND t.oid = a.atttypid AND a.attcollation <> t.typcollation) AS attcollation,
+  a.attidentity,
+  a.attgenerated
+FROM pg_catalog.pg_attribute a
+WHERE a.attrelid = '{oid}' AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum;"#
+    );
+    let got = run(&db, &columns, vec![]).unwrap();
+    let got: Vec<Vec<&str>> = got
+        .iter()
+        .map(|r| r[..4].iter().map(String::as_str).collect())
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            vec![
+                "id",
+                "bigint",
+                "nextval('items_id_seq'::regclass)",
+                "true"
+            ],
+            vec!["content", "text", "NULL", "true"],
+            vec!["category_id", "integer", "3", "false"],
+            vec!["embedding", "vector(3)", "NULL", "false"],
+        ]
+    );
+
+    let indexes = format!(
+        r#"SELECT c2.relname, i.indisprimary, i.indisunique, i.indisclustered, i.indisvalid, pg_catalog.pg_get_indexdef(i.indexrelid, 0, true),
+  pg_catalog.pg_get_constraintdef(con.oid, true), contype, condeferrable, condeferred, i.indisreplident, c2.reltablespace
+FROM pg_catalog.pg_class c, pg_catalog.pg_class c2, pg_catalog.pg_index i
+  LEFT JOIN pg_catalog.pg_constraint con ON (conrelid = i.indrelid AND conindid = i.indexrelid AND contype IN ('p','u','x'))
+WHERE c.oid = '{oid}' AND c.oid = i.indrelid AND i.indexrelid = c2.oid
+ORDER BY i.indisprimary DESC, c2.relname;"#
+    );
+    let got = run(&db, &indexes, vec![]).unwrap();
+    assert_eq!(
+        got,
+        vec![
+            vec![
+                "items_pkey",
+                "true",
+                "true",
+                "false",
+                "true",
+                "CREATE UNIQUE INDEX items_pkey ON public.items USING btree (id)",
+                "PRIMARY KEY (id)",
+                "p",
+                "false",
+                "false",
+                "false",
+                "0"
+            ],
+            vec![
+                "items_embedding_idx",
+                "false",
+                "false",
+                "false",
+                "true",
+                "CREATE INDEX items_embedding_idx ON public.items USING hnsw (embedding vector_l2_ops)",
+                "NULL",
+                "NULL",
+                "NULL",
+                "NULL",
+                "false",
+                "0"
+            ],
+        ]
+    );
+
+    let info = format!(
+        r#"SELECT c.relchecks, c.relkind, c.relhasindex, c.relhasrules, c.relhastriggers, c.relrowsecurity, c.relforcerowsecurity, false AS relhasoids, c.relispartition, '', c.reltablespace, CASE WHEN c.reloftype = 0 THEN '' ELSE c.reloftype::pg_catalog.regtype::pg_catalog.text END, c.relpersistence, c.relreplident, am.amname
+FROM pg_catalog.pg_class c
+ LEFT JOIN pg_catalog.pg_class tc ON (c.reltoastrelid = tc.oid)
+LEFT JOIN pg_catalog.pg_am am ON (c.relam = am.oid)
+WHERE c.oid = '{oid}';"#
+    );
+    let got = run(&db, &info, vec![]).unwrap();
+    assert_eq!(got[0][1..3], ["r".to_owned(), "true".to_owned()]);
+
+    // `\ds` and `\di` list the sequence and the indexes by kind.
+    let mut kinds = run(
+        &db,
+        "SELECT relname, relkind FROM pg_catalog.pg_class WHERE relname LIKE 'items%' ORDER BY relname",
+        vec![],
+    )
+    .unwrap();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        vec![
+            vec!["items", "r"],
+            vec!["items_embedding_idx", "i"],
+            vec!["items_id_seq", "S"],
+            vec!["items_pkey", "i"],
+        ]
+    );
+    assert_eq!(
+        run(
+            &db,
+            "SELECT pg_get_serial_sequence('items', 'id'), pg_get_serial_sequence('items', 'content')",
+            vec![]
+        )
+        .unwrap(),
+        vec![vec!["public.items_id_seq", "NULL"]]
+    );
+    assert_eq!(
+        run(
+            &db,
+            "SELECT seqtypid, seqstart, seqincrement, seqmin, seqmax FROM pg_sequence WHERE seqrelid = 'items_id_seq'::regclass",
+            vec![]
+        )
+        .unwrap(),
+        vec![vec!["20", "1", "1", "1", "9223372036854775807"]]
+    );
+}
+
+/// Proves defaults print as Postgres 16 prints them (`pg_get_expr` of
+/// `pg_attrdef.adbin`, and `information_schema.columns.column_default`),
+/// per Postgres's rules for constants (ruleutils.c `get_const_expr`):
+/// a non-negative integer bare, a negative one quoted and labelled
+/// (`'-1'::integer`), an integer written as a number and assigned to a
+/// bigint column bare (the implicit cast is not printed), a string read
+/// as the column's type and labelled (`'7'::bigint`, `'it''s'::text`,
+/// `'{}'::jsonb`, `'2020-01-01'::date`), booleans bare; function calls as
+/// `now()`, `gen_random_uuid()`; `CURRENT_TIMESTAMP` as written; and
+/// `DEFAULT NULL` is no default (no `pg_attrdef` row, `atthasdef`
+/// false).
+#[test]
+fn defaults_print_as_postgres_prints_them() {
+    let db = declared_db();
+    let oid = oid_of(&db, "users");
+    let got = run(
+        &db,
+        &format!(
+            "SELECT a.attname, a.atthasdef, pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum WHERE a.attrelid = {oid} ORDER BY a.attnum"
+        ),
+        vec![],
+    )
+    .unwrap();
+    let expected = vec![
+        vec!["id", "true", "gen_random_uuid()"],
+        vec!["email", "false", "NULL"],
+        vec!["n", "true", "'-1'::integer"],
+        vec!["big", "true", "3"],
+        vec!["big_text", "true", "'7'::bigint"],
+        vec!["name", "true", "'it''s'::text"],
+        vec!["flag", "true", "true"],
+        vec!["created", "true", "now()"],
+        vec!["at", "true", "CURRENT_TIMESTAMP"],
+        vec!["meta", "true", "'{}'::jsonb"],
+        vec!["d", "true", "'2020-01-01'::date"],
+        vec!["none_", "false", "NULL"],
+    ];
+    assert_eq!(got, expected);
+    let got = run(
+        &db,
+        "SELECT column_name, column_default FROM information_schema.columns WHERE table_name = 'users' ORDER BY ordinal_position",
+        vec![],
+    )
+    .unwrap();
+    let want: Vec<Vec<&str>> = expected.iter().map(|r| vec![r[0], r[2]]).collect();
+    assert_eq!(got, want);
+}
+
+/// Proves SQLAlchemy 2.1's `get_pk_constraint`, `get_unique_constraints`
+/// and `get_indexes` queries (copied from the dialect, parameters
+/// inlined) plan and answer as Postgres would: `generate_subscripts`
+/// next to `unnest` in a select list numbers the key columns (1 for the
+/// one column), the keys are `items_pkey (id)` and `users_email_key
+/// (email)`, and the non-primary indexes are the HNSW index (not unique,
+/// access method hnsw) and the unique constraint's index.
+#[test]
+fn sqlalchemy_keys_and_indexes() {
+    let db = declared_db();
+    let (items, users) = (oid_of(&db, "items"), oid_of(&db, "users"));
+    let constraints = |contype: &str| {
+        format!(
+            r#"SELECT attr.conrelid, array_agg(CAST(attr.attname AS TEXT) ORDER BY attr.ord) AS cols, attr.conname, min(attr.description) AS description, min(attr.indnkeyatts) AS indnkeyatts, bool_and(attr.indnullsnotdistinct) AS indnullsnotdistinct 
+FROM (SELECT con.conrelid AS conrelid, con.conname AS conname, con.description AS description, con.ord AS ord, con.indnkeyatts AS indnkeyatts, con.indnullsnotdistinct AS indnullsnotdistinct, pg_catalog.pg_attribute.attname AS attname 
+FROM pg_catalog.pg_attribute JOIN (SELECT pg_catalog.pg_constraint.conrelid AS conrelid, pg_catalog.pg_constraint.conname AS conname, unnest(pg_catalog.pg_index.indkey) AS attnum, generate_subscripts(pg_catalog.pg_index.indkey, 1::INTEGER) AS ord, pg_catalog.pg_index.indnkeyatts AS indnkeyatts, pg_catalog.pg_index.indnullsnotdistinct AS indnullsnotdistinct, pg_catalog.pg_description.description AS description 
+FROM pg_catalog.pg_constraint JOIN pg_catalog.pg_index ON pg_catalog.pg_constraint.conindid = pg_catalog.pg_index.indexrelid LEFT OUTER JOIN pg_catalog.pg_description ON pg_catalog.pg_description.objoid = pg_catalog.pg_constraint.oid AND pg_catalog.pg_description.classoid = CAST('pg_catalog.pg_constraint' AS REGCLASS) 
+WHERE pg_catalog.pg_constraint.contype = '{contype}'::VARCHAR AND pg_catalog.pg_constraint.conrelid IN ({items}, {users})) AS con ON pg_catalog.pg_attribute.attnum = con.attnum AND pg_catalog.pg_attribute.attrelid = con.conrelid 
+WHERE con.conrelid IN ({items}, {users})) AS attr GROUP BY attr.conrelid, attr.conname ORDER BY attr.conrelid, attr.conname"#
+        )
+    };
+    let keys = |contype: &str| -> Vec<(String, String)> {
+        let mut got: Vec<(String, String)> = run(&db, &constraints(contype), vec![])
+            .unwrap()
+            .into_iter()
+            .map(|r| (r[2].clone(), r[1].clone()))
+            .collect();
+        got.sort();
+        got
+    };
+    assert_eq!(
+        keys("p"),
+        vec![
+            ("items_pkey".to_owned(), "[id]".to_owned()),
+            ("users_pkey".to_owned(), "[id]".to_owned())
+        ]
+    );
+    assert_eq!(
+        keys("u"),
+        vec![("users_email_key".to_owned(), "[email]".to_owned())]
+    );
+
+    let index_query = format!(
+        r#"SELECT pg_catalog.pg_index.indrelid, pg_catalog.pg_class.relname, pg_catalog.pg_index.indisunique, pg_catalog.pg_index.indisvalid, pg_catalog.pg_constraint.conrelid IS NOT NULL AS has_constraint, pg_catalog.pg_index.indoption, pg_catalog.pg_class.reloptions, pg_catalog.pg_class.relam, CASE WHEN (pg_catalog.pg_index.indpred IS NOT NULL) THEN pg_catalog.pg_get_expr(pg_catalog.pg_index.indpred, pg_catalog.pg_index.indrelid) END AS filter_definition, pg_catalog.pg_index.indnkeyatts, pg_catalog.pg_index.indnullsnotdistinct, idx_cols.elements, idx_cols.elements_is_expr, idx_cols.elements_opclass 
+FROM pg_catalog.pg_index JOIN pg_catalog.pg_class ON pg_catalog.pg_index.indexrelid = pg_catalog.pg_class.oid LEFT OUTER JOIN (SELECT idx_attr.indexrelid AS indexrelid, min(idx_attr.indrelid) AS min_1, array_agg(idx_attr.element ORDER BY idx_attr.ord) AS elements, array_agg(idx_attr.is_expr ORDER BY idx_attr.ord) AS elements_is_expr, array_agg(idx_attr.att_opclass ORDER BY idx_attr.ord) AS elements_opclass 
+FROM (SELECT idx.indexrelid AS indexrelid, idx.indrelid AS indrelid, idx.ord AS ord, CASE WHEN (idx.attnum = 0::INTEGER) THEN pg_catalog.pg_get_indexdef(idx.indexrelid, idx.ord + 1::INTEGER, true) ELSE CAST(pg_catalog.pg_attribute.attname AS TEXT) END AS element, idx.attnum = 0::INTEGER AS is_expr, CAST(idx.att_opclass AS BIGINT) AS att_opclass 
+FROM (SELECT pg_catalog.pg_index.indexrelid AS indexrelid, pg_catalog.pg_index.indrelid AS indrelid, unnest(pg_catalog.pg_index.indkey) AS attnum, unnest(pg_catalog.pg_index.indclass) AS att_opclass, generate_subscripts(pg_catalog.pg_index.indkey, 1::INTEGER) AS ord 
+FROM pg_catalog.pg_index 
+WHERE NOT pg_catalog.pg_index.indisprimary AND pg_catalog.pg_index.indrelid IN ({items}, {users})) AS idx LEFT OUTER JOIN pg_catalog.pg_attribute ON pg_catalog.pg_attribute.attnum = idx.attnum AND pg_catalog.pg_attribute.attrelid = idx.indrelid 
+WHERE idx.indrelid IN ({items}, {users})) AS idx_attr GROUP BY idx_attr.indexrelid) AS idx_cols ON pg_catalog.pg_index.indexrelid = idx_cols.indexrelid LEFT OUTER JOIN pg_catalog.pg_constraint ON pg_catalog.pg_index.indrelid = pg_catalog.pg_constraint.conrelid AND pg_catalog.pg_index.indexrelid = pg_catalog.pg_constraint.conindid AND pg_catalog.pg_constraint.contype = ANY (ARRAY['p'::VARCHAR, 'u'::VARCHAR, 'x'::VARCHAR]) 
+WHERE pg_catalog.pg_index.indrelid IN ({items}, {users}) AND NOT pg_catalog.pg_index.indisprimary ORDER BY pg_catalog.pg_index.indrelid, pg_catalog.pg_class.relname"#
+    );
+    let mut got: Vec<Vec<String>> = run(&db, &index_query, vec![])
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            vec![
+                r[1].clone(),
+                r[2].clone(),
+                r[4].clone(),
+                r[11].clone(),
+                r[12].clone(),
+            ]
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            vec!["items_embedding_idx", "false", "false", "[embedding]", "[false]"],
+            vec!["users_email_key", "true", "true", "[email]", "[false]"],
+        ]
+    );
+    let am = run(
+        &db,
+        "SELECT a.amname FROM pg_class c JOIN pg_am a ON a.oid = c.relam WHERE c.relname = 'items_embedding_idx'",
+        vec![],
+    )
+    .unwrap();
+    assert_eq!(am, vec![vec!["hnsw"]]);
+}
+
+/// Proves `generate_subscripts(a, 1)` yields 1..length of `a` next to
+/// `unnest(a)`, zipped row by row as Postgres evaluates two set-returning
+/// functions in one select list, and nothing for an empty array or
+/// another dimension.
+#[test]
+fn generate_subscripts_numbers_the_elements() {
+    let db = db();
+    let got = run(
+        &db,
+        "SELECT unnest(make_array(10, 20, 30)) AS v, generate_subscripts(make_array(10, 20, 30), 1) AS i",
+        vec![],
+    )
+    .unwrap();
+    assert_eq!(got, vec![vec!["10", "1"], vec!["20", "2"], vec!["30", "3"]]);
+    let none = run(
+        &db,
+        "SELECT generate_subscripts(make_array(10, 20), 2) AS i",
+        vec![],
+    )
+    .unwrap();
+    assert!(none.is_empty(), "{none:?}");
+}
