@@ -1,6 +1,7 @@
 """SQLAlchemy 2 (postgresql+psycopg) against the Postgres front end: it
 connects (it reads the server version from `select pg_catalog.version()`),
-and its inspector lists a table created here from the catalog."""
+and its inspector reflects tables created here from the catalog: columns,
+defaults, keys and indexes."""
 
 import os
 
@@ -32,9 +33,9 @@ def test_connects_and_reads_the_version(engine, open_dsn):
 
 def test_inspector_reflects_a_table(engine, open_dsn):
     """get_table_names lists the table and has_table finds it (and not a
-    missing one). get_columns' query holds a correlated subquery
-    DataFusion cannot plan: it is refused with 0A000 naming it, not
-    answered with made-up rows."""
+    missing one); get_columns lists its columns in order (the fixed
+    layout's SQL schema adds `vec_q16`, the vector's exact Q16.16 form,
+    after `vec`) with no defaults."""
     with psycopg.connect(open_dsn, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS sa_docs")
         conn.execute("CREATE TABLE sa_docs (id BIGINT, vec VECTOR(4), tag BIGINT, metadata BYTEA)")
@@ -42,10 +43,63 @@ def test_inspector_reflects_a_table(engine, open_dsn):
     assert "sa_docs" in inspector.get_table_names()
     assert inspector.has_table("sa_docs")
     assert not inspector.has_table("sa_missing")
-    with pytest.raises(sqlalchemy.exc.DBAPIError) as err:
-        inspector.get_columns("sa_docs")
-    assert err.value.orig.sqlstate == "0A000", err.value
-    assert "subquer" in str(err.value).lower(), err.value
+    columns = inspector.get_columns("sa_docs")
+    assert [c["name"] for c in columns] == ["id", "vec", "vec_q16", "tag", "metadata"]
+    assert [c["default"] for c in columns] == [None] * 5
+
+
+def test_inspector_reflects_keys_defaults_and_indexes(engine, open_dsn):
+    """pgvector's README table and a table with a unique column, reflected
+    by SQLAlchemy's inspector as it reflects them from Postgres 16: the
+    bigserial key's default is its sequence's nextval (autoincrement),
+    `DEFAULT 3` reads back as '3', a string default as "'x'::text", a
+    function default as 'now()'; the primary keys are <table>_pkey on the
+    key column; the unique column's constraint is <table>_<column>_key
+    (also listed by get_indexes as a unique index duplicating it); the
+    HNSW index is a non-unique index using hnsw. The btree index on
+    category_id is accepted but neither built nor recorded, so it is not
+    reflected (Postgres would list items_category_id_idx)."""
+    with psycopg.connect(open_dsn, autocommit=True) as conn:
+        for t in ("sa_keyed", "sa_users"):
+            conn.execute(f"DROP TABLE IF EXISTS {t}")
+        conn.execute(
+            "CREATE TABLE sa_keyed (id bigserial PRIMARY KEY, content text NOT NULL, "
+            "category_id int DEFAULT 3, embedding vector(3))"
+        )
+        conn.execute("CREATE INDEX ON sa_keyed USING hnsw (embedding vector_l2_ops)")
+        conn.execute("CREATE INDEX ON sa_keyed (category_id)")
+        conn.execute(
+            "CREATE TABLE sa_users (id int PRIMARY KEY, email text UNIQUE, "
+            "name text DEFAULT 'x', created timestamptz DEFAULT now())"
+        )
+    inspector = inspect(engine)
+    columns = {c["name"]: c for c in inspector.get_columns("sa_keyed")}
+    assert columns["id"]["default"] == "nextval('sa_keyed_id_seq'::regclass)"
+    assert columns["id"]["autoincrement"] is True
+    assert columns["content"]["default"] is None
+    assert columns["content"]["nullable"] is False
+    assert columns["category_id"]["default"] == "3"
+    users = {c["name"]: c["default"] for c in inspector.get_columns("sa_users")}
+    assert users == {"id": None, "email": None, "name": "'x'::text", "created": "now()"}
+
+    pk = inspector.get_pk_constraint("sa_keyed")
+    assert (pk["name"], pk["constrained_columns"]) == ("sa_keyed_pkey", ["id"])
+    pk = inspector.get_pk_constraint("sa_users")
+    assert (pk["name"], pk["constrained_columns"]) == ("sa_users_pkey", ["id"])
+    assert inspector.get_unique_constraints("sa_keyed") == []
+    unique = inspector.get_unique_constraints("sa_users")
+    assert [(u["name"], u["column_names"]) for u in unique] == [("sa_users_email_key", ["email"])]
+
+    indexes = inspector.get_indexes("sa_keyed")
+    assert [(i["name"], i["unique"], i["column_names"]) for i in indexes] == [
+        ("sa_keyed_embedding_idx", False, ["embedding"])
+    ]
+    assert indexes[0]["dialect_options"]["postgresql_using"] == "hnsw"
+    indexes = inspector.get_indexes("sa_users")
+    assert [(i["name"], i["unique"], i["column_names"]) for i in indexes] == [
+        ("sa_users_email_key", True, ["email"])
+    ]
+    assert indexes[0]["duplicates_constraint"] == "sa_users_email_key"
 
 
 def test_unanswerable_catalog_query_is_an_error(open_dsn):
