@@ -821,12 +821,7 @@ ORDER BY a.attnum;"#
     assert_eq!(
         got,
         vec![
-            vec![
-                "id",
-                "bigint",
-                "nextval('items_id_seq'::regclass)",
-                "true"
-            ],
+            vec!["id", "bigint", "nextval('items_id_seq'::regclass)", "true"],
             vec!["content", "text", "NULL", "true"],
             vec!["category_id", "integer", "3", "false"],
             vec!["embedding", "vector(3)", "NULL", "false"],
@@ -1040,7 +1035,13 @@ WHERE pg_catalog.pg_index.indrelid IN ({items}, {users}) AND NOT pg_catalog.pg_i
     assert_eq!(
         got,
         vec![
-            vec!["items_embedding_idx", "false", "false", "[embedding]", "[false]"],
+            vec![
+                "items_embedding_idx",
+                "false",
+                "false",
+                "[embedding]",
+                "[false]"
+            ],
             vec!["users_email_key", "true", "true", "[email]", "[false]"],
         ]
     );

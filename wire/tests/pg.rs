@@ -1673,3 +1673,45 @@ async fn stalled_copy_out_does_not_block_shutdown() {
     );
     drop(raw);
 }
+
+/// Proves arrays of text and booleans are sent as Postgres's `text[]` and
+/// `bool[]` (binary: read as `Vec` by tokio-postgres; text: Postgres's
+/// array text form, which quotes an element holding a comma, a quote,
+/// a space or nothing, as `array_out` does: `{a,"b,c","d \"e\"",""}`),
+/// and the catalog's `int2vector` `indkey` as `int2vector`, whose text
+/// form separates elements by spaces (`1`), not braces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_arrays_and_int2vectors() {
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    let array = "SELECT make_array('a', 'b,c', 'd \"e\"', '') AS t, make_array(true, false) AS b";
+    let row = client.query_one(array, &[]).await.unwrap();
+    assert_eq!(row.columns()[0].type_(), &Type::TEXT_ARRAY);
+    assert_eq!(row.columns()[1].type_(), &Type::BOOL_ARRAY);
+    assert_eq!(
+        row.get::<_, Vec<String>>(0),
+        vec!["a", "b,c", "d \"e\"", ""]
+    );
+    assert_eq!(row.get::<_, Vec<bool>>(1), vec![true, false]);
+    assert_eq!(
+        simple_rows(&client, array).await,
+        vec![vec![
+            Some(r#"{a,"b,c","d \"e\"",""}"#.to_owned()),
+            Some("{t,f}".to_owned())
+        ]]
+    );
+
+    client
+        .simple_query("CREATE TABLE keyed (id bigserial PRIMARY KEY, body text)")
+        .await
+        .unwrap();
+    let indkey = "SELECT indkey FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid WHERE c.relname = 'keyed_pkey'";
+    assert_eq!(
+        simple_rows(&client, indkey).await,
+        vec![vec![Some("1".to_owned())]]
+    );
+    let row = client.query_one(indkey, &[]).await.unwrap();
+    assert_eq!(row.columns()[0].type_(), &Type::INT2_VECTOR);
+    assert_eq!(row.get::<_, Vec<i16>>(0), vec![1]);
+    server.stop().await;
+}
