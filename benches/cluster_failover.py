@@ -30,7 +30,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_soak import ROOT, Node, call, wait  # noqa: E402
+from cluster_soak import ROOT, call, start_three, wait  # noqa: E402
 
 
 def leader_of(nodes):
@@ -66,14 +66,7 @@ def main():
     root = tempfile.mkdtemp(prefix="valori-cluster-failover-")
     nodes = []
     try:
-        n1 = Node(a.bin, root, 1, None)
-        n1.start(True, None)
-        nodes.append(n1)
-        for i in (2, 3):
-            n = Node(a.bin, root, i, None)
-            n.start(True, n1.cluster)
-            nodes.append(n)
-        wait("three voters", lambda: (n1.status() or {}).get("voters") == [1, 2, 3])
+        nodes.extend(start_three(a.bin, root))
         leader = wait("a leader", lambda: leader_of(nodes))
         code, body = call(leader.rest, "POST", "/v1/collections", {"name": "docs", "dim": 4})
         assert code == 201, body

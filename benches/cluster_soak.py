@@ -105,6 +105,20 @@ def wait(what, f, limit=60):
     raise SystemExit(f"timed out waiting for {what() if callable(what) else what}")
 
 
+def start_three(bin_path, root):
+    """Nodes 1 (bootstrapping), 2 and 3 (joining through 1), once all
+    three are voters."""
+    n1 = Node(bin_path, root, 1, None)
+    n1.start(True, None)
+    nodes = [n1]
+    for i in (2, 3):
+        n = Node(bin_path, root, i, None)
+        n.start(True, n1.cluster)
+        nodes.append(n)
+    wait("three voters", lambda: (n1.status() or {}).get("voters") == [1, 2, 3])
+    return nodes
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "valori"))
@@ -120,14 +134,7 @@ def main():
     acked = {"rest": set(), "psql": set()}
     ok = False
     try:
-        n1 = Node(a.bin, root, 1, None)
-        n1.start(True, None)
-        nodes.append(n1)
-        for i in (2, 3):
-            n = Node(a.bin, root, i, None)
-            n.start(True, n1.cluster)
-            nodes.append(n)
-        wait("three voters", lambda: (n1.status() or {}).get("voters") == [1, 2, 3])
+        nodes.extend(start_three(a.bin, root))
         leader = wait("a leader", lambda: next(
             (n for n in nodes if (n.status() or {}).get("role") == "leader"), None))
         assert call(leader.rest, "POST", "/v1/collections", {"name": "docs", "dim": 4})[0] == 201

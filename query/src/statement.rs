@@ -1583,15 +1583,27 @@ impl QueryEngine {
     /// Loads the data of a `COPY … FROM STDIN` (see [`Outcome::CopyIn`]):
     /// one event, all rows or none.
     pub async fn copy_in(&self, copy: CopyIn, data: Vec<u8>) -> Result<Outcome, QueryError> {
+        // Parsed off the runtime's threads, as the write is.
+        let (format, width) = (copy.format.clone(), copy.width());
+        let rows = tokio::task::spawn_blocking(move || write::copy_rows(&format, width, &data))
+            .await
+            .map_err(|e| internal(format!("copy task failed: {e}")))??;
+        self.write_copied(copy, rows).await
+    }
+
+    /// Writes the rows of a `COPY … FROM STDIN`: one event, all rows or
+    /// none.
+    async fn write_copied(
+        &self,
+        copy: CopyIn,
+        rows: Vec<Vec<write::Literal>>,
+    ) -> Result<Outcome, QueryError> {
         let engine = Arc::clone(&self.engine);
-        let outcome = tokio::task::spawn_blocking(move || {
-            let rows = write::copy_rows(&copy.format, copy.width(), &data)?;
-            match &copy.declared {
-                Some(names) => {
-                    crate::declared::insert(&engine, &copy.table, Some(names), &rows, None, false)
-                }
-                None => write::execute_copy(&engine, &copy.table, &copy.columns, &rows),
+        let outcome = tokio::task::spawn_blocking(move || match &copy.declared {
+            Some(names) => {
+                crate::declared::insert(&engine, &copy.table, Some(names), &rows, None, false)
             }
+            None => write::execute_copy(&engine, &copy.table, &copy.columns, &rows),
         })
         .await
         .map_err(|e| internal(format!("copy task failed: {e}")))??;
@@ -1634,16 +1646,7 @@ impl QueryEngine {
                 .map_err(QueryError::Param)?;
             rows.push(literals);
         }
-        let engine = Arc::clone(&self.engine);
-        let outcome = tokio::task::spawn_blocking(move || match &copy.declared {
-            Some(names) => {
-                crate::declared::insert(&engine, &copy.table, Some(names), &rows, None, false)
-            }
-            None => write::execute_copy(&engine, &copy.table, &copy.columns, &rows),
-        })
-        .await
-        .map_err(|e| internal(format!("copy task failed: {e}")))??;
-        Ok(done("COPY", outcome))
+        self.write_copied(copy, rows).await
     }
 
     async fn run_query(
