@@ -231,6 +231,13 @@ pub enum VectorInputError {
         left: u64,
         right: u64,
     },
+    /// A cast to `vector(n)` of a vector of another dimension.
+    #[error("{function}: expected {expected} dimensions, not {dim}")]
+    WrongDimension {
+        function: &'static str,
+        expected: i64,
+        dim: u64,
+    },
     /// A result vector would have no component.
     #[error("{function}: vector must have at least 1 dimension")]
     Empty { function: &'static str },

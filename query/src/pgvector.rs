@@ -230,8 +230,8 @@ pub fn rewrite_tree(statement: &mut Statement) {
     });
 }
 
-/// A select item that is a cast to vector (`SELECT '[1,2,3]'::vector`;
-/// not yet `vector(n)`, whose cast is dropped as elsewhere)
+/// A select item that is a cast to vector (`SELECT '[1,2,3]'::vector`,
+/// or `::vector(n)`, which also checks the dimension)
 /// becomes `vector(x)`: the value is read and checked as a vector, and
 /// answered as one, rather than the text returned unread. Casts elsewhere
 /// are dropped below: the function or operator that takes the value reads
@@ -254,13 +254,25 @@ fn convert_selected_casts(body: &mut SetExpr) {
                     ..
                 } = inner
                     && is_vector_type(data_type)
-                    && matches!(data_type, DataType::Custom(_, modifiers) if modifiers.is_empty())
+                    && let DataType::Custom(_, modifiers) = data_type
                 {
-                    let value = std::mem::replace(value.as_mut(), Expr::value(Value::Null));
-                    *inner = call(
-                        crate::vector_functions::VectorFunction::Cast.name(),
-                        vec![value],
-                    );
+                    use crate::vector_functions::VectorFunction;
+                    let converted = match modifiers.as_slice() {
+                        [] => Some((VectorFunction::Cast, None)),
+                        [n] => n
+                            .parse::<i64>()
+                            .ok()
+                            .map(|n| (VectorFunction::CastDims, Some(n))),
+                        _ => None,
+                    };
+                    if let Some((function, dims)) = converted {
+                        let value = std::mem::replace(value.as_mut(), Expr::value(Value::Null));
+                        let mut args = vec![value];
+                        if let Some(n) = dims {
+                            args.push(Expr::value(Value::Number(n.to_string(), false)));
+                        }
+                        *inner = call(function.name(), args);
+                    }
                 }
             }
         }

@@ -2,7 +2,8 @@
 //!
 //! | SQL | value |
 //! |---|---|
-//! | `x::vector`, `x::vector(n)` in a query, `vector(x)` | the vector `x` reads as (a text `'[1,2,3]'` checked as every vector input is, or a list of numbers), its components the Q16.16 values it is stored as |
+//! | `x::vector` selected in a query, `vector(x)` | the vector `x` reads as (a text `'[1,2,3]'` checked as every vector input is, or a list of numbers), its components the Q16.16 values it is stored as |
+//! | `x::vector(n)` selected in a query, `vector_of_dims(x, n)` | the same, and an error unless it has `n` components |
 //! | `vector_dims(v)` | the number of components (`integer`) |
 //! | `vector_norm(v)`, `l2_norm(v)` | `√(Σ raw_i²) / 2^16`: the Euclidean norm, from the exact integer sum (`double precision`) |
 //! | `l2_normalize(v)` | `v / ‖v‖`, each component `raw_i / √(Σ raw²)` rounded once to `f32`; a zero vector stays zero |
@@ -62,6 +63,7 @@ use crate::functions::{Argument, VectorInputError, Vectors, is_vector_type};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum VectorFunction {
     Cast,
+    CastDims,
     Dims,
     Norm,
     Normalize,
@@ -74,8 +76,9 @@ pub enum VectorFunction {
 
 impl VectorFunction {
     /// Every function, in registration order.
-    pub const ALL: [VectorFunction; 9] = [
+    pub const ALL: [VectorFunction; 10] = [
         VectorFunction::Cast,
+        VectorFunction::CastDims,
         VectorFunction::Dims,
         VectorFunction::Norm,
         VectorFunction::Normalize,
@@ -90,6 +93,7 @@ impl VectorFunction {
     pub const fn name(self) -> &'static str {
         match self {
             VectorFunction::Cast => "vector",
+            VectorFunction::CastDims => "vector_of_dims",
             VectorFunction::Dims => "vector_dims",
             VectorFunction::Norm => "vector_norm",
             VectorFunction::Normalize => "l2_normalize",
@@ -116,6 +120,7 @@ impl VectorFunction {
             | VectorFunction::Norm
             | VectorFunction::Normalize => 1,
             VectorFunction::Subvector => 3,
+            VectorFunction::CastDims => 2,
             _ => 2,
         }
     }
@@ -124,6 +129,7 @@ impl VectorFunction {
     const fn vector_arguments(self) -> usize {
         match self {
             VectorFunction::Cast
+            | VectorFunction::CastDims
             | VectorFunction::Dims
             | VectorFunction::Norm
             | VectorFunction::Normalize
@@ -279,6 +285,18 @@ impl ScalarUDFImpl for VectorUdf {
                         VectorFunction::Cast => vectors[0]
                             .row(r)
                             .map(|v| Ok(v.iter().map(|&raw| raw_f32(i64::from(raw))).collect())),
+                        VectorFunction::CastDims => match (vectors[0].row(r), integers[0].row(r)) {
+                            (Some(v), Some(n)) if v.len() as i64 == n => {
+                                Some(Ok(v.iter().map(|&raw| raw_f32(i64::from(raw))).collect()))
+                            }
+                            (Some(v), Some(n)) => Some(Err(VectorInputError::WrongDimension {
+                                function: "vector",
+                                expected: n,
+                                dim: v.len() as u64,
+                            }
+                            .into())),
+                            _ => None,
+                        },
                         VectorFunction::Normalize => vectors[0].row(r).map(|v| Ok(normalize(v))),
                         VectorFunction::Subvector => {
                             match (vectors[0].row(r), integers[0].row(r), integers[1].row(r)) {

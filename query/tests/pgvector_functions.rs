@@ -465,7 +465,7 @@ fn casts_to_arrays() {
 /// vector, not returned as its text: `'[1.,2.,3.]'::vector` is the vector
 /// [1, 2, 3] (its components the Q16.16 values: 0.5 and 0.25 are exact),
 /// and a text that is not a vector, or holds NaN, is an error naming the
-/// problem, as pgvector answers.
+/// problem, as pgvector answers; `::vector(n)` checks the dimension.
 #[test]
 fn a_selected_vector_cast_reads_the_vector() {
     let (_dir, q) = fixture();
@@ -480,6 +480,11 @@ fn a_selected_vector_cast_reads_the_vector() {
             let e = error(&q, &format!("SELECT '{bad}'::vector")).await;
             assert!(!e.is_empty(), "{bad}");
         }
+        // `vector(n)` also checks the dimension, in pgvector's words.
+        let got = rows(&q, "SELECT '[1,2]'::vector(2)").await;
+        assert_eq!(got, ["[1.0, 2.0]"]);
+        let e = error(&q, "SELECT '[1,2]'::vector(3)").await;
+        assert!(e.contains("expected 3 dimensions, not 2"), "{e}");
         // In a distance, the cast is read by the function as before.
         let got = rows(&q, "SELECT l2('[3,4]'::vector, '[0,0]'::vector)").await;
         assert_eq!(got, ["5.0"]);
