@@ -121,6 +121,9 @@ def test_flight_batches_refused_whole(remote: Valori) -> None:
     remote.create_collection("v", 4)
     good = np.ones((2000, 4), dtype=np.float32)
     remote.insert_batch(good, ids=list(range(2000)), collection="v")
+    # The proof covers the index too, which the background builder is
+    # still extending: compared once it is complete.
+    remote.wait_for_index()
     before = remote.proof()
     with pytest.raises(InvalidInput, match="dimension|components"):
         remote.insert_batch(np.ones((2000, 5), dtype=np.float32), collection="v")
