@@ -208,21 +208,7 @@ WHERE c.oid = '{oid}';"#
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0][1], "r", "relkind of a table");
 
-    let columns = format!(
-        r#"SELECT a.attname,
-  pg_catalog.format_type(a.atttypid, a.atttypmod),
-  (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid, true)
-   FROM pg_catalog.pg_attrdef d
-   WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum AND a.atthasdef),
-  a.attnotnull,
-  (SELECT c.collname FROM pg_catalog.pg_collation c, pg_catalog.pg_type t
-   WHERE c.oid = a.attcollation AND t.oid = a.atttypid AND a.attcollation <> t.typcollation) AS attcollation,
-  a.attidentity,
-  a.attgenerated
-FROM pg_catalog.pg_attribute a
-WHERE a.attrelid = '{oid}' AND a.attnum > 0 AND NOT a.attisdropped
-ORDER BY a.attnum;"#
-    );
+    let columns = psql_columns_query(&oid);
     let got = run(&db, &columns, vec![]).unwrap();
     let names_types: Vec<(String, String)> =
         got.iter().map(|r| (r[0].clone(), r[1].clone())).collect();
@@ -798,21 +784,7 @@ fn oid_of(db: &Db, table: &str) -> String {
 fn psql_describe_declared_table() {
     let db = declared_db();
     let oid = oid_of(&db, "items");
-    let columns = format!(
-        r#"SELECT a.attname,
-  pg_catalog.format_type(a.atttypid, a.atttypmod),
-  (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid, true)
-   FROM pg_catalog.pg_attrdef d
-   WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum AND a.atthasdef),
-  a.attnotnull,
-  (SELECT c.collname FROM pg_catalog.pg_collation c, pg_catalog.pg_type t
-   WHERE c.oid = a.attcollation AND t.oid = a.atttypid AND a.attcollation <> t.typcollation) AS attcollation,
-  a.attidentity,
-  a.attgenerated
-FROM pg_catalog.pg_attribute a
-WHERE a.attrelid = '{oid}' AND a.attnum > 0 AND NOT a.attisdropped
-ORDER BY a.attnum;"#
-    );
+    let columns = psql_columns_query(&oid);
     let got = run(&db, &columns, vec![]).unwrap();
     let got: Vec<Vec<&str>> = got
         .iter()
@@ -1075,4 +1047,24 @@ fn generate_subscripts_numbers_the_elements() {
     )
     .unwrap();
     assert!(none.is_empty(), "{none:?}");
+}
+
+/// The query psql 15 runs for the columns of `\d table` (from `psql -E`),
+/// for the table of OID `oid`.
+fn psql_columns_query(oid: &str) -> String {
+    format!(
+        r#"SELECT a.attname,
+  pg_catalog.format_type(a.atttypid, a.atttypmod),
+  (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid, true)
+   FROM pg_catalog.pg_attrdef d
+   WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum AND a.atthasdef),
+  a.attnotnull,
+  (SELECT c.collname FROM pg_catalog.pg_collation c, pg_catalog.pg_type t
+   WHERE c.oid = a.attcollation AND t.oid = a.atttypid AND a.attcollation <> t.typcollation) AS attcollation,
+  a.attidentity,
+  a.attgenerated
+FROM pg_catalog.pg_attribute a
+WHERE a.attrelid = '{oid}' AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum;"#
+    )
 }

@@ -87,6 +87,14 @@ impl fmt::Display for Path {
     }
 }
 
+/// A residual filter prepared to read only the columns it references.
+struct ResidualFilter {
+    /// The collection's columns it reads, as `rows_batch` takes them.
+    projection: Vec<usize>,
+    schema: SchemaRef,
+    expr: Arc<dyn PhysicalExpr>,
+}
+
 /// The live rows of the records a search returned, in its order.
 fn live_rows(collection: &Collection, hits: &[(Distance, RecordId)]) -> Result<Vec<usize>> {
     hits.iter()
@@ -400,6 +408,7 @@ impl ValoriKnnExec {
         residual: &Arc<dyn PhysicalExpr>,
         tags: &TagSet,
     ) -> Result<Option<Vec<u32>>> {
+        let residual = &self.residual_filter(residual)?;
         let deleted = collection.deleted();
         let row_tags = collection.tags();
         let candidates: Vec<u32> = (0..collection.rows())
@@ -430,14 +439,29 @@ impl ValoriKnnExec {
         Ok(Some(keep))
     }
 
-    /// The rows of `rows` for which `residual` is true, reading only the
-    /// columns it references.
+    /// The rows of `rows` for which `filter` is true.
     fn evaluate_on(
         &self,
         collection: &Collection,
-        residual: &Arc<dyn PhysicalExpr>,
+        filter: &ResidualFilter,
         rows: &[u32],
     ) -> Result<Vec<u32>> {
+        let positions: Vec<usize> = rows.iter().map(|&r| r as usize).collect();
+        let batch = rows_batch(collection, &positions, &filter.projection, &filter.schema)?;
+        let mask = filter.expr.evaluate(&batch)?.into_array(batch.num_rows())?;
+        let mask = mask.as_boolean_opt().ok_or_else(|| {
+            DataFusionError::Internal(format!("filter {} is not boolean", filter.expr))
+        })?;
+        Ok(rows
+            .iter()
+            .zip(mask.iter())
+            .filter_map(|(&row, keep)| (keep == Some(true)).then_some(row))
+            .collect())
+    }
+
+    /// `residual` over only the columns it references, to be evaluated on
+    /// rows read with that projection.
+    fn residual_filter(&self, residual: &Arc<dyn PhysicalExpr>) -> Result<ResidualFilter> {
         let mut used: Vec<usize> = collect_columns(residual)
             .iter()
             .map(Column::index)
@@ -445,19 +469,13 @@ impl ValoriKnnExec {
         used.sort_unstable();
         used.dedup();
         let schema = Arc::new(self.scan_schema.project(&used)?);
-        let projection: Vec<usize> = used.iter().map(|&i| self.search.projection[i]).collect();
+        let projection = used.iter().map(|&i| self.search.projection[i]).collect();
         let expr = reassign_expr_columns(Arc::clone(residual), &schema)?;
-        let positions: Vec<usize> = rows.iter().map(|&r| r as usize).collect();
-        let batch = rows_batch(collection, &positions, &projection, &schema)?;
-        let mask = expr.evaluate(&batch)?.into_array(batch.num_rows())?;
-        let mask = mask.as_boolean_opt().ok_or_else(|| {
-            DataFusionError::Internal(format!("filter {residual} is not boolean"))
-        })?;
-        Ok(rows
-            .iter()
-            .zip(mask.iter())
-            .filter_map(|(&row, keep)| (keep == Some(true)).then_some(row))
-            .collect())
+        Ok(ResidualFilter {
+            projection,
+            schema,
+            expr,
+        })
     }
 
     /// Appends the distance (the function's value, as the UDF computes
