@@ -173,6 +173,12 @@ pub enum EngineError {
     /// read.
     #[error("checkpoint file {} has format version {found}; this build reads version {CHECKPOINT_VERSION}", path.display())]
     CheckpointVersion { path: PathBuf, found: u32 },
+    /// A transaction of several writes was computed from a state that
+    /// other writes have changed since; nothing of it was written.
+    #[error(
+        "could not serialize access: {since} write(s) were committed since the transaction's first write; retry the transaction"
+    )]
+    TransactionConflict { since: u64 },
     /// This node is a replica that does not lead its cluster: writes (and
     /// linearizable reads it cannot confirm) go to the leader, whose REST
     /// address and Postgres address are named when known.
@@ -224,6 +230,7 @@ impl EngineError {
             EngineError::Rejected(apply) => Fault::of_apply(apply),
             EngineError::EventTooLarge { .. } => Fault::TooLarge,
             EngineError::OutOfRange { .. } => Fault::NotFound,
+            EngineError::TransactionConflict { .. } => Fault::Conflict,
             EngineError::Failed(_)
             | EngineError::NotLeader { .. }
             | EngineError::Replication { .. }
@@ -239,6 +246,7 @@ impl EngineError {
             EngineError::Rejected(_)
                 | EngineError::EventTooLarge { .. }
                 | EngineError::OutOfRange { .. }
+                | EngineError::TransactionConflict { .. }
         )
     }
 }

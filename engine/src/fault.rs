@@ -62,8 +62,10 @@ impl Fault {
     }
 
     /// The fault of an event the state machine refused.
-    pub const fn of_apply(e: &ApplyError) -> Fault {
+    pub fn of_apply(e: &ApplyError) -> Fault {
         match e {
+            // A transaction's write is classed as the write itself.
+            ApplyError::InTransaction { source, .. } => Fault::of_apply(source),
             ApplyError::UnknownCollection(_)
             | ApplyError::UnknownRecord { .. }
             | ApplyError::UnknownNode(_)

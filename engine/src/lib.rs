@@ -17,7 +17,9 @@
 //! `LOCK` (held by the engine that has the directory open).
 
 pub mod error;
+pub use fork::Fork;
 pub mod fault;
+mod fork;
 pub mod index;
 mod recovery;
 pub mod stats;

@@ -42,6 +42,13 @@ pub const CLIENT_BATCH_BYTES_MAX: u32 = 48 * 1024 * 1024;
 /// dimension must be split by the client to stay below it.
 pub const EVENT_BYTES_MAX: u32 = 256 * 1024 * 1024;
 
+/// Most writes (events) one SQL transaction commits as one event; its
+/// encoding must also stay below [`EVENT_BYTES_MAX`].
+pub const TRANSACTION_EVENTS_MAX: u32 = 100_000;
+
+/// Most savepoints one transaction block holds at once.
+pub const SAVEPOINTS_MAX: u32 = 1_000;
+
 /// Most collections in one database.
 pub const COLLECTIONS_MAX: u32 = 4_096;
 

@@ -309,6 +309,20 @@ impl Model {
                 };
                 self.apply(&insert, bytes);
             }
+            // format.md: `count:u32`, then per event `len:u32 ‖ event`;
+            // the events are applied in order.
+            Event::Transaction { events } => {
+                let count = u32::from_le_bytes(bytes[2..6].try_into().unwrap()) as usize;
+                assert_eq!(count, events.len());
+                let mut at = 6;
+                for event in events {
+                    let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+                    let part = &bytes[at + 4..at + 4 + len];
+                    self.apply(event, part);
+                    at += 4 + len;
+                }
+                assert_eq!(at, bytes.len(), "a transaction ends with its last event");
+            }
         }
     }
 
@@ -517,6 +531,42 @@ fn model_values() -> BTreeMap<String, String> {
     out.insert("graph_hash".into(), hex(&model.graph_hash()));
     out.insert("state_hash".into(), hex(&model.state_hash()));
     out
+}
+
+/// The golden workload's accepted events grouped into transactions of up
+/// to seven: applied by the state and by the model, they give the pinned
+/// state hash of the same events applied one by one.
+#[test]
+fn transactions_of_the_golden_events_give_the_pinned_hash() {
+    let mut accepted = Vec::new();
+    golden::apply_workload(&mut State::new(), |bytes, applied| {
+        if applied {
+            accepted.push(Event::decode(bytes).expect("logged events decode"));
+        }
+    });
+    let mut state = State::new();
+    let mut model = Model::default();
+    let mut transactions = 0;
+    for group in accepted.chunks(7) {
+        let event = if group.len() == 1 {
+            group[0].clone()
+        } else {
+            transactions += 1;
+            Event::Transaction {
+                events: group.to_vec(),
+            }
+        };
+        let bytes = event.encode();
+        assert_eq!(Event::decode(&bytes).as_ref(), Ok(&event));
+        state
+            .apply(&event)
+            .expect("a transaction of accepted events applies");
+        model.apply(&event, &bytes);
+    }
+    assert!(transactions > 3, "the workload makes several transactions");
+    let pinned = pinned();
+    assert_eq!(hex(&model.state_hash()), pinned["state_hash"]);
+    assert_eq!(state.state_hash().to_string(), pinned["state_hash"]);
 }
 
 /// The model, written from docs/format.md, reproduces every pinned value:

@@ -57,6 +57,7 @@ pub mod session;
 pub mod settings;
 pub mod sql_text;
 pub mod statement;
+pub mod transaction;
 pub mod vector_aggregates;
 pub mod vector_functions;
 pub mod write;
@@ -127,6 +128,9 @@ pub enum QueryError {
     /// A parameter value refused: wrong count, or not of its type.
     #[error(transparent)]
     Param(#[from] statement::ParamError),
+    /// A transaction command refused, or a statement in a failed block.
+    #[error(transparent)]
+    Transaction(#[from] transaction::TransactionError),
     /// A write from a client that may only read.
     #[error("cannot execute a write: the client has the read role")]
     ReadOnly,

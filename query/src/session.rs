@@ -15,6 +15,7 @@ use std::time::Duration;
 use valori_core::limits;
 
 use crate::settings::{ReadConsistency, SearchSettings};
+use crate::transaction::Transaction;
 
 /// The PostgreSQL version Valori answers as (`SHOW server_version`,
 /// `version()`): the protocol and catalog it speaks.
@@ -50,6 +51,8 @@ pub struct Session {
     pub read_consistency: ReadConsistency,
     /// Settings Valori does not use, kept for `SHOW`.
     settings: BTreeMap<String, String>,
+    /// The open transaction block, between `BEGIN` and its end.
+    pub transaction: Option<Transaction>,
 }
 
 impl Session {
@@ -114,7 +117,11 @@ impl Session {
     /// `RESET name`; `RESET ALL` with `all`.
     pub fn reset(&mut self, name: &str) -> Result<(), SettingError> {
         if name.eq_ignore_ascii_case("all") {
-            *self = Session::default();
+            // Settings only: an open block stays open.
+            *self = Session {
+                transaction: self.transaction.take(),
+                ..Session::default()
+            };
             return Ok(());
         }
         self.set(name, "default")

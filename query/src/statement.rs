@@ -78,6 +78,12 @@ pub enum Command {
     Begin,
     Commit,
     Rollback,
+    /// `SAVEPOINT name`.
+    Savepoint(String),
+    /// `RELEASE [SAVEPOINT] name`.
+    Release(String),
+    /// `ROLLBACK TO [SAVEPOINT] name`.
+    RollbackTo(String),
     /// Accepted and ignored, answered with this command tag.
     Noop(&'static str),
     Set {
@@ -140,6 +146,10 @@ pub enum QueryPlan {
 #[derive(Debug)]
 pub struct Prepared {
     sql: String,
+    /// The engine it was planned on ([`QueryEngine::engine_id`]): a
+    /// statement planned inside a transaction's copy of the state is
+    /// planned again to run anywhere else.
+    planned_on: usize,
     shape: sql_text::Shape,
     kind: Kind,
     params: Vec<ParamType>,
@@ -170,14 +180,19 @@ impl Prepared {
         matches!(self.kind, Kind::Write(_))
     }
 
-    /// Whether the statement ends a transaction block (`COMMIT`,
-    /// `ROLLBACK`): the statements a client may send after an error in
-    /// the block.
+    /// Whether the statement ends a transaction block or its failure
+    /// (`COMMIT`, `ROLLBACK`, `ROLLBACK TO SAVEPOINT`): the statements a
+    /// client may send after an error in the block.
     pub fn ends_transaction(&self) -> bool {
         matches!(
             self.kind,
-            Kind::Command(Command::Commit | Command::Rollback)
+            Kind::Command(Command::Commit | Command::Rollback | Command::RollbackTo(_))
         )
+    }
+
+    /// The engine it was planned on ([`QueryEngine::engine_id`]).
+    pub(crate) fn planned_on(&self) -> usize {
+        self.planned_on
     }
 
     /// Whether a run returns rows (a query or `SHOW`).
@@ -362,7 +377,7 @@ pub enum ParamError {
     Vector { n: usize, reason: String },
 }
 
-fn internal(message: impl Into<String>) -> QueryError {
+pub(crate) fn internal(message: impl Into<String>) -> QueryError {
     QueryError::Internal(DataFusionError::Internal(message.into()))
 }
 
@@ -486,17 +501,26 @@ fn object_name(name: &ast::ObjectName) -> String {
         .join(".")
 }
 
+/// A savepoint's name, folded to lower case unless quoted.
+fn ident_name(ident: &ast::Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_ascii_lowercase(),
+    }
+}
+
 /// The session command a statement is, if it is one.
 fn command(statement: &Statement) -> Result<Option<Command>, QueryError> {
     Ok(Some(match statement {
         Statement::StartTransaction { .. } => Command::Begin,
         Statement::Commit { .. } => Command::Commit,
         Statement::Rollback {
-            savepoint: Some(_), ..
-        } => Command::Noop("ROLLBACK"),
+            savepoint: Some(name),
+            ..
+        } => Command::RollbackTo(ident_name(name)),
         Statement::Rollback { .. } => Command::Rollback,
-        Statement::Savepoint { .. } => Command::Noop("SAVEPOINT"),
-        Statement::ReleaseSavepoint { .. } => Command::Noop("RELEASE"),
+        Statement::Savepoint { name } => Command::Savepoint(ident_name(name)),
+        Statement::ReleaseSavepoint { name } => Command::Release(ident_name(name)),
         Statement::Discard { .. } => Command::Noop("DISCARD ALL"),
         Statement::Deallocate { .. } => Command::Noop("DEALLOCATE"),
         Statement::LISTEN { .. } => Command::Noop("LISTEN"),
@@ -936,6 +960,7 @@ impl QueryEngine {
         })
         .await?;
         Ok(Arc::new(Prepared {
+            planned_on: self.engine_id(),
             sql: sql.to_owned(),
             shape,
             kind: Kind::Query(QueryPlan::Deep),
@@ -1008,6 +1033,7 @@ impl QueryEngine {
             None => Arc::new(Schema::empty()),
         };
         Ok(Prepared {
+            planned_on: self.engine_id(),
             sql: sql.to_owned(),
             shape,
             kind: Kind::Write(statement),
@@ -1067,6 +1093,7 @@ impl QueryEngine {
         let empty = || Arc::new(Schema::empty());
         let Some(statement) = parse(sql)? else {
             return Ok(Prepared {
+                planned_on: self.engine_id(),
                 sql: sql.to_owned(),
                 shape,
                 kind: Kind::Empty,
@@ -1086,6 +1113,7 @@ impl QueryEngine {
                 _ => empty(),
             };
             return Ok(Prepared {
+                planned_on: self.engine_id(),
                 sql: sql.to_owned(),
                 shape,
                 kind: Kind::Command(command),
@@ -1154,6 +1182,7 @@ impl QueryEngine {
             }
         };
         Ok(Prepared {
+            planned_on: self.engine_id(),
             sql: sql.to_owned(),
             shape,
             params: query.params.clone(),
@@ -1217,6 +1246,7 @@ impl QueryEngine {
         };
         let tables = scanned_tables(&plan)?;
         Ok(Prepared {
+            planned_on: self.engine_id(),
             sql: sql.to_owned(),
             shape,
             kind: Kind::Query(QueryPlan::Planned {
@@ -1253,9 +1283,10 @@ impl QueryEngine {
 
     /// Runs a prepared statement with its parameter values, for a client
     /// whose session is `session` (`SET` and `RESET` change it) and may
-    /// write when `access` allows. A statement runs at most the shorter of
+    /// write when `access` allows, on this engine (transaction blocks are
+    /// [`QueryEngine::run`]'s). A statement runs at most the shorter of
     /// the server's and the session's statement timeout.
-    pub async fn run(
+    pub(crate) async fn run_here(
         &self,
         prepared: &Prepared,
         params: Vec<ScalarValue>,
@@ -1582,7 +1613,11 @@ impl QueryEngine {
 
     /// Loads the data of a `COPY … FROM STDIN` (see [`Outcome::CopyIn`]):
     /// one event, all rows or none.
-    pub async fn copy_in(&self, copy: CopyIn, data: Vec<u8>) -> Result<Outcome, QueryError> {
+    pub(crate) async fn copy_in_here(
+        &self,
+        copy: CopyIn,
+        data: Vec<u8>,
+    ) -> Result<Outcome, QueryError> {
         // Parsed off the runtime's threads, as the write is.
         let (format, width) = (copy.format.clone(), copy.width());
         let rows = tokio::task::spawn_blocking(move || write::copy_rows(&format, width, &data))
@@ -1615,7 +1650,7 @@ impl QueryEngine {
     /// [`CopyIn::fields`]: one event, all rows or none, as
     /// [`QueryEngine::copy_in`]. A vector arrives as its components and
     /// is written as a vector parameter is.
-    pub async fn copy_in_values(
+    pub(crate) async fn copy_in_values_here(
         &self,
         copy: CopyIn,
         values: Vec<Vec<ScalarValue>>,
@@ -1773,6 +1808,10 @@ fn run_command(command: &Command, session: &mut Session) -> Result<Outcome, Quer
         Command::Begin => Outcome::Begin,
         Command::Commit => Outcome::Commit,
         Command::Rollback => Outcome::Rollback,
+        // Outside a block (inside one the transaction layer answers them).
+        Command::Savepoint(_) | Command::Release(_) | Command::RollbackTo(_) => {
+            return Err(internal("a savepoint command outside a transaction block"));
+        }
         Command::Noop(t) => tag(t),
         Command::Set { name, value } => {
             session.set(name, value)?;

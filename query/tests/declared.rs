@@ -895,7 +895,10 @@ fn copy_into_declared_tables() {
                 else {
                     panic!("{sql}: not a COPY");
                 };
-                match q.copy_in(copy, data.as_bytes().to_vec()).await? {
+                match q
+                    .copy_in(copy, data.as_bytes().to_vec(), &mut Session::default())
+                    .await?
+                {
                     Outcome::Done { rows, .. } => Ok::<_, QueryError>(rows.unwrap_or(0)),
                     _ => panic!("{sql}: no count"),
                 }
@@ -1173,8 +1176,10 @@ fn copy_to_stdout_and_binary_copy_in() {
                     valori_query::statement::vector_param(vec![0.25, 4.0]),
                 ],
             ];
-            let Outcome::Done { rows: Some(2), .. } =
-                q.copy_in_values(copy.clone(), rows).await.unwrap()
+            let Outcome::Done { rows: Some(2), .. } = q
+                .copy_in_values(copy.clone(), rows, &mut Session::default())
+                .await
+                .unwrap()
             else {
                 panic!("no count of 2");
             };
@@ -1187,11 +1192,18 @@ fn copy_to_stdout_and_binary_copy_in() {
                     valori_query::statement::vector_param(vec![1.0, 2.0, 3.0]),
                 ],
             ] {
-                assert!(q.copy_in_values(copy.clone(), vec![bad]).await.is_err());
+                assert!(
+                    q.copy_in_values(copy.clone(), vec![bad], &mut Session::default())
+                        .await
+                        .is_err()
+                );
                 assert_eq!(engine.proof().unwrap().hashes.state, before);
             }
             // Binary data is the front end's to decode.
-            let e = q.copy_in(copy, b"PGCOPY".to_vec()).await.unwrap_err();
+            let e = q
+                .copy_in(copy, b"PGCOPY".to_vec(), &mut Session::default())
+                .await
+                .unwrap_err();
             assert!(e.to_string().contains("binary"), "{e}");
             run(&q, "INSERT INTO items VALUES (3, 'x\ty', '[0,1]')")
                 .await

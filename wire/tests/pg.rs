@@ -1715,3 +1715,210 @@ async fn text_arrays_and_int2vectors() {
     assert_eq!(row.get::<_, Vec<i16>>(0), vec![1]);
     server.stop().await;
 }
+
+/// The ids in `table`, in order, as one connection sees them.
+async fn ids(client: &Client, table: &str) -> Vec<i64> {
+    client
+        .query(&format!("SELECT id FROM {table} ORDER BY id"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, i64>(0))
+        .collect()
+}
+
+/// Proves a transaction block is one: its writes are seen by its own
+/// statements and by no other connection until COMMIT; ROLLBACK leaves
+/// the state hash as it was before BEGIN; a committed block is one event
+/// in the log and leaves the state hash that the same statements give
+/// run one by one on another server; an error aborts the block (25P02
+/// until its end, COMMIT answered as ROLLBACK, nothing written); a block
+/// survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_block_is_all_or_nothing() {
+    let setup = "CREATE TABLE items (id bigint PRIMARY KEY, embedding vector(2), note text);
+                 INSERT INTO items VALUES (1, '[1,1]', 'a')";
+    let block = [
+        "INSERT INTO items VALUES (2, '[2,2]', 'b'), (3, '[3,3]', 'c')",
+        "UPDATE items SET note = 'changed' WHERE id = 1",
+        "DELETE FROM items WHERE id = 3",
+        "CREATE TABLE more (id bigint PRIMARY KEY, v vector(2))",
+        "INSERT INTO more VALUES (7, '[0,1]')",
+    ];
+    let server = Server::start(&[]).await;
+    let (one, other) = (server.client().await, server.client().await);
+    one.batch_execute(setup).await.unwrap();
+    let before = server.state_hash();
+    let log_before = server.engine.log_size();
+
+    // Seen inside, not outside; ROLLBACK undoes everything.
+    one.batch_execute("BEGIN").await.unwrap();
+    for statement in block {
+        one.batch_execute(statement).await.unwrap();
+    }
+    assert_eq!(ids(&one, "items").await, vec![1, 2]);
+    assert_eq!(ids(&one, "more").await, vec![7]);
+    assert_eq!(ids(&other, "items").await, vec![1]);
+    let missing = other.query("SELECT id FROM more", &[]).await.unwrap_err();
+    assert_eq!(code(&missing), "42P01");
+    one.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(ids(&one, "items").await, vec![1]);
+    assert_eq!(
+        server.state_hash(),
+        before,
+        "ROLLBACK leaves the state as it was"
+    );
+    assert_eq!(server.engine.log_size(), log_before);
+
+    // COMMIT: one event, and the state of the statements run one by one.
+    one.batch_execute("BEGIN").await.unwrap();
+    for statement in block {
+        one.batch_execute(statement).await.unwrap();
+    }
+    one.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(server.engine.log_size(), log_before + 1);
+    assert_eq!(ids(&other, "items").await, vec![1, 2]);
+    let note: String = other
+        .query_one("SELECT note FROM items WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(note, "changed");
+    let reference = Server::start(&[]).await;
+    let plain = reference.client().await;
+    plain.batch_execute(setup).await.unwrap();
+    for statement in block {
+        plain.batch_execute(statement).await.unwrap();
+    }
+    assert_eq!(server.state_hash(), reference.state_hash());
+    reference.stop().await;
+
+    // An error aborts the block; its end is a rollback.
+    let committed = server.state_hash();
+    one.batch_execute("BEGIN").await.unwrap();
+    one.batch_execute("INSERT INTO items VALUES (4, '[4,4]', 'd')")
+        .await
+        .unwrap();
+    let duplicate = one
+        .batch_execute("INSERT INTO items VALUES (1, '[9,9]', 'dup')")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&duplicate), "23505");
+    let refused = one.query("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(code(&refused), "25P02");
+    let ended = one.simple_query("COMMIT").await.unwrap();
+    assert!(
+        matches!(&ended[0], SimpleQueryMessage::CommandComplete(0)),
+        "{ended:?}"
+    );
+    assert_eq!(ids(&one, "items").await, vec![1, 2]);
+    assert_eq!(server.state_hash(), committed);
+
+    assert_eq!(
+        server.stop_and_replay().await,
+        committed,
+        "replayed from the log"
+    );
+}
+
+/// Proves savepoints undo what follows them: ROLLBACK TO SAVEPOINT drops
+/// the writes made after it and keeps those before, it also ends an
+/// error of the block, RELEASE forgets a savepoint, and an unknown one is
+/// refused with 3B001; outside a block SAVEPOINT is refused with 25P01.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn savepoints_undo_what_follows_them() {
+    let server = Server::start(&[]).await;
+    let mut client = server.client().await;
+    client
+        .batch_execute("CREATE TABLE items (id bigint PRIMARY KEY, embedding vector(2))")
+        .await
+        .unwrap();
+    let outside = client.batch_execute("SAVEPOINT s").await.unwrap_err();
+    assert_eq!(code(&outside), "25P01");
+
+    let mut tx = client.transaction().await.unwrap();
+    tx.execute("INSERT INTO items VALUES (1, '[1,1]')", &[])
+        .await
+        .unwrap();
+    {
+        let inner = tx.savepoint("s").await.unwrap();
+        inner
+            .execute("INSERT INTO items VALUES (2, '[2,2]')", &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            inner
+                .query("SELECT id FROM items", &[])
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        inner.rollback().await.unwrap();
+    }
+    {
+        // An error inside the savepoint, undone by rolling back to it.
+        let inner = tx.savepoint("t").await.unwrap();
+        let duplicate = inner
+            .execute("INSERT INTO items VALUES (1, '[5,5]')", &[])
+            .await
+            .unwrap_err();
+        assert_eq!(code(&duplicate), "23505");
+        inner.rollback().await.unwrap();
+    }
+    tx.execute("INSERT INTO items VALUES (3, '[3,3]')", &[])
+        .await
+        .unwrap();
+    let unknown = tx
+        .batch_execute("RELEASE SAVEPOINT nope")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&unknown), "3B001");
+    tx.rollback().await.unwrap();
+
+    let mut tx = client.transaction().await.unwrap();
+    tx.execute("INSERT INTO items VALUES (1, '[1,1]')", &[])
+        .await
+        .unwrap();
+    {
+        let inner = tx.savepoint("s").await.unwrap();
+        inner
+            .execute("INSERT INTO items VALUES (2, '[2,2]')", &[])
+            .await
+            .unwrap();
+        inner.rollback().await.unwrap();
+    }
+    tx.execute("INSERT INTO items VALUES (3, '[3,3]')", &[])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(ids(&client, "items").await, vec![1, 3]);
+    server.stop().await;
+}
+
+/// Proves a block of several writes commits only on the state it read:
+/// when another connection commits a write first, COMMIT fails with 40001
+/// and nothing of the block is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_overtaken_by_another_write_fails_with_40001() {
+    let server = Server::start(&[]).await;
+    let (one, other) = (server.client().await, server.client().await);
+    one.batch_execute("CREATE TABLE items (id bigint PRIMARY KEY, embedding vector(2))")
+        .await
+        .unwrap();
+    one.batch_execute(
+        "BEGIN; INSERT INTO items VALUES (1, '[1,1]'); INSERT INTO items VALUES (2, '[2,2]')",
+    )
+    .await
+    .unwrap();
+    other
+        .batch_execute("INSERT INTO items VALUES (3, '[3,3]')")
+        .await
+        .unwrap();
+    let after_other = server.state_hash();
+    let conflict = one.batch_execute("COMMIT").await.unwrap_err();
+    assert_eq!(code(&conflict), "40001");
+    assert_eq!(server.state_hash(), after_other);
+    assert_eq!(ids(&one, "items").await, vec![3]);
+    server.stop().await;
+}

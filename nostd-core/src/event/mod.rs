@@ -291,6 +291,14 @@ pub enum Event {
         batch: Batch,
         columns: Vec<ColumnValues>,
     },
+    /// Applies `events` in order, all or none: one SQL transaction
+    /// (`BEGIN` … `COMMIT`) of several writes. Each event is checked
+    /// against the state the ones before it left; if any is refused,
+    /// nothing changed. Holds 2..=[`limits::TRANSACTION_EVENTS_MAX`]
+    /// events, none of them a `Transaction`.
+    Transaction {
+        events: Vec<Event>,
+    },
 }
 
 /// Kind bytes of the encoding.
@@ -313,6 +321,7 @@ mod kind {
     pub const INSERT_ROWS: u8 = 16;
     pub const UPDATE_ROWS: u8 = 17;
     pub const REPLACE_ROWS: u8 = 18;
+    pub const TRANSACTION: u8 = 19;
 }
 
 /// Flag bits of an `UpdateBatch`: which fields follow.
@@ -343,6 +352,7 @@ impl Event {
             Event::InsertRows { .. } => "insert_rows",
             Event::UpdateRows { .. } => "update_rows",
             Event::ReplaceRows { .. } => "replace_rows",
+            Event::Transaction { .. } => "transaction",
         }
     }
 
@@ -499,6 +509,19 @@ impl Event {
                 for (column, values) in columns {
                     out.extend_from_slice(&column.to_le_bytes());
                     put_values(out, values);
+                }
+            }
+            Event::Transaction { events } => {
+                out.push(kind::TRANSACTION);
+                put_u32(out, events.len() as u32);
+                for event in events {
+                    // Length first, so that a reader can bound each part
+                    // before decoding it.
+                    let at = out.len();
+                    put_u32(out, 0);
+                    event.encode_into(out);
+                    let len = (out.len() - at - 4) as u32;
+                    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
                 }
             }
         }
@@ -679,6 +702,35 @@ impl Event {
                 }
                 Event::DropCollections { names }
             }
+            kind::TRANSACTION => {
+                let count_at = r.pos;
+                let count = r.u32()?;
+                if !(2..=limits::TRANSACTION_EVENTS_MAX).contains(&count) {
+                    return Err(r.error_at(count_at, DecodeErrorKind::BadEventCount(count)));
+                }
+                // An event takes at least its 4-byte length and 2 bytes.
+                if u64::from(count) * 6 > r.remaining() as u64 {
+                    return Err(r.error_at(r.pos, DecodeErrorKind::Truncated));
+                }
+                let mut events = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    let len = r.u32()? as usize;
+                    let at = r.pos;
+                    let part = r.take(len)?;
+                    // One level only: a transaction inside a transaction
+                    // is refused before it is decoded, which bounds the
+                    // recursion.
+                    if part.get(1) == Some(&kind::TRANSACTION) {
+                        return Err(r.error_at(at, DecodeErrorKind::NestedTransaction));
+                    }
+                    let event = Event::decode(part).map_err(|e| DecodeError {
+                        offset: e.offset.saturating_add(at as u32),
+                        kind: e.kind,
+                    })?;
+                    events.push(event);
+                }
+                Event::Transaction { events }
+            }
             other => return Err(r.error_at(1, DecodeErrorKind::UnknownKind(other))),
         };
         if r.remaining() != 0 {
@@ -793,6 +845,10 @@ pub enum DecodeErrorKind {
     BadColumnCount(u32),
     #[error("malformed column values")]
     BadValues,
+    #[error("{0} events in one transaction is outside 2..={max}", max = limits::TRANSACTION_EVENTS_MAX)]
+    BadEventCount(u32),
+    #[error("a transaction holds another transaction")]
+    NestedTransaction,
 }
 
 struct Reader<'a> {

@@ -45,7 +45,7 @@ fn arb_batch() -> impl Strategy<Value = Batch> {
     })
 }
 
-fn arb_event() -> impl Strategy<Value = Event> {
+fn arb_plain_event() -> impl Strategy<Value = Event> {
     prop_oneof![
         (
             arb_name(),
@@ -145,6 +145,15 @@ fn arb_event() -> impl Strategy<Value = Event> {
             }),
         proptest::collection::vec(arb_name(), 1..6)
             .prop_map(|names| Event::DropCollections { names }),
+    ]
+}
+
+/// Any event, a transaction of two or three plain events among them.
+fn arb_event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        6 => arb_plain_event(),
+        1 => proptest::collection::vec(arb_plain_event(), 2..4)
+            .prop_map(|events| Event::Transaction { events }),
     ]
 }
 
@@ -370,4 +379,48 @@ fn collection_names() {
         Err(NameError::TooLong)
     );
     assert!(CollectionName::new(&"a".repeat(64)).is_ok());
+}
+
+/// The documented layout of a transaction (docs/format.md): version,
+/// kind 19, the event count, then each event's length and encoding.
+/// Counts outside 2..=TRANSACTION_EVENTS_MAX and nested transactions
+/// are refused.
+#[test]
+fn transaction_layout_matches_format_doc() {
+    let a = Event::Delete {
+        collection: name("c"),
+        id: RecordId(7),
+    };
+    let b = Event::DeleteNode { node: NodeId(9) };
+    let event = Event::Transaction {
+        events: vec![a.clone(), b.clone()],
+    };
+    let mut expected = vec![1u8, 19, 2, 0, 0, 0];
+    // Delete: version, kind 5, name length 1, "c", id 7.
+    expected.extend_from_slice(&[15, 0, 0, 0, 1, 5, 1, 0, 0, 0, b'c']);
+    expected.extend_from_slice(&7u64.to_le_bytes());
+    // DeleteNode: version, kind 9, node 9.
+    expected.extend_from_slice(&[10, 0, 0, 0, 1, 9]);
+    expected.extend_from_slice(&9u64.to_le_bytes());
+    assert_eq!(event.encode(), expected);
+    assert_eq!(Event::decode(&expected), Ok(event.clone()));
+
+    let mut one = expected[..6 + 4 + 15].to_vec();
+    one[2] = 1;
+    assert_eq!(
+        Event::decode(&one).unwrap_err().kind,
+        DecodeErrorKind::BadEventCount(1)
+    );
+    let mut nested = vec![1u8, 19, 2, 0, 0, 0];
+    let inner = event.encode();
+    nested.extend_from_slice(&(inner.len() as u32).to_le_bytes());
+    nested.extend_from_slice(&inner);
+    nested.extend_from_slice(&expected[6 + 4 + 15..]);
+    assert_eq!(
+        Event::decode(&nested).unwrap_err(),
+        DecodeError {
+            offset: 10,
+            kind: DecodeErrorKind::NestedTransaction
+        }
+    );
 }

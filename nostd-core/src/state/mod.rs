@@ -93,6 +93,15 @@ pub enum ApplyError {
         collection: CollectionName,
         source: alloc::boxed::Box<RowError>,
     },
+    #[error("{count} writes in one transaction is outside 2..={max}", max = limits::TRANSACTION_EVENTS_MAX)]
+    BadTransactionSize { count: u64 },
+    #[error("a transaction holds another transaction")]
+    NestedTransaction,
+    #[error("write {index} of the transaction: {source}")]
+    InTransaction {
+        index: u64,
+        source: alloc::boxed::Box<ApplyError>,
+    },
     #[error("collection {0} has declared columns: write it with table events")]
     TableNeedsColumns(CollectionName),
     #[error("collection {0} has no declared columns")]
@@ -1087,6 +1096,32 @@ impl StateHashes {
     }
 }
 
+/// The collections `event` names (creates, changes or drops) and whether
+/// it changes the graph; a nested transaction is refused.
+fn named(event: &Event) -> Result<(Vec<&CollectionName>, bool), ApplyError> {
+    Ok(match event {
+        Event::CreateCollection { name, .. }
+        | Event::DropCollection { name }
+        | Event::CreateTable { name, .. } => (alloc::vec![name], false),
+        Event::Insert { collection, .. }
+        | Event::InsertBatch { collection, .. }
+        | Event::Delete { collection, .. }
+        | Event::SetTag { collection, .. }
+        | Event::SetMetadata { collection, .. }
+        | Event::DeleteBatch { collection, .. }
+        | Event::UpdateBatch { collection, .. }
+        | Event::InsertRows { collection, .. }
+        | Event::UpdateRows { collection, .. }
+        | Event::ReplaceRows { collection, .. } => (alloc::vec![collection], false),
+        Event::DropCollections { names } => (names.iter().collect(), false),
+        Event::CreateNode { .. }
+        | Event::DeleteNode { .. }
+        | Event::CreateEdge { .. }
+        | Event::DeleteEdge { .. } => (Vec::new(), true),
+        Event::Transaction { .. } => return Err(ApplyError::NestedTransaction),
+    })
+}
+
 /// The whole database state.
 #[derive(Clone, Debug, Default)]
 pub struct State {
@@ -1094,6 +1129,11 @@ pub struct State {
     graph: Graph,
     /// Collections created so far (not part of the hash).
     created: u64,
+    /// Collections of the state that this one stands in for but does not
+    /// hold: the scratch copy a transaction is checked on holds only the
+    /// collections it names, and still counts the others against
+    /// [`limits::COLLECTIONS_MAX`]. Zero in every real state.
+    absent_collections: usize,
 }
 
 impl State {
@@ -1203,7 +1243,9 @@ impl State {
                 if self.collections.contains_key(name) {
                     return Err(ApplyError::CollectionExists(name.clone()));
                 }
-                if self.collections.len() >= limits::COLLECTIONS_MAX as usize {
+                if self.collections.len() + self.absent_collections
+                    >= limits::COLLECTIONS_MAX as usize
+                {
                     return Err(ApplyError::TooManyCollections);
                 }
                 if config.dim == 0 || config.dim > limits::DIM_MAX {
@@ -1292,7 +1334,50 @@ impl State {
             Event::DeleteEdge { from, to, label } => {
                 self.graph.check_delete_edge(*from, *to, *label)
             }
+            Event::Transaction { events } => self.check_transaction(events),
         }
+    }
+
+    /// Checks a transaction's events in order, each against the state the
+    /// ones before it left, on a scratch copy of only what they name: the
+    /// collections (and the graph if they change it). The real state is
+    /// not touched, so a refused transaction changes nothing.
+    fn check_transaction(&self, events: &[Event]) -> Result<(), ApplyError> {
+        if !(2..=limits::TRANSACTION_EVENTS_MAX as usize).contains(&events.len()) {
+            return Err(ApplyError::BadTransactionSize {
+                count: events.len() as u64,
+            });
+        }
+        let mut scratch = State {
+            created: self.created,
+            ..State::default()
+        };
+        let mut graph = false;
+        for event in events {
+            let (names, changes_graph) = named(event)?;
+            graph |= changes_graph;
+            for name in names {
+                if let Some(c) = self.collections.get(name)
+                    && !scratch.collections.contains_key(name)
+                {
+                    scratch.collections.insert(name.clone(), c.clone());
+                }
+            }
+        }
+        if graph {
+            scratch.graph = self.graph.clone();
+        }
+        scratch.absent_collections =
+            self.collections.len() + self.absent_collections - scratch.collections.len();
+        for (index, event) in events.iter().enumerate() {
+            scratch
+                .apply(event)
+                .map_err(|source| ApplyError::InTransaction {
+                    index: index as u64,
+                    source: alloc::boxed::Box::new(source),
+                })?;
+        }
+        Ok(())
     }
 
     /// Applies one event. On error nothing changed. Inserted rows join
@@ -1344,6 +1429,12 @@ impl State {
     /// checked may be applied in part.
     pub fn apply_checked(&mut self, event: &Event) -> Result<Applied, ApplyError> {
         Ok(match event {
+            Event::Transaction { events } => {
+                for event in events {
+                    self.apply_checked(event)?;
+                }
+                Applied::Other
+            }
             Event::CreateTable {
                 name,
                 config,

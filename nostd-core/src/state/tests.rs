@@ -1057,3 +1057,111 @@ mod tables {
         );
     }
 }
+
+/// Over random transactions of two to four random events: a transaction
+/// is accepted exactly when its events, applied one by one to a copy of
+/// the state, are all accepted, and then it leaves the copy's hash; a
+/// refused one leaves the hash as it was.
+#[test]
+fn a_transaction_is_its_events_applied_in_turn_or_nothing() {
+    let (mut accepted, mut refused) = (0, 0);
+    for seed in 0..20u64 {
+        let mut rng = SplitMix64::new(1000 + seed);
+        let mut state = State::new();
+        state.apply(&create(4)).unwrap();
+        for step in 0..200 {
+            let events: Vec<Event> = (0..2 + rng.below(3))
+                .map(|_| random_event(&mut rng))
+                .collect();
+            let mut one_by_one = state.clone();
+            let all_ok = events.iter().all(|e| one_by_one.apply(e).is_ok());
+            let before = state.state_hash();
+            let result = state.apply(&Event::Transaction {
+                events: events.clone(),
+            });
+            assert_eq!(
+                result.is_ok(),
+                all_ok,
+                "seed {seed} step {step}: {events:?}"
+            );
+            if all_ok {
+                accepted += 1;
+                assert_eq!(state.state_hash(), one_by_one.state_hash_uncached());
+            } else {
+                refused += 1;
+                assert_eq!(state.state_hash(), before, "seed {seed} step {step}");
+            }
+            assert_eq!(state.state_hash(), state.state_hash_uncached());
+        }
+    }
+    assert!(
+        accepted > 100 && refused > 100,
+        "{accepted} accepted, {refused} refused"
+    );
+}
+
+/// The scratch copy a transaction is checked on holds only the collections
+/// it names, yet the database-wide collection limit still counts the rest.
+#[test]
+fn a_transaction_cannot_pass_the_collection_limit() {
+    let mut state = State::new();
+    let config = CollectionConfig {
+        dim: 2,
+        metric: Metric::L2,
+        index: IndexParams::default(),
+    };
+    let create = |n: u32| Event::CreateCollection {
+        name: name(&alloc::format!("c{n}")),
+        config,
+    };
+    for n in 0..limits::COLLECTIONS_MAX - 1 {
+        state.apply(&create(n)).unwrap();
+    }
+    let before = state.state_hash();
+    let two_more = Event::Transaction {
+        events: vec![
+            create(limits::COLLECTIONS_MAX),
+            create(limits::COLLECTIONS_MAX + 1),
+        ],
+    };
+    let err = state.apply(&two_more).unwrap_err();
+    assert_eq!(
+        err,
+        ApplyError::InTransaction {
+            index: 1,
+            source: alloc::boxed::Box::new(ApplyError::TooManyCollections)
+        }
+    );
+    assert_eq!(state.state_hash(), before);
+    assert_eq!(
+        state.collections().len(),
+        limits::COLLECTIONS_MAX as usize - 1
+    );
+}
+
+/// A transaction of fewer than two events, or holding a transaction, is
+/// refused as such.
+#[test]
+fn transactions_of_one_event_or_nested_are_refused() {
+    let mut state = State::new();
+    let one = Event::Transaction {
+        events: vec![create(4)],
+    };
+    assert_eq!(
+        state.apply(&one).unwrap_err(),
+        ApplyError::BadTransactionSize { count: 1 }
+    );
+    let nested = Event::Transaction {
+        events: vec![
+            create(4),
+            Event::Transaction {
+                events: vec![insert(1, vec![1; 4], 0), insert(2, vec![2; 4], 0)],
+            },
+        ],
+    };
+    assert_eq!(
+        state.apply(&nested).unwrap_err(),
+        ApplyError::NestedTransaction
+    );
+    assert_eq!(state.collections().len(), 0);
+}

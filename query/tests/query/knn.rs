@@ -711,7 +711,13 @@ fn filtered_recall_on_a_declared_column_at_every_selectivity() {
             let Outcome::CopyIn(copy) = statement("COPY items FROM STDIN".into()).await else {
                 panic!("not a COPY");
             };
-            q.copy_in(copy, text.into_bytes()).await.unwrap();
+            q.copy_in(
+                copy,
+                text.into_bytes(),
+                &mut valori_query::session::Session::default(),
+            )
+            .await
+            .unwrap();
         }
         engine.wait_for_index().unwrap();
 

@@ -60,8 +60,16 @@ fn statements_are_classified_from_the_tree() {
             command(Command::Begin)
         );
         assert_eq!(
-            kind("ROLLBACK TO SAVEPOINT a").await.unwrap(),
-            command(Command::Noop("ROLLBACK"))
+            kind("ROLLBACK TO SAVEPOINT A").await.unwrap(),
+            command(Command::RollbackTo("a".into()))
+        );
+        assert_eq!(
+            kind("savepoint \"B\"").await.unwrap(),
+            command(Command::Savepoint("B".into()))
+        );
+        assert_eq!(
+            kind("RELEASE SAVEPOINT b").await.unwrap(),
+            command(Command::Release("b".into()))
         );
         assert_eq!(kind("rollback").await.unwrap(), command(Command::Rollback));
         assert_eq!(kind("COMMIT").await.unwrap(), command(Command::Commit));

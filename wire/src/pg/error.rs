@@ -11,6 +11,7 @@ use valori_query::functions::{ComponentError, VectorInputError};
 use valori_query::ops::Fault;
 use valori_query::session::SettingError;
 use valori_query::statement::ParamError;
+use valori_query::transaction::TransactionError;
 use valori_query::write::WriteError;
 
 /// The SQLSTATE codes this server sends.
@@ -35,6 +36,8 @@ pub enum SqlState {
     CharacterNotInRepertoire,
     ReadOnlySqlTransaction,
     InFailedSqlTransaction,
+    NoActiveSqlTransaction,
+    InvalidSavepointSpecification,
     FeatureNotSupported,
     ProgramLimitExceeded,
     QueryCanceled,
@@ -68,6 +71,8 @@ impl SqlState {
             SqlState::CharacterNotInRepertoire => "22021",
             SqlState::ReadOnlySqlTransaction => "25006",
             SqlState::InFailedSqlTransaction => "25P02",
+            SqlState::NoActiveSqlTransaction => "25P01",
+            SqlState::InvalidSavepointSpecification => "3B001",
             SqlState::FeatureNotSupported => "0A000",
             SqlState::ProgramLimitExceeded => "54000",
             SqlState::QueryCanceled => "57014",
@@ -184,6 +189,7 @@ pub fn fault_state(fault: Fault) -> SqlState {
 pub fn engine_state(e: &EngineError) -> SqlState {
     match e {
         EngineError::NotLeader { .. } => SqlState::ReadOnlySqlTransaction,
+        EngineError::TransactionConflict { .. } => SqlState::SerializationFailure,
         _ => fault_state(e.fault()),
     }
 }
@@ -247,6 +253,12 @@ impl From<QueryError> for PgError {
                 _ => SqlState::InvalidTextRepresentation,
             },
             QueryError::ReadOnly => SqlState::ReadOnlySqlTransaction,
+            QueryError::Transaction(t) => match t {
+                TransactionError::Aborted => SqlState::InFailedSqlTransaction,
+                TransactionError::NoSavepoint(_) => SqlState::InvalidSavepointSpecification,
+                TransactionError::NotInBlock(_) => SqlState::NoActiveSqlTransaction,
+                _ => SqlState::ProgramLimitExceeded,
+            },
             _ => SqlState::InternalError,
         };
         PgError::new(state, e.to_string())

@@ -10,10 +10,11 @@
 //! [`Session`]. A simple query's statements are prepared and run one by
 //! one the same way.
 //!
-//! Every statement is its own durable transaction: `BEGIN`, `COMMIT`,
-//! `ROLLBACK`, `SAVEPOINT` and `RELEASE` are answered so that drivers work,
-//! but a write is durable when its statement completes and `ROLLBACK`
-//! does not undo it.
+//! Outside a transaction block every statement is its own durable
+//! transaction. `BEGIN` opens a block in the connection's [`Session`]: its
+//! writes are seen by its own statements only, `COMMIT` makes them durable
+//! as one event (all or none) and `ROLLBACK` (or `ROLLBACK TO SAVEPOINT`)
+//! undoes them ([`valori_query::transaction`]).
 
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,8 +36,9 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail, CopyOutResponse};
 use pgwire::messages::data::DataRow;
+use pgwire::messages::extendedquery::Sync as SyncMessage;
 use pgwire::messages::extendedquery::{Parse, ParseComplete};
-use pgwire::messages::response::{NoticeResponse, TransactionStatus};
+use pgwire::messages::response::{NoticeResponse, ReadyForQuery, TransactionStatus};
 use tokio::sync::{RwLock, RwLockReadGuard};
 use valori_core::limits;
 use valori_query::datafusion::arrow::array::RecordBatch;
@@ -96,6 +98,15 @@ fn connection<C: ClientInfo + ?Sized>(client: &C) -> Arc<Mutex<Connection>> {
         }
         Mutex::new(connection)
     })
+}
+
+/// Marks the connection's transaction block failed, if it is in one: a
+/// statement that could not even be prepared fails the block as one that
+/// ran and failed does.
+fn block_failed<C: ClientInfo + ?Sized>(client: &C) {
+    if let Some(transaction) = lock(&connection(client)).session.transaction.as_mut() {
+        transaction.fail();
+    }
 }
 
 fn lock(connection: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
@@ -351,32 +362,23 @@ impl Handler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        // After an error in a transaction block only its end is taken,
-        // as Postgres does (the client's status is `E` until then).
-        let failed = client.transaction_status() == TransactionStatus::Error;
-        if failed && !prepared.ends_transaction() {
-            return Err(PgError::new(
-                SqlState::InFailedSqlTransaction,
-                "current transaction is aborted, commands ignored until end of transaction block",
-            ));
-        }
+        // After an error in a transaction block only its end is taken, as
+        // Postgres does: the statement layer refuses the rest and answers
+        // COMMIT of a failed block as ROLLBACK.
         let connection = connection(client);
         let mut session = lock(&connection).session.clone();
         let access = self.access(client);
-        let outcome = match self.query.run(prepared, params, &mut session, access).await {
+        let result = self.query.run(prepared, params, &mut session, access).await;
+        // SET, RESET and the transaction block changed the session (an
+        // error marks the block failed).
+        lock(&connection).session = session;
+        let outcome = match result {
             Err(valori_query::QueryError::ReadOnly) => return Err(Self::read_only_error(client)),
             other => other?,
         };
-        if !prepared.is_write() && !matches!(outcome, Outcome::Rows(_)) {
-            // SET and RESET changed the session.
-            lock(&connection).session = session;
-        }
         Ok(match outcome {
             Outcome::Empty => Response::EmptyQuery,
             Outcome::Begin => Response::TransactionStart(Tag::new("BEGIN")),
-            // COMMIT of a failed block ends it as ROLLBACK, as Postgres
-            // answers it.
-            Outcome::Commit if failed => Response::TransactionEnd(Tag::new("ROLLBACK")),
             Outcome::Commit => Response::TransactionEnd(Tag::new("COMMIT")),
             Outcome::Rollback => Response::TransactionEnd(Tag::new("ROLLBACK")),
             Outcome::Done { tag, rows, notices } => {
@@ -459,7 +461,12 @@ impl Handler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let prepared = self.query.prepare_cached(sql).await?;
+        let session = lock(&connection(client)).session.clone();
+        let prepared = self
+            .query
+            .prepare_for(&session, sql)
+            .await
+            .inspect_err(|_| block_failed(client))?;
         // A COPY's rows are sent while it runs, but the answers of the
         // statements before it in the same string are sent when the whole
         // string has run: they would arrive after its rows.
@@ -599,16 +606,19 @@ impl QueryParser for StatementParser {
 
     async fn parse_sql<C>(
         &self,
-        _client: &C,
+        client: &C,
         sql: &str,
         _types: &[Option<Type>],
     ) -> PgWireResult<Option<Arc<Prepared>>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        // Inside a block that has written, on the block's copy of the
+        // state: the statement may name a table the block created.
+        let session = lock(&connection(client)).session.clone();
         Ok(Some(
             self.query
-                .prepare_cached(sql)
+                .prepare_for(&session, sql)
                 .await
                 .map_err(PgError::from)?,
         ))
@@ -639,6 +649,32 @@ impl ExtendedQueryHandler for Handler {
         Arc::clone(&self.parser)
     }
 
+    /// Like pgwire's, but the status it reports is the session's: in a
+    /// block, failed or not (a `ROLLBACK TO SAVEPOINT` ends a block's
+    /// failure, which pgwire's own tracking cannot see).
+    async fn on_sync<C>(&self, client: &mut C, _message: SyncMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        client.portal_store().rm_portal(DEFAULT_NAME);
+        let status = match &lock(&connection(client)).session.transaction {
+            None => TransactionStatus::Idle,
+            Some(t) if t.is_failed() => TransactionStatus::Error,
+            Some(_) => TransactionStatus::Transaction,
+        };
+        client.set_transaction_status(status);
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                status,
+            )))
+            .await?;
+        client.flush().await?;
+        Ok(())
+    }
+
     /// Like pgwire's, but keeps the parameter types clients give for
     /// `vector` (an OID pgwire's built-in list does not know).
     async fn on_parse<C>(&self, client: &mut C, message: Parse) -> PgWireResult<()>
@@ -660,11 +696,15 @@ impl ExtendedQueryHandler for Handler {
                 .iter()
                 .map(|oid| client_type(*oid))
                 .collect();
+            let session = lock(&connection(client)).session.clone();
             let prepared = self
                 .query
-                .prepare_cached(&message.query)
+                .prepare_for(&session, &message.query)
                 .await
-                .map_err(PgError::from)?;
+                .map_err(|e| {
+                    block_failed(client);
+                    PgError::from(e)
+                })?;
             client
                 .portal_store()
                 .put_statement(Arc::new(StoredStatement::new(name, prepared, types)));
@@ -745,6 +785,7 @@ impl CopyHandler for Handler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let _running = self.gate.read().await;
+        let mut session = lock(&connection(client)).session.clone();
         let Some(pending) = lock(&connection(client)).copy.take() else {
             return Err(PgError::new(SqlState::ProtocolViolation, "no COPY in progress").into());
         };
@@ -771,11 +812,17 @@ impl CopyHandler for Handler {
             let rows = tokio::task::spawn_blocking(move || binary_rows(&data, &columns))
                 .await
                 .map_err(|e| PgError::internal(format!("COPY decoding failed: {e}")))??;
-            self.query.copy_in_values(pending.copy, rows).await
+            self.query
+                .copy_in_values(pending.copy, rows, &mut session)
+                .await
         } else {
-            self.query.copy_in(pending.copy, pending.data).await
-        }
-        .map_err(PgError::from)?;
+            self.query
+                .copy_in(pending.copy, pending.data, &mut session)
+                .await
+        };
+        // A failed COPY in a block marks the block failed.
+        lock(&connection(client)).session = session;
+        let outcome = outcome.map_err(PgError::from)?;
         let rows = match outcome {
             Outcome::Done { rows, .. } => rows.unwrap_or(0),
             _ => 0,
