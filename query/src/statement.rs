@@ -1532,10 +1532,16 @@ impl QueryEngine {
         else {
             return Ok(None);
         };
+        let computed: Vec<String> = match &*statement {
+            WriteStatement::Update { computed, .. } => {
+                computed.iter().map(|(_, e)| format!("({e})")).collect()
+            }
+            _ => Vec::new(),
+        };
         let Ok((schema, _)) = self.declared_table(table) else {
             return Ok(None);
         };
-        if write::key_is_id(&schema) && !ids.is_empty() {
+        if write::key_is_id(&schema) && !ids.is_empty() && computed.is_empty() {
             return Ok(None);
         }
         let verb = statement.command();
@@ -1551,13 +1557,17 @@ impl QueryEngine {
             .into());
         };
         let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+        // The key names each row; the values an UPDATE computes follow it.
+        let projection = std::iter::once(quote(&key))
+            .chain(computed.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = match selection {
             Some(selection) => format!(
-                "SELECT {} FROM {} WHERE {selection}",
-                quote(&key),
+                "SELECT {projection} FROM {} WHERE {selection}",
                 quote(table)
             ),
-            None => format!("SELECT {} FROM {}", quote(&key), quote(table)),
+            None => format!("SELECT {projection} FROM {}", quote(table)),
         };
         let name = valori_core::event::CollectionName::new(table)
             .map_err(|_| write::WriteError::UndefinedTable(table.clone()))?;
@@ -1583,7 +1593,11 @@ impl QueryEngine {
                     crate::returning::literal_rows(rows, verb).await
                 })?;
                 let mut found = Vec::with_capacity(keys.len());
-                for key_value in keys.iter().filter_map(|row| row.first()) {
+                let mut values = Vec::with_capacity(keys.len());
+                for row in &keys {
+                    let Some(key_value) = row.first() else {
+                        continue;
+                    };
                     let bytes = crate::declared::scalar_bytes(key_value, ty, &key)?;
                     let Some(bytes) = bytes else { continue };
                     let record = engine
@@ -1596,12 +1610,25 @@ impl QueryEngine {
                             Some(c.ids()[row as usize].0)
                         })
                         .map_err(QueryError::Engine)?;
-                    found.extend(record);
+                    if let Some(record) = record {
+                        found.push(record);
+                        values.push((record, row[1..].to_vec()));
+                    }
                 }
-                if let WriteStatement::Delete { matched, .. }
-                | WriteStatement::Update { matched, .. } = &mut statement_owned
-                {
-                    *matched = Some(found);
+                match &mut statement_owned {
+                    WriteStatement::Update {
+                        matched,
+                        computed,
+                        computed_rows,
+                        ..
+                    } => {
+                        *matched = Some(found);
+                        if !computed.is_empty() {
+                            *computed_rows = Some(values);
+                        }
+                    }
+                    WriteStatement::Delete { matched, .. } => *matched = Some(found),
+                    _ => {}
                 }
                 Ok(write::execute(&engine, &statement_owned)?)
             })

@@ -37,7 +37,7 @@
 //! `INSERT` without an `id` column lets the engine choose ids
 //! (`Engine::submit_with_next_id`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use datafusion::arrow::array::Array;
 use datafusion::common::ScalarValue;
@@ -118,6 +118,11 @@ impl From<EngineError> for WriteError {
     fn from(e: EngineError) -> Self {
         match &e {
             EngineError::Rejected(apply) => match apply {
+                // A statement's own transaction (an UPDATE that moves
+                // rows to new keys): the write refused is the statement's.
+                ApplyError::InTransaction { source, .. } => {
+                    WriteError::from(EngineError::Rejected((**source).clone()))
+                }
                 ApplyError::UnknownCollection(name) => WriteError::UndefinedTable(name.to_string()),
                 ApplyError::CollectionExists(name) => WriteError::TableExists(name.to_string()),
                 ApplyError::DuplicateId { .. } => WriteError::Duplicate(e.to_string()),
@@ -310,9 +315,17 @@ pub enum WriteStatement {
         returning: Option<Vec<ReturnItem>>,
         tag: Option<Literal>,
         metadata: Option<Literal>,
-        /// Every assignment as written: a declared table's columns (the
-        /// fixed `tag` and `metadata` above are these, resolved).
+        /// Every assignment of a literal or placeholder: a declared
+        /// table's columns (the fixed `tag` and `metadata` above are
+        /// these, resolved).
         sets: Vec<(String, Literal)>,
+        /// Assignments of any other expression (`n = n + 1`,
+        /// `updated_at = now()`): evaluated per row by the statement layer
+        /// on the state the update is applied to.
+        computed: Vec<(String, Box<Expr>)>,
+        /// Their values per record, in the order of `computed`, once the
+        /// statement layer has evaluated them.
+        computed_rows: Option<Vec<(u64, Vec<Literal>)>>,
     },
     CreateIndex {
         table: String,
@@ -490,6 +503,13 @@ pub fn from_statement(statement: Statement) -> Result<WriteStatement, WriteError
     statement_to_write(statement)
 }
 
+/// A timestamp of `micros` since the epoch as the text a column reads
+/// (`+00` marks one with a time zone).
+fn timestamp_literal(micros: i64, zoned: bool) -> Literal {
+    let text = crate::declared::timestamp_text(micros);
+    Literal::Text(if zoned { format!("{text}+00") } else { text })
+}
+
 impl Literal {
     /// A bound parameter's value as the literal it stands for.
     pub(crate) fn from_scalar(value: &ScalarValue) -> Literal {
@@ -507,13 +527,17 @@ impl Literal {
             ScalarValue::Boolean(Some(b)) => Literal::Bool(*b),
             ScalarValue::Float32(Some(x)) => Literal::Number(x.to_string()),
             ScalarValue::Float64(Some(x)) => Literal::Number(x.to_string()),
-            ScalarValue::TimestampMicrosecond(Some(v), tz) => {
-                let text = crate::declared::timestamp_text(*v);
-                Literal::Text(if tz.is_some() {
-                    format!("{text}+00")
-                } else {
-                    text
-                })
+            // Postgres keeps microseconds: finer units are truncated
+            // toward the past.
+            ScalarValue::TimestampMicrosecond(Some(v), tz) => timestamp_literal(*v, tz.is_some()),
+            ScalarValue::TimestampNanosecond(Some(v), tz) => {
+                timestamp_literal(v.div_euclid(1_000), tz.is_some())
+            }
+            ScalarValue::TimestampMillisecond(Some(v), tz) => {
+                timestamp_literal(v.saturating_mul(1_000), tz.is_some())
+            }
+            ScalarValue::TimestampSecond(Some(v), tz) => {
+                timestamp_literal(v.saturating_mul(1_000_000), tz.is_some())
             }
             ScalarValue::Date32(Some(_)) => Literal::Text(value.to_string()),
             ScalarValue::List(_) | ScalarValue::LargeList(_) | ScalarValue::FixedSizeList(_) => {
@@ -669,9 +693,18 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
             }
             let table = relation_name(&update.table.relation)?;
             let mut sets = Vec::with_capacity(update.assignments.len());
+            let mut computed: Vec<(String, Box<Expr>)> = Vec::new();
             for assignment in &update.assignments {
                 let name = assigned_column(assignment, &sets, "UPDATE")?;
-                sets.push((name, literal(&assignment.value)?));
+                if computed.iter().any(|(n, _)| *n == name) {
+                    return Err(WriteError::Syntax(format!(
+                        "multiple assignments to same column {name:?}"
+                    )));
+                }
+                match literal(&assignment.value) {
+                    Ok(value) => sets.push((name, value)),
+                    Err(_) => computed.push((name, Box::new(assignment.value.clone()))),
+                }
             }
             // The fixed columns' assignments; which table the statement
             // is for decides when it runs whether they are the ones.
@@ -698,6 +731,8 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
                 tag,
                 metadata,
                 sets,
+                computed,
+                computed_rows: None,
             })
         }
         Statement::CreateIndex(index) => {
@@ -2012,6 +2047,8 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
             tag,
             metadata,
             sets,
+            computed,
+            computed_rows,
         } => {
             let info = table_info(engine, table)?;
             let schema = engine.read(|state| {
@@ -2020,18 +2057,32 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
                     .and_then(|c| c.table().map(|t| t.schema().clone()))
             })?;
             if let Some(schema) = schema {
-                let records = match matched {
-                    Some(matched) => matched.clone(),
-                    None => declared_ids(&info, &schema, ids, "UPDATE")?,
+                let computed_rows = match (computed.is_empty(), computed_rows) {
+                    (true, _) => None,
+                    (false, Some(rows)) => Some((computed.as_slice(), rows.as_slice())),
+                    (false, None) => return Err(internal_unresolved("UPDATE", table)),
+                };
+                let records = match (matched, computed_rows) {
+                    (_, Some((_, rows))) => rows.iter().map(|(id, _)| *id).collect(),
+                    (Some(matched), None) => matched.clone(),
+                    (None, None) => declared_ids(&info, &schema, ids, "UPDATE")?,
                 };
                 return update_declared(
                     engine,
                     &info,
                     &schema,
                     &records,
-                    sets,
+                    Assignments {
+                        sets,
+                        computed: computed_rows,
+                    },
                     returning.is_some(),
                 );
+            }
+            if let Some((name, value)) = computed.first() {
+                return Err(unsupported(format!(
+                    "UPDATE of {table} SET {name} = {value}: a table with the fixed columns is assigned literals only"
+                )));
             }
             if returning.is_some() {
                 return Err(fixed_returning(table));
@@ -2329,54 +2380,145 @@ fn internal_unresolved(verb: &str, table: &str) -> WriteError {
     ))
 }
 
+/// What an `UPDATE` of a declared table assigns: literals, the same for
+/// every row, and computed values, per record in the order of their
+/// columns.
+struct Assignments<'a> {
+    sets: &'a [(String, Literal)],
+    computed: Option<Computed<'a>>,
+}
+
+/// The assignments of expressions, and their values per record.
+type Computed<'a> = (&'a [(String, Box<Expr>)], &'a [(u64, Vec<Literal>)]);
+
+/// Where an assigned column is: among the scalar columns, or the vector.
+enum Target {
+    Scalar(u16, valori_core::table::ScalarType),
+    Vector,
+}
+
+/// The column `name` of `schema` that an `UPDATE` may assign.
+fn update_target(
+    schema: &TableSchema,
+    table: &str,
+    name: &str,
+) -> Result<(Target, bool), WriteError> {
+    let (index, def) = schema
+        .columns
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.name == *name)
+        .ok_or_else(|| {
+            WriteError::UndefinedColumn(format!(
+                "column {name:?} of relation {table:?} does not exist"
+            ))
+        })?;
+    let Some(ty) = def.scalar() else {
+        return Ok((Target::Vector, false));
+    };
+    let scalar = schema
+        .scalar_columns()
+        .position(|(i, _, _)| i == index)
+        .and_then(|p| u16::try_from(p).ok())
+        .ok_or_else(|| unsupported(format!("column {name}")))?;
+    Ok((
+        Target::Scalar(scalar, ty),
+        def.not_null() || def.is_primary_key(),
+    ))
+}
+
+/// A value's bytes for the scalar column `name` (`None` for NULL, refused
+/// in a NOT NULL column).
+fn assigned_bytes(
+    value: &Literal,
+    ty: valori_core::table::ScalarType,
+    not_null: bool,
+    name: &str,
+    table: &str,
+) -> Result<Option<Vec<u8>>, WriteError> {
+    let bytes = crate::declared::scalar_bytes(value, ty, name)?;
+    if bytes.is_none() && not_null {
+        return Err(WriteError::NotNull(format!(
+            "null value in column {name:?} of relation {table:?} violates not-null constraint"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Per record, the computed values of an `UPDATE`, checked and converted
+/// for their columns.
+type ComputedRows = BTreeMap<u64, (Vec<Option<Vec<u8>>>, Option<Vec<i32>>)>;
+
 fn update_declared(
     engine: &Engine,
     info: &TableInfo,
     schema: &TableSchema,
     ids: &[u64],
-    sets: &[(String, Literal)],
+    assignments: Assignments<'_>,
     returning: bool,
 ) -> Result<WriteOutcome, WriteError> {
     let table = info.name.as_str();
+    let sets = assignments.sets;
     let mut columns: Vec<(u16, Option<Vec<u8>>)> = Vec::with_capacity(sets.len());
     let mut vector = None;
     for (name, value) in sets {
-        let (index, def) = schema
-            .columns
-            .iter()
-            .enumerate()
-            .find(|(_, c)| c.name == *name)
-            .ok_or_else(|| {
-                WriteError::UndefinedColumn(format!(
-                    "column {name:?} of relation {table:?} does not exist"
-                ))
-            })?;
-        let Some(ty) = def.scalar() else {
-            vector = Some(crate::declared::vector_value(value, info.config.dim, name)?);
-            continue;
-        };
-        if def.is_primary_key() {
-            return Err(unsupported(format!(
-                "UPDATE of the primary key {name}: delete the row and insert it again"
-            )));
+        match update_target(schema, table, name)? {
+            (Target::Vector, _) => {
+                vector = Some(crate::declared::vector_value(value, info.config.dim, name)?);
+            }
+            (Target::Scalar(scalar, ty), not_null) => {
+                columns.push((scalar, assigned_bytes(value, ty, not_null, name, table)?));
+            }
         }
-        let bytes = crate::declared::scalar_bytes(value, ty, name)?;
-        if bytes.is_none() && def.not_null() {
-            return Err(WriteError::NotNull(format!(
-                "null value in column {name:?} of relation {table:?} violates not-null constraint"
-            )));
-        }
-        let scalar = schema
-            .scalar_columns()
-            .position(|(i, _, _)| i == index)
-            .and_then(|p| u16::try_from(p).ok())
-            .ok_or_else(|| unsupported(format!("column {name}")))?;
-        columns.push((scalar, bytes));
     }
+    // Computed values, converted per record before anything is built.
+    let mut computed_scalars: Vec<u16> = Vec::new();
+    let mut computed_vector = false;
+    let mut per_record: ComputedRows = BTreeMap::new();
+    if let Some((names, rows)) = assignments.computed {
+        let targets = names
+            .iter()
+            .map(|(name, _)| update_target(schema, table, name))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (target, _) in &targets {
+            match target {
+                Target::Scalar(scalar, _) => computed_scalars.push(*scalar),
+                Target::Vector => computed_vector = true,
+            }
+        }
+        if computed_vector && vector.is_some() {
+            return Err(WriteError::Syntax(
+                "multiple assignments to the vector column".to_owned(),
+            ));
+        }
+        for (id, values) in rows {
+            let mut bytes = Vec::with_capacity(computed_scalars.len());
+            let mut row_vector = None;
+            for (((name, _), (target, not_null)), value) in names.iter().zip(&targets).zip(values) {
+                match target {
+                    Target::Scalar(_, ty) => {
+                        bytes.push(assigned_bytes(value, *ty, *not_null, name, table)?);
+                    }
+                    Target::Vector => {
+                        row_vector =
+                            Some(crate::declared::vector_value(value, info.config.dim, name)?);
+                    }
+                }
+            }
+            per_record.insert(*id, (bytes, row_vector));
+        }
+    }
+    let computed = !per_record.is_empty();
+    // An integer key is the record id: assigning it moves the rows to new
+    // ids, a delete and an insert in one event.
+    let key = schema.integer_key().and_then(|k| u16::try_from(k).ok());
+    let moves = key.is_some_and(|key| {
+        columns.iter().any(|(s, _)| *s == key) || computed_scalars.contains(&key)
+    });
     let mut written = None;
     let count = submit_for_existing(engine, info, ids, "UPDATE", |state, present| {
         let ids: Vec<RecordId> = present.iter().map(|id| RecordId(*id)).collect();
-        if vector.is_none() && !returning {
+        if vector.is_none() && !returning && !computed && !moves {
             return Ok(Event::UpdateRows {
                 collection: info.name.clone(),
                 ids,
@@ -2396,17 +2538,25 @@ fn update_declared(
         // and, when the vector changes, the rows that replace them whole
         // (re-indexed), each keeping the values of the columns not
         // assigned.
-        let rows = stored_rows(state, info, present, Some((&columns, vector.as_deref())))?;
-        let event = match &vector {
-            None => Event::UpdateRows {
+        let mut rows = stored_rows(state, info, present, Some((&columns, vector.as_deref())))?;
+        if computed {
+            override_computed(&mut rows, present, &computed_scalars, &per_record, info)?;
+        }
+        if let (true, Some(key)) = (moves, key) {
+            return moved_rows(info, present, &rows, key);
+        }
+        let event = match vector.is_some() || computed_vector {
+            false => Event::UpdateRows {
                 collection: info.name.clone(),
                 ids,
                 columns: columns
                     .iter()
-                    .map(|(scalar, _)| (*scalar, rows.columns[usize::from(*scalar)].clone()))
+                    .map(|(scalar, _)| *scalar)
+                    .chain(computed_scalars.iter().copied())
+                    .map(|scalar| (scalar, rows.columns[usize::from(scalar)].clone()))
                     .collect(),
             },
-            Some(_) => {
+            true => {
                 let mut batch = Batch::new(info.config.dim);
                 let dim = info.config.dim as usize;
                 for (i, id) in ids.iter().enumerate() {
@@ -2429,6 +2579,76 @@ fn update_declared(
         notices: Vec::new(),
         written: returning.then(|| written.unwrap_or_default()),
     })
+}
+
+/// The event of an `UPDATE` that assigns the integer key (the record
+/// id): the rows are deleted and inserted again, whole, under their new
+/// keys, in one `Transaction` (new keys that collide with each other or
+/// with a row not moved are refused by the insert, nothing written).
+fn moved_rows(
+    info: &TableInfo,
+    present: &[u64],
+    rows: &Written,
+    key: u16,
+) -> Result<Event, WriteError> {
+    let dim = info.config.dim as usize;
+    let keys = &rows.columns[usize::from(key)];
+    let mut batch = Batch::new(info.config.dim);
+    for i in 0..present.len() {
+        let id = keys
+            .get(i)
+            .and_then(valori_core::table::integer_value)
+            .ok_or_else(|| {
+                WriteError::NotNull(format!(
+                    "null value in the primary key of relation {:?}",
+                    info.name.as_str()
+                ))
+            })?;
+        batch.push(
+            RecordId(id as u64),
+            &rows.vectors[i * dim..(i + 1) * dim],
+            0,
+            &[],
+        );
+    }
+    Ok(Event::Transaction {
+        events: vec![
+            delete_event(info, present),
+            Event::InsertRows {
+                collection: info.name.clone(),
+                batch,
+                columns: rows.columns.clone(),
+            },
+        ],
+    })
+}
+
+/// Replaces, in the rows an update leaves, the values it computed per
+/// record: the computed scalar columns and, if computed, the vector.
+fn override_computed(
+    rows: &mut Written,
+    present: &[u64],
+    scalars: &[u16],
+    per_record: &ComputedRows,
+    info: &TableInfo,
+) -> Result<(), WriteError> {
+    let dim = info.config.dim as usize;
+    for (j, &scalar) in scalars.iter().enumerate() {
+        let mut values = valori_core::table::ColumnValues::default();
+        for id in present {
+            let (bytes, _) = per_record
+                .get(id)
+                .ok_or_else(|| internal_unresolved("UPDATE", info.name.as_str()))?;
+            values.push(bytes[j].as_deref());
+        }
+        rows.columns[usize::from(scalar)] = values;
+    }
+    for (i, id) in present.iter().enumerate() {
+        if let Some((_, Some(vector))) = per_record.get(id) {
+            rows.vectors[i * dim..(i + 1) * dim].copy_from_slice(vector);
+        }
+    }
+    Ok(())
 }
 
 fn insert(

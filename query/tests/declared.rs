@@ -151,7 +151,7 @@ fn pgvector_readme_flow() {
                 "UPDATE items SET embedding = '[1,1]' WHERE id = 1",
                 "expected 3 dimensions",
             ),
-            ("UPDATE items SET id = 9 WHERE id = 1", "primary key"),
+            ("UPDATE items SET id = 2 WHERE id = 1", "record 2 already exists"),
         ] {
             let err = run(&q, sql).await.unwrap_err().to_string();
             assert!(err.contains(expected), "{sql}: {err}");
@@ -723,8 +723,8 @@ fn update_and_delete_with_any_where() {
             )
             .await
             .unwrap();
-            // An assignment of an expression is refused naming it,
-            // nothing written.
+            // An assignment naming an unknown column is refused naming
+            // it, nothing written.
             let before = engine.proof().unwrap().hashes.state;
             let err = run_with(
                 &q,
@@ -1287,4 +1287,254 @@ fn copy_to_stdout_and_binary_copy_in() {
     }
     let reopened = Engine::open(dir.path()).unwrap();
     assert_eq!(reopened.proof().unwrap().hashes.state, hash);
+}
+
+/// Proves `UPDATE … SET col = expression` is evaluated per row on the
+/// state it changes: `n = n + 1`, `s = s || 'x'` (NULL stays NULL, as in
+/// Postgres), two assignments at once with RETURNING, the vector
+/// (`embedding + '[1,1]'`, re-indexed: the nearest rows follow it), a
+/// clock reading (`now()`, between the readings before and after), a
+/// placeholder inside the expression; a computed NULL in a NOT NULL column
+/// is refused with nothing written; the log alone rebuilds the state.
+#[test]
+fn update_assigns_expressions_per_row() {
+    use datafusion::common::ScalarValue;
+    let dir = tempfile::tempdir().unwrap();
+    let hash = {
+        let engine = Arc::new(Engine::open(dir.path()).unwrap());
+        let q = QueryEngine::new(Arc::clone(&engine));
+        block_on(async {
+            run(
+                &q,
+                "CREATE TABLE items (id bigint PRIMARY KEY, n int NOT NULL, s text, \
+                 embedding vector(2), at timestamptz)",
+            )
+            .await
+            .unwrap();
+            run(
+                &q,
+                "INSERT INTO items (id, n, s, embedding) VALUES (1, 1, 'a', '[1,1]'), \
+                 (2, 2, 'b', '[2,2]'), (3, 3, NULL, '[3,3]')",
+            )
+            .await
+            .unwrap();
+            let (tag, _) = run_with(&q, "UPDATE items SET n = n + 1 WHERE id = 1", Vec::new())
+                .await
+                .unwrap();
+            assert_eq!(tag, "UPDATE 1");
+            let (tag, returned) = run_with(
+                &q,
+                "UPDATE items SET s = s || 'x', n = n * 10 WHERE n >= 2 RETURNING id, n, s",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(tag, "UPDATE");
+            let mut returned = cells(&returned);
+            returned.sort();
+            assert_eq!(returned, ["1|20|ax", "2|20|bx", "3|30|NULL"]);
+            run(
+                &q,
+                "UPDATE items SET embedding = embedding + '[1,1]' WHERE id = 1",
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                cells(
+                    &run(
+                        &q,
+                        "SELECT id FROM items ORDER BY embedding <-> '[2,2]', id LIMIT 2"
+                    )
+                    .await
+                    .unwrap()
+                ),
+                ["1", "2"]
+            );
+            let before = std::time::SystemTime::now();
+            run(&q, "UPDATE items SET at = now() WHERE id = 3")
+                .await
+                .unwrap();
+            let after = std::time::SystemTime::now();
+            let micros = |t: std::time::SystemTime| {
+                t.duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
+            };
+            let at = run(
+                &q,
+                "SELECT CAST(extract(epoch FROM at) * 1000000 AS BIGINT) FROM items WHERE id = 3",
+            )
+            .await
+            .unwrap();
+            let at: i64 = cells(&at)[0].parse().unwrap();
+            assert!(
+                micros(before) - 1 <= at && at <= micros(after) + 1,
+                "{} <= {at} <= {}",
+                micros(before),
+                micros(after)
+            );
+            let (tag, _) = run_with(
+                &q,
+                "UPDATE items SET n = n + $1 WHERE id = $2",
+                vec![ScalarValue::Int64(Some(5)), ScalarValue::Int64(Some(2))],
+            )
+            .await
+            .unwrap();
+            assert_eq!(tag, "UPDATE 1");
+            let state = engine.proof().unwrap().hashes.state;
+            let err = run(
+                &q,
+                "UPDATE items SET n = CASE WHEN id = 3 THEN NULL ELSE n END",
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("not-null"), "{err}");
+            assert_eq!(engine.proof().unwrap().hashes.state, state);
+            assert_eq!(
+                cells(
+                    &run(&q, "SELECT id, n, s, embedding FROM items ORDER BY id")
+                        .await
+                        .unwrap()
+                ),
+                [
+                    "1|20|ax|[2.0, 2.0]",
+                    "2|25|bx|[2.0, 2.0]",
+                    "3|30|NULL|[3.0, 3.0]"
+                ]
+            );
+            engine.proof().unwrap().hashes.state
+        })
+    };
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    assert_eq!(engine.proof().unwrap().hashes.state, hash);
+}
+
+/// Proves an `UPDATE` may change the primary key. An integer key is the
+/// record id, so its rows move to new ids (one event; the rows read as
+/// those of a table into which they were inserted under their new keys,
+/// the old rows kept as tombstones);
+/// `SET id = id + 10` of every row works, a new key that collides with a
+/// row not moved is refused with nothing written, and the moved rows are
+/// found by the index under their new keys. A text key is changed in
+/// place, its uniqueness checked.
+#[test]
+fn update_changes_the_primary_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(Arc::clone(&engine));
+    block_on(async {
+        for table in ["moved", "direct"] {
+            run(
+                &q,
+                &format!(
+                    "CREATE TABLE {table} (id bigint PRIMARY KEY, s text, embedding vector(2))"
+                ),
+            )
+            .await
+            .unwrap();
+        }
+        run(
+            &q,
+            "INSERT INTO moved VALUES (1, 'a', '[1,0]'), (2, 'b', '[2,0]'), (3, 'c', '[3,0]')",
+        )
+        .await
+        .unwrap();
+        let (tag, _) = run_with(&q, "UPDATE moved SET id = 20 WHERE id = 2", Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(tag, "UPDATE 1");
+        let (tag, _) = run_with(&q, "UPDATE moved SET id = id + 10", Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(tag, "UPDATE 3");
+        let state = engine.proof().unwrap().hashes.state;
+        let err = run(&q, "UPDATE moved SET id = 13 WHERE id = 11")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("13"), "{err}");
+        assert_eq!(engine.proof().unwrap().hashes.state, state);
+        assert_eq!(
+            cells(
+                &run(&q, "SELECT id, s FROM moved ORDER BY id")
+                    .await
+                    .unwrap()
+            ),
+            ["11|a", "13|c", "30|b"]
+        );
+        assert_eq!(
+            cells(
+                &run(
+                    &q,
+                    "SELECT id FROM moved ORDER BY embedding <-> '[2,0]' LIMIT 1"
+                )
+                .await
+                .unwrap()
+            ),
+            ["30"]
+        );
+        // The same rows inserted under their new keys directly.
+        run(
+            &q,
+            "INSERT INTO direct VALUES (11, 'a', '[1,0]'), (30, 'b', '[2,0]'), (13, 'c', '[3,0]')",
+        )
+        .await
+        .unwrap();
+        let hashes = engine.proof().unwrap().hashes;
+        let of = |name: &str| {
+            hashes
+                .collections
+                .iter()
+                .find(|(n, _)| n.as_str() == name)
+                .map(|(_, h)| *h)
+                .unwrap()
+        };
+        let rows = |table: &'static str| {
+            let q = q.clone();
+            async move {
+                cells(
+                    &run(
+                        &q,
+                        &format!("SELECT id, s, embedding FROM {table} ORDER BY id"),
+                    )
+                    .await
+                    .unwrap(),
+                )
+            }
+        };
+        assert_eq!(rows("moved").await, rows("direct").await);
+        assert_ne!(
+            of("moved"),
+            of("direct"),
+            "moved rows keep their tombstones"
+        );
+
+        run(
+            &q,
+            "CREATE TABLE slugs (slug text PRIMARY KEY, embedding vector(2))",
+        )
+        .await
+        .unwrap();
+        run(
+            &q,
+            "INSERT INTO slugs VALUES ('a', '[1,1]'), ('b', '[2,2]')",
+        )
+        .await
+        .unwrap();
+        run(&q, "UPDATE slugs SET slug = 'z' WHERE slug = 'a'")
+            .await
+            .unwrap();
+        let err = run(&q, "UPDATE slugs SET slug = 'b' WHERE slug = 'z'")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("slug"), "{err}");
+        assert_eq!(
+            cells(
+                &run(&q, "SELECT slug FROM slugs ORDER BY slug")
+                    .await
+                    .unwrap()
+            ),
+            ["b", "z"]
+        );
+    });
 }
