@@ -161,3 +161,7 @@ pub const COLUMN_DEFAULT_BYTES_MAX: u32 = 1024;
 /// Largest scalar value (text, bytea, JSON, numeric, array) of one table
 /// cell.
 pub const VALUE_BYTES_MAX: u32 = 1024 * 1024;
+
+/// Most actions one `ALTER TABLE` event carries: enough to drop every
+/// column of a table and add as many.
+pub const ALTER_ACTIONS_MAX: u32 = 2 * TABLE_COLUMNS_MAX;

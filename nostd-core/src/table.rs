@@ -401,6 +401,78 @@ impl ColumnDef {
             ColumnType::Vector { .. } => None,
         }
     }
+
+    /// The column's canonical encoding, as in a schema: `name_len:u32 ‖
+    /// name ‖ type:u8 ‖ type_mod:u32 ‖ flags:u8 ‖ has_default:u8 [‖
+    /// default_len:u32 ‖ default]`. Type 0 is `vector`, 0x80 `halfvec`,
+    /// anything else a [`ScalarType::code`].
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.name.len() as u32).to_le_bytes());
+        out.extend_from_slice(self.name.as_bytes());
+        out.push(match self.ty {
+            ColumnType::Vector { half: false } => 0,
+            ColumnType::Vector { half: true } => 0x80,
+            ColumnType::Scalar(t) => t.code(),
+        });
+        out.extend_from_slice(&self.type_mod.to_le_bytes());
+        out.push(self.flags);
+        match &self.default {
+            None => out.push(0),
+            Some(d) => {
+                out.push(1);
+                out.extend_from_slice(&(d.len() as u32).to_le_bytes());
+                out.extend_from_slice(d.as_bytes());
+            }
+        }
+    }
+
+    /// Decodes a column written by [`ColumnDef::encode_into`] from the
+    /// front of `bytes`, returning it and the bytes it used; `None` when
+    /// the bytes are not such an encoding. Lengths are checked against
+    /// the limits before anything is allocated.
+    pub fn decode_prefix(bytes: &[u8]) -> Option<(ColumnDef, usize)> {
+        let mut pos = 0usize;
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let out = bytes.get(pos..pos.checked_add(n)?)?;
+            pos += n;
+            Some(out)
+        };
+        let len = u32::from_le_bytes(take(4)?.try_into().ok()?);
+        if len > limits::COLUMN_NAME_BYTES_MAX {
+            return None;
+        }
+        let name = String::from(core::str::from_utf8(take(len as usize)?).ok()?);
+        let ty = match take(1)?[0] {
+            0 => ColumnType::Vector { half: false },
+            0x80 => ColumnType::Vector { half: true },
+            code => ColumnType::Scalar(ScalarType::from_code(code)?),
+        };
+        let type_mod = u32::from_le_bytes(take(4)?.try_into().ok()?);
+        let flags = take(1)?[0];
+        let default = match take(1)?[0] {
+            0 => None,
+            1 => {
+                let len = u32::from_le_bytes(take(4)?.try_into().ok()?);
+                if len > limits::COLUMN_DEFAULT_BYTES_MAX {
+                    return None;
+                }
+                Some(String::from(
+                    core::str::from_utf8(take(len as usize)?).ok()?,
+                ))
+            }
+            _ => return None,
+        };
+        Some((
+            ColumnDef {
+                name,
+                ty,
+                type_mod,
+                flags,
+                default,
+            },
+            pos,
+        ))
+    }
 }
 
 /// Why a schema is refused.
@@ -423,6 +495,47 @@ pub enum SchemaError {
     BadFlags(String),
     #[error("column {0:?}: a DEFAULT of more than {max} bytes", max = limits::COLUMN_DEFAULT_BYTES_MAX)]
     Default(String),
+    #[error("column {0:?} does not exist")]
+    UnknownColumn(String),
+    #[error("column {0:?} is the table's vector column; it cannot be dropped")]
+    DropVector(String),
+    #[error("column {0:?} is the table's primary key; it cannot be dropped")]
+    DropKey(String),
+    #[error("column {0:?}: a vector column cannot be added to a table")]
+    AddVector(String),
+    #[error("column {0:?}: an added column may be NOT NULL, but not a key, unique or serial")]
+    AddFlags(String),
+    #[error(
+        "column {0:?} contains null values: a NOT NULL column added to a table with rows needs a DEFAULT"
+    )]
+    AddNotNull(String),
+    #[error("column {column:?}: the value for existing rows: {source}")]
+    AddValue { column: String, source: ValueError },
+    #[error("an ALTER TABLE carries 1..={max} actions, not {0}", max = limits::ALTER_ACTIONS_MAX)]
+    ActionCount(usize),
+    #[error("an ALTER TABLE renames its table at most once")]
+    RenameTwice,
+}
+
+/// One change of a table's shape; an `AlterTable` event carries them in
+/// order, applied all or none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AlterAction {
+    /// Appends a scalar column. Every row the collection holds (deleted
+    /// ones too) takes `value` in canonical form, NULL when `None`: the
+    /// `DEFAULT` is computed once at the edge.
+    AddColumn {
+        column: ColumnDef,
+        value: Option<Vec<u8>>,
+    },
+    /// Removes a scalar column that is not the primary key, with its
+    /// values, unique set and sequence.
+    DropColumn { name: String },
+    /// Renames a column; values and their hashes stay as they are.
+    RenameColumn { from: String, to: String },
+    /// Renames the table (its collection).
+    RenameTable { to: crate::event::CollectionName },
 }
 
 /// The columns of a table, in declared order.
@@ -502,6 +615,64 @@ impl TableSchema {
         Ok(())
     }
 
+    /// Applies one column action of an `ALTER TABLE` to the schema,
+    /// checking what depends on the action alone; the caller checks the
+    /// resulting schema with [`TableSchema::check`]. `has_rows`: the table
+    /// holds live rows. [`AlterAction::RenameTable`] does not change the
+    /// schema.
+    pub fn alter(&mut self, action: &AlterAction, has_rows: bool) -> Result<(), SchemaError> {
+        let position = |name: &str| {
+            self.columns
+                .iter()
+                .position(|c| c.name == name)
+                .ok_or_else(|| SchemaError::UnknownColumn(String::from(name)))
+        };
+        match action {
+            AlterAction::AddColumn { column, value } => {
+                let ty = match column.ty {
+                    ColumnType::Scalar(t) => t,
+                    ColumnType::Vector { .. } => {
+                        return Err(SchemaError::AddVector(column.name.clone()));
+                    }
+                };
+                if column.flags & !column_flags::NOT_NULL != 0 {
+                    return Err(SchemaError::AddFlags(column.name.clone()));
+                }
+                match value {
+                    Some(v) => {
+                        ty.check(v, column.type_mod)
+                            .map_err(|source| SchemaError::AddValue {
+                                column: column.name.clone(),
+                                source,
+                            })?
+                    }
+                    None if column.not_null() && has_rows => {
+                        return Err(SchemaError::AddNotNull(column.name.clone()));
+                    }
+                    None => {}
+                }
+                self.columns.push(column.clone());
+            }
+            AlterAction::DropColumn { name } => {
+                let i = position(name)?;
+                let c = &self.columns[i];
+                if matches!(c.ty, ColumnType::Vector { .. }) {
+                    return Err(SchemaError::DropVector(name.clone()));
+                }
+                if c.is_primary_key() {
+                    return Err(SchemaError::DropKey(name.clone()));
+                }
+                self.columns.remove(i);
+            }
+            AlterAction::RenameColumn { from, to } => {
+                let i = position(from)?;
+                self.columns[i].name = to.clone();
+            }
+            AlterAction::RenameTable { .. } => {}
+        }
+        Ok(())
+    }
+
     /// Index (in `columns`) of the vector column, if the table has one.
     pub fn vector_column(&self) -> Option<usize> {
         self.columns
@@ -536,23 +707,7 @@ impl TableSchema {
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&(self.columns.len() as u32).to_le_bytes());
         for c in &self.columns {
-            out.extend_from_slice(&(c.name.len() as u32).to_le_bytes());
-            out.extend_from_slice(c.name.as_bytes());
-            out.push(match c.ty {
-                ColumnType::Vector { half: false } => 0,
-                ColumnType::Vector { half: true } => 0x80,
-                ColumnType::Scalar(t) => t.code(),
-            });
-            out.extend_from_slice(&c.type_mod.to_le_bytes());
-            out.push(c.flags);
-            match &c.default {
-                None => out.push(0),
-                Some(d) => {
-                    out.push(1);
-                    out.extend_from_slice(&(d.len() as u32).to_le_bytes());
-                    out.extend_from_slice(d.as_bytes());
-                }
-            }
+            c.encode_into(out);
         }
     }
 
@@ -560,50 +715,16 @@ impl TableSchema {
     /// front of `bytes`, returning it and the bytes it used. `None` when
     /// the bytes are not such an encoding (the caller reports where).
     pub fn decode_prefix(bytes: &[u8]) -> Option<(TableSchema, usize)> {
-        let mut pos = 0usize;
-        let mut take = |n: usize| -> Option<&[u8]> {
-            let out = bytes.get(pos..pos.checked_add(n)?)?;
-            pos += n;
-            Some(out)
-        };
-        let count = u32::from_le_bytes(take(4)?.try_into().ok()?);
+        let count = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?);
+        let mut pos = 4usize;
         if count == 0 || count > limits::TABLE_COLUMNS_MAX {
             return None;
         }
         let mut columns = Vec::with_capacity(count as usize);
         for _ in 0..count {
-            let len = u32::from_le_bytes(take(4)?.try_into().ok()?);
-            if len > limits::COLUMN_NAME_BYTES_MAX {
-                return None;
-            }
-            let name = String::from(core::str::from_utf8(take(len as usize)?).ok()?);
-            let ty = match take(1)?[0] {
-                0 => ColumnType::Vector { half: false },
-                0x80 => ColumnType::Vector { half: true },
-                code => ColumnType::Scalar(ScalarType::from_code(code)?),
-            };
-            let type_mod = u32::from_le_bytes(take(4)?.try_into().ok()?);
-            let flags = take(1)?[0];
-            let default = match take(1)?[0] {
-                0 => None,
-                1 => {
-                    let len = u32::from_le_bytes(take(4)?.try_into().ok()?);
-                    if len > limits::COLUMN_DEFAULT_BYTES_MAX {
-                        return None;
-                    }
-                    Some(String::from(
-                        core::str::from_utf8(take(len as usize)?).ok()?,
-                    ))
-                }
-                _ => return None,
-            };
-            columns.push(ColumnDef {
-                name,
-                ty,
-                type_mod,
-                flags,
-                default,
-            });
+            let (column, used) = ColumnDef::decode_prefix(bytes.get(pos..)?)?;
+            pos += used;
+            columns.push(column);
         }
         Some((TableSchema { columns }, pos))
     }
@@ -682,6 +803,15 @@ impl ScalarColumn {
             len: Vec::new(),
             heap: Vec::new(),
         }
+    }
+
+    /// A column of `rows` rows, each holding `value`.
+    fn filled(ty: ScalarType, rows: usize, value: Option<&[u8]>) -> ScalarColumn {
+        let mut c = ScalarColumn::new(ty);
+        for _ in 0..rows {
+            c.push(value);
+        }
+        c
     }
 
     pub fn ty(&self) -> ScalarType {
@@ -835,6 +965,41 @@ impl Table {
     /// The scalar columns, in schema order.
     pub fn columns(&self) -> &[ScalarColumn] {
         &self.columns
+    }
+
+    /// Applies one action of an `ALTER TABLE` that
+    /// [`TableSchema::alter`] accepted; `rows` is the collection's row
+    /// count (deleted rows included).
+    pub fn alter(&mut self, action: &AlterAction, rows: usize) {
+        let scalar_index = |schema: &TableSchema, name: &str| {
+            schema.scalar_columns().position(|(_, c, _)| c.name == name)
+        };
+        match action {
+            AlterAction::AddColumn { column, value } => {
+                let Some(ty) = column.scalar() else {
+                    return;
+                };
+                self.schema.columns.push(column.clone());
+                self.columns
+                    .push(ScalarColumn::filled(ty, rows, value.as_deref()));
+                self.unique.push(None);
+                self.sequences.push(0);
+            }
+            AlterAction::DropColumn { name } => {
+                if let Some(s) = scalar_index(&self.schema, name) {
+                    self.columns.remove(s);
+                    self.unique.remove(s);
+                    self.sequences.remove(s);
+                }
+                self.schema.columns.retain(|c| c.name != *name);
+            }
+            AlterAction::RenameColumn { from, to } => {
+                if let Some(c) = self.schema.columns.iter_mut().find(|c| c.name == *from) {
+                    c.name = to.clone();
+                }
+            }
+            AlterAction::RenameTable { .. } => {}
+        }
     }
 
     /// The live row holding `value` in scalar column `column`, when the
@@ -1066,8 +1231,13 @@ impl Table {
                     got: columns.len(),
                 });
             }
+            // A NULL may stand in a NOT NULL column of a deleted row: a
+            // column added without a value to a table whose rows were
+            // all deleted (`AlterAction::AddColumn`).
             for (i, v) in values.iter().enumerate() {
-                self.check_value(i, 0, *v)?;
+                if v.is_some() {
+                    self.check_value(i, 0, *v)?;
+                }
             }
             for (i, v) in values.iter().enumerate() {
                 self.columns[i].push(*v);

@@ -13,7 +13,7 @@ use core::fmt;
 
 use crate::distance::Metric;
 use crate::limits;
-use crate::table::{ColumnValues, TableSchema};
+use crate::table::{AlterAction, ColumnDef, ColumnValues, TableSchema};
 
 /// Version byte that opens every encoded event.
 pub const EVENT_FORMAT_VERSION: u8 = 1;
@@ -299,6 +299,13 @@ pub enum Event {
     Transaction {
         events: Vec<Event>,
     },
+    /// Changes a table's shape, all or none: one SQL `ALTER TABLE` with
+    /// its actions in order (add, drop or rename a column, rename the
+    /// table).
+    AlterTable {
+        collection: CollectionName,
+        actions: Vec<AlterAction>,
+    },
 }
 
 /// Kind bytes of the encoding.
@@ -322,6 +329,15 @@ mod kind {
     pub const UPDATE_ROWS: u8 = 17;
     pub const REPLACE_ROWS: u8 = 18;
     pub const TRANSACTION: u8 = 19;
+    pub const ALTER_TABLE: u8 = 20;
+}
+
+/// Operation bytes of the actions of an `AlterTable`.
+mod alter_op {
+    pub const ADD_COLUMN: u8 = 1;
+    pub const DROP_COLUMN: u8 = 2;
+    pub const RENAME_COLUMN: u8 = 3;
+    pub const RENAME_TABLE: u8 = 4;
 }
 
 /// Flag bits of an `UpdateBatch`: which fields follow.
@@ -353,6 +369,7 @@ impl Event {
             Event::UpdateRows { .. } => "update_rows",
             Event::ReplaceRows { .. } => "replace_rows",
             Event::Transaction { .. } => "transaction",
+            Event::AlterTable { .. } => "alter_table",
         }
     }
 
@@ -522,6 +539,17 @@ impl Event {
                     event.encode_into(out);
                     let len = (out.len() - at - 4) as u32;
                     out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+                }
+            }
+            Event::AlterTable {
+                collection,
+                actions,
+            } => {
+                out.push(kind::ALTER_TABLE);
+                put_name(out, collection);
+                put_u32(out, actions.len() as u32);
+                for action in actions {
+                    put_alter_action(out, action);
                 }
             }
         }
@@ -731,6 +759,28 @@ impl Event {
                 }
                 Event::Transaction { events }
             }
+            kind::ALTER_TABLE => {
+                let collection = r.name()?;
+                let count_at = r.pos;
+                let count = r.u32()?;
+                if count == 0 || count > limits::ALTER_ACTIONS_MAX {
+                    return Err(r.error_at(count_at, DecodeErrorKind::BadActionCount(count)));
+                }
+                // An action takes at least 5 bytes (its op and a length):
+                // checked against the remaining input before anything is
+                // allocated.
+                if u64::from(count) * 5 > r.remaining() as u64 {
+                    return Err(r.error_at(r.pos, DecodeErrorKind::Truncated));
+                }
+                let mut actions = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    actions.push(r.alter_action()?);
+                }
+                Event::AlterTable {
+                    collection,
+                    actions,
+                }
+            }
             other => return Err(r.error_at(1, DecodeErrorKind::UnknownKind(other))),
         };
         if r.remaining() != 0 {
@@ -793,6 +843,38 @@ fn put_values(out: &mut Vec<u8>, values: &ColumnValues) {
     out.extend_from_slice(&values.bytes);
 }
 
+/// `op:u8`, then: add `column ‖ has_value:u8 [‖ len:u32 ‖ value]`;
+/// drop `name`; rename column `from ‖ to`; rename table `collection
+/// name`. Column names are `len:u32 ‖ UTF-8`.
+fn put_alter_action(out: &mut Vec<u8>, action: &AlterAction) {
+    match action {
+        AlterAction::AddColumn { column, value } => {
+            out.push(alter_op::ADD_COLUMN);
+            column.encode_into(out);
+            match value {
+                None => out.push(0),
+                Some(v) => {
+                    out.push(1);
+                    put_bytes(out, v);
+                }
+            }
+        }
+        AlterAction::DropColumn { name } => {
+            out.push(alter_op::DROP_COLUMN);
+            put_bytes(out, name.as_bytes());
+        }
+        AlterAction::RenameColumn { from, to } => {
+            out.push(alter_op::RENAME_COLUMN);
+            put_bytes(out, from.as_bytes());
+            put_bytes(out, to.as_bytes());
+        }
+        AlterAction::RenameTable { to } => {
+            out.push(alter_op::RENAME_TABLE);
+            put_name(out, to);
+        }
+    }
+}
+
 fn put_name(out: &mut Vec<u8>, name: &CollectionName) {
     put_bytes(out, name.as_str().as_bytes());
 }
@@ -849,6 +931,10 @@ pub enum DecodeErrorKind {
     BadEventCount(u32),
     #[error("a transaction holds another transaction")]
     NestedTransaction,
+    #[error("{0} ALTER TABLE actions is outside 1..={max}", max = limits::ALTER_ACTIONS_MAX)]
+    BadActionCount(u32),
+    #[error("malformed ALTER TABLE action")]
+    BadAlterAction,
 }
 
 struct Reader<'a> {
@@ -1010,6 +1096,55 @@ impl<'a> Reader<'a> {
             return Err(self.error_at(ends_at, DecodeErrorKind::BadValues));
         }
         Ok(values)
+    }
+
+    /// A column name of an `AlterTable` action: `len:u32 ‖ UTF-8`, at
+    /// most `COLUMN_NAME_BYTES_MAX` bytes.
+    fn column_name(&mut self) -> Result<String, DecodeError> {
+        let at = self.pos;
+        let len = self.u32()?;
+        if len > limits::COLUMN_NAME_BYTES_MAX {
+            return Err(self.error_at(at, DecodeErrorKind::BadAlterAction));
+        }
+        let raw = self.take(len as usize)?;
+        core::str::from_utf8(raw)
+            .map(String::from)
+            .map_err(|_| self.error_at(at, DecodeErrorKind::BadAlterAction))
+    }
+
+    fn alter_action(&mut self) -> Result<AlterAction, DecodeError> {
+        let at = self.pos;
+        Ok(match self.u8()? {
+            alter_op::ADD_COLUMN => {
+                let column_at = self.pos;
+                let (column, used) = ColumnDef::decode_prefix(&self.bytes[self.pos..])
+                    .ok_or(self.error_at(column_at, DecodeErrorKind::BadAlterAction))?;
+                self.pos += used;
+                let flag_at = self.pos;
+                let value = match self.u8()? {
+                    0 => None,
+                    1 => {
+                        let len_at = self.pos;
+                        let len = self.u32()?;
+                        if len > limits::VALUE_BYTES_MAX {
+                            return Err(self.error_at(len_at, DecodeErrorKind::BadAlterAction));
+                        }
+                        Some(self.take(len as usize)?.to_vec())
+                    }
+                    _ => return Err(self.error_at(flag_at, DecodeErrorKind::BadAlterAction)),
+                };
+                AlterAction::AddColumn { column, value }
+            }
+            alter_op::DROP_COLUMN => AlterAction::DropColumn {
+                name: self.column_name()?,
+            },
+            alter_op::RENAME_COLUMN => AlterAction::RenameColumn {
+                from: self.column_name()?,
+                to: self.column_name()?,
+            },
+            alter_op::RENAME_TABLE => AlterAction::RenameTable { to: self.name()? },
+            _ => return Err(self.error_at(at, DecodeErrorKind::BadAlterAction)),
+        })
     }
 
     fn metadata(&mut self) -> Result<&'a [u8], DecodeError> {

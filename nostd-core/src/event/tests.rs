@@ -145,6 +145,48 @@ fn arb_plain_event() -> impl Strategy<Value = Event> {
             }),
         proptest::collection::vec(arb_name(), 1..6)
             .prop_map(|names| Event::DropCollections { names }),
+        (
+            arb_name(),
+            proptest::collection::vec(arb_alter_action(), 1..5)
+        )
+            .prop_map(|(collection, actions)| Event::AlterTable {
+                collection,
+                actions
+            }),
+    ]
+}
+
+fn arb_column_name() -> impl Strategy<Value = alloc::string::String> {
+    "[a-zé_][a-z0-9_ ]{0,20}"
+}
+
+fn arb_alter_action() -> impl Strategy<Value = crate::table::AlterAction> {
+    use crate::table::{AlterAction, ColumnDef, ColumnType, ScalarType};
+    prop_oneof![
+        (
+            arb_column_name(),
+            1u8..=15,
+            any::<u32>(),
+            any::<u8>(),
+            proptest::option::of("[ -~]{0,12}"),
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..12))
+        )
+            .prop_map(|(name, code, type_mod, flags, default, value)| {
+                AlterAction::AddColumn {
+                    column: ColumnDef {
+                        name,
+                        ty: ColumnType::Scalar(ScalarType::from_code(code).unwrap()),
+                        type_mod,
+                        flags,
+                        default,
+                    },
+                    value,
+                }
+            }),
+        arb_column_name().prop_map(|name| AlterAction::DropColumn { name }),
+        (arb_column_name(), arb_column_name())
+            .prop_map(|(from, to)| AlterAction::RenameColumn { from, to }),
+        arb_name().prop_map(|to| AlterAction::RenameTable { to }),
     ]
 }
 
@@ -423,4 +465,93 @@ fn transaction_layout_matches_format_doc() {
             kind: DecodeErrorKind::NestedTransaction
         }
     );
+}
+
+/// docs/format.md: the `AlterTable` layout (kind 20), one action of each
+/// kind, written out by hand.
+#[test]
+fn alter_table_layout_matches_format_doc() {
+    use crate::table::{AlterAction, ColumnDef, ColumnType, ScalarType, column_flags};
+    let event = Event::AlterTable {
+        collection: name("t"),
+        actions: vec![
+            AlterAction::AddColumn {
+                column: ColumnDef {
+                    name: "c".into(),
+                    ty: ColumnType::Scalar(ScalarType::Int32),
+                    type_mod: 0,
+                    flags: column_flags::NOT_NULL,
+                    default: Some("5".into()),
+                },
+                value: Some(5i32.to_le_bytes().to_vec()),
+            },
+            AlterAction::DropColumn { name: "d".into() },
+            AlterAction::RenameColumn {
+                from: "a".into(),
+                to: "bc".into(),
+            },
+            AlterAction::RenameTable { to: name("u") },
+        ],
+    };
+    let want: Vec<u8> = vec![
+        1, 20, // version, kind
+        1, 0, 0, 0, b't', // table
+        4, 0, 0, 0, // action count
+        1, // add column
+        1, 0, 0, 0, b'c', // column name
+        3,    // type: integer
+        0, 0, 0, 0, // type_mod
+        1, // flags: NOT NULL
+        1, 1, 0, 0, 0, b'5', // has_default, default text
+        1, 4, 0, 0, 0, 5, 0, 0, 0, // has_value, value
+        2, // drop column
+        1, 0, 0, 0, b'd', // name
+        3,    // rename column
+        1, 0, 0, 0, b'a', 2, 0, 0, 0, b'b', b'c', // from, to
+        4,    // rename table
+        1, 0, 0, 0, b'u', // new name
+    ];
+    assert_eq!(event.encode(), want);
+    assert_eq!(Event::decode(&want), Ok(event));
+}
+
+/// The decoder bounds an `AlterTable`: action count in
+/// 1..=ALTER_ACTIONS_MAX, known ops only, names within the column name
+/// limit, a value flag of 0 or 1, and no allocation beyond the input.
+#[test]
+fn alter_table_bounds_checked() {
+    let head = |count: u32| {
+        let mut b = vec![1, 20, 1, 0, 0, 0, b't'];
+        b.extend_from_slice(&count.to_le_bytes());
+        b
+    };
+    let kind_of = |bytes: &[u8]| Event::decode(bytes).unwrap_err().kind;
+    assert_eq!(kind_of(&head(0)), DecodeErrorKind::BadActionCount(0));
+    assert_eq!(
+        kind_of(&head(limits::ALTER_ACTIONS_MAX + 1)),
+        DecodeErrorKind::BadActionCount(limits::ALTER_ACTIONS_MAX + 1)
+    );
+    // Many actions announced, few bytes given: refused before allocating.
+    assert_eq!(
+        kind_of(&head(limits::ALTER_ACTIONS_MAX)),
+        DecodeErrorKind::Truncated
+    );
+    let mut unknown_op = head(1);
+    unknown_op.extend_from_slice(&[9, 0, 0, 0, 0]);
+    assert_eq!(kind_of(&unknown_op), DecodeErrorKind::BadAlterAction);
+    let mut long_name = head(1);
+    long_name.push(2);
+    long_name.extend_from_slice(&(limits::COLUMN_NAME_BYTES_MAX + 1).to_le_bytes());
+    long_name.extend(core::iter::repeat_n(b'a', 64));
+    assert_eq!(kind_of(&long_name), DecodeErrorKind::BadAlterAction);
+    let mut bad_utf8 = head(1);
+    bad_utf8.extend_from_slice(&[2, 1, 0, 0, 0, 0xff]);
+    assert_eq!(kind_of(&bad_utf8), DecodeErrorKind::BadAlterAction);
+    let mut bad_flag = head(1);
+    bad_flag.extend_from_slice(&[1, 1, 0, 0, 0, b'c', 3, 0, 0, 0, 0, 0, 0, 2]);
+    assert_eq!(kind_of(&bad_flag), DecodeErrorKind::BadAlterAction);
+    let mut huge_value = head(1);
+    huge_value.extend_from_slice(&[1, 1, 0, 0, 0, b'c', 8, 0, 0, 0, 0, 0, 0, 1]);
+    huge_value.extend_from_slice(&(limits::VALUE_BYTES_MAX + 1).to_le_bytes());
+    assert_eq!(kind_of(&huge_value), DecodeErrorKind::BadAlterAction);
 }

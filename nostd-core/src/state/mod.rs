@@ -28,7 +28,7 @@ use crate::hnsw::{
 pub const FILTER_EXACT_RATIO: u64 = 8;
 use crate::limits;
 use crate::rows::Rows;
-use crate::table::{RowError, SchemaError, Table};
+use crate::table::{AlterAction, RowError, SchemaError, Table};
 
 pub use graph::Graph;
 
@@ -1114,6 +1114,20 @@ fn named(event: &Event) -> Result<(Vec<&CollectionName>, bool), ApplyError> {
         | Event::UpdateRows { collection, .. }
         | Event::ReplaceRows { collection, .. } => (alloc::vec![collection], false),
         Event::DropCollections { names } => (names.iter().collect(), false),
+        // A new name is named too: the scratch copy must know whether it
+        // is taken.
+        Event::AlterTable {
+            collection,
+            actions,
+        } => (
+            core::iter::once(collection)
+                .chain(actions.iter().filter_map(|a| match a {
+                    AlterAction::RenameTable { to } => Some(to),
+                    _ => None,
+                }))
+                .collect(),
+            false,
+        ),
         Event::CreateNode { .. }
         | Event::DeleteNode { .. }
         | Event::CreateEdge { .. }
@@ -1226,6 +1240,37 @@ impl State {
                 table
                     .check_update(&rows, columns)
                     .map_err(|e| c.row_error(e))
+            }
+            Event::AlterTable {
+                collection,
+                actions,
+            } => {
+                let c = self.collection_ref(collection)?;
+                let table = c.table_or_refuse()?;
+                let schema_error = |source| ApplyError::Schema {
+                    collection: collection.clone(),
+                    source,
+                };
+                if actions.is_empty() || actions.len() > limits::ALTER_ACTIONS_MAX as usize {
+                    return Err(schema_error(SchemaError::ActionCount(actions.len())));
+                }
+                // The actions are checked on a copy of the schema, in
+                // order, and the shape they leave is checked whole.
+                let mut schema = table.schema().clone();
+                let mut renamed = false;
+                for action in actions {
+                    if let AlterAction::RenameTable { to } = action {
+                        if renamed {
+                            return Err(schema_error(SchemaError::RenameTwice));
+                        }
+                        renamed = true;
+                        if self.collections.contains_key(to) {
+                            return Err(ApplyError::CollectionExists(to.clone()));
+                        }
+                    }
+                    schema.alter(action, c.live() > 0).map_err(schema_error)?;
+                }
+                schema.check(c.config.dim).map_err(schema_error)
             }
             Event::Insert { collection, .. }
             | Event::InsertBatch { collection, .. }
@@ -1488,6 +1533,39 @@ impl State {
                     .as_mut()
                     .ok_or_else(|| ApplyError::NotATable(collection.clone()))?
                     .update(&rows, columns);
+                Applied::Other
+            }
+            Event::AlterTable {
+                collection,
+                actions,
+            } => {
+                let mut c = self
+                    .collections
+                    .remove(collection)
+                    .ok_or_else(|| ApplyError::UnknownCollection(collection.clone()))?;
+                let rows = c.rows();
+                let mut reshaped = false;
+                for action in actions {
+                    match action {
+                        AlterAction::RenameTable { to } => c.name = to.clone(),
+                        AlterAction::AddColumn { .. } | AlterAction::DropColumn { .. } => {
+                            reshaped = true;
+                        }
+                        _ => {}
+                    }
+                    if let Some(table) = c.table.as_mut() {
+                        table.alter(action, rows);
+                    }
+                }
+                if reshaped {
+                    // Every row's encoding gained or lost a value.
+                    c.chunk_hashes.iter_mut().for_each(|h| *h = None);
+                }
+                // A new shape counts as a new creation: plans and scans
+                // made for the old one see that it changed.
+                self.created += 1;
+                c.incarnation = self.created;
+                self.collections.insert(c.name.clone(), c);
                 Applied::Other
             }
             Event::CreateCollection { name, config } => {

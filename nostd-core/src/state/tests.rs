@@ -1056,6 +1056,422 @@ mod tables {
             crate::event::DecodeErrorKind::BadValues
         );
     }
+
+    mod alter {
+        use super::*;
+        use crate::table::AlterAction;
+
+        fn alter(actions: Vec<AlterAction>) -> Event {
+            Event::AlterTable {
+                collection: name("items"),
+                actions,
+            }
+        }
+
+        /// A table named `table` with `schema`, holding rows `(id,
+        /// values)` (one value per scalar column), then the rows of
+        /// `deleted` deleted: built with ordinary events only.
+        fn built(
+            table: &str,
+            schema: TableSchema,
+            rows: &[(i64, Vec<Option<Vec<u8>>>)],
+            deleted: &[u64],
+        ) -> State {
+            let mut s = State::new();
+            s.apply(&Event::CreateTable {
+                name: name(table),
+                config: CollectionConfig {
+                    dim: 2,
+                    metric: Metric::L2,
+                    index: IndexParams::default(),
+                },
+                schema,
+            })
+            .unwrap();
+            let mut batch = Batch::new(2);
+            let mut cols = vec![ColumnValues::default(); rows[0].1.len()];
+            for (id, values) in rows {
+                batch.push(RecordId(*id as u64), &[*id as i32, 1], 0, &[]);
+                for (c, v) in values.iter().enumerate() {
+                    cols[c].push(v.as_deref());
+                }
+            }
+            s.apply(&Event::InsertRows {
+                collection: name(table),
+                batch,
+                columns: cols,
+            })
+            .unwrap();
+            if !deleted.is_empty() {
+                s.apply(&Event::DeleteBatch {
+                    collection: name(table),
+                    ids: deleted.iter().map(|&id| RecordId(id)).collect(),
+                })
+                .unwrap();
+            }
+            s
+        }
+
+        fn b(bytes: &[u8]) -> Option<Vec<u8>> {
+            Some(bytes.to_vec())
+        }
+
+        /// The three rows every test starts from, as values of `id`,
+        /// `content`, `n`; row 2 is then deleted.
+        fn base_rows() -> Vec<(i64, Vec<Option<Vec<u8>>>)> {
+            vec![
+                (
+                    1,
+                    vec![b(&1i64.to_le_bytes()), b(b"a"), b(&7i32.to_le_bytes())],
+                ),
+                (2, vec![b(&2i64.to_le_bytes()), b(b"b"), None]),
+                (
+                    3,
+                    vec![b(&3i64.to_le_bytes()), b(b"c"), b(&9i32.to_le_bytes())],
+                ),
+            ]
+        }
+
+        fn base() -> State {
+            let mut s = built("items", schema(), &base_rows(), &[2]);
+            // Warm the chunk cache: a stale cached chunk would show below.
+            s.state_hash();
+            s
+        }
+
+        /// After `DROP COLUMN` the state hash is that of a table created
+        /// without the column and given the same rows: the canonical
+        /// encoding keeps no trace of the dropped column.
+        #[test]
+        fn dropped_column_hashes_as_never_declared() {
+            let mut s = base();
+            s.apply(&alter(vec![AlterAction::DropColumn { name: "n".into() }]))
+                .unwrap();
+            let mut narrow = schema();
+            narrow.columns.remove(3);
+            let rows: Vec<_> = base_rows()
+                .into_iter()
+                .map(|(id, mut v)| {
+                    v.pop();
+                    (id, v)
+                })
+                .collect();
+            let mut reference = built("items", narrow, &rows, &[2]);
+            assert_eq!(s.state_hash(), reference.state_hash());
+            assert_eq!(s.state_hash(), s.state_hash_uncached());
+            // Dropping a unique column frees nothing else: the key still
+            // refuses a duplicate.
+            let mut t = base();
+            t.apply(&alter(vec![AlterAction::DropColumn {
+                name: "content".into(),
+            }]))
+            .unwrap();
+            assert_eq!(
+                t.collection(&name("items"))
+                    .unwrap()
+                    .table()
+                    .unwrap()
+                    .columns()
+                    .len(),
+                2
+            );
+        }
+
+        /// `ADD COLUMN` with a value gives every row the value (read back
+        /// from the column), and the table hashes as one created with
+        /// the column last and given the rows with that value.
+        #[test]
+        fn added_column_holds_its_value_in_every_row() {
+            let five = 5i32.to_le_bytes();
+            let column = ColumnDef {
+                name: "score".into(),
+                ty: ColumnType::Scalar(ScalarType::Int32),
+                type_mod: 0,
+                flags: column_flags::NOT_NULL,
+                default: Some("5".into()),
+            };
+            let mut s = base();
+            s.apply(&alter(vec![AlterAction::AddColumn {
+                column: column.clone(),
+                value: b(&five),
+            }]))
+            .unwrap();
+            let c = s.collection(&name("items")).unwrap();
+            let added = &c.table().unwrap().columns()[3];
+            for row in 0..c.rows() {
+                assert_eq!(added.get(row), Some(&five[..]), "row {row}");
+            }
+            let mut wide = schema();
+            wide.columns.push(column);
+            let rows: Vec<_> = base_rows()
+                .into_iter()
+                .map(|(id, mut v)| {
+                    v.push(b(&five));
+                    (id, v)
+                })
+                .collect();
+            let mut reference = built("items", wide, &rows, &[2]);
+            assert_eq!(s.state_hash(), reference.state_hash());
+            assert_eq!(s.state_hash(), s.state_hash_uncached());
+            // The new column takes writes like any other.
+            s.apply(&Event::UpdateRows {
+                collection: name("items"),
+                ids: vec![RecordId(1)],
+                columns: vec![(3, {
+                    let mut v = ColumnValues::default();
+                    v.push(Some(&6i32.to_le_bytes()));
+                    v
+                })],
+            })
+            .unwrap();
+            assert_eq!(s.state_hash(), s.state_hash_uncached());
+        }
+
+        /// `RENAME COLUMN` and `RENAME TO` leave every row's bytes as
+        /// they are: the table hashes as one created under the new names
+        /// with the same rows. The old name is gone, and the collection
+        /// counts as a new creation (its incarnation changed).
+        #[test]
+        fn renames_hash_as_created_under_the_new_names() {
+            let mut s = base();
+            let before = s.collection(&name("items")).unwrap().incarnation();
+            s.apply(&alter(vec![
+                AlterAction::RenameColumn {
+                    from: "n".into(),
+                    to: "count".into(),
+                },
+                AlterAction::RenameTable { to: name("things") },
+            ]))
+            .unwrap();
+            assert!(s.collection(&name("items")).is_none());
+            let renamed = s.collection(&name("things")).unwrap();
+            assert_ne!(renamed.incarnation(), before);
+            let mut schema2 = schema();
+            schema2.columns[3].name = "count".into();
+            let mut reference = built("things", schema2, &base_rows(), &[2]);
+            assert_eq!(s.state_hash(), reference.state_hash());
+            assert_eq!(s.state_hash(), s.state_hash_uncached());
+            // Writes reach the table under its new name.
+            s.apply(&Event::DeleteBatch {
+                collection: name("things"),
+                ids: vec![RecordId(1)],
+            })
+            .unwrap();
+        }
+
+        /// Every refused `ALTER TABLE` changes nothing: not the hash, not
+        /// the schema, not the incarnation — including one whose first
+        /// action is valid and second is not (all or none).
+        #[test]
+        fn refused_alters_change_nothing() {
+            let int_column = |name: &str, flags| ColumnDef {
+                name: name.into(),
+                ty: ColumnType::Scalar(ScalarType::Int32),
+                type_mod: 0,
+                flags,
+                default: None,
+            };
+            let add = |column, value: Option<Vec<u8>>| AlterAction::AddColumn { column, value };
+            let mut s = base();
+            s.apply(&create(2)).unwrap();
+            let hash = s.state_hash();
+            let incarnation = s.collection(&name("items")).unwrap().incarnation();
+            let bad: Vec<(Vec<AlterAction>, &str)> = vec![
+                (vec![], "actions"),
+                (
+                    vec![AlterAction::DropColumn {
+                        name: "embedding".into(),
+                    }],
+                    "vector column",
+                ),
+                (
+                    vec![AlterAction::DropColumn { name: "id".into() }],
+                    "primary key",
+                ),
+                (
+                    vec![AlterAction::DropColumn {
+                        name: "nope".into(),
+                    }],
+                    "does not exist",
+                ),
+                (
+                    vec![add(int_column("m", column_flags::NOT_NULL), None)],
+                    "null values",
+                ),
+                (
+                    vec![add(
+                        int_column("m", column_flags::UNIQUE),
+                        b(&1i32.to_le_bytes()),
+                    )],
+                    "not a key",
+                ),
+                (vec![add(int_column("m", 0), b(&[1, 2]))], "bytes"),
+                (
+                    vec![add(
+                        ColumnDef {
+                            name: "v2".into(),
+                            ty: ColumnType::Vector { half: false },
+                            type_mod: 2,
+                            flags: 0,
+                            default: None,
+                        },
+                        None,
+                    )],
+                    "vector column cannot be added",
+                ),
+                (vec![add(int_column("content", 0), None)], "twice"),
+                (vec![add(int_column("", 0), None)], "empty"),
+                (
+                    vec![AlterAction::RenameColumn {
+                        from: "n".into(),
+                        to: "content".into(),
+                    }],
+                    "twice",
+                ),
+                (
+                    vec![AlterAction::RenameTable { to: name("docs") }],
+                    "exists",
+                ),
+                (
+                    vec![AlterAction::RenameTable { to: name("items") }],
+                    "exists",
+                ),
+                (
+                    vec![
+                        AlterAction::RenameTable { to: name("a") },
+                        AlterAction::RenameTable { to: name("b") },
+                    ],
+                    "at most once",
+                ),
+                (
+                    vec![
+                        add(int_column("m", 0), None),
+                        AlterAction::DropColumn { name: "id".into() },
+                    ],
+                    "primary key",
+                ),
+                (
+                    vec![
+                        AlterAction::DropColumn { name: "n".into() },
+                        AlterAction::DropColumn { name: "n".into() },
+                    ],
+                    "does not exist",
+                ),
+            ];
+            for (actions, why) in bad {
+                let e = s.apply(&alter(actions.clone())).unwrap_err();
+                assert!(e.to_string().contains(why), "{actions:?}: {e}");
+                assert_eq!(s.state_hash(), hash, "{actions:?}");
+                let c = s.collection(&name("items")).unwrap();
+                assert_eq!(c.table().unwrap().schema(), &schema(), "{actions:?}");
+                assert_eq!(c.incarnation(), incarnation);
+            }
+            // A collection of the fixed layout is not altered.
+            let e = s
+                .apply(&Event::AlterTable {
+                    collection: name("docs"),
+                    actions: vec![AlterAction::DropColumn { name: "tag".into() }],
+                })
+                .unwrap_err();
+            assert!(matches!(e, ApplyError::NotATable(_)), "{e}");
+            assert_eq!(s.state_hash(), hash);
+        }
+
+        /// Inside a transaction an `AlterTable` is checked against the
+        /// whole state: renaming to a collection no other event of the
+        /// transaction names is still refused (nothing changed), and an
+        /// alter followed by a write in the new shape commits as the two
+        /// events one after the other would.
+        #[test]
+        fn alters_inside_transactions() {
+            let mut s = base();
+            s.apply(&create(2)).unwrap();
+            let hash = s.state_hash();
+            let txn = Event::Transaction {
+                events: vec![
+                    Event::DeleteBatch {
+                        collection: name("items"),
+                        ids: vec![RecordId(1)],
+                    },
+                    alter(vec![AlterAction::RenameTable { to: name("docs") }]),
+                ],
+            };
+            assert!(s.apply(&txn).is_err());
+            assert_eq!(s.state_hash(), hash);
+            assert!(s.collection(&name("items")).is_some());
+            let events = vec![
+                alter(vec![AlterAction::DropColumn { name: "n".into() }]),
+                Event::UpdateRows {
+                    collection: name("items"),
+                    ids: vec![RecordId(3)],
+                    columns: vec![(1, {
+                        let mut v = ColumnValues::default();
+                        v.push(Some(b"z"));
+                        v
+                    })],
+                },
+            ];
+            let mut one_by_one = s.clone();
+            for e in &events {
+                one_by_one.apply(e).unwrap();
+            }
+            s.apply(&Event::Transaction { events }).unwrap();
+            assert_eq!(s.state_hash(), one_by_one.state_hash());
+        }
+
+        /// A NOT NULL column without a value is refused while the table
+        /// has live rows, and accepted once every row is deleted; the
+        /// deleted rows then hold NULL, and restoring them (as snapshot
+        /// loading does) accepts that.
+        #[test]
+        fn not_null_without_value_needs_an_empty_table() {
+            let mut s = base();
+            let column = ColumnDef {
+                name: "m".into(),
+                ty: ColumnType::Scalar(ScalarType::Int32),
+                type_mod: 0,
+                flags: column_flags::NOT_NULL,
+                default: None,
+            };
+            let add = alter(vec![AlterAction::AddColumn {
+                column,
+                value: None,
+            }]);
+            assert!(s.apply(&add).is_err());
+            s.apply(&Event::DeleteBatch {
+                collection: name("items"),
+                ids: vec![RecordId(1), RecordId(3)],
+            })
+            .unwrap();
+            s.apply(&add).unwrap();
+            let c = s.collection(&name("items")).unwrap();
+            let t = c.table().unwrap();
+            let mut restored = State::new();
+            restored
+                .apply(&Event::CreateTable {
+                    name: name("items"),
+                    config: *c.config(),
+                    schema: t.schema().clone(),
+                })
+                .unwrap();
+            let r = restored.collection_for_restore(&name("items")).unwrap();
+            for row in 0..c.rows() {
+                r.restore_row(
+                    c.ids()[row],
+                    c.vector(row),
+                    c.tags()[row],
+                    c.metadata(row),
+                    c.deleted()[row],
+                )
+                .unwrap();
+                let values: Vec<Option<&[u8]>> =
+                    t.columns().iter().map(|col| col.get(row)).collect();
+                r.restore_table_row(&values).unwrap();
+            }
+            assert!(r.restore_sequences(t.sequences()));
+            assert_eq!(restored.state_hash(), s.state_hash());
+        }
+    }
 }
 
 /// Over random transactions of two to four random events: a transaction
