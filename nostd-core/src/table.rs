@@ -501,7 +501,9 @@ pub enum SchemaError {
     DropVector(String),
     #[error("column {0:?} is the table's primary key; it cannot be dropped")]
     DropKey(String),
-    #[error("column {0:?}: a vector column cannot be added to a table")]
+    #[error(
+        "column {0:?}: a vector column can be added only to a table without one that has never held rows"
+    )]
     AddVector(String),
     #[error("column {0:?}: an added column may be NOT NULL, but not a key, unique or serial")]
     AddFlags(String),
@@ -510,11 +512,24 @@ pub enum SchemaError {
     )]
     AddNotNull(String),
     #[error("column {column:?}: the value for existing rows: {source}")]
-    AddValue { column: String, source: ValueError },
+    AddValue {
+        column: String,
+        // Boxed: keeps `SchemaError`, and the errors that carry it, small.
+        source: alloc::boxed::Box<ValueError>,
+    },
     #[error("an ALTER TABLE carries 1..={max} actions, not {0}", max = limits::ALTER_ACTIONS_MAX)]
     ActionCount(usize),
     #[error("an ALTER TABLE renames its table at most once")]
     RenameTwice,
+}
+
+/// How many rows a table holds, for the checks of an `ALTER TABLE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowCounts {
+    /// Rows not deleted.
+    pub live: u64,
+    /// Every row, deleted ones included.
+    pub stored: u64,
 }
 
 /// One change of a table's shape; an `AlterTable` event carries them in
@@ -617,10 +632,10 @@ impl TableSchema {
 
     /// Applies one column action of an `ALTER TABLE` to the schema,
     /// checking what depends on the action alone; the caller checks the
-    /// resulting schema with [`TableSchema::check`]. `has_rows`: the table
-    /// holds live rows. [`AlterAction::RenameTable`] does not change the
-    /// schema.
-    pub fn alter(&mut self, action: &AlterAction, has_rows: bool) -> Result<(), SchemaError> {
+    /// resulting schema with [`TableSchema::check`] (against the added
+    /// vector column's dimension, if one was added).
+    /// [`AlterAction::RenameTable`] does not change the schema.
+    pub fn alter(&mut self, action: &AlterAction, rows: RowCounts) -> Result<(), SchemaError> {
         let position = |name: &str| {
             self.columns
                 .iter()
@@ -631,8 +646,20 @@ impl TableSchema {
             AlterAction::AddColumn { column, value } => {
                 let ty = match column.ty {
                     ColumnType::Scalar(t) => t,
+                    // The vector column sets the collection's dimension:
+                    // it can be added only while no row holds a vector of
+                    // the dimension before (pgvector's README adds it to
+                    // a new table).
                     ColumnType::Vector { .. } => {
-                        return Err(SchemaError::AddVector(column.name.clone()));
+                        if self.vector_column().is_some()
+                            || rows.stored > 0
+                            || value.is_some()
+                            || column.flags & !column_flags::NOT_NULL != 0
+                        {
+                            return Err(SchemaError::AddVector(column.name.clone()));
+                        }
+                        self.columns.push(column.clone());
+                        return Ok(());
                     }
                 };
                 if column.flags & !column_flags::NOT_NULL != 0 {
@@ -643,10 +670,10 @@ impl TableSchema {
                         ty.check(v, column.type_mod)
                             .map_err(|source| SchemaError::AddValue {
                                 column: column.name.clone(),
-                                source,
+                                source: alloc::boxed::Box::new(source),
                             })?
                     }
-                    None if column.not_null() && has_rows => {
+                    None if column.not_null() && rows.live > 0 => {
                         return Err(SchemaError::AddNotNull(column.name.clone()));
                     }
                     None => {}
@@ -976,10 +1003,12 @@ impl Table {
         };
         match action {
             AlterAction::AddColumn { column, value } => {
+                self.schema.columns.push(column.clone());
                 let Some(ty) = column.scalar() else {
+                    // The vector column's values are the collection's
+                    // vector rows.
                     return;
                 };
-                self.schema.columns.push(column.clone());
                 self.columns
                     .push(ScalarColumn::filled(ty, rows, value.as_deref()));
                 self.unique.push(None);

@@ -167,49 +167,82 @@ fn check_default(column: &str, expr: &Expr) -> Result<String, WriteError> {
     Ok(text)
 }
 
+/// One declared column of table `table` (`CREATE TABLE`, `ALTER TABLE …
+/// ADD COLUMN`): its type, flags and `DEFAULT` text.
+pub(crate) fn column_def(table: &str, column: &ast::ColumnDef) -> Result<ColumnDef, WriteError> {
+    let name = ident(&column.name);
+    let (ty, type_mod, serial) = column_type(&column.data_type)?;
+    let mut flags = if serial {
+        column_flags::SERIAL | column_flags::NOT_NULL
+    } else {
+        0
+    };
+    let mut default = serial.then(|| format!("nextval('{table}_{name}_seq'::regclass)"));
+    for option in &column.options {
+        match &option.option {
+            ColumnOption::NotNull => flags |= column_flags::NOT_NULL,
+            ColumnOption::Null => {}
+            ColumnOption::Default(expr) => default = Some(check_default(&name, expr)?),
+            ColumnOption::PrimaryKey(_) => flags |= column_flags::PRIMARY_KEY,
+            ColumnOption::Unique(_) => flags |= column_flags::UNIQUE,
+            other => {
+                return Err(unsupported(format!(
+                    "column option {other} of column {name:?} is not supported"
+                )));
+            }
+        }
+    }
+    Ok(ColumnDef {
+        name,
+        ty,
+        type_mod,
+        flags,
+        default,
+    })
+}
+
+/// The value a `DEFAULT` (its SQL text) gives, computed once now, as
+/// the canonical bytes of a `ty` value (`None` for NULL): what `ALTER
+/// TABLE … ADD COLUMN` writes into every existing row. A default whose
+/// value differs per row (`gen_random_uuid()`), which Postgres computes
+/// for each row, is refused.
+pub(crate) fn default_once(
+    text: &str,
+    ty: ScalarType,
+    column: &str,
+) -> Result<Option<Vec<u8>>, WriteError> {
+    let expr = crate::write::parse_expr(text)?;
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("gen_random_uuid") || lower.contains("uuid_generate_v4") {
+        return Err(unsupported(format!(
+            "ADD COLUMN {column:?} with DEFAULT {text}: a default that differs per row is not supported on a table's existing rows; add the column without it, then UPDATE"
+        )));
+    }
+    let literal = default_value(&expr, &Clock::now()).ok_or_else(|| {
+        unsupported(format!(
+            "DEFAULT {text} of column {column:?}: supported defaults are literals, now(), CURRENT_TIMESTAMP and CURRENT_DATE"
+        ))
+    })?;
+    scalar_bytes(&literal, ty, column)
+}
+
 /// The schema a `CREATE TABLE` declares.
 pub fn declared_schema(create: &ast::CreateTable) -> Result<TableSchema, WriteError> {
     let table = create.name.to_string();
     let mut columns: Vec<ColumnDef> = Vec::with_capacity(create.columns.len());
     for column in &create.columns {
-        let name = ident(&column.name);
-        let (ty, type_mod, serial) = column_type(&column.data_type)?;
-        if matches!(ty, ColumnType::Vector { .. })
+        let def = column_def(&table, column)?;
+        if matches!(def.ty, ColumnType::Vector { .. })
             && columns
                 .iter()
                 .any(|c| matches!(c.ty, ColumnType::Vector { .. }))
         {
             return Err(unsupported(format!(
-                "column {name:?}: a table has one vector column; a second one is not supported"
+                "column {:?}: a table has one vector column; a second one is not supported",
+                def.name
             )));
         }
-        let mut flags = if serial {
-            column_flags::SERIAL | column_flags::NOT_NULL
-        } else {
-            0
-        };
-        let mut default = serial.then(|| format!("nextval('{table}_{name}_seq'::regclass)"));
-        for option in &column.options {
-            match &option.option {
-                ColumnOption::NotNull => flags |= column_flags::NOT_NULL,
-                ColumnOption::Null => {}
-                ColumnOption::Default(expr) => default = Some(check_default(&name, expr)?),
-                ColumnOption::PrimaryKey(_) => flags |= column_flags::PRIMARY_KEY,
-                ColumnOption::Unique(_) => flags |= column_flags::UNIQUE,
-                other => {
-                    return Err(unsupported(format!(
-                        "column option {other} of column {name:?} is not supported"
-                    )));
-                }
-            }
-        }
-        columns.push(ColumnDef {
-            name,
-            ty,
-            type_mod,
-            flags,
-            default,
-        });
+        columns.push(def);
     }
     for constraint in &create.constraints {
         let (names, flag) = match constraint {

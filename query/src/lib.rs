@@ -38,6 +38,7 @@
 //!   DML: [`mod@write`] turns them into events (the Postgres front end in
 //!   `wire/` uses it), and [`pgvector`] rewrites pgvector's operators.
 
+pub mod alter;
 pub mod catalog;
 pub mod column_names;
 pub mod correlated;

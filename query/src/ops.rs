@@ -167,6 +167,7 @@ impl WriteError {
             WriteError::Syntax(_)
             | WriteError::Unsupported(_)
             | WriteError::UndefinedColumn(_)
+            | WriteError::DuplicateColumn(_)
             | WriteError::InvalidText(_)
             | WriteError::InvalidValue(_)
             | WriteError::NotNull(_)

@@ -16,6 +16,7 @@
 //! | `INSERT INTO t … SELECT …` | the query's rows, inserted as `VALUES` would be |
 //! | `DELETE FROM docs WHERE id = 1` / `id IN (1, 2)` | one `Delete`, or one `DeleteBatch` of the existing ids |
 //! | `UPDATE docs SET tag = 3, metadata = '{}' WHERE id = …` | one `SetTag` or `SetMetadata`, or one `UpdateBatch` of the existing ids |
+//! | `ALTER TABLE items ADD COLUMN … / DROP COLUMN … / RENAME …` (declared columns) | one `AlterTable` ([`crate::alter`]) |
 //! | `COPY docs [(cols)] FROM STDIN [WITH (FORMAT csv, HEADER)]` | rows parsed by [`copy_rows`], inserted like `INSERT`: one event, at most `BATCH_RECORDS_MAX` rows |
 //!
 //! Every statement is one event, so one log frame: it is durable whole or
@@ -75,6 +76,9 @@ pub enum WriteError {
     UndefinedTable(String),
     #[error("{0}")]
     UndefinedColumn(String),
+    /// A column added or renamed to a name the table has.
+    #[error("{0}")]
+    DuplicateColumn(String),
     #[error("table {0:?} already exists")]
     TableExists(String),
     /// A value that does not parse as its column's type (a malformed
@@ -341,6 +345,12 @@ pub enum WriteStatement {
     Truncate {
         table: String,
     },
+    /// `ALTER TABLE t …`: one `AlterTable` event ([`crate::alter`]).
+    AlterTable {
+        table: String,
+        if_exists: bool,
+        steps: Vec<crate::alter::AlterStep>,
+    },
     CopyFrom {
         table: String,
         /// The fixed columns named (empty when a name is not one of them:
@@ -366,6 +376,7 @@ impl WriteStatement {
             WriteStatement::CreateIndex { .. } => "CREATE INDEX",
             WriteStatement::CopyFrom { .. } => "COPY",
             WriteStatement::Truncate { .. } => "TRUNCATE TABLE",
+            WriteStatement::AlterTable { .. } => "ALTER TABLE",
         }
     }
 
@@ -863,6 +874,7 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
                 table: table_name(&target.name)?,
             })
         }
+        Statement::AlterTable(alter) => crate::alter::parse(alter),
         other => Err(unsupported(format!(
             "statement not supported: {}",
             other.to_string().chars().take(60).collect::<String>()
@@ -1022,7 +1034,7 @@ fn ident_name(name: &ObjectName) -> Result<String, WriteError> {
 
 /// A table name: `name` or `public.name` (unquoted names fold to lower
 /// case, as in Postgres).
-fn table_name(name: &ObjectName) -> Result<String, WriteError> {
+pub(crate) fn table_name(name: &ObjectName) -> Result<String, WriteError> {
     let full = ident_name(name)?;
     let short = full
         .strip_prefix("public.")
@@ -2250,6 +2262,11 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
                 written: None,
             })
         }
+        WriteStatement::AlterTable {
+            table,
+            if_exists,
+            steps,
+        } => crate::alter::execute(engine, table, *if_exists, steps),
         WriteStatement::CopyFrom { .. } => Err(unsupported(
             "COPY FROM STDIN needs the data that follows it (the Postgres COPY protocol)",
         )),

@@ -28,7 +28,7 @@ use crate::hnsw::{
 pub const FILTER_EXACT_RATIO: u64 = 8;
 use crate::limits;
 use crate::rows::Rows;
-use crate::table::{AlterAction, RowError, SchemaError, Table};
+use crate::table::{AlterAction, RowCounts, RowError, SchemaError, Table};
 
 pub use graph::Graph;
 
@@ -1268,9 +1268,21 @@ impl State {
                             return Err(ApplyError::CollectionExists(to.clone()));
                         }
                     }
-                    schema.alter(action, c.live() > 0).map_err(schema_error)?;
+                    let rows = RowCounts {
+                        live: c.live() as u64,
+                        stored: c.rows() as u64,
+                    };
+                    schema.alter(action, rows).map_err(schema_error)?;
                 }
-                schema.check(c.config.dim).map_err(schema_error)
+                // An added vector column gives the collection its
+                // dimension.
+                let dim = schema
+                    .vector_column()
+                    .map_or(c.config.dim, |i| schema.columns[i].type_mod);
+                if dim == 0 || dim > limits::DIM_MAX {
+                    return Err(ApplyError::BadDimension(dim));
+                }
+                schema.check(dim).map_err(schema_error)
             }
             Event::Insert { collection, .. }
             | Event::InsertBatch { collection, .. }
@@ -1560,6 +1572,21 @@ impl State {
                 if reshaped {
                     // Every row's encoding gained or lost a value.
                     c.chunk_hashes.iter_mut().for_each(|h| *h = None);
+                }
+                if let Some(schema) = c.table.as_ref().map(Table::schema)
+                    && let Some(i) = schema.vector_column()
+                    && schema.columns[i].type_mod != c.config.dim
+                {
+                    // A vector column was added to a table that never
+                    // held a row: the collection starts again, empty, at
+                    // the column's dimension.
+                    let config = CollectionConfig {
+                        dim: schema.columns[i].type_mod,
+                        ..c.config
+                    };
+                    let mut fresh = Collection::new(c.name.clone(), config, c.incarnation);
+                    fresh.table = c.table.take();
+                    c = fresh;
                 }
                 // A new shape counts as a new creation: plans and scans
                 // made for the old one see that it changed.

@@ -1317,7 +1317,7 @@ mod tables {
                         },
                         None,
                     )],
-                    "vector column cannot be added",
+                    "vector column can be added only",
                 ),
                 (vec![add(int_column("content", 0), None)], "twice"),
                 (vec![add(int_column("", 0), None)], "empty"),
@@ -1417,6 +1417,75 @@ mod tables {
             }
             s.apply(&Event::Transaction { events }).unwrap();
             assert_eq!(s.state_hash(), one_by_one.state_hash());
+        }
+
+        /// A vector column is added to a table without one that never
+        /// held a row (pgvector's README adds `embedding` so): the table
+        /// then hashes as one created with it, at its dimension, and takes
+        /// rows of that dimension. A table that held rows refuses it.
+        #[test]
+        fn vector_column_added_to_a_new_table() {
+            let mut plain = schema();
+            let vector = plain.columns.remove(1);
+            let create = |schema: TableSchema, dim| Event::CreateTable {
+                name: name("items"),
+                config: CollectionConfig {
+                    dim,
+                    metric: Metric::L2,
+                    index: IndexParams::default(),
+                },
+                schema,
+            };
+            let add = alter(vec![AlterAction::AddColumn {
+                column: vector.clone(),
+                value: None,
+            }]);
+            let mut s = State::new();
+            s.apply(&create(plain.clone(), 1)).unwrap();
+            s.apply(&add).unwrap();
+            let mut reference = State::new();
+            let mut wide = plain.clone();
+            wide.columns.push(vector.clone());
+            reference.apply(&create(wide, 2)).unwrap();
+            assert_eq!(s.state_hash(), reference.state_hash());
+            let row = |dim: u32| {
+                let mut batch = Batch::new(dim);
+                batch.push(RecordId(1), &vec![1; dim as usize], 0, &[]);
+                let mut cols = vec![ColumnValues::default(); 3];
+                cols[0].push(Some(&1i64.to_le_bytes()));
+                cols[1].push(Some(b"a"));
+                cols[2].push(None);
+                Event::InsertRows {
+                    collection: name("items"),
+                    batch,
+                    columns: cols,
+                }
+            };
+            s.apply(&row(2)).unwrap();
+            reference.apply(&row(2)).unwrap();
+            assert_eq!(s.state_hash(), reference.state_hash());
+            // A second vector column, or one added after a row was
+            // written (even a deleted one), is refused.
+            let mut second = vector.clone();
+            second.name = "other".into();
+            let e = s
+                .apply(&alter(vec![AlterAction::AddColumn {
+                    column: second,
+                    value: None,
+                }]))
+                .unwrap_err();
+            assert!(e.to_string().contains("can be added only"), "{e}");
+            let mut held = State::new();
+            held.apply(&create(plain, 1)).unwrap();
+            held.apply(&row(1)).unwrap();
+            held.apply(&Event::DeleteBatch {
+                collection: name("items"),
+                ids: vec![RecordId(1)],
+            })
+            .unwrap();
+            let hash = held.state_hash();
+            assert!(held.apply(&add).is_err());
+            assert_eq!(held.state_hash(), hash);
         }
 
         /// A NOT NULL column without a value is refused while the table

@@ -1,0 +1,314 @@
+//! `ALTER TABLE` on tables with declared columns: one `AlterTable` event.
+//!
+//! [`parse`] turns the statement into [`AlterStep`]s: `ADD COLUMN [IF NOT
+//! EXISTS] c type [DEFAULT …] [NOT NULL]`, `DROP COLUMN [IF EXISTS] c`,
+//! `RENAME COLUMN a TO b` and `RENAME TO u`; any other form is refused
+//! with `0A000` naming it. [`execute`] resolves the steps against the
+//! state the event is applied to (under the lock that serializes the
+//! statement layer's writes): `IF [NOT] EXISTS` steps that do nothing
+//! become NOTICEs, each added column's `DEFAULT` is computed once, and
+//! the resulting shape is checked as the state machine checks it, so
+//! that a refusal carries Postgres's SQLSTATE (`42703`, `42701`, `23502`,
+//! …). The event then changes the table all or none.
+
+use datafusion::sql::sqlparser::ast::{self, AlterTableOperation, RenameTableNameKind};
+use valori_core::event::{CollectionName, Event};
+use valori_core::limits;
+use valori_core::table::{AlterAction, ColumnDef, RowCounts, SchemaError, column_flags};
+use valori_engine::{Engine, EngineError};
+
+use crate::declared::ident;
+use crate::write::{WriteError, WriteOutcome, WriteStatement};
+
+/// One action of an `ALTER TABLE` as written.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum AlterStep {
+    AddColumn {
+        if_not_exists: bool,
+        column: ColumnDef,
+    },
+    DropColumn {
+        if_exists: bool,
+        name: String,
+    },
+    RenameColumn {
+        from: String,
+        to: String,
+    },
+    RenameTable {
+        to: String,
+    },
+}
+
+fn unsupported(what: impl Into<String>) -> WriteError {
+    WriteError::Unsupported(what.into())
+}
+
+/// The form of an operation Valori does not alter tables with, for its
+/// error: the operation as written, at most 80 characters.
+fn form(op: &AlterTableOperation) -> String {
+    let text = op.to_string();
+    match text.char_indices().nth(80) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text,
+    }
+}
+
+/// An `ALTER TABLE` statement as a write.
+pub(crate) fn parse(alter: ast::AlterTable) -> Result<WriteStatement, WriteError> {
+    if alter.table_type.is_some() || alter.location.is_some() || alter.on_cluster.is_some() {
+        return Err(unsupported(format!(
+            "{}: only ALTER TABLE name … is supported",
+            ast::Statement::AlterTable(alter.clone())
+                .to_string()
+                .chars()
+                .take(80)
+                .collect::<String>()
+        )));
+    }
+    let table = crate::write::table_name(&alter.name)?;
+    if alter.operations.is_empty() {
+        return Err(WriteError::Syntax("ALTER TABLE without an action".into()));
+    }
+    if alter.operations.len() > limits::ALTER_ACTIONS_MAX as usize {
+        return Err(WriteError::TooLarge(format!(
+            "ALTER TABLE with {} actions; at most {} (ALTER_ACTIONS_MAX)",
+            alter.operations.len(),
+            limits::ALTER_ACTIONS_MAX
+        )));
+    }
+    let mut steps = Vec::with_capacity(alter.operations.len());
+    for op in &alter.operations {
+        match op {
+            AlterTableOperation::AddColumn {
+                if_not_exists,
+                column_def,
+                column_position: None,
+                ..
+            } => {
+                let column = crate::declared::column_def(&table, column_def)?;
+                if column.flags & !column_flags::NOT_NULL != 0 {
+                    return Err(unsupported(format!(
+                        "ALTER TABLE … ADD COLUMN {}: an added column may be NOT NULL and have a DEFAULT, but PRIMARY KEY, UNIQUE and serial types are not supported",
+                        column.name
+                    )));
+                }
+                steps.push(AlterStep::AddColumn {
+                    if_not_exists: *if_not_exists,
+                    column,
+                });
+            }
+            AlterTableOperation::DropColumn {
+                column_names,
+                if_exists,
+                ..
+            } => {
+                for name in column_names {
+                    steps.push(AlterStep::DropColumn {
+                        if_exists: *if_exists,
+                        name: ident(name),
+                    });
+                }
+            }
+            AlterTableOperation::RenameColumn {
+                old_column_name,
+                new_column_name,
+            } => steps.push(AlterStep::RenameColumn {
+                from: ident(old_column_name),
+                to: ident(new_column_name),
+            }),
+            AlterTableOperation::RenameTable {
+                table_name: RenameTableNameKind::To(name),
+            } => steps.push(AlterStep::RenameTable {
+                to: crate::write::table_name(name)?,
+            }),
+            other => {
+                return Err(unsupported(format!(
+                    "ALTER TABLE … {} is not supported (ADD COLUMN, DROP COLUMN, RENAME COLUMN and RENAME TO are)",
+                    form(other)
+                )));
+            }
+        }
+    }
+    if steps.len() > limits::ALTER_ACTIONS_MAX as usize {
+        return Err(WriteError::TooLarge(format!(
+            "ALTER TABLE with {} actions; at most {} (ALTER_ACTIONS_MAX)",
+            steps.len(),
+            limits::ALTER_ACTIONS_MAX
+        )));
+    }
+    Ok(WriteStatement::AlterTable {
+        table,
+        if_exists: alter.if_exists,
+        steps,
+    })
+}
+
+/// A refusal of the state machine's schema checks as the write error
+/// (and so the SQLSTATE) Postgres gives for it.
+fn schema_error(table: &str, e: SchemaError) -> WriteError {
+    let text = format!("table {table}: {e}");
+    match e {
+        SchemaError::UnknownColumn(name) => WriteError::UndefinedColumn(format!(
+            "column {name:?} of relation {table:?} does not exist"
+        )),
+        SchemaError::Duplicate(name) => WriteError::DuplicateColumn(format!(
+            "column {name:?} of relation {table:?} already exists"
+        )),
+        SchemaError::AddNotNull(name) => WriteError::NotNull(format!(
+            "column {name:?} of relation {table:?} contains null values: a NOT NULL column added to a table with rows needs a DEFAULT"
+        )),
+        SchemaError::AddVector(name) => WriteError::Unsupported(format!(
+            "ALTER TABLE {table} ADD COLUMN {name}: a vector column can be added only to a table without one that has never held rows; declare it in CREATE TABLE"
+        )),
+        SchemaError::DropVector(_)
+        | SchemaError::DropKey(_)
+        | SchemaError::AddFlags(_)
+        | SchemaError::RenameTwice => WriteError::Unsupported(text),
+        SchemaError::ColumnCount(_) | SchemaError::Default(_) | SchemaError::ActionCount(_) => {
+            WriteError::TooLarge(text)
+        }
+        _ => WriteError::InvalidValue(text),
+    }
+}
+
+/// The event an `ALTER TABLE` makes of the current state, with its
+/// NOTICEs; `Ok(None)` when every step was skipped (`IF [NOT] EXISTS`).
+fn build(
+    state: &valori_core::state::State,
+    table: &str,
+    if_exists: bool,
+    steps: &[AlterStep],
+    notices: &mut Vec<String>,
+) -> Result<Option<Event>, WriteError> {
+    let collection = CollectionName::new(table).ok();
+    let Some(c) = collection.as_ref().and_then(|n| state.collection(n)) else {
+        if if_exists {
+            notices.push(format!("relation \"{table}\" does not exist, skipping"));
+            return Ok(None);
+        }
+        return Err(WriteError::UndefinedTable(table.to_owned()));
+    };
+    let Some(declared) = c.table() else {
+        return Err(unsupported(format!(
+            "ALTER TABLE {table}: {table} has the fixed columns id, vec, tag and metadata, which cannot change; tables with declared columns can be altered"
+        )));
+    };
+    let mut schema = declared.schema().clone();
+    let rows = RowCounts {
+        live: c.live() as u64,
+        stored: c.rows() as u64,
+    };
+    let mut actions = Vec::with_capacity(steps.len());
+    for step in steps {
+        let exists = |name: &str| schema.columns.iter().any(|c| c.name == name);
+        let action = match step {
+            AlterStep::AddColumn {
+                if_not_exists,
+                column,
+            } => {
+                if *if_not_exists && exists(&column.name) {
+                    notices.push(format!(
+                        "column \"{}\" of relation \"{table}\" already exists, skipping",
+                        column.name
+                    ));
+                    continue;
+                }
+                if exists(&column.name) {
+                    return Err(schema_error(
+                        table,
+                        SchemaError::Duplicate(column.name.clone()),
+                    ));
+                }
+                let value = match (&column.default, column.scalar()) {
+                    (Some(text), Some(ty)) => {
+                        crate::declared::default_once(text, ty, &column.name)?
+                    }
+                    _ => None,
+                };
+                AlterAction::AddColumn {
+                    column: column.clone(),
+                    value,
+                }
+            }
+            AlterStep::DropColumn { if_exists, name } => {
+                if *if_exists && !exists(name) {
+                    notices.push(format!(
+                        "column \"{name}\" of relation \"{table}\" does not exist, skipping"
+                    ));
+                    continue;
+                }
+                AlterAction::DropColumn { name: name.clone() }
+            }
+            AlterStep::RenameColumn { from, to } => {
+                if exists(to) {
+                    return Err(schema_error(table, SchemaError::Duplicate(to.clone())));
+                }
+                AlterAction::RenameColumn {
+                    from: from.clone(),
+                    to: to.clone(),
+                }
+            }
+            AlterStep::RenameTable { to } => {
+                let name = CollectionName::new(to)
+                    .map_err(|e| WriteError::InvalidValue(format!("table {to:?}: {e}")))?;
+                if state.collection(&name).is_some() {
+                    return Err(WriteError::TableExists(to.clone()));
+                }
+                AlterAction::RenameTable { to: name }
+            }
+        };
+        schema
+            .alter(&action, rows)
+            .map_err(|e| schema_error(table, e))?;
+        actions.push(action);
+    }
+    // An added vector column gives the table its dimension (checked
+    // where the column type was read).
+    let dim = schema
+        .vector_column()
+        .map_or(c.config().dim, |i| schema.columns[i].type_mod);
+    schema.check(dim).map_err(|e| schema_error(table, e))?;
+    if actions.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Event::AlterTable {
+        collection: c.name().clone(),
+        actions,
+    }))
+}
+
+/// Runs an `ALTER TABLE`: one event built from the state it is applied
+/// to, all or none.
+pub(crate) fn execute(
+    engine: &Engine,
+    table: &str,
+    if_exists: bool,
+    steps: &[AlterStep],
+) -> Result<WriteOutcome, WriteError> {
+    let mut notices = Vec::new();
+    let mut outcome = Ok(());
+    let submitted =
+        engine.submit_built(
+            |state| match build(state, table, if_exists, steps, &mut notices) {
+                Ok(event) => event,
+                Err(e) => {
+                    outcome = Err(e);
+                    None
+                }
+            },
+        );
+    outcome?;
+    match submitted {
+        Err(EngineError::Rejected(valori_core::state::ApplyError::Schema { source, .. })) => {
+            Err(schema_error(table, source))
+        }
+        Err(e) => Err(e.into()),
+        Ok(_) => Ok(WriteOutcome {
+            rows: 0,
+            notices,
+            written: None,
+        }),
+    }
+}
