@@ -1931,3 +1931,65 @@ fn pgvector_readme_adds_the_vector_column() {
         assert_eq!(state_hash(&engine), hash);
     });
 }
+
+/// `ALTER TABLE` inside a transaction block: the block's later statements
+/// see the new shape, `COMMIT` leaves the state a second database reaches
+/// with the same statements outside a block, and `ROLLBACK` leaves the
+/// table as it was.
+#[test]
+fn alter_table_inside_a_transaction_block() {
+    async fn in_block(q: &QueryEngine, statements: &[&str]) -> Vec<RecordBatch> {
+        let mut session = Session::default();
+        let mut last = Vec::new();
+        for sql in statements {
+            let prepared = q.prepare_for(&session, sql).await.unwrap();
+            last = match q
+                .run(&prepared, Vec::new(), &mut session, Access::ReadWrite)
+                .await
+                .unwrap()
+            {
+                Outcome::Rows(rows) => rows.collect().await.unwrap().batches,
+                _ => Vec::new(),
+            };
+        }
+        last
+    }
+    let setup = [
+        "CREATE TABLE items (id int PRIMARY KEY, embedding vector(2), a text)",
+        "INSERT INTO items VALUES (1, '[1,1]', 'x')",
+    ];
+    let block = [
+        "ALTER TABLE items ADD COLUMN score int DEFAULT 1",
+        "INSERT INTO items (id, embedding, score) VALUES (2, '[2,2]', 9)",
+        "ALTER TABLE items DROP COLUMN a",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(Arc::clone(&engine));
+    let other = tempfile::tempdir().unwrap();
+    let reference = Arc::new(Engine::open(other.path()).unwrap());
+    let r = QueryEngine::new(Arc::clone(&reference));
+    block_on(async {
+        for sql in setup.iter().chain(&block) {
+            run(&r, sql).await.unwrap();
+        }
+        for sql in setup {
+            run(&q, sql).await.unwrap();
+        }
+        let before = state_hash(&engine);
+        let mut rolled_back = vec!["BEGIN"];
+        rolled_back.extend(block);
+        rolled_back.push("SELECT * FROM items ORDER BY id");
+        let seen = in_block(&q, &rolled_back).await;
+        assert_eq!(cells(&seen), ["1|[1.0, 1.0]|1", "2|[2.0, 2.0]|9"]);
+        in_block(&q, &["BEGIN", block[0], "ROLLBACK"]).await;
+        assert_eq!(state_hash(&engine), before);
+        let mut committed = vec!["BEGIN"];
+        committed.extend(block);
+        committed.push("COMMIT");
+        in_block(&q, &committed).await;
+        assert_eq!(state_hash(&engine), state_hash(&reference));
+        let rows = run(&q, "SELECT * FROM items ORDER BY id").await.unwrap();
+        assert_eq!(cells(&rows), ["1|[1.0, 1.0]|1", "2|[2.0, 2.0]|9"]);
+    });
+}
