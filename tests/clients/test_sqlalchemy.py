@@ -121,6 +121,7 @@ def test_orm_with_pgvector_vector(engine, open_dsn):
     [1,1,1] itself (distance 0) then [1,2,3] (distance √5)."""
     from pgvector.sqlalchemy import Vector
     from sqlalchemy import BigInteger, Integer, Text, select
+    from pgvector.sqlalchemy import Vector
     from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
     with psycopg.connect(open_dsn, autocommit=True) as conn:
@@ -164,3 +165,66 @@ def test_orm_with_pgvector_vector(engine, open_dsn):
     with psycopg.connect(open_dsn, autocommit=True) as conn:
         rows = conn.execute("SELECT id, content FROM sa_items ORDER BY id").fetchall()
     assert rows == [(1, "changed"), (3, "c")]
+
+
+def test_alter_table_through_raw_ddl_then_reflection_and_reads(engine, open_dsn):
+    """A migration as Alembic's `op.add_column` / `op.drop_column` /
+    `op.alter_column(new_column_name=…)` emit it: raw `ALTER TABLE` DDL
+    through SQLAlchemy, then a freshly reflected Table reads the new
+    shape. The old rows read the added column's default (computed here:
+    7); a NOT NULL column without a default on a table with rows is
+    refused as Postgres refuses it (23502), and an unsupported form with
+    0A000, each leaving the table as it was."""
+    with psycopg.connect(open_dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS sa_migrated")
+        conn.execute(
+            "CREATE TABLE sa_migrated (id bigserial PRIMARY KEY, embedding vector(2), title text, legacy int)"
+        )
+        conn.execute(
+            "INSERT INTO sa_migrated (embedding, title, legacy) VALUES ('[1,1]', 'a', 1), ('[2,2]', 'b', 2)"
+        )
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE sa_migrated ADD COLUMN rank integer DEFAULT 7 NOT NULL")
+        conn.exec_driver_sql("ALTER TABLE sa_migrated DROP COLUMN legacy")
+        conn.exec_driver_sql("ALTER TABLE sa_migrated RENAME COLUMN title TO headline")
+    columns = inspect(engine).get_columns("sa_migrated")
+    assert [c["name"] for c in columns] == ["id", "embedding", "headline", "rank"]
+    rank = columns[3]
+    assert rank["nullable"] is False
+    assert rank["default"] == "7"
+    # The application's model after the migration, read through the ORM.
+    from pgvector.sqlalchemy import Vector
+    from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Migrated(Base):
+        __tablename__ = "sa_migrated"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        embedding = mapped_column(Vector(2))
+        headline: Mapped[str | None]
+        rank: Mapped[int]
+
+    with Session(engine) as session:
+        rows = session.scalars(sqlalchemy.select(Migrated).order_by(Migrated.id)).all()
+        assert [(r.id, r.headline, r.rank) for r in rows] == [(1, "a", 7), (2, "b", 7)]
+        session.add(Migrated(id=3, embedding=[3, 3], headline="c", rank=8))
+        session.commit()
+    with engine.connect() as conn:
+        assert conn.execute(
+            text("SELECT rank FROM sa_migrated WHERE id = 3")
+        ).scalar_one() == 8
+    with psycopg.connect(open_dsn, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.NotNullViolation):
+            conn.execute("ALTER TABLE sa_migrated ADD COLUMN note text NOT NULL")
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="ALTER COLUMN"):
+            conn.execute("ALTER TABLE sa_migrated ALTER COLUMN rank TYPE bigint")
+        with pytest.raises(psycopg.errors.DuplicateColumn):
+            conn.execute("ALTER TABLE sa_migrated ADD COLUMN headline text")
+    assert [c["name"] for c in inspect(engine).get_columns("sa_migrated")] == [
+        "id",
+        "embedding",
+        "headline",
+        "rank",
+    ]
