@@ -707,3 +707,109 @@ async fn membership_changes_asked_at_once_are_made_in_turn() {
     assert!(s.learners.is_empty(), "{s:?}");
     stop(nodes).await;
 }
+
+/// An `ALTER TABLE` event replicates like any other: after a table is
+/// created, filled, given a column (with a value for its rows), has a
+/// column renamed and is renamed itself, every node reports the state
+/// hash of a reference state built from the same events, and a follower
+/// holds the table under its new name in its new shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn altered_tables_replicate() {
+    use valori_core::event::{Batch, CollectionName, RecordId};
+    use valori_core::table::{
+        AlterAction, ColumnDef, ColumnType, ColumnValues, ScalarType, TableSchema, column_flags,
+    };
+    let items = CollectionName::new("items").expect("a valid name");
+    let column = |name: &str, ty, type_mod, flags| ColumnDef {
+        name: name.to_owned(),
+        ty,
+        type_mod,
+        flags,
+        default: None,
+    };
+    let mut rows = Batch::new(2);
+    let mut keys = ColumnValues::default();
+    for id in 1..=3i64 {
+        rows.push(RecordId(id as u64), &[id as i32, 0], 0, &[]);
+        keys.push(Some(&id.to_le_bytes()));
+    }
+    let events = vec![
+        Event::CreateTable {
+            name: items.clone(),
+            config: CollectionConfig {
+                dim: 2,
+                metric: Metric::L2,
+                index: IndexParams::default(),
+            },
+            schema: TableSchema {
+                columns: vec![
+                    column(
+                        "id",
+                        ColumnType::Scalar(ScalarType::Int64),
+                        0,
+                        column_flags::PRIMARY_KEY,
+                    ),
+                    column("embedding", ColumnType::Vector { half: false }, 2, 0),
+                ],
+            },
+        },
+        Event::InsertRows {
+            collection: items.clone(),
+            batch: rows,
+            columns: vec![keys],
+        },
+        Event::AlterTable {
+            collection: items.clone(),
+            actions: vec![
+                AlterAction::AddColumn {
+                    column: ColumnDef {
+                        default: Some("5".to_owned()),
+                        ..column("score", ColumnType::Scalar(ScalarType::Int32), 0, 0)
+                    },
+                    value: Some(5i32.to_le_bytes().to_vec()),
+                },
+                AlterAction::RenameColumn {
+                    from: "embedding".to_owned(),
+                    to: "vec_of_item".to_owned(),
+                },
+                AlterAction::RenameTable {
+                    to: CollectionName::new("things").expect("a valid name"),
+                },
+            ],
+        },
+    ];
+    let nodes = three_nodes([ApplyFault::default(); 3]).await;
+    let l = leader(&nodes).expect("a leader");
+    for e in &events {
+        submit(&nodes[l].engine, e.clone()).await.expect("submit");
+    }
+    let index = nodes[l].node.status().applied_index.expect("applied");
+    let all: Vec<&TestNode> = nodes.iter().collect();
+    let expected = reference_hash(&events);
+    for s in applied_everywhere(&all, index).await {
+        assert_eq!(
+            s.state_hash.as_deref(),
+            Some(expected.as_str()),
+            "node {}",
+            s.node_id
+        );
+    }
+    let f = (l + 1) % 3;
+    let shape = nodes[f]
+        .engine
+        .read(|state| {
+            let c = state.collection(&CollectionName::new("things").expect("a valid name"))?;
+            let t = c.table()?;
+            let names: Vec<String> = t.schema().columns.iter().map(|c| c.name.clone()).collect();
+            let scores: Vec<Option<Vec<u8>>> = (0..c.rows())
+                .map(|r| t.columns()[1].get(r).map(<[u8]>::to_vec))
+                .collect();
+            Some((names, scores, state.collection(&items).is_none()))
+        })
+        .expect("read")
+        .expect("the renamed table");
+    assert_eq!(shape.0, ["id", "vec_of_item", "score"]);
+    assert_eq!(shape.1, vec![Some(5i32.to_le_bytes().to_vec()); 3]);
+    assert!(shape.2, "the old name is gone");
+    stop(nodes).await;
+}
