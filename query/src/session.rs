@@ -210,6 +210,8 @@ pub fn server_setting(name: &str) -> Option<&'static str> {
         "statement_timeout" => "0",
         "lc_collate" | "lc_ctype" => "C",
         "is_superuser" => "on",
+        // Tables are stored one way; SQLAlchemy's reflection asks.
+        "default_table_access_method" => "heap",
         _ => return None,
     })
 }

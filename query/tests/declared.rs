@@ -151,7 +151,10 @@ fn pgvector_readme_flow() {
                 "UPDATE items SET embedding = '[1,1]' WHERE id = 1",
                 "expected 3 dimensions",
             ),
-            ("UPDATE items SET id = 2 WHERE id = 1", "record 2 already exists"),
+            (
+                "UPDATE items SET id = 2 WHERE id = 1",
+                "record 2 already exists",
+            ),
         ] {
             let err = run(&q, sql).await.unwrap_err().to_string();
             assert!(err.contains(expected), "{sql}: {err}");

@@ -270,6 +270,61 @@ def test_adbc_ingest_into_declared_table(conn, pg):
     assert columns == ["id", "embedding", "content", "category_id", "price"]
 
 
+def test_adbc_ingest_creates_a_declared_table_from_the_schema(conn, pg):
+    """adbc_ingest in mode create of a DataFrame whose columns are not the
+    fixed layout's declares a table from its Arrow schema (int64 →
+    bigint, string → text, float32 → real, a fixed-size list of 3 floats
+    → vector(3), a non-nullable field → NOT NULL) and loads the rows;
+    Postgres reads them back, searches the vectors (nearest by NumPy's
+    own distances) and lists the column types; a column type with no
+    counterpart (uint64) is refused naming it, nothing created."""
+    import numpy as np
+
+    vectors = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.6, 0.6, 0.1]], dtype=np.float32)
+    schema = pa.schema(
+        [
+            pa.field("doc_id", pa.int64(), nullable=False),
+            pa.field("body", pa.string()),
+            pa.field("score", pa.float32()),
+            pa.field("embedding", pa.list_(pa.float32(), 3)),
+        ]
+    )
+    data = pa.table(
+        {
+            "doc_id": [1, 2, 3],
+            "body": ["one", "two", None],
+            "score": [0.5, 1.5, 2.5],
+            "embedding": pa.array(vectors.tolist(), pa.list_(pa.float32(), 3)),
+        },
+        schema=schema,
+    )
+    pg.execute("DROP TABLE IF EXISTS adbc_from_schema")
+    with conn.cursor() as cur:
+        assert cur.adbc_ingest("adbc_from_schema", data, mode="create") == 3
+        assert cur.adbc_ingest("adbc_from_schema", data.slice(0, 1), mode="append") == 1
+    types = pg.execute(
+        "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+        "WHERE table_name = 'adbc_from_schema' ORDER BY ordinal_position"
+    ).fetchall()
+    assert [(n, t) for n, t, _ in types][:3] == [("doc_id", "bigint"), ("body", "text"), ("score", "real")]
+    assert types[3][0] == "embedding"
+    assert types[0][2] == "NO" and types[1][2] == "YES"
+    rows = pg.execute("SELECT doc_id, body, score FROM adbc_from_schema ORDER BY doc_id, body").fetchall()
+    assert rows == [(1, "one", 0.5), (1, "one", 0.5), (2, "two", 1.5), (3, None, 2.5)]
+    q = np.array([0.5, 0.7, 0.0], dtype=np.float32)
+    expected = int(np.argmin(((vectors - q) ** 2).sum(axis=1))) + 1
+    nearest = pg.execute(
+        "SELECT doc_id FROM adbc_from_schema ORDER BY embedding <-> '[0.5,0.7,0.0]' LIMIT 1"
+    ).fetchone()[0]
+    assert nearest == expected
+    unsigned = pa.table({"n": pa.array([1], pa.uint64()), "embedding": pa.array([[1.0]], pa.list_(pa.float32(), 1))})
+    with conn.cursor() as cur:
+        with pytest.raises(Exception, match="UInt64"):
+            cur.adbc_ingest("adbc_unsigned", unsigned, mode="create")
+    missing = pg.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'adbc_unsigned'")
+    assert missing.fetchone()[0] == 0
+
+
 def _readme_block(after):
     """The first ```python block of the README after the line that starts
     with `after`."""

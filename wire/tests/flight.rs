@@ -1440,23 +1440,53 @@ async fn declared_table_put_and_ingest_are_insert() {
             "{err}"
         );
     }
-    // Mode create of a new name makes a collection with the fixed
-    // columns; other columns are refused, saying how to declare them.
+    // Mode create of a new name with columns other than the fixed
+    // layout's declares a table from the batch's schema (the option names
+    // its key): two events, the CREATE TABLE and the rows, the same state
+    // as that CREATE TABLE and INSERT over SQL on the other server.
     let create = CommandStatementIngest {
         table_definition_options: Some(TableDefinitionOptions {
             if_not_exist: TableNotExistOption::Create.into(),
             if_exists: TableExistsOption::Fail.into(),
         }),
         table: "fresh".into(),
+        options: [("valori.primary_key".to_owned(), "id".to_owned())].into(),
         ..CommandStatementIngest::default()
     };
-    let err = sql
-        .execute_ingest(create, futures::stream::iter([Ok(more.clone())]))
+    let vectors = Arc::new(
+        valori_query::datafusion::arrow::array::FixedSizeListArray::try_new(
+            Arc::new(Field::new("item", DataType::Float32, true)),
+            2,
+            Arc::new(valori_query::datafusion::arrow::array::Float32Array::from(
+                vec![1.0, 1.0, 0.5, -2.0],
+            )),
+            None,
+        )
+        .unwrap(),
+    ) as ArrayRef;
+    let fresh = batch(vec![
+        ("id", Arc::new(Int64Array::from(vec![5, 6]))),
+        ("embedding", vectors),
+        (
+            "content",
+            Arc::new(StringArray::from(vec![Some("e"), None])),
+        ),
+    ]);
+    let n = sql
+        .execute_ingest(create, futures::stream::iter([Ok(fresh)]))
         .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("CREATE TABLE"), "{err}");
-    assert_eq!(written(&flight), before);
+        .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(written(&flight).0, before.0 + 2);
+    sql_rows(
+        &other,
+        "CREATE TABLE \"fresh\" (\"id\" bigint PRIMARY KEY, \"embedding\" vector(2), \"content\" text)",
+    );
+    sql_rows(
+        &other,
+        "INSERT INTO fresh VALUES (5, '[1,1]', 'e'), (6, '[0.5,-2]', NULL)",
+    );
+    assert_eq!(state_hash(&flight), state_hash(&other));
 }
 
 /// Proves each kind of bad batch into a table with declared columns is

@@ -95,6 +95,10 @@ pub enum FlightError {
         "table {name} has declared columns, which ingest cannot declare again; ingest with mode append (or DROP and CREATE TABLE it over SQL first)"
     )]
     IngestReplaceTable { name: String },
+    /// `adbc_ingest` in mode `create` of batches a table cannot be
+    /// declared from.
+    #[error("column {column:?}: {reason}")]
+    IngestDeclaration { column: String, reason: String },
     /// A prepared statement handle that is not open (closed, or the
     /// oldest closed to keep `FLIGHT_PREPARED_STATEMENTS_MAX`).
     #[error("no open prepared statement has this handle; prepare the statement again")]
@@ -145,6 +149,7 @@ impl FlightError {
             | FlightError::TableColumnsChanged { .. }
             | FlightError::Cast { .. }
             | FlightError::IngestReplaceTable { .. }
+            | FlightError::IngestDeclaration { .. }
             | FlightError::Decode(_) => Fault::InvalidInput,
             FlightError::TooManyRecords => Fault::TooLarge,
             FlightError::UnknownHandle => Fault::NotFound,

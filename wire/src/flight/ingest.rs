@@ -38,6 +38,16 @@ const METADATA: &str = "metadata";
 const VEC: &str = "vec";
 const VEC_Q16: &str = "vec_q16";
 
+/// Whether `name` is a column of the fixed layout's batches.
+pub fn is_fixed_column(name: &str) -> bool {
+    [ID, VECTOR, VECTOR_F32, TAG, METADATA, VEC, VEC_Q16].contains(&name)
+}
+
+/// Whether every column of `schema` is one of the fixed layout's.
+pub fn is_fixed_layout(schema: &Schema) -> bool {
+    schema.fields().iter().all(|f| is_fixed_column(f.name()))
+}
+
 /// The rows and columns of a whole DoPut stream, converted and checked.
 #[derive(Debug, Default)]
 pub struct Load {

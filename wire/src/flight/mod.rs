@@ -20,6 +20,7 @@
 //! - [`FlightError`]: failures, with the engine's `Fault` and a gRPC code.
 
 mod auth;
+mod create;
 mod error;
 pub mod export;
 mod ingest;

@@ -31,7 +31,7 @@ use arrow_flight::sql::{
 use arrow_flight::{
     Action, FlightDescriptor, FlightEndpoint, FlightInfo, IpcMessage, SchemaAsIpc, Ticket,
 };
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
@@ -453,7 +453,9 @@ impl SqlService {
         };
         let name = ops::collection_name(name)?;
         if let Some(schema) = self.declared(&name).await? {
-            let rows = self.load_table(name, &schema, stream).await?;
+            let rows = self
+                .load_table(name, &schema, Box::pin(decode(stream)))
+                .await?;
             return Ok(arrow_flight::PutResult {
                 app_metadata: serde_json::json!({ "rows": rows })
                     .to_string()
@@ -492,9 +494,9 @@ impl SqlService {
         &self,
         name: CollectionName,
         schema: &TableSchema,
-        stream: PeekableFlightDataStream,
+        batches: impl Stream<Item = Result<RecordBatch, FlightError>> + Unpin,
     ) -> Result<u64, FlightError> {
-        let load = TableLoad::read(schema, name.as_str(), Box::pin(decode(stream))).await?;
+        let load = TableLoad::read(schema, name.as_str(), batches).await?;
         if load.batches.iter().all(|b| b.num_rows() == 0) {
             return Ok(0);
         }
@@ -532,12 +534,29 @@ impl SqlService {
                     name: name.as_str().to_owned(),
                 }),
                 _ => {
-                    let rows = self.load_table(name, &schema, request.into_inner()).await?;
+                    let rows = self
+                        .load_table(name, &schema, Box::pin(decode(request.into_inner())))
+                        .await?;
                     Ok(i64::try_from(rows).unwrap_or(i64::MAX))
                 }
             };
         }
-        let load = Load::read(Box::pin(decode(request.into_inner()))).await?;
+        // The first batch's columns say which kind of table the rows make:
+        // the fixed layout's, or one declared from the batch's schema.
+        let mut batches = Box::pin(decode(request.into_inner()));
+        let first = batches.next().await.transpose()?;
+        let first_schema = first.as_ref().map(RecordBatch::schema);
+        let declares = first_schema
+            .as_ref()
+            .is_some_and(|s| !super::ingest::is_fixed_layout(s));
+        let batches = futures::stream::iter(first.map(Ok)).chain(batches);
+        if let (true, Some(first)) = (declares, &first_schema) {
+            let first = Arc::clone(first);
+            return self
+                .ingest_declared(name, &command, options, first, batches)
+                .await;
+        }
+        let load = Load::read(batches).await?;
         let dim = u32::try_from(load.rows.dim()).unwrap_or(u32::MAX);
         let metric = command
             .options
@@ -580,6 +599,75 @@ impl SqlService {
         })
         .await??;
         Ok(i64::try_from(inserted.ids.len()).unwrap_or(i64::MAX))
+    }
+
+    /// `adbc_ingest` of batches whose columns are not the fixed layout's
+    /// into a table that does not exist as a declared table: in mode
+    /// `create` (or `create_append`, or `replace` of a fixed collection)
+    /// the table is declared from the batches' schema (`create.rs`) by
+    /// the statement layer's `CREATE TABLE`, then loaded as any declared
+    /// table is.
+    async fn ingest_declared(
+        &self,
+        name: CollectionName,
+        command: &CommandStatementIngest,
+        options: arrow_flight::sql::TableDefinitionOptions,
+        first: SchemaRef,
+        batches: impl Stream<Item = Result<RecordBatch, FlightError>> + Unpin + Send,
+    ) -> Result<i64, FlightError> {
+        let sql = super::create::create_table_sql(name.as_str(), &first, &command.options)?;
+        let engine = Arc::clone(&self.state.engine);
+        let lookup = name.clone();
+        let exists =
+            tokio::task::spawn_blocking(move || ops::describe(&engine, lookup.as_str()).is_ok())
+                .await?;
+        match (exists, options.if_exists(), options.if_not_exist()) {
+            (true, TableExistsOption::Fail, _) => {
+                return Err(FlightError::IngestExists {
+                    name: name.as_str().to_owned(),
+                });
+            }
+            (true, TableExistsOption::Replace, _) => {
+                let engine = Arc::clone(&self.state.engine);
+                let dropped = name.clone();
+                tokio::task::spawn_blocking(move || {
+                    ops::drop_collection(&engine, dropped.as_str())
+                })
+                .await??;
+            }
+            (true, _, _) => {
+                // Appending columns the fixed layout does not have: the
+                // fixed load names the first one it cannot take.
+                return Err(FlightError::UnknownColumn {
+                    column: first
+                        .fields()
+                        .iter()
+                        .find(|f| !super::ingest::is_fixed_column(f.name()))
+                        .map(|f| f.name().clone())
+                        .unwrap_or_default(),
+                });
+            }
+            (false, _, TableNotExistOption::Create) => {}
+            (false, _, _) => {
+                return Err(FlightError::Ops(ops::OpsError::UnknownCollection(name)));
+            }
+        }
+        let mut session = Session::default();
+        self.state
+            .query
+            .run_sql(
+                &sql,
+                Vec::new(),
+                &mut session,
+                valori_query::statement::Access::ReadWrite,
+            )
+            .await?;
+        let schema = self
+            .declared(&name)
+            .await?
+            .ok_or_else(|| FlightError::Ops(ops::OpsError::UnknownCollection(name.clone())))?;
+        let rows = self.load_table(name, &schema, batches).await?;
+        Ok(i64::try_from(rows).unwrap_or(i64::MAX))
     }
 
     /// The answer schema of a statement or prepared statement command,
