@@ -193,27 +193,10 @@ fn invalid(name: &str, value: &str, expected: &'static str) -> SettingError {
     }
 }
 
-/// The server's fixed parameters, as Postgres reports them.
+/// The server's fixed parameters, as Postgres reports them (the
+/// catalog's `pg_settings`).
 pub fn server_setting(name: &str) -> Option<&'static str> {
-    Some(match name.to_ascii_lowercase().as_str() {
-        "server_version" => SERVER_VERSION,
-        "server_version_num" => SERVER_VERSION_NUM,
-        "server_encoding" | "client_encoding" => "UTF8",
-        "standard_conforming_strings" => "on",
-        "search_path" => "public",
-        "datestyle" => "ISO, MDY",
-        "timezone" => "UTC",
-        "integer_datetimes" => "on",
-        "transaction_isolation" | "default_transaction_isolation" => "serializable",
-        "transaction_read_only" | "default_transaction_read_only" => "off",
-        "max_identifier_length" => "63",
-        "statement_timeout" => "0",
-        "lc_collate" | "lc_ctype" => "C",
-        "is_superuser" => "on",
-        // Tables are stored one way; SQLAlchemy's reflection asks.
-        "default_table_access_method" => "heap",
-        _ => return None,
-    })
+    crate::catalog::server_setting(name)
 }
 
 /// Postgres's spellings of a boolean setting.

@@ -228,3 +228,29 @@ def test_alter_table_through_raw_ddl_then_reflection_and_reads(engine, open_dsn)
         "headline",
         "rank",
     ]
+
+
+def test_table_reflected_with_autoload(engine, open_dsn):
+    """`Table(name, MetaData(), autoload_with=engine)` reflects a pgvector
+    table whole (its reflection asks `current_setting(
+    'default_table_access_method')`): the columns in order, the key, the
+    vector as pgvector-python's `Vector` of its dimension; a query built
+    on the reflected table orders by `l2_distance` (nearest by hand:
+    [1,1,1] is 0 away from itself, [1,2,3] √5)."""
+    from pgvector.sqlalchemy import Vector
+    from sqlalchemy import MetaData, Table, select
+
+    with psycopg.connect(open_dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS sa_reflected")
+        conn.execute("CREATE TABLE sa_reflected (id bigint PRIMARY KEY, note text, embedding vector(3))")
+        conn.execute("INSERT INTO sa_reflected VALUES (1, 'a', '[1,2,3]'), (2, 'b', '[4,5,6]'), (3, 'c', '[1,1,1]')")
+    table = Table("sa_reflected", MetaData(), autoload_with=engine)
+    assert [c.name for c in table.columns] == ["id", "note", "embedding"]
+    assert [c.name for c in table.primary_key] == ["id"]
+    assert isinstance(table.c.embedding.type, Vector)
+    assert table.c.embedding.type.dim == 3
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(table.c.id).order_by(table.c.embedding.l2_distance([1, 1, 1])).limit(2)
+        ).all()
+    assert [r.id for r in rows] == [3, 1]

@@ -86,7 +86,7 @@ pub fn version_string() -> String {
 
 /// Server-wide settings as `current_setting`, `pg_settings` and `SHOW`
 /// report them: (name, value, short description).
-pub const SERVER_SETTINGS: [(&str, &str, &str); 16] = [
+pub const SERVER_SETTINGS: [(&str, &str, &str); 19] = [
     (
         "server_version",
         SERVER_VERSION,
@@ -131,6 +131,21 @@ pub const SERVER_SETTINGS: [(&str, &str, &str); 16] = [
     ("lc_collate", "C", "collation order"),
     ("lc_ctype", "C", "character classification"),
     ("is_superuser", "on", "whether the role is a superuser"),
+    (
+        "default_transaction_read_only",
+        "off",
+        "whether new transactions are read-only",
+    ),
+    (
+        "statement_timeout",
+        "0",
+        "longest a statement may run (0: the server's limit)",
+    ),
+    (
+        "default_table_access_method",
+        "heap",
+        "how tables are stored (one way)",
+    ),
 ];
 
 /// The value of a server-wide setting, by name (case-insensitive).
