@@ -78,6 +78,13 @@ fn returned_columns(
 ) -> Result<Vec<(usize, String)>, WriteError> {
     let mut out = Vec::new();
     for item in items {
+        if let Some(qualifier) = &item.qualifier
+            && qualifier != table
+        {
+            // Postgres: "missing FROM-clause entry for table"; RETURNING
+            // sees only the written table.
+            return Err(WriteError::UndefinedTable(qualifier.clone()));
+        }
         match &item.column {
             None => out.extend(
                 schema

@@ -223,6 +223,9 @@ pub struct ReturnItem {
     pub column: Option<String>,
     /// The name it is answered under.
     pub alias: Option<String>,
+    /// The table the column was qualified with (`t.col`,
+    /// `public.t.col`), checked against the written table.
+    pub qualifier: Option<String>,
 }
 
 /// How `COPY` data is laid out: text (the default), csv, or binary
@@ -333,9 +336,12 @@ pub enum WriteStatement {
     },
     CreateIndex {
         table: String,
-        /// The indexed column, as written.
+        /// The indexed column, or the indexed expression, as written.
         column: String,
-        /// `USING btree` (or no method): an index on a scalar column.
+        /// The columns the index reads (one, or those of its expression).
+        referenced: Vec<String>,
+        /// `USING btree` (or no method) or `USING gin`: an index on
+        /// scalar columns or an expression over them.
         scalar: bool,
         metric: Option<Metric>,
         m: Option<u16>,
@@ -752,22 +758,44 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
                 .using
                 .as_ref()
                 .map_or("btree".to_owned(), |u| u.to_string().to_ascii_lowercase());
-            if !matches!(method.as_str(), "hnsw" | "ivfflat" | "btree") {
+            if !matches!(method.as_str(), "hnsw" | "ivfflat" | "btree" | "gin") {
                 return Err(unsupported(format!(
-                    "index method {method}: Valori's vector index is HNSW (USING hnsw or ivfflat), scalar columns take btree"
+                    "index method {method}: Valori's vector index is HNSW (USING hnsw or ivfflat), scalar columns take btree (or gin on json, jsonb and arrays)"
                 )));
             }
-            let scalar = method == "btree";
+            // Neither btree nor gin builds a structure (see the execution):
+            // each is accepted so that schemas written for Postgres load.
+            let scalar = method == "btree" || method == "gin";
             let [only] = index.columns.as_slice() else {
                 return Err(unsupported("an index over several columns"));
             };
-            let column = only
-                .column
-                .expr
-                .to_string()
-                .to_ascii_lowercase()
-                .trim_matches('"')
-                .to_owned();
+            // An index on an expression (`((metadata_ ->> 'key'))`) names
+            // the columns it reads; each must exist.
+            let expr = match &only.column.expr {
+                Expr::Nested(inner) => inner.as_ref(),
+                other => other,
+            };
+            let (column, referenced) = match expr {
+                Expr::Identifier(ident) => {
+                    let name = crate::declared::ident(ident);
+                    (name.clone(), vec![name])
+                }
+                other if scalar => {
+                    let mut referenced = Vec::new();
+                    let _ = ast::visit_expressions(other, |e| {
+                        if let Expr::Identifier(ident) = e {
+                            referenced.push(crate::declared::ident(ident));
+                        }
+                        std::ops::ControlFlow::<()>::Continue(())
+                    });
+                    (other.to_string(), referenced)
+                }
+                other => {
+                    return Err(unsupported(format!(
+                        "an {method} index on the expression {other}: the vector index is on a vector column"
+                    )));
+                }
+            };
             let mut metric = None;
             for column in &index.columns {
                 if scalar {
@@ -810,6 +838,7 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
             Ok(WriteStatement::CreateIndex {
                 table,
                 column,
+                referenced,
                 scalar,
                 metric,
                 m,
@@ -1237,6 +1266,20 @@ fn table_config(create: &ast::CreateTable, dim: u32) -> Result<CollectionConfig,
     Ok(config)
 }
 
+/// A column named in `RETURNING`: a plain name, or one qualified with
+/// its table (`t.col`) or schema and table (`public.t.col`, as
+/// SQLAlchemy writes it), answered as `(table, column)`.
+fn qualified_column_ref(expr: &Expr, what: &str) -> Result<(Option<String>, String), WriteError> {
+    match expr {
+        Expr::CompoundIdentifier(parts) if matches!(parts.len(), 2 | 3) => {
+            let (column, table) = parts.split_last().unwrap_or((&parts[0], &[]));
+            let table = ObjectName::from(table.to_vec());
+            Ok((Some(table_name(&table)?), crate::declared::ident(column)))
+        }
+        other => Ok((None, column_ref(other, what)?)),
+    }
+}
+
 /// A column named in `RETURNING`, `ON CONFLICT` or `EXCLUDED.…`: a
 /// plain or table-qualified name.
 fn column_ref(expr: &Expr, what: &str) -> Result<String, WriteError> {
@@ -1259,16 +1302,25 @@ fn returning_items(items: &[ast::SelectItem]) -> Result<Vec<ReturnItem>, WriteEr
                 Ok(ReturnItem {
                     column: None,
                     alias: None,
+                    qualifier: None,
                 })
             }
-            ast::SelectItem::UnnamedExpr(expr) => Ok(ReturnItem {
-                column: Some(column_ref(expr, "RETURNING")?),
-                alias: None,
-            }),
-            ast::SelectItem::ExprWithAlias { expr, alias } => Ok(ReturnItem {
-                column: Some(column_ref(expr, "RETURNING")?),
-                alias: Some(crate::declared::ident(alias)),
-            }),
+            ast::SelectItem::UnnamedExpr(expr) => {
+                let (qualifier, column) = qualified_column_ref(expr, "RETURNING")?;
+                Ok(ReturnItem {
+                    column: Some(column),
+                    alias: None,
+                    qualifier,
+                })
+            }
+            ast::SelectItem::ExprWithAlias { expr, alias } => {
+                let (qualifier, column) = qualified_column_ref(expr, "RETURNING")?;
+                Ok(ReturnItem {
+                    column: Some(column),
+                    alias: Some(crate::declared::ident(alias)),
+                    qualifier,
+                })
+            }
             other => Err(unsupported(format!("RETURNING {other}"))),
         })
         .collect()
@@ -2163,6 +2215,7 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
         WriteStatement::CreateIndex {
             table,
             column,
+            referenced,
             scalar,
             metric,
             m,
@@ -2174,34 +2227,41 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
                     .collection(&info.name)
                     .map(crate::provider::collection_schema)
             })?;
-            let field = schema
-                .as_ref()
-                .and_then(|s| s.field_with_name(column).ok().cloned())
-                .ok_or_else(|| {
-                    WriteError::UndefinedColumn(format!(
-                        "column {column:?} of table {table:?} does not exist"
-                    ))
-                })?;
-            let is_vector = matches!(
-                field.data_type(),
-                datafusion::arrow::datatypes::DataType::FixedSizeList(..)
-            ) && field.name() != crate::provider::VEC_Q16_COLUMN;
+            let field_of = |name: &str| {
+                schema
+                    .as_ref()
+                    .and_then(|s| s.field_with_name(name).ok().cloned())
+                    .ok_or_else(|| {
+                        WriteError::UndefinedColumn(format!(
+                            "column {name:?} of table {table:?} does not exist"
+                        ))
+                    })
+            };
+            let is_vector = |field: &datafusion::arrow::datatypes::Field| {
+                matches!(
+                    field.data_type(),
+                    datafusion::arrow::datatypes::DataType::FixedSizeList(..)
+                ) && field.name() != crate::provider::VEC_Q16_COLUMN
+            };
             if *scalar {
-                if is_vector {
-                    return Err(unsupported(format!(
-                        "a btree index on the vector column {column}: vectors take USING hnsw"
-                    )));
+                for name in referenced {
+                    if is_vector(&field_of(name)?) {
+                        return Err(unsupported(format!(
+                            "a btree or gin index on the vector column {name}: vectors take USING hnsw"
+                        )));
+                    }
                 }
                 // Accepted, so that schemas written for Postgres load; no
                 // structure is built.
                 return Ok(WriteOutcome {
                     rows: 0,
                     notices: vec![format!(
-                        "no separate index is built on {table}.{column}: filters on it are evaluated on the rows a query reads"
+                        "no separate index is built on {table} ({column}): filters on it are evaluated on the rows a query reads"
                     )],
                     written: None,
                 });
             }
+            let is_vector = is_vector(&field_of(column)?);
             if !is_vector {
                 return Err(unsupported(format!(
                     "an HNSW index on {column}: only the vector column is indexed"
