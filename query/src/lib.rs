@@ -45,6 +45,7 @@ pub mod correlated;
 pub mod declared;
 pub mod dsl;
 pub mod functions;
+pub mod json_functions;
 pub mod json_operators;
 pub mod knn;
 pub mod metadata;
@@ -483,5 +484,6 @@ pub fn session_with(engine: Arc<Engine>, memory_bytes: usize) -> SessionContext 
     vector_functions::register_functions(&ctx);
     vector_aggregates::register_functions(&ctx);
     metadata_functions::register_functions(&ctx);
+    json_functions::register_functions(&ctx);
     ctx
 }

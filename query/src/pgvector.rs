@@ -176,6 +176,7 @@ pub fn rewrite_tree(statement: &mut Statement) {
     if let Statement::Query(query) = statement {
         convert_selected_casts(&mut query.body);
     }
+    rewrite_json_casts(statement);
     if matches!(statement, Statement::Query(_)) {
         let _ = visit_expressions_mut(statement, |expr| {
             if let Expr::Cast {
@@ -228,6 +229,56 @@ pub fn rewrite_tree(statement: &mut Statement) {
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// In a query (and the query of an `INSERT … SELECT`), a cast to `json`,
+/// `jsonb` or `jsonpath` becomes a call of the function that checks the
+/// text as that type ([`crate::json_functions`]): DataFusion has none of
+/// these types. Writes of `VALUES` keep their casts: they convert values
+/// to the column's type themselves.
+fn rewrite_json_casts(statement: &mut Statement) {
+    let rewrite = |expr: &mut Expr| {
+        if let Expr::Cast {
+            expr: inner,
+            data_type,
+            ..
+        } = expr
+        {
+            let function = match data_type {
+                DataType::JSON => Some(crate::json_functions::JSON_CAST),
+                DataType::JSONB => Some(crate::json_functions::JSONB_CAST),
+                DataType::Custom(name, modifiers)
+                    if modifiers.is_empty()
+                        && name
+                            .0
+                            .last()
+                            .and_then(|part| part.as_ident())
+                            .is_some_and(|i| i.value.eq_ignore_ascii_case("jsonpath")) =>
+                {
+                    Some(crate::json_functions::JSONPATH_CAST)
+                }
+                _ => None,
+            };
+            if let Some(function) = function {
+                let inner = std::mem::replace(inner.as_mut(), Expr::value(Value::Null));
+                *expr = call(function, vec![inner]);
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    };
+    match statement {
+        Statement::Query(_) => {
+            let _ = visit_expressions_mut(statement, rewrite);
+        }
+        Statement::Insert(insert) => {
+            if let Some(source) = insert.source.as_mut()
+                && !matches!(source.body.as_ref(), SetExpr::Values(_))
+            {
+                let _ = visit_expressions_mut(source, rewrite);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// A select item that is a cast to vector (`SELECT '[1,2,3]'::vector`,
