@@ -71,6 +71,14 @@ fn column_type(data_type: &ast::DataType) -> Result<(ColumnType, u32, bool), Wri
     let scalar = |t: ScalarType| Ok((ColumnType::Scalar(t), 0, false));
     let element = match name.as_str() {
         "vector" | "halfvec" if !array => {
+            if modifier.is_none() {
+                // Postgres allows it (rows of any dimension, never
+                // indexed); a Valori table's vectors share the dimension
+                // its index is built for.
+                return Err(unsupported(format!(
+                    "a {name} column without a dimension is not supported: declare {name}(n)"
+                )));
+            }
             let dim = number("a vector type")?;
             if dim > limits::DIM_MAX {
                 return Err(invalid(format!(
