@@ -392,6 +392,38 @@ fn unsupported(message: impl Into<String>) -> QueryError {
     QueryError::Invalid(DataFusionError::NotImplemented(message.into()))
 }
 
+/// Parameters that only a cast types, as Postgres types them from the
+/// cast: `LIMIT $2::INTEGER` is an `int4` parameter, `$1::oid[]`
+/// (asyncpg's type lookup binds its OIDs so) an `oid[]` one; clients that
+/// encode by the described type (asyncpg) then send an integer, not text.
+/// Casts to numbers, booleans and lists of catalog ids are taken; other
+/// lists are not (their parameters are read as vectors), nor text.
+fn cast_placeholder_types(plan: &LogicalPlan) -> Result<HashMap<String, DataType>, QueryError> {
+    let mut out = HashMap::new();
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::Cast(datafusion::logical_expr::Cast { expr, field, .. }) = e
+                    && let Expr::Placeholder(placeholder) = expr.as_ref()
+                    && typed_by_cast(field.data_type())
+                {
+                    out.entry(placeholder.id.clone())
+                        .or_insert_with(|| field.data_type().clone());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    Ok(out)
+}
+
+fn typed_by_cast(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::List(item) => *item.data_type() == DataType::UInt32,
+        other => other.is_integer() || other.is_floating() || *other == DataType::Boolean,
+    }
+}
+
 /// Parses one statement's text (see the [module documentation](self)):
 /// `None` for a text without a statement.
 fn parse(sql: &str) -> Result<Option<Statement>, QueryError> {
@@ -1212,7 +1244,12 @@ impl QueryEngine {
             .verify_plan(&plan)?;
         let vectors = distance_arguments(&plan)?;
         let plan = type_vector_placeholders(plan, &vectors)?;
-        let inferred = plan.get_parameter_types()?;
+        let mut inferred = plan.get_parameter_types()?;
+        for (id, data_type) in cast_placeholder_types(&plan)? {
+            if let Some(slot @ None) = inferred.get_mut(&id) {
+                *slot = Some(data_type);
+            }
+        }
         let count = sql_text::placeholders(sql).max(
             inferred
                 .keys()

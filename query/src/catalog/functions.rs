@@ -293,6 +293,28 @@ static DEFS: &[Def] = &[
         },
     },
     Def {
+        name: "set_config",
+        arities: &[3],
+        returns: utf8,
+        body: |_, args| {
+            // A function cannot change the session's settings (SET
+            // does): restating a server setting's own value is answered
+            // as Postgres answers it (asyncpg turns `jit` off this way),
+            // anything else is refused.
+            let (Some(name), Some(value)) = (arg_text(args.first()), arg_text(args.get(1))) else {
+                return Ok(null_text());
+            };
+            match server_setting(&name) {
+                Some(v) if v.eq_ignore_ascii_case(&value) => Ok(text(v)),
+                Some(_) => plan_err!(
+                    "set_config({name:?}, {value:?}): the server setting {name} is fixed at {:?}",
+                    server_setting(&name).unwrap_or_default()
+                ),
+                None => plan_err!("set_config({name:?}, …) is not supported: use SET {name} = …"),
+            }
+        },
+    },
+    Def {
         name: "format_type",
         arities: &[2],
         returns: utf8,

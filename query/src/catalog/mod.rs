@@ -86,7 +86,7 @@ pub fn version_string() -> String {
 
 /// Server-wide settings as `current_setting`, `pg_settings` and `SHOW`
 /// report them: (name, value, short description).
-pub const SERVER_SETTINGS: [(&str, &str, &str); 19] = [
+pub const SERVER_SETTINGS: [(&str, &str, &str); 20] = [
     (
         "server_version",
         SERVER_VERSION,
@@ -145,6 +145,11 @@ pub const SERVER_SETTINGS: [(&str, &str, &str); 19] = [
         "default_table_access_method",
         "heap",
         "how tables are stored (one way)",
+    ),
+    (
+        "jit",
+        "off",
+        "just-in-time compilation of queries (Valori has none)",
     ),
 ];
 

@@ -15,6 +15,7 @@
 //! | lists of `Float32` (the `vec` column) | `vector` ([`VECTOR_OID`]) |
 //! | lists of `Int32` (`vec_q16`) | `int4[]` (1007) |
 //! | lists of `Int64` / `Float64` | `int8[]` (1016) / `float8[]` (1022) |
+//! | lists of `UInt32` | `oid[]` (1028) |
 //! | anything else | `text`, in Arrow's display form |
 //!
 //! `vector` is pgvector's type: text form `[1,2,3]`, binary form a big-endian
@@ -109,9 +110,10 @@ pub fn pg_type(data_type: &DataType) -> Type {
             match item.data_type() {
                 DataType::Float32 | DataType::Float16 => vector_type(),
                 DataType::Int8 | DataType::Int16 | DataType::Int32 => Type::INT4_ARRAY,
-                DataType::Int64 | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 => {
-                    Type::INT8_ARRAY
-                }
+                // Catalog object ids (`array_agg` of `pg_attribute.atttypid`):
+                // `oid[]`, whose elements are 4 bytes as `oid`'s are.
+                DataType::UInt32 => Type::OID_ARRAY,
+                DataType::Int64 | DataType::UInt8 | DataType::UInt16 => Type::INT8_ARRAY,
                 DataType::Float64 => Type::FLOAT8_ARRAY,
                 DataType::Boolean => Type::BOOL_ARRAY,
                 DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT_ARRAY,
@@ -683,6 +685,7 @@ pub fn param_value(value: Option<&[u8]>, binary: bool, ty: &Type) -> Result<Scal
                 let text = numeric_text(bytes).ok_or_else(|| bad("malformed numeric"))?;
                 decimal_param(&text)
             }
+            Type::OID_ARRAY => oid_list(binary_oid_array(bytes).map_err(|e| bad(&e))?),
             Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::BPCHAR_ARRAY => {
                 let items = binary_text_array(bytes).ok_or_else(|| bad("malformed text array"))?;
                 ScalarValue::List(ScalarValue::new_list_nullable(
@@ -763,6 +766,20 @@ pub fn param_value(value: Option<&[u8]>, binary: bool, ty: &Type) -> Result<Scal
                 .ok_or_else(|| invalid("array"))?;
             ScalarValue::Utf8(Some(format!("[{inner}]")))
         }
+        Type::OID_ARRAY => {
+            let inner = text
+                .trim()
+                .strip_prefix('{')
+                .and_then(|t| t.strip_suffix('}'))
+                .ok_or_else(|| invalid("oid[]"))?;
+            let oids = inner
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(|t| t.parse::<u32>().map_err(|_| invalid("oid")))
+                .collect::<Result<Vec<u32>, PgError>>()?;
+            oid_list(oids)
+        }
         _ if ty.oid() == VECTOR_OID => {
             parse_vector_text(text)
                 .map_err(|e| PgError::new(SqlState::InvalidTextRepresentation, e))?;
@@ -770,6 +787,64 @@ pub fn param_value(value: Option<&[u8]>, binary: bool, ty: &Type) -> Result<Scal
         }
         _ => ScalarValue::Utf8(Some(text.to_owned())),
     })
+}
+
+/// An `oid[]` parameter's value: a list of `UInt32`, as catalog ids are.
+fn oid_list(oids: Vec<u32>) -> ScalarValue {
+    let items: Vec<ScalarValue> = oids
+        .into_iter()
+        .map(|o| ScalarValue::UInt32(Some(o)))
+        .collect();
+    ScalarValue::List(ScalarValue::new_list_nullable(&items, &DataType::UInt32))
+}
+
+/// A one-dimensional binary `oid[]` (asyncpg sends its type lookups'
+/// OIDs so), or what is wrong with it. The element count is checked
+/// against the bytes sent before anything is allocated; NULL elements are
+/// refused.
+fn binary_oid_array(bytes: &[u8]) -> Result<Vec<u32>, String> {
+    let word = |at: usize| -> Result<i32, String> {
+        bytes
+            .get(at..at + 4)
+            .map(|b| i32::from_be_bytes(array4(b)))
+            .ok_or_else(|| format!("array ends at byte {}, inside its header", bytes.len()))
+    };
+    let ndim = word(0)?;
+    if ndim == 0 {
+        return Ok(Vec::new());
+    }
+    if ndim != 1 {
+        return Err(format!("array of {ndim} dimensions; expected one"));
+    }
+    let element = word(8)?;
+    if element != 26 {
+        return Err(format!("elements of type OID {element}; expected oid (26)"));
+    }
+    let claimed = word(12)?;
+    word(16)?;
+    let body = bytes.len() - ARRAY_HEADER_BYTES;
+    // Each element is its 4-byte length and 4 bytes.
+    let len = usize::try_from(claimed)
+        .ok()
+        .filter(|&len| len <= body / 8)
+        .ok_or_else(|| {
+            format!("array claims {claimed} elements but only {body} bytes of elements follow")
+        })?;
+    let mut out = Vec::with_capacity(len);
+    for i in 0..len {
+        let at = ARRAY_HEADER_BYTES + 8 * i;
+        if word(at)? != 4 {
+            return Err(format!("array element {i}: NULL or not 4 bytes"));
+        }
+        out.push(u32::from_be_bytes(array4(&bytes[at + 4..at + 8])));
+    }
+    if ARRAY_HEADER_BYTES + 8 * len != bytes.len() {
+        return Err(format!(
+            "{} bytes follow the array",
+            bytes.len() - ARRAY_HEADER_BYTES - 8 * len
+        ));
+    }
+    Ok(out)
 }
 
 fn array4(b: &[u8]) -> [u8; 4] {
