@@ -7,7 +7,11 @@
 # Installs what it needs under target/: a Python venv (target/clients-venv:
 # psycopg[binary], asyncpg, pgvector, numpy, pytest, SQLAlchemy 2, pyarrow, pandas, polars,
 # adbc_driver_flightsql; VALORI_VENV names another) and `pg` and `pgvector` from npm
-# (target/clients-node). Needs python3, psql and node/npm on the PATH.
+# (target/clients-node). LlamaIndex's and LangChain's Postgres vector stores
+# (tests/clients/test_frameworks.py) run in a venv of their own (target/frameworks-venv:
+# psycopg[binary], numpy, pytest, llama-index-vector-stores-postgres, langchain-postgres;
+# VALORI_FRAMEWORKS_VENV names another): langchain-postgres pins a pgvector older than the
+# one the other tests use. Needs python3, psql and node/npm on the PATH.
 # Starts two servers with `valori serve` on free ports: one open, one with the users alice:s3cret:write and
 # bob:r3ad:read (SCRAM). Prints "N passed, N failed" and exits non-zero
 # if a suite failed.
@@ -24,6 +28,10 @@ venv=${VALORI_VENV:-$target/clients-venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q "psycopg[binary]" asyncpg pgvector numpy pytest "sqlalchemy>=2" \
     pyarrow pandas polars adbc_driver_flightsql adbc_driver_manager
+fw_venv=${VALORI_FRAMEWORKS_VENV:-$target/frameworks-venv}
+[ -x "$fw_venv/bin/python" ] || python3 -m venv "$fw_venv"
+"$fw_venv/bin/pip" install -q "psycopg[binary]" numpy pytest \
+    llama-index-vector-stores-postgres langchain-postgres
 
 node_dir=$target/clients-node
 mkdir -p "$node_dir"
@@ -83,7 +91,10 @@ suite() {
     fi
 }
 suite psql bash tests/clients/psql.sh
-suite python "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/clients
+suite python "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/clients \
+    --ignore=tests/clients/test_frameworks.py
+suite frameworks "$fw_venv/bin/python" -m pytest -q -p no:cacheprovider \
+    tests/clients/test_frameworks.py
 suite node env NODE_PATH="$node_dir/node_modules" node --test tests/clients/node_pg.test.cjs
 echo "clients: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
