@@ -312,6 +312,15 @@ impl Model {
                 };
                 self.apply(&insert, bytes);
             }
+            // format.md: the collection takes the new configuration; its
+            // rows are unchanged.
+            Event::Reindex { collection, config } => {
+                let c = self.collections.get_mut(&key(collection)).unwrap();
+                c.metric = config.metric.code();
+                c.m = config.index.m;
+                c.ef = config.index.ef_construction;
+                c.seed = config.index.seed;
+            }
             // format.md: `count:u32`, then per event `len:u32 ‖ event`;
             // the events are applied in order.
             Event::Transaction { events } => {

@@ -2267,28 +2267,28 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
                     "an HNSW index on {column}: only the vector column is indexed"
                 )));
             }
-            let mut notices = Vec::new();
-            if let Some(metric) = metric
-                && *metric != info.config.metric
-            {
-                notices.push(format!(
-                    "table {table} is searched with metric {}; its index cannot change metric (the operator class asked for {})",
-                    info.config.metric.name(),
-                    metric.name()
-                ));
-            }
-            let params = info.config.index;
-            if m.is_some_and(|m| m != params.m)
-                || ef_construction.is_some_and(|ef| ef != params.ef_construction)
-            {
-                notices.push(format!(
-                    "table {table} keeps its HNSW index with m = {}, ef_construction = {} (fixed when the table was created)",
-                    params.m, params.ef_construction
-                ));
+            // The operator class and WITH (m, ef_construction) given make
+            // the table's configuration; a change rebuilds the graph from
+            // the rows (one Reindex event), as a table created so would
+            // have built it.
+            let config = CollectionConfig {
+                metric: metric.unwrap_or(info.config.metric),
+                index: IndexParams {
+                    m: m.unwrap_or(info.config.index.m),
+                    ef_construction: ef_construction.unwrap_or(info.config.index.ef_construction),
+                    seed: info.config.index.seed,
+                },
+                ..info.config
+            };
+            if config != info.config {
+                engine.submit(Event::Reindex {
+                    collection: info.name.clone(),
+                    config,
+                })?;
             }
             Ok(WriteOutcome {
                 rows: 0,
-                notices,
+                notices: Vec::new(),
                 written: None,
             })
         }

@@ -52,6 +52,21 @@ async fn run_with(
     }
 }
 
+/// The rows of `sql` run through the plan cache (`prepare_cached`), as
+/// [`cells`].
+async fn cached_rows(q: &QueryEngine, sql: &str) -> Vec<String> {
+    let mut session = Session::default();
+    let prepared = q.prepare_cached(sql).await.unwrap();
+    match q
+        .run(&prepared, Vec::new(), &mut session, Access::ReadOnly)
+        .await
+        .unwrap()
+    {
+        Outcome::Rows(rows) => cells(&rows.collect().await.unwrap().batches),
+        _ => panic!("expected rows"),
+    }
+}
+
 /// Every row as `|`-joined cells in Arrow's display form (`NULL` shown).
 fn cells(batches: &[RecordBatch]) -> Vec<String> {
     let options = FormatOptions::default().with_null("NULL");
@@ -385,18 +400,7 @@ fn kept_plans_follow_a_recreated_table() {
     let q = QueryEngine::new(Arc::clone(&engine));
     block_on(async {
         let knn = "SELECT id FROM items ORDER BY embedding <-> '[1,1]' LIMIT 2";
-        let cached = |q: QueryEngine| async move {
-            let mut session = Session::default();
-            let prepared = q.prepare_cached(knn).await.unwrap();
-            match q
-                .run(&prepared, Vec::new(), &mut session, Access::ReadOnly)
-                .await
-                .unwrap()
-            {
-                Outcome::Rows(rows) => cells(&rows.collect().await.unwrap().batches),
-                _ => panic!("expected rows"),
-            }
-        };
+        let cached = |q: QueryEngine| async move { cached_rows(&q, knn).await };
         run(
             &q,
             "CREATE TABLE items (id int PRIMARY KEY, embedding vector(2))",
@@ -1858,18 +1862,7 @@ fn kept_plans_follow_an_altered_table() {
     let q = QueryEngine::new(Arc::clone(&engine));
     block_on(async {
         let select = "SELECT * FROM items ORDER BY id";
-        let cached = |q: QueryEngine| async move {
-            let mut session = Session::default();
-            let prepared = q.prepare_cached(select).await.unwrap();
-            match q
-                .run(&prepared, Vec::new(), &mut session, Access::ReadOnly)
-                .await
-                .unwrap()
-            {
-                Outcome::Rows(rows) => cells(&rows.collect().await.unwrap().batches),
-                _ => panic!("expected rows"),
-            }
-        };
+        let cached = |q: QueryEngine| async move { cached_rows(&q, select).await };
         run(
             &q,
             "CREATE TABLE items (id int PRIMARY KEY, embedding vector(2), a text)",
@@ -1994,5 +1987,97 @@ fn alter_table_inside_a_transaction_block() {
         assert_eq!(state_hash(&engine), state_hash(&reference));
         let rows = run(&q, "SELECT * FROM items ORDER BY id").await.unwrap();
         assert_eq!(cells(&rows), ["1|[1.0, 1.0]|1", "2|[2.0, 2.0]|9"]);
+    });
+}
+
+/// Proves `CREATE INDEX … USING hnsw (embedding vector_cosine_ops) WITH
+/// (m = 24)` on a table loaded under `l2` gives the table that metric:
+/// `<=>` is then answered by the engine's search (EXPLAIN shows it) with
+/// the nearest rows by cosine computed here in f64, and the database is,
+/// hash for hash (state and index), the one where the table was created
+/// `WITH (metric = 'cosine', m = 24)` and given the same rows. The same
+/// CREATE INDEX again writes nothing.
+#[test]
+fn create_index_gives_the_table_its_metric() {
+    let rows: Vec<(i64, [f64; 2])> = (0..700)
+        .map(|i| {
+            let a = f64::from(i) * 0.37;
+            (
+                i64::from(i),
+                [a.cos() * (1.0 + f64::from(i % 7)), a.sin() * 2.0],
+            )
+        })
+        .collect();
+    let values = rows
+        .iter()
+        .map(|(id, v)| format!("({id}, '[{},{}]')", v[0], v[1]))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let load = |with: &'static str, index: bool| {
+        let values = values.clone();
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            let engine = Arc::new(Engine::open(dir.path()).unwrap());
+            let q = QueryEngine::new(Arc::clone(&engine));
+            run(
+                &q,
+                &format!("CREATE TABLE items (id bigint PRIMARY KEY, embedding vector(2)){with}"),
+            )
+            .await
+            .unwrap();
+            run(&q, &format!("INSERT INTO items VALUES {values}"))
+                .await
+                .unwrap();
+            if index {
+                let create = "CREATE INDEX ON items USING hnsw (embedding vector_cosine_ops) \
+                              WITH (m = 24)";
+                run(&q, create).await.unwrap();
+                let log = engine.log_size();
+                run(&q, create).await.unwrap();
+                assert_eq!(
+                    engine.log_size(),
+                    log,
+                    "the same index again writes nothing"
+                );
+            }
+            engine.wait_for_index().unwrap();
+            (dir, engine, q)
+        }
+    };
+    block_on(async {
+        let (_a, reindexed, q) = load("", true).await;
+        let (_b, created, _) = load(" WITH (metric = 'cosine', m = 24)", false).await;
+        let (x, y) = (reindexed.proof().unwrap(), created.proof().unwrap());
+        assert_eq!(x.hashes.state, y.hashes.state);
+        assert_eq!(x.hashes.index, y.hashes.index);
+        let query = [0.3, -1.0];
+        let plan = cells(
+            &run(
+                &q,
+                "EXPLAIN SELECT id FROM items ORDER BY embedding <=> '[0.3,-1]' LIMIT 5",
+            )
+            .await
+            .unwrap(),
+        )
+        .join("\n");
+        assert!(plan.contains("distance=cosine"), "{plan}");
+        let cosine = |v: &[f64; 2]| {
+            let dot = v[0] * query[0] + v[1] * query[1];
+            1.0 - dot
+                / ((v[0] * v[0] + v[1] * v[1]).sqrt()
+                    * (query[0] * query[0] + query[1] * query[1]).sqrt())
+        };
+        let mut expected: Vec<(f64, i64)> = rows.iter().map(|(id, v)| (cosine(v), *id)).collect();
+        expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let want: Vec<String> = expected[..5].iter().map(|(_, id)| id.to_string()).collect();
+        let got = cells(
+            &run(
+                &q,
+                "SELECT id FROM items ORDER BY embedding <=> '[0.3,-1]' LIMIT 5",
+            )
+            .await
+            .unwrap(),
+        );
+        assert_eq!(got, want);
     });
 }

@@ -306,6 +306,15 @@ pub enum Event {
         collection: CollectionName,
         actions: Vec<AlterAction>,
     },
+    /// Gives a collection a new metric and HNSW parameters (`config`,
+    /// whose dimension is the collection's): its graph is built again
+    /// from its rows, as a collection created with `config` and given the
+    /// same rows would build it. One SQL `CREATE INDEX … USING hnsw
+    /// (embedding vector_cosine_ops) WITH (m = …)` on existing rows.
+    Reindex {
+        collection: CollectionName,
+        config: CollectionConfig,
+    },
 }
 
 /// Kind bytes of the encoding.
@@ -330,6 +339,7 @@ mod kind {
     pub const REPLACE_ROWS: u8 = 18;
     pub const TRANSACTION: u8 = 19;
     pub const ALTER_TABLE: u8 = 20;
+    pub const REINDEX: u8 = 21;
 }
 
 /// Operation bytes of the actions of an `AlterTable`.
@@ -370,6 +380,7 @@ impl Event {
             Event::ReplaceRows { .. } => "replace_rows",
             Event::Transaction { .. } => "transaction",
             Event::AlterTable { .. } => "alter_table",
+            Event::Reindex { .. } => "reindex",
         }
     }
 
@@ -540,6 +551,11 @@ impl Event {
                     let len = (out.len() - at - 4) as u32;
                     out[at..at + 4].copy_from_slice(&len.to_le_bytes());
                 }
+            }
+            Event::Reindex { collection, config } => {
+                out.push(kind::REINDEX);
+                put_name(out, collection);
+                put_config(out, config);
             }
             Event::AlterTable {
                 collection,
@@ -759,6 +775,10 @@ impl Event {
                 }
                 Event::Transaction { events }
             }
+            kind::REINDEX => Event::Reindex {
+                collection: r.name()?,
+                config: r.config()?,
+            },
             kind::ALTER_TABLE => {
                 let collection = r.name()?;
                 let count_at = r.pos;

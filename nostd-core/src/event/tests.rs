@@ -555,3 +555,31 @@ fn alter_table_bounds_checked() {
     huge_value.extend_from_slice(&(limits::VALUE_BYTES_MAX + 1).to_le_bytes());
     assert_eq!(kind_of(&huge_value), DecodeErrorKind::BadAlterAction);
 }
+
+/// A Reindex is laid out as format.md says: kind 21, then the body of a
+/// CreateCollection (name and configuration).
+#[test]
+fn reindex_layout_matches_format_doc() {
+    let config = CollectionConfig {
+        dim: 3,
+        metric: Metric::Cosine,
+        index: IndexParams {
+            m: 12,
+            ef_construction: 80,
+            seed: 9,
+        },
+    };
+    let event = Event::Reindex {
+        collection: name("docs"),
+        config,
+    };
+    let mut expected = vec![1u8, 21, 4, 0, 0, 0];
+    expected.extend_from_slice(b"docs");
+    expected.extend_from_slice(&3u32.to_le_bytes());
+    expected.push(3);
+    expected.extend_from_slice(&12u16.to_le_bytes());
+    expected.extend_from_slice(&80u16.to_le_bytes());
+    expected.extend_from_slice(&9u64.to_le_bytes());
+    assert_eq!(event.encode(), expected);
+    assert_eq!(Event::decode(&expected), Ok(event));
+}

@@ -1132,8 +1132,20 @@ fn named(event: &Event) -> Result<(Vec<&CollectionName>, bool), ApplyError> {
         | Event::DeleteNode { .. }
         | Event::CreateEdge { .. }
         | Event::DeleteEdge { .. } => (Vec::new(), true),
+        Event::Reindex { collection, .. } => (alloc::vec![collection], false),
         Event::Transaction { .. } => return Err(ApplyError::NestedTransaction),
     })
+}
+
+/// Refuses HNSW parameters outside the limits.
+fn check_index_params(config: &CollectionConfig) -> Result<(), ApplyError> {
+    let (m, ef) = (config.index.m, config.index.ef_construction);
+    if !(2..=limits::HNSW_M_MAX).contains(&m)
+        || !(1..=limits::HNSW_EF_CONSTRUCTION_MAX).contains(&ef)
+    {
+        return Err(ApplyError::BadIndexParams { m, ef });
+    }
+    Ok(())
 }
 
 /// The whole database state.
@@ -1308,13 +1320,7 @@ impl State {
                 if config.dim == 0 || config.dim > limits::DIM_MAX {
                     return Err(ApplyError::BadDimension(config.dim));
                 }
-                let (m, ef) = (config.index.m, config.index.ef_construction);
-                if !(2..=limits::HNSW_M_MAX).contains(&m)
-                    || !(1..=limits::HNSW_EF_CONSTRUCTION_MAX).contains(&ef)
-                {
-                    return Err(ApplyError::BadIndexParams { m, ef });
-                }
-                Ok(())
+                check_index_params(config)
             }
             Event::DropCollection { name } => self.collection_ref(name).map(|_| ()),
             Event::Insert { collection, record } => self.collection_ref(collection)?.check_record(
@@ -1392,6 +1398,13 @@ impl State {
                 self.graph.check_delete_edge(*from, *to, *label)
             }
             Event::Transaction { events } => self.check_transaction(events),
+            Event::Reindex { collection, config } => {
+                let c = self.collection_ref(collection)?;
+                if config.dim != c.config.dim {
+                    return Err(ApplyError::BadDimension(config.dim));
+                }
+                check_index_params(config)
+            }
         }
     }
 
@@ -1593,6 +1606,21 @@ impl State {
                 self.created += 1;
                 c.incarnation = self.created;
                 self.collections.insert(c.name.clone(), c);
+                Applied::Other
+            }
+            Event::Reindex { collection, config } => {
+                let c = self.collection_mut(collection)?;
+                c.config = *config;
+                // The graph and its compact copy start again; the index
+                // builder links every block of rows anew.
+                c.index = Hnsw::new(config.index);
+                c.compact = Compact::new(config.dim as usize);
+                // Plans made for the old metric see that it changed.
+                self.created += 1;
+                let created = self.created;
+                if let Some(c) = self.collections.get_mut(collection) {
+                    c.incarnation = created;
+                }
                 Applied::Other
             }
             Event::CreateCollection { name, config } => {

@@ -1650,3 +1650,81 @@ fn transactions_of_one_event_or_nested_are_refused() {
     );
     assert_eq!(state.collections().len(), 0);
 }
+
+/// A collection re-indexed with another metric and HNSW parameters is,
+/// hash for hash (rows, configuration, graph), the collection created
+/// with them and given the same rows; a Reindex of another dimension or
+/// with parameters out of range is refused, nothing changed.
+#[test]
+fn reindex_is_the_collection_created_so() {
+    let config = |metric: Metric, m: u16| CollectionConfig {
+        dim: 4,
+        metric,
+        index: IndexParams {
+            m,
+            ef_construction: 32,
+            seed: 5,
+        },
+    };
+    let mut rng = SplitMix64::new(7);
+    let mut batch = Batch::new(4);
+    for id in 0..600u64 {
+        let v: Vec<i32> = (0..4)
+            .map(|_| rng.below(1 << 18) as i32 - (1 << 17))
+            .collect();
+        batch.push(RecordId(id), &v, id % 3, &[]);
+    }
+    let fill = |state: &mut State, config: CollectionConfig| {
+        state
+            .apply(&Event::CreateCollection {
+                name: name("docs"),
+                config,
+            })
+            .unwrap();
+        state
+            .apply(&Event::InsertBatch {
+                collection: name("docs"),
+                batch: batch.clone(),
+            })
+            .unwrap();
+    };
+    let mut reindexed = State::new();
+    fill(&mut reindexed, config(Metric::L2, 8));
+    reindexed.build_indexes(&crate::hnsw::Sequential);
+    let before = reindexed.state_hash();
+    for bad in [
+        CollectionConfig {
+            dim: 3,
+            ..config(Metric::Cosine, 8)
+        },
+        config(Metric::Cosine, 1),
+    ] {
+        assert!(
+            reindexed
+                .apply(&Event::Reindex {
+                    collection: name("docs"),
+                    config: bad,
+                })
+                .is_err()
+        );
+        assert_eq!(reindexed.state_hash(), before);
+    }
+    reindexed
+        .apply(&Event::Reindex {
+            collection: name("docs"),
+            config: config(Metric::Cosine, 12),
+        })
+        .unwrap();
+    assert_eq!(
+        reindexed.collection(&name("docs")).unwrap().indexed_rows(),
+        0
+    );
+    reindexed.build_indexes(&crate::hnsw::Sequential);
+    let mut created = State::new();
+    fill(&mut created, config(Metric::Cosine, 12));
+    created.build_indexes(&crate::hnsw::Sequential);
+    assert_eq!(reindexed.state_hash(), created.state_hash());
+    assert_eq!(reindexed.state_hash(), reindexed.state_hash_uncached());
+    assert_eq!(reindexed.index_hash(), created.index_hash());
+    assert_ne!(reindexed.state_hash(), before);
+}
