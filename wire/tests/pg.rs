@@ -1922,3 +1922,33 @@ async fn a_block_overtaken_by_another_write_fails_with_40001() {
     assert_eq!(ids(&one, "items").await, vec![3]);
     server.stop().await;
 }
+
+/// Proves integer arrays of narrow Arrow items are sent in binary at the
+/// width of their Postgres type: `smallint[]` items (Int16) announced as
+/// `int4[]` arrive as 4-byte integers that tokio-postgres decodes, equal
+/// to their text form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn narrow_integer_arrays_are_sent_at_their_width() {
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    let row = client
+        .query_one(
+            "SELECT ARRAY[CAST(1 AS SMALLINT), CAST(-2 AS SMALLINT), CAST(300 AS SMALLINT)] AS a",
+            &[],
+        )
+        .await
+        .unwrap();
+    let binary: Vec<i32> = row.get(0);
+    assert_eq!(binary, vec![1, -2, 300]);
+    let text = client
+        .simple_query(
+            "SELECT ARRAY[CAST(1 AS SMALLINT), CAST(-2 AS SMALLINT), CAST(300 AS SMALLINT)] AS a",
+        )
+        .await
+        .unwrap();
+    let SimpleQueryMessage::Row(row) = &text[1] else {
+        panic!("{text:?}")
+    };
+    assert_eq!(row.get(0), Some("{1,-2,300}"));
+    server.stop().await;
+}

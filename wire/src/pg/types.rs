@@ -544,8 +544,16 @@ fn encode_binary(
         DataType::Utf8 if *ty == Type::NUMERIC => {
             numeric_binary(out, array.as_string::<i32>().value(row))?;
         }
+        // Integer and float arrays are cast to their element type below:
+        // narrower Arrow items (Int8, Int16, UInt8, UInt16, Float16) are
+        // not the element's width.
         DataType::List(_)
-            if matches!(ty.kind(), Kind::Array(_)) && ty.oid() != VECTOR_ARRAY_OID =>
+            if matches!(ty.kind(), Kind::Array(_))
+                && ty.oid() != VECTOR_ARRAY_OID
+                && !matches!(
+                    ty,
+                    &Type::INT4_ARRAY | &Type::INT8_ARRAY | &Type::FLOAT8_ARRAY
+                ) =>
         {
             let Kind::Array(element) = ty.kind() else {
                 unreachable!("matched above")
