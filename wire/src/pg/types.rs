@@ -811,33 +811,14 @@ fn oid_list(oids: Vec<u32>) -> ScalarValue {
 /// against the bytes sent before anything is allocated; NULL elements are
 /// refused.
 fn binary_oid_array(bytes: &[u8]) -> Result<Vec<u32>, String> {
-    let word = |at: usize| -> Result<i32, String> {
-        bytes
-            .get(at..at + 4)
-            .map(|b| i32::from_be_bytes(array4(b)))
-            .ok_or_else(|| format!("array ends at byte {}, inside its header", bytes.len()))
-    };
-    let ndim = word(0)?;
-    if ndim == 0 {
+    let word = |at: usize| array_word(bytes, at);
+    // Each element is its 4-byte length and 4 bytes.
+    let Some((element, len)) = array_header(bytes, 8)? else {
         return Ok(Vec::new());
-    }
-    if ndim != 1 {
-        return Err(format!("array of {ndim} dimensions; expected one"));
-    }
-    let element = word(8)?;
+    };
     if element != 26 {
         return Err(format!("elements of type OID {element}; expected oid (26)"));
     }
-    let claimed = word(12)?;
-    word(16)?;
-    let body = bytes.len() - ARRAY_HEADER_BYTES;
-    // Each element is its 4-byte length and 4 bytes.
-    let len = usize::try_from(claimed)
-        .ok()
-        .filter(|&len| len <= body / 8)
-        .ok_or_else(|| {
-            format!("array claims {claimed} elements but only {body} bytes of elements follow")
-        })?;
     let mut out = Vec::with_capacity(len);
     for i in 0..len {
         let at = ARRAY_HEADER_BYTES + 8 * i;
@@ -881,37 +862,52 @@ pub fn binary_vector(bytes: &[u8]) -> Option<Vec<f32>> {
 /// its one dimension the length and the lower bound.
 const ARRAY_HEADER_BYTES: usize = 20;
 
+/// The big-endian `i32` at byte `at` of a binary array.
+fn array_word(bytes: &[u8], at: usize) -> Result<i32, String> {
+    bytes
+        .get(at..at + 4)
+        .map(|b| i32::from_be_bytes(array4(b)))
+        .ok_or_else(|| format!("array ends at byte {}, inside its header", bytes.len()))
+}
+
+/// A one-dimensional binary array's element OID and element count, `None`
+/// for an empty array (no dimensions). The count is the client's word: it
+/// is checked against the bytes actually sent, each element taking at
+/// least `element_bytes_min`, before anything is allocated.
+fn array_header(bytes: &[u8], element_bytes_min: usize) -> Result<Option<(i32, usize)>, String> {
+    let ndim = array_word(bytes, 0)?;
+    let element = array_word(bytes, 8)?;
+    if ndim == 0 {
+        return Ok(None);
+    }
+    if ndim != 1 {
+        return Err(format!("array of {ndim} dimensions; expected one"));
+    }
+    let claimed = array_word(bytes, 12)?;
+    // The lower bound is not used, but the header must be whole: the
+    // elements start after it.
+    array_word(bytes, 16)?;
+    let body = bytes.len() - ARRAY_HEADER_BYTES;
+    let len = usize::try_from(claimed)
+        .ok()
+        .filter(|&len| len <= body / element_bytes_min)
+        .ok_or_else(|| {
+            format!("array claims {claimed} elements but only {body} bytes of elements follow")
+        })?;
+    Ok(Some((element, len)))
+}
+
 /// A one-dimensional binary array of int2/int4/int8/float4/float8
 /// elements, as `f32`s (NULL elements are refused), or what is wrong
 /// with it. The element count is the client's word: it is checked
 /// against the bytes actually sent (each element takes at least its
 /// 4-byte length) before anything is allocated.
 fn binary_array(bytes: &[u8]) -> Result<Vec<f32>, String> {
-    let word = |at: usize| -> Result<i32, String> {
-        bytes
-            .get(at..at + 4)
-            .map(|b| i32::from_be_bytes(array4(b)))
-            .ok_or_else(|| format!("array ends at byte {}, inside its header", bytes.len()))
-    };
-    let ndim = word(0)?;
-    let element = word(8)?;
-    if ndim == 0 {
+    let word = |at: usize| array_word(bytes, at);
+    // Each element takes at least its 4-byte length.
+    let Some((element, len)) = array_header(bytes, 4)? else {
         return Ok(Vec::new());
-    }
-    if ndim != 1 {
-        return Err(format!("array of {ndim} dimensions; a vector has one"));
-    }
-    let claimed = word(12)?;
-    // The lower bound is not used, but the header must be whole: the
-    // elements start after it.
-    word(16)?;
-    let body = bytes.len() - ARRAY_HEADER_BYTES;
-    let len = usize::try_from(claimed)
-        .ok()
-        .filter(|&len| len <= body / 4)
-        .ok_or_else(|| {
-            format!("array claims {claimed} elements but only {body} bytes of elements follow")
-        })?;
+    };
     let mut at = ARRAY_HEADER_BYTES;
     let mut out = Vec::with_capacity(len);
     for i in 0..len {
