@@ -74,10 +74,14 @@ Indexes:
 got=$(q -c "\\ds")
 echo "$got" | grep -qx 'public|psql_items_id_seq|sequence|valori' || fail "\\ds: [$got]"
 
-# CREATE INDEX is accepted; asking for other parameters than the table's
-# gets a NOTICE naming the ones it keeps (m = 16 by default).
-q -c "CREATE INDEX ON psql_docs USING hnsw (vec vector_l2_ops) WITH (m = 4)" 2>/tmp/psql-index.err
-grep -q "m = 16" /tmp/psql-index.err || fail "CREATE INDEX notice: $(cat /tmp/psql-index.err)"
+# CREATE INDEX with another operator class gives the table that metric:
+# `<=>` is then the engine's search (EXPLAIN shows it), and the nearest row
+# to [1,0] by cosine is 3 ([1,1]: 1 - 1/sqrt 2 = 0.29; [3,4]: 0.4; [0,1]: 1).
+q -c "CREATE INDEX ON psql_docs USING hnsw (vec vector_cosine_ops) WITH (m = 4)"
+got=$(q -c "EXPLAIN SELECT id FROM psql_docs ORDER BY vec <=> '[1,0]' LIMIT 1")
+echo "$got" | grep -q "ValoriKnnExec.*distance=cosine" || fail "CREATE INDEX cosine: [$got]"
+got=$(q -c "SELECT id FROM psql_docs ORDER BY vec <=> '[1,0]' LIMIT 1")
+[ "$got" = "3" ] || fail "nearest by cosine: [$got]"
 
 got=$(q -c "SET valori.ef_search = 48" -c "SHOW valori.ef_search")
 [ "$got" = "48" ] || fail "SHOW valori.ef_search: [$got]"
