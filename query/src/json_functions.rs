@@ -107,10 +107,7 @@ struct JsonFunctionUdf {
 }
 
 fn is_text_or_null(t: &DataType) -> bool {
-    matches!(
-        t,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
-    )
+    crate::json_operators::is_text(t) || t.is_null()
 }
 
 impl ScalarUDFImpl for JsonFunctionUdf {

@@ -13,6 +13,9 @@ use valori_query::session::Session;
 use valori_query::statement::{Access, Outcome};
 use valori_query::{QueryEngine, QueryError, datafusion};
 
+#[path = "declared/frameworks.rs"]
+mod frameworks;
+
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

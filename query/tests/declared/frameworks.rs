@@ -4,25 +4,16 @@
 //! gin`, casts to `json` / `jsonb` / `jsonpath` in queries,
 //! `jsonb_path_match` and `jsonb_exists`, `set_config` as asyncpg calls
 //! it; and the refusals that name what is unsupported.
-#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use valori_engine::Engine;
 use valori_query::session::Session;
 use valori_query::statement::{Access, Outcome};
 use valori_query::{QueryEngine, QueryError, datafusion};
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
+use super::{block_on, cells};
 
 /// `sql`'s rows (or a write's `RETURNING` rows) and its notices.
 async fn run(q: &QueryEngine, sql: &str) -> Result<(Vec<RecordBatch>, Vec<String>), QueryError> {
@@ -38,26 +29,6 @@ async fn run(q: &QueryEngine, sql: &str) -> Result<(Vec<RecordBatch>, Vec<String
         Outcome::Done { notices, .. } => Ok((Vec::new(), notices)),
         _ => Ok((Vec::new(), Vec::new())),
     }
-}
-
-fn cells(batches: &[RecordBatch]) -> Vec<String> {
-    let options = FormatOptions::default().with_null("NULL");
-    let mut out = Vec::new();
-    for batch in batches {
-        let formatters: Vec<ArrayFormatter> = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
-            .collect();
-        for row in 0..batch.num_rows() {
-            let cells: Vec<String> = formatters
-                .iter()
-                .map(|f| f.value(row).to_string())
-                .collect();
-            out.push(cells.join("|"));
-        }
-    }
-    out
 }
 
 async fn rows(q: &QueryEngine, sql: &str) -> Vec<String> {
