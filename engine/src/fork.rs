@@ -59,6 +59,11 @@ impl Fork {
         lock(&self.recorder.events).clone()
     }
 
+    /// How many events were written to the copy so far.
+    pub fn event_count(&self) -> usize {
+        lock(&self.recorder.events).len()
+    }
+
     /// Events in the real engine's log when the copy was taken.
     pub fn base_log_size(&self) -> u64 {
         self.base_log_size

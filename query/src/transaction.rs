@@ -102,7 +102,7 @@ impl Transaction {
 
     /// Writes made in the block so far.
     fn writes(&self) -> usize {
-        self.fork.as_ref().map_or(0, |f| f.fork.events().len())
+        self.fork.as_ref().map_or(0, |f| f.fork.event_count())
     }
 }
 
