@@ -49,6 +49,10 @@ pub const TRANSACTION_EVENTS_MAX: u32 = 100_000;
 /// Most savepoints one transaction block holds at once.
 pub const SAVEPOINTS_MAX: u32 = 1_000;
 
+/// Most advisory lock keys a server holds at once, over all sessions
+/// (PostgreSQL's default lock table holds about 6,400).
+pub const ADVISORY_LOCKS_MAX: u32 = 8_192;
+
 /// Most collections in one database.
 pub const COLLECTIONS_MAX: u32 = 4_096;
 

@@ -38,6 +38,7 @@
 //!   DML: [`mod@write`] turns them into events (the Postgres front end in
 //!   `wire/` uses it), and [`pgvector`] rewrites pgvector's operators.
 
+pub mod advisory;
 pub mod alter;
 pub mod catalog;
 pub mod column_names;
@@ -485,5 +486,6 @@ pub fn session_with(engine: Arc<Engine>, memory_bytes: usize) -> SessionContext 
     vector_aggregates::register_functions(&ctx);
     metadata_functions::register_functions(&ctx);
     json_functions::register_functions(&ctx);
+    advisory::register_functions(&ctx);
     ctx
 }

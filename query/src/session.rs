@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use valori_core::limits;
 
+use crate::advisory::AdvisorySession;
 use crate::settings::{ReadConsistency, SearchSettings};
 use crate::transaction::Transaction;
 
@@ -53,6 +54,9 @@ pub struct Session {
     settings: BTreeMap<String, String>,
     /// The open transaction block, between `BEGIN` and its end.
     pub transaction: Option<Transaction>,
+    /// The session as a holder of advisory locks (shared by its copies;
+    /// its locks go when the last copy does).
+    pub advisory: AdvisorySession,
 }
 
 impl Session {
@@ -120,6 +124,7 @@ impl Session {
             // Settings only: an open block stays open.
             *self = Session {
                 transaction: self.transaction.take(),
+                advisory: self.advisory.clone(),
                 ..Session::default()
             };
             return Ok(());
@@ -335,7 +340,16 @@ mod tests {
             s.show("no_such_thing").unwrap_err(),
             SettingError::Unknown("no_such_thing".into())
         );
+        let advisory = s.advisory.clone();
         s.reset("all").unwrap();
-        assert_eq!(s, Session::default());
+        // Settings go back to their defaults; the session stays the same
+        // holder of its advisory locks.
+        assert_eq!(
+            s,
+            Session {
+                advisory,
+                ..Session::default()
+            }
+        );
     }
 }

@@ -42,7 +42,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
@@ -62,6 +62,7 @@ use futures::StreamExt;
 use valori_core::limits;
 use valori_core::table::TableSchema;
 
+use crate::advisory::AdvisoryScope;
 use crate::functions::DistanceFunction;
 use crate::knn::{BoundParams, ValoriKnnExec};
 use crate::provider::CollectionScanExec;
@@ -1808,10 +1809,15 @@ impl QueryEngine {
         session: &Session,
     ) -> Result<SendableRecordBatchStream, QueryError> {
         let options = ValoriOptions::from(&session.search);
+        let advisory = AdvisoryScope::for_statement(
+            &session.advisory,
+            Instant::now() + effective_timeout(self.limits.statement_timeout, session),
+        );
         let (physical, task) = match physical {
             Some(kept) => {
                 let mut config = self.ctx.copied_config();
                 config.options_mut().extensions.insert(options);
+                config.options_mut().extensions.insert(advisory);
                 config.set_extension(Arc::new(BoundParams(params)));
                 let task = TaskContext::new(
                     None,
@@ -1828,6 +1834,10 @@ impl QueryEngine {
             None => {
                 let mut state = self.ctx.state();
                 state.config_mut().options_mut().extensions.insert(options);
+                state.config_mut().options_mut().extensions.insert(advisory);
+                // Functions are planned with the options the execution
+                // properties were given: give them these.
+                state.mark_start_execution();
                 let bound = if params.is_empty() {
                     logical.clone()
                 } else {

@@ -142,6 +142,7 @@ impl QueryEngine {
             return match prepared.kind() {
                 Kind::Command(Command::Begin) => {
                     session.transaction = Some(Transaction::default());
+                    session.advisory.begin_transaction();
                     Ok(Outcome::Begin)
                 }
                 Kind::Command(Command::Savepoint(_)) => {
@@ -162,6 +163,10 @@ impl QueryEngine {
             };
         }
         let result = Box::pin(self.run_in_block(prepared, params, session, access)).await;
+        if session.transaction.is_none() {
+            // COMMIT or ROLLBACK ended the block.
+            session.advisory.end_transaction();
+        }
         mark_failure(session, result)
     }
 

@@ -1952,3 +1952,152 @@ async fn narrow_integer_arrays_are_sent_at_their_width() {
     assert_eq!(row.get(0), Some("{1,-2,300}"));
     server.stop().await;
 }
+
+/// The first value of a one-row, one-column answer, as text.
+async fn one_text(client: &Client, sql: &str) -> Option<String> {
+    simple_rows(client, sql).await[0][0].clone()
+}
+
+/// Proves advisory locks exclude other sessions as in Postgres and touch
+/// no state: a transaction-level lock is held to the block's end (and
+/// only to the statement's end outside a block), a session-level lock
+/// until unlocked or the connection closes, a blocked `pg_advisory_lock`
+/// goes on when the holder releases and fails with 55P03 at the
+/// statement timeout; LangChain's two-statement query runs as sent. The
+/// log and the state hash are as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advisory_locks_exclude_other_sessions() {
+    let server = Server::start(&[]).await;
+    let (one, other) = (server.client().await, server.client().await);
+    let (hash, events) = (server.state_hash(), log_size(&server));
+    one.batch_execute("BEGIN; SELECT pg_advisory_xact_lock(1573678846307946496)")
+        .await
+        .unwrap();
+    let try_big = "SELECT pg_try_advisory_lock(1573678846307946496)";
+    assert_eq!(one_text(&other, try_big).await.as_deref(), Some("f"));
+    // The (int, int) key space is another one.
+    assert_eq!(
+        one_text(&other, "SELECT pg_try_advisory_xact_lock(1, 2)")
+            .await
+            .as_deref(),
+        Some("t")
+    );
+    other
+        .batch_execute("SET statement_timeout = 300")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let timed_out = other
+        .batch_execute("SELECT pg_advisory_lock(1573678846307946496)")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&timed_out), "55P03", "{timed_out:?}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    other
+        .batch_execute("RESET statement_timeout")
+        .await
+        .unwrap();
+    one.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(one_text(&other, try_big).await.as_deref(), Some("t"));
+    assert_eq!(
+        one_text(&other, "SELECT pg_advisory_unlock(1573678846307946496)")
+            .await
+            .as_deref(),
+        Some("t")
+    );
+
+    // Outside a block a transaction-level lock ends with its statement.
+    one.batch_execute("SELECT pg_advisory_xact_lock(77)")
+        .await
+        .unwrap();
+    assert_eq!(
+        one_text(&other, "SELECT pg_try_advisory_xact_lock(77)")
+            .await
+            .as_deref(),
+        Some("t")
+    );
+
+    // A waiter goes on when the holder unlocks.
+    one.batch_execute("SELECT pg_advisory_lock(5)")
+        .await
+        .unwrap();
+    let waiting = tokio::spawn({
+        let port = server.port;
+        async move {
+            let (client, connection) = tokio_postgres::connect(
+                &format!("host=127.0.0.1 port={port} user=valori dbname=valori"),
+                NoTls,
+            )
+            .await
+            .unwrap();
+            tokio::spawn(connection);
+            client
+                .batch_execute("SELECT pg_advisory_lock(5)")
+                .await
+                .unwrap();
+            client
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished());
+    assert_eq!(
+        one_text(&one, "SELECT pg_advisory_unlock(5)")
+            .await
+            .as_deref(),
+        Some("t")
+    );
+    assert_eq!(
+        one_text(&one, "SELECT pg_advisory_unlock(5)")
+            .await
+            .as_deref(),
+        Some("f")
+    );
+    let waiter = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("the waiter got the lock")
+        .unwrap();
+    assert_eq!(
+        one_text(&one, "SELECT pg_try_advisory_lock(5)")
+            .await
+            .as_deref(),
+        Some("f")
+    );
+    // Closing the connection releases its session-level locks.
+    drop(waiter);
+    let mut freed = false;
+    for _ in 0..100 {
+        if one_text(&one, "SELECT pg_try_advisory_lock(5)")
+            .await
+            .as_deref()
+            == Some("t")
+        {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(freed, "the closed connection's lock was released");
+
+    // LangChain's statement, as it sends it.
+    one.batch_execute(
+        "SELECT pg_advisory_xact_lock(1573678846307946496);CREATE EXTENSION IF NOT EXISTS vector;",
+    )
+    .await
+    .unwrap();
+    let bad = one
+        .batch_execute("SELECT pg_advisory_lock(NULL)")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&bad), "22023", "{bad:?}");
+    let shared = one
+        .batch_execute("SELECT pg_advisory_lock_shared(1)")
+        .await
+        .unwrap_err();
+    assert!(
+        shared.to_string().contains("pg_advisory_lock_shared")
+            || format!("{shared:?}").contains("pg_advisory_lock_shared"),
+        "{shared:?}"
+    );
+    assert_eq!((server.state_hash(), log_size(&server)), (hash, events));
+    server.stop().await;
+}

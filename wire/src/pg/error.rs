@@ -6,6 +6,7 @@ use std::fmt;
 use pgwire::error::{ErrorInfo, PgWireError};
 use valori_engine::EngineError;
 use valori_query::QueryError;
+use valori_query::advisory::AdvisoryError;
 use valori_query::datafusion::common::DataFusionError;
 use valori_query::functions::{ComponentError, VectorInputError};
 use valori_query::ops::Fault;
@@ -44,6 +45,7 @@ pub enum SqlState {
     QueryCanceled,
     OutOfMemory,
     SerializationFailure,
+    LockNotAvailable,
     ProtocolViolation,
     SyntaxOrAccessRule,
     DataException,
@@ -80,6 +82,7 @@ impl SqlState {
             SqlState::QueryCanceled => "57014",
             SqlState::OutOfMemory => "53200",
             SqlState::SerializationFailure => "40001",
+            SqlState::LockNotAvailable => "55P03",
             SqlState::ProtocolViolation => "08P01",
             SqlState::SyntaxOrAccessRule => "42000",
             SqlState::DataException => "22000",
@@ -222,6 +225,13 @@ fn datafusion_state(e: &DataFusionError) -> SqlState {
             }
         }
         DataFusionError::ArrowError(..) | DataFusionError::Execution(_) => SqlState::DataException,
+        DataFusionError::External(e) => match e.downcast_ref::<AdvisoryError>() {
+            Some(AdvisoryError::Timeout(_)) => SqlState::LockNotAvailable,
+            Some(AdvisoryError::TooMany) => SqlState::OutOfMemory,
+            Some(AdvisoryError::BadKey { .. }) => SqlState::InvalidParameterValue,
+            Some(_) => SqlState::FeatureNotSupported,
+            None => SqlState::SyntaxOrAccessRule,
+        },
         _ => SqlState::SyntaxOrAccessRule,
     }
 }
@@ -264,6 +274,13 @@ impl From<QueryError> for PgError {
             },
             _ => SqlState::InternalError,
         };
+        // An error of Valori's raised inside DataFusion reads as itself.
+        if let QueryError::Invalid(df) = &e
+            && let DataFusionError::External(inner) = df.find_root()
+            && inner.is::<AdvisoryError>()
+        {
+            return PgError::new(state, inner.to_string());
+        }
         PgError::new(state, e.to_string())
     }
 }
