@@ -101,6 +101,21 @@ impl Session {
                         .ok_or_else(|| invalid(name, value, "applied or linearizable"))?
                 };
             }
+            // pgvector's name for the same setting, within pgvector's
+            // range.
+            "hnsw.ef_search" => {
+                self.search.ef_search = if value.eq_ignore_ascii_case("default") {
+                    None
+                } else {
+                    Some(
+                        value
+                            .parse::<usize>()
+                            .ok()
+                            .filter(|n| (1..=1000).contains(n))
+                            .ok_or_else(|| invalid(name, value, "an integer in 1..=1000"))?,
+                    )
+                };
+            }
             "statement_timeout" => {
                 self.statement_timeout = parse_timeout(value).ok_or_else(|| {
                     invalid(name, value, "milliseconds, or a number with ms, s or min")
@@ -110,6 +125,9 @@ impl Session {
                 if value.eq_ignore_ascii_case("default") {
                     self.settings.remove(name);
                 } else {
+                    if let Some((_, range, _)) = PGVECTOR_SETTINGS.iter().find(|s| s.0 == name) {
+                        range.check(name, value)?;
+                    }
                     self.check_size(name, value)?;
                     self.settings.insert(name.to_owned(), value.to_owned());
                 }
@@ -136,7 +154,7 @@ impl Session {
     pub fn show(&self, name: &str) -> Result<String, SettingError> {
         let name = name.to_ascii_lowercase();
         Ok(match name.as_str() {
-            "valori.ef_search" => self
+            "valori.ef_search" | "hnsw.ef_search" => self
                 .search
                 .ef_search
                 .map_or_else(|| "default".to_owned(), |n| n.to_string()),
@@ -147,6 +165,11 @@ impl Session {
                 .map_or_else(|| "0".to_owned(), |d| format!("{}ms", d.as_millis())),
             other => match self.settings.get(other) {
                 Some(v) => v.clone(),
+                None if let Some((_, _, default)) =
+                    PGVECTOR_SETTINGS.iter().find(|s| s.0 == other) =>
+                {
+                    (*default).to_owned()
+                }
                 None => server_setting(other)
                     .ok_or_else(|| SettingError::Unknown(other.to_owned()))?
                     .to_owned(),
@@ -189,6 +212,66 @@ impl Session {
         Ok(())
     }
 }
+
+/// The values a pgvector setting takes.
+#[derive(Clone, Copy, Debug)]
+enum Range {
+    Integer(i64, i64),
+    Real(f64, f64),
+    Choice(&'static [&'static str], &'static str),
+}
+
+impl Range {
+    fn check(&self, name: &str, value: &str) -> Result<(), SettingError> {
+        let ok = match *self {
+            Range::Integer(lo, hi) => value.parse::<i64>().is_ok_and(|n| (lo..=hi).contains(&n)),
+            Range::Real(lo, hi) => value.parse::<f64>().is_ok_and(|n| (lo..=hi).contains(&n)),
+            Range::Choice(names, _) => names.iter().any(|n| n.eq_ignore_ascii_case(value)),
+        };
+        if ok {
+            return Ok(());
+        }
+        Err(invalid(
+            name,
+            value,
+            match *self {
+                Range::Integer(1, 32_768) => "an integer in 1..=32768",
+                Range::Integer(..) => "an integer in 1..=2147483647",
+                Range::Real(..) => "a number in 1..=1000",
+                Range::Choice(_, expected) => expected,
+            },
+        ))
+    }
+}
+
+/// pgvector's other index settings: checked against pgvector's ranges,
+/// kept for `SHOW` (with pgvector's defaults) and otherwise without
+/// effect. Valori's filtered search returns `k` rows whenever `k` match
+/// under every `iterative_scan`, and an ivfflat index is the HNSW index
+/// (docs/pgvector.md).
+const PGVECTOR_SETTINGS: [(&str, Range, &str); 6] = [
+    (
+        "hnsw.iterative_scan",
+        Range::Choice(
+            &["off", "relaxed_order", "strict_order"],
+            "off, relaxed_order or strict_order",
+        ),
+        "off",
+    ),
+    (
+        "hnsw.max_scan_tuples",
+        Range::Integer(1, 2_147_483_647),
+        "20000",
+    ),
+    ("hnsw.scan_mem_multiplier", Range::Real(1.0, 1000.0), "1"),
+    ("ivfflat.probes", Range::Integer(1, 32_768), "1"),
+    (
+        "ivfflat.iterative_scan",
+        Range::Choice(&["off", "relaxed_order"], "off or relaxed_order"),
+        "off",
+    ),
+    ("ivfflat.max_probes", Range::Integer(1, 32_768), "32768"),
+];
 
 fn invalid(name: &str, value: &str, expected: &'static str) -> SettingError {
     SettingError::InvalidValue {
@@ -340,6 +423,29 @@ mod tests {
             s.show("no_such_thing").unwrap_err(),
             SettingError::Unknown("no_such_thing".into())
         );
+        // pgvector's settings: hnsw.ef_search is valori.ef_search within
+        // pgvector's range; the others are checked and shown.
+        s.set("hnsw.ef_search", "100").unwrap();
+        assert_eq!(s.search.ef_search, Some(100));
+        assert_eq!(s.show("valori.ef_search").unwrap(), "100");
+        for bad in ["0", "1001", "x"] {
+            assert!(matches!(
+                s.set("hnsw.ef_search", bad).unwrap_err(),
+                SettingError::InvalidValue { .. }
+            ));
+        }
+        assert_eq!(s.show("hnsw.ef_search").unwrap(), "100");
+        assert_eq!(s.show("hnsw.iterative_scan").unwrap(), "off");
+        assert!(s.set("hnsw.iterative_scan", "on").is_err());
+        s.set("hnsw.iterative_scan", "relaxed_order").unwrap();
+        assert_eq!(s.show("hnsw.iterative_scan").unwrap(), "relaxed_order");
+        assert!(s.set("ivfflat.iterative_scan", "strict_order").is_err());
+        assert_eq!(s.show("ivfflat.probes").unwrap(), "1");
+        assert!(s.set("ivfflat.probes", "32769").is_err());
+        s.set("ivfflat.probes", "10").unwrap();
+        assert!(s.set("hnsw.scan_mem_multiplier", "0.5").is_err());
+        assert!(s.set("hnsw.max_scan_tuples", "0").is_err());
+        assert_eq!(s.show("hnsw.max_scan_tuples").unwrap(), "20000");
         let advisory = s.advisory.clone();
         s.reset("all").unwrap();
         // Settings go back to their defaults; the session stays the same

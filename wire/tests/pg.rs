@@ -575,8 +575,8 @@ async fn scram_logins_and_roles() {
 }
 
 /// Proves per-connection settings: SET and SHOW of valori.ef_search and
-/// valori.exact, refusal of bad values, and that another connection
-/// keeps its own values.
+/// valori.exact (and pgvector's hnsw.ef_search), refusal of bad values,
+/// and that another connection keeps its own values.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_settings() {
     let server = Server::start(&[]).await;
@@ -617,6 +617,25 @@ async fn session_settings() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), "22023");
+    // pgvector's name for it reaches the search too (within pgvector's
+    // range); its other index settings are checked and shown.
+    b.batch_execute("SET hnsw.ef_search = 123").await.unwrap();
+    let theirs = plan(simple_rows(&b, explain).await);
+    assert!(theirs.contains("ef=123 exact=false"), "{theirs}");
+    let e = b
+        .simple_query("SET hnsw.ef_search = 1001")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "22023");
+    let e = b
+        .simple_query("SET hnsw.iterative_scan = on")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "22023");
+    assert_eq!(
+        simple_rows(&b, "SHOW ivfflat.probes").await,
+        vec![vec![Some("1".into())]]
+    );
     // BEGIN/COMMIT are answered; each statement is already durable.
     a.batch_execute("BEGIN; SELECT 1; COMMIT").await.unwrap();
     server.stop().await;
