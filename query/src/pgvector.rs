@@ -178,6 +178,20 @@ pub fn rewrite_tree(statement: &mut Statement) {
     }
     rewrite_json_casts(statement);
     if matches!(statement, Statement::Query(_)) {
+        // `x::text`: DataFusion cannot cast a vector (a list) to text.
+        let _ = visit_expressions_mut(statement, |expr| {
+            if let Expr::Cast {
+                expr: inner,
+                data_type:
+                    DataType::Text | DataType::Varchar(None) | DataType::CharacterVarying(None),
+                ..
+            } = expr
+            {
+                let inner = std::mem::replace(inner.as_mut(), Expr::value(Value::Null));
+                *expr = call(crate::vector_functions::TEXT_CAST, vec![inner]);
+            }
+            ControlFlow::<()>::Continue(())
+        });
         let _ = visit_expressions_mut(statement, |expr| {
             if let Expr::Cast {
                 expr: inner,

@@ -182,6 +182,7 @@ pub fn register_functions(ctx: &SessionContext) {
         ctx.register_udf(ScalarUDF::new_from_impl(VectorUdf::new(function)));
     }
     ctx.register_udf(ScalarUDF::new_from_impl(RealArrayCastUdf::default()));
+    ctx.register_udf(ScalarUDF::new_from_impl(TextCastUdf::default()));
 }
 
 /// The type of vectors these functions return: pgvector's `vector` on
@@ -534,6 +535,93 @@ impl ScalarUDFImpl for RealArrayCastUdf {
             return plan_err!("{REAL_ARRAY_CAST} takes 1 argument");
         };
         arg.cast_to(&vector_result_type(), None)
+    }
+}
+
+/// The name of the function a cast to `text` (or `varchar`) becomes in a
+/// query.
+pub const TEXT_CAST: &str = "valori_text_cast";
+
+/// `x::text` in a query: a vector as pgvector writes it (`[1,2,3]`), a
+/// `real[]` as Postgres writes an array (`{1,2,3}`), anything else as
+/// DataFusion's own cast converts it (so a value the cast refuses is
+/// refused here too). Arrow has no cast from a list to text.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct TextCastUdf {
+    signature: Signature,
+}
+
+impl Default for TextCastUdf {
+    fn default() -> Self {
+        TextCastUdf {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for TextCastUdf {
+    fn name(&self) -> &str {
+        TEXT_CAST
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let ([arg], [field]) = (args.args.as_slice(), args.arg_fields.as_slice()) else {
+            return plan_err!("{TEXT_CAST} takes 1 argument");
+        };
+        if !is_vector_value(field.data_type()) {
+            let options = datafusion::arrow::compute::CastOptions {
+                safe: false,
+                ..Default::default()
+            };
+            return arg.cast_to(&DataType::Utf8, Some(&options));
+        }
+        let as_array = field
+            .metadata()
+            .get(crate::catalog::PG_TYPE_METADATA_KEY)
+            .is_some_and(|t| t == "_float4");
+        let scalar = matches!(arg, ColumnarValue::Scalar(_));
+        let lists = cast(&arg.to_array(args.number_rows)?, &vector_result_type())?;
+        let lists = lists.as_any().downcast_ref::<ListArray>().ok_or_else(|| {
+            datafusion::common::DataFusionError::Internal(format!(
+                "{TEXT_CAST}: a list cast to {:?}",
+                vector_result_type()
+            ))
+        })?;
+        let mut out = datafusion::arrow::array::StringBuilder::new();
+        for row in lists.iter() {
+            let Some(values) = row else {
+                out.append_null();
+                continue;
+            };
+            let values = values
+                .as_any()
+                .downcast_ref::<Float32Array>()
+                .map(|v| {
+                    v.iter()
+                        .map(|x| x.unwrap_or(f32::NAN))
+                        .collect::<Vec<f32>>()
+                })
+                .unwrap_or_default();
+            let text = crate::statement::vector_text(&values);
+            if as_array {
+                out.append_value(format!("{{{}}}", &text[1..text.len() - 1]));
+            } else {
+                out.append_value(text);
+            }
+        }
+        let out: ArrayRef = Arc::new(out.finish());
+        if scalar {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?));
+        }
+        Ok(ColumnarValue::Array(out))
     }
 }
 

@@ -490,3 +490,38 @@ fn a_selected_vector_cast_reads_the_vector() {
         assert_eq!(got, ["5.0"]);
     });
 }
+
+/// Proves `::text` of a vector is pgvector's text form (`[-1,0.5,2]`,
+/// as written, the components being exact in Q16.16), of a `real[]` the
+/// Postgres array form, and of other types what DataFusion's cast gives;
+/// a vector compared through its text finds its row.
+#[test]
+fn casts_to_text() {
+    let (_dir, q) = fixture();
+    block_on(async {
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT embedding::text AS t, CAST(embedding AS varchar) AS v, embedding::halfvec::text AS h, embedding::real[]::text AS a, category_id::text FROM items WHERE id = 4"
+            )
+            .await,
+            ["[-1,0.5,2]|[-1,0.5,2]|[-1,0.5,2]|{-1,0.5,2}|2"]
+        );
+        assert_eq!(
+            rows(&q, "SELECT category_id::text FROM items WHERE id = 5").await,
+            ["NULL"]
+        );
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT id FROM items WHERE embedding::text = '[-1,0.5,2]'"
+            )
+            .await,
+            ["4"]
+        );
+        assert_eq!(
+            rows(&q, "SELECT '[1,2,3]'::vector::text, 7::text, NULL::text").await,
+            ["[1,2,3]|7|NULL"]
+        );
+    });
+}
