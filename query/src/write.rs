@@ -2005,11 +2005,18 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
             on_conflict,
             returning,
         } => {
-            let declared = CollectionName::new(table).ok().is_some_and(|name| {
+            // Some(declared) when the table exists.
+            let found = CollectionName::new(table).ok().and_then(|name| {
                 engine
-                    .read(|state| state.collection(&name).is_some_and(|c| c.table().is_some()))
-                    .unwrap_or(false)
+                    .read(|state| state.collection(&name).map(|c| c.table().is_some()))
+                    .ok()
+                    .flatten()
             });
+            let Some(declared) = found else {
+                // Before any column is looked up: the table is what is
+                // missing.
+                return Err(WriteError::UndefinedTable(table.clone()));
+            };
             if declared {
                 return crate::declared::insert(
                     engine,

@@ -446,6 +446,9 @@ async fn errors_have_sqlstates_and_change_nothing() {
         ("INSERT INTO docs VALUES (", "42601"),
         ("SELECT * FROM nope", "42P01"),
         ("INSERT INTO nope (id, vec) VALUES (1, '[1,2,3]')", "42P01"),
+        // The missing table is named, not a column of the fixed ones.
+        ("INSERT INTO nope (embedding) VALUES ('[1,2,3]')", "42P01"),
+        ("INSERT INTO nope VALUES (1)", "42P01"),
         ("SELECT nope FROM docs", "42703"),
         ("SELECT no_such_function(1)", "42883"),
         ("INSERT INTO docs (id, nope) VALUES (1, 2)", "42703"),
