@@ -543,7 +543,9 @@ impl ScalarUDFImpl for RealArrayCastUdf {
 pub const TEXT_CAST: &str = "valori_text_cast";
 
 /// `x::text` in a query: a vector as pgvector writes it (`[1,2,3]`), a
-/// `real[]` as Postgres writes an array (`{1,2,3}`), anything else as
+/// `real[]` as Postgres writes an array (`{1,2,3}`), a timestamp as
+/// Postgres writes it (`2024-01-02 03:04:05`, `+00` for UTC), anything
+/// else as
 /// DataFusion's own cast converts it (so a value the cast refuses is
 /// refused here too). Arrow has no cast from a list to text.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -576,6 +578,26 @@ impl ScalarUDFImpl for TextCastUdf {
         let ([arg], [field]) = (args.args.as_slice(), args.arg_fields.as_slice()) else {
             return plan_err!("{TEXT_CAST} takes 1 argument");
         };
+        if let DataType::Timestamp(_, tz) = field.data_type() {
+            // As Postgres prints it (Arrow writes `2024-01-02T03:04:05`).
+            let micros = cast(
+                &arg.to_array(args.number_rows)?,
+                &DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None),
+            )?;
+            let micros =
+                micros.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
+            let suffix = if tz.is_some() { "+00" } else { "" };
+            let out: ArrayRef = Arc::new(
+                micros
+                    .iter()
+                    .map(|m| m.map(|m| format!("{}{suffix}", crate::declared::timestamp_text(m))))
+                    .collect::<datafusion::arrow::array::StringArray>(),
+            );
+            if matches!(arg, ColumnarValue::Scalar(_)) {
+                return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?));
+            }
+            return Ok(ColumnarValue::Array(out));
+        }
         if !is_vector_value(field.data_type()) {
             let options = datafusion::arrow::compute::CastOptions {
                 safe: false,

@@ -493,7 +493,8 @@ fn a_selected_vector_cast_reads_the_vector() {
 
 /// Proves `::text` of a vector is pgvector's text form (`[-1,0.5,2]`,
 /// as written, the components being exact in Q16.16), of a `real[]` the
-/// Postgres array form, and of other types what DataFusion's cast gives;
+/// Postgres array form, of a timestamp Postgres's text, and of other
+/// types what DataFusion's cast gives;
 /// a vector compared through its text finds its row.
 #[test]
 fn casts_to_text() {
@@ -522,6 +523,17 @@ fn casts_to_text() {
         assert_eq!(
             rows(&q, "SELECT '[1,2,3]'::vector::text, 7::text, NULL::text").await,
             ["[1,2,3]|7|NULL"]
+        );
+        // Timestamps as Postgres prints them (a timestamptz in UTC).
+        rows(&q, "CREATE TABLE ev (id int PRIMARY KEY, at timestamptz)").await;
+        rows(&q, "INSERT INTO ev VALUES (1, '2024-01-02 04:04:05+01:00')").await;
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT CAST(TIMESTAMP '2024-01-02 03:04:05.25' AS text) AS a, at::text FROM ev"
+            )
+            .await,
+            ["2024-01-02 03:04:05.25|2024-01-02 03:04:05+00"]
         );
     });
 }
