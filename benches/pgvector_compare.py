@@ -5,7 +5,7 @@ usage: python3 benches/pgvector_compare.py [--datasets glove50-100k-l2,wordnet-m
            [--bin target/release/valori] [--queries 1000]
            [--concurrency 1,2,4,8,32] [--seconds 3] [--stage-seconds 6]
            [--no-inprocess] [--no-overhead] [--no-concurrency] [--no-stages]
-           [--json results.json]
+           [--json results.json] [--shape fixed|declared] [--upserts 20000]
 
 Needs (installed into .venv-bench by the command in docs/benchmarks.md):
 pgserver (a PostgreSQL 16 with pgvector that runs without root), psycopg,
@@ -35,6 +35,32 @@ the in-process figure. Prints, per data set:
   whose functions are on its stack, in the order search, encode, parse and
   bind, session copy, plan, optimize, physical plan, execute, send,
   receive; "other" is the rest).
+
+With `--shape declared` the table is the one pgvector users write
+(`CREATE TABLE t (id bigserial PRIMARY KEY, embedding vector(d), category
+int, content text)`), on both servers, and per data set it prints instead:
+
+- `COPY t (embedding, category, content) FROM STDIN` (text; content a short
+  text per row; ids 1..n from the sequence, checked), then `CREATE INDEX ON
+  t USING hnsw (embedding vector_l2_ops) WITH (m = 16, ef_construction =
+  64)`: seconds for each and from the start of COPY to a complete index;
+- recall@10, queries/s and the rows returned per ef_search for `SELECT id
+  FROM t [WHERE category = $1] ORDER BY embedding <-> $2 LIMIT 10`
+  (psycopg, prepared, the vector as text): unfiltered (truth from the data
+  set's ground truth file) and with `category` values of 10% and of 1% of
+  the rows (one table: values 0..4 hold 10% each, 10..59 1% each; exact
+  truth computed here with NumPy);
+- upserts: `--upserts` rows of `INSERT … ON CONFLICT (id) DO UPDATE SET
+  embedding = EXCLUDED.embedding, category = …, content = …`, one statement
+  per row (executemany), in `BEGIN` … `COMMIT` blocks of 1,000 distinct
+  ids, half existing and half new: rows/s; then both servers are checked
+  against the rows this script expects (count, id range, rows per
+  category, 60 sampled rows: category, content and vector); a statement
+  a server refuses is reported with its error.
+
+Valori's ef is set with `SET valori.ef_search` (the script also reports
+whether its plan takes pgvector's `SET hnsw.ef_search`); the overhead,
+concurrency and per-stage measures belong to the fixed shape only.
 """
 
 import argparse
@@ -568,6 +594,264 @@ def print_report(name, report, inproc):
             print(f"| {stage} | {share * 100:.1f}% | {share * s['server_cpu_us']:.0f} |")
 
 
+# --- the table as pgvector users declare it (`--shape declared`) --------------------
+
+# Rows per COPY statement: Valori's `COPY … FROM` is one atomic event of at
+# most 100,000 rows (docs/sql.md); both servers get the same statements.
+COPY_ROWS_MAX = 100_000
+UPSERT_SQL = ("INSERT INTO t (id, embedding, category, content) VALUES (%s, %s, %s, %s) "
+              "ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding, "
+              "category = EXCLUDED.category, content = EXCLUDED.content")
+
+
+def category_of(i):
+    """Row `i`'s category: values 0..4 hold 10% of the rows each, values
+    10..59 1% each, so one table serves both selectivities."""
+    r = i % 100
+    return r // 10 if r < 50 else 10 + (r - 50)
+
+
+def content_of(i, c):
+    return f"document {i} in category {c}"
+
+
+def parse_vec(text):
+    return np.array([float(x) for x in text.strip("[]").split(",")])
+
+
+def sweep_declared(conn, sql, queries, truth, set_ef, args):
+    """Per ef: (ef, recall@10, queries/s, fewest rows returned, mean rows
+    returned) over every query, prepared, one connection."""
+    rows = []
+    with conn.cursor() as cur:
+        for ef in EF_SWEEP:
+            cur.execute(set_ef.format(ef=ef))
+            hits, counts = 0, []
+            started = time.perf_counter()
+            for qi, q in enumerate(queries):
+                cur.execute(sql, args(qi, vec_text(q)), prepare=True)
+                got = [r[0] for r in cur.fetchall()]
+                counts.append(len(got))
+                hits += len(set(got) & set(truth[qi][:10].tolist()))
+            elapsed = time.perf_counter() - started
+            rows.append((ef, hits / (10 * len(queries)), len(queries) / elapsed, min(counts),
+                         sum(counts) / len(counts)))
+    return rows
+
+
+def upsert_plan(n, total, per_tx, seed=7):
+    """Transactions of `per_tx` distinct ids, half of them existing rows
+    (1..n) and half new ones (above n, each new id once), in a fixed order."""
+    rng = np.random.default_rng(seed)
+    txs, next_new = [], n + 1
+    for _ in range(total // per_tx):
+        old = rng.choice(n, per_tx // 2, replace=False) + 1
+        new = np.arange(next_new, next_new + per_tx - len(old))
+        next_new += len(new)
+        ids = np.concatenate([old, new])
+        rng.shuffle(ids)
+        txs.append(ids.tolist())
+    return txs
+
+
+def upsert_rows(base, txs, seed=11):
+    """The rows each transaction writes: a vector near a base row, a new
+    category and content; the same for both servers."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for t, ids in enumerate(txs):
+        src = rng.integers(0, len(base), len(ids))
+        vecs = base[src] + rng.normal(0, 0.01, (len(ids), base.shape[1])).astype(np.float32)
+        cats = rng.integers(0, 100, len(ids))
+        out.append([(int(i), vec_text(v), category_of(int(c)), f"upserted {int(i)} in transaction {t}")
+                    for i, v, c in zip(ids, vecs, cats)])
+    return out
+
+
+def run_upserts(conn, batches):
+    """Each batch in `BEGIN` … `COMMIT`, the statement executed once per row
+    (psycopg's executemany, pipelined). Returns rows/s, or the failing
+    statement and error."""
+    started = time.perf_counter()
+    done = 0
+    with conn.cursor() as cur:
+        for rows in batches:
+            try:
+                conn.execute("BEGIN")
+                cur.executemany(UPSERT_SQL, rows)
+                conn.execute("COMMIT")
+            except psycopg.Error as e:
+                try:
+                    conn.execute("ROLLBACK")
+                except psycopg.Error:
+                    pass
+                return dict(error=f"{type(e).__name__} {e.sqlstate}: {e}", statement=UPSERT_SQL,
+                            committed_rows=done)
+            done += len(rows)
+    elapsed = time.perf_counter() - started
+    return dict(rows=done, seconds=elapsed, rows_per_s=done / elapsed)
+
+
+def table_digest(conn, sample_ids):
+    """What a server holds after the upserts: row count, id range, rows per
+    category, and the sampled rows (id, category, content, vector)."""
+    count, lo, hi = conn.execute("SELECT count(*), min(id), max(id) FROM t").fetchone()
+    per_cat = dict(conn.execute("SELECT category, count(*) FROM t GROUP BY category").fetchall())
+    rows = {}
+    with conn.cursor() as cur:
+        for i in sample_ids:
+            cur.execute("SELECT id, category, content, embedding FROM t WHERE id = %s", (i,),
+                        prepare=True)
+            r = cur.fetchone()
+            rows[i] = None if r is None else (r[1], r[2], parse_vec(r[3]))
+    return dict(count=count, min=lo, max=hi, per_category=per_cat, rows=rows)
+
+
+def check_upserted(digests, expected, sample_ids):
+    """Both servers against the model of the rows kept here and against each
+    other; a list of the differences found (empty: they agree)."""
+    problems = []
+    exp_count = len(expected)
+    exp_cats = collections.Counter(c for c, _, _ in expected.values())
+    for system, d in digests.items():
+        if d["count"] != exp_count:
+            problems.append(f"{system}: {d['count']} rows, expected {exp_count}")
+        if (d["min"], d["max"]) != (min(expected), max(expected)):
+            problems.append(f"{system}: ids {d['min']}..{d['max']}, expected {min(expected)}..{max(expected)}")
+        if d["per_category"] != dict(exp_cats):
+            problems.append(f"{system}: rows per category differ from the model")
+        for i in sample_ids:
+            got, (cat, content, vec) = d["rows"][i], expected[i]
+            if got is None:
+                problems.append(f"{system}: row {i} missing")
+            elif got[0] != cat or got[1] != content:
+                problems.append(f"{system}: row {i} is {got[:2]}, expected {(cat, content)}")
+            elif np.abs(got[2] - vec).max() > 1e-4:  # Q16.16 rounding is 2^-17
+                problems.append(f"{system}: row {i} vector differs by {np.abs(got[2] - vec).max()}")
+    return problems
+
+
+def run_declared(name, valori, pg_uri, nq, opts):
+    base = read_fvecs(os.path.join(DATA, name, "base.fvecs"))
+    queries = read_fvecs(os.path.join(DATA, name, "query.fvecs"))[:nq]
+    n, dim = base.shape
+    # bigserial ids start at 1: row i of base.fvecs is id i + 1 on both servers.
+    truth = read_ivecs(os.path.join(DATA, name, "groundtruth.ivecs"))[:nq] + 1
+    cats = np.array([category_of(i) for i in range(n)])
+    print(f"\n## {name} (declared table): {n:,} × {dim}, {len(queries)} queries", flush=True)
+    filters = {}
+    for label, qcat in (("10%", lambda qi: qi % 5), ("1%", lambda qi: 10 + qi % 50)):
+        qc = [qcat(qi) for qi in range(len(queries))]
+        ftruth = [exact_topk(base, q[None, :], 10, mask=(cats == qc[qi]))[0] + 1
+                  for qi, q in enumerate(queries)]
+        filters[label] = (qc, ftruth)
+    lines = [f"{vec_text(v)}\t{c}\t{content_of(i + 1, c)}\n" for i, (v, c) in enumerate(zip(base, cats))]
+    txs = upsert_plan(n, opts.upserts, 1000)
+    batches = upsert_rows(base, txs)
+    expected = {i + 1: (int(c), content_of(i + 1, c), base[i].astype(np.float64)) for i, c in enumerate(cats)}
+    for rows in batches:
+        for i, v, c, content in rows:
+            expected[i] = (c, content, parse_vec(v))
+    rng = np.random.default_rng(3)
+    touched = sorted({i for ids in txs for i in ids})
+    sample_ids = sorted(set(rng.choice(touched, 40, replace=False).tolist())
+                        | set((rng.choice(n, 20, replace=False) + 1).tolist()))
+    sample_ids = [int(i) for i in sample_ids]
+    report = dict(rows=n, dim=dim, queries=len(queries), load_avg=[os.getloadavg()])
+    digests = {}
+    for system in ("valori", "pgvector"):
+        uri = valori.uri() if system == "valori" else pg_uri
+        with psycopg.connect(uri, autocommit=True) as conn:
+            if system == "pgvector":
+                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            conn.execute("DROP TABLE IF EXISTS t")
+            conn.execute(f"CREATE TABLE t (id bigserial PRIMARY KEY, embedding vector({dim}), "
+                         "category int, content text)")
+            started = time.perf_counter()
+            with conn.cursor() as cur:
+                for lo in range(0, n, COPY_ROWS_MAX):
+                    with cur.copy("COPY t (embedding, category, content) FROM STDIN") as copy:
+                        copy.write("".join(lines[lo:lo + COPY_ROWS_MAX]))
+            load_s = time.perf_counter() - started
+            count, lo_id, hi_id = conn.execute("SELECT count(*), min(id), max(id) FROM t").fetchone()
+            if (count, lo_id, hi_id) != (n, 1, n):
+                sys.exit(f"{system}: after COPY {count} rows, ids {lo_id}..{hi_id}; expected {n}, 1..{n}")
+            started_index = time.perf_counter()
+            conn.execute(f"CREATE INDEX ON t USING hnsw (embedding vector_l2_ops) "
+                         f"WITH (m = {M}, ef_construction = {EF_CONSTRUCTION})")
+            if system == "valori":
+                valori.wait_indexed("t")
+            done = time.perf_counter()
+            index_s, total_s = done - started_index, done - started
+            honoured = None
+            if system == "valori":
+                conn.execute("SET hnsw.ef_search = 17")
+                plan = str(conn.execute(
+                    "EXPLAIN SELECT id FROM t ORDER BY embedding <-> %s LIMIT 10",
+                    (vec_text(queries[0]),)).fetchall())
+                honoured = "ef=17" in plan
+                conn.execute("RESET hnsw.ef_search")
+                print(f"valori: SET hnsw.ef_search honoured by the plan: {honoured}", flush=True)
+            # pgvector users set hnsw.ef_search; Valori's setting is valori.ef_search.
+            set_ef = "SET valori.ef_search = {ef}" if system == "valori" else "SET hnsw.ef_search = {ef}"
+            plain = sweep_declared(conn, "SELECT id FROM t ORDER BY embedding <-> %s LIMIT 10",
+                                   queries, truth, set_ef, lambda qi, v: (v,))
+            filtered = {}
+            for label, (qc, ftruth) in filters.items():
+                filtered[label] = sweep_declared(
+                    conn, "SELECT id FROM t WHERE category = %s ORDER BY embedding <-> %s LIMIT 10",
+                    queries, ftruth, set_ef, lambda qi, v, qc=qc: (qc[qi], v))
+            print(f"{system}: COPY {load_s:.1f} s, index {index_s:.1f} s; sweeps done", flush=True)
+            up = run_upserts(conn, batches)
+            print(f"{system}: upserts {up}", flush=True)
+            digests[system] = table_digest(conn, sample_ids)
+            report[system] = dict(load=load_s, index=index_s, load_and_index=total_s, plain=plain,
+                                  filtered=filtered, upsert=up, hnsw_ef_search_honoured=honoured)
+        report["load_avg"].append(os.getloadavg())
+    report["upsert_check"] = check_upserted(digests, expected, sample_ids)
+    report["upsert_rows_expected"] = len(expected)
+    report["sampled_rows"] = len(sample_ids)
+    print(f"upsert check: {report['upsert_check'] or 'both servers hold the expected rows'}", flush=True)
+    return report
+
+
+def print_declared(name, r):
+    v, p = r["valori"], r["pgvector"]
+    print(f"\n### {name}, declared table: {r['rows']:,} × {r['dim']}, {r['queries']} queries")
+    print(f"load average before / after each server: {r['load_avg']}")
+    print("| | Valori | pgvector | Valori / pgvector |\n|---|---|---|---|")
+    print(f"| COPY load, s | {v['load']:.2f} | {p['load']:.2f} | {p['load'] / v['load']:.2f}× the rows/s |")
+    print(f"| CREATE INDEX until complete, s | {v['index']:.2f} | {p['index']:.2f} | "
+          f"{p['index'] / max(v['index'], 1e-9):.2f}× faster |")
+    print(f"| COPY start to index complete, s | {v['load_and_index']:.2f} | {p['load_and_index']:.2f} | "
+          f"{p['load_and_index'] / v['load_and_index']:.2f}× faster |")
+    vu, pu = v["upsert"], p["upsert"]
+    if "error" in vu or "error" in pu:
+        for s, u in (("Valori", vu), ("pgvector", pu)):
+            if "error" in u:
+                print(f"| upsert | {s} FAILED after {u['committed_rows']} rows: `{u['statement']}`: {u['error']} |")
+    else:
+        print(f"| upsert rows/s (1,000-row transactions) | {vu['rows_per_s']:,.0f} | {pu['rows_per_s']:,.0f} | "
+              f"{vu['rows_per_s'] / pu['rows_per_s']:.2f} |")
+    print(f"upsert check ({r['upsert_rows_expected']:,} rows expected, {r['sampled_rows']} sampled): "
+          f"{r['upsert_check'] or 'both servers hold the expected rows'}")
+    print(f"Valori honours SET hnsw.ef_search: {v['hnsw_ef_search_honoured']}")
+    for label, key in (("unfiltered", None), ("category = … (10%)", "10%"), ("category = … (1%)", "1%")):
+        vr = v["plain"] if key is None else v["filtered"][key]
+        pr = p["plain"] if key is None else p["filtered"][key]
+        print(f"\n{label}: ef_search, recall@10, queries/s, rows returned (min / mean)")
+        print("| ef | Valori recall | Valori q/s | Valori rows | pgvector recall | pgvector q/s | pgvector rows |"
+              "\n|---|---|---|---|---|---|---|")
+        for (ef, vrec, vq, vmin, vmean), (_, prec, pq, pmin, pmean) in zip(vr, pr):
+            print(f"| {ef} | {vrec:.4f} | {vq:,.0f} | {vmin} / {vmean:.2f} | {prec:.4f} | {pq:,.0f} "
+                  f"| {pmin} / {pmean:.2f} |")
+        a = max((q for _, rec, q, _, _ in vr if rec >= TARGET_RECALL), default=None)
+        b = max((q for _, rec, q, _, _ in pr if rec >= TARGET_RECALL), default=None)
+        ratio = f"{a / b:.2f}" if a and b else "n/a"
+        print(f"best q/s at recall ≥ {TARGET_RECALL}: Valori {a and round(a)}, pgvector {b and round(b)} "
+              f"(best recall {max(rec for _, rec, _, _, _ in pr):.4f}), ratio {ratio}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", default="glove50-100k-l2,wordnet-minilm20k-l2")
@@ -582,6 +866,11 @@ def main():
     ap.add_argument("--no-concurrency", dest="concurrency", action="store_false")
     ap.add_argument("--no-stages", dest="stages", action="store_false")
     ap.add_argument("--json", help="also write every figure to this file")
+    ap.add_argument("--shape", choices=("fixed", "declared"), default="fixed",
+                    help="fixed: t (id, vec, tag); declared: the table as pgvector users "
+                         "write it, with upserts (see the docstring)")
+    ap.add_argument("--upserts", type=int, default=20_000,
+                    help="rows upserted in 1,000-row transactions (--shape declared)")
     args = ap.parse_args()
     args.levels = [int(x) for x in args.concurrency.split(",")] if args.concurrency else []
     args.concurrency = bool(args.levels)
@@ -592,6 +881,19 @@ def main():
     valori = Valori(args.bin, work)
     # The machine may be shared: the load before and after says how much.
     print(f"load average at start: {os.getloadavg()}", flush=True)
+    if args.shape == "declared":
+        try:
+            results = [(name, run_declared(name, valori, pg.get_uri(), args.queries, args))
+                       for name in args.datasets.split(",")]
+        finally:
+            valori.stop()
+        print(f"load average at the end: {os.getloadavg()}", flush=True)
+        for name, report in results:
+            print_declared(name, report)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(dict(results=dict(results)), f, indent=1, default=str)
+        return
     try:
         results = [(name, run_dataset(name, valori, pg.get_uri(), args.queries, args))
                    for name in args.datasets.split(",")]
