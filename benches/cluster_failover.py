@@ -61,6 +61,7 @@ def main():
     ap.add_argument("--writers", type=int, default=8)
     ap.add_argument("--snapshot-every", type=int, default=None)
     a = ap.parse_args()
+    print(f"server {a.bin}, load average {os.getloadavg()}", flush=True)
     if a.snapshot_every:
         os.environ["VALORI_CLUSTER_SNAPSHOT_EVERY"] = str(a.snapshot_every)
     root = tempfile.mkdtemp(prefix="valori-cluster-failover-")
@@ -158,6 +159,7 @@ def main():
         print(f"catch-up of {acked[0]} events (from {how}): {took:.1f} s; "
               f"equal event count, state hash and log root on every node: {same} "
               f"({final[0]['events']} events, state hash {final[0]['state_hash']})", flush=True)
+        print(f"load average at the end: {os.getloadavg()}", flush=True)
         if not same:
             sys.exit(1)
     finally:

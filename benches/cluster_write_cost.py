@@ -12,11 +12,22 @@ each, one at a time), then `--seconds` of single-record inserts from
 records/s of the batch ingest, and inserts/s with p50 and p99 latency of
 the single inserts, and checks that every node of the cluster ends with
 the leader's event count and state hash.
+
+Then, unless `--read-seconds 0`, read scaling on the same data (the
+collection as the write workload left it, its index complete on every
+node): for `--read-seconds` each, KNN searches over REST (`POST
+/v1/collections/bench/search`, k = 10, ef = 64, random query vectors, one
+keep-alive connection per client, each client its own process) served by
+1, 2 and 3 nodes of the cluster, each node read by its own client (default
+read consistency: every node answers from what it has applied); and, to
+separate the cluster from the machine, 1, 2 and 3 clients on the single
+node. Prints reads/s and p50/p99 latency per setup.
 """
 
 import argparse
 import http.client
 import json
+import multiprocessing
 import os
 import random
 import shutil
@@ -142,20 +153,69 @@ def workload(addr, batches, seconds, clients):
     }
 
 
+def reader(addr, seconds, seed, out):
+    """One client process: searches on `addr` back to back for `seconds`."""
+    c = Client(addr)
+    r = random.Random(seed)
+    lat, errors = [], 0
+    stop_at = time.perf_counter() + seconds
+    while time.perf_counter() < stop_at:
+        t = time.perf_counter()
+        code, body = c.call("POST", "/v1/collections/bench/search", {"vector": vector(r), "k": 10, "ef": 64})
+        lat.append(time.perf_counter() - t)
+        if code != 200 or len(body["hits"]) != 10:
+            errors += 1
+    out.put((lat, errors))
+
+
+def read_load(addrs, seconds):
+    """One client process per address in `addrs`, all at once: reads/s over
+    all of them, p50 and p99 latency in ms, errors."""
+    out = multiprocessing.Queue()
+    procs = [multiprocessing.Process(target=reader, args=(a, seconds, 1000 + k, out))
+             for k, a in enumerate(addrs)]
+    for p in procs:
+        p.start()
+    results = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    lat = sorted(x for l, _ in results for x in l)
+    return {
+        "reads_per_s": len(lat) / seconds,
+        "p50_ms": lat[len(lat) // 2] * 1000,
+        "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000,
+        "errors": sum(e for _, e in results),
+    }
+
+
+def indexed(addr):
+    code, c = Client(addr).call("GET", "/v1/collections/bench")
+    return code == 200 and c["rows"] - c["indexed"] < 64
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "valori"))
     ap.add_argument("--batches", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--read-seconds", type=float, default=10, help="per read-scaling setup; 0 skips them")
     a = ap.parse_args()
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    print(f"scripts at {commit}, server {a.bin}, load average {os.getloadavg()}", flush=True)
     root = tempfile.mkdtemp(prefix="valori-cluster-bench-")
     procs = []
     results = {}
+    reads = {}
     try:
         p, addr = start(a.bin, os.path.join(root, "single"), [])
         procs.append(p)
         results["single node"] = workload(addr, a.batches, a.seconds, a.clients)
+        if a.read_seconds > 0:
+            wait("the single node's index", lambda: indexed(addr), limit=600)
+            for k in (1, 2, 3):
+                reads[f"single node, {k} client{'s' if k > 1 else ''}"] = read_load([addr] * k, a.read_seconds)
         p.terminate()
         p.wait()
 
@@ -180,6 +240,12 @@ def main():
         hashes = {s["state_hash"] for s in final}
         events = {s["events"] for s in final}
         assert len(hashes) == 1 and len(events) == 1, final
+        if a.read_seconds > 0:
+            for n in nodes:
+                wait(f"the index on {n}", lambda n=n: indexed(n), limit=600)
+            order = [leader] + [n for n in nodes if n != leader]
+            for k in (1, 2, 3):
+                reads[f"cluster, {k} node{'s' if k > 1 else ''} (1 client each)"] = read_load(order[:k], a.read_seconds)
     finally:
         for p in procs:
             p.kill()
@@ -194,6 +260,12 @@ def main():
     print(f"cluster / single: batch ingest {c['batch_records_per_s'] / s['batch_records_per_s']:.2f}x, "
           f"inserts/s {c['inserts_per_s'] / s['inserts_per_s']:.2f}x")
     print(f"every node: {events.pop()} events, state hash {hashes.pop()}")
+    if reads:
+        print(f"\nread scaling, KNN over REST (k 10, ef 64), {a.read_seconds:.0f} s each:")
+        print("| setup | reads/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|")
+        for name, r in reads.items():
+            print(f"| {name} | {r['reads_per_s']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} |")
+    print(f"load average at the end: {os.getloadavg()}")
 
 
 if __name__ == "__main__":
