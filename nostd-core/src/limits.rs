@@ -49,6 +49,10 @@ pub const TRANSACTION_EVENTS_MAX: u32 = 100_000;
 /// Most savepoints one transaction block holds at once.
 pub const SAVEPOINTS_MAX: u32 = 1_000;
 
+/// Most named prepared statements one Postgres connection keeps
+/// (drivers cache about 100 and close or `DEALLOCATE` the rest).
+pub const PG_NAMED_STATEMENTS_MAX: u32 = 4_096;
+
 /// Most advisory lock keys a server holds at once, over all sessions
 /// (PostgreSQL's default lock table holds about 6,400).
 pub const ADVISORY_LOCKS_MAX: u32 = 8_192;

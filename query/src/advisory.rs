@@ -269,6 +269,12 @@ impl AdvisorySession {
         self.0.release_all(Some(Scope::Transaction));
     }
 
+    /// Releases the session's session-level locks
+    /// (`pg_advisory_unlock_all`, `DISCARD ALL`).
+    pub fn unlock_all(&self) {
+        self.0.release_all(Some(Scope::Session));
+    }
+
     /// Whether the session holds `key` (at either level).
     pub fn holds(&self, key: LockKey) -> bool {
         held().get(&key).is_some_and(|h| h.holder == self.0.id)

@@ -69,6 +69,7 @@ use crate::provider::CollectionScanExec;
 use crate::rows::Rows;
 use crate::session::Session;
 use crate::settings::{ReadConsistency, ValoriOptions};
+use crate::transaction::TransactionError;
 use crate::write::{self, Column, CopyFormat, WriteOutcome, WriteStatement};
 use crate::{QueryEngine, QueryError, QueryOutput, SQL_BYTES_MAX, on_deep_stack, sql_text};
 
@@ -87,6 +88,14 @@ pub enum Command {
     RollbackTo(String),
     /// Accepted and ignored, answered with this command tag.
     Noop(&'static str),
+    /// `DEALLOCATE name` (`None`: `DEALLOCATE ALL`): the Postgres front
+    /// end removes the connection's named statements; elsewhere a session
+    /// has none.
+    Deallocate(Option<String>),
+    /// `DISCARD ALL`: the session's settings back to their defaults, its
+    /// session-level advisory locks released (and, over Postgres, its
+    /// named statements removed); refused inside a transaction block.
+    Discard,
     Set {
         name: String,
         value: String,
@@ -554,8 +563,30 @@ fn command(statement: &Statement) -> Result<Option<Command>, QueryError> {
         Statement::Rollback { .. } => Command::Rollback,
         Statement::Savepoint { name } => Command::Savepoint(ident_name(name)),
         Statement::ReleaseSavepoint { name } => Command::Release(ident_name(name)),
-        Statement::Discard { .. } => Command::Noop("DISCARD ALL"),
-        Statement::Deallocate { .. } => Command::Noop("DEALLOCATE"),
+        Statement::Discard { object_type } => match object_type {
+            ast::DiscardObject::ALL => Command::Discard,
+            // No plan, sequence value or temporary table is kept per
+            // session: nothing to discard.
+            ast::DiscardObject::PLANS => Command::Noop("DISCARD PLANS"),
+            ast::DiscardObject::SEQUENCES => Command::Noop("DISCARD SEQUENCES"),
+            ast::DiscardObject::TEMP => Command::Noop("DISCARD TEMP"),
+        },
+        Statement::Deallocate { name, .. } => Command::Deallocate(
+            (name.quote_style.is_some() || !name.value.eq_ignore_ascii_case("all"))
+                .then(|| ident_name(name)),
+        ),
+        // Cursors cannot be declared: none is open.
+        Statement::Close {
+            cursor: ast::CloseCursor::All,
+        } => Command::Noop("CLOSE CURSOR ALL"),
+        Statement::Close {
+            cursor: ast::CloseCursor::Specific { name },
+        } => {
+            return Err(unsupported(format!(
+                "cursor \"{}\" does not exist: DECLARE … CURSOR is not supported; read rows with SELECT (large answers are streamed)",
+                ident_name(name)
+            )));
+        }
         Statement::LISTEN { .. } => Command::Noop("LISTEN"),
         Statement::UNLISTEN { .. } => Command::Noop("UNLISTEN"),
         // pgvector's setup step: the vector type is built in.
@@ -1887,6 +1918,18 @@ fn run_command(command: &Command, session: &mut Session) -> Result<Outcome, Quer
             return Err(internal("a savepoint command outside a transaction block"));
         }
         Command::Noop(t) => tag(t),
+        Command::Deallocate(None) => tag("DEALLOCATE ALL"),
+        Command::Deallocate(Some(name)) => {
+            return Err(TransactionError::NoPreparedStatement(name.clone()).into());
+        }
+        Command::Discard => {
+            if session.transaction.is_some() {
+                return Err(TransactionError::InBlock("DISCARD ALL").into());
+            }
+            session.reset("all")?;
+            session.advisory.unlock_all();
+            tag("DISCARD ALL")
+        }
         Command::Set { name, value } => {
             session.set(name, value)?;
             tag("SET")

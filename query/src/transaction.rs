@@ -28,7 +28,8 @@ use crate::session::Session;
 use crate::statement::{Access, Command, Kind, Outcome, Prepared};
 use crate::{QueryEngine, QueryError};
 
-/// Why a transaction command or a statement in a block was refused.
+/// Why a transaction or session command, or a statement in a block, was
+/// refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransactionError {
@@ -44,6 +45,12 @@ pub enum TransactionError {
     /// More savepoints than [`limits::SAVEPOINTS_MAX`].
     #[error("a transaction holds at most {max} savepoints", max = limits::SAVEPOINTS_MAX)]
     TooManySavepoints,
+    /// A command that cannot run inside a transaction block.
+    #[error("{0} cannot run inside a transaction block")]
+    InBlock(&'static str),
+    /// `DEALLOCATE` of a name the session has not prepared.
+    #[error("prepared statement \"{0}\" does not exist")]
+    NoPreparedStatement(String),
     /// More writes than one transaction event holds.
     #[error(
         "a transaction holds at most {max} writes; commit it and continue in another",

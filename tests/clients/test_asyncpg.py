@@ -57,3 +57,47 @@ def test_asyncpg_vectors():
             await conn.close()
 
     run(main())
+
+
+def test_pool_resets_connections_on_release():
+    """asyncpg's pool, as applications use it: on each release it sends
+    its reset query (pg_advisory_unlock_all, CLOSE ALL, UNLISTEN *,
+    RESET ALL). A setting and an advisory lock taken on a pooled
+    connection are gone when the same connection is acquired again, and
+    another connection can take the lock."""
+
+    async def main():
+        pool = await asyncpg.create_pool(
+            host=os.environ["VALORI_PG_HOST"],
+            port=int(os.environ["VALORI_PG_PORT"]),
+            user="tester",
+            database="valori",
+            min_size=1,
+            max_size=1,
+        )
+        try:
+            async with pool.acquire() as conn:
+                await conn.execute("SET valori.ef_search = 77")
+                await conn.execute("SELECT pg_advisory_lock(4242)")
+                assert await conn.fetchval("SHOW valori.ef_search") == "77"
+                first = id(conn._con)
+            async with pool.acquire() as conn:
+                # max_size 1: the same connection, reset.
+                assert id(conn._con) == first
+                assert await conn.fetchval("SHOW valori.ef_search") == "default"
+                for i in range(3):
+                    assert await conn.fetchval("SELECT 40 + $1::int", i) == 40 + i
+            other = await asyncpg.connect(
+                host=os.environ["VALORI_PG_HOST"],
+                port=int(os.environ["VALORI_PG_PORT"]),
+                user="tester",
+                database="valori",
+            )
+            try:
+                assert await other.fetchval("SELECT pg_try_advisory_lock(4242)") is True
+            finally:
+                await other.close()
+        finally:
+            await pool.close()
+
+    run(main())

@@ -153,3 +153,15 @@ def test_failed_transaction_block_takes_only_its_end(open_dsn):
             conn.execute("SELECT 1")
         conn.rollback()
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_prepared_statement_cache_deallocates(open_dsn):
+    """psycopg keeps at most `prepared_max` server-side statements and
+    sends `DEALLOCATE name` for each it evicts. Run through more distinct
+    statements than a connection may keep (PG_NAMED_STATEMENTS_MAX,
+    4,096), every one prepared, they all answer: each DEALLOCATE freed
+    its statement on the server."""
+    with psycopg.connect(open_dsn, autocommit=True, prepare_threshold=0) as conn:
+        conn.prepared_max = 16
+        for i in range(4_200):
+            assert conn.execute(f"SELECT {i} + %s::int", (1,), prepare=True).fetchone() == (i + 1,)

@@ -2123,3 +2123,97 @@ async fn advisory_locks_exclude_other_sessions() {
     assert_eq!((server.state_hash(), log_size(&server)), (hash, events));
     server.stop().await;
 }
+
+/// Proves the session commands connection pools send: asyncpg's reset
+/// query (`pg_advisory_unlock_all`, `CLOSE ALL`, `UNLISTEN *`, `RESET
+/// ALL`) runs as sent; `DISCARD ALL` resets the settings, releases the
+/// session's advisory locks and removes its named statements, and is
+/// refused in a block (25001); `DEALLOCATE ALL` removes the named
+/// statements (and a name never prepared is 26000); a connection keeps at
+/// most PG_NAMED_STATEMENTS_MAX named statements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_reset_commands() {
+    let server = Server::start(&[]).await;
+    let (one, other) = (server.client().await, server.client().await);
+    one.batch_execute("SET valori.ef_search = 77; SELECT pg_advisory_lock(9)")
+        .await
+        .unwrap();
+    one.batch_execute("SELECT pg_advisory_unlock_all();\nCLOSE ALL;\nUNLISTEN *;\nRESET ALL;")
+        .await
+        .unwrap();
+    assert_eq!(
+        one_text(&one, "SHOW valori.ef_search").await.as_deref(),
+        Some("default")
+    );
+    assert_eq!(
+        one_text(&other, "SELECT pg_try_advisory_xact_lock(9)")
+            .await
+            .as_deref(),
+        Some("t")
+    );
+    let e = one.batch_execute("CLOSE some_cursor").await.unwrap_err();
+    assert_eq!(code(&e), "0A000", "{e:?}");
+
+    // DISCARD ALL: settings, locks and named statements.
+    one.batch_execute("SET valori.ef_search = 77; SELECT pg_advisory_lock(10)")
+        .await
+        .unwrap();
+    let statement = one.prepare("SELECT 1 + 1").await.unwrap();
+    assert_eq!(
+        one.query_one(&statement, &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        2
+    );
+    let e = one.batch_execute("BEGIN; DISCARD ALL").await.unwrap_err();
+    assert_eq!(code(&e), "25001", "{e:?}");
+    one.batch_execute("ROLLBACK").await.unwrap();
+    one.batch_execute("DISCARD ALL").await.unwrap();
+    assert_eq!(
+        one_text(&one, "SHOW valori.ef_search").await.as_deref(),
+        Some("default")
+    );
+    assert_eq!(
+        one_text(&other, "SELECT pg_try_advisory_xact_lock(10)")
+            .await
+            .as_deref(),
+        Some("t")
+    );
+    let gone = one.query_one(&statement, &[]).await.unwrap_err();
+    assert!(
+        format!("{gone:?}").contains("does not exist") || code(&gone) == "26000",
+        "{gone:?}"
+    );
+
+    // DEALLOCATE ALL (DEALLOCATE of one name is exercised by psycopg,
+    // which names its statements: tests/clients/test_psycopg.py).
+    let b = one.prepare("SELECT 3").await.unwrap();
+    assert_eq!(one.query_one(&b, &[]).await.unwrap().get::<_, i64>(0), 3);
+    let e = one
+        .batch_execute("DEALLOCATE never_prepared")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "26000", "{e:?}");
+    one.batch_execute("DEALLOCATE ALL").await.unwrap();
+    assert!(one.query_one(&b, &[]).await.is_err());
+
+    // At most PG_NAMED_STATEMENTS_MAX named statements, and a closed one
+    // no longer counts.
+    let max = valori_core::limits::PG_NAMED_STATEMENTS_MAX as usize;
+    let mut kept = Vec::with_capacity(max);
+    for _ in 0..max {
+        kept.push(one.prepare("SELECT 4").await.unwrap());
+    }
+    let e = one.prepare("SELECT 4").await.unwrap_err();
+    assert_eq!(code(&e), "54000", "{e:?}");
+    drop(kept.pop());
+    // tokio-postgres closes a dropped statement with the next request.
+    one.batch_execute("SELECT 1").await.unwrap();
+    let again = one.prepare("SELECT 5").await.unwrap();
+    assert_eq!(
+        one.query_one(&again, &[]).await.unwrap().get::<_, i64>(0),
+        5
+    );
+    server.stop().await;
+}

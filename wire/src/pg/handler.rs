@@ -37,7 +37,9 @@ use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail, CopyOutResponse};
 use pgwire::messages::data::DataRow;
 use pgwire::messages::extendedquery::Sync as SyncMessage;
-use pgwire::messages::extendedquery::{Parse, ParseComplete};
+use pgwire::messages::extendedquery::{
+    Close, CloseComplete, Parse, ParseComplete, TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
+};
 use pgwire::messages::response::{NoticeResponse, ReadyForQuery, TransactionStatus};
 use tokio::sync::{RwLock, RwLockReadGuard};
 use valori_core::limits;
@@ -48,7 +50,9 @@ use valori_query::datafusion::arrow::datatypes::DataType;
 use valori_query::datafusion::common::ScalarValue;
 use valori_query::rows::Rows;
 use valori_query::session::{Session, startup_options};
-use valori_query::statement::{Access, CopyIn, CopyOut, Kind, Outcome, ParamType, Prepared};
+use valori_query::statement::{
+    Access, Command, CopyIn, CopyOut, Kind, Outcome, ParamType, Prepared,
+};
 use valori_query::{QueryEngine, sql_text};
 
 use super::copy::{CopyWriter, binary_rows};
@@ -64,6 +68,9 @@ pub const SQL_BYTES_MAX: usize = limits::SQL_BYTES_MAX as usize;
 struct Connection {
     session: Session,
     copy: Option<PendingCopy>,
+    /// The names of the statements Parse has stored for this connection
+    /// (at most [`limits::PG_NAMED_STATEMENTS_MAX`]).
+    statements: std::collections::BTreeSet<String>,
 }
 
 /// A `COPY … FROM STDIN` receiving data.
@@ -115,6 +122,69 @@ fn lock(connection: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection>
     connection
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `DEALLOCATE`: the connection's named statements are what it removes.
+/// `None` for any other statement, and in a failed block (where the
+/// statement layer refuses everything but the block's end).
+fn deallocate<C>(client: &C, prepared: &Prepared) -> Option<Result<Response, PgError>>
+where
+    C: ClientInfo + ClientPortalStore,
+    C::PortalStore: PortalStore,
+{
+    let Kind::Command(Command::Deallocate(target)) = prepared.kind() else {
+        return None;
+    };
+    let connection = connection(client);
+    let mut connection = lock(&connection);
+    if connection
+        .session
+        .transaction
+        .as_ref()
+        .is_some_and(|t| t.is_failed())
+    {
+        return None;
+    }
+    Some(match target {
+        Some(name) if connection.statements.remove(name) => {
+            client.portal_store().rm_statement(name);
+            Ok(Response::Execution(Tag::new("DEALLOCATE")))
+        }
+        Some(name) => Err(PgError::new(
+            SqlState::InvalidSqlStatementName,
+            format!("prepared statement \"{name}\" does not exist"),
+        )),
+        None => {
+            forget_statements(client, &mut connection);
+            Ok(Response::Execution(Tag::new("DEALLOCATE ALL")))
+        }
+    })
+}
+
+/// Removes every named statement of the connection (`DEALLOCATE ALL`,
+/// `DISCARD ALL`).
+fn forget_statements<C>(client: &C, connection: &mut Connection)
+where
+    C: ClientPortalStore,
+    C::PortalStore: PortalStore,
+{
+    for name in std::mem::take(&mut connection.statements) {
+        client.portal_store().rm_statement(&name);
+    }
+}
+
+/// Runs [`Handler::run`]'s answer through what a `DISCARD ALL` does over
+/// Postgres besides the statement layer's part: it also removes the
+/// connection's named statements.
+fn after_discard<C>(client: &C, prepared: &Prepared, answer: &Result<Response, PgError>)
+where
+    C: ClientInfo + ClientPortalStore,
+    C::PortalStore: PortalStore,
+{
+    if matches!(prepared.kind(), Kind::Command(Command::Discard)) && answer.is_ok() {
+        let connection = connection(client);
+        forget_statements(client, &mut lock(&connection));
+    }
 }
 
 /// The Postgres type a statement's parameter is described with.
@@ -457,7 +527,8 @@ impl Handler {
         running: &mut Option<RwLockReadGuard<'_, ()>>,
     ) -> Result<Response, PgError>
     where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
@@ -476,7 +547,12 @@ impl Handler {
                 "COPY … TO STDOUT after other statements in one query string; send it first or on its own",
             ));
         }
-        self.run(client, &prepared, Vec::new(), None, running).await
+        if let Some(answer) = deallocate(client, &prepared) {
+            return answer;
+        }
+        let answer = self.run(client, &prepared, Vec::new(), None, running).await;
+        after_discard(client, &prepared, &answer);
+        answer
     }
 }
 
@@ -675,6 +751,30 @@ impl ExtendedQueryHandler for Handler {
         Ok(())
     }
 
+    /// Like pgwire's, and a closed statement no longer counts against the
+    /// connection's named statements.
+    async fn on_close<C>(&self, client: &mut C, message: Close) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        match message.target_type {
+            TARGET_TYPE_BYTE_STATEMENT => {
+                lock(&connection(client)).statements.remove(name);
+                client.portal_store().rm_statement(name);
+            }
+            TARGET_TYPE_BYTE_PORTAL => client.portal_store().rm_portal(name),
+            _ => {}
+        }
+        client
+            .send(PgWireBackendMessage::CloseComplete(CloseComplete::new()))
+            .await?;
+        Ok(())
+    }
+
     /// Like pgwire's, but keeps the parameter types clients give for
     /// `vector` (an OID pgwire's built-in list does not know).
     async fn on_parse<C>(&self, client: &mut C, message: Parse) -> PgWireResult<()>
@@ -705,6 +805,23 @@ impl ExtendedQueryHandler for Handler {
                     block_failed(client);
                     PgError::from(e)
                 })?;
+            if name != DEFAULT_NAME {
+                let connection = connection(client);
+                let mut connection = lock(&connection);
+                if !connection.statements.contains(&name)
+                    && connection.statements.len() >= limits::PG_NAMED_STATEMENTS_MAX as usize
+                {
+                    return Err(PgError::new(
+                        SqlState::ProgramLimitExceeded,
+                        format!(
+                            "a connection keeps at most {} named prepared statements (PG_NAMED_STATEMENTS_MAX); close or DEALLOCATE some",
+                            limits::PG_NAMED_STATEMENTS_MAX
+                        ),
+                    )
+                    .into());
+                }
+                connection.statements.insert(name.clone());
+            }
             client
                 .portal_store()
                 .put_statement(Arc::new(StoredStatement::new(name, prepared, types)));
@@ -744,7 +861,10 @@ impl ExtendedQueryHandler for Handler {
             let binary = format_for(&portal.parameter_format, i) == FieldFormat::Binary;
             values.push(param_value(value.as_deref(), binary, &ty)?);
         }
-        Ok(self
+        if let Some(answer) = deallocate(client, prepared) {
+            return Ok(answer?);
+        }
+        let answer = self
             .run(
                 client,
                 prepared,
@@ -752,7 +872,9 @@ impl ExtendedQueryHandler for Handler {
                 Some(&portal.result_column_format),
                 &mut running,
             )
-            .await?)
+            .await;
+        after_discard(client, prepared, &answer);
+        Ok(answer?)
     }
 }
 
