@@ -6,6 +6,7 @@ usage: python3 benches/pgvector_compare.py [--datasets glove50-100k-l2,wordnet-m
            [--concurrency 1,2,4,8,32] [--seconds 3] [--stage-seconds 6]
            [--no-inprocess] [--no-overhead] [--no-concurrency] [--no-stages]
            [--json results.json] [--shape fixed|declared] [--upserts 20000]
+           [--category-index]
 
 Needs (installed into .venv-bench by the command in docs/benchmarks.md):
 pgserver (a PostgreSQL 16 with pgvector that runs without root), psycopg,
@@ -58,7 +59,9 @@ int, content text)`), on both servers, and per data set it prints instead:
   category, 60 sampled rows: category, content and vector); a statement
   a server refuses is reported with its error.
 
-Valori's ef is set with `SET valori.ef_search` (the script also reports
+With `--category-index` both servers also get `CREATE INDEX ON t
+(category)` (a btree; PostgreSQL then `ANALYZE`s the table) before the
+queries. Valori's ef is set with `SET valori.ef_search` (the script also reports
 whether its plan takes pgvector's `SET hnsw.ef_search`); the overhead,
 concurrency and per-stage measures belong to the fixed shape only.
 """
@@ -782,6 +785,10 @@ def run_declared(name, valori, pg_uri, nq, opts):
             if system == "valori":
                 valori.wait_indexed("t")
             done = time.perf_counter()
+            if opts.category_index:
+                conn.execute("CREATE INDEX ON t (category)")
+                if system == "pgvector":
+                    conn.execute("ANALYZE t")
             index_s, total_s = done - started_index, done - started
             honoured = None
             if system == "valori":
@@ -869,6 +876,8 @@ def main():
     ap.add_argument("--shape", choices=("fixed", "declared"), default="fixed",
                     help="fixed: t (id, vec, tag); declared: the table as pgvector users "
                          "write it, with upserts (see the docstring)")
+    ap.add_argument("--category-index", action="store_true",
+                    help="--shape declared: also CREATE INDEX ON t (category) (btree) on both servers")
     ap.add_argument("--upserts", type=int, default=20_000,
                     help="rows upserted in 1,000-row transactions (--shape declared)")
     args = ap.parse_args()
