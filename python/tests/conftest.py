@@ -84,6 +84,17 @@ def _has_serve(binary: Path) -> bool:
     return "serve" in (out.stdout + out.stderr)
 
 
+def stop_process(proc: subprocess.Popen) -> None:
+    """Stops a server process: SIGTERM, then SIGKILL after 30 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class Server:
     """A running `valori serve` and its REST URL."""
 
@@ -128,13 +139,7 @@ class Server:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
 
 

@@ -19,6 +19,8 @@ import pytest
 
 from valori import ServerError, Valori
 
+from conftest import stop_process
+
 KEY = "python cluster test key"
 
 
@@ -78,13 +80,7 @@ class Node:
             return None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
 
 

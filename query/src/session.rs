@@ -74,17 +74,12 @@ impl Session {
         let name = name.as_str();
         match name {
             "valori.ef_search" => {
-                self.search.ef_search = if value.eq_ignore_ascii_case("default") {
-                    None
-                } else {
-                    Some(
-                        value
-                            .parse::<usize>()
-                            .ok()
-                            .filter(|n| (1..=limits::EF_SEARCH_MAX as usize).contains(n))
-                            .ok_or_else(|| invalid(name, value, "an integer in 1..=100000"))?,
-                    )
-                };
+                self.search.ef_search = parse_ef(
+                    name,
+                    value,
+                    limits::EF_SEARCH_MAX as usize,
+                    "an integer in 1..=100000",
+                )?;
             }
             "valori.exact" => {
                 self.search.exact = if value.eq_ignore_ascii_case("default") {
@@ -104,17 +99,7 @@ impl Session {
             // pgvector's name for the same setting, within pgvector's
             // range.
             "hnsw.ef_search" => {
-                self.search.ef_search = if value.eq_ignore_ascii_case("default") {
-                    None
-                } else {
-                    Some(
-                        value
-                            .parse::<usize>()
-                            .ok()
-                            .filter(|n| (1..=1000).contains(n))
-                            .ok_or_else(|| invalid(name, value, "an integer in 1..=1000"))?,
-                    )
-                };
+                self.search.ef_search = parse_ef(name, value, 1000, "an integer in 1..=1000")?;
             }
             "statement_timeout" => {
                 self.statement_timeout = parse_timeout(value).ok_or_else(|| {
@@ -211,6 +196,24 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// An ef_search value in `1..=max`; `None` for `default`.
+fn parse_ef(
+    name: &str,
+    value: &str,
+    max: usize,
+    expected: &'static str,
+) -> Result<Option<usize>, SettingError> {
+    if value.eq_ignore_ascii_case("default") {
+        return Ok(None);
+    }
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .map(Some)
+        .ok_or_else(|| invalid(name, value, expected))
 }
 
 /// The values a pgvector setting takes.
