@@ -326,6 +326,12 @@ fn bad_writes_change_nothing_and_the_log_rebuilds_the_table() {
             )
             .await
             .unwrap();
+            run(
+                &q,
+                "CREATE TABLE fixed (id bigint, vec vector(2), tag bigint)",
+            )
+            .await
+            .unwrap();
             let hash = engine.proof().unwrap().hashes.state;
             let refused = [
                 (
@@ -358,6 +364,11 @@ fn bad_writes_change_nothing_and_the_log_rebuilds_the_table() {
                 (
                     "INSERT INTO fixed VALUES (1, '[1,1]', 2, '{}', 5)",
                     "has 4 columns",
+                ),
+                // A table that does not exist is named as missing.
+                (
+                    "INSERT INTO missing VALUES (1, '[1,1]', 2, '{}', 5)",
+                    "table \"missing\" does not exist",
                 ),
             ];
             for (sql, expected) in refused {
