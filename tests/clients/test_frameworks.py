@@ -11,10 +11,10 @@ match a filter, selected here in Python. A second connection (plain
 psycopg) reads the rows back.
 
 LangChain's `PGVector` needs what Valori refuses (see docs/pgvector.md,
-"Frameworks"): an advisory lock, a `vector` column without a dimension
-(unless `embedding_length` is given) and a foreign key with `ON DELETE
-CASCADE`. The store is refused with errors naming each, and no table is
-left half made. The metadata filters it compiles (`jsonb_path_match`
+"Frameworks"): a `vector` column without a dimension (unless
+`embedding_length` is given) and a foreign key with `ON DELETE CASCADE`.
+Its advisory lock is answered. The store is refused with errors naming
+what is missing, and no table is left half made. The metadata filters it compiles (`jsonb_path_match`
 over `CAST(… AS JSONPATH)` and `CAST(… AS JSONB)`, `->>` with `IN`,
 `jsonb_exists`) are checked on a table made here."""
 
@@ -218,37 +218,32 @@ def test_llamaindex_pgvectorstore_end_to_end(llama_table, open_dsn):
 
 
 def test_langchain_pgvector_is_refused_naming_what_is_missing(open_dsn):
-    """LangChain's PGVector, as written, stops at its first statement,
-    `SELECT pg_advisory_xact_lock(…)`, with an error naming the function.
-    Skipping that (its own create_extension=False), its tables are refused
-    for the foreign key, named in the error, and no langchain_pg_* table
-    is left: the tables are created in one transaction, which the refusal
-    rolls back. Its default `embedding VECTOR` (no dimension) is refused
-    naming that. (LangChain fixes its table classes once per process, so
-    the store is made with embedding_length=8 throughout and the
+    """LangChain's PGVector, as written, takes its advisory lock and runs
+    `CREATE EXTENSION IF NOT EXISTS vector` (both answered), then creates
+    its tables in one transaction: they are refused for the foreign key,
+    named in the error, and no langchain_pg_* table is left, the refusal
+    rolling the transaction back. Its default `embedding VECTOR` (no
+    dimension) is refused naming that. (LangChain fixes its table classes
+    once per process, so the store is made with embedding_length=8 and the
     dimensionless column is tried in its own statement.)"""
     url = "postgresql+psycopg://tester@{}:{}/valori".format(
         os.environ["VALORI_PG_HOST"], os.environ["VALORI_PG_PORT"]
     )
     emb = DeterministicFakeEmbedding(size=8)
-    with pytest.raises(Exception, match="pg_advisory_xact_lock"):
-        PGVector(embeddings=emb, collection_name="lc", connection=url, embedding_length=8)
     with pytest.raises(
         sqlalchemy.exc.NotSupportedError,
         match=r"FOREIGN KEY \(collection_id\) REFERENCES langchain_pg_collection",
     ):
-        PGVector(
-            embeddings=emb,
-            collection_name="lc",
-            connection=url,
-            create_extension=False,
-            embedding_length=8,
-        )
+        PGVector(embeddings=emb, collection_name="lc", connection=url, embedding_length=8)
     with psycopg.connect(open_dsn, autocommit=True) as conn:
         left = conn.execute(
             "SELECT relname FROM pg_catalog.pg_class WHERE relname LIKE 'langchain%'"
         ).fetchall()
         assert left == []
+        # The advisory lock went with the transaction that took it.
+        assert conn.execute(
+            "SELECT pg_try_advisory_xact_lock(1573678846307946496)"
+        ).fetchone() == (True,)
         with pytest.raises(
             psycopg.errors.FeatureNotSupported, match="vector column without a dimension"
         ):
