@@ -53,6 +53,10 @@ pub const SAVEPOINTS_MAX: u32 = 1_000;
 /// (drivers cache about 100 and close or `DEALLOCATE` the rest).
 pub const PG_NAMED_STATEMENTS_MAX: u32 = 4_096;
 
+/// Most named portals one Postgres connection holds at once (they last
+/// until the transaction ends).
+pub const PG_NAMED_PORTALS_MAX: u32 = 4_096;
+
 /// Most advisory lock keys a server holds at once, over all sessions
 /// (PostgreSQL's default lock table holds about 6,400).
 pub const ADVISORY_LOCKS_MAX: u32 = 8_192;

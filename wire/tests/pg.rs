@@ -2217,3 +2217,36 @@ async fn pool_reset_commands() {
     );
     server.stop().await;
 }
+
+/// Proves named portals are bounded and end with their transaction: in a
+/// block a connection binds PG_NAMED_PORTALS_MAX portals and the next is
+/// refused (54000); after the block ends, the same number can be bound
+/// again while the first ones were never closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_portals_are_bounded_and_end_with_their_transaction() {
+    let server = Server::start(&[]).await;
+    let mut client = server.client().await;
+    let max = valori_core::limits::PG_NAMED_PORTALS_MAX as usize;
+    let mut kept = Vec::with_capacity(2 * max);
+    {
+        let tx = client.transaction().await.unwrap();
+        let statement = tx.prepare("SELECT 1").await.unwrap();
+        for _ in 0..max {
+            kept.push(tx.bind(&statement, &[]).await.unwrap());
+        }
+        let Err(e) = tx.bind(&statement, &[]).await else {
+            panic!("a portal past the limit was bound");
+        };
+        assert_eq!(code(&e), "54000", "{e:?}");
+        tx.rollback().await.unwrap();
+    }
+    let tx = client.transaction().await.unwrap();
+    let statement = tx.prepare("SELECT 1").await.unwrap();
+    for _ in 0..max {
+        kept.push(tx.bind(&statement, &[]).await.unwrap());
+    }
+    let rows = tx.query_portal(kept.last().unwrap(), 0).await.unwrap();
+    assert_eq!(rows[0].get::<_, i64>(0), 1);
+    tx.commit().await.unwrap();
+    server.stop().await;
+}

@@ -28,7 +28,7 @@ use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{CopyResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
-use pgwire::api::store::PortalStore;
+use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
     ClientInfo, ClientPortalStore, ConnectionHandle, DEFAULT_NAME, METADATA_USER, Type,
 };
@@ -38,7 +38,8 @@ use pgwire::messages::copy::{CopyData, CopyDone, CopyFail, CopyOutResponse};
 use pgwire::messages::data::DataRow;
 use pgwire::messages::extendedquery::Sync as SyncMessage;
 use pgwire::messages::extendedquery::{
-    Close, CloseComplete, Parse, ParseComplete, TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
+    Bind, BindComplete, Close, CloseComplete, Parse, ParseComplete, TARGET_TYPE_BYTE_PORTAL,
+    TARGET_TYPE_BYTE_STATEMENT,
 };
 use pgwire::messages::response::{NoticeResponse, ReadyForQuery, TransactionStatus};
 use tokio::sync::{RwLock, RwLockReadGuard};
@@ -71,6 +72,10 @@ struct Connection {
     /// The names of the statements Parse has stored for this connection
     /// (at most [`limits::PG_NAMED_STATEMENTS_MAX`]).
     statements: std::collections::BTreeSet<String>,
+    /// The names of the portals Bind has stored (at most
+    /// [`limits::PG_NAMED_PORTALS_MAX`]); they last until the
+    /// transaction ends.
+    portals: std::collections::BTreeSet<String>,
 }
 
 /// A `COPY … FROM STDIN` receiving data.
@@ -170,6 +175,22 @@ where
 {
     for name in std::mem::take(&mut connection.statements) {
         client.portal_store().rm_statement(&name);
+    }
+}
+
+/// Removes the connection's named portals when no transaction is open:
+/// portals last until their transaction ends, as in Postgres.
+fn end_portals<C>(client: &C)
+where
+    C: ClientInfo + ClientPortalStore,
+    C::PortalStore: PortalStore,
+{
+    let connection = connection(client);
+    let mut connection = lock(&connection);
+    if connection.session.transaction.is_none() {
+        for name in std::mem::take(&mut connection.portals) {
+            client.portal_store().rm_portal(&name);
+        }
     }
 }
 
@@ -552,6 +573,9 @@ impl Handler {
         }
         let answer = self.run(client, &prepared, Vec::new(), None, running).await;
         after_discard(client, &prepared, &answer);
+        // A simple query ends the implicit transaction, and COMMIT or
+        // ROLLBACK a block: either way the portals end with it.
+        end_portals(client);
         answer
     }
 }
@@ -741,6 +765,8 @@ impl ExtendedQueryHandler for Handler {
             Some(t) if t.is_failed() => TransactionStatus::Error,
             Some(_) => TransactionStatus::Transaction,
         };
+        // Portals end with their transaction, as in Postgres.
+        end_portals(client);
         client.set_transaction_status(status);
         client
             .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
@@ -748,6 +774,61 @@ impl ExtendedQueryHandler for Handler {
             )))
             .await?;
         client.flush().await?;
+        Ok(())
+    }
+
+    /// Like pgwire's, and a named portal counts against the connection's
+    /// [`limits::PG_NAMED_PORTALS_MAX`] until its transaction ends or it
+    /// is closed.
+    async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statement_name = message.statement_name.as_deref().unwrap_or(DEFAULT_NAME);
+        let portal_name = message.portal_name.as_deref().unwrap_or(DEFAULT_NAME);
+        if portal_name != DEFAULT_NAME {
+            let connection = connection(client);
+            let mut connection = lock(&connection);
+            if !connection.portals.contains(portal_name)
+                && connection.portals.len() >= limits::PG_NAMED_PORTALS_MAX as usize
+            {
+                return Err(PgError::new(
+                    SqlState::ProgramLimitExceeded,
+                    format!(
+                        "a connection holds at most {} named portals (PG_NAMED_PORTALS_MAX); close some or end the transaction",
+                        limits::PG_NAMED_PORTALS_MAX
+                    ),
+                )
+                .into());
+            }
+            connection.portals.insert(portal_name.to_owned());
+        }
+        match client.portal_store().get_statement(statement_name) {
+            Some(Entry::Value(statement)) => {
+                let portal = Portal::try_new(&message, statement)?;
+                client.portal_store().put_portal(Arc::new(portal));
+            }
+            Some(Entry::Empty) => {
+                if !message.parameters.is_empty() {
+                    return Err(PgError::new(
+                        SqlState::ProtocolViolation,
+                        format!(
+                            "bind message supplies {} parameters, but prepared statement {statement_name:?} requires 0",
+                            message.parameters.len()
+                        ),
+                    )
+                    .into());
+                }
+                client.portal_store().put_empty_portal(portal_name);
+            }
+            None => return Err(PgWireError::StatementNotFound(statement_name.to_owned())),
+        }
+        client
+            .send(PgWireBackendMessage::BindComplete(BindComplete::new()))
+            .await?;
         Ok(())
     }
 
@@ -766,7 +847,10 @@ impl ExtendedQueryHandler for Handler {
                 lock(&connection(client)).statements.remove(name);
                 client.portal_store().rm_statement(name);
             }
-            TARGET_TYPE_BYTE_PORTAL => client.portal_store().rm_portal(name),
+            TARGET_TYPE_BYTE_PORTAL => {
+                lock(&connection(client)).portals.remove(name);
+                client.portal_store().rm_portal(name);
+            }
             _ => {}
         }
         client
