@@ -25,7 +25,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -128,6 +128,10 @@ pub struct Holder {
     id: u64,
     /// The session has an open transaction block.
     in_block: AtomicBool,
+    /// Keys this holder holds, changed under the registry's lock: read
+    /// without it, zero means there is nothing to release, so the end of
+    /// a statement that took no lock does not touch the registry.
+    keys: AtomicUsize,
 }
 
 impl PartialEq for Holder {
@@ -143,6 +147,7 @@ impl Holder {
         Holder {
             id: NEXT_HOLDER.fetch_add(1, Ordering::Relaxed),
             in_block: AtomicBool::new(false),
+            keys: AtomicUsize::new(0),
         }
     }
 
@@ -178,6 +183,7 @@ impl Holder {
                 if map.len() >= limits::ADVISORY_LOCKS_MAX as usize {
                     return Err(AdvisoryError::TooMany);
                 }
+                self.keys.fetch_add(1, Ordering::Relaxed);
                 map.entry(key).or_insert(Held {
                     holder: self.id,
                     session: 0,
@@ -212,6 +218,7 @@ impl Holder {
         held.session -= 1;
         if held.session == 0 && held.transaction == 0 {
             map.remove(&key);
+            self.keys.fetch_sub(1, Ordering::Relaxed);
             REGISTRY.released.notify_all();
         }
         true
@@ -219,6 +226,9 @@ impl Holder {
 
     /// Releases this holder's locks of `scope` (both when `None`).
     fn release_all(&self, scope: Option<Scope>) {
+        if self.keys.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         let mut map = held();
         let before = map.len();
         map.retain(|_, held| {
@@ -233,6 +243,7 @@ impl Holder {
             held.session > 0 || held.transaction > 0
         });
         if map.len() != before {
+            self.keys.fetch_sub(before - map.len(), Ordering::Relaxed);
             REGISTRY.released.notify_all();
         }
     }

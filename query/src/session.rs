@@ -110,8 +110,8 @@ impl Session {
                 if value.eq_ignore_ascii_case("default") {
                     self.settings.remove(name);
                 } else {
-                    if let Some((_, range, _)) = PGVECTOR_SETTINGS.iter().find(|s| s.0 == name) {
-                        range.check(name, value)?;
+                    if let Some(setting) = PGVECTOR_SETTINGS.iter().find(|s| s.name == name) {
+                        setting.check(value)?;
                     }
                     self.check_size(name, value)?;
                     self.settings.insert(name.to_owned(), value.to_owned());
@@ -150,10 +150,8 @@ impl Session {
                 .map_or_else(|| "0".to_owned(), |d| format!("{}ms", d.as_millis())),
             other => match self.settings.get(other) {
                 Some(v) => v.clone(),
-                None if let Some((_, _, default)) =
-                    PGVECTOR_SETTINGS.iter().find(|s| s.0 == other) =>
-                {
-                    (*default).to_owned()
+                None if let Some(setting) = PGVECTOR_SETTINGS.iter().find(|s| s.name == other) => {
+                    setting.default.to_owned()
                 }
                 None => server_setting(other)
                     .ok_or_else(|| SettingError::Unknown(other.to_owned()))?
@@ -221,29 +219,35 @@ fn parse_ef(
 enum Range {
     Integer(i64, i64),
     Real(f64, f64),
-    Choice(&'static [&'static str], &'static str),
+    Choice(&'static [&'static str]),
 }
 
 impl Range {
-    fn check(&self, name: &str, value: &str) -> Result<(), SettingError> {
-        let ok = match *self {
+    fn admits(&self, value: &str) -> bool {
+        match *self {
             Range::Integer(lo, hi) => value.parse::<i64>().is_ok_and(|n| (lo..=hi).contains(&n)),
             Range::Real(lo, hi) => value.parse::<f64>().is_ok_and(|n| (lo..=hi).contains(&n)),
-            Range::Choice(names, _) => names.iter().any(|n| n.eq_ignore_ascii_case(value)),
-        };
-        if ok {
-            return Ok(());
+            Range::Choice(names) => names.iter().any(|n| n.eq_ignore_ascii_case(value)),
         }
-        Err(invalid(
-            name,
-            value,
-            match *self {
-                Range::Integer(1, 32_768) => "an integer in 1..=32768",
-                Range::Integer(..) => "an integer in 1..=2147483647",
-                Range::Real(..) => "a number in 1..=1000",
-                Range::Choice(_, expected) => expected,
-            },
-        ))
+    }
+}
+
+/// One of pgvector's other index settings: its name, values, the
+/// values in words, and its default.
+struct PgvectorSetting {
+    name: &'static str,
+    range: Range,
+    expected: &'static str,
+    default: &'static str,
+}
+
+impl PgvectorSetting {
+    fn check(&self, value: &str) -> Result<(), SettingError> {
+        if self.range.admits(value) {
+            Ok(())
+        } else {
+            Err(invalid(self.name, value, self.expected))
+        }
     }
 }
 
@@ -252,28 +256,43 @@ impl Range {
 /// effect. Valori's filtered search returns `k` rows whenever `k` match
 /// under every `iterative_scan`, and an ivfflat index is the HNSW index
 /// (docs/pgvector.md).
-const PGVECTOR_SETTINGS: [(&str, Range, &str); 6] = [
-    (
-        "hnsw.iterative_scan",
-        Range::Choice(
-            &["off", "relaxed_order", "strict_order"],
-            "off, relaxed_order or strict_order",
-        ),
-        "off",
-    ),
-    (
-        "hnsw.max_scan_tuples",
-        Range::Integer(1, 2_147_483_647),
-        "20000",
-    ),
-    ("hnsw.scan_mem_multiplier", Range::Real(1.0, 1000.0), "1"),
-    ("ivfflat.probes", Range::Integer(1, 32_768), "1"),
-    (
-        "ivfflat.iterative_scan",
-        Range::Choice(&["off", "relaxed_order"], "off or relaxed_order"),
-        "off",
-    ),
-    ("ivfflat.max_probes", Range::Integer(1, 32_768), "32768"),
+const PGVECTOR_SETTINGS: [PgvectorSetting; 6] = [
+    PgvectorSetting {
+        name: "hnsw.iterative_scan",
+        range: Range::Choice(&["off", "relaxed_order", "strict_order"]),
+        expected: "off, relaxed_order or strict_order",
+        default: "off",
+    },
+    PgvectorSetting {
+        name: "hnsw.max_scan_tuples",
+        range: Range::Integer(1, 2_147_483_647),
+        expected: "an integer in 1..=2147483647",
+        default: "20000",
+    },
+    PgvectorSetting {
+        name: "hnsw.scan_mem_multiplier",
+        range: Range::Real(1.0, 1000.0),
+        expected: "a number in 1..=1000",
+        default: "1",
+    },
+    PgvectorSetting {
+        name: "ivfflat.probes",
+        range: Range::Integer(1, 32_768),
+        expected: "an integer in 1..=32768",
+        default: "1",
+    },
+    PgvectorSetting {
+        name: "ivfflat.iterative_scan",
+        range: Range::Choice(&["off", "relaxed_order"]),
+        expected: "off or relaxed_order",
+        default: "off",
+    },
+    PgvectorSetting {
+        name: "ivfflat.max_probes",
+        range: Range::Integer(1, 32_768),
+        expected: "an integer in 1..=32768",
+        default: "32768",
+    },
 ];
 
 fn invalid(name: &str, value: &str, expected: &'static str) -> SettingError {

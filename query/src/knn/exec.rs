@@ -16,13 +16,12 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::execution::TaskContext;
 use datafusion::execution::context::QueryPlanner;
-use datafusion::logical_expr::Operator;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{LogicalPlan, UserDefinedLogicalNode};
 use datafusion::physical_expr::utils::{collect_columns, reassign_expr_columns};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalSortExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::expressions::{BinaryExpr, Column, InListExpr, Literal};
+use datafusion::physical_plan::expressions::Column;
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::physical_plan::metrics::{
     BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
@@ -37,7 +36,6 @@ use valori_core::distance::Distance;
 use valori_core::event::RecordId;
 use valori_core::hnsw::SearchOptions;
 use valori_core::state::{Collection, FILTER_EXACT_RATIO};
-use valori_core::table::ScalarType;
 use valori_engine::Engine;
 
 use super::node::KnnNode;
@@ -73,11 +71,8 @@ pub enum Path {
     /// on a sample: a selective filter is evaluated on every row first,
     /// then the rows it keeps are scanned exactly (few) or walked in the
     /// graph (many); a broad one is applied to over-fetched candidates of
-    /// the graph. A filter with an equality or `IN` on a stored integer or
-    /// text column finds the rows holding those values by comparing
-    /// stored bytes, and is evaluated on those rows only. `EXPLAIN
-    /// ANALYZE` shows `filter_rows`, the rows a filter evaluated first
-    /// kept, and `equal_rows`, the rows the stored comparison found.
+    /// the graph. `EXPLAIN ANALYZE` shows `filter_rows`, the rows a filter
+    /// evaluated first kept.
     Filtered,
 }
 
@@ -101,121 +96,6 @@ struct ResidualFilter {
 }
 
 /// The live rows of the records a search returned, in its order.
-/// The conjuncts of `expr` joined by `AND` at its top.
-fn conjuncts<'a>(expr: &'a Arc<dyn PhysicalExpr>, out: &mut Vec<&'a Arc<dyn PhysicalExpr>>) {
-    if let Some(and) = expr.downcast_ref::<BinaryExpr>()
-        && *and.op() == Operator::And
-    {
-        conjuncts(and.left(), out);
-        conjuncts(and.right(), out);
-    } else {
-        out.push(expr);
-    }
-}
-
-/// The stored form of `value` in a column of type `ty`, when byte
-/// equality of stored forms is the column's `=`: integers (within the
-/// column's width) and unbounded text. `None` for anything else (the
-/// filter is then evaluated as it is written).
-fn stored_form(value: &ScalarValue, ty: ScalarType, type_mod: u32) -> Option<Vec<u8>> {
-    let integer = match value {
-        ScalarValue::Int8(Some(v)) => Some(i64::from(*v)),
-        ScalarValue::Int16(Some(v)) => Some(i64::from(*v)),
-        ScalarValue::Int32(Some(v)) => Some(i64::from(*v)),
-        ScalarValue::Int64(Some(v)) => Some(*v),
-        ScalarValue::UInt8(Some(v)) => Some(i64::from(*v)),
-        ScalarValue::UInt16(Some(v)) => Some(i64::from(*v)),
-        ScalarValue::UInt32(Some(v)) => Some(i64::from(*v)),
-        ScalarValue::UInt64(Some(v)) => i64::try_from(*v).ok(),
-        _ => None,
-    };
-    match (ty, integer, value) {
-        (ScalarType::Int16, Some(v), _) => Some(i16::try_from(v).ok()?.to_le_bytes().to_vec()),
-        (ScalarType::Int32, Some(v), _) => Some(i32::try_from(v).ok()?.to_le_bytes().to_vec()),
-        (ScalarType::Int64, Some(v), _) => Some(v.to_le_bytes().to_vec()),
-        (
-            ScalarType::Text,
-            None,
-            ScalarValue::Utf8(Some(t))
-            | ScalarValue::LargeUtf8(Some(t))
-            | ScalarValue::Utf8View(Some(t)),
-        ) if type_mod == 0 => Some(t.as_bytes().to_vec()),
-        _ => None,
-    }
-}
-
-/// The rows of `candidates` whose stored value of one column equals a
-/// value a top-level conjunct of `filter` requires (`column = literal`,
-/// `literal = column` or `column IN (literals)`), found by comparing the
-/// stored bytes; `None` when no conjunct is of that form on a column
-/// whose stored forms compare so ([`stored_form`]). Every row the filter
-/// keeps is among them.
-fn equality_rows(
-    collection: &Collection,
-    filter: &Arc<dyn PhysicalExpr>,
-    projection: &[usize],
-    candidates: &[u32],
-) -> Option<Vec<u32>> {
-    let table = collection.table()?;
-    let schema = table.schema();
-    let column_of = |expr: &Arc<dyn PhysicalExpr>| -> Option<(usize, ScalarType, u32)> {
-        let column = expr.downcast_ref::<Column>()?;
-        let declared = *projection.get(column.index())?;
-        let def = schema.columns.get(declared)?;
-        let ty = def.scalar()?;
-        let scalar = schema
-            .scalar_columns()
-            .position(|(i, _, _)| i == declared)?;
-        Some((scalar, ty, def.type_mod))
-    };
-    let literal = |expr: &Arc<dyn PhysicalExpr>| -> Option<ScalarValue> {
-        expr.downcast_ref::<Literal>()
-            .map(|l| l.value().clone())
-            .filter(|v| !v.is_null())
-    };
-    let mut all = Vec::new();
-    conjuncts(filter, &mut all);
-    let (scalar, wanted) = all.iter().find_map(|conjunct| {
-        if let Some(eq) = conjunct.downcast_ref::<BinaryExpr>()
-            && *eq.op() == Operator::Eq
-        {
-            let (column, value) = match (column_of(eq.left()), column_of(eq.right())) {
-                (Some(c), None) => (c, literal(eq.right())?),
-                (None, Some(c)) => (c, literal(eq.left())?),
-                _ => return None,
-            };
-            let (scalar, ty, type_mod) = column;
-            return Some((scalar, vec![stored_form(&value, ty, type_mod)?]));
-        }
-        let list = conjunct.downcast_ref::<InListExpr>()?;
-        if list.negated() {
-            return None;
-        }
-        let (scalar, ty, type_mod) = column_of(list.expr())?;
-        let mut wanted = Vec::with_capacity(list.list().len());
-        for item in list.list() {
-            // A NULL in the list matches no row.
-            match item.downcast_ref::<Literal>()?.value() {
-                v if v.is_null() => {}
-                v => wanted.push(stored_form(v, ty, type_mod)?),
-            }
-        }
-        Some((scalar, wanted))
-    })?;
-    let stored = table.columns().get(scalar)?;
-    Some(
-        candidates
-            .iter()
-            .copied()
-            .filter(|&row| {
-                stored
-                    .get(row as usize)
-                    .is_some_and(|v| wanted.iter().any(|w| w.as_slice() == v))
-            })
-            .collect(),
-    )
-}
-
 fn live_rows(collection: &Collection, hits: &[(Distance, RecordId)]) -> Result<Vec<usize>> {
     hits.iter()
         .map(|(_, id)| {
@@ -421,7 +301,6 @@ impl ValoriKnnExec {
         &self,
         candidates_metric: &Count,
         filter_rows_metric: &Count,
-        equal_rows_metric: &Count,
         resolved: &Resolved,
     ) -> Result<RecordBatch> {
         let k = self.search.k;
@@ -448,8 +327,7 @@ impl ValoriKnnExec {
             };
             let matching = usize::try_from(matching).unwrap_or(usize::MAX);
             if let Some(residual) = &self.residual
-                && let Some(allowed) =
-                    self.prefilter(collection, residual, &resolved.tags, equal_rows_metric)?
+                && let Some(allowed) = self.prefilter(collection, residual, &resolved.tags)?
             {
                 let options = SearchOptions {
                     ef: resolved.settings.effective_ef(k),
@@ -529,10 +407,8 @@ impl ValoriKnnExec {
         collection: &Collection,
         residual: &Arc<dyn PhysicalExpr>,
         tags: &TagSet,
-        equal_rows_metric: &Count,
     ) -> Result<Option<Vec<u32>>> {
-        let expr = residual;
-        let residual = &self.residual_filter(expr)?;
+        let residual = &self.residual_filter(residual)?;
         let deleted = collection.deleted();
         let row_tags = collection.tags();
         let candidates: Vec<u32> = (0..collection.rows())
@@ -545,19 +421,6 @@ impl ValoriKnnExec {
             })
             .map(|r| r as u32)
             .collect();
-        if let Some(narrowed) =
-            equality_rows(collection, expr, &self.search.projection, &candidates)
-        {
-            // An equality (or IN) on a stored column: the rows it keeps
-            // are found by comparing stored values, and the whole filter
-            // is evaluated on those rows only.
-            equal_rows_metric.add(narrowed.len());
-            let keep = self.evaluate_on(collection, residual, &narrowed)?;
-            if keep.len().saturating_mul(OVERFETCH_FACTOR) >= candidates.len() {
-                return Ok(None);
-            }
-            return Ok(Some(keep));
-        }
         if candidates.len() <= SELECTIVITY_SAMPLE_ROWS {
             // Small enough to evaluate whole at once.
             let keep = self.evaluate_on(collection, residual, &candidates)?;
@@ -749,8 +612,7 @@ impl ExecutionPlan for ValoriKnnExec {
         let timer = baseline.elapsed_compute().timer();
         let resolved = self.resolve(&context)?;
         let filter_rows = MetricBuilder::new(&self.metrics).counter("filter_rows", partition);
-        let equal_rows = MetricBuilder::new(&self.metrics).counter("equal_rows", partition);
-        let batch = self.answer(&candidates, &filter_rows, &equal_rows, &resolved)?;
+        let batch = self.answer(&candidates, &filter_rows, &resolved)?;
         timer.done();
         baseline.record_output(batch.num_rows());
         baseline.done();

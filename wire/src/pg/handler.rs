@@ -71,11 +71,40 @@ struct Connection {
     copy: Option<PendingCopy>,
     /// The names of the statements Parse has stored for this connection
     /// (at most [`limits::PG_NAMED_STATEMENTS_MAX`]).
-    statements: std::collections::BTreeSet<String>,
+    statements: Names,
     /// The names of the portals Bind has stored (at most
     /// [`limits::PG_NAMED_PORTALS_MAX`]); they last until the
     /// transaction ends.
-    portals: std::collections::BTreeSet<String>,
+    portals: Names,
+}
+
+/// Names a connection has given its statements or its portals in the
+/// portal store, which itself keeps no count.
+#[derive(Debug, Default)]
+struct Names(std::collections::BTreeSet<String>);
+
+impl Names {
+    /// Records `name`; a new one beyond `max` is refused (`what` says
+    /// what is counted and how to make room).
+    fn admit(&mut self, name: &str, max: u32, what: &str) -> Result<(), PgError> {
+        if !self.0.contains(name) && self.0.len() >= max as usize {
+            return Err(PgError::new(
+                SqlState::ProgramLimitExceeded,
+                format!("a connection holds at most {max} {what}"),
+            ));
+        }
+        self.0.insert(name.to_owned());
+        Ok(())
+    }
+
+    fn remove(&mut self, name: &str) -> bool {
+        self.0.remove(name)
+    }
+
+    /// Every name, leaving none.
+    fn take(&mut self) -> std::collections::BTreeSet<String> {
+        std::mem::take(&mut self.0)
+    }
 }
 
 /// A `COPY … FROM STDIN` receiving data.
@@ -173,7 +202,7 @@ where
     C: ClientPortalStore,
     C::PortalStore: PortalStore,
 {
-    for name in std::mem::take(&mut connection.statements) {
+    for name in connection.statements.take() {
         client.portal_store().rm_statement(&name);
     }
 }
@@ -188,7 +217,7 @@ where
     let connection = connection(client);
     let mut connection = lock(&connection);
     if connection.session.transaction.is_none() {
-        for name in std::mem::take(&mut connection.portals) {
+        for name in connection.portals.take() {
             client.portal_store().rm_portal(&name);
         }
     }
@@ -790,21 +819,11 @@ impl ExtendedQueryHandler for Handler {
         let statement_name = message.statement_name.as_deref().unwrap_or(DEFAULT_NAME);
         let portal_name = message.portal_name.as_deref().unwrap_or(DEFAULT_NAME);
         if portal_name != DEFAULT_NAME {
-            let connection = connection(client);
-            let mut connection = lock(&connection);
-            if !connection.portals.contains(portal_name)
-                && connection.portals.len() >= limits::PG_NAMED_PORTALS_MAX as usize
-            {
-                return Err(PgError::new(
-                    SqlState::ProgramLimitExceeded,
-                    format!(
-                        "a connection holds at most {} named portals (PG_NAMED_PORTALS_MAX); close some or end the transaction",
-                        limits::PG_NAMED_PORTALS_MAX
-                    ),
-                )
-                .into());
-            }
-            connection.portals.insert(portal_name.to_owned());
+            lock(&connection(client)).portals.admit(
+                portal_name,
+                limits::PG_NAMED_PORTALS_MAX,
+                "named portals (PG_NAMED_PORTALS_MAX); close some or end the transaction",
+            )?;
         }
         match client.portal_store().get_statement(statement_name) {
             Some(Entry::Value(statement)) => {
@@ -890,21 +909,11 @@ impl ExtendedQueryHandler for Handler {
                     PgError::from(e)
                 })?;
             if name != DEFAULT_NAME {
-                let connection = connection(client);
-                let mut connection = lock(&connection);
-                if !connection.statements.contains(&name)
-                    && connection.statements.len() >= limits::PG_NAMED_STATEMENTS_MAX as usize
-                {
-                    return Err(PgError::new(
-                        SqlState::ProgramLimitExceeded,
-                        format!(
-                            "a connection keeps at most {} named prepared statements (PG_NAMED_STATEMENTS_MAX); close or DEALLOCATE some",
-                            limits::PG_NAMED_STATEMENTS_MAX
-                        ),
-                    )
-                    .into());
-                }
-                connection.statements.insert(name.clone());
+                lock(&connection(client)).statements.admit(
+                    &name,
+                    limits::PG_NAMED_STATEMENTS_MAX,
+                    "named prepared statements (PG_NAMED_STATEMENTS_MAX); close or DEALLOCATE some",
+                )?;
             }
             client
                 .portal_store()
