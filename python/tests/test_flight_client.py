@@ -141,7 +141,7 @@ def _logged(proof: dict) -> dict:
     and each collection's hash are functions of the log alone, while the
     background builder may still be extending an index between two reads."""
     return {
-        **proof,
+        **{k: v for k, v in proof.items() if k != "index_hash"},
         "collections": [
             {k: v for k, v in c.items() if k != "index_hash"} for c in proof["collections"]
         ],
