@@ -26,7 +26,7 @@ use arrow_array::{
 use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 use valori_core::state::Collection;
-use valori_core::table::{ArrayElement, ColumnDef, ColumnType, ScalarType};
+use valori_core::table::{ArrayElement, ColumnDef, ColumnType, NULL_VECTOR_TAG, ScalarType};
 
 /// Column names, in schema order.
 pub const ID_COLUMN: &str = "id";
@@ -361,7 +361,11 @@ pub fn declared_array(
         for &row in rows {
             values.extend_from_slice(collection.vector(row));
         }
-        return vector_f32_array(&values, collection.config().dim);
+        let tags: Vec<u64> = match collection.tag_count(NULL_VECTOR_TAG) {
+            0 => Vec::new(),
+            _ => rows.iter().map(|&r| collection.tags()[r]).collect(),
+        };
+        return vector_f32_array(&values, &tags, collection.config().dim);
     };
     let scalar_index = table
         .schema()
@@ -376,27 +380,37 @@ pub fn declared_array(
 /// Values of declared column `column` as a write stores them, one per
 /// row, as an Arrow array of [`declared_field`]'s type: `scalars` in
 /// canonical form for a scalar column, `vectors` (Q16.16, `dim` per row)
-/// for the vector column.
+/// for the vector column, with the rows' record `tags` (a row tagged
+/// [`NULL_VECTOR_TAG`] is NULL; no tags: none is).
 pub fn declared_values(
     column: &ColumnDef,
     dim: u32,
     scalars: &[Option<&[u8]>],
     vectors: &[i32],
+    tags: &[u64],
 ) -> Result<ArrayRef, ArrowError> {
     match column.ty {
         ColumnType::Scalar(ty) => scalar_array(ty, scalars),
-        ColumnType::Vector { .. } => vector_f32_array(vectors, dim),
+        ColumnType::Vector { .. } => vector_f32_array(vectors, tags, dim),
     }
 }
 
-/// Q16.16 vectors of `dim` components as `FixedSizeList<Float32>`.
-fn vector_f32_array(values: &[i32], dim: u32) -> Result<ArrayRef, ArrowError> {
+/// The validity of a table's vector column for rows with record `tags`:
+/// `None` when every vector is present.
+pub fn vector_nulls(tags: &[u64]) -> Option<NullBuffer> {
+    tags.contains(&NULL_VECTOR_TAG)
+        .then(|| tags.iter().map(|&t| t != NULL_VECTOR_TAG).collect())
+}
+
+/// Q16.16 vectors of `dim` components as `FixedSizeList<Float32>`, NULL
+/// where `tags` says so ([`vector_nulls`]).
+fn vector_f32_array(values: &[i32], tags: &[u64], dim: u32) -> Result<ArrayRef, ArrowError> {
     let floats: Vec<f32> = values.iter().map(|&r| r as f32 / Q16_ONE).collect();
     Ok(Arc::new(FixedSizeListArray::try_new(
         item_field(DataType::Float32),
         list_size(dim)?,
         Arc::new(Float32Array::from(floats)),
-        None,
+        vector_nulls(tags),
     )?))
 }
 

@@ -23,14 +23,15 @@ use crate::q16::quantize;
 use crate::rng::SplitMix64;
 use crate::state::State;
 use crate::table::{
-    ArrayElement, ColumnDef, ColumnType, ColumnValues, ScalarType, TableSchema, column_flags,
+    ArrayElement, ColumnDef, ColumnType, ColumnValues, NULL_VECTOR_TAG, ScalarType, TableSchema,
+    column_flags,
 };
 
 /// Seed of the golden workload.
 pub const GOLDEN_SEED: u64 = 0x5641_4c4f_5249_2026;
 
 /// Version of the report format; bump when the workload changes.
-pub const GOLDEN_VERSION: u32 = 4;
+pub const GOLDEN_VERSION: u32 = 5;
 
 struct Spec {
     name: &'static str,
@@ -393,6 +394,49 @@ fn apply_table_workload(
         let event = rows(rng, 50, &mut next);
         emit(state, event);
     }
+    // Rows whose vector is NULL (tag 1, the zero vector): every other one
+    // of fourteen (they fill the last block of the graph with the rows
+    // replaced below); then, rejected, a NULL row whose vector is not
+    // zero.
+    let null_rows = |event: Event, every: usize| match event {
+        Event::InsertRows {
+            collection,
+            mut batch,
+            columns,
+        } => {
+            let d = dim as usize;
+            for i in (0..batch.len()).step_by(every) {
+                batch.tags[i] = NULL_VECTOR_TAG;
+                batch.vectors[i * d..(i + 1) * d].fill(0);
+            }
+            Event::InsertRows {
+                collection,
+                batch,
+                columns,
+            }
+        }
+        other => other,
+    };
+    let first_null = next;
+    let event = null_rows(rows(rng, 14, &mut next), 2);
+    emit(state, event);
+    let Event::InsertRows {
+        collection,
+        mut batch,
+        columns,
+    } = null_rows(rows(rng, 1, &mut next), 1)
+    else {
+        unreachable!("rows builds InsertRows")
+    };
+    batch.vectors[0] = 1;
+    emit(
+        state,
+        Event::InsertRows {
+            collection,
+            batch,
+            columns,
+        },
+    );
     // Rejected: a key that exists (the sequence restarted at 5).
     let mut again = 5;
     let event = rows(rng, 3, &mut again);
@@ -493,6 +537,10 @@ fn apply_table_workload(
     );
     // Rejected: row 1 was deleted, so there is nothing to replace.
     let mut at = 1;
+    let event = replace(rows(rng, 1, &mut at));
+    emit(state, event);
+    // A row without a vector gets one.
+    let mut at = first_null;
     let event = replace(rows(rng, 1, &mut at));
     emit(state, event);
 }

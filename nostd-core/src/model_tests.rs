@@ -166,7 +166,8 @@ impl Model {
                     c.rows.push(Row {
                         id: batch.ids[i].0,
                         deleted: false,
-                        tag: 0,
+                        // 0, or 1 for a NULL vector (format.md, "Tables").
+                        tag: batch.tags[i],
                         vector: batch.vector(i).to_vec(),
                         metadata: Vec::new(),
                         values,

@@ -24,6 +24,12 @@ use alloc::vec::Vec;
 
 use crate::limits;
 
+/// The tag of a table record whose vector column is NULL; its vector is
+/// all zeros. Every other table record carries tag 0. Searches of a table
+/// never return such records (as pgvector's indexes skip NULL vectors),
+/// and a NULL vector reads back as SQL NULL.
+pub const NULL_VECTOR_TAG: u64 = 1;
+
 /// The type of a scalar column. [`ScalarType::code`] is part of the event,
 /// snapshot and hash encodings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -932,7 +938,9 @@ pub enum RowError {
     Duplicate { column: String },
     #[error("record id {id} differs from the primary key {key} of its row")]
     KeyMismatch { id: u64, key: i64 },
-    #[error("a table record carries tag 0 and no metadata; its columns hold its values")]
+    #[error(
+        "a table record carries no metadata and tag 0, or tag 1 and the zero vector when its vector is NULL"
+    )]
     TagOrMetadata,
     #[error("column index {0} is not a scalar column of the table")]
     UnknownColumn(u16),

@@ -21,7 +21,8 @@ use datafusion::sql::sqlparser::ast::{self, ColumnOption, Expr, TableConstraint}
 use valori_core::event::{Batch, CollectionName, Event, RecordId};
 use valori_core::limits;
 use valori_core::table::{
-    ArrayElement, ColumnDef, ColumnType, ColumnValues, ScalarType, TableSchema, column_flags,
+    ArrayElement, ColumnDef, ColumnType, ColumnValues, NULL_VECTOR_TAG, ScalarType, TableSchema,
+    column_flags,
 };
 use valori_engine::Engine;
 
@@ -831,18 +832,24 @@ pub fn table_dim(schema: &TableSchema) -> u32 {
         .map_or(1, |c| schema.columns[c].type_mod)
 }
 
-/// A vector column's value: its Q16.16 components.
+/// A vector column's value: its Q16.16 components, `None` for NULL
+/// (refused in a `NOT NULL` column of `table`).
 pub(crate) fn vector_value(
     literal: &Literal,
     dim: u32,
-    column: &str,
-) -> Result<Vec<i32>, WriteError> {
+    column: &ColumnDef,
+    table: &str,
+) -> Result<Option<Vec<i32>>, WriteError> {
     if matches!(literal, Literal::Null) {
-        return Err(WriteError::NotNull(format!(
-            "null value in column {column:?}: every row needs its vector"
-        )));
+        if column.not_null() {
+            return Err(WriteError::NotNull(format!(
+                "null value in column {:?} of relation {table:?} violates not-null constraint",
+                column.name
+            )));
+        }
+        return Ok(None);
     }
-    vector_bytes(literal, dim, column)
+    vector_bytes(literal, dim, &column.name).map(Some)
 }
 
 fn vector_bytes(literal: &Literal, dim: u32, column: &str) -> Result<Vec<i32>, WriteError> {
@@ -994,24 +1001,20 @@ fn build_rows(
             }
             out.columns[scalar].push(bytes.as_deref());
         }
+        let mut tag = 0;
         for (column, def) in schema.columns.iter().enumerate() {
             if let ColumnType::Vector { .. } = def.ty {
-                vector = match given(column) {
-                    Some(Literal::Null) | None => None,
-                    Some(l) => Some(vector_bytes(l, dim, &def.name)?),
-                };
+                vector = vector_value(given(column).unwrap_or(&Literal::Null), dim, def, table)?;
                 if vector.is_none() {
-                    return Err(WriteError::NotNull(format!(
-                        "null value in column {:?} of relation {table:?}: every row needs its vector",
-                        def.name
-                    )));
+                    tag = NULL_VECTOR_TAG;
                 }
             }
         }
-        // A table without a vector column: the constant vector [0].
+        // A table without a vector column, or a NULL vector: the zero
+        // vector.
         let vector = vector.unwrap_or_else(|| vec![0; dim as usize]);
         out.batch
-            .push(RecordId(key_value.unwrap_or(0) as u64), &vector, 0, &[]);
+            .push(RecordId(key_value.unwrap_or(0) as u64), &vector, tag, &[]);
         out.keys.push(key_value);
     }
     Ok(out)
@@ -1244,8 +1247,9 @@ fn plan_insert(
         })
         .collect();
     let mut set_values: Vec<(usize, ColumnValues)> = Vec::new();
-    // The vector each updated row gets, when the vector is assigned.
-    let mut set_vectors: Option<Vec<i32>> = None;
+    // The vector each updated row gets, when the vector is assigned, and
+    // the record tag that goes with it.
+    let mut set_vectors: Option<Written> = None;
     // The assignments are checked also when no row conflicts.
     if let Some(sets) = update {
         for (column, value) in sets {
@@ -1256,17 +1260,20 @@ fn plan_insert(
                         "column {column:?} of relation {table:?} does not exist"
                     )));
                 }
-                let mut vectors = Vec::with_capacity(updates.len() * dim as usize);
+                let mut vectors = Written::default();
+                let def = &schema.columns[schema.vector_column().expect("invariant: named")];
                 match value {
                     SetValue::Value(literal) => {
-                        let v = vector_value(literal, dim, column)?;
+                        let v = vector_value(literal, dim, def, table)?;
                         for _ in &updates {
-                            vectors.extend_from_slice(&v);
+                            vectors.push_vector(v.as_deref(), dim as usize);
                         }
                     }
                     SetValue::Excluded(source) if source == column => {
                         for &(r, _) in &updates {
-                            vectors.extend_from_slice(built.batch.vector(r));
+                            let null = built.batch.tags[r] == NULL_VECTOR_TAG;
+                            let v = built.batch.vector(r);
+                            vectors.push_vector((!null).then_some(v), dim as usize);
                         }
                     }
                     SetValue::Excluded(source) => {
@@ -1362,7 +1369,8 @@ fn plan_insert(
                 let mut values = vec![ColumnValues::default(); scalars];
                 let d = dim as usize;
                 for (i, (&(_, row), id)) in updates.iter().zip(&ids).enumerate() {
-                    batch.push(*id, &vectors[i * d..(i + 1) * d], 0, &[]);
+                    let vector = &vectors.vectors[i * d..(i + 1) * d];
+                    batch.push(*id, vector, vectors.tags[i], &[]);
                     for (c, out) in values.iter_mut().enumerate() {
                         match set_values.iter().find(|(s, _)| *s == c) {
                             Some((_, set)) => out.push(set.get(i)),
@@ -1399,7 +1407,7 @@ fn plan_insert(
                     id
                 }
             };
-            batch.push(id, built.batch.vector(r), 0, &[]);
+            batch.push(id, built.batch.vector(r), built.batch.tags[r], &[]);
             for (c, values) in columns.iter_mut().enumerate() {
                 values.push(built.columns[c].get(r));
             }
@@ -1423,24 +1431,22 @@ fn plan_insert(
                     plan.written
                         .vectors
                         .extend_from_slice(built.batch.vector(r));
+                    plan.written.tags.push(built.batch.tags[r]);
                     for (c, values) in plan.written.columns.iter_mut().enumerate() {
                         values.push(built.columns[c].get(r));
                     }
                 }
                 Fate::Update(row) => {
                     let row = *row as usize;
-                    match &set_vectors {
-                        Some(vectors) => {
+                    let (vector, tag) = match &set_vectors {
+                        Some(set) => {
                             let d = dim as usize;
-                            plan.written
-                                .vectors
-                                .extend_from_slice(&vectors[u * d..(u + 1) * d]);
+                            (&set.vectors[u * d..(u + 1) * d], set.tags[u])
                         }
-                        None => plan
-                            .written
-                            .vectors
-                            .extend_from_slice(collection.vector(row)),
-                    }
+                        None => (collection.vector(row), collection.tags()[row]),
+                    };
+                    plan.written.vectors.extend_from_slice(vector);
+                    plan.written.tags.push(tag);
                     for (c, values) in plan.written.columns.iter_mut().enumerate() {
                         match set_values.iter().find(|(s, _)| *s == c) {
                             Some((_, set)) => values.push(set.get(u)),

@@ -147,7 +147,7 @@ pub(crate) fn returning_batch(
             None => Vec::new(),
         };
         arrays.push(
-            columnar::declared_values(def, dim, &values, &written.vectors)
+            columnar::declared_values(def, dim, &values, &written.vectors, &written.tags)
                 .map_err(|e| QueryError::from(DataFusionError::from(e)))?,
         );
     }

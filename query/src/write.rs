@@ -56,7 +56,7 @@ use valori_core::event::{
 use valori_core::limits;
 use valori_core::q16::quantize;
 use valori_core::state::ApplyError;
-use valori_core::table::{ScalarType, TableSchema};
+use valori_core::table::{NULL_VECTOR_TAG, ScalarType, TableSchema};
 use valori_engine::{Engine, EngineError};
 
 use crate::pgvector::is_vector_type;
@@ -462,10 +462,26 @@ pub struct WriteOutcome {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Written {
     pub rows: usize,
-    /// Each row's vector (Q16.16), one after the other.
+    /// Each row's vector (Q16.16), one after the other; zeros for a NULL
+    /// vector.
     pub vectors: Vec<i32>,
+    /// Each row's record tag: 0, or [`NULL_VECTOR_TAG`] for a NULL vector.
+    pub tags: Vec<u64>,
     /// Per scalar column of the table, one value per row.
     pub columns: Vec<valori_core::table::ColumnValues>,
+}
+
+impl Written {
+    /// Appends a row's vector: its components, or the zero vector under
+    /// [`NULL_VECTOR_TAG`] for NULL.
+    pub(crate) fn push_vector(&mut self, vector: Option<&[i32]>, dim: usize) {
+        match vector {
+            Some(v) => self.vectors.extend_from_slice(v),
+            None => self.vectors.resize(self.vectors.len() + dim, 0),
+        }
+        self.tags
+            .push(if vector.is_some() { 0 } else { NULL_VECTOR_TAG });
+    }
 }
 
 fn syntax(e: impl std::fmt::Display) -> WriteError {
@@ -2372,8 +2388,9 @@ fn delete_rows(
 }
 
 /// The assignments of an `UPDATE` of a declared table: values by scalar
-/// column index (`None` for NULL) and the new vector, if any.
-type Change<'a> = (&'a [(u16, Option<Vec<u8>>)], Option<&'a [i32]>);
+/// column index (`None` for NULL) and the new vector, if any (`Some(None)`
+/// for NULL).
+type Change<'a> = (&'a [(u16, Option<Vec<u8>>)], Option<Option<&'a [i32]>>);
 
 /// The rows of the live records `present` of a declared table, each with
 /// `change` applied: as an `UPDATE` leaves them, or as they are.
@@ -2394,6 +2411,7 @@ fn stored_rows(
     let mut out = Written {
         rows: present.len(),
         vectors: Vec::with_capacity(present.len() * c.dim()),
+        tags: Vec::with_capacity(present.len()),
         columns: vec![valori_core::table::ColumnValues::default(); t.columns().len()],
     };
     for id in present {
@@ -2401,8 +2419,13 @@ fn stored_rows(
             .row_of(RecordId(*id))
             .ok_or_else(|| WriteError::Conflict(format!("record {id} of {table}")))?
             as usize;
-        out.vectors
-            .extend_from_slice(vector.unwrap_or_else(|| c.vector(row)));
+        match vector {
+            None => {
+                out.vectors.extend_from_slice(c.vector(row));
+                out.tags.push(c.tags()[row]);
+            }
+            Some(cell) => out.push_vector(cell, c.dim()),
+        }
         for (scalar, values) in out.columns.iter_mut().enumerate() {
             match sets.iter().find(|(s, _)| usize::from(*s) == scalar) {
                 Some((_, bytes)) => values.push(bytes.as_deref()),
@@ -2481,6 +2504,14 @@ enum Target {
     Vector,
 }
 
+/// The vector column of a table an `UPDATE` assigns it in.
+fn vector_def(schema: &TableSchema) -> &valori_core::table::ColumnDef {
+    let v = schema
+        .vector_column()
+        .expect("invariant: the vector is assigned only in a table that has one");
+    &schema.columns[v]
+}
+
 /// The column `name` of `schema` that an `UPDATE` may assign.
 fn update_target(
     schema: &TableSchema,
@@ -2530,8 +2561,8 @@ fn assigned_bytes(
 }
 
 /// Per record, the computed values of an `UPDATE`, checked and converted
-/// for their columns.
-type ComputedRows = BTreeMap<u64, (Vec<Option<Vec<u8>>>, Option<Vec<i32>>)>;
+/// for their columns (the vector, if computed: `Some(None)` for NULL).
+type ComputedRows = BTreeMap<u64, (Vec<Option<Vec<u8>>>, Option<Option<Vec<i32>>>)>;
 
 fn update_declared(
     engine: &Engine,
@@ -2548,7 +2579,12 @@ fn update_declared(
     for (name, value) in sets {
         match update_target(schema, table, name)? {
             (Target::Vector, _) => {
-                vector = Some(crate::declared::vector_value(value, info.config.dim, name)?);
+                vector = Some(crate::declared::vector_value(
+                    value,
+                    info.config.dim,
+                    vector_def(schema),
+                    table,
+                )?);
             }
             (Target::Scalar(scalar, ty), not_null) => {
                 columns.push((scalar, assigned_bytes(value, ty, not_null, name, table)?));
@@ -2584,8 +2620,12 @@ fn update_declared(
                         bytes.push(assigned_bytes(value, *ty, *not_null, name, table)?);
                     }
                     Target::Vector => {
-                        row_vector =
-                            Some(crate::declared::vector_value(value, info.config.dim, name)?);
+                        row_vector = Some(crate::declared::vector_value(
+                            value,
+                            info.config.dim,
+                            vector_def(schema),
+                            table,
+                        )?);
                     }
                 }
             }
@@ -2622,7 +2662,8 @@ fn update_declared(
         // and, when the vector changes, the rows that replace them whole
         // (re-indexed), each keeping the values of the columns not
         // assigned.
-        let mut rows = stored_rows(state, info, present, Some((&columns, vector.as_deref())))?;
+        let assigned = vector.as_ref().map(|cell| cell.as_deref());
+        let mut rows = stored_rows(state, info, present, Some((&columns, assigned)))?;
         if computed {
             override_computed(&mut rows, present, &computed_scalars, &per_record, info)?;
         }
@@ -2644,7 +2685,12 @@ fn update_declared(
                 let mut batch = Batch::new(info.config.dim);
                 let dim = info.config.dim as usize;
                 for (i, id) in ids.iter().enumerate() {
-                    batch.push(*id, &rows.vectors[i * dim..(i + 1) * dim], 0, &[]);
+                    batch.push(
+                        *id,
+                        &rows.vectors[i * dim..(i + 1) * dim],
+                        rows.tags[i],
+                        &[],
+                    );
                 }
                 Event::ReplaceRows {
                     collection: info.name.clone(),
@@ -2691,7 +2737,7 @@ fn moved_rows(
         batch.push(
             RecordId(id as u64),
             &rows.vectors[i * dim..(i + 1) * dim],
-            0,
+            rows.tags[i],
             &[],
         );
     }
@@ -2728,8 +2774,13 @@ fn override_computed(
         rows.columns[usize::from(scalar)] = values;
     }
     for (i, id) in present.iter().enumerate() {
-        if let Some((_, Some(vector))) = per_record.get(id) {
-            rows.vectors[i * dim..(i + 1) * dim].copy_from_slice(vector);
+        if let Some((_, Some(cell))) = per_record.get(id) {
+            let vector = &mut rows.vectors[i * dim..(i + 1) * dim];
+            match cell {
+                Some(v) => vector.copy_from_slice(v),
+                None => vector.fill(0),
+            }
+            rows.tags[i] = if cell.is_some() { 0 } else { NULL_VECTOR_TAG };
         }
     }
     Ok(())

@@ -687,19 +687,13 @@ fn vectors_are_updated_and_reindexed() {
                 ]
             );
             assert_eq!(cells(&run(&q, nearest).await.unwrap()), ["2|1.0", "3|2.0"]);
-            // A NULL vector and a vector of the wrong dimension are
-            // refused, nothing written.
+            // A vector of the wrong dimension is refused, nothing written
+            // (NULL: `null_vectors_are_stored_and_never_searched`).
             let before = engine.proof().unwrap().hashes.state;
-            for (sql, expected) in [
-                (
-                    "UPDATE items SET embedding = NULL WHERE id = 1",
-                    "null value",
-                ),
-                (
-                    "UPDATE items SET embedding = '[1,2,3]' WHERE id = 1",
-                    "dimensions",
-                ),
-            ] {
+            for (sql, expected) in [(
+                "UPDATE items SET embedding = '[1,2,3]' WHERE id = 1",
+                "dimensions",
+            )] {
                 let err = run(&q, sql).await.unwrap_err().to_string();
                 assert!(err.contains(expected), "{sql}: {err}");
                 assert_eq!(engine.proof().unwrap().hashes.state, before, "{sql}");
@@ -2093,5 +2087,197 @@ fn create_index_gives_the_table_its_metric() {
             .unwrap(),
         );
         assert_eq!(got, want);
+    });
+}
+
+/// A vector column takes NULL unless declared NOT NULL, as in pgvector:
+/// such rows are stored, read back as NULL (and a distance to them is
+/// NULL), are never returned by a nearest-neighbour search (through the
+/// graph, exactly, or with a filter on another column), get and lose
+/// their vector by UPDATE and by an upsert, and the log rebuilds them.
+/// The expected neighbours are computed here from the vectors the test
+/// wrote.
+#[test]
+fn null_vectors_are_stored_and_never_searched() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(Arc::clone(&engine));
+    // Row i (1..=300): [i % 17, i % 13], NULL when i % 4 == 0.
+    let vector = |i: i64| [(i % 17) as f64, (i % 13) as f64];
+    let null = |i: i64| i % 4 == 0;
+    let nearest = |query: [f64; 2], k: usize, with: &dyn Fn(i64) -> bool| -> Vec<String> {
+        let mut d: Vec<(f64, i64)> = (1..=300)
+            .filter(|&i| with(i))
+            .map(|i| {
+                let v = vector(i);
+                ((v[0] - query[0]).powi(2) + (v[1] - query[1]).powi(2), i)
+            })
+            .collect();
+        d.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        d.into_iter().take(k).map(|(_, i)| i.to_string()).collect()
+    };
+    block_on(async {
+        run(
+            &q,
+            "CREATE TABLE items (id bigserial PRIMARY KEY, embedding vector(2), content text)",
+        )
+        .await
+        .unwrap();
+        let values: Vec<String> = (1..=300)
+            .map(|i| match null(i) {
+                true => format!("(NULL, 'row {i}')"),
+                false => {
+                    let v = vector(i);
+                    format!("('[{},{}]', 'row {i}')", v[0], v[1])
+                }
+            })
+            .collect();
+        run(
+            &q,
+            &format!(
+                "INSERT INTO items (embedding, content) VALUES {}",
+                values.join(", ")
+            ),
+        )
+        .await
+        .unwrap();
+        // A row inserted without the column has a NULL vector too.
+        let (_, returned) = run_with(
+            &q,
+            "INSERT INTO items (content) VALUES ('later') RETURNING id, embedding",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(cells(&returned), ["301|NULL"]);
+        let count = |sql: &'static str| {
+            let q = &q;
+            async move { cells(&run(q, sql).await.unwrap()) }
+        };
+        assert_eq!(
+            count("SELECT count(*) FROM items WHERE embedding IS NULL").await,
+            ["76"]
+        );
+        let rows = count(
+            "SELECT id, embedding, embedding <-> '[0,0]' FROM items WHERE id IN (4, 5) ORDER BY id",
+        )
+        .await;
+        assert_eq!(rows[0], "4|NULL|NULL");
+        let five: Vec<&str> = rows[1].split('|').collect();
+        assert_eq!(five[..2], ["5", "[5.0, 5.0]"]);
+        let d: f64 = five[2].parse().unwrap();
+        assert!((d - 50f64.sqrt()).abs() < 1e-9, "{d}");
+        // Exactly and through the graph (ef 300 reaches every row), the
+        // search returns only rows with a vector.
+        for (setting, query) in [("true", [0.0, 0.0]), ("false", [7.0, 3.0])] {
+            let sql = format!(
+                "SELECT id FROM items ORDER BY embedding <-> '[{},{}]' LIMIT 10",
+                query[0], query[1]
+            );
+            let mut session = Session::default();
+            for set in [
+                format!("SET valori.exact = {setting}"),
+                "SET hnsw.ef_search = 300".into(),
+            ] {
+                let p = q.prepare(&set).await.unwrap();
+                q.run(&p, Vec::new(), &mut session, Access::ReadWrite)
+                    .await
+                    .unwrap();
+            }
+            let p = q.prepare(&sql).await.unwrap();
+            let got = match q
+                .run(&p, Vec::new(), &mut session, Access::ReadOnly)
+                .await
+                .unwrap()
+            {
+                Outcome::Rows(rows) => cells(&rows.collect().await.unwrap().batches),
+                _ => panic!("expected rows"),
+            };
+            assert_eq!(got, nearest(query, 10, &|i| !null(i)), "exact = {setting}");
+        }
+        // A filter that keeps 6 rows, two of them NULL: 4 rows, not 6.
+        let rows = run(
+            &q,
+            "SELECT id FROM items WHERE id <= 6 ORDER BY embedding <-> '[0,0]' LIMIT 10",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            cells(&rows),
+            nearest([0.0, 0.0], 10, &|i| i <= 6 && !null(i))
+        );
+
+        // UPDATE gives row 4 a vector and takes row 1's away; an upsert
+        // takes row 2's away and gives row 8 one.
+        run(&q, "UPDATE items SET embedding = '[0,0]' WHERE id = 4")
+            .await
+            .unwrap();
+        run(&q, "UPDATE items SET embedding = NULL WHERE id = 1")
+            .await
+            .unwrap();
+        run(
+            &q,
+            "INSERT INTO items (id, embedding, content) VALUES (2, NULL, 'two'), (8, '[0,1]', 'eight') \
+             ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding",
+        )
+        .await
+        .unwrap();
+        let now_null = |i: i64| (null(i) && i != 4 && i != 8) || i == 1 || i == 2;
+        let rows = run(
+            &q,
+            "SELECT id FROM items WHERE id <= 12 ORDER BY embedding <-> '[0,0]' LIMIT 20",
+        )
+        .await
+        .unwrap();
+        let mut expected: Vec<(f64, i64)> = (1..=12)
+            .filter(|&i| !now_null(i))
+            .map(|i| {
+                let v = match i {
+                    4 => [0.0, 0.0],
+                    8 => [0.0, 1.0],
+                    _ => vector(i),
+                };
+                (v[0] * v[0] + v[1] * v[1], i)
+            })
+            .collect();
+        expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let expected: Vec<String> = expected.iter().map(|(_, i)| i.to_string()).collect();
+        assert_eq!(cells(&rows), expected);
+
+        // A NOT NULL vector column refuses NULL, by omission or by value.
+        run(
+            &q,
+            "CREATE TABLE strict (id int PRIMARY KEY, embedding vector(2) NOT NULL)",
+        )
+        .await
+        .unwrap();
+        run(&q, "INSERT INTO strict VALUES (2, '[1,1]')")
+            .await
+            .unwrap();
+        let before = state_hash(&engine);
+        for sql in [
+            "INSERT INTO strict (id) VALUES (1)",
+            "INSERT INTO strict VALUES (1, NULL)",
+            "UPDATE strict SET embedding = NULL WHERE id = 2",
+        ] {
+            let err = run(&q, sql).await.unwrap_err();
+            assert!(
+                err.to_string().contains("violates not-null constraint"),
+                "{err}"
+            );
+            assert_eq!(state_hash(&engine), before);
+        }
+    });
+    let before = state_hash(&engine);
+    drop(q);
+    drop(engine);
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    assert_eq!(state_hash(&engine), before);
+    let q = QueryEngine::new(engine);
+    block_on(async {
+        let rows = run(&q, "SELECT count(*) FROM items WHERE embedding IS NULL")
+            .await
+            .unwrap();
+        assert_eq!(cells(&rows), ["76"]);
     });
 }

@@ -83,9 +83,19 @@ pub struct View<'a> {
     /// The compact copy of the indexed rows, when graph walks may use it
     /// (see [`Compact`]); `None` walks with exact distances.
     pub compact: Option<&'a Compact>,
+    /// Rows with this tag take no part in the graph: a node without
+    /// links, never linked to, never the entry (a table's NULL vectors,
+    /// [`crate::table::NULL_VECTOR_TAG`]).
+    pub unlinked: Option<u64>,
 }
 
 impl View<'_> {
+    /// Whether `row` takes part in the graph (see [`View::unlinked`]).
+    #[inline]
+    pub fn linked(&self, row: u32) -> bool {
+        self.unlinked.is_none_or(|t| self.tags[row as usize] != t)
+    }
+
     #[inline]
     pub fn vector(&self, row: u32) -> &[i32] {
         self.vectors.row(row as usize)
@@ -330,6 +340,12 @@ impl Hnsw {
         let (seed, m) = (self.params.seed, self.params.m);
         let row = block_start + offset as u32;
         let level = level_of(ids[offset], seed, m);
+        if !view.linked(row) {
+            return NodePlan {
+                row,
+                chosen: vec![Vec::new(); usize::from(level) + 1],
+            };
+        }
         let query = view.vector(row);
         let layers = if self.entry.is_some() {
             search::with_scratch(|scratch| self.walk(view, query, level, ef, |_| true, scratch))
@@ -337,6 +353,7 @@ impl Hnsw {
             Vec::new()
         };
         let mut peers: Vec<(Distance, u32, u8)> = (0..offset)
+            .filter(|&p| view.linked(block_start + p as u32))
             .map(|p| {
                 (
                     view.distance(query, block_start + p as u32),
@@ -384,6 +401,9 @@ impl Hnsw {
             }
         }
         let old_entry = self.entry;
+        if !view.linked(row) {
+            return;
+        }
         if self.entry.is_none() || level > self.max_level {
             self.entry = Some(row);
             self.max_level = level;

@@ -28,7 +28,7 @@ use crate::hnsw::{
 pub const FILTER_EXACT_RATIO: u64 = 8;
 use crate::limits;
 use crate::rows::Rows;
-use crate::table::{AlterAction, RowCounts, RowError, SchemaError, Table};
+use crate::table::{AlterAction, NULL_VECTOR_TAG, RowCounts, RowError, SchemaError, Table};
 
 pub use graph::Graph;
 
@@ -416,6 +416,7 @@ impl Collection {
             tags: &self.tags,
             kernel: Kernel::new(self.config.dim as usize, self.max_abs, self.max_abs),
             compact: None,
+            unlinked: self.unlinked_tag(),
         };
         self.index
             .link_block(&view, &self.ids[start..start + plans.len()], plans);
@@ -493,7 +494,13 @@ impl Collection {
             tags: &self.tags,
             kernel: Kernel::new(self.dim(), self.max_abs, query_max_abs),
             compact: Some(&self.compact),
+            unlinked: self.unlinked_tag(),
         }
+    }
+
+    /// The tag of rows kept out of the graph: a table's NULL vectors.
+    fn unlinked_tag(&self) -> Option<u64> {
+        self.table.is_some().then_some(NULL_VECTOR_TAG)
     }
 
     /// The `k` nearest live rows to `query` by `(distance, id)`: through the
@@ -522,20 +529,22 @@ impl Collection {
             self.dim(),
             "invariant: callers check the query dimension"
         );
+        let Some(tag) = self.search_tag(opts.tag) else {
+            return Vec::new();
+        };
         if k == 0 {
             return Vec::new();
         }
         let live = self.live() as u64;
-        let matching = opts.tag.map_or(live, |t| self.tag_count(t));
+        let matching = tag.map_or(live, |t| self.tag_count(t));
         let exact = opts.exact
             || self.index.is_empty()
             || matching <= k as u64
             || matching.saturating_mul(FILTER_EXACT_RATIO) <= live;
         if exact {
-            return self.search_exact(query, k, opts.tag);
+            return self.scan_rows(query, k, tag, 0..self.rows());
         }
         let view = self.view(distance::max_abs(query));
-        let tag = opts.tag;
         let accept =
             |r: u32| !view.deleted[r as usize] && tag.is_none_or(|t| view.tags[r as usize] == t);
         let found = self
@@ -579,6 +588,10 @@ impl Collection {
         if k == 0 || allowed.is_empty() {
             return Vec::new();
         }
+        // A table's rows with a NULL vector are never candidates.
+        let null_vectors = self.search_tag(None) != Some(None);
+        let candidate =
+            |r: usize| !self.deleted[r] && !(null_vectors && self.tags[r] == NULL_VECTOR_TAG);
         let live = self.live() as u64;
         let matching = allowed.len() as u64;
         let exact = opts.exact
@@ -591,7 +604,7 @@ impl Collection {
         let mut scan = |rows: &[u32]| {
             for &row in rows {
                 let r = row as usize;
-                if r < self.rows() && !self.deleted[r] {
+                if r < self.rows() && candidate(r) {
                     top.offer((kernel.distance(metric, query, self.vector(r)), self.ids[r]));
                 }
             }
@@ -602,7 +615,7 @@ impl Collection {
         }
         let indexed = self.index.len() as u32;
         let view = self.view(distance::max_abs(query));
-        let accept = |r: u32| !view.deleted[r as usize] && allowed.binary_search(&r).is_ok();
+        let accept = |r: u32| candidate(r as usize) && allowed.binary_search(&r).is_ok();
         let found = crate::hnsw::with_scratch(|scratch| {
             self.index
                 .search(&view, query, opts.ef.max(k), scratch, accept)
@@ -805,6 +818,41 @@ impl Collection {
         Ok(())
     }
 
+    /// Checks the tags and metadata of records written to a table: no
+    /// metadata, and tag 0, or [`NULL_VECTOR_TAG`] with the zero vector
+    /// when the table's vector column takes NULL.
+    fn check_table_tags(&self, table: &Table, batch: &Batch) -> Result<(), ApplyError> {
+        if !batch.metadata_bytes.is_empty() {
+            return Err(self.row_error(RowError::TagOrMetadata));
+        }
+        let dim = batch.dim as usize;
+        for (i, &tag) in batch.tags.iter().enumerate() {
+            match tag {
+                0 => {}
+                NULL_VECTOR_TAG => {
+                    let schema = table.schema();
+                    let column = schema.vector_column().map(|v| &schema.columns[v]);
+                    let Some(column) = column else {
+                        return Err(self.row_error(RowError::TagOrMetadata));
+                    };
+                    if column.not_null() {
+                        return Err(self.row_error(RowError::Null {
+                            column: column.name.clone(),
+                        }));
+                    }
+                    if batch.vectors[i * dim..(i + 1) * dim]
+                        .iter()
+                        .any(|&x| x != 0)
+                    {
+                        return Err(self.row_error(RowError::TagOrMetadata));
+                    }
+                }
+                _ => return Err(self.row_error(RowError::TagOrMetadata)),
+            }
+        }
+        Ok(())
+    }
+
     fn check_batch(&self, batch: &Batch) -> Result<(), ApplyError> {
         if batch.is_empty() || batch.len() > limits::BATCH_RECORDS_MAX as usize {
             return Err(ApplyError::BadBatchSize);
@@ -910,10 +958,28 @@ impl Collection {
             self.dim(),
             "invariant: callers check the query dimension"
         );
+        let Some(tag) = self.search_tag(tag) else {
+            return Vec::new();
+        };
         if k == 0 {
             return Vec::new();
         }
         self.scan_rows(query, k, tag, 0..self.rows())
+    }
+
+    /// The tag filter a search of `tag` applies. A table's records with
+    /// a NULL vector (tag [`NULL_VECTOR_TAG`]) are never candidates: while
+    /// a table has any, a search without a tag keeps the rows of tag 0,
+    /// and a search for their tag finds nothing (`None`).
+    pub fn search_tag(&self, tag: Option<u64>) -> Option<Option<u64>> {
+        if self.table.is_none() {
+            return Some(tag);
+        }
+        match tag {
+            Some(NULL_VECTOR_TAG) => None,
+            None if self.tag_count(NULL_VECTOR_TAG) > 0 => Some(Some(0)),
+            tag => Some(tag),
+        }
     }
 
     /// Exact top-`k` over the live rows of `rows` matching `tag`. Rows
@@ -1232,9 +1298,7 @@ impl State {
                     c.check_batch(batch)?;
                     Vec::new()
                 };
-                if batch.tags.iter().any(|&t| t != 0) || !batch.metadata_bytes.is_empty() {
-                    return Err(c.row_error(RowError::TagOrMetadata));
-                }
+                c.check_table_tags(table, batch)?;
                 let ids: Vec<u64> = batch.ids.iter().map(|id| id.0).collect();
                 table
                     .check_replace(&replaced, &ids, columns)

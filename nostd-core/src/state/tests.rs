@@ -796,6 +796,192 @@ mod tables {
         assert_eq!(s.collection(&name("plain")).unwrap().indexed_rows(), 0);
     }
 
+    /// A table's NULL vectors: a record tagged `NULL_VECTOR_TAG` with the
+    /// zero vector, allowed only where the vector column takes NULL. No
+    /// search returns such a record, through the graph, exactly or among
+    /// given rows, and a search for its tag finds nothing; a replacement
+    /// that gives it a vector makes it a candidate again; replay gives
+    /// the same state hash.
+    #[test]
+    fn null_vectors_in_tables() {
+        use crate::hnsw::SearchOptions;
+        use crate::table::NULL_VECTOR_TAG;
+        // 300 rows (the graph covers whole blocks of 64); every third
+        // row's vector is NULL.
+        let n = 300i64;
+        let null = |id: i64| id % 3 == 0;
+        let vector = |id: i64| {
+            [
+                ((id * 37) % 101 - 50) as i32 * 256,
+                ((id * 11) % 23) as i32 * 256,
+            ]
+        };
+        let event = |ids: &[i64], replace: bool| {
+            let mut batch = Batch::new(2);
+            let mut cols = vec![ColumnValues::default(); 3];
+            for &id in ids {
+                let (v, tag) = match null(id) && !replace {
+                    true => ([0, 0], NULL_VECTOR_TAG),
+                    false => (vector(id), 0),
+                };
+                batch.push(RecordId(id as u64), &v, tag, &[]);
+                cols[0].push(Some(&id.to_le_bytes()));
+                let content = id.to_string();
+                cols[1].push(Some(content.as_bytes()));
+                cols[2].push(None);
+            }
+            let collection = name("items");
+            match replace {
+                false => Event::InsertRows {
+                    collection,
+                    batch,
+                    columns: cols,
+                },
+                true => Event::ReplaceRows {
+                    collection,
+                    batch,
+                    columns: cols,
+                },
+            }
+        };
+        let all: Vec<i64> = (1..=n).collect();
+        let mut log = vec![create_table(), event(&all, false)];
+        let mut s = State::new();
+        for e in &log {
+            s.apply(e).unwrap();
+        }
+        s.build_indexes(&crate::hnsw::Sequential);
+        let c = s.collection(&name("items")).unwrap();
+        assert_eq!(c.tag_count(NULL_VECTOR_TAG), 100);
+        assert_eq!(c.search_tag(None), Some(Some(0)));
+        assert_eq!(c.search_tag(Some(NULL_VECTOR_TAG)), None);
+        // The graph links every row with a vector and none without.
+        let reachable = c.index().reachable();
+        for (row, &r) in reachable.iter().enumerate() {
+            let has_vector = c.tags()[row] != NULL_VECTOR_TAG;
+            assert_eq!(r, has_vector, "row {row}");
+            if !has_vector {
+                assert!(c.index().links(row as u32, 0).is_empty());
+            }
+        }
+
+        // The exact answer, computed here: squared L2 over the rows that
+        // have a vector, ties by id.
+        let truth = |q: [i32; 2], k: usize, with: &dyn Fn(i64) -> bool| -> Vec<u64> {
+            let mut d: Vec<(i64, i64)> = all
+                .iter()
+                .filter(|&&id| with(id))
+                .map(|&id| {
+                    let v = vector(id);
+                    let (a, b) = (i64::from(v[0] - q[0]), i64::from(v[1] - q[1]));
+                    (a * a + b * b, id)
+                })
+                .collect();
+            d.sort_unstable();
+            d.into_iter().take(k).map(|(_, id)| id as u64).collect()
+        };
+        let ids = |hits: Vec<(Distance, RecordId)>| -> Vec<u64> {
+            hits.into_iter().map(|(_, id)| id.0).collect()
+        };
+        let allowed: Vec<u32> = (0..c.rows() as u32).collect();
+        for q in [[0, 0], [12_800, 2_560], [-12_800, 0]] {
+            let expected = truth(q, 10, &|id| !null(id));
+            let exact = SearchOptions {
+                ef: 64,
+                exact: true,
+                tag: None,
+            };
+            assert_eq!(ids(c.search(&q, 10, &exact)), expected);
+            assert_eq!(ids(c.search_exact(&q, 10, None)), expected);
+            assert_eq!(ids(c.search_among(&q, 10, &exact, &allowed)), expected);
+            // Through the graph (ef above the row count: every row with a
+            // vector is reached), never a NULL row.
+            let graph = SearchOptions {
+                ef: 400,
+                exact: false,
+                tag: None,
+            };
+            assert_eq!(ids(c.search(&q, 10, &graph)), expected);
+            assert_eq!(ids(c.search_among(&q, 10, &graph, &allowed)), expected);
+            // Asking for every row gives only the 200 with a vector.
+            assert_eq!(c.search(&q, 300, &exact).len(), 200);
+            for tag in [Some(NULL_VECTOR_TAG)] {
+                let by_tag = SearchOptions {
+                    ef: 64,
+                    exact: false,
+                    tag,
+                };
+                assert!(c.search(&q, 10, &by_tag).is_empty());
+                assert!(c.search_exact(&q, 10, tag).is_empty());
+            }
+        }
+
+        // Refused, state unchanged: a NULL record whose vector is not
+        // zero, another tag, and a NULL vector in a NOT NULL column.
+        let before = s.state_hash();
+        let bad = |s: &mut State, v: [i32; 2], tag: u64| {
+            let mut batch = Batch::new(2);
+            batch.push(RecordId(1000), &v, tag, &[]);
+            let mut cols = vec![ColumnValues::default(); 3];
+            cols[0].push(Some(&1000i64.to_le_bytes()));
+            cols[1].push(Some(b"x"));
+            cols[2].push(None);
+            let e = Event::InsertRows {
+                collection: name("items"),
+                batch,
+                columns: cols,
+            };
+            let err = s.apply(&e).unwrap_err();
+            assert_eq!(s.state_hash(), before, "{err}");
+            err
+        };
+        assert!(matches!(
+            bad(&mut s, [0, 1], NULL_VECTOR_TAG),
+            ApplyError::Row { .. }
+        ));
+        assert!(matches!(bad(&mut s, [1, 1], 2), ApplyError::Row { .. }));
+        let mut strict = State::new();
+        let mut not_null = schema();
+        not_null.columns[1].flags = column_flags::NOT_NULL;
+        strict
+            .apply(&Event::CreateTable {
+                name: name("items"),
+                config: CollectionConfig {
+                    dim: 2,
+                    metric: Metric::L2,
+                    index: IndexParams::default(),
+                },
+                schema: not_null,
+            })
+            .unwrap();
+        let err = strict.apply(&event(&[3], false)).unwrap_err();
+        assert!(err.to_string().contains("not-null"), "{err}");
+
+        // Giving the NULL rows their vectors makes them candidates.
+        let nulls: Vec<i64> = all.iter().copied().filter(|&id| null(id)).collect();
+        log.push(event(&nulls, true));
+        s.apply(log.last().unwrap()).unwrap();
+        s.build_indexes(&crate::hnsw::Sequential);
+        let c = s.collection(&name("items")).unwrap();
+        assert_eq!(c.tag_count(NULL_VECTOR_TAG), 0);
+        assert_eq!(c.search_tag(None), Some(None));
+        let exact = SearchOptions {
+            ef: 64,
+            exact: true,
+            tag: None,
+        };
+        assert_eq!(
+            ids(c.search(&[0, 0], 10, &exact)),
+            truth([0, 0], 10, &|_| true)
+        );
+
+        let mut replay = State::new();
+        for e in &log {
+            replay.apply(&Event::decode(&e.encode()).unwrap()).unwrap();
+        }
+        assert_eq!(replay.state_hash(), s.state_hash());
+    }
+
     /// `rows` as a `ReplaceRows` of the same rows.
     fn replacing(event: Event) -> Event {
         let Event::InsertRows {

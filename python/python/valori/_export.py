@@ -136,6 +136,8 @@ def _table_parts(table: Any, meta: Dict[str, str]) -> Dict[str, Any]:
     scalars = []
     key = None
     has_vector = False
+    # A row whose vector is NULL carries tag 1 (and the zero vector).
+    tags = np.zeros(table.num_rows, dtype="<u8")
     for field, fm in declared:
         try:
             code, type_mod, flags = (int(fm[k]) for k in ("valori.type", "valori.type_mod", "valori.flags"))
@@ -150,6 +152,8 @@ def _table_parts(table: Any, meta: Dict[str, str]) -> Dict[str, Any]:
             schema.append(b"\x00")
         if code in _VECTOR_CODES:
             has_vector = True
+            nulls = table.column(field.name).is_null().to_numpy(zero_copy_only=False)
+            tags = np.asarray(nulls, dtype="<u8")
             continue
         column = table.column(field.name)
         if code == 11:
@@ -206,6 +210,7 @@ def _table_parts(table: Any, meta: Dict[str, str]) -> Dict[str, Any]:
         rows.append(b"".join(parts))
     return {
         "ids": ids,
+        "tags": tags,
         "dim": dim,
         "vectors": vectors,
         "deleted_column": roles.get("deleted"),
@@ -261,11 +266,12 @@ def collection_hash(table: Any) -> str:
             )
         deleted = np.zeros(n, dtype=np.uint8)
     if tparts:
-        # A table's rows have tag 0 and no metadata, then their declared
-        # values; its descriptor follows the chunks.
+        # A table's rows have tag 0 (1 for a NULL vector) and no
+        # metadata, then their declared values; its descriptor follows the
+        # chunks.
         dim = tparts["dim"]
         ids = tparts["ids"]
-        tags = np.zeros(n, dtype="<u8")
+        tags = tparts["tags"]
         values = tparts["vectors"]
         metadata: List[Optional[bytes]] = [None] * n
         extra: List[bytes] = tparts["rows"]

@@ -113,6 +113,9 @@ fn live_rows(collection: &Collection, hits: &[(Distance, RecordId)]) -> Result<V
 /// test it applies (kept beside it so EXPLAIN tells the truth; a test
 /// checks the two agree through the results).
 fn engine_path(collection: &Collection, k: usize, tag: Option<u64>, exact: bool) -> Path {
+    let Some(tag) = collection.search_tag(tag) else {
+        return Path::Exact;
+    };
     let live = collection.live() as u64;
     let matching = tag.map_or(live, |t| collection.tag_count(t));
     if exact
@@ -411,9 +414,12 @@ impl ValoriKnnExec {
         let residual = &self.residual_filter(residual)?;
         let deleted = collection.deleted();
         let row_tags = collection.tags();
+        // `search_tag` of a row's own tag is `None` for a table's rows
+        // with a NULL vector: never candidates.
         let candidates: Vec<u32> = (0..collection.rows())
             .filter(|&r| {
                 !deleted[r]
+                    && collection.search_tag(Some(row_tags[r])).is_some()
                     && match tags {
                         TagSet::Any => true,
                         TagSet::Only(t) => t.binary_search(&row_tags[r]).is_ok(),

@@ -203,9 +203,11 @@ impl Snapshot {
             // Row numbers are u32 in the state (`Collection::row_of`).
             rows.push(row as u32);
             ids.push(c.ids()[row].0);
-            // A table's rows have tag 0 and no metadata (docs/format.md).
+            // A row's tag never changes (a table's rows have tag 0, or
+            // NULL_VECTOR_TAG for a NULL vector); a table's rows have no
+            // metadata (docs/format.md).
+            tags.push(c.tags()[row]);
             if declared.is_none() {
-                tags.push(c.tags()[row]);
                 metadata.extend_from_slice(c.metadata(row));
                 metadata_ends.push(metadata.len() as u64);
             }
@@ -301,6 +303,7 @@ impl Snapshot {
                 &t.scalars,
                 range,
                 vectors,
+                &self.tags,
                 &self.ids,
                 deleted,
             )?);

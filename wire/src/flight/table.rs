@@ -149,8 +149,10 @@ pub fn scalar_arrays(c: &Collection, rows: &[usize]) -> Result<Vec<Option<ArrayR
 
 /// One batch of a table's export: the scalar arrays sliced to `range`
 /// (positions among the exported rows), the vectors of those rows
-/// (`dim` raw components each, copied by the caller) in both views, and
-/// the ids and tombstones when the layout has them.
+/// (`dim` raw components each, copied by the caller) in both views (the
+/// declared column NULL where the row's tag says so; the exact one holds
+/// the stored zeros), and the ids and tombstones when the layout has
+/// them.
 #[allow(clippy::too_many_arguments)]
 pub fn batch(
     layout: &Layout,
@@ -159,6 +161,7 @@ pub fn batch(
     scalars: &[Option<ArrayRef>],
     range: std::ops::Range<usize>,
     vectors: Vec<i32>,
+    tags: &[u64],
     ids: &[u64],
     deleted: &[bool],
 ) -> Result<valori_query::datafusion::arrow::array::RecordBatch, ArrowError> {
@@ -167,7 +170,13 @@ pub fn batch(
     for (i, d) in declared.columns.iter().enumerate() {
         match &scalars[i] {
             Some(array) => out.push(array.slice(range.start, range.len())),
-            None => out.push(columns::declared_values(d, dim, &[], &vectors)?),
+            None => out.push(columns::declared_values(
+                d,
+                dim,
+                &[],
+                &vectors,
+                &tags[range.clone()],
+            )?),
         }
     }
     if layout.vector.is_some() {
