@@ -192,6 +192,12 @@ pub(crate) fn column_def(table: &str, column: &ast::ColumnDef) -> Result<ColumnD
             ColumnOption::NotNull => flags |= column_flags::NOT_NULL,
             ColumnOption::Null => {}
             ColumnOption::Default(expr) => default = Some(check_default(&name, expr)?),
+            ColumnOption::Generated {
+                generated_as,
+                sequence_options,
+                generation_expr,
+                ..
+            } => flags |= identity_flags(&name, generated_as, sequence_options, generation_expr)?,
             ColumnOption::PrimaryKey(_) => flags |= column_flags::PRIMARY_KEY,
             ColumnOption::Unique(_) => flags |= column_flags::UNIQUE,
             other => {
@@ -201,6 +207,20 @@ pub(crate) fn column_def(table: &str, column: &ast::ColumnDef) -> Result<ColumnD
             }
         }
     }
+    if flags & column_flags::IDENTITY != 0 {
+        if !matches!(ty, ColumnType::Scalar(t) if t.is_integer()) {
+            return Err(invalid(format!(
+                "identity column {name:?}: an identity column's type must be smallint, integer or bigint"
+            )));
+        }
+        if default.is_some() {
+            return Err(WriteError::Syntax(format!(
+                "both default and identity specified for column {name:?} of table {table:?}"
+            )));
+        }
+        // An identity column is NOT NULL, as in Postgres.
+        flags |= column_flags::NOT_NULL;
+    }
     Ok(ColumnDef {
         name,
         ty,
@@ -208,6 +228,47 @@ pub(crate) fn column_def(table: &str, column: &ast::ColumnDef) -> Result<ColumnD
         flags,
         default,
     })
+}
+
+/// The flags of `GENERATED { ALWAYS | BY DEFAULT } AS IDENTITY` on
+/// column `name`: values from the column's sequence, which starts at 1
+/// and counts by 1 (other sequence options, and generated columns
+/// computed from an expression, are refused).
+fn identity_flags(
+    name: &str,
+    generated_as: &ast::GeneratedAs,
+    options: &Option<Vec<ast::SequenceOptions>>,
+    expr: &Option<Expr>,
+) -> Result<u8, WriteError> {
+    if expr.is_some() || matches!(generated_as, ast::GeneratedAs::ExpStored) {
+        return Err(unsupported(format!(
+            "generated column {name:?}: columns computed from an expression are not supported"
+        )));
+    }
+    if options.as_ref().is_some_and(|o| !o.is_empty()) {
+        return Err(unsupported(format!(
+            "sequence options of identity column {name:?}: an identity starts at 1 and counts by 1"
+        )));
+    }
+    Ok(match generated_as {
+        ast::GeneratedAs::Always => column_flags::IDENTITY | column_flags::ALWAYS,
+        _ => column_flags::IDENTITY,
+    })
+}
+
+/// Refuses a value given for a `GENERATED ALWAYS AS IDENTITY` column
+/// (Postgres's SQLSTATE `428C9`): only its sequence gives its values.
+pub(crate) fn check_not_always(def: &ColumnDef, updated: bool) -> Result<(), WriteError> {
+    if def.identity() != "a" {
+        return Ok(());
+    }
+    let name = &def.name;
+    Err(WriteError::GeneratedAlways(match updated {
+        true => format!("column {name:?} can only be updated to DEFAULT"),
+        false => format!(
+            "cannot insert a non-DEFAULT value into column {name:?}: it is an identity column defined as GENERATED ALWAYS"
+        ),
+    }))
 }
 
 /// The value a `DEFAULT` (its SQL text) gives, computed once now, as
@@ -597,7 +658,7 @@ pub(crate) fn jsonb_text(value: &serde_json::Value) -> String {
 }
 
 /// The elements of a Postgres array literal `{a,"b c",NULL}`.
-fn array_text_elements(text: &str) -> Option<Vec<Option<String>>> {
+pub(crate) fn array_text_elements(text: &str) -> Option<Vec<Option<String>>> {
     let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?;
     let mut out = Vec::new();
     if inner.trim().is_empty() {
@@ -975,7 +1036,10 @@ fn build_rows(
         for (scalar, (column, def, ty)) in schema.scalar_columns().enumerate() {
             let computed;
             let literal = match given(column) {
-                Some(l) => l,
+                Some(l) => {
+                    check_not_always(def, false)?;
+                    l
+                }
                 None if def.is_serial() => {
                     sequences[scalar] += 1;
                     computed = Literal::Number(sequences[scalar].to_string());

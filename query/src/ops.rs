@@ -172,6 +172,7 @@ impl WriteError {
             | WriteError::InvalidValue(_)
             | WriteError::NotNull(_)
             | WriteError::Cardinality(_)
+            | WriteError::GeneratedAlways(_)
             | WriteError::InvalidReference(_)
             | WriteError::OutOfRange(_) => Fault::InvalidInput,
             WriteError::UndefinedTable(_) => Fault::NotFound,

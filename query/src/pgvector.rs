@@ -17,9 +17,9 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    ArrayElemTypeDef, BinaryOperator, DataType, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArgumentList, FunctionArguments, Ident, ObjectName, SelectItem, SetExpr, Statement,
-    Value, visit_expressions_mut,
+    Array, ArrayElemTypeDef, BinaryOperator, DataType, Expr, Function, FunctionArg,
+    FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName, SelectItem,
+    SetExpr, Statement, Value, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -49,6 +49,46 @@ fn is_real_array(element: &ArrayElemTypeDef) -> bool {
         }
         ArrayElemTypeDef::None => false,
     }
+}
+
+/// `'{3,1,2}'::integer[]` (Postgres's text form of an array, as a
+/// client that binds values on its side sends a list) becomes
+/// `CAST(ARRAY['3','1','2'] AS integer[])`, which the query engine casts
+/// element by element (it would read the whole text as one element).
+/// In queries (also the query of an `INSERT … SELECT`); the values of an
+/// `INSERT … VALUES` are converted by the column they go to. Text that
+/// is not an array literal is left for the cast to refuse.
+fn expand_array_literals(statement: &mut Statement) {
+    if !matches!(statement, Statement::Query(_)) {
+        return;
+    }
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::Cast {
+            expr: inner,
+            data_type: DataType::Array(_),
+            ..
+        } = expr
+        {
+            let mut text_of = inner.as_ref();
+            while let Expr::Nested(e) = text_of {
+                text_of = e;
+            }
+            if let Expr::Value(v) = text_of
+                && let Value::SingleQuotedString(text) = &v.value
+                && let Some(items) = crate::declared::array_text_elements(text)
+            {
+                let elem = items
+                    .into_iter()
+                    .map(|item| match item {
+                        Some(s) => Expr::value(Value::SingleQuotedString(s)),
+                        None => Expr::value(Value::Null),
+                    })
+                    .collect();
+                **inner = Expr::Array(Array { elem, named: true });
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
 }
 
 /// Whether `expr` is a cast to `vector` (possibly in parentheses).
@@ -176,6 +216,7 @@ pub fn rewrite_tree(statement: &mut Statement) {
     if let Statement::Query(query) = statement {
         convert_selected_casts(&mut query.body);
     }
+    expand_array_literals(statement);
     rewrite_json_casts(statement);
     if matches!(statement, Statement::Query(_)) {
         // `x::text`: DataFusion cannot cast a vector (a list) to text.

@@ -1451,11 +1451,11 @@ impl QueryEngine {
         {
             // `INSERT … SELECT`: the query runs first, on the same
             // parameters; its rows are the values inserted.
-            let query = select.take().expect("invariant: matched Some");
+            // Rewritten as any query is (array literals, vector casts).
+            let mut query = Statement::Query(select.take().expect("invariant: matched Some"));
+            crate::pgvector::rewrite_tree(&mut query);
             let text = query.to_string();
-            let sub = self
-                .prepare_statement(&text, prepared.shape, Statement::Query(query))
-                .await?;
+            let sub = self.prepare_statement(&text, prepared.shape, query).await?;
             let mut given = params.clone();
             given.truncate(sub.params.len());
             let Outcome::Rows(found) =

@@ -113,6 +113,9 @@ pub enum WriteError {
     /// against; nothing was written and the statement may be retried.
     #[error("{0}")]
     Conflict(String),
+    /// A value given for a `GENERATED ALWAYS AS IDENTITY` column.
+    #[error("{0}")]
+    GeneratedAlways(String),
     /// The engine refused the event or failed.
     #[error(transparent)]
     Engine(EngineError),
@@ -1620,10 +1623,31 @@ fn literal(expr: &Expr) -> Result<Literal, WriteError> {
                 ("bytea", Literal::Text(t)) => Ok(Literal::Bytes(bytea_text(&t)?)),
                 ("json" | "jsonb", Literal::Text(t)) => Ok(Literal::Json(t)),
                 (_, Literal::Param(n)) => Ok(Literal::Param(n)),
+                // An array as text (`'{1,2}'::int[]`) or as `ARRAY[…]`:
+                // its column reads it.
+                (t, v @ (Literal::Text(_) | Literal::Array(_))) if t.ends_with("[]") => Ok(v),
                 (
                     "bigint" | "int8" | "integer" | "int" | "int4" | "smallint" | "int2" | "real"
                     | "float4" | "double precision" | "float8" | "numeric" | "text" | "varchar",
                     v,
+                ) => Ok(v),
+                // Text in the form its column's type reads (a client that
+                // binds on its side labels each value with its type:
+                // psycopg's `'2024-03-01 12:00:00+00:00'::timestamptz`);
+                // the column checks it as any text for that type.
+                (
+                    "timestamptz"
+                    | "timestamp"
+                    | "timestamp with time zone"
+                    | "timestamp without time zone"
+                    | "date"
+                    | "uuid"
+                    | "bool"
+                    | "boolean"
+                    | "character varying"
+                    | "char"
+                    | "bpchar",
+                    v @ Literal::Text(_),
                 ) => Ok(v),
                 (_, _) => Err(unsupported(format!("cast to {type_name}"))),
             }
@@ -2531,6 +2555,7 @@ fn update_target(
     let Some(ty) = def.scalar() else {
         return Ok((Target::Vector, false));
     };
+    crate::declared::check_not_always(def, true)?;
     let scalar = schema
         .scalar_columns()
         .position(|(i, _, _)| i == index)

@@ -21,8 +21,8 @@ struct Listed {
     name: String,
     /// `BASE TABLE` or `VIEW`.
     kind: &'static str,
-    /// (name, type OID, nullable, default)
-    columns: Vec<(String, u32, bool, Option<String>)>,
+    /// (name, type OID, nullable, default, `attidentity`)
+    columns: Vec<(String, u32, bool, Option<String>, &'static str)>,
 }
 
 /// The user's tables, then the catalog's.
@@ -36,7 +36,7 @@ fn listed(snapshot: &Snapshot) -> Vec<Listed> {
             kind: "BASE TABLE",
             columns: attributes(r)
                 .into_iter()
-                .map(|a| (a.name, a.type_oid, !a.not_null, a.default))
+                .map(|a| (a.name, a.type_oid, !a.not_null, a.default, a.identity))
                 .collect(),
         })
         .collect();
@@ -52,7 +52,7 @@ fn listed(snapshot: &Snapshot) -> Vec<Listed> {
                 columns: spec
                     .columns
                     .iter()
-                    .map(|(name, col)| ((*name).to_owned(), col.type_oid(), true, None))
+                    .map(|(name, col)| ((*name).to_owned(), col.type_oid(), true, None, ""))
                     .collect(),
             }
         }));
@@ -263,7 +263,9 @@ pub static TABLES: &[Spec] = &[
             let mut rows = Vec::new();
             for l in listed(s) {
                 let base = l.kind == "BASE TABLE";
-                for (i, (name, type_oid, nullable, default)) in l.columns.into_iter().enumerate() {
+                for (i, (name, type_oid, nullable, default, identity)) in
+                    l.columns.into_iter().enumerate()
+                {
                     let d = describe(type_oid, &types);
                     let mut row: Row = vec![
                         ("table_catalog", t(DATABASE_NAME)),
@@ -278,13 +280,31 @@ pub static TABLES: &[Spec] = &[
                         ("udt_name", V::Text(d.udt_name)),
                         ("dtd_identifier", V::Text((i + 1).to_string())),
                         ("is_self_referencing", yes_no(false)),
-                        ("is_identity", yes_no(false)),
+                        ("is_identity", yes_no(!identity.is_empty())),
                         ("identity_cycle", yes_no(false)),
                         ("is_generated", t("NEVER")),
                         ("is_updatable", yes_no(base)),
                     ];
                     if let Some(default) = default {
                         row.push(("column_default", V::Text(default)));
+                    }
+                    if !identity.is_empty() {
+                        // A sequence from 1 by 1 up to the type's maximum.
+                        let max = match type_oid {
+                            21 => i64::from(i16::MAX),
+                            23 => i64::from(i32::MAX),
+                            _ => i64::MAX,
+                        };
+                        let generation = if identity == "a" {
+                            "ALWAYS"
+                        } else {
+                            "BY DEFAULT"
+                        };
+                        row.push(("identity_generation", t(generation)));
+                        row.push(("identity_start", t("1")));
+                        row.push(("identity_increment", t("1")));
+                        row.push(("identity_maximum", V::Text(max.to_string())));
+                        row.push(("identity_minimum", t("1")));
                     }
                     if let Some((precision, radix, scale)) = d.numeric {
                         row.push(("numeric_precision", V::Int4(precision)));

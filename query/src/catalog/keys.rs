@@ -245,6 +245,10 @@ fn float_text(x: f64, single: bool) -> String {
 /// its type (`3`, `'-1'::integer`, `'x'::text`, `true`). `None` when the
 /// column has no default (a `DEFAULT NULL` is none, as in Postgres).
 pub fn default_text(table: &str, def: &ColumnDef, type_oid: u32) -> Option<String> {
+    // An identity column has no DEFAULT; its sequence is its own.
+    if !def.identity().is_empty() {
+        return None;
+    }
     if def.is_serial() {
         return Some(format!(
             "nextval({}::regclass)",

@@ -36,6 +36,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::execution::context::SessionContext;
+use valori_core::table::ColumnDef;
 use valori_engine::Engine;
 
 use crate::provider::{self, ScanError};
@@ -203,6 +204,8 @@ pub struct Attribute {
     pub not_null: bool,
     /// The column's `DEFAULT` as Postgres prints it ([`keys::default_text`]).
     pub default: Option<String>,
+    /// `pg_attribute.attidentity`: `"d"`, `"a"` or `""`.
+    pub identity: &'static str,
 }
 
 /// A relation's OID: a hash of its name, so that it stays the same while
@@ -249,10 +252,16 @@ pub fn attributes(relation: &Relation) -> Vec<Attribute> {
                 type_oid,
                 typmod: match f.data_type() {
                     DataType::FixedSizeList(_, n) if type_oid == VECTOR_OID => *n,
-                    _ => -1,
+                    // `varchar(n)` / `char(n)`: n plus Postgres's 4-byte
+                    // header, as `atttypmod` holds it.
+                    _ => def
+                        .filter(|d| d.type_mod > 0 && d.scalar().is_some())
+                        .and_then(|d| i32::try_from(d.type_mod).ok())
+                        .map_or(-1, |n| n.saturating_add(4)),
                 },
                 not_null: !f.is_nullable(),
                 default: def.and_then(|d| keys::default_text(&relation.name, d, type_oid)),
+                identity: def.map_or("", ColumnDef::identity),
             }
         })
         .collect()
@@ -455,7 +464,11 @@ pub fn format_type(oid: u32, typmod: Option<i32>) -> Option<String> {
         return Some("vector[]".into());
     }
     if let Some(t) = BUILTIN_TYPES.iter().find(|t| t.oid == oid) {
-        return Some(t.sql_name.to_owned());
+        // `varchar(n)` and `char(n)` (1043, 1042): typmod is n + 4.
+        return Some(match typmod {
+            Some(m) if m > 4 && matches!(oid, 1042 | 1043) => format!("{}({})", t.sql_name, m - 4),
+            _ => t.sql_name.to_owned(),
+        });
     }
     BUILTIN_TYPES
         .iter()

@@ -426,6 +426,7 @@ pub static TABLES: &[Spec] = &[
                         ("attstorage", t(if fixed { "p" } else { "x" })),
                         ("attnotnull", V::Bool(a.not_null)),
                         ("atthasdef", V::Bool(a.default.is_some())),
+                        ("attidentity", t(a.identity)),
                         ("attislocal", V::Bool(true)),
                     ]);
                 }
