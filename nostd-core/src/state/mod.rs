@@ -591,7 +591,7 @@ impl Collection {
         // A table's rows with a NULL vector are never candidates.
         let null_vectors = self.search_tag(None) != Some(None);
         let candidate =
-            |r: usize| !self.deleted[r] && !(null_vectors && self.tags[r] == NULL_VECTOR_TAG);
+            |r: usize| !(self.deleted[r] || (null_vectors && self.tags[r] == NULL_VECTOR_TAG));
         let live = self.live() as u64;
         let matching = allowed.len() as u64;
         let exact = opts.exact
