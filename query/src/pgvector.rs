@@ -337,7 +337,7 @@ fn rewrite_json_casts(statement: &mut Statement) {
 }
 
 /// A select item that is a cast to vector (`SELECT '[1,2,3]'::vector`,
-/// or `::vector(n)`, which also checks the dimension)
+/// or `::vector(n)`, which also checks the dimension; `halfvec` alike)
 /// becomes `vector(x)`: the value is read and checked as a vector, and
 /// answered as one, rather than the text returned unread. Casts elsewhere
 /// are dropped below: the function or operator that takes the value reads
@@ -359,7 +359,7 @@ fn convert_selected_casts(body: &mut SetExpr) {
                     data_type,
                     ..
                 } = inner
-                    && is_vector_type(data_type)
+                    && is_vector_cast_type(data_type)
                     && let DataType::Custom(_, modifiers) = data_type
                 {
                     use crate::vector_functions::VectorFunction;

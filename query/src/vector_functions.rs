@@ -283,6 +283,12 @@ impl ScalarUDFImpl for VectorUdf {
                 let mut builder = ListBuilder::with_capacity(rows);
                 for r in 0..rows {
                     let row = match function {
+                        // A vector has at least one component.
+                        VectorFunction::Cast | VectorFunction::CastDims
+                            if vectors[0].row(r).is_some_and(<[i32]>::is_empty) =>
+                        {
+                            Some(Err(VectorInputError::Empty { function: "vector" }.into()))
+                        }
                         VectorFunction::Cast => vectors[0]
                             .row(r)
                             .map(|v| Ok(v.iter().map(|&raw| raw_f32(i64::from(raw))).collect())),

@@ -488,6 +488,27 @@ fn a_selected_vector_cast_reads_the_vector() {
         // In a distance, the cast is read by the function as before.
         let got = rows(&q, "SELECT l2('[3,4]'::vector, '[0,0]'::vector)").await;
         assert_eq!(got, ["5.0"]);
+        // `halfvec` is read as a vector too (stored as Q16.16 alike), and
+        // an array with no element, a NULL or NaN is no vector.
+        let got = rows(
+            &q,
+            "SELECT '{1,2,3}'::real[]::halfvec, ARRAY[1,2]::halfvec(2)",
+        )
+        .await;
+        assert_eq!(got, ["[1.0, 2.0, 3.0]|[1.0, 2.0]"]);
+        for (bad, expected) in [
+            ("'{}'::real[]::vector", "at least 1 dimension"),
+            ("'{}'::real[]::halfvec", "at least 1 dimension"),
+            (
+                "'{1,2,3}'::real[]::halfvec(2)",
+                "expected 2 dimensions, not 3",
+            ),
+            ("'{NULL}'::real[]::halfvec", "NULL"),
+            ("'{NaN}'::real[]::halfvec", "NaN"),
+        ] {
+            let e = error(&q, &format!("SELECT {bad}")).await;
+            assert!(e.contains(expected), "{bad}: {e}");
+        }
     });
 }
 
