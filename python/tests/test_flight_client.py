@@ -269,12 +269,12 @@ ITEMS = (
 
 
 def test_declared_table_exports_verify(remote: Valori) -> None:
-    """A table with declared columns exports over Flight with its declared
-    columns, reads back as SQL over REST answers it, and its export (with
-    deleted rows) hashes, by the encoding written out in Python, to the
-    collection hash the state proof reports; a changed value, tombstone or
-    sequence is refused; a plain export of a table with deleted rows says
-    to keep them."""
+    """A table with declared columns (one row without a vector) exports
+    over Flight with its declared columns, reads back as SQL over REST
+    answers it, and its export (with deleted rows) hashes, by the encoding
+    written out in Python, to the collection hash the state proof reports;
+    a changed value, tombstone or sequence is refused; a plain export of a
+    table with deleted rows says to keep them."""
     remote.sql(ITEMS)
     remote.sql(
         "INSERT INTO items (embedding, content, category_id, small, price, ratio, amount, active, day, "
@@ -288,6 +288,8 @@ def test_declared_table_exports_verify(remote: Valori) -> None:
         "'1970-01-01 00:00:00+00', '[]', '\"s\"', '', '{}', '{}', '00000000-0000-0000-0000-000000000001', '')"
     )
     remote.sql("INSERT INTO items (embedding, content) VALUES ('[2,2,2]', 'fourth')")
+    # A row without a vector (NULL: tag 1 and the zero vector in the hash).
+    remote.sql("INSERT INTO items (content) VALUES ('fifth, no embedding yet')")
     remote.sql("DELETE FROM items WHERE id = 2")
     remote.sql("UPDATE items SET content = 'third, edited', labels = '{a}' WHERE id = 3")
 
@@ -305,13 +307,17 @@ def test_declared_table_exports_verify(remote: Valori) -> None:
     assert types["at"] == pa.timestamp("us", tz="UTC") and types["day"] == pa.date32()
     assert types["embedding"] == pa.list_(pa.field("item", pa.float32(), nullable=False), 3)
     assert types["embedding_q16"] == pa.list_(pa.field("item", pa.int32(), nullable=False), 3)
-    assert table.column("deleted").to_pylist() == [False, True, False, False]
+    assert table.column("deleted").to_pylist() == [False, True, False, False, False]
     # An UPDATE that changes only scalar columns rewrites the row in place.
     import pyarrow.compute as pc
 
     live = table.filter(pc.invert(table.column("deleted")))
-    assert live.column("content").to_pylist() == ["first", "third, edited", "fourth"]
-    assert live.column("category_id").to_pylist() == [3, 9, 7]
+    assert live.column("content").to_pylist() == [
+        "first", "third, edited", "fourth", "fifth, no embedding yet"
+    ]
+    assert live.column("category_id").to_pylist() == [3, 9, 7, 7]
+    assert live.column("embedding").to_pylist()[3] is None
+    assert live.column("embedding_q16").to_pylist()[3] == [0, 0, 0]
     # Q16.16 checked against round(x * 65536) computed here.
     assert live.column("embedding_q16").to_pylist()[0] == [round(x * 65536) for x in (0.5, -1, 2)]
 
