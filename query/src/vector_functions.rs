@@ -654,9 +654,63 @@ impl ScalarUDFImpl for TextCastUdf {
 }
 
 /// Plans `+`, `-`, `*` and `||` with a vector operand as the vector
-/// functions (see the [module documentation](self)).
+/// functions (see the [module documentation](self)), and a comparison of
+/// a vector with a text literal (`embedding = '[1,2,3]'`) as a comparison
+/// with that vector.
 #[derive(Debug, Default)]
 pub struct VectorOperatorPlanner;
+
+/// The comparison `op` stands for, if it is one.
+fn comparison(op: &BinaryOperator) -> Option<datafusion::logical_expr::Operator> {
+    use datafusion::logical_expr::Operator;
+    Some(match op {
+        BinaryOperator::Eq => Operator::Eq,
+        BinaryOperator::NotEq => Operator::NotEq,
+        BinaryOperator::Lt => Operator::Lt,
+        BinaryOperator::LtEq => Operator::LtEq,
+        BinaryOperator::Gt => Operator::Gt,
+        BinaryOperator::GtEq => Operator::GtEq,
+        _ => return None,
+    })
+}
+
+/// The text literal `text` as a vector of type `vector_type` (the other
+/// side of a comparison): its components rounded to Q16.16 as a stored
+/// vector's are, so that a vector equals the text it was written from.
+fn vector_literal(text: &str, vector_type: &DataType) -> Result<ScalarValue> {
+    let floats = crate::write::parse_vector_text(text)
+        .map_err(|e| datafusion::common::DataFusionError::Plan(e.to_string()))?;
+    let raw = valori_core::q16::quantize_vector(&floats)
+        .map_err(|e| datafusion::common::DataFusionError::Plan(format!("vector {text:?}: {e}")))?;
+    let values = Arc::new(Float32Array::from_iter_values(
+        raw.iter().map(|&r| raw_f32(i64::from(r))),
+    ));
+    match vector_type {
+        DataType::FixedSizeList(item, n) => {
+            if i64::from(*n) != raw.len() as i64 {
+                return plan_err!("different vector dimensions {n} and {}", raw.len());
+            }
+            let values = cast(&(values as ArrayRef), item.data_type())?;
+            let list = datafusion::arrow::array::FixedSizeListArray::try_new(
+                Arc::clone(item),
+                *n,
+                values,
+                None,
+            )?;
+            Ok(ScalarValue::FixedSizeList(Arc::new(list)))
+        }
+        _ => {
+            let list = ListArray::try_new(
+                Arc::new(Field::new_list_field(DataType::Float32, true)),
+                OffsetBuffer::from_lengths([raw.len()]),
+                values,
+                None,
+            )?;
+            let list = cast(&(Arc::new(list) as ArrayRef), vector_type)?;
+            ScalarValue::try_from_array(&list, 0)
+        }
+    }
+}
 
 impl ExprPlanner for VectorOperatorPlanner {
     fn plan_binary_op(
@@ -664,13 +718,38 @@ impl ExprPlanner for VectorOperatorPlanner {
         expr: RawBinaryExpr,
         schema: &DFSchema,
     ) -> Result<PlannerResult<RawBinaryExpr>> {
-        let Some(function) = VectorFunction::of_operator(&expr.op) else {
-            return Ok(PlannerResult::Original(expr));
-        };
         let is_vector = |e: &Expr| {
             e.get_type(schema)
                 .map(|t| is_vector_value(&t))
                 .unwrap_or(false)
+        };
+        if let Some(op) = comparison(&expr.op) {
+            let text = |e: &Expr| match e {
+                Expr::Literal(
+                    ScalarValue::Utf8(Some(t))
+                    | ScalarValue::Utf8View(Some(t))
+                    | ScalarValue::LargeUtf8(Some(t)),
+                    _,
+                ) => Some(t.clone()),
+                _ => None,
+            };
+            let (vector, literal, vector_left) = match (text(&expr.left), text(&expr.right)) {
+                (None, Some(t)) if is_vector(&expr.left) => (&expr.left, t, true),
+                (Some(t), None) if is_vector(&expr.right) => (&expr.right, t, false),
+                _ => return Ok(PlannerResult::Original(expr)),
+            };
+            let literal = Expr::Literal(vector_literal(&literal, &vector.get_type(schema)?)?, None);
+            let vector = vector.clone();
+            let (left, right) = match vector_left {
+                true => (vector, literal),
+                false => (literal, vector),
+            };
+            return Ok(PlannerResult::Planned(Expr::BinaryExpr(
+                datafusion::logical_expr::BinaryExpr::new(Box::new(left), op, Box::new(right)),
+            )));
+        }
+        let Some(function) = VectorFunction::of_operator(&expr.op) else {
+            return Ok(PlannerResult::Original(expr));
         };
         if !is_vector(&expr.left) && !is_vector(&expr.right) {
             return Ok(PlannerResult::Original(expr));

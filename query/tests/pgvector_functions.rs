@@ -558,3 +558,64 @@ fn casts_to_text() {
         );
     });
 }
+
+/// A vector compared with a text literal, as pgvector's btree operators
+/// compare: `=` and `<>` component by component (the literal rounded to
+/// Q16.16 as a stored vector is, so a vector equals the text it was
+/// written from), `<` / `>` in order of the components; a NULL vector
+/// compares to nothing; a literal of another dimension is an error; a
+/// text column compared with the same text is still text.
+#[test]
+fn vectors_compare_with_text_literals() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(engine);
+    block_on(async {
+        rows(
+            &q,
+            "CREATE TABLE t (id int PRIMARY KEY, val vector(3), note text)",
+        )
+        .await;
+        rows(
+            &q,
+            "INSERT INTO t VALUES (1, '[1,2,3]', '[1,2,3]'), (2, '[0,0,0]', 'x'), (3, NULL, NULL), \
+             (4, '[1,2,4]', 'y'), (5, '[1.23456,0,0]', 'z')",
+        )
+        .await;
+        let ids = |sql: &'static str| {
+            let q = &q;
+            async move { rows(q, sql).await }
+        };
+        assert_eq!(
+            ids("SELECT id FROM t WHERE val = '[1,2,3]' ORDER BY id").await,
+            ["1"]
+        );
+        assert_eq!(
+            ids("SELECT id FROM t WHERE '[1,2,3]' = val ORDER BY id").await,
+            ["1"]
+        );
+        assert_eq!(
+            ids("SELECT id FROM t WHERE val <> '[1,2,3]' ORDER BY id").await,
+            ["2", "4", "5"]
+        );
+        // [0,0,0] < [1,2,3] < [1,2,4] and [1.23456,0,0] > [1,2,4] by the
+        // first component.
+        assert_eq!(
+            ids("SELECT id FROM t WHERE val < '[1,2,4]' ORDER BY id").await,
+            ["1", "2"]
+        );
+        assert_eq!(
+            ids("SELECT id FROM t WHERE val > '[1,2,4]' ORDER BY id").await,
+            ["5"]
+        );
+        assert_eq!(
+            ids("SELECT id FROM t WHERE val = '[1.23456,0,0]'::vector ORDER BY id").await,
+            ["5"]
+        );
+        assert_eq!(ids("SELECT id FROM t WHERE note = '[1,2,3]'").await, ["1"]);
+        let e = error(&q, "SELECT id FROM t WHERE val = '[1,2]'").await;
+        assert!(e.contains("different vector dimensions 3 and 2"), "{e}");
+        let e = error(&q, "SELECT id FROM t WHERE val = 'hello'").await;
+        assert!(e.contains("is not a vector"), "{e}");
+    });
+}
