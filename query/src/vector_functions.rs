@@ -678,17 +678,33 @@ fn comparison(op: &BinaryOperator) -> Option<datafusion::logical_expr::Operator>
 /// side of a comparison): its components rounded to Q16.16 as a stored
 /// vector's are, so that a vector equals the text it was written from.
 fn vector_literal(text: &str, vector_type: &DataType) -> Result<ScalarValue> {
-    let floats = crate::write::parse_vector_text(text)
-        .map_err(|e| datafusion::common::DataFusionError::Plan(e.to_string()))?;
-    let raw = valori_core::q16::quantize_vector(&floats)
-        .map_err(|e| datafusion::common::DataFusionError::Plan(format!("vector {text:?}: {e}")))?;
+    const FUNCTION: &str = "vector comparison";
+    let floats =
+        crate::write::parse_vector_text(text).map_err(|_| VectorInputError::Malformed {
+            function: FUNCTION,
+            argument: Argument::Second,
+            text: text.to_owned(),
+        })?;
+    let raw =
+        valori_core::q16::quantize_vector(&floats).map_err(|e| VectorInputError::Component {
+            function: FUNCTION,
+            argument: Argument::Second,
+            component: e.component,
+            value: e.value.to_string(),
+            error: crate::functions::ComponentError::Quantize(e.kind),
+        })?;
     let values = Arc::new(Float32Array::from_iter_values(
         raw.iter().map(|&r| raw_f32(i64::from(r))),
     ));
     match vector_type {
         DataType::FixedSizeList(item, n) => {
             if i64::from(*n) != raw.len() as i64 {
-                return plan_err!("different vector dimensions {n} and {}", raw.len());
+                return Err(VectorInputError::DimensionMismatch {
+                    function: FUNCTION,
+                    left: u64::try_from(*n).unwrap_or(0),
+                    right: raw.len() as u64,
+                }
+                .into());
             }
             let values = cast(&(values as ArrayRef), item.data_type())?;
             let list = datafusion::arrow::array::FixedSizeListArray::try_new(

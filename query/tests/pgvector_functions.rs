@@ -617,5 +617,7 @@ fn vectors_compare_with_text_literals() {
         assert!(e.contains("different vector dimensions 3 and 2"), "{e}");
         let e = error(&q, "SELECT id FROM t WHERE val = 'hello'").await;
         assert!(e.contains("is not a vector"), "{e}");
+        let e = error(&q, "SELECT id FROM t WHERE val = '[NaN,1,2]'").await;
+        assert!(e.contains("NaN"), "{e}");
     });
 }
