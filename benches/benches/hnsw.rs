@@ -19,7 +19,25 @@
 //!   scans the matching rows instead of walking the graph when they are at
 //!   most 1/`FILTER_EXACT_RATIO` of the live rows; for those filters the
 //!   graph walk is measured as well (`filtered_graph_forced`), at the
-//!   smallest ef whose unfiltered recall@10 reaches 0.95.
+//!   smallest ef whose unfiltered recall@10 reaches 0.95;
+//! - memory (`memory`): the resident set of the process (`VmRSS`) before the
+//!   base is read, after the build, and after the inputs (the floats, their
+//!   Q16.16 copy and the insert events) are dropped, so that only the
+//!   state is left; next to it the bytes of the collection's parts
+//!   computed from their lengths (vectors, compact copy, graph, per-row
+//!   columns, hashes). Meaningful as "memory of one index" only with
+//!   `--no-hash-check`, where a single build runs in the process;
+//! - many queries at once (`multicore`): the query set, repeated
+//!   `--mc-repeat` times, searched by `Collection::search` in parallel on a
+//!   rayon pool of each thread count of `--mc-threads` (as Python's
+//!   `search_many` does), at the smallest swept ef whose recall@10 reaches
+//!   0.95.
+//!
+//! `--data-dir` reads the data sets from another folder than the shared
+//! one (`benches/hnsw_compare.py` writes its size-sweep sets there);
+//! `--no-hash-check` builds only with `--threads` (large sets: the 1- and
+//! 2-thread determinism check doubles the build time); `--no-exact` skips
+//! the exact-search recall.
 //!
 //! Output: one JSON object per measurement on stdout, a summary on stderr.
 //!
@@ -28,13 +46,17 @@
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
 
 use valori_benches::{Matrix, data_dir, read_fvecs, read_ivecs};
 use valori_core::Metric;
 use valori_core::distance::max_abs;
 use valori_core::event::{Batch, CollectionConfig, CollectionName, Event, IndexParams, RecordId};
-use valori_core::hnsw::{BLOCK_ROWS, SearchOptions, SearchScratch};
+use valori_core::hash::{CHUNK_ROWS, Hash32};
+use valori_core::hnsw::{BLOCK_ROWS, INDEX_CHUNK_NODES, SearchOptions, SearchScratch};
 use valori_core::q16::quantize_vector;
 use valori_core::state::{Collection, FILTER_EXACT_RATIO, State};
 use valori_engine::index::RayonPlanner;
@@ -106,6 +128,16 @@ struct Args {
     rounds: usize,
     /// Skip the filtered sweep (for quick runs).
     filtered: bool,
+    /// Build with 1 and 2 threads as well and compare the index hashes.
+    hash_check: bool,
+    /// Measure the recall of exact search.
+    exact: bool,
+    /// Thread counts of the many-queries-at-once measurement.
+    mc_threads: Vec<usize>,
+    /// How many times the query set is repeated in that measurement.
+    mc_repeat: usize,
+    /// Where the data sets are, instead of `data_dir()`.
+    data_dir: Option<PathBuf>,
 }
 
 fn parse_list<T: std::str::FromStr>(s: &str) -> Result<Vec<T>, String> {
@@ -131,6 +163,11 @@ fn parse_args() -> Result<Args, String> {
         efs: vec![10, 16, 24, 32, 48, 64, 96, 128, 192, 256],
         rounds: 3,
         filtered: true,
+        hash_check: true,
+        exact: true,
+        mc_threads: vec![1, 2],
+        mc_repeat: 5,
+        data_dir: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -138,9 +175,20 @@ fn parse_args() -> Result<Args, String> {
         if flag == "--bench" {
             continue;
         }
-        if flag == "--no-filtered" {
-            args.filtered = false;
-            continue;
+        match flag.as_str() {
+            "--no-filtered" => {
+                args.filtered = false;
+                continue;
+            }
+            "--no-hash-check" => {
+                args.hash_check = false;
+                continue;
+            }
+            "--no-exact" => {
+                args.exact = false;
+                continue;
+            }
+            _ => {}
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let bad = |_| format!("bad value {value:?} for {flag}");
@@ -151,11 +199,19 @@ fn parse_args() -> Result<Args, String> {
             "--threads" => args.threads = value.parse().map_err(bad)?,
             "--ef" => args.efs = parse_list(&value)?,
             "--rounds" => args.rounds = value.parse().map_err(bad)?,
+            "--mc-threads" => args.mc_threads = parse_list(&value)?,
+            "--mc-repeat" => args.mc_repeat = value.parse().map_err(bad)?,
+            "--data-dir" => args.data_dir = Some(PathBuf::from(&value)),
             _ => return Err(format!("unknown argument {flag}")),
         }
     }
-    if args.threads == 0 || args.rounds == 0 || args.efs.is_empty() {
-        return Err("threads, rounds and the ef list must be non-zero".into());
+    if args.threads == 0
+        || args.rounds == 0
+        || args.efs.is_empty()
+        || args.mc_repeat == 0
+        || args.mc_threads.contains(&0)
+    {
+        return Err("threads, rounds, mc-repeat and the ef list must be non-zero".into());
     }
     Ok(args)
 }
@@ -239,8 +295,17 @@ fn build(
         config,
     })?;
     let start = Instant::now();
-    for e in events {
+    for (i, e) in events.iter().enumerate() {
         state.apply_with(e, &planner)?;
+        // A large build takes minutes: say that it is alive.
+        if (i + 1) % 10 == 0 && i + 1 < events.len() {
+            eprintln!(
+                "  {} of {} rows inserted, {:.0} s",
+                (i + 1) * BATCH_ROWS,
+                events.len() * BATCH_ROWS,
+                start.elapsed().as_secs_f64()
+            );
+        }
     }
     Ok((state, start.elapsed()))
 }
@@ -266,8 +331,83 @@ fn ids(hits: &[(valori_core::Distance, RecordId)]) -> Vec<u64> {
     hits.iter().map(|(_, id)| id.0).collect()
 }
 
+/// Resident memory of this process in bytes (`VmRSS` of
+/// `/proc/self/status`), or 0 where that file does not exist.
+fn rss_bytes() -> u64 {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return 0;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Bytes of the parts of a collection, computed from their lengths (the
+/// state does not report its own size): what the RSS growth is made of.
+/// Capacity beyond the lengths, the id → row map and allocator overhead
+/// are not counted; they are in the difference to the RSS.
+struct Parts {
+    /// Q16.16 vectors, 4 bytes per component.
+    vectors: u64,
+    /// The 16-bit copy the walks read, rows padded to whole SIMD lanes.
+    compact: u64,
+    /// Layer-0 slots (2·M per node, full or not), their lengths, levels,
+    /// layer-0 in-degrees, and the upper layers' lists.
+    graph: u64,
+    /// Ids, tags, tombstones, metadata offsets and the per-tag row lists.
+    columns: u64,
+    /// Cached chunk hashes of the rows and of the graph.
+    hashes: u64,
+}
+
+fn parts(c: &Collection) -> Parts {
+    let n = c.rows() as u64;
+    let indexed = c.indexed_rows() as u64;
+    let view = c.view(0);
+    let compact = view.compact.map_or(0, |k| {
+        if k.is_empty() {
+            0
+        } else {
+            k.len() as u64 * k.row(0).len() as u64 * 2
+        }
+    });
+    let g = c.index().parts();
+    let vec_header = size_of::<Vec<u32>>() as u64;
+    // One map entry per node above layer 0: its key and a list per layer.
+    let upper: u64 = g
+        .upper
+        .values()
+        .map(|layers| {
+            4 + vec_header
+                + layers
+                    .iter()
+                    .map(|l| vec_header + 4 * l.len() as u64)
+                    .sum::<u64>()
+        })
+        .sum();
+    let graph = g.levels.len() as u64
+        + 2 * g.len0.len() as u64
+        + 4 * g.links0.len() as u64
+        + 4 * indexed
+        + upper;
+    let hash = size_of::<Option<Hash32>>() as u64;
+    Parts {
+        vectors: n * c.dim() as u64 * 4,
+        compact,
+        graph,
+        // ids (8), tags (8), tombstone (1), metadata start (8) and length
+        // (4), one entry in one tag's row list (4).
+        columns: n * (8 + 8 + 1 + 8 + 4 + 4),
+        hashes: (n.div_ceil(CHUNK_ROWS as u64) + indexed.div_ceil(INDEX_CHUNK_NODES as u64)) * hash,
+    }
+}
+
 fn run(args: &Args, dataset: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let dir = data_dir().join(dataset);
+    let dir = args.data_dir.clone().unwrap_or_else(data_dir).join(dataset);
+    let rss_start = rss_bytes();
     let base = read_fvecs(&dir.join("base.fvecs"))?;
     let queries: Matrix<f32> = read_fvecs(&dir.join("query.fvecs"))?;
     let gt = read_ivecs(&dir.join("groundtruth.ivecs"))?;
@@ -302,7 +442,11 @@ fn run(args: &Args, dataset: &str) -> Result<(), Box<dyn std::error::Error>> {
 
     // Thread counts to build with: 1 and 2 for the determinism check, and
     // T; the T-thread build is the one timed against the peers and searched.
-    let mut thread_counts = vec![1, 2, args.threads];
+    let mut thread_counts = if args.hash_check {
+        vec![1, 2, args.threads]
+    } else {
+        vec![args.threads]
+    };
     thread_counts.sort_unstable();
     thread_counts.dedup();
     let mut hashes = Vec::new();
@@ -349,7 +493,10 @@ fn run(args: &Args, dataset: &str) -> Result<(), Box<dyn std::error::Error>> {
     for (t, h) in &hashes {
         check = check.str(&format!("hash_t{t}"), &h.to_string());
     }
-    check.bool("equal", all_equal).emit();
+    check
+        .bool("equal", all_equal)
+        .bool("checked", args.hash_check)
+        .emit();
     assert!(
         all_equal,
         "{dataset}: index hashes differ between thread counts: {hashes:?}"
@@ -359,29 +506,69 @@ fn run(args: &Args, dataset: &str) -> Result<(), Box<dyn std::error::Error>> {
         .collection(&name)
         .expect("invariant: the collection was created");
 
-    // Exact search: how much Q16.16 rounding alone costs against the float
-    // ground truth (the ceiling of the graph's recall).
-    let exact = SearchOptions {
-        ef: K,
-        exact: true,
-        tag: None,
-    };
-    let (t_exact, found) = best_of(1, || {
-        (0..nq)
-            .map(|i| ids(&c.search(query(i), K, &exact)))
-            .collect::<Vec<_>>()
-    });
-    let r_exact = recall(&found, &truth);
+    // Memory: drop every input so that only the state is left.
+    let rss_built = rss_bytes();
+    let rows = base.rows;
+    drop(events);
+    drop(q16);
+    drop(base);
+    let rss_index = rss_bytes();
+    let p = parts(c);
+    let sum = p.vectors + p.compact + p.graph + p.columns + p.hashes;
+    let per = |b: u64| b as f64 / rows as f64;
     eprintln!(
-        "{dataset}: exact search recall@10 {r_exact:.4}, {:.0} queries/s",
-        nq as f64 / t_exact.as_secs_f64()
+        "{dataset}: RSS {:.1} MiB before loading, {:.1} MiB built, {:.1} MiB with inputs dropped: \
+         {:.1} bytes/vector (parts {:.1}: vectors {:.1}, compact {:.1}, graph {:.1}, columns {:.1}, hashes {:.2})",
+        rss_start as f64 / 1048576.0,
+        rss_built as f64 / 1048576.0,
+        rss_index as f64 / 1048576.0,
+        per(rss_index.saturating_sub(rss_start)),
+        per(sum),
+        per(p.vectors),
+        per(p.compact),
+        per(p.graph),
+        per(p.columns),
+        per(p.hashes),
     );
-    Json::new("exact", dataset)
-        .num("recall", r_exact)
-        .num("qps", nq as f64 / t_exact.as_secs_f64())
+    Json::new("memory", dataset)
+        .int("rows", rows as u64)
+        .bool("single_build", !args.hash_check)
+        .int("rss_start", rss_start)
+        .int("rss_built", rss_built)
+        .int("rss_index", rss_index)
+        .int("vectors", p.vectors)
+        .int("compact", p.compact)
+        .int("graph", p.graph)
+        .int("columns", p.columns)
+        .int("hashes", p.hashes)
         .emit();
 
+    // Exact search: how much Q16.16 rounding alone costs against the float
+    // ground truth (the ceiling of the graph's recall).
+    if args.exact {
+        let exact = SearchOptions {
+            ef: K,
+            exact: true,
+            tag: None,
+        };
+        let (t_exact, found) = best_of(1, || {
+            (0..nq)
+                .map(|i| ids(&c.search(query(i), K, &exact)))
+                .collect::<Vec<_>>()
+        });
+        let r_exact = recall(&found, &truth);
+        eprintln!(
+            "{dataset}: exact search recall@10 {r_exact:.4}, {:.0} queries/s",
+            nq as f64 / t_exact.as_secs_f64()
+        );
+        Json::new("exact", dataset)
+            .num("recall", r_exact)
+            .num("qps", nq as f64 / t_exact.as_secs_f64())
+            .emit();
+    }
+
     let mut unfiltered_latency = Vec::new();
+    let mut unfiltered_recall = Vec::new();
     let mut ef_target = None;
     for &ef in &args.efs {
         let opts = SearchOptions {
@@ -402,6 +589,7 @@ fn run(args: &Args, dataset: &str) -> Result<(), Box<dyn std::error::Error>> {
         let qps = nq as f64 / t.as_secs_f64();
         let latency_us = t.as_secs_f64() / nq as f64 * 1e6;
         unfiltered_latency.push(latency_us);
+        unfiltered_recall.push(r);
         eprintln!("{dataset}: ef={ef:4} recall@10 {r:.4}  {qps:9.0} q/s");
         Json::new("search", dataset)
             .int("ef", ef as u64)
@@ -409,6 +597,43 @@ fn run(args: &Args, dataset: &str) -> Result<(), Box<dyn std::error::Error>> {
             .num("qps", qps)
             .num("mean_latency_us", latency_us)
             .int("short_results", short as u64)
+            .emit();
+    }
+
+    // Many queries at once on a pool of each thread count, at the smallest
+    // swept ef that reaches recall@10 0.95 (or the largest ef).
+    let ef_mc = ef_target.unwrap_or(args.efs[args.efs.len() - 1]);
+    let r_mc = unfiltered_recall[args.efs.iter().position(|&e| e == ef_mc).unwrap_or(0)];
+    let opts = SearchOptions {
+        ef: ef_mc,
+        exact: false,
+        tag: None,
+    };
+    let total = nq * args.mc_repeat;
+    for &t in &args.mc_threads {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build()?;
+        let (took, found) = best_of(args.rounds, || {
+            pool.install(|| {
+                (0..total)
+                    .into_par_iter()
+                    .map(|j| ids(&c.search(query(j % nq), K, &opts)))
+                    .collect::<Vec<_>>()
+            })
+        });
+        // The answers do not depend on the thread count.
+        let r = recall(&found[..nq], &truth);
+        assert!(
+            (r - r_mc).abs() < 1e-12,
+            "{dataset}: recall on {t} threads {r} differs from one thread {r_mc}"
+        );
+        let qps = total as f64 / took.as_secs_f64();
+        eprintln!("{dataset}: {total} queries at once, ef={ef_mc}, {t} thread(s): {qps:9.0} q/s");
+        Json::new("multicore", dataset)
+            .int("threads", t as u64)
+            .int("ef", ef_mc as u64)
+            .int("queries", total as u64)
+            .num("recall", r)
+            .num("qps", qps)
             .emit();
     }
 
@@ -554,7 +779,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args().map_err(|e| {
         format!(
             "{e}\nusage: hnsw [--dataset a,b] [--m 16] [--ef-construction 200] [--threads T] \
-             [--ef 10,16,..] [--rounds 3] [--no-filtered]"
+             [--ef 10,16,..] [--rounds 3] [--no-filtered] [--no-hash-check] [--no-exact] \
+             [--mc-threads 1,2] [--mc-repeat 5] [--data-dir DIR]"
         )
     })?;
     for dataset in &args.datasets {

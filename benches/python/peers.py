@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""HNSW peers of Valori's index on one data set: hnswlib and faiss-cpu.
+"""HNSW peers of Valori's index on one data set: hnswlib, faiss-cpu, usearch.
 
 For a folder of ../shared/data (TEXMEX base.fvecs, query.fvecs,
 groundtruth.ivecs) each peer builds an HNSW index with the given M and
@@ -8,10 +8,25 @@ searches single-threaded for every ef of `--ef`: recall@10 against the first
 10 ids of groundtruth.ivecs and queries per second.
 
 `qps` is one query per call in a loop (`knn_query(q[i:i+1])`,
-`index.search(q[i:i+1])`), the same shape as Valori's per-query API, so it
-includes the Python call overhead of each peer (measured on its own in
-`call_overhead_us`). `qps_batch` passes all queries in one call, still on
-one thread, and is reported for information.
+`index.search(q[i:i+1])`, usearch `index.search(q[i], threads=1)`), the
+same shape as Valori's per-query API, so it includes the Python call
+overhead of each peer (measured on its own in `call_overhead_us`).
+`qps_batch` passes all queries in one call, still on one thread, and is
+reported for information.
+
+Memory (`rss_*`): the resident set of this process (`VmRSS`) before the
+base is read, after the build, and after the base array is freed (the
+peers copy the vectors into their index), so that `rss_index - rss_start`
+is what the index itself holds resident. Only the first peer of a process
+starts from a fresh process (`fresh_process`); the driver runs one peer
+per process. `index_bytes` is the index's own figure where it has one
+(usearch `memory_usage`; for faiss the sum of its arrays: vectors,
+neighbour lists, offsets, levels; hnswlib reports none).
+
+Many queries at once (`multicore`): the query set repeated `--mc-repeat`
+times, in one batch call on each thread count of `--mc-threads`
+(hnswlib `num_threads=`, faiss `omp_set_num_threads`, usearch `threads=`),
+at the smallest swept ef whose recall@10 reaches 0.95.
 
 Prints one JSON object to stdout; progress goes to stderr.
 
@@ -20,6 +35,7 @@ Prints one JSON object to stdout; progress goes to stderr.
 """
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -37,6 +53,17 @@ HNSWLIB_SEED = 100
 
 def log(*args):
     print(*args, file=sys.stderr, flush=True)
+
+
+def rss_bytes():
+    """Resident memory of this process (VmRSS), bytes; 0 if unknown."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def read_vecs(path, dtype):
@@ -117,9 +144,12 @@ class Hnswlib:
         labels, _ = self.index.knn_query(q, k=K)
         return labels[0]
 
-    def batch(self, queries):
-        labels, _ = self.index.knn_query(queries, k=K, num_threads=1)
+    def batch(self, queries, threads=1):
+        labels, _ = self.index.knn_query(queries, k=K, num_threads=threads)
         return labels
+
+    def index_bytes(self):
+        return None
 
 
 class Faiss:
@@ -151,9 +181,56 @@ class Faiss:
         _, labels = self.index.search(q, K)
         return labels[0]
 
-    def batch(self, queries):
+    def batch(self, queries, threads=1):
+        self.mod.omp_set_num_threads(threads)
         _, labels = self.index.search(queries, K)
+        self.mod.omp_set_num_threads(1)
         return labels
+
+    def index_bytes(self):
+        # The sum of its arrays: the float vectors, the neighbour lists
+        # (int32), their offsets (size_t per node) and levels (int32).
+        h = self.index.hnsw
+        return (self.index.ntotal * self.index.d * 4 + h.neighbors.size() * 4
+                + h.offsets.size() * 8 + h.levels.size() * 4)
+
+
+class Usearch:
+    name = "usearch"
+
+    def __init__(self):
+        import usearch
+        from usearch.index import Index
+
+        self.cls = Index
+        self.version = usearch.__version__
+        self.build_info = None
+
+    def build(self, base, m, efc, threads):
+        # Full-precision f32 vectors like the other peers; l2sq ranks as L2.
+        index = self.cls(ndim=base.shape[1], metric="l2sq", dtype="f32",
+                         connectivity=m, expansion_add=efc)
+        # Which SIMD kernels it picked (e.g. "skylake" for AVX-512).
+        self.build_info = f"{index.hardware_acceleration} kernels"
+        keys = np.arange(base.shape[0], dtype=np.uint64)
+        start = time.perf_counter()
+        index.add(keys, base, threads=threads)
+        elapsed = time.perf_counter() - start
+        self.index = index
+        return elapsed
+
+    def set_ef(self, ef):
+        self.index.expansion_search = ef
+
+    def one(self, q):
+        # threads=0 would mean "all cores"; searches are single-threaded.
+        return self.index.search(q[0], K, threads=1).keys
+
+    def batch(self, queries, threads=1):
+        return self.index.search(queries, K, threads=threads).keys
+
+    def index_bytes(self):
+        return int(self.index.memory_usage)
 
 
 def call_overhead_us(peer_class, base, queries, rounds):
@@ -170,15 +247,32 @@ def call_overhead_us(peer_class, base, queries, rounds):
     return t / n * 1e6
 
 
-def measure(peer, base, queries, truth, args):
+def measure(peer, base_path, queries, truth, args, fresh):
+    rss_start = rss_bytes()
+    base = read_vecs(base_path, np.float32)
+    if base.shape[1] != queries.shape[1]:
+        raise ValueError(f"{base_path}: base and queries differ in dimension")
+    n_base = int(base.shape[0])
     log(f"{peer.name} {peer.version}: building {base.shape[0]} x {base.shape[1]} "
         f"M={args.m} efc={args.ef_construction} threads={args.threads}")
     build = []
     for _ in range(args.build_rounds):
         build.append(peer.build(base, args.m, args.ef_construction, args.threads))
     log(f"  build {min(build):.2f} s (rounds: {', '.join(f'{b:.2f}' for b in build)})")
+    rss_built = rss_bytes()
+    # The index holds its own copy of the vectors: free the input so that
+    # what stays resident is the index.
+    tiny = np.ascontiguousarray(base[:K])
+    del base
+    gc.collect()
+    rss_index = rss_bytes()
+    index_bytes = peer.index_bytes()
+    log(f"  RSS {rss_start / 2**20:.1f} MiB before loading, {rss_built / 2**20:.1f} MiB built, "
+        f"{rss_index / 2**20:.1f} MiB with the base freed: "
+        f"{(rss_index - rss_start) / n_base:.1f} bytes/vector"
+        + (f" (index reports {index_bytes / n_base:.1f})" if index_bytes else ""))
 
-    overhead_us = call_overhead_us(type(peer), base, queries, args.rounds)
+    overhead_us = call_overhead_us(type(peer), tiny, queries, args.rounds)
 
     sweep = []
     nq = queries.shape[0]
@@ -199,6 +293,18 @@ def measure(peer, base, queries, truth, args):
         })
         log(f"  ef={ef:4d} recall@10={recall:.4f} qps={nq / t_one:9.0f} "
             f"(batch {nq / t_batch:9.0f})")
+
+    # Many queries at once, at the smallest ef reaching recall 0.95.
+    ef_mc = next((p["ef"] for p in sweep if p["recall"] >= 0.95), sweep[-1]["ef"])
+    peer.set_ef(ef_mc)
+    many = np.ascontiguousarray(np.tile(queries, (args.mc_repeat, 1)))
+    multicore = []
+    for t in args.mc_threads:
+        elapsed, found = best_loop(args.rounds, lambda: peer.batch(many, t))
+        multicore.append({"threads": t, "ef": ef_mc, "queries": int(many.shape[0]),
+                          "recall": recall_at_k(found[:nq], truth), "qps": many.shape[0] / elapsed})
+        log(f"  {many.shape[0]} queries at once, ef={ef_mc}, {t} thread(s): "
+            f"{many.shape[0] / elapsed:9.0f} q/s")
     return {
         "version": peer.version,
         "build_info": peer.build_info,
@@ -206,6 +312,9 @@ def measure(peer, base, queries, truth, args):
         "build_rounds_s": build,
         "call_overhead_us": overhead_us,
         "search": sweep,
+        "multicore": multicore,
+        "memory": {"rows": n_base, "fresh_process": fresh, "rss_start": rss_start,
+                   "rss_built": rss_built, "rss_index": rss_index, "index_bytes": index_bytes},
     }
 
 
@@ -220,23 +329,26 @@ def main():
                     default=[10, 16, 24, 32, 48, 64, 96, 128, 192, 256])
     ap.add_argument("--rounds", type=int, default=3, help="search timing: best of this many")
     ap.add_argument("--build-rounds", type=int, default=1)
-    ap.add_argument("--peers", default="hnswlib,faiss")
+    ap.add_argument("--peers", default="hnswlib,faiss,usearch")
+    ap.add_argument("--mc-threads", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
+    ap.add_argument("--mc-repeat", type=int, default=5)
     args = ap.parse_args()
 
     folder = args.data_dir / args.dataset
-    base = read_vecs(folder / "base.fvecs", np.float32)
     queries = read_vecs(folder / "query.fvecs", np.float32)
     truth = read_vecs(folder / "groundtruth.ivecs", np.int32)
     if truth.shape[0] != queries.shape[0] or truth.shape[1] < K:
         raise ValueError(f"{folder}: ground truth does not match the queries")
-    if base.shape[1] != queries.shape[1]:
-        raise ValueError(f"{folder}: base and queries differ in dimension")
+    # The row count from the file size, without reading the base yet (the
+    # memory figures start before it is read).
+    dim = int(queries.shape[1])
+    rows = (folder / "base.fvecs").stat().st_size // (4 * (dim + 1))
 
-    peers = {"hnswlib": Hnswlib, "faiss": Faiss}
+    peers = {"hnswlib": Hnswlib, "faiss": Faiss, "usearch": Usearch}
     out = {
         "dataset": args.dataset,
-        "rows": int(base.shape[0]),
-        "dim": int(base.shape[1]),
+        "rows": int(rows),
+        "dim": dim,
         "queries": int(queries.shape[0]),
         "m": args.m,
         "ef_construction": args.ef_construction,
@@ -245,10 +357,11 @@ def main():
         "numpy": np.__version__,
         "peers": {},
     }
-    for name in args.peers.split(","):
+    for i, name in enumerate(args.peers.split(",")):
         peer = peers[name]()
-        out["peers"][name] = measure(peer, base, queries, truth, args)
+        out["peers"][name] = measure(peer, folder / "base.fvecs", queries, truth, args, fresh=i == 0)
         del peer
+        gc.collect()
     json.dump(out, sys.stdout, indent=1)
     print()
 
