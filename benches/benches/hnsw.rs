@@ -21,8 +21,10 @@
 //!   graph walk is measured as well (`filtered_graph_forced`), at the
 //!   smallest ef whose unfiltered recall@10 reaches 0.95;
 //! - memory (`memory`): the resident set of the process (`VmRSS`) before the
-//!   base is read, after the build, and after the inputs (the floats, their
-//!   Q16.16 copy and the insert events) are dropped, so that only the
+//!   base is read, once it and the queries are read and quantised, after
+//!   the build, and after the inputs (the floats and
+//!   their Q16.16 copy; each insert event is dropped once applied) are
+//!   dropped, so that only the
 //!   state is left; next to it the bytes of the collection's parts
 //!   computed from their lengths (vectors, compact copy, graph, per-row
 //!   columns, hashes). Meaningful as "memory of one index" only with
@@ -31,7 +33,9 @@
 //!   `--mc-repeat` times, searched by `Collection::search` in parallel on a
 //!   rayon pool of each thread count of `--mc-threads` (as Python's
 //!   `search_many` does), at the smallest swept ef whose recall@10 reaches
-//!   0.95.
+//!   0.95; next to it the same pools running a fixed integer loop that
+//!   touches no memory (`machine_scaling`): the scaling the machine itself
+//!   gives at that moment (on a shared machine, less than the cores).
 //!
 //! `--data-dir` reads the data sets from another folder than the shared
 //! one (`benches/hnsw_compare.py` writes its size-sweep sets there);
@@ -263,51 +267,55 @@ fn best_of<R>(rounds: usize, mut f: impl FnMut() -> R) -> (Duration, R) {
     (best, out.expect("invariant: rounds > 0"))
 }
 
-fn insert_events(name: &CollectionName, q16: &[i32], dim: usize) -> Vec<Event> {
+/// The `b`-th `InsertBatch` event of the base set (`BATCH_ROWS` rows).
+fn insert_event(name: &CollectionName, q16: &[i32], dim: usize, b: usize) -> Event {
     let rows = q16.len() / dim;
-    (0..rows.div_ceil(BATCH_ROWS))
-        .map(|b| {
-            let mut batch = Batch::new(dim as u32);
-            for r in b * BATCH_ROWS..((b + 1) * BATCH_ROWS).min(rows) {
-                let id = r as u64;
-                batch.push(RecordId(id), &q16[r * dim..(r + 1) * dim], tag_of(id), &[]);
-            }
-            Event::InsertBatch {
-                collection: name.clone(),
-                batch,
-            }
-        })
-        .collect()
+    let mut batch = Batch::new(dim as u32);
+    for r in b * BATCH_ROWS..((b + 1) * BATCH_ROWS).min(rows) {
+        let id = r as u64;
+        batch.push(RecordId(id), &q16[r * dim..(r + 1) * dim], tag_of(id), &[]);
+    }
+    Event::InsertBatch {
+        collection: name.clone(),
+        batch,
+    }
 }
 
 /// Builds the collection with `threads` planner threads; returns the state
-/// and the wall time of the inserts alone.
+/// and the wall time of the inserts alone. Each event is made just before
+/// it is applied and dropped after (outside the timed part), so that the
+/// inputs never hold a second copy of the whole base set.
 fn build(
     name: &CollectionName,
     config: CollectionConfig,
-    events: &[Event],
+    q16: &[i32],
     threads: usize,
 ) -> Result<(State, Duration), Box<dyn std::error::Error>> {
+    let dim = config.dim as usize;
     let planner = RayonPlanner::new(threads);
     let mut state = State::new();
     state.apply(&Event::CreateCollection {
         name: name.clone(),
         config,
     })?;
-    let start = Instant::now();
-    for (i, e) in events.iter().enumerate() {
-        state.apply_with(e, &planner)?;
+    let events = (q16.len() / dim).div_ceil(BATCH_ROWS);
+    let mut took = Duration::ZERO;
+    for b in 0..events {
+        let event = insert_event(name, q16, dim, b);
+        let start = Instant::now();
+        state.apply_with(&event, &planner)?;
+        took += start.elapsed();
         // A large build takes minutes: say that it is alive.
-        if (i + 1) % 10 == 0 && i + 1 < events.len() {
+        if (b + 1) % 10 == 0 && b + 1 < events {
             eprintln!(
                 "  {} of {} rows inserted, {:.0} s",
-                (i + 1) * BATCH_ROWS,
-                events.len() * BATCH_ROWS,
-                start.elapsed().as_secs_f64()
+                (b + 1) * BATCH_ROWS,
+                q16.len() / dim,
+                took.as_secs_f64()
             );
         }
     }
-    Ok((state, start.elapsed()))
+    Ok((state, took))
 }
 
 /// Fraction of `truth` ids (per query, its first `K`, or fewer when fewer
@@ -329,6 +337,18 @@ fn recall(found: &[Vec<u64>], truth: &[Vec<u64>]) -> f64 {
 
 fn ids(hits: &[(valori_core::Distance, RecordId)]) -> Vec<u64> {
     hits.iter().map(|(_, id)| id.0).collect()
+}
+
+/// A fixed amount of integer work (a few microseconds) that touches no
+/// memory: the control for the scaling of many queries on a pool.
+fn spin(seed: u64) -> u64 {
+    let mut x = seed | 1;
+    for _ in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    x
 }
 
 /// Resident memory of this process in bytes (`VmRSS` of
@@ -422,6 +442,7 @@ fn run(args: &Args, dataset: &str) -> Result<(), Box<dyn std::error::Error>> {
     let dim = base.dim;
     let q16 = quantize_vector(&base.data)?;
     let qq = quantize_vector(&queries.data)?;
+    let rss_loaded = rss_bytes();
     let query = |i: usize| &qq[i * dim..(i + 1) * dim];
     let nq = queries.rows;
     let truth: Vec<Vec<u64>> = (0..nq)
@@ -438,7 +459,6 @@ fn run(args: &Args, dataset: &str) -> Result<(), Box<dyn std::error::Error>> {
             seed: SEED,
         },
     };
-    let events = insert_events(&name, &q16, dim);
 
     // Thread counts to build with: 1 and 2 for the determinism check, and
     // T; the T-thread build is the one timed against the peers and searched.
@@ -452,7 +472,7 @@ fn run(args: &Args, dataset: &str) -> Result<(), Box<dyn std::error::Error>> {
     let mut hashes = Vec::new();
     let mut kept = None;
     for &t in &thread_counts {
-        let (state, took) = build(&name, config, &events, t)?;
+        let (state, took) = build(&name, config, &q16, t)?;
         let c = state
             .collection(&name)
             .expect("invariant: the collection was created");
@@ -509,7 +529,6 @@ fn run(args: &Args, dataset: &str) -> Result<(), Box<dyn std::error::Error>> {
     // Memory: drop every input so that only the state is left.
     let rss_built = rss_bytes();
     let rows = base.rows;
-    drop(events);
     drop(q16);
     drop(base);
     let rss_index = rss_bytes();
@@ -517,9 +536,10 @@ fn run(args: &Args, dataset: &str) -> Result<(), Box<dyn std::error::Error>> {
     let sum = p.vectors + p.compact + p.graph + p.columns + p.hashes;
     let per = |b: u64| b as f64 / rows as f64;
     eprintln!(
-        "{dataset}: RSS {:.1} MiB before loading, {:.1} MiB built, {:.1} MiB with inputs dropped: \
+        "{dataset}: RSS {:.1} MiB before loading, {:.1} MiB loaded, {:.1} MiB built, {:.1} MiB with inputs dropped: \
          {:.1} bytes/vector (parts {:.1}: vectors {:.1}, compact {:.1}, graph {:.1}, columns {:.1}, hashes {:.2})",
         rss_start as f64 / 1048576.0,
+        rss_loaded as f64 / 1048576.0,
         rss_built as f64 / 1048576.0,
         rss_index as f64 / 1048576.0,
         per(rss_index.saturating_sub(rss_start)),
@@ -534,6 +554,7 @@ fn run(args: &Args, dataset: &str) -> Result<(), Box<dyn std::error::Error>> {
         .int("rows", rows as u64)
         .bool("single_build", !args.hash_check)
         .int("rss_start", rss_start)
+        .int("rss_loaded", rss_loaded)
         .int("rss_built", rss_built)
         .int("rss_index", rss_index)
         .int("vectors", p.vectors)
@@ -634,6 +655,23 @@ fn run(args: &Args, dataset: &str) -> Result<(), Box<dyn std::error::Error>> {
             .int("queries", total as u64)
             .num("recall", r)
             .num("qps", qps)
+            .emit();
+    }
+    // The same pools on work that needs no memory: what the machine gives.
+    for &t in &args.mc_threads {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build()?;
+        let (took, sum) = best_of(args.rounds, || {
+            pool.install(|| (0..total as u64).into_par_iter().map(spin).sum::<u64>())
+        });
+        let per_s = total as f64 / took.as_secs_f64();
+        eprintln!(
+            "{dataset}: fixed integer loop, {total} items, {t} thread(s): {per_s:9.0} items/s"
+        );
+        Json::new("machine_scaling", dataset)
+            .int("threads", t as u64)
+            .int("items", total as u64)
+            .int("checksum", sum & 0xffff)
+            .num("per_s", per_s)
             .emit();
     }
 

@@ -15,7 +15,7 @@ overhead of each peer (measured on its own in `call_overhead_us`).
 reported for information.
 
 Memory (`rss_*`): the resident set of this process (`VmRSS`) before the
-base is read, after the build, and after the base array is freed (the
+base is read, once it is read, after the build, and after the base array is freed (the
 peers copy the vectors into their index), so that `rss_index - rss_start`
 is what the index itself holds resident. Only the first peer of a process
 starts from a fresh process (`fresh_process`); the driver runs one peer
@@ -253,6 +253,7 @@ def measure(peer, base_path, queries, truth, args, fresh):
     if base.shape[1] != queries.shape[1]:
         raise ValueError(f"{base_path}: base and queries differ in dimension")
     n_base = int(base.shape[0])
+    rss_loaded = rss_bytes()
     log(f"{peer.name} {peer.version}: building {base.shape[0]} x {base.shape[1]} "
         f"M={args.m} efc={args.ef_construction} threads={args.threads}")
     build = []
@@ -262,12 +263,13 @@ def measure(peer, base_path, queries, truth, args, fresh):
     rss_built = rss_bytes()
     # The index holds its own copy of the vectors: free the input so that
     # what stays resident is the index.
-    tiny = np.ascontiguousarray(base[:K])
+    tiny = base[:K].copy()
     del base
     gc.collect()
     rss_index = rss_bytes()
     index_bytes = peer.index_bytes()
-    log(f"  RSS {rss_start / 2**20:.1f} MiB before loading, {rss_built / 2**20:.1f} MiB built, "
+    log(f"  RSS {rss_start / 2**20:.1f} MiB before loading, {rss_loaded / 2**20:.1f} MiB loaded, "
+        f"{rss_built / 2**20:.1f} MiB built, "
         f"{rss_index / 2**20:.1f} MiB with the base freed: "
         f"{(rss_index - rss_start) / n_base:.1f} bytes/vector"
         + (f" (index reports {index_bytes / n_base:.1f})" if index_bytes else ""))
@@ -314,7 +316,7 @@ def measure(peer, base_path, queries, truth, args, fresh):
         "search": sweep,
         "multicore": multicore,
         "memory": {"rows": n_base, "fresh_process": fresh, "rss_start": rss_start,
-                   "rss_built": rss_built, "rss_index": rss_index, "index_bytes": index_bytes},
+                   "rss_loaded": rss_loaded, "rss_built": rss_built, "rss_index": rss_index, "index_bytes": index_bytes},
     }
 
 
