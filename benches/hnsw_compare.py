@@ -448,7 +448,10 @@ def machine_note(args, peers_any, repeat_note):
                             text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                            stdout=subprocess.PIPE, text=True).stdout.strip()
-    return (f"{time.strftime('%Y-%m-%d')}, commit {commit}{' (with local changes)' if dirty else ''}, "
+    # Tables redone from raw results name the commit they were redone at;
+    # the runs' own commits are those of the runs that wrote the raw files.
+    when = "tables redone from the raw results at" if args.from_raw else "measured at"
+    return (f"{time.strftime('%Y-%m-%d')}, {when} commit {commit}{' (with local changes)' if dirty else ''}, "
             f"{os.cpu_count()} cores of {cpu} ({', '.join(simd)}), "
             f"{platform.system()} {platform.release()}; {rustc}; Python {platform.python_version()}, "
             f"numpy {peers_any['numpy']}, {libs}; "
