@@ -768,7 +768,10 @@ def plot_sweep(sweep, args, path):
             ax.plot(x, y, m + "--", color=c, label=f"{name} batch", markersize=3, alpha=0.7)
         ax.axvline(TARGET_RECALL, color="grey", linestyle=":", linewidth=1)
         ax.set_yscale("log")
-        ax.set_title(f"{ds} ({s['rows']:,} × {s['dim']}, {len(s['valori'])} runs)", fontsize=10)
+        runs = [len(s["valori"])] + [sum(name in r["peers"] for r in s["peers"]) for name in args.peers.split(",")]
+        # The run count of every library, in legend order, when they differ.
+        what = f"{runs[0]} runs" if len(set(runs)) == 1 else "runs " + "/".join(map(str, runs))
+        ax.set_title(f"{ds} ({s['rows']:,} × {s['dim']}, {what})", fontsize=10)
         ax.set_xlabel("recall@10")
         ax.set_ylabel("queries/s, one thread")
         ax.grid(True, which="both", alpha=0.3)
