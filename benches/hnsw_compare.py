@@ -815,6 +815,13 @@ def read_runs(out, ds, peers):
 
 
 def sweep_entry(name, peer_runs, valori_runs):
+    # The graph is a function of the data: every run must have built the
+    # same index and found the same answers.
+    hashes = {b["index_hash"] for r in valori_runs for b in r["build"]}
+    assert len(hashes) == 1, f"{name}: index hashes differ between runs: {hashes}"
+    for r in valori_runs[1:]:
+        assert [p["recall"] for p in r["search"]] == [p["recall"] for p in valori_runs[0]["search"]], \
+            f"{name}: recall differs between runs of the same graph"
     first = peer_runs[0] if peer_runs else None
     build = valori_runs[0]["build"][0]
     return {"kind": name.split("-")[0], "rows": build["rows"], "dim": build["dim"],
