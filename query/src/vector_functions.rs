@@ -675,24 +675,15 @@ fn comparison(op: &BinaryOperator) -> Option<datafusion::logical_expr::Operator>
 }
 
 /// The text literal `text` as a vector of type `vector_type` (the other
-/// side of a comparison): its components rounded to Q16.16 as a stored
+/// side of a comparison), read and checked as the distance functions read
+/// a vector literal: its components rounded to Q16.16 as a stored
 /// vector's are, so that a vector equals the text it was written from.
 fn vector_literal(text: &str, vector_type: &DataType) -> Result<ScalarValue> {
     const FUNCTION: &str = "vector comparison";
-    let floats =
-        crate::write::parse_vector_text(text).map_err(|_| VectorInputError::Malformed {
-            function: FUNCTION,
-            argument: Argument::Second,
-            text: text.to_owned(),
-        })?;
-    let raw =
-        valori_core::q16::quantize_vector(&floats).map_err(|e| VectorInputError::Component {
-            function: FUNCTION,
-            argument: Argument::Second,
-            component: e.component,
-            value: e.value.to_string(),
-            error: crate::functions::ComponentError::Quantize(e.kind),
-        })?;
+    let literal = ColumnarValue::Scalar(ScalarValue::Utf8(Some(text.to_owned())));
+    let field = Field::new("literal", DataType::Utf8, true);
+    let read = Vectors::from_columnar(&literal, &field, FUNCTION, Argument::Second)?;
+    let raw = read.row(0).unwrap_or_default();
     let values = Arc::new(Float32Array::from_iter_values(
         raw.iter().map(|&r| raw_f32(i64::from(r))),
     ));

@@ -589,9 +589,7 @@ impl Collection {
             return Vec::new();
         }
         // A table's rows with a NULL vector are never candidates.
-        let null_vectors = self.search_tag(None) != Some(None);
-        let candidate =
-            |r: usize| !(self.deleted[r] || (null_vectors && self.tags[r] == NULL_VECTOR_TAG));
+        let candidate = |r: usize| !self.deleted[r] && self.has_vector(r);
         let live = self.live() as u64;
         let matching = allowed.len() as u64;
         let exact = opts.exact
@@ -965,6 +963,13 @@ impl Collection {
             return Vec::new();
         }
         self.scan_rows(query, k, tag, 0..self.rows())
+    }
+
+    /// Whether row `r` has a vector: every row but a table's rows whose
+    /// vector is NULL (tag [`NULL_VECTOR_TAG`]).
+    #[inline]
+    pub fn has_vector(&self, r: usize) -> bool {
+        self.table.is_none() || self.tags[r] != NULL_VECTOR_TAG
     }
 
     /// The tag filter a search of `tag` applies. A table's records with

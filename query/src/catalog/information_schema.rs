@@ -290,11 +290,7 @@ pub static TABLES: &[Spec] = &[
                     }
                     if !identity.is_empty() {
                         // A sequence from 1 by 1 up to the type's maximum.
-                        let max = match type_oid {
-                            21 => i64::from(i16::MAX),
-                            23 => i64::from(i32::MAX),
-                            _ => i64::MAX,
-                        };
+                        let max = super::keys::sequence_max(type_oid);
                         let generation = if identity == "a" {
                             "ALWAYS"
                         } else {

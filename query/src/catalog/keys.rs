@@ -192,11 +192,12 @@ pub fn sequences(relation: &Relation) -> Vec<Sequence> {
         .iter()
         .filter(|c| c.is_serial())
         .filter_map(|c| {
-            let (type_oid, max) = match c.scalar()? {
-                ScalarType::Int16 => (21, i64::from(i16::MAX)),
-                ScalarType::Int32 => (23, i64::from(i32::MAX)),
-                _ => (20, i64::MAX),
+            let type_oid = match c.scalar()? {
+                ScalarType::Int16 => 21,
+                ScalarType::Int32 => 23,
+                _ => 20,
             };
+            let max = sequence_max(type_oid);
             let name = format!("{}_{}_seq", relation.name, c.name);
             Some(Sequence {
                 oid: relation_oid(&name),
@@ -208,6 +209,16 @@ pub fn sequences(relation: &Relation) -> Vec<Sequence> {
             })
         })
         .collect()
+}
+
+/// The largest value a sequence of an integer column of `type_oid`
+/// (`int2`, `int4`, `int8`) hands out.
+pub fn sequence_max(type_oid: u32) -> i64 {
+    match type_oid {
+        21 => i64::from(i16::MAX),
+        23 => i64::from(i32::MAX),
+        _ => i64::MAX,
+    }
 }
 
 /// The name of the type a constant of `type_oid` is labelled with

@@ -414,12 +414,11 @@ impl ValoriKnnExec {
         let residual = &self.residual_filter(residual)?;
         let deleted = collection.deleted();
         let row_tags = collection.tags();
-        // `search_tag` of a row's own tag is `None` for a table's rows
-        // with a NULL vector: never candidates.
+        // A table's rows with a NULL vector are never candidates.
         let candidates: Vec<u32> = (0..collection.rows())
             .filter(|&r| {
                 !deleted[r]
-                    && collection.search_tag(Some(row_tags[r])).is_some()
+                    && collection.has_vector(r)
                     && match tags {
                         TagSet::Any => true,
                         TagSet::Only(t) => t.binary_search(&row_tags[r]).is_ok(),
