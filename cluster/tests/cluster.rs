@@ -726,6 +726,7 @@ async fn altered_tables_replicate() {
         type_mod,
         flags,
         default: None,
+        index: None,
     };
     let mut rows = Batch::new(2);
     let mut keys = ColumnValues::default();
@@ -764,6 +765,7 @@ async fn altered_tables_replicate() {
                 AlterAction::AddColumn {
                     column: ColumnDef {
                         default: Some("5".to_owned()),
+                        index: None,
                         ..column("score", ColumnType::Scalar(ScalarType::Int32), 0, 0)
                     },
                     value: Some(5i32.to_le_bytes().to_vec()),

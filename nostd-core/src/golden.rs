@@ -295,6 +295,7 @@ fn table_schema() -> TableSchema {
         type_mod,
         flags,
         default: None,
+        index: None,
     };
     let scalar = ColumnType::Scalar;
     TableSchema {

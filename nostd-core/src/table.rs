@@ -18,9 +18,10 @@
 //!
 //! Byte layouts (schema, values, hash, snapshot) are in `docs/format.md`.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::ops::Bound;
 
 use crate::limits;
 
@@ -198,6 +199,62 @@ impl ScalarType {
         }
     }
 
+    /// Whether a btree index can order the type's values: those whose
+    /// canonical form maps to an [`ScalarType::order_key`].
+    pub fn is_orderable(self) -> bool {
+        !matches!(
+            self,
+            ScalarType::Numeric | ScalarType::Json | ScalarType::Jsonb | ScalarType::Array(_)
+        )
+    }
+
+    /// A canonical value as bytes whose lexicographic order is the
+    /// order of the values as the query layer compares them: integers,
+    /// dates and timestamps as `i64` with the sign bit flipped,
+    /// big-endian; floats by IEEE 754 total order (as Arrow compares
+    /// them); booleans, text, `bytea` and `uuid` as they are (text by
+    /// bytes, as Arrow compares strings). `None` for types without one
+    /// ([`ScalarType::is_orderable`]) and for values not of the type's
+    /// width.
+    pub fn order_key(self, value: &[u8]) -> Option<Vec<u8>> {
+        if self.width().is_some_and(|w| w != value.len()) {
+            return None;
+        }
+        Some(match self {
+            ScalarType::Int16
+            | ScalarType::Int32
+            | ScalarType::Int64
+            | ScalarType::Date
+            | ScalarType::Timestamp
+            | ScalarType::TimestampTz => {
+                let v = integer_value(value)?;
+                ((v as u64) ^ (1 << 63)).to_be_bytes().to_vec()
+            }
+            ScalarType::Float32 => {
+                let bits = u32::from_le_bytes(value.try_into().ok()?);
+                let key = if bits >> 31 == 1 {
+                    !bits
+                } else {
+                    bits | 1 << 31
+                };
+                key.to_be_bytes().to_vec()
+            }
+            ScalarType::Float64 => {
+                let bits = u64::from_le_bytes(value.try_into().ok()?);
+                let key = if bits >> 63 == 1 {
+                    !bits
+                } else {
+                    bits | 1 << 63
+                };
+                key.to_be_bytes().to_vec()
+            }
+            ScalarType::Bool | ScalarType::Text | ScalarType::Bytea | ScalarType::Uuid => {
+                value.to_vec()
+            }
+            _ => return None,
+        })
+    }
+
     /// Whether the type is an integer type a primary key maps to record
     /// ids from.
     pub fn is_integer(self) -> bool {
@@ -373,6 +430,10 @@ pub mod column_flags {
     /// the sequence gives (the edge refuses others).
     pub const ALWAYS: u8 = 32;
     pub const ALL: u8 = NOT_NULL | PRIMARY_KEY | UNIQUE | SERIAL | IDENTITY | ALWAYS;
+    /// Set in a column's encoding when it carries a btree index
+    /// ([`super::ColumnDef::index`]), whose name follows the default;
+    /// never among a definition's `flags`.
+    pub const INDEXED: u8 = 64;
 }
 
 /// One declared column.
@@ -388,6 +449,10 @@ pub struct ColumnDef {
     /// The `DEFAULT` expression as SQL text, for catalogs; the value is
     /// computed at the edge and written into each event.
     pub default: Option<String>,
+    /// The name of the column's btree index (`CREATE INDEX name ON t
+    /// (column)`), when it has one: the table keeps its live rows
+    /// ordered by value ([`Table::index_range`]).
+    pub index: Option<String>,
 }
 
 impl ColumnDef {
@@ -431,8 +496,11 @@ impl ColumnDef {
 
     /// The column's canonical encoding, as in a schema: `name_len:u32 ‖
     /// name ‖ type:u8 ‖ type_mod:u32 ‖ flags:u8 ‖ has_default:u8 [‖
-    /// default_len:u32 ‖ default]`. Type 0 is `vector`, 0x80 `halfvec`,
-    /// anything else a [`ScalarType::code`].
+    /// default_len:u32 ‖ default] [‖ index_len:u32 ‖ index]`. Type 0 is
+    /// `vector`, 0x80 `halfvec`, anything else a [`ScalarType::code`].
+    /// The index name is present when flag bit
+    /// [`column_flags::INDEXED`] is set, and the bit exactly when the
+    /// column has an index.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&(self.name.len() as u32).to_le_bytes());
         out.extend_from_slice(self.name.as_bytes());
@@ -442,7 +510,12 @@ impl ColumnDef {
             ColumnType::Scalar(t) => t.code(),
         });
         out.extend_from_slice(&self.type_mod.to_le_bytes());
-        out.push(self.flags);
+        let indexed = if self.index.is_some() {
+            column_flags::INDEXED
+        } else {
+            0
+        };
+        out.push(self.flags & !column_flags::INDEXED | indexed);
         match &self.default {
             None => out.push(0),
             Some(d) => {
@@ -450,6 +523,10 @@ impl ColumnDef {
                 out.extend_from_slice(&(d.len() as u32).to_le_bytes());
                 out.extend_from_slice(d.as_bytes());
             }
+        }
+        if let Some(index) = &self.index {
+            out.extend_from_slice(&(index.len() as u32).to_le_bytes());
+            out.extend_from_slice(index.as_bytes());
         }
     }
 
@@ -489,17 +566,37 @@ impl ColumnDef {
             }
             _ => return None,
         };
+        let index = if flags & column_flags::INDEXED != 0 {
+            let len = u32::from_le_bytes(take(4)?.try_into().ok()?);
+            if len > limits::COLUMN_NAME_BYTES_MAX {
+                return None;
+            }
+            Some(String::from(
+                core::str::from_utf8(take(len as usize)?).ok()?,
+            ))
+        } else {
+            None
+        };
         Some((
             ColumnDef {
                 name,
                 ty,
                 type_mod,
-                flags,
+                flags: flags & !column_flags::INDEXED,
                 default,
+                index,
             },
             pos,
         ))
     }
+}
+
+/// A column or index name: 1 to [`limits::COLUMN_NAME_BYTES_MAX`] bytes,
+/// no control character.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= limits::COLUMN_NAME_BYTES_MAX as usize
+        && !name.chars().any(char::is_control)
 }
 
 /// Why a schema is refused.
@@ -548,6 +645,15 @@ pub enum SchemaError {
     ActionCount(usize),
     #[error("an ALTER TABLE renames its table at most once")]
     RenameTwice,
+    #[error(
+        "index name {0:?} is empty, longer than {max} bytes, holds a control character or is taken",
+        max = limits::COLUMN_NAME_BYTES_MAX
+    )]
+    BadIndexName(String),
+    #[error("column {0:?} already has a btree index, or its type has no btree order")]
+    IndexColumn(String),
+    #[error("index {0:?} does not exist")]
+    UnknownIndex(String),
 }
 
 /// How many rows a table holds, for the checks of an `ALTER TABLE`.
@@ -578,6 +684,12 @@ pub enum AlterAction {
     RenameColumn { from: String, to: String },
     /// Renames the table (its collection).
     RenameTable { to: crate::event::CollectionName },
+    /// Gives scalar column `column` a btree index named `name`: the
+    /// table keeps its live rows ordered by the column's value. Names
+    /// are unique among a table's indexes; a column has at most one.
+    CreateIndex { column: String, name: String },
+    /// Removes the btree index named `name`.
+    DropIndex { name: String },
 }
 
 /// The columns of a table, in declared order.
@@ -594,13 +706,11 @@ impl TableSchema {
             return Err(SchemaError::ColumnCount(n));
         }
         let mut names: Vec<&str> = Vec::with_capacity(n);
+        let mut indexes: Vec<&str> = Vec::new();
         let mut vectors = 0;
         let mut keys = 0;
         for c in &self.columns {
-            if c.name.is_empty()
-                || c.name.len() > limits::COLUMN_NAME_BYTES_MAX as usize
-                || c.name.chars().any(char::is_control)
-            {
+            if !valid_name(&c.name) {
                 return Err(SchemaError::BadName(c.name.clone()));
             }
             if c.default
@@ -611,6 +721,15 @@ impl TableSchema {
             }
             if c.flags & !column_flags::ALL != 0 {
                 return Err(SchemaError::BadFlags(c.name.clone()));
+            }
+            if let Some(index) = &c.index {
+                if !valid_name(index) {
+                    return Err(SchemaError::BadIndexName(index.clone()));
+                }
+                if !c.scalar().is_some_and(ScalarType::is_orderable) {
+                    return Err(SchemaError::IndexColumn(c.name.clone()));
+                }
+                indexes.push(index);
             }
             keys += usize::from(c.is_primary_key());
             match c.ty {
@@ -662,6 +781,10 @@ impl TableSchema {
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
             return Err(SchemaError::Duplicate(String::from(w[0])));
         }
+        indexes.sort_unstable();
+        if let Some(w) = indexes.windows(2).find(|w| w[0] == w[1]) {
+            return Err(SchemaError::BadIndexName(String::from(w[0])));
+        }
         Ok(())
     }
 
@@ -689,6 +812,7 @@ impl TableSchema {
                         if self.vector_column().is_some()
                             || rows.stored > 0
                             || value.is_some()
+                            || column.index.is_some()
                             || column.flags & !column_flags::NOT_NULL != 0
                         {
                             return Err(SchemaError::AddVector(column.name.clone()));
@@ -697,7 +821,7 @@ impl TableSchema {
                         return Ok(());
                     }
                 };
-                if column.flags & !column_flags::NOT_NULL != 0 {
+                if column.flags & !column_flags::NOT_NULL != 0 || column.index.is_some() {
                     return Err(SchemaError::AddFlags(column.name.clone()));
                 }
                 match value {
@@ -731,6 +855,25 @@ impl TableSchema {
                 self.columns[i].name = to.clone();
             }
             AlterAction::RenameTable { .. } => {}
+            AlterAction::CreateIndex { column, name } => {
+                if self.columns.iter().any(|c| c.index.as_ref() == Some(name)) {
+                    return Err(SchemaError::BadIndexName(name.clone()));
+                }
+                let i = position(column)?;
+                let c = &mut self.columns[i];
+                if c.index.is_some() || !c.scalar().is_some_and(ScalarType::is_orderable) {
+                    return Err(SchemaError::IndexColumn(column.clone()));
+                }
+                c.index = Some(name.clone());
+            }
+            AlterAction::DropIndex { name } => {
+                let c = self
+                    .columns
+                    .iter_mut()
+                    .find(|c| c.index.as_ref() == Some(name))
+                    .ok_or_else(|| SchemaError::UnknownIndex(name.clone()))?;
+                c.index = None;
+            }
         }
         Ok(())
     }
@@ -991,7 +1134,14 @@ pub struct Table {
     /// Per scalar column: the largest value a serial column has held (its
     /// sequence continues after it); 0 otherwise.
     sequences: Vec<i64>,
+    /// Per scalar column with a btree index: (order key, row) of every
+    /// live row whose value is not NULL. Derived from the values, so not
+    /// hashed or stored.
+    ordered: Vec<Option<Ordered>>,
 }
+
+/// One btree index: (order key, row) of the live, non-NULL rows.
+type Ordered = BTreeSet<(Vec<u8>, u32)>;
 
 /// Reads a little-endian two's complement integer of 2, 4 or 8 bytes.
 pub fn integer_value(bytes: &[u8]) -> Option<i64> {
@@ -1014,11 +1164,16 @@ impl Table {
             .map(|(_, c, _)| c.is_unique().then(BTreeMap::new))
             .collect();
         let sequences = alloc::vec![0; columns.len()];
+        let ordered = schema
+            .scalar_columns()
+            .map(|(_, c, _)| c.index.as_ref().map(|_| Ordered::new()))
+            .collect();
         Table {
             schema,
             columns,
             unique,
             sequences,
+            ordered,
         }
     }
 
@@ -1032,9 +1187,10 @@ impl Table {
     }
 
     /// Applies one action of an `ALTER TABLE` that
-    /// [`TableSchema::alter`] accepted; `rows` is the collection's row
-    /// count (deleted rows included).
-    pub fn alter(&mut self, action: &AlterAction, rows: usize) {
+    /// [`TableSchema::alter`] accepted; `deleted` says which of the
+    /// collection's rows are deleted.
+    pub fn alter(&mut self, action: &AlterAction, deleted: &[bool]) {
+        let rows = deleted.len();
         let scalar_index = |schema: &TableSchema, name: &str| {
             schema.scalar_columns().position(|(_, c, _)| c.name == name)
         };
@@ -1050,12 +1206,14 @@ impl Table {
                     .push(ScalarColumn::filled(ty, rows, value.as_deref()));
                 self.unique.push(None);
                 self.sequences.push(0);
+                self.ordered.push(None);
             }
             AlterAction::DropColumn { name } => {
                 if let Some(s) = scalar_index(&self.schema, name) {
                     self.columns.remove(s);
                     self.unique.remove(s);
                     self.sequences.remove(s);
+                    self.ordered.remove(s);
                 }
                 self.schema.columns.retain(|c| c.name != *name);
             }
@@ -1065,6 +1223,95 @@ impl Table {
                 }
             }
             AlterAction::RenameTable { .. } => {}
+            AlterAction::CreateIndex { column, name } => {
+                let Some(s) = scalar_index(&self.schema, column) else {
+                    return;
+                };
+                if let Some(c) = self.schema.columns.iter_mut().find(|c| c.name == *column) {
+                    c.index = Some(name.clone());
+                }
+                let values = &self.columns[s];
+                let mut ordered = Ordered::new();
+                for (row, _) in deleted.iter().enumerate().filter(|(_, d)| !**d) {
+                    if let Some(key) = values.get(row).and_then(|v| values.ty.order_key(v)) {
+                        ordered.insert((key, row as u32));
+                    }
+                }
+                self.ordered[s] = Some(ordered);
+            }
+            AlterAction::DropIndex { name } => {
+                if let Some(c) = self
+                    .schema
+                    .columns
+                    .iter_mut()
+                    .find(|c| c.index.as_ref() == Some(name))
+                {
+                    c.index = None;
+                    let column = c.name.clone();
+                    if let Some(s) = scalar_index(&self.schema, &column) {
+                        self.ordered[s] = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The rows of scalar column `column`'s btree index whose order keys
+    /// ([`ScalarType::order_key`]) lie between `lower` and `upper`, in
+    /// key order; `None` when the column has no index. Only live rows
+    /// with a value are indexed.
+    pub fn index_range<'a>(
+        &'a self,
+        column: usize,
+        lower: Bound<&[u8]>,
+        upper: Bound<&[u8]>,
+    ) -> Option<impl Iterator<Item = u32> + 'a> {
+        let ordered = self.ordered.get(column)?.as_ref()?;
+        let lower = match lower {
+            Bound::Included(k) => Bound::Included((k.to_vec(), 0)),
+            Bound::Excluded(k) => Bound::Excluded((k.to_vec(), u32::MAX)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let upper = match upper {
+            Bound::Included(k) => Bound::Included((k.to_vec(), u32::MAX)),
+            Bound::Excluded(k) => Bound::Excluded((k.to_vec(), 0)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        // An empty or inverted range holds nothing (`BTreeSet::range`
+        // would panic on it).
+        let empty = match (&lower, &upper) {
+            (Bound::Included(l) | Bound::Excluded(l), Bound::Included(u) | Bound::Excluded(u)) => {
+                l > u
+                    || (l == u
+                        && !matches!((&lower, &upper), (Bound::Included(_), Bound::Included(_))))
+            }
+            _ => false,
+        };
+        let range = (!empty).then(|| ordered.range((lower, upper)));
+        Some(range.into_iter().flatten().map(|(_, row)| *row))
+    }
+
+    /// How many rows scalar column `column`'s btree index holds; `None`
+    /// when it has none.
+    pub fn index_len(&self, column: usize) -> Option<usize> {
+        Some(self.ordered.get(column)?.as_ref()?.len())
+    }
+
+    fn index_insert(&mut self, column: usize, row: u32, value: Option<&[u8]>) {
+        if let (Some(ordered), Some(v)) = (&mut self.ordered[column], value)
+            && let Some(key) = self.columns[column].ty.order_key(v)
+        {
+            ordered.insert((key, row));
+        }
+    }
+
+    fn index_remove(&mut self, column: usize, row: u32) {
+        if let (Some(ordered), Some(v)) = (
+            &mut self.ordered[column],
+            self.columns[column].get(row as usize),
+        ) && let Some(key) = self.columns[column].ty.order_key(v)
+        {
+            ordered.remove(&(key, row));
         }
     }
 
@@ -1192,6 +1439,7 @@ impl Table {
                 if let (Some(live), Some(v)) = (&mut self.unique[i], value) {
                     live.insert(v.to_vec(), first_row + r as u32);
                 }
+                self.index_insert(i, first_row + r as u32, value);
                 if serial && let Some(v) = value.and_then(integer_value) {
                     self.sequences[i] = self.sequences[i].max(v);
                 }
@@ -1251,9 +1499,13 @@ impl Table {
                     }
                 }
             }
+            for &row in rows {
+                self.index_remove(c, row);
+            }
             for (r, &row) in rows.iter().enumerate() {
                 let value = values.get(r);
                 self.columns[c].set(row as usize, value);
+                self.index_insert(c, row, value);
                 if let (Some(live), Some(v)) = (&mut self.unique[c], value) {
                     live.insert(v.to_vec(), row);
                 }
@@ -1264,12 +1516,15 @@ impl Table {
         }
     }
 
-    /// Forgets the unique values of a row being deleted.
+    /// Forgets the unique and indexed values of a row being deleted.
     pub fn delete(&mut self, row: u32) {
         for (c, live) in self.unique.iter_mut().enumerate() {
             if let (Some(live), Some(v)) = (live, self.columns[c].get(row as usize)) {
                 live.remove(v);
             }
+        }
+        for c in 0..self.columns.len() {
+            self.index_remove(c, row);
         }
     }
 
@@ -1361,5 +1616,84 @@ impl Table {
             out.extend_from_slice(&s.to_le_bytes());
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Proves that order keys sort as the values: integers of every
+    /// width and the date and timestamp types by numeric value (one key
+    /// for one value whatever the width), floats by IEEE 754 total order
+    /// as `f64::total_cmp` sorts them, and that the types without an
+    /// order have no key.
+    #[test]
+    fn order_keys_sort_as_the_values() {
+        let ints = [
+            i64::MIN,
+            -70_000,
+            -300,
+            -1,
+            0,
+            1,
+            255,
+            256,
+            70_000,
+            i64::MAX,
+        ];
+        let mut keys: Vec<Vec<u8>> = ints
+            .iter()
+            .map(|v| ScalarType::Int64.order_key(&v.to_le_bytes()).unwrap())
+            .collect();
+        let sorted = keys.clone();
+        keys.sort();
+        assert_eq!(keys, sorted);
+        for v in [-300i16, -1, 0, 255] {
+            let wide = ScalarType::Int64.order_key(&i64::from(v).to_le_bytes());
+            assert_eq!(ScalarType::Int16.order_key(&v.to_le_bytes()), wide);
+            assert_eq!(
+                ScalarType::Int32.order_key(&i32::from(v).to_le_bytes()),
+                wide
+            );
+            assert_eq!(
+                ScalarType::Date.order_key(&i32::from(v).to_le_bytes()),
+                wide
+            );
+        }
+        let floats = [
+            f64::NEG_INFINITY,
+            -1e300,
+            -2.5,
+            -f64::MIN_POSITIVE,
+            -0.0,
+            0.0,
+            f64::MIN_POSITIVE,
+            1.0,
+            1e300,
+            f64::INFINITY,
+            f64::NAN,
+        ];
+        let mut by_key: Vec<f64> = floats.to_vec();
+        by_key.sort_by_key(|v| ScalarType::Float64.order_key(&v.to_le_bytes()).unwrap());
+        let mut by_total = floats.to_vec();
+        by_total.sort_by(f64::total_cmp);
+        assert_eq!(
+            by_key.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            by_total.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        let mut singles: Vec<f32> = floats.iter().map(|&v| v as f32).collect();
+        singles.sort_by_key(|v| ScalarType::Float32.order_key(&v.to_le_bytes()).unwrap());
+        assert!(singles.windows(2).all(|w| w[0].total_cmp(&w[1]).is_le()));
+        for ty in [
+            ScalarType::Numeric,
+            ScalarType::Json,
+            ScalarType::Jsonb,
+            ScalarType::Array(ArrayElement::Int32),
+        ] {
+            assert!(!ty.is_orderable());
+            assert_eq!(ty.order_key(b"1"), None);
+        }
+        assert_eq!(ScalarType::Int32.order_key(&[1, 2]), None);
     }
 }

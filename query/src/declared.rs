@@ -227,6 +227,7 @@ pub(crate) fn column_def(table: &str, column: &ast::ColumnDef) -> Result<ColumnD
         type_mod,
         flags,
         default,
+        index: None,
     })
 }
 

@@ -46,6 +46,7 @@ pub mod correlated;
 pub mod declared;
 pub mod dsl;
 pub mod functions;
+pub mod index_scan;
 pub mod json_functions;
 pub mod json_operators;
 pub mod knn;

@@ -175,10 +175,11 @@ impl WriteError {
             | WriteError::GeneratedAlways(_)
             | WriteError::InvalidReference(_)
             | WriteError::OutOfRange(_) => Fault::InvalidInput,
-            WriteError::UndefinedTable(_) => Fault::NotFound,
-            WriteError::TableExists(_) | WriteError::Duplicate(_) | WriteError::Conflict(_) => {
-                Fault::Conflict
-            }
+            WriteError::UndefinedTable(_) | WriteError::UndefinedIndex(_) => Fault::NotFound,
+            WriteError::TableExists(_)
+            | WriteError::IndexExists(_)
+            | WriteError::Duplicate(_)
+            | WriteError::Conflict(_) => Fault::Conflict,
             WriteError::TooLarge(_) => Fault::TooLarge,
             WriteError::Engine(e) => e.fault(),
         }

@@ -78,6 +78,8 @@ use valori_core::event::CollectionName;
 use valori_core::state::Collection;
 use valori_engine::{Engine, EngineError};
 
+use crate::index_scan::RowSource;
+
 /// Column names, in schema order.
 pub const ID_COLUMN: &str = "id";
 pub const VEC_COLUMN: &str = "vec";
@@ -334,6 +336,7 @@ impl CollectionTable {
         &self,
         projection: &[usize],
         tags: TagFilter,
+        index: Option<&RowSource>,
         limit: Option<usize>,
     ) -> Result<Vec<RecordBatch>> {
         let schema = Arc::new(self.schema.project(projection)?);
@@ -348,7 +351,17 @@ impl CollectionTable {
             let mut start = 0;
             if collection.table().is_some() {
                 // Declared columns: the live rows of each window, column
-                // by column (no tag filter reaches such a scan).
+                // by column (no tag filter reaches such a scan); only the
+                // rows the indexes give when a filter names indexed
+                // columns (the filter is applied above the scan).
+                if let Some(rows) = index.and_then(|source| source.rows(collection)) {
+                    let mut rows: Vec<usize> = rows.into_iter().map(|r| r as usize).collect();
+                    rows.truncate(remaining);
+                    for chunk in rows.chunks(SCAN_BATCH_ROWS) {
+                        batches.push(rows_batch(collection, chunk, projection, &schema)?);
+                    }
+                    return Ok(batches);
+                }
                 while start < collection.rows() && remaining > 0 {
                     let end = (start + SCAN_BATCH_ROWS).min(collection.rows());
                     let mut rows: Vec<usize> =
@@ -523,12 +536,38 @@ impl TableProvider for CollectionTable {
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
         // Only the fixed `tag` column has the engine's tag lists behind it;
-        // a declared column of that name is filtered by DataFusion.
+        // a declared column of that name is filtered by DataFusion. A
+        // declared table's scan reads only the rows its indexes give for
+        // a filter on indexed columns, which DataFusion still applies.
+        if self.roles.tag.is_some() {
+            return Ok(filters
+                .iter()
+                .map(|f| match tag_equality(f) {
+                    Some(_) => TableProviderFilterPushDown::Exact,
+                    _ => TableProviderFilterPushDown::Unsupported,
+                })
+                .collect());
+        }
+        let answerable = |f: &Expr| {
+            RowSource::of_filters([f]).is_some_and(|source| {
+                self.engine
+                    .read(|state| {
+                        state
+                            .collection(&self.name)
+                            .filter(|c| c.incarnation() == self.incarnation)
+                            .is_some_and(|c| source.answerable(c))
+                    })
+                    .unwrap_or(false)
+            })
+        };
         Ok(filters
             .iter()
-            .map(|f| match tag_equality(f) {
-                Some(_) if self.roles.tag.is_some() => TableProviderFilterPushDown::Exact,
-                _ => TableProviderFilterPushDown::Unsupported,
+            .map(|f| {
+                if answerable(f) {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
             })
             .collect())
     }
@@ -544,10 +583,17 @@ impl TableProvider for CollectionTable {
             Some(p) => p.clone(),
             None => (0..self.schema.fields().len()).collect(),
         };
-        // Only filters this table declared Exact arrive here; anything else
-        // would be a planner bug, and ignoring it would return wrong rows.
+        // Only filters this table declared Exact (tags) or Inexact (index
+        // lookups, applied again above the scan) arrive here; anything
+        // else would be a planner bug, and ignoring it would return wrong
+        // rows.
         let mut tags = TagFilter::Any;
-        for filter in filters {
+        let index = if self.roles.tag.is_none() {
+            RowSource::of_filters(filters)
+        } else {
+            None
+        };
+        for filter in filters.iter().filter(|_| self.roles.tag.is_some()) {
             let tag = tag_equality(filter).ok_or_else(|| {
                 DataFusionError::Internal(format!(
                     "filter {filter} was pushed into a scan of {} that cannot apply it",
@@ -567,6 +613,7 @@ impl TableProvider for CollectionTable {
             table: self.clone(),
             projection,
             tags,
+            index,
             limit,
             schema,
         }))
@@ -580,6 +627,8 @@ pub struct CollectionScanExec {
     table: CollectionTable,
     projection: Vec<usize>,
     tags: TagFilter,
+    /// The rows to read, from the indexes named by pushed filters.
+    index: Option<RowSource>,
     limit: Option<usize>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
@@ -603,6 +652,9 @@ impl DisplayAs for CollectionScanExec {
             TagFilter::Any => {}
             TagFilter::Only(tag) => write!(f, " tag={tag}")?,
             TagFilter::Nothing => write!(f, " tag=none")?,
+        }
+        if let Some(index) = &self.index {
+            write!(f, " index=[{index}]")?;
         }
         if let Some(limit) = self.limit {
             write!(f, " limit={limit}")?;
@@ -665,9 +717,9 @@ impl ExecutionPlan for CollectionScanExec {
                 "CollectionScanExec has one partition, not {partition}"
             )));
         }
-        let batches = self
-            .table
-            .snapshot(&self.projection, self.tags, self.limit)?;
+        let batches =
+            self.table
+                .snapshot(&self.projection, self.tags, self.index.as_ref(), self.limit)?;
         Ok(Box::pin(MemoryStream::try_new(
             batches,
             Arc::clone(&self.schema),

@@ -109,6 +109,12 @@ pub enum WriteError {
     /// A size limit was exceeded.
     #[error("{0}")]
     TooLarge(String),
+    /// `DROP INDEX` of a name no table's index has.
+    #[error("index {0:?} does not exist")]
+    UndefinedIndex(String),
+    /// `CREATE INDEX` under a name a relation has.
+    #[error("relation {0:?} already exists")]
+    IndexExists(String),
     /// A concurrent statement changed the records this one was checked
     /// against; nothing was written and the statement may be retried.
     #[error("{0}")]
@@ -339,8 +345,13 @@ pub enum WriteStatement {
     },
     CreateIndex {
         table: String,
+        /// The index name given, if any.
+        name: Option<String>,
+        if_not_exists: bool,
         /// The indexed column, or the indexed expression, as written.
         column: String,
+        /// Whether `column` is a column's name rather than an expression.
+        plain: bool,
         /// The columns the index reads (one, or those of its expression).
         referenced: Vec<String>,
         /// `USING btree` (or no method) or `USING gin`: an index on
@@ -349,6 +360,12 @@ pub enum WriteStatement {
         metric: Option<Metric>,
         m: Option<u16>,
         ef_construction: Option<u16>,
+    },
+    /// `DROP INDEX [IF EXISTS] name, …`: each a btree index a column
+    /// carries.
+    DropIndex {
+        names: Vec<String>,
+        if_exists: bool,
     },
     /// `TRUNCATE t`: every row deleted in one event.
     Truncate {
@@ -383,6 +400,7 @@ impl WriteStatement {
             WriteStatement::Delete { .. } => "DELETE",
             WriteStatement::Update { .. } => "UPDATE",
             WriteStatement::CreateIndex { .. } => "CREATE INDEX",
+            WriteStatement::DropIndex { .. } => "DROP INDEX",
             WriteStatement::CopyFrom { .. } => "COPY",
             WriteStatement::Truncate { .. } => "TRUNCATE TABLE",
             WriteStatement::AlterTable { .. } => "ALTER TABLE",
@@ -680,9 +698,13 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
             names,
             ..
         } => {
+            if object_type == ast::ObjectType::Index {
+                let names = names.iter().map(table_name).collect::<Result<_, _>>()?;
+                return Ok(WriteStatement::DropIndex { names, if_exists });
+            }
             if object_type != ast::ObjectType::Table {
                 return Err(unsupported(format!(
-                    "DROP {object_type} is not supported; only DROP TABLE"
+                    "DROP {object_type} is not supported; only DROP TABLE and DROP INDEX"
                 )));
             }
             let names = names.iter().map(table_name).collect::<Result<_, _>>()?;
@@ -782,8 +804,14 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
                     "index method {method}: Valori's vector index is HNSW (USING hnsw or ivfflat), scalar columns take btree (or gin on json, jsonb and arrays)"
                 )));
             }
-            // Neither btree nor gin builds a structure (see the execution):
-            // each is accepted so that schemas written for Postgres load.
+            if index.unique {
+                return Err(unsupported(
+                    "CREATE UNIQUE INDEX: declare the column UNIQUE (or PRIMARY KEY) in CREATE TABLE",
+                ));
+            }
+            // A btree index on one column is built (see the execution);
+            // other btree and gin indexes are accepted without a
+            // structure, so that schemas written for Postgres load.
             let scalar = method == "btree" || method == "gin";
             let [only] = index.columns.as_slice() else {
                 return Err(unsupported("an index over several columns"));
@@ -794,6 +822,7 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
                 Expr::Nested(inner) => inner.as_ref(),
                 other => other,
             };
+            let plain = matches!(expr, Expr::Identifier(_));
             let (column, referenced) = match expr {
                 Expr::Identifier(ident) => {
                     let name = crate::declared::ident(ident);
@@ -856,7 +885,10 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
             }
             Ok(WriteStatement::CreateIndex {
                 table,
+                name: index.name.as_ref().map(table_name).transpose()?,
+                if_not_exists: index.if_not_exists,
                 column,
+                plain: plain && method == "btree",
                 referenced,
                 scalar,
                 metric,
@@ -2261,7 +2293,10 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
         }
         WriteStatement::CreateIndex {
             table,
+            name,
+            if_not_exists,
             column,
+            plain,
             referenced,
             scalar,
             metric,
@@ -2297,6 +2332,15 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
                             "a btree or gin index on the vector column {name}: vectors take USING hnsw"
                         )));
                     }
+                }
+                if *plain {
+                    return create_btree_index(
+                        engine,
+                        table,
+                        column,
+                        name.as_deref(),
+                        *if_not_exists,
+                    );
                 }
                 // Accepted, so that schemas written for Postgres load; no
                 // structure is built.
@@ -2374,10 +2418,191 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
             if_exists,
             steps,
         } => crate::alter::execute(engine, table, *if_exists, steps),
+        WriteStatement::DropIndex { names, if_exists } => {
+            drop_btree_indexes(engine, names, *if_exists)
+        }
         WriteStatement::CopyFrom { .. } => Err(unsupported(
             "COPY FROM STDIN needs the data that follows it (the Postgres COPY protocol)",
         )),
     }
+}
+
+/// The relation names of the state: tables, and the indexes and
+/// sequences the catalogs list for them.
+fn relation_names(state: &valori_core::state::State) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for c in state.collections() {
+        let relation = crate::catalog::Relation::of(c);
+        names.extend(
+            crate::catalog::keys::indexes(&relation)
+                .into_iter()
+                .map(|i| i.name),
+        );
+        names.extend(
+            crate::catalog::keys::sequences(&relation)
+                .into_iter()
+                .map(|s| s.name),
+        );
+        names.insert(c.name().as_str().to_owned());
+    }
+    names
+}
+
+/// `CREATE INDEX [name] ON table (column)` with btree on a declared
+/// table's scalar column of an ordered type: one `AlterTable` event
+/// recording the index, which the state builds over the live rows and
+/// keeps. Unnamed, it is called `table_column_idx` (with a number after
+/// it when that is taken), as Postgres names it. A second index on a
+/// column, or one on a column whose type has no btree order, is accepted
+/// with a NOTICE and builds nothing, as other scalar indexes.
+fn create_btree_index(
+    engine: &Engine,
+    table: &str,
+    column: &str,
+    name: Option<&str>,
+    if_not_exists: bool,
+) -> Result<WriteOutcome, WriteError> {
+    let mut notices = Vec::new();
+    let mut outcome = Ok(());
+    let submitted = engine.submit_built(|state| {
+        let built = (|| -> Result<Option<Event>, WriteError> {
+            let collection = CollectionName::new(table)
+                .ok()
+                .and_then(|n| state.collection(&n))
+                .ok_or_else(|| WriteError::UndefinedTable(table.into()))?;
+            let taken = relation_names(state);
+            if let Some(name) = name
+                && taken.contains(name)
+            {
+                if if_not_exists {
+                    notices.push(format!("relation {name:?} already exists, skipping"));
+                    return Ok(None);
+                }
+                return Err(WriteError::IndexExists(name.to_owned()));
+            }
+            let def = collection
+                .table()
+                .and_then(|t| t.schema().columns.iter().find(|c| c.name == column));
+            let Some(def) = def.filter(|d| d.scalar().is_some_and(|t| t.is_orderable())) else {
+                notices.push(format!(
+                    "no separate index is built on {table} ({column}): its type has no btree order here, and filters on it are evaluated on the rows a query reads"
+                ));
+                return Ok(None);
+            };
+            if let Some(existing) = &def.index {
+                notices.push(format!(
+                    "column {column} of {table} already has the btree index {existing}; no second is built"
+                ));
+                return Ok(None);
+            }
+            let name = match name {
+                Some(n) => n.to_owned(),
+                None => {
+                    let base: String = format!("{table}_{column}_idx");
+                    let base = truncate_identifier(&base);
+                    (0..)
+                        .map(|i| match i {
+                            0 => base.clone(),
+                            i => format!("{}{i}", truncate_identifier(&base[..base.len().min(60)])),
+                        })
+                        .find(|n| !taken.contains(n))
+                        .expect("invariant: some numbered name is free")
+                }
+            };
+            Ok(Some(Event::AlterTable {
+                collection: collection.name().clone(),
+                actions: vec![valori_core::table::AlterAction::CreateIndex {
+                    column: column.to_owned(),
+                    name,
+                }],
+            }))
+        })();
+        built.unwrap_or_else(|e| {
+            outcome = Err(e);
+            None
+        })
+    });
+    outcome?;
+    submitted.map_err(|e| match e {
+        EngineError::Rejected(valori_core::state::ApplyError::Schema { source, .. }) => {
+            WriteError::InvalidValue(format!("CREATE INDEX on {table}: {source}"))
+        }
+        e => e.into(),
+    })?;
+    Ok(WriteOutcome {
+        rows: 0,
+        notices,
+        written: None,
+    })
+}
+
+/// `name` cut to the 63 bytes of a Postgres identifier, at a character
+/// boundary.
+fn truncate_identifier(name: &str) -> String {
+    let mut end = name.len().min(limits::COLUMN_NAME_BYTES_MAX as usize);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_owned()
+}
+
+/// `DROP INDEX [IF EXISTS] name, …`: one `AlterTable` event per table
+/// whose btree indexes are named, all in one transaction. A name no
+/// btree index has is an error (a NOTICE with `IF EXISTS`): the names of
+/// HNSW, expression and gin indexes are not kept.
+fn drop_btree_indexes(
+    engine: &Engine,
+    names: &[String],
+    if_exists: bool,
+) -> Result<WriteOutcome, WriteError> {
+    let mut notices = Vec::new();
+    let mut outcome = Ok(());
+    let submitted = engine.submit_built(|state| {
+        let mut by_table: BTreeMap<CollectionName, Vec<valori_core::table::AlterAction>> =
+            BTreeMap::new();
+        for name in names {
+            let owner = state.collections().find(|c| {
+                c.table().is_some_and(|t| {
+                    t.schema()
+                        .columns
+                        .iter()
+                        .any(|d| d.index.as_ref() == Some(name))
+                })
+            });
+            match owner {
+                Some(c) => by_table
+                    .entry(c.name().clone())
+                    .or_default()
+                    .push(valori_core::table::AlterAction::DropIndex { name: name.clone() }),
+                None if if_exists => {
+                    notices.push(format!("index {name:?} does not exist, skipping"));
+                }
+                None => {
+                    outcome = Err(WriteError::UndefinedIndex(name.clone()));
+                    return None;
+                }
+            }
+        }
+        let mut events: Vec<Event> = by_table
+            .into_iter()
+            .map(|(collection, actions)| Event::AlterTable {
+                collection,
+                actions,
+            })
+            .collect();
+        match events.len() {
+            0 => None,
+            1 => events.pop(),
+            _ => Some(Event::Transaction { events }),
+        }
+    });
+    outcome?;
+    submitted?;
+    Ok(WriteOutcome {
+        rows: 0,
+        notices,
+        written: None,
+    })
 }
 
 /// `UPDATE … SET col = value, … WHERE id = … / id IN (…)` on a table with

@@ -777,9 +777,10 @@ fn oid_of(db: &Db, table: &str) -> String {
 /// `3` for `DEFAULT 3` (Postgres prints an integer constant bare), and
 /// the indexes footer lists the primary key (`items_pkey`, printed by
 /// psql as `PRIMARY KEY, btree (id)`) then the HNSW index under
-/// Postgres's name for an unnamed index, `items_embedding_idx`. The btree
-/// index on `category_id` builds nothing and is not in the state, so it
-/// is not listed (Postgres would list `items_category_id_idx`).
+/// Postgres's name for an unnamed index, `items_embedding_idx`, with the
+/// btree index on `category_id` under Postgres's name for it,
+/// `items_category_id_idx`, between them (psql sorts primary keys first,
+/// then by name).
 #[test]
 fn psql_describe_declared_table() {
     let db = declared_db();
@@ -827,6 +828,20 @@ ORDER BY i.indisprimary DESC, c2.relname;"#
                 "0"
             ],
             vec![
+                "items_category_id_idx",
+                "false",
+                "false",
+                "false",
+                "true",
+                "CREATE INDEX items_category_id_idx ON public.items USING btree (category_id)",
+                "NULL",
+                "NULL",
+                "NULL",
+                "NULL",
+                "false",
+                "0"
+            ],
+            vec![
                 "items_embedding_idx",
                 "false",
                 "false",
@@ -865,6 +880,7 @@ WHERE c.oid = '{oid}';"#
         kinds,
         vec![
             vec!["items", "r"],
+            vec!["items_category_id_idx", "i"],
             vec!["items_embedding_idx", "i"],
             vec!["items_id_seq", "S"],
             vec!["items_pkey", "i"],
@@ -943,8 +959,9 @@ fn defaults_print_as_postgres_prints_them() {
 /// inlined) plan and answer as Postgres would: `generate_subscripts`
 /// next to `unnest` in a select list numbers the key columns (1 for the
 /// one column), the keys are `items_pkey (id)` and `users_email_key
-/// (email)`, and the non-primary indexes are the HNSW index (not unique,
-/// access method hnsw) and the unique constraint's index.
+/// (email)`, and the non-primary indexes are the btree index on
+/// `category_id`, the HNSW index (not unique, access method hnsw) and
+/// the unique constraint's index.
 #[test]
 fn sqlalchemy_keys_and_indexes() {
     let db = declared_db();
@@ -1007,6 +1024,13 @@ WHERE pg_catalog.pg_index.indrelid IN ({items}, {users}) AND NOT pg_catalog.pg_i
     assert_eq!(
         got,
         vec![
+            vec![
+                "items_category_id_idx",
+                "false",
+                "false",
+                "[category_id]",
+                "[false]"
+            ],
             vec![
                 "items_embedding_idx",
                 "false",

@@ -13,6 +13,8 @@ use valori_query::session::Session;
 use valori_query::statement::{Access, Outcome};
 use valori_query::{QueryEngine, QueryError, datafusion};
 
+#[path = "declared/btree.rs"]
+mod btree;
 #[path = "declared/frameworks.rs"]
 mod frameworks;
 

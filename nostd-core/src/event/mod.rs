@@ -348,6 +348,8 @@ mod alter_op {
     pub const DROP_COLUMN: u8 = 2;
     pub const RENAME_COLUMN: u8 = 3;
     pub const RENAME_TABLE: u8 = 4;
+    pub const CREATE_INDEX: u8 = 5;
+    pub const DROP_INDEX: u8 = 6;
 }
 
 /// Flag bits of an `UpdateBatch`: which fields follow.
@@ -865,7 +867,8 @@ fn put_values(out: &mut Vec<u8>, values: &ColumnValues) {
 
 /// `op:u8`, then: add `column ‖ has_value:u8 [‖ len:u32 ‖ value]`;
 /// drop `name`; rename column `from ‖ to`; rename table `collection
-/// name`. Column names are `len:u32 ‖ UTF-8`.
+/// name`; create index `column ‖ index`; drop index `index`. Column and
+/// index names are `len:u32 ‖ UTF-8`.
 fn put_alter_action(out: &mut Vec<u8>, action: &AlterAction) {
     match action {
         AlterAction::AddColumn { column, value } => {
@@ -891,6 +894,15 @@ fn put_alter_action(out: &mut Vec<u8>, action: &AlterAction) {
         AlterAction::RenameTable { to } => {
             out.push(alter_op::RENAME_TABLE);
             put_name(out, to);
+        }
+        AlterAction::CreateIndex { column, name } => {
+            out.push(alter_op::CREATE_INDEX);
+            put_bytes(out, column.as_bytes());
+            put_bytes(out, name.as_bytes());
+        }
+        AlterAction::DropIndex { name } => {
+            out.push(alter_op::DROP_INDEX);
+            put_bytes(out, name.as_bytes());
         }
     }
 }
@@ -1163,6 +1175,13 @@ impl<'a> Reader<'a> {
                 to: self.column_name()?,
             },
             alter_op::RENAME_TABLE => AlterAction::RenameTable { to: self.name()? },
+            alter_op::CREATE_INDEX => AlterAction::CreateIndex {
+                column: self.column_name()?,
+                name: self.column_name()?,
+            },
+            alter_op::DROP_INDEX => AlterAction::DropIndex {
+                name: self.column_name()?,
+            },
             _ => return Err(self.error_at(at, DecodeErrorKind::BadAlterAction)),
         })
     }

@@ -167,11 +167,14 @@ fn arb_alter_action() -> impl Strategy<Value = crate::table::AlterAction> {
             arb_column_name(),
             1u8..=15,
             any::<u32>(),
-            any::<u8>(),
+            // Bit 6 of the encoded flags says whether an index name
+            // follows; a definition carries the name instead.
+            any::<u8>().prop_map(|f| f & !crate::table::column_flags::INDEXED),
             proptest::option::of("[ -~]{0,12}"),
-            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..12))
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..12)),
+            proptest::option::of(arb_column_name()),
         )
-            .prop_map(|(name, code, type_mod, flags, default, value)| {
+            .prop_map(|(name, code, type_mod, flags, default, value, index)| {
                 AlterAction::AddColumn {
                     column: ColumnDef {
                         name,
@@ -179,6 +182,7 @@ fn arb_alter_action() -> impl Strategy<Value = crate::table::AlterAction> {
                         type_mod,
                         flags,
                         default,
+                        index,
                     },
                     value,
                 }
@@ -187,6 +191,9 @@ fn arb_alter_action() -> impl Strategy<Value = crate::table::AlterAction> {
         (arb_column_name(), arb_column_name())
             .prop_map(|(from, to)| AlterAction::RenameColumn { from, to }),
         arb_name().prop_map(|to| AlterAction::RenameTable { to }),
+        (arb_column_name(), arb_column_name())
+            .prop_map(|(column, name)| AlterAction::CreateIndex { column, name }),
+        arb_column_name().prop_map(|name| AlterAction::DropIndex { name }),
     ]
 }
 
@@ -482,6 +489,7 @@ fn alter_table_layout_matches_format_doc() {
                     type_mod: 0,
                     flags: column_flags::NOT_NULL,
                     default: Some("5".into()),
+                    index: None,
                 },
                 value: Some(5i32.to_le_bytes().to_vec()),
             },

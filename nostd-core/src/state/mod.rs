@@ -1637,7 +1637,6 @@ impl State {
                     .collections
                     .remove(collection)
                     .ok_or_else(|| ApplyError::UnknownCollection(collection.clone()))?;
-                let rows = c.rows();
                 let mut reshaped = false;
                 for action in actions {
                     match action {
@@ -1648,7 +1647,7 @@ impl State {
                         _ => {}
                     }
                     if let Some(table) = c.table.as_mut() {
-                        table.alter(action, rows);
+                        table.alter(action, &c.deleted);
                     }
                 }
                 if reshaped {

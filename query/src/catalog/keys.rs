@@ -7,9 +7,11 @@
 //! flags (`PRIMARY KEY`, `UNIQUE`, `serial`) and `DEFAULT` text, and the
 //! collection's HNSW index over its vector column. Names follow
 //! Postgres's choices for unnamed objects: `items_pkey`,
-//! `items_email_key`, `items_id_seq`, `items_embedding_idx`. A
-//! `CREATE INDEX … (column)` on a scalar column builds nothing and is not
-//! recorded in the state, so it is not listed.
+//! `items_email_key`, `items_id_seq`, `items_embedding_idx`. A btree
+//! `CREATE INDEX` on one scalar column is recorded in the column's
+//! definition under its name and listed; one on an expression, a `gin`
+//! index or a second index on a column builds nothing, is not recorded,
+//! and so is not listed.
 
 use valori_core::Metric;
 use valori_core::table::{ColumnDef, ScalarType};
@@ -113,8 +115,9 @@ fn metric_class(metric: Metric) -> &'static str {
     }
 }
 
-/// The indexes of a table: its primary key and unique columns (btree, as
-/// Postgres builds them), and the HNSW index of its vector column.
+/// The indexes of a table: its btree indexes, its primary key and unique
+/// columns (btree, as Postgres builds them), and the HNSW index of its
+/// vector column.
 pub fn indexes(relation: &Relation) -> Vec<Index> {
     let table = relation.name.as_str();
     let index =
@@ -134,14 +137,25 @@ pub fn indexes(relation: &Relation) -> Vec<Index> {
     let vector = match &relation.declared {
         Some(declared) => {
             for (i, c) in declared.columns.iter().enumerate() {
-                if !c.is_unique() {
-                    continue;
-                }
                 let collation = if c.scalar() == Some(ScalarType::Text) {
                     100
                 } else {
                     0
                 };
+                if let Some(name) = &c.index {
+                    out.push(index(
+                        name.clone(),
+                        i,
+                        &c.name,
+                        false,
+                        false,
+                        None,
+                        collation,
+                    ));
+                }
+                if !c.is_unique() {
+                    continue;
+                }
                 let name = if c.is_primary_key() {
                     format!("{table}_pkey")
                 } else {

@@ -221,20 +221,22 @@ pub fn relation_oid(name: &str) -> u32 {
     FIRST_USER_OID + hash % (i32::MAX as u32 - FIRST_USER_OID)
 }
 
+impl Relation {
+    /// The catalog's description of `collection`.
+    pub fn of(collection: &valori_core::state::Collection) -> Relation {
+        Relation {
+            oid: relation_oid(collection.name().as_str()),
+            name: collection.name().as_str().to_owned(),
+            schema: provider::collection_schema(collection),
+            declared: collection.table().map(|t| t.schema().clone()),
+            config: *collection.config(),
+        }
+    }
+}
+
 /// The tables of the engine's current state, in name order.
 pub fn relations(engine: &Engine) -> Result<Vec<Relation>, ScanError> {
-    Ok(engine.read(|state| {
-        state
-            .collections()
-            .map(|c| Relation {
-                oid: relation_oid(c.name().as_str()),
-                name: c.name().as_str().to_owned(),
-                schema: provider::collection_schema(c),
-                declared: c.table().map(|t| t.schema().clone()),
-                config: *c.config(),
-            })
-            .collect()
-    })?)
+    Ok(engine.read(|state| state.collections().map(Relation::of).collect())?)
 }
 
 /// A table's columns, in order (the SQL schema of [`provider::table_schema`]).

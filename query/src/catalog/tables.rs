@@ -572,6 +572,31 @@ pub static TABLES: &[Spec] = &[
                 .collect()
         },
     },
+    // A view in Postgres; the same rows here.
+    Spec {
+        name: "pg_indexes",
+        columns: &[
+            ("schemaname", Text),
+            ("tablename", Text),
+            ("indexname", Text),
+            ("tablespace", Text),
+            ("indexdef", Text),
+        ],
+        rows: |s| {
+            s.relations
+                .iter()
+                .flat_map(keys::indexes)
+                .map(|i| {
+                    vec![
+                        ("schemaname", t("public")),
+                        ("indexdef", V::Text(i.definition())),
+                        ("tablename", V::Text(i.table)),
+                        ("indexname", V::Text(i.name)),
+                    ]
+                })
+                .collect()
+        },
+    },
     Spec {
         name: "pg_database",
         columns: &[

@@ -17,6 +17,7 @@ use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::execution::TaskContext;
 use datafusion::execution::context::QueryPlanner;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{LogicalPlan, UserDefinedLogicalNode};
 use datafusion::physical_expr::utils::{collect_columns, reassign_expr_columns};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalSortExpr};
@@ -41,6 +42,7 @@ use valori_engine::Engine;
 use super::node::KnnNode;
 use super::{BoundParams, KnnSearch, QueryVector, RANK_COLUMN, TagSet};
 use crate::functions::constant_vector;
+use crate::index_scan::RowSource;
 use crate::provider::{ScanError, rows_batch, u64_literal};
 use crate::settings::{SearchSettings, ValoriOptions};
 
@@ -145,6 +147,8 @@ pub struct ValoriKnnExec {
     engine: Arc<Engine>,
     search: KnnSearch,
     residual: Option<Arc<dyn PhysicalExpr>>,
+    /// Lookups of the residual's conjuncts on indexed columns.
+    index: Option<RowSource>,
     /// The table columns the node emits (the residual's input).
     scan_schema: SchemaRef,
     schema: SchemaRef,
@@ -205,12 +209,31 @@ impl ValoriKnnExec {
             engine,
             search,
             residual,
+            index: None,
             scan_schema,
             schema,
             path,
             properties: Arc::new(properties),
             metrics: ExecutionPlanMetricsSet::new(),
         })
+    }
+
+    /// The row source of the residual filter's conjuncts on indexed
+    /// columns: the prefilter then evaluates the filter on the rows the
+    /// indexes give instead of on every row.
+    /// Kept only when the table's indexes answer it.
+    pub fn with_index(mut self, index: Option<RowSource>) -> ValoriKnnExec {
+        self.index = index.filter(|source| {
+            self.engine
+                .read(|state| {
+                    state
+                        .collection(&self.search.collection)
+                        .filter(|c| c.incarnation() == self.search.incarnation)
+                        .is_some_and(|c| source.answerable(c))
+                })
+                .unwrap_or(false)
+        });
+        self
     }
 
     pub fn search(&self) -> &KnnSearch {
@@ -330,7 +353,8 @@ impl ValoriKnnExec {
             };
             let matching = usize::try_from(matching).unwrap_or(usize::MAX);
             if let Some(residual) = &self.residual
-                && let Some(allowed) = self.prefilter(collection, residual, &resolved.tags)?
+                && let Some(allowed) =
+                    self.prefilter(collection, residual, &resolved.tags, matching)?
             {
                 let options = SearchOptions {
                     ef: resolved.settings.effective_ef(k),
@@ -410,22 +434,29 @@ impl ValoriKnnExec {
         collection: &Collection,
         residual: &Arc<dyn PhysicalExpr>,
         tags: &TagSet,
+        matching: usize,
     ) -> Result<Option<Vec<u32>>> {
         let residual = &self.residual_filter(residual)?;
         let deleted = collection.deleted();
         let row_tags = collection.tags();
         // A table's rows with a NULL vector are never candidates.
-        let candidates: Vec<u32> = (0..collection.rows())
-            .filter(|&r| {
-                !deleted[r]
-                    && collection.has_vector(r)
-                    && match tags {
-                        TagSet::Any => true,
-                        TagSet::Only(t) => t.binary_search(&row_tags[r]).is_ok(),
-                    }
-            })
-            .map(|r| r as u32)
-            .collect();
+        let eligible = |r: usize| {
+            !deleted[r]
+                && collection.has_vector(r)
+                && match tags {
+                    TagSet::Any => true,
+                    TagSet::Only(t) => t.binary_search(&row_tags[r]).is_ok(),
+                }
+        };
+        // The rows the indexes give for the filter's conjuncts on
+        // indexed columns (a superset of those it keeps), or every row.
+        let candidates: Vec<u32> = match self.index.as_ref().and_then(|s| s.rows(collection)) {
+            Some(rows) => rows.into_iter().filter(|&r| eligible(r as usize)).collect(),
+            None => (0..collection.rows())
+                .filter(|&r| eligible(r))
+                .map(|r| r as u32)
+                .collect(),
+        };
         if candidates.len() <= SELECTIVITY_SAMPLE_ROWS {
             // Small enough to evaluate whole at once.
             let keep = self.evaluate_on(collection, residual, &candidates)?;
@@ -434,7 +465,11 @@ impl ValoriKnnExec {
         let stride = candidates.len().div_ceil(SELECTIVITY_SAMPLE_ROWS);
         let sample: Vec<u32> = candidates.iter().step_by(stride).copied().collect();
         let passed = self.evaluate_on(collection, residual, &sample)?.len();
-        if passed.saturating_mul(OVERFETCH_FACTOR) >= sample.len() {
+        // The rows expected to pass, passed / sample of the candidates,
+        // against the rows a search would walk past.
+        let expected = passed as u128 * candidates.len() as u128;
+        let walked = sample.len() as u128 * matching.max(candidates.len()) as u128;
+        if expected * OVERFETCH_FACTOR as u128 >= walked {
             return Ok(None);
         }
         let mut keep = Vec::new();
@@ -543,6 +578,9 @@ impl DisplayAs for ValoriKnnExec {
                 write!(f, " distance={}", s.function)?;
                 if let Some(residual) = &self.residual {
                     write!(f, " filter={residual}")?;
+                }
+                if let Some(index) = &self.index {
+                    write!(f, " index=[{index}]")?;
                 }
                 Ok(())
             }
@@ -660,13 +698,20 @@ impl ExtensionPlanner for KnnPlanner {
             )?),
             None => None,
         };
-        Ok(Some(Arc::new(ValoriKnnExec::try_new(
-            Arc::clone(&node.engine),
-            node.search.clone(),
-            residual,
-            Arc::clone(node.scan_schema.inner()),
-            Arc::clone(node.schema.inner()),
-        )?)))
+        let index = node
+            .residual
+            .as_ref()
+            .and_then(|r| RowSource::of_filters(split_conjunction(r)));
+        Ok(Some(Arc::new(
+            ValoriKnnExec::try_new(
+                Arc::clone(&node.engine),
+                node.search.clone(),
+                residual,
+                Arc::clone(node.scan_schema.inner()),
+                Arc::clone(node.schema.inner()),
+            )?
+            .with_index(index),
+        )))
     }
 }
 

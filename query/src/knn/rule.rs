@@ -415,13 +415,17 @@ fn rewrite_sort(sort: &Sort, settings: SearchSettings) -> Result<Option<LogicalP
         return Ok(None);
     }
 
-    // Filters: the scan's own (only `tag = n` reaches it) and the rest.
+    // Filters: the scan's own (`tag = n` on a table of the fixed
+    // layout; on a declared table, index lookups that the filter above
+    // the scan applies again, and that the node takes from its residual)
+    // and the rest.
     let mut tags = TagSet::Any;
     for filter in &source.scan.filters {
-        let Some(tag) = tag_equality(filter) else {
-            return Ok(None);
-        };
-        tags = tags.intersect(&TagSet::of([tag]));
+        match tag_equality(filter) {
+            Some(tag) if roles.tag.is_some() => tags = tags.intersect(&TagSet::of([tag])),
+            _ if roles.tag.is_none() => {}
+            _ => return Ok(None),
+        }
     }
     let mut residual = Vec::new();
     let mut tag_params = Vec::new();

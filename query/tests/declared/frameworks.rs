@@ -16,7 +16,10 @@ use valori_query::{QueryEngine, QueryError, datafusion};
 use super::{block_on, cells};
 
 /// `sql`'s rows (or a write's `RETURNING` rows) and its notices.
-async fn run(q: &QueryEngine, sql: &str) -> Result<(Vec<RecordBatch>, Vec<String>), QueryError> {
+pub(super) async fn run(
+    q: &QueryEngine,
+    sql: &str,
+) -> Result<(Vec<RecordBatch>, Vec<String>), QueryError> {
     let mut session = Session::default();
     let prepared = q.prepare(sql).await?;
     match q

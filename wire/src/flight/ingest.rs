@@ -552,6 +552,7 @@ mod tests {
             type_mod,
             flags: 0,
             default: None,
+            index: None,
         };
         let schema = TableSchema {
             columns: vec![
