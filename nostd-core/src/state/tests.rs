@@ -1536,7 +1536,9 @@ mod tables {
                 for lo in [-12, -11, -3, 0, 5, 11, 100, 101] {
                     for hi in [-11, -1, 0, 7, 11, 100, 200] {
                         let (kl, kh) = (key(lo), key(hi));
-                        let ranges: [(Bound<&[u8]>, Bound<&[u8]>, fn(i32, i32, i32) -> bool); 4] = [
+                        type Range<'a> =
+                            (Bound<&'a [u8]>, Bound<&'a [u8]>, fn(i32, i32, i32) -> bool);
+                        let ranges: [Range; 4] = [
                             (Included(&kl), Included(&kh), |v, l, h| l <= v && v <= h),
                             (Excluded(&kl), Excluded(&kh), |v, l, h| l < v && v < h),
                             (Included(&kl), Unbounded, |v, l, _| l <= v),
