@@ -10,6 +10,7 @@
 //! `client_encoding`, …) answer `SHOW` when the session has not set them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use valori_core::limits;
@@ -57,7 +58,54 @@ pub struct Session {
     /// The session as a holder of advisory locks (shared by its copies;
     /// its locks go when the last copy does).
     pub advisory: AdvisorySession,
+    /// Statements `PREPARE`d in SQL, by name.
+    pub prepared: SqlPrepared,
 }
+
+/// A session's `PREPARE`d statements (at most
+/// [`valori_core::limits::PLAN_CACHE_ENTRIES_MAX`]), by name. Two are
+/// equal when they hold the same names for the same statement texts.
+#[derive(Clone, Debug, Default)]
+pub struct SqlPrepared(BTreeMap<String, Arc<crate::statement::Prepared>>);
+
+impl SqlPrepared {
+    pub fn get(&self, name: &str) -> Option<Arc<crate::statement::Prepared>> {
+        self.0.get(name).cloned()
+    }
+
+    pub fn insert(&mut self, name: String, statement: Arc<crate::statement::Prepared>) {
+        self.0.insert(name, statement);
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<Arc<crate::statement::Prepared>> {
+        self.0.remove(name)
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl PartialEq for SqlPrepared {
+    fn eq(&self, other: &SqlPrepared) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(&other.0)
+                .all(|((a, x), (b, y))| a == b && x.sql() == y.sql())
+    }
+}
+
+impl Eq for SqlPrepared {}
 
 impl Session {
     /// A session with these search settings and nothing else set.
@@ -142,7 +190,8 @@ impl Session {
             "valori.ef_search" | "hnsw.ef_search" => self
                 .search
                 .ef_search
-                .map_or_else(|| "default".to_owned(), |n| n.to_string()),
+                .unwrap_or_else(SearchSettings::default_ef)
+                .to_string(),
             "valori.exact" => if self.search.exact { "on" } else { "off" }.to_owned(),
             "valori.read_consistency" => self.read_consistency.name().to_owned(),
             "statement_timeout" => self

@@ -92,6 +92,21 @@ pub enum Command {
     /// end removes the connection's named statements; elsewhere a session
     /// has none.
     Deallocate(Option<String>),
+    /// `PREPARE name [(types)] AS statement`: the statement, prepared,
+    /// kept by the session under `name` (the declared types are not
+    /// needed: each placeholder's type comes from where the statement
+    /// uses it).
+    Prepare {
+        name: String,
+        sql: String,
+    },
+    /// `EXECUTE name [(values)]`: the session's statement `name` run with
+    /// these values for `$1`, `$2`, … (constants, taken as a client's
+    /// text-form parameters are).
+    Execute {
+        name: String,
+        params: Vec<ScalarValue>,
+    },
     /// `DISCARD ALL`: the session's settings back to their defaults, its
     /// session-level advisory locks released (and, over Postgres, its
     /// named statements removed); refused inside a transaction block.
@@ -531,6 +546,40 @@ fn set_value(values: &[ast::Expr]) -> String {
         .join(", ")
 }
 
+/// An `EXECUTE` argument: a constant, as the text a client would send
+/// for it (the statement layer converts it to the placeholder's type);
+/// `NULL` as NULL.
+fn execute_argument(expr: &ast::Expr) -> Result<ScalarValue, QueryError> {
+    let text = |t: String| Ok(ScalarValue::Utf8(Some(t)));
+    match expr {
+        ast::Expr::Value(value) => match &value.value {
+            ast::Value::Null => Ok(ScalarValue::Utf8(None)),
+            ast::Value::SingleQuotedString(s) | ast::Value::EscapedStringLiteral(s) => {
+                text(s.clone())
+            }
+            ast::Value::Number(n, _) => text(n.clone()),
+            ast::Value::Boolean(b) => text(b.to_string()),
+            other => Err(unsupported(format!("EXECUTE argument {other}"))),
+        },
+        ast::Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus,
+            expr,
+        } => match execute_argument(expr)? {
+            ScalarValue::Utf8(Some(n)) if n.starts_with(|c: char| c.is_ascii_digit()) => {
+                text(format!("-{n}"))
+            }
+            _ => Err(unsupported(format!("EXECUTE argument -{expr}"))),
+        },
+        // `'[1,2,3]'::vector`, `'2024-01-01'::date`: the text, read as
+        // the placeholder's type.
+        ast::Expr::Cast { expr, .. } => execute_argument(expr),
+        ast::Expr::Nested(inner) => execute_argument(inner),
+        other => Err(unsupported(format!(
+            "EXECUTE argument {other}: arguments are constants"
+        ))),
+    }
+}
+
 fn object_name(name: &ast::ObjectName) -> String {
     name.0
         .iter()
@@ -570,6 +619,28 @@ fn command(statement: &Statement) -> Result<Option<Command>, QueryError> {
             ast::DiscardObject::PLANS => Command::Noop("DISCARD PLANS"),
             ast::DiscardObject::SEQUENCES => Command::Noop("DISCARD SEQUENCES"),
             ast::DiscardObject::TEMP => Command::Noop("DISCARD TEMP"),
+        },
+        Statement::Prepare {
+            name, statement, ..
+        } => Command::Prepare {
+            name: ident_name(name),
+            sql: statement.to_string(),
+        },
+        Statement::Execute {
+            name: Some(name),
+            parameters,
+            immediate: false,
+            into,
+            using,
+            output: false,
+            default: false,
+            ..
+        } if into.is_empty() && using.is_empty() => Command::Execute {
+            name: object_name(name),
+            params: parameters
+                .iter()
+                .map(execute_argument)
+                .collect::<Result<_, _>>()?,
         },
         Statement::Deallocate { name, .. } => Command::Deallocate(
             (name.quote_style.is_some() || !name.value.eq_ignore_ascii_case("all"))
@@ -1373,6 +1444,37 @@ impl QueryEngine {
                 format: format.clone(),
             }));
         }
+        match &prepared.kind {
+            Kind::Command(Command::Prepare { name, sql }) => {
+                if session.prepared.get(name).is_some() {
+                    return Err(TransactionError::PreparedStatementExists(name.clone()).into());
+                }
+                if session.prepared.len() >= limits::PLAN_CACHE_ENTRIES_MAX as usize {
+                    return Err(TransactionError::TooManyPreparedStatements.into());
+                }
+                let statement = self.prepare(sql).await?;
+                if matches!(
+                    statement.kind,
+                    Kind::Command(Command::Prepare { .. } | Command::Execute { .. })
+                ) {
+                    return Err(unsupported("PREPARE of a PREPARE or an EXECUTE"));
+                }
+                session.prepared.insert(name.clone(), statement);
+                return Ok(Outcome::Done {
+                    tag: "PREPARE".to_owned(),
+                    rows: None,
+                    notices: Vec::new(),
+                });
+            }
+            Kind::Command(Command::Execute { name, params }) => {
+                let statement = session
+                    .prepared
+                    .get(name)
+                    .ok_or_else(|| TransactionError::NoPreparedStatement(name.clone()))?;
+                return Box::pin(self.run(&statement, params.clone(), session, access)).await;
+            }
+            _ => {}
+        }
         let params = self.bind(prepared, params)?;
         match &prepared.kind {
             Kind::Empty => Ok(Outcome::Empty),
@@ -1918,14 +2020,24 @@ fn run_command(command: &Command, session: &mut Session) -> Result<Outcome, Quer
             return Err(internal("a savepoint command outside a transaction block"));
         }
         Command::Noop(t) => tag(t),
-        Command::Deallocate(None) => tag("DEALLOCATE ALL"),
+        Command::Deallocate(None) => {
+            session.prepared.clear();
+            tag("DEALLOCATE ALL")
+        }
         Command::Deallocate(Some(name)) => {
-            return Err(TransactionError::NoPreparedStatement(name.clone()).into());
+            if session.prepared.remove(name).is_none() {
+                return Err(TransactionError::NoPreparedStatement(name.clone()).into());
+            }
+            tag("DEALLOCATE")
+        }
+        Command::Prepare { .. } | Command::Execute { .. } => {
+            return Err(internal("PREPARE and EXECUTE run above"));
         }
         Command::Discard => {
             if session.transaction.is_some() {
                 return Err(TransactionError::InBlock("DISCARD ALL").into());
             }
+            session.prepared.clear();
             session.reset("all")?;
             session.advisory.unlock_all();
             tag("DISCARD ALL")

@@ -51,6 +51,15 @@ pub enum TransactionError {
     /// `DEALLOCATE` of a name the session has not prepared.
     #[error("prepared statement \"{0}\" does not exist")]
     NoPreparedStatement(String),
+    /// `PREPARE` of a name the session has prepared.
+    #[error("prepared statement \"{0}\" already exists")]
+    PreparedStatementExists(String),
+    /// More `PREPARE`d statements than a session keeps.
+    #[error(
+        "a session keeps at most {max} prepared statements; DEALLOCATE some",
+        max = valori_core::limits::PLAN_CACHE_ENTRIES_MAX
+    )]
+    TooManyPreparedStatements,
     /// More writes than one transaction event holds.
     #[error(
         "a transaction holds at most {max} writes; commit it and continue in another",

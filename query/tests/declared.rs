@@ -2407,3 +2407,125 @@ fn identity_columns_and_typed_literals() {
     let engine = Arc::new(Engine::open(dir.path()).unwrap());
     assert_eq!(state_hash(&engine), before);
 }
+
+/// `PREPARE` keeps a statement in the session under a name and `EXECUTE`
+/// runs it with constants for its placeholders, read as a client's text
+/// parameters are: an insert of a vector and a text, and a filtered
+/// nearest-neighbour query whose rows are checked against distances
+/// computed here. Another session does not see the name; `DEALLOCATE`
+/// forgets it; a second `PREPARE` of a name, an unknown name, a wrong
+/// number of values and a non-constant value are refused, the state
+/// unchanged.
+#[test]
+fn prepare_and_execute_in_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(Arc::clone(&engine));
+    block_on(async {
+        run(
+            &q,
+            "CREATE TABLE items (id bigserial PRIMARY KEY, embedding vector(2), kind text)",
+        )
+        .await
+        .unwrap();
+        let mut session = Session::default();
+        let session = &mut session;
+        assert_eq!(
+            in_session(
+                &q,
+                session,
+                "PREPARE ins (vector, text) AS INSERT INTO items (embedding, kind) VALUES ($1, $2)"
+            )
+            .await
+            .unwrap(),
+            ["PREPARE"]
+        );
+        let points = [
+            (1, 1, "a"),
+            (2, 5, "b"),
+            (-3, 4, "a"),
+            (0, -2, "a"),
+            (7, 7, "b"),
+        ];
+        for (x, y, kind) in points {
+            let out = in_session(&q, session, &format!("EXECUTE ins('[{x},{y}]', '{kind}')"))
+                .await
+                .unwrap();
+            assert_eq!(out, ["INSERT"]);
+        }
+        in_session(&q, session, "PREPARE near AS SELECT id FROM items WHERE kind = $2 ORDER BY embedding <-> $1 LIMIT 2")
+            .await
+            .unwrap();
+        let got = in_session(&q, session, "EXECUTE near('[0,0]', 'a')")
+            .await
+            .unwrap();
+        // Squared distances to [0,0] among kind a: id 1 → 2, id 3 → 25,
+        // id 4 → 4.
+        let mut want: Vec<(i64, usize)> = points
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.2 == "a")
+            .map(|(i, p)| (i64::from(p.0 * p.0 + p.1 * p.1), i + 1))
+            .collect();
+        want.sort_unstable();
+        let want: Vec<String> = want.iter().take(2).map(|(_, id)| id.to_string()).collect();
+        assert_eq!(got, want);
+        assert_eq!(got, ["1", "4"]);
+
+        let hash = state_hash(&engine);
+        for (text, expected) in [
+            ("PREPARE near AS SELECT 1", "already exists"),
+            ("EXECUTE nothing(1)", "does not exist"),
+            ("EXECUTE near('[0,0]')", "parameters"),
+            ("EXECUTE ins(now(), 'a')", "EXECUTE argument"),
+        ] {
+            let err = in_session(&q, session, text).await.unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+        assert_eq!(state_hash(&engine), hash);
+        // Names belong to the session.
+        let err = run(&q, "EXECUTE near('[0,0]', 'a')")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not exist"), "{err}");
+        assert_eq!(
+            in_session(&q, session, "DEALLOCATE near").await.unwrap(),
+            ["DEALLOCATE"]
+        );
+        let err = in_session(&q, session, "EXECUTE near('[0,0]', 'a')")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not exist"), "{err}");
+        assert_eq!(
+            in_session(&q, session, "DEALLOCATE ALL").await.unwrap(),
+            ["DEALLOCATE ALL"]
+        );
+        let err = in_session(&q, session, "EXECUTE ins('[1,1]', 'a')")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not exist"), "{err}");
+    });
+}
+
+/// `sql` run in `session` (one connection's), as [`cells`]; a command
+/// gives its tag.
+async fn in_session(
+    q: &QueryEngine,
+    session: &mut Session,
+    sql: &str,
+) -> Result<Vec<String>, QueryError> {
+    let prepared = q.prepare(sql).await?;
+    match q
+        .run(&prepared, Vec::new(), session, Access::ReadWrite)
+        .await?
+    {
+        Outcome::Rows(rows) | Outcome::Returning { rows, .. } => {
+            Ok(cells(&rows.collect().await?.batches))
+        }
+        Outcome::Done { tag, .. } => Ok(vec![tag]),
+        _ => Ok(Vec::new()),
+    }
+}

@@ -52,14 +52,12 @@ got=$(q -c "\\dt")
 echo "$got" | grep -qx 'public|psql_docs|table|valori' || fail "\\dt: [$got]"
 # \d on pgvector's README table: the columns with their defaults and the
 # indexes footer, as Postgres 16 with pgvector prints them (a bigserial's
-# default is its sequence's nextval, `DEFAULT 3` prints bare), except the
-# btree index on category_id, which Valori accepts without building or
-# recording it, so \d does not list it (Postgres would list
-# "psql_items_category_id_idx" btree (category_id)).
+# default is its sequence's nextval, `DEFAULT 3` prints bare), with the
+# btree index on category_id under Postgres's name for it.
 q -c "DROP TABLE IF EXISTS psql_items"
 q -c "CREATE TABLE psql_items (id bigserial PRIMARY KEY, content text NOT NULL, category_id int DEFAULT 3, embedding vector(3))"
 q -c "CREATE INDEX ON psql_items USING hnsw (embedding vector_l2_ops)"
-q -c "CREATE INDEX ON psql_items (category_id)" 2>/dev/null
+q -c "CREATE INDEX ON psql_items (category_id)"
 got=$(psql -X -q -A -v ON_ERROR_STOP=1 -h "$VALORI_PG_HOST" -p "$VALORI_PG_PORT" -U tester -d valori -c "\\d psql_items")
 want='Table "public.psql_items"
 Column|Type|Collation|Nullable|Default
@@ -69,6 +67,7 @@ category_id|integer|||3
 embedding|vector(3)|||
 Indexes:
     "psql_items_pkey" PRIMARY KEY, btree (id)
+    "psql_items_category_id_idx" btree (category_id)
     "psql_items_embedding_idx" hnsw (embedding vector_l2_ops)'
 [ "$got" = "$want" ] || fail "\\d psql_items: got [$got], want [$want]"
 got=$(q -c "\\ds")
@@ -85,6 +84,12 @@ got=$(q -c "SELECT id FROM psql_docs ORDER BY vec <=> '[1,0]' LIMIT 1")
 
 got=$(q -c "SET valori.ef_search = 48" -c "SHOW valori.ef_search")
 [ "$got" = "48" ] || fail "SHOW valori.ef_search: [$got]"
+
+# PREPARE / EXECUTE in one session: the nearest row to [3,3] by L2 with
+# tag > 1 is 3 ([1,1]: 2.83; [0,1]: 3.61; [3,4] has tag 1).
+got=$(q -c "PREPARE near (vector, bigint) AS SELECT id FROM psql_docs WHERE tag > \$2 ORDER BY vec <-> \$1 LIMIT 1" \
+    -c "EXECUTE near('[3,3]', 1)" -c "DEALLOCATE near")
+[ "$got" = "3" ] || fail "PREPARE/EXECUTE: [$got]"
 
 # SCRAM: a wrong key is refused, the read role cannot write.
 a() { PGPASSWORD="$2" psql -X -q -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -h "$VALORI_PG_HOST" -p "$VALORI_PG_AUTH_PORT" -U "$1" -d valori "${@:3}"; }

@@ -84,7 +84,8 @@ def test_pool_resets_connections_on_release():
             async with pool.acquire() as conn:
                 # max_size 1: the same connection, reset.
                 assert id(conn._con) == first
-                assert await conn.fetchval("SHOW valori.ef_search") == "default"
+                # Reset to the engine's default result list size, 64.
+                assert await conn.fetchval("SHOW valori.ef_search") == "64"
                 for i in range(3):
                     assert await conn.fetchval("SELECT 40 + $1::int", i) == 40 + i
             other = await asyncpg.connect(

@@ -585,20 +585,21 @@ async fn session_settings() {
     let server = Server::start(&[]).await;
     let a = server.client().await;
     let b = server.client().await;
-    a.batch_execute("SET valori.ef_search = 64; SET valori.exact TO on")
+    a.batch_execute("SET valori.ef_search = 96; SET valori.exact TO on")
         .await
         .unwrap();
     assert_eq!(
         simple_rows(&a, "SHOW valori.ef_search").await,
-        vec![vec![Some("64".into())]]
+        vec![vec![Some("96".into())]]
     );
     assert_eq!(
         simple_rows(&a, "SHOW valori.exact").await,
         vec![vec![Some("on".into())]]
     );
+    // The other session has the engine's default, 64.
     assert_eq!(
         simple_rows(&b, "SHOW valori.ef_search").await,
-        vec![vec![Some("default".into())]]
+        vec![vec![Some("64".into())]]
     );
     // The settings reach the query engine: EXPLAIN of a nearest-neighbour
     // query shows this session's values, and the other session's defaults.
@@ -612,7 +613,7 @@ async fn session_settings() {
             .join("\n")
     };
     let mine = plan(simple_rows(&a, explain).await);
-    assert!(mine.contains("ef=64 exact=true"), "{mine}");
+    assert!(mine.contains("ef=96 exact=true"), "{mine}");
     let theirs = plan(simple_rows(&b, explain).await);
     assert!(theirs.contains("exact=false"), "{theirs}");
     let e = a
@@ -2143,7 +2144,7 @@ async fn pool_reset_commands() {
         .unwrap();
     assert_eq!(
         one_text(&one, "SHOW valori.ef_search").await.as_deref(),
-        Some("default")
+        Some("64")
     );
     assert_eq!(
         one_text(&other, "SELECT pg_try_advisory_xact_lock(9)")
@@ -2172,7 +2173,7 @@ async fn pool_reset_commands() {
     one.batch_execute("DISCARD ALL").await.unwrap();
     assert_eq!(
         one_text(&one, "SHOW valori.ef_search").await.as_deref(),
-        Some("default")
+        Some("64")
     );
     assert_eq!(
         one_text(&other, "SELECT pg_try_advisory_xact_lock(10)")

@@ -42,6 +42,7 @@ pub enum SqlState {
     NoActiveSqlTransaction,
     InvalidSavepointSpecification,
     InvalidSqlStatementName,
+    DuplicatePreparedStatement,
     ActiveSqlTransaction,
     FeatureNotSupported,
     ProgramLimitExceeded,
@@ -82,6 +83,7 @@ impl SqlState {
             SqlState::NoActiveSqlTransaction => "25P01",
             SqlState::InvalidSavepointSpecification => "3B001",
             SqlState::InvalidSqlStatementName => "26000",
+            SqlState::DuplicatePreparedStatement => "42P05",
             SqlState::ActiveSqlTransaction => "25001",
             SqlState::FeatureNotSupported => "0A000",
             SqlState::ProgramLimitExceeded => "54000",
@@ -278,6 +280,9 @@ impl From<QueryError> for PgError {
                 TransactionError::Aborted => SqlState::InFailedSqlTransaction,
                 TransactionError::NoSavepoint(_) => SqlState::InvalidSavepointSpecification,
                 TransactionError::NoPreparedStatement(_) => SqlState::InvalidSqlStatementName,
+                TransactionError::PreparedStatementExists(_) => {
+                    SqlState::DuplicatePreparedStatement
+                }
                 TransactionError::InBlock(_) => SqlState::ActiveSqlTransaction,
                 TransactionError::NotInBlock(_) => SqlState::NoActiveSqlTransaction,
                 _ => SqlState::ProgramLimitExceeded,

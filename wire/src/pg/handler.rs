@@ -158,7 +158,8 @@ fn lock(connection: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection>
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// `DEALLOCATE`: the connection's named statements are what it removes.
+/// `DEALLOCATE`: the connection's named statements are what it removes
+/// (with `ALL`, also those `PREPARE`d in SQL, which the session keeps).
 /// `None` for any other statement, and in a failed block (where the
 /// statement layer refuses everything but the block's end).
 fn deallocate<C>(client: &C, prepared: &Prepared) -> Option<Result<Response, PgError>>
@@ -184,12 +185,12 @@ where
             client.portal_store().rm_statement(name);
             Ok(Response::Execution(Tag::new("DEALLOCATE")))
         }
-        Some(name) => Err(PgError::new(
-            SqlState::InvalidSqlStatementName,
-            format!("prepared statement \"{name}\" does not exist"),
-        )),
+        // Not a protocol-level statement: one `PREPARE`d in SQL, which
+        // the statement layer removes (or reports missing).
+        Some(_) => return None,
         None => {
             forget_statements(client, &mut connection);
+            connection.session.prepared.clear();
             Ok(Response::Execution(Tag::new("DEALLOCATE ALL")))
         }
     })
