@@ -654,6 +654,11 @@ pub enum SchemaError {
     IndexColumn(String),
     #[error("index {0:?} does not exist")]
     UnknownIndex(String),
+    #[error(
+        "the vector column takes a dimension only when declared without one, in a table that has never held a row, and within 1..={max}",
+        max = limits::DIM_MAX
+    )]
+    TypeVector,
 }
 
 /// How many rows a table holds, for the checks of an `ALTER TABLE`.
@@ -690,6 +695,11 @@ pub enum AlterAction {
     CreateIndex { column: String, name: String },
     /// Removes the btree index named `name`.
     DropIndex { name: String },
+    /// Gives the vector column declared without a dimension (`vector`,
+    /// `type_mod` 0) the dimension `dim`, while the table has never held
+    /// a row: the collection starts again at that dimension, as a table
+    /// declared `vector(dim)` would have been created.
+    TypeVector { dim: u32 },
 }
 
 /// The columns of a table, in declared order.
@@ -735,7 +745,9 @@ impl TableSchema {
             match c.ty {
                 ColumnType::Vector { .. } => {
                     vectors += 1;
-                    if c.type_mod != dim {
+                    // Without a dimension (type_mod 0) the collection
+                    // keeps dimension 1 until the first row gives one.
+                    if c.type_mod != dim && !(c.type_mod == 0 && dim == 1) {
                         return Err(SchemaError::Dimension {
                             column: c.type_mod,
                             collection: dim,
@@ -874,8 +886,31 @@ impl TableSchema {
                     .ok_or_else(|| SchemaError::UnknownIndex(name.clone()))?;
                 c.index = None;
             }
+            AlterAction::TypeVector { dim } => {
+                let column = self.vector_column().map(|i| &mut self.columns[i]);
+                match column {
+                    Some(c)
+                        if c.type_mod == 0
+                            && rows.stored == 0
+                            && (1..=limits::DIM_MAX).contains(dim) =>
+                    {
+                        c.type_mod = *dim;
+                    }
+                    _ => return Err(SchemaError::TypeVector),
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The collection's dimension for this schema: the vector column's,
+    /// or 1 for a table without one or whose vector column has no
+    /// dimension yet (each record keeps the vector `[0]`).
+    pub fn dim(&self) -> u32 {
+        self.vector_column()
+            .map(|i| self.columns[i].type_mod)
+            .filter(|&d| d > 0)
+            .unwrap_or(1)
     }
 
     /// Index (in `columns`) of the vector column, if the table has one.
@@ -1238,6 +1273,11 @@ impl Table {
                     }
                 }
                 self.ordered[s] = Some(ordered);
+            }
+            AlterAction::TypeVector { dim } => {
+                if let Some(i) = self.schema.vector_column() {
+                    self.schema.columns[i].type_mod = *dim;
+                }
             }
             AlterAction::DropIndex { name } => {
                 if let Some(c) = self

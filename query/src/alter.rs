@@ -268,7 +268,7 @@ fn build(
     // where the column type was read).
     let dim = schema
         .vector_column()
-        .map_or(c.config().dim, |i| schema.columns[i].type_mod);
+        .map_or(c.config().dim, |_| schema.dim());
     schema.check(dim).map_err(|e| schema_error(table, e))?;
     if actions.is_empty() {
         return Ok(None);

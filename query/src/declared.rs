@@ -73,12 +73,17 @@ fn column_type(data_type: &ast::DataType) -> Result<(ColumnType, u32, bool), Wri
     let element = match name.as_str() {
         "vector" | "halfvec" if !array => {
             if modifier.is_none() {
-                // Postgres allows it (rows of any dimension, never
-                // indexed); a Valori table's vectors share the dimension
-                // its index is built for.
-                return Err(unsupported(format!(
-                    "a {name} column without a dimension is not supported: declare {name}(n)"
-                )));
+                // Postgres takes rows of any dimension in such a column
+                // (and cannot index it); here the first row written
+                // gives the column its dimension (`type_mod` 0 until
+                // then), which every later row shares.
+                return Ok((
+                    ColumnType::Vector {
+                        half: name == "halfvec",
+                    },
+                    0,
+                    false,
+                ));
             }
             let dim = number("a vector type")?;
             if dim > limits::DIM_MAX {
@@ -885,13 +890,11 @@ pub fn scalar_bytes(
     }))
 }
 
-/// The Q16.16 components of a vector literal of `dim` components.
 /// The dimension of a declared table's collection: its vector column's,
-/// or 1 for a table without one (each record keeps the vector [0]).
+/// or 1 for a table without one or whose vector column has no dimension
+/// yet (each record keeps the vector [0]).
 pub fn table_dim(schema: &TableSchema) -> u32 {
-    schema
-        .vector_column()
-        .map_or(1, |c| schema.columns[c].type_mod)
+    schema.dim()
 }
 
 /// A vector column's value: its Q16.16 components, `None` for NULL
@@ -912,6 +915,19 @@ pub(crate) fn vector_value(
         return Ok(None);
     }
     vector_bytes(literal, dim, &column.name).map(Some)
+}
+
+/// The number of components of a vector literal, when it reads as one
+/// (text `'[…]'` or an array).
+fn literal_dimension(literal: &Literal) -> Option<u32> {
+    let n = match literal {
+        Literal::Text(t) => parse_vector_text(t).ok()?.len(),
+        Literal::Array(items) => items.len(),
+        _ => return None,
+    };
+    u32::try_from(n)
+        .ok()
+        .filter(|&n| (1..=limits::DIM_MAX).contains(&n))
 }
 
 fn vector_bytes(literal: &Literal, dim: u32, column: &str) -> Result<Vec<i32>, WriteError> {
@@ -1201,7 +1217,33 @@ fn plan_insert(
         .table()
         .ok_or_else(|| WriteError::Unsupported(format!("{table} has the fixed columns")))?;
     let schema = t.schema();
-    let dim = collection.config().dim;
+    let mut dim = collection.config().dim;
+    // A vector column declared without a dimension takes the length of
+    // the first vector written, in the same transaction as the rows.
+    let typed = match schema.vector_column() {
+        Some(v) if schema.columns[v].type_mod == 0 && !rows.is_empty() => {
+            let column = &schema.columns[v].name;
+            let position = match names {
+                None => Some(v),
+                Some(names) => names.iter().position(|n| n == column),
+            };
+            let first = position
+                .and_then(|p| rows.first().and_then(|r| r.get(p)))
+                .and_then(literal_dimension);
+            match first {
+                Some(d) if collection.rows() == 0 => {
+                    dim = d;
+                    Some(d)
+                }
+                _ => {
+                    return Err(unsupported(format!(
+                        "column {column:?} of {table} has no dimension yet: the first row written must carry a vector, whose length gives the column its dimension"
+                    )));
+                }
+            }
+        }
+        _ => None,
+    };
     let mut sequences = t.sequences().to_vec();
     let built = build_rows(schema, dim, table, names, rows, &mut sequences)?;
     let scalar_defs: Vec<(&ColumnDef, ScalarType)> = schema
@@ -1484,6 +1526,14 @@ fn plan_insert(
         });
     }
     plan.count = (updates.len() + inserted.len()) as u64;
+    if let Some(dim) = typed {
+        let mut events = vec![Event::AlterTable {
+            collection: name.clone(),
+            actions: vec![valori_core::table::AlterAction::TypeVector { dim }],
+        }];
+        events.append(&mut plan.events);
+        plan.events = vec![Event::Transaction { events }];
+    }
 
     if returning {
         // In the statement's order: an inserted row as proposed, an

@@ -2529,3 +2529,80 @@ async fn in_session(
         _ => Ok(Vec::new()),
     }
 }
+
+/// A vector column declared without a dimension (`embedding vector`, as
+/// LangChain declares it): the catalog shows `vector`; a search of the
+/// empty table answers no row; a first row without a vector is refused,
+/// naming why; the first `INSERT` gives the column the length of its
+/// vectors (the catalog then shows `vector(3)`), and rows of another
+/// length are refused. The table then hashes as one declared
+/// `vector(3)` and given the same rows, in another database, and the log
+/// rebuilds it.
+#[test]
+fn untyped_vector_column_takes_its_first_rows_dimension() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let hash;
+    {
+        let engine = Arc::new(Engine::open(dir.path()).unwrap());
+        let q = QueryEngine::new(Arc::clone(&engine));
+        block_on(async {
+            run(
+                &q,
+                "CREATE TABLE items (id varchar PRIMARY KEY, embedding vector, document text)",
+            )
+            .await
+            .unwrap();
+            let typed = "SELECT format_type(atttypid, atttypmod) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid WHERE c.relname = 'items' AND a.attname = 'embedding'";
+            assert_eq!(cells(&run(&q, typed).await.unwrap()), ["vector"]);
+            let near = "SELECT id FROM items ORDER BY embedding <=> '[1,0,0]' LIMIT 2";
+            assert!(cells(&run(&q, near).await.unwrap()).is_empty());
+            let before = state_hash(&engine);
+            let err = run(
+                &q,
+                "INSERT INTO items (id, document) VALUES ('x', 'no vector')",
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("no dimension yet"), "{err}");
+            assert_eq!(state_hash(&engine), before);
+            run(
+                &q,
+                "INSERT INTO items VALUES ('a', '[1,0,0]', 'one'), ('b', '[0,2,0]', 'two'), ('c', '[1,1,0]', 'three')",
+            )
+            .await
+            .unwrap();
+            assert_eq!(cells(&run(&q, typed).await.unwrap()), ["vector(3)"]);
+            let hash = state_hash(&engine);
+            let err = run(&q, "INSERT INTO items VALUES ('d', '[1,2]', 'short')")
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("expected 3 dimensions"), "{err}");
+            assert_eq!(state_hash(&engine), hash);
+            // Cosine distances to [1,0,0]: a 0, c 1 - 1/√2, b 1.
+            assert_eq!(cells(&run(&q, near).await.unwrap()), ["a", "c"]);
+        });
+        hash = state_hash(&engine);
+    }
+    let reference = Arc::new(Engine::open(other.path()).unwrap());
+    let r = QueryEngine::new(Arc::clone(&reference));
+    block_on(async {
+        run(
+            &r,
+            "CREATE TABLE items (id varchar PRIMARY KEY, embedding vector(3), document text)",
+        )
+        .await
+        .unwrap();
+        run(
+            &r,
+            "INSERT INTO items VALUES ('a', '[1,0,0]', 'one'), ('b', '[0,2,0]', 'two'), ('c', '[1,1,0]', 'three')",
+        )
+        .await
+        .unwrap();
+    });
+    assert_eq!(state_hash(&reference), hash);
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    assert_eq!(state_hash(&engine), hash);
+}

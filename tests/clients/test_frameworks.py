@@ -11,8 +11,9 @@ match a filter, selected here in Python. A second connection (plain
 psycopg) reads the rows back.
 
 LangChain's `PGVector` needs what Valori refuses (see docs/pgvector.md,
-"Frameworks"): a `vector` column without a dimension (unless
-`embedding_length` is given) and a foreign key with `ON DELETE CASCADE`.
+"Frameworks"): a foreign key with `ON DELETE CASCADE`. Its default
+`embedding VECTOR` column (no dimension) is accepted: the first row gives
+it its dimension.
 Its advisory lock is answered. The store is refused with errors naming
 what is missing, and no table is left half made. The metadata filters it compiles (`jsonb_path_match`
 over `CAST(… AS JSONPATH)` and `CAST(… AS JSONB)`, `->>` with `IN`,
@@ -223,9 +224,10 @@ def test_langchain_pgvector_is_refused_naming_what_is_missing(open_dsn):
     its tables in one transaction: they are refused for the foreign key,
     named in the error, and no langchain_pg_* table is left, the refusal
     rolling the transaction back. Its default `embedding VECTOR` (no
-    dimension) is refused naming that. (LangChain fixes its table classes
-    once per process, so the store is made with embedding_length=8 and the
-    dimensionless column is tried in its own statement.)"""
+    dimension) takes the dimension of the first row written, then refuses
+    another. (LangChain fixes its table classes once per process, so the
+    store is made with embedding_length=8 and the dimensionless column is
+    tried in its own statements.)"""
     url = "postgresql+psycopg://tester@{}:{}/valori".format(
         os.environ["VALORI_PG_HOST"], os.environ["VALORI_PG_PORT"]
     )
@@ -244,13 +246,34 @@ def test_langchain_pgvector_is_refused_naming_what_is_missing(open_dsn):
         assert conn.execute(
             "SELECT pg_try_advisory_xact_lock(1573678846307946496)"
         ).fetchone() == (True,)
-        with pytest.raises(
-            psycopg.errors.FeatureNotSupported, match="vector column without a dimension"
-        ):
+        conn.execute("DROP TABLE IF EXISTS lc_untyped")
+        conn.execute(
+            "CREATE TABLE lc_untyped (id VARCHAR NOT NULL, embedding VECTOR, "
+            "document VARCHAR, cmetadata JSONB, PRIMARY KEY (id))"
+        )
+        register_vector(conn)
+        vectors = DeterministicFakeEmbedding(size=8).embed_documents(["a", "b"])
+        conn.execute(
+            "INSERT INTO lc_untyped (id, embedding, document) VALUES (%s, %s, %s), (%s, %s, %s)",
+            ("a", np.array(vectors[0]), "a", "b", np.array(vectors[1]), "b"),
+        )
+        got = conn.execute(
+            "SELECT id, embedding FROM lc_untyped ORDER BY embedding <-> %s LIMIT 1",
+            (np.array(vectors[1]),),
+        ).fetchall()
+        assert got[0][0] == "b"
+        # Q16.16 keeps each component within 2^-16.
+        assert np.abs(np.array(got[0][1]) - np.array(vectors[1])).max() < 2.0**-15
+        assert conn.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid "
+            "WHERE c.relname = 'lc_untyped' AND a.attname = 'embedding'"
+        ).fetchone() == ("vector(8)",)
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="expected 8 dimensions"):
             conn.execute(
-                "CREATE TABLE lc_untyped (id VARCHAR NOT NULL, embedding VECTOR, "
-                "document VARCHAR, cmetadata JSONB, PRIMARY KEY (id))"
+                "INSERT INTO lc_untyped (id, embedding) VALUES ('c', '[1,2,3]')"
             )
+        conn.execute("DROP TABLE lc_untyped")
 
 
 def test_langchain_filter_forms(open_dsn):

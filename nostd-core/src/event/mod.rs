@@ -350,6 +350,7 @@ mod alter_op {
     pub const RENAME_TABLE: u8 = 4;
     pub const CREATE_INDEX: u8 = 5;
     pub const DROP_INDEX: u8 = 6;
+    pub const TYPE_VECTOR: u8 = 7;
 }
 
 /// Flag bits of an `UpdateBatch`: which fields follow.
@@ -868,7 +869,7 @@ fn put_values(out: &mut Vec<u8>, values: &ColumnValues) {
 /// `op:u8`, then: add `column ‖ has_value:u8 [‖ len:u32 ‖ value]`;
 /// drop `name`; rename column `from ‖ to`; rename table `collection
 /// name`; create index `column ‖ index`; drop index `index`. Column and
-/// index names are `len:u32 ‖ UTF-8`.
+/// index names are `len:u32 ‖ UTF-8`; type vector `dim:u32`.
 fn put_alter_action(out: &mut Vec<u8>, action: &AlterAction) {
     match action {
         AlterAction::AddColumn { column, value } => {
@@ -903,6 +904,10 @@ fn put_alter_action(out: &mut Vec<u8>, action: &AlterAction) {
         AlterAction::DropIndex { name } => {
             out.push(alter_op::DROP_INDEX);
             put_bytes(out, name.as_bytes());
+        }
+        AlterAction::TypeVector { dim } => {
+            out.push(alter_op::TYPE_VECTOR);
+            put_u32(out, *dim);
         }
     }
 }
@@ -1182,6 +1187,7 @@ impl<'a> Reader<'a> {
             alter_op::DROP_INDEX => AlterAction::DropIndex {
                 name: self.column_name()?,
             },
+            alter_op::TYPE_VECTOR => AlterAction::TypeVector { dim: self.u32()? },
             _ => return Err(self.error_at(at, DecodeErrorKind::BadAlterAction)),
         })
     }

@@ -194,6 +194,7 @@ fn arb_alter_action() -> impl Strategy<Value = crate::table::AlterAction> {
         (arb_column_name(), arb_column_name())
             .prop_map(|(column, name)| AlterAction::CreateIndex { column, name }),
         arb_column_name().prop_map(|name| AlterAction::DropIndex { name }),
+        any::<u32>().prop_map(|dim| AlterAction::TypeVector { dim }),
     ]
 }
 

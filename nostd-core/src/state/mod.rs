@@ -1355,11 +1355,11 @@ impl State {
                     };
                     schema.alter(action, rows).map_err(schema_error)?;
                 }
-                // An added vector column gives the collection its
-                // dimension.
+                // An added vector column, or the first dimension of one
+                // declared without, gives the collection its dimension.
                 let dim = schema
                     .vector_column()
-                    .map_or(c.config.dim, |i| schema.columns[i].type_mod);
+                    .map_or(c.config.dim, |_| schema.dim());
                 if dim == 0 || dim > limits::DIM_MAX {
                     return Err(ApplyError::BadDimension(dim));
                 }
@@ -1655,14 +1655,15 @@ impl State {
                     c.chunk_hashes.iter_mut().for_each(|h| *h = None);
                 }
                 if let Some(schema) = c.table.as_ref().map(Table::schema)
-                    && let Some(i) = schema.vector_column()
-                    && schema.columns[i].type_mod != c.config.dim
+                    && schema.vector_column().is_some()
+                    && schema.dim() != c.config.dim
                 {
                     // A vector column was added to a table that never
-                    // held a row: the collection starts again, empty, at
-                    // the column's dimension.
+                    // held a row, or given its first dimension: the
+                    // collection starts again, empty, at the column's
+                    // dimension.
                     let config = CollectionConfig {
-                        dim: schema.columns[i].type_mod,
+                        dim: schema.dim(),
                         ..c.config
                     };
                     let mut fresh = Collection::new(c.name.clone(), config, c.incarnation);

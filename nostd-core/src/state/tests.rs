@@ -1632,6 +1632,101 @@ mod tables {
             assert_eq!(s.state_hash(), s.state_hash_uncached());
         }
 
+        /// A vector column declared without a dimension (`type_mod` 0):
+        /// the collection has dimension 1 until `TypeVector` gives the
+        /// column one, which it takes only once, in range, and only
+        /// while the table has never held a row. Typed, with rows
+        /// inserted in the same transaction, the table hashes as one
+        /// declared `vector(3)` from the start and given the same rows.
+        #[test]
+        fn untyped_vector_column_takes_its_first_dimension() {
+            let untyped = |type_mod: u32| {
+                let mut s = schema();
+                s.columns[1].type_mod = type_mod;
+                s
+            };
+            let create = |schema: TableSchema, dim: u32| Event::CreateTable {
+                name: name("items"),
+                config: CollectionConfig {
+                    dim,
+                    metric: Metric::L2,
+                    index: IndexParams::default(),
+                },
+                schema,
+            };
+            let rows = || {
+                let mut batch = Batch::new(3);
+                let mut cols = vec![ColumnValues::default(); 3];
+                for id in 1..=4i64 {
+                    batch.push(RecordId(id as u64), &[id as i32, 2, -3], 0, &[]);
+                    cols[0].push(Some(&id.to_le_bytes()));
+                    cols[1].push(Some(alloc::format!("r{id}").as_bytes()));
+                    cols[2].push(Some(&(id as i32 * 10).to_le_bytes()));
+                }
+                Event::InsertRows {
+                    collection: name("items"),
+                    batch,
+                    columns: cols,
+                }
+            };
+            // Without a dimension the collection must have dimension 1.
+            assert!(State::new().apply(&create(untyped(0), 3)).is_err());
+            let mut s = State::new();
+            s.apply(&create(untyped(0), 1)).unwrap();
+            assert_eq!(s.collection(&name("items")).unwrap().dim(), 1);
+            let hash = s.state_hash();
+            for dim in [0, limits::DIM_MAX + 1] {
+                assert!(
+                    s.apply(&alter(vec![AlterAction::TypeVector { dim }]))
+                        .is_err()
+                );
+                assert_eq!(s.state_hash(), hash);
+            }
+            s.apply(&Event::Transaction {
+                events: vec![alter(vec![AlterAction::TypeVector { dim: 3 }]), rows()],
+            })
+            .unwrap();
+            let c = s.collection(&name("items")).unwrap();
+            assert_eq!((c.dim(), c.live()), (3, 4));
+            let mut reference = State::new();
+            reference.apply(&create(untyped(3), 3)).unwrap();
+            reference.apply(&rows()).unwrap();
+            assert_eq!(s.state_hash(), reference.state_hash());
+            assert_eq!(s.state_hash(), s.state_hash_uncached());
+            // Typed now: no second dimension.
+            let hash = s.state_hash();
+            assert!(
+                s.apply(&alter(vec![AlterAction::TypeVector { dim: 3 }]))
+                    .is_err()
+            );
+            assert_eq!(s.state_hash(), hash);
+            // A table that held a row (here one without a vector, at
+            // dimension 1) keeps the dimension it has.
+            let mut held = State::new();
+            held.apply(&create(untyped(0), 1)).unwrap();
+            let mut batch = Batch::new(1);
+            batch.push(RecordId(9), &[0], crate::table::NULL_VECTOR_TAG, &[]);
+            let mut cols = vec![ColumnValues::default(); 3];
+            cols[0].push(Some(&9i64.to_le_bytes()));
+            cols[1].push(Some(b"n"));
+            cols[2].push(None);
+            held.apply(&Event::InsertRows {
+                collection: name("items"),
+                batch,
+                columns: cols,
+            })
+            .unwrap();
+            held.apply(&Event::DeleteBatch {
+                collection: name("items"),
+                ids: vec![RecordId(9)],
+            })
+            .unwrap();
+            assert!(
+                held.apply(&alter(vec![AlterAction::TypeVector { dim: 3 }]))
+                    .is_err()
+            );
+        }
+
         /// Every refused `ALTER TABLE` changes nothing: not the hash, not
         /// the schema, not the incarnation — including one whose first
         /// action is valid and second is not (all or none).

@@ -253,6 +253,14 @@ pub fn attributes(relation: &Relation) -> Vec<Attribute> {
                 name: f.name().clone(),
                 type_oid,
                 typmod: match f.data_type() {
+                    // A vector column declared without a dimension has
+                    // none until its first row: `vector`, as Postgres
+                    // shows it.
+                    DataType::FixedSizeList(..)
+                        if type_oid == VECTOR_OID && def.is_some_and(|d| d.type_mod == 0) =>
+                    {
+                        -1
+                    }
                     DataType::FixedSizeList(_, n) if type_oid == VECTOR_OID => *n,
                     // `varchar(n)` / `char(n)`: n plus Postgres's 4-byte
                     // header, as `atttypmod` holds it.

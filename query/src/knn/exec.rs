@@ -337,7 +337,19 @@ impl ValoriKnnExec {
                 .ok_or_else(|| ScanError::CollectionChanged(self.search.collection.clone()))?;
             // A bound query vector is checked here, after the collection
             // is known to be the one the plan was made for (a kept plan
-            // for a re-created table reports that, not a dimension).
+            // for a re-created table reports that, not a dimension). No
+            // row, no distance to compute: an empty table answers
+            // nothing, whatever the query's dimension (as Postgres does;
+            // a vector column declared without a dimension has none
+            // before its first row).
+            if collection.live() == 0 {
+                return self.finish(
+                    collection,
+                    rows_batch(collection, &[], &self.search.projection, &self.scan_schema)?,
+                    &[],
+                    &resolved.query,
+                );
+            }
             if resolved.query.len() != collection.dim() {
                 return Err(DataFusionError::Plan(format!(
                     "{}: the query vector has {} dimensions; collection {} has {}",
