@@ -2328,8 +2328,19 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
             if *scalar {
                 for name in referenced {
                     if is_vector(&field_of(name)?) {
+                        // pgvector orders vectors with a btree; here
+                        // comparisons and ORDER BY on them read the rows.
+                        if *plain {
+                            return Ok(WriteOutcome {
+                                rows: 0,
+                                notices: vec![format!(
+                                    "no btree is built on the vector column {name} of {table}: comparisons and ORDER BY on it read every row; its nearest-neighbour index is USING hnsw"
+                                )],
+                                written: None,
+                            });
+                        }
                         return Err(unsupported(format!(
-                            "a btree or gin index on the vector column {name}: vectors take USING hnsw"
+                            "a gin index or an index on an expression of the vector column {name}: vectors take USING hnsw"
                         )));
                     }
                 }

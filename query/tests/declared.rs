@@ -163,7 +163,7 @@ fn pgvector_readme_flow() {
                 "only the vector column",
             ),
             (
-                "CREATE INDEX ON items (embedding)",
+                "CREATE INDEX ON items USING gin (embedding)",
                 "vectors take USING hnsw",
             ),
             ("CREATE INDEX ON items USING hnsw (nope)", "does not exist"),
