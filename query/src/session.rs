@@ -35,6 +35,14 @@ pub enum SettingError {
         value: String,
         expected: &'static str,
     },
+    /// A number outside the setting's range, in Postgres's words.
+    #[error("{value} is outside the valid range for parameter \"{name}\" ({min} .. {max})")]
+    OutOfRange {
+        name: String,
+        value: String,
+        min: String,
+        max: String,
+    },
     #[error("unrecognized configuration parameter \"{0}\"")]
     Unknown(String),
     /// A size limit of [`limits`] (the message names it).
@@ -255,12 +263,20 @@ fn parse_ef(
     if value.eq_ignore_ascii_case("default") {
         return Ok(None);
     }
-    value
-        .parse::<usize>()
-        .ok()
-        .filter(|n| (1..=max).contains(n))
-        .map(Some)
-        .ok_or_else(|| invalid(name, value, expected))
+    match value.trim().parse::<i64>() {
+        Ok(n) if n >= 1 && usize::try_from(n).is_ok_and(|n| n <= max) => Ok(Some(n as usize)),
+        Ok(_) => Err(out_of_range(name, value, "1", &max.to_string())),
+        Err(_) => Err(invalid(name, value, expected)),
+    }
+}
+
+fn out_of_range(name: &str, value: &str, min: &str, max: &str) -> SettingError {
+    SettingError::OutOfRange {
+        name: name.to_owned(),
+        value: value.trim().to_owned(),
+        min: min.to_owned(),
+        max: max.to_owned(),
+    }
 }
 
 /// The values a pgvector setting takes.
@@ -293,10 +309,28 @@ struct PgvectorSetting {
 impl PgvectorSetting {
     fn check(&self, value: &str) -> Result<(), SettingError> {
         if self.range.admits(value) {
-            Ok(())
-        } else {
-            Err(invalid(self.name, value, self.expected))
+            return Ok(());
         }
+        // A number of the right kind outside the range is reported as
+        // Postgres reports it.
+        let number = match self.range {
+            Range::Integer(lo, hi) => value
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .map(|_| (lo.to_string(), hi.to_string())),
+            Range::Real(lo, hi) => value
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite())
+                .map(|_| (lo.to_string(), hi.to_string())),
+            Range::Choice(_) => None,
+        };
+        Err(match number {
+            Some((lo, hi)) => out_of_range(self.name, value, &lo, &hi),
+            None => invalid(self.name, value, self.expected),
+        })
     }
 }
 
@@ -474,6 +508,10 @@ mod tests {
         assert_eq!(s.show("valori.ef_search").unwrap(), "64");
         assert!(matches!(
             s.set("valori.ef_search", "0").unwrap_err(),
+            SettingError::OutOfRange { .. }
+        ));
+        assert!(matches!(
+            s.set("valori.ef_search", "many").unwrap_err(),
             SettingError::InvalidValue { .. }
         ));
         assert!(matches!(
@@ -499,12 +537,24 @@ mod tests {
         s.set("hnsw.ef_search", "100").unwrap();
         assert_eq!(s.search.ef_search, Some(100));
         assert_eq!(s.show("valori.ef_search").unwrap(), "100");
-        for bad in ["0", "1001", "x"] {
-            assert!(matches!(
-                s.set("hnsw.ef_search", bad).unwrap_err(),
-                SettingError::InvalidValue { .. }
-            ));
+        for bad in ["0", "1001"] {
+            assert_eq!(
+                s.set("hnsw.ef_search", bad).unwrap_err().to_string(),
+                format!(
+                    "{bad} is outside the valid range for parameter \"hnsw.ef_search\" (1 .. 1000)"
+                )
+            );
         }
+        assert!(matches!(
+            s.set("hnsw.ef_search", "x").unwrap_err(),
+            SettingError::InvalidValue { .. }
+        ));
+        assert_eq!(
+            s.set("hnsw.scan_mem_multiplier", "0")
+                .unwrap_err()
+                .to_string(),
+            "0 is outside the valid range for parameter \"hnsw.scan_mem_multiplier\" (1 .. 1000)"
+        );
         assert_eq!(s.show("hnsw.ef_search").unwrap(), "100");
         assert_eq!(s.show("hnsw.iterative_scan").unwrap(), "off");
         assert!(s.set("hnsw.iterative_scan", "on").is_err());

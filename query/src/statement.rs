@@ -458,7 +458,7 @@ fn parse(sql: &str) -> Result<Option<Statement>, QueryError> {
         .tokenize_with_location()
         .map_err(syntax)?;
     let mut statements = Parser::new(&dialect)
-        .with_tokens_with_locations(crate::pgvector::spell_vector_operators(tokens))
+        .with_tokens_with_locations(crate::pgvector::spell_vector_operators(logged(tokens)))
         .parse_statements()
         .map_err(syntax)?;
     match statements.len() {
@@ -473,6 +473,32 @@ fn parse(sql: &str) -> Result<Option<Statement>, QueryError> {
             "expected one statement, found {n}; send them one at a time"
         ))),
     }
+}
+
+/// The tokens with `UNLOGGED` dropped from a leading `CREATE UNLOGGED
+/// TABLE`: every table's writes go through the log (Postgres writes no
+/// WAL for such a table and empties it after a crash; here it is as
+/// durable as any other).
+fn logged(
+    mut tokens: Vec<datafusion::sql::sqlparser::tokenizer::TokenWithSpan>,
+) -> Vec<datafusion::sql::sqlparser::tokenizer::TokenWithSpan> {
+    use datafusion::sql::sqlparser::tokenizer::Token;
+    let word = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.value.eq_ignore_ascii_case(w));
+    let significant: Vec<usize> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !matches!(t.token, Token::Whitespace(_)))
+        .map(|(i, _)| i)
+        .take(3)
+        .collect();
+    if let [create, unlogged, table] = significant[..]
+        && word(&tokens[create].token, "create")
+        && word(&tokens[unlogged].token, "unlogged")
+        && word(&tokens[table].token, "table")
+    {
+        tokens.remove(unlogged);
+    }
+    tokens
 }
 
 /// The Postgres names of a query's result columns, read from its text as

@@ -358,6 +358,8 @@ pub enum WriteStatement {
         /// scalar columns or an expression over them.
         scalar: bool,
         metric: Option<Metric>,
+        /// `vector_l1_ops`: the graph has no L1 form.
+        l1: bool,
         m: Option<u16>,
         ef_construction: Option<u16>,
     },
@@ -845,6 +847,7 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
                 }
             };
             let mut metric = None;
+            let mut l1 = false;
             for column in &index.columns {
                 if scalar {
                     break;
@@ -852,12 +855,16 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
                 if let Some(class) = &column.operator_class {
                     let class = class.to_string().to_ascii_lowercase();
                     metric = Some(match class.as_str() {
-                        "vector_l2_ops" => Metric::L2,
-                        "vector_ip_ops" => Metric::InnerProduct,
-                        "vector_cosine_ops" => Metric::Cosine,
+                        "vector_l2_ops" | "halfvec_l2_ops" => Metric::L2,
+                        "vector_ip_ops" | "halfvec_ip_ops" => Metric::InnerProduct,
+                        "vector_cosine_ops" | "halfvec_cosine_ops" => Metric::Cosine,
+                        "vector_l1_ops" | "halfvec_l1_ops" => {
+                            l1 = true;
+                            continue;
+                        }
                         other => {
                             return Err(unsupported(format!(
-                                "operator class {other}: expected vector_l2_ops, vector_ip_ops or vector_cosine_ops"
+                                "operator class {other}: expected vector_l2_ops, vector_ip_ops, vector_cosine_ops or vector_l1_ops (or their halfvec_ forms)"
                             )));
                         }
                     });
@@ -892,6 +899,7 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
                 referenced,
                 scalar,
                 metric,
+                l1,
                 m,
                 ef_construction,
             })
@@ -2300,6 +2308,7 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
             referenced,
             scalar,
             metric,
+            l1,
             m,
             ef_construction,
         } => {
@@ -2368,6 +2377,18 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
                 return Err(unsupported(format!(
                     "an HNSW index on {column}: only the vector column is indexed"
                 )));
+            }
+            if *l1 {
+                // Accepted as pgvector's schemas write it; the graph keeps
+                // the table's metric.
+                return Ok(WriteOutcome {
+                    rows: 0,
+                    notices: vec![format!(
+                        "the HNSW graph of {table} is built for its metric ({}); L1 distances (<+>, l1_distance) are answered by an exact scan",
+                        info.config.metric
+                    )],
+                    written: None,
+                });
             }
             // The operator class and WITH (m, ef_construction) given make
             // the table's configuration; a change rebuilds the graph from

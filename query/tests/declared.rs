@@ -2606,3 +2606,77 @@ fn untyped_vector_column_takes_its_first_rows_dimension() {
     let engine = Arc::new(Engine::open(dir.path()).unwrap());
     assert_eq!(state_hash(&engine), hash);
 }
+
+/// pgvector's index DDL for `halfvec` and L1, and `CREATE UNLOGGED
+/// TABLE`: `halfvec_cosine_ops` gives a `halfvec` table the cosine metric
+/// (EXPLAIN shows the engine's search for `<=>`), `vector_l1_ops` and
+/// `halfvec_l1_ops` are accepted with a NOTICE and change nothing (the
+/// state hash is the same; `<+>` is an exact scan, whose nearest row is
+/// checked here), an unknown operator class is refused; an unlogged table
+/// is an ordinary, logged one.
+#[test]
+fn halfvec_and_l1_operator_classes_and_unlogged_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(Arc::clone(&engine));
+    block_on(async {
+        run(
+            &q,
+            "CREATE UNLOGGED TABLE t (id bigint PRIMARY KEY, val halfvec(3))",
+        )
+        .await
+        .unwrap();
+        run(
+            &q,
+            "INSERT INTO t VALUES (1, '[1,2,3]'), (2, '[3,3,3]'), (3, '[-1,0,4]')",
+        )
+        .await
+        .unwrap();
+        run(&q, "CREATE INDEX ON t USING hnsw (val halfvec_cosine_ops)")
+            .await
+            .unwrap();
+        let plan = cells(
+            &run(
+                &q,
+                "EXPLAIN SELECT id FROM t ORDER BY val <=> '[1,1,1]' LIMIT 1",
+            )
+            .await
+            .unwrap(),
+        )
+        .join("\n");
+        assert!(
+            plan.contains("ValoriKnnExec") && plan.contains("distance=cosine"),
+            "{plan}"
+        );
+        let hash = state_hash(&engine);
+        for sql in [
+            "CREATE INDEX ON t USING hnsw (val vector_l1_ops)",
+            "CREATE INDEX ON t USING hnsw (val halfvec_l1_ops)",
+        ] {
+            let (_, notices) = frameworks::run(&q, sql).await.unwrap();
+            assert!(
+                notices.iter().any(|n| n.contains("L1")),
+                "{sql}: {notices:?}"
+            );
+        }
+        assert_eq!(state_hash(&engine), hash);
+        // L1 distances to [3,3,2]: row 1 → 2+1+1 = 4, row 2 → 1, row 3 → 9.
+        assert_eq!(
+            cells(
+                &run(&q, "SELECT id FROM t ORDER BY val <+> '[3,3,2]' LIMIT 1")
+                    .await
+                    .unwrap()
+            ),
+            ["2"]
+        );
+        let err = run(&q, "CREATE INDEX ON t USING hnsw (val bit_hamming_ops)")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("operator class bit_hamming_ops"), "{err}");
+    });
+    drop(q);
+    drop(engine);
+    let engine = Engine::open(dir.path()).unwrap();
+    assert_eq!(engine.read(|s| s.collections().count()).unwrap(), 1);
+}
