@@ -413,6 +413,12 @@ fn syntax(e: impl std::fmt::Display) -> QueryError {
     ))
 }
 
+/// Whether a query's plan was made before it ran (so it can be made
+/// again for a changed table), rather than on a deep stack at each run.
+fn plan_kept(plan: &QueryPlan) -> bool {
+    matches!(plan, QueryPlan::Planned { .. })
+}
+
 fn unsupported(message: impl Into<String>) -> QueryError {
     QueryError::Invalid(DataFusionError::NotImplemented(message.into()))
 }
@@ -1519,6 +1525,7 @@ impl QueryEngine {
                 // applied every write the cluster acknowledged before it.
                 let barrier = (session.read_consistency == ReadConsistency::Linearizable)
                     .then(|| self.engine.read_barrier());
+                let again = params.clone();
                 let run = async {
                     if let Some(barrier) = barrier {
                         barrier.await.map_err(QueryError::Engine)?;
@@ -1530,9 +1537,32 @@ impl QueryEngine {
                     .await
                     .map_err(|_| QueryError::Timeout { after: limit })?;
                 if let Err(QueryError::Conflict(_)) = &rows {
-                    // Made for a table since dropped or created again: the
-                    // next prepare of this text plans it anew.
+                    // Made for a table since dropped, created again or
+                    // altered (a column, an index): the next prepare of
+                    // this text plans it anew, and so does this execution,
+                    // as Postgres plans a prepared statement again, as
+                    // long as its parameters and result columns stay
+                    // those the client was told of.
                     write_cache(&self.plans).remove(&prepared.sql);
+                    if plan_kept(plan) {
+                        let fresh = self.prepare_cached(&prepared.sql).await?;
+                        let same = fresh.params == prepared.params
+                            && fresh.schema.fields() == prepared.schema.fields()
+                            && matches!(fresh.kind, Kind::Query(_));
+                        if !same {
+                            return Err(unsupported(
+                                "cached plan must not change result type: a table the prepared statement reads changed its columns; prepare it again",
+                            ));
+                        }
+                        let Kind::Query(plan) = &fresh.kind else {
+                            return Err(internal("a query prepared again as something else"));
+                        };
+                        let run = self.run_query(&fresh, plan, again, session, deadline, limit);
+                        let rows = tokio::time::timeout_at(deadline, run)
+                            .await
+                            .map_err(|_| QueryError::Timeout { after: limit })?;
+                        return Ok(Outcome::Rows(rows?));
+                    }
                 }
                 Ok(Outcome::Rows(rows?))
             }

@@ -2680,3 +2680,72 @@ fn halfvec_and_l1_operator_classes_and_unlogged_tables() {
     let engine = Engine::open(dir.path()).unwrap();
     assert_eq!(engine.read(|s| s.collections().count()).unwrap(), 1);
 }
+
+/// A statement prepared once and executed many times (as a driver keeps
+/// it) is planned again when a table it reads changes under it, as
+/// Postgres does: after `CREATE INDEX` and `ADD COLUMN` it answers the
+/// same rows (a filtered nearest-neighbour query and a scan), and it is
+/// refused, naming why, only when its result columns would change
+/// (`SELECT *` after a column was added).
+#[test]
+fn prepared_statements_are_planned_again_after_a_table_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(Arc::clone(&engine));
+    block_on(async {
+        run(
+            &q,
+            "CREATE TABLE items (id int PRIMARY KEY, embedding vector(2), category int)",
+        )
+        .await
+        .unwrap();
+        run(
+            &q,
+            "INSERT INTO items VALUES (1, '[1,1]', 7), (2, '[5,5]', 7), (3, '[1,2]', 8), (4, '[0,0]', 7)",
+        )
+        .await
+        .unwrap();
+        let knn = q
+            .prepare("SELECT id FROM items WHERE category = $1 ORDER BY embedding <-> $2 LIMIT 2")
+            .await
+            .unwrap();
+        let star = q.prepare("SELECT * FROM items WHERE id = 3").await.unwrap();
+        let params = || {
+            vec![
+                datafusion::common::ScalarValue::Int64(Some(7)),
+                datafusion::common::ScalarValue::Utf8(Some("[1,1]".into())),
+            ]
+        };
+        let rows = |prepared, params| {
+            let q = &q;
+            async move {
+                let mut session = Session::default();
+                match q
+                    .run(prepared, params, &mut session, Access::ReadOnly)
+                    .await?
+                {
+                    Outcome::Rows(rows) => Ok(cells(&rows.collect().await?.batches)),
+                    _ => panic!("expected rows"),
+                }
+            }
+        };
+        // Squared distances to [1,1] in category 7: id 1 → 0, id 4 → 2,
+        // id 2 → 32.
+        assert_eq!(rows(&knn, params()).await.unwrap(), ["1", "4"]);
+        assert_eq!(rows(&star, Vec::new()).await.unwrap(), ["3|[1.0, 2.0]|8"]);
+        run(&q, "CREATE INDEX ON items (category)").await.unwrap();
+        for _ in 0..2 {
+            assert_eq!(rows(&knn, params()).await.unwrap(), ["1", "4"]);
+            assert_eq!(rows(&star, Vec::new()).await.unwrap(), ["3|[1.0, 2.0]|8"]);
+        }
+        run(&q, "ALTER TABLE items ADD COLUMN note text")
+            .await
+            .unwrap();
+        assert_eq!(rows(&knn, params()).await.unwrap(), ["1", "4"]);
+        let err: QueryError = rows(&star, Vec::new()).await.unwrap_err();
+        assert!(
+            err.to_string().contains("must not change result type"),
+            "{err}"
+        );
+    });
+}
