@@ -2749,3 +2749,102 @@ fn prepared_statements_are_planned_again_after_a_table_changes() {
         );
     });
 }
+
+/// A filtered nearest-neighbour statement whose filter takes parameters
+/// (`WHERE category = $1 AND score < $3 ORDER BY embedding <-> $2 LIMIT
+/// 3`) is planned once: each execution binds the values into the filter
+/// (and the index lookup) without planning again. Every execution's rows
+/// are the nearest of the matching rows computed here, for indexed and
+/// unindexed filter columns, and a NULL value matches nothing.
+#[test]
+fn filtered_search_with_parameters_is_planned_once() {
+    use datafusion::common::ScalarValue;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(Arc::clone(&engine));
+    let vector = |i: i64| [(i * 7) % 13, (i * 5) % 11];
+    block_on(async {
+        run(
+            &q,
+            "CREATE TABLE items (id int PRIMARY KEY, embedding vector(2), category int, score int)",
+        )
+        .await
+        .unwrap();
+        let values: Vec<String> = (0..400i64)
+            .map(|i| {
+                let v = vector(i);
+                format!("({i}, '[{},{}]', {}, {})", v[0], v[1], i % 9, i % 100)
+            })
+            .collect();
+        run(
+            &q,
+            &format!("INSERT INTO items VALUES {}", values.join(", ")),
+        )
+        .await
+        .unwrap();
+        run(&q, "CREATE INDEX ON items (category)").await.unwrap();
+        let prepared = q
+            .prepare(
+                "SELECT id FROM items WHERE category = $1 AND score < $3 \
+                 ORDER BY embedding <-> $2 LIMIT 3",
+            )
+            .await
+            .unwrap();
+        assert!(prepared.is_planned_once());
+        for (category, query, below) in [
+            (4i64, [3i64, 3i64], 50i64),
+            (0, [12, 0], 100),
+            (8, [0, 10], 20),
+        ] {
+            let mut session = Session::default();
+            let params = vec![
+                ScalarValue::Int64(Some(category)),
+                ScalarValue::Utf8(Some(format!("[{},{}]", query[0], query[1]))),
+                ScalarValue::Int64(Some(below)),
+            ];
+            let Outcome::Rows(rows) = q
+                .run(&prepared, params, &mut session, Access::ReadOnly)
+                .await
+                .unwrap()
+            else {
+                panic!("expected rows");
+            };
+            let got = cells(&rows.collect().await.unwrap().batches);
+            let mut want: Vec<(i64, i64)> = (0..400i64)
+                .filter(|i| i % 9 == category && i % 100 < below)
+                .map(|i| {
+                    let v = vector(i);
+                    ((v[0] - query[0]).pow(2) + (v[1] - query[1]).pow(2), i)
+                })
+                .collect();
+            want.sort_unstable();
+            let want: Vec<String> = want.iter().take(3).map(|(_, i)| i.to_string()).collect();
+            assert_eq!(got, want, "category {category}");
+        }
+        let mut session = Session::default();
+        let Outcome::Rows(rows) = q
+            .run(
+                &prepared,
+                vec![
+                    ScalarValue::Null,
+                    ScalarValue::Utf8(Some("[1,1]".into())),
+                    ScalarValue::Int64(Some(50)),
+                ],
+                &mut session,
+                Access::ReadOnly,
+            )
+            .await
+            .unwrap()
+        else {
+            panic!("expected rows");
+        };
+        assert!(
+            rows.collect()
+                .await
+                .unwrap()
+                .batches
+                .iter()
+                .all(|b| b.num_rows() == 0)
+        );
+    });
+}

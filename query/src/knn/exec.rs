@@ -12,13 +12,17 @@ use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
+use datafusion::common::DFSchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::execution::TaskContext;
 use datafusion::execution::context::QueryPlanner;
+use datafusion::logical_expr::execution_props::ExecutionProps;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::utils::split_conjunction;
-use datafusion::logical_expr::{LogicalPlan, UserDefinedLogicalNode};
+use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNode};
+use datafusion::physical_expr::create_physical_expr;
 use datafusion::physical_expr::utils::{collect_columns, reassign_expr_columns};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalSortExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -136,6 +140,10 @@ struct Resolved {
     query: Vec<i32>,
     tags: TagSet,
     settings: SearchSettings,
+    /// The residual filter, its placeholders bound.
+    residual: Option<Arc<dyn PhysicalExpr>>,
+    /// Lookups of its conjuncts on indexed columns.
+    index: Option<RowSource>,
 }
 
 /// The rows of one collection nearest to a vector: see the
@@ -147,6 +155,10 @@ pub struct ValoriKnnExec {
     engine: Arc<Engine>,
     search: KnnSearch,
     residual: Option<Arc<dyn PhysicalExpr>>,
+    /// A residual filter with placeholders (`category = $1`), over the
+    /// scan's columns: planned at each execution with the values bound,
+    /// so that the statement's plan is made once.
+    deferred: Option<(Expr, DFSchemaRef)>,
     /// Lookups of the residual's conjuncts on indexed columns.
     index: Option<RowSource>,
     /// The table columns the node emits (the residual's input).
@@ -166,6 +178,22 @@ impl ValoriKnnExec {
         scan_schema: SchemaRef,
         schema: SchemaRef,
     ) -> Result<ValoriKnnExec> {
+        Self::with_filter(engine, search, residual, None, scan_schema, schema)
+    }
+
+    /// [`ValoriKnnExec::try_new`] with a residual filter that is either
+    /// planned (`residual`) or, holding placeholders, planned at each
+    /// execution (`deferred`: the logical expression over the scan's
+    /// columns).
+    fn with_filter(
+        engine: Arc<Engine>,
+        search: KnnSearch,
+        residual: Option<Arc<dyn PhysicalExpr>>,
+        deferred: Option<(Expr, DFSchemaRef)>,
+        scan_schema: SchemaRef,
+        schema: SchemaRef,
+    ) -> Result<ValoriKnnExec> {
+        let filtered = residual.is_some() || deferred.is_some();
         let rank = schema.index_of(RANK_COLUMN)?;
         let ordering = [PhysicalSortExpr::new(
             Arc::new(Column::new(RANK_COLUMN, rank)),
@@ -198,7 +226,7 @@ impl ValoriKnnExec {
                     // Every row the filter keeps is one the tags allow: a
                     // search exact for the tags stays exact.
                     _ if paths.iter().all(|p| *p == Path::Exact) => Path::Exact,
-                    Some(_) if residual.is_some() => Path::Filtered,
+                    Some(_) if filtered => Path::Filtered,
                     Some((first, rest)) if rest.iter().all(|p| p == first) => *first,
                     Some(_) => Path::Mixed,
                 })
@@ -209,6 +237,7 @@ impl ValoriKnnExec {
             engine,
             search,
             residual,
+            deferred,
             index: None,
             scan_schema,
             schema,
@@ -284,10 +313,40 @@ impl ValoriKnnExec {
             let tag = u64_literal(&given);
             tags = tags.intersect(&TagSet::of(tag));
         }
+        let (residual, index) = match &self.deferred {
+            None => (self.residual.clone(), self.index.clone()),
+            Some((expr, schema)) => {
+                let bound = expr
+                    .clone()
+                    .transform(|e| match e {
+                        Expr::Placeholder(p) => {
+                            let mut given = value(&p.id)?;
+                            if let Some(field) = &p.field
+                                && given.data_type() != *field.data_type()
+                            {
+                                given = given.cast_to(field.data_type())?;
+                            }
+                            Ok(Transformed::yes(Expr::Literal(given, None)))
+                        }
+                        other => Ok(Transformed::no(other)),
+                    })?
+                    .data;
+                let physical = create_physical_expr(
+                    &bound,
+                    schema,
+                    &ExecutionProps::new(),
+                    &PhysicalPlanningContext::default(),
+                )?;
+                let index = RowSource::of_filters(split_conjunction(&bound));
+                (Some(physical), index)
+            }
+        };
         Ok(Resolved {
             query,
             tags,
             settings,
+            residual,
+            index,
         })
     }
 
@@ -364,9 +423,14 @@ impl ValoriKnnExec {
                 TagSet::Only(tags) => tags.iter().map(|&t| collection.tag_count(t)).sum(),
             };
             let matching = usize::try_from(matching).unwrap_or(usize::MAX);
-            if let Some(residual) = &self.residual
-                && let Some(allowed) =
-                    self.prefilter(collection, residual, &resolved.tags, matching)?
+            if let Some(residual) = &resolved.residual
+                && let Some(allowed) = self.prefilter(
+                    collection,
+                    residual,
+                    resolved.index.as_ref(),
+                    &resolved.tags,
+                    matching,
+                )?
             {
                 let options = SearchOptions {
                     ef: resolved.settings.effective_ef(k),
@@ -385,7 +449,7 @@ impl ValoriKnnExec {
                 )?;
                 return self.finish(collection, batch, &rows, &resolved.query);
             }
-            let mut fetch = match self.residual {
+            let mut fetch = match resolved.residual {
                 Some(_) => k.saturating_mul(OVERFETCH_FACTOR),
                 None => k,
             }
@@ -401,7 +465,7 @@ impl ValoriKnnExec {
                     &self.scan_schema,
                 )?;
                 let mut kept = rows;
-                if let Some(residual) = &self.residual {
+                if let Some(residual) = &resolved.residual {
                     let mask = residual.evaluate(&batch)?.into_array(batch.num_rows())?;
                     let mask: BooleanArray = mask
                         .as_boolean_opt()
@@ -445,6 +509,7 @@ impl ValoriKnnExec {
         &self,
         collection: &Collection,
         residual: &Arc<dyn PhysicalExpr>,
+        index: Option<&RowSource>,
         tags: &TagSet,
         matching: usize,
     ) -> Result<Option<Vec<u32>>> {
@@ -462,7 +527,7 @@ impl ValoriKnnExec {
         };
         // The rows the indexes give for the filter's conjuncts on
         // indexed columns (a superset of those it keeps), or every row.
-        let candidates: Vec<u32> = match self.index.as_ref().and_then(|s| s.rows(collection)) {
+        let candidates: Vec<u32> = match index.and_then(|s| s.rows(collection)) {
             Some(rows) => rows.into_iter().filter(|&r| eligible(r as usize)).collect(),
             None => (0..collection.rows())
                 .filter(|&r| eligible(r))
@@ -591,6 +656,9 @@ impl DisplayAs for ValoriKnnExec {
                 if let Some(residual) = &self.residual {
                     write!(f, " filter={residual}")?;
                 }
+                if let Some((expr, _)) = &self.deferred {
+                    write!(f, " filter={expr}")?;
+                }
                 if let Some(index) = &self.index {
                     write!(f, " index=[{index}]")?;
                 }
@@ -701,24 +769,45 @@ impl ExtensionPlanner for KnnPlanner {
         let Some(node) = node.as_any().downcast_ref::<KnnNode>() else {
             return Ok(None);
         };
-        let residual = match &node.residual {
-            Some(expr) => Some(planner.create_physical_expr(
-                expr,
-                &node.scan_schema,
-                session,
-                planning_ctx,
-            )?),
-            None => None,
+        // A filter with placeholders is planned at each execution, with
+        // the values bound: the rest of the plan is made once.
+        // (Not one with a subquery, which only the planner plans.)
+        let placeholders = node.residual.as_ref().is_some_and(|r| {
+            let has = |f: fn(&Expr) -> bool| r.exists(|e| Ok(f(e))).unwrap_or(true);
+            has(|e| matches!(e, Expr::Placeholder(_)))
+                && !has(|e| {
+                    matches!(
+                        e,
+                        Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_)
+                    )
+                })
+        });
+        let (residual, deferred) = match &node.residual {
+            Some(expr) if placeholders => {
+                (None, Some((expr.clone(), Arc::clone(&node.scan_schema))))
+            }
+            Some(expr) => (
+                Some(planner.create_physical_expr(
+                    expr,
+                    &node.scan_schema,
+                    session,
+                    planning_ctx,
+                )?),
+                None,
+            ),
+            None => (None, None),
         };
         let index = node
             .residual
             .as_ref()
+            .filter(|_| !placeholders)
             .and_then(|r| RowSource::of_filters(split_conjunction(r)));
         Ok(Some(Arc::new(
-            ValoriKnnExec::try_new(
+            ValoriKnnExec::with_filter(
                 Arc::clone(&node.engine),
                 node.search.clone(),
                 residual,
+                deferred,
                 Arc::clone(node.scan_schema.inner()),
                 Arc::clone(node.schema.inner()),
             )?
