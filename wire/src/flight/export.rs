@@ -39,9 +39,6 @@ const BATCH_VECTOR_BYTES: usize = 4 << 20;
 /// 2 GiB; records carry up to 64 KiB each).
 const BATCH_METADATA_BYTES: u64 = 64 << 20;
 
-/// Batches an export builds ahead of the one being sent.
-const EXPORT_PREFETCH_BATCHES: usize = 2;
-
 /// Schema metadata keys that say which state an export was read from.
 pub use valori_columnar::arrow::{COLLECTION_HASH_KEY, LOG_ROOT_KEY, LOG_SIZE_KEY, STATE_HASH_KEY};
 
@@ -348,28 +345,20 @@ impl Snapshot {
         }
     }
 
-    /// The batches, copied from the state in order on a thread of the
-    /// blocking pool (each waits for the state's read lock), at most
-    /// [`EXPORT_PREFETCH_BATCHES`] ahead of what the stream has handed
-    /// on: the next batch is built while the last is encoded and sent.
-    /// The thread stops when the stream is dropped.
+    /// The batches, each copied from the state when the stream asks for
+    /// it, on the blocking pool (it waits for the state's read lock).
     pub fn stream(self) -> impl Stream<Item = Result<RecordBatch, FlightError>> + Send {
-        let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_PREFETCH_BATCHES);
-        let this = self;
-        tokio::task::spawn_blocking(move || {
-            let mut start = 0;
-            while start < this.len() {
-                let end = this.batch_end(start);
-                let batch = this.batch(start..end);
-                let failed = batch.is_err();
-                if tx.blocking_send(batch).is_err() || failed {
-                    return;
+        let this = Arc::new(self);
+        futures::stream::try_unfold(0usize, move |start| {
+            let this = Arc::clone(&this);
+            async move {
+                if start >= this.len() {
+                    return Ok(None);
                 }
-                start = end;
+                let end = this.batch_end(start);
+                let batch = tokio::task::spawn_blocking(move || this.batch(start..end)).await??;
+                Ok(Some((batch, end)))
             }
-        });
-        futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|batch| (batch, rx))
         })
     }
 }
