@@ -1527,12 +1527,21 @@ fn plan_insert(
     }
     plan.count = (updates.len() + inserted.len()) as u64;
     if let Some(dim) = typed {
-        let mut events = vec![Event::AlterTable {
-            collection: name.clone(),
-            actions: vec![valori_core::table::AlterAction::TypeVector { dim }],
+        plan.events.insert(
+            0,
+            Event::AlterTable {
+                collection: name.clone(),
+                actions: vec![valori_core::table::AlterAction::TypeVector { dim }],
+            },
+        );
+    }
+    // One statement is one event: an upsert that updates some rows and
+    // inserts others (or first types the vector column) is written whole
+    // or not at all.
+    if plan.events.len() > 1 {
+        plan.events = vec![Event::Transaction {
+            events: std::mem::take(&mut plan.events),
         }];
-        events.append(&mut plan.events);
-        plan.events = vec![Event::Transaction { events }];
     }
 
     if returning {

@@ -2848,3 +2848,49 @@ fn filtered_search_with_parameters_is_planned_once() {
         );
     });
 }
+
+/// An upsert that updates some rows and inserts others is one event in
+/// the log (so a crash keeps all of it or none), and it leaves the rows
+/// the statement says: the updated row's new values, the inserted row,
+/// the others as they were.
+#[test]
+fn an_upsert_that_updates_and_inserts_is_one_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(Arc::clone(&engine));
+    block_on(async {
+        run(
+            &q,
+            "CREATE TABLE items (id int PRIMARY KEY, embedding vector(2), note text)",
+        )
+        .await
+        .unwrap();
+        run(
+            &q,
+            "INSERT INTO items VALUES (1, '[1,1]', 'a'), (2, '[2,2]', 'b')",
+        )
+        .await
+        .unwrap();
+        let before = engine.log_size();
+        run(
+            &q,
+            "INSERT INTO items VALUES (2, '[3,3]', 'B'), (3, '[4,4]', 'c') \
+             ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding, note = EXCLUDED.note",
+        )
+        .await
+        .unwrap();
+        assert_eq!(engine.log_size(), before + 1);
+        assert_eq!(
+            cells(
+                &run(&q, "SELECT id, embedding, note FROM items ORDER BY id")
+                    .await
+                    .unwrap()
+            ),
+            ["1|[1.0, 1.0]|a", "2|[3.0, 3.0]|B", "3|[4.0, 4.0]|c"]
+        );
+    });
+    let hash = state_hash(&engine);
+    drop(q);
+    drop(engine);
+    assert_eq!(state_hash(&Engine::open(dir.path()).unwrap()), hash);
+}
