@@ -2592,7 +2592,9 @@ fn drop_btree_indexes(
     let submitted = engine.submit_built(|state| {
         let mut by_table: BTreeMap<CollectionName, Vec<valori_core::table::AlterAction>> =
             BTreeMap::new();
-        for name in names {
+        // A name given twice drops its index once.
+        let mut seen = BTreeSet::new();
+        for name in names.iter().filter(|n| seen.insert(n.as_str())) {
             let owner = state.collections().find(|c| {
                 c.table().is_some_and(|t| {
                     t.schema()
@@ -2629,7 +2631,12 @@ fn drop_btree_indexes(
         }
     });
     outcome?;
-    submitted?;
+    submitted.map_err(|e| match e {
+        EngineError::Rejected(valori_core::state::ApplyError::Schema { source, .. }) => {
+            WriteError::InvalidValue(format!("DROP INDEX: {source}"))
+        }
+        e => e.into(),
+    })?;
     Ok(WriteOutcome {
         rows: 0,
         notices,
