@@ -147,7 +147,7 @@ pub(crate) fn parse(alter: ast::AlterTable) -> Result<WriteStatement, WriteError
 
 /// A refusal of the state machine's schema checks as the write error
 /// (and so the SQLSTATE) Postgres gives for it.
-fn schema_error(table: &str, e: SchemaError) -> WriteError {
+pub(crate) fn schema_error(table: &str, e: SchemaError) -> WriteError {
     let text = format!("table {table}: {e}");
     match e {
         SchemaError::UnknownColumn(name) => WriteError::UndefinedColumn(format!(
@@ -159,6 +159,7 @@ fn schema_error(table: &str, e: SchemaError) -> WriteError {
         SchemaError::AddNotNull(name) => WriteError::NotNull(format!(
             "column {name:?} of relation {table:?} contains null values: a NOT NULL column added to a table with rows needs a DEFAULT"
         )),
+        SchemaError::UnknownIndex(name) => WriteError::UndefinedIndex(name),
         SchemaError::AddVector(name) => WriteError::Unsupported(format!(
             "ALTER TABLE {table} ADD COLUMN {name}: a vector column can be added only to a table without one that has never held rows; declare it in CREATE TABLE"
         )),

@@ -1578,17 +1578,10 @@ impl QueryEngine {
         session: &mut Session,
         access: Access,
     ) -> Result<Outcome, QueryError> {
+        // A plan made for a collection since dropped, created again or
+        // altered is made again by the run itself.
         let prepared = self.prepare_cached(sql).await?;
-        match self.run(&prepared, params.clone(), session, access).await {
-            Err(QueryError::Conflict(_)) if prepared.is_planned_once() => {
-                // The plan was made for a collection since dropped or
-                // created again (and left the cache): plan the text anew,
-                // once.
-                let prepared = self.prepare_cached(sql).await?;
-                self.run(&prepared, params, session, access).await
-            }
-            other => other,
-        }
+        self.run(&prepared, params, session, access).await
     }
 
     async fn run_write(

@@ -2555,17 +2555,23 @@ fn create_btree_index(
         })
     });
     outcome?;
-    submitted.map_err(|e| match e {
-        EngineError::Rejected(valori_core::state::ApplyError::Schema { source, .. }) => {
-            WriteError::InvalidValue(format!("CREATE INDEX on {table}: {source}"))
-        }
-        e => e.into(),
-    })?;
+    submitted.map_err(index_error)?;
     Ok(WriteOutcome {
         rows: 0,
         notices,
         written: None,
     })
+}
+
+/// An index action the state refused, as `ALTER TABLE`'s refusals are
+/// reported.
+fn index_error(e: EngineError) -> WriteError {
+    match e {
+        EngineError::Rejected(valori_core::state::ApplyError::Schema { collection, source }) => {
+            crate::alter::schema_error(collection.as_str(), source)
+        }
+        e => e.into(),
+    }
 }
 
 /// `name` cut to the 63 bytes of a Postgres identifier, at a character
@@ -2631,12 +2637,7 @@ fn drop_btree_indexes(
         }
     });
     outcome?;
-    submitted.map_err(|e| match e {
-        EngineError::Rejected(valori_core::state::ApplyError::Schema { source, .. }) => {
-            WriteError::InvalidValue(format!("DROP INDEX: {source}"))
-        }
-        e => e.into(),
-    })?;
+    submitted.map_err(index_error)?;
     Ok(WriteOutcome {
         rows: 0,
         notices,
