@@ -727,6 +727,7 @@ async fn altered_tables_replicate() {
         flags,
         default: None,
         index: None,
+        references: None,
     };
     let mut rows = Batch::new(2);
     let mut keys = ColumnValues::default();
@@ -766,6 +767,7 @@ async fn altered_tables_replicate() {
                     column: ColumnDef {
                         default: Some("5".to_owned()),
                         index: None,
+                        references: None,
                         ..column("score", ColumnType::Scalar(ScalarType::Int32), 0, 0)
                     },
                     value: Some(5i32.to_le_bytes().to_vec()),

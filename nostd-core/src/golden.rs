@@ -296,6 +296,7 @@ fn table_schema() -> TableSchema {
         flags,
         default: None,
         index: None,
+        references: None,
     };
     let scalar = ColumnType::Scalar;
     TableSchema {

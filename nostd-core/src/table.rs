@@ -257,6 +257,16 @@ impl ScalarType {
 
     /// Whether the type is an integer type a primary key maps to record
     /// ids from.
+    /// Whether a column of this type can be a key, unique or the two
+    /// ends of a foreign key: integers, text, uuid and bytea.
+    pub fn is_keyable(self) -> bool {
+        self.is_integer()
+            || matches!(
+                self,
+                ScalarType::Text | ScalarType::Uuid | ScalarType::Bytea
+            )
+    }
+
     pub fn is_integer(self) -> bool {
         matches!(
             self,
@@ -434,6 +444,82 @@ pub mod column_flags {
     /// ([`super::ColumnDef::index`]), whose name follows the default;
     /// never among a definition's `flags`.
     pub const INDEXED: u8 = 64;
+    /// Set in a column's encoding when it references another table's
+    /// unique column ([`super::ColumnDef::references`]), whose
+    /// definition follows the index name; never among a definition's
+    /// `flags`.
+    pub const REFERENCES: u8 = 128;
+}
+
+/// What deleting a referenced row does to the rows that reference it
+/// (`ON DELETE`). [`OnDelete::code`] is part of the schema encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OnDelete {
+    /// `NO ACTION` (the default): the delete is refused.
+    NoAction,
+    /// `RESTRICT`: the delete is refused (checked at once, as
+    /// `NO ACTION` is here).
+    Restrict,
+    /// `CASCADE`: the referencing rows are deleted with it.
+    Cascade,
+    /// `SET NULL`: the referencing column is set to NULL.
+    SetNull,
+}
+
+impl OnDelete {
+    pub fn code(self) -> u8 {
+        match self {
+            OnDelete::NoAction => 0,
+            OnDelete::Restrict => 1,
+            OnDelete::Cascade => 2,
+            OnDelete::SetNull => 3,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<OnDelete> {
+        Some(match code {
+            0 => OnDelete::NoAction,
+            1 => OnDelete::Restrict,
+            2 => OnDelete::Cascade,
+            3 => OnDelete::SetNull,
+            _ => return None,
+        })
+    }
+
+    /// `pg_constraint.confdeltype`.
+    pub fn pg_code(self) -> &'static str {
+        match self {
+            OnDelete::NoAction => "a",
+            OnDelete::Restrict => "r",
+            OnDelete::Cascade => "c",
+            OnDelete::SetNull => "n",
+        }
+    }
+
+    /// The clause as SQL writes it.
+    pub fn sql(self) -> &'static str {
+        match self {
+            OnDelete::NoAction => "NO ACTION",
+            OnDelete::Restrict => "RESTRICT",
+            OnDelete::Cascade => "CASCADE",
+            OnDelete::SetNull => "SET NULL",
+        }
+    }
+}
+
+/// A foreign key on one column: each of its non-NULL values must be held
+/// by a live row of `table`'s unique column `column`. The state machine
+/// checks it on every write and applies [`OnDelete`] when such a row is
+/// deleted; updating a referenced value that is still referenced is
+/// refused (`ON UPDATE NO ACTION`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ForeignKey {
+    /// The constraint's name (Postgres's `<table>_<column>_fkey` when
+    /// the statement gives none).
+    pub name: String,
+    pub table: crate::event::CollectionName,
+    pub column: String,
+    pub on_delete: OnDelete,
 }
 
 /// One declared column.
@@ -453,6 +539,8 @@ pub struct ColumnDef {
     /// (column)`), when it has one: the table keeps its live rows
     /// ordered by value ([`Table::index_range`]).
     pub index: Option<String>,
+    /// The column's foreign key, when it has one.
+    pub references: Option<ForeignKey>,
 }
 
 impl ColumnDef {
@@ -496,11 +584,13 @@ impl ColumnDef {
 
     /// The column's canonical encoding, as in a schema: `name_len:u32 ‖
     /// name ‖ type:u8 ‖ type_mod:u32 ‖ flags:u8 ‖ has_default:u8 [‖
-    /// default_len:u32 ‖ default] [‖ index_len:u32 ‖ index]`. Type 0 is
-    /// `vector`, 0x80 `halfvec`, anything else a [`ScalarType::code`].
-    /// The index name is present when flag bit
-    /// [`column_flags::INDEXED`] is set, and the bit exactly when the
-    /// column has an index.
+    /// default_len:u32 ‖ default] [‖ index_len:u32 ‖ index] [‖
+    /// constraint_len:u32 ‖ constraint ‖ table_len:u32 ‖ table ‖
+    /// column_len:u32 ‖ column ‖ on_delete:u8]`. Type 0 is `vector`, 0x80
+    /// `halfvec`, anything else a [`ScalarType::code`]. The index name is
+    /// present when flag bit [`column_flags::INDEXED`] is set, and the bit
+    /// exactly when the column has an index; the foreign key likewise
+    /// with [`column_flags::REFERENCES`].
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&(self.name.len() as u32).to_le_bytes());
         out.extend_from_slice(self.name.as_bytes());
@@ -515,7 +605,14 @@ impl ColumnDef {
         } else {
             0
         };
-        out.push(self.flags & !column_flags::INDEXED | indexed);
+        let references = if self.references.is_some() {
+            column_flags::REFERENCES
+        } else {
+            0
+        };
+        out.push(
+            self.flags & !(column_flags::INDEXED | column_flags::REFERENCES) | indexed | references,
+        );
         match &self.default {
             None => out.push(0),
             Some(d) => {
@@ -524,9 +621,18 @@ impl ColumnDef {
                 out.extend_from_slice(d.as_bytes());
             }
         }
+        let mut put = |text: &str| {
+            out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            out.extend_from_slice(text.as_bytes());
+        };
         if let Some(index) = &self.index {
-            out.extend_from_slice(&(index.len() as u32).to_le_bytes());
-            out.extend_from_slice(index.as_bytes());
+            put(index);
+        }
+        if let Some(key) = &self.references {
+            put(&key.name);
+            put(key.table.as_str());
+            put(&key.column);
+            out.push(key.on_delete.code());
         }
     }
 
@@ -541,11 +647,18 @@ impl ColumnDef {
             pos += n;
             Some(out)
         };
-        let len = u32::from_le_bytes(take(4)?.try_into().ok()?);
-        if len > limits::COLUMN_NAME_BYTES_MAX {
-            return None;
+        /// A name of at most `COLUMN_NAME_BYTES_MAX` bytes, as
+        /// `len:u32 ‖ UTF-8`.
+        fn name_field<'b>(take: &mut impl FnMut(usize) -> Option<&'b [u8]>) -> Option<String> {
+            let len = u32::from_le_bytes(take(4)?.try_into().ok()?);
+            if len > limits::COLUMN_NAME_BYTES_MAX {
+                return None;
+            }
+            Some(String::from(
+                core::str::from_utf8(take(len as usize)?).ok()?,
+            ))
         }
-        let name = String::from(core::str::from_utf8(take(len as usize)?).ok()?);
+        let name = name_field(&mut take)?;
         let ty = match take(1)?[0] {
             0 => ColumnType::Vector { half: false },
             0x80 => ColumnType::Vector { half: true },
@@ -567,13 +680,21 @@ impl ColumnDef {
             _ => return None,
         };
         let index = if flags & column_flags::INDEXED != 0 {
-            let len = u32::from_le_bytes(take(4)?.try_into().ok()?);
-            if len > limits::COLUMN_NAME_BYTES_MAX {
-                return None;
-            }
-            Some(String::from(
-                core::str::from_utf8(take(len as usize)?).ok()?,
-            ))
+            Some(name_field(&mut take)?)
+        } else {
+            None
+        };
+        let references = if flags & column_flags::REFERENCES != 0 {
+            let name = name_field(&mut take)?;
+            let table = crate::event::CollectionName::new(&name_field(&mut take)?).ok()?;
+            let column = name_field(&mut take)?;
+            let on_delete = OnDelete::from_code(take(1)?[0])?;
+            Some(ForeignKey {
+                name,
+                table,
+                column,
+                on_delete,
+            })
         } else {
             None
         };
@@ -582,9 +703,10 @@ impl ColumnDef {
                 name,
                 ty,
                 type_mod,
-                flags: flags & !column_flags::INDEXED,
+                flags: flags & !(column_flags::INDEXED | column_flags::REFERENCES),
                 default,
                 index,
+                references,
             },
             pos,
         ))
@@ -659,6 +781,17 @@ pub enum SchemaError {
         max = limits::DIM_MAX
     )]
     TypeVector,
+    #[error(
+        "column {0:?}: a foreign key is on one integer, text, uuid or bytea column, at most one per column"
+    )]
+    ForeignKeyColumn(String),
+    #[error(
+        "constraint name {0:?} is empty, longer than {max} bytes, holds a control character or is taken",
+        max = limits::COLUMN_NAME_BYTES_MAX
+    )]
+    BadConstraintName(String),
+    #[error("constraint {0:?} does not exist")]
+    UnknownConstraint(String),
 }
 
 /// How many rows a table holds, for the checks of an `ALTER TABLE`.
@@ -700,6 +833,11 @@ pub enum AlterAction {
     /// a row: the collection starts again at that dimension, as a table
     /// declared `vector(dim)` would have been created.
     TypeVector { dim: u32 },
+    /// Gives scalar column `column` the foreign key `key`; every live
+    /// row's value must be present in the referenced column.
+    AddForeignKey { column: String, key: ForeignKey },
+    /// Removes the foreign key named `name`.
+    DropForeignKey { name: String },
 }
 
 /// The columns of a table, in declared order.
@@ -717,6 +855,7 @@ impl TableSchema {
         }
         let mut names: Vec<&str> = Vec::with_capacity(n);
         let mut indexes: Vec<&str> = Vec::new();
+        let mut constraints: Vec<&str> = Vec::new();
         let mut vectors = 0;
         let mut keys = 0;
         for c in &self.columns {
@@ -741,6 +880,15 @@ impl TableSchema {
                 }
                 indexes.push(index);
             }
+            if let Some(key) = &c.references {
+                if !valid_name(&key.name) {
+                    return Err(SchemaError::BadConstraintName(key.name.clone()));
+                }
+                if !c.scalar().is_some_and(ScalarType::is_keyable) {
+                    return Err(SchemaError::ForeignKeyColumn(c.name.clone()));
+                }
+                constraints.push(&key.name);
+            }
             keys += usize::from(c.is_primary_key());
             match c.ty {
                 ColumnType::Vector { .. } => {
@@ -758,9 +906,7 @@ impl TableSchema {
                     }
                 }
                 ColumnType::Scalar(t) => {
-                    let keyable = t.is_integer()
-                        || matches!(t, ScalarType::Text | ScalarType::Uuid | ScalarType::Bytea);
-                    if (c.is_unique() && !keyable) || (c.is_serial() && !t.is_integer()) {
+                    if (c.is_unique() && !t.is_keyable()) || (c.is_serial() && !t.is_integer()) {
                         return Err(SchemaError::BadFlags(c.name.clone()));
                     }
                     // A column is serial or an identity, not both; ALWAYS
@@ -796,6 +942,10 @@ impl TableSchema {
         indexes.sort_unstable();
         if let Some(w) = indexes.windows(2).find(|w| w[0] == w[1]) {
             return Err(SchemaError::BadIndexName(String::from(w[0])));
+        }
+        constraints.sort_unstable();
+        if let Some(w) = constraints.windows(2).find(|w| w[0] == w[1]) {
+            return Err(SchemaError::BadConstraintName(String::from(w[0])));
         }
         Ok(())
     }
@@ -833,6 +983,8 @@ impl TableSchema {
                         return Ok(());
                     }
                 };
+                // A foreign key may come with the column: its value for
+                // existing rows is checked against the referenced table.
                 if column.flags & !column_flags::NOT_NULL != 0 || column.index.is_some() {
                     return Err(SchemaError::AddFlags(column.name.clone()));
                 }
@@ -899,8 +1051,44 @@ impl TableSchema {
                     _ => return Err(SchemaError::TypeVector),
                 }
             }
+            AlterAction::AddForeignKey { column, key } => {
+                if self
+                    .columns
+                    .iter()
+                    .any(|c| c.references.as_ref().is_some_and(|k| k.name == key.name))
+                {
+                    return Err(SchemaError::BadConstraintName(key.name.clone()));
+                }
+                let i = position(column)?;
+                let c = &mut self.columns[i];
+                if c.references.is_some() {
+                    return Err(SchemaError::ForeignKeyColumn(column.clone()));
+                }
+                c.references = Some(key.clone());
+            }
+            AlterAction::DropForeignKey { name } => {
+                let c = self
+                    .columns
+                    .iter_mut()
+                    .find(|c| c.references.as_ref().is_some_and(|k| k.name == *name))
+                    .ok_or_else(|| SchemaError::UnknownConstraint(name.clone()))?;
+                c.references = None;
+            }
         }
         Ok(())
+    }
+
+    /// The foreign keys of the table: (position among the scalar
+    /// columns, column, key).
+    pub fn foreign_keys(&self) -> impl Iterator<Item = (usize, &ColumnDef, &ForeignKey)> {
+        self.scalar_columns()
+            .enumerate()
+            .filter_map(|(s, (_, c, _))| c.references.as_ref().map(|k| (s, c, k)))
+    }
+
+    /// Position among the scalar columns of the column named `name`.
+    pub fn scalar_position(&self, name: &str) -> Option<usize> {
+        self.scalar_columns().position(|(_, c, _)| c.name == name)
     }
 
     /// The collection's dimension for this schema: the vector column's,
@@ -1277,6 +1465,19 @@ impl Table {
             AlterAction::TypeVector { dim } => {
                 if let Some(i) = self.schema.vector_column() {
                     self.schema.columns[i].type_mod = *dim;
+                }
+            }
+            // Only the schema changes; the values stay as they are.
+            AlterAction::AddForeignKey { column, key } => {
+                if let Some(c) = self.schema.columns.iter_mut().find(|c| c.name == *column) {
+                    c.references = Some(key.clone());
+                }
+            }
+            AlterAction::DropForeignKey { name } => {
+                for c in &mut self.schema.columns {
+                    if c.references.as_ref().is_some_and(|k| k.name == *name) {
+                        c.references = None;
+                    }
                 }
             }
             AlterAction::DropIndex { name } => {

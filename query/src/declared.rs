@@ -233,6 +233,7 @@ pub(crate) fn column_def(table: &str, column: &ast::ColumnDef) -> Result<ColumnD
         flags,
         default,
         index: None,
+        references: None,
     })
 }
 

@@ -13,7 +13,7 @@ use core::fmt;
 
 use crate::distance::Metric;
 use crate::limits;
-use crate::table::{AlterAction, ColumnDef, ColumnValues, TableSchema};
+use crate::table::{AlterAction, ColumnDef, ColumnValues, ForeignKey, OnDelete, TableSchema};
 
 /// Version byte that opens every encoded event.
 pub const EVENT_FORMAT_VERSION: u8 = 1;
@@ -351,6 +351,8 @@ mod alter_op {
     pub const CREATE_INDEX: u8 = 5;
     pub const DROP_INDEX: u8 = 6;
     pub const TYPE_VECTOR: u8 = 7;
+    pub const ADD_FOREIGN_KEY: u8 = 8;
+    pub const DROP_FOREIGN_KEY: u8 = 9;
 }
 
 /// Flag bits of an `UpdateBatch`: which fields follow.
@@ -868,8 +870,11 @@ fn put_values(out: &mut Vec<u8>, values: &ColumnValues) {
 
 /// `op:u8`, then: add `column ‖ has_value:u8 [‖ len:u32 ‖ value]`;
 /// drop `name`; rename column `from ‖ to`; rename table `collection
-/// name`; create index `column ‖ index`; drop index `index`. Column and
-/// index names are `len:u32 ‖ UTF-8`; type vector `dim:u32`.
+/// name`; create index `column ‖ index`; drop index `index`; type
+/// vector `dim:u32`; add foreign key `column ‖ constraint ‖ table
+/// (collection name) ‖ referenced column ‖ on_delete:u8`; drop foreign
+/// key `constraint`. Column, index and constraint names are `len:u32 ‖
+/// UTF-8`.
 fn put_alter_action(out: &mut Vec<u8>, action: &AlterAction) {
     match action {
         AlterAction::AddColumn { column, value } => {
@@ -908,6 +913,18 @@ fn put_alter_action(out: &mut Vec<u8>, action: &AlterAction) {
         AlterAction::TypeVector { dim } => {
             out.push(alter_op::TYPE_VECTOR);
             put_u32(out, *dim);
+        }
+        AlterAction::AddForeignKey { column, key } => {
+            out.push(alter_op::ADD_FOREIGN_KEY);
+            put_bytes(out, column.as_bytes());
+            put_bytes(out, key.name.as_bytes());
+            put_name(out, &key.table);
+            put_bytes(out, key.column.as_bytes());
+            out.push(key.on_delete.code());
+        }
+        AlterAction::DropForeignKey { name } => {
+            out.push(alter_op::DROP_FOREIGN_KEY);
+            put_bytes(out, name.as_bytes());
         }
     }
 }
@@ -1188,6 +1205,27 @@ impl<'a> Reader<'a> {
                 name: self.column_name()?,
             },
             alter_op::TYPE_VECTOR => AlterAction::TypeVector { dim: self.u32()? },
+            alter_op::ADD_FOREIGN_KEY => {
+                let column = self.column_name()?;
+                let name = self.column_name()?;
+                let table = self.name()?;
+                let referenced = self.column_name()?;
+                let code_at = self.pos;
+                let on_delete = OnDelete::from_code(self.u8()?)
+                    .ok_or(self.error_at(code_at, DecodeErrorKind::BadAlterAction))?;
+                AlterAction::AddForeignKey {
+                    column,
+                    key: ForeignKey {
+                        name,
+                        table,
+                        column: referenced,
+                        on_delete,
+                    },
+                }
+            }
+            alter_op::DROP_FOREIGN_KEY => AlterAction::DropForeignKey {
+                name: self.column_name()?,
+            },
             _ => return Err(self.error_at(at, DecodeErrorKind::BadAlterAction)),
         })
     }

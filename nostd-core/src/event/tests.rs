@@ -160,33 +160,48 @@ fn arb_column_name() -> impl Strategy<Value = alloc::string::String> {
     "[a-zé_][a-z0-9_ ]{0,20}"
 }
 
+fn arb_foreign_key() -> impl Strategy<Value = crate::table::ForeignKey> {
+    (arb_column_name(), arb_name(), arb_column_name(), 0u8..4).prop_map(
+        |(name, table, column, code)| crate::table::ForeignKey {
+            name,
+            table,
+            column,
+            on_delete: crate::table::OnDelete::from_code(code).unwrap(),
+        },
+    )
+}
+
 fn arb_alter_action() -> impl Strategy<Value = crate::table::AlterAction> {
-    use crate::table::{AlterAction, ColumnDef, ColumnType, ScalarType};
+    use crate::table::{AlterAction, ColumnDef, ColumnType, ScalarType, column_flags};
     prop_oneof![
         (
             arb_column_name(),
             1u8..=15,
             any::<u32>(),
-            // Bit 6 of the encoded flags says whether an index name
-            // follows; a definition carries the name instead.
-            any::<u8>().prop_map(|f| f & !crate::table::column_flags::INDEXED),
+            // Bits 6 and 7 of the encoded flags say whether an index name
+            // and a foreign key follow; a definition carries them instead.
+            any::<u8>().prop_map(|f| f & !(column_flags::INDEXED | column_flags::REFERENCES)),
             proptest::option::of("[ -~]{0,12}"),
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..12)),
             proptest::option::of(arb_column_name()),
+            proptest::option::of(arb_foreign_key()),
         )
-            .prop_map(|(name, code, type_mod, flags, default, value, index)| {
-                AlterAction::AddColumn {
-                    column: ColumnDef {
-                        name,
-                        ty: ColumnType::Scalar(ScalarType::from_code(code).unwrap()),
-                        type_mod,
-                        flags,
-                        default,
-                        index,
-                    },
-                    value,
+            .prop_map(
+                |(name, code, type_mod, flags, default, value, index, references)| {
+                    AlterAction::AddColumn {
+                        column: ColumnDef {
+                            name,
+                            ty: ColumnType::Scalar(ScalarType::from_code(code).unwrap()),
+                            type_mod,
+                            flags,
+                            default,
+                            index,
+                            references,
+                        },
+                        value,
+                    }
                 }
-            }),
+            ),
         arb_column_name().prop_map(|name| AlterAction::DropColumn { name }),
         (arb_column_name(), arb_column_name())
             .prop_map(|(from, to)| AlterAction::RenameColumn { from, to }),
@@ -195,6 +210,9 @@ fn arb_alter_action() -> impl Strategy<Value = crate::table::AlterAction> {
             .prop_map(|(column, name)| AlterAction::CreateIndex { column, name }),
         arb_column_name().prop_map(|name| AlterAction::DropIndex { name }),
         any::<u32>().prop_map(|dim| AlterAction::TypeVector { dim }),
+        (arb_column_name(), arb_foreign_key())
+            .prop_map(|(column, key)| AlterAction::AddForeignKey { column, key }),
+        arb_column_name().prop_map(|name| AlterAction::DropForeignKey { name }),
     ]
 }
 
@@ -491,6 +509,7 @@ fn alter_table_layout_matches_format_doc() {
                     flags: column_flags::NOT_NULL,
                     default: Some("5".into()),
                     index: None,
+                    references: None,
                 },
                 value: Some(5i32.to_le_bytes().to_vec()),
             },
@@ -546,8 +565,20 @@ fn alter_table_bounds_checked() {
         DecodeErrorKind::Truncated
     );
     let mut unknown_op = head(1);
-    unknown_op.extend_from_slice(&[9, 0, 0, 0, 0]);
+    unknown_op.extend_from_slice(&[10, 0, 0, 0, 0]);
     assert_eq!(kind_of(&unknown_op), DecodeErrorKind::BadAlterAction);
+    // A foreign key whose ON DELETE code is not one of the four.
+    let mut bad_on_delete = head(1);
+    bad_on_delete.push(8);
+    for name in [&b"c"[..], b"k", b"p", b"id"] {
+        bad_on_delete.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        bad_on_delete.extend_from_slice(name);
+    }
+    let mut good = bad_on_delete.clone();
+    good.push(2);
+    assert!(Event::decode(&good).is_ok());
+    bad_on_delete.push(4);
+    assert_eq!(kind_of(&bad_on_delete), DecodeErrorKind::BadAlterAction);
     let mut long_name = head(1);
     long_name.push(2);
     long_name.extend_from_slice(&(limits::COLUMN_NAME_BYTES_MAX + 1).to_le_bytes());

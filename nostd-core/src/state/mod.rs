@@ -10,6 +10,7 @@
 //! so a rejected event changes nothing.
 
 mod graph;
+mod references;
 
 use alloc::collections::{BTreeMap, BinaryHeap};
 use alloc::vec::Vec;
@@ -28,9 +29,12 @@ use crate::hnsw::{
 pub const FILTER_EXACT_RATIO: u64 = 8;
 use crate::limits;
 use crate::rows::Rows;
-use crate::table::{AlterAction, NULL_VECTOR_TAG, RowCounts, RowError, SchemaError, Table};
+use crate::table::{
+    AlterAction, ColumnValues, NULL_VECTOR_TAG, RowCounts, RowError, SchemaError, Table,
+};
 
 pub use graph::Graph;
+pub use references::ReferenceError;
 
 /// Why an event was rejected. Every variant is the event's fault (the
 /// caller's), never the state's: the state is unchanged.
@@ -102,6 +106,8 @@ pub enum ApplyError {
         index: u64,
         source: alloc::boxed::Box<ApplyError>,
     },
+    #[error("{0}")]
+    Reference(alloc::boxed::Box<ReferenceError>),
     #[error("collection {0} has declared columns: write it with table events")]
     TableNeedsColumns(CollectionName),
     #[error("collection {0} has no declared columns")]
@@ -1280,7 +1286,11 @@ impl State {
                     .map_err(|source| ApplyError::Schema {
                         collection: name.clone(),
                         source,
-                    })
+                    })?;
+                for (_, column, key) in schema.foreign_keys() {
+                    self.check_key_definition(name, schema, column, key)?;
+                }
+                Ok(())
             }
             Event::InsertRows {
                 collection,
@@ -1307,7 +1317,10 @@ impl State {
                 let ids: Vec<u64> = batch.ids.iter().map(|id| id.0).collect();
                 table
                     .check_replace(&replaced, &ids, columns)
-                    .map_err(|e| c.row_error(e))
+                    .map_err(|e| c.row_error(e))?;
+                let written: Vec<(usize, &ColumnValues)> = columns.iter().enumerate().collect();
+                self.check_present(c, &written, &replaced)?;
+                self.check_update_keys(c, &replaced, &written)
             }
             Event::UpdateRows {
                 collection,
@@ -1320,7 +1333,13 @@ impl State {
                 let rows: Vec<u32> = ids.iter().filter_map(|id| c.row_of(*id)).collect();
                 table
                     .check_update(&rows, columns)
-                    .map_err(|e| c.row_error(e))
+                    .map_err(|e| c.row_error(e))?;
+                let written: Vec<(usize, &ColumnValues)> = columns
+                    .iter()
+                    .map(|(column, values)| (usize::from(*column), values))
+                    .collect();
+                self.check_present(c, &written, &rows)?;
+                self.check_update_keys(c, &rows, &written)
             }
             Event::AlterTable {
                 collection,
@@ -1363,7 +1382,8 @@ impl State {
                 if dim == 0 || dim > limits::DIM_MAX {
                     return Err(ApplyError::BadDimension(dim));
                 }
-                schema.check(dim).map_err(schema_error)
+                schema.check(dim).map_err(schema_error)?;
+                self.check_alter_keys(c, actions, &schema)
             }
             Event::Insert { collection, .. }
             | Event::InsertBatch { collection, .. }
@@ -1391,7 +1411,10 @@ impl State {
                 }
                 check_index_params(config)
             }
-            Event::DropCollection { name } => self.collection_ref(name).map(|_| ()),
+            Event::DropCollection { name } => {
+                self.collection_ref(name)?;
+                self.check_drop(&[name])
+            }
             Event::Insert { collection, record } => self.collection_ref(collection)?.check_record(
                 record.id,
                 record.vector.len() as u64,
@@ -1400,7 +1423,11 @@ impl State {
             Event::InsertBatch { collection, batch } => {
                 self.collection_ref(collection)?.check_batch(batch)
             }
-            Event::Delete { collection, id } | Event::SetTag { collection, id, .. } => {
+            Event::Delete { collection, id } => {
+                let row = self.collection_ref(collection)?.live_row(*id)?;
+                self.plan_delete(collection, &[row]).map(|_| ())
+            }
+            Event::SetTag { collection, id, .. } => {
                 self.collection_ref(collection)?.live_row(*id).map(|_| ())
             }
             Event::SetMetadata {
@@ -1419,7 +1446,10 @@ impl State {
                 Ok(())
             }
             Event::DeleteBatch { collection, ids } => {
-                self.collection_ref(collection)?.check_live_ids(ids)
+                let c = self.collection_ref(collection)?;
+                c.check_live_ids(ids)?;
+                let rows: Vec<u32> = ids.iter().filter_map(|id| c.row_of(*id)).collect();
+                self.plan_delete(collection, &rows).map(|_| ())
             }
             Event::UpdateBatch {
                 collection,
@@ -1456,7 +1486,7 @@ impl State {
                 if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
                     return Err(ApplyError::RepeatedCollection(w[0].clone()));
                 }
-                Ok(())
+                self.check_drop(&sorted)
             }
             Event::CreateNode { node, .. } => self.graph.check_create_node(*node),
             Event::DeleteNode { node } => self.graph.check_delete_node(*node),
@@ -1493,8 +1523,10 @@ impl State {
         };
         let mut graph = false;
         for event in events {
-            let (names, changes_graph) = named(event)?;
+            let (mut names, changes_graph) = named(event)?;
             graph |= changes_graph;
+            let neighbours = self.key_neighbours(event, &names);
+            names.extend(neighbours.iter());
             for name in names {
                 if let Some(c) = self.collections.get(name)
                     && !scratch.collections.contains_key(name)
@@ -1725,7 +1757,10 @@ impl State {
                 }
             }
             Event::Delete { collection, id } => {
+                let c = self.collection_ref(collection)?;
+                let plan = self.plan_delete(collection, &[c.live_row(*id)?])?;
                 let row = self.collection_mut(collection)?.delete_record(*id)?;
+                self.apply_cascade(plan)?;
                 Applied::Deleted {
                     collection: collection.clone(),
                     row,
@@ -1749,10 +1784,14 @@ impl State {
                 Applied::Other
             }
             Event::DeleteBatch { collection, ids } => {
+                let c = self.collection_ref(collection)?;
+                let rows: Vec<u32> = ids.iter().filter_map(|id| c.row_of(*id)).collect();
+                let plan = self.plan_delete(collection, &rows)?;
                 let c = self.collection_mut(collection)?;
                 for id in ids {
                     c.delete_record(*id)?;
                 }
+                self.apply_cascade(plan)?;
                 Applied::Other
             }
             Event::UpdateBatch {

@@ -704,6 +704,7 @@ mod tables {
             flags,
             default: None,
             index: None,
+            references: None,
         };
         TableSchema {
             columns: vec![
@@ -1376,6 +1377,7 @@ mod tables {
                 flags: column_flags::NOT_NULL,
                 default: Some("5".into()),
                 index: None,
+                references: None,
             };
             let mut s = base();
             s.apply(&alter(vec![AlterAction::AddColumn {
@@ -1739,6 +1741,7 @@ mod tables {
                 flags,
                 default: None,
                 index: None,
+                references: None,
             };
             let add = |column, value: Option<Vec<u8>>| AlterAction::AddColumn { column, value };
             let mut s = base();
@@ -1784,6 +1787,7 @@ mod tables {
                             flags: 0,
                             default: None,
                             index: None,
+                            references: None,
                         },
                         None,
                     )],
@@ -1972,6 +1976,7 @@ mod tables {
                 flags: column_flags::NOT_NULL,
                 default: None,
                 index: None,
+                references: None,
             };
             let add = alter(vec![AlterAction::AddColumn {
                 column,
@@ -2198,4 +2203,428 @@ fn reindex_is_the_collection_created_so() {
     assert_eq!(reindexed.state_hash(), reindexed.state_hash_uncached());
     assert_eq!(reindexed.index_hash(), created.index_hash());
     assert_ne!(reindexed.state_hash(), before);
+}
+
+/// Foreign keys: definitions checked against the referenced table,
+/// values checked on every write, `ON DELETE` followed through tables,
+/// and every refusal leaving the state hash as it was.
+mod foreign_keys {
+    use super::*;
+    use crate::table::{
+        ColumnDef, ColumnType, ColumnValues, ForeignKey, OnDelete, ScalarType, TableSchema,
+        column_flags,
+    };
+    use alloc::string::{String, ToString};
+
+    fn col(
+        name: &str,
+        ty: ScalarType,
+        flags: u8,
+        key: Option<(&str, &str, OnDelete)>,
+    ) -> ColumnDef {
+        ColumnDef {
+            name: String::from(name),
+            ty: ColumnType::Scalar(ty),
+            type_mod: 0,
+            flags,
+            default: None,
+            index: None,
+            references: key.map(|(table, column, on_delete)| ForeignKey {
+                name: alloc::format!("{name}_fkey"),
+                table: super::name(table),
+                column: String::from(column),
+                on_delete,
+            }),
+        }
+    }
+
+    fn create(table: &str, columns: Vec<ColumnDef>) -> Event {
+        Event::CreateTable {
+            name: name(table),
+            config: CollectionConfig {
+                dim: 1,
+                metric: Metric::L2,
+                index: IndexParams::default(),
+            },
+            schema: TableSchema { columns },
+        }
+    }
+
+    fn int8(v: i64) -> Option<Vec<u8>> {
+        Some(v.to_le_bytes().to_vec())
+    }
+
+    fn int4(v: i32) -> Option<Vec<u8>> {
+        Some(v.to_le_bytes().to_vec())
+    }
+
+    fn text(v: &str) -> Option<Vec<u8>> {
+        Some(v.as_bytes().to_vec())
+    }
+
+    /// Rows of `table` (whose first column is its `bigint` key), each
+    /// given as its scalar values in order.
+    fn insert(table: &str, rows: &[Vec<Option<Vec<u8>>>]) -> Event {
+        let mut batch = Batch::new(1);
+        let mut columns = vec![ColumnValues::default(); rows[0].len()];
+        for row in rows {
+            let id = i64::from_le_bytes(row[0].clone().unwrap().try_into().unwrap());
+            batch.push(RecordId(id as u64), &[0], 0, &[]);
+            for (c, v) in row.iter().enumerate() {
+                columns[c].push(v.as_deref());
+            }
+        }
+        Event::InsertRows {
+            collection: name(table),
+            batch,
+            columns,
+        }
+    }
+
+    fn delete(table: &str, ids: &[u64]) -> Event {
+        Event::DeleteBatch {
+            collection: name(table),
+            ids: ids.iter().map(|&i| RecordId(i)).collect(),
+        }
+    }
+
+    fn live(s: &State, table: &str) -> Vec<u64> {
+        let c = s.collection(&name(table)).unwrap();
+        let mut ids: Vec<u64> = c
+            .ids()
+            .iter()
+            .enumerate()
+            .filter(|(row, _)| !c.deleted()[*row])
+            .map(|(_, id)| id.0)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Applies `event`, which must be refused with a foreign key error
+    /// (or inside a transaction, one), leaving the hash unchanged.
+    fn refused(s: &mut State, event: &Event) -> ApplyError {
+        let before = s.state_hash();
+        let e = s.apply(event).unwrap_err();
+        let inner = match &e {
+            ApplyError::InTransaction { source, .. } => source.as_ref(),
+            other => other,
+        };
+        assert!(
+            matches!(inner, ApplyError::Reference(_) | ApplyError::Row { .. }),
+            "{e}"
+        );
+        assert_eq!(s.state_hash(), before, "{e}");
+        e
+    }
+
+    fn parent() -> Event {
+        create(
+            "parent",
+            vec![
+                col("id", ScalarType::Int64, column_flags::PRIMARY_KEY, None),
+                col("label", ScalarType::Text, column_flags::UNIQUE, None),
+                col("plain", ScalarType::Text, 0, None),
+            ],
+        )
+    }
+
+    fn child() -> Event {
+        create(
+            "child",
+            vec![
+                col("id", ScalarType::Int64, column_flags::PRIMARY_KEY, None),
+                // An `integer` referencing a `bigint` key.
+                col(
+                    "parent_id",
+                    ScalarType::Int32,
+                    0,
+                    Some(("parent", "id", OnDelete::Cascade)),
+                ),
+                col(
+                    "parent_label",
+                    ScalarType::Text,
+                    0,
+                    Some(("parent", "label", OnDelete::SetNull)),
+                ),
+            ],
+        )
+    }
+
+    #[test]
+    fn definitions_are_checked_against_the_referenced_table() {
+        let mut s = State::new();
+        s.apply(&parent()).unwrap();
+        let bad = |column: ColumnDef| {
+            create(
+                "bad",
+                vec![
+                    col("id", ScalarType::Int64, column_flags::PRIMARY_KEY, None),
+                    column,
+                ],
+            )
+        };
+        for (column, expected) in [
+            (
+                col(
+                    "p",
+                    ScalarType::Int64,
+                    0,
+                    Some(("nowhere", "id", OnDelete::NoAction)),
+                ),
+                "does not exist",
+            ),
+            (
+                col(
+                    "p",
+                    ScalarType::Int64,
+                    0,
+                    Some(("parent", "nope", OnDelete::NoAction)),
+                ),
+                "does not exist",
+            ),
+            (
+                col(
+                    "p",
+                    ScalarType::Text,
+                    0,
+                    Some(("parent", "plain", OnDelete::NoAction)),
+                ),
+                "no unique constraint",
+            ),
+            (
+                col(
+                    "p",
+                    ScalarType::Text,
+                    0,
+                    Some(("parent", "id", OnDelete::NoAction)),
+                ),
+                "incompatible types",
+            ),
+        ] {
+            let e = refused(&mut s, &bad(column));
+            assert!(e.to_string().contains(expected), "{e}");
+        }
+        // A key on a float column is refused by the schema itself.
+        assert!(matches!(
+            s.apply(&bad(col(
+                "p",
+                ScalarType::Float64,
+                0,
+                Some(("parent", "id", OnDelete::NoAction))
+            ))),
+            Err(ApplyError::Schema { .. })
+        ));
+    }
+
+    #[test]
+    fn writes_need_the_referenced_value_and_deletes_follow_on_delete() {
+        let mut s = State::new();
+        s.apply(&parent()).unwrap();
+        s.apply(&child()).unwrap();
+        // A note on a child, which refuses the child's delete.
+        s.apply(&create(
+            "note",
+            vec![
+                col("id", ScalarType::Int64, column_flags::PRIMARY_KEY, None),
+                col(
+                    "child_id",
+                    ScalarType::Int64,
+                    0,
+                    Some(("child", "id", OnDelete::NoAction)),
+                ),
+            ],
+        ))
+        .unwrap();
+        s.apply(&insert(
+            "parent",
+            &[
+                vec![int8(1), text("one"), None],
+                vec![int8(2), text("two"), None],
+                vec![int8(3), text("three"), None],
+            ],
+        ))
+        .unwrap();
+        let e = refused(
+            &mut s,
+            &insert(
+                "child",
+                &[vec![int8(10), int4(1), None], vec![int8(11), int4(4), None]],
+            ),
+        );
+        assert!(
+            e.to_string()
+                .contains("key (parent_id)=(4) is not present in table parent"),
+            "{e}"
+        );
+        let e = refused(
+            &mut s,
+            &insert("child", &[vec![int8(10), None, text("four")]]),
+        );
+        assert!(e.to_string().contains("(parent_label)=(four)"), "{e}");
+        // NULL references nothing.
+        s.apply(&insert(
+            "child",
+            &[
+                vec![int8(10), int4(1), text("two")],
+                vec![int8(11), int4(1), None],
+                vec![int8(12), int4(2), text("one")],
+                vec![int8(13), None, text("one")],
+                vec![int8(14), int4(3), text("three")],
+            ],
+        ))
+        .unwrap();
+        s.apply(&insert("note", &[vec![int8(100), int8(11)]]))
+            .unwrap();
+
+        // Parent 1 cascades to children 10 and 11; note 100 on child 11
+        // refuses the whole delete.
+        let e = refused(&mut s, &delete("parent", &[1]));
+        assert!(
+            e.to_string().contains("still referenced from table note"),
+            "{e}"
+        );
+        assert_eq!(live(&s, "child"), [10, 11, 12, 13, 14]);
+
+        s.apply(&delete("note", &[100])).unwrap();
+        s.apply(&delete("parent", &[1])).unwrap();
+        assert_eq!(live(&s, "parent"), [2, 3]);
+        assert_eq!(live(&s, "child"), [12, 13, 14]);
+        // Children 12 and 13 held label "one" (parent 1): SET NULL.
+        let c = s.collection(&name("child")).unwrap();
+        let label = |id: u64| {
+            let row = c.row_of(RecordId(id)).unwrap() as usize;
+            c.table().unwrap().columns()[2].get(row).map(<[u8]>::to_vec)
+        };
+        assert_eq!(label(12), None);
+        assert_eq!(label(13), None);
+        assert_eq!(label(14), text("three"));
+
+        // A referenced value cannot change while referenced; an
+        // unreferenced one can.
+        let update = |id: u64, label: &str| {
+            let mut values = ColumnValues::default();
+            values.push(Some(label.as_bytes()));
+            Event::UpdateRows {
+                collection: name("parent"),
+                ids: vec![RecordId(id)],
+                columns: vec![(1, values)],
+            }
+        };
+        let e = refused(&mut s, &update(3, "drei"));
+        assert!(
+            e.to_string().contains("still referenced from table child"),
+            "{e}"
+        );
+        s.apply(&update(2, "zwei")).unwrap();
+
+        // Dropping a referenced table alone is refused; with the tables
+        // that reference it, it is not.
+        let e = refused(
+            &mut s,
+            &Event::DropCollection {
+                name: name("parent"),
+            },
+        );
+        assert!(e.to_string().contains("depends on it"), "{e}");
+        let e = refused(
+            &mut s,
+            &Event::AlterTable {
+                collection: name("parent"),
+                actions: vec![AlterAction::DropColumn {
+                    name: String::from("label"),
+                }],
+            },
+        );
+        assert!(e.to_string().contains("depends on it"), "{e}");
+        s.apply(&Event::DropCollections {
+            names: vec![name("parent"), name("child"), name("note")],
+        })
+        .unwrap();
+    }
+
+    /// Applying the same events to a fresh state gives the same hash:
+    /// the cascade is computed from the state alone.
+    #[test]
+    fn cascades_replay_to_the_same_hash_and_follow_a_table_onto_itself() {
+        let events = [
+            create(
+                "node",
+                vec![
+                    col("id", ScalarType::Int64, column_flags::PRIMARY_KEY, None),
+                    col(
+                        "up",
+                        ScalarType::Int64,
+                        0,
+                        Some(("node", "id", OnDelete::Cascade)),
+                    ),
+                ],
+            ),
+            // A tree in one insert: rows reference rows of the same event.
+            insert(
+                "node",
+                &[
+                    vec![int8(1), None],
+                    vec![int8(2), int8(1)],
+                    vec![int8(3), int8(2)],
+                    vec![int8(4), int8(3)],
+                    vec![int8(5), int8(1)],
+                    vec![int8(6), None],
+                    vec![int8(7), int8(6)],
+                ],
+            ),
+            delete("node", &[2]),
+        ];
+        let mut s = State::new();
+        for e in &events {
+            s.apply(e).unwrap();
+        }
+        // 2 goes with 3 (its child) and 4 (3's child).
+        assert_eq!(live(&s, "node"), [1, 5, 6, 7]);
+        let mut again = State::new();
+        for e in &events {
+            again.apply(e).unwrap();
+        }
+        assert_eq!(again.state_hash(), s.state_hash());
+        assert_eq!(s.state_hash(), s.state_hash_uncached());
+        // A row may not reference a row that is not there.
+        refused(&mut s, &insert("node", &[vec![int8(8), int8(2)]]));
+    }
+
+    /// Inside a transaction each write is checked against what the
+    /// writes before it left: a child may follow its parent, and a
+    /// parent deleted earlier refuses the whole transaction.
+    #[test]
+    fn transactions_check_keys_in_order() {
+        let mut s = State::new();
+        s.apply(&parent()).unwrap();
+        s.apply(&child()).unwrap();
+        s.apply(&Event::Transaction {
+            events: vec![
+                insert("parent", &[vec![int8(1), text("one"), None]]),
+                insert("child", &[vec![int8(10), int4(1), text("one")]]),
+            ],
+        })
+        .unwrap();
+        s.apply(&insert("parent", &[vec![int8(2), text("two"), None]]))
+            .unwrap();
+        refused(
+            &mut s,
+            &Event::Transaction {
+                events: vec![
+                    delete("parent", &[2]),
+                    insert("child", &[vec![int8(11), int4(2), None]]),
+                ],
+            },
+        );
+        // A delete inside a transaction cascades there too.
+        s.apply(&Event::Transaction {
+            events: vec![
+                delete("parent", &[1]),
+                insert("child", &[vec![int8(12), int4(2), None]]),
+            ],
+        })
+        .unwrap();
+        assert_eq!(live(&s, "child"), [12]);
+    }
 }

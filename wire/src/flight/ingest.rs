@@ -553,6 +553,7 @@ mod tests {
             flags: 0,
             default: None,
             index: None,
+            references: None,
         };
         let schema = TableSchema {
             columns: vec![
