@@ -14,7 +14,9 @@
 use datafusion::sql::sqlparser::ast::{self, AlterTableOperation, RenameTableNameKind};
 use valori_core::event::{CollectionName, Event};
 use valori_core::limits;
-use valori_core::table::{AlterAction, ColumnDef, RowCounts, SchemaError, column_flags};
+use valori_core::table::{
+    AlterAction, ColumnDef, ForeignKey, RowCounts, SchemaError, column_flags,
+};
 use valori_engine::{Engine, EngineError};
 
 use crate::declared::ident;
@@ -38,6 +40,16 @@ pub enum AlterStep {
     },
     RenameTable {
         to: String,
+    },
+    /// `ADD [CONSTRAINT name] FOREIGN KEY (column) REFERENCES …`.
+    AddForeignKey {
+        column: String,
+        key: ForeignKey,
+    },
+    /// `DROP CONSTRAINT [IF EXISTS] name` of a foreign key.
+    DropConstraint {
+        if_exists: bool,
+        name: String,
     },
 }
 
@@ -123,9 +135,30 @@ pub(crate) fn parse(alter: ast::AlterTable) -> Result<WriteStatement, WriteError
             } => steps.push(AlterStep::RenameTable {
                 to: crate::write::table_name(name)?,
             }),
+            AlterTableOperation::AddConstraint {
+                constraint: ast::TableConstraint::ForeignKey(fk),
+                ..
+            } => {
+                let [column] = fk.columns.as_slice() else {
+                    return Err(unsupported(format!(
+                        "{fk}: a foreign key over several columns is not supported; one column may reference one unique column"
+                    )));
+                };
+                let column = ident(column);
+                let key = crate::declared::foreign_key(&table, &column, fk.name.as_ref(), fk)?;
+                steps.push(AlterStep::AddForeignKey { column, key });
+            }
+            AlterTableOperation::DropConstraint {
+                if_exists,
+                name,
+                drop_behavior: None | Some(ast::DropBehavior::Restrict),
+            } => steps.push(AlterStep::DropConstraint {
+                if_exists: *if_exists,
+                name: ident(name),
+            }),
             other => {
                 return Err(unsupported(format!(
-                    "ALTER TABLE … {} is not supported (ADD COLUMN, DROP COLUMN, RENAME COLUMN and RENAME TO are)",
+                    "ALTER TABLE … {} is not supported (ADD COLUMN, DROP COLUMN, RENAME COLUMN, RENAME TO, ADD FOREIGN KEY and DROP CONSTRAINT of a foreign key are)",
                     form(other)
                 )));
             }
@@ -160,6 +193,9 @@ pub(crate) fn schema_error(table: &str, e: SchemaError) -> WriteError {
             "column {name:?} of relation {table:?} contains null values: a NOT NULL column added to a table with rows needs a DEFAULT"
         )),
         SchemaError::UnknownIndex(name) => WriteError::UndefinedIndex(name),
+        SchemaError::UnknownConstraint(name) => WriteError::UndefinedConstraint(format!(
+            "constraint {name:?} of relation {table:?} does not exist"
+        )),
         SchemaError::AddVector(name) => WriteError::Unsupported(format!(
             "ALTER TABLE {table} ADD COLUMN {name}: a vector column can be added only to a table without one that has never held rows; declare it in CREATE TABLE"
         )),
@@ -228,10 +264,32 @@ fn build(
                     }
                     _ => None,
                 };
-                AlterAction::AddColumn {
-                    column: column.clone(),
-                    value,
+                let mut column = column.clone();
+                if let Some(key) = column.references.as_mut() {
+                    crate::declared::resolve_key(state, table, &schema, key)?;
                 }
+                AlterAction::AddColumn { column, value }
+            }
+            AlterStep::AddForeignKey { column, key } => {
+                let mut key = key.clone();
+                crate::declared::resolve_key(state, table, &schema, &mut key)?;
+                AlterAction::AddForeignKey {
+                    column: column.clone(),
+                    key,
+                }
+            }
+            AlterStep::DropConstraint { if_exists, name } => {
+                let known = schema
+                    .columns
+                    .iter()
+                    .any(|c| c.references.as_ref().is_some_and(|k| k.name == *name));
+                if !known && *if_exists {
+                    notices.push(format!(
+                        "constraint \"{name}\" of relation \"{table}\" does not exist, skipping"
+                    ));
+                    continue;
+                }
+                AlterAction::DropForeignKey { name: name.clone() }
             }
             AlterStep::DropColumn { if_exists, name } => {
                 if *if_exists && !exists(name) {

@@ -21,8 +21,8 @@ use datafusion::sql::sqlparser::ast::{self, ColumnOption, Expr, TableConstraint}
 use valori_core::event::{Batch, CollectionName, Event, RecordId};
 use valori_core::limits;
 use valori_core::table::{
-    ArrayElement, ColumnDef, ColumnType, ColumnValues, NULL_VECTOR_TAG, ScalarType, TableSchema,
-    column_flags,
+    ArrayElement, ColumnDef, ColumnType, ColumnValues, ForeignKey, NULL_VECTOR_TAG, OnDelete,
+    ScalarType, TableSchema, column_flags,
 };
 use valori_engine::Engine;
 
@@ -192,6 +192,7 @@ pub(crate) fn column_def(table: &str, column: &ast::ColumnDef) -> Result<ColumnD
         0
     };
     let mut default = serial.then(|| format!("nextval('{table}_{name}_seq'::regclass)"));
+    let mut references = None;
     for option in &column.options {
         match &option.option {
             ColumnOption::NotNull => flags |= column_flags::NOT_NULL,
@@ -205,6 +206,10 @@ pub(crate) fn column_def(table: &str, column: &ast::ColumnDef) -> Result<ColumnD
             } => flags |= identity_flags(&name, generated_as, sequence_options, generation_expr)?,
             ColumnOption::PrimaryKey(_) => flags |= column_flags::PRIMARY_KEY,
             ColumnOption::Unique(_) => flags |= column_flags::UNIQUE,
+            ColumnOption::ForeignKey(fk) => {
+                let constraint = option.name.as_ref().or(fk.name.as_ref());
+                references = Some(foreign_key(table, &name, constraint, fk)?);
+            }
             other => {
                 return Err(unsupported(format!(
                     "column option {other} of column {name:?} is not supported"
@@ -233,8 +238,122 @@ pub(crate) fn column_def(table: &str, column: &ast::ColumnDef) -> Result<ColumnD
         flags,
         default,
         index: None,
-        references: None,
+        references,
     })
+}
+
+/// The foreign key `REFERENCES t [(c)] [ON DELETE …]` (or `FOREIGN KEY
+/// (column) REFERENCES …`) of column `column` of table `table`, named
+/// `constraint` or as Postgres names it (`<table>_<column>_fkey`). A key
+/// without a referenced column names the referenced table's primary key,
+/// resolved when the table is created ([`resolve_keys`]). Keys over
+/// several columns, `ON UPDATE` actions other than `NO ACTION` and
+/// `RESTRICT`, `ON DELETE SET DEFAULT` and `MATCH PARTIAL` are refused.
+/// `DEFERRABLE` is accepted; every key is checked when a statement
+/// writes, as `INITIALLY IMMEDIATE` keys are.
+pub(crate) fn foreign_key(
+    table: &str,
+    column: &str,
+    constraint: Option<&ast::Ident>,
+    fk: &ast::ForeignKeyConstraint,
+) -> Result<ForeignKey, WriteError> {
+    use ast::ReferentialAction as A;
+    let clause = || fk.to_string();
+    if fk.referred_columns.len() > 1 || fk.columns.len() > 1 {
+        return Err(unsupported(format!(
+            "{}: a foreign key over several columns is not supported; one column may reference one unique column",
+            clause()
+        )));
+    }
+    if matches!(fk.on_update, Some(A::Cascade | A::SetNull | A::SetDefault)) {
+        return Err(unsupported(format!(
+            "{}: ON UPDATE {} is not supported (a referenced value that is still referenced cannot change: NO ACTION)",
+            clause(),
+            fk.on_update.map(|a| a.to_string()).unwrap_or_default()
+        )));
+    }
+    if matches!(
+        fk.match_kind,
+        Some(ast::ConstraintReferenceMatchKind::Partial)
+    ) {
+        return Err(unsupported(format!(
+            "{}: MATCH PARTIAL is not supported",
+            clause()
+        )));
+    }
+    let on_delete = match fk.on_delete {
+        None | Some(A::NoAction) => OnDelete::NoAction,
+        Some(A::Restrict) => OnDelete::Restrict,
+        Some(A::Cascade) => OnDelete::Cascade,
+        Some(A::SetNull) => OnDelete::SetNull,
+        Some(A::SetDefault) => {
+            return Err(unsupported(format!(
+                "{}: ON DELETE SET DEFAULT is not supported (NO ACTION, RESTRICT, CASCADE and SET NULL are)",
+                clause()
+            )));
+        }
+    };
+    let referenced = crate::write::table_name(&fk.foreign_table)?;
+    let referenced = CollectionName::new(&referenced)
+        .map_err(|_| WriteError::UndefinedTable(referenced.clone()))?;
+    let name = match constraint {
+        Some(n) => ident(n),
+        None => crate::write::truncate_identifier(&format!("{table}_{column}_fkey")),
+    };
+    Ok(ForeignKey {
+        name,
+        table: referenced,
+        column: fk.referred_columns.first().map(ident).unwrap_or_default(),
+        on_delete,
+    })
+}
+
+/// Gives foreign key `key` of table `table` (whose schema is `own`), when
+/// written without a referenced column, the referenced table's primary
+/// key, as Postgres does; the referenced table is `own` when the key
+/// names `table` itself.
+pub(crate) fn resolve_key(
+    state: &valori_core::state::State,
+    table: &str,
+    own: &TableSchema,
+    key: &mut ForeignKey,
+) -> Result<(), WriteError> {
+    if !key.column.is_empty() {
+        return Ok(());
+    }
+    let referenced = if key.table.as_str() == table {
+        Some(own)
+    } else {
+        let c = state
+            .collection(&key.table)
+            .ok_or_else(|| WriteError::UndefinedTable(key.table.to_string()))?;
+        c.table().map(|t| t.schema())
+    };
+    key.column = referenced
+        .and_then(|s| s.columns.iter().find(|c| c.is_primary_key()))
+        .map(|c| c.name.clone())
+        .ok_or_else(|| {
+            WriteError::InvalidForeignKey(format!(
+                "there is no primary key for referenced table {:?}",
+                key.table.as_str()
+            ))
+        })?;
+    Ok(())
+}
+
+/// [`resolve_key`] for every foreign key of a `CREATE TABLE`'s schema.
+pub(crate) fn resolve_keys(
+    state: &valori_core::state::State,
+    table: &str,
+    schema: &mut TableSchema,
+) -> Result<(), WriteError> {
+    let own = schema.clone();
+    for c in &mut schema.columns {
+        if let Some(key) = c.references.as_mut() {
+            resolve_key(state, table, &own, key)?;
+        }
+    }
+    Ok(())
 }
 
 /// The flags of `GENERATED { ALWAYS | BY DEFAULT } AS IDENTITY` on
@@ -305,7 +424,7 @@ pub(crate) fn default_once(
 
 /// The schema a `CREATE TABLE` declares.
 pub fn declared_schema(create: &ast::CreateTable) -> Result<TableSchema, WriteError> {
-    let table = create.name.to_string();
+    let table = crate::write::table_name(&create.name)?;
     let mut columns: Vec<ColumnDef> = Vec::with_capacity(create.columns.len());
     for column in &create.columns {
         let def = column_def(&table, column)?;
@@ -322,12 +441,33 @@ pub fn declared_schema(create: &ast::CreateTable) -> Result<TableSchema, WriteEr
         columns.push(def);
     }
     for constraint in &create.constraints {
+        if let TableConstraint::ForeignKey(fk) = constraint {
+            let [column] = fk.columns.as_slice() else {
+                return Err(unsupported(format!(
+                    "{fk}: a foreign key over several columns is not supported; one column may reference one unique column"
+                )));
+            };
+            let name = ident(column);
+            let key = foreign_key(&table, &name, fk.name.as_ref(), fk)?;
+            let def = columns.iter_mut().find(|c| c.name == name).ok_or_else(|| {
+                WriteError::UndefinedColumn(format!(
+                    "column {name:?} referenced in foreign key constraint does not exist"
+                ))
+            })?;
+            if def.references.is_some() {
+                return Err(unsupported(format!(
+                    "{fk}: column {name:?} already has a foreign key; one per column is supported"
+                )));
+            }
+            def.references = Some(key);
+            continue;
+        }
         let (names, flag) = match constraint {
             TableConstraint::PrimaryKey(key) => (&key.columns, column_flags::PRIMARY_KEY),
             TableConstraint::Unique(unique) => (&unique.columns, column_flags::UNIQUE),
             other => {
                 return Err(unsupported(format!(
-                    "table constraint {other} is not supported (PRIMARY KEY and UNIQUE on one column are)"
+                    "table constraint {other} is not supported (PRIMARY KEY, UNIQUE and FOREIGN KEY on one column are)"
                 )));
             }
         };

@@ -173,12 +173,18 @@ impl WriteError {
             | WriteError::NotNull(_)
             | WriteError::Cardinality(_)
             | WriteError::GeneratedAlways(_)
+            | WriteError::InvalidForeignKey(_)
+            | WriteError::DatatypeMismatch(_)
             | WriteError::InvalidReference(_)
             | WriteError::OutOfRange(_) => Fault::InvalidInput,
-            WriteError::UndefinedTable(_) | WriteError::UndefinedIndex(_) => Fault::NotFound,
+            WriteError::UndefinedTable(_)
+            | WriteError::UndefinedIndex(_)
+            | WriteError::UndefinedConstraint(_) => Fault::NotFound,
             WriteError::TableExists(_)
             | WriteError::IndexExists(_)
             | WriteError::Duplicate(_)
+            | WriteError::ForeignKeyViolation(_)
+            | WriteError::DependentObjects(_)
             | WriteError::Conflict(_) => Fault::Conflict,
             WriteError::TooLarge(_) => Fault::TooLarge,
             WriteError::Engine(e) => e.fault(),

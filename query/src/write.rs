@@ -55,8 +55,8 @@ use valori_core::event::{
 };
 use valori_core::limits;
 use valori_core::q16::quantize;
-use valori_core::state::ApplyError;
-use valori_core::table::{NULL_VECTOR_TAG, ScalarType, TableSchema};
+use valori_core::state::{ApplyError, ReferenceError};
+use valori_core::table::{NULL_VECTOR_TAG, RowError, ScalarType, TableSchema};
 use valori_engine::{Engine, EngineError};
 
 use crate::pgvector::is_vector_type;
@@ -122,6 +122,23 @@ pub enum WriteError {
     /// A value given for a `GENERATED ALWAYS AS IDENTITY` column.
     #[error("{0}")]
     GeneratedAlways(String),
+    /// A write that would leave a foreign key value without the row it
+    /// references, or delete or change a row still referenced.
+    #[error("{0}")]
+    ForeignKeyViolation(String),
+    /// A table or column dropped while a foreign key depends on it.
+    #[error("{0}")]
+    DependentObjects(String),
+    /// A foreign key whose referenced column is not unique (or a table
+    /// without the primary key it names).
+    #[error("{0}")]
+    InvalidForeignKey(String),
+    /// A foreign key between columns of incompatible types.
+    #[error("{0}")]
+    DatatypeMismatch(String),
+    /// `DROP CONSTRAINT` of a name the table's constraints do not have.
+    #[error("{0}")]
+    UndefinedConstraint(String),
     /// The engine refused the event or failed.
     #[error(transparent)]
     Engine(EngineError),
@@ -145,6 +162,26 @@ impl From<EngineError> for WriteError {
                 ApplyError::DimensionMismatch { .. }
                 | ApplyError::BadDimension(_)
                 | ApplyError::BadIndexParams { .. } => WriteError::InvalidValue(e.to_string()),
+                ApplyError::Reference(r) => {
+                    let text = r.to_string();
+                    match **r {
+                        ReferenceError::Missing { .. } | ReferenceError::StillReferenced { .. } => {
+                            WriteError::ForeignKeyViolation(text)
+                        }
+                        ReferenceError::Dependent { .. } => WriteError::DependentObjects(text),
+                        ReferenceError::UnknownTable { ref referenced, .. } => {
+                            WriteError::UndefinedTable(referenced.to_string())
+                        }
+                        ReferenceError::UnknownColumn { .. } => WriteError::UndefinedColumn(text),
+                        ReferenceError::NotUnique { .. } => WriteError::InvalidForeignKey(text),
+                        ReferenceError::Types { .. } => WriteError::DatatypeMismatch(text),
+                        _ => WriteError::Unsupported(text),
+                    }
+                }
+                // A cascade's SET NULL on a NOT NULL column.
+                ApplyError::Row { source, .. } if matches!(**source, RowError::Null { .. }) => {
+                    WriteError::NotNull(e.to_string())
+                }
                 _ => WriteError::Engine(e),
             },
             EngineError::EventTooLarge { .. } => WriteError::TooLarge(e.to_string()),
@@ -950,7 +987,7 @@ fn statement_to_write(statement: Statement) -> Result<WriteStatement, WriteError
             }
             if truncate.cascade == Some(ast::CascadeOption::Cascade) {
                 return Err(unsupported(
-                    "TRUNCATE … CASCADE: tables have no foreign keys",
+                    "TRUNCATE … CASCADE is not supported; truncate the tables that reference this one first",
                 ));
             }
             let [target] = truncate.table_names.as_slice() else {
@@ -2067,15 +2104,20 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
             config,
             schema,
             if_not_exists,
-        } => create(
-            engine,
-            *if_not_exists,
-            Event::CreateTable {
-                name: name.clone(),
-                config: *config,
-                schema: schema.clone(),
-            },
-        ),
+        } => {
+            let mut schema = schema.clone();
+            engine
+                .read(|state| crate::declared::resolve_keys(state, name.as_str(), &mut schema))??;
+            create(
+                engine,
+                *if_not_exists,
+                Event::CreateTable {
+                    name: name.clone(),
+                    config: *config,
+                    schema,
+                },
+            )
+        }
         WriteStatement::Insert {
             table,
             columns,
@@ -2417,6 +2459,27 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
         }
         WriteStatement::Truncate { table } => {
             let info = table_info(engine, table)?;
+            // As in Postgres, whatever the keys' ON DELETE: a table
+            // another table references is not truncated.
+            let referencing = engine.read(|state| {
+                state
+                    .collections()
+                    .filter(|c| c.name() != &info.name)
+                    .find(|c| {
+                        c.table().is_some_and(|t| {
+                            t.schema()
+                                .foreign_keys()
+                                .any(|(_, _, k)| k.table == info.name)
+                        })
+                    })
+                    .map(|c| c.name().to_string())
+            })?;
+            if let Some(other) = referencing {
+                return Err(unsupported(format!(
+                    "cannot truncate a table referenced in a foreign key constraint: table \"{other}\" references \"{}\"; truncate or delete from \"{other}\" first",
+                    info.name
+                )));
+            }
             let live = engine.read(|state| {
                 state.collection(&info.name).map_or(Vec::new(), |c| {
                     c.ids()
@@ -2576,7 +2639,7 @@ fn index_error(e: EngineError) -> WriteError {
 
 /// `name` cut to the 63 bytes of a Postgres identifier, at a character
 /// boundary.
-fn truncate_identifier(name: &str) -> String {
+pub(crate) fn truncate_identifier(name: &str) -> String {
     let mut end = name.len().min(limits::COLUMN_NAME_BYTES_MAX as usize);
     while !name.is_char_boundary(end) {
         end -= 1;

@@ -15,6 +15,8 @@ use valori_query::{QueryEngine, QueryError, datafusion};
 
 #[path = "declared/btree.rs"]
 mod btree;
+#[path = "declared/foreign_keys.rs"]
+mod foreign_keys;
 #[path = "declared/frameworks.rs"]
 mod frameworks;
 

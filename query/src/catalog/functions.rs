@@ -426,13 +426,20 @@ static DEFS: &[Def] = &[
             let Some(oid) = arg_int(args.first()) else {
                 return Ok(null_text());
             };
-            Ok(ctx
-                .relations()?
+            let relations = ctx.relations()?;
+            let key = relations
                 .iter()
                 .flat_map(keys::indexes)
                 .find(|i| i.contype().is_some() && i64::from(i.constraint_oid()) == oid)
-                .and_then(|i| i.constraint_definition())
-                .map_or_else(null_text, text))
+                .and_then(|i| i.constraint_definition());
+            let foreign = || {
+                relations
+                    .iter()
+                    .flat_map(|r| keys::foreign_keys(r, relations))
+                    .find(|k| i64::from(k.oid) == oid)
+                    .map(|k| k.definition())
+            };
+            Ok(key.or_else(foreign).map_or_else(null_text, text))
         },
     },
     Def {

@@ -11,10 +11,11 @@
 //! `CREATE INDEX` on one scalar column is recorded in the column's
 //! definition under its name and listed; one on an expression, a `gin`
 //! index or a second index on a column builds nothing, is not recorded,
-//! and so is not listed.
+//! and so is not listed. A column's foreign key is listed with
+//! `contype` `f` and printed as Postgres prints it.
 
 use valori_core::Metric;
-use valori_core::table::{ColumnDef, ScalarType};
+use valori_core::table::{ColumnDef, OnDelete, ScalarType};
 
 use super::{Relation, VECTOR_OID, format_type, relation_oid};
 use crate::write::Literal;
@@ -192,6 +193,83 @@ pub fn indexes(relation: &Relation) -> Vec<Index> {
             Some(metric_class(relation.config.metric)),
             0,
         ));
+    }
+    out
+}
+
+/// A foreign key of a table, with the columns at both ends.
+#[derive(Clone, Debug)]
+pub struct ForeignKeyRow {
+    pub oid: u32,
+    pub name: String,
+    pub table_oid: u32,
+    pub attnum: i16,
+    pub column: String,
+    pub referenced_oid: u32,
+    pub referenced: String,
+    pub referenced_attnum: i16,
+    pub referenced_column: String,
+    /// The OID of the referenced column's unique index.
+    pub index_oid: u32,
+    pub on_delete: OnDelete,
+}
+
+impl ForeignKeyRow {
+    /// `pg_get_constraintdef(oid)`, as Postgres prints it.
+    pub fn definition(&self) -> String {
+        let on_delete = match self.on_delete {
+            OnDelete::NoAction => String::new(),
+            other => format!(" ON DELETE {}", other.sql()),
+        };
+        format!(
+            "FOREIGN KEY ({}) REFERENCES {}({}){on_delete}",
+            quote_ident(&self.column),
+            quote_ident(&self.referenced),
+            quote_ident(&self.referenced_column)
+        )
+    }
+}
+
+/// The foreign keys of `relation`, whose referenced tables are among
+/// `relations`.
+pub fn foreign_keys(relation: &Relation, relations: &[Relation]) -> Vec<ForeignKeyRow> {
+    let Some(declared) = &relation.declared else {
+        return Vec::new();
+    };
+    let attnum = |i: usize| i16::try_from(i + 1).unwrap_or(i16::MAX);
+    let mut out = Vec::new();
+    for (i, c) in declared.columns.iter().enumerate() {
+        let Some(key) = &c.references else { continue };
+        let Some(target) = relations.iter().find(|r| r.name == key.table.as_str()) else {
+            continue;
+        };
+        let Some(at) = target
+            .declared
+            .as_ref()
+            .and_then(|d| d.columns.iter().position(|t| t.name == key.column))
+        else {
+            continue;
+        };
+        let index_oid = indexes(target)
+            .into_iter()
+            .find(|x| x.unique && x.column == key.column)
+            .map_or(0, |x| x.oid);
+        out.push(ForeignKeyRow {
+            oid: relation_oid(&format!(
+                "{}\u{0}{}\u{0}constraint",
+                relation.name, key.name
+            )),
+            name: key.name.clone(),
+            table_oid: relation.oid,
+            attnum: attnum(i),
+            column: c.name.clone(),
+            referenced_oid: target.oid,
+            referenced: target.name.clone(),
+            referenced_attnum: attnum(at),
+            referenced_column: key.column.clone(),
+            index_oid,
+            on_delete: key.on_delete,
+        });
     }
     out
 }

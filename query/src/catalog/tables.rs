@@ -782,6 +782,30 @@ pub static TABLES: &[Spec] = &[
                         ("conkey", V::Int2Array(vec![i.attnum])),
                     ])
                 })
+                .chain(
+                    s.relations
+                        .iter()
+                        .flat_map(|r| keys::foreign_keys(r, &s.relations))
+                        .map(|k| {
+                            vec![
+                                ("oid", V::Oid(k.oid)),
+                                ("contype", t("f")),
+                                ("conname", V::Text(k.name.clone())),
+                                ("connamespace", V::Oid(PUBLIC_NAMESPACE_OID)),
+                                ("convalidated", V::Bool(true)),
+                                ("conrelid", V::Oid(k.table_oid)),
+                                ("conindid", V::Oid(k.index_oid)),
+                                ("confrelid", V::Oid(k.referenced_oid)),
+                                ("confupdtype", t("a")),
+                                ("confdeltype", t(k.on_delete.pg_code())),
+                                ("confmatchtype", t("s")),
+                                ("conislocal", V::Bool(true)),
+                                ("connoinherit", V::Bool(true)),
+                                ("conkey", V::Int2Array(vec![k.attnum])),
+                                ("confkey", V::Int2Array(vec![k.referenced_attnum])),
+                            ]
+                        }),
+                )
                 .collect()
         },
     },

@@ -133,8 +133,7 @@ fn llamaindex_table_and_insert() {
 /// comparison (as Postgres's lax mode does: a missing field or a string
 /// compared with a number does not match), `jsonb_exists` the rows with
 /// the key; `::jsonb` answers the canonical text; a path outside the
-/// supported subset is an error naming it; LangChain's untyped `VECTOR`
-/// column and foreign key are refused naming them.
+/// supported subset is an error naming it.
 #[test]
 fn langchain_filters_and_refusals() {
     let dir = tempfile::tempdir().unwrap();
@@ -189,13 +188,6 @@ fn langchain_filters_and_refusals() {
         )
         .await;
         assert!(e.contains("jsonpath") && e.contains("supported"), "{e}");
-        let e = error(
-            &q,
-            "CREATE TABLE f (id VARCHAR PRIMARY KEY, c VARCHAR, embedding VECTOR(2), \
-             FOREIGN KEY (c) REFERENCES e (id) ON DELETE CASCADE)",
-        )
-        .await;
-        assert!(e.contains("FOREIGN KEY"), "{e}");
     });
 }
 
