@@ -1,4 +1,4 @@
-//! Postgres's casts to `json`, `jsonb` and `jsonpath` in queries, and the
+//! Postgres's casts to `json`, `jsonb`, `jsonpath` and `uuid` in queries, and the
 //! `jsonb` functions that frameworks build their metadata filters from:
 //! `jsonb_path_match`, `jsonb_path_exists` and `jsonb_exists`.
 //!
@@ -6,7 +6,10 @@
 //! statement layer turns `x::json`, `x::jsonb` and `x::jsonpath` in a
 //! query into calls of [`JSON_CAST`], [`JSONB_CAST`] and
 //! [`JSONPATH_CAST`]: the text is checked (and, for `jsonb`, brought to
-//! `jsonb`'s canonical form) rather than passed on unread.
+//! `jsonb`'s canonical form) rather than passed on unread. `x::uuid`
+//! becomes [`UUID_CAST`] alike: `uuid` values are text in queries (as
+//! `uuid` columns are), checked and brought to Postgres's lower-case
+//! hyphenated form.
 //!
 //! `jsonpath` is supported as far as filters use it: a path of member
 //! accessors from the root (`$`, `$.a`, `$.a.b`, `$."a b"`), optionally
@@ -38,22 +41,26 @@ pub const JSON_CAST: &str = "valori_cast_json";
 pub const JSONB_CAST: &str = "valori_cast_jsonb";
 /// The function a cast to `jsonpath` becomes in a query.
 pub const JSONPATH_CAST: &str = "valori_cast_jsonpath";
+/// The function a cast to `uuid` becomes in a query.
+pub const UUID_CAST: &str = "valori_cast_uuid";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Function {
     CastJson,
     CastJsonb,
     CastJsonpath,
+    CastUuid,
     PathMatch,
     PathExists,
     Exists,
 }
 
 impl Function {
-    const ALL: [Function; 6] = [
+    const ALL: [Function; 7] = [
         Function::CastJson,
         Function::CastJsonb,
         Function::CastJsonpath,
+        Function::CastUuid,
         Function::PathMatch,
         Function::PathExists,
         Function::Exists,
@@ -64,6 +71,7 @@ impl Function {
             Function::CastJson => JSON_CAST,
             Function::CastJsonb => JSONB_CAST,
             Function::CastJsonpath => JSONPATH_CAST,
+            Function::CastUuid => UUID_CAST,
             Function::PathMatch => "jsonb_path_match",
             Function::PathExists => "jsonb_path_exists",
             Function::Exists => "jsonb_exists",
@@ -76,6 +84,7 @@ impl Function {
             Function::CastJson => "cast to json",
             Function::CastJsonb => "cast to jsonb",
             Function::CastJsonpath => "cast to jsonpath",
+            Function::CastUuid => "cast to uuid",
             other => other.name(),
         }
     }
@@ -83,7 +92,10 @@ impl Function {
     /// The accepted argument counts.
     fn arity(self) -> (usize, usize) {
         match self {
-            Function::CastJson | Function::CastJsonb | Function::CastJsonpath => (1, 1),
+            Function::CastJson
+            | Function::CastJsonb
+            | Function::CastJsonpath
+            | Function::CastUuid => (1, 1),
             Function::PathMatch | Function::PathExists => (2, 4),
             Function::Exists => (2, 2),
         }
@@ -139,7 +151,10 @@ impl ScalarUDFImpl for JsonFunctionUdf {
             }
         }
         Ok(match self.function {
-            Function::CastJson | Function::CastJsonb | Function::CastJsonpath => DataType::Utf8,
+            Function::CastJson
+            | Function::CastJsonb
+            | Function::CastJsonpath
+            | Function::CastUuid => DataType::Utf8,
             Function::PathMatch | Function::PathExists | Function::Exists => DataType::Boolean,
         })
     }
@@ -155,6 +170,7 @@ impl ScalarUDFImpl for JsonFunctionUdf {
         let pg_type = match self.function {
             Function::CastJson => Some("json"),
             Function::CastJsonb => Some("jsonb"),
+            Function::CastUuid => Some("uuid"),
             _ => None,
         };
         Ok(Arc::new(match pg_type {
@@ -193,7 +209,10 @@ impl ScalarUDFImpl for JsonFunctionUdf {
             }
         };
         let out: ArrayRef = match function {
-            Function::CastJson | Function::CastJsonb | Function::CastJsonpath => {
+            Function::CastJson
+            | Function::CastJsonb
+            | Function::CastJsonpath
+            | Function::CastUuid => {
                 let mut values: Vec<Option<String>> = Vec::with_capacity(rows);
                 for row in 0..rows {
                     values.push(match function {
@@ -205,6 +224,15 @@ impl ScalarUDFImpl for JsonFunctionUdf {
                         Function::CastJsonb => {
                             json(0, row)?.map(|v| crate::declared::jsonb_text(&v))
                         }
+                        Function::CastUuid => match text(0, row) {
+                            None => None,
+                            Some(t) => match crate::declared::uuid_from_text(t) {
+                                Some(bytes) => Some(crate::declared::uuid_text(&bytes)),
+                                None => {
+                                    return exec_err!("invalid input syntax for type uuid: \"{t}\"");
+                                }
+                            },
+                        },
                         _ => match text(0, row) {
                             None => None,
                             Some(t) => {

@@ -287,7 +287,7 @@ pub fn rewrite_tree(statement: &mut Statement) {
 }
 
 /// In a query (and the query of an `INSERT … SELECT`), a cast to `json`,
-/// `jsonb` or `jsonpath` becomes a call of the function that checks the
+/// `jsonb`, `jsonpath` or `uuid` becomes a call of the function that checks the
 /// text as that type ([`crate::json_functions`]): DataFusion has none of
 /// these types. Writes of `VALUES` keep their casts: they convert values
 /// to the column's type themselves.
@@ -302,6 +302,7 @@ fn rewrite_json_casts(statement: &mut Statement) {
             let function = match data_type {
                 DataType::JSON => Some(crate::json_functions::JSON_CAST),
                 DataType::JSONB => Some(crate::json_functions::JSONB_CAST),
+                DataType::Uuid => Some(crate::json_functions::UUID_CAST),
                 DataType::Custom(name, modifiers)
                     if modifiers.is_empty()
                         && name

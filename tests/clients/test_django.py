@@ -4,8 +4,11 @@ model's table with its HNSW index, objects are created one by one and in
 bulk (one of them before it has an embedding), queried by L2 and cosine
 distance with filters on other columns, annotated with distances,
 updated, deleted, and a rolled-back `transaction.atomic` block leaves
-nothing. Expected neighbours are computed here; the rows are read back
-over REST."""
+nothing. Models related by `ForeignKey` (CASCADE and SET_NULL) get their
+foreign keys from `migrate`, are joined, filtered across the relation
+and deleted as Django deletes them, and a key Django is asked to break
+is an `IntegrityError`. Expected neighbours are computed here; the rows
+are read back over REST."""
 
 import json
 import math
@@ -50,6 +53,8 @@ def orm():
     from django.db import connection
 
     with connection.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS vecapp_chunk")
+        cur.execute("DROP TABLE IF EXISTS vecapp_document")
         cur.execute("DROP TABLE IF EXISTS vecapp_item")
         cur.execute("DROP TABLE IF EXISTS vecapp_label")
         cur.execute("DROP TABLE IF EXISTS django_migrations")
@@ -81,10 +86,10 @@ def test_migrate_create_query_update_delete(orm):
     from pgvector.django import CosineDistance, L2Distance
     from vecapp.models import Item
 
-    # migrate recorded its migration and made the table.
+    # migrate recorded its migrations and made the tables.
     with connection.cursor() as cur:
         cur.execute("SELECT app, name FROM django_migrations")
-        assert cur.fetchall() == [("vecapp", "0001_initial")]
+        assert cur.fetchall() == [("vecapp", "0001_initial"), ("vecapp", "0002_document_chunk")]
     assert "vecapp_item" in connection.introspection.table_names()
 
     Item.objects.create(content="a", category=1, embedding=VECTORS["a"][0])
@@ -157,3 +162,68 @@ def test_bulk_create_through_unnest(orm):
     assert Label.objects.count() == 3
     answer = rest("/v1/sql", {"query": "SELECT name, weight FROM vecapp_label ORDER BY name"})
     assert answer["rows"] == [["x", 3], ["y", 1], ["z", 2]]
+
+
+def test_foreign_keys(orm):
+    """`migrate` gives Chunk its two foreign keys (Django's deferred
+    `ALTER TABLE … ADD CONSTRAINT … FOREIGN KEY … DEFERRABLE INITIALLY
+    DEFERRED`), listed in pg_constraint; chunks are found through the
+    relation (a join on the document's title) in L2 order computed here;
+    a chunk of a document that does not exist is an IntegrityError with
+    nothing written; deleting a label sets its chunks' label to NULL and
+    deleting a document deletes its chunks, as REST reads back."""
+    from django.db import IntegrityError, connection, transaction
+    from pgvector.django import L2Distance
+    from vecapp.models import Chunk, Document, Label
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE contype = 'f' AND conrelid = 'vecapp_chunk'::regclass ORDER BY conname"
+        )
+        keys = [row[1] for row in cur.fetchall()]
+    assert keys == [
+        "FOREIGN KEY (document_id) REFERENCES vecapp_document(id)",
+        "FOREIGN KEY (label_id) REFERENCES vecapp_label(id)",
+    ]
+
+    label = Label.objects.create(name="fk-label")
+    guide = Document.objects.create(title="guide")
+    notes = Document.objects.create(title="notes")
+    vectors = {
+        "g1": (guide, [1, 0, 0]),
+        "g2": (guide, [0, 1, 0]),
+        "g3": (guide, [2, 2, 2]),
+        "n1": (notes, [1, 0, 0]),
+    }
+    for text, (doc, v) in vectors.items():
+        Chunk.objects.create(document=doc, label=label, text=text, embedding=v)
+
+    query = [1, 1, 0]
+    expected = sorted(
+        (t for t, (d, _) in vectors.items() if d == guide), key=lambda t: l2(vectors[t][1], query)
+    )
+    found = (
+        Chunk.objects.select_related("document")
+        .filter(document__title="guide")
+        .order_by(L2Distance("embedding", query))
+    )
+    assert [c.text for c in found] == expected
+    assert all(c.document.title == "guide" for c in found)
+    assert guide.chunks.count() == 3
+
+    with pytest.raises(IntegrityError):
+        with transaction.atomic():
+            Chunk.objects.create(document_id=10**9, text="orphan", embedding=[0, 0, 1])
+    assert not Chunk.objects.filter(text="orphan").exists()
+
+    label.delete()
+    assert list(Chunk.objects.filter(label__isnull=True).order_by("text").values_list("text", flat=True)) == [
+        "g1",
+        "g2",
+        "g3",
+        "n1",
+    ]
+    guide.delete()
+    answer = rest("/v1/sql", {"query": "SELECT text FROM vecapp_chunk ORDER BY text"})
+    assert answer["rows"] == [["n1"]]

@@ -10,14 +10,15 @@ cosine distances over the same embeddings, and the nodes whose metadata
 match a filter, selected here in Python. A second connection (plain
 psycopg) reads the rows back.
 
-LangChain's `PGVector` needs what Valori refuses (see docs/pgvector.md,
-"Frameworks"): a foreign key with `ON DELETE CASCADE`. Its default
-`embedding VECTOR` column (no dimension) is accepted: the first row gives
-it its dimension.
-Its advisory lock is answered. The store is refused with errors naming
-what is missing, and no table is left half made. The metadata filters it compiles (`jsonb_path_match`
-over `CAST(… AS JSONPATH)` and `CAST(… AS JSONB)`, `->>` with `IN`,
-`jsonb_exists`) are checked on a table made here."""
+LangChain's `PGVector` creates its two tables (a foreign key with `ON
+DELETE CASCADE` between them) under its advisory lock, adds texts,
+answers similarity queries with and without metadata filters, deletes
+by id and deletes a collection with its embeddings, each answer checked
+against numpy and read back over psycopg. Its default `embedding VECTOR`
+column (no dimension) is accepted: the first row gives it its dimension.
+The metadata filters it compiles (`jsonb_path_match` over `CAST(… AS
+JSONPATH)` and `CAST(… AS JSONB)`, `->>` with `IN`, `jsonb_exists`) are
+checked on a table made here."""
 
 import json
 import os
@@ -218,34 +219,100 @@ def test_llamaindex_pgvectorstore_end_to_end(llama_table, open_dsn):
     check(asyncio.run(through_asyncpg()), [i for i in left if i % 2 == 1], 4)
 
 
-def test_langchain_pgvector_is_refused_naming_what_is_missing(open_dsn):
-    """LangChain's PGVector, as written, takes its advisory lock and runs
-    `CREATE EXTENSION IF NOT EXISTS vector` (both answered), then creates
-    its tables in one transaction: they are refused for the foreign key,
-    named in the error, and no langchain_pg_* table is left, the refusal
-    rolling the transaction back. Its default `embedding VECTOR` (no
-    dimension) takes the dimension of the first row written, then refuses
-    another. (LangChain fixes its table classes once per process, so the
-    store is made with embedding_length=8 and the dimensionless column is
-    tried in its own statements.)"""
+def _lc_cosine(emb, texts, query):
+    """Cosine distances of each text's embedding to the query's, with
+    numpy: the order LangChain's default strategy must give."""
+    q = np.asarray(emb.embed_query(query), dtype=np.float64)
+    out = {}
+    for t, e in zip(texts, emb.embed_documents(texts)):
+        e = np.asarray(e, dtype=np.float64)
+        out[t] = 1.0 - float(e @ q / (np.linalg.norm(e) * np.linalg.norm(q)))
+    return out
+
+
+def test_langchain_pgvector_end_to_end(open_dsn):
+    """LangChain's PGVector, as written: it takes its advisory lock, runs
+    `CREATE EXTENSION IF NOT EXISTS vector`, creates langchain_pg_collection
+    and langchain_pg_embedding (a foreign key with ON DELETE CASCADE) in
+    one transaction; add_texts upserts rows with metadata; the top-k of a
+    query are numpy's nearest by cosine distance, in order, with their
+    distances; a metadata filter returns exactly the nearest matching
+    texts; delete by ids removes exactly those rows; delete_collection
+    deletes the collection row and, through the foreign key, its
+    embeddings, leaving another collection's. Each step is read back over
+    a second connection. Its default `embedding VECTOR` (no dimension)
+    takes the dimension of the first row written, then refuses another
+    (LangChain fixes its table classes once per process, so the store is
+    made with embedding_length=8 and the dimensionless column is tried in
+    its own statements)."""
     url = "postgresql+psycopg://tester@{}:{}/valori".format(
         os.environ["VALORI_PG_HOST"], os.environ["VALORI_PG_PORT"]
     )
     emb = DeterministicFakeEmbedding(size=8)
-    with pytest.raises(
-        sqlalchemy.exc.NotSupportedError,
-        match=r"FOREIGN KEY \(collection_id\) REFERENCES langchain_pg_collection",
-    ):
-        PGVector(embeddings=emb, collection_name="lc", connection=url, embedding_length=8)
+    texts = [f"text {i}" for i in range(12)]
+    metas = [{"i": i, "kind": "even" if i % 2 == 0 else "odd"} for i in range(12)]
+    ids = [f"id-{i}" for i in range(12)]
+    store = PGVector(
+        embeddings=emb, collection_name="lc", connection=url, embedding_length=8, use_jsonb=True
+    )
+    other = PGVector(
+        embeddings=emb, collection_name="lc_other", connection=url, embedding_length=8, use_jsonb=True
+    )
+    try:
+        assert store.add_texts(texts, metadatas=metas, ids=ids) == ids
+        other.add_texts(["kept"], ids=["other-0"])
+        # Adding the same ids again updates them in place (ON CONFLICT).
+        store.add_texts(texts[:2], metadatas=metas[:2], ids=ids[:2])
+        with psycopg.connect(open_dsn, autocommit=True) as conn:
+            got = conn.execute(
+                "SELECT e.id, e.document, e.cmetadata ->> 'kind' FROM langchain_pg_embedding e "
+                "JOIN langchain_pg_collection c ON c.uuid = e.collection_id "
+                "WHERE c.name = 'lc' ORDER BY e.document"
+            ).fetchall()
+        assert sorted(got) == sorted(zip(ids, texts, [m["kind"] for m in metas]))
+
+        distances = _lc_cosine(emb, texts, "query")
+        nearest = sorted(texts, key=lambda t: distances[t])
+        found = store.similarity_search_with_score("query", k=4)
+        assert [d.page_content for d, _ in found] == nearest[:4]
+        for d, score in found:
+            # Scores are computed on the stored Q16.16 values.
+            assert abs(score - distances[d.page_content]) < 1e-3
+            assert d.metadata == metas[texts.index(d.page_content)]
+
+        odd = [t for t in nearest if int(t.split()[1]) % 2 == 1]
+        found = store.similarity_search("query", k=3, filter={"kind": {"$eq": "odd"}})
+        assert [d.page_content for d in found] == odd[:3]
+        small = [t for t in nearest if int(t.split()[1]) < 5]
+        found = store.similarity_search("query", k=3, filter={"i": {"$lt": 5}})
+        assert [d.page_content for d in found] == small[:3]
+
+        store.delete(ids=["id-0", "id-1"])
+        left = [t for t in nearest if t not in ("text 0", "text 1")]
+        found = store.similarity_search("query", k=20)
+        assert [d.page_content for d in found] == left
+
+        store.delete_collection()
+        with psycopg.connect(open_dsn, autocommit=True) as conn:
+            assert conn.execute(
+                "SELECT name FROM langchain_pg_collection ORDER BY name"
+            ).fetchall() == [("lc_other",)]
+            # The cascade took lc's embeddings and left lc_other's.
+            assert conn.execute(
+                "SELECT id FROM langchain_pg_embedding ORDER BY id"
+            ).fetchall() == [("other-0",)]
+            # The key, as Postgres lists it.
+            assert conn.execute(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE contype = 'f' AND conrelid = 'langchain_pg_embedding'::regclass"
+            ).fetchall() == [
+                ("FOREIGN KEY (collection_id) REFERENCES langchain_pg_collection(uuid) ON DELETE CASCADE",)
+            ]
+    finally:
+        with psycopg.connect(open_dsn, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS langchain_pg_embedding, langchain_pg_collection")
+
     with psycopg.connect(open_dsn, autocommit=True) as conn:
-        left = conn.execute(
-            "SELECT relname FROM pg_catalog.pg_class WHERE relname LIKE 'langchain%'"
-        ).fetchall()
-        assert left == []
-        # The advisory lock went with the transaction that took it.
-        assert conn.execute(
-            "SELECT pg_try_advisory_xact_lock(1573678846307946496)"
-        ).fetchone() == (True,)
         conn.execute("DROP TABLE IF EXISTS lc_untyped")
         conn.execute(
             "CREATE TABLE lc_untyped (id VARCHAR NOT NULL, embedding VECTOR, "

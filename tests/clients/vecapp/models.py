@@ -30,3 +30,24 @@ class Label(models.Model):
 
     class Meta:
         app_label = "vecapp"
+
+
+class Document(models.Model):
+    title = models.CharField(max_length=100)
+
+    class Meta:
+        app_label = "vecapp"
+
+
+class Chunk(models.Model):
+    """Chunks of a document, as a retrieval app keeps them: a foreign key
+    to their document (deleted with it) and an optional one to a label
+    (set to NULL when the label goes)."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    label = models.ForeignKey(Label, null=True, on_delete=models.SET_NULL)
+    text = models.TextField()
+    embedding = VectorField(dimensions=3)
+
+    class Meta:
+        app_label = "vecapp"
