@@ -744,6 +744,7 @@ async fn altered_tables_replicate() {
                 index: IndexParams::default(),
             },
             schema: TableSchema {
+                uniques: Default::default(),
                 columns: vec![
                     column(
                         "id",

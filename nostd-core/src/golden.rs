@@ -300,6 +300,7 @@ fn table_schema() -> TableSchema {
     };
     let scalar = ColumnType::Scalar;
     TableSchema {
+        uniques: Default::default(),
         columns: alloc::vec![
             ColumnDef {
                 default: Some("nextval('items_id_seq'::regclass)".into()),

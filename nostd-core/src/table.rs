@@ -792,6 +792,15 @@ pub enum SchemaError {
     BadConstraintName(String),
     #[error("constraint {0:?} does not exist")]
     UnknownConstraint(String),
+    #[error(
+        "unique constraint {0:?}: 1..={max} distinct integer, text, uuid or bytea columns of the table, none added by the same ALTER TABLE",
+        max = limits::TABLE_COLUMNS_MAX
+    )]
+    UniqueColumns(String),
+    #[error("column {0:?}: only the length of a text column (text, varchar(n), char(n)) can change")]
+    TypeChange(String),
+    #[error("column {0:?}: NOT NULL of a primary key, identity or vector column cannot change")]
+    NotNullChange(String),
 }
 
 /// How many rows a table holds, for the checks of an `ALTER TABLE`.
@@ -836,14 +845,36 @@ pub enum AlterAction {
     /// Gives scalar column `column` the foreign key `key`; every live
     /// row's value must be present in the referenced column.
     AddForeignKey { column: String, key: ForeignKey },
-    /// Removes the foreign key named `name`.
-    DropForeignKey { name: String },
+    /// Removes the constraint named `name`: a foreign key or a
+    /// [`UniqueSet`].
+    DropConstraint { name: String },
+    /// Adds a unique constraint over one or more scalar columns; the
+    /// live rows must satisfy it.
+    AddUnique { set: UniqueSet },
+    /// Gives text column `column` the character bound `type_mod` (0:
+    /// none), as `ALTER COLUMN … TYPE varchar(n)` does; every live value
+    /// must fit.
+    SetTypeMod { column: String, type_mod: u32 },
+    /// Sets or drops `NOT NULL` on scalar column `column`; setting it
+    /// needs every live value to be present.
+    SetNotNull { column: String, not_null: bool },
 }
 
-/// The columns of a table, in declared order.
+/// A unique constraint over several columns (`UNIQUE (a, b)`): no two
+/// live rows hold equal values in all of them. A row with NULL in any of
+/// them is not constrained, as in Postgres.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UniqueSet {
+    pub name: String,
+    pub columns: Vec<String>,
+}
+
+/// The columns of a table, in declared order, and its unique
+/// constraints over several columns.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub struct TableSchema {
     pub columns: Vec<ColumnDef>,
+    pub uniques: Vec<UniqueSet>,
 }
 
 impl TableSchema {
@@ -943,6 +974,28 @@ impl TableSchema {
         if let Some(w) = indexes.windows(2).find(|w| w[0] == w[1]) {
             return Err(SchemaError::BadIndexName(String::from(w[0])));
         }
+        for set in &self.uniques {
+            if !valid_name(&set.name) {
+                return Err(SchemaError::BadConstraintName(set.name.clone()));
+            }
+            let mut seen: Vec<&str> = Vec::with_capacity(set.columns.len());
+            for name in &set.columns {
+                let keyable = self
+                    .columns
+                    .iter()
+                    .find(|c| c.name == *name)
+                    .and_then(ColumnDef::scalar)
+                    .is_some_and(ScalarType::is_keyable);
+                if !keyable || seen.contains(&name.as_str()) {
+                    return Err(SchemaError::UniqueColumns(set.name.clone()));
+                }
+                seen.push(name);
+            }
+            if seen.is_empty() {
+                return Err(SchemaError::UniqueColumns(set.name.clone()));
+            }
+            constraints.push(&set.name);
+        }
         constraints.sort_unstable();
         if let Some(w) = constraints.windows(2).find(|w| w[0] == w[1]) {
             return Err(SchemaError::BadConstraintName(String::from(w[0])));
@@ -1013,10 +1066,17 @@ impl TableSchema {
                     return Err(SchemaError::DropKey(name.clone()));
                 }
                 self.columns.remove(i);
+                // A unique constraint goes with a column it covers.
+                self.uniques.retain(|u| !u.columns.contains(name));
             }
             AlterAction::RenameColumn { from, to } => {
                 let i = position(from)?;
                 self.columns[i].name = to.clone();
+                for column in self.uniques.iter_mut().flat_map(|u| u.columns.iter_mut()) {
+                    if column == from {
+                        *column = to.clone();
+                    }
+                }
             }
             AlterAction::RenameTable { .. } => {}
             AlterAction::CreateIndex { column, name } => {
@@ -1066,13 +1126,51 @@ impl TableSchema {
                 }
                 c.references = Some(key.clone());
             }
-            AlterAction::DropForeignKey { name } => {
-                let c = self
-                    .columns
-                    .iter_mut()
-                    .find(|c| c.references.as_ref().is_some_and(|k| k.name == *name))
-                    .ok_or_else(|| SchemaError::UnknownConstraint(name.clone()))?;
-                c.references = None;
+            AlterAction::DropConstraint { name } => {
+                if let Some(i) = self.uniques.iter().position(|u| u.name == *name) {
+                    self.uniques.remove(i);
+                } else {
+                    let c = self
+                        .columns
+                        .iter_mut()
+                        .find(|c| c.references.as_ref().is_some_and(|k| k.name == *name))
+                        .ok_or_else(|| SchemaError::UnknownConstraint(name.clone()))?;
+                    c.references = None;
+                }
+            }
+            AlterAction::AddUnique { set } => {
+                let taken = self.uniques.iter().any(|u| u.name == set.name)
+                    || self
+                        .columns
+                        .iter()
+                        .any(|c| c.references.as_ref().is_some_and(|k| k.name == set.name));
+                if taken {
+                    return Err(SchemaError::BadConstraintName(set.name.clone()));
+                }
+                self.uniques.push(set.clone());
+            }
+            AlterAction::SetTypeMod { column, type_mod } => {
+                let i = position(column)?;
+                let c = &mut self.columns[i];
+                if c.scalar() != Some(ScalarType::Text) {
+                    return Err(SchemaError::TypeChange(column.clone()));
+                }
+                c.type_mod = *type_mod;
+            }
+            AlterAction::SetNotNull { column, not_null } => {
+                let i = position(column)?;
+                let c = &mut self.columns[i];
+                if c.scalar().is_none()
+                    || c.is_primary_key()
+                    || c.flags & column_flags::IDENTITY != 0
+                {
+                    return Err(SchemaError::NotNullChange(column.clone()));
+                }
+                if *not_null {
+                    c.flags |= column_flags::NOT_NULL;
+                } else {
+                    c.flags &= !column_flags::NOT_NULL;
+                }
             }
         }
         Ok(())
@@ -1132,10 +1230,26 @@ impl TableSchema {
     /// column `name_len:u32 ‖ name ‖ type:u8 ‖ type_mod:u32 ‖ flags:u8 ‖
     /// has_default:u8 [‖ default_len:u32 ‖ default]`. Type 0 is `vector`,
     /// 0x80 `halfvec`, anything else a [`ScalarType::code`].
+    ///
+    /// Unique constraints over several columns follow when bit 31 of
+    /// `count` is set (and only then): `n:u32`, then per constraint
+    /// `name_len:u32 ‖ name ‖ k:u32 ‖ (len:u32 ‖ column) × k`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&(self.columns.len() as u32).to_le_bytes());
+        let flag = if self.uniques.is_empty() { 0 } else { UNIQUES_FOLLOW };
+        out.extend_from_slice(&(self.columns.len() as u32 | flag).to_le_bytes());
         for c in &self.columns {
             c.encode_into(out);
+        }
+        if self.uniques.is_empty() {
+            return;
+        }
+        out.extend_from_slice(&(self.uniques.len() as u32).to_le_bytes());
+        for u in &self.uniques {
+            put_text(out, &u.name);
+            out.extend_from_slice(&(u.columns.len() as u32).to_le_bytes());
+            for c in &u.columns {
+                put_text(out, c);
+            }
         }
     }
 
@@ -1143,7 +1257,8 @@ impl TableSchema {
     /// front of `bytes`, returning it and the bytes it used. `None` when
     /// the bytes are not such an encoding (the caller reports where).
     pub fn decode_prefix(bytes: &[u8]) -> Option<(TableSchema, usize)> {
-        let count = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?);
+        let raw = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?);
+        let count = raw & !UNIQUES_FOLLOW;
         let mut pos = 4usize;
         if count == 0 || count > limits::TABLE_COLUMNS_MAX {
             return None;
@@ -1154,8 +1269,52 @@ impl TableSchema {
             pos += used;
             columns.push(column);
         }
-        Some((TableSchema { columns }, pos))
+        let mut uniques = Vec::new();
+        if raw & UNIQUES_FOLLOW != 0 {
+            let u32_at = |pos: &mut usize| -> Option<u32> {
+                let v = u32::from_le_bytes(bytes.get(*pos..*pos + 4)?.try_into().ok()?);
+                *pos += 4;
+                Some(v)
+            };
+            let text_at = |pos: &mut usize| -> Option<String> {
+                let len = u32::from_le_bytes(bytes.get(*pos..*pos + 4)?.try_into().ok()?);
+                if len > limits::COLUMN_NAME_BYTES_MAX {
+                    return None;
+                }
+                let start = *pos + 4;
+                let text = core::str::from_utf8(bytes.get(start..start + len as usize)?).ok()?;
+                *pos = start + len as usize;
+                Some(String::from(text))
+            };
+            let n = u32_at(&mut pos)?;
+            if n == 0 || n > limits::TABLE_COLUMNS_MAX {
+                return None;
+            }
+            for _ in 0..n {
+                let name = text_at(&mut pos)?;
+                let k = u32_at(&mut pos)?;
+                if k == 0 || k > count {
+                    return None;
+                }
+                let mut set = Vec::with_capacity(k as usize);
+                for _ in 0..k {
+                    set.push(text_at(&mut pos)?);
+                }
+                uniques.push(UniqueSet { name, columns: set });
+            }
+        }
+        Some((TableSchema { columns, uniques }, pos))
     }
+}
+
+/// Bit 31 of a schema's column count: unique constraints over several
+/// columns follow the columns.
+const UNIQUES_FOLLOW: u32 = 1 << 31;
+
+/// `len:u32 ‖ text`.
+fn put_text(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
 }
 
 /// The values of one scalar column for the rows of one event: value `i`
@@ -1361,6 +1520,32 @@ pub struct Table {
     /// live row whose value is not NULL. Derived from the values, so not
     /// hashed or stored.
     ordered: Vec<Option<Ordered>>,
+    /// Per [`UniqueSet`] of the schema, in order: the live rows by their
+    /// values in its columns. Derived from the values.
+    composite: Vec<Composite>,
+}
+
+/// What keeps a [`UniqueSet`]: its columns' positions among the scalar
+/// columns, and each live row without a NULL in them by its key (the
+/// values, each as `len:u32 ‖ bytes`).
+#[derive(Clone, Debug, Default)]
+struct Composite {
+    columns: Vec<usize>,
+    rows: BTreeMap<Vec<u8>, u32>,
+}
+
+impl Composite {
+    /// The key of the values `value(c)` give the set's columns; `None`
+    /// when one is NULL.
+    fn key<'a>(&self, mut value: impl FnMut(usize) -> Option<&'a [u8]>) -> Option<Vec<u8>> {
+        let mut key = Vec::new();
+        for &c in &self.columns {
+            let v = value(c)?;
+            key.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            key.extend_from_slice(v);
+        }
+        Some(key)
+    }
 }
 
 /// One btree index: (order key, row) of the live, non-NULL rows.
@@ -1391,13 +1576,113 @@ impl Table {
             .scalar_columns()
             .map(|(_, c, _)| c.index.as_ref().map(|_| Ordered::new()))
             .collect();
-        Table {
+        let mut table = Table {
             schema,
             columns,
             unique,
             sequences,
             ordered,
+            composite: Vec::new(),
+        };
+        table.rebuild_composite(&[]);
+        table
+    }
+
+    /// Builds every [`UniqueSet`]'s rows anew from the live rows
+    /// (`deleted` says which rows are deleted).
+    fn rebuild_composite(&mut self, deleted: &[bool]) {
+        let schema = &self.schema;
+        let mut composite: Vec<Composite> = schema
+            .uniques
+            .iter()
+            .map(|u| Composite {
+                columns: u
+                    .columns
+                    .iter()
+                    .filter_map(|name| schema.scalar_position(name))
+                    .collect(),
+                rows: BTreeMap::new(),
+            })
+            .collect();
+        for set in &mut composite {
+            for (row, _) in deleted.iter().enumerate().filter(|(_, d)| !**d) {
+                if let Some(key) = set.key(|c| self.columns[c].get(row)) {
+                    set.rows.insert(key, row as u32);
+                }
+            }
         }
+        self.composite = composite;
+    }
+
+    /// Checks that the live rows satisfy a unique constraint over the
+    /// scalar columns named `columns` (`deleted` says which rows are
+    /// deleted); the name of the first column that is not one of them
+    /// otherwise.
+    pub fn check_unique_set(
+        &self,
+        name: &str,
+        columns: &[String],
+        deleted: &[bool],
+    ) -> Result<(), RowError> {
+        let set = Composite {
+            columns: columns
+                .iter()
+                .map(|c| {
+                    self.schema
+                        .scalar_position(c)
+                        .ok_or_else(|| RowError::Duplicate {
+                            column: String::from(name),
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+            rows: BTreeMap::new(),
+        };
+        let mut seen = BTreeSet::new();
+        for (row, _) in deleted.iter().enumerate().filter(|(_, d)| !**d) {
+            if let Some(key) = set.key(|c| self.columns[c].get(row))
+                && !seen.insert(key)
+            {
+                return Err(RowError::Duplicate {
+                    column: String::from(name),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the live rows fit text column `column`'s new bound
+    /// of `type_mod` characters, or holds no NULL for `NOT NULL`.
+    pub fn check_column_change(
+        &self,
+        column: &str,
+        type_mod: Option<u32>,
+        not_null: bool,
+        deleted: &[bool],
+    ) -> Result<(), RowError> {
+        let Some(s) = self.schema.scalar_position(column) else {
+            return Ok(());
+        };
+        let values = &self.columns[s];
+        for (row, _) in deleted.iter().enumerate().filter(|(_, d)| !**d) {
+            match values.get(row) {
+                None if not_null => {
+                    return Err(RowError::Null {
+                        column: String::from(column),
+                    });
+                }
+                Some(v) if type_mod.is_some() => {
+                    if let Err(source) = values.ty.check(v, type_mod.unwrap_or(0)) {
+                        return Err(RowError::Value {
+                            column: String::from(column),
+                            row,
+                            source,
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     pub fn schema(&self) -> &TableSchema {
@@ -1413,6 +1698,13 @@ impl Table {
     /// [`TableSchema::alter`] accepted; `deleted` says which of the
     /// collection's rows are deleted.
     pub fn alter(&mut self, action: &AlterAction, deleted: &[bool]) {
+        self.alter_values(action, deleted);
+        if !self.schema.uniques.is_empty() || !self.composite.is_empty() {
+            self.rebuild_composite(deleted);
+        }
+    }
+
+    fn alter_values(&mut self, action: &AlterAction, deleted: &[bool]) {
         let rows = deleted.len();
         let scalar_index = |schema: &TableSchema, name: &str| {
             schema.scalar_columns().position(|(_, c, _)| c.name == name)
@@ -1439,10 +1731,21 @@ impl Table {
                     self.ordered.remove(s);
                 }
                 self.schema.columns.retain(|c| c.name != *name);
+                self.schema.uniques.retain(|u| !u.columns.contains(name));
             }
             AlterAction::RenameColumn { from, to } => {
                 if let Some(c) = self.schema.columns.iter_mut().find(|c| c.name == *from) {
                     c.name = to.clone();
+                }
+                for column in self
+                    .schema
+                    .uniques
+                    .iter_mut()
+                    .flat_map(|u| u.columns.iter_mut())
+                {
+                    if column == from {
+                        *column = to.clone();
+                    }
                 }
             }
             AlterAction::RenameTable { .. } => {}
@@ -1468,17 +1771,18 @@ impl Table {
                 }
             }
             // Only the schema changes; the values stay as they are.
-            AlterAction::AddForeignKey { column, key } => {
-                if let Some(c) = self.schema.columns.iter_mut().find(|c| c.name == *column) {
-                    c.references = Some(key.clone());
-                }
-            }
-            AlterAction::DropForeignKey { name } => {
-                for c in &mut self.schema.columns {
-                    if c.references.as_ref().is_some_and(|k| k.name == *name) {
-                        c.references = None;
-                    }
-                }
+            AlterAction::AddForeignKey { .. }
+            | AlterAction::DropConstraint { .. }
+            | AlterAction::AddUnique { .. }
+            | AlterAction::SetTypeMod { .. }
+            | AlterAction::SetNotNull { .. } => {
+                let counts = RowCounts {
+                    live: 0,
+                    stored: rows as u64,
+                };
+                // Checked by the caller against this very schema.
+                let altered = self.schema.alter(action, counts);
+                debug_assert!(altered.is_ok(), "{altered:?}");
             }
             AlterAction::DropIndex { name } => {
                 if let Some(c) = self
@@ -1667,6 +1971,20 @@ impl Table {
                 }
             }
         }
+        for (set, u) in self.composite.iter().zip(&self.schema.uniques) {
+            let mut seen = BTreeSet::new();
+            for r in 0..ids.len() {
+                let Some(key) = set.key(|c| columns[c].get(r)) else {
+                    continue;
+                };
+                let held = set.rows.get(&key).is_some_and(|row| !replaced.contains(row));
+                if held || !seen.insert(key) {
+                    return Err(RowError::Duplicate {
+                        column: u.name.clone(),
+                    });
+                }
+            }
+        }
         Ok(())
     }
 
@@ -1683,6 +2001,14 @@ impl Table {
                 self.index_insert(i, first_row + r as u32, value);
                 if serial && let Some(v) = value.and_then(integer_value) {
                     self.sequences[i] = self.sequences[i].max(v);
+                }
+            }
+        }
+        let rows = columns.first().map_or(0, ColumnValues::len);
+        for set in &mut self.composite {
+            for r in 0..rows {
+                if let Some(key) = set.key(|c| columns[c].get(r)) {
+                    set.rows.insert(key, first_row + r as u32);
                 }
             }
         }
@@ -1725,11 +2051,57 @@ impl Table {
                 }
             }
         }
+        for (set, u) in self.composite.iter().zip(&self.schema.uniques) {
+            if !sets
+                .iter()
+                .any(|(c, _)| set.columns.contains(&usize::from(*c)))
+            {
+                continue;
+            }
+            let mut seen = BTreeSet::new();
+            for (r, &row) in rows.iter().enumerate() {
+                let value = |c: usize| match sets.iter().find(|(s, _)| usize::from(*s) == c) {
+                    Some((_, values)) => values.get(r),
+                    None => self.columns[c].get(row as usize),
+                };
+                let Some(key) = set.key(value) else { continue };
+                let clash = set.rows.get(&key).is_some_and(|holder| !rows.contains(holder));
+                if clash || !seen.insert(key) {
+                    return Err(RowError::Duplicate {
+                        column: u.name.clone(),
+                    });
+                }
+            }
+        }
         Ok(())
     }
 
     /// Applies a checked update.
     pub fn update(&mut self, rows: &[u32], sets: &[(u16, ColumnValues)]) {
+        let touched: Vec<usize> = (0..self.composite.len())
+            .filter(|&i| {
+                sets.iter()
+                    .any(|(c, _)| self.composite[i].columns.contains(&usize::from(*c)))
+            })
+            .collect();
+        for &i in &touched {
+            for &row in rows {
+                if let Some(key) = self.composite[i].key(|c| self.columns[c].get(row as usize)) {
+                    self.composite[i].rows.remove(&key);
+                }
+            }
+        }
+        self.update_values(rows, sets);
+        for &i in &touched {
+            for &row in rows {
+                if let Some(key) = self.composite[i].key(|c| self.columns[c].get(row as usize)) {
+                    self.composite[i].rows.insert(key, row);
+                }
+            }
+        }
+    }
+
+    fn update_values(&mut self, rows: &[u32], sets: &[(u16, ColumnValues)]) {
         for (column, values) in sets {
             let c = usize::from(*column);
             let serial = self.def(c).is_serial();
@@ -1766,6 +2138,11 @@ impl Table {
         }
         for c in 0..self.columns.len() {
             self.index_remove(c, row);
+        }
+        for i in 0..self.composite.len() {
+            if let Some(key) = self.composite[i].key(|c| self.columns[c].get(row as usize)) {
+                self.composite[i].rows.remove(&key);
+            }
         }
     }
 

@@ -289,7 +289,7 @@ fn build(
                     ));
                     continue;
                 }
-                AlterAction::DropForeignKey { name: name.clone() }
+                AlterAction::DropConstraint { name: name.clone() }
             }
             AlterStep::DropColumn { if_exists, name } => {
                 if *if_exists && !exists(name) {

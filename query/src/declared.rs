@@ -485,7 +485,7 @@ pub fn declared_schema(create: &ast::CreateTable) -> Result<TableSchema, WriteEr
         })?;
         def.flags |= flag;
     }
-    let schema = TableSchema { columns };
+    let schema = TableSchema { columns, uniques };
     let dim = table_dim(&schema);
     schema
         .check(dim)

@@ -13,7 +13,9 @@ use core::fmt;
 
 use crate::distance::Metric;
 use crate::limits;
-use crate::table::{AlterAction, ColumnDef, ColumnValues, ForeignKey, OnDelete, TableSchema};
+use crate::table::{
+    AlterAction, ColumnDef, ColumnValues, ForeignKey, OnDelete, TableSchema, UniqueSet,
+};
 
 /// Version byte that opens every encoded event.
 pub const EVENT_FORMAT_VERSION: u8 = 1;
@@ -352,7 +354,10 @@ mod alter_op {
     pub const DROP_INDEX: u8 = 6;
     pub const TYPE_VECTOR: u8 = 7;
     pub const ADD_FOREIGN_KEY: u8 = 8;
-    pub const DROP_FOREIGN_KEY: u8 = 9;
+    pub const DROP_CONSTRAINT: u8 = 9;
+    pub const ADD_UNIQUE: u8 = 10;
+    pub const SET_TYPE_MOD: u8 = 11;
+    pub const SET_NOT_NULL: u8 = 12;
 }
 
 /// Flag bits of an `UpdateBatch`: which fields follow.
@@ -872,9 +877,10 @@ fn put_values(out: &mut Vec<u8>, values: &ColumnValues) {
 /// drop `name`; rename column `from ‖ to`; rename table `collection
 /// name`; create index `column ‖ index`; drop index `index`; type
 /// vector `dim:u32`; add foreign key `column ‖ constraint ‖ table
-/// (collection name) ‖ referenced column ‖ on_delete:u8`; drop foreign
-/// key `constraint`. Column, index and constraint names are `len:u32 ‖
-/// UTF-8`.
+/// (collection name) ‖ referenced column ‖ on_delete:u8`; drop constraint `constraint`; add unique
+/// `constraint ‖ count:u32 ‖ column × count`; set type mod `column ‖
+/// type_mod:u32`; set not null `column ‖ not_null:u8`. Column, index and
+/// constraint names are `len:u32 ‖ UTF-8`.
 fn put_alter_action(out: &mut Vec<u8>, action: &AlterAction) {
     match action {
         AlterAction::AddColumn { column, value } => {
@@ -922,9 +928,27 @@ fn put_alter_action(out: &mut Vec<u8>, action: &AlterAction) {
             put_bytes(out, key.column.as_bytes());
             out.push(key.on_delete.code());
         }
-        AlterAction::DropForeignKey { name } => {
-            out.push(alter_op::DROP_FOREIGN_KEY);
+        AlterAction::DropConstraint { name } => {
+            out.push(alter_op::DROP_CONSTRAINT);
             put_bytes(out, name.as_bytes());
+        }
+        AlterAction::AddUnique { set } => {
+            out.push(alter_op::ADD_UNIQUE);
+            put_bytes(out, set.name.as_bytes());
+            put_u32(out, set.columns.len() as u32);
+            for c in &set.columns {
+                put_bytes(out, c.as_bytes());
+            }
+        }
+        AlterAction::SetTypeMod { column, type_mod } => {
+            out.push(alter_op::SET_TYPE_MOD);
+            put_bytes(out, column.as_bytes());
+            put_u32(out, *type_mod);
+        }
+        AlterAction::SetNotNull { column, not_null } => {
+            out.push(alter_op::SET_NOT_NULL);
+            put_bytes(out, column.as_bytes());
+            out.push(u8::from(*not_null));
         }
     }
 }
@@ -1223,9 +1247,38 @@ impl<'a> Reader<'a> {
                     },
                 }
             }
-            alter_op::DROP_FOREIGN_KEY => AlterAction::DropForeignKey {
+            alter_op::DROP_CONSTRAINT => AlterAction::DropConstraint {
                 name: self.column_name()?,
             },
+            alter_op::ADD_UNIQUE => {
+                let name = self.column_name()?;
+                let count_at = self.pos;
+                let count = self.u32()?;
+                if count == 0 || count > limits::TABLE_COLUMNS_MAX {
+                    return Err(self.error_at(count_at, DecodeErrorKind::BadAlterAction));
+                }
+                let mut columns = Vec::new();
+                for _ in 0..count {
+                    columns.push(self.column_name()?);
+                }
+                AlterAction::AddUnique {
+                    set: UniqueSet { name, columns },
+                }
+            }
+            alter_op::SET_TYPE_MOD => AlterAction::SetTypeMod {
+                column: self.column_name()?,
+                type_mod: self.u32()?,
+            },
+            alter_op::SET_NOT_NULL => {
+                let column = self.column_name()?;
+                let flag_at = self.pos;
+                let not_null = match self.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(self.error_at(flag_at, DecodeErrorKind::BadAlterAction)),
+                };
+                AlterAction::SetNotNull { column, not_null }
+            }
             _ => return Err(self.error_at(at, DecodeErrorKind::BadAlterAction)),
         })
     }

@@ -212,7 +212,18 @@ fn arb_alter_action() -> impl Strategy<Value = crate::table::AlterAction> {
         any::<u32>().prop_map(|dim| AlterAction::TypeVector { dim }),
         (arb_column_name(), arb_foreign_key())
             .prop_map(|(column, key)| AlterAction::AddForeignKey { column, key }),
-        arb_column_name().prop_map(|name| AlterAction::DropForeignKey { name }),
+        arb_column_name().prop_map(|name| AlterAction::DropConstraint { name }),
+        (
+            arb_column_name(),
+            proptest::collection::vec(arb_column_name(), 1..4)
+        )
+            .prop_map(|(name, columns)| AlterAction::AddUnique {
+                set: crate::table::UniqueSet { name, columns }
+            }),
+        (arb_column_name(), any::<u32>())
+            .prop_map(|(column, type_mod)| AlterAction::SetTypeMod { column, type_mod }),
+        (arb_column_name(), any::<bool>())
+            .prop_map(|(column, not_null)| AlterAction::SetNotNull { column, not_null }),
     ]
 }
 
@@ -565,7 +576,7 @@ fn alter_table_bounds_checked() {
         DecodeErrorKind::Truncated
     );
     let mut unknown_op = head(1);
-    unknown_op.extend_from_slice(&[10, 0, 0, 0, 0]);
+    unknown_op.extend_from_slice(&[13, 0, 0, 0, 0]);
     assert_eq!(kind_of(&unknown_op), DecodeErrorKind::BadAlterAction);
     // A foreign key whose ON DELETE code is not one of the four.
     let mut bad_on_delete = head(1);

@@ -1383,7 +1383,40 @@ impl State {
                     return Err(ApplyError::BadDimension(dim));
                 }
                 schema.check(dim).map_err(schema_error)?;
-                self.check_alter_keys(c, actions, &schema)
+                self.check_alter_keys(c, actions, &schema)?;
+                // What the rows must satisfy, read from the table as it is:
+                // a column changed here must exist before the event.
+                for action in actions {
+                    let known = |column: &str| {
+                        table
+                            .schema()
+                            .scalar_position(column)
+                            .map(|_| ())
+                            .ok_or_else(|| schema_error(SchemaError::UnknownColumn(column.into())))
+                    };
+                    let checked = match action {
+                        AlterAction::AddUnique { set } => {
+                            if set.columns.iter().any(|n| known(n).is_err()) {
+                                return Err(schema_error(SchemaError::UniqueColumns(
+                                    set.name.clone(),
+                                )));
+                            }
+                            table.check_unique_set(&set.name, &set.columns, &c.deleted)
+                        }
+                        AlterAction::SetTypeMod { column, type_mod } => {
+                            known(column)?;
+                            let bound = (*type_mod != 0).then_some(*type_mod);
+                            table.check_column_change(column, bound, false, &c.deleted)
+                        }
+                        AlterAction::SetNotNull { column, not_null } => {
+                            known(column)?;
+                            table.check_column_change(column, None, *not_null, &c.deleted)
+                        }
+                        _ => Ok(()),
+                    };
+                    checked.map_err(|e| c.row_error(e))?;
+                }
+                Ok(())
             }
             Event::Insert { collection, .. }
             | Event::InsertBatch { collection, .. }

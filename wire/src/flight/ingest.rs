@@ -556,6 +556,7 @@ mod tests {
             references: None,
         };
         let schema = TableSchema {
+            uniques: Default::default(),
             columns: vec![
                 column("v", ColumnType::Vector { half: false }, 1),
                 column("n", ColumnType::Scalar(ScalarType::Int32), 0),
