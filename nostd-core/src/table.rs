@@ -797,7 +797,9 @@ pub enum SchemaError {
         max = limits::TABLE_COLUMNS_MAX
     )]
     UniqueColumns(String),
-    #[error("column {0:?}: only the length of a text column (text, varchar(n), char(n)) can change")]
+    #[error(
+        "column {0:?}: only the length of a text column (text, varchar(n), char(n)) can change"
+    )]
     TypeChange(String),
     #[error("column {0:?}: NOT NULL of a primary key, identity or vector column cannot change")]
     NotNullChange(String),
@@ -1235,7 +1237,11 @@ impl TableSchema {
     /// `count` is set (and only then): `n:u32`, then per constraint
     /// `name_len:u32 ‖ name ‖ k:u32 ‖ (len:u32 ‖ column) × k`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        let flag = if self.uniques.is_empty() { 0 } else { UNIQUES_FOLLOW };
+        let flag = if self.uniques.is_empty() {
+            0
+        } else {
+            UNIQUES_FOLLOW
+        };
         out.extend_from_slice(&(self.columns.len() as u32 | flag).to_le_bytes());
         for c in &self.columns {
             c.encode_into(out);
@@ -1977,7 +1983,10 @@ impl Table {
                 let Some(key) = set.key(|c| columns[c].get(r)) else {
                     continue;
                 };
-                let held = set.rows.get(&key).is_some_and(|row| !replaced.contains(row));
+                let held = set
+                    .rows
+                    .get(&key)
+                    .is_some_and(|row| !replaced.contains(row));
                 if held || !seen.insert(key) {
                     return Err(RowError::Duplicate {
                         column: u.name.clone(),
@@ -2065,7 +2074,10 @@ impl Table {
                     None => self.columns[c].get(row as usize),
                 };
                 let Some(key) = set.key(value) else { continue };
-                let clash = set.rows.get(&key).is_some_and(|holder| !rows.contains(holder));
+                let clash = set
+                    .rows
+                    .get(&key)
+                    .is_some_and(|holder| !rows.contains(holder));
                 if clash || !seen.insert(key) {
                     return Err(RowError::Duplicate {
                         column: u.name.clone(),

@@ -229,7 +229,9 @@ impl ScalarUDFImpl for JsonFunctionUdf {
                             Some(t) => match crate::declared::uuid_from_text(t) {
                                 Some(bytes) => Some(crate::declared::uuid_text(&bytes)),
                                 None => {
-                                    return exec_err!("invalid input syntax for type uuid: \"{t}\"");
+                                    return exec_err!(
+                                        "invalid input syntax for type uuid: \"{t}\""
+                                    );
                                 }
                             },
                         },

@@ -2733,8 +2733,12 @@ mod constraints {
     fn unique_sets_hold_through_writes_and_renames() {
         let mut s = State::new();
         s.apply(&table()).unwrap();
-        s.apply(&insert(&[(1, Some(1), Some("x")), (2, Some(1), Some("y")), (3, Some(1), Some("x"))]))
-            .unwrap();
+        s.apply(&insert(&[
+            (1, Some(1), Some("x")),
+            (2, Some(1), Some("y")),
+            (3, Some(1), Some("x")),
+        ]))
+        .unwrap();
         // Rows 1 and 3 hold (1, "x"): the constraint cannot be added.
         assert!(duplicate(&refused(&mut s, &alter(unique(&["a", "b"])))));
         s.apply(&Event::DeleteBatch {
@@ -2743,7 +2747,10 @@ mod constraints {
         })
         .unwrap();
         s.apply(&alter(unique(&["a", "b"]))).unwrap();
-        assert!(duplicate(&refused(&mut s, &insert(&[(4, Some(1), Some("x"))]))));
+        assert!(duplicate(&refused(
+            &mut s,
+            &insert(&[(4, Some(1), Some("x"))])
+        )));
         // Two rows of one insert clash with each other.
         assert!(duplicate(&refused(
             &mut s,
@@ -2763,7 +2770,10 @@ mod constraints {
             to: String::from("c"),
         }))
         .unwrap();
-        assert!(duplicate(&refused(&mut s, &insert(&[(6, Some(1), Some("x"))]))));
+        assert!(duplicate(&refused(
+            &mut s,
+            &insert(&[(6, Some(1), Some("x"))])
+        )));
         let schema = s.collection(&name("t")).unwrap().table().unwrap().schema();
         assert_eq!(schema.uniques[0].columns, ["a", "c"]);
         // The schema, constraint included, decodes to itself.
@@ -2787,8 +2797,11 @@ mod constraints {
     fn column_changes_are_checked_against_the_rows() {
         let mut s = State::new();
         s.apply(&table()).unwrap();
-        s.apply(&insert(&[(1, None, Some("hello")), (2, Some(2), Some("hi"))]))
-            .unwrap();
+        s.apply(&insert(&[
+            (1, None, Some("hello")),
+            (2, Some(2), Some("hi")),
+        ]))
+        .unwrap();
         let type_mod = |n| {
             alter(AlterAction::SetTypeMod {
                 column: String::from("b"),
