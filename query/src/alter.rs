@@ -15,7 +15,8 @@ use datafusion::sql::sqlparser::ast::{self, AlterTableOperation, RenameTableName
 use valori_core::event::{CollectionName, Event};
 use valori_core::limits;
 use valori_core::table::{
-    AlterAction, ColumnDef, ForeignKey, RowCounts, SchemaError, column_flags,
+    AlterAction, ColumnDef, ColumnType, ForeignKey, RowCounts, ScalarType, SchemaError, UniqueSet,
+    column_flags,
 };
 use valori_engine::{Engine, EngineError};
 
@@ -46,10 +47,26 @@ pub enum AlterStep {
         column: String,
         key: ForeignKey,
     },
-    /// `DROP CONSTRAINT [IF EXISTS] name` of a foreign key.
+    /// `DROP CONSTRAINT [IF EXISTS] name` of a foreign key or unique
+    /// constraint.
     DropConstraint {
         if_exists: bool,
         name: String,
+    },
+    /// `ADD [CONSTRAINT name] UNIQUE (a, …)`.
+    AddUnique {
+        set: UniqueSet,
+    },
+    /// `ALTER COLUMN c [SET DATA] TYPE text | varchar(n) | char(n)`: the
+    /// character bound `type_mod` (0: none) of a text column.
+    SetTypeMod {
+        column: String,
+        type_mod: u32,
+    },
+    /// `ALTER COLUMN c SET NOT NULL` / `DROP NOT NULL`.
+    SetNotNull {
+        column: String,
+        not_null: bool,
     },
 }
 
@@ -148,6 +165,58 @@ pub(crate) fn parse(alter: ast::AlterTable) -> Result<WriteStatement, WriteError
                 let key = crate::declared::foreign_key(&table, &column, fk.name.as_ref(), fk)?;
                 steps.push(AlterStep::AddForeignKey { column, key });
             }
+            AlterTableOperation::AddConstraint {
+                constraint: ast::TableConstraint::Unique(unique),
+                ..
+            } => steps.push(AlterStep::AddUnique {
+                set: crate::declared::unique_set(&table, unique)?,
+            }),
+            AlterTableOperation::AlterColumn {
+                column_name,
+                op: change,
+            } => {
+                let column = ident(column_name);
+                steps.push(match change {
+                    ast::AlterColumnOperation::SetNotNull => AlterStep::SetNotNull {
+                        column,
+                        not_null: true,
+                    },
+                    ast::AlterColumnOperation::DropNotNull => AlterStep::SetNotNull {
+                        column,
+                        not_null: false,
+                    },
+                    ast::AlterColumnOperation::SetDataType {
+                        data_type, using, ..
+                    } => {
+                        // USING may only restate the column, as Django
+                        // writes it (`USING "c"::varchar(n)`).
+                        let restates = |e: &ast::Expr| match e {
+                            ast::Expr::Identifier(i) => ident(i) == column,
+                            ast::Expr::Cast { expr, .. } => {
+                                matches!(expr.as_ref(), ast::Expr::Identifier(i) if ident(i) == column)
+                            }
+                            _ => false,
+                        };
+                        let (ty, type_mod, serial) = crate::declared::column_type(data_type)?;
+                        if ty != ColumnType::Scalar(ScalarType::Text)
+                            || serial
+                            || using.as_ref().is_some_and(|u| !restates(u))
+                        {
+                            return Err(unsupported(format!(
+                                "ALTER TABLE … {}: only the length of a text column can change (TYPE text, varchar(n) or char(n))",
+                                form(op)
+                            )));
+                        }
+                        AlterStep::SetTypeMod { column, type_mod }
+                    }
+                    _ => {
+                        return Err(unsupported(format!(
+                            "ALTER TABLE … {} is not supported (ALTER COLUMN … TYPE of a text column's length, SET NOT NULL and DROP NOT NULL are)",
+                            form(op)
+                        )));
+                    }
+                });
+            }
             AlterTableOperation::DropConstraint {
                 if_exists,
                 name,
@@ -158,7 +227,7 @@ pub(crate) fn parse(alter: ast::AlterTable) -> Result<WriteStatement, WriteError
             }),
             other => {
                 return Err(unsupported(format!(
-                    "ALTER TABLE … {} is not supported (ADD COLUMN, DROP COLUMN, RENAME COLUMN, RENAME TO, ADD FOREIGN KEY and DROP CONSTRAINT of a foreign key are)",
+                    "ALTER TABLE … {} is not supported (ADD COLUMN, DROP COLUMN, RENAME COLUMN, RENAME TO, ALTER COLUMN … TYPE of a text column's length, SET / DROP NOT NULL, ADD FOREIGN KEY, ADD UNIQUE and DROP CONSTRAINT are)",
                     form(other)
                 )));
             }
@@ -202,6 +271,9 @@ pub(crate) fn schema_error(table: &str, e: SchemaError) -> WriteError {
         SchemaError::DropVector(_)
         | SchemaError::DropKey(_)
         | SchemaError::AddFlags(_)
+        | SchemaError::TypeChange(_)
+        | SchemaError::NotNullChange(_)
+        | SchemaError::UniqueColumns(_)
         | SchemaError::RenameTwice => WriteError::Unsupported(text),
         SchemaError::ColumnCount(_) | SchemaError::Default(_) | SchemaError::ActionCount(_) => {
             WriteError::TooLarge(text)
@@ -278,11 +350,29 @@ fn build(
                     key,
                 }
             }
+            AlterStep::AddUnique { set } => AlterAction::AddUnique { set: set.clone() },
+            AlterStep::SetTypeMod { column, type_mod } => {
+                let current = schema.columns.iter().find(|c| c.name == *column);
+                if current.is_some_and(|c| c.scalar() != Some(ScalarType::Text)) {
+                    return Err(unsupported(format!(
+                        "ALTER TABLE {table} ALTER COLUMN {column} TYPE: only the length of a text column can change"
+                    )));
+                }
+                AlterAction::SetTypeMod {
+                    column: column.clone(),
+                    type_mod: *type_mod,
+                }
+            }
+            AlterStep::SetNotNull { column, not_null } => AlterAction::SetNotNull {
+                column: column.clone(),
+                not_null: *not_null,
+            },
             AlterStep::DropConstraint { if_exists, name } => {
-                let known = schema
-                    .columns
-                    .iter()
-                    .any(|c| c.references.as_ref().is_some_and(|k| k.name == *name));
+                let known = schema.uniques.iter().any(|u| u.name == *name)
+                    || schema
+                        .columns
+                        .iter()
+                        .any(|c| c.references.as_ref().is_some_and(|k| k.name == *name));
                 if !known && *if_exists {
                     notices.push(format!(
                         "constraint \"{name}\" of relation \"{table}\" does not exist, skipping"

@@ -49,7 +49,9 @@ pub(crate) fn ident(ident: &ast::Ident) -> String {
 
 /// The column type of a declared SQL type, with its `type_mod` and
 /// whether it is serial.
-fn column_type(data_type: &ast::DataType) -> Result<(ColumnType, u32, bool), WriteError> {
+pub(crate) fn column_type(
+    data_type: &ast::DataType,
+) -> Result<(ColumnType, u32, bool), WriteError> {
     let text = data_type.to_string().to_ascii_lowercase();
     let (base, array) = match text.strip_suffix("[]") {
         Some(base) => (base.trim().to_owned(), true),
@@ -422,9 +424,39 @@ pub(crate) fn default_once(
     scalar_bytes(&literal, ty, column)
 }
 
+/// `UNIQUE (a, b, …)` of table `table`, named as written or as Postgres
+/// names it (`<table>_<a>_<b>_key`).
+pub(crate) fn unique_set(
+    table: &str,
+    unique: &ast::UniqueConstraint,
+) -> Result<valori_core::table::UniqueSet, WriteError> {
+    if unique.nulls_distinct == ast::NullsDistinctOption::NotDistinct {
+        return Err(unsupported(format!(
+            "{unique}: NULLS NOT DISTINCT is not supported (NULLs are distinct, the default)"
+        )));
+    }
+    let columns: Vec<String> = unique
+        .columns
+        .iter()
+        .map(|c| {
+            let name = c.column.expr.to_string();
+            match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+                Some(quoted) => quoted.to_owned(),
+                None => name.to_ascii_lowercase(),
+            }
+        })
+        .collect();
+    let name = match &unique.name {
+        Some(n) => ident(n),
+        None => crate::write::truncate_identifier(&format!("{table}_{}_key", columns.join("_"))),
+    };
+    Ok(valori_core::table::UniqueSet { name, columns })
+}
+
 /// The schema a `CREATE TABLE` declares.
 pub fn declared_schema(create: &ast::CreateTable) -> Result<TableSchema, WriteError> {
     let table = crate::write::table_name(&create.name)?;
+    let mut uniques = Vec::new();
     let mut columns: Vec<ColumnDef> = Vec::with_capacity(create.columns.len());
     for column in &create.columns {
         let def = column_def(&table, column)?;
@@ -462,6 +494,12 @@ pub fn declared_schema(create: &ast::CreateTable) -> Result<TableSchema, WriteEr
             def.references = Some(key);
             continue;
         }
+        if let TableConstraint::Unique(unique) = constraint
+            && unique.columns.len() > 1
+        {
+            uniques.push(unique_set(&table, unique)?);
+            continue;
+        }
         let (names, flag) = match constraint {
             TableConstraint::PrimaryKey(key) => (&key.columns, column_flags::PRIMARY_KEY),
             TableConstraint::Unique(unique) => (&unique.columns, column_flags::UNIQUE),
@@ -473,7 +511,7 @@ pub fn declared_schema(create: &ast::CreateTable) -> Result<TableSchema, WriteEr
         };
         let [column] = names.as_slice() else {
             return Err(unsupported(
-                "a PRIMARY KEY or UNIQUE constraint over several columns is not supported",
+                "a PRIMARY KEY over several columns is not supported",
             ));
         };
         let name = column.column.expr.to_string().to_ascii_lowercase();

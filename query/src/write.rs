@@ -178,10 +178,14 @@ impl From<EngineError> for WriteError {
                         _ => WriteError::Unsupported(text),
                     }
                 }
-                // A cascade's SET NULL on a NOT NULL column.
-                ApplyError::Row { source, .. } if matches!(**source, RowError::Null { .. }) => {
-                    WriteError::NotNull(e.to_string())
-                }
+                // A cascade's SET NULL on a NOT NULL column, SET NOT NULL
+                // over NULLs, a unique constraint over several columns.
+                ApplyError::Row { source, .. } => match **source {
+                    RowError::Null { .. } => WriteError::NotNull(e.to_string()),
+                    RowError::Duplicate { .. } => WriteError::Duplicate(e.to_string()),
+                    RowError::Value { .. } => WriteError::InvalidValue(e.to_string()),
+                    _ => WriteError::Engine(e),
+                },
                 _ => WriteError::Engine(e),
             },
             EngineError::EventTooLarge { .. } => WriteError::TooLarge(e.to_string()),

@@ -7,8 +7,10 @@ updated, deleted, and a rolled-back `transaction.atomic` block leaves
 nothing. Models related by `ForeignKey` (CASCADE and SET_NULL) get their
 foreign keys from `migrate`, are joined, filtered across the relation
 and deleted as Django deletes them, and a key Django is asked to break
-is an `IntegrityError`. Expected neighbours are computed here; the rows
-are read back over REST."""
+is an `IntegrityError`. `django.contrib.auth` and `contenttypes` migrate
+(unique constraints over two columns, `ALTER COLUMN … TYPE varchar(n)`,
+`DROP NOT NULL`) and their users, groups and permissions work. Expected
+neighbours are computed here; the rows are read back over REST."""
 
 import json
 import math
@@ -44,7 +46,7 @@ def orm():
                     "USER": "django",
                 }
             },
-            INSTALLED_APPS=["vecapp"],
+            INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "vecapp"],
             USE_TZ=True,
             DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         )
@@ -53,12 +55,23 @@ def orm():
     from django.db import connection
 
     with connection.cursor() as cur:
-        cur.execute("DROP TABLE IF EXISTS vecapp_chunk")
-        cur.execute("DROP TABLE IF EXISTS vecapp_document")
-        cur.execute("DROP TABLE IF EXISTS vecapp_item")
-        cur.execute("DROP TABLE IF EXISTS vecapp_label")
-        cur.execute("DROP TABLE IF EXISTS django_migrations")
-    call_command("migrate", "vecapp", verbosity=0)
+        # Referencing tables first.
+        for table in [
+            "auth_user_user_permissions",
+            "auth_user_groups",
+            "auth_group_permissions",
+            "auth_user",
+            "auth_group",
+            "auth_permission",
+            "django_content_type",
+            "vecapp_chunk",
+            "vecapp_document",
+            "vecapp_item",
+            "vecapp_label",
+            "django_migrations",
+        ]:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+    call_command("migrate", verbosity=0)
     yield
     connection.close()
 
@@ -88,7 +101,7 @@ def test_migrate_create_query_update_delete(orm):
 
     # migrate recorded its migrations and made the tables.
     with connection.cursor() as cur:
-        cur.execute("SELECT app, name FROM django_migrations")
+        cur.execute("SELECT app, name FROM django_migrations WHERE app = 'vecapp' ORDER BY id")
         assert cur.fetchall() == [("vecapp", "0001_initial"), ("vecapp", "0002_document_chunk")]
     assert "vecapp_item" in connection.introspection.table_names()
 
@@ -227,3 +240,41 @@ def test_foreign_keys(orm):
     guide.delete()
     answer = rest("/v1/sql", {"query": "SELECT text FROM vecapp_chunk ORDER BY text"})
     assert answer["rows"] == [["n1"]]
+
+
+def test_contrib_auth(orm):
+    """`migrate` of contenttypes and auth leaves Django's own tables and
+    the four default permissions of each of the eight models (contenttypes'
+    ContentType; auth's Permission, Group and User; vecapp's four); a user
+    with a hashed password authenticates, joins a group that holds a
+    permission and so has it; a second permission with the same content
+    type and codename breaks the unique constraint over the two columns
+    (IntegrityError, nothing written); deleting the user deletes its
+    memberships, as REST reads back."""
+    from django.contrib.auth import authenticate
+    from django.contrib.auth.models import Group, Permission, User
+    from django.contrib.contenttypes.models import ContentType
+    from django.db import IntegrityError, transaction
+
+    assert ContentType.objects.count() == 8
+    assert Permission.objects.count() == 8 * 4
+    user = User.objects.create_user("ann", "ann@example.com", "s3cret")
+    assert authenticate(username="ann", password="s3cret") == user
+    assert authenticate(username="ann", password="wrong") is None
+    editors = Group.objects.create(name="editors")
+    change_item = Permission.objects.get(codename="change_item")
+    editors.permissions.add(change_item)
+    user.groups.add(editors)
+    # A fresh object: Django caches permissions per instance.
+    assert User.objects.get(pk=user.pk).has_perm("vecapp.change_item")
+    assert not User.objects.get(pk=user.pk).has_perm("vecapp.delete_item")
+    with pytest.raises(IntegrityError):
+        with transaction.atomic():
+            Permission.objects.create(
+                name="again", content_type=change_item.content_type, codename="change_item"
+            )
+    assert Permission.objects.count() == 8 * 4
+    user.delete()
+    answer = rest("/v1/sql", {"query": "SELECT count(*) FROM auth_user_groups"})
+    assert answer["rows"] == [[0]]
+    assert Group.objects.filter(name="editors").exists()

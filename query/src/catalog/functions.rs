@@ -439,7 +439,17 @@ static DEFS: &[Def] = &[
                     .find(|k| i64::from(k.oid) == oid)
                     .map(|k| k.definition())
             };
-            Ok(key.or_else(foreign).map_or_else(null_text, text))
+            let unique = || {
+                relations
+                    .iter()
+                    .flat_map(keys::unique_sets)
+                    .find(|u| i64::from(u.oid) == oid)
+                    .map(|u| u.definition())
+            };
+            Ok(key
+                .or_else(foreign)
+                .or_else(unique)
+                .map_or_else(null_text, text))
         },
     },
     Def {

@@ -274,6 +274,47 @@ pub fn foreign_keys(relation: &Relation, relations: &[Relation]) -> Vec<ForeignK
     out
 }
 
+/// A unique constraint over several columns.
+#[derive(Clone, Debug)]
+pub struct UniqueRow {
+    pub oid: u32,
+    pub name: String,
+    pub table_oid: u32,
+    pub attnums: Vec<i16>,
+    pub columns: Vec<String>,
+}
+
+impl UniqueRow {
+    /// `pg_get_constraintdef(oid)`.
+    pub fn definition(&self) -> String {
+        let columns: Vec<String> = self.columns.iter().map(|c| quote_ident(c)).collect();
+        format!("UNIQUE ({})", columns.join(", "))
+    }
+}
+
+/// The unique constraints over several columns of `relation`.
+pub fn unique_sets(relation: &Relation) -> Vec<UniqueRow> {
+    let Some(declared) = &relation.declared else {
+        return Vec::new();
+    };
+    declared
+        .uniques
+        .iter()
+        .map(|u| UniqueRow {
+            oid: relation_oid(&format!("{}\u{0}{}\u{0}constraint", relation.name, u.name)),
+            name: u.name.clone(),
+            table_oid: relation.oid,
+            attnums: u
+                .columns
+                .iter()
+                .filter_map(|c| declared.columns.iter().position(|d| d.name == *c))
+                .map(|i| i16::try_from(i + 1).unwrap_or(i16::MAX))
+                .collect(),
+            columns: u.columns.clone(),
+        })
+        .collect()
+}
+
 /// The sequences of a table's `serial` columns.
 pub fn sequences(relation: &Relation) -> Vec<Sequence> {
     let Some(declared) = &relation.declared else {

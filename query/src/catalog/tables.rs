@@ -806,6 +806,22 @@ pub static TABLES: &[Spec] = &[
                             ]
                         }),
                 )
+                .chain(s.relations.iter().flat_map(keys::unique_sets).map(|u| {
+                    vec![
+                        ("oid", V::Oid(u.oid)),
+                        ("contype", t("u")),
+                        ("conname", V::Text(u.name.clone())),
+                        ("connamespace", V::Oid(PUBLIC_NAMESPACE_OID)),
+                        ("convalidated", V::Bool(true)),
+                        ("conrelid", V::Oid(u.table_oid)),
+                        ("confupdtype", t(" ")),
+                        ("confdeltype", t(" ")),
+                        ("confmatchtype", t(" ")),
+                        ("conislocal", V::Bool(true)),
+                        ("connoinherit", V::Bool(true)),
+                        ("conkey", V::Int2Array(u.attnums.clone())),
+                    ]
+                }))
                 .collect()
         },
     },

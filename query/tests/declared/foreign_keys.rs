@@ -231,3 +231,116 @@ fn foreign_keys_hold_across_writes_and_restarts() {
     let reopened = Engine::open(dir.path()).unwrap();
     assert_eq!(state_hash(&reopened), hash);
 }
+
+/// `UNIQUE (a, b)` in `CREATE TABLE` and `ALTER TABLE … ADD CONSTRAINT`,
+/// `ALTER COLUMN … TYPE varchar(n)` and `SET` / `DROP NOT NULL`, as
+/// Django's contenttypes and auth migrations write them: each checked
+/// against the rows there are, refusals with the state hash unchanged,
+/// and the constraints listed as Postgres prints them.
+#[test]
+fn unique_constraints_and_column_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(Arc::clone(&engine));
+    block_on(async {
+        rows(
+            &q,
+            "CREATE TABLE perm (id int PRIMARY KEY, kind int NOT NULL, code varchar(100), UNIQUE (kind, code))",
+        )
+        .await;
+        rows(
+            &q,
+            "INSERT INTO perm VALUES (1, 1, 'add'), (2, 1, 'change'), (3, 2, 'add')",
+        )
+        .await;
+        let e = refused(&q, &engine, "INSERT INTO perm VALUES (4, 1, 'add')").await;
+        assert!(matches!(e, WriteError::Duplicate(_)), "{e}");
+        let e = refused(&q, &engine, "UPDATE perm SET code = 'add' WHERE id = 2").await;
+        assert!(matches!(e, WriteError::Duplicate(_)), "{e}");
+        // NULLs are distinct.
+        rows(&q, "INSERT INTO perm VALUES (4, 1, NULL), (5, 1, NULL)").await;
+
+        rows(&q, "CREATE TABLE member (id int PRIMARY KEY, u int, g int)").await;
+        rows(&q, "INSERT INTO member VALUES (1, 1, 1), (2, 1, 1)").await;
+        let e = refused(
+            &q,
+            &engine,
+            "ALTER TABLE member ADD CONSTRAINT member_u_g_uniq UNIQUE (u, g)",
+        )
+        .await;
+        assert!(matches!(e, WriteError::Duplicate(_)), "{e}");
+        rows(&q, "DELETE FROM member WHERE id = 2").await;
+        rows(
+            &q,
+            "ALTER TABLE member ADD CONSTRAINT member_u_g_uniq UNIQUE (u, g)",
+        )
+        .await;
+        let e = refused(&q, &engine, "INSERT INTO member VALUES (3, 1, 1)").await;
+        assert!(matches!(e, WriteError::Duplicate(_)), "{e}");
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint \
+                 WHERE contype = 'u' AND conkey = ARRAY[2, 3]::int2[] ORDER BY conname"
+            )
+            .await,
+            [
+                "member_u_g_uniq|UNIQUE (u, g)",
+                "perm_kind_code_key|UNIQUE (kind, code)"
+            ]
+        );
+        rows(&q, "ALTER TABLE member DROP CONSTRAINT member_u_g_uniq").await;
+        rows(&q, "INSERT INTO member VALUES (3, 1, 1)").await;
+
+        // A text column's length: "change" does not fit in 5 characters.
+        let e = refused(
+            &q,
+            &engine,
+            "ALTER TABLE perm ALTER COLUMN code TYPE varchar(5)",
+        )
+        .await;
+        assert!(matches!(e, WriteError::InvalidValue(_)), "{e}");
+        rows(
+            &q,
+            "ALTER TABLE perm ALTER COLUMN code TYPE varchar(6) USING code::varchar(6)",
+        )
+        .await;
+        let e = refused(&q, &engine, "INSERT INTO perm VALUES (6, 3, 'toolong')").await;
+        assert!(matches!(e, WriteError::InvalidValue(_)), "{e}");
+        let e = refused(
+            &q,
+            &engine,
+            "ALTER TABLE perm ALTER COLUMN kind TYPE bigint",
+        )
+        .await;
+        assert!(matches!(e, WriteError::Unsupported(_)), "{e}");
+        // Rows 4 and 5 have no code.
+        let e = refused(
+            &q,
+            &engine,
+            "ALTER TABLE perm ALTER COLUMN code SET NOT NULL",
+        )
+        .await;
+        assert!(matches!(e, WriteError::NotNull(_)), "{e}");
+        rows(&q, "ALTER TABLE perm ALTER COLUMN kind DROP NOT NULL").await;
+        rows(&q, "INSERT INTO perm VALUES (6, NULL, 'x')").await;
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT a.attname, a.attnotnull, format_type(a.atttypid, a.atttypmod) \
+                 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+                 WHERE c.relname = 'perm' AND a.attnum > 0 ORDER BY a.attnum"
+            )
+            .await,
+            [
+                "id|true|integer",
+                "kind|false|integer",
+                "code|false|character varying(6)"
+            ]
+        );
+    });
+    let hash = state_hash(&engine);
+    drop(q);
+    drop(engine);
+    assert_eq!(state_hash(&Engine::open(dir.path()).unwrap()), hash);
+}
