@@ -104,6 +104,43 @@ def test_inspector_reflects_keys_defaults_and_indexes(engine, open_dsn):
     assert indexes[0]["duplicates_constraint"] == "sa_users_email_key"
 
 
+def test_inspector_reflects_foreign_keys_and_unique_sets(engine, open_dsn):
+    """A foreign key and a unique constraint over two columns, reflected
+    as SQLAlchemy reflects them from Postgres: get_foreign_keys names the
+    referenced table and column and the ON DELETE action;
+    get_unique_constraints lists the two-column constraint with its
+    columns in order (and get_indexes the unique index that enforces it);
+    a Table autoloaded from the catalog knows its foreign key."""
+    from sqlalchemy import MetaData, Table
+
+    with psycopg.connect(open_dsn, autocommit=True) as conn:
+        for t in ("sa_chunk", "sa_doc"):
+            conn.execute(f"DROP TABLE IF EXISTS {t}")
+        conn.execute("CREATE TABLE sa_doc (id int PRIMARY KEY, title text)")
+        conn.execute(
+            "CREATE TABLE sa_chunk (id int PRIMARY KEY, doc_id int REFERENCES sa_doc (id) "
+            "ON DELETE CASCADE, seq int, UNIQUE (doc_id, seq))"
+        )
+    inspector = inspect(engine)
+    keys = inspector.get_foreign_keys("sa_chunk")
+    assert [
+        (k["name"], k["constrained_columns"], k["referred_table"], k["referred_columns"], k["options"])
+        for k in keys
+    ] == [("sa_chunk_doc_id_fkey", ["doc_id"], "sa_doc", ["id"], {"ondelete": "CASCADE"})]
+    unique = inspector.get_unique_constraints("sa_chunk")
+    assert [(u["name"], u["column_names"]) for u in unique] == [
+        ("sa_chunk_doc_id_seq_key", ["doc_id", "seq"])
+    ]
+    indexes = inspector.get_indexes("sa_chunk")
+    assert [(i["name"], i["unique"], i["column_names"]) for i in indexes] == [
+        ("sa_chunk_doc_id_seq_key", True, ["doc_id", "seq"])
+    ]
+    table = Table("sa_chunk", MetaData(), autoload_with=engine)
+    assert [fk.target_fullname for fk in table.c.doc_id.foreign_keys] == ["sa_doc.id"]
+    with psycopg.connect(open_dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE sa_chunk, sa_doc")
+
+
 def test_unanswerable_catalog_query_is_an_error(open_dsn):
     """A catalog table Valori does not have is an error naming it
     (SQLSTATE 42P01), not an empty answer."""

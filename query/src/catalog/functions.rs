@@ -413,8 +413,13 @@ static DEFS: &[Def] = &[
             Ok(match (found, arg_int(args.get(1))) {
                 (None, _) => null_text(),
                 (Some(i), None | Some(0)) => text(i.definition()),
-                (Some(i), Some(1)) => text(keys::quote_ident(&i.column)),
-                (Some(_), Some(_)) => text(""),
+                (Some(i), Some(k)) => text(
+                    usize::try_from(k - 1)
+                        .ok()
+                        .and_then(|k| i.columns.get(k))
+                        .map(|c| keys::quote_ident(c))
+                        .unwrap_or_default(),
+                ),
             })
         },
     },
@@ -439,17 +444,7 @@ static DEFS: &[Def] = &[
                     .find(|k| i64::from(k.oid) == oid)
                     .map(|k| k.definition())
             };
-            let unique = || {
-                relations
-                    .iter()
-                    .flat_map(keys::unique_sets)
-                    .find(|u| i64::from(u.oid) == oid)
-                    .map(|u| u.definition())
-            };
-            Ok(key
-                .or_else(foreign)
-                .or_else(unique)
-                .map_or_else(null_text, text))
+            Ok(key.or_else(foreign).map_or_else(null_text, text))
         },
     },
     Def {

@@ -27,15 +27,16 @@ pub struct Index {
     pub name: String,
     pub table_oid: u32,
     pub table: String,
-    /// The indexed column's number (1-based) and name.
-    pub attnum: i16,
-    pub column: String,
+    /// The indexed columns' numbers (1-based) and names: one, or
+    /// several for a unique constraint over several columns.
+    pub attnums: Vec<i16>,
+    pub columns: Vec<String>,
     pub primary: bool,
     pub unique: bool,
     /// `None` for btree; the operator class of an HNSW index.
     pub hnsw: Option<&'static str>,
-    /// The text column's collation (100, the default), else 0.
-    pub collation: u32,
+    /// Per column: a text column's collation (100, the default), else 0.
+    pub collations: Vec<u32>,
 }
 
 impl Index {
@@ -56,12 +57,18 @@ impl Index {
         relation_oid(&format!("{}\u{0}constraint", self.name))
     }
 
+    /// The columns as an index or constraint definition lists them.
+    fn column_list(&self) -> String {
+        let names: Vec<String> = self.columns.iter().map(|c| quote_ident(c)).collect();
+        names.join(", ")
+    }
+
     /// `pg_get_indexdef(oid)`.
     pub fn definition(&self) -> String {
         let unique = if self.unique { "UNIQUE " } else { "" };
         let (method, column) = match self.hnsw {
-            None => ("btree", quote_ident(&self.column)),
-            Some(class) => ("hnsw", format!("{} {class}", quote_ident(&self.column))),
+            None => ("btree", self.column_list()),
+            Some(class) => ("hnsw", format!("{} {class}", self.column_list())),
         };
         format!(
             "CREATE {unique}INDEX {} ON public.{} USING {method} ({column})",
@@ -76,7 +83,7 @@ impl Index {
             "p" => "PRIMARY KEY",
             _ => "UNIQUE",
         };
-        Some(format!("{kind} ({})", quote_ident(&self.column)))
+        Some(format!("{kind} ({})", self.column_list()))
     }
 }
 
@@ -116,9 +123,9 @@ fn metric_class(metric: Metric) -> &'static str {
     }
 }
 
-/// The indexes of a table: its btree indexes, its primary key and unique
-/// columns (btree, as Postgres builds them), and the HNSW index of its
-/// vector column.
+/// The indexes of a table: its btree indexes, its primary key, unique
+/// columns and unique constraints over several columns (btree, as
+/// Postgres builds them), and the HNSW index of its vector column.
 pub fn indexes(relation: &Relation) -> Vec<Index> {
     let table = relation.name.as_str();
     let index =
@@ -127,22 +134,25 @@ pub fn indexes(relation: &Relation) -> Vec<Index> {
             name,
             table_oid: relation.oid,
             table: table.to_owned(),
-            attnum: i16::try_from(attnum + 1).unwrap_or(i16::MAX),
-            column: column.to_owned(),
+            attnums: vec![i16::try_from(attnum + 1).unwrap_or(i16::MAX)],
+            columns: vec![column.to_owned()],
             primary,
             unique,
             hnsw,
-            collation,
+            collations: vec![collation],
         };
+    let collation_of = |c: &ColumnDef| {
+        if c.scalar() == Some(ScalarType::Text) {
+            100
+        } else {
+            0
+        }
+    };
     let mut out = Vec::new();
     let vector = match &relation.declared {
         Some(declared) => {
             for (i, c) in declared.columns.iter().enumerate() {
-                let collation = if c.scalar() == Some(ScalarType::Text) {
-                    100
-                } else {
-                    0
-                };
+                let collation = collation_of(c);
                 if let Some(name) = &c.index {
                     out.push(index(
                         name.clone(),
@@ -171,6 +181,31 @@ pub fn indexes(relation: &Relation) -> Vec<Index> {
                     None,
                     collation,
                 ));
+            }
+            for u in &declared.uniques {
+                let at: Vec<usize> = u
+                    .columns
+                    .iter()
+                    .filter_map(|c| declared.columns.iter().position(|d| d.name == *c))
+                    .collect();
+                out.push(Index {
+                    oid: relation_oid(&u.name),
+                    name: u.name.clone(),
+                    table_oid: relation.oid,
+                    table: table.to_owned(),
+                    attnums: at
+                        .iter()
+                        .map(|&i| i16::try_from(i + 1).unwrap_or(i16::MAX))
+                        .collect(),
+                    columns: u.columns.clone(),
+                    primary: false,
+                    unique: true,
+                    hnsw: None,
+                    collations: at
+                        .iter()
+                        .map(|&i| collation_of(&declared.columns[i]))
+                        .collect(),
+                });
             }
             declared
                 .vector_column()
@@ -252,7 +287,7 @@ pub fn foreign_keys(relation: &Relation, relations: &[Relation]) -> Vec<ForeignK
         };
         let index_oid = indexes(target)
             .into_iter()
-            .find(|x| x.unique && x.column == key.column)
+            .find(|x| x.unique && x.columns == [key.column.as_str()])
             .map_or(0, |x| x.oid);
         out.push(ForeignKeyRow {
             oid: relation_oid(&format!(
@@ -272,47 +307,6 @@ pub fn foreign_keys(relation: &Relation, relations: &[Relation]) -> Vec<ForeignK
         });
     }
     out
-}
-
-/// A unique constraint over several columns.
-#[derive(Clone, Debug)]
-pub struct UniqueRow {
-    pub oid: u32,
-    pub name: String,
-    pub table_oid: u32,
-    pub attnums: Vec<i16>,
-    pub columns: Vec<String>,
-}
-
-impl UniqueRow {
-    /// `pg_get_constraintdef(oid)`.
-    pub fn definition(&self) -> String {
-        let columns: Vec<String> = self.columns.iter().map(|c| quote_ident(c)).collect();
-        format!("UNIQUE ({})", columns.join(", "))
-    }
-}
-
-/// The unique constraints over several columns of `relation`.
-pub fn unique_sets(relation: &Relation) -> Vec<UniqueRow> {
-    let Some(declared) = &relation.declared else {
-        return Vec::new();
-    };
-    declared
-        .uniques
-        .iter()
-        .map(|u| UniqueRow {
-            oid: relation_oid(&format!("{}\u{0}{}\u{0}constraint", relation.name, u.name)),
-            name: u.name.clone(),
-            table_oid: relation.oid,
-            attnums: u
-                .columns
-                .iter()
-                .filter_map(|c| declared.columns.iter().position(|d| d.name == *c))
-                .map(|i| i16::try_from(i + 1).unwrap_or(i16::MAX))
-                .collect(),
-            columns: u.columns.clone(),
-        })
-        .collect()
 }
 
 /// The sequences of a table's `serial` columns.

@@ -555,18 +555,18 @@ pub static TABLES: &[Spec] = &[
                     vec![
                         ("indexrelid", V::Oid(i.oid)),
                         ("indrelid", V::Oid(i.table_oid)),
-                        ("indnatts", V::Int2(1)),
-                        ("indnkeyatts", V::Int2(1)),
+                        ("indnatts", V::Int2(i.attnums.len() as i16)),
+                        ("indnkeyatts", V::Int2(i.attnums.len() as i16)),
                         ("indisunique", V::Bool(i.unique)),
                         ("indisprimary", V::Bool(i.primary)),
                         ("indimmediate", V::Bool(i.unique)),
                         ("indisvalid", V::Bool(true)),
                         ("indisready", V::Bool(true)),
                         ("indislive", V::Bool(true)),
-                        ("indkey", V::Int2Array(vec![i.attnum])),
-                        ("indcollation", V::OidArray(vec![i.collation])),
-                        ("indclass", V::OidArray(vec![0])),
-                        ("indoption", V::Int2Array(vec![0])),
+                        ("indclass", V::OidArray(vec![0; i.attnums.len()])),
+                        ("indoption", V::Int2Array(vec![0; i.attnums.len()])),
+                        ("indkey", V::Int2Array(i.attnums)),
+                        ("indcollation", V::OidArray(i.collations)),
                     ]
                 })
                 .collect()
@@ -779,7 +779,7 @@ pub static TABLES: &[Spec] = &[
                         ("confmatchtype", t(" ")),
                         ("conislocal", V::Bool(true)),
                         ("connoinherit", V::Bool(true)),
-                        ("conkey", V::Int2Array(vec![i.attnum])),
+                        ("conkey", V::Int2Array(i.attnums.clone())),
                     ])
                 })
                 .chain(
@@ -806,22 +806,6 @@ pub static TABLES: &[Spec] = &[
                             ]
                         }),
                 )
-                .chain(s.relations.iter().flat_map(keys::unique_sets).map(|u| {
-                    vec![
-                        ("oid", V::Oid(u.oid)),
-                        ("contype", t("u")),
-                        ("conname", V::Text(u.name.clone())),
-                        ("connamespace", V::Oid(PUBLIC_NAMESPACE_OID)),
-                        ("convalidated", V::Bool(true)),
-                        ("conrelid", V::Oid(u.table_oid)),
-                        ("confupdtype", t(" ")),
-                        ("confdeltype", t(" ")),
-                        ("confmatchtype", t(" ")),
-                        ("conislocal", V::Bool(true)),
-                        ("connoinherit", V::Bool(true)),
-                        ("conkey", V::Int2Array(u.attnums.clone())),
-                    ]
-                }))
                 .collect()
         },
     },
