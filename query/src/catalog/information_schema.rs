@@ -1,7 +1,9 @@
 //! The `information_schema` views, answered from the engine's state.
 //!
 //! The SQL standard's description of a database, as Postgres presents it:
-//! `schemata`, `tables`, `columns` and `views`, with Postgres's type names
+//! `schemata`, `tables`, `columns` and `views`, and the constraints
+//! (`table_constraints`, `key_column_usage`, `referential_constraints`,
+//! `constraint_column_usage`), with Postgres's type names
 //! (`bigint`, `USER-DEFINED` with `udt_name` `vector`, `ARRAY` with
 //! `udt_name` `_int4`) and its conventions for precision. They list the
 //! user's tables (`public`) and the catalog's own tables (`pg_catalog`,
@@ -21,8 +23,8 @@ struct Listed {
     name: String,
     /// `BASE TABLE` or `VIEW`.
     kind: &'static str,
-    /// (name, type OID, nullable, default, `attidentity`)
-    columns: Vec<(String, u32, bool, Option<String>, &'static str)>,
+    /// (name, type OID, nullable, default, `attidentity`, `atttypmod`)
+    columns: Vec<(String, u32, bool, Option<String>, &'static str, i32)>,
 }
 
 /// The user's tables, then the catalog's.
@@ -36,7 +38,16 @@ fn listed(snapshot: &Snapshot) -> Vec<Listed> {
             kind: "BASE TABLE",
             columns: attributes(r)
                 .into_iter()
-                .map(|a| (a.name, a.type_oid, !a.not_null, a.default, a.identity))
+                .map(|a| {
+                    (
+                        a.name,
+                        a.type_oid,
+                        !a.not_null,
+                        a.default,
+                        a.identity,
+                        a.typmod,
+                    )
+                })
                 .collect(),
         })
         .collect();
@@ -52,7 +63,7 @@ fn listed(snapshot: &Snapshot) -> Vec<Listed> {
                 columns: spec
                     .columns
                     .iter()
-                    .map(|(name, col)| ((*name).to_owned(), col.type_oid(), true, None, ""))
+                    .map(|(name, col)| ((*name).to_owned(), col.type_oid(), true, None, "", -1))
                     .collect(),
             }
         }));
@@ -263,7 +274,7 @@ pub static TABLES: &[Spec] = &[
             let mut rows = Vec::new();
             for l in listed(s) {
                 let base = l.kind == "BASE TABLE";
-                for (i, (name, type_oid, nullable, default, identity)) in
+                for (i, (name, type_oid, nullable, default, identity, typmod)) in
                     l.columns.into_iter().enumerate()
                 {
                     let d = describe(type_oid, &types);
@@ -287,6 +298,18 @@ pub static TABLES: &[Spec] = &[
                     ];
                     if let Some(default) = default {
                         row.push(("column_default", V::Text(default)));
+                    }
+                    // varchar(n) and char(n): n characters of at most 4
+                    // bytes (UTF-8); text: Postgres's 1 GB bound.
+                    match (type_oid, typmod) {
+                        (1043 | 1042, m) if m >= 4 => {
+                            row.push(("character_maximum_length", V::Int4(m - 4)));
+                            row.push(("character_octet_length", V::Int4((m - 4) * 4)));
+                        }
+                        (25 | 1043 | 1042, _) => {
+                            row.push(("character_octet_length", V::Int4(1 << 30)));
+                        }
+                        _ => {}
                     }
                     if !identity.is_empty() {
                         // A sequence from 1 by 1 up to the type's maximum.
@@ -315,4 +338,208 @@ pub static TABLES: &[Spec] = &[
             rows
         },
     },
+    Spec {
+        name: "table_constraints",
+        columns: &[
+            ("constraint_catalog", Text),
+            ("constraint_schema", Text),
+            ("constraint_name", Text),
+            ("table_catalog", Text),
+            ("table_schema", Text),
+            ("table_name", Text),
+            ("constraint_type", Text),
+            ("is_deferrable", Text),
+            ("initially_deferred", Text),
+            ("enforced", Text),
+            ("nulls_distinct", Text),
+        ],
+        rows: |s| {
+            constraints(s)
+                .into_iter()
+                .map(|c| {
+                    let mut row = named(&c.name, &c.table);
+                    row.push(("constraint_type", t(c.kind)));
+                    row.push(("is_deferrable", yes_no(false)));
+                    row.push(("initially_deferred", yes_no(false)));
+                    row.push(("enforced", yes_no(true)));
+                    if c.kind == "UNIQUE" {
+                        row.push(("nulls_distinct", yes_no(true)));
+                    }
+                    row
+                })
+                .collect()
+        },
+    },
+    Spec {
+        name: "key_column_usage",
+        columns: &[
+            ("constraint_catalog", Text),
+            ("constraint_schema", Text),
+            ("constraint_name", Text),
+            ("table_catalog", Text),
+            ("table_schema", Text),
+            ("table_name", Text),
+            ("column_name", Text),
+            ("ordinal_position", Int4),
+            ("position_in_unique_constraint", Int4),
+        ],
+        rows: |s| {
+            let mut rows = Vec::new();
+            for c in constraints(s).into_iter().filter(|c| c.kind != "CHECK") {
+                for (i, column) in c.columns.iter().enumerate() {
+                    let mut row = named(&c.name, &c.table);
+                    row.push(("column_name", V::Text(column.clone())));
+                    row.push(("ordinal_position", int(i + 1)));
+                    if c.referenced.is_some() {
+                        row.push(("position_in_unique_constraint", int(i + 1)));
+                    }
+                    rows.push(row);
+                }
+            }
+            rows
+        },
+    },
+    Spec {
+        name: "referential_constraints",
+        columns: &[
+            ("constraint_catalog", Text),
+            ("constraint_schema", Text),
+            ("constraint_name", Text),
+            ("unique_constraint_catalog", Text),
+            ("unique_constraint_schema", Text),
+            ("unique_constraint_name", Text),
+            ("match_option", Text),
+            ("update_rule", Text),
+            ("delete_rule", Text),
+        ],
+        rows: |s| {
+            constraints(s)
+                .into_iter()
+                .filter_map(|c| {
+                    let (_, _, unique, on_delete) = c.referenced?;
+                    let mut row = vec![
+                        ("constraint_catalog", t(DATABASE_NAME)),
+                        ("constraint_schema", t("public")),
+                        ("constraint_name", V::Text(c.name)),
+                        ("unique_constraint_catalog", t(DATABASE_NAME)),
+                        ("unique_constraint_schema", t("public")),
+                        ("match_option", t("NONE")),
+                        ("update_rule", t("NO ACTION")),
+                        ("delete_rule", t(on_delete)),
+                    ];
+                    if let Some(unique) = unique {
+                        row.push(("unique_constraint_name", V::Text(unique)));
+                    }
+                    Some(row)
+                })
+                .collect()
+        },
+    },
+    Spec {
+        name: "constraint_column_usage",
+        columns: &[
+            ("table_catalog", Text),
+            ("table_schema", Text),
+            ("table_name", Text),
+            ("column_name", Text),
+            ("constraint_catalog", Text),
+            ("constraint_schema", Text),
+            ("constraint_name", Text),
+        ],
+        rows: |s| {
+            let mut rows = Vec::new();
+            for c in constraints(s).into_iter().filter(|c| c.kind != "CHECK") {
+                // A foreign key uses the columns it references; a key or
+                // unique constraint its own.
+                let (table, columns) = match &c.referenced {
+                    Some((table, column, _, _)) => (table.clone(), vec![column.clone()]),
+                    None => (c.table.clone(), c.columns.clone()),
+                };
+                for column in columns {
+                    let mut row = named(&c.name, &table);
+                    row.push(("column_name", V::Text(column)));
+                    rows.push(row);
+                }
+            }
+            rows
+        },
+    },
 ];
+
+/// A constraint as the views list it.
+struct Constraint {
+    name: String,
+    table: String,
+    /// `PRIMARY KEY`, `UNIQUE`, `FOREIGN KEY` or `CHECK` (Postgres lists
+    /// each NOT NULL column as a CHECK constraint).
+    kind: &'static str,
+    columns: Vec<String>,
+    /// A foreign key's referenced table and column, the unique
+    /// constraint that makes the column unique, and its `ON DELETE` rule.
+    referenced: Option<(String, String, Option<String>, &'static str)>,
+}
+
+/// The constraints of the user's tables.
+fn constraints(s: &Snapshot) -> Vec<Constraint> {
+    let mut out = Vec::new();
+    for r in &s.relations {
+        let indexes = super::keys::indexes(r);
+        for i in indexes.iter().filter(|i| i.contype().is_some()) {
+            out.push(Constraint {
+                name: i.name.clone(),
+                table: r.name.clone(),
+                kind: if i.primary { "PRIMARY KEY" } else { "UNIQUE" },
+                columns: i.columns.clone(),
+                referenced: None,
+            });
+        }
+        for k in super::keys::foreign_keys(r, &s.relations) {
+            let unique = s
+                .relations
+                .iter()
+                .find(|x| x.name == k.referenced)
+                .and_then(|x| {
+                    super::keys::indexes(x)
+                        .into_iter()
+                        .find(|i| i.unique && i.columns == [k.referenced_column.as_str()])
+                })
+                .map(|i| i.name);
+            out.push(Constraint {
+                name: k.name.clone(),
+                table: r.name.clone(),
+                kind: "FOREIGN KEY",
+                columns: vec![k.column.clone()],
+                referenced: Some((
+                    k.referenced.clone(),
+                    k.referenced_column.clone(),
+                    unique,
+                    k.on_delete.sql(),
+                )),
+            });
+        }
+        for (i, a) in attributes(r).into_iter().enumerate() {
+            if a.not_null {
+                out.push(Constraint {
+                    name: format!("2200_{}_{}_not_null", r.oid, i + 1),
+                    table: r.name.clone(),
+                    kind: "CHECK",
+                    columns: Vec::new(),
+                    referenced: None,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The columns naming a constraint and its table.
+fn named(constraint: &str, table: &str) -> Row {
+    vec![
+        ("constraint_catalog", t(DATABASE_NAME)),
+        ("constraint_schema", t("public")),
+        ("constraint_name", V::Text(constraint.to_owned())),
+        ("table_catalog", t(DATABASE_NAME)),
+        ("table_schema", t("public")),
+        ("table_name", V::Text(table.to_owned())),
+    ]
+}

@@ -197,6 +197,26 @@ fn foreign_keys_hold_across_writes_and_restarts() {
             ]
         );
 
+        // The standard's views, joined as tools list foreign keys.
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT tc.table_name, kcu.column_name, ccu.table_name, ccu.column_name, \
+                 rc.delete_rule, rc.unique_constraint_name \
+                 FROM information_schema.table_constraints tc \
+                 JOIN information_schema.key_column_usage kcu ON kcu.constraint_name = tc.constraint_name \
+                 JOIN information_schema.constraint_column_usage ccu ON ccu.constraint_name = tc.constraint_name \
+                 JOIN information_schema.referential_constraints rc ON rc.constraint_name = tc.constraint_name \
+                 WHERE tc.constraint_type = 'FOREIGN KEY' ORDER BY tc.table_name"
+            )
+            .await,
+            [
+                "langchain_pg_embedding|collection_id|langchain_pg_collection|uuid|CASCADE|langchain_pg_collection_pkey",
+                "note|doc_id|langchain_pg_embedding|id|NO ACTION|langchain_pg_embedding_pkey",
+                "tag|coll|langchain_pg_collection|uuid|SET NULL|langchain_pg_collection_pkey",
+            ]
+        );
+
         // Dropping the key lets the row go; the constraint is gone from
         // the catalog.
         rows(&q, "ALTER TABLE note DROP CONSTRAINT note_doc_id_fk").await;
@@ -322,6 +342,15 @@ fn unique_constraints_and_column_changes() {
         )
         .await;
         assert!(matches!(e, WriteError::NotNull(_)), "{e}");
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT character_maximum_length FROM information_schema.columns \
+                 WHERE table_name = 'perm' AND column_name = 'code'"
+            )
+            .await,
+            ["6"]
+        );
         rows(&q, "ALTER TABLE perm ALTER COLUMN kind DROP NOT NULL").await;
         rows(&q, "INSERT INTO perm VALUES (6, NULL, 'x')").await;
         assert_eq!(
