@@ -724,11 +724,11 @@ fn information_schema_describes_the_state() {
     );
     let e = run(
         &db,
-        "SELECT * FROM information_schema.table_constraints",
+        "SELECT * FROM information_schema.check_constraints",
         vec![],
     )
     .unwrap_err();
-    assert!(e.to_string().contains("table_constraints"), "{e}");
+    assert!(e.to_string().contains("check_constraints"), "{e}");
 }
 
 /// Runs a statement through the statement layer as the Postgres front end
