@@ -203,7 +203,7 @@ pub(crate) fn parse(alter: ast::AlterTable) -> Result<WriteStatement, WriteError
                             || using.as_ref().is_some_and(|u| !restates(u))
                         {
                             return Err(unsupported(format!(
-                                "ALTER TABLE … {}: only the length of a text column can change (TYPE text, varchar(n) or char(n))",
+                                "ALTER TABLE … {} is not supported: only the length of a text column can change (TYPE text, varchar(n) or char(n))",
                                 form(op)
                             )));
                         }
@@ -355,7 +355,7 @@ fn build(
                 let current = schema.columns.iter().find(|c| c.name == *column);
                 if current.is_some_and(|c| c.scalar() != Some(ScalarType::Text)) {
                     return Err(unsupported(format!(
-                        "ALTER TABLE {table} ALTER COLUMN {column} TYPE: only the length of a text column can change"
+                        "ALTER TABLE {table} ALTER COLUMN {column} TYPE is not supported: only the length of a text column can change"
                     )));
                 }
                 AlterAction::SetTypeMod {
