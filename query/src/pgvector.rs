@@ -250,6 +250,27 @@ pub fn rewrite_tree(statement: &mut Statement) {
     // First, `+`, `-`, `*` and `||` with an operand cast to vector become
     // the vector functions: the casts, dropped below, are what says the
     // operands are vectors. No rewrite can fail: the flow never breaks.
+    // A comparison with an operand cast to vector compares vectors, as
+    // pgvector orders them (component by component, then by dimension):
+    // the operands cast become vectors, and the planner reads a text
+    // operand on the other side as a vector too.
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::BinaryOp { left, op, right } = expr
+            && matches!(
+                op,
+                BinaryOperator::Eq
+                    | BinaryOperator::NotEq
+                    | BinaryOperator::Lt
+                    | BinaryOperator::LtEq
+                    | BinaryOperator::Gt
+                    | BinaryOperator::GtEq
+            )
+        {
+            vector_cast_to_call(left);
+            vector_cast_to_call(right);
+        }
+        ControlFlow::<()>::Continue(())
+    });
     let _ = visit_expressions_mut(statement, |expr| {
         if let Expr::BinaryOp { left, op, right } = expr
             && let Some(function) = crate::vector_functions::operator_function_name(op)
@@ -351,36 +372,7 @@ fn convert_selected_casts(body: &mut SetExpr) {
                     SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
                     _ => continue,
                 };
-                let mut inner = &mut *expr;
-                while let Expr::Nested(nested) = inner {
-                    inner = nested.as_mut();
-                }
-                if let Expr::Cast {
-                    expr: value,
-                    data_type,
-                    ..
-                } = inner
-                    && is_vector_cast_type(data_type)
-                    && let DataType::Custom(_, modifiers) = data_type
-                {
-                    use crate::vector_functions::VectorFunction;
-                    let converted = match modifiers.as_slice() {
-                        [] => Some((VectorFunction::Cast, None)),
-                        [n] => n
-                            .parse::<i64>()
-                            .ok()
-                            .map(|n| (VectorFunction::CastDims, Some(n))),
-                        _ => None,
-                    };
-                    if let Some((function, dims)) = converted {
-                        let value = std::mem::replace(value.as_mut(), Expr::value(Value::Null));
-                        let mut args = vec![value];
-                        if let Some(n) = dims {
-                            args.push(Expr::value(Value::Number(n.to_string(), false)));
-                        }
-                        *inner = call(function.name(), args);
-                    }
-                }
+                vector_cast_to_call(expr);
             }
         }
         SetExpr::SetOperation { left, right, .. } => {
@@ -389,6 +381,43 @@ fn convert_selected_casts(body: &mut SetExpr) {
         }
         SetExpr::Query(query) => convert_selected_casts(&mut query.body),
         _ => {}
+    }
+}
+
+/// A cast to vector (`x::vector`, `x::vector(n)`; `halfvec` alike),
+/// under any parentheses, becomes `vector(x)` (or `vector(x, n)`, which
+/// also checks the dimension): the value is read and checked as a vector
+/// and is one, rather than text. Anything else is left as it is.
+fn vector_cast_to_call(expr: &mut Expr) {
+    let mut inner = expr;
+    while let Expr::Nested(nested) = inner {
+        inner = nested.as_mut();
+    }
+    if let Expr::Cast {
+        expr: value,
+        data_type,
+        ..
+    } = inner
+        && is_vector_cast_type(data_type)
+        && let DataType::Custom(_, modifiers) = data_type
+    {
+        use crate::vector_functions::VectorFunction;
+        let converted = match modifiers.as_slice() {
+            [] => Some((VectorFunction::Cast, None)),
+            [n] => n
+                .parse::<i64>()
+                .ok()
+                .map(|n| (VectorFunction::CastDims, Some(n))),
+            _ => None,
+        };
+        if let Some((function, dims)) = converted {
+            let value = std::mem::replace(value.as_mut(), Expr::value(Value::Null));
+            let mut args = vec![value];
+            if let Some(n) = dims {
+                args.push(Expr::value(Value::Number(n.to_string(), false)));
+            }
+            *inner = call(function.name(), args);
+        }
     }
 }
 

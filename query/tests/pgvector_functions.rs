@@ -621,3 +621,26 @@ fn vectors_compare_with_text_literals() {
         assert!(e.contains("NaN"), "{e}");
     });
 }
+
+/// Comparisons of vectors written as literals compare vectors, as
+/// pgvector orders them (its `test/expected/vector_type.out`): component
+/// by component, then the shorter vector first; not their text, where
+/// `'[1,2,3]' < '[1,2]'` would hold (`,` sorts before `]`).
+#[test]
+fn vector_literals_compare_as_vectors() {
+    let (_dir, q) = fixture();
+    block_on(async {
+        for (sql, expected) in [
+            ("SELECT '[1,2,3]'::vector < '[1,2]'", "false"),
+            ("SELECT '[1,2,3]'::vector <= '[1,2]'", "false"),
+            ("SELECT '[1,2,3]'::vector >= '[1,2]'", "true"),
+            ("SELECT '[1,2,3]'::vector > '[1,2]'", "true"),
+            ("SELECT '[1,2,3]'::vector = '[1,2,3]'", "true"),
+            ("SELECT '[1,2,3]'::vector <> '[1,2,3]'", "false"),
+            ("SELECT '[1,2]'::vector < '[1,3]'::vector", "true"),
+            ("SELECT '[10]'::vector > '[9,9]'", "true"),
+        ] {
+            assert_eq!(rows(&q, sql).await, [expected], "{sql}");
+        }
+    });
+}
