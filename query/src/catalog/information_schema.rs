@@ -23,8 +23,19 @@ struct Listed {
     name: String,
     /// `BASE TABLE` or `VIEW`.
     kind: &'static str,
-    /// (name, type OID, nullable, default, `attidentity`, `atttypmod`)
-    columns: Vec<(String, u32, bool, Option<String>, &'static str, i32)>,
+    columns: Vec<ListedColumn>,
+}
+
+/// A column as `information_schema.columns` lists it.
+struct ListedColumn {
+    name: String,
+    type_oid: u32,
+    nullable: bool,
+    default: Option<String>,
+    /// `attidentity`: `"d"`, `"a"` or `""`.
+    identity: &'static str,
+    /// `atttypmod`: `varchar(n)`'s `n + 4`, else -1.
+    typmod: i32,
 }
 
 /// The user's tables, then the catalog's.
@@ -38,15 +49,13 @@ fn listed(snapshot: &Snapshot) -> Vec<Listed> {
             kind: "BASE TABLE",
             columns: attributes(r)
                 .into_iter()
-                .map(|a| {
-                    (
-                        a.name,
-                        a.type_oid,
-                        !a.not_null,
-                        a.default,
-                        a.identity,
-                        a.typmod,
-                    )
+                .map(|a| ListedColumn {
+                    name: a.name,
+                    type_oid: a.type_oid,
+                    nullable: !a.not_null,
+                    default: a.default,
+                    identity: a.identity,
+                    typmod: a.typmod,
                 })
                 .collect(),
         })
@@ -63,7 +72,14 @@ fn listed(snapshot: &Snapshot) -> Vec<Listed> {
                 columns: spec
                     .columns
                     .iter()
-                    .map(|(name, col)| ((*name).to_owned(), col.type_oid(), true, None, "", -1))
+                    .map(|(name, col)| ListedColumn {
+                        name: (*name).to_owned(),
+                        type_oid: col.type_oid(),
+                        nullable: true,
+                        default: None,
+                        identity: "",
+                        typmod: -1,
+                    })
                     .collect(),
             }
         }));
@@ -274,8 +290,17 @@ pub static TABLES: &[Spec] = &[
             let mut rows = Vec::new();
             for l in listed(s) {
                 let base = l.kind == "BASE TABLE";
-                for (i, (name, type_oid, nullable, default, identity, typmod)) in
-                    l.columns.into_iter().enumerate()
+                for (
+                    i,
+                    ListedColumn {
+                        name,
+                        type_oid,
+                        nullable,
+                        default,
+                        identity,
+                        typmod,
+                    },
+                ) in l.columns.into_iter().enumerate()
                 {
                     let d = describe(type_oid, &types);
                     let mut row: Row = vec![
