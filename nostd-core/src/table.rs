@@ -537,7 +537,9 @@ pub struct ColumnDef {
     pub default: Option<String>,
     /// The name of the column's btree index (`CREATE INDEX name ON t
     /// (column)`), when it has one: the table keeps its live rows
-    /// ordered by value ([`Table::index_range`]).
+    /// ordered by value ([`Table::index_range`]). On the vector column,
+    /// the name of its HNSW index (`CREATE INDEX name ON t USING hnsw
+    /// …`): the graph every collection keeps.
     pub index: Option<String>,
     /// The column's foreign key, when it has one.
     pub references: Option<ForeignKey>,
@@ -572,6 +574,16 @@ impl ColumnDef {
             (true, true) => "a",
             (true, false) => "d",
             _ => "",
+        }
+    }
+
+    /// Whether the column can carry an index name: a scalar column
+    /// with a btree order, or the vector column, whose index is the
+    /// collection's HNSW graph.
+    pub fn has_index_kind(&self) -> bool {
+        match self.ty {
+            ColumnType::Vector { .. } => true,
+            ColumnType::Scalar(t) => t.is_orderable(),
         }
     }
 
@@ -908,7 +920,7 @@ impl TableSchema {
                 if !valid_name(index) {
                     return Err(SchemaError::BadIndexName(index.clone()));
                 }
-                if !c.scalar().is_some_and(ScalarType::is_orderable) {
+                if !c.has_index_kind() {
                     return Err(SchemaError::IndexColumn(c.name.clone()));
                 }
                 indexes.push(index);
@@ -1087,7 +1099,7 @@ impl TableSchema {
                 }
                 let i = position(column)?;
                 let c = &mut self.columns[i];
-                if c.index.is_some() || !c.scalar().is_some_and(ScalarType::is_orderable) {
+                if c.index.is_some() || !c.has_index_kind() {
                     return Err(SchemaError::IndexColumn(column.clone()));
                 }
                 c.index = Some(name.clone());
@@ -1756,12 +1768,14 @@ impl Table {
             }
             AlterAction::RenameTable { .. } => {}
             AlterAction::CreateIndex { column, name } => {
-                let Some(s) = scalar_index(&self.schema, column) else {
-                    return;
-                };
                 if let Some(c) = self.schema.columns.iter_mut().find(|c| c.name == *column) {
                     c.index = Some(name.clone());
                 }
+                // The vector column's index is the collection's graph: only
+                // its name is kept here.
+                let Some(s) = scalar_index(&self.schema, column) else {
+                    return;
+                };
                 let values = &self.columns[s];
                 let mut ordered = Ordered::new();
                 for (row, _) in deleted.iter().enumerate().filter(|(_, d)| !**d) {

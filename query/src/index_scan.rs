@@ -118,11 +118,9 @@ impl RowSource {
         let mut columns = BTreeSet::new();
         self.columns(&mut columns);
         columns.iter().all(|name| {
-            table
-                .schema()
-                .columns
-                .iter()
-                .any(|c| c.name == *name && (c.index.is_some() || c.is_unique()))
+            table.schema().columns.iter().any(|c| {
+                c.name == *name && c.scalar().is_some() && (c.index.is_some() || c.is_unique())
+            })
         })
     }
 

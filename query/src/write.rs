@@ -2449,17 +2449,18 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
                 },
                 ..info.config
             };
-            if config != info.config {
-                engine.submit(Event::Reindex {
-                    collection: info.name.clone(),
-                    config,
-                })?;
-            }
-            Ok(WriteOutcome {
-                rows: 0,
-                notices: Vec::new(),
-                written: None,
-            })
+            let reindex = (config != info.config).then(|| Event::Reindex {
+                collection: info.name.clone(),
+                config,
+            });
+            name_hnsw_index(
+                engine,
+                table,
+                column,
+                name.as_deref(),
+                *if_not_exists,
+                reindex,
+            )
         }
         WriteStatement::Truncate { table } => {
             let info = table_info(engine, table)?;
@@ -2615,6 +2616,79 @@ fn create_btree_index(
                     name,
                 }],
             }))
+        })();
+        built.unwrap_or_else(|e| {
+            outcome = Err(e);
+            None
+        })
+    });
+    outcome?;
+    submitted.map_err(index_error)?;
+    Ok(WriteOutcome {
+        rows: 0,
+        notices,
+        written: None,
+    })
+}
+
+/// `CREATE INDEX [name] ON table USING hnsw (column …)` on a table with
+/// declared columns: the graph's new configuration (`reindex`, when it
+/// changes), and the name given, kept in the vector column's definition
+/// so that the catalogs list it and `DROP INDEX name` finds it; both in
+/// one event. The graph is the collection's own: a second name for it
+/// is not kept (a NOTICE says so).
+fn name_hnsw_index(
+    engine: &Engine,
+    table: &str,
+    column: &str,
+    name: Option<&str>,
+    if_not_exists: bool,
+    reindex: Option<Event>,
+) -> Result<WriteOutcome, WriteError> {
+    let mut notices = Vec::new();
+    let mut outcome = Ok(());
+    let submitted = engine.submit_built(|state| {
+        let built = (|| -> Result<Option<Event>, WriteError> {
+            let collection = CollectionName::new(table)
+                .ok()
+                .and_then(|n| state.collection(&n))
+                .ok_or_else(|| WriteError::UndefinedTable(table.into()))?;
+            let mut events: Vec<Event> = reindex.clone().into_iter().collect();
+            let def = collection
+                .table()
+                .and_then(|t| t.schema().columns.iter().find(|c| c.name == column));
+            if let (Some(name), Some(def)) = (name, def) {
+                match &def.index {
+                    Some(existing) if existing == name => {
+                        if !if_not_exists {
+                            return Err(WriteError::IndexExists(name.to_owned()));
+                        }
+                        notices.push(format!("relation {name:?} already exists, skipping"));
+                    }
+                    Some(existing) => notices.push(format!(
+                        "the HNSW index of {table} ({column}) is {existing}; it is the table's one graph, so {name} is not kept as a second name (its parameters apply)"
+                    )),
+                    None if relation_names(state).contains(name) => {
+                        if !if_not_exists {
+                            return Err(WriteError::IndexExists(name.to_owned()));
+                        }
+                        notices.push(format!("relation {name:?} already exists, skipping"));
+                        return Ok(None);
+                    }
+                    None => events.push(Event::AlterTable {
+                        collection: collection.name().clone(),
+                        actions: vec![valori_core::table::AlterAction::CreateIndex {
+                            column: column.to_owned(),
+                            name: name.to_owned(),
+                        }],
+                    }),
+                }
+            }
+            Ok(match events.len() {
+                0 => None,
+                1 => events.pop(),
+                _ => Some(Event::Transaction { events }),
+            })
         })();
         built.unwrap_or_else(|e| {
             outcome = Err(e);

@@ -153,7 +153,7 @@ pub fn indexes(relation: &Relation) -> Vec<Index> {
         Some(declared) => {
             for (i, c) in declared.columns.iter().enumerate() {
                 let collation = collation_of(c);
-                if let Some(name) = &c.index {
+                if let (Some(name), Some(_)) = (&c.index, c.scalar()) {
                     out.push(index(
                         name.clone(),
                         i,
@@ -207,20 +207,25 @@ pub fn indexes(relation: &Relation) -> Vec<Index> {
                         .collect(),
                 });
             }
-            declared
-                .vector_column()
-                .and_then(|i| declared.columns.get(i).map(|c| (i, c.name.clone())))
+            declared.vector_column().and_then(|i| {
+                declared
+                    .columns
+                    .get(i)
+                    .map(|c| (i, c.name.clone(), c.index.clone()))
+            })
         }
         None => relation
             .schema
             .fields()
             .iter()
             .position(|f| f.name() == "vec")
-            .map(|i| (i, "vec".to_owned())),
+            .map(|i| (i, "vec".to_owned(), None)),
     };
-    if let Some((i, column)) = vector {
+    // The HNSW index, under the name `CREATE INDEX` gave it, else as
+    // Postgres names an unnamed one.
+    if let Some((i, column, named)) = vector {
         out.push(index(
-            format!("{table}_{column}_idx"),
+            named.unwrap_or_else(|| format!("{table}_{column}_idx")),
             i,
             &column,
             false,

@@ -353,3 +353,84 @@ async fn check_filters(q: &QueryEngine, live: &[(i64, Option<i64>)]) {
         );
     }
 }
+
+/// `CREATE INDEX name … USING hnsw` keeps its name (Django's
+/// `HnswIndex(name=…)`): the catalogs list the HNSW index under it, a
+/// second `CREATE INDEX` under the name is refused (`42P07`, a NOTICE
+/// with `IF NOT EXISTS`), `DROP INDEX name` finds it and gives the graph
+/// back its unnamed name, and searches answer throughout; the log alone
+/// rebuilds the same state.
+#[test]
+fn hnsw_index_names_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(Arc::clone(&engine));
+    let names =
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'docs' ORDER BY indexname";
+    block_on(async {
+        for sql in [
+            "CREATE TABLE docs (id int PRIMARY KEY, embedding vector(2))",
+            "INSERT INTO docs VALUES (1, '[0,0]'), (2, '[3,4]')",
+            "CREATE INDEX docs_hnsw ON docs USING hnsw (embedding vector_cosine_ops) WITH (m = 8)",
+        ] {
+            run(&q, sql).await.unwrap();
+        }
+        assert_eq!(
+            cells(&run(&q, names).await.unwrap()),
+            [
+                "docs_hnsw|CREATE INDEX docs_hnsw ON public.docs USING hnsw (embedding vector_cosine_ops)",
+                "docs_pkey|CREATE UNIQUE INDEX docs_pkey ON public.docs USING btree (id)",
+            ]
+        );
+        let hash = state_hash(&engine);
+        match run(
+            &q,
+            "CREATE INDEX docs_hnsw ON docs USING hnsw (embedding vector_cosine_ops)",
+        )
+        .await
+        {
+            Err(QueryError::Write(WriteError::IndexExists(_))) => {}
+            other => panic!("{other:?}"),
+        }
+        run(
+            &q,
+            "CREATE INDEX IF NOT EXISTS docs_hnsw ON docs USING hnsw (embedding vector_cosine_ops)",
+        )
+        .await
+        .unwrap();
+        assert_eq!(state_hash(&engine), hash);
+        let nearest = "SELECT id FROM docs ORDER BY embedding <=> '[3,4.1]' LIMIT 1";
+        assert_eq!(cells(&run(&q, nearest).await.unwrap()), ["2"]);
+        run(&q, "DROP INDEX docs_hnsw").await.unwrap();
+        assert_eq!(
+            cells(&run(&q, names).await.unwrap())[0],
+            "docs_embedding_idx|CREATE INDEX docs_embedding_idx ON public.docs USING hnsw (embedding vector_cosine_ops)"
+        );
+        assert_eq!(cells(&run(&q, nearest).await.unwrap()), ["2"]);
+        run(
+            &q,
+            "CREATE INDEX item_hnsw ON docs USING hnsw (embedding vector_cosine_ops)",
+        )
+        .await
+        .unwrap();
+    });
+    let hash = state_hash(&engine);
+    drop(q);
+    drop(engine);
+    let reopened = Arc::new(Engine::open(dir.path()).unwrap());
+    assert_eq!(state_hash(&reopened), hash);
+    let q = QueryEngine::new(reopened);
+    block_on(async {
+        assert_eq!(
+            cells(
+                &run(
+                    &q,
+                    "SELECT indexname FROM pg_indexes WHERE indexname = 'item_hnsw'"
+                )
+                .await
+                .unwrap()
+            ),
+            ["item_hnsw"]
+        );
+    });
+}
