@@ -4,8 +4,9 @@
 //!   (the Raft log and vote, durable in the node's cluster directory), a
 //!   [`state_machine::StateMachine`] that applies committed entries to the
 //!   [`Engine`] with the same durable commit and `State::apply` as a single
-//!   node, and [`network`] (length-prefixed JSON over TCP on the cluster
-//!   address, opened with the cluster key).
+//!   node, and [`network`] (length-prefixed messages over TCP on the cluster
+//!   address, opened with the cluster key), with the entries of every write
+//!   in the binary encoding of [`codec`].
 //! - Client writes reach the cluster through the engine: [`Node::start`]
 //!   installs a [`WriteGate`] so that `Engine::submit` from any front end
 //!   proposes the event and returns once a majority has it durable and this
@@ -19,6 +20,7 @@
 // helpers that build it return it too rather than box it and unbox it again.
 #![allow(clippy::result_large_err)]
 
+pub mod codec;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
@@ -80,7 +82,11 @@ impl fmt::Display for Member {
 }
 
 /// One replicated write: an event's canonical bytes.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+///
+/// Entries travel and are stored in the binary encoding of [`codec`]; the
+/// serde form (base64 in JSON) is kept only to read Raft logs written
+/// before that encoding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Write {
     #[serde(with = "base64_bytes")]
     pub event: Vec<u8>,

@@ -1,9 +1,14 @@
 //! The Raft log and vote of one node, durable in its cluster directory.
 //!
 //! `raft-log` is a sequence of records, each `len: u32 LE`, `check: [u8;
-//! 8]` (the first 8 bytes of the BLAKE3 hash of the payload) and a JSON
-//! payload: an appended entry, a truncation (entries from an index on are
-//! gone) or a purge (entries up to a log id are retired). Replaying the
+//! 8]` (the first 8 bytes of the BLAKE3 hash of the payload) and a payload:
+//! an appended entry, a truncation (entries from an index on are gone) or
+//! a purge (entries up to a log id are retired). The payload is
+//! `format: u8` (2), `kind: u8` (1 append: an entry in the encoding of
+//! [`crate::codec`]; 2 truncate: `index: u64`; 3 purge: a log id).
+//! Records of the first format, written by earlier versions, are JSON
+//! (their first byte is `{`) and are still read; the file is rewritten in
+//! the current format when it is next compacted. Replaying the
 //! records in order gives the log; a record cut short or failing its check
 //! at the end of the file is a torn write and is cut off, one in the middle
 //! is corruption and an error. Appends are fsynced before openraft is told
@@ -25,13 +30,24 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, LogId, RaftLogId, RaftLogReader, StorageError, StorageIOError, Vote};
 use serde::{Deserialize, Serialize};
 
+use crate::codec::{DecodeError, Decoder, Encoder};
 use crate::{NodeId, TypeConfig};
 
 const LOG_FILE: &str = "raft-log";
 const VOTE_FILE: &str = "vote";
 const RECORD_HEADER_BYTES: usize = 12;
 
-#[derive(Serialize, Deserialize)]
+/// The first byte of a record's payload in the current format.
+const RECORD_FORMAT: u8 = 2;
+/// The first byte of a record of the first format (JSON).
+const RECORD_FORMAT_JSON: u8 = b'{';
+const RECORD_APPEND: u8 = 1;
+const RECORD_TRUNCATE: u8 = 2;
+const RECORD_PURGE: u8 = 3;
+
+/// A record of the log. The serde form is the first format's (JSON), read
+/// from logs written before the binary one.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 enum Record {
     Append(Entry<TypeConfig>),
     /// Entries from this index on are removed (a follower's conflicting,
@@ -81,13 +97,75 @@ fn check_of(payload: &[u8]) -> [u8; 8] {
     out
 }
 
-fn encode(record: &Record, out: &mut Vec<u8>) -> io::Result<()> {
-    let payload = serde_json::to_vec(record).map_err(io::Error::other)?;
-    let len = u32::try_from(payload.len()).map_err(io::Error::other)?;
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&check_of(&payload));
-    out.extend_from_slice(&payload);
-    Ok(())
+/// Appends a record to `out`: the header, then the payload in the current
+/// format, whose kind and body `body` writes.
+fn put_record(out: &mut Vec<u8>, body: impl FnOnce(&mut Encoder<'_>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
+    let mut e = Encoder::new(out);
+    e.u8(RECORD_FORMAT);
+    body(&mut e);
+    let payload = &out[start + RECORD_HEADER_BYTES..];
+    let len = u32::try_from(payload.len())
+        .expect("invariant: a record holds at most one entry, far below 4 GiB");
+    let check = check_of(payload);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + RECORD_HEADER_BYTES].copy_from_slice(&check);
+}
+
+fn encode_append(entry: &Entry<TypeConfig>, out: &mut Vec<u8>) {
+    put_record(out, |e| {
+        e.u8(RECORD_APPEND);
+        e.entry(entry);
+    });
+}
+
+fn encode(record: &Record, out: &mut Vec<u8>) {
+    match record {
+        Record::Append(entry) => encode_append(entry, out),
+        Record::Truncate(index) => put_record(out, |e| {
+            e.u8(RECORD_TRUNCATE);
+            e.u64(*index);
+        }),
+        Record::Purge(log_id) => put_record(out, |e| {
+            e.u8(RECORD_PURGE);
+            e.log_id(log_id);
+        }),
+    }
+}
+
+/// Why a record that passed its check does not decode.
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    #[error("{0}")]
+    Binary(#[from] DecodeError),
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("unknown record format {0}")]
+    Format(u8),
+    #[error("unknown record kind {0}")]
+    Kind(u8),
+    #[error("an empty record")]
+    Empty,
+}
+
+fn decode(payload: &[u8]) -> Result<Record, RecordError> {
+    let (&format, rest) = payload.split_first().ok_or(RecordError::Empty)?;
+    match format {
+        RECORD_FORMAT => {
+            let mut d = Decoder::new(rest);
+            let record = match d.u8("a record's kind")? {
+                RECORD_APPEND => Record::Append(d.entry()?),
+                RECORD_TRUNCATE => Record::Truncate(d.u64("a truncation's index")?),
+                RECORD_PURGE => Record::Purge(d.log_id()?),
+                kind => return Err(RecordError::Kind(kind)),
+            };
+            d.finish("a record")?;
+            Ok(record)
+        }
+        RECORD_FORMAT_JSON => Ok(serde_json::from_slice(payload)?),
+        other => Err(RecordError::Format(other)),
+    }
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -139,8 +217,8 @@ impl LogStore {
                 }
                 return Err(corrupt(&path, pos, "a record fails its check"));
             }
-            let record: Record = serde_json::from_slice(payload)
-                .map_err(|_| corrupt(&path, pos, "a record does not decode"))?;
+            let record = decode(payload)
+                .map_err(|e| corrupt(&path, pos, &format!("a record does not decode: {e}")))?;
             match record {
                 Record::Append(entry) => {
                     entries.insert(entry.log_id.index, entry);
@@ -199,11 +277,16 @@ impl Inner {
     fn write_records(&mut self, records: &[Record]) -> io::Result<()> {
         let mut buf = Vec::new();
         for r in records {
-            encode(r, &mut buf)?;
+            encode(r, &mut buf);
         }
-        self.file.write_all(&buf)?;
+        self.write_durably(&buf, records.len())
+    }
+
+    /// Appends `count` encoded records and makes them durable.
+    fn write_durably(&mut self, buf: &[u8], count: usize) -> io::Result<()> {
+        self.file.write_all(buf)?;
         self.file.sync_data()?;
-        self.records += records.len() as u64;
+        self.records += count as u64;
         Ok(())
     }
 
@@ -216,10 +299,10 @@ impl Inner {
         }
         let mut buf = Vec::new();
         if let Some(p) = self.purged {
-            encode(&Record::Purge(p), &mut buf)?;
+            encode(&Record::Purge(p), &mut buf);
         }
         for e in self.entries.values() {
-            encode(&Record::Append(e.clone()), &mut buf)?;
+            encode_append(e, &mut buf);
         }
         replace_file(&self.dir, LOG_FILE, &buf)?;
         self.file = OpenOptions::new()
@@ -283,17 +366,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        let records: Vec<Record> = entries.into_iter().map(Record::Append).collect();
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let mut buf = Vec::new();
+        for e in &entries {
+            encode_append(e, &mut buf);
+        }
         let mut inner = self.lock();
         // Durable before openraft hears of it: a vote counted toward a
         // commit is a promise that the entry survives a crash.
-        let written = inner.write_records(&records);
-        match written {
+        match inner.write_durably(&buf, entries.len()) {
             Ok(()) => {
-                for r in records {
-                    if let Record::Append(e) = r {
-                        inner.entries.insert(e.log_id.index, e);
-                    }
+                for e in entries {
+                    inner.entries.insert(e.log_id.index, e);
                 }
                 callback.log_io_completed(Ok(()));
                 Ok(())
@@ -397,5 +481,72 @@ mod tests {
         fs::write(&path, &bytes).expect("write");
         let err = LogStore::open(dir.path()).expect_err("a damaged first record");
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    }
+
+    /// Each kind of record decodes to the record that was encoded, in the
+    /// current format; the payload is as the module doc describes it.
+    #[test]
+    fn records_round_trip() {
+        let records = [
+            Record::Append(entry(7)),
+            Record::Truncate(u64::MAX),
+            Record::Purge(LogId::new(CommittedLeaderId::new(3, 2), 9)),
+        ];
+        for r in &records {
+            let mut buf = Vec::new();
+            encode(r, &mut buf);
+            let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+            assert_eq!(buf.len(), RECORD_HEADER_BYTES + len);
+            let payload = &buf[RECORD_HEADER_BYTES..];
+            assert_eq!(buf[4..RECORD_HEADER_BYTES], check_of(payload));
+            assert_eq!(payload[0], RECORD_FORMAT);
+            assert_eq!(&decode(payload).expect("decodes"), r);
+        }
+        let mut buf = Vec::new();
+        encode(&records[1], &mut buf);
+        let payload = &mut buf[RECORD_HEADER_BYTES..];
+        payload[1] = 9;
+        assert!(matches!(decode(payload), Err(RecordError::Kind(9))));
+        payload[0] = 7;
+        assert!(matches!(decode(payload), Err(RecordError::Format(7))));
+        assert!(matches!(decode(&[]), Err(RecordError::Empty)));
+        assert!(matches!(
+            decode(&[RECORD_FORMAT, RECORD_TRUNCATE, 1, 2]),
+            Err(RecordError::Binary(DecodeError::Truncated { .. }))
+        ));
+    }
+
+    /// A Raft log written by an earlier version (JSON records) is read,
+    /// records of the current format continue it, and the mixed file is
+    /// read again after a restart.
+    #[test]
+    fn records_of_the_json_format_are_still_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut old = Vec::new();
+        for r in [
+            Record::Append(entry(1)),
+            Record::Append(entry(2)),
+            Record::Append(entry(3)),
+            Record::Truncate(3),
+        ] {
+            let payload = serde_json::to_vec(&r).expect("json");
+            assert_eq!(payload[0], RECORD_FORMAT_JSON);
+            old.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            old.extend_from_slice(&check_of(&payload));
+            old.extend_from_slice(&payload);
+        }
+        fs::write(dir.path().join(LOG_FILE), &old).expect("write");
+        let store = LogStore::open(dir.path()).expect("open");
+        assert_eq!(
+            store.lock().entries.values().cloned().collect::<Vec<_>>(),
+            vec![entry(1), entry(2)]
+        );
+        drop(store);
+        write(dir.path(), &[Record::Append(entry(3))]);
+        let store = LogStore::open(dir.path()).expect("open");
+        assert_eq!(
+            store.lock().entries.values().cloned().collect::<Vec<_>>(),
+            vec![entry(1), entry(2), entry(3)]
+        );
     }
 }
