@@ -16,7 +16,7 @@
 //! | vote | `term: u64`, `node: u64`, `committed: u8` |
 //! | member | `cluster_addr`, `rest_addr`, `pg_addr` (text each) |
 //! | membership | `configs: u32`, each `ids: u32` × `u64`; `nodes: u32`, each `id: u64`, member |
-//! | entry | log id, `kind: u8` (0 blank, 1 event: bytes, 2 membership) |
+//! | entry | log id, `kind: u8` (0 blank, 1 events: `count: u32` × bytes, 2 membership) |
 //! | append request | vote, optional prev log id, optional commit log id, `entries: u32` × entry |
 //! | append answer | `kind: u8` (0 success, 1 partial: optional log id, 2 conflict, 3 higher vote: vote) |
 //! | snapshot chunk | vote, optional last log id, optional membership log id, membership, snapshot id (text), `offset: u64`, data (bytes), `done: u8` |
@@ -132,7 +132,10 @@ impl<'a> Encoder<'a> {
             EntryPayload::Blank => self.u8(0),
             EntryPayload::Normal(w) => {
                 self.u8(1);
-                self.bytes(&w.event);
+                self.len(w.events.len());
+                for event in &w.events {
+                    self.bytes(event);
+                }
             }
             EntryPayload::Membership(m) => {
                 self.u8(2);
@@ -189,6 +192,7 @@ const NODE_ID_BYTES_MIN: usize = 8;
 const CONFIG_BYTES_MIN: usize = 4;
 const MEMBER_BYTES_MIN: usize = 8 + 3 * 4;
 const ENTRY_BYTES_MIN: usize = 3 * 8 + 1;
+const EVENT_BYTES_MIN: usize = 4;
 
 impl<'a> Decoder<'a> {
     pub(crate) fn new(buf: &'a [u8]) -> Self {
@@ -326,9 +330,14 @@ impl<'a> Decoder<'a> {
         let log_id = self.log_id()?;
         let payload = match self.u8("an entry's kind")? {
             0 => EntryPayload::Blank,
-            1 => EntryPayload::Normal(Write {
-                event: self.bytes("an entry's event")?.to_vec(),
-            }),
+            1 => {
+                let n = self.count(EVENT_BYTES_MIN, "an entry's events")?;
+                let mut events = Vec::with_capacity(n);
+                for _ in 0..n {
+                    events.push(self.bytes("an entry's event")?.to_vec());
+                }
+                EntryPayload::Normal(Write { events })
+            }
             2 => EntryPayload::Membership(self.membership()?),
             tag => {
                 return Err(DecodeError::Tag {
@@ -438,12 +447,14 @@ mod tests {
             },
             Entry {
                 log_id: log_id(2, 3, 3),
-                payload: EntryPayload::Normal(Write { event: Vec::new() }),
+                payload: EntryPayload::Normal(Write {
+                    events: vec![Vec::new()],
+                }),
             },
             Entry {
                 log_id: log_id(2, 3, u64::MAX),
                 payload: EntryPayload::Normal(Write {
-                    event: (0..=255u8).cycle().take(70_000).collect(),
+                    events: vec![(0..=255u8).cycle().take(70_000).collect(), vec![1, 2, 3]],
                 }),
             },
         ]

@@ -421,7 +421,7 @@ mod tests {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
             payload: EntryPayload::Normal(crate::Write {
-                event: vec![index as u8; 10],
+                events: vec![vec![index as u8; 10]],
             }),
         }
     }
@@ -522,12 +522,23 @@ mod tests {
     #[test]
     fn records_of_the_json_format_are_still_read() {
         let dir = tempfile::tempdir().expect("tempdir");
+        // The first format's JSON, as version 1 wrote it: one event per
+        // entry, in base64 under `event`.
+        let append = |i: u64| {
+            use base64::Engine as _;
+            serde_json::json!({"Append": {
+                "log_id": entry(i).log_id,
+                "payload": {"Normal": {
+                    "event": base64::engine::general_purpose::STANDARD.encode([i as u8; 10]),
+                }},
+            }})
+        };
         let mut old = Vec::new();
         for r in [
-            Record::Append(entry(1)),
-            Record::Append(entry(2)),
-            Record::Append(entry(3)),
-            Record::Truncate(3),
+            append(1),
+            append(2),
+            append(3),
+            serde_json::json!({"Truncate": 3}),
         ] {
             let payload = serde_json::to_vec(&r).expect("json");
             assert_eq!(payload[0], RECORD_FORMAT_JSON);

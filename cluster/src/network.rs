@@ -556,7 +556,7 @@ mod tests {
             entries: vec![Entry {
                 log_id: LogId::new(CommittedLeaderId::new(2, 1), 5),
                 payload: EntryPayload::Normal(crate::Write {
-                    event: vec![7; 1000],
+                    events: vec![vec![7; 1000]],
                 }),
             }],
         }
