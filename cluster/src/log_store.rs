@@ -58,29 +58,39 @@ enum Record {
     Purge(LogId<NodeId>),
 }
 
+/// The log as openraft reads it: locked only briefly, never across IO.
 #[derive(Debug)]
 struct Inner {
-    dir: PathBuf,
-    file: File,
     entries: BTreeMap<u64, Entry<TypeConfig>>,
     purged: Option<LogId<NodeId>>,
     vote: Option<Vote<NodeId>>,
+}
+
+/// The files: locked for each write and its fsync, on a blocking thread.
+#[derive(Debug)]
+struct Disk {
+    dir: PathBuf,
+    file: File,
     /// Records in the file, to decide when rewriting it pays.
     records: u64,
 }
 
 /// The log store openraft writes through; clones share one log.
+///
+/// Writes and fsyncs run on tokio's blocking threads, holding `disk`; the
+/// in-memory log in `inner` changes only after the write is durable, under
+/// `disk` too (lock order: `disk`, then `inner`). So an fsync that takes
+/// long (a busy disk) holds up the next log write, as it must, but not
+/// readers of the log (replication to the other nodes), nor the async
+/// worker threads that serve heartbeats, other connections and clients.
 #[derive(Clone, Debug)]
 pub struct LogStore {
     inner: Arc<Mutex<Inner>>,
+    disk: Arc<Mutex<Disk>>,
 }
 
 fn io_err(e: &io::Error) -> StorageError<NodeId> {
     StorageIOError::write_logs(e).into()
-}
-
-fn read_err(e: &io::Error) -> StorageError<NodeId> {
-    StorageIOError::read_logs(e).into()
 }
 
 fn corrupt(path: &Path, offset: usize, what: &str) -> io::Error {
@@ -251,11 +261,13 @@ impl LogStore {
         };
         Ok(LogStore {
             inner: Arc::new(Mutex::new(Inner {
-                dir: dir.to_path_buf(),
-                file,
                 entries,
                 purged,
                 vote,
+            })),
+            disk: Arc::new(Mutex::new(Disk {
+                dir: dir.to_path_buf(),
+                file,
                 records,
             })),
         })
@@ -271,9 +283,29 @@ impl LogStore {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn disk(&self) -> MutexGuard<'_, Disk> {
+        self.disk.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` (file IO, then the in-memory change it makes durable) on a
+    /// blocking thread, holding the disk lock.
+    async fn with_disk<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Disk, &LogStore) -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut disk = store.disk();
+            f(&mut disk, &store)
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
 }
 
-impl Inner {
+impl Disk {
+    #[cfg(test)]
     fn write_records(&mut self, records: &[Record]) -> io::Result<()> {
         let mut buf = Vec::new();
         for r in records {
@@ -292,18 +324,22 @@ impl Inner {
 
     /// Rewrites the file with only the live entries when retired records
     /// are most of it.
-    fn compact_if_worth_it(&mut self) -> io::Result<()> {
-        let live = self.entries.len() as u64 + 1;
-        if self.records < 1024 || self.records < 4 * live {
-            return Ok(());
-        }
+    fn compact_if_worth_it(&mut self, store: &LogStore) -> io::Result<()> {
         let mut buf = Vec::new();
-        if let Some(p) = self.purged {
-            encode(&Record::Purge(p), &mut buf);
-        }
-        for e in self.entries.values() {
-            encode_append(e, &mut buf);
-        }
+        let live = {
+            let inner = store.lock();
+            let live = inner.entries.len() as u64 + 1;
+            if self.records < 1024 || self.records < 4 * live {
+                return Ok(());
+            }
+            if let Some(p) = inner.purged {
+                encode(&Record::Purge(p), &mut buf);
+            }
+            for e in inner.entries.values() {
+                encode_append(e, &mut buf);
+            }
+            live
+        };
         replace_file(&self.dir, LOG_FILE, &buf)?;
         self.file = OpenOptions::new()
             .append(true)
@@ -345,12 +381,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let mut inner = self.lock();
         let bytes = serde_json::to_vec(vote).map_err(|e| io_err(&io::Error::other(e)))?;
-        replace_file(&inner.dir, VOTE_FILE, &bytes)
-            .map_err(|e| StorageError::from(StorageIOError::write_vote(&e)))?;
-        inner.vote = Some(*vote);
-        Ok(())
+        let vote = *vote;
+        self.with_disk(move |disk, store| {
+            replace_file(&disk.dir, VOTE_FILE, &bytes)?;
+            store.lock().vote = Some(vote);
+            Ok(())
+        })
+        .await
+        .map_err(|e| StorageError::from(StorageIOError::write_vote(&e)))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
@@ -371,14 +410,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for e in &entries {
             encode_append(e, &mut buf);
         }
-        let mut inner = self.lock();
         // Durable before openraft hears of it: a vote counted toward a
         // commit is a promise that the entry survives a crash.
-        match inner.write_durably(&buf, entries.len()) {
-            Ok(()) => {
+        let written = self
+            .with_disk(move |disk, store| {
+                disk.write_durably(&buf, entries.len())?;
+                let mut inner = store.lock();
                 for e in entries {
                     inner.entries.insert(e.log_id.index, e);
                 }
+                Ok(())
+            })
+            .await;
+        match written {
+            Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }
@@ -391,23 +436,31 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let mut inner = self.lock();
-        inner
-            .write_records(&[Record::Truncate(log_id.index)])
-            .map_err(|e| io_err(&e))?;
-        inner.entries.split_off(&log_id.index);
-        Ok(())
+        let mut buf = Vec::new();
+        encode(&Record::Truncate(log_id.index), &mut buf);
+        self.with_disk(move |disk, store| {
+            disk.write_durably(&buf, 1)?;
+            store.lock().entries.split_off(&log_id.index);
+            Ok(())
+        })
+        .await
+        .map_err(|e| io_err(&e))
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let mut inner = self.lock();
-        inner
-            .write_records(&[Record::Purge(log_id)])
-            .map_err(|e| io_err(&e))?;
-        inner.entries = inner.entries.split_off(&(log_id.index + 1));
-        inner.purged = Some(log_id);
-        inner.compact_if_worth_it().map_err(|e| read_err(&e))?;
-        Ok(())
+        let mut buf = Vec::new();
+        encode(&Record::Purge(log_id), &mut buf);
+        self.with_disk(move |disk, store| {
+            disk.write_durably(&buf, 1)?;
+            {
+                let mut inner = store.lock();
+                inner.entries = inner.entries.split_off(&(log_id.index + 1));
+                inner.purged = Some(log_id);
+            }
+            disk.compact_if_worth_it(store)
+        })
+        .await
+        .map_err(|e| io_err(&e))
     }
 }
 
@@ -428,7 +481,7 @@ mod tests {
 
     fn write(dir: &Path, records: &[Record]) {
         let store = LogStore::open(dir).expect("open");
-        store.lock().write_records(records).expect("write");
+        store.disk().write_records(records).expect("write");
     }
 
     fn indexes(dir: &Path) -> Vec<u64> {
