@@ -4,8 +4,9 @@
 //!   (the Raft log and vote, durable in the node's cluster directory), a
 //!   [`state_machine::StateMachine`] that applies committed entries to the
 //!   [`Engine`] with the same durable commit and `State::apply` as a single
-//!   node, and [`network`] (length-prefixed JSON over TCP on the cluster
-//!   address, opened with the cluster key).
+//!   node, and [`network`] (length-prefixed messages over TCP on the cluster
+//!   address, opened with the cluster key), with the entries of every write
+//!   in the binary encoding of [`codec`].
 //! - Client writes reach the cluster through the engine: [`Node::start`]
 //!   installs a [`WriteGate`] so that `Engine::submit` from any front end
 //!   proposes the event and returns once a majority has it durable and this
@@ -19,6 +20,7 @@
 // helpers that build it return it too rather than box it and unbox it again.
 #![allow(clippy::result_large_err)]
 
+pub mod codec;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
@@ -79,21 +81,66 @@ impl fmt::Display for Member {
     }
 }
 
-/// One replicated write: an event's canonical bytes.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// One replicated write: the canonical bytes of one or more events, in the
+/// order they are applied. Client writes that wait while an earlier
+/// proposal is in flight share one entry (see [`Node::write`]), so that
+/// they share its fsyncs of the Raft log on every node.
+///
+/// Entries travel and are stored in the binary encoding of [`codec`]; the
+/// serde form (JSON with base64, one event as `event` or several as
+/// `events`) is kept to read Raft logs written before that encoding.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Write {
-    #[serde(with = "base64_bytes")]
-    pub event: Vec<u8>,
+    pub events: Vec<Vec<u8>>,
+}
+
+impl Serialize for Write {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        use serde::ser::SerializeStruct as _;
+        let events: Vec<String> = self
+            .events
+            .iter()
+            .map(|e| base64::engine::general_purpose::STANDARD.encode(e))
+            .collect();
+        let mut st = s.serialize_struct("Write", 1)?;
+        st.serialize_field("events", &events)?;
+        st.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Write {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Write, D::Error> {
+        use base64::Engine as _;
+        #[derive(Deserialize)]
+        struct Json {
+            event: Option<String>,
+            #[serde(default)]
+            events: Vec<String>,
+        }
+        let json = Json::deserialize(d)?;
+        let events = json
+            .event
+            .into_iter()
+            .chain(json.events)
+            .map(|text| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(text.as_bytes())
+                    .map_err(serde::de::Error::custom)
+            })
+            .collect::<Result<Vec<Vec<u8>>, D::Error>>()?;
+        Ok(Write { events })
+    }
 }
 
 /// What applying an entry gave, on the node that applied it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Applied {
-    /// Never sent between nodes (a client's result is produced on the node
-    /// it wrote to), so not serialized; `None` for entries that are not
-    /// events.
+    /// One result per event of the entry, in order; empty for entries that
+    /// are not events. Never sent between nodes (a client's result is
+    /// produced on the node it wrote to), so not serialized.
     #[serde(skip)]
-    pub result: Option<Result<Receipt, EngineError>>,
+    pub results: Vec<Result<Receipt, EngineError>>,
 }
 
 openraft::declare_raft_types!(
@@ -107,23 +154,6 @@ openraft::declare_raft_types!(
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;
-
-mod base64_bytes {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&STANDARD.encode(bytes))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        STANDARD
-            .decode(text.as_bytes())
-            .map_err(serde::de::Error::custom)
-    }
-}
 
 /// A node's position, recorded at every `CHECKPOINT_EVERY_ENTRIES`-th
 /// Raft index; equal on every correct replica.
@@ -264,6 +294,94 @@ pub struct Node {
     /// nodes joining at once, or a join retried while an operator removes
     /// a node, would otherwise fail each other half-way.
     membership_change: tokio::sync::Mutex<()>,
+    /// Client writes on their way to [`propose_loop`].
+    proposals: tokio::sync::mpsc::Sender<Proposal>,
+}
+
+/// A client write waiting to be proposed, and where its result goes.
+struct Proposal {
+    event: Vec<u8>,
+    reply: tokio::sync::oneshot::Sender<Result<Receipt, EngineError>>,
+}
+
+/// Proposals openraft has in hand at once. openraft 0.9 appends and
+/// fsyncs each proposal on its own, on every node; writes that arrive
+/// while this many are in flight wait and then share one entry, and so
+/// one fsync of the Raft log per node (group commit, as the engine's own
+/// queue does for a single node).
+pub const PROPOSALS_IN_FLIGHT_MAX: usize = 2;
+
+/// Events in one entry at most.
+pub const ENTRY_EVENTS_MAX: usize = 1024;
+
+/// Bytes of events in one entry at most, unless one event alone is larger.
+pub const ENTRY_EVENT_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Client writes queued for proposal at most; a writer past it waits.
+const PROPOSALS_QUEUED_MAX: usize = 4096;
+
+/// Proposes the client writes queued in `rx`, at most
+/// [`PROPOSALS_IN_FLIGHT_MAX`] entries at a time, each entry holding every
+/// write that waited for it (up to [`ENTRY_EVENTS_MAX`] and
+/// [`ENTRY_EVENT_BYTES_MAX`]), and answers each write with its own
+/// event's result.
+async fn propose_loop(raft: Raft, mut rx: tokio::sync::mpsc::Receiver<Proposal>) {
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(PROPOSALS_IN_FLIGHT_MAX));
+    let mut carried: Option<Proposal> = None;
+    loop {
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+            return;
+        };
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let mut bytes = first.event.len();
+        let mut batch = vec![first];
+        while batch.len() < ENTRY_EVENTS_MAX {
+            let Ok(p) = rx.try_recv() else { break };
+            if bytes + p.event.len() > ENTRY_EVENT_BYTES_MAX {
+                carried = Some(p);
+                break;
+            }
+            bytes += p.event.len();
+            batch.push(p);
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let (events, replies): (Vec<Vec<u8>>, Vec<_>) =
+                batch.into_iter().map(|p| (p.event, p.reply)).unzip();
+            let results = propose(&raft, Write { events }).await;
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result);
+            }
+        });
+    }
+}
+
+/// Proposes one entry and waits until it is committed and applied here:
+/// one result per event.
+async fn propose(raft: &Raft, write: Write) -> Vec<Result<Receipt, EngineError>> {
+    let n = write.events.len();
+    let every = |e: EngineError| vec![Err(e); n];
+    match raft.client_write(write).await {
+        Ok(response) if response.data.results.len() == n => response.data.results,
+        Ok(_) => every(EngineError::Replication {
+            reason: "the entry was committed but this node did not apply its events".to_owned(),
+            outcome_unknown: true,
+        }),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            every(not_leader(f.leader_node))
+        }
+        Err(e) => every(EngineError::Replication {
+            reason: e.to_string(),
+            outcome_unknown: true,
+        }),
+    }
 }
 
 /// The write gate installed in the engine: client writes become Raft
@@ -430,6 +548,7 @@ impl Node {
         .map_err(|e| ClusterError::Raft {
             reason: e.to_string(),
         })?;
+        let (proposals, proposals_rx) = tokio::sync::mpsc::channel(PROPOSALS_QUEUED_MAX);
         let node = Arc::new(Node {
             id: config.node_id,
             member: member.clone(),
@@ -441,7 +560,9 @@ impl Node {
             tasks: std::sync::Mutex::new(Vec::new()),
             peers: std::sync::Mutex::new(BTreeMap::new()),
             membership_change: tokio::sync::Mutex::new(()),
+            proposals,
         });
+        node.tasks_push(tokio::spawn(propose_loop(node.raft.clone(), proposals_rx)));
         engine.set_write_gate(Arc::new(Gate {
             node: Arc::downgrade(&node),
         }));
@@ -489,26 +610,26 @@ impl Node {
     }
 
     /// Proposes `event` and waits until it is committed and applied here.
+    /// The event shares an entry with the writes queued beside it (see
+    /// [`PROPOSALS_IN_FLIGHT_MAX`]); its result is its own.
     pub async fn write(&self, event: Event) -> Result<Receipt, EngineError> {
-        let write = Write {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let proposal = Proposal {
             event: event.encode(),
+            reply,
         };
-        match self.raft.client_write(write).await {
-            Ok(response) => response.data.result.unwrap_or_else(|| {
-                Err(EngineError::Replication {
-                    reason: "the entry was committed but this node did not apply it as an event"
-                        .to_owned(),
-                    outcome_unknown: true,
-                })
-            }),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(not_leader(f.leader_node))
-            }
-            Err(e) => Err(EngineError::Replication {
-                reason: e.to_string(),
-                outcome_unknown: true,
-            }),
+        if self.proposals.send(proposal).await.is_err() {
+            return Err(EngineError::Replication {
+                reason: "the node is shutting down".to_owned(),
+                outcome_unknown: false,
+            });
         }
+        answer.await.unwrap_or_else(|_| {
+            Err(EngineError::Replication {
+                reason: "the proposal ended without an answer".to_owned(),
+                outcome_unknown: true,
+            })
+        })
     }
 
     /// The read index a linearizable read waits for, as the leader: the

@@ -1,9 +1,14 @@
 //! The Raft log and vote of one node, durable in its cluster directory.
 //!
 //! `raft-log` is a sequence of records, each `len: u32 LE`, `check: [u8;
-//! 8]` (the first 8 bytes of the BLAKE3 hash of the payload) and a JSON
-//! payload: an appended entry, a truncation (entries from an index on are
-//! gone) or a purge (entries up to a log id are retired). Replaying the
+//! 8]` (the first 8 bytes of the BLAKE3 hash of the payload) and a payload:
+//! an appended entry, a truncation (entries from an index on are gone) or
+//! a purge (entries up to a log id are retired). The payload is
+//! `format: u8` (2), `kind: u8` (1 append: an entry in the encoding of
+//! [`crate::codec`]; 2 truncate: `index: u64`; 3 purge: a log id).
+//! Records of the first format, written by earlier versions, are JSON
+//! (their first byte is `{`) and are still read; the file is rewritten in
+//! the current format when it is next compacted. Replaying the
 //! records in order gives the log; a record cut short or failing its check
 //! at the end of the file is a torn write and is cut off, one in the middle
 //! is corruption and an error. Appends are fsynced before openraft is told
@@ -25,13 +30,24 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, LogId, RaftLogId, RaftLogReader, StorageError, StorageIOError, Vote};
 use serde::{Deserialize, Serialize};
 
+use crate::codec::{DecodeError, Decoder, Encoder};
 use crate::{NodeId, TypeConfig};
 
 const LOG_FILE: &str = "raft-log";
 const VOTE_FILE: &str = "vote";
 const RECORD_HEADER_BYTES: usize = 12;
 
-#[derive(Serialize, Deserialize)]
+/// The first byte of a record's payload in the current format.
+const RECORD_FORMAT: u8 = 2;
+/// The first byte of a record of the first format (JSON).
+const RECORD_FORMAT_JSON: u8 = b'{';
+const RECORD_APPEND: u8 = 1;
+const RECORD_TRUNCATE: u8 = 2;
+const RECORD_PURGE: u8 = 3;
+
+/// A record of the log. The serde form is the first format's (JSON), read
+/// from logs written before the binary one.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 enum Record {
     Append(Entry<TypeConfig>),
     /// Entries from this index on are removed (a follower's conflicting,
@@ -42,29 +58,39 @@ enum Record {
     Purge(LogId<NodeId>),
 }
 
+/// The log as openraft reads it: locked only briefly, never across IO.
 #[derive(Debug)]
 struct Inner {
-    dir: PathBuf,
-    file: File,
     entries: BTreeMap<u64, Entry<TypeConfig>>,
     purged: Option<LogId<NodeId>>,
     vote: Option<Vote<NodeId>>,
+}
+
+/// The files: locked for each write and its fsync, on a blocking thread.
+#[derive(Debug)]
+struct Disk {
+    dir: PathBuf,
+    file: File,
     /// Records in the file, to decide when rewriting it pays.
     records: u64,
 }
 
 /// The log store openraft writes through; clones share one log.
+///
+/// Writes and fsyncs run on tokio's blocking threads, holding `disk`; the
+/// in-memory log in `inner` changes only after the write is durable, under
+/// `disk` too (lock order: `disk`, then `inner`). So an fsync that takes
+/// long (a busy disk) holds up the next log write, as it must, but not
+/// readers of the log (replication to the other nodes), nor the async
+/// worker threads that serve heartbeats, other connections and clients.
 #[derive(Clone, Debug)]
 pub struct LogStore {
     inner: Arc<Mutex<Inner>>,
+    disk: Arc<Mutex<Disk>>,
 }
 
 fn io_err(e: &io::Error) -> StorageError<NodeId> {
     StorageIOError::write_logs(e).into()
-}
-
-fn read_err(e: &io::Error) -> StorageError<NodeId> {
-    StorageIOError::read_logs(e).into()
 }
 
 fn corrupt(path: &Path, offset: usize, what: &str) -> io::Error {
@@ -81,13 +107,75 @@ fn check_of(payload: &[u8]) -> [u8; 8] {
     out
 }
 
-fn encode(record: &Record, out: &mut Vec<u8>) -> io::Result<()> {
-    let payload = serde_json::to_vec(record).map_err(io::Error::other)?;
-    let len = u32::try_from(payload.len()).map_err(io::Error::other)?;
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&check_of(&payload));
-    out.extend_from_slice(&payload);
-    Ok(())
+/// Appends a record to `out`: the header, then the payload in the current
+/// format, whose kind and body `body` writes.
+fn put_record(out: &mut Vec<u8>, body: impl FnOnce(&mut Encoder<'_>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
+    let mut e = Encoder::new(out);
+    e.u8(RECORD_FORMAT);
+    body(&mut e);
+    let payload = &out[start + RECORD_HEADER_BYTES..];
+    let len = u32::try_from(payload.len())
+        .expect("invariant: a record holds at most one entry, far below 4 GiB");
+    let check = check_of(payload);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + RECORD_HEADER_BYTES].copy_from_slice(&check);
+}
+
+fn encode_append(entry: &Entry<TypeConfig>, out: &mut Vec<u8>) {
+    put_record(out, |e| {
+        e.u8(RECORD_APPEND);
+        e.entry(entry);
+    });
+}
+
+fn encode(record: &Record, out: &mut Vec<u8>) {
+    match record {
+        Record::Append(entry) => encode_append(entry, out),
+        Record::Truncate(index) => put_record(out, |e| {
+            e.u8(RECORD_TRUNCATE);
+            e.u64(*index);
+        }),
+        Record::Purge(log_id) => put_record(out, |e| {
+            e.u8(RECORD_PURGE);
+            e.log_id(log_id);
+        }),
+    }
+}
+
+/// Why a record that passed its check does not decode.
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    #[error("{0}")]
+    Binary(#[from] DecodeError),
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("unknown record format {0}")]
+    Format(u8),
+    #[error("unknown record kind {0}")]
+    Kind(u8),
+    #[error("an empty record")]
+    Empty,
+}
+
+fn decode(payload: &[u8]) -> Result<Record, RecordError> {
+    let (&format, rest) = payload.split_first().ok_or(RecordError::Empty)?;
+    match format {
+        RECORD_FORMAT => {
+            let mut d = Decoder::new(rest);
+            let record = match d.u8("a record's kind")? {
+                RECORD_APPEND => Record::Append(d.entry()?),
+                RECORD_TRUNCATE => Record::Truncate(d.u64("a truncation's index")?),
+                RECORD_PURGE => Record::Purge(d.log_id()?),
+                kind => return Err(RecordError::Kind(kind)),
+            };
+            d.finish("a record")?;
+            Ok(record)
+        }
+        RECORD_FORMAT_JSON => Ok(serde_json::from_slice(payload)?),
+        other => Err(RecordError::Format(other)),
+    }
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -139,8 +227,8 @@ impl LogStore {
                 }
                 return Err(corrupt(&path, pos, "a record fails its check"));
             }
-            let record: Record = serde_json::from_slice(payload)
-                .map_err(|_| corrupt(&path, pos, "a record does not decode"))?;
+            let record = decode(payload)
+                .map_err(|e| corrupt(&path, pos, &format!("a record does not decode: {e}")))?;
             match record {
                 Record::Append(entry) => {
                     entries.insert(entry.log_id.index, entry);
@@ -173,11 +261,13 @@ impl LogStore {
         };
         Ok(LogStore {
             inner: Arc::new(Mutex::new(Inner {
-                dir: dir.to_path_buf(),
-                file,
                 entries,
                 purged,
                 vote,
+            })),
+            disk: Arc::new(Mutex::new(Disk {
+                dir: dir.to_path_buf(),
+                file,
                 records,
             })),
         })
@@ -193,34 +283,63 @@ impl LogStore {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn disk(&self) -> MutexGuard<'_, Disk> {
+        self.disk.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` (file IO, then the in-memory change it makes durable) on a
+    /// blocking thread, holding the disk lock.
+    async fn with_disk<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Disk, &LogStore) -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut disk = store.disk();
+            f(&mut disk, &store)
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
 }
 
-impl Inner {
+impl Disk {
+    #[cfg(test)]
     fn write_records(&mut self, records: &[Record]) -> io::Result<()> {
         let mut buf = Vec::new();
         for r in records {
-            encode(r, &mut buf)?;
+            encode(r, &mut buf);
         }
-        self.file.write_all(&buf)?;
+        self.write_durably(&buf, records.len())
+    }
+
+    /// Appends `count` encoded records and makes them durable.
+    fn write_durably(&mut self, buf: &[u8], count: usize) -> io::Result<()> {
+        self.file.write_all(buf)?;
         self.file.sync_data()?;
-        self.records += records.len() as u64;
+        self.records += count as u64;
         Ok(())
     }
 
     /// Rewrites the file with only the live entries when retired records
     /// are most of it.
-    fn compact_if_worth_it(&mut self) -> io::Result<()> {
-        let live = self.entries.len() as u64 + 1;
-        if self.records < 1024 || self.records < 4 * live {
-            return Ok(());
-        }
+    fn compact_if_worth_it(&mut self, store: &LogStore) -> io::Result<()> {
         let mut buf = Vec::new();
-        if let Some(p) = self.purged {
-            encode(&Record::Purge(p), &mut buf)?;
-        }
-        for e in self.entries.values() {
-            encode(&Record::Append(e.clone()), &mut buf)?;
-        }
+        let live = {
+            let inner = store.lock();
+            let live = inner.entries.len() as u64 + 1;
+            if self.records < 1024 || self.records < 4 * live {
+                return Ok(());
+            }
+            if let Some(p) = inner.purged {
+                encode(&Record::Purge(p), &mut buf);
+            }
+            for e in inner.entries.values() {
+                encode_append(e, &mut buf);
+            }
+            live
+        };
         replace_file(&self.dir, LOG_FILE, &buf)?;
         self.file = OpenOptions::new()
             .append(true)
@@ -262,12 +381,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let mut inner = self.lock();
         let bytes = serde_json::to_vec(vote).map_err(|e| io_err(&io::Error::other(e)))?;
-        replace_file(&inner.dir, VOTE_FILE, &bytes)
-            .map_err(|e| StorageError::from(StorageIOError::write_vote(&e)))?;
-        inner.vote = Some(*vote);
-        Ok(())
+        let vote = *vote;
+        self.with_disk(move |disk, store| {
+            replace_file(&disk.dir, VOTE_FILE, &bytes)?;
+            store.lock().vote = Some(vote);
+            Ok(())
+        })
+        .await
+        .map_err(|e| StorageError::from(StorageIOError::write_vote(&e)))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
@@ -283,18 +405,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        let records: Vec<Record> = entries.into_iter().map(Record::Append).collect();
-        let mut inner = self.lock();
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let mut buf = Vec::new();
+        for e in &entries {
+            encode_append(e, &mut buf);
+        }
         // Durable before openraft hears of it: a vote counted toward a
         // commit is a promise that the entry survives a crash.
-        let written = inner.write_records(&records);
+        let written = self
+            .with_disk(move |disk, store| {
+                disk.write_durably(&buf, entries.len())?;
+                let mut inner = store.lock();
+                for e in entries {
+                    inner.entries.insert(e.log_id.index, e);
+                }
+                Ok(())
+            })
+            .await;
         match written {
             Ok(()) => {
-                for r in records {
-                    if let Record::Append(e) = r {
-                        inner.entries.insert(e.log_id.index, e);
-                    }
-                }
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }
@@ -307,23 +436,31 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let mut inner = self.lock();
-        inner
-            .write_records(&[Record::Truncate(log_id.index)])
-            .map_err(|e| io_err(&e))?;
-        inner.entries.split_off(&log_id.index);
-        Ok(())
+        let mut buf = Vec::new();
+        encode(&Record::Truncate(log_id.index), &mut buf);
+        self.with_disk(move |disk, store| {
+            disk.write_durably(&buf, 1)?;
+            store.lock().entries.split_off(&log_id.index);
+            Ok(())
+        })
+        .await
+        .map_err(|e| io_err(&e))
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let mut inner = self.lock();
-        inner
-            .write_records(&[Record::Purge(log_id)])
-            .map_err(|e| io_err(&e))?;
-        inner.entries = inner.entries.split_off(&(log_id.index + 1));
-        inner.purged = Some(log_id);
-        inner.compact_if_worth_it().map_err(|e| read_err(&e))?;
-        Ok(())
+        let mut buf = Vec::new();
+        encode(&Record::Purge(log_id), &mut buf);
+        self.with_disk(move |disk, store| {
+            disk.write_durably(&buf, 1)?;
+            {
+                let mut inner = store.lock();
+                inner.entries = inner.entries.split_off(&(log_id.index + 1));
+                inner.purged = Some(log_id);
+            }
+            disk.compact_if_worth_it(store)
+        })
+        .await
+        .map_err(|e| io_err(&e))
     }
 }
 
@@ -337,14 +474,14 @@ mod tests {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
             payload: EntryPayload::Normal(crate::Write {
-                event: vec![index as u8; 10],
+                events: vec![vec![index as u8; 10]],
             }),
         }
     }
 
     fn write(dir: &Path, records: &[Record]) {
         let store = LogStore::open(dir).expect("open");
-        store.lock().write_records(records).expect("write");
+        store.disk().write_records(records).expect("write");
     }
 
     fn indexes(dir: &Path) -> Vec<u64> {
@@ -397,5 +534,83 @@ mod tests {
         fs::write(&path, &bytes).expect("write");
         let err = LogStore::open(dir.path()).expect_err("a damaged first record");
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    }
+
+    /// Each kind of record decodes to the record that was encoded, in the
+    /// current format; the payload is as the module doc describes it.
+    #[test]
+    fn records_round_trip() {
+        let records = [
+            Record::Append(entry(7)),
+            Record::Truncate(u64::MAX),
+            Record::Purge(LogId::new(CommittedLeaderId::new(3, 2), 9)),
+        ];
+        for r in &records {
+            let mut buf = Vec::new();
+            encode(r, &mut buf);
+            let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+            assert_eq!(buf.len(), RECORD_HEADER_BYTES + len);
+            let payload = &buf[RECORD_HEADER_BYTES..];
+            assert_eq!(buf[4..RECORD_HEADER_BYTES], check_of(payload));
+            assert_eq!(payload[0], RECORD_FORMAT);
+            assert_eq!(&decode(payload).expect("decodes"), r);
+        }
+        let mut buf = Vec::new();
+        encode(&records[1], &mut buf);
+        let payload = &mut buf[RECORD_HEADER_BYTES..];
+        payload[1] = 9;
+        assert!(matches!(decode(payload), Err(RecordError::Kind(9))));
+        payload[0] = 7;
+        assert!(matches!(decode(payload), Err(RecordError::Format(7))));
+        assert!(matches!(decode(&[]), Err(RecordError::Empty)));
+        assert!(matches!(
+            decode(&[RECORD_FORMAT, RECORD_TRUNCATE, 1, 2]),
+            Err(RecordError::Binary(DecodeError::Truncated { .. }))
+        ));
+    }
+
+    /// A Raft log written by an earlier version (JSON records) is read,
+    /// records of the current format continue it, and the mixed file is
+    /// read again after a restart.
+    #[test]
+    fn records_of_the_json_format_are_still_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The first format's JSON, as version 1 wrote it: one event per
+        // entry, in base64 under `event`.
+        let append = |i: u64| {
+            use base64::Engine as _;
+            serde_json::json!({"Append": {
+                "log_id": entry(i).log_id,
+                "payload": {"Normal": {
+                    "event": base64::engine::general_purpose::STANDARD.encode([i as u8; 10]),
+                }},
+            }})
+        };
+        let mut old = Vec::new();
+        for r in [
+            append(1),
+            append(2),
+            append(3),
+            serde_json::json!({"Truncate": 3}),
+        ] {
+            let payload = serde_json::to_vec(&r).expect("json");
+            assert_eq!(payload[0], RECORD_FORMAT_JSON);
+            old.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            old.extend_from_slice(&check_of(&payload));
+            old.extend_from_slice(&payload);
+        }
+        fs::write(dir.path().join(LOG_FILE), &old).expect("write");
+        let store = LogStore::open(dir.path()).expect("open");
+        assert_eq!(
+            store.lock().entries.values().cloned().collect::<Vec<_>>(),
+            vec![entry(1), entry(2)]
+        );
+        drop(store);
+        write(dir.path(), &[Record::Append(entry(3))]);
+        let store = LogStore::open(dir.path()).expect("open");
+        assert_eq!(
+            store.lock().entries.values().cloned().collect::<Vec<_>>(),
+            vec![entry(1), entry(2), entry(3)]
+        );
     }
 }

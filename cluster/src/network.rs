@@ -1,12 +1,16 @@
-//! Traffic between the nodes of a cluster: length-prefixed JSON messages
-//! over TCP on each node's cluster address.
+//! Traffic between the nodes of a cluster: length-prefixed messages over
+//! TCP on each node's cluster address.
 //!
 //! A connection opens with the caller's proof of the cluster key (a key
-//! derived from it with BLAKE3, compared in constant time); a connection
-//! without it is refused and closed. Each message is `len: u32 LE` and that
-//! many bytes of JSON, at most `CLUSTER_MESSAGE_BYTES_MAX`. The key proves
-//! membership; it does not encrypt: cluster addresses belong on loopback or
-//! a private network.
+//! derived from it with BLAKE3, compared in constant time) and the
+//! version of this protocol; a connection without the key, or speaking
+//! another version, is refused and closed. Each message is `len: u32 LE`
+//! and that many bytes, at most `CLUSTER_MESSAGE_BYTES_MAX` (the greeting
+//! at most [`HELLO_BYTES_MAX`]): a kind byte, then the body. What every
+//! write sends — `AppendEntries` and its answer — and snapshot chunks are
+//! in the binary encoding of [`crate::codec`]; the rest (votes, status,
+//! joins, refusals, errors) is JSON. The key proves membership; it does
+//! not encrypt: cluster addresses belong on loopback or a private network.
 
 use std::io;
 use std::sync::Arc;
@@ -20,22 +24,46 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use valori_core::limits::CLUSTER_MESSAGE_BYTES_MAX;
 
+use crate::codec::{Decoder, Encoder};
 use crate::{Member, NodeId, NodeStatus, TypeConfig};
+
+/// The version of this protocol, sent in the greeting: nodes of one
+/// cluster run the same version (version 1 sent everything as JSON).
+pub(crate) const PROTOCOL_VERSION: u32 = 2;
+
+/// Largest greeting, read before the caller has proved the cluster key.
+pub(crate) const HELLO_BYTES_MAX: u32 = 4096;
+
+/// Bytes reserved at once while a message arrives: a length announced by
+/// a peer reserves no more than this before the bytes themselves come.
+const RECEIVE_RESERVE_BYTES_MAX: u32 = 1024 * 1024;
+
+/// The kind byte of a message.
+const KIND_JSON: u8 = 0;
+const KIND_APPEND: u8 = 1;
+const KIND_APPEND_OK: u8 = 2;
+const KIND_SNAPSHOT: u8 = 3;
 
 /// What a node asks another.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Rpc {
     Hello {
         token: String,
+        /// [`PROTOCOL_VERSION`]; absent (0) from nodes of version 1.
+        #[serde(default)]
+        protocol: u32,
     },
+    /// Binary only ([`crate::codec`]).
+    #[serde(skip)]
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
+    /// Binary only ([`crate::codec`]).
+    #[serde(skip)]
     Snapshot(InstallSnapshotRequest<TypeConfig>),
     Status,
     /// A follower's request for the leader's read index (a linearizable
@@ -78,40 +106,143 @@ pub(crate) fn key_token(key: &str) -> String {
     blake3::Hash::from(derived).to_hex().to_string()
 }
 
-async fn write_msg<W: AsyncWriteExt + Unpin, T: Serialize>(w: &mut W, msg: &T) -> io::Result<()> {
-    let bytes = serde_json::to_vec(msg).map_err(io::Error::other)?;
-    let len = u32::try_from(bytes.len())
+/// A message as its kind byte and body.
+pub(crate) trait Message: Sized {
+    fn encode(&self, out: &mut Vec<u8>) -> io::Result<()>;
+    fn decode(kind: u8, body: &[u8]) -> io::Result<Self>;
+}
+
+fn invalid(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+fn json<T: Serialize>(out: &mut Vec<u8>, msg: &T) -> io::Result<()> {
+    out.push(KIND_JSON);
+    serde_json::to_writer(out, msg).map_err(io::Error::other)
+}
+
+fn binary<T>(
+    body: &[u8],
+    what: &'static str,
+    f: impl FnOnce(&mut Decoder<'_>) -> Result<T, crate::codec::DecodeError>,
+) -> io::Result<T> {
+    let mut d = Decoder::new(body);
+    let v = f(&mut d).map_err(invalid)?;
+    d.finish(what).map_err(invalid)?;
+    Ok(v)
+}
+
+impl Message for Rpc {
+    fn encode(&self, out: &mut Vec<u8>) -> io::Result<()> {
+        match self {
+            Rpc::Append(r) => {
+                out.push(KIND_APPEND);
+                Encoder::new(out).append_request(r);
+                Ok(())
+            }
+            Rpc::Snapshot(r) => {
+                out.push(KIND_SNAPSHOT);
+                Encoder::new(out).snapshot_request(r);
+                Ok(())
+            }
+            other => json(out, other),
+        }
+    }
+
+    fn decode(kind: u8, body: &[u8]) -> io::Result<Rpc> {
+        match kind {
+            KIND_JSON => serde_json::from_slice(body).map_err(invalid),
+            KIND_APPEND => {
+                binary(body, "an append request", |d| d.append_request()).map(Rpc::Append)
+            }
+            KIND_SNAPSHOT => {
+                binary(body, "a snapshot chunk", |d| d.snapshot_request()).map(Rpc::Snapshot)
+            }
+            other => Err(invalid(format!(
+                "a cluster request of unknown kind {other}"
+            ))),
+        }
+    }
+}
+
+impl Message for Reply {
+    fn encode(&self, out: &mut Vec<u8>) -> io::Result<()> {
+        match self {
+            Reply::Append(Ok(r)) => {
+                out.push(KIND_APPEND_OK);
+                Encoder::new(out).append_response(r);
+                Ok(())
+            }
+            other => json(out, other),
+        }
+    }
+
+    fn decode(kind: u8, body: &[u8]) -> io::Result<Reply> {
+        match kind {
+            KIND_JSON => serde_json::from_slice(body).map_err(invalid),
+            KIND_APPEND_OK => binary(body, "an append answer", |d| d.append_response())
+                .map(|r| Reply::Append(Ok(r))),
+            other => Err(invalid(format!("a cluster answer of unknown kind {other}"))),
+        }
+    }
+}
+
+/// Frames `msg` as `len: u32 LE`, kind, body.
+pub(crate) fn frame<T: Message>(msg: &T) -> io::Result<Vec<u8>> {
+    let mut out = vec![0u8; 4];
+    msg.encode(&mut out)?;
+    let body = out.len() - 4;
+    let len = u32::try_from(body)
         .ok()
         .filter(|l| *l <= CLUSTER_MESSAGE_BYTES_MAX)
         .ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
-                    "a cluster message of {} bytes exceeds the limit of {CLUSTER_MESSAGE_BYTES_MAX} bytes",
-                    bytes.len()
+                    "a cluster message of {body} bytes exceeds the limit of {CLUSTER_MESSAGE_BYTES_MAX} bytes"
                 ),
             )
         })?;
-    w.write_all(&len.to_le_bytes()).await?;
-    w.write_all(&bytes).await?;
+    out[..4].copy_from_slice(&len.to_le_bytes());
+    Ok(out)
+}
+
+/// Reads one message's kind and body from a frame's bytes after its length.
+pub(crate) fn unframe<T: Message>(body: &[u8]) -> io::Result<T> {
+    let (kind, rest) = body
+        .split_first()
+        .ok_or_else(|| invalid("an empty cluster message"))?;
+    T::decode(*kind, rest)
+}
+
+async fn write_msg<W: AsyncWriteExt + Unpin, T: Message>(w: &mut W, msg: &T) -> io::Result<()> {
+    w.write_all(&frame(msg)?).await?;
     w.flush().await
 }
 
-async fn read_msg<R: AsyncReadExt + Unpin, T: DeserializeOwned>(r: &mut R) -> io::Result<T> {
+/// Reads one message of at most `max` bytes. Memory is reserved as the
+/// bytes arrive, not for the length the peer announces.
+async fn read_msg<R: AsyncReadExt + Unpin, T: Message>(r: &mut R, max: u32) -> io::Result<T> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len).await?;
     let len = u32::from_le_bytes(len);
-    if len > CLUSTER_MESSAGE_BYTES_MAX {
+    if len > max {
+        return Err(invalid(format!(
+            "a cluster message announces {len} bytes, over the limit of {max}"
+        )));
+    }
+    let mut buf = Vec::with_capacity(len.min(RECEIVE_RESERVE_BYTES_MAX) as usize);
+    (&mut *r).take(u64::from(len)).read_to_end(&mut buf).await?;
+    if buf.len() != len as usize {
         return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
+            io::ErrorKind::UnexpectedEof,
             format!(
-                "a cluster message announces {len} bytes, over the limit of {CLUSTER_MESSAGE_BYTES_MAX}"
+                "a cluster message ends after {} of its {len} bytes",
+                buf.len()
             ),
         ));
     }
-    let mut buf = vec![0u8; len as usize];
-    r.read_exact(&mut buf).await?;
-    serde_json::from_slice(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    unframe(&buf)
 }
 
 /// Serves the cluster address until the task is aborted, which also ends
@@ -145,12 +276,13 @@ async fn serve_conn(stream: TcpStream, node: &crate::Node) -> io::Result<()> {
     let (r, w) = stream.into_split();
     let mut r = BufReader::new(r);
     let mut w = BufWriter::new(w);
-    let hello: Rpc = read_msg(&mut r).await?;
-    let authentic = match &hello {
-        Rpc::Hello { token } => {
-            subtle::ConstantTimeEq::ct_eq(token.as_bytes(), node.token.as_bytes()).into()
-        }
-        _ => false,
+    let hello: Rpc = read_msg(&mut r, HELLO_BYTES_MAX).await?;
+    let (authentic, protocol) = match &hello {
+        Rpc::Hello { token, protocol } => (
+            subtle::ConstantTimeEq::ct_eq(token.as_bytes(), node.token.as_bytes()).into(),
+            *protocol,
+        ),
+        _ => (false, 0),
     };
     if !authentic {
         tracing::warn!("refused a cluster connection without the cluster key");
@@ -161,9 +293,23 @@ async fn serve_conn(stream: TcpStream, node: &crate::Node) -> io::Result<()> {
         .await?;
         return Ok(());
     }
+    if protocol != PROTOCOL_VERSION {
+        tracing::warn!(
+            protocol,
+            "refused a cluster connection from a node of another version"
+        );
+        write_msg(
+            &mut w,
+            &Reply::Refused(format!(
+                "the node speaks cluster protocol {protocol}, this node {PROTOCOL_VERSION}: every node of a cluster runs the same version"
+            )),
+        )
+        .await?;
+        return Ok(());
+    }
     write_msg(&mut w, &Reply::Welcome).await?;
     loop {
-        let rpc: Rpc = read_msg(&mut r).await?;
+        let rpc: Rpc = read_msg(&mut r, CLUSTER_MESSAGE_BYTES_MAX).await?;
         let reply = match rpc {
             Rpc::Hello { .. } => Reply::Welcome,
             Rpc::Append(req) => Reply::Append(node.raft.append_entries(req).await),
@@ -257,11 +403,15 @@ impl Conn {
                 &mut w,
                 &Rpc::Hello {
                     token: self.token.as_str().to_owned(),
+                    protocol: PROTOCOL_VERSION,
                 },
             )
             .await
             .map_err(net)?;
-            match read_msg::<_, Reply>(&mut r).await.map_err(net)? {
+            match read_msg::<_, Reply>(&mut r, HELLO_BYTES_MAX)
+                .await
+                .map_err(net)?
+            {
                 Reply::Welcome => {}
                 Reply::Refused(reason) => return Err(CallError::Refused { addr, reason }),
                 other => {
@@ -284,7 +434,7 @@ impl Conn {
             source,
         };
         write_msg(w, rpc).await.map_err(net)?;
-        let reply: Reply = read_msg(r).await.map_err(net)?;
+        let reply: Reply = read_msg(r, CLUSTER_MESSAGE_BYTES_MAX).await.map_err(net)?;
         if let Reply::Refused(reason) = reply {
             return Err(CallError::Refused { addr, reason });
         }
@@ -389,5 +539,123 @@ impl RaftNetwork<TypeConfig> for Peer {
             }
             other => Err(unexpected(&other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+
+    use super::*;
+
+    fn append() -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new(2, 1),
+            prev_log_id: Some(LogId::new(CommittedLeaderId::new(2, 1), 4)),
+            leader_commit: Some(LogId::new(CommittedLeaderId::new(2, 1), 3)),
+            entries: vec![Entry {
+                log_id: LogId::new(CommittedLeaderId::new(2, 1), 5),
+                payload: EntryPayload::Normal(crate::Write {
+                    events: vec![vec![7; 1000]],
+                }),
+            }],
+        }
+    }
+
+    fn round_trip<T: Message>(msg: &T) -> T {
+        let bytes = frame(msg).expect("frames");
+        let len = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
+        assert_eq!(len as usize, bytes.len() - 4);
+        unframe(&bytes[4..]).expect("unframes")
+    }
+
+    /// Appends and their answers travel in the binary encoding, the rest
+    /// as JSON, and each comes back as it was sent.
+    #[test]
+    fn messages_round_trip_in_their_encoding() {
+        let req = append();
+        let bytes = frame(&Rpc::Append(req.clone())).expect("frames");
+        assert_eq!(bytes[4], KIND_APPEND);
+        // The event's bytes are in the message as they are, not in base64.
+        assert!(bytes.windows(1000).any(|w| w == [7; 1000]));
+        match round_trip(&Rpc::Append(req.clone())) {
+            Rpc::Append(back) => {
+                assert_eq!(back.vote, req.vote);
+                assert_eq!(back.prev_log_id, req.prev_log_id);
+                assert_eq!(back.leader_commit, req.leader_commit);
+                assert_eq!(back.entries, req.entries);
+            }
+            other => panic!("{other:?}"),
+        }
+        let ok = Reply::Append(Ok(AppendEntriesResponse::HigherVote(Vote::new(3, 2))));
+        assert_eq!(frame(&ok).expect("frames")[4], KIND_APPEND_OK);
+        assert!(matches!(
+            round_trip(&ok),
+            Reply::Append(Ok(AppendEntriesResponse::HigherVote(v))) if v == Vote::new(3, 2)
+        ));
+        let hello = Rpc::Hello {
+            token: "t".to_owned(),
+            protocol: PROTOCOL_VERSION,
+        };
+        assert_eq!(frame(&hello).expect("frames")[4], KIND_JSON);
+        assert!(matches!(
+            round_trip(&hello),
+            Rpc::Hello { token, protocol: PROTOCOL_VERSION } if token == "t"
+        ));
+        // A greeting of a version 1 node (JSON, no protocol) reads as 0.
+        let old = br#"{"Hello":{"token":"t"}}"#;
+        let mut body = vec![KIND_JSON];
+        body.extend_from_slice(old);
+        assert!(matches!(
+            unframe::<Rpc>(&body),
+            Ok(Rpc::Hello { protocol: 0, .. })
+        ));
+    }
+
+    /// Malformed frames are errors, not panics: empty, unknown kind, a
+    /// binary body cut short or followed by extra bytes, JSON carrying an
+    /// append (only the binary form is accepted).
+    #[test]
+    fn malformed_messages_are_refused() {
+        assert!(unframe::<Rpc>(&[]).is_err());
+        assert!(unframe::<Rpc>(&[9, 1, 2]).is_err());
+        assert!(unframe::<Reply>(&[KIND_APPEND, 0]).is_err());
+        let bytes = frame(&Rpc::Append(append())).expect("frames");
+        for cut in [5, 20, bytes.len() - 1] {
+            let e = unframe::<Rpc>(&bytes[4..cut]).expect_err("cut short");
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        }
+        let mut long = bytes[4..].to_vec();
+        long.push(0);
+        assert!(unframe::<Rpc>(&long).is_err());
+        let mut json = vec![KIND_JSON];
+        json.extend_from_slice(br#"{"Append":{}}"#);
+        assert!(unframe::<Rpc>(&json).is_err());
+    }
+
+    /// A length over the limit is refused before its bytes are read, and
+    /// a stream that ends before the announced length is an error.
+    #[tokio::test]
+    async fn lengths_are_bounded_before_reading() {
+        let mut over = &(HELLO_BYTES_MAX + 1).to_le_bytes()[..];
+        let e = read_msg::<_, Rpc>(&mut over, HELLO_BYTES_MAX)
+            .await
+            .expect_err("over the limit");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        let mut short: Vec<u8> = u32::MAX.to_le_bytes().to_vec();
+        short.extend_from_slice(&[KIND_JSON, b'{']);
+        let e = read_msg::<_, Rpc>(&mut &short[..], u32::MAX)
+            .await
+            .expect_err("cut short");
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
+        let hello = Rpc::Hello {
+            token: "t".to_owned(),
+            protocol: PROTOCOL_VERSION,
+        };
+        let bytes = frame(&hello).expect("frames");
+        assert!(matches!(
+            read_msg::<_, Rpc>(&mut &bytes[..], HELLO_BYTES_MAX).await,
+            Ok(Rpc::Hello { .. })
+        ));
     }
 }

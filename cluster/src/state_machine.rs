@@ -1,7 +1,7 @@
 //! The state machine: committed entries applied to the engine.
 //!
-//! A normal entry carries one event's canonical bytes; applying it is
-//! [`Core::submit_local_all`], the same durable commit and the same
+//! A normal entry carries the canonical bytes of one or more events;
+//! applying them is [`Core::submit_local_all`], the same durable commit and the same
 //! `State::apply` as a single node's write, so the event log (with its
 //! Merkle root) holds exactly the committed, accepted events in log order
 //! on every node. An event the state refuses is refused on every node
@@ -10,8 +10,8 @@
 //! What is applied is known from the engine itself: the last snapshot
 //! (`raft-snapshot`, fsynced before the Raft log is purged) names the log
 //! id and event count it covers; after a restart openraft applies the
-//! entries after it again, and each one whose bytes equal the next event
-//! already in the engine's log is recognised as applied (an entry refused
+//! entries after it again, and each event whose bytes equal the next event
+//! already in the engine's log is recognised as applied (an event refused
 //! the first time is refused again: the state it met is the same). So no
 //! extra fsync per commit records the applied position.
 
@@ -208,7 +208,7 @@ impl Shared {
 /// One normal entry waiting to be applied.
 struct Pending {
     index: u64,
-    bytes: Vec<u8>,
+    events: Vec<Vec<u8>>,
 }
 
 impl StateMachine {
@@ -219,6 +219,9 @@ impl StateMachine {
         inner: &mut Inner,
         pending: Vec<Pending>,
     ) -> Result<Vec<Applied>, StorageError<NodeId>> {
+        if pending.is_empty() {
+            return Ok(Vec::new());
+        }
         let shared = Arc::clone(&self.shared);
         let replay_at = inner.replay_at;
         let (responses, replay_at) =
@@ -230,63 +233,79 @@ impl StateMachine {
     }
 }
 
+/// The result of an event not (yet) applied: dropped by the test fault,
+/// or waiting for the engine's group commit.
+fn not_applied() -> Result<Receipt, EngineError> {
+    Err(EngineError::Replication {
+        reason: "the entry was committed but this node did not apply it as an event".to_owned(),
+        outcome_unknown: true,
+    })
+}
+
 fn apply_blocking(
     shared: &Shared,
     pending: Vec<Pending>,
     mut replay_at: u64,
 ) -> Result<(Vec<Applied>, u64), StorageError<NodeId>> {
     let engine = &shared.engine;
-    let mut responses = Vec::with_capacity(pending.len());
-    let mut fresh: Vec<(usize, Event)> = Vec::new();
+    let mut responses: Vec<Applied> = Vec::with_capacity(pending.len());
+    // Events to commit now, with the (entry, event) slot of their result.
+    let mut fresh: Vec<((usize, usize), Event)> = Vec::new();
     for p in pending {
-        // Entries the engine already holds (applied before a restart).
-        if replay_at < engine.log_size() {
-            let logged = engine.read_log(replay_at, 1).map_err(engine_err)?;
-            let logged = logged.first().ok_or_else(|| {
-                engine_err(EngineError::OutOfRange {
-                    what: format!("event {replay_at}"),
-                    size: engine.log_size(),
-                })
-            })?;
-            if logged.event == p.bytes {
-                responses.push(Applied {
-                    result: Some(Ok(Receipt {
+        let slot = responses.len();
+        let mut results = Vec::with_capacity(p.events.len());
+        if shared.fault.drop_entry_at == Some(p.index) {
+            results.resize_with(p.events.len(), not_applied);
+            responses.push(Applied { results });
+            continue;
+        }
+        for (k, bytes) in p.events.into_iter().enumerate() {
+            // Events the engine already holds (applied before a restart).
+            if replay_at < engine.log_size() {
+                let logged = engine.read_log(replay_at, 1).map_err(engine_err)?;
+                let logged = logged.first().ok_or_else(|| {
+                    engine_err(EngineError::OutOfRange {
+                        what: format!("event {replay_at}"),
+                        size: engine.log_size(),
+                    })
+                })?;
+                if logged.event == bytes {
+                    results.push(Ok(Receipt {
                         seq: logged.seq,
                         log_root: logged.log_root,
-                    })),
-                });
-                replay_at += 1;
-            } else {
-                responses.push(Applied {
-                    result: Some(Err(EngineError::Replication {
-                        reason: format!("entry {} was refused when it was first applied", p.index),
+                    }));
+                    replay_at += 1;
+                } else {
+                    results.push(Err(EngineError::Replication {
+                        reason: format!(
+                            "event {k} of entry {} was refused when it was first applied",
+                            p.index
+                        ),
                         outcome_unknown: false,
-                    })),
-                });
+                    }));
+                }
+                continue;
             }
-            continue;
-        }
-        if shared.fault.drop_entry_at == Some(p.index) {
-            responses.push(Applied { result: None });
-            continue;
-        }
-        match Event::decode(&p.bytes) {
-            Ok(event) => {
-                fresh.push((responses.len(), event));
-                responses.push(Applied { result: None });
-            }
-            Err(e) => responses.push(Applied {
-                result: Some(Err(EngineError::Replication {
-                    reason: format!("entry {} does not decode as an event: {e}", p.index),
+            match Event::decode(&bytes) {
+                Ok(event) => {
+                    fresh.push(((slot, k), event));
+                    results.push(not_applied());
+                }
+                Err(e) => results.push(Err(EngineError::Replication {
+                    reason: format!(
+                        "event {k} of entry {} does not decode as an event: {e}",
+                        p.index
+                    ),
                     outcome_unknown: false,
                 })),
-            }),
+            }
         }
+        responses.push(Applied { results });
     }
     if !fresh.is_empty() {
-        let (slots, events): (Vec<usize>, Vec<Event>) = fresh.into_iter().unzip();
+        let (slots, events): (Vec<(usize, usize)>, Vec<Event>) = fresh.into_iter().unzip();
         let results = engine.submit_local_all(events);
-        for (slot, result) in slots.into_iter().zip(results) {
+        for ((slot, k), result) in slots.into_iter().zip(results) {
             // A storage failure stops the engine: nothing more can be
             // applied here, and openraft must stop too.
             if let Err(e) = &result
@@ -294,7 +313,7 @@ fn apply_blocking(
             {
                 return Err(engine_err(e.clone()));
             }
-            responses[slot].result = Some(result);
+            responses[slot].results[k] = result;
         }
         replay_at = engine.log_size();
     }
@@ -328,7 +347,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             match entry.payload {
                 EntryPayload::Normal(write) => pending.push(Pending {
                     index,
-                    bytes: write.event,
+                    events: write.events,
                 }),
                 EntryPayload::Blank => {
                     out.extend(

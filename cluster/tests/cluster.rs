@@ -186,6 +186,85 @@ async fn three_nodes_reach_the_same_state_at_the_same_index() {
     stop(nodes).await;
 }
 
+/// Writes sent at once on the leader share Raft entries (fewer entries
+/// than writes) and each is answered with its own event's result: one
+/// write that the state refuses (its collection does not exist) is
+/// refused alone, every other is acknowledged with its own sequence
+/// number, and every node ends with the state of the acknowledged events
+/// applied in sequence order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_share_entries_and_keep_their_own_results() {
+    const WRITERS: u64 = 32;
+    const EACH: u64 = 8;
+    let nodes = three_nodes([ApplyFault::default(); 3]).await;
+    let l = leader(&nodes).expect("a leader");
+    submit(&nodes[l].engine, create()).await.expect("create");
+    let before = nodes[l].node.status().applied_index.expect("applied");
+    let refused = Event::InsertBatch {
+        collection: valori_core::event::CollectionName::new("absent")
+            .expect("invariant: a valid literal name"),
+        batch: batch(9_999, 5),
+    };
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let engine = Arc::clone(&nodes[l].engine);
+            let refused = refused.clone();
+            std::thread::spawn(move || {
+                (0..EACH)
+                    .map(|i| {
+                        let event = if w == 0 && i == 3 {
+                            refused.clone()
+                        } else {
+                            insert(w * EACH + i)
+                        };
+                        (event.clone(), engine.submit(event))
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut acked = Vec::new();
+    let mut errors = Vec::new();
+    for w in writers {
+        for (event, result) in w.join().expect("writer thread") {
+            match result {
+                Ok(receipt) => acked.push((receipt.seq, event)),
+                Err(e) => errors.push((event, e)),
+            }
+        }
+    }
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, refused);
+    assert!(errors[0].1.is_user_error(), "{:?}", errors[0].1);
+    acked.sort_by_key(|(seq, _)| *seq);
+    let seqs: Vec<u64> = acked.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, (1..=WRITERS * EACH - 1).collect::<Vec<_>>());
+    let index = nodes[l].node.status().applied_index.expect("applied");
+    assert!(
+        index - before < WRITERS * EACH,
+        "{} writes took {} entries",
+        WRITERS * EACH,
+        index - before
+    );
+    let all: Vec<&TestNode> = nodes.iter().collect();
+    let statuses = applied_everywhere(&all, index).await;
+    let events: Vec<Event> = std::iter::once(create())
+        .chain(acked.into_iter().map(|(_, e)| e))
+        .collect();
+    let expected = reference_hash(&events);
+    for s in &statuses {
+        assert_eq!(s.events, events.len() as u64, "node {}", s.node_id);
+        assert_eq!(
+            s.state_hash.as_deref(),
+            Some(expected.as_str()),
+            "node {}",
+            s.node_id
+        );
+        assert_eq!(s.log_root, statuses[0].log_root, "node {}", s.node_id);
+    }
+    stop(nodes).await;
+}
+
 /// A write sent to a follower is refused, naming the leader's REST
 /// address, and changes nothing anywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
