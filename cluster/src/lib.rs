@@ -24,6 +24,7 @@ pub mod codec;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
+pub mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -40,6 +41,7 @@ use valori_core::event::Event;
 use valori_engine::{Engine, EngineError, Receipt, WriteGate};
 
 pub use state_machine::{ApplyFault, CHECKPOINT_EVERY_ENTRIES};
+pub use tls::ClusterTls;
 
 /// A node's id in its cluster.
 pub type NodeId = u64;
@@ -244,6 +246,9 @@ pub struct ClusterConfig {
     pub dir: PathBuf,
     /// Shared by every node; connections without it are refused.
     pub key: String,
+    /// Mutual TLS between nodes, when set: connections from nodes without
+    /// a certificate of the cluster's authority are refused.
+    pub tls: Option<ClusterTls>,
     /// Start a new cluster with this node as its only voter (first start
     /// only; later starts find the cluster's state on disk).
     pub bootstrap: bool,
@@ -283,7 +288,7 @@ pub struct Node {
     pub raft: Raft,
     engine: Arc<Engine>,
     sm: state_machine::StateMachine,
-    token: Arc<String>,
+    creds: Arc<network::Credentials>,
     runtime: tokio::runtime::Handle,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// One connection per other node, each behind its own lock: a call to
@@ -445,6 +450,7 @@ impl ClusterConfig {
             pg_addr: String::new(),
             dir,
             key,
+            tls: None,
             bootstrap: false,
             join: None,
             learner: false,
@@ -534,12 +540,21 @@ impl Node {
         let raft_config = Arc::new(raft_config.validate().map_err(|e| ClusterError::Raft {
             reason: e.to_string(),
         })?);
-        let token = Arc::new(network::key_token(&config.key));
+        let tls = match &config.tls {
+            Some(paths) => Some(tls::Tls::load(paths).map_err(|e| ClusterError::Raft {
+                reason: e.to_string(),
+            })?),
+            None => None,
+        };
+        let creds = Arc::new(network::Credentials {
+            token: network::key_token(&config.key),
+            tls,
+        });
         let raft = Raft::new(
             config.node_id,
             raft_config,
             network::Network {
-                token: Arc::clone(&token),
+                creds: Arc::clone(&creds),
             },
             log,
             sm.clone(),
@@ -555,7 +570,7 @@ impl Node {
             raft,
             engine: Arc::clone(&engine),
             sm,
-            token,
+            creds,
             runtime: tokio::runtime::Handle::current(),
             tasks: std::sync::Mutex::new(Vec::new()),
             peers: std::sync::Mutex::new(BTreeMap::new()),
@@ -887,14 +902,14 @@ impl Node {
             Arc::clone(peers.entry(id).or_insert_with(|| {
                 Arc::new(tokio::sync::Mutex::new(network::Conn::new(
                     addr.to_owned(),
-                    Arc::clone(&self.token),
+                    Arc::clone(&self.creds),
                 )))
             }))
         };
         let mut conn = conn.lock().await;
         if conn.addr() != addr {
             // The node came back at another address (a restart on port 0).
-            *conn = network::Conn::new(addr.to_owned(), Arc::clone(&self.token));
+            *conn = network::Conn::new(addr.to_owned(), Arc::clone(&self.creds));
         }
         conn.call(rpc, Duration::from_secs(2)).await
     }
@@ -904,7 +919,7 @@ impl Node {
     async fn join_loop(self: Arc<Self>, addr: String, voter: bool) {
         let mut target = addr;
         loop {
-            let mut conn = network::Conn::new(target.clone(), Arc::clone(&self.token));
+            let mut conn = network::Conn::new(target.clone(), Arc::clone(&self.creds));
             let rpc = network::Rpc::Join {
                 id: self.id,
                 member: self.member.clone(),

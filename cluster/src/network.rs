@@ -10,7 +10,10 @@
 //! write sends — `AppendEntries` and its answer — and snapshot chunks are
 //! in the binary encoding of [`crate::codec`]; the rest (votes, status,
 //! joins, refusals, errors) is JSON. The key proves membership; it does
-//! not encrypt: cluster addresses belong on loopback or a private network.
+//! not encrypt. With TLS configured ([`crate::tls`]), every connection is
+//! mutual TLS first (both nodes present certificates of the cluster's
+//! authority) and the greeting runs inside it; without, cluster addresses
+//! belong on loopback or a private network.
 
 use std::io;
 use std::sync::Arc;
@@ -25,7 +28,7 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use valori_core::limits::CLUSTER_MESSAGE_BYTES_MAX;
 
@@ -99,6 +102,32 @@ pub(crate) enum ReadIndexRefusal {
     /// It could not confirm its leadership (no majority answered).
     Failed(String),
 }
+
+/// What a node proves itself with: the cluster key's token, and its TLS
+/// material when configured.
+#[derive(Debug)]
+pub(crate) struct Credentials {
+    pub(crate) token: String,
+    pub(crate) tls: Option<crate::tls::Tls>,
+}
+
+/// The two halves of a connection, TLS or plain.
+type Reader = BufReader<Box<dyn AsyncRead + Unpin + Send + Sync>>;
+type Writer = BufWriter<Box<dyn AsyncWrite + Unpin + Send + Sync>>;
+
+fn halves<S>(stream: S) -> (Reader, Writer)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static,
+{
+    let (r, w) = tokio::io::split(stream);
+    (
+        BufReader::new(Box::new(r) as Box<dyn AsyncRead + Unpin + Send + Sync>),
+        BufWriter::new(Box::new(w) as Box<dyn AsyncWrite + Unpin + Send + Sync>),
+    )
+}
+
+/// How long a TLS handshake may take before the connection is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The proof of the cluster key a node sends when it connects.
 pub(crate) fn key_token(key: &str) -> String {
@@ -273,13 +302,26 @@ pub(crate) async fn serve(listener: TcpListener, node: Arc<crate::Node>) {
 
 async fn serve_conn(stream: TcpStream, node: &crate::Node) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
-    let mut r = BufReader::new(r);
-    let mut w = BufWriter::new(w);
+    let (mut r, mut w) = match &node.creds.tls {
+        Some(tls) => {
+            let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream))
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))
+                .and_then(|r| r);
+            match accepted {
+                Ok(s) => halves(s),
+                Err(e) => {
+                    tracing::warn!("refused a cluster connection: TLS: {e}");
+                    return Ok(());
+                }
+            }
+        }
+        None => halves(stream),
+    };
     let hello: Rpc = read_msg(&mut r, HELLO_BYTES_MAX).await?;
     let (authentic, protocol) = match &hello {
         Rpc::Hello { token, protocol } => (
-            subtle::ConstantTimeEq::ct_eq(token.as_bytes(), node.token.as_bytes()).into(),
+            subtle::ConstantTimeEq::ct_eq(token.as_bytes(), node.creds.token.as_bytes()).into(),
             *protocol,
         ),
         _ => (false, 0),
@@ -329,14 +371,10 @@ async fn serve_conn(stream: TcpStream, node: &crate::Node) -> io::Result<()> {
 
 /// One connection to another node, opened on first use and again after a
 /// failure.
-#[derive(Debug)]
 pub(crate) struct Conn {
     addr: String,
-    token: Arc<String>,
-    stream: Option<(
-        BufReader<tokio::net::tcp::OwnedReadHalf>,
-        BufWriter<tokio::net::tcp::OwnedWriteHalf>,
-    )>,
+    creds: Arc<Credentials>,
+    stream: Option<(Reader, Writer)>,
 }
 
 /// Why a call to another node failed.
@@ -350,11 +388,20 @@ pub(crate) enum CallError {
     Refused { addr: String, reason: String },
 }
 
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("addr", &self.addr)
+            .field("connected", &self.stream.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Conn {
-    pub(crate) fn new(addr: String, token: Arc<String>) -> Conn {
+    pub(crate) fn new(addr: String, creds: Arc<Credentials>) -> Conn {
         Conn {
             addr,
-            token,
+            creds,
             stream: None,
         }
     }
@@ -392,17 +439,32 @@ impl Conn {
                         source,
                     })?;
             let _ = stream.set_nodelay(true);
-            let (r, w) = stream.into_split();
-            let mut r = BufReader::new(r);
-            let mut w = BufWriter::new(w);
             let net = |source| CallError::Network {
                 addr: addr.clone(),
                 source,
             };
+            let (mut r, mut w) = match &self.creds.tls {
+                Some(tls) => {
+                    let name = crate::tls::server_name(&addr).map_err(net)?;
+                    let connected = tokio::time::timeout(
+                        HANDSHAKE_TIMEOUT,
+                        tls.connector().connect(name, stream),
+                    )
+                    .await
+                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))
+                    .and_then(|r| r)
+                    .map_err(|e| CallError::Refused {
+                        addr: addr.clone(),
+                        reason: format!("TLS: {e}"),
+                    })?;
+                    halves(connected)
+                }
+                None => halves(stream),
+            };
             write_msg(
                 &mut w,
                 &Rpc::Hello {
-                    token: self.token.as_str().to_owned(),
+                    token: self.creds.token.clone(),
                     protocol: PROTOCOL_VERSION,
                 },
             )
@@ -445,7 +507,7 @@ impl Conn {
 /// Opens connections to the other nodes for openraft.
 #[derive(Clone, Debug)]
 pub(crate) struct Network {
-    pub(crate) token: Arc<String>,
+    pub(crate) creds: Arc<Credentials>,
 }
 
 /// openraft's handle on one other node.
@@ -461,7 +523,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &Member) -> Peer {
         Peer {
             target,
-            conn: Conn::new(node.cluster_addr.clone(), Arc::clone(&self.token)),
+            conn: Conn::new(node.cluster_addr.clone(), Arc::clone(&self.creds)),
         }
     }
 }

@@ -897,3 +897,178 @@ async fn altered_tables_replicate() {
     assert!(shape.2, "the old name is gone");
     stop(nodes).await;
 }
+
+/// Writes a certificate authority named `ca` into `dir` and, signed by
+/// it, a certificate for 127.0.0.1 named `node`, with `openssl` (as an
+/// operator makes them): `<ca>.pem`, `<node>.pem`, `<node>.key`.
+fn make_certs(dir: &std::path::Path, ca: &str, node: &str) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ca_key = format!("{ca}.key");
+    let ca_pem = format!("{ca}.pem");
+    if !dir.join(&ca_pem).exists() {
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca_pem,
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={ca}"),
+        ]);
+    }
+    let key = format!("{node}.key");
+    let csr = format!("{node}.csr");
+    let pem = format!("{node}.pem");
+    let ext = format!("{node}.ext");
+    std::fs::write(
+        dir.join(&ext),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .expect("write ext");
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        &format!("/CN={node}"),
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca_pem,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &pem,
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+    ]);
+}
+
+/// With mutual TLS configured, three nodes whose certificates the
+/// cluster's authority signed form a cluster and replicate writes to one
+/// state hash; a node with the cluster key but a certificate of another
+/// authority is refused (it never becomes a member), and so is a plain
+/// TCP connection that sends the key's greeting without TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mutual_tls_admits_only_nodes_of_the_cluster_authority() {
+    let certs = TempDir::new().expect("tempdir");
+    for n in ["n1", "n2", "n3"] {
+        make_certs(certs.path(), "ca", n);
+    }
+    make_certs(certs.path(), "other", "intruder");
+    let tls = |ca: &str, node: &str| valori_cluster::ClusterTls {
+        cert: certs.path().join(format!("{node}.pem")),
+        key: certs.path().join(format!("{node}.key")),
+        ca: certs.path().join(format!("{ca}.pem")),
+    };
+    let mut nodes = Vec::new();
+    for id in 1..=3u64 {
+        let d = TempDir::new().expect("tempdir");
+        let mut c = config(id, &d);
+        c.tls = Some(tls("ca", &format!("n{id}")));
+        if id == 1 {
+            c.bootstrap = true;
+        } else {
+            c.join = Some(
+                nodes
+                    .iter()
+                    .map(|n: &TestNode| n.node.member.cluster_addr.clone())
+                    .next()
+                    .expect("node 1"),
+            );
+        }
+        nodes.push(start(c, d).await);
+    }
+    wait_for(Duration::from_secs(30), "three voters over TLS", || {
+        nodes[0].node.status().voters.len() == 3
+    })
+    .await;
+    let l = leader(&nodes).expect("a leader");
+    let mut acked = vec![create()];
+    submit(&nodes[l].engine, create()).await.expect("create");
+    for b in 0..5 {
+        submit(&nodes[l].engine, insert(b)).await.expect("insert");
+        acked.push(insert(b));
+    }
+    let index = nodes[l].node.status().applied_index.expect("applied");
+    let all: Vec<&TestNode> = nodes.iter().collect();
+    let expected = reference_hash(&acked);
+    for s in applied_everywhere(&all, index).await {
+        assert_eq!(
+            s.state_hash.as_deref(),
+            Some(expected.as_str()),
+            "node {}",
+            s.node_id
+        );
+    }
+
+    // The cluster key alone, over plain TCP: the TLS server drops it.
+    let seed = nodes[0].node.member.cluster_addr.clone();
+    let mut plain = tokio::net::TcpStream::connect(&seed)
+        .await
+        .expect("connect");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The greeting a node sends, with the right key's token (as
+    // network.rs derives it): without TLS it would be welcomed.
+    let token = blake3::Hash::from(blake3::derive_key("valori cluster key v1", KEY.as_bytes()))
+        .to_hex()
+        .to_string();
+    let hello = format!(r#"{{"Hello":{{"token":"{token}","protocol":2}}}}"#);
+    let mut frame = ((hello.len() + 1) as u32).to_le_bytes().to_vec();
+    frame.push(0);
+    frame.extend_from_slice(hello.as_bytes());
+    let _ = plain.write_all(&frame).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), plain.read_to_end(&mut answer)).await;
+    assert!(
+        matches!(read, Ok(Ok(_)) | Ok(Err(_)))
+            && !String::from_utf8_lossy(&answer).contains("Welcome"),
+        "a plain connection was answered: {answer:?}"
+    );
+
+    // The key and a certificate of another authority: never admitted.
+    let d = TempDir::new().expect("tempdir");
+    let mut c = config(4, &d);
+    c.tls = Some(tls("other", "intruder"));
+    c.join = Some(seed);
+    let intruder = start(c, d).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = nodes[0].node.status();
+    assert_eq!(s.voters.len(), 3);
+    assert!(!s.voters.contains(&4) && !s.learners.contains(&4), "{s:?}");
+    intruder.node.shutdown().await;
+    stop(nodes).await;
+}

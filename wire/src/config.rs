@@ -147,6 +147,20 @@ pub struct ClusterArgs {
     /// [default: only when asked]
     #[arg(long, env = "VALORI_CLUSTER_SNAPSHOT_EVERY", value_name = "ENTRIES")]
     pub cluster_snapshot_every: Option<u64>,
+
+    /// This node's certificate (PEM) for mutual TLS between nodes; with
+    /// --cluster-tls-key and --cluster-tls-ca.
+    #[arg(long, env = "VALORI_CLUSTER_TLS_CERT", value_name = "PATH")]
+    pub cluster_tls_cert: Option<PathBuf>,
+
+    /// This node's private key (PEM) for mutual TLS between nodes.
+    #[arg(long, env = "VALORI_CLUSTER_TLS_KEY", value_name = "PATH")]
+    pub cluster_tls_key: Option<PathBuf>,
+
+    /// The certificate authority (PEM) that signs every node's
+    /// certificate; connections from nodes without one are refused.
+    #[arg(long, env = "VALORI_CLUSTER_TLS_CA", value_name = "PATH")]
+    pub cluster_tls_ca: Option<PathBuf>,
 }
 
 /// The settings file: every key optional.
@@ -173,6 +187,9 @@ struct FileConfig {
     cluster_election_timeout_ms: Option<u64>,
     #[serde(default)]
     cluster_learner: bool,
+    cluster_tls_cert: Option<PathBuf>,
+    cluster_tls_key: Option<PathBuf>,
+    cluster_tls_ca: Option<PathBuf>,
     cluster_snapshot_every: Option<u64>,
 }
 
@@ -185,6 +202,7 @@ pub struct ClusterSettings {
     pub node_id: u64,
     pub addr: SocketAddr,
     pub key: String,
+    pub tls: Option<valori_cluster::ClusterTls>,
     pub bootstrap: bool,
     pub join: Option<String>,
     pub learner: bool,
@@ -399,10 +417,26 @@ fn resolve_cluster(
             "cluster_election_timeout_ms = {election_timeout_ms} is below 50 ms"
         )));
     }
+    let tls = match (
+        args.cluster_tls_cert
+            .or_else(|| file.cluster_tls_cert.clone()),
+        args.cluster_tls_key
+            .or_else(|| file.cluster_tls_key.clone()),
+        args.cluster_tls_ca.or_else(|| file.cluster_tls_ca.clone()),
+    ) {
+        (Some(cert), Some(key), Some(ca)) => Some(valori_cluster::ClusterTls { cert, key, ca }),
+        (None, None, None) => None,
+        _ => {
+            return Err(ConfigError::Invalid(
+                "mutual TLS between nodes needs all of --cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca".into(),
+            ));
+        }
+    };
     Ok(Some(ClusterSettings {
         node_id,
         addr: addr.unwrap_or_else(|| default_addr(DEFAULT_CLUSTER_ADDR)),
         key,
+        tls,
         bootstrap,
         join,
         learner,

@@ -226,6 +226,7 @@ async fn start_cluster_node(
         settings.key.clone(),
     );
     c.pg_addr = pg_addr.to_string();
+    c.tls = settings.tls.clone();
     c.bootstrap = settings.bootstrap;
     c.join = settings.join.clone();
     c.learner = settings.learner;
