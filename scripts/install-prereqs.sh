@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine with rustup:
 # Rust targets and components, QEMU, the aarch64 cross toolchain, and the
-# clients the server's tests drive (psql, curl, Node.js, Python venvs).
+# clients the server's tests drive (psql, curl, Node.js, Python venvs), and
+# openssl for the certificates of the cluster's TLS test.
 # Idempotent: anything already present is skipped.
 set -euo pipefail
 
@@ -12,6 +13,8 @@ command -v aarch64-linux-gnu-gcc >/dev/null || need_apt+=(gcc-aarch64-linux-gnu 
 command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v psql >/dev/null || need_apt+=(postgresql-client)
 command -v curl >/dev/null || need_apt+=(curl)
+# The cluster's mutual-TLS test makes its certificates with openssl.
+command -v openssl >/dev/null || need_apt+=(openssl)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
