@@ -386,6 +386,9 @@ pub(crate) enum CallError {
     Network { addr: String, source: io::Error },
     #[error("{addr} refused the connection: {reason}")]
     Refused { addr: String, reason: String },
+    /// The message is over `CLUSTER_MESSAGE_BYTES_MAX`; nothing was sent.
+    #[error("to {addr}: {source}")]
+    TooLarge { addr: String, source: io::Error },
 }
 
 impl std::fmt::Debug for Conn {
@@ -495,7 +498,12 @@ impl Conn {
             addr: addr.clone(),
             source,
         };
-        write_msg(w, rpc).await.map_err(net)?;
+        let bytes = frame(rpc).map_err(|source| CallError::TooLarge {
+            addr: addr.clone(),
+            source,
+        })?;
+        w.write_all(&bytes).await.map_err(net)?;
+        w.flush().await.map_err(net)?;
         let reply: Reply = read_msg(r, CLUSTER_MESSAGE_BYTES_MAX).await.map_err(net)?;
         if let Reply::Refused(reason) = reply {
             return Err(CallError::Refused { addr, reason });
@@ -533,7 +541,9 @@ fn rpc_error<E: std::error::Error>(e: CallError) -> RPCError<NodeId, Member, E> 
         CallError::Unreachable { .. } | CallError::Refused { .. } => {
             RPCError::Unreachable(Unreachable::new(&e))
         }
-        CallError::Network { .. } => RPCError::Network(NetworkError::new(&e)),
+        CallError::Network { .. } | CallError::TooLarge { .. } => {
+            RPCError::Network(NetworkError::new(&e))
+        }
     }
 }
 
@@ -551,12 +561,20 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
-        match self
-            .conn
-            .call(&Rpc::Append(rpc), option.hard_ttl())
-            .await
-            .map_err(rpc_error)?
-        {
+        let entries = rpc.entries.len() as u64;
+        let answer = match self.conn.call(&Rpc::Append(rpc), option.hard_ttl()).await {
+            // Entries that do not fit one message: openraft sends fewer
+            // at a time when told (it would retry the same ones after a
+            // network error). One entry always fits (an event is far
+            // below the message limit).
+            Err(CallError::TooLarge { .. }) if entries > 1 => {
+                return Err(RPCError::PayloadTooLarge(
+                    openraft::error::PayloadTooLarge::new_entries_hint(entries / 2),
+                ));
+            }
+            other => other.map_err(rpc_error)?,
+        };
+        match answer {
             Reply::Append(r) => {
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }

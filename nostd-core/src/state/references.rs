@@ -405,8 +405,14 @@ impl State {
 
     /// Follows vanished values to the rows that reference them, table
     /// by table, until no new row is deleted or set to NULL. Each round
-    /// adds rows to `plan` or stops, so it ends.
+    /// adds rows to `plan` or stops, so it ends. Refusals are decided
+    /// once every cascade is known, as Postgres checks `NO ACTION` at the
+    /// end of the statement: a row that references a vanished value
+    /// refuses the change unless the cascade deletes it (or sets its
+    /// column to NULL).
     fn follow(&self, plan: &mut Cascade, mut work: Vec<Vanished>) -> Result<(), ApplyError> {
+        // (referencing table, scalar column, rows, the error if they stay).
+        let mut pending: Vec<(CollectionName, usize, Vec<u32>, ApplyError)> = Vec::new();
         while let Some(gone) = work.pop() {
             let Some(column) = self
                 .schema_of(&gone.table)
@@ -433,13 +439,14 @@ impl State {
                         (Leaving::Update, _) | (_, OnDelete::NoAction | OnDelete::Restrict) => {
                             let ty = rt.columns()[s].ty();
                             let value = rt.columns()[s].get(first as usize).unwrap_or_default();
-                            return Err(refused(ReferenceError::StillReferenced {
+                            let error = refused(ReferenceError::StillReferenced {
                                 table: gone.table.clone(),
                                 constraint: key.name.clone(),
                                 referencing: r.name.clone(),
                                 column: column.clone(),
                                 key: show(ty, value),
-                            }));
+                            });
+                            pending.push((r.name.clone(), s, rows, error));
                         }
                         (Leaving::Delete, OnDelete::Cascade) => {
                             let deleted = plan.deletes.entry(r.name.clone()).or_default();
@@ -451,9 +458,12 @@ impl State {
                         }
                         (Leaving::Delete, OnDelete::SetNull) => {
                             if def.not_null() {
-                                return Err(r.row_error(RowError::Null {
+                                let error = r.row_error(RowError::Null {
                                     column: def.name.clone(),
-                                }));
+                                });
+                                // Refused unless the rows are deleted.
+                                pending.push((r.name.clone(), usize::MAX, rows, error));
+                                continue;
                             }
                             let nulled = plan.nulls.entry((r.name.clone(), s)).or_default();
                             let new: Vec<u32> =
@@ -477,6 +487,17 @@ impl State {
                         }
                     }
                 }
+            }
+        }
+        for (table, s, rows, error) in pending {
+            let deleted = plan.deletes.get(&table);
+            let nulled = plan.nulls.get(&(table.clone(), s));
+            let stays = rows.iter().any(|row| {
+                !deleted.is_some_and(|d| d.contains(row))
+                    && !nulled.is_some_and(|n| n.contains(row))
+            });
+            if stays {
+                return Err(error);
             }
         }
         Ok(())

@@ -2595,6 +2595,58 @@ mod foreign_keys {
         refused(&mut s, &insert("node", &[vec![int8(8), int8(2)]]));
     }
 
+    /// `NO ACTION` is decided once every cascade is known, as Postgres
+    /// checks it at the end of the statement: a row that a cascade deletes
+    /// does not refuse the delete through another key, whichever key is
+    /// followed first; a row that stays does.
+    #[test]
+    fn no_action_is_checked_after_the_cascades() {
+        let mut s = State::new();
+        s.apply(&parent()).unwrap();
+        s.apply(&create(
+            "child",
+            vec![
+                col("id", ScalarType::Int64, column_flags::PRIMARY_KEY, None),
+                col(
+                    "parent_id",
+                    ScalarType::Int64,
+                    0,
+                    Some(("parent", "id", OnDelete::Cascade)),
+                ),
+                col(
+                    "parent_label",
+                    ScalarType::Text,
+                    0,
+                    Some(("parent", "label", OnDelete::NoAction)),
+                ),
+            ],
+        ))
+        .unwrap();
+        s.apply(&insert(
+            "parent",
+            &[
+                vec![int8(1), text("one"), None],
+                vec![int8(2), text("two"), None],
+            ],
+        ))
+        .unwrap();
+        // Child 10 goes with parent 1 (CASCADE on parent_id), so its
+        // label does not hold parent 1 back.
+        s.apply(&insert("child", &[vec![int8(10), int8(1), text("one")]]))
+            .unwrap();
+        // Child 11 hangs from parent 2 by id but names parent 1's label.
+        s.apply(&insert("child", &[vec![int8(11), int8(2), text("one")]]))
+            .unwrap();
+        let e = refused(&mut s, &delete("parent", &[1]));
+        assert!(
+            e.to_string().contains("still referenced from table child"),
+            "{e}"
+        );
+        // Deleting both parents takes both children: nothing stays.
+        s.apply(&delete("parent", &[1, 2])).unwrap();
+        assert_eq!(live(&s, "child"), Vec::<u64>::new());
+    }
+
     /// Inside a transaction each write is checked against what the
     /// writes before it left: a child may follow its parent, and a
     /// parent deleted earlier refuses the whole transaction.
