@@ -1597,7 +1597,7 @@ mod tables {
             check(&restored);
 
             // Refused: a second index on a column, a taken name, an
-            // unknown index or column, a vector column.
+            // unknown index or column, the vector column under a taken name.
             let hash = s.state_hash();
             for action in [
                 AlterAction::CreateIndex {
@@ -1612,9 +1612,11 @@ mod tables {
                     column: "nothing".into(),
                     name: "x".into(),
                 },
+                // The vector column takes a name for its HNSW index, but
+                // not one an index of the table has.
                 AlterAction::CreateIndex {
                     column: "embedding".into(),
-                    name: "x".into(),
+                    name: "by_content".into(),
                 },
                 AlterAction::DropIndex {
                     name: "nothing".into(),

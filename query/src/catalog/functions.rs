@@ -202,7 +202,7 @@ fn find_relation(ctx: &Ctx<'_>, name: &str) -> DfResult<Option<u32>> {
 
 /// The OID of the `i`-th catalog table (Postgres's catalogs have OIDs
 /// below 16384 too).
-fn catalog_table_oid(i: usize) -> u32 {
+pub(crate) fn catalog_table_oid(i: usize) -> u32 {
     12_000 + i as u32
 }
 
@@ -422,6 +422,13 @@ static DEFS: &[Def] = &[
                 ),
             })
         },
+    },
+    Def {
+        // Valori keeps no triggers (pg_trigger is empty): no OID names one.
+        name: "pg_get_triggerdef",
+        arities: &[1, 2],
+        returns: utf8,
+        body: |_, _| Ok(null_text()),
     },
     Def {
         name: "pg_get_constraintdef",

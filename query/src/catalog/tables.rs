@@ -1016,6 +1016,51 @@ pub static TABLES: &[Spec] = &[
         rows: no_rows,
     },
     Spec {
+        name: "pg_depend",
+        columns: &[
+            ("classid", Oid),
+            ("objid", Oid),
+            ("objsubid", Int4),
+            ("refclassid", Oid),
+            ("refobjid", Oid),
+            ("refobjsubid", Int4),
+            ("deptype", Char),
+        ],
+        // The dependencies Valori has: each serial or identity column's
+        // sequence on its column (`a` for serial, `i` for identity).
+        rows: |s| {
+            let pg_class = TABLES
+                .iter()
+                .position(|t| t.name == "pg_class")
+                .map_or(0, super::functions::catalog_table_oid);
+            let mut rows = Vec::new();
+            for r in &s.relations {
+                let Some(declared) = &r.declared else {
+                    continue;
+                };
+                for q in keys::sequences(r) {
+                    let Some(at) = declared.columns.iter().position(|c| c.name == q.column) else {
+                        continue;
+                    };
+                    let identity = !declared.columns[at].identity().is_empty();
+                    rows.push(vec![
+                        ("classid", V::Oid(pg_class)),
+                        ("objid", V::Oid(q.oid)),
+                        ("objsubid", V::Int4(0)),
+                        ("refclassid", V::Oid(pg_class)),
+                        ("refobjid", V::Oid(r.oid)),
+                        (
+                            "refobjsubid",
+                            V::Int4(i32::try_from(at + 1).unwrap_or(i32::MAX)),
+                        ),
+                        ("deptype", t(if identity { "i" } else { "a" })),
+                    ]);
+                }
+            }
+            rows
+        },
+    },
+    Spec {
         name: "pg_trigger",
         columns: &[
             ("oid", Oid),

@@ -195,6 +195,24 @@ fn foreign_keys_hold_across_writes_and_restarts() {
             ]
         );
 
+        // A sequence depends on its identity column (`pg_depend`, as
+        // Rails looks a key's sequence up); no trigger is kept.
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT s.relname, a.attname, d.deptype FROM pg_depend d \
+                 JOIN pg_class s ON s.oid = d.objid \
+                 JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+                 WHERE d.classid = 'pg_class'::regclass AND d.refobjid = 'note'::regclass"
+            )
+            .await,
+            ["note_id_seq|id|i"]
+        );
+        assert_eq!(
+            rows(&q, "SELECT pg_get_triggerdef(1, true) IS NULL").await,
+            ["true"]
+        );
+
         // The standard's views, joined as tools list foreign keys.
         assert_eq!(
             rows(
