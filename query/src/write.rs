@@ -2562,72 +2562,57 @@ fn create_btree_index(
     name: Option<&str>,
     if_not_exists: bool,
 ) -> Result<WriteOutcome, WriteError> {
-    let mut notices = Vec::new();
-    let mut outcome = Ok(());
-    let submitted = engine.submit_built(|state| {
-        let built = (|| -> Result<Option<Event>, WriteError> {
-            let collection = CollectionName::new(table)
-                .ok()
-                .and_then(|n| state.collection(&n))
-                .ok_or_else(|| WriteError::UndefinedTable(table.into()))?;
-            let taken = relation_names(state);
-            if let Some(name) = name
-                && taken.contains(name)
-            {
-                if if_not_exists {
-                    notices.push(format!("relation {name:?} already exists, skipping"));
-                    return Ok(None);
-                }
-                return Err(WriteError::IndexExists(name.to_owned()));
+    submit_index_change(engine, |state, notices| {
+        let collection = CollectionName::new(table)
+            .ok()
+            .and_then(|n| state.collection(&n))
+            .ok_or_else(|| WriteError::UndefinedTable(table.into()))?;
+        let taken = relation_names(state);
+        if let Some(name) = name
+            && taken.contains(name)
+        {
+            if if_not_exists {
+                notices.push(format!("relation {name:?} already exists, skipping"));
+                return Ok(None);
             }
-            let def = collection
-                .table()
-                .and_then(|t| t.schema().columns.iter().find(|c| c.name == column));
-            let Some(def) = def.filter(|d| d.scalar().is_some_and(|t| t.is_orderable())) else {
-                notices.push(format!(
+            return Err(WriteError::IndexExists(name.to_owned()));
+        }
+        let def = collection
+            .table()
+            .and_then(|t| t.schema().columns.iter().find(|c| c.name == column));
+        let Some(def) = def.filter(|d| d.scalar().is_some_and(|t| t.is_orderable())) else {
+            notices.push(format!(
                     "no separate index is built on {table} ({column}): its type has no btree order here, and filters on it are evaluated on the rows a query reads"
                 ));
-                return Ok(None);
-            };
-            if let Some(existing) = &def.index {
-                notices.push(format!(
+            return Ok(None);
+        };
+        if let Some(existing) = &def.index {
+            notices.push(format!(
                     "column {column} of {table} already has the btree index {existing}; no second is built"
                 ));
-                return Ok(None);
+            return Ok(None);
+        }
+        let name = match name {
+            Some(n) => n.to_owned(),
+            None => {
+                let base: String = format!("{table}_{column}_idx");
+                let base = truncate_identifier(&base);
+                (0..)
+                    .map(|i| match i {
+                        0 => base.clone(),
+                        i => format!("{}{i}", truncate_identifier(&base[..base.len().min(60)])),
+                    })
+                    .find(|n| !taken.contains(n))
+                    .expect("invariant: some numbered name is free")
             }
-            let name = match name {
-                Some(n) => n.to_owned(),
-                None => {
-                    let base: String = format!("{table}_{column}_idx");
-                    let base = truncate_identifier(&base);
-                    (0..)
-                        .map(|i| match i {
-                            0 => base.clone(),
-                            i => format!("{}{i}", truncate_identifier(&base[..base.len().min(60)])),
-                        })
-                        .find(|n| !taken.contains(n))
-                        .expect("invariant: some numbered name is free")
-                }
-            };
-            Ok(Some(Event::AlterTable {
-                collection: collection.name().clone(),
-                actions: vec![valori_core::table::AlterAction::CreateIndex {
-                    column: column.to_owned(),
-                    name,
-                }],
-            }))
-        })();
-        built.unwrap_or_else(|e| {
-            outcome = Err(e);
-            None
-        })
-    });
-    outcome?;
-    submitted.map_err(index_error)?;
-    Ok(WriteOutcome {
-        rows: 0,
-        notices,
-        written: None,
+        };
+        Ok(Some(Event::AlterTable {
+            collection: collection.name().clone(),
+            actions: vec![valori_core::table::AlterAction::CreateIndex {
+                column: column.to_owned(),
+                name,
+            }],
+        }))
     })
 }
 
@@ -2645,20 +2630,17 @@ fn name_hnsw_index(
     if_not_exists: bool,
     reindex: Option<Event>,
 ) -> Result<WriteOutcome, WriteError> {
-    let mut notices = Vec::new();
-    let mut outcome = Ok(());
-    let submitted = engine.submit_built(|state| {
-        let built = (|| -> Result<Option<Event>, WriteError> {
-            let collection = CollectionName::new(table)
-                .ok()
-                .and_then(|n| state.collection(&n))
-                .ok_or_else(|| WriteError::UndefinedTable(table.into()))?;
-            let mut events: Vec<Event> = reindex.clone().into_iter().collect();
-            let def = collection
-                .table()
-                .and_then(|t| t.schema().columns.iter().find(|c| c.name == column));
-            if let (Some(name), Some(def)) = (name, def) {
-                match &def.index {
+    submit_index_change(engine, |state, notices| {
+        let collection = CollectionName::new(table)
+            .ok()
+            .and_then(|n| state.collection(&n))
+            .ok_or_else(|| WriteError::UndefinedTable(table.into()))?;
+        let mut events: Vec<Event> = reindex.clone().into_iter().collect();
+        let def = collection
+            .table()
+            .and_then(|t| t.schema().columns.iter().find(|c| c.name == column));
+        if let (Some(name), Some(def)) = (name, def) {
+            match &def.index {
                     Some(existing) if existing == name => {
                         if !if_not_exists {
                             return Err(WriteError::IndexExists(name.to_owned()));
@@ -2683,14 +2665,26 @@ fn name_hnsw_index(
                         }],
                     }),
                 }
-            }
-            Ok(match events.len() {
-                0 => None,
-                1 => events.pop(),
-                _ => Some(Event::Transaction { events }),
-            })
-        })();
-        built.unwrap_or_else(|e| {
+        }
+        Ok(one_event(events))
+    })
+}
+
+/// Submits the event `build` makes of the state it is applied to (under
+/// the engine's write order; `None`: nothing to write) with the NOTICEs
+/// it collects: an index statement's one event. A refusal of the state is
+/// reported as `ALTER TABLE`'s are.
+fn submit_index_change(
+    engine: &Engine,
+    build: impl FnOnce(
+        &valori_core::state::State,
+        &mut Vec<String>,
+    ) -> Result<Option<Event>, WriteError>,
+) -> Result<WriteOutcome, WriteError> {
+    let mut notices = Vec::new();
+    let mut outcome = Ok(());
+    let submitted = engine.submit_built(|state| {
+        build(state, &mut notices).unwrap_or_else(|e| {
             outcome = Err(e);
             None
         })
@@ -2702,6 +2696,15 @@ fn name_hnsw_index(
         notices,
         written: None,
     })
+}
+
+/// Several events as one: none, the one, or a transaction of them.
+fn one_event(mut events: Vec<Event>) -> Option<Event> {
+    match events.len() {
+        0 => None,
+        1 => events.pop(),
+        _ => Some(Event::Transaction { events }),
+    }
 }
 
 /// An index action the state refused, as `ALTER TABLE`'s refusals are
@@ -2734,9 +2737,7 @@ fn drop_btree_indexes(
     names: &[String],
     if_exists: bool,
 ) -> Result<WriteOutcome, WriteError> {
-    let mut notices = Vec::new();
-    let mut outcome = Ok(());
-    let submitted = engine.submit_built(|state| {
+    submit_index_change(engine, |state, notices| {
         let mut by_table: BTreeMap<CollectionName, Vec<valori_core::table::AlterAction>> =
             BTreeMap::new();
         // A name given twice drops its index once.
@@ -2758,31 +2759,18 @@ fn drop_btree_indexes(
                 None if if_exists => {
                     notices.push(format!("index {name:?} does not exist, skipping"));
                 }
-                None => {
-                    outcome = Err(WriteError::UndefinedIndex(name.clone()));
-                    return None;
-                }
+                None => return Err(WriteError::UndefinedIndex(name.clone())),
             }
         }
-        let mut events: Vec<Event> = by_table
-            .into_iter()
-            .map(|(collection, actions)| Event::AlterTable {
-                collection,
-                actions,
-            })
-            .collect();
-        match events.len() {
-            0 => None,
-            1 => events.pop(),
-            _ => Some(Event::Transaction { events }),
-        }
-    });
-    outcome?;
-    submitted.map_err(index_error)?;
-    Ok(WriteOutcome {
-        rows: 0,
-        notices,
-        written: None,
+        Ok(one_event(
+            by_table
+                .into_iter()
+                .map(|(collection, actions)| Event::AlterTable {
+                    collection,
+                    actions,
+                })
+                .collect(),
+        ))
     })
 }
 
