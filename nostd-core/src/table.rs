@@ -1886,6 +1886,22 @@ impl Table {
         self.unique.get(column)?.as_ref()?.get(value).copied()
     }
 
+    /// The live row whose values in the columns of the schema's
+    /// [`UniqueSet`] number `set` are those `value` gives (by scalar
+    /// column), and the set's key for them; `None` for the row when none
+    /// holds them, and no key when one of them is NULL (a NULL is never
+    /// a duplicate).
+    pub fn unique_set_row<'a>(
+        &self,
+        set: usize,
+        value: impl FnMut(usize) -> Option<&'a [u8]>,
+    ) -> Option<(Vec<u8>, Option<u32>)> {
+        let composite = self.composite.get(set)?;
+        let key = composite.key(value)?;
+        let row = composite.rows.get(&key).copied();
+        Some((key, row))
+    }
+
     /// The last value each scalar column's sequence gave (0 when the
     /// column is not serial or has given none).
     pub fn sequences(&self) -> &[i64] {

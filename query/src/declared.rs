@@ -1466,6 +1466,9 @@ fn plan_insert(
     let mut fates = vec![Fate::Insert; n];
     // Values of unique columns taken by rows of this statement.
     let mut taken: Vec<std::collections::BTreeSet<&[u8]>> = vec![Default::default(); unique.len()];
+    // Keys of unique constraints over several columns taken alike.
+    let mut taken_sets: Vec<std::collections::BTreeSet<Vec<u8>>> =
+        vec![Default::default(); schema.uniques.len()];
     let mut updated_rows = std::collections::BTreeSet::new();
     for (r, fate) in fates.iter_mut().enumerate() {
         let checked: Vec<usize> = match (on_conflict, target) {
@@ -1508,10 +1511,45 @@ fn plan_insert(
                 break;
             }
         }
+        // Unique constraints over several columns: a conflict skips the
+        // row under DO NOTHING without a target, and is a duplicate
+        // otherwise (a target names one column).
+        if *fate == Fate::Insert {
+            for (set, u) in schema.uniques.iter().enumerate() {
+                let Some((key, holder)) = t.unique_set_row(set, |c| built.columns[c].get(r)) else {
+                    continue;
+                };
+                if holder.is_some() || taken_sets[set].contains(&key) {
+                    if on_conflict.is_some() && target.is_none() && update.is_none() {
+                        *fate = Fate::Skip;
+                        break;
+                    }
+                    return Err(WriteError::Duplicate(format!(
+                        "duplicate key value violates unique constraint {:?}: Key ({})=({}) already exists",
+                        u.name,
+                        u.columns.join(", "),
+                        u.columns
+                            .iter()
+                            .filter_map(|name| scalar_names.iter().position(|n| n == name))
+                            .map(|c| built.columns[c].get(r).map_or_else(
+                                || "null".to_owned(),
+                                |v| shown_value(scalar_defs[c].1, v)
+                            ))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+            }
+        }
         if *fate == Fate::Insert {
             for (u, &c) in unique.iter().enumerate() {
                 if let Some(value) = built.columns[c].get(r) {
                     taken[u].insert(value);
+                }
+            }
+            for (set, taken) in taken_sets.iter_mut().enumerate() {
+                if let Some((key, _)) = t.unique_set_row(set, |c| built.columns[c].get(r)) {
+                    taken.insert(key);
                 }
             }
         }

@@ -13,7 +13,7 @@ use valori_engine::Engine;
 use valori_query::write::WriteError;
 use valori_query::{QueryEngine, QueryError};
 
-use super::{block_on, cells, run, state_hash};
+use super::{block_on, cells, run, run_with, state_hash};
 
 async fn rows(q: &QueryEngine, sql: &str) -> Vec<String> {
     // Boxed: keeps the test's own future small on the thread's stack.
@@ -302,6 +302,37 @@ fn unique_constraints_and_column_changes() {
         .await;
         // NULLs are distinct.
         rows(&q, "INSERT INTO perm VALUES (4, 1, NULL), (5, 1, NULL)").await;
+        // ON CONFLICT DO NOTHING skips a row the constraint over two
+        // columns refuses, whether an existing row or an earlier row of the
+        // statement holds its values (Django's bulk_create with
+        // ignore_conflicts).
+        let hash = state_hash(&engine);
+        let (tag, _) = run_with(
+            &q,
+            "INSERT INTO perm VALUES (7, 1, 'add') ON CONFLICT DO NOTHING",
+            vec![],
+        )
+        .await
+        .unwrap();
+        assert_eq!(tag, "INSERT 0");
+        assert_eq!(state_hash(&engine), hash);
+        let (tag, _) = run_with(
+            &q,
+            "INSERT INTO perm VALUES (8, 5, 'z'), (9, 5, 'z') ON CONFLICT DO NOTHING",
+            vec![],
+        )
+        .await
+        .unwrap();
+        assert_eq!(tag, "INSERT 1");
+        let e = refused(&q, &engine, "INSERT INTO perm VALUES (10, 1, 'add')", |e| {
+            matches!(e, WriteError::Duplicate(_))
+        })
+        .await;
+        assert!(
+            e.to_string()
+                .contains("\"perm_kind_code_key\": Key (kind, code)=(1, add)"),
+            "{e}"
+        );
 
         rows(&q, "CREATE TABLE member (id int PRIMARY KEY, u int, g int)").await;
         rows(&q, "INSERT INTO member VALUES (1, 1, 1), (2, 1, 1)").await;
