@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use valori_engine::Engine;
 use valori_query::write::WriteError;
-use valori_query::{QueryEngine, QueryError};
+use valori_query::{QueryEngine, QueryError, datafusion};
 
 use super::{block_on, cells, run, run_with, state_hash};
 
@@ -72,6 +72,19 @@ fn foreign_keys_hold_across_writes_and_restarts() {
         )
         .await;
         rows(&q, "CREATE INDEX note_doc_id ON note (doc_id)").await;
+        // Django's TestCase: keys are checked at each statement already,
+        // so both forms are accepted and change nothing; a malformed one
+        // is a syntax error.
+        let hash = state_hash(&engine);
+        rows(&q, "SET CONSTRAINTS ALL IMMEDIATE").await;
+        rows(&q, "SET CONSTRAINTS note_doc_id_fk, other DEFERRED;").await;
+        assert_eq!(state_hash(&engine), hash);
+        assert!(matches!(
+            Box::pin(run(&q, "SET CONSTRAINTS ALL")).await,
+            Err(QueryError::Invalid(
+                datafusion::common::DataFusionError::SQL(..)
+            ))
+        ));
         // A key without a referenced column names the primary key; SET NULL.
         rows(
             &q,
