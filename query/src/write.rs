@@ -2563,20 +2563,13 @@ fn create_btree_index(
     if_not_exists: bool,
 ) -> Result<WriteOutcome, WriteError> {
     submit_index_change(engine, |state, notices| {
-        let collection = CollectionName::new(table)
-            .ok()
-            .and_then(|n| state.collection(&n))
-            .ok_or_else(|| WriteError::UndefinedTable(table.into()))?;
-        let taken = relation_names(state);
+        let collection = table_named(state, table)?;
         if let Some(name) = name
-            && taken.contains(name)
+            && name_taken(state, name, if_not_exists, notices)?
         {
-            if if_not_exists {
-                notices.push(format!("relation {name:?} already exists, skipping"));
-                return Ok(None);
-            }
-            return Err(WriteError::IndexExists(name.to_owned()));
+            return Ok(None);
         }
+        let taken = relation_names(state);
         let def = collection
             .table()
             .and_then(|t| t.schema().columns.iter().find(|c| c.name == column));
@@ -2631,43 +2624,64 @@ fn name_hnsw_index(
     reindex: Option<Event>,
 ) -> Result<WriteOutcome, WriteError> {
     submit_index_change(engine, |state, notices| {
-        let collection = CollectionName::new(table)
-            .ok()
-            .and_then(|n| state.collection(&n))
-            .ok_or_else(|| WriteError::UndefinedTable(table.into()))?;
+        let collection = table_named(state, table)?;
+        // Under IF NOT EXISTS a name taken (this graph's among them) skips
+        // the whole statement, its parameters too.
+        if let Some(name) = name
+            && name_taken(state, name, if_not_exists, notices)?
+        {
+            return Ok(None);
+        }
         let mut events: Vec<Event> = reindex.clone().into_iter().collect();
         let def = collection
             .table()
             .and_then(|t| t.schema().columns.iter().find(|c| c.name == column));
         if let (Some(name), Some(def)) = (name, def) {
             match &def.index {
-                    Some(existing) if existing == name => {
-                        if !if_not_exists {
-                            return Err(WriteError::IndexExists(name.to_owned()));
-                        }
-                        notices.push(format!("relation {name:?} already exists, skipping"));
-                    }
-                    Some(existing) => notices.push(format!(
-                        "the HNSW index of {table} ({column}) is {existing}; it is the table's one graph, so {name} is not kept as a second name (its parameters apply)"
-                    )),
-                    None if relation_names(state).contains(name) => {
-                        if !if_not_exists {
-                            return Err(WriteError::IndexExists(name.to_owned()));
-                        }
-                        notices.push(format!("relation {name:?} already exists, skipping"));
-                        return Ok(None);
-                    }
-                    None => events.push(Event::AlterTable {
-                        collection: collection.name().clone(),
-                        actions: vec![valori_core::table::AlterAction::CreateIndex {
-                            column: column.to_owned(),
-                            name: name.to_owned(),
-                        }],
-                    }),
-                }
+                Some(existing) => notices.push(format!(
+                    "the HNSW index of {table} ({column}) is {existing}; it is the table's one graph, so {name} is not kept as a second name (its parameters apply)"
+                )),
+                None => events.push(Event::AlterTable {
+                    collection: collection.name().clone(),
+                    actions: vec![valori_core::table::AlterAction::CreateIndex {
+                        column: column.to_owned(),
+                        name: name.to_owned(),
+                    }],
+                }),
+            }
         }
         Ok(one_event(events))
     })
+}
+
+/// The collection of table `table` in `state`.
+fn table_named<'a>(
+    state: &'a valori_core::state::State,
+    table: &str,
+) -> Result<&'a valori_core::state::Collection, WriteError> {
+    CollectionName::new(table)
+        .ok()
+        .and_then(|n| state.collection(&n))
+        .ok_or_else(|| WriteError::UndefinedTable(table.into()))
+}
+
+/// Whether relation name `name` (a table, index or sequence) is taken:
+/// `42P07`, or under `IF NOT EXISTS` a NOTICE and `true` (the statement
+/// then does nothing).
+fn name_taken(
+    state: &valori_core::state::State,
+    name: &str,
+    if_not_exists: bool,
+    notices: &mut Vec<String>,
+) -> Result<bool, WriteError> {
+    if !relation_names(state).contains(name) {
+        return Ok(false);
+    }
+    if !if_not_exists {
+        return Err(WriteError::IndexExists(name.to_owned()));
+    }
+    notices.push(format!("relation {name:?} already exists, skipping"));
+    Ok(true)
 }
 
 /// Submits the event `build` makes of the state it is applied to (under
