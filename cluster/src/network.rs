@@ -126,7 +126,8 @@ where
     )
 }
 
-/// How long a TLS handshake may take before the connection is dropped.
+/// How long a TLS handshake, and then the greeting, may take before the
+/// connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The proof of the cluster key a node sends when it connects.
@@ -318,7 +319,18 @@ async fn serve_conn(stream: TcpStream, node: &crate::Node) -> io::Result<()> {
         }
         None => halves(stream),
     };
-    let hello: Rpc = read_msg(&mut r, HELLO_BYTES_MAX).await?;
+    // A caller that connects and never greets would otherwise hold its
+    // task and socket for as long as it likes without proving the key.
+    let hello: Rpc =
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_msg(&mut r, HELLO_BYTES_MAX)).await {
+            Ok(hello) => hello?,
+            Err(_) => {
+                tracing::warn!(
+                    "refused a cluster connection: no greeting within {HANDSHAKE_TIMEOUT:?}"
+                );
+                return Ok(());
+            }
+        };
     let (authentic, protocol) = match &hello {
         Rpc::Hello { token, protocol } => (
             subtle::ConstantTimeEq::ct_eq(token.as_bytes(), node.creds.token.as_bytes()).into(),

@@ -898,6 +898,155 @@ async fn altered_tables_replicate() {
     stop(nodes).await;
 }
 
+/// The greeting a node sends on a cluster connection, with the token of
+/// `key` derived as the protocol defines it (BLAKE3 `derive_key` under
+/// "valori cluster key v1", in hex), framed as `len: u32 LE`, kind 0
+/// (JSON), body.
+fn hello_frame(key: &str) -> Vec<u8> {
+    let token = blake3::Hash::from(blake3::derive_key("valori cluster key v1", key.as_bytes()))
+        .to_hex()
+        .to_string();
+    json_frame(&format!(
+        r#"{{"Hello":{{"token":"{token}","protocol":2}}}}"#
+    ))
+}
+
+fn json_frame(body: &str) -> Vec<u8> {
+    let mut frame = ((body.len() + 1) as u32).to_le_bytes().to_vec();
+    frame.push(0);
+    frame.extend_from_slice(body.as_bytes());
+    frame
+}
+
+/// What one read of a cluster connection gave.
+#[derive(Debug)]
+enum Answer {
+    /// A message of kind JSON, parsed.
+    Json(serde_json::Value),
+    /// The node closed the connection (end of stream or reset).
+    Closed,
+    /// Nothing within the wait.
+    Silent,
+}
+
+/// Reads one framed answer from `stream`, waiting at most `limit`.
+async fn read_answer(stream: &mut tokio::net::TcpStream, limit: Duration) -> Answer {
+    use tokio::io::AsyncReadExt;
+    let read = async {
+        let mut len = [0u8; 4];
+        stream.read_exact(&mut len).await?;
+        let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
+        stream.read_exact(&mut body).await?;
+        Ok::<_, std::io::Error>(body)
+    };
+    match tokio::time::timeout(limit, read).await {
+        Err(_) => Answer::Silent,
+        Ok(Err(_)) => Answer::Closed,
+        Ok(Ok(body)) => {
+            assert_eq!(body.first(), Some(&0), "a JSON answer: {body:?}");
+            Answer::Json(serde_json::from_slice(&body[1..]).expect("a JSON answer"))
+        }
+    }
+}
+
+/// What must not change when a caller without the key talks to a node.
+fn footprint(n: &TestNode) -> impl PartialEq + std::fmt::Debug + use<> {
+    let s = n.node.status();
+    (
+        s.voters,
+        s.learners,
+        s.last_log_index,
+        s.applied_index,
+        s.events,
+        s.state_hash,
+        s.log_root,
+    )
+}
+
+/// Without TLS, a node's cluster address serves only callers that prove
+/// the cluster key. A join sent with no greeting first, and a greeting
+/// with another key's token, are each answered with a refusal and the
+/// connection is closed (a join sent after the refusal gets no answer);
+/// a connection that sends nothing is closed after the greeting's
+/// deadline. The leader's membership, Raft log, event count, state hash
+/// and log root are the same afterwards. The control: the same greeting
+/// with the right key is welcomed and a status request is then answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cluster_address_refuses_callers_without_the_key() {
+    use tokio::io::AsyncWriteExt;
+    let nodes = three_nodes([ApplyFault::default(); 3]).await;
+    let l = leader(&nodes).expect("a leader");
+    submit(&nodes[l].engine, create()).await.expect("create");
+    for b in 0..3 {
+        submit(&nodes[l].engine, insert(b)).await.expect("insert");
+    }
+    let index = nodes[l].node.status().applied_index.expect("applied");
+    let all: Vec<&TestNode> = nodes.iter().collect();
+    applied_everywhere(&all, index).await;
+    let before = footprint(&nodes[l]);
+    let addr = nodes[l].node.member.cluster_addr.clone();
+    let join = json_frame(
+        r#"{"Join":{"id":9,"member":{"cluster_addr":"127.0.0.1:9","rest_addr":"intruder","pg_addr":""},"voter":true}}"#,
+    );
+    let wait = Duration::from_secs(10);
+    let refused = |a: &Answer| matches!(a, Answer::Json(v) if v["Refused"].as_str().is_some_and(|r| r.contains("cluster key")));
+
+    // A join with no greeting.
+    let mut conn = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    conn.write_all(&join).await.expect("send");
+    let answer = read_answer(&mut conn, wait).await;
+    assert!(refused(&answer), "{answer:?}");
+    let answer = read_answer(&mut conn, wait).await;
+    assert!(matches!(answer, Answer::Closed), "{answer:?}");
+
+    // A greeting with another key, then a join.
+    let mut conn = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    conn.write_all(&hello_frame("another cluster's key"))
+        .await
+        .expect("send");
+    let answer = read_answer(&mut conn, wait).await;
+    assert!(refused(&answer), "{answer:?}");
+    let _ = conn.write_all(&join).await;
+    let answer = read_answer(&mut conn, wait).await;
+    assert!(matches!(answer, Answer::Closed), "{answer:?}");
+
+    // No greeting at all: closed after the deadline (5 s), not held open.
+    let mut conn = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let answer = read_answer(&mut conn, wait).await;
+    assert!(matches!(answer, Answer::Closed), "{answer:?}");
+
+    // Time for a join, had one been admitted, to reach the membership.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(footprint(&nodes[l]), before);
+
+    // The control: the right key is welcomed, and the node then answers.
+    let mut conn = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    conn.write_all(&hello_frame(KEY)).await.expect("send");
+    let answer = read_answer(&mut conn, wait).await;
+    assert!(
+        matches!(&answer, Answer::Json(v) if v == "Welcome"),
+        "{answer:?}"
+    );
+    conn.write_all(&json_frame(r#""Status""#))
+        .await
+        .expect("send");
+    let answer = read_answer(&mut conn, wait).await;
+    assert!(
+        matches!(&answer, Answer::Json(v) if v["Status"]["node_id"] == nodes[l].node.id),
+        "{answer:?}"
+    );
+    assert_eq!(footprint(&nodes[l]), before);
+    stop(nodes).await;
+}
+
 /// Writes a certificate authority named `ca` into `dir` and, signed by
 /// it, a certificate for 127.0.0.1 named `node`, with `openssl` (as an
 /// operator makes them): `<ca>.pem`, `<node>.pem`, `<node>.key`.
