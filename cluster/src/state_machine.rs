@@ -516,3 +516,136 @@ fn parse_snapshot_id(id: &str) -> Option<(u64, Hash32, Hash32)> {
     }
     Some((events, state, root))
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::CommittedLeaderId;
+    use valori_core::Metric;
+    use valori_core::event::{CollectionConfig, IndexParams};
+    use valori_engine::stress::{DIM, batch, collection};
+
+    use super::*;
+
+    fn open_engine(dir: &Path) -> Arc<Engine> {
+        Arc::new(Engine::open(dir.join("data")).expect("engine opens"))
+    }
+
+    /// What a refused snapshot must leave as it was.
+    async fn footprint(
+        sm: &mut StateMachine,
+    ) -> (
+        Option<LogId<NodeId>>,
+        StoredMembership<NodeId, Member>,
+        Option<LogId<NodeId>>,
+        u64,
+        Option<Hash32>,
+        Option<Hash32>,
+        bool,
+    ) {
+        let (applied, membership) = sm.applied_state().await.expect("applied state");
+        let status = sm.shared.status().clone();
+        (
+            applied,
+            membership,
+            status.last_applied,
+            status.events,
+            status.state_hash,
+            status.log_root,
+            sm.has_snapshot(),
+        )
+    }
+
+    /// The claims a snapshot's Raft id carries reach the engine's check of
+    /// the file: a sound snapshot file announced under an id with another
+    /// state hash, another log root or another event count, or under an id
+    /// that names no claims, is refused, and the node's applied position,
+    /// status and snapshot record stay as they were. The control: the same
+    /// file under its true id is installed and the node reports its state.
+    #[tokio::test]
+    async fn a_snapshot_is_installed_only_under_the_claims_of_its_id() {
+        let source_dir = tempfile::tempdir().expect("tempdir");
+        let source = open_engine(source_dir.path());
+        source
+            .submit(Event::CreateCollection {
+                name: collection(),
+                config: CollectionConfig {
+                    dim: DIM,
+                    metric: Metric::L2,
+                    index: IndexParams::default(),
+                },
+            })
+            .expect("create");
+        for b in 0..4 {
+            source
+                .submit(Event::InsertBatch {
+                    collection: collection(),
+                    batch: batch(b, 5),
+                })
+                .expect("insert");
+        }
+        let info = source.snapshot().expect("snapshot");
+        let bytes = std::fs::read(&info.path).expect("read the snapshot file");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = open_engine(dir.path());
+        let cluster_dir = dir.path().join("cluster");
+        std::fs::create_dir_all(&cluster_dir).expect("cluster dir");
+        let mut sm = StateMachine::open(Arc::clone(&engine), &cluster_dir, ApplyFault::default())
+            .expect("state machine");
+        let before = footprint(&mut sm).await;
+        let empty = engine.proof().expect("proof");
+        assert_ne!(empty.hashes.state, info.state_hash);
+        let last_log_id = Some(LogId::new(CommittedLeaderId::new(3, 1), 9));
+        let meta = |snapshot_id: String| SnapshotMeta {
+            last_log_id,
+            last_membership: StoredMembership::default(),
+            snapshot_id,
+        };
+        // The engine's refusal quotes the announced claims; an id without
+        // them is refused before the engine sees the file.
+        let announced = "it was announced as";
+        let refused = [
+            (
+                snapshot_id(9, info.events, &empty.hashes.state, &info.log_root),
+                announced,
+            ),
+            (
+                snapshot_id(9, info.events, &info.state_hash, &empty.log_root),
+                announced,
+            ),
+            (
+                snapshot_id(9, info.events + 1, &info.state_hash, &info.log_root),
+                announced,
+            ),
+            (
+                format!("9-{}", info.events),
+                "does not name its events, state hash and log root",
+            ),
+        ];
+        for (id, reason) in refused {
+            let err = sm
+                .install_snapshot(&meta(id.clone()), Box::new(Cursor::new(bytes.clone())))
+                .await
+                .expect_err("refused");
+            let text = err.to_string();
+            assert!(text.contains(reason), "{id}: {text}");
+            assert_eq!(footprint(&mut sm).await, before, "{id}");
+            assert_eq!(engine.proof().expect("proof"), empty, "{id}");
+        }
+
+        let id = snapshot_id(9, info.events, &info.state_hash, &info.log_root);
+        sm.install_snapshot(&meta(id), Box::new(Cursor::new(bytes)))
+            .await
+            .expect("installed under its true id");
+        let after = footprint(&mut sm).await;
+        assert_eq!(after.0, last_log_id);
+        assert_eq!(after.3, info.events);
+        assert_eq!(after.4, Some(info.state_hash));
+        assert_eq!(after.5, Some(info.log_root));
+        assert!(after.6, "the snapshot record is written");
+        assert_eq!(
+            engine.proof().expect("proof"),
+            source.proof().expect("proof")
+        );
+    }
+}

@@ -2,8 +2,9 @@
 //! panicking commit poisons the engine for every later reader and writer,
 //! the data directory is locked, directories are made durable, stale
 //! temporary files are removed, a corrupt last frame is told from a torn
-//! one, snapshots are checked before log segments are retired, and an
-//! event is read from the log as one frame.
+//! one, snapshots are checked before log segments are retired and before
+//! a received one is installed, and an event is read from the log as one
+//! frame.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -417,4 +418,137 @@ fn reading_an_event_reads_one_frame() {
     let err = engine.read_log(150, 1).unwrap_err();
     assert!(matches!(err, EngineError::CorruptLog { .. }), "{err}");
     assert!(engine.read_log(151, 1).is_ok());
+}
+
+/// Byte offsets of a snapshot file's recorded state hash and log root
+/// (docs/format.md: magic, format version `u32`, event count `u64`, state
+/// hash, index hash, log root).
+const SNAPSHOT_STATE_HASH_AT: usize = 8 + 4 + 8;
+const SNAPSHOT_LOG_ROOT_AT: usize = SNAPSHOT_STATE_HASH_AT + 32 + 32;
+
+/// `bytes` with the 32 bytes at `at` replaced by `hash` and the trailer
+/// recomputed: a file a faulty or dishonest sender could write, whole by
+/// its checksum but recording a hash its contents do not give.
+fn forged(bytes: &[u8], at: usize, hash: valori_core::hash::Hash32) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    out[at..at + 32].copy_from_slice(&hash.0);
+    let body = out.len() - 32;
+    let trailer = *blake3::hash(&out[..body]).as_bytes();
+    out[body..].copy_from_slice(&trailer);
+    out
+}
+
+/// A replica installs a received snapshot only when the file is what it
+/// claims to be. Each of these is refused with an error that names the
+/// fault, and the replica's log, state and files are as before: a file
+/// whose recorded state hash is not its state's, one whose recorded log
+/// root is not its leaves' (both with a valid trailer), a damaged file, a
+/// truncated one, and the sound file announced with another state hash,
+/// log root or event count. The control: the sound file with its true
+/// claims is installed, and the replica then has the source's log and
+/// state.
+#[test]
+fn install_snapshot_refuses_a_snapshot_that_is_not_what_it_claims() {
+    use valori_columnar::snapshot::SnapshotError;
+
+    let source_storage = SimStorage::new();
+    let source = open_sim(&source_storage).unwrap();
+    source.submit(create("docs", 2)).unwrap();
+    fill(&source, 0, 40);
+    let snap = source.snapshot().unwrap();
+    let bytes = source_storage.written(&snap.path).unwrap();
+    let source_proof = source.proof().unwrap();
+    assert_eq!(snap.events, 41);
+
+    // The replica holds the first 6 of the same events.
+    let storage = SimStorage::new();
+    let replica = open_sim(&storage).unwrap();
+    replica.submit(create("docs", 2)).unwrap();
+    fill(&replica, 0, 5);
+    let files = || {
+        let mut all = storage.list(&Path::new(DIR).join("wal")).unwrap();
+        all.extend(storage.list(&Path::new(DIR).join("snapshots")).unwrap());
+        all
+    };
+    let before = (replica.proof().unwrap(), ids(&replica), files());
+    assert_ne!(before.0.hashes.state, snap.state_hash);
+    assert_ne!(before.0.log_root, snap.log_root);
+    let claims = (snap.state_hash, snap.log_root, snap.events);
+    let unchanged = |what: &str| {
+        assert_eq!(
+            (replica.proof().unwrap(), ids(&replica), files()),
+            before,
+            "{what} changed the replica"
+        );
+    };
+
+    // Another state's hash, recorded in the file and announced with it.
+    let other_state = before.0.hashes.state;
+    let file = forged(&bytes, SNAPSHOT_STATE_HASH_AT, other_state);
+    let err = replica
+        .install_snapshot(&file, Some((other_state, snap.log_root, snap.events)))
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineError::Snapshot { source, .. }
+            if matches!(**source, SnapshotError::StateHashMismatch { recorded, computed }
+                if recorded == other_state && computed == snap.state_hash)),
+        "{err}"
+    );
+    unchanged("a forged state hash");
+
+    // Another log's root, recorded in the file and announced with it.
+    let other_root = before.0.log_root;
+    let file = forged(&bytes, SNAPSHOT_LOG_ROOT_AT, other_root);
+    let err = replica
+        .install_snapshot(&file, Some((snap.state_hash, other_root, snap.events)))
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineError::SnapshotRootMismatch { recorded, computed, .. }
+            if *recorded == other_root && *computed == snap.log_root),
+        "{err}"
+    );
+    unchanged("a forged log root");
+
+    // One flipped bit, then the file cut short.
+    let mut damaged = bytes.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x04;
+    let err = replica
+        .install_snapshot(&damaged, Some(claims))
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineError::Snapshot { source, .. }
+            if matches!(**source, SnapshotError::ChecksumMismatch { .. })),
+        "{err}"
+    );
+    unchanged("a damaged file");
+    let err = replica
+        .install_snapshot(&bytes[..bytes.len() - 40], Some(claims))
+        .unwrap_err();
+    assert!(matches!(&err, EngineError::Snapshot { .. }), "{err}");
+    unchanged("a truncated file");
+
+    // The sound file, announced as something else.
+    for (what, wrong) in [
+        ("state hash", (other_state, snap.log_root, snap.events)),
+        ("log root", (snap.state_hash, other_root, snap.events)),
+        (
+            "event count",
+            (snap.state_hash, snap.log_root, snap.events - 1),
+        ),
+    ] {
+        let err = replica.install_snapshot(&bytes, Some(wrong)).unwrap_err();
+        assert!(
+            matches!(&err, EngineError::SnapshotMismatch { .. }),
+            "another {what}: {err}"
+        );
+        assert!(err.to_string().contains("announced"), "{err}");
+        unchanged(what);
+    }
+
+    // The control: the sound file with its true claims.
+    let info = replica.install_snapshot(&bytes, Some(claims)).unwrap();
+    assert_eq!(info.events, 41);
+    assert_eq!(replica.proof().unwrap(), source_proof);
+    assert_eq!(ids(&replica), ids(&source));
 }
