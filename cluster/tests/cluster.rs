@@ -142,6 +142,48 @@ async fn applied_everywhere(nodes: &[&TestNode], index: u64) -> Vec<NodeStatus> 
     nodes.iter().map(|n| n.node.status()).collect()
 }
 
+/// The root `engine`'s log had at `size` events (as its inclusion proofs
+/// give it).
+fn root_at(engine: &Engine, size: u64) -> valori_core::hash::Hash32 {
+    engine
+        .inclusion_proof(0, Some(size))
+        .expect("a root at that size")
+        .root
+}
+
+/// Consistency proofs between the log sizes `pairs` that `prover` gives
+/// verify (RFC 9162) against the roots `witness` reports at those sizes,
+/// another replica's roots. The control, so that a verification that
+/// accepts anything fails: each proof is refused against the witness's
+/// root one event short of the new size.
+fn assert_consistent_across(prover: &TestNode, witness: &TestNode, pairs: &[(u64, u64)]) {
+    use valori_core::merkle::verify_consistency;
+    for &(old, new) in pairs {
+        assert!(
+            old + 1 < new,
+            "the control needs a root between {old} and {new}"
+        );
+        let proof = prover
+            .engine
+            .consistency_proof(old, new)
+            .expect("a consistency proof");
+        let (old_root, new_root) = (root_at(&witness.engine, old), root_at(&witness.engine, new));
+        assert!(
+            verify_consistency(old, new, &old_root, &new_root, &proof.path),
+            "node {}'s proof {old}..{new} against node {}'s roots",
+            prover.node.id,
+            witness.node.id
+        );
+        let short = root_at(&witness.engine, new - 1);
+        assert!(
+            !verify_consistency(old, new, &old_root, &short, &proof.path),
+            "node {}'s proof {old}..{new} verifies against the root at {}",
+            prover.node.id,
+            new - 1
+        );
+    }
+}
+
 async fn stop(nodes: Vec<TestNode>) {
     for n in nodes {
         n.node.shutdown().await;
@@ -152,7 +194,8 @@ async fn stop(nodes: Vec<TestNode>) {
 /// in the same order and report the same event count, state hash and log
 /// root at the same Raft index, equal to a reference state built from the
 /// acknowledged events alone; an inclusion proof from a follower matches
-/// the leader's.
+/// the leader's, and consistency proofs from each follower verify against
+/// the leader's roots and the leader's against each follower's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_reach_the_same_state_at_the_same_index() {
     let nodes = three_nodes([ApplyFault::default(); 3]).await;
@@ -183,6 +226,12 @@ async fn three_nodes_reach_the_same_state_at_the_same_index() {
     let on_leader = nodes[l].engine.inclusion_proof(7, None).expect("proof");
     let on_follower = nodes[f].engine.inclusion_proof(7, None).expect("proof");
     assert_eq!(on_leader, on_follower);
+    let size = acked.len() as u64;
+    let pairs = [(1, size), (7, size), (8, 16), (13, size - 5)];
+    for f in (0..3).filter(|&f| f != l) {
+        assert_consistent_across(&nodes[f], &nodes[l], &pairs);
+        assert_consistent_across(&nodes[l], &nodes[f], &pairs);
+    }
     stop(nodes).await;
 }
 
@@ -418,7 +467,9 @@ async fn a_diverged_replica_is_caught_and_stops_serving_reads() {
 /// leader's snapshot file (checked against the state hash and log root it
 /// claims), then the entries after it, and ends with the same event count,
 /// state hash and log root; inclusion proofs of events that it never
-/// received one by one match the leader's.
+/// received one by one match the leader's, and consistency proofs from a
+/// size inside its snapshot to one after it verify against the leader's
+/// roots (and the leader's against its roots).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_new_node_catches_up_from_a_snapshot() {
     let mut nodes = three_nodes_with([ApplyFault::default(); 3], |c| {
@@ -474,6 +525,10 @@ async fn a_new_node_catches_up_from_a_snapshot() {
     let on_leader = nodes[l].engine.inclusion_proof(3, None).expect("proof");
     let on_new = nodes[3].engine.inclusion_proof(3, None).expect("proof");
     assert_eq!(on_leader, on_new);
+    let size = acked.len() as u64;
+    let pairs = [(3, size), (1, 21), (10, size - 2)];
+    assert_consistent_across(&nodes[3], &nodes[l], &pairs);
+    assert_consistent_across(&nodes[l], &nodes[3], &pairs);
     stop(nodes).await;
 }
 
