@@ -131,8 +131,8 @@ impl Metrics {
 /// `valori_cluster_role` (1 for the node's role, 0 for the others).
 const ROLES: [&str; 5] = ["leader", "follower", "candidate", "learner", "shutdown"];
 
-/// A node's replication gauges: role, term, commit and applied index, its
-/// own apply lag, the leader's lag per follower (entries the follower has
+/// A node's replication gauges: role, term, commit and applied index, the
+/// state hash and log root at the applied index, its own apply lag, the leader's lag per follower (entries the follower has
 /// not matched, known on the leader only) and whether this replica found
 /// itself diverged from the cluster.
 pub fn render_cluster(out: &mut String, s: &NodeStatus) {
@@ -168,6 +168,21 @@ pub fn render_cluster(out: &mut String, s: &NodeStatus) {
         "Raft index this node has applied to its engine.",
         &plain(s.applied_index.unwrap_or(0)),
     );
+    // The proof of the applied state, as labels of a constant series (an
+    // info metric): a hash is no number, and a scraper can then compare
+    // nodes' hashes at the same applied index.
+    if let (Some(state_hash), Some(log_root)) = (&s.state_hash, &s.log_root) {
+        let labels = format!(
+            "{{applied_index=\"{}\",events=\"{}\",state_hash=\"{state_hash}\",log_root=\"{log_root}\"}}",
+            s.applied_index.unwrap_or(0),
+            s.events
+        );
+        gauge(
+            "valori_cluster_applied_state",
+            "1, labelled with this node's applied Raft index and the event count, state hash and log root there.",
+            &[(labels, 1)],
+        );
+    }
     gauge(
         "valori_cluster_last_log_index",
         "Last Raft index in this node's log.",

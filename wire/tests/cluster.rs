@@ -546,6 +546,23 @@ fn sample(text: &str, name: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The labels of the `valori_cluster_applied_state` series in `text`,
+/// with its value.
+fn applied_state(text: &str) -> Option<(Vec<(String, String)>, u64)> {
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("valori_cluster_applied_state{"))?;
+    let (labels, value) = line.split_once("} ")?;
+    let labels = labels
+        .split(',')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_owned(), v.trim_matches('"').to_owned())
+        })
+        .collect();
+    Some((labels, value.parse().ok()?))
+}
+
 /// Writes sent to a follower over the Postgres protocol are refused with
 /// SQLSTATE 25006 (read_only_sql_transaction) and a message naming the
 /// leader's REST and Postgres addresses, and change nothing. On a
@@ -554,7 +571,9 @@ fn sample(text: &str, name: &str) -> Option<u64> {
 /// linearizable` see every write the leader acknowledged just before;
 /// unknown values are refused (22023, 400). Each node's Prometheus
 /// metrics show its role, term, commit and applied index, the leader's
-/// lag per follower and the divergence flag.
+/// lag per follower, the divergence flag, and the applied index, event
+/// count, state hash and log root that its REST status reports (the same
+/// on the leader and the follower, at one applied index).
 #[test]
 fn followers_refuse_pg_writes_and_serve_linearizable_reads() {
     let root = tempfile::tempdir().unwrap();
@@ -699,4 +718,30 @@ fn followers_refuse_pg_writes_and_serve_linearizable_reads() {
         sample(&metrics, "valori_cluster_lag_entries").is_some(),
         "{metrics}"
     );
+
+    // Nothing is written any more: both nodes rest at one applied index,
+    // and each one's metrics carry the position and hashes of its status.
+    let index = status(leader).unwrap()["applied_index"].as_u64().unwrap();
+    let agreed = converged(&[leader, follower], index);
+    for p in [leader, follower] {
+        let s = status(p).unwrap();
+        assert_eq!(s["applied_index"], agreed["applied_index"], "{s}");
+        let (code, metrics) = call(&p.rest, "GET", "/metrics", None);
+        assert_eq!(code, 200);
+        let metrics = metrics.as_str().unwrap().to_owned();
+        let (labels, value) = applied_state(&metrics)
+            .unwrap_or_else(|| panic!("no valori_cluster_applied_state: {metrics}"));
+        assert_eq!(value, 1);
+        let expected: Vec<(String, String)> = [
+            ("applied_index", s["applied_index"].to_string()),
+            ("events", s["events"].to_string()),
+            ("state_hash", s["state_hash"].as_str().unwrap().to_owned()),
+            ("log_root", s["log_root"].as_str().unwrap().to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        assert_eq!(labels, expected, "node {}", p.id);
+        assert_eq!(s["state_hash"], agreed["state_hash"], "node {}", p.id);
+    }
 }
