@@ -24,6 +24,13 @@ keep-alive connection per client, each client its own process) served by
 read consistency: every node answers from what it has applied); and, to
 separate the cluster from the machine, 1, 2 and 3 clients on the single
 node. Prints reads/s and p50/p99 latency per setup.
+
+Follower reads are checked, not only counted: every answer a follower
+gave (ids and distances of its hits, in order) is compared, after the
+timed reads, with the leader's answer to the same query. The nodes hold
+the same log and their indexes are built to the same block, so the
+answers must be equal. Mismatches are counted per setup and the first
+few printed; any mismatch (or a read that failed) fails the run.
 """
 
 import argparse
@@ -161,38 +168,64 @@ def workload(addr, batches, seconds, clients):
     }
 
 
-def reader(addr, seconds, seed, out):
-    """One client process: searches on `addr` back to back for `seconds`."""
+def search(client, query):
+    """The answer to `query`: (status, [(id, distance), ...] in order)."""
+    code, body = client.call("POST", "/v1/collections/bench/search", {"vector": query, "k": 10, "ef": 64})
+    hits = [(h["id"], h["distance"]) for h in body["hits"]] if code == 200 else None
+    return code, hits
+
+
+def reader(k, addr, seconds, seed, keep, out):
+    """One client process: searches on `addr` back to back for `seconds`;
+    with `keep`, also returns every (query, answer) it got."""
     c = Client(addr)
     r = random.Random(seed)
-    lat, errors = [], 0
+    lat, errors, answers = [], 0, []
     stop_at = time.perf_counter() + seconds
     while time.perf_counter() < stop_at:
+        query = vector(r)
         t = time.perf_counter()
-        code, body = c.call("POST", "/v1/collections/bench/search", {"vector": vector(r), "k": 10, "ef": 64})
+        code, hits = search(c, query)
         lat.append(time.perf_counter() - t)
-        if code != 200 or len(body["hits"]) != 10:
+        if code != 200 or len(hits) != 10:
             errors += 1
-    out.put((lat, errors))
+        elif keep:
+            answers.append((query, hits))
+    out.put((k, lat, errors, answers))
 
 
-def read_load(addrs, seconds):
+def read_load(addrs, seconds, leader=None):
     """One client process per address in `addrs`, all at once: reads/s over
-    all of them, p50 and p99 latency in ms, errors."""
+    all of them, p50 and p99 latency in ms, errors. With `leader`, each
+    answer of a node other than the leader is then asked of the leader
+    again (outside the timed reads) and compared: `checked` answers,
+    `mismatches` (node, query, its hits, the leader's)."""
     out = multiprocessing.Queue()
-    procs = [multiprocessing.Process(target=reader, args=(a, seconds, 1000 + k, out))
+    procs = [multiprocessing.Process(
+                 target=reader, args=(k, a, seconds, 1000 + k, leader is not None and a != leader, out))
              for k, a in enumerate(addrs)]
     for p in procs:
         p.start()
     results = [out.get() for _ in procs]
     for p in procs:
         p.join()
-    lat = sorted(x for l, _ in results for x in l)
+    lat = sorted(x for _, l, _, _ in results for x in l)
+    checked, mismatches = 0, []
+    if leader is not None:
+        c = Client(leader)
+        for k, _, _, answers in sorted(results, key=lambda r: r[0]):
+            for query, hits in answers:
+                code, theirs = search(c, query)
+                checked += 1
+                if code != 200 or theirs != hits:
+                    mismatches.append((addrs[k], query, hits, theirs if code == 200 else f"HTTP {code}"))
     return {
         "reads_per_s": len(lat) / seconds,
         "p50_ms": lat[len(lat) // 2] * 1000,
         "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000,
-        "errors": sum(e for _, e in results),
+        "errors": sum(e for _, _, e, _ in results),
+        "checked": checked,
+        "mismatches": mismatches,
     }
 
 
@@ -253,7 +286,8 @@ def main():
                 wait(f"the index on {n}", lambda n=n: indexed(n), limit=600)
             order = [leader] + [n for n in nodes if n != leader]
             for k in (1, 2, 3):
-                reads[f"cluster, {k} node{'s' if k > 1 else ''} (1 client each)"] = read_load(order[:k], a.read_seconds)
+                reads[f"cluster, {k} node{'s' if k > 1 else ''} (1 client each)"] = read_load(
+                    order[:k], a.read_seconds, leader=leader)
     finally:
         for p in procs:
             p.kill()
@@ -269,12 +303,25 @@ def main():
     print(f"cluster / single: batch ingest {c['batch_records_per_s'] / s['batch_records_per_s']:.2f}x, "
           f"inserts/s {c['inserts_per_s'] / s['inserts_per_s']:.2f}x")
     print(f"every node: {events.pop()} events, state hash {hashes.pop()}")
+    failed = False
     if reads:
         print(f"\nread scaling, KNN over REST (k 10, ef 64), {a.read_seconds:.0f} s each:")
-        print("| setup | reads/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|")
+        print("| setup | reads/s | p50 ms | p99 ms | errors | follower answers checked | differing from the leader's |")
+        print("|---|---|---|---|---|---|---|")
         for name, r in reads.items():
-            print(f"| {name} | {r['reads_per_s']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} |")
+            print(f"| {name} | {r['reads_per_s']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} "
+                  f"| {r['checked']:,} | {len(r['mismatches'])} |")
+        for name, r in reads.items():
+            failed |= r["errors"] > 0 or bool(r["mismatches"])
+            for node, query, hits, theirs in r["mismatches"][:5]:
+                print(f"MISMATCH ({name}): node {node} answered {hits}; the leader {theirs}; query {query}")
+            if len(r["mismatches"]) > 5:
+                print(f"... and {len(r['mismatches']) - 5} more mismatches in {name}")
     print(f"load average at the end: {os.getloadavg()}")
+    if failed:
+        print("FAILED: a read failed or a follower's answer differs from the leader's")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
