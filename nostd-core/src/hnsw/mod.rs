@@ -218,6 +218,22 @@ impl Hnsw {
         }
     }
 
+    /// Hints the CPU to load the links of `row` on `layer` (on layer 0:
+    /// its slot count and all its slots).
+    #[inline(always)]
+    pub(crate) fn prefetch_links(&self, row: u32, layer: u8) {
+        if layer == 0 {
+            let m0 = self.m0();
+            prefetch(self.len0[row as usize..].as_ptr().cast(), 1);
+            prefetch(
+                self.links0[row as usize * m0..].as_ptr().cast(),
+                (m0 * 4).div_ceil(64),
+            );
+        } else {
+            prefetch(self.links(row, layer).as_ptr().cast(), 1);
+        }
+    }
+
     fn set_links(&mut self, row: u32, layer: u8, links: &[u32]) {
         if layer == 0 {
             let m0 = self.m0();
