@@ -41,7 +41,10 @@
 //! one (`benches/hnsw_compare.py` writes its size-sweep sets there);
 //! `--no-hash-check` builds only with `--threads` (large sets: the 1- and
 //! 2-thread determinism check doubles the build time); `--no-exact` skips
-//! the exact-search recall.
+//! the exact-search recall; `--state-cache DIR` keeps the built state as a
+//! snapshot file in DIR and reads it back on the next run with the same
+//! data set and parameters instead of building (no build time then: for
+//! search experiments on the large sets).
 //!
 //! Output: one JSON object per measurement on stdout, a summary on stderr.
 //!
@@ -50,17 +53,19 @@
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
 use valori_benches::{Matrix, data_dir, read_fvecs, read_ivecs};
+use valori_columnar::snapshot::{SnapshotMeta, read_snapshot, write_snapshot};
 use valori_core::Metric;
 use valori_core::distance::max_abs;
 use valori_core::event::{Batch, CollectionConfig, CollectionName, Event, IndexParams, RecordId};
 use valori_core::hash::{CHUNK_ROWS, Hash32};
 use valori_core::hnsw::{BLOCK_ROWS, INDEX_CHUNK_NODES, SearchOptions, SearchScratch};
+use valori_core::merkle::{MerkleLog, leaf_hash};
 use valori_core::q16::quantize_vector;
 use valori_core::state::{Collection, FILTER_EXACT_RATIO, State};
 use valori_engine::index::RayonPlanner;
@@ -142,6 +147,9 @@ struct Args {
     mc_repeat: usize,
     /// Where the data sets are, instead of `data_dir()`.
     data_dir: Option<PathBuf>,
+    /// Folder of built states kept between runs (snapshots), so that search
+    /// experiments at 400k–1M rows skip the build.
+    state_cache: Option<PathBuf>,
 }
 
 fn parse_list<T: std::str::FromStr>(s: &str) -> Result<Vec<T>, String> {
@@ -172,6 +180,7 @@ fn parse_args() -> Result<Args, String> {
         mc_threads: vec![1, 2],
         mc_repeat: 5,
         data_dir: None,
+        state_cache: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -206,6 +215,7 @@ fn parse_args() -> Result<Args, String> {
             "--mc-threads" => args.mc_threads = parse_list(&value)?,
             "--mc-repeat" => args.mc_repeat = value.parse().map_err(bad)?,
             "--data-dir" => args.data_dir = Some(PathBuf::from(&value)),
+            "--state-cache" => args.state_cache = Some(PathBuf::from(&value)),
             _ => return Err(format!("unknown argument {flag}")),
         }
     }
@@ -316,6 +326,123 @@ fn build(
         }
     }
     Ok((state, took))
+}
+
+/// Builds with every thread count of the run (1 and 2 as well, for the
+/// determinism check, unless `--no-hash-check`), prints each build's time
+/// and index hash, asserts the hashes equal, and returns the `--threads`
+/// build.
+fn build_all(
+    args: &Args,
+    dataset: &str,
+    name: &CollectionName,
+    config: CollectionConfig,
+    q16: &[i32],
+    rows: usize,
+) -> Result<State, Box<dyn std::error::Error>> {
+    let dim = config.dim as usize;
+    // Thread counts to build with: 1 and 2 for the determinism check, and
+    // T; the T-thread build is the one timed against the peers and searched.
+    let mut thread_counts = if args.hash_check {
+        vec![1, 2, args.threads]
+    } else {
+        vec![args.threads]
+    };
+    thread_counts.sort_unstable();
+    thread_counts.dedup();
+    let mut hashes = Vec::new();
+    let mut kept = None;
+    for &t in &thread_counts {
+        let (state, took) = build(name, config, q16, t)?;
+        let c = state
+            .collection(name)
+            .expect("invariant: the collection was created");
+        assert_eq!(c.rows(), rows);
+        // The graph takes whole aligned blocks; the rows of an incomplete
+        // last block are scanned exactly by every search.
+        assert_eq!(
+            c.indexed_rows(),
+            rows / BLOCK_ROWS * BLOCK_ROWS,
+            "invariant: every complete block is indexed"
+        );
+        let h = c.index_hash_uncached();
+        eprintln!(
+            "{dataset}: build {} x {dim}, M={} efc={}, {t} thread(s): {:.2} s, index hash {h}",
+            rows,
+            args.m,
+            args.ef_construction,
+            took.as_secs_f64()
+        );
+        Json::new("build", dataset)
+            .int("rows", rows as u64)
+            .int("dim", dim as u64)
+            .int("m", u64::from(args.m))
+            .int("ef_construction", u64::from(args.ef_construction))
+            .int("threads", t as u64)
+            .num("build_s", took.as_secs_f64())
+            .str("index_hash", &h.to_string())
+            .int("indexed_rows", c.indexed_rows() as u64)
+            .int("max_level", u64::from(c.index().max_level()))
+            .emit();
+        hashes.push((t, h));
+        if t == args.threads {
+            kept = Some(state);
+        }
+    }
+    let all_equal = hashes.iter().all(|(_, h)| *h == hashes[0].1);
+    let mut check = Json::new("hash_check", dataset);
+    for (t, h) in &hashes {
+        check = check.str(&format!("hash_t{t}"), &h.to_string());
+    }
+    check
+        .bool("equal", all_equal)
+        .bool("checked", args.hash_check)
+        .emit();
+    assert!(
+        all_equal,
+        "{dataset}: index hashes differ between thread counts: {hashes:?}"
+    );
+    Ok(kept.expect("invariant: T is among the thread counts"))
+}
+
+/// Keeps a built state for later runs, as a snapshot file. The log of the
+/// bench is not kept: the leaves stand for its events, one per applied
+/// event, so that the file reads back like any snapshot.
+fn save_state(
+    state: &mut State,
+    rows: usize,
+    path: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    // The collection's creation, then one insert per batch.
+    let events = 1 + rows.div_ceil(BATCH_ROWS) as u64;
+    let log_leaves: Vec<Hash32> = (0..events).map(|i| leaf_hash(&i.to_le_bytes())).collect();
+    let hashes = state.hashes();
+    let meta = SnapshotMeta {
+        events,
+        state_hash: hashes.state,
+        index_hash: hashes.index,
+        log_root: MerkleLog::from_leaves(log_leaves.clone()).root(),
+        log_leaves,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    write_snapshot(state, &meta, &mut out)?;
+    out.into_inner()?.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    eprintln!("  state kept in {}", path.display());
+    Ok(())
+}
+
+/// Reads a state kept by [`save_state`]. The snapshot reader checks the
+/// graph against the index hash recorded with it; the caller prints the
+/// collection's index hash, so that runs from the cache can be matched
+/// with the build they came from.
+fn load_state(path: &Path) -> Result<State, Box<dyn std::error::Error>> {
+    let bytes = std::fs::read(path)?;
+    Ok(read_snapshot(&bytes)?.0)
 }
 
 /// Fraction of `truth` ids (per query, its first `K`, or fewer when fewer
@@ -460,68 +587,33 @@ fn run(args: &Args, dataset: &str) -> Result<(), Box<dyn std::error::Error>> {
         },
     };
 
-    // Thread counts to build with: 1 and 2 for the determinism check, and
-    // T; the T-thread build is the one timed against the peers and searched.
-    let mut thread_counts = if args.hash_check {
-        vec![1, 2, args.threads]
-    } else {
-        vec![args.threads]
-    };
-    thread_counts.sort_unstable();
-    thread_counts.dedup();
-    let mut hashes = Vec::new();
-    let mut kept = None;
-    for &t in &thread_counts {
-        let (state, took) = build(&name, config, &q16, t)?;
-        let c = state
-            .collection(&name)
-            .expect("invariant: the collection was created");
-        assert_eq!(c.rows(), base.rows);
-        // The graph takes whole aligned blocks; the rows of an incomplete
-        // last block are scanned exactly by every search.
-        assert_eq!(
-            c.indexed_rows(),
-            base.rows / BLOCK_ROWS * BLOCK_ROWS,
-            "invariant: every complete block is indexed"
-        );
-        let h = c.index_hash_uncached();
-        eprintln!(
-            "{dataset}: build {} x {dim}, M={} efc={}, {t} thread(s): {:.2} s, index hash {h}",
-            base.rows,
-            args.m,
-            args.ef_construction,
-            took.as_secs_f64()
-        );
-        Json::new("build", dataset)
-            .int("rows", base.rows as u64)
-            .int("dim", dim as u64)
-            .int("m", u64::from(args.m))
-            .int("ef_construction", u64::from(args.ef_construction))
-            .int("threads", t as u64)
-            .num("build_s", took.as_secs_f64())
-            .str("index_hash", &h.to_string())
-            .int("indexed_rows", c.indexed_rows() as u64)
-            .int("max_level", u64::from(c.index().max_level()))
-            .emit();
-        hashes.push((t, h));
-        if t == args.threads {
-            kept = Some(state);
+    let cache = args.state_cache.as_ref().map(|d| {
+        d.join(format!(
+            "{dataset}-{}x{dim}-m{}-efc{}-seed{SEED:x}.snap",
+            base.rows, args.m, args.ef_construction
+        ))
+    });
+    let state = match cache.as_ref().filter(|p| p.exists()) {
+        Some(path) => {
+            let state = load_state(path)?;
+            let c = state
+                .collection(&name)
+                .ok_or("the kept state has no collection \"bench\"")?;
+            eprintln!(
+                "{dataset}: state read from {} (no build), index hash {}",
+                path.display(),
+                c.index_hash_uncached()
+            );
+            state
         }
-    }
-    let all_equal = hashes.iter().all(|(_, h)| *h == hashes[0].1);
-    let mut check = Json::new("hash_check", dataset);
-    for (t, h) in &hashes {
-        check = check.str(&format!("hash_t{t}"), &h.to_string());
-    }
-    check
-        .bool("equal", all_equal)
-        .bool("checked", args.hash_check)
-        .emit();
-    assert!(
-        all_equal,
-        "{dataset}: index hashes differ between thread counts: {hashes:?}"
-    );
-    let state = kept.expect("invariant: T is among the thread counts");
+        None => {
+            let mut state = build_all(args, dataset, &name, config, &q16, base.rows)?;
+            if let Some(path) = &cache {
+                save_state(&mut state, base.rows, path)?;
+            }
+            state
+        }
+    };
     let c = state
         .collection(&name)
         .expect("invariant: the collection was created");
@@ -818,7 +910,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         format!(
             "{e}\nusage: hnsw [--dataset a,b] [--m 16] [--ef-construction 200] [--threads T] \
              [--ef 10,16,..] [--rounds 3] [--no-filtered] [--no-hash-check] [--no-exact] \
-             [--mc-threads 1,2] [--mc-repeat 5] [--data-dir DIR]"
+             [--mc-threads 1,2] [--mc-repeat 5] [--data-dir DIR] [--state-cache DIR]"
         )
     })?;
     for dataset in &args.datasets {
