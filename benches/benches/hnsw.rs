@@ -906,6 +906,8 @@ fn graph_filtered(
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // As `valori serve` does: large rows and graphs on huge pages.
+    valori_engine::huge_pages::restart_with_huge_pages();
     let args = parse_args().map_err(|e| {
         format!(
             "{e}\nusage: hnsw [--dataset a,b] [--m 16] [--ef-construction 200] [--threads T] \

@@ -20,6 +20,7 @@ pub mod error;
 pub use fork::Fork;
 pub mod fault;
 mod fork;
+pub mod huge_pages;
 pub mod index;
 mod recovery;
 pub mod stats;

@@ -174,6 +174,11 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path, log: &Path) -> Server {
+        Server::start_with(dir, log, &[])
+    }
+
+    /// Starts with `env` added to the environment.
+    fn start_with(dir: &Path, log: &Path, env: &[(&str, &str)]) -> Server {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -193,6 +198,7 @@ impl Server {
             ])
             .arg("--data-dir")
             .arg(dir)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -752,4 +758,61 @@ fn sigkill_under_load_keeps_every_acknowledged_write() {
         acked > 0 && refused > 0,
         "the load wrote nothing or refused nothing"
     );
+}
+
+/// `valori serve` runs with glibc's allocator asking for huge pages
+/// (README, "Running the server"), in the same process (the id `serve`
+/// was started with), restarted once, unless `VALORI_HUGE_PAGES=off`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn serve_asks_for_huge_pages_unless_switched_off() {
+    let environment = |server: &Server| -> Vec<String> {
+        let pid = server.child.as_ref().unwrap().id();
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        environ
+            .split(|&b| b == 0)
+            .filter_map(|v| std::str::from_utf8(v).ok().map(str::to_owned))
+            .collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    let data = dir.path().join("data");
+    for (env, restarted, tunables) in [
+        (&[][..], true, Some("GLIBC_TUNABLES=glibc.malloc.hugetlb=1")),
+        // The user's choice is kept.
+        (
+            &[("GLIBC_TUNABLES", "glibc.malloc.hugetlb=0")][..],
+            false,
+            Some("GLIBC_TUNABLES=glibc.malloc.hugetlb=0"),
+        ),
+        // Other tunables: restarted once (glibc 2.36 shows only the first
+        // tunable in the variable once it has read it, which must not
+        // make the process restart again and again).
+        (
+            &[("GLIBC_TUNABLES", "glibc.malloc.arena_max=4")][..],
+            true,
+            None,
+        ),
+        (&[("VALORI_HUGE_PAGES", "off")][..], false, None),
+    ] {
+        let mut server = Server::start_with(&data, &log, env);
+        // It answers: the restarted process is the one serving.
+        assert_eq!(server.rest("GET", "/health", None).0, 200, "{env:?}");
+        let vars = environment(&server);
+        assert_eq!(
+            vars.iter().any(|v| v == "VALORI_HUGE_PAGES_RESTARTED=1"),
+            restarted,
+            "{env:?}: {vars:?}"
+        );
+        if let Some(t) = tunables {
+            assert!(vars.iter().any(|v| v == t), "{env:?}: {vars:?}");
+        }
+        if !restarted {
+            assert!(
+                !vars.iter().any(|v| v.contains("hugetlb=1")),
+                "{env:?}: {vars:?}"
+            );
+        }
+        server.stop();
+    }
 }

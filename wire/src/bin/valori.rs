@@ -104,7 +104,12 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => {
+            // Large collections' rows and graphs on huge pages; before any
+            // thread starts.
+            valori_engine::huge_pages::restart_with_huge_pages();
+            serve(args)
+        }
         Command::Golden => golden(),
         Command::Cluster(ClusterCommand::Status { url, key }) => {
             cluster_status(&url, key.as_deref())
