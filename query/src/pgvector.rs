@@ -233,6 +233,21 @@ pub fn rewrite_tree(statement: &mut Statement) {
             }
             ControlFlow::<()>::Continue(())
         });
+        // `'[1,2,3]'::vector::float8[]`: the literal is read as the
+        // vector it names, so the array cast is a vector's (accepted or
+        // refused by [`check_vector_casts`]), not a text's.
+        let _ = visit_expressions_mut(statement, |expr| {
+            if let Expr::Cast {
+                expr: inner,
+                data_type: DataType::Array(_),
+                ..
+            } = expr
+                && is_vector_cast(inner)
+            {
+                vector_cast_to_call(inner);
+            }
+            ControlFlow::<()>::Continue(())
+        });
         let _ = visit_expressions_mut(statement, |expr| {
             if let Expr::Cast {
                 expr: inner,
@@ -305,6 +320,76 @@ pub fn rewrite_tree(statement: &mut Statement) {
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// Refuses, in a planned query, a cast of a vector to an array of
+/// anything but floating-point numbers. pgvector casts a vector to
+/// `real[]` only, and PostgreSQL answers `cannot cast type vector to
+/// integer[]` for the others; `double precision[]` is accepted here as
+/// well (every Q16.16 value is exact in an `f64`). An integer or numeric
+/// array would need a rounding rule pgvector does not define, so it is
+/// refused rather than guessed: cast to `real[]` first.
+pub fn check_vector_casts(
+    plan: &datafusion::logical_expr::LogicalPlan,
+) -> datafusion::common::Result<()> {
+    use datafusion::arrow::datatypes::DataType as Arrow;
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::{Expr as LExpr, ExprSchemable};
+
+    let float = |t: &Arrow| matches!(t, Arrow::Float32 | Arrow::Float64);
+    plan.apply_with_subqueries(|node| {
+        let inputs = node.inputs();
+        let [input] = inputs.as_slice() else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        let schema = input.schema();
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                let (LExpr::Cast(datafusion::logical_expr::Cast { expr, field })
+                | LExpr::TryCast(datafusion::logical_expr::TryCast { expr, field })) = e
+                else {
+                    return Ok(TreeNodeRecursion::Continue);
+                };
+                let target = match field.data_type() {
+                    Arrow::List(item) | Arrow::LargeList(item) | Arrow::FixedSizeList(item, _) => {
+                        item.data_type()
+                    }
+                    _ => return Ok(TreeNodeRecursion::Continue),
+                };
+                // A list of `f32` is a vector unless it is typed `real[]`
+                // (as `::text` of it tells them apart).
+                let from_vector = expr.to_field(schema.as_ref()).is_ok_and(|(_, field)| {
+                    crate::vector_functions::is_vector_value(field.data_type())
+                        && field
+                            .metadata()
+                            .get(crate::catalog::PG_TYPE_METADATA_KEY)
+                            .is_none_or(|t| t != "_float4")
+                });
+                if from_vector && !float(target) {
+                    return Err(datafusion::common::DataFusionError::NotImplemented(format!(
+                        "cannot cast type vector to {}[]: pgvector casts a vector to real[] only (double precision[] is accepted too); cast to real[] and round as needed",
+                        postgres_element_name(target)
+                    )));
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    Ok(())
+}
+
+/// Postgres's name of an array element type, for messages.
+fn postgres_element_name(t: &datafusion::arrow::datatypes::DataType) -> String {
+    use datafusion::arrow::datatypes::DataType as Arrow;
+    match t {
+        Arrow::Int16 => "smallint".to_owned(),
+        Arrow::Int32 => "integer".to_owned(),
+        Arrow::Int64 => "bigint".to_owned(),
+        Arrow::Decimal128(..) | Arrow::Decimal256(..) => "numeric".to_owned(),
+        Arrow::Boolean => "boolean".to_owned(),
+        Arrow::Utf8 | Arrow::LargeUtf8 | Arrow::Utf8View => "text".to_owned(),
+        other => other.to_string(),
+    }
 }
 
 /// In a query (and the query of an `INSERT … SELECT`), a cast to `json`,

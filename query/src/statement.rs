@@ -1426,6 +1426,7 @@ impl QueryEngine {
             .with_allow_dml(false)
             .with_allow_statements(false)
             .verify_plan(&plan)?;
+        crate::pgvector::check_vector_casts(&plan)?;
         let vectors = distance_arguments(&plan)?;
         let plan = type_vector_placeholders(plan, &vectors)?;
         let mut inferred = plan.get_parameter_types()?;

@@ -305,6 +305,50 @@ fn declared_types_round_trip() {
     });
 }
 
+/// Proves what `char(n)` shares with PostgreSQL's `character(n)`: a value
+/// of at most n characters is stored, a longer one is refused and
+/// changes nothing (Postgres: `value too long for type character(3)`),
+/// `char` alone is `char(1)`, and the value's `length` and its text in
+/// `||` have no trailing blanks (Postgres strips the padding for both:
+/// `length('ab'::char(3))` is 2, `'ab'::char(3) || '|'` is `ab|`). What
+/// differs (docs/sql.md "Types"): Postgres pads the stored value with
+/// blanks to n and sends `ab `; Valori keeps `char(n)` as `varchar(n)`
+/// and sends `ab`.
+#[test]
+fn char_n_lengths_as_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(Arc::clone(&engine));
+    block_on(async {
+        run(
+            &q,
+            "CREATE TABLE c (id int PRIMARY KEY, a char(3), b character(2), d char)",
+        )
+        .await
+        .unwrap();
+        run(&q, "INSERT INTO c VALUES (1, 'ab', 'xy', 'z')")
+            .await
+            .unwrap();
+        let before = engine.proof().unwrap().hashes.state;
+        for bad in [
+            "INSERT INTO c VALUES (2, 'abcd', 'x', 'z')",
+            "INSERT INTO c VALUES (2, 'ab', 'xyz', 'z')",
+            "INSERT INTO c VALUES (2, 'ab', 'x', 'zz')",
+        ] {
+            let e = run(&q, bad).await.unwrap_err().to_string();
+            assert!(e.contains("exceeds the column's"), "{bad}: {e}");
+        }
+        assert_eq!(engine.proof().unwrap().hashes.state, before);
+        let rows = run(
+            &q,
+            "SELECT id, length(a), a || '|', b, d FROM c ORDER BY id",
+        )
+        .await
+        .unwrap();
+        assert_eq!(cells(&rows), ["1|2|ab||xy|z"]);
+    });
+}
+
 /// Bad writes are refused with a message naming the cause, and change
 /// nothing: a duplicate key, NULL in a NOT NULL column, a value of the
 /// wrong form, a second vector column, an unknown column; after them the

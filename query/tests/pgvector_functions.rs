@@ -461,6 +461,61 @@ fn casts_to_arrays() {
     });
 }
 
+/// Proves the casts between vectors and arrays follow pgvector's
+/// (its `test/expected/cast.out`): `numeric[]`, `integer[]` and
+/// decimal arrays become vectors (`ARRAY[1,2,3]::numeric[]::vector` is
+/// `[1,2,3]`, and `'{1.5,2}'::numeric[]::vector` keeps the fraction), a
+/// vector becomes `real[]` (`'[1,2,3]'::vector::real[]` is `{1,2,3}`) and,
+/// beyond pgvector, `double precision[]`; pgvector defines no cast of a
+/// vector to `integer[]`, `bigint[]` or `numeric[]` (PostgreSQL answers
+/// `cannot cast type vector to integer[]`), so those are refused with
+/// that message rather than rounded by a rule of Valori's own.
+#[test]
+fn casts_between_vectors_and_arrays_follow_pgvector() {
+    let (_dir, q) = fixture();
+    block_on(async {
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT ARRAY[1,2,3]::numeric[]::vector AS a, ARRAY[1.0,2.0,3.0]::vector AS b, ARRAY[1,2,3]::integer[]::vector AS c"
+            )
+            .await,
+            ["[1.0, 2.0, 3.0]|[1.0, 2.0, 3.0]|[1.0, 2.0, 3.0]"]
+        );
+        assert_eq!(
+            rows(&q, "SELECT '{1.5,2}'::numeric[]::vector").await,
+            ["[1.5, 2.0]"]
+        );
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT '[1,2,3]'::vector::real[] AS r, '[1,2,3]'::vector::float8[] AS d"
+            )
+            .await,
+            ["[1.0, 2.0, 3.0]|[1.0, 2.0, 3.0]"]
+        );
+        for (sql, target) in [
+            ("SELECT '[1,2,3]'::vector::integer[]", "integer[]"),
+            ("SELECT '[1.5,2.5]'::vector::int[]", "integer[]"),
+            ("SELECT embedding::integer[] FROM items", "integer[]"),
+            ("SELECT embedding::bigint[] FROM items", "bigint[]"),
+            ("SELECT embedding::numeric[] FROM items", "numeric[]"),
+            ("SELECT '[1,2,3]'::vector::numeric[]", "numeric[]"),
+        ] {
+            let e = error(&q, sql).await;
+            assert!(
+                e.contains(&format!("cannot cast type vector to {target}")),
+                "{sql}: {e}"
+            );
+        }
+        // A `real[]` is not a vector: it casts to `integer[]` as arrays do.
+        assert_eq!(
+            rows(&q, "SELECT '{1,2,3}'::real[]::integer[]").await,
+            ["[1, 2, 3]"]
+        );
+    });
+}
+
 /// A vector literal selected through a cast is read and checked as a
 /// vector, not returned as its text: `'[1.,2.,3.]'::vector` is the vector
 /// [1, 2, 3] (its components the Q16.16 values: 0.5 and 0.25 are exact),

@@ -578,7 +578,8 @@ async fn scram_logins_and_roles() {
 }
 
 /// Proves per-connection settings: SET and SHOW of valori.ef_search and
-/// valori.exact (and pgvector's hnsw.ef_search), refusal of bad values,
+/// valori.exact (and pgvector's hnsw.ef_search, hnsw.iterative_scan and
+/// ivfflat.probes), refusal of bad values,
 /// and that another connection keeps its own values.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_settings() {
@@ -640,6 +641,30 @@ async fn session_settings() {
         simple_rows(&b, "SHOW ivfflat.probes").await,
         vec![vec![Some("1".into())]]
     );
+    // pgvector's iterative index scans: its three values are accepted and
+    // SHOW answers the one set (pgvector's `off` by default).
+    assert_eq!(
+        simple_rows(&b, "SHOW hnsw.iterative_scan").await,
+        vec![vec![Some("off".into())]]
+    );
+    for value in ["relaxed_order", "strict_order", "off"] {
+        b.batch_execute(&format!("SET hnsw.iterative_scan = {value}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            simple_rows(&b, "SHOW hnsw.iterative_scan").await,
+            vec![vec![Some(value.into())]],
+            "{value}"
+        );
+    }
+    // ivfflat.probes in pgvector's range (1 to 32768) is kept and shown.
+    b.batch_execute("SET ivfflat.probes = 10").await.unwrap();
+    assert_eq!(
+        simple_rows(&b, "SHOW ivfflat.probes").await,
+        vec![vec![Some("10".into())]]
+    );
+    let e = b.simple_query("SET ivfflat.probes = 0").await.unwrap_err();
+    assert_eq!(code(&e), "22023");
     // BEGIN/COMMIT are answered; each statement is already durable.
     a.batch_execute("BEGIN; SELECT 1; COMMIT").await.unwrap();
     server.stop().await;
