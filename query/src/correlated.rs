@@ -43,8 +43,8 @@ use datafusion::execution::context::SessionState;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::functions_table::generate_series::GenerateSeriesFunc;
 use datafusion::logical_expr::{
-    Expr, Extension, Filter, LogicalPlan, Projection, Subquery, UserDefinedLogicalNode,
-    UserDefinedLogicalNodeCore, lit,
+    Expr, ExprSchemable, Extension, Filter, LogicalPlan, Projection, Subquery,
+    UserDefinedLogicalNode, UserDefinedLogicalNodeCore, lit,
 };
 use datafusion::logical_expr::{TableScan, TableScanBuilder, TableType};
 use datafusion::optimizer::optimizer::ApplyOrder;
@@ -492,14 +492,17 @@ async fn evaluate(
     let bound = Arc::unwrap_or_clone(Arc::clone(&s.plan))
         .transform_up_with_subqueries(|plan| {
             let plan = match plan {
-                LogicalPlan::TableScan(scan) => match lateral_series(&scan) {
-                    Some(series) => {
+                LogicalPlan::TableScan(scan) => match lateral(&scan) {
+                    Some((series, schema, kind)) => {
                         let args = series
                             .iter()
                             .map(|a| bind(a.clone()).map(|t| t.data))
                             .collect::<Result<Vec<_>>>()?;
-                        let provider = GenerateSeriesFunc {}
-                            .call_with_args(TableFunctionArgs::new(&args, state))?;
+                        let provider = match (kind, args.as_slice()) {
+                            (LateralKind::Unnest, [arg]) => unnest_table(arg, schema, state)?,
+                            _ => GenerateSeriesFunc {}
+                                .call_with_args(TableFunctionArgs::new(&args, state))?,
+                        };
                         let scan = TableScanBuilder::new(
                             scan.table_name.clone(),
                             provider_as_source(provider),
@@ -550,10 +553,96 @@ impl TableFunctionImpl for LateralSeriesFunc {
                     DataType::Int64,
                     false,
                 )])),
+                kind: LateralKind::Series,
             }));
         }
         GenerateSeriesFunc {}.call_with_args(args)
     }
+}
+
+/// `unnest(array)` called as a table function (`FROM
+/// pg_catalog.unnest(a) x`, as psql's `\d+` writes it): the elements of
+/// the array, one row each, in order; a NULL array gives no row. An
+/// argument reading an outer query's columns gives a [`LateralSeries`]
+/// evaluated per outer row, as `generate_series`'s. (Written `FROM
+/// unnest(a)` without the schema, it is DataFusion's own `UNNEST`.)
+#[derive(Debug, Default)]
+pub struct LateralUnnestFunc;
+
+impl TableFunctionImpl for LateralUnnestFunc {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let [arg] = args.exprs() else {
+            return datafusion::common::plan_err!(
+                "unnest as a table function takes one array argument"
+            );
+        };
+        let element = match arg.get_type(&DFSchema::empty())? {
+            DataType::List(item) | DataType::LargeList(item) | DataType::FixedSizeList(item, _) => {
+                item.data_type().clone()
+            }
+            DataType::Null => DataType::Utf8,
+            other => {
+                return datafusion::common::plan_err!(
+                    "unnest takes an array, not a value of type {other}"
+                );
+            }
+        };
+        let schema = Arc::new(Schema::new(vec![Field::new("value", element, true)]));
+        let outer = arg
+            .exists(|e| Ok(matches!(e, Expr::OuterReferenceColumn(..))))
+            .unwrap_or(false);
+        if outer {
+            return Ok(Arc::new(LateralSeries {
+                args: vec![arg.clone()],
+                schema,
+                kind: LateralKind::Unnest,
+            }));
+        }
+        unnest_table(arg, schema, args.session())
+    }
+}
+
+/// The elements of the constant array `arg` as a one-column table.
+fn unnest_table(
+    arg: &Expr,
+    schema: SchemaRef,
+    session: &dyn Session,
+) -> Result<Arc<dyn TableProvider>> {
+    let physical = session.create_physical_expr(arg.clone(), &DFSchema::empty())?;
+    let one_row = RecordBatch::try_new_with_options(
+        Arc::new(Schema::empty()),
+        Vec::new(),
+        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
+    )?;
+    let value = physical.evaluate(&one_row)?.into_array(1)?;
+    let field = schema.field(0);
+    let elements: ArrayRef = if value.is_null(0) {
+        datafusion::arrow::array::new_empty_array(field.data_type())
+    } else {
+        match ScalarValue::try_from_array(&value, 0)? {
+            ScalarValue::List(list) => list.value(0),
+            ScalarValue::LargeList(list) => list.value(0),
+            ScalarValue::FixedSizeList(list) => list.value(0),
+            other => {
+                return internal_err!("unnest of a value that is not an array: {other}");
+            }
+        }
+    };
+    let elements = datafusion::arrow::compute::cast(&elements, field.data_type())?;
+    let batch = RecordBatch::try_new(Arc::clone(&schema), vec![elements])?;
+    Ok(Arc::new(datafusion::datasource::MemTable::try_new(
+        schema,
+        vec![vec![batch]],
+    )?))
+}
+
+/// The set-returning function a [`LateralSeries`] stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LateralKind {
+    /// `generate_series(…)` of integers.
+    Series,
+    /// `unnest(array)`.
+    Unnest,
 }
 
 /// `generate_series(…)` of integers over an outer row's values, known
@@ -564,6 +653,7 @@ impl TableFunctionImpl for LateralSeriesFunc {
 pub struct LateralSeries {
     args: Vec<Expr>,
     schema: SchemaRef,
+    kind: LateralKind,
 }
 
 #[async_trait]
@@ -583,20 +673,28 @@ impl TableProvider for LateralSeries {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        Err(DataFusionError::NotImplemented(
-            "generate_series with an argument from an outer query is supported only inside a \
+        let function = match self.kind {
+            LateralKind::Series => "generate_series",
+            LateralKind::Unnest => "unnest",
+        };
+        Err(DataFusionError::NotImplemented(format!(
+            "{function} with an argument from an outer query is supported only inside a \
              subquery used as a value (evaluated per row)"
-                .to_owned(),
-        ))
+        )))
     }
 }
 
 /// The arguments of the [`LateralSeries`] a scan reads, if it reads one.
 fn lateral_series(scan: &TableScan) -> Option<Vec<Expr>> {
+    lateral(scan).map(|(args, _, _)| args)
+}
+
+/// The arguments, schema and kind of the [`LateralSeries`] a scan reads.
+fn lateral(scan: &TableScan) -> Option<(Vec<Expr>, SchemaRef, LateralKind)> {
     let provider = source_as_provider(&scan.source).ok()?;
     provider
         .downcast_ref::<LateralSeries>()
-        .map(|series| series.args.clone())
+        .map(|series| (series.args.clone(), Arc::clone(&series.schema), series.kind))
 }
 
 /// The outer columns the [`LateralSeries`] of `plan` read.

@@ -482,6 +482,8 @@ pub fn session_with(engine: Arc<Engine>, memory_bytes: usize) -> SessionContext 
     crate::catalog::register(&ctx, engine);
     // DataFusion's generate_series, also inside correlated subqueries.
     ctx.register_udtf("generate_series", Arc::new(correlated::LateralSeriesFunc));
+    // `pg_catalog.unnest(a)` in FROM (psql's `\d+`), also correlated.
+    ctx.register_udtf("unnest", Arc::new(correlated::LateralUnnestFunc));
     functions::register_functions(&ctx);
     vector_functions::register_functions(&ctx);
     vector_aggregates::register_functions(&ctx);

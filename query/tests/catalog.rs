@@ -1092,3 +1092,51 @@ WHERE a.attrelid = '{oid}' AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum;"#
     )
 }
+
+/// Proves `unnest` called as a table function under its schema's name
+/// (`FROM pg_catalog.unnest(a) x`, as psql's `\d+` writes it) yields the
+/// array's elements under the alias, as in Postgres: for a constant
+/// array, for an array from the outer row of a correlated subquery
+/// (evaluated per row), and none for a NULL array; and that psql 15's
+/// `\d+ items` table query (copied from `psql -E`), which appends the
+/// toast table's options that way, answers one row for the table.
+#[test]
+fn unnest_as_a_table_function() {
+    let db = declared_db();
+    assert_eq!(
+        run(
+            &db,
+            "SELECT x FROM pg_catalog.unnest(ARRAY['a','b']) x",
+            vec![]
+        )
+        .unwrap(),
+        vec![vec!["a".to_owned()], vec!["b".to_owned()]]
+    );
+    assert_eq!(
+        run(
+            &db,
+            "SELECT (SELECT string_agg(x, ',') FROM pg_catalog.unnest(t.a) x) AS joined FROM (VALUES (ARRAY['p','q']), (ARRAY['r'])) t(a)",
+            vec![]
+        )
+        .unwrap(),
+        vec![vec!["p,q".to_owned()], vec!["r".to_owned()]]
+    );
+    let oid = oid_of(&db, "items");
+    let got = run(
+        &db,
+        &format!(
+            "SELECT c.relchecks, c.relkind, c.relhasindex, pg_catalog.array_to_string(c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x), ', ')
+, c.relpersistence, am.amname
+FROM pg_catalog.pg_class c
+ LEFT JOIN pg_catalog.pg_class tc ON (c.reltoastrelid = tc.oid)
+LEFT JOIN pg_catalog.pg_am am ON (c.relam = am.oid)
+WHERE c.oid = '{oid}';"
+        ),
+        vec![],
+    )
+    .unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(&got[0][1], "r");
+    assert_eq!(&got[0][2], "true");
+    assert_eq!(&got[0][5], "heap");
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # psql against the Postgres front end: DDL and writes, \copy from stdin and
 # to stdout, files in csv and binary,
-# a distance query checked against values computed by Python, \dt, \d and \ds,
+# a distance query checked against values computed by Python, \dt, \d, \d+, \di and \ds,
 # SCRAM logins and the read role. Exits non-zero on the first failure.
 set -euo pipefail
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -h "$VALORI_PG_HOST" -p "$VALORI_PG_PORT" -U tester -d valori "$@"; }
@@ -72,6 +72,29 @@ Indexes:
 [ "$got" = "$want" ] || fail "\\d psql_items: got [$got], want [$want]"
 got=$(q -c "\\ds")
 echo "$got" | grep -qx 'public|psql_items_id_seq|sequence|valori' || fail "\\ds: [$got]"
+# \d+ adds Storage, Compression, Stats target and Description columns and
+# the access method footer (psql's query lists the table's options with
+# `pg_catalog.unnest` of its toast table's); the storage is Postgres's
+# (plain for fixed-length types, extended for text, external for
+# pgvector's vector, which pgvector declares STORAGE = external).
+got=$(psql -X -q -A -v ON_ERROR_STOP=1 -h "$VALORI_PG_HOST" -p "$VALORI_PG_PORT" -U tester -d valori -c "\\d+ psql_items") \
+    || fail "\\d+ psql_items failed"
+expect() { echo "$got" | grep -qxF -- "$2" || fail "$1: no line [$2] in [$got]"; }
+expect '\d+ header' 'Column|Type|Collation|Nullable|Default|Storage|Compression|Stats target|Description'
+expect '\d+ id' "id|bigint||not null|nextval('psql_items_id_seq'::regclass)|plain|||"
+expect '\d+ content' 'content|text||not null||extended|||'
+expect '\d+ category_id' 'category_id|integer|||3|plain|||'
+expect '\d+ embedding' 'embedding|vector(3)||||external|||'
+expect '\d+ primary key' '    "psql_items_pkey" PRIMARY KEY, btree (id)'
+expect '\d+ btree index' '    "psql_items_category_id_idx" btree (category_id)'
+expect '\d+ hnsw index' '    "psql_items_embedding_idx" hnsw (embedding vector_l2_ops)'
+expect '\d+ access method' 'Access method: heap'
+# \di lists the three indexes of the table (key, btree, HNSW) with their
+# table (\ds, above, the bigserial's sequence).
+got=$(q -c "\\di")
+for index in psql_items_pkey psql_items_category_id_idx psql_items_embedding_idx; do
+    expect "\\di $index" "public|$index|index|valori|psql_items"
+done
 
 # CREATE INDEX with another operator class gives the table that metric:
 # `<=>` is then the engine's search (EXPLAIN shows it), and the nearest row

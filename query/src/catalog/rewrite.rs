@@ -10,7 +10,7 @@
 //! | `a OPERATOR(pg_catalog.~) b` (and `=`, `<>`, `!~`, `~*`, `\|\|` …) | `a ~ b` |
 //! | `x COLLATE pg_catalog.default` (also `"C"`, `"POSIX"`) | `x` (strings compare byte by byte) |
 //! | `pg_catalog.f(…)`, `FROM pg_catalog.generate_series(…)` | `f(…)`, `FROM generate_series(…)` |
-//! | `FROM generate_series(…) [AS] s`, `FROM unnest(a) [AS] s` | `… AS s(s)`: the column named after the alias (or `generate_series`), as Postgres names it |
+//! | `FROM generate_series(…) [AS] s`, `FROM [pg_catalog.]unnest(a) [AS] s` | `… AS s(s)`: the column named after the alias (or the function), as Postgres names it |
 //! | `ARRAY(SELECT e FROM … ORDER BY o)` | `(SELECT array_agg(e ORDER BY o) FROM …)` (NULL rather than `{}` when there are no rows) |
 //! | `(SELECT e FROM … WHERE …)` used as a value, `e` not an aggregate | `(SELECT single_value(array_agg(e)) FROM … WHERE …)`: DataFusion plans only aggregated correlated subqueries; the value is the same (NULL for no row, an error for two) |
 //! | `SELECT NULL, NULL` (two unnamed items alike) | the second named `?column?2` (DataFusion wants distinct names) |
@@ -729,11 +729,13 @@ impl VisitorMut for Rewriter {
             ..
         } = factor
             && let [ObjectNamePart::Identifier(function)] = name.0.as_slice()
-            && function.value.eq_ignore_ascii_case("generate_series")
+            && (function.value.eq_ignore_ascii_case("generate_series")
+                || function.value.eq_ignore_ascii_case("unnest"))
         {
+            let function = function.value.to_ascii_lowercase();
             let alias = alias.get_or_insert_with(|| TableAlias {
                 explicit: false,
-                name: Ident::new("generate_series"),
+                name: Ident::new(function),
                 columns: Vec::new(),
                 at: None,
             });

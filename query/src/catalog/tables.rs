@@ -423,7 +423,7 @@ pub static TABLES: &[Spec] = &[
                         ("atttypmod", V::Int4(a.typmod)),
                         ("attbyval", V::Bool(fixed && len <= 8)),
                         ("attalign", t(if fixed { "d" } else { "i" })),
-                        ("attstorage", t(if fixed { "p" } else { "x" })),
+                        ("attstorage", t(storage(a.type_oid, fixed))),
                         ("attnotnull", V::Bool(a.not_null)),
                         ("atthasdef", V::Bool(a.default.is_some())),
                         ("attidentity", t(a.identity)),
@@ -490,7 +490,7 @@ pub static TABLES: &[Spec] = &[
                         ("typelem", V::Oid(r.elem)),
                         ("typarray", V::Oid(r.array)),
                         ("typalign", t(if fixed { "d" } else { "i" })),
-                        ("typstorage", t(if fixed { "p" } else { "x" })),
+                        ("typstorage", t(storage(r.oid, fixed))),
                         ("typtypmod", V::Int4(-1)),
                         // Text types sort by the default collation.
                         ("typcollation", V::Oid(if textual { 100 } else { 0 })),
@@ -1230,5 +1230,19 @@ pub fn register(ctx: &SessionContext, engine: Arc<Engine>) {
             // Replacing a schema of the in-memory catalog cannot fail.
             let _previous = catalog.register_schema(name, Arc::new(schema));
         }
+    }
+}
+
+/// A type's storage (`typstorage`, a column's `attstorage`): `p` (plain)
+/// for fixed-length types, `e` (external: out of line, uncompressed) for
+/// pgvector's `vector`, declared `STORAGE = external` by pgvector, and `x`
+/// (extended) for the other variable-length types, as in Postgres.
+fn storage(type_oid: u32, fixed: bool) -> &'static str {
+    if fixed {
+        "p"
+    } else if type_oid == super::VECTOR_OID {
+        "e"
+    } else {
+        "x"
     }
 }
