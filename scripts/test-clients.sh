@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Client compatibility tests of the Postgres front end (tests/clients/):
-# psql, psycopg 3, asyncpg, pgvector-python, SQLAlchemy 2 and Django (pytest), and node-postgres
+# psql, psycopg 3, asyncpg, pgvector-python, SQLAlchemy 2, Alembic and Django (pytest), and node-postgres
 # (node's test runner); and of Arrow Flight: pyarrow.flight and ADBC's Flight SQL driver
 # (tests/clients/test_flight.py).
 #
 # Installs what it needs under target/: a Python venv (target/clients-venv:
-# psycopg[binary], asyncpg, pgvector, numpy, pytest, SQLAlchemy 2, Django, pyarrow, pandas,
+# psycopg[binary], asyncpg, pgvector, numpy, pytest, SQLAlchemy 2, Alembic, Django, pyarrow, pandas,
 # polars, adbc_driver_flightsql; VALORI_VENV names another) and `pg` and `pgvector` from npm
 # (target/clients-node). LlamaIndex's and LangChain's Postgres vector stores
 # (tests/clients/test_frameworks.py) run in a venv of their own (target/frameworks-venv:
@@ -27,7 +27,7 @@ server=$target/debug/valori
 venv=${VALORI_VENV:-$target/clients-venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q "psycopg[binary]" asyncpg pgvector numpy pytest "sqlalchemy>=2" \
-    django pyarrow pandas polars adbc_driver_flightsql adbc_driver_manager
+    alembic django pyarrow pandas polars adbc_driver_flightsql adbc_driver_manager
 fw_venv=${VALORI_FRAMEWORKS_VENV:-$target/frameworks-venv}
 [ -x "$fw_venv/bin/python" ] || python3 -m venv "$fw_venv"
 "$fw_venv/bin/pip" install -q "psycopg[binary]" numpy pytest \

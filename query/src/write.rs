@@ -2625,17 +2625,30 @@ fn name_hnsw_index(
 ) -> Result<WriteOutcome, WriteError> {
     submit_index_change(engine, |state, notices| {
         let collection = table_named(state, table)?;
+        let def = collection
+            .table()
+            .and_then(|t| t.schema().columns.iter().find(|c| c.name == column));
+        // The graph not yet named by a `CREATE INDEX` is listed under the
+        // name Postgres gives an unnamed index (`items_embedding_idx`);
+        // that name given here is the one a Postgres table without an
+        // index would take (as `CREATE INDEX items_embedding_idx ON items
+        // USING hnsw …` of SQLAlchemy, Django and Alembic), not a
+        // relation that exists.
+        let names_own_graph = |name: &str| {
+            def.is_some_and(|d| d.index.is_none())
+                && crate::catalog::keys::indexes(&crate::catalog::Relation::of(collection))
+                    .iter()
+                    .any(|i| i.hnsw.is_some() && i.name == name)
+        };
         // Under IF NOT EXISTS a name taken (this graph's among them) skips
         // the whole statement, its parameters too.
         if let Some(name) = name
+            && !names_own_graph(name)
             && name_taken(state, name, if_not_exists, notices)?
         {
             return Ok(None);
         }
         let mut events: Vec<Event> = reindex.clone().into_iter().collect();
-        let def = collection
-            .table()
-            .and_then(|t| t.schema().columns.iter().find(|c| c.name == column));
         if let (Some(name), Some(def)) = (name, def) {
             match &def.index {
                 Some(existing) => notices.push(format!(

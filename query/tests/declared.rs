@@ -2940,3 +2940,42 @@ fn an_upsert_that_updates_and_inserts_is_one_event() {
     drop(engine);
     assert_eq!(state_hash(&Engine::open(dir.path()).unwrap()), hash);
 }
+
+/// Proves `CREATE INDEX items_embedding_idx ON items USING hnsw …` (the
+/// name Postgres gives an unnamed index, which SQLAlchemy, Django and
+/// Alembic write out) names the table's graph on a table that has no
+/// HNSW index declared yet, as it would create it in Postgres; the name
+/// is then taken (a second index under it is refused), and the catalog
+/// lists the one index once.
+#[test]
+fn hnsw_index_under_postgres_default_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(Arc::clone(&engine));
+    block_on(async {
+        run(
+            &q,
+            "CREATE TABLE items (id bigserial PRIMARY KEY, n int, embedding vector(3))",
+        )
+        .await
+        .unwrap();
+        run(
+            &q,
+            "CREATE INDEX items_embedding_idx ON items USING hnsw (embedding vector_l2_ops)",
+        )
+        .await
+        .unwrap();
+        let e = run(&q, "CREATE INDEX items_embedding_idx ON items (n)")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("items_embedding_idx"), "{e}");
+        let rows = run(
+            &q,
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'items' ORDER BY indexname",
+        )
+        .await
+        .unwrap();
+        assert_eq!(cells(&rows), ["items_embedding_idx", "items_pkey"]);
+    });
+}
