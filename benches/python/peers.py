@@ -21,7 +21,9 @@ is what the index itself holds resident. Only the first peer of a process
 starts from a fresh process (`fresh_process`); the driver runs one peer
 per process. `index_bytes` is the index's own figure where it has one
 (usearch `memory_usage`; for faiss the sum of its arrays: vectors,
-neighbour lists, offsets, levels; hnswlib reports none).
+neighbour lists, offsets, levels; hnswlib reports none). With
+`--index-cache DIR` a built hnswlib index is kept in DIR and read back by
+the next run with the same data and parameters (no build then).
 
 Many queries at once (`multicore`): the query set repeated `--mc-repeat`
 times, in one batch call on each thread count of `--mc-threads`
@@ -136,6 +138,15 @@ class Hnswlib:
         index.set_num_threads(1)
         self.index = index
         return elapsed
+
+    def save(self, path):
+        self.index.save_index(str(path))
+
+    def load(self, path, dim, rows):
+        index = self.mod.Index(space="l2", dim=dim)
+        index.load_index(str(path), max_elements=rows)
+        index.set_num_threads(1)
+        self.index = index
 
     def set_ef(self, ef):
         self.index.set_ef(ef)
@@ -257,9 +268,21 @@ def measure(peer, base_path, queries, truth, args, fresh):
     log(f"{peer.name} {peer.version}: building {base.shape[0]} x {base.shape[1]} "
         f"M={args.m} efc={args.ef_construction} threads={args.threads}")
     build = []
-    for _ in range(args.build_rounds):
-        build.append(peer.build(base, args.m, args.ef_construction, args.threads))
-    log(f"  build {min(build):.2f} s (rounds: {', '.join(f'{b:.2f}' for b in build)})")
+    cache = None
+    if args.index_cache is not None and hasattr(peer, "load"):
+        cache = args.index_cache / (f"{args.dataset}-{n_base}x{base.shape[1]}-m{args.m}"
+                                    f"-efc{args.ef_construction}.{peer.name}")
+    if cache is not None and cache.exists():
+        peer.load(cache, base.shape[1], n_base)
+        log(f"  index read from {cache} (no build)")
+    else:
+        for _ in range(args.build_rounds):
+            build.append(peer.build(base, args.m, args.ef_construction, args.threads))
+        log(f"  build {min(build):.2f} s (rounds: {', '.join(f'{b:.2f}' for b in build)})")
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            peer.save(cache)
+            log(f"  index kept in {cache}")
     rss_built = rss_bytes()
     # The index holds its own copy of the vectors: free the input so that
     # what stays resident is the index.
@@ -310,7 +333,7 @@ def measure(peer, base_path, queries, truth, args, fresh):
     return {
         "version": peer.version,
         "build_info": peer.build_info,
-        "build_s": min(build),
+        "build_s": min(build) if build else None,
         "build_rounds_s": build,
         "call_overhead_us": overhead_us,
         "search": sweep,
@@ -334,6 +357,10 @@ def main():
     ap.add_argument("--peers", default="hnswlib,faiss,usearch")
     ap.add_argument("--mc-threads", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
     ap.add_argument("--mc-repeat", type=int, default=5)
+    ap.add_argument("--index-cache", type=Path, default=None,
+                    help="keep each built index in this folder and read it back on the next "
+                         "run with the same data and parameters instead of building "
+                         "(hnswlib; for search experiments on the large sets)")
     args = ap.parse_args()
 
     folder = args.data_dir / args.dataset
