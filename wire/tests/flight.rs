@@ -683,6 +683,155 @@ async fn flight_sql_client() {
     assert_eq!(names.value(0), "docs");
 }
 
+/// Proves Flight SQL's catalog commands answer with the schemas the Flight
+/// SQL specification gives (`FlightSql.proto`: `GetCatalogs` <catalog_name:
+/// utf8 not null>, `GetDbSchemas` <catalog_name: utf8, db_schema_name: utf8
+/// not null>, `GetTableTypes` <table_type: utf8 not null>) and with values
+/// the other front ends agree with: the one catalog and schema are the ones
+/// a qualified SQL name resolves in, every `table_type` that `GetTables`
+/// reports is one `GetTableTypes` lists, and the tables are exactly those
+/// `information_schema.tables` lists in `public` over SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flight_sql_catalog_commands() {
+    use arrow_flight::sql::client::FlightSqlServiceClient;
+    use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables};
+
+    let server = Server::start(ServeArgs::default());
+    create(&server, "alpha", 2);
+    sql_rows(
+        &server,
+        "CREATE TABLE beta (id bigserial PRIMARY KEY, embedding vector(2), note text)",
+    );
+    let channel = Channel::from_shared(format!("http://{}", server.flight))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut sql = FlightSqlServiceClient::new(channel);
+
+    async fn fetch(
+        sql: &mut FlightSqlServiceClient<Channel>,
+        info: arrow_flight::FlightInfo,
+    ) -> (Schema, Vec<RecordBatch>) {
+        let announced = info.clone().try_decode_schema().unwrap();
+        let ticket = info.endpoint[0].ticket.clone().unwrap();
+        let batches: Vec<RecordBatch> = sql
+            .do_get(ticket)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        for b in &batches {
+            assert_eq!(
+                b.schema().as_ref(),
+                &announced,
+                "stream differs from FlightInfo"
+            );
+        }
+        (announced, batches)
+    }
+    fn strings(batches: &[RecordBatch], column: &str) -> Vec<Option<String>> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                let c = b.column_by_name(column).unwrap().as_string::<i32>();
+                (0..c.len())
+                    .map(|i| (!c.is_null(i)).then(|| c.value(i).to_owned()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    let info = sql.get_catalogs().await.unwrap();
+    let (schema, batches) = fetch(&mut sql, info).await;
+    assert_eq!(
+        schema,
+        Schema::new(vec![Field::new("catalog_name", DataType::Utf8, false)])
+    );
+    let catalogs = strings(&batches, "catalog_name");
+    assert_eq!(catalogs.len(), 1, "{catalogs:?}");
+    let catalog = catalogs[0].clone().unwrap();
+
+    let info = sql
+        .get_db_schemas(CommandGetDbSchemas::default())
+        .await
+        .unwrap();
+    let (schema, batches) = fetch(&mut sql, info).await;
+    assert_eq!(
+        schema,
+        Schema::new(vec![
+            Field::new("catalog_name", DataType::Utf8, true),
+            Field::new("db_schema_name", DataType::Utf8, false),
+        ])
+    );
+    assert_eq!(
+        strings(&batches, "catalog_name"),
+        vec![Some(catalog.clone())]
+    );
+    let db_schemas = strings(&batches, "db_schema_name");
+    assert_eq!(db_schemas.len(), 1, "{db_schemas:?}");
+    let db_schema = db_schemas[0].clone().unwrap();
+    // A filter that matches nothing answers no rows, with the same schema.
+    let info = sql
+        .get_db_schemas(CommandGetDbSchemas {
+            catalog: None,
+            db_schema_filter_pattern: Some("nothing%".into()),
+        })
+        .await
+        .unwrap();
+    let (_, batches) = fetch(&mut sql, info).await;
+    assert!(strings(&batches, "db_schema_name").is_empty());
+
+    // The catalog and schema listed are where SQL finds the tables.
+    for table in ["alpha", "beta"] {
+        let q = format!("SELECT count(*) FROM \"{catalog}\".\"{db_schema}\".{table}");
+        assert_eq!(sql_rows(&server, &q), vec![json!([0])], "{q}");
+    }
+
+    let info = sql.get_table_types().await.unwrap();
+    let (schema, batches) = fetch(&mut sql, info).await;
+    assert_eq!(
+        schema,
+        Schema::new(vec![Field::new("table_type", DataType::Utf8, false)])
+    );
+    let types: Vec<String> = strings(&batches, "table_type")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    let mut sorted = types.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(types, sorted, "ordered by table_type, no repeats");
+
+    let info = sql.get_tables(CommandGetTables::default()).await.unwrap();
+    let (_, batches) = fetch(&mut sql, info).await;
+    let listed: Vec<String> = strings(&batches, "table_name")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    for t in strings(&batches, "table_type") {
+        let t = t.unwrap();
+        assert!(types.contains(&t), "GetTables type {t} not in {types:?}");
+    }
+    let n = listed.len();
+    assert_eq!(strings(&batches, "catalog_name"), vec![Some(catalog); n]);
+    assert_eq!(
+        strings(&batches, "db_schema_name"),
+        vec![Some(db_schema); n]
+    );
+    let over_sql: Vec<String> = sql_rows(
+        &server,
+        "SELECT table_name FROM information_schema.tables \
+         WHERE table_schema = 'public' ORDER BY table_name",
+    )
+    .into_iter()
+    .map(|r| r[0].as_str().unwrap().to_owned())
+    .collect();
+    assert_eq!(over_sql, vec!["alpha", "beta"]);
+    assert_eq!(listed, over_sql);
+}
+
 /// Proves a collection's export is one state even while it is written:
 /// an `UPDATE` of tags and a `DELETE` committed after the first
 /// batch was read change nothing in the later batches (every tag is the
