@@ -87,8 +87,12 @@ use crate::settings::ValoriOptions;
 /// text of a DSL query too): `valori_core::limits::SQL_BYTES_MAX`.
 pub const SQL_BYTES_MAX: usize = valori_core::limits::SQL_BYTES_MAX as usize;
 
-/// DataFusion's default catalog and schema, where collections appear.
-pub const CATALOG: &str = "datafusion";
+/// The session's default catalog and schema, where collections appear.
+/// The catalog is the one database the Postgres front end names
+/// (`current_database()`, `information_schema`'s `table_catalog`), so a
+/// name qualified as Postgres lists it (`valori.public.docs`) resolves,
+/// and Flight SQL's `GetCatalogs` lists the same name.
+pub const CATALOG: &str = catalog::DATABASE_NAME;
 pub const SCHEMA: &str = "public";
 
 /// Why a statement failed, by who is at fault.

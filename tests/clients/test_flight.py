@@ -235,6 +235,51 @@ def test_adbc_ingest_and_get_objects(conn, pg):
     assert info["vendor_name"] == "Valori"
 
 
+def test_adbc_catalogs_and_table_types_agree_with_postgres(conn, pg):
+    """ADBC's get_table_types and get_objects at the catalog and schema
+    depths: one catalog holding one schema, where a qualified SQL name
+    finds the tables; the table types cover every table listed; and the
+    tables are exactly those information_schema.tables lists over
+    psycopg."""
+    pg.execute("CREATE TABLE adbc_cat_a (id BIGINT PRIMARY KEY, vec VECTOR(2))")
+    pg.execute("CREATE TABLE adbc_cat_b (id bigserial PRIMARY KEY, note text)")
+    types = conn.adbc_get_table_types()
+    assert types == sorted(set(types)) and types, types
+
+    catalogs = conn.adbc_get_objects(depth="catalogs").read_all().to_pylist()
+    assert len(catalogs) == 1, catalogs
+    catalog = catalogs[0]["catalog_name"]
+    # At depth "catalogs" the schemas are not asked for: ADBC leaves them null.
+    assert catalogs[0]["catalog_db_schemas"] is None
+
+    schemas = conn.adbc_get_objects(depth="db_schemas").read_all().to_pylist()
+    assert [c["catalog_name"] for c in schemas] == [catalog]
+    db_schemas = [s["db_schema_name"] for s in schemas[0]["catalog_db_schemas"]]
+    assert len(db_schemas) == 1, db_schemas
+    schema = db_schemas[0]
+
+    # The names Flight SQL lists are those SQL resolves and Postgres reports.
+    assert pg.execute("SELECT current_database()").fetchone()[0] == catalog
+    assert pg.execute(f'SELECT count(*) FROM "{catalog}"."{schema}".adbc_cat_a').fetchone()[0] == 0
+
+    objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+    listed = sorted(
+        (c["catalog_name"], s["db_schema_name"], t["table_name"], t["table_type"])
+        for c in objects
+        for s in c["catalog_db_schemas"]
+        for t in s["db_schema_tables"]
+    )
+    assert {t for (_, _, _, t) in listed} <= set(types), (listed, types)
+    over_pg = sorted(
+        pg.execute(
+            "SELECT table_catalog, table_schema, table_name FROM information_schema.tables "
+            "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+        ).fetchall()
+    )
+    assert [(c, s, n) for (c, s, n, _) in listed] == over_pg
+    assert ("adbc_cat_a" in [n for (_, _, n) in over_pg]) and ("adbc_cat_b" in [n for (_, _, n) in over_pg])
+
+
 def test_adbc_ingest_into_declared_table(conn, pg):
     """adbc_ingest appends to a table with declared columns as INSERT does
     (one event; the serial key and DEFAULT filled), a bad batch changes

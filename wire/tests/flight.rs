@@ -687,8 +687,9 @@ async fn flight_sql_client() {
 /// SQL specification gives (`FlightSql.proto`: `GetCatalogs` <catalog_name:
 /// utf8 not null>, `GetDbSchemas` <catalog_name: utf8, db_schema_name: utf8
 /// not null>, `GetTableTypes` <table_type: utf8 not null>) and with values
-/// the other front ends agree with: the one catalog and schema are the ones
-/// a qualified SQL name resolves in, every `table_type` that `GetTables`
+/// the other front ends agree with: the one catalog is the database SQL
+/// names (`current_database()`, `table_catalog`), the catalog and schema
+/// are the ones a qualified SQL name resolves in, every `table_type` that `GetTables`
 /// reports is one `GetTableTypes` lists, and the tables are exactly those
 /// `information_schema.tables` lists in `public` over SQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -783,7 +784,12 @@ async fn flight_sql_catalog_commands() {
     let (_, batches) = fetch(&mut sql, info).await;
     assert!(strings(&batches, "db_schema_name").is_empty());
 
-    // The catalog and schema listed are where SQL finds the tables.
+    // The catalog is the database the Postgres front end names, and the
+    // catalog and schema listed are where SQL finds the tables.
+    assert_eq!(
+        sql_rows(&server, "SELECT current_database()"),
+        vec![json!([catalog])]
+    );
     for table in ["alpha", "beta"] {
         let q = format!("SELECT count(*) FROM \"{catalog}\".\"{db_schema}\".{table}");
         assert_eq!(sql_rows(&server, &q), vec![json!([0])], "{q}");
@@ -814,19 +820,21 @@ async fn flight_sql_catalog_commands() {
         let t = t.unwrap();
         assert!(types.contains(&t), "GetTables type {t} not in {types:?}");
     }
-    let n = listed.len();
-    assert_eq!(strings(&batches, "catalog_name"), vec![Some(catalog); n]);
-    assert_eq!(
-        strings(&batches, "db_schema_name"),
-        vec![Some(db_schema); n]
-    );
+    for (column, expected) in [("catalog_name", &catalog), ("db_schema_name", &db_schema)] {
+        let got = strings(&batches, column);
+        assert_eq!(got.len(), listed.len());
+        assert!(got.iter().all(|c| c.as_ref() == Some(expected)), "{got:?}");
+    }
     let over_sql: Vec<String> = sql_rows(
         &server,
-        "SELECT table_name FROM information_schema.tables \
+        "SELECT table_name, table_catalog FROM information_schema.tables \
          WHERE table_schema = 'public' ORDER BY table_name",
     )
     .into_iter()
-    .map(|r| r[0].as_str().unwrap().to_owned())
+    .map(|r| {
+        assert_eq!(r[1], json!(catalog));
+        r[0].as_str().unwrap().to_owned()
+    })
     .collect();
     assert_eq!(over_sql, vec!["alpha", "beta"]);
     assert_eq!(listed, over_sql);
