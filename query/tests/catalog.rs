@@ -1140,3 +1140,115 @@ WHERE c.oid = '{oid}';"
     assert_eq!(&got[0][2], "true");
     assert_eq!(&got[0][5], "heap");
 }
+
+/// Proves the size functions count what `catalog::sizes` documents, for
+/// rows inserted here: a table is, per row (deleted ones too), 17 bytes
+/// (id, tag, tombstone), 4 per vector component and its metadata's
+/// bytes, plus per scalar column a validity byte and the value; a btree
+/// index is, per live row, the key and a 4-byte row number; the total is
+/// the table and its indexes; an unknown OID is NULL and a catalog table
+/// (computed at each scan) 0. And that `pg_size_pretty` prints them (and
+/// numerics) by Postgres's rule.
+#[test]
+fn relation_sizes_count_the_rows() {
+    let db = declared_db();
+    statement(
+        &db,
+        "INSERT INTO docs (id, vec, tag, metadata) VALUES \
+         (1, '[1,2,3]', 5, '{\"a\":1}'), (2, '[4,5,6]', 5, NULL)",
+    );
+    // Two rows of 17 + 3·4 bytes and the canonical metadata `{"a":1}`.
+    let docs = 2 * (17 + 12) + 7;
+    let sizes = |table: &str| {
+        run(
+            &db,
+            &format!(
+                "SELECT pg_table_size('{table}'), pg_relation_size('{table}'::regclass), \
+                 pg_indexes_size('{table}'), pg_total_relation_size('{table}')"
+            ),
+            Vec::new(),
+        )
+        .unwrap()[0]
+            .iter()
+            .map(|v| v.parse::<i64>().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let got = sizes("docs");
+    assert_eq!(got[..2], [docs, docs]);
+    assert_eq!(got[3], got[0] + got[2]);
+
+    statement(
+        &db,
+        "INSERT INTO items (content, category_id, embedding) VALUES \
+         ('a', 1, '[1,0,0]'), ('bb', 2, '[0,1,0]'), ('ccc', NULL, '[0,0,1]')",
+    );
+    // Three rows of 17 + 3·4 bytes; id bigint (1 + 8 each), content text
+    // (1 + its bytes: 1, 2, 3), category_id int (1 + 4 each, NULL too).
+    let items = 3 * (17 + 12) + 3 * (1 + 8) + (3 + 6) + 3 * (1 + 4);
+    let before = sizes("items");
+    assert_eq!(before[..2], [items, items]);
+    let index = |name: &str| {
+        run(
+            &db,
+            &format!("SELECT pg_relation_size('{name}'), pg_indexes_size('{name}')"),
+            Vec::new(),
+        )
+        .unwrap()[0]
+            .clone()
+    };
+    // Per live row: the bigint key and a row number; the int key and one.
+    assert_eq!(index("items_pkey"), ["36", "0"]);
+    assert_eq!(index("items_category_id_idx"), ["24", "0"]);
+    let hnsw: i64 = index("items_embedding_idx")[0].parse().unwrap();
+    assert_eq!(before[2], 36 + 24 + hnsw);
+    assert_eq!(before[3], items + before[2]);
+
+    statement(&db, "DELETE FROM items WHERE content = 'bb'");
+    // The deleted row stays in the table, and leaves the btree indexes.
+    assert_eq!(sizes("items")[0], items);
+    assert_eq!(index("items_pkey"), ["24", "0"]);
+    assert_eq!(index("items_category_id_idx"), ["16", "0"]);
+    // A sequence holds its value.
+    assert_eq!(index("items_id_seq"), ["8", "0"]);
+
+    let answer = run(
+        &db,
+        "SELECT pg_table_size(1), pg_table_size(NULL), pg_total_relation_size('pg_class'), \
+         pg_relation_size('items', 'fsm'), pg_relation_size('items', 'main')",
+        Vec::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        answer,
+        vec![vec!["NULL", "NULL", "0", "0", &items.to_string()]]
+    );
+    let err = run(&db, "SELECT pg_relation_size('items', 'heap')", Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("invalid fork name"), "{err}");
+    let err = run(&db, "SELECT pg_table_size('nothing_here')", Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+
+    // PostgreSQL's dbsize.sql values (the rule is checked in full by the
+    // unit tests of catalog::sizes), through SQL's types; a literal with a
+    // fraction is Postgres's numeric.
+    let answer = run(
+        &db,
+        "SELECT pg_size_pretty(10239::bigint), pg_size_pretty(10240::bigint), \
+         pg_size_pretty(-1000000000::bigint), pg_size_pretty(1000000.5), \
+         pg_size_pretty(1000.5), pg_size_pretty(NULL::bigint), \
+         pg_size_pretty(pg_table_size('docs'))",
+        Vec::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        answer,
+        vec![vec![
+            "10239 bytes",
+            "10 kB",
+            "-954 MB",
+            "977 kB",
+            "1000.5 bytes",
+            "NULL",
+            &format!("{docs} bytes"),
+        ]]
+    );
+}

@@ -2,6 +2,7 @@
 # psql against the Postgres front end: DDL and writes, \copy from stdin and
 # to stdout, files in csv and binary,
 # a distance query checked against values computed by Python, \dt, \d, \d+, \di and \ds,
+# \dt+, \di+ and \ds+ with the relations' sizes,
 # SCRAM logins and the read role. Exits non-zero on the first failure.
 set -euo pipefail
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -h "$VALORI_PG_HOST" -p "$VALORI_PG_PORT" -U tester -d valori "$@"; }
@@ -95,6 +96,29 @@ got=$(q -c "\\di")
 for index in psql_items_pkey psql_items_category_id_idx psql_items_embedding_idx; do
     expect "\\di $index" "public|$index|index|valori|psql_items"
 done
+
+# \dt+, \di+ and \ds+ add Persistence, Access method and Size (psql's
+# query calls pg_size_pretty(pg_table_size(oid))). The sizes are the
+# bytes Valori holds, as docs/sql.md ("Sizes of relations") counts them:
+# a table per row 17 bytes (id, tag, tombstone), 4 per vector component
+# and its metadata, plus per declared scalar column a validity byte and the
+# value; a btree index per live row the key and a 4-byte row number; a
+# sequence 8 bytes. pg_size_pretty prints them in bytes below 10240.
+q -c "INSERT INTO psql_items (content, category_id, embedding) VALUES ('a', 1, '[1,0,0]'), ('bb', NULL, '[0,1,0]')"
+docs_bytes=$(( 3 * (17 + 2 * 4) + 2 ))  # psql_docs: 3 rows of vector(2), metadata \x01ff
+items_bytes=$(( 2 * (17 + 3 * 4) + 2 * (1 + 8) + (2 + 1 + 2) + 2 * (1 + 4) ))  # id bigint, content text, category_id int
+got=$(q -c "\\dt+")
+expect '\dt+ psql_docs' "public|psql_docs|table|valori|permanent|heap|$docs_bytes bytes|"
+expect '\dt+ psql_items' "public|psql_items|table|valori|permanent|heap|$items_bytes bytes|"
+got=$(q -c "\\di+")
+expect '\di+ pkey' "public|psql_items_pkey|index|valori|psql_items|permanent|btree|$(( 2 * (8 + 4) )) bytes|"
+expect '\di+ btree' "public|psql_items_category_id_idx|index|valori|psql_items|permanent|btree|$(( 2 * (4 + 4) )) bytes|"
+# The HNSW graph takes rows in whole blocks: two rows are not in it yet.
+expect '\di+ hnsw' "public|psql_items_embedding_idx|index|valori|psql_items|permanent|hnsw|0 bytes|"
+got=$(q -c "\\ds+")
+expect '\ds+ sequence' "public|psql_items_id_seq|sequence|valori|permanent|8 bytes|"
+got=$(q -c "SELECT pg_size_pretty(10239::bigint), pg_size_pretty(10240::bigint), pg_size_pretty(10485248::bigint), pg_size_pretty(1000000.5)")
+[ "$got" = "10239 bytes|10 kB|10 MB|977 kB" ] || fail "pg_size_pretty: [$got]"
 
 # CREATE INDEX with another operator class gives the table that metric:
 # `<=>` is then the engine's search (EXPLAIN shows it), and the nearest row

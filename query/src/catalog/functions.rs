@@ -21,7 +21,7 @@ use valori_engine::Engine;
 
 use super::{
     OWNER_NAME, OWNER_OID, PG_CATALOG_NAMESPACE_OID, PUBLIC_NAMESPACE_OID, Relation, format_type,
-    keys, relations, server_setting, type_oid, version_string,
+    keys, relations, server_setting, sizes, type_oid, version_string,
 };
 
 /// What a function's body sees: the engine, and its tables read once per
@@ -63,6 +63,9 @@ fn boolean() -> DataType {
 }
 fn int4() -> DataType {
     DataType::Int32
+}
+fn int8() -> DataType {
+    DataType::Int64
 }
 fn text_list() -> DataType {
     DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
@@ -235,6 +238,49 @@ fn oid_value(oid: Option<u32>) -> ScalarValue {
 
 fn as_oid(n: i64) -> DfResult<u32> {
     u32::try_from(n).map_err(|_| DataFusionError::Plan(format!("OID {n} is out of range")))
+}
+
+/// The relation a size function's first argument names (an OID, or a
+/// name as a cast to `regclass` reads it), and the bytes of `part` of it
+/// ([`sizes`]): NULL for NULL or an OID no relation has, 0 for the
+/// catalog's own tables.
+fn relation_size(
+    ctx: &Ctx<'_>,
+    arg: Option<&ScalarValue>,
+    part: sizes::Part,
+) -> DfResult<ScalarValue> {
+    let Some(arg) = arg.filter(|a| !a.is_null()) else {
+        return Ok(ScalarValue::Int64(None));
+    };
+    let oid = if is_textual(arg) {
+        let name = arg_text(Some(arg)).unwrap_or_default();
+        match find_relation(ctx, &name)? {
+            Some(oid) => oid,
+            None => return plan_err!("relation \"{name}\" does not exist"),
+        }
+    } else {
+        match arg_int(Some(arg)) {
+            Some(n) => match u32::try_from(n) {
+                Ok(oid) => oid,
+                Err(_) => return Ok(ScalarValue::Int64(None)),
+            },
+            None => return Ok(ScalarValue::Int64(None)),
+        }
+    };
+    let found = ctx
+        .engine
+        .read(|state| sizes::relation_bytes(state.collections(), oid, part))
+        .map_err(crate::provider::ScanError::from)?;
+    let catalog = || {
+        (0..super::tables::TABLES.len())
+            .any(|i| catalog_table_oid(i) == oid)
+            .then_some(0)
+    };
+    Ok(ScalarValue::Int64(
+        found
+            .map(|b| i64::try_from(b).unwrap_or(i64::MAX))
+            .or_else(catalog),
+    ))
 }
 
 /// The functions, in the order `pg_proc` lists them.
@@ -683,6 +729,70 @@ static DEFS: &[Def] = &[
                 namespace_name(as_oid(n)?).map_or_else(|| n.to_string(), str::to_owned),
             ))
         },
+    },
+    Def {
+        name: "pg_size_pretty",
+        arities: &[1],
+        returns: utf8,
+        body: |_, args| {
+            let Some(arg) = args.first().filter(|a| !a.is_null()) else {
+                return Ok(null_text());
+            };
+            // pg_size_pretty(bigint) for integers, pg_size_pretty(numeric)
+            // for the others (decimals, floats, text read as numeric).
+            if arg.data_type().is_integer()
+                && let Some(n) = arg_int(Some(arg))
+            {
+                return Ok(text(sizes::size_pretty(n)));
+            }
+            let given = arg_text(Some(arg)).unwrap_or_default();
+            match sizes::size_pretty_numeric(&given) {
+                Some(s) => Ok(text(s)),
+                None => plan_err!(
+                    "pg_size_pretty takes a bigint or a numeric, not {given:?} ({})",
+                    arg.data_type()
+                ),
+            }
+        },
+    },
+    Def {
+        name: "pg_relation_size",
+        arities: &[1, 2],
+        returns: int8,
+        body: |ctx, args| {
+            // Valori has only the main fork: the others are empty, as an
+            // absent fork is in Postgres.
+            match arg_text(args.get(1)).as_deref() {
+                None | Some("main") => relation_size(ctx, args.first(), sizes::Part::Own),
+                Some("fsm" | "vm" | "init") => {
+                    Ok(match relation_size(ctx, args.first(), sizes::Part::Own)? {
+                        ScalarValue::Int64(Some(_)) => ScalarValue::Int64(Some(0)),
+                        other => other,
+                    })
+                }
+                Some(fork) => plan_err!(
+                    "invalid fork name \"{fork}\": valid fork names are \"main\", \"fsm\", \"vm\", and \"init\""
+                ),
+            }
+        },
+    },
+    Def {
+        name: "pg_table_size",
+        arities: &[1],
+        returns: int8,
+        body: |ctx, args| relation_size(ctx, args.first(), sizes::Part::Own),
+    },
+    Def {
+        name: "pg_indexes_size",
+        arities: &[1],
+        returns: int8,
+        body: |ctx, args| relation_size(ctx, args.first(), sizes::Part::Indexes),
+    },
+    Def {
+        name: "pg_total_relation_size",
+        arities: &[1],
+        returns: int8,
+        body: |ctx, args| relation_size(ctx, args.first(), sizes::Part::Total),
     },
     Def {
         name: "json_build_object",

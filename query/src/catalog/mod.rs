@@ -30,6 +30,7 @@ pub mod functions;
 pub mod information_schema;
 pub mod keys;
 pub mod rewrite;
+pub mod sizes;
 pub mod tables;
 
 use std::sync::Arc;
