@@ -8,7 +8,10 @@ Per data set: `CREATE TABLE t (id BIGINT PRIMARY KEY, vec VECTOR(d), tag
 BIGINT)` in Valori and in PostgreSQL with pgvector (PyPI `pgserver`),
 tags `id mod 10`. Ingest first, each path into a fresh table and timed
 until it is durable, the best of `--runs`: Valori's Flight DoPut (one
-event), its REST `POST /v1/collections/{name}/records/batch` (requests of
+event), ADBC's `adbc_ingest` (mode `append` into the created table: the
+Flight SQL driver's `CommandStatementIngest`, which the server loads as a
+DoPut of the same columns, one event, answered once it is fsynced; the
+connection is opened before the clock starts), its REST `POST /v1/collections/{name}/records/batch` (requests of
 at most 10,000 rows and about 16 MB of JSON, encoded before the clock
 starts, one durable event each) and its `COPY … FROM STDIN`, and
 PostgreSQL's `COPY … FROM STDIN` (text; its fsync settings are printed).
@@ -35,7 +38,7 @@ them (the COPY size, a lower bound of the protocol bytes). The server is
 whatever `--bin` is: say which build a figure came from.
 
 Needs .venv-bench (docs/benchmarks.md): pgserver, psycopg, pgvector,
-numpy, pyarrow.
+numpy, pyarrow, adbc_driver_flightsql.
 """
 
 import argparse
@@ -49,6 +52,7 @@ import tempfile
 import time
 import urllib.request
 
+import adbc_driver_flightsql.dbapi as adbc
 import numpy as np
 import psycopg
 import pyarrow as pa
@@ -84,7 +88,7 @@ def rest_sql(valori, accept):
         return r.read()
 
 
-def run_dataset(name, valori, fl, pg_uri, runs):
+def run_dataset(name, valori, fl, fl_uri, pg_uri, runs):
     base = read_fvecs(os.path.join(DATA, name, "base.fvecs"))
     n, dim = base.shape
     tags = np.arange(n) % 10
@@ -130,6 +134,12 @@ def run_dataset(name, valori, fl, pg_uri, runs):
         reader.read()
         writer.close()
 
+    def adbc_ingest(conn):
+        with conn.cursor() as cur:
+            written = cur.adbc_ingest("t_adbc", table, mode="append")
+        if written not in (n, -1):
+            sys.exit(f"adbc_ingest reported {written} rows, expected {n}")
+
     def rest_batches():
         conn = http.client.HTTPConnection("127.0.0.1", valori.rest_port, timeout=600)
         try:
@@ -153,8 +163,12 @@ def run_dataset(name, valori, fl, pg_uri, runs):
         out["pg_settings"] = {s: conn.execute(f"SHOW {s}").fetchone()[0]
                               for s in ("fsync", "synchronous_commit", "wal_sync_method")}
     ingest = {}
+    # Each statement is its own durable transaction: autocommit, as served.
+    adbc_conn = adbc.connect(fl_uri, autocommit=True)
     for label, uri, name, load in (
         ("Valori Flight DoPut (one event)", valori.uri(), "t", doput),
+        ("Valori ADBC adbc_ingest (Flight SQL, one event)", valori.uri(), "t_adbc",
+         lambda: adbc_ingest(adbc_conn)),
         (f"Valori REST batch insert ({per:,} rows a request)", valori.uri(), "t_rest", rest_batches),
         ("Valori COPY FROM STDIN (psycopg, text)", valori.uri(), "t_copy", lambda: copy_in(valori.uri(), "t_copy")),
         ("PostgreSQL COPY FROM STDIN (psycopg, text)", pg_uri, "t", lambda: copy_in(pg_uri, "t")),
@@ -171,7 +185,9 @@ def run_dataset(name, valori, fl, pg_uri, runs):
             best_s = dt if best_s is None else min(best_s, dt)
         ingest[label] = best_s
         print(f"{name}: {label} {best_s:.2f} s", flush=True)
+    adbc_conn.close()
     with psycopg.connect(valori.uri(), autocommit=True) as conn:
+        conn.execute("DROP TABLE t_adbc")
         conn.execute("DROP TABLE t_rest")
         conn.execute("DROP TABLE t_copy")
     out["ingest"] = ingest
@@ -266,10 +282,11 @@ def main():
     valori = Valori(args.bin, work)
     try:
         where = valori.call("GET", "/v1/flight")
-        fl = flight.connect(f"grpc://127.0.0.1:{where['port']}")
+        fl_uri = f"grpc://127.0.0.1:{where['port']}"
+        fl = flight.connect(fl_uri)
         results = []
         for name in args.datasets.split(","):
-            results.append((name, run_dataset(name, valori, fl, pg.get_uri(), args.runs)))
+            results.append((name, run_dataset(name, valori, fl, fl_uri, pg.get_uri(), args.runs)))
             with psycopg.connect(valori.uri(), autocommit=True) as conn:
                 conn.execute("DROP TABLE t")
     finally:
