@@ -1161,13 +1161,17 @@ fn ident_name(name: &ObjectName) -> Result<String, WriteError> {
     Ok(parts.join("."))
 }
 
-/// A table name: `name` or `public.name` (unquoted names fold to lower
-/// case, as in Postgres).
+/// A table name: `name`, `public.name` or `valori.public.name` (the
+/// database, as queries resolve it; unquoted names fold to lower case, as
+/// in Postgres).
 pub(crate) fn table_name(name: &ObjectName) -> Result<String, WriteError> {
     let full = ident_name(name)?;
     let short = full
         .strip_prefix("public.")
-        .or_else(|| full.strip_prefix("datafusion.public."))
+        .or_else(|| {
+            full.strip_prefix(crate::CATALOG)
+                .and_then(|rest| rest.strip_prefix(".public."))
+        })
         .unwrap_or(&full);
     if short.contains('.') {
         return Err(WriteError::UndefinedTable(full.clone()));

@@ -794,6 +794,20 @@ async fn flight_sql_catalog_commands() {
         let q = format!("SELECT count(*) FROM \"{catalog}\".\"{db_schema}\".{table}");
         assert_eq!(sql_rows(&server, &q), vec![json!([0])], "{q}");
     }
+    // Writes take the qualified name too.
+    sql_rows(
+        &server,
+        &format!("INSERT INTO {catalog}.{db_schema}.alpha (id, vec) VALUES (1, '[1,0]')"),
+    );
+    assert_eq!(sql_rows(&server, "SELECT id FROM alpha"), vec![json!([1])]);
+    sql_rows(
+        &server,
+        &format!("DELETE FROM {catalog}.{db_schema}.alpha WHERE id = 1"),
+    );
+    assert_eq!(
+        sql_rows(&server, "SELECT count(*) FROM alpha"),
+        vec![json!([0])]
+    );
 
     let info = sql.get_table_types().await.unwrap();
     let (schema, batches) = fetch(&mut sql, info).await;

@@ -701,7 +701,7 @@ impl SqlService {
         id
     }
 
-    /// `GetTables`: every collection as a table of `datafusion.public`,
+    /// `GetTables`: every collection as a table of `valori.public`,
     /// with its SQL schema when asked.
     async fn tables(&self, query: CommandGetTables) -> Result<RecordBatch, FlightError> {
         let include_schema = query.include_schema;
