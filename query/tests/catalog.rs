@@ -1214,13 +1214,14 @@ fn relation_sizes_count_the_rows() {
     let answer = run(
         &db,
         "SELECT pg_table_size(1), pg_table_size(NULL), pg_total_relation_size('pg_class'), \
-         pg_relation_size('items', 'fsm'), pg_relation_size('items', 'main')",
+         pg_relation_size('items', 'fsm'), pg_relation_size('items', 'main'), \
+         pg_relation_size('items', NULL)",
         Vec::new(),
     )
     .unwrap();
     assert_eq!(
         answer,
-        vec![vec!["NULL", "NULL", "0", "0", &items.to_string()]]
+        vec![vec!["NULL", "NULL", "0", "0", &items.to_string(), "NULL"]]
     );
     let err = run(&db, "SELECT pg_relation_size('items', 'heap')", Vec::new()).unwrap_err();
     assert!(err.to_string().contains("invalid fork name"), "{err}");

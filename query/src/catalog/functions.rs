@@ -761,7 +761,11 @@ static DEFS: &[Def] = &[
         returns: int8,
         body: |ctx, args| {
             // Valori has only the main fork: the others are empty, as an
-            // absent fork is in Postgres.
+            // absent fork is in Postgres. A NULL fork is NULL (the
+            // function is strict).
+            if args.get(1).is_some_and(ScalarValue::is_null) {
+                return Ok(ScalarValue::Int64(None));
+            }
             match arg_text(args.get(1)).as_deref() {
                 None | Some("main") => relation_size(ctx, args.first(), sizes::Part::Own),
                 Some("fsm" | "vm" | "init") => {
