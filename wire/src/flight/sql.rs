@@ -706,7 +706,10 @@ impl SqlService {
     async fn tables(&self, query: CommandGetTables) -> Result<RecordBatch, FlightError> {
         let include_schema = query.include_schema;
         let mut builder = query.into_builder();
-        let names: Vec<String> = ops::collections(&self.state.engine)?
+        let engine = Arc::clone(&self.state.engine);
+        // The state's lock is waited for on a blocking thread.
+        let names: Vec<String> = tokio::task::spawn_blocking(move || ops::collections(&engine))
+            .await??
             .into_iter()
             .map(|c| c.name)
             .collect();

@@ -381,22 +381,26 @@ async fn openapi() -> Response {
 
 async fn metrics(State(state): Shared) -> ApiResult<Response> {
     // A fenced replica serves no reads, but its metrics (the divergence
-    // above all) still render.
-    let rows = state
-        .engine
-        .read(|s| {
-            let mut g = RowGauges {
-                collections: s.collections().len() as u64,
-                ..RowGauges::default()
-            };
-            for c in s.collections() {
-                g.rows += c.rows() as u64;
-                g.live_rows += c.live() as u64;
-                g.indexed_rows += c.indexed_rows() as u64;
-            }
-            g
-        })
-        .ok();
+    // above all) still render. The state's lock is waited for on a
+    // blocking thread (see `list_collections`).
+    let engine = Arc::clone(&state.engine);
+    let rows = blocking(move || {
+        Ok(engine
+            .read(|s| {
+                let mut g = RowGauges {
+                    collections: s.collections().len() as u64,
+                    ..RowGauges::default()
+                };
+                for c in s.collections() {
+                    g.rows += c.rows() as u64;
+                    g.live_rows += c.live() as u64;
+                    g.indexed_rows += c.indexed_rows() as u64;
+                }
+                g
+            })
+            .ok())
+    })
+    .await?;
     let gauges = EngineGauges {
         events: state.engine.log_size(),
         rows,
@@ -451,7 +455,12 @@ async fn create_collection(
 }
 
 async fn list_collections(State(state): Shared) -> ApiResult {
-    let list = ops::collections(&state.engine)?;
+    // Every read of the state waits on its lock, which a snapshot holds
+    // while it finishes the graphs (minutes at millions of rows): on a
+    // blocking thread, never on one of the few threads that accept and
+    // serve every connection.
+    let engine = Arc::clone(&state.engine);
+    let list = blocking(move || Ok(ops::collections(&engine)?)).await?;
     let list: Vec<Value> = list.iter().map(collection_json).collect();
     Ok(axum::Json(json!({ "collections": list })))
 }
@@ -460,10 +469,9 @@ async fn describe_collection(
     State(state): Shared,
     PathParams(name): PathParams<String>,
 ) -> ApiResult {
-    Ok(axum::Json(collection_json(&ops::describe(
-        &state.engine,
-        &name,
-    )?)))
+    let engine = Arc::clone(&state.engine);
+    let info = blocking(move || Ok(ops::describe(&engine, &name)?)).await?;
+    Ok(axum::Json(collection_json(&info)))
 }
 
 async fn drop_collection(State(state): Shared, PathParams(name): PathParams<String>) -> ApiResult {
@@ -498,19 +506,23 @@ async fn delete_node(State(state): Shared, PathParams(id): PathParams<u64>) -> A
 
 async fn node_edges(State(state): Shared, PathParams(id): PathParams<u64>) -> ApiResult {
     let node = NodeId(id);
-    let answer = state.engine.read(|s| {
-        let graph = s.graph();
-        let label = graph.node_label(node)?;
-        let out: Vec<Value> = graph
-            .edges_from(node)
-            .map(|(to, label)| json!({ "to": to.0, "label": label }))
-            .collect();
-        let into: Vec<Value> = graph
-            .edges_to(node)
-            .map(|(from, label)| json!({ "from": from.0, "label": label }))
-            .collect();
-        Some(json!({ "node": id, "label": label, "out": out, "in": into }))
-    })?;
+    let engine = Arc::clone(&state.engine);
+    let answer = blocking(move || {
+        Ok(engine.read(|s| {
+            let graph = s.graph();
+            let label = graph.node_label(node)?;
+            let out: Vec<Value> = graph
+                .edges_from(node)
+                .map(|(to, label)| json!({ "to": to.0, "label": label }))
+                .collect();
+            let into: Vec<Value> = graph
+                .edges_to(node)
+                .map(|(from, label)| json!({ "from": from.0, "label": label }))
+                .collect();
+            Some(json!({ "node": id, "label": label, "out": out, "in": into }))
+        })?)
+    })
+    .await?;
     answer
         .map(axum::Json)
         .ok_or_else(|| ApiError::not_found(format!("graph node {id} does not exist")))

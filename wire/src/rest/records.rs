@@ -143,21 +143,27 @@ pub async fn get_record(
     PathParams((name, id)): PathParams<(String, u64)>,
 ) -> ApiResult {
     let name = collection_name(&name)?;
-    let found = state.engine.read(|s| {
-        let c = s.collection(&name)?;
-        let row = c.row_of(RecordId(id))? as usize;
-        if c.deleted()[row] {
-            return None;
-        }
-        let vector: Vec<f64> = c
-            .vector(row)
-            .iter()
-            .map(|&x| q16::Q16(x).to_f64())
-            .collect();
-        let mut record = json!({ "id": id, "vector": vector, "tag": c.tags()[row] });
-        put_metadata(&mut record, c.metadata(row));
-        Some(record)
-    })?;
+    let engine = Arc::clone(&state.engine);
+    let lookup = name.clone();
+    // The state's lock is waited for on a blocking thread.
+    let found = blocking(move || {
+        Ok(engine.read(|s| {
+            let c = s.collection(&lookup)?;
+            let row = c.row_of(RecordId(id))? as usize;
+            if c.deleted()[row] {
+                return None;
+            }
+            let vector: Vec<f64> = c
+                .vector(row)
+                .iter()
+                .map(|&x| q16::Q16(x).to_f64())
+                .collect();
+            let mut record = json!({ "id": id, "vector": vector, "tag": c.tags()[row] });
+            put_metadata(&mut record, c.metadata(row));
+            Some(record)
+        })?)
+    })
+    .await?;
     found.map(axum::Json).ok_or_else(|| {
         ApiError::not_found(format!("record {id} does not exist in collection {name}"))
     })
