@@ -521,25 +521,7 @@ fn parts(c: &Collection) -> Parts {
             k.len() as u64 * k.row(0).len() as u64 * 2
         }
     });
-    let g = c.index().parts();
-    let vec_header = size_of::<Vec<u32>>() as u64;
-    // One map entry per node above layer 0: its key and a list per layer.
-    let upper: u64 = g
-        .upper
-        .values()
-        .map(|layers| {
-            4 + vec_header
-                + layers
-                    .iter()
-                    .map(|l| vec_header + 4 * l.len() as u64)
-                    .sum::<u64>()
-        })
-        .sum();
-    let graph = g.levels.len() as u64
-        + 2 * g.len0.len() as u64
-        + 4 * g.links0.len() as u64
-        + 4 * indexed
-        + upper;
+    let graph = c.index().held_bytes();
     let hash = size_of::<Option<Hash32>>() as u64;
     Parts {
         vectors: n * c.dim() as u64 * 4,

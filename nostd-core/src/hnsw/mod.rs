@@ -204,6 +204,28 @@ impl Hnsw {
         self.levels[row as usize]
     }
 
+    /// The bytes the graph holds for its rows: per row its level (1), slot
+    /// count (2), `m0` layer-0 slots of 4 bytes and layer-0 in-degree (4);
+    /// per node above layer 0 its map key (4), the header of its list of
+    /// layers and, per layer, a list header and 4 bytes per link. Capacity
+    /// beyond the lengths, the map's own nodes and the chunk hashes are not
+    /// counted.
+    pub fn held_bytes(&self) -> u64 {
+        let header = core::mem::size_of::<Vec<u32>>() as u64;
+        let upper: u64 = self
+            .upper
+            .values()
+            .map(|layers| {
+                4 + header
+                    + layers
+                        .iter()
+                        .map(|l| header + 4 * l.len() as u64)
+                        .sum::<u64>()
+            })
+            .sum();
+        self.len() as u64 * (1 + 2 + 4 * self.m0() as u64 + 4) + upper
+    }
+
     /// Links of `row` on `layer`.
     pub fn links(&self, row: u32, layer: u8) -> &[u32] {
         if layer == 0 {

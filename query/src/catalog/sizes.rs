@@ -15,7 +15,9 @@
 //!   fixed-width types; its bytes for the others);
 //! - the HNSW index: the graph's links as held: per row in the graph,
 //!   `2·m` layer-0 slots of 4 bytes, its slot count (2), level (1) and
-//!   layer-0 in-degree (4), and 4 bytes per link on the layers above. The
+//!   layer-0 in-degree (4); per node above layer 0 its map key (4) and
+//!   list headers, and 4 bytes per link on the layers above
+//!   (`Hnsw::held_bytes`). The
 //!   graph takes rows in whole blocks; rows after the last whole block are
 //!   searched exactly and count nothing here. The compact copy of the
 //!   vectors that graph walks read is a cache of the table's vectors and
@@ -121,14 +123,7 @@ fn table_bytes(collection: &Collection) -> u64 {
 
 fn index_bytes(collection: &Collection, index: &Index) -> u64 {
     if index.hnsw.is_some() {
-        let graph = collection.index();
-        let rows = graph.len() as u64;
-        let slots = 4 * graph.m0() as u64 + 2 + 1 + 4;
-        let upper: u64 = (0..graph.len() as u32)
-            .flat_map(|r| (1..=graph.level(r)).map(move |l| (r, l)))
-            .map(|(r, l)| 4 * graph.links(r, l).len() as u64)
-            .sum();
-        return rows * slots + upper;
+        return collection.index().held_bytes();
     }
     let live: Vec<usize> = collection
         .deleted()
