@@ -42,7 +42,7 @@ use valori_core::event::{
 };
 use valori_core::hash::Hash32;
 use valori_core::hnsw::{Hnsw, IndexError};
-use valori_core::state::{ApplyError, Collection, State};
+use valori_core::state::{ApplyError, Collection, State, StateHashes};
 use valori_core::table::TableSchema;
 
 /// First eight bytes of every snapshot file.
@@ -214,6 +214,20 @@ pub fn write_snapshot(
     meta: &SnapshotMeta,
     out: &mut impl Write,
 ) -> io::Result<()> {
+    let hashes = state.hashes();
+    write_snapshot_hashed(state, &hashes, meta, out)
+}
+
+/// [`write_snapshot`] for a caller that holds `state` shared (so that
+/// others may read it meanwhile) and took `hashes` from it with no change
+/// since: `hashes` must be `state.hashes()` as it is now, whose state and
+/// index hashes are checked against `meta` as there.
+pub fn write_snapshot_hashed(
+    state: &State,
+    hashes: &StateHashes,
+    meta: &SnapshotMeta,
+    out: &mut impl Write,
+) -> io::Result<()> {
     let leaves = meta.log_leaves.len() as u64;
     if leaves != meta.events {
         return Err(io::Error::new(
@@ -224,7 +238,6 @@ pub fn write_snapshot(
             },
         ));
     }
-    let hashes = state.hashes();
     if hashes.state != meta.state_hash {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

@@ -54,7 +54,7 @@ use std::sync::{
     Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };
 
-use valori_columnar::snapshot::{SnapshotMeta, write_snapshot};
+use valori_columnar::snapshot::{SnapshotMeta, write_snapshot_hashed};
 use valori_core::event::{CollectionName, Event};
 use valori_core::hash::Hash32;
 use valori_core::merkle::{MerkleLog, leaf_hash};
@@ -962,24 +962,56 @@ impl Core {
         })
     }
 
+    /// With the writer held, so that no commit adds rows, waits until the
+    /// background builder has linked every complete block (each under its
+    /// own short write lock, as always), so that a snapshot or checkpoint
+    /// then finds its graphs complete and holds the state's write lock only
+    /// briefly: reads go on while a large graph is finished, where they
+    /// would wait for all of it if the caller built it under its own write
+    /// lock. Returns early if the engine failed or is closing; the caller
+    /// builds whatever is left.
+    fn wait_for_builder(&self, _writer: &MutexGuard<'_, Writer>) {
+        self.wake_index_builder();
+        let mut signal = lock(&self.index_signal);
+        while !signal.stop && self.failed.get().is_none() && read(&self.state).index_pending() {
+            let (s, _) = self
+                .index_progress
+                .wait_timeout(signal, std::time::Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner());
+            signal = s;
+        }
+    }
+
     /// Writes a snapshot of the current state into `snapshots/` (temp file,
     /// fsync, rename, directory fsync), then records a checkpoint. Every
     /// complete block is built into its graph first, so the same log gives
-    /// the same file. Writes wait while it runs.
+    /// the same file. Writes wait while it runs; reads wait only while the
+    /// file is written, not while the graphs are finished.
     pub fn snapshot(&self) -> Result<SnapshotInfo, EngineError> {
         let writer = self.lock_writer()?;
-        let mut state = write(&self.state);
-        // Bring every graph up to its last complete block first: the file
-        // then depends on the log alone, not on how far the background
-        // builder had got.
-        if state.build_indexes(&self.planner) > 0 {
+        self.wait_for_builder(&writer);
+        let (state, hashes) = {
+            let mut state = write(&self.state);
+            // Bring every graph up to its last complete block first (the
+            // builder has done it unless it stopped): the file then depends
+            // on the log alone, not on how far the background builder had
+            // got.
+            if state.build_indexes(&self.planner) > 0 {
+                let hashes = state.hashes();
+                write(&self.proof).hashes = hashes;
+            }
             let hashes = state.hashes();
-            write(&self.proof).hashes = hashes;
-        }
+            drop(state);
+            // Nothing changes the state between the two guards: every
+            // other change holds the writer, and the builder has no
+            // complete block left to link. Readers go on while the file is
+            // written.
+            (read(&self.state), hashes)
+        };
         let events = writer.merkle.len();
         let log_root = writer.merkle.root();
-        let state_hash = state.state_hash();
-        let index_hash = state.index_hash();
+        let state_hash = hashes.state;
+        let index_hash = hashes.index;
         let meta = SnapshotMeta {
             events,
             state_hash,
@@ -1001,7 +1033,8 @@ impl Core {
                 written: 0,
                 buf: Vec::with_capacity(1 << 20),
             };
-            let result = write_snapshot(&mut state, &meta, &mut out).and_then(|()| out.flush_buf());
+            let result = write_snapshot_hashed(&state, &hashes, &meta, &mut out)
+                .and_then(|()| out.flush_buf());
             result.map_err(|e| EngineError::storage(StorageOp::Write, &tmp, e))?;
             out.file
                 .sync()
@@ -1325,6 +1358,7 @@ impl Core {
     /// Call before a clean shutdown.
     pub fn checkpoint(&self) -> Result<(), EngineError> {
         let writer = self.lock_writer()?;
+        self.wait_for_builder(&writer);
         let mut state = write(&self.state);
         state.build_indexes(&self.planner);
         let hashes = state.hashes();
