@@ -25,6 +25,8 @@
 //! A `UInt64` above `i64::MAX` has no `int8` binary form: it is an error in
 //! binary format and printed in full in text format.
 
+use std::fmt::{self, Write as _};
+
 use bytes::{BufMut, BytesMut};
 use pgwire::api::Type;
 use pgwire::api::results::FieldFormat;
@@ -124,40 +126,78 @@ pub fn pg_type(data_type: &DataType) -> Type {
     }
 }
 
-/// Floats in Postgres's text form (shortest round trip, `Infinity`,
-/// `NaN`, exponents signed and of at least two digits: `1e+20`,
-/// `1e-07`). `shortest` and `exponent` are the value's shortest
-/// round-trip forms in its own width (an `f32`'s, not its `f64` widening).
-fn float_text(x: f64, shortest: String, exponent: String) -> String {
-    if x.is_nan() {
-        return "NaN".into();
+/// Appends a float in Postgres's text form (shortest round trip,
+/// `Infinity`, `NaN`, exponents signed and of at least two digits:
+/// `1e+20`, `1e-07`), written in its own width (an `f32`'s shortest form,
+/// not its `f64` widening's). Writes straight into `out`: a vector's
+/// components are written on every row a query or `COPY` sends.
+fn push_float_text<F>(out: &mut String, x: F)
+where
+    F: fmt::Display + fmt::LowerExp + Into<f64> + Copy,
+{
+    let wide: f64 = x.into();
+    if wide.is_nan() {
+        out.push_str("NaN");
+        return;
     }
-    if x.is_infinite() {
-        return if x > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    if wide.is_infinite() {
+        out.push_str(if wide > 0.0 { "Infinity" } else { "-Infinity" });
+        return;
     }
-    let abs = x.abs();
-    if abs != 0.0 && !(1e-4..1e16).contains(&abs) {
-        let e = exponent;
-        return match e.split_once('e') {
-            Some((m, exp)) => {
-                let (sign, digits) = match exp.strip_prefix('-') {
-                    Some(digits) => ('-', digits),
-                    None => ('+', exp),
-                };
-                format!("{m}e{sign}{digits:0>2}")
+    let abs = wide.abs();
+    if abs == 0.0 || (1e-4..1e16).contains(&abs) {
+        let _ = write!(out, "{x}");
+        return;
+    }
+    let e = format!("{x:e}");
+    match e.split_once('e') {
+        Some((m, exp)) => {
+            let (sign, digits) = match exp.strip_prefix('-') {
+                Some(digits) => ('-', digits),
+                None => ('+', exp),
+            };
+            let _ = write!(out, "{m}e{sign}{digits:0>2}");
+        }
+        None => out.push_str(&e),
+    }
+}
+
+fn float_text<F>(x: F) -> String
+where
+    F: fmt::Display + fmt::LowerExp + Into<f64> + Copy,
+{
+    let mut out = String::new();
+    push_float_text(&mut out, x);
+    out
+}
+
+/// A list of floats in text form, `[1,2.5]` (`brackets`, a vector's form)
+/// or `{1,2.5}`, built in one string; `None` for other element types.
+fn float_list_text(items: &dyn Array, brackets: bool) -> Option<String> {
+    let (open, close) = if brackets { ('[', ']') } else { ('{', '}') };
+    let mut out = String::with_capacity(2 + items.len() * 12);
+    out.push(open);
+    fn push_all<F>(out: &mut String, values: impl Iterator<Item = Option<F>>)
+    where
+        F: fmt::Display + fmt::LowerExp + Into<f64> + Copy,
+    {
+        for (i, v) in values.enumerate() {
+            if i > 0 {
+                out.push(',');
             }
-            None => e,
-        };
+            match v {
+                Some(x) => push_float_text(out, x),
+                None => out.push_str("NULL"),
+            }
+        }
     }
-    shortest
-}
-
-fn f32_text(x: f32) -> String {
-    float_text(f64::from(x), x.to_string(), format!("{x:e}"))
-}
-
-fn f64_text(x: f64) -> String {
-    float_text(x, x.to_string(), format!("{x:e}"))
+    match items.data_type() {
+        DataType::Float32 => push_all(&mut out, items.as_primitive::<Float32Type>().iter()),
+        DataType::Float64 => push_all(&mut out, items.as_primitive::<Float64Type>().iter()),
+        _ => return None,
+    }
+    out.push(close);
+    Some(out)
 }
 
 /// Appends one value (row `row` of `array`) to a DataRow buffer: its
@@ -269,8 +309,8 @@ pub fn text_value(array: &dyn Array, row: usize) -> Result<String, PgError> {
         DataType::UInt16 => array.as_primitive::<UInt16Type>().value(row).to_string(),
         DataType::UInt32 => array.as_primitive::<UInt32Type>().value(row).to_string(),
         DataType::UInt64 => array.as_primitive::<UInt64Type>().value(row).to_string(),
-        DataType::Float32 => f32_text(array.as_primitive::<Float32Type>().value(row)),
-        DataType::Float64 => f64_text(array.as_primitive::<Float64Type>().value(row)),
+        DataType::Float32 => float_text(array.as_primitive::<Float32Type>().value(row)),
+        DataType::Float64 => float_text(array.as_primitive::<Float64Type>().value(row)),
         DataType::Timestamp(TimeUnit::Microsecond, tz) => {
             let micros = array.as_primitive::<TimestampMicrosecondType>().value(row);
             let text = timestamp_text(micros);
@@ -291,6 +331,9 @@ pub fn text_value(array: &dyn Array, row: usize) -> Result<String, PgError> {
             let is_vector = matches!(item.data_type(), DataType::Float32 | DataType::Float16);
             let items =
                 list_items(array, row).ok_or_else(|| PgError::internal("list without items"))?;
+            if let Some(text) = float_list_text(items.as_ref(), is_vector) {
+                return Ok(text);
+            }
             let textual = matches!(
                 item.data_type(),
                 DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
@@ -939,7 +982,12 @@ fn binary_array(bytes: &[u8]) -> Result<Vec<f32>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use valori_query::datafusion::arrow::array::{Float32Array, Float64Array, UInt64Array};
+    use std::sync::Arc;
+
+    use valori_query::datafusion::arrow::array::{
+        FixedSizeListArray, Float32Array, Float64Array, ListArray, UInt64Array,
+    };
+    use valori_query::datafusion::arrow::datatypes::Field;
 
     /// Proves pgvector's binary form round-trips and that malformed bytes
     /// are refused.
@@ -1057,6 +1105,35 @@ mod tests {
         let f32s = Float32Array::from(vec![0.1f32, 1e-5]);
         assert_eq!(text_value(&f32s, 0).unwrap(), "0.1");
         assert_eq!(text_value(&f32s, 1).unwrap(), "1e-05");
+        // A vector's components in one string, each in Postgres's float4
+        // form (`SELECT '[1.5258789e-05]'::vector` prints `[1.5258789e-05]`,
+        // `float4out` of -0 is `-0`); a list of f64 in braces, with NULL.
+        let item = Arc::new(Field::new("item", DataType::Float32, true));
+        let vectors = FixedSizeListArray::new(
+            item,
+            8,
+            Arc::new(Float32Array::from(vec![
+                0.1f32,
+                1.0 / 65536.0,
+                -0.0,
+                1e20,
+                f32::INFINITY,
+                f32::NAN,
+                32767.5,
+                -3.25,
+            ])),
+            None,
+        );
+        assert_eq!(
+            text_value(&vectors, 0).unwrap(),
+            "[0.1,1.5258789e-05,-0,1e+20,Infinity,NaN,32767.5,-3.25]"
+        );
+        let doubles = ListArray::from_iter_primitive::<Float64Type, _, _>([Some(vec![
+            Some(0.5),
+            None,
+            Some(1e-7),
+        ])]);
+        assert_eq!(text_value(&doubles, 0).unwrap(), "{0.5,NULL,1e-07}");
         let big = UInt64Array::from(vec![u64::MAX]);
         assert_eq!(text_value(&big, 0).unwrap(), "18446744073709551615");
         let mut out = BytesMut::new();
