@@ -32,6 +32,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -130,6 +131,48 @@ def load(args):
     return f"synth{dim}-{rows}", base, queries, truth
 
 
+def snapshot_with_probe(server, complete):
+    """`POST /v1/snapshots` on a connection of its own while this thread
+    reads the collection's description every 0.5 s on another. A snapshot
+    first waits for the graph to hold every complete block (after a log
+    replay the builder is still linking them again), with writes held and
+    reads answered, then writes the file. Returns the request's answer, its
+    seconds, the seconds at most spent after the graph was complete (the
+    file), and the probes' (latency, indexed rows)."""
+    out = {}
+
+    def run():
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=7200)
+        out["start"] = time.perf_counter()
+        conn.request("POST", "/v1/snapshots")
+        r = conn.getresponse()
+        raw = r.read()
+        out["end"] = time.perf_counter()
+        if r.status >= 300:
+            raise RuntimeError(f"POST /v1/snapshots: {r.status} {raw[:300]!r}")
+        out["body"] = json.loads(raw)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    probe = http.client.HTTPConnection(server.host, server.port, timeout=7200)
+    probes = []
+    while thread.is_alive():
+        t = time.perf_counter()
+        probe.request("GET", "/v1/collections/c")
+        indexed = json.loads(probe.getresponse().read())["indexed"]
+        probes.append((t, time.perf_counter() - t, indexed))
+        thread.join(0.5)
+    probe.close()
+    if "body" not in out:
+        raise RuntimeError("the snapshot request failed")
+    # The graph was complete after the last probe that saw it incomplete
+    # began (or before the request, if none did).
+    incomplete = [t for t, _, n in probes if n < complete and t >= out["start"]]
+    graph_done = max(incomplete) if incomplete else out["start"]
+    return (out["body"], out["end"] - out["start"], out["end"] - graph_done,
+            [(lat, n) for _, lat, n in probes])
+
+
 def sweep(server, queries, truth, efs, tag=None):
     out = []
     for ef in efs:
@@ -213,9 +256,11 @@ def main():
             time.sleep(0.5)
         recover_graph_s = recover_s + time.perf_counter() - t
     rss_recovered = server.rss()
-    t = time.perf_counter()
-    snap = server.call("POST", "/v1/snapshots", None)[1]
-    snapshot_s = time.perf_counter() - t
+    snap, snapshot_s, snapshot_file_s, probes = snapshot_with_probe(server, complete)
+    lats = sorted(lat for lat, _ in probes)
+    log(f"  snapshot {snapshot_s:.1f} s (file at most {snapshot_file_s:.1f} s); {len(probes)} reads "
+        f"answered meanwhile, latency median {lats[len(lats) // 2] * 1e3:.1f} ms, max {lats[-1] * 1e3:.0f} ms, "
+        f"indexed {probes[0][1]:,} → {probes[-1][1]:,}")
     # A graceful restart loads the snapshot.
     server.stop(signal.SIGTERM)
     load_s = server.start()
@@ -235,13 +280,17 @@ def main():
     print(f"| q/s with tag = {FILTER_TAG} (1% of rows) | {at95(filtered)} |")
     regraph = "not waited for" if recover_graph_s is None else f"{recover_graph_s:.1f} s"
     print(f"| restart after SIGKILL, no snapshot (log replay): until /ready, until the graph is complete | {recover_s:.1f} s, {regraph} (RSS then {rss_recovered / 2**20:,.0f} MiB) |")
-    print(f"| snapshot save | {snapshot_s:.1f} s, {snap['bytes'] / 2**20:,.0f} MiB |")
+    print(f"| snapshot request (waits for the graph, then writes the file) | {snapshot_s:.1f} s, {snap['bytes'] / 2**20:,.0f} MiB |")
+    print(f"| snapshot file written after the graph was complete | at most {snapshot_file_s:.1f} s |")
+    print(f"| reads answered during the snapshot request (every 0.5 s) | {len(probes)}, latency median "
+          f"{lats[len(lats) // 2] * 1e3:.1f} ms, max {lats[-1] * 1e3:.0f} ms; indexed rows seen "
+          f"{probes[0][1]:,} → {probes[-1][1]:,} |")
     print(f"| restart after SIGTERM (snapshot load) until /ready | {load_s:.1f} s |")
     print(f"| state hash before = after both restarts | {h[:16]}… |")
     print(json.dumps({"name": name, "rows": rows, "dim": dim, "ingest_s": ingest,
                       "index_complete_s": indexed_after, "rss": rss, "rss_empty": rss0,
                       "unfiltered": unfiltered, "filtered_1pct": filtered,
-                      "snapshot_s": snapshot_s, "snapshot_bytes": snap["bytes"], "load_s": load_s,
+                      "snapshot_s": snapshot_s, "snapshot_file_s": snapshot_file_s, "snapshot_probes": probes, "snapshot_bytes": snap["bytes"], "load_s": load_s,
                       "recover_s": recover_s, "recover_graph_s": recover_graph_s, "rss_recovered": rss_recovered, "state_hash": h}),
           file=sys.stderr)
 
