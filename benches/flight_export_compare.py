@@ -134,9 +134,15 @@ def run_dataset(name, valori, fl, fl_uri, pg_uri, runs):
         reader.read()
         writer.close()
 
+    # About 8 MiB a batch.
+    chunked = pa.Table.from_batches(
+        table.to_batches(max_chunksize=max(1, (8 << 20) * n // max(1, table.nbytes))))
+
     def adbc_ingest(conn):
         with conn.cursor() as cur:
-            written = cur.adbc_ingest("t_adbc", table, mode="append")
+            # ADBC's driver sends one gRPC message per record batch and at
+            # most 16 MiB in one.
+            written = cur.adbc_ingest("t_adbc", chunked, mode="append")
         if written not in (n, -1):
             sys.exit(f"adbc_ingest reported {written} rows, expected {n}")
 
