@@ -835,19 +835,28 @@ impl Node {
         Ok(())
     }
 
-    /// The current membership, which must know node `id`.
+    /// The current membership, which must know node `id`, on the leader.
+    /// A follower refuses first, naming the leader: its view of the
+    /// membership may trail the leader's, and only the leader changes it.
     fn membership_with(&self, id: NodeId) -> Result<Membership<NodeId, Member>, EngineError> {
-        let membership = self
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .clone();
+        let (membership, state, leader) = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            (
+                metrics.membership_config.membership().clone(),
+                metrics.state,
+                metrics.current_leader,
+            )
+        };
+        if state != ServerState::Leader {
+            return Err(not_leader(
+                leader.and_then(|l| membership.get_node(&l).cloned()),
+            ));
+        }
         if membership.get_node(&id).is_none() {
-            return Err(EngineError::OutOfRange {
-                what: format!("node {id}"),
-                size: membership.nodes().count() as u64,
+            return Err(EngineError::UnknownNode {
+                node: id,
+                members: membership.nodes().map(|(id, _)| *id).collect(),
             });
         }
         Ok(membership)

@@ -211,6 +211,10 @@ pub enum EngineError {
         local: Hash32,
         cluster: Hash32,
     },
+    /// A membership change (promote, remove) named a node that is not a
+    /// member of the cluster; `members` are the ids it has, in order.
+    #[error("node {node} is not a member of the cluster; its members are {}", members.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))]
+    UnknownNode { node: u64, members: Vec<u64> },
 }
 
 impl EngineError {
@@ -229,7 +233,7 @@ impl EngineError {
         match self {
             EngineError::Rejected(apply) => Fault::of_apply(apply),
             EngineError::EventTooLarge { .. } => Fault::TooLarge,
-            EngineError::OutOfRange { .. } => Fault::NotFound,
+            EngineError::OutOfRange { .. } | EngineError::UnknownNode { .. } => Fault::NotFound,
             EngineError::TransactionConflict { .. } => Fault::Conflict,
             EngineError::Failed(_)
             | EngineError::NotLeader { .. }
@@ -247,6 +251,7 @@ impl EngineError {
                 | EngineError::EventTooLarge { .. }
                 | EngineError::OutOfRange { .. }
                 | EngineError::TransactionConflict { .. }
+                | EngineError::UnknownNode { .. }
         )
     }
 }

@@ -138,7 +138,7 @@ pub struct ClusterArgs {
     pub cluster_election_timeout_ms: Option<u64>,
 
     /// With --cluster-join: join as a learner, a non-voting replica that
-    /// serves reads until promoted (POST /v1/cluster/nodes/ID/promote).
+    /// serves reads until promoted (`valori cluster promote ID`).
     #[arg(long, env = "VALORI_CLUSTER_LEARNER", requires = "cluster_join")]
     pub cluster_learner: bool,
 

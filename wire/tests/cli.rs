@@ -1,10 +1,16 @@
 //! The `valori` command line, run as a process.
+#![allow(clippy::unwrap_used)]
 
 use std::process::Command;
 
 use valori_core::Metric;
 use valori_core::event::{CollectionConfig, CollectionName, Event, IndexParams, Record, RecordId};
 use valori_engine::Engine;
+use valori_wire::config::ServeArgs;
+
+#[path = "common/server.rs"]
+mod server;
+use server::Server;
 
 fn valori(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_valori"))
@@ -91,4 +97,40 @@ fn usage_errors() {
     let (code, text) = valori(&["verify", "/nonexistent/valori"]);
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("not a directory"));
+}
+
+/// `valori cluster promote` and `remove` refuse clearly where no cluster
+/// change can be made, and exit 1: a server that is not a node of a
+/// cluster says so (and its log is unchanged), a server that cannot be
+/// reached is named; a URL that is not `http://` and a missing node id
+/// are usage errors (exit 2).
+#[test]
+fn cluster_changes_are_refused_outside_a_cluster() {
+    let standalone = Server::start(ServeArgs::default());
+    let url = format!("http://{}", standalone.rest);
+    let events = standalone.engine.log_size();
+    for verb in ["promote", "remove"] {
+        let (code, text) = valori(&["cluster", verb, "2", "--url", &url]);
+        assert_eq!(code, 1, "{text}");
+        assert!(
+            text.contains(&format!(
+                "valori cluster {verb} 2: {url} refused (HTTP 404): this server is not a node of a cluster"
+            )),
+            "{text}"
+        );
+    }
+    assert_eq!(standalone.engine.log_size(), events);
+
+    // Port 1 is privileged; nothing listens on it here.
+    let (code, text) = valori(&["cluster", "promote", "2", "--url", "http://127.0.0.1:1"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("valori cluster promote 2: cannot reach http://127.0.0.1:1"),
+        "{text}"
+    );
+    let (code, text) = valori(&["cluster", "remove", "2", "--url", "https://127.0.0.1:1"]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("only http:// URLs are supported"), "{text}");
+    let (code, text) = valori(&["cluster", "promote", "--url", &url]);
+    assert_eq!(code, 2, "{text}");
 }

@@ -94,6 +94,19 @@ fn spawn(dir: &Path, id: u64, cluster_addr: &str, extra: &[&str]) -> Proc {
     }
 }
 
+/// Runs `valori ARGS`: its exit code, stdout and stderr.
+fn valori(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_valori"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn call(addr: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let body = body.map(|b| b.to_string().into_bytes());
     let r = request(addr, method, path, None, body.as_deref()).unwrap();
@@ -397,9 +410,11 @@ fn wait_stopped(p: &Proc) {
 }
 
 /// A fourth process joins as a learner: it receives the log and serves
-/// reads with the same state hash, but does not vote; promoted over REST it
-/// becomes a voter (joint consensus), and removed it leaves the
-/// membership. Then the leader is paused (SIGSTOP): a write sent to it is
+/// reads with the same state hash, but does not vote. `valori cluster
+/// promote` and `remove` sent to a follower are refused naming the
+/// leader, and for an unknown node naming the members, with nothing
+/// changed; sent to the leader, promote makes the learner a voter (joint
+/// consensus) and remove takes it out of the membership. Then the leader is paused (SIGSTOP): a write sent to it is
 /// never acknowledged, the others elect a new leader that acknowledges
 /// writes, and after SIGCONT the old leader steps down and converges, with
 /// the unacknowledged write nowhere.
@@ -440,12 +455,47 @@ fn a_learner_is_promoted_and_a_paused_leader_acknowledges_nothing() {
     let (code, body) = insert(&learner, 99);
     assert_eq!(code, 503, "a learner refuses writes: {body}");
 
-    let (code, body) = call(&leader.rest, "POST", "/v1/cluster/nodes/4/promote", None);
-    assert_eq!(code, 200, "{body}");
+    // Membership changes through `valori cluster`: a follower refuses and
+    // names the leader, the leader refuses a node it does not have and
+    // names its members, then promotes and removes the learner.
+    let leader_url = format!("http://{}", leader.rest);
+    let follower_url = format!("http://{}", nodes[(l + 1) % 3].rest);
+    for verb in ["promote", "remove"] {
+        let (code, out, err) = valori(&["cluster", verb, "4", "--url", &follower_url]);
+        assert_eq!(code, 1, "{verb} on a follower: {out}{err}");
+        assert!(
+            err.contains(&format!(
+                "not the cluster's leader; send writes to the leader at {}",
+                leader.rest
+            )) && err.contains(&format!("valori cluster {verb} 4 --url {leader_url}")),
+            "{verb} on a follower names the leader {}: {err}",
+            leader.rest
+        );
+        let (code, out, err) = valori(&["cluster", verb, "9", "--url", &leader_url]);
+        assert_eq!(code, 1, "{verb} of an unknown node: {out}{err}");
+        assert!(
+            err.contains("node 9 is not a member of the cluster; its members are 1, 2, 3, 4"),
+            "{err}"
+        );
+    }
+    let s = status(leader).unwrap();
+    assert_eq!(
+        s["voters"],
+        json!([1, 2, 3]),
+        "refusals change nothing: {s}"
+    );
+    assert_eq!(s["learners"], json!([4]), "refusals change nothing: {s}");
+    let (code, out, err) = valori(&["cluster", "promote", "4", "--url", &leader_url]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out,
+        "node 4 is a voter; voters: 1, 2, 3, 4; learners: none\n"
+    );
     let s = status(leader).unwrap();
     assert_eq!(s["voters"], json!([1, 2, 3, 4]), "{s}");
-    let (code, body) = call(&leader.rest, "DELETE", "/v1/cluster/nodes/4", None);
-    assert_eq!(code, 200, "{body}");
+    let (code, out, err) = valori(&["cluster", "remove", "4", "--url", &leader_url]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out, "node 4 is removed; voters: 1, 2, 3; learners: none\n");
     let s = status(leader).unwrap();
     assert_eq!(s["voters"], json!([1, 2, 3]), "{s}");
     assert_eq!(s["learners"], json!([]), "{s}");

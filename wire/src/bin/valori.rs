@@ -92,6 +92,37 @@ enum ClusterCommand {
         #[arg(long, env = "VALORI_KEY", hide_env_values = true, value_name = "KEY")]
         key: Option<String>,
     },
+    /// Make learner ID a voter (openraft's joint consensus), through the
+    /// leader at --url; prints the voters and learners after the change.
+    /// Exits 1 if the change is refused: --url is not the leader (the
+    /// leader's address is named), ID is not a member, the server is not a
+    /// node of a cluster, or it cannot be reached.
+    Promote(MembershipArgs),
+    /// Remove node ID from the cluster (a voter is demoted first, by joint
+    /// consensus), through the leader at --url; prints the voters and
+    /// learners after the change. Exits 1 as `promote` does.
+    Remove(MembershipArgs),
+}
+
+/// What a membership change names: the node and the leader to ask.
+#[derive(clap::Args, Debug)]
+struct MembershipArgs {
+    /// The node's id in the cluster.
+    #[arg(value_name = "ID")]
+    id: u64,
+    /// The leader's REST address, e.g. http://127.0.0.1:3000.
+    #[arg(long, value_name = "URL")]
+    url: String,
+    /// API key (write role).
+    #[arg(long, env = "VALORI_KEY", hide_env_values = true, value_name = "KEY")]
+    key: Option<String>,
+}
+
+/// A membership change of `valori cluster`.
+#[derive(Clone, Copy, Debug)]
+enum Change {
+    Promote,
+    Remove,
 }
 
 fn main() -> ExitCode {
@@ -114,6 +145,8 @@ fn main() -> ExitCode {
         Command::Cluster(ClusterCommand::Status { url, key }) => {
             cluster_status(&url, key.as_deref())
         }
+        Command::Cluster(ClusterCommand::Promote(args)) => cluster_change(Change::Promote, &args),
+        Command::Cluster(ClusterCommand::Remove(args)) => cluster_change(Change::Remove, &args),
         Command::Verify {
             dir,
             url,
@@ -267,6 +300,93 @@ fn cluster_status(urls: &[String], key: Option<&str>) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Asks the node at `args.url` for `change` of node `args.id` (`POST
+/// /v1/cluster/nodes/ID/promote` or `DELETE /v1/cluster/nodes/ID`). The
+/// node's own refusal is printed as it gives it (it names the leader, the
+/// members or the missing cluster); when it is not the leader and knows
+/// one, the command to run against the leader follows.
+fn cluster_change(change: Change, args: &MembershipArgs) -> ExitCode {
+    let MembershipArgs { id, url, key } = args;
+    let key = key.as_deref();
+    let (verb, method, route) = match change {
+        Change::Promote => ("promote", "POST", format!("/v1/cluster/nodes/{id}/promote")),
+        Change::Remove => ("remove", "DELETE", format!("/v1/cluster/nodes/{id}")),
+    };
+    let (addr, prefix) = match valori_wire::client::parse_url(url) {
+        Ok(parts) => parts,
+        Err(e) => {
+            eprintln!("valori cluster {verb}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let answer =
+        match valori_wire::client::request(&addr, method, &format!("{prefix}{route}"), key, None) {
+            Ok(answer) => answer,
+            Err(e) => {
+                eprintln!("valori cluster {verb} {id}: cannot reach {url}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    let status = || {
+        valori_wire::client::request(
+            &addr,
+            "GET",
+            &format!("{prefix}/v1/cluster/status"),
+            key,
+            None,
+        )
+        .ok()
+        .filter(|r| r.status == 200)
+        .and_then(|r| r.json().ok())
+    };
+    if answer.status != 200 {
+        let message = answer
+            .json()
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| answer.text());
+        eprintln!(
+            "valori cluster {verb} {id}: {url} refused (HTTP {}): {message}",
+            answer.status
+        );
+        if answer.status == 503
+            && let Some(s) = status()
+            && s["role"] != "leader"
+            && let Some(leader) = s["leader_rest_addr"].as_str()
+        {
+            eprintln!(
+                "the leader is node {} at http://{leader}: valori cluster {verb} {id} --url http://{leader}",
+                s["leader"]
+            );
+        }
+        return ExitCode::FAILURE;
+    }
+    let ids = |s: &serde_json::Value, field: &str| {
+        let ids: Vec<String> = s[field]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.to_string()).collect())
+            .unwrap_or_default();
+        if ids.is_empty() {
+            "none".to_owned()
+        } else {
+            ids.join(", ")
+        }
+    };
+    let done = match change {
+        Change::Promote => format!("node {id} is a voter"),
+        Change::Remove => format!("node {id} is removed"),
+    };
+    match status() {
+        Some(s) => println!(
+            "{done}; voters: {}; learners: {}",
+            ids(&s, "voters"),
+            ids(&s, "learners")
+        ),
+        None => println!("{done}"),
+    }
+    ExitCode::SUCCESS
 }
 
 fn golden() -> ExitCode {
