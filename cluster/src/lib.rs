@@ -201,6 +201,11 @@ pub struct NodeStatus {
     pub checkpoints: Vec<Checkpoint>,
     /// Set when this replica found itself diverged and stopped serving.
     pub diverged: Option<String>,
+    /// Snapshots received from the leader and installed since this node
+    /// started: each time it was behind the part of the log the leader
+    /// had retired.
+    #[serde(default)]
+    pub snapshots_installed: u64,
 }
 
 /// Errors of starting and running a node.
@@ -455,7 +460,7 @@ impl ClusterConfig {
             join: None,
             learner: false,
             election_timeout: Duration::from_millis(DEFAULT_ELECTION_TIMEOUT_MS),
-            log_kept_after_snapshot: 1000,
+            log_kept_after_snapshot: DEFAULT_LOG_KEPT_AFTER_SNAPSHOT,
             snapshot_every_entries: None,
             fault: ApplyFault::default(),
         }
@@ -468,6 +473,10 @@ pub const READ_BARRIER_TIMEOUT_MS: u64 = 5000;
 
 /// Election timeout of a node unless configured.
 pub const DEFAULT_ELECTION_TIMEOUT_MS: u64 = 1000;
+
+/// Raft entries a node keeps after a snapshot covers them unless
+/// configured: a follower up to this far behind catches up from the log.
+pub const DEFAULT_LOG_KEPT_AFTER_SNAPSHOT: u64 = 1000;
 
 impl fmt::Debug for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -786,6 +795,7 @@ impl Node {
             learners,
             checkpoints: applied.checkpoints,
             diverged: self.engine.fenced().map(|e| e.to_string()),
+            snapshots_installed: applied.snapshots_installed,
         }
     }
 

@@ -60,6 +60,8 @@ pub struct AppliedStatus {
     pub log_root: Option<Hash32>,
     /// Recent checkpoints, oldest first.
     pub checkpoints: Vec<Checkpoint>,
+    /// Snapshots received and installed since the node started.
+    pub snapshots_installed: u64,
 }
 
 #[derive(Debug)]
@@ -139,6 +141,7 @@ impl StateMachine {
             state_hash: Some(proof.hashes.state),
             log_root: Some(proof.log_root),
             checkpoints: Vec::new(),
+            snapshots_installed: 0,
         };
         Ok(StateMachine {
             shared: Arc::new(Shared {
@@ -432,9 +435,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         inner.membership = meta.last_membership.clone();
         inner.replay_at = info.events;
         inner.snapshot = Some(record);
+        self.shared.status().snapshots_installed += 1;
         self.shared
             .publish(inner.last_applied, inner.replay_at)
             .map_err(engine_err)?;
+        tracing::info!(
+            index = ?meta.last_log_id.map(|l| l.index),
+            events = info.events,
+            state_hash = %info.state_hash,
+            log_root = %info.log_root,
+            "installed the leader's snapshot"
+        );
         Ok(())
     }
 

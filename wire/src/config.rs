@@ -148,6 +148,16 @@ pub struct ClusterArgs {
     #[arg(long, env = "VALORI_CLUSTER_SNAPSHOT_EVERY", value_name = "ENTRIES")]
     pub cluster_snapshot_every: Option<u64>,
 
+    /// Raft entries kept after a snapshot covers them: a node up to this
+    /// far behind catches up from the log, one further behind receives
+    /// the snapshot. [default: 1000]
+    #[arg(
+        long,
+        env = "VALORI_CLUSTER_LOG_KEPT_AFTER_SNAPSHOT",
+        value_name = "ENTRIES"
+    )]
+    pub cluster_log_kept_after_snapshot: Option<u64>,
+
     /// This node's certificate (PEM) for mutual TLS between nodes; with
     /// --cluster-tls-key and --cluster-tls-ca.
     #[arg(long, env = "VALORI_CLUSTER_TLS_CERT", value_name = "PATH")]
@@ -191,6 +201,7 @@ struct FileConfig {
     cluster_tls_key: Option<PathBuf>,
     cluster_tls_ca: Option<PathBuf>,
     cluster_snapshot_every: Option<u64>,
+    cluster_log_kept_after_snapshot: Option<u64>,
 }
 
 /// Default cluster address of a node.
@@ -208,6 +219,7 @@ pub struct ClusterSettings {
     pub learner: bool,
     pub election_timeout_ms: u64,
     pub snapshot_every: Option<u64>,
+    pub log_kept_after_snapshot: u64,
 }
 
 /// The resolved settings of a server.
@@ -377,6 +389,10 @@ fn resolve_cluster(
         .or(file.cluster_election_timeout_ms);
     let learner = args.cluster_learner || file.cluster_learner;
     let snapshot_every = args.cluster_snapshot_every.or(file.cluster_snapshot_every);
+    let log_kept_after_snapshot = args
+        .cluster_log_kept_after_snapshot
+        .or(file.cluster_log_kept_after_snapshot)
+        .unwrap_or(valori_cluster::DEFAULT_LOG_KEPT_AFTER_SNAPSHOT);
     let any = node_id.is_some()
         || addr.is_some()
         || key.is_some()
@@ -442,6 +458,7 @@ fn resolve_cluster(
         learner,
         election_timeout_ms,
         snapshot_every,
+        log_kept_after_snapshot,
     }))
 }
 
@@ -521,7 +538,7 @@ mod tests {
         let path = dir.path().join("valori.toml");
         std::fs::write(
             &path,
-            "cluster_node_id = 2\ncluster_key = \"file key\"\ncluster_join = \"127.0.0.1:7001\"\n",
+            "cluster_node_id = 2\ncluster_key = \"file key\"\ncluster_join = \"127.0.0.1:7001\"\ncluster_log_kept_after_snapshot = 16\n",
         )
         .expect("write");
         let config = ServeArgs {
@@ -540,6 +557,7 @@ mod tests {
         assert_eq!(c.join.as_deref(), Some("127.0.0.1:7001"));
         assert_eq!(c.addr.to_string(), DEFAULT_CLUSTER_ADDR);
         assert!(!c.bootstrap);
+        assert_eq!(c.log_kept_after_snapshot, 16);
     }
 
     #[test]

@@ -133,8 +133,8 @@ const ROLES: [&str; 5] = ["leader", "follower", "candidate", "learner", "shutdow
 
 /// A node's replication gauges: role, term, commit and applied index, the
 /// state hash and log root at the applied index, its own apply lag, the leader's lag per follower (entries the follower has
-/// not matched, known on the leader only) and whether this replica found
-/// itself diverged from the cluster.
+/// not matched, known on the leader only), whether this replica found
+/// itself diverged from the cluster, and how many snapshots it installed.
 pub fn render_cluster(out: &mut String, s: &NodeStatus) {
     let mut gauge = |name: &str, help: &str, series: &[(String, u64)]| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
@@ -217,6 +217,12 @@ pub fn render_cluster(out: &mut String, s: &NodeStatus) {
         "valori_cluster_diverged",
         "1 when this replica found its state differs from the cluster's at the same index and stopped serving.",
         &plain(u64::from(s.diverged.is_some())),
+    );
+    let name = "valori_cluster_snapshots_installed_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Snapshots this node received from the leader and installed since it started (it was behind the leader's retired log).\n# TYPE {name} counter\n{name} {}",
+        s.snapshots_installed
     );
 }
 

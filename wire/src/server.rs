@@ -231,6 +231,7 @@ async fn start_cluster_node(
     c.join = settings.join.clone();
     c.learner = settings.learner;
     c.snapshot_every_entries = settings.snapshot_every;
+    c.log_kept_after_snapshot = settings.log_kept_after_snapshot;
     c.election_timeout = std::time::Duration::from_millis(settings.election_timeout_ms);
     let node = valori_cluster::Node::start(Arc::clone(engine), c).await?;
     tracing::info!(
