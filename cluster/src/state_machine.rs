@@ -86,6 +86,36 @@ pub struct ApplyFault {
     pub apply_delay: Option<std::time::Duration>,
 }
 
+impl ApplyFault {
+    /// The fault a test asks of a separate `valori serve` process: with
+    /// the `test-apply-fault` feature (test builds only, see
+    /// cluster/Cargo.toml), `VALORI_TEST_DROP_ENTRY_AT=N` drops the event
+    /// of Raft index N. Without the feature, no fault, whatever the
+    /// environment holds: a release build reads no such variable.
+    pub fn from_test_env() -> ApplyFault {
+        #[cfg(feature = "test-apply-fault")]
+        {
+            const VAR: &str = "VALORI_TEST_DROP_ENTRY_AT";
+            let Ok(text) = std::env::var(VAR) else {
+                return ApplyFault::default();
+            };
+            let index: u64 = text.trim().parse().unwrap_or_else(|_| {
+                panic!("{VAR}={text:?} is not a Raft index (a test build's apply fault)")
+            });
+            tracing::warn!(
+                index,
+                "{VAR}: this test build drops the event of Raft index {index} on purpose; its replica will diverge"
+            );
+            ApplyFault {
+                drop_entry_at: Some(index),
+                apply_delay: None,
+            }
+        }
+        #[cfg(not(feature = "test-apply-fault"))]
+        ApplyFault::default()
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) engine: Arc<Engine>,

@@ -232,6 +232,9 @@ async fn start_cluster_node(
     c.learner = settings.learner;
     c.snapshot_every_entries = settings.snapshot_every;
     c.log_kept_after_snapshot = settings.log_kept_after_snapshot;
+    // No fault unless this is a test build asked for one (the cluster
+    // crate's `test-apply-fault` feature; never in a release build).
+    c.fault = valori_cluster::ApplyFault::from_test_env();
     c.election_timeout = std::time::Duration::from_millis(settings.election_timeout_ms);
     let node = valori_cluster::Node::start(Arc::clone(engine), c).await?;
     tracing::info!(

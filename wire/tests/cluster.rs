@@ -33,6 +33,17 @@ impl Drop for Proc {
 /// Starts node `id` on `dir`, its cluster address `cluster_addr` (port 0
 /// picks one), with `extra` flags; returns once it listens.
 fn spawn(dir: &Path, id: u64, cluster_addr: &str, extra: &[&str]) -> Proc {
+    spawn_with_env(dir, id, cluster_addr, extra, &[])
+}
+
+/// [`spawn`], with the environment variables `env` set.
+fn spawn_with_env(
+    dir: &Path,
+    id: u64,
+    cluster_addr: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Proc {
     let log = dir.with_extension(format!("node{id}.log"));
     let stderr = std::fs::OpenOptions::new()
         .create(true)
@@ -58,6 +69,7 @@ fn spawn(dir: &Path, id: u64, cluster_addr: &str, extra: &[&str]) -> Proc {
         ])
         .args(["--cluster-election-timeout-ms", "300"])
         .env("VALORI_CLUSTER_KEY", KEY)
+        .envs(env.iter().copied())
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(stderr)
@@ -983,4 +995,144 @@ fn a_wiped_follower_rejoins_and_converges() {
         "the leader kept its whole log; the node came back from it: {s}"
     );
     assert_acked_everywhere(&all, &acked);
+}
+
+/// A replica whose apply is corrupted on purpose is caught and stops
+/// serving while the others serve. Node 3 runs a test build's apply
+/// fault (`VALORI_TEST_DROP_ENTRY_AT=20`, the cluster crate's
+/// `test-apply-fault` feature): it drops the event of Raft index 20.
+/// At the checkpoint of index 64 the two others agree and node 3 differs:
+/// its status reports it diverged, its `valori_cluster_diverged` is 1,
+/// `valori cluster status` exits 1 naming it, and it refuses reads over
+/// REST (503) and Postgres (58000) with the divergence's index and
+/// hashes; the two
+/// others report nothing diverged, hold every acknowledged write, and
+/// the leader acknowledges a write that the other correct node applies.
+#[test]
+fn a_replica_whose_apply_is_corrupted_is_caught_and_stops_serving() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = vec![spawn(
+        &root.path().join("node1"),
+        1,
+        "127.0.0.1:0",
+        &["--cluster-bootstrap"],
+    )];
+    let seed = nodes[0].cluster.clone();
+    nodes.push(spawn(
+        &root.path().join("node2"),
+        2,
+        "127.0.0.1:0",
+        &["--cluster-join", &seed],
+    ));
+    nodes.push(spawn_with_env(
+        &root.path().join("node3"),
+        3,
+        "127.0.0.1:0",
+        &["--cluster-join", &seed],
+        &[("VALORI_TEST_DROP_ENTRY_AT", "20")],
+    ));
+    wait_for(Duration::from_secs(60), "three voters", || {
+        status(&nodes[0]).filter(|s| s["voters"].as_array().is_some_and(|v| v.len() == 3))
+    });
+    let all: Vec<&Proc> = nodes.iter().collect();
+    // Node 3 must not lead: a leader answers its clients from its own
+    // apply, and the write of index 20 would fail instead of diverging.
+    let l = wait_for(
+        Duration::from_secs(30),
+        "a leader other than node 3",
+        || leader_of(&all).filter(|&l| l != 2),
+    );
+    let leader = all[l];
+    let (code, body) = call(
+        &leader.rest,
+        "POST",
+        "/v1/collections",
+        Some(json!({"name": "docs", "dim": 4})),
+    );
+    assert_eq!(code, 201, "{body}");
+    let checkpoint = 64;
+    let mut acked = Vec::new();
+    let mut id = 0;
+    while status(leader).unwrap()["applied_index"].as_u64().unwrap() <= checkpoint {
+        let (code, body) = insert(leader, id);
+        assert_eq!(code, 201, "{body}");
+        acked.push(id);
+        id += 1;
+    }
+    let bad = &nodes[2];
+    let s = wait_for(
+        Duration::from_secs(30),
+        "node 3 to find itself diverged",
+        || status(bad).filter(|s| !s["diverged"].is_null()),
+    );
+    let reason = s["diverged"].as_str().unwrap().to_owned();
+    assert!(
+        reason.contains(&format!(
+            "this replica diverged from the cluster at log index {checkpoint}"
+        )),
+        "{reason}"
+    );
+    assert_eq!(metric(bad, "valori_cluster_diverged"), Some(1));
+
+    // It refuses reads, naming the divergence.
+    let (code, body) = call(&bad.rest, "GET", "/v1/collections/docs/records/0", None);
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains(&reason),
+        "{body}"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let e = runtime.block_on(async {
+        let client = pg_connect(bad).await;
+        client
+            .query_one("SELECT count(*) FROM docs", &[])
+            .await
+            .unwrap_err()
+    });
+    let db = e.as_db_error().unwrap_or_else(|| panic!("{e:?}"));
+    assert!(db.message().contains(&reason), "{db:?}");
+    assert_eq!(db.code().code(), "58000", "{db:?}");
+
+    let urls: Vec<String> = all.iter().map(|p| format!("http://{}", p.rest)).collect();
+    let args: Vec<&str> = ["cluster", "status"]
+        .into_iter()
+        .chain(urls.iter().flat_map(|u| ["--url", u.as_str()]))
+        .collect();
+    let (code, out, err) = valori(&args);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&urls[2]) && l.ends_with(&format!(" DIVERGED: {reason}"))),
+        "{out}"
+    );
+    assert_eq!(out.matches("DIVERGED").count(), 1, "{out}");
+
+    // The others agree, serve, and go on: a write on the leader reaches
+    // the other correct node.
+    let good: Vec<&Proc> = nodes[..2].iter().collect();
+    for p in &good {
+        assert_eq!(
+            metric(p, "valori_cluster_diverged"),
+            Some(0),
+            "node {}",
+            p.id
+        );
+    }
+    let (code, body) = insert(leader, id);
+    assert_eq!(code, 201, "{body}");
+    acked.push(id);
+    let index = status(leader).unwrap()["applied_index"].as_u64().unwrap();
+    let s = converged(&good, index);
+    assert_eq!(
+        s["events"],
+        json!(acked.len() + 1),
+        "the create and every acknowledged insert: {s}"
+    );
+    assert_acked_everywhere(&good, &acked);
+    let on_bad = status(bad).unwrap();
+    assert_ne!(on_bad["state_hash"], s["state_hash"], "{on_bad}");
 }
