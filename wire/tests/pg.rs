@@ -2276,3 +2276,39 @@ async fn named_portals_are_bounded_and_end_with_their_transaction() {
     tx.commit().await.unwrap();
     server.stop().await;
 }
+
+/// A value's bytes as the server sent them (binary results).
+struct RawValue(Vec<u8>);
+
+impl<'a> FromSql<'a> for RawValue {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<RawValue, Box<dyn Error + Sync + Send>> {
+        Ok(RawValue(raw.to_vec()))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+/// Proves an untyped `NULL` (`SELECT NULL`, a column of Arrow's `Null`
+/// type) is sent as NULL over both protocols, as PostgreSQL sends it,
+/// not as an empty string.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untyped_null_is_sent_as_null() {
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    assert_eq!(
+        simple_rows(&client, "SELECT NULL, 1").await,
+        [[None, Some("1".to_owned())]]
+    );
+    let row = client
+        .query_one("SELECT NULL AS a, 1::int AS b", &[])
+        .await
+        .unwrap();
+    assert!(row.get::<_, Option<RawValue>>(0).is_none());
+    assert_eq!(
+        row.get::<_, Option<RawValue>>(1).map(|v| v.0),
+        Some(1i32.to_be_bytes().to_vec())
+    );
+    server.stop().await;
+}

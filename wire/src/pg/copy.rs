@@ -17,7 +17,7 @@ use pgwire::api::Type;
 use pgwire::api::results::FieldFormat;
 use valori_core::limits;
 use valori_query::datafusion::arrow::array::RecordBatch;
-use valori_query::datafusion::arrow::datatypes::Schema;
+use valori_query::datafusion::arrow::datatypes::{DataType, Schema};
 use valori_query::datafusion::common::ScalarValue;
 use valori_query::write::CopyFormat;
 
@@ -122,7 +122,7 @@ impl CopyWriter {
                 if i > 0 {
                     line.push(self.format.delimiter);
                 }
-                if array.is_null(row) {
+                if array.is_null(row) || *array.data_type() == DataType::Null {
                     line.push_str(&self.format.null);
                     continue;
                 }

@@ -209,7 +209,9 @@ pub fn encode_value(
     ty: &Type,
     format: FieldFormat,
 ) -> Result<(), PgError> {
-    if array.is_null(row) {
+    // A column of Arrow's `Null` type (`SELECT NULL`) has no validity
+    // buffer: every value is NULL, though `is_null` says otherwise.
+    if array.is_null(row) || *array.data_type() == DataType::Null {
         out.put_i32(-1);
         return Ok(());
     }

@@ -222,7 +222,7 @@ fn number(v: f64) -> Value {
 /// themselves, binary metadata as its JSON value, other binary as base64,
 /// anything else in Arrow's display form.
 fn cell(array: &ArrayRef, i: usize, is_metadata: bool) -> Value {
-    if array.is_null(i) {
+    if array.is_null(i) || *array.data_type() == DataType::Null {
         return Value::Null;
     }
     let binary = |bytes: &[u8]| {
