@@ -743,7 +743,7 @@ fn parse_timestamp(text: &str, utc: bool) -> Option<i64> {
 }
 
 /// Decimal text in the canonical form of `ScalarType::Numeric`.
-fn canonical_decimal(text: &str) -> Option<String> {
+pub(crate) fn canonical_decimal(text: &str) -> Option<String> {
     let text = text.trim();
     if text.eq_ignore_ascii_case("nan") {
         return Some("NaN".into());
@@ -896,6 +896,7 @@ fn shown(literal: &Literal) -> String {
     match literal {
         Literal::Null => "NULL".into(),
         Literal::Number(n) => n.clone(),
+        Literal::Float(x) => x.text(),
         Literal::Text(t) | Literal::Json(t) => format!("{t:?}"),
         Literal::Bytes(_) => "a bytea value".into(),
         Literal::Array(_) => "an ARRAY".into(),
@@ -917,12 +918,6 @@ pub fn scalar_bytes(
             shown(literal)
         ))
     };
-    let text = match literal {
-        Literal::Null => return Ok(None),
-        Literal::Number(n) => Some(n.as_str()),
-        Literal::Text(t) | Literal::Json(t) => Some(t.as_str()),
-        _ => None,
-    };
     let out_of_range = || {
         WriteError::OutOfRange(format!(
             "value {} is out of range for type {} (column {column:?})",
@@ -930,37 +925,58 @@ pub fn scalar_bytes(
             ty.name()
         ))
     };
-    let integer = || -> Result<i64, WriteError> {
-        let t = text.ok_or_else(bad)?.trim();
-        if let Ok(v) = t.parse::<i64>() {
-            return Ok(v);
+    let float_text;
+    let text = match literal {
+        Literal::Null => return Ok(None),
+        Literal::Number(n) => Some(n.as_str()),
+        Literal::Float(x) => {
+            float_text = match ty {
+                // A float assigned to a `numeric` keeps the digits
+                // Postgres's `float8_numeric` keeps.
+                ScalarType::Numeric => x.numeric_text().ok_or_else(bad)?,
+                _ => x.text(),
+            };
+            Some(float_text.as_str())
         }
-        // Postgres rounds a numeric literal to the integer column.
-        let v: f64 = t.parse().map_err(|_| bad())?;
-        if !v.is_finite() || v.abs() >= 9.3e18 {
-            return Err(out_of_range());
+        Literal::Text(t) | Literal::Json(t) => Some(t.as_str()),
+        _ => None,
+    };
+    // As Postgres assigns a value to an integer column
+    // ([`crate::casts`]): a number (a `numeric` or integer constant or
+    // value) rounds half away from zero, a float half to even, and text
+    // is read by the integer input function (`'2.5'` is refused).
+    let integer = |int: crate::casts::IntType| -> Result<i64, WriteError> {
+        use crate::casts;
+        match literal {
+            Literal::Number(n) => casts::numeric_text_to_int(n, int),
+            Literal::Float(x) => casts::float_to_int(x.value(), int),
+            Literal::Text(t) => casts::text_to_int(t, int),
+            _ => return Err(bad()),
         }
-        Ok(v.round() as i64)
+        .map_err(|error| WriteError::Cast {
+            column: Some(column.to_owned()),
+            error,
+        })
     };
     let float = || -> Result<f64, WriteError> {
-        let t = text.ok_or_else(bad)?.trim();
-        match t.to_ascii_lowercase().as_str() {
-            "nan" => Ok(f64::NAN),
-            "infinity" | "inf" | "+infinity" => Ok(f64::INFINITY),
-            "-infinity" | "-inf" => Ok(f64::NEG_INFINITY),
-            _ => t.parse().map_err(|_| bad()),
+        match literal {
+            Literal::Float(x) => Ok(x.value()),
+            Literal::Number(_) | Literal::Text(_) => {
+                crate::write::float_literal(literal, ty.name()).map_err(|_| bad())
+            }
+            _ => Err(bad()),
         }
     };
     Ok(Some(match ty {
-        ScalarType::Int16 => i16::try_from(integer()?)
-            .map_err(|_| out_of_range())?
+        ScalarType::Int16 => i16::try_from(integer(crate::casts::IntType::Int2)?)
+            .expect("invariant: checked against smallint's range")
             .to_le_bytes()
             .to_vec(),
-        ScalarType::Int32 => i32::try_from(integer()?)
-            .map_err(|_| out_of_range())?
+        ScalarType::Int32 => i32::try_from(integer(crate::casts::IntType::Int4)?)
+            .expect("invariant: checked against integer's range")
             .to_le_bytes()
             .to_vec(),
-        ScalarType::Int64 => integer()?.to_le_bytes().to_vec(),
+        ScalarType::Int64 => integer(crate::casts::IntType::Int8)?.to_le_bytes().to_vec(),
         ScalarType::Float32 => {
             let v = float()? as f32;
             let v = if v.is_nan() { f32::NAN } else { v };
@@ -1117,6 +1133,7 @@ fn vector_bytes(literal: &Literal, dim: u32, column: &str) -> Result<Vec<i32>, W
             .iter()
             .map(|item| match item {
                 Literal::Number(n) | Literal::Text(n) => n.trim().parse::<f32>().ok(),
+                Literal::Float(x) => Some(x.value() as f32),
                 _ => None,
             })
             .collect::<Option<Vec<f32>>>()

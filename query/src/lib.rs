@@ -40,6 +40,7 @@
 
 pub mod advisory;
 pub mod alter;
+pub mod casts;
 pub mod catalog;
 pub mod column_names;
 pub mod correlated;
@@ -107,6 +108,10 @@ pub enum QueryError {
     /// A bad vector argument of a distance function.
     #[error(transparent)]
     Vector(VectorInputError),
+    /// A value that does not convert to the integer type it is cast or
+    /// assigned to (out of range, or text that is not an integer).
+    #[error(transparent)]
+    Cast(casts::CastError),
     /// A collection was dropped or re-created while the query ran.
     #[error("{0}")]
     Conflict(ScanError),
@@ -157,6 +162,7 @@ impl QueryError {
             self,
             QueryError::Invalid(_)
                 | QueryError::Vector(_)
+                | QueryError::Cast(_)
                 | QueryError::Setting(_)
                 | QueryError::Param(_)
                 | QueryError::ReadOnly
@@ -176,6 +182,9 @@ impl From<DataFusionError> for QueryError {
             DataFusionError::External(inner) => {
                 if let Some(v) = inner.downcast_ref::<VectorInputError>() {
                     return QueryError::Vector(v.clone());
+                }
+                if let Some(c) = inner.downcast_ref::<casts::CastError>() {
+                    return QueryError::Cast(c.clone());
                 }
                 if let Some(s) = inner.downcast_ref::<ScanError>() {
                     return match s {
@@ -460,6 +469,7 @@ pub fn session_with(engine: Arc<Engine>, memory_bytes: usize) -> SessionContext 
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
+        .with_analyzer_rules(casts::analyzer_rules())
         .with_query_planner(Arc::new(knn::ValoriQueryPlanner))
         .with_optimizer_rules(optimizer_rules())
         .with_optimizer_rule(Arc::new(knn::KnnRule));
@@ -489,6 +499,7 @@ pub fn session_with(engine: Arc<Engine>, memory_bytes: usize) -> SessionContext 
     // `pg_catalog.unnest(a)` in FROM (psql's `\d+`), also correlated.
     ctx.register_udtf("unnest", Arc::new(correlated::LateralUnnestFunc));
     functions::register_functions(&ctx);
+    casts::register_functions(&ctx);
     vector_functions::register_functions(&ctx);
     vector_aggregates::register_functions(&ctx);
     metadata_functions::register_functions(&ctx);

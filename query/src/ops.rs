@@ -141,7 +141,9 @@ impl QueryError {
     /// ([`Fault::TooLarge`]), as Postgres's `54000` says.
     pub fn fault(&self) -> Fault {
         match self {
-            QueryError::Invalid(_) | QueryError::Vector(_) => Fault::InvalidInput,
+            QueryError::Invalid(_) | QueryError::Vector(_) | QueryError::Cast(_) => {
+                Fault::InvalidInput
+            }
             QueryError::Conflict(_) => Fault::Conflict,
             QueryError::TooLong { .. }
             | QueryError::TooComplex(_)
@@ -176,7 +178,8 @@ impl WriteError {
             | WriteError::InvalidForeignKey(_)
             | WriteError::DatatypeMismatch(_)
             | WriteError::InvalidReference(_)
-            | WriteError::OutOfRange(_) => Fault::InvalidInput,
+            | WriteError::OutOfRange(_)
+            | WriteError::Cast { .. } => Fault::InvalidInput,
             WriteError::UndefinedTable(_)
             | WriteError::UndefinedIndex(_)
             | WriteError::UndefinedConstraint(_) => Fault::NotFound,

@@ -218,6 +218,24 @@ pub fn rewrite_tree(statement: &mut Statement) {
     }
     expand_array_literals(statement);
     rewrite_json_casts(statement);
+    // `pg_typeof('[1,2]'::vector)` names the type of its argument: the
+    // cast makes a vector there, as in a select list.
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::Function(f) = expr
+            && f.name.0.len() == 1
+            && f.name.0[0]
+                .as_ident()
+                .is_some_and(|i| i.value.eq_ignore_ascii_case(crate::casts::PG_TYPEOF))
+            && let FunctionArguments::List(list) = &mut f.args
+        {
+            for arg in &mut list.args {
+                if let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg {
+                    vector_cast_to_call(e);
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
     if matches!(statement, Statement::Query(_)) {
         // `x::text`: DataFusion cannot cast a vector (a list) to text.
         let _ = visit_expressions_mut(statement, |expr| {

@@ -50,23 +50,39 @@ pub(crate) async fn literal_rows(
 /// The rows of `batch` as literals, one per column: the values of an
 /// `INSERT` of its columns, converted as bound parameters are.
 pub(crate) fn batch_literals(batch: &RecordBatch) -> Result<Vec<Vec<Literal>>, QueryError> {
+    // A `numeric` column is held as text; its values are numbers (an
+    // integer column rounds them as numbers, half away from zero).
+    let numeric: Vec<bool> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            f.metadata()
+                .get(crate::catalog::PG_TYPE_METADATA_KEY)
+                .is_some_and(|t| t == "numeric")
+        })
+        .collect();
     (0..batch.num_rows())
         .map(|r| {
             batch
                 .columns()
                 .iter()
-                .map(|column| cell(column, r))
+                .zip(&numeric)
+                .map(|(column, numeric)| cell(column, r, *numeric))
                 .collect()
         })
         .collect()
 }
 
-fn cell(column: &ArrayRef, row: usize) -> Result<Literal, QueryError> {
+fn cell(column: &ArrayRef, row: usize, numeric: bool) -> Result<Literal, QueryError> {
     if column.is_null(row) {
         return Ok(Literal::Null);
     }
     let value = ScalarValue::try_from_array(column, row)?;
-    Ok(Literal::from_scalar(&value))
+    Ok(match Literal::from_scalar(&value) {
+        Literal::Text(t) if numeric => Literal::Number(t),
+        other => other,
+    })
 }
 
 /// The columns `items` name, as `(index in the table's columns, answered

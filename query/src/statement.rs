@@ -60,7 +60,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Tokenizer;
 use futures::StreamExt;
 use valori_core::limits;
-use valori_core::table::TableSchema;
+use valori_core::table::{ScalarType, TableSchema};
 
 use crate::advisory::AdvisoryScope;
 use crate::functions::DistanceFunction;
@@ -472,6 +472,7 @@ fn parse(sql: &str) -> Result<Option<Statement>, QueryError> {
         1 => {
             let mut statement = statements.remove(0);
             crate::catalog::rewrite_catalog_syntax(&mut statement).map_err(syntax)?;
+            crate::casts::rewrite_literal_casts(&mut statement).map_err(QueryError::Cast)?;
             crate::pgvector::rewrite_tree(&mut statement);
             Ok(Some(statement))
         }
@@ -1421,6 +1422,7 @@ impl QueryEngine {
         let plan = state
             .statement_to_plan(DfStatement::Statement(Box::new(statement)))
             .await?;
+        let plan = crate::casts::own_cast_types(plan)?;
         datafusion::execution::context::SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -1643,6 +1645,7 @@ impl QueryEngine {
     ) -> Result<Outcome, QueryError> {
         let mut statement = statement.bind(&params)?;
         if let WriteStatement::Insert {
+            table,
             select: select @ Some(_),
             rows,
             names,
@@ -1652,8 +1655,31 @@ impl QueryEngine {
         {
             // `INSERT … SELECT`: the query runs first, on the same
             // parameters; its rows are the values inserted.
+            let mut select = select.take().expect("invariant: matched Some");
+            if let Ok((schema, _)) = self.declared_table(table) {
+                let integer = |def: &valori_core::table::ColumnDef| match def.scalar() {
+                    Some(ScalarType::Int16) => Some(crate::casts::IntType::Int2),
+                    Some(ScalarType::Int32) => Some(crate::casts::IntType::Int4),
+                    Some(ScalarType::Int64) => Some(crate::casts::IntType::Int8),
+                    _ => None,
+                };
+                let targets: Vec<_> = match names {
+                    Some(names) => names
+                        .iter()
+                        .map(|n| {
+                            schema
+                                .columns
+                                .iter()
+                                .find(|def| def.name == *n)
+                                .and_then(integer)
+                        })
+                        .collect(),
+                    None => schema.columns.iter().map(integer).collect(),
+                };
+                crate::casts::cast_to_integer_targets(&mut select, &targets);
+            }
             // Rewritten as any query is (array literals, vector casts).
-            let mut query = Statement::Query(select.take().expect("invariant: matched Some"));
+            let mut query = Statement::Query(select);
             crate::pgvector::rewrite_tree(&mut query);
             let text = query.to_string();
             let sub = self.prepare_statement(&text, prepared.shape, query).await?;
@@ -1802,14 +1828,33 @@ impl QueryEngine {
         else {
             return Ok(None);
         };
-        let computed: Vec<String> = match &*statement {
-            WriteStatement::Update { computed, .. } => {
-                computed.iter().map(|(_, e)| format!("({e})")).collect()
-            }
-            _ => Vec::new(),
-        };
         let Ok((schema, _)) = self.declared_table(table) else {
             return Ok(None);
+        };
+        // A value computed for an integer column is cast to the column's
+        // type in the query, as Postgres's assignment cast converts it:
+        // there the value's own type (a `numeric` or a float) decides how
+        // it rounds ([`crate::casts`]).
+        let computed: Vec<String> = match &*statement {
+            WriteStatement::Update { computed, .. } => computed
+                .iter()
+                .map(|(column, e)| {
+                    let integer = schema
+                        .scalar_columns()
+                        .find(|(_, def, _)| def.name == *column)
+                        .and_then(|(_, _, ty)| match ty {
+                            ScalarType::Int16 => Some("smallint"),
+                            ScalarType::Int32 => Some("integer"),
+                            ScalarType::Int64 => Some("bigint"),
+                            _ => None,
+                        });
+                    match integer {
+                        Some(ty) => format!("CAST(({e}) AS {ty})"),
+                        None => format!("({e})"),
+                    }
+                })
+                .collect(),
+            _ => Vec::new(),
         };
         if write::key_is_id(&schema) && !ids.is_empty() && computed.is_empty() {
             return Ok(None);

@@ -139,9 +139,24 @@ pub enum WriteError {
     /// `DROP CONSTRAINT` of a name the table's constraints do not have.
     #[error("{0}")]
     UndefinedConstraint(String),
+    /// A value that does not convert to its integer column's type (out
+    /// of range, text that is not an integer), worded as Postgres words
+    /// it, with the column.
+    #[error("{}", cast_message(error, column.as_deref()))]
+    Cast {
+        column: Option<String>,
+        error: crate::casts::CastError,
+    },
     /// The engine refused the event or failed.
     #[error(transparent)]
     Engine(EngineError),
+}
+
+fn cast_message(error: &crate::casts::CastError, column: Option<&str>) -> String {
+    match column {
+        Some(column) => format!("{error} (column {column:?})"),
+        None => error.to_string(),
+    }
 }
 
 impl From<EngineError> for WriteError {
@@ -234,8 +249,14 @@ impl Column {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Literal {
     Null,
-    /// A number as written.
+    /// A number as written (Postgres's `integer`, `bigint` or `numeric`
+    /// constant), or an integer or `numeric` value.
     Number(String),
+    /// A `real` or `double precision` value: a parameter or a query's
+    /// value of that type, or a constant cast to it. Written to an
+    /// integer column it rounds half to even, where a [`Literal::Number`]
+    /// rounds half away from zero.
+    Float(Float),
     Text(String),
     /// `X'…'` or a string cast to `bytea`.
     Bytes(Vec<u8>),
@@ -246,6 +267,45 @@ pub enum Literal {
     Bool(bool),
     /// `$n`, bound later.
     Param(usize),
+}
+
+/// A floating-point value in its own width.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Float {
+    Real(f32),
+    Double(f64),
+}
+
+impl Float {
+    pub fn value(self) -> f64 {
+        match self {
+            Float::Real(x) => f64::from(x),
+            Float::Double(x) => x,
+        }
+    }
+
+    /// The shortest text that reads back as the value in its own width.
+    pub fn text(self) -> String {
+        match self {
+            Float::Real(x) => x.to_string(),
+            Float::Double(x) => x.to_string(),
+        }
+    }
+
+    /// The value as a `numeric`, as Postgres converts it: rounded to the
+    /// width's significant digits (`float4_numeric` prints 6 with
+    /// `%.*g`, `float8_numeric` 15), so `0.1::real` is `0.1`. `None` for
+    /// NaN and the infinities.
+    pub fn numeric_text(self) -> Option<String> {
+        let (x, digits) = match self {
+            Float::Real(x) => (f64::from(x), 6),
+            Float::Double(x) => (x, 15),
+        };
+        if !x.is_finite() {
+            return None;
+        }
+        crate::declared::canonical_decimal(&format!("{x:.*e}", digits - 1))
+    }
 }
 
 /// `ON CONFLICT (column) DO NOTHING | DO UPDATE SET …` of an `INSERT`.
@@ -622,8 +682,8 @@ impl Literal {
             | ScalarValue::BinaryView(Some(b))
             | ScalarValue::FixedSizeBinary(_, Some(b)) => Literal::Bytes(b.clone()),
             ScalarValue::Boolean(Some(b)) => Literal::Bool(*b),
-            ScalarValue::Float32(Some(x)) => Literal::Number(x.to_string()),
-            ScalarValue::Float64(Some(x)) => Literal::Number(x.to_string()),
+            ScalarValue::Float32(Some(x)) => Literal::Float(Float::Real(*x)),
+            ScalarValue::Float64(Some(x)) => Literal::Float(Float::Double(*x)),
             // Postgres keeps microseconds: finer units are truncated
             // toward the past.
             ScalarValue::TimestampMicrosecond(Some(v), tz) => timestamp_literal(*v, tz.is_some()),
@@ -1684,7 +1744,12 @@ fn literal(expr: &Expr) -> Result<Literal, WriteError> {
             op: UnaryOperator::Minus,
             expr,
         } => match literal(expr)? {
-            Literal::Number(n) => Ok(Literal::Number(format!("-{n}"))),
+            Literal::Number(n) => Ok(Literal::Number(match n.strip_prefix('-') {
+                Some(positive) => positive.to_owned(),
+                None => format!("-{n}"),
+            })),
+            Literal::Float(Float::Real(x)) => Ok(Literal::Float(Float::Real(-x))),
+            Literal::Float(Float::Double(x)) => Ok(Literal::Float(Float::Double(-x))),
             _ => Err(unsupported(format!("value {expr}"))),
         },
         Expr::UnaryOp {
@@ -1703,8 +1768,29 @@ fn literal(expr: &Expr) -> Result<Literal, WriteError> {
             if is_vector_type(data_type) {
                 return Ok(value);
             }
+            if let Some(ty) = crate::casts::IntType::of_sql(data_type) {
+                return integer_cast(value, ty);
+            }
             let type_name = data_type.to_string().to_ascii_lowercase();
             match (type_name.as_str(), value) {
+                (
+                    "real" | "float4",
+                    v @ (Literal::Number(_) | Literal::Text(_) | Literal::Float(_)),
+                ) => Ok(Literal::Float(Float::Real(
+                    float_literal(&v, "real")? as f32
+                ))),
+                (
+                    "double precision" | "float8",
+                    v @ (Literal::Number(_) | Literal::Text(_) | Literal::Float(_)),
+                ) => Ok(Literal::Float(Float::Double(float_literal(
+                    &v,
+                    "double precision",
+                )?))),
+                ("numeric", Literal::Float(x)) => x
+                    .numeric_text()
+                    .map(Literal::Number)
+                    .ok_or_else(|| unsupported(format!("{} as numeric", x.text()))),
+                ("text" | "varchar", Literal::Float(x)) => Ok(Literal::Text(x.text())),
                 ("bytea", Literal::Text(t)) => Ok(Literal::Bytes(bytea_text(&t)?)),
                 ("json" | "jsonb", Literal::Text(t)) => Ok(Literal::Json(t)),
                 (_, Literal::Param(n)) => Ok(Literal::Param(n)),
@@ -1712,8 +1798,8 @@ fn literal(expr: &Expr) -> Result<Literal, WriteError> {
                 // its column reads it.
                 (t, v @ (Literal::Text(_) | Literal::Array(_))) if t.ends_with("[]") => Ok(v),
                 (
-                    "bigint" | "int8" | "integer" | "int" | "int4" | "smallint" | "int2" | "real"
-                    | "float4" | "double precision" | "float8" | "numeric" | "text" | "varchar",
+                    "real" | "float4" | "double precision" | "float8" | "numeric" | "text"
+                    | "varchar",
                     v,
                 ) => Ok(v),
                 // Text in the form its column's type reads (a client that
@@ -1740,6 +1826,51 @@ fn literal(expr: &Expr) -> Result<Literal, WriteError> {
         other => Err(unsupported(format!(
             "value {other}: only literals are supported in writes"
         ))),
+    }
+}
+
+/// A constant cast to `smallint`, `integer` or `bigint`, converted as
+/// Postgres converts it ([`crate::casts`]): a number rounds half away
+/// from zero, a float half to even, text is read as an integer.
+fn integer_cast(value: Literal, ty: crate::casts::IntType) -> Result<Literal, WriteError> {
+    use crate::casts;
+    let converted = match &value {
+        Literal::Number(n) => casts::numeric_text_to_int(n, ty),
+        Literal::Float(x) => casts::float_to_int(x.value(), ty),
+        Literal::Text(t) => casts::text_to_int(t, ty),
+        Literal::Bool(b) => Ok(i64::from(*b)),
+        _ => return Ok(value),
+    };
+    converted
+        .map(|v| Literal::Number(v.to_string()))
+        .map_err(|error| WriteError::Cast {
+            column: None,
+            error,
+        })
+}
+
+/// A number or text read as a float, as Postgres's `float8in` reads it
+/// (`NaN`, `Infinity`, `-Infinity` and `inf` in any case); `type_name`
+/// names the type in the error.
+pub(crate) fn float_literal(value: &Literal, type_name: &str) -> Result<f64, WriteError> {
+    let text = match value {
+        Literal::Float(x) => return Ok(x.value()),
+        Literal::Number(t) | Literal::Text(t) => t.trim(),
+        other => {
+            return Err(WriteError::InvalidText(format!(
+                "invalid input syntax for type {type_name}: {other:?}"
+            )));
+        }
+    };
+    match text.to_ascii_lowercase().as_str() {
+        "nan" => Ok(f64::NAN),
+        "infinity" | "inf" | "+infinity" | "+inf" => Ok(f64::INFINITY),
+        "-infinity" | "-inf" => Ok(f64::NEG_INFINITY),
+        _ => text.parse().map_err(|_| {
+            WriteError::InvalidText(format!(
+                "invalid input syntax for type {type_name}: \"{text}\""
+            ))
+        }),
     }
 }
 
@@ -1847,8 +1978,13 @@ fn unbound(n: usize) -> WriteError {
 }
 
 fn integer_value(value: &Literal, at: At<'_>) -> Result<u64, WriteError> {
+    let float_text;
     let text = match value {
         Literal::Number(n) => n.as_str(),
+        Literal::Float(x) => {
+            float_text = x.text();
+            float_text.as_str()
+        }
         Literal::Text(t) => t.trim(),
         Literal::Null => {
             return Err(WriteError::InvalidValue(format!(
@@ -1883,6 +2019,7 @@ fn vector_value(value: &Literal, dim: u32, at: At<'_>) -> Result<Vec<i32>, Write
                 Literal::Number(n) => n.parse::<f32>().map_err(|_| {
                     WriteError::InvalidText(format!("{at}: component {i} ({n}) is not a number"))
                 }),
+                Literal::Float(x) => Ok(x.value() as f32),
                 other => Err(WriteError::InvalidText(format!(
                     "{at}: component {i} ({other:?}) is not a number"
                 ))),
@@ -1928,6 +2065,8 @@ fn metadata_value(value: &Literal, at: At<'_>) -> Result<Vec<u8>, WriteError> {
             ))
         })?,
         Literal::Number(n) => crate::metadata::from_json_text(n)
+            .map_err(|e| WriteError::InvalidText(format!("{at}: {e}")))?,
+        Literal::Float(x) => crate::metadata::from_json_text(&x.text())
             .map_err(|e| WriteError::InvalidText(format!("{at}: {e}")))?,
         Literal::Bool(b) => {
             if *b {

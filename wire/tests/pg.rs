@@ -2312,3 +2312,49 @@ async fn untyped_null_is_sent_as_null() {
     );
     server.stop().await;
 }
+
+/// Proves values are typed as PostgreSQL 16 types them where
+/// DataFusion's rules differ: `pg_typeof` answers a `regtype` (OID 2206),
+/// sent in text as the type's name and in binary as its OID (23 for
+/// `integer`, `vector`'s, 1700 for the `numeric` constant `1.5`); a cast
+/// of a `numeric` column to `int` is an `int4` (the cast's type, not the
+/// column's) and rounds half away from zero (`2.5` is 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn casts_and_pg_typeof_are_typed_as_postgres_types_them() {
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, n numeric, e vector(2)); \
+             INSERT INTO t VALUES (1, 2.5, '[1,2]')",
+        )
+        .await
+        .unwrap();
+    let statement = client
+        .prepare("SELECT pg_typeof(id), n::int, pg_typeof(e), pg_typeof(1.5) FROM t")
+        .await
+        .unwrap();
+    let types: Vec<&Type> = statement.columns().iter().map(|c| c.type_()).collect();
+    assert_eq!(
+        types,
+        [&Type::REGTYPE, &Type::INT4, &Type::REGTYPE, &Type::REGTYPE]
+    );
+    let row = client.query_one(&statement, &[]).await.unwrap();
+    assert_eq!(row.get::<_, RawValue>(0).0, 23u32.to_be_bytes());
+    assert_eq!(row.get::<_, i32>(1), 3);
+    assert_eq!(row.get::<_, RawValue>(2).0, 50_001u32.to_be_bytes());
+    assert_eq!(row.get::<_, RawValue>(3).0, 1700u32.to_be_bytes());
+    assert_eq!(
+        simple_rows(
+            &client,
+            "SELECT pg_typeof(id), pg_typeof(e), pg_typeof(1.5) FROM t"
+        )
+        .await,
+        [[
+            Some("integer".to_owned()),
+            Some("vector".to_owned()),
+            Some("numeric".to_owned())
+        ]]
+    );
+    server.stop().await;
+}

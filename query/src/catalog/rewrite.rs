@@ -783,6 +783,15 @@ impl VisitorMut for Rewriter {
     }
 }
 
+/// The function a niladic keyword stands for.
+fn niladic(name: &str) -> Option<&'static str> {
+    match name.to_ascii_lowercase().as_str() {
+        "current_catalog" => Some("current_database"),
+        "current_schema" => Some("current_schema"),
+        _ => None,
+    }
+}
+
 impl Rewriter {
     fn replacement(&self, expr: &mut Expr) -> Result<Option<Expr>, ParserError> {
         Ok(match expr {
@@ -836,6 +845,23 @@ impl Rewriter {
                 default.then(|| (**inner).clone())
             }
             Expr::Subquery(query) => aggregated_subquery(query)?,
+            // `current_catalog` and `current_schema`, written without
+            // parentheses (SQL's niladic forms; Postgres's keywords, so
+            // never a column unless quoted): `current_database()` and
+            // `current_schema()`.
+            Expr::Identifier(ident) if ident.quote_style.is_none() => niladic(&ident.value)
+                .map(|f| call(f, Vec::new()))
+                .transpose()?,
+            Expr::Function(f)
+                if matches!(f.args, FunctionArguments::None)
+                    && let [ObjectNamePart::Identifier(ident)] = f.name.0.as_slice()
+                    && ident.quote_style.is_none()
+                    && niladic(&ident.value).is_some() =>
+            {
+                niladic(&ident.value)
+                    .map(|f| call(f, Vec::new()))
+                    .transpose()?
+            }
             Expr::Function(f) => {
                 if f.name.0.len() == 2
                     && f.name.0[0]

@@ -7,6 +7,7 @@ use pgwire::error::{ErrorInfo, PgWireError};
 use valori_engine::EngineError;
 use valori_query::QueryError;
 use valori_query::advisory::AdvisoryError;
+use valori_query::casts::CastError;
 use valori_query::datafusion::common::DataFusionError;
 use valori_query::functions::{ComponentError, VectorInputError};
 use valori_query::ops::Fault;
@@ -188,6 +189,7 @@ impl PgError {
             WriteError::GeneratedAlways(_) => SqlState::GeneratedAlways,
             WriteError::InvalidReference(_) => SqlState::InvalidColumnReference,
             WriteError::OutOfRange(_) => SqlState::NumericValueOutOfRange,
+            WriteError::Cast { error, .. } => cast_state(error),
             WriteError::TooLarge(_) => SqlState::ProgramLimitExceeded,
             WriteError::Conflict(_) => SqlState::SerializationFailure,
             WriteError::Engine(engine) => engine_state(engine),
@@ -221,6 +223,18 @@ pub fn engine_state(e: &EngineError) -> SqlState {
         EngineError::NotLeader { .. } => SqlState::ReadOnlySqlTransaction,
         EngineError::TransactionConflict { .. } => SqlState::SerializationFailure,
         _ => fault_state(e.fault()),
+    }
+}
+
+/// The SQLSTATE of a value that does not convert to an integer type, as
+/// Postgres reports each: 22003, 22P02, or 0A000 for a `numeric` NaN.
+fn cast_state(e: &CastError) -> SqlState {
+    match e {
+        CastError::OutOfRange(_) | CastError::TextOutOfRange { .. } => {
+            SqlState::NumericValueOutOfRange
+        }
+        CastError::InvalidText { .. } => SqlState::InvalidTextRepresentation,
+        _ => SqlState::FeatureNotSupported,
     }
 }
 
@@ -272,6 +286,7 @@ impl From<QueryError> for PgError {
                 } => SqlState::InvalidTextRepresentation,
                 _ => SqlState::InvalidParameterValue,
             },
+            QueryError::Cast(c) => cast_state(c),
             QueryError::Conflict(_) => SqlState::SerializationFailure,
             QueryError::TooLong { .. } | QueryError::TooComplex(_) => {
                 SqlState::ProgramLimitExceeded

@@ -589,6 +589,19 @@ fn encode_binary(
         DataType::Utf8 if *ty == Type::NUMERIC => {
             numeric_binary(out, array.as_string::<i32>().value(row))?;
         }
+        // `pg_typeof`'s answer: a type's name, sent in binary as its OID.
+        DataType::Utf8 if *ty == Type::REGTYPE => {
+            let name = array.as_string::<i32>().value(row);
+            let oid = match name {
+                // Not in `pg_type` here: Postgres's `unknown`, and
+                // pgvector's `halfvec`, which is a `vector` here.
+                "unknown" => Some(705),
+                "halfvec" => Some(VECTOR_OID),
+                _ => valori_query::catalog::type_oid(name),
+            }
+            .ok_or_else(|| PgError::internal(format!("{name:?} names no type")))?;
+            out.put_u32(oid);
+        }
         // Integer and float arrays are cast to their element type below:
         // narrower Arrow items (Int8, Int16, UInt8, UInt16, Float16) are
         // not the element's width.
