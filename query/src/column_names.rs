@@ -12,6 +12,13 @@
 //! `GREATEST`/`LEAST` theirs, a scalar subquery its column's name;
 //! anything else (literals, operators) `?column?`. An alias is itself.
 //! A select list with `*` is left as DataFusion names it.
+//!
+//! Postgres allows a query's result columns to share a name (`SELECT n,
+//! n FROM t`, `SELECT 1 AS a, 2 AS a`); DataFusion does not. So before a
+//! query is planned, [`distinct_result_names`] gives each result column
+//! whose name repeats an earlier one's an alias of its own; the statement
+//! layer then reports the names as Postgres gives them (from the text as
+//! written) in the statement's description and in every batch of rows.
 
 use datafusion::sql::sqlparser::ast::{
     DataType, Expr, ObjectNamePart, Query, SelectItem, SetExpr, Statement,
@@ -35,26 +42,216 @@ pub fn postgres_names(statement: &Statement) -> Option<Vec<String>> {
     }
 }
 
+/// The prefix of the aliases [`distinct_result_names`] gives; the
+/// column's position follows.
+pub const DISTINCT_ALIAS_PREFIX: &str = "?valori_column?";
+
+/// In the select lists of a query's result (each branch of a set
+/// operation; not in subqueries), every item whose Postgres name repeats
+/// an earlier item's is aliased `?valori_column?N` (N its position from
+/// 1), so that DataFusion, which requires distinct names, plans it. The
+/// first item of a name keeps it, so `ORDER BY` still finds it. Select
+/// lists with `*` are left alone.
+pub fn distinct_result_names(statement: &mut Statement) {
+    if let Statement::Query(query) = statement {
+        distinct_body(&mut query.body);
+    }
+}
+
+fn distinct_body(body: &mut SetExpr) {
+    match body {
+        SetExpr::Select(select) => {
+            let Some(names) = projection_names(&select.projection) else {
+                return;
+            };
+            let mut seen = std::collections::HashSet::new();
+            for (i, (item, name)) in select.projection.iter_mut().zip(names).enumerate() {
+                if seen.insert(name) {
+                    continue;
+                }
+                let alias = datafusion::sql::sqlparser::ast::Ident::with_quote(
+                    '"',
+                    format!("{DISTINCT_ALIAS_PREFIX}{}", i + 1),
+                );
+                match item {
+                    SelectItem::UnnamedExpr(expr) => {
+                        *item = SelectItem::ExprWithAlias {
+                            expr: expr.clone(),
+                            alias,
+                        };
+                    }
+                    SelectItem::ExprWithAlias { alias: old, .. } => *old = alias,
+                    _ => {}
+                }
+            }
+        }
+        SetExpr::SetOperation { left, right, .. } => {
+            distinct_body(left);
+            distinct_body(right);
+        }
+        SetExpr::Query(query) => distinct_body(&mut query.body),
+        _ => {}
+    }
+}
+
+/// Whether a select list of the query's result has two items or more,
+/// whose names DataFusion may find repeated where Postgres's are not: a
+/// `*` beside other items may repeat a column it stands for (`SELECT *,
+/// id FROM t`), and DataFusion names a cast by what it casts
+/// (`2.5::float8::int` and `2.5::real::smallint` are both `Float64(2.5)`).
+pub fn may_repeat_names(statement: &Statement) -> bool {
+    fn body(b: &SetExpr) -> bool {
+        match b {
+            SetExpr::Select(select) => select.projection.len() > 1,
+            SetExpr::SetOperation { left, right, .. } => body(left) || body(right),
+            SetExpr::Query(query) => body(&query.body),
+            _ => false,
+        }
+    }
+    matches!(statement, Statement::Query(query) if body(&query.body))
+}
+
+/// Items of the select lists of the query's result aliased
+/// `?valori_column?N` (see [`distinct_result_names`]) where DataFusion
+/// found a name repeated that Postgres's names do not repeat: beside a
+/// `*`, every other item; otherwise every item that is not a column (a
+/// column keeps its name, which `ORDER BY` may use). Done when planning
+/// failed so: what `*` stands for, and DataFusion's names, are known
+/// only then.
+pub fn alias_result_items(statement: &mut Statement) {
+    fn body(b: &mut SetExpr) {
+        match b {
+            SetExpr::Select(select) => {
+                let wildcard = select.projection.iter().any(|i| {
+                    matches!(
+                        i,
+                        SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+                    )
+                });
+                for (i, item) in select.projection.iter_mut().enumerate() {
+                    let alias = datafusion::sql::sqlparser::ast::Ident::with_quote(
+                        '"',
+                        format!("{DISTINCT_ALIAS_PREFIX}{}", i + 1),
+                    );
+                    match item {
+                        SelectItem::UnnamedExpr(
+                            Expr::Identifier(_) | Expr::CompoundIdentifier(_),
+                        ) if !wildcard => {}
+                        SelectItem::UnnamedExpr(expr) => {
+                            *item = SelectItem::ExprWithAlias {
+                                expr: expr.clone(),
+                                alias,
+                            };
+                        }
+                        SelectItem::ExprWithAlias { alias: old, .. } if wildcard => *old = alias,
+                        _ => {}
+                    }
+                }
+            }
+            SetExpr::SetOperation { left, right, .. } => {
+                body(left);
+                body(right);
+            }
+            SetExpr::Query(query) => body(&mut query.body),
+            _ => {}
+        }
+    }
+    if let Statement::Query(query) = statement {
+        body(&mut query.body);
+    }
+}
+
+/// The Postgres name of each item of the first select list of a query's
+/// result, `None` for `*`.
+pub fn item_names(statement: &Statement) -> Option<Vec<Option<String>>> {
+    fn body(b: &SetExpr) -> Option<Vec<Option<String>>> {
+        match b {
+            SetExpr::Select(select) => Some(
+                select
+                    .projection
+                    .iter()
+                    .map(|item| match item {
+                        SelectItem::UnnamedExpr(e) => Some(name_of(e)),
+                        SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            SetExpr::SetOperation { left, .. } => body(left),
+            SetExpr::Query(query) => body(&query.body),
+            _ => None,
+        }
+    }
+    match statement {
+        Statement::Query(query) => body(&query.body),
+        _ => None,
+    }
+}
+
+/// Postgres's refusal of an `ORDER BY` name that names several result
+/// columns computed differently (`SELECT a AS x, b AS x … ORDER BY x`:
+/// `ORDER BY "x" is ambiguous`); the same column twice (`SELECT n, n …
+/// ORDER BY n`) is not ambiguous. The message, when refused.
+pub fn ambiguous_order_by(statement: &Statement) -> Option<String> {
+    let Statement::Query(query) = statement else {
+        return None;
+    };
+    let order_by = query.order_by.as_ref()?;
+    let datafusion::sql::sqlparser::ast::OrderByKind::Expressions(exprs) = &order_by.kind else {
+        return None;
+    };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    for order in exprs {
+        let Expr::Identifier(ident) = &order.expr else {
+            continue;
+        };
+        let same_name = |name: &str| match ident.quote_style {
+            Some(_) => name == ident.value,
+            None => name.eq_ignore_ascii_case(&ident.value),
+        };
+        let computed: std::collections::BTreeSet<String> = select
+            .projection
+            .iter()
+            .filter_map(|item| match item {
+                SelectItem::UnnamedExpr(e) if same_name(&name_of(e)) => Some(e.to_string()),
+                SelectItem::ExprWithAlias { expr, alias } if same_name(&alias.value) => {
+                    Some(expr.to_string())
+                }
+                _ => None,
+            })
+            .collect();
+        if computed.len() > 1 {
+            return Some(format!("ORDER BY \"{}\" is ambiguous", ident.value));
+        }
+    }
+    None
+}
+
 fn query_names(query: &Query) -> Option<Vec<String>> {
     body_names(&query.body)
 }
 
 fn body_names(body: &SetExpr) -> Option<Vec<String>> {
     match body {
-        SetExpr::Select(select) => select
-            .projection
-            .iter()
-            .map(|item| match item {
-                SelectItem::UnnamedExpr(e) => Some(name_of(e)),
-                SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.clone()),
-                _ => None,
-            })
-            .collect(),
+        SetExpr::Select(select) => projection_names(&select.projection),
         // The first branch names the columns of a set operation.
         SetExpr::SetOperation { left, .. } => body_names(left),
         SetExpr::Query(query) => query_names(query),
         _ => None,
     }
+}
+
+fn projection_names(projection: &[SelectItem]) -> Option<Vec<String>> {
+    projection
+        .iter()
+        .map(|item| match item {
+            SelectItem::UnnamedExpr(e) => Some(name_of(e)),
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn name_of(e: &Expr) -> String {

@@ -16,8 +16,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::execution::SendableRecordBatchStream;
 use futures::{Stream, StreamExt};
 use tokio::time::{Instant, Sleep};
@@ -25,7 +27,9 @@ use tokio::time::{Instant, Sleep};
 use crate::{QueryError, QueryOutput};
 
 /// The rows of one query, as a stream of record batches with the
-/// statement's schema (also when there are no rows).
+/// statement's schema (also when there are no rows). Each batch carries
+/// the statement's column names, which may repeat (`SELECT n, n`), where
+/// the plan that made it had to give distinct ones.
 pub struct Rows {
     schema: SchemaRef,
     /// Batches produced and not yet taken: the first batch of a started
@@ -100,13 +104,41 @@ impl Rows {
     }
 }
 
+impl Rows {
+    /// `batch` with the statement's column names (the plan's may differ
+    /// only where Postgres repeats a name).
+    fn named(&self, batch: RecordBatch) -> Result<RecordBatch, QueryError> {
+        let schema = batch.schema();
+        let fields = schema.fields();
+        if fields.len() != self.schema.fields().len()
+            || fields
+                .iter()
+                .zip(self.schema.fields())
+                .all(|(a, b)| a.name() == b.name())
+        {
+            return Ok(batch);
+        }
+        let named = Schema::new_with_metadata(
+            fields
+                .iter()
+                .zip(self.schema.fields())
+                .map(|(f, name)| f.as_ref().clone().with_name(name.name()))
+                .collect::<Vec<_>>(),
+            schema.metadata().clone(),
+        );
+        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        RecordBatch::try_new_with_options(Arc::new(named), batch.columns().to_vec(), &options)
+            .map_err(|e| QueryError::Internal(e.into()))
+    }
+}
+
 impl Stream for Rows {
     type Item = Result<RecordBatch, QueryError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         if let Some(batch) = this.ready.next() {
-            return Poll::Ready(Some(Ok(batch)));
+            return Poll::Ready(Some(this.named(batch)));
         }
         let Some(stream) = this.rest.as_mut() else {
             return Poll::Ready(None);
@@ -122,7 +154,7 @@ impl Stream for Rows {
             return Poll::Ready(Some(Err(QueryError::Timeout { after: this.limit })));
         }
         match stream.poll_next_unpin(cx) {
-            Poll::Ready(Some(Ok(batch))) => Poll::Ready(Some(Ok(batch))),
+            Poll::Ready(Some(Ok(batch))) => Poll::Ready(Some(this.named(batch))),
             Poll::Ready(Some(Err(e))) => {
                 this.rest = None;
                 Poll::Ready(Some(Err(e.into())))

@@ -551,6 +551,18 @@ fn logged(
 /// written, before pgvector's operators and the catalog syntax are
 /// rewritten ([`crate::column_names`]).
 fn written_names(sql: &str) -> Option<Vec<String>> {
+    crate::column_names::postgres_names(&written(sql)?)
+}
+
+/// The Postgres names of the items of a query's select list, as
+/// [`written_names`] reads them, `None` for `*`.
+fn written_item_names(sql: &str) -> Option<Vec<Option<String>>> {
+    crate::column_names::item_names(&written(sql)?)
+}
+
+/// One statement parsed as written (pgvector's operators spelled as
+/// operators, nothing else rewritten).
+fn written(sql: &str) -> Option<Statement> {
     let dialect = PostgreSqlDialect {};
     let tokens = Tokenizer::new(&dialect, sql)
         .with_unescape(true)
@@ -563,13 +575,14 @@ fn written_names(sql: &str) -> Option<Vec<String>> {
     if statements.len() != 1 {
         return None;
     }
-    crate::column_names::postgres_names(&statements.remove(0))
+    Some(statements.remove(0))
 }
 
 /// `plan` with its result columns named as Postgres names them, when
 /// `names` gives one name per column and they are distinct (DataFusion
-/// requires distinct names; Postgres does not, so a list that would
-/// repeat a name keeps DataFusion's names).
+/// requires distinct names; Postgres does not, so a list that repeats a
+/// name keeps DataFusion's, and only [`result_schema`] gives the
+/// Postgres names).
 fn postgres_named(
     plan: LogicalPlan,
     names: Option<Vec<String>>,
@@ -599,6 +612,25 @@ fn postgres_named(
     Ok(LogicalPlan::Projection(
         datafusion::logical_expr::Projection::try_new(exprs, Arc::new(plan))?,
     ))
+}
+
+/// A query's result schema with its columns named as Postgres names
+/// them (`names`, when there is one per column), repeated names included:
+/// what clients are told, and the names of every batch of its rows
+/// ([`Rows`] relabels them).
+fn result_schema(planned: &Schema, names: Option<Vec<String>>) -> Schema {
+    match names {
+        Some(names) if names.len() == planned.fields().len() => Schema::new_with_metadata(
+            planned
+                .fields()
+                .iter()
+                .zip(names)
+                .map(|(f, name)| f.as_ref().clone().with_name(name))
+                .collect::<Vec<_>>(),
+            planned.metadata().clone(),
+        ),
+        _ => planned.clone(),
+    }
 }
 
 /// The text of a `SET` value as Postgres reads it: a string without its
@@ -1418,10 +1450,46 @@ impl QueryEngine {
         shape: sql_text::Shape,
         statement: Statement,
     ) -> Result<Prepared, QueryError> {
+        // Planning holds statements and plans across awaits: on the heap,
+        // not in the future of every caller (a statement's whole future
+        // sits on the stack of the thread that runs it).
+        Box::pin(self.plan_statement(sql, shape, statement)).await
+    }
+
+    async fn plan_statement(
+        &self,
+        sql: &str,
+        shape: sql_text::Shape,
+        mut statement: Statement,
+    ) -> Result<Prepared, QueryError> {
+        if let Some(message) = crate::column_names::ambiguous_order_by(&statement) {
+            return Err(QueryError::Invalid(DataFusionError::Plan(message)));
+        }
+        crate::column_names::distinct_result_names(&mut statement);
+        // `SELECT *, id FROM t`, `SELECT 1::int, 1::bigint`: which names
+        // `*` repeats, and which DataFusion's names repeat, is known only
+        // once planned; if planning finds one repeated, the items are
+        // given names of their own and the query is planned again.
+        let again =
+            crate::column_names::may_repeat_names(&statement).then(|| Box::new(statement.clone()));
         let state = self.ctx.state();
-        let plan = state
+        let mut items_aliased = false;
+        let plan = match state
             .statement_to_plan(DfStatement::Statement(Box::new(statement)))
-            .await?;
+            .await
+        {
+            Err(e)
+                if again.is_some() && e.to_string().contains("require unique expression names") =>
+            {
+                let mut statement = again.expect("invariant: checked is_some");
+                crate::column_names::alias_result_items(&mut statement);
+                items_aliased = true;
+                state
+                    .statement_to_plan(DfStatement::Statement(statement))
+                    .await?
+            }
+            other => other?,
+        };
         let plan = crate::casts::own_cast_types(plan)?;
         datafusion::execution::context::SQLOptions::new()
             .with_allow_ddl(false)
@@ -1456,8 +1524,28 @@ impl QueryEngine {
                 }
             })
             .collect();
-        let plan = postgres_named(plan, written_names(sql))?;
-        let schema = Arc::new(plan.schema().as_arrow().clone());
+        // The names as written; with a `*`, the names of the columns it
+        // stands for and of the items beside it.
+        let names = written_names(sql).or_else(|| {
+            if !items_aliased {
+                return None;
+            }
+            written_item_names(sql).map(|items| {
+                plan.schema()
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        f.name()
+                            .strip_prefix(crate::column_names::DISTINCT_ALIAS_PREFIX)
+                            .and_then(|n| n.parse::<usize>().ok())
+                            .and_then(|n| items.get(n.wrapping_sub(1)).cloned().flatten())
+                            .unwrap_or_else(|| f.name().clone())
+                    })
+                    .collect()
+            })
+        });
+        let plan = postgres_named(plan, names.clone())?;
+        let schema = Arc::new(result_schema(plan.schema().as_arrow(), names));
         // Planned once when nothing but the search's own parameters is
         // left to bind; otherwise each execution binds and plans.
         let physical = if is_immutable(&plan) {

@@ -2358,3 +2358,54 @@ async fn casts_and_pg_typeof_are_typed_as_postgres_types_them() {
     );
     server.stop().await;
 }
+
+/// Proves result columns are named as PostgreSQL 16 names them, and that
+/// the names may repeat (PostgreSQL names an output column by its alias,
+/// its column's or function's name, a cast by its type (`int4`) unless it
+/// casts a column, and allows duplicates): `SELECT id, id` has two columns
+/// `id`, as `*` beside a column it covers does, described so over the
+/// extended protocol and sent so over the simple one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_columns_may_share_a_name() {
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, n numeric, e vector(2)); \
+             INSERT INTO t VALUES (1, 2.5, '[1,2]')",
+        )
+        .await
+        .unwrap();
+    for (sql, names) in [
+        ("SELECT id, id FROM t", &["id", "id"][..]),
+        ("SELECT 1 AS a, 2 AS a", &["a", "a"]),
+        ("SELECT *, id FROM t", &["id", "n", "e", "id"]),
+        ("SELECT n, n, id FROM t ORDER BY n", &["n", "n", "id"]),
+        ("SELECT NULL, NULL", &["?column?", "?column?"]),
+        ("SELECT count(*), count(*) FROM t", &["count", "count"]),
+        // DataFusion names a cast by what it casts.
+        (
+            "SELECT 1::int, 1::bigint, id FROM t",
+            &["int4", "int8", "id"],
+        ),
+        ("SELECT *, n::int FROM t", &["id", "n", "e", "n"]),
+    ] {
+        let statement = client.prepare(sql).await.unwrap();
+        let described: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+        assert_eq!(described, names, "{sql}");
+        let simple = client.simple_query(sql).await.unwrap();
+        let Some(SimpleQueryMessage::Row(row)) = simple
+            .iter()
+            .find(|m| matches!(m, SimpleQueryMessage::Row(_)))
+        else {
+            panic!("{sql}: no row");
+        };
+        let sent: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+        assert_eq!(sent, names, "{sql}");
+    }
+    assert_eq!(
+        simple_rows(&client, "SELECT id, id FROM t").await,
+        [[Some("1".to_owned()), Some("1".to_owned())]]
+    );
+    server.stop().await;
+}

@@ -23,6 +23,7 @@ pub enum SqlState {
     SyntaxError,
     UndefinedTable,
     UndefinedColumn,
+    AmbiguousColumn,
     DuplicateColumn,
     UndefinedFunction,
     UndefinedObject,
@@ -68,6 +69,7 @@ impl SqlState {
             SqlState::SyntaxError => "42601",
             SqlState::UndefinedTable => "42P01",
             SqlState::UndefinedColumn => "42703",
+            SqlState::AmbiguousColumn => "42702",
             SqlState::DuplicateColumn => "42701",
             SqlState::UndefinedFunction => "42883",
             SqlState::UndefinedObject => "42704",
@@ -254,6 +256,8 @@ fn datafusion_state(e: &DataFusionError) -> SqlState {
         DataFusionError::Plan(text) => {
             if text.contains("table '") && text.contains("not found") {
                 SqlState::UndefinedTable
+            } else if text.starts_with("ORDER BY") && text.ends_with("is ambiguous") {
+                SqlState::AmbiguousColumn
             } else if text.contains("Invalid function")
                 || text.contains("function") && text.contains("not found")
             {
