@@ -310,6 +310,7 @@ pub fn declared_field(column: &ColumnDef, dim: u32) -> Field {
                 ScalarType::Jsonb => Some("jsonb"),
                 ScalarType::Numeric => Some("numeric"),
                 ScalarType::Text if column.type_mod > 0 => Some("varchar"),
+                ScalarType::Char => Some("bpchar"),
                 ScalarType::Array(e) => Some(match e {
                     ArrayElement::Bool => "_bool",
                     ArrayElement::Int16 => "_int2",

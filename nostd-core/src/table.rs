@@ -63,6 +63,10 @@ pub enum ScalarType {
     Json,
     /// UTF-8 text in the canonical form chosen at the edge (`jsonb`).
     Jsonb,
+    /// UTF-8 text blank-padded to the column's `type_mod` characters
+    /// (Postgres `character(n)`, `bpchar`); without a `type_mod`, as
+    /// written.
+    Char,
     /// One-dimensional arrays: `count:u32` then, per element, `valid:u8`
     /// and the element in its scalar form (fixed width, or `len:u32` and
     /// bytes).
@@ -133,12 +137,14 @@ pub enum ValueError {
     Array,
     #[error("text of {chars} characters exceeds the column's {max}")]
     TooLong { chars: u64, max: u32 },
+    #[error("character({width}) text has {chars} characters, not {width} (blank-padded)")]
+    NotPadded { chars: u64, width: u32 },
 }
 
 const ARRAY_BASE: u8 = 0x40;
 
 impl ScalarType {
-    const BASE: [ScalarType; 15] = [
+    const BASE: [ScalarType; 16] = [
         ScalarType::Bool,
         ScalarType::Int16,
         ScalarType::Int32,
@@ -154,9 +160,10 @@ impl ScalarType {
         ScalarType::TimestampTz,
         ScalarType::Json,
         ScalarType::Jsonb,
+        ScalarType::Char,
     ];
 
-    /// The type's code: 1..=15 for the base types in declaration order,
+    /// The type's code: 1..=16 for the base types in declaration order,
     /// `0x40 + element code` for arrays.
     pub fn code(self) -> u8 {
         match self {
@@ -251,6 +258,12 @@ impl ScalarType {
             ScalarType::Bool | ScalarType::Text | ScalarType::Bytea | ScalarType::Uuid => {
                 value.to_vec()
             }
+            // Trailing blanks are insignificant in `character(n)`, as
+            // Postgres compares it (`bpcharcmp`).
+            ScalarType::Char => value
+                .iter()
+                .rposition(|b| *b != b' ')
+                .map_or_else(Vec::new, |last| value[..=last].to_vec()),
             _ => return None,
         })
     }
@@ -263,7 +276,7 @@ impl ScalarType {
         self.is_integer()
             || matches!(
                 self,
-                ScalarType::Text | ScalarType::Uuid | ScalarType::Bytea
+                ScalarType::Text | ScalarType::Char | ScalarType::Uuid | ScalarType::Bytea
             )
     }
 
@@ -285,6 +298,7 @@ impl ScalarType {
             ScalarType::Float64 => "double precision",
             ScalarType::Numeric => "numeric",
             ScalarType::Text => "text",
+            ScalarType::Char => "character",
             ScalarType::Bytea => "bytea",
             ScalarType::Uuid => "uuid",
             ScalarType::Date => "date",
@@ -304,7 +318,8 @@ impl ScalarType {
     }
 
     /// Checks that `value` is in this type's canonical form. `max_chars`
-    /// bounds text (`varchar(n)`, `char(n)`); 0 means no bound.
+    /// bounds text (`varchar(n)`) and is the width of `character(n)`
+    /// values, padded with blanks to it; 0 means no bound.
     pub fn check(self, value: &[u8], max_chars: u32) -> Result<(), ValueError> {
         if value.len() > limits::VALUE_BYTES_MAX as usize {
             return Err(ValueError::TooLarge { len: value.len() });
@@ -352,6 +367,19 @@ impl ScalarType {
                         return Err(ValueError::TooLong {
                             chars,
                             max: max_chars,
+                        });
+                    }
+                }
+                Ok(())
+            }
+            ScalarType::Char => {
+                let text = core::str::from_utf8(value).map_err(|_| ValueError::Utf8)?;
+                if max_chars > 0 {
+                    let chars = text.chars().count() as u64;
+                    if chars != u64::from(max_chars) {
+                        return Err(ValueError::NotPadded {
+                            chars,
+                            width: max_chars,
                         });
                     }
                 }
@@ -2282,6 +2310,36 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Proves `character(n)` values (code 16) are canonical only padded
+    /// to exactly `n` characters (blanks added at the edge, as Postgres
+    /// stores them), any length without `n` (`bpchar`), and that their
+    /// order key drops the trailing blanks (Postgres's `bpcharcmp`
+    /// ignores them), so `'ab '` and `'ab'` are one key and `'a '` sorts
+    /// before `'a!'`.
+    #[test]
+    fn character_values_are_padded_and_compare_without_blanks() {
+        assert_eq!(ScalarType::from_code(16), Some(ScalarType::Char));
+        assert_eq!(ScalarType::Char.code(), 16);
+        assert_eq!(ScalarType::Char.check(b"ab ", 3), Ok(()));
+        assert_eq!(ScalarType::Char.check("é  ".as_bytes(), 3), Ok(()));
+        assert_eq!(
+            ScalarType::Char.check(b"ab", 3),
+            Err(ValueError::NotPadded { chars: 2, width: 3 })
+        );
+        assert_eq!(
+            ScalarType::Char.check(b"abcd", 3),
+            Err(ValueError::NotPadded { chars: 4, width: 3 })
+        );
+        assert_eq!(ScalarType::Char.check(b"ab  ", 0), Ok(()));
+        assert_eq!(ScalarType::Char.check(&[0xff], 0), Err(ValueError::Utf8));
+        let key = |v: &[u8]| ScalarType::Char.order_key(v).unwrap();
+        assert_eq!(key(b"ab "), key(b"ab"));
+        assert_eq!(key(b"   "), Vec::<u8>::new());
+        assert!(key(b"a  ") < key(b"a! "));
+        assert!(key(b" a ") < key(b"ab "));
+        assert!(ScalarType::Char.is_keyable() && ScalarType::Char.is_orderable());
+    }
 
     /// Proves that order keys sort as the values: integers of every
     /// width and the date and timestamp types by numeric value (one key

@@ -203,7 +203,7 @@ pub(crate) fn parse(alter: ast::AlterTable) -> Result<WriteStatement, WriteError
                             || using.as_ref().is_some_and(|u| !restates(u))
                         {
                             return Err(unsupported(format!(
-                                "ALTER TABLE … {} is not supported: only the length of a text column can change (TYPE text, varchar(n) or char(n))",
+                                "ALTER TABLE … {} is not supported: only the length of a text or varchar column can change (TYPE text or varchar(n); a character(n) column's values would be padded again)",
                                 form(op)
                             )));
                         }
@@ -332,7 +332,7 @@ fn build(
                 }
                 let value = match (&column.default, column.scalar()) {
                     (Some(text), Some(ty)) => {
-                        crate::declared::default_once(text, ty, &column.name)?
+                        crate::declared::default_once(text, ty, column.type_mod, &column.name)?
                     }
                     _ => None,
                 };

@@ -38,7 +38,8 @@
 //! write path ([`crate::declared::scalar_bytes`]) uses the same kernels
 //! for the values it stores in integer columns.
 //!
-//! The same rule answers `pg_typeof(x)` ([`PG_TYPEOF`]): the name of
+//! The same rule reads `character(n)` values as Postgres does
+//! ([`crate::bpchar`]), and answers `pg_typeof(x)` ([`PG_TYPEOF`]): the name of
 //! `x`'s type as Postgres would type the expression written (a decimal
 //! constant is `numeric`, `1` is `integer`, `'a'` alone is `unknown`),
 //! a constant of type `regtype`, as Postgres prints it.
@@ -592,6 +593,9 @@ pub fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
 }
 
 fn rewrite_expr(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    if let Some(read) = crate::bpchar::rewrite(&expr, schema)? {
+        return Ok(read);
+    }
     if let Expr::ScalarFunction(f) = &expr
         && f.name() == PG_TYPEOF
         && let [arg] = f.args.as_slice()

@@ -114,14 +114,22 @@ pub(crate) fn column_type(
             if array {
                 ArrayElement::Text
             } else {
+                let blank_padded = name != "varchar" && name != "character varying";
+                // `char` and `character` alone are `character(1)`;
+                // `bpchar` alone has no length (values kept as written).
                 let n = if modifier.is_some() {
                     number("varchar / char")?
-                } else if name.starts_with("char") || name == "bpchar" || name == "nchar" {
+                } else if blank_padded && name != "bpchar" {
                     1
                 } else {
                     0
                 };
-                return Ok((ColumnType::Scalar(ScalarType::Text), n, false));
+                let ty = if blank_padded {
+                    ScalarType::Char
+                } else {
+                    ScalarType::Text
+                };
+                return Ok((ColumnType::Scalar(ty), n, false));
             }
         }
         _ if array => {
@@ -407,6 +415,7 @@ pub(crate) fn check_not_always(def: &ColumnDef, updated: bool) -> Result<(), Wri
 pub(crate) fn default_once(
     text: &str,
     ty: ScalarType,
+    type_mod: u32,
     column: &str,
 ) -> Result<Option<Vec<u8>>, WriteError> {
     let expr = crate::write::parse_expr(text)?;
@@ -421,7 +430,7 @@ pub(crate) fn default_once(
             "DEFAULT {text} of column {column:?}: supported defaults are literals, now(), CURRENT_TIMESTAMP and CURRENT_DATE"
         ))
     })?;
-    scalar_bytes(&literal, ty, column)
+    scalar_bytes(&literal, ty, type_mod, column)
 }
 
 /// `UNIQUE (a, b, …)` of table `table`, named as written or as Postgres
@@ -891,6 +900,40 @@ pub(crate) fn array_text_elements(text: &str) -> Option<Vec<Option<String>>> {
     }
 }
 
+/// Text for a `varchar(n)` (`Text`) or `character(n)` (`Char`) column
+/// of length `n` (0: no length), as Postgres fits it (its `varchar` and
+/// `bpchar` input with a type modifier): longer than `n`, it is refused
+/// (`22001`) unless the characters past `n` are all blanks, which are
+/// dropped; `character(n)` text is then padded with blanks to `n`.
+pub(crate) fn fitted_text(text: String, ty: ScalarType, n: u32) -> Result<String, WriteError> {
+    if n == 0 {
+        return Ok(text);
+    }
+    let n = n as usize;
+    let chars = text.chars().count();
+    if chars > n {
+        let cut = text.char_indices().nth(n).map_or(text.len(), |(i, _)| i);
+        if text[cut..].chars().any(|c| c != ' ') {
+            let type_name = match ty {
+                ScalarType::Char => "character",
+                _ => "character varying",
+            };
+            return Err(WriteError::StringTooLong(format!(
+                "value too long for type {type_name}({n})"
+            )));
+        }
+        return Ok(text[..cut].to_owned());
+    }
+    Ok(match ty {
+        ScalarType::Char => {
+            let mut padded = text;
+            padded.extend(std::iter::repeat_n(' ', n - chars));
+            padded
+        }
+        _ => text,
+    })
+}
+
 /// What a value is, for error messages.
 fn shown(literal: &Literal) -> String {
     match literal {
@@ -906,9 +949,15 @@ fn shown(literal: &Literal) -> String {
 }
 
 /// A literal as the canonical bytes of a `ty` value (`None` for NULL).
+/// `type_mod` is the column's character length for `varchar(n)` and
+/// `character(n)` (0 otherwise): text longer than `n` is refused unless
+/// the characters past `n` are blanks, which are dropped, and
+/// `character(n)` text is padded with blanks to `n`, as Postgres stores
+/// it.
 pub fn scalar_bytes(
     literal: &Literal,
     ty: ScalarType,
+    type_mod: u32,
     column: &str,
 ) -> Result<Option<Vec<u8>>, WriteError> {
     let bad = || {
@@ -1001,10 +1050,13 @@ pub fn scalar_bytes(
             };
             vec![u8::from(value)]
         }
-        ScalarType::Text => match literal {
-            Literal::Bool(b) => b.to_string().into_bytes(),
-            _ => text.ok_or_else(bad)?.as_bytes().to_vec(),
-        },
+        ScalarType::Text | ScalarType::Char => {
+            let text = match literal {
+                Literal::Bool(b) => b.to_string(),
+                _ => text.ok_or_else(bad)?.to_owned(),
+            };
+            fitted_text(text, ty, type_mod)?.into_bytes()
+        }
         ScalarType::Bytea => match literal {
             Literal::Bytes(b) => b.clone(),
             _ => bytea_text(text.ok_or_else(bad)?)?,
@@ -1068,7 +1120,7 @@ pub fn scalar_bytes(
             let element = element.scalar();
             let mut out = (items.len() as u32).to_le_bytes().to_vec();
             for item in &items {
-                match scalar_bytes(item, element, column)? {
+                match scalar_bytes(item, element, 0, column)? {
                     None => out.push(0),
                     Some(bytes) => {
                         out.push(1);
@@ -1266,7 +1318,7 @@ fn build_rows(
                     &computed
                 }
             };
-            let bytes = scalar_bytes(literal, ty, &def.name)?;
+            let bytes = scalar_bytes(literal, ty, def.type_mod, &def.name)?;
             if bytes.is_none() && def.not_null() {
                 return Err(WriteError::NotNull(format!(
                     "null value in column {:?} of relation {table:?} violates not-null constraint",
@@ -1637,7 +1689,7 @@ fn plan_insert(
                 .expect("invariant: c is a scalar column");
             let mut values = ColumnValues::default();
             let fixed = match value {
-                SetValue::Value(literal) => Some(scalar_bytes(literal, ty, column)?),
+                SetValue::Value(literal) => Some(scalar_bytes(literal, ty, def.type_mod, column)?),
                 SetValue::Excluded(source) => {
                     if !scalar_names.contains(&source.as_str()) {
                         return Err(WriteError::UndefinedColumn(format!(

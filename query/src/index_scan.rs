@@ -333,6 +333,10 @@ fn key(ty: ScalarType, value: &ScalarValue) -> Option<Key> {
             _ => None,
         },
         ScalarType::Text => of(text(value)?.as_bytes().to_vec()),
+        // Filters on `character(n)` compare without trailing blanks
+        // ([`crate::bpchar`]), so they never reach here as comparisons
+        // of the column; a constant's key would need the column's width.
+        ScalarType::Char => None,
         ScalarType::Bytea => match value {
             ScalarValue::Binary(Some(b))
             | ScalarValue::LargeBinary(Some(b))

@@ -40,6 +40,7 @@
 
 pub mod advisory;
 pub mod alter;
+pub mod bpchar;
 pub mod casts;
 pub mod catalog;
 pub mod column_names;
@@ -500,6 +501,7 @@ pub fn session_with(engine: Arc<Engine>, memory_bytes: usize) -> SessionContext 
     ctx.register_udtf("unnest", Arc::new(correlated::LateralUnnestFunc));
     functions::register_functions(&ctx);
     casts::register_functions(&ctx);
+    bpchar::register_functions(&ctx);
     vector_functions::register_functions(&ctx);
     vector_aggregates::register_functions(&ctx);
     metadata_functions::register_functions(&ctx);

@@ -179,7 +179,8 @@ impl WriteError {
             | WriteError::DatatypeMismatch(_)
             | WriteError::InvalidReference(_)
             | WriteError::OutOfRange(_)
-            | WriteError::Cast { .. } => Fault::InvalidInput,
+            | WriteError::Cast { .. }
+            | WriteError::StringTooLong(_) => Fault::InvalidInput,
             WriteError::UndefinedTable(_)
             | WriteError::UndefinedIndex(_)
             | WriteError::UndefinedConstraint(_) => Fault::NotFound,

@@ -184,6 +184,11 @@ fn is_l1_operator(tokens: &[TokenWithSpan]) -> bool {
 }
 
 /// A call of the function `name` with `args`.
+/// A call of the function `name` with `args`.
+pub(crate) fn function_call(name: &str, args: Vec<Expr>) -> Expr {
+    call(name, args)
+}
+
 fn call(name: &str, args: Vec<Expr>) -> Expr {
     Expr::Function(Function {
         name: ObjectName::from(vec![Ident::new(name)]),

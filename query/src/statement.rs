@@ -473,6 +473,7 @@ fn parse(sql: &str) -> Result<Option<Statement>, QueryError> {
             let mut statement = statements.remove(0);
             crate::catalog::rewrite_catalog_syntax(&mut statement).map_err(syntax)?;
             crate::casts::rewrite_literal_casts(&mut statement).map_err(QueryError::Cast)?;
+            crate::bpchar::rewrite_casts(&mut statement);
             crate::pgvector::rewrite_tree(&mut statement);
             Ok(Some(statement))
         }
@@ -1948,11 +1949,11 @@ impl QueryEngine {
             return Ok(None);
         }
         let verb = statement.command();
-        let Some((scalar, key, ty)) = schema
+        let Some((scalar, key, ty, key_mod)) = schema
             .scalar_columns()
             .enumerate()
             .find(|(_, (_, def, _))| def.is_primary_key())
-            .map(|(s, (_, def, ty))| (s, def.name.clone(), ty))
+            .map(|(s, (_, def, ty))| (s, def.name.clone(), ty, def.type_mod))
         else {
             return Err(write::WriteError::Unsupported(format!(
                 "{verb} of {table} with this WHERE clause: the table needs a primary key to name its rows"
@@ -2001,7 +2002,7 @@ impl QueryEngine {
                     let Some(key_value) = row.first() else {
                         continue;
                     };
-                    let bytes = crate::declared::scalar_bytes(key_value, ty, &key)?;
+                    let bytes = crate::declared::scalar_bytes(key_value, ty, key_mod, &key)?;
                     let Some(bytes) = bytes else { continue };
                     let record = engine
                         .read(|state| {

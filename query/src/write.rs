@@ -139,6 +139,9 @@ pub enum WriteError {
     /// `DROP CONSTRAINT` of a name the table's constraints do not have.
     #[error("{0}")]
     UndefinedConstraint(String),
+    /// Text longer than its `varchar(n)` or `character(n)` column.
+    #[error("{0}")]
+    StringTooLong(String),
     /// A value that does not convert to its integer column's type (out
     /// of range, text that is not an integer), worded as Postgres words
     /// it, with the column.
@@ -1771,6 +1774,26 @@ fn literal(expr: &Expr) -> Result<Literal, WriteError> {
             if let Some(ty) = crate::casts::IntType::of_sql(data_type) {
                 return integer_cast(value, ty);
             }
+            // An explicit cast to `char(n)` or `varchar(n)` cuts text to
+            // `n` characters (`char` alone: 1), as Postgres's does; the
+            // column then fits it (pads a `character(n)`).
+            let length = match data_type {
+                ast::DataType::Char(length) | ast::DataType::Character(length) => {
+                    Some(length.as_ref().map_or(Some(1), character_length))
+                }
+                ast::DataType::Varchar(length) | ast::DataType::CharacterVarying(length) => {
+                    Some(length.as_ref().and_then(character_length))
+                }
+                _ => None,
+            };
+            if let Some(length) = length {
+                return Ok(match (value, length) {
+                    (Literal::Text(t), Some(n)) => {
+                        Literal::Text(t.chars().take(n as usize).collect())
+                    }
+                    (v, _) => v,
+                });
+            }
             let type_name = data_type.to_string().to_ascii_lowercase();
             match (type_name.as_str(), value) {
                 (
@@ -1826,6 +1849,14 @@ fn literal(expr: &Expr) -> Result<Literal, WriteError> {
         other => Err(unsupported(format!(
             "value {other}: only literals are supported in writes"
         ))),
+    }
+}
+
+/// The `n` of `char(n)` / `varchar(n)`, `None` for `MAX`.
+fn character_length(length: &ast::CharacterLength) -> Option<u64> {
+    match length {
+        ast::CharacterLength::IntegerLength { length, .. } => Some(*length),
+        ast::CharacterLength::Max => None,
     }
 }
 
@@ -3052,7 +3083,7 @@ fn declared_ids(
     }
     ids.iter()
         .map(
-            |l| match crate::declared::scalar_bytes(l, ScalarType::Int64, "id")? {
+            |l| match crate::declared::scalar_bytes(l, ScalarType::Int64, 0, "id")? {
                 Some(b) => Ok(i64::from_le_bytes(b.try_into().unwrap_or_default()) as u64),
                 None => Ok(u64::MAX),
             },
@@ -3088,7 +3119,8 @@ type Computed<'a> = (&'a [(String, Box<Expr>)], &'a [(u64, Vec<Literal>)]);
 
 /// Where an assigned column is: among the scalar columns, or the vector.
 enum Target {
-    Scalar(u16, valori_core::table::ScalarType),
+    /// Its position among the scalar columns, its type and type modifier.
+    Scalar(u16, valori_core::table::ScalarType, u32),
     Vector,
 }
 
@@ -3126,7 +3158,7 @@ fn update_target(
         .and_then(|p| u16::try_from(p).ok())
         .ok_or_else(|| unsupported(format!("column {name}")))?;
     Ok((
-        Target::Scalar(scalar, ty),
+        Target::Scalar(scalar, ty, def.type_mod),
         def.not_null() || def.is_primary_key(),
     ))
 }
@@ -3135,12 +3167,12 @@ fn update_target(
 /// in a NOT NULL column).
 fn assigned_bytes(
     value: &Literal,
-    ty: valori_core::table::ScalarType,
+    (ty, type_mod): (valori_core::table::ScalarType, u32),
     not_null: bool,
     name: &str,
     table: &str,
 ) -> Result<Option<Vec<u8>>, WriteError> {
-    let bytes = crate::declared::scalar_bytes(value, ty, name)?;
+    let bytes = crate::declared::scalar_bytes(value, ty, type_mod, name)?;
     if bytes.is_none() && not_null {
         return Err(WriteError::NotNull(format!(
             "null value in column {name:?} of relation {table:?} violates not-null constraint"
@@ -3175,8 +3207,11 @@ fn update_declared(
                     table,
                 )?);
             }
-            (Target::Scalar(scalar, ty), not_null) => {
-                columns.push((scalar, assigned_bytes(value, ty, not_null, name, table)?));
+            (Target::Scalar(scalar, ty, type_mod), not_null) => {
+                columns.push((
+                    scalar,
+                    assigned_bytes(value, (ty, type_mod), not_null, name, table)?,
+                ));
             }
         }
     }
@@ -3191,7 +3226,7 @@ fn update_declared(
             .collect::<Result<Vec<_>, _>>()?;
         for (target, _) in &targets {
             match target {
-                Target::Scalar(scalar, _) => computed_scalars.push(*scalar),
+                Target::Scalar(scalar, _, _) => computed_scalars.push(*scalar),
                 Target::Vector => computed_vector = true,
             }
         }
@@ -3205,8 +3240,14 @@ fn update_declared(
             let mut row_vector = None;
             for (((name, _), (target, not_null)), value) in names.iter().zip(&targets).zip(values) {
                 match target {
-                    Target::Scalar(_, ty) => {
-                        bytes.push(assigned_bytes(value, *ty, *not_null, name, table)?);
+                    Target::Scalar(_, ty, type_mod) => {
+                        bytes.push(assigned_bytes(
+                            value,
+                            (*ty, *type_mod),
+                            *not_null,
+                            name,
+                            table,
+                        )?);
                     }
                     Target::Vector => {
                         row_vector = Some(crate::declared::vector_value(

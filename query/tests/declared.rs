@@ -305,47 +305,71 @@ fn declared_types_round_trip() {
     });
 }
 
-/// Proves what `char(n)` shares with PostgreSQL's `character(n)`: a value
-/// of at most n characters is stored, a longer one is refused and
-/// changes nothing (Postgres: `value too long for type character(3)`),
-/// `char` alone is `char(1)`, and the value's `length` and its text in
-/// `||` have no trailing blanks (Postgres strips the padding for both:
-/// `length('ab'::char(3))` is 2, `'ab'::char(3) || '|'` is `ab|`). What
-/// differs (docs/sql.md "Types"): Postgres pads the stored value with
-/// blanks to n and sends `ab `; Valori keeps `char(n)` as `varchar(n)`
-/// and sends `ab`.
+/// Proves `char(n)` is PostgreSQL's `character(n)` (PostgreSQL 16's
+/// rules, docs/sql.md "character(n)"): a value is stored and sent padded
+/// with blanks to n characters (`'ab'` in a `char(3)` is `ab `, 3
+/// octets), trailing blanks beyond n are dropped, other characters
+/// beyond n refuse the statement (`value too long for type
+/// character(3)`, changing nothing), `char` alone is `char(1)`; `length`
+/// and `||` read the value without its trailing blanks (`bpcharlen`, the
+/// cast to `text`: 2 and `ab|`), and `=` ignores them (`bpchareq`). The
+/// padded values are what the log holds: reopening the directory gives
+/// the same state hash and rows.
 #[test]
-fn char_n_lengths_as_postgres() {
+fn char_n_is_blank_padded_as_postgres() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Arc::new(Engine::open(dir.path()).unwrap());
-    let q = QueryEngine::new(Arc::clone(&engine));
-    block_on(async {
-        run(
-            &q,
-            "CREATE TABLE c (id int PRIMARY KEY, a char(3), b character(2), d char)",
-        )
-        .await
-        .unwrap();
-        run(&q, "INSERT INTO c VALUES (1, 'ab', 'xy', 'z')")
+    let before_reopen;
+    {
+        let engine = Arc::new(Engine::open(dir.path()).unwrap());
+        let q = QueryEngine::new(Arc::clone(&engine));
+        before_reopen = block_on(async {
+            run(
+                &q,
+                "CREATE TABLE c (id int PRIMARY KEY, a char(3), b character(2), d char)",
+            )
             .await
             .unwrap();
-        let before = engine.proof().unwrap().hashes.state;
-        for bad in [
-            "INSERT INTO c VALUES (2, 'abcd', 'x', 'z')",
-            "INSERT INTO c VALUES (2, 'ab', 'xyz', 'z')",
-            "INSERT INTO c VALUES (2, 'ab', 'x', 'zz')",
-        ] {
-            let e = run(&q, bad).await.unwrap_err().to_string();
-            assert!(e.contains("exceeds the column's"), "{bad}: {e}");
-        }
-        assert_eq!(engine.proof().unwrap().hashes.state, before);
+            run(
+                &q,
+                "INSERT INTO c VALUES (1, 'ab', 'xy', 'z'), (2, 'abc   ', 'x', ' ')",
+            )
+            .await
+            .unwrap();
+            let before = engine.proof().unwrap().hashes.state;
+            for bad in [
+                "INSERT INTO c VALUES (3, 'abcd', 'x', 'z')",
+                "INSERT INTO c VALUES (3, 'ab', 'xyz', 'z')",
+                "INSERT INTO c VALUES (3, 'ab', 'x', 'zz')",
+                "UPDATE c SET a = 'abcd' WHERE id = 1",
+            ] {
+                let e = run(&q, bad).await.unwrap_err().to_string();
+                assert!(
+                    e.contains("value too long for type character("),
+                    "{bad}: {e}"
+                );
+            }
+            assert_eq!(engine.proof().unwrap().hashes.state, before);
+            before
+        });
+    }
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    assert_eq!(engine.proof().unwrap().hashes.state, before_reopen);
+    let q = QueryEngine::new(Arc::clone(&engine));
+    block_on(async {
         let rows = run(
             &q,
-            "SELECT id, length(a), a || '|', b, d FROM c ORDER BY id",
+            "SELECT id, a, octet_length(a), length(a), a || '|', b, d, a = 'ab', a = 'ab ' \
+             FROM c ORDER BY id",
         )
         .await
         .unwrap();
-        assert_eq!(cells(&rows), ["1|2|ab||xy|z"]);
+        assert_eq!(
+            cells(&rows),
+            [
+                "1|ab |3|2|ab||xy|z|true|true",
+                "2|abc|3|3|abc||x | |false|false"
+            ]
+        );
     });
 }
 

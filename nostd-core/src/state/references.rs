@@ -104,7 +104,7 @@ fn show(ty: ScalarType, value: &[u8]) -> String {
     use core::fmt::Write as _;
     let mut out = String::new();
     match ty {
-        ScalarType::Text => out.push_str(&String::from_utf8_lossy(value)),
+        ScalarType::Text | ScalarType::Char => out.push_str(&String::from_utf8_lossy(value)),
         ScalarType::Uuid => {
             for (i, b) in value.iter().enumerate() {
                 if matches!(i, 4 | 6 | 8 | 10) {

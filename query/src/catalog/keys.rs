@@ -142,7 +142,7 @@ pub fn indexes(relation: &Relation) -> Vec<Index> {
             collations: vec![collation],
         };
     let collation_of = |c: &ColumnDef| {
-        if c.scalar() == Some(ScalarType::Text) {
+        if matches!(c.scalar(), Some(ScalarType::Text | ScalarType::Char)) {
             100
         } else {
             0
@@ -525,8 +525,13 @@ fn string_constant(s: &str, def: &ColumnDef, type_oid: u32) -> Option<String> {
             let Some(ty) = ty else {
                 return Some(labelled(s));
             };
-            let bytes = crate::declared::scalar_bytes(&Literal::Text(s.to_owned()), ty, &def.name)
-                .ok()??;
+            let bytes = crate::declared::scalar_bytes(
+                &Literal::Text(s.to_owned()),
+                ty,
+                def.type_mod,
+                &def.name,
+            )
+            .ok()??;
             let value = match ty {
                 ScalarType::Date => {
                     let days = i32::from_le_bytes(bytes.get(..4)?.try_into().ok()?);

@@ -398,7 +398,7 @@ fn unique_constraints_and_column_changes() {
             &q,
             &engine,
             "INSERT INTO perm VALUES (6, 3, 'toolong')",
-            |e| matches!(e, WriteError::InvalidValue(_)),
+            |e| matches!(e, WriteError::StringTooLong(_)),
         )
         .await;
         refused(

@@ -251,7 +251,7 @@ fn accepted(ty: ColumnType) -> &'static str {
             ScalarType::Int16 | ScalarType::Int32 | ScalarType::Int64 => "an integer type",
             ScalarType::Float32 | ScalarType::Float64 => "an integer or floating-point type",
             ScalarType::Numeric => "an integer, floating-point, decimal or Utf8 type",
-            ScalarType::Text => "Utf8",
+            ScalarType::Text | ScalarType::Char => "Utf8",
             ScalarType::Json | ScalarType::Jsonb => "Utf8 (JSON text)",
             ScalarType::Bytea => "Binary",
             ScalarType::Uuid => "Utf8 (uuid text) or FixedSizeBinary(16)",
@@ -298,7 +298,7 @@ fn fits(ty: ColumnType, found: &DataType) -> bool {
                         DataType::Decimal128(_, _) | DataType::Decimal256(_, _)
                     )
             }
-            ScalarType::Text | ScalarType::Json | ScalarType::Jsonb => text,
+            ScalarType::Text | ScalarType::Char | ScalarType::Json | ScalarType::Jsonb => text,
             ScalarType::Bytea => matches!(
                 found,
                 DataType::Binary | DataType::LargeBinary | DataType::BinaryView
