@@ -347,24 +347,7 @@ fn three_processes_replicate_fail_over_and_catch_up() {
     });
     let s = converged(&all, index);
     assert_eq!(s["events"], json!(31), "{s}");
-    for p in &all {
-        for id in &acked {
-            let (code, body) = call(
-                &p.rest,
-                "GET",
-                &format!("/v1/collections/docs/records/{id}"),
-                None,
-            );
-            assert_eq!(code, 200, "node {} record {id}: {body}", p.id);
-            let got: Vec<f64> = body["vector"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect();
-            assert_eq!(got, vector(*id), "node {} record {id}", p.id);
-        }
-    }
+    assert_acked_everywhere(&all, &acked);
 }
 
 /// Starts nodes 1 (bootstrapping), 2 and 3 (joining) under `root` and waits

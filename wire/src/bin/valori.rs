@@ -243,6 +243,25 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
+/// The answer of the node at `url` to `GET /v1/cluster/status`.
+fn node_status(url: &str, key: Option<&str>) -> Result<serde_json::Value, String> {
+    let answer = valori_wire::client::parse_url(url).and_then(|(addr, prefix)| {
+        valori_wire::client::request(
+            &addr,
+            "GET",
+            &format!("{prefix}/v1/cluster/status"),
+            key,
+            None,
+        )
+    });
+    let answer = answer.map_err(|e| e.to_string())?;
+    if answer.status == 200 {
+        answer.json()
+    } else {
+        Err(format!("HTTP {}: {}", answer.status, answer.text()))
+    }
+}
+
 fn cluster_status(urls: &[String], key: Option<&str>) -> ExitCode {
     let mut ok = true;
     println!(
@@ -250,22 +269,7 @@ fn cluster_status(urls: &[String], key: Option<&str>) -> ExitCode {
         "url", "node", "role", "term", "commit", "applied", "lag", "events", "state_hash"
     );
     for url in urls {
-        let answer = valori_wire::client::parse_url(url).and_then(|(addr, prefix)| {
-            valori_wire::client::request(
-                &addr,
-                "GET",
-                &format!("{prefix}/v1/cluster/status"),
-                key,
-                None,
-            )
-        });
-        let status = match answer.map_err(|e| e.to_string()).and_then(|r| {
-            if r.status == 200 {
-                r.json()
-            } else {
-                Err(format!("HTTP {}: {}", r.status, r.text()))
-            }
-        }) {
+        let status = match node_status(url, key) {
             Ok(v) => v,
             Err(e) => {
                 println!("{url:<28} unreachable: {e}");
@@ -329,18 +333,7 @@ fn cluster_change(change: Change, args: &MembershipArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-    let status = || {
-        valori_wire::client::request(
-            &addr,
-            "GET",
-            &format!("{prefix}/v1/cluster/status"),
-            key,
-            None,
-        )
-        .ok()
-        .filter(|r| r.status == 200)
-        .and_then(|r| r.json().ok())
-    };
+    let status = || node_status(url, key).ok();
     if answer.status != 200 {
         let message = answer
             .json()
