@@ -42,11 +42,17 @@ def leader_of(nodes):
 
 
 def caught_up(nodes):
-    """Every node at the leader's applied index (or None)."""
+    """Every node at the leader's applied index (or None).
+
+    A killed leader that restarts reports itself leader of its old term
+    for a few milliseconds (with no applied index) before it learns the
+    newer term: the leader is the one of the highest term, or a restarted
+    node would be taken as caught up with itself."""
     ss = [n.status() for n in nodes]
     if not all(ss):
         return None
-    leader = next((s for s in ss if s.get("role") == "leader"), None)
+    leader = max((s for s in ss if s.get("role") == "leader"),
+                 key=lambda s: s.get("term") or 0, default=None)
     if leader is None:
         return None
     target = leader.get("applied_index") or 0
