@@ -247,27 +247,37 @@ async fn start_cluster_node(
     Ok(node)
 }
 
-/// Resolves at the first SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(e) => {
-                    tracing::warn!("cannot listen for SIGTERM: {e}");
-                    let _ = interrupt.await;
-                    return;
+/// Resolves at the first SIGINT or SIGTERM. The handlers are installed
+/// when this is called, not when the future is first polled: a signal
+/// that arrives once the server has said it is listening (a script
+/// stopping it at once) finds them and shuts the server down gracefully
+/// rather than killing it. Call it inside the runtime (for example under
+/// `Runtime::enter`).
+#[cfg(unix)]
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt());
+    let term = signal(SignalKind::terminate());
+    async move {
+        match (interrupt, term) {
+            (Ok(mut interrupt), Ok(mut term)) => tokio::select! {
+                _ = interrupt.recv() => tracing::info!("SIGINT received"),
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+            },
+            (interrupt, term) => {
+                for e in [interrupt.err(), term.err()].into_iter().flatten() {
+                    tracing::warn!("cannot listen for a shutdown signal: {e}");
                 }
-            };
-        tokio::select! {
-            _ = interrupt => tracing::info!("SIGINT received"),
-            _ = term.recv() => tracing::info!("SIGTERM received"),
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
+}
+
+/// Resolves at the first Ctrl-C.
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -816,3 +816,18 @@ fn serve_asks_for_huge_pages_unless_switched_off() {
         server.stop();
     }
 }
+
+/// Proves a SIGTERM sent as soon as the server has said it is listening
+/// stops it gracefully (exit status 0), every time: the signal handlers
+/// are installed before that line, not when the shutdown future is first
+/// polled, when a signal in between killed the process.
+#[test]
+fn sigterm_right_after_the_listening_line_is_a_graceful_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    let data = dir.path().join("data");
+    for _ in 0..10 {
+        let mut server = Server::start(&data, &log);
+        server.stop();
+    }
+}

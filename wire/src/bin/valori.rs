@@ -208,32 +208,34 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(valori_wire::server::serve(
-        config,
-        valori_wire::server::shutdown_signal(),
-        |running| {
-            // One line on stdout that scripts can wait for.
+    // The signal handlers are installed now, before the server says it
+    // is listening.
+    let shutdown = {
+        let _runtime = runtime.enter();
+        valori_wire::server::shutdown_signal()
+    };
+    let result = runtime.block_on(valori_wire::server::serve(config, shutdown, |running| {
+        // One line on stdout that scripts can wait for.
+        println!(
+            "valori listening: rest http://{} postgres postgres://{}",
+            running.rest_addr, running.pg_addr
+        );
+        if let Some(node) = &running.cluster {
             println!(
-                "valori listening: rest http://{} postgres postgres://{}",
-                running.rest_addr, running.pg_addr
+                "valori cluster: node {} at {}",
+                node.id, node.member.cluster_addr
             );
-            if let Some(node) = &running.cluster {
-                println!(
-                    "valori cluster: node {} at {}",
-                    node.id, node.member.cluster_addr
-                );
-            }
-            let _ = std::io::stdout().flush();
-            // A second line for Flight; scripts that read only the first
-            // may have closed stdout by now, which is not an error.
-            let _ = writeln!(
-                std::io::stdout(),
-                "valori flight: grpc://{}",
-                running.flight_addr
-            );
-            let _ = std::io::stdout().flush();
-        },
-    ));
+        }
+        let _ = std::io::stdout().flush();
+        // A second line for Flight; scripts that read only the first
+        // may have closed stdout by now, which is not an error.
+        let _ = writeln!(
+            std::io::stdout(),
+            "valori flight: grpc://{}",
+            running.flight_addr
+        );
+        let _ = std::io::stdout().flush();
+    }));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
