@@ -463,9 +463,12 @@ pub fn session_with(engine: Arc<Engine>, memory_bytes: usize) -> SessionContext 
         .with_memory_limit(memory_bytes, 1.0)
         .build_arc()
         .expect("invariant: a runtime environment with a memory pool and no disk builds");
-    let config = SessionConfig::new()
+    let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG, SCHEMA)
         .with_option_extension(ValoriOptions::default());
+    // Sessions run in UTC (the `TimeZone` Valori reports): `now()` and
+    // `current_timestamp` are `timestamptz` values, as in PostgreSQL.
+    config.options_mut().execution.time_zone = Some("+00:00".to_owned());
     let mut builder = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)

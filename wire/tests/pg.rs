@@ -2322,6 +2322,44 @@ async fn untyped_null_is_sent_as_null() {
     server.stop().await;
 }
 
+/// Proves `now()` and `current_time` reach a driver as PostgreSQL sends
+/// them: `timestamptz` and `time` at microsecond resolution, read by
+/// tokio-postgres in binary as the current time and written in text as
+/// `YYYY-MM-DD HH:MM:SS.ffffff+00` (they went out in Arrow's display
+/// form, `2026-12-07T19:26:10.264282577`, which drivers refuse).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn now_is_a_timestamptz_drivers_read() {
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    let before = std::time::SystemTime::now();
+    let row = client
+        .query_one("SELECT now(), current_timestamp, now()::timestamp", &[])
+        .await
+        .unwrap();
+    let after = std::time::SystemTime::now();
+    assert_eq!(row.columns()[0].type_(), &Type::TIMESTAMPTZ);
+    assert_eq!(row.columns()[2].type_(), &Type::TIMESTAMP);
+    for i in 0..3 {
+        let t: std::time::SystemTime = row.get(i);
+        // Microseconds: at most half of one earlier than `before`.
+        let slack = std::time::Duration::from_micros(1);
+        assert!(
+            t + slack >= before && t <= after + slack,
+            "column {i}: {t:?}"
+        );
+    }
+    let text = simple_rows(&client, "SELECT now(), current_time").await;
+    let now = text[0][0].clone().unwrap();
+    let (date_time, zone) = now.split_at(now.len() - 3);
+    assert_eq!(zone, "+00", "{now}");
+    let (date, time) = date_time.split_once(' ').unwrap();
+    assert_eq!(date.len(), 10, "{now}");
+    assert!(time.len() <= 15 && time.as_bytes()[2] == b':', "{now}");
+    let clock = text[0][1].clone().unwrap();
+    assert!(clock.len() <= 15 && !clock.contains('T'), "{clock}");
+    server.stop().await;
+}
+
 /// Proves values are typed as PostgreSQL 16 types them where
 /// DataFusion's rules differ: `pg_typeof` answers a `regtype` (OID 2206),
 /// sent in text as the type's name and in binary as its OID (23 for

@@ -34,7 +34,9 @@ use postgres_types::Kind;
 use valori_query::datafusion::arrow::array::{Array, AsArray};
 use valori_query::datafusion::arrow::datatypes::{
     DataType, Date32Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
-    TimeUnit, TimestampMicrosecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    Time32MillisecondType, Time32SecondType, Time64MicrosecondType, Time64NanosecondType, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use valori_query::datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use valori_query::datafusion::common::ScalarValue;
@@ -103,6 +105,7 @@ pub fn pg_type(data_type: &DataType) -> Type {
         DataType::Date32 => Type::DATE,
         DataType::Timestamp(_, None) => Type::TIMESTAMP,
         DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
+        DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT,
         DataType::Binary
         | DataType::LargeBinary
@@ -235,6 +238,58 @@ where
     let mut out = String::new();
     push_float_text(&mut out, x);
     out
+}
+
+/// Microseconds, PostgreSQL's resolution, from a count of `unit`s:
+/// nanoseconds (DataFusion's `now()`, `to_timestamp`) are rounded to
+/// the nearest microsecond, half to even as PostgreSQL's input rounds
+/// extra fractional digits.
+fn micros_of(value: i64, unit: TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Second => value.saturating_mul(1_000_000),
+        TimeUnit::Millisecond => value.saturating_mul(1_000),
+        TimeUnit::Microsecond => value,
+        TimeUnit::Nanosecond => {
+            let (q, r) = (value.div_euclid(1_000), value.rem_euclid(1_000));
+            if r > 500 || (r == 500 && q % 2 != 0) {
+                q + 1
+            } else {
+                q
+            }
+        }
+    }
+}
+
+/// Row `row` of a timestamp column of any unit, in microseconds since
+/// 1970-01-01 00:00 (UTC for a `timestamptz`).
+fn timestamp_micros(array: &dyn Array, row: usize, unit: TimeUnit) -> i64 {
+    let value = match unit {
+        TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row),
+        TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().value(row),
+        TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().value(row),
+        TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(row),
+    };
+    micros_of(value, unit)
+}
+
+/// Row `row` of a time-of-day column (`Time32`, `Time64`), in
+/// microseconds since midnight.
+fn time_micros(array: &dyn Array, row: usize) -> i64 {
+    match array.data_type() {
+        DataType::Time32(TimeUnit::Second) => micros_of(
+            i64::from(array.as_primitive::<Time32SecondType>().value(row)),
+            TimeUnit::Second,
+        ),
+        DataType::Time32(_) => micros_of(
+            i64::from(array.as_primitive::<Time32MillisecondType>().value(row)),
+            TimeUnit::Millisecond,
+        ),
+        DataType::Time64(TimeUnit::Nanosecond) => micros_of(
+            array.as_primitive::<Time64NanosecondType>().value(row),
+            TimeUnit::Nanosecond,
+        ),
+        _ => array.as_primitive::<Time64MicrosecondType>().value(row),
+    }
 }
 
 /// A list of floats in text form, `[1,2.5]` (`brackets`, a vector's form)
@@ -379,14 +434,25 @@ pub fn text_value(array: &dyn Array, row: usize) -> Result<String, PgError> {
         DataType::UInt64 => array.as_primitive::<UInt64Type>().value(row).to_string(),
         DataType::Float32 => float_text(array.as_primitive::<Float32Type>().value(row)),
         DataType::Float64 => float_text(array.as_primitive::<Float64Type>().value(row)),
-        DataType::Timestamp(TimeUnit::Microsecond, tz) => {
-            let micros = array.as_primitive::<TimestampMicrosecondType>().value(row);
-            let text = timestamp_text(micros);
+        DataType::Timestamp(unit, tz) => {
+            let text = timestamp_text(timestamp_micros(array, row, *unit));
             if tz.is_some() {
                 format!("{text}+00")
             } else {
                 text
             }
+        }
+        DataType::Time32(_) | DataType::Time64(_) => {
+            let micros = time_micros(array, row).rem_euclid(86_400_000_000);
+            let secs = micros / 1_000_000;
+            let mut text = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+            let fraction = micros % 1_000_000;
+            if fraction != 0 {
+                let digits = format!("{fraction:06}");
+                text.push('.');
+                text.push_str(digits.trim_end_matches('0'));
+            }
+            text
         }
         DataType::Utf8 => array.as_string::<i32>().value(row).to_owned(),
         DataType::LargeUtf8 => array.as_string::<i64>().value(row).to_owned(),
@@ -638,9 +704,12 @@ fn encode_binary(
         DataType::Date32 => {
             out.put_i32(array.as_primitive::<Date32Type>().value(row) - PG_EPOCH_DAYS);
         }
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            let micros = array.as_primitive::<TimestampMicrosecondType>().value(row);
-            out.put_i64(micros - i64::from(PG_EPOCH_DAYS) * 86_400_000_000);
+        DataType::Timestamp(unit, _) => {
+            let micros = timestamp_micros(array, row, *unit);
+            out.put_i64(micros.saturating_sub(i64::from(PG_EPOCH_DAYS) * 86_400_000_000));
+        }
+        DataType::Time32(_) | DataType::Time64(_) => {
+            out.put_i64(time_micros(array, row).rem_euclid(86_400_000_000));
         }
         DataType::Utf8 if *ty == Type::UUID => {
             let text = array.as_string::<i32>().value(row);
@@ -1273,6 +1342,57 @@ mod tests {
             // Q16.16 values, as vectors hold them.
             check((state as i32) as f32 / 65536.0, 6);
         }
+    }
+
+    /// Proves timestamps and times of every Arrow unit are sent in
+    /// PostgreSQL's forms at its microsecond resolution: DataFusion's
+    /// `now()` is a nanosecond `timestamptz`, which went out in Arrow's
+    /// display form (`2026-12-07T19:26:10.264282577`) that no driver
+    /// reads. 1,796,671,570 s after 1970-01-01 is 2026-12-07 19:26:10 UTC
+    /// (Python's `datetime.fromtimestamp(1796671570, timezone.utc)`).
+    #[test]
+    fn timestamps_and_times_of_every_unit() {
+        use valori_query::datafusion::arrow::array::{
+            Time32SecondArray, Time64NanosecondArray, TimestampMillisecondArray,
+            TimestampNanosecondArray,
+        };
+        let now =
+            TimestampNanosecondArray::from(vec![1_796_671_570_264_282_577]).with_timezone("+00:00");
+        assert_eq!(pg_type(now.data_type()), Type::TIMESTAMPTZ);
+        assert_eq!(
+            text_value(&now, 0).unwrap(),
+            "2026-12-07 19:26:10.264283+00"
+        );
+        let mut out = BytesMut::new();
+        encode_value(&mut out, &now, 0, &Type::TIMESTAMPTZ, FieldFormat::Binary).unwrap();
+        // PostgreSQL's binary form: microseconds since 2000-01-01 00:00,
+        // 946,684,800 s after 1970-01-01.
+        let since_2000: i64 = (1_796_671_570 - 946_684_800) * 1_000_000 + 264_283;
+        assert_eq!(out[4..], since_2000.to_be_bytes());
+        // Half a microsecond goes to the even neighbour.
+        let halves = TimestampNanosecondArray::from(vec![1_500, 2_500, -500]);
+        let texts: Vec<String> = (0..3).map(|i| text_value(&halves, i).unwrap()).collect();
+        assert_eq!(
+            texts,
+            [
+                "1970-01-01 00:00:00.000002",
+                "1970-01-01 00:00:00.000002",
+                "1970-01-01 00:00:00"
+            ]
+        );
+        let millis = TimestampMillisecondArray::from(vec![1_796_671_570_250]);
+        assert_eq!(pg_type(millis.data_type()), Type::TIMESTAMP);
+        assert_eq!(text_value(&millis, 0).unwrap(), "2026-12-07 19:26:10.25");
+        let time = Time64NanosecondArray::from(vec![
+            (19 * 3600 + 26 * 60 + 10) * 1_000_000_000 + 295_868_938,
+        ]);
+        assert_eq!(pg_type(time.data_type()), Type::TIME);
+        assert_eq!(text_value(&time, 0).unwrap(), "19:26:10.295869");
+        let seconds = Time32SecondArray::from(vec![3_661]);
+        assert_eq!(text_value(&seconds, 0).unwrap(), "01:01:01");
+        let mut out = BytesMut::new();
+        encode_value(&mut out, &seconds, 0, &Type::TIME, FieldFormat::Binary).unwrap();
+        assert_eq!(out[4..], 3_661_000_000i64.to_be_bytes());
     }
 
     /// Proves the text forms of floats, vectors and large unsigned values,
