@@ -468,48 +468,108 @@ fn map<T: datafusion::arrow::datatypes::ArrowPrimitiveType>(
         .collect()
 }
 
-impl ScalarUDFImpl for IntegerCast {
-    fn name(&self) -> &str {
-        &self.name
-    }
+/// The field of a cast function's value: the cast's `target`, named
+/// after the function, nullable as the value cast is (as the cast it
+/// replaces).
+fn cast_field(target: &FieldRef, name: &str, args: &ReturnFieldArgs) -> FieldRef {
+    let nullable = args.arg_fields.iter().any(|f| f.is_nullable());
+    Arc::new(
+        target
+            .as_ref()
+            .clone()
+            .with_name(name)
+            .with_nullable(nullable),
+    )
+}
 
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
-        Ok(self.target.data_type().clone())
-    }
-
-    fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
-        // Nullable as the value cast is, as the cast it replaces.
-        let nullable = args.arg_fields.iter().any(|f| f.is_nullable());
-        Ok(Arc::new(
-            self.target
-                .as_ref()
-                .clone()
-                .with_name(self.name())
-                .with_nullable(nullable),
-        ))
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let [arg] = args.args.as_slice() else {
-            return Err(DataFusionError::Internal(format!(
-                "{} takes one argument",
-                self.name
-            )));
-        };
-        match arg {
-            ColumnarValue::Scalar(value) => {
-                let array = value.to_array()?;
-                let out = self.convert(&array)?;
-                Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
-            }
-            ColumnarValue::Array(array) => Ok(ColumnarValue::Array(self.convert(array)?)),
+/// Runs `convert` on the one argument of the cast function `name`, a
+/// constant or a column.
+fn invoke_cast(
+    name: &str,
+    args: &ScalarFunctionArgs,
+    convert: impl Fn(&ArrayRef) -> DfResult<ArrayRef>,
+) -> DfResult<ColumnarValue> {
+    let [arg] = args.args.as_slice() else {
+        return Err(DataFusionError::Internal(format!(
+            "{name} takes one argument"
+        )));
+    };
+    match arg {
+        ColumnarValue::Scalar(value) => {
+            let out = convert(&value.to_array()?)?;
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
         }
+        ColumnarValue::Array(array) => Ok(ColumnarValue::Array(convert(array)?)),
     }
 }
+
+/// The `ScalarUDFImpl` of a cast function: a struct with `name`,
+/// `signature` and `target` (the cast's target field) and a method
+/// `convert` from the value cast to the target's values.
+macro_rules! cast_function {
+    ($function:ty) => {
+        impl ScalarUDFImpl for $function {
+            fn name(&self) -> &str {
+                &self.name
+            }
+
+            fn signature(&self) -> &Signature {
+                &self.signature
+            }
+
+            fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+                Ok(self.target.data_type().clone())
+            }
+
+            fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
+                Ok(cast_field(&self.target, &self.name, &args))
+            }
+
+            fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+                invoke_cast(&self.name, &args, |array| self.convert(array))
+            }
+        }
+    };
+}
+
+cast_function!(IntegerCast);
+
+/// A cast of a `real` or `double precision` value to text, written as
+/// PostgreSQL writes it ([`crate::float_text`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct FloatText {
+    name: String,
+    /// The cast's target field (a text type).
+    target: FieldRef,
+    signature: Signature,
+}
+
+impl FloatText {
+    fn new(from: DataType, target: FieldRef) -> FloatText {
+        let name = if from == DataType::Float32 {
+            "float4_text"
+        } else {
+            "float8_text"
+        };
+        FloatText {
+            name: name.to_owned(),
+            target,
+            signature: Signature::exact(vec![from], Volatility::Immutable),
+        }
+    }
+
+    fn convert(&self, array: &ArrayRef) -> DfResult<ArrayRef> {
+        let out = crate::float_text::float_column_text(array).ok_or_else(|| {
+            DataFusionError::Internal(format!("{} of a {} value", self.name, array.data_type()))
+        })?;
+        Ok(datafusion::arrow::compute::cast(
+            &out,
+            self.target.data_type(),
+        )?)
+    }
+}
+
+cast_function!(FloatText);
 
 /// The analyzer rule that gives casts to integer types Postgres's
 /// rounding and range checks, and answers `pg_typeof` (see the [module
@@ -640,6 +700,21 @@ fn rewrite_expr(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
     let Expr::Cast(cast) = &expr else {
         return Ok(Transformed::no(expr));
     };
+    // `x::real::text`: PostgreSQL's float text (`1e+06`, `2`), not
+    // Arrow's (`1000000.0`, `2.0`).
+    if matches!(
+        cast.field.data_type(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    ) && let Ok(from @ (DataType::Float32 | DataType::Float64)) = cast.expr.get_type(schema)
+    {
+        let udf = ScalarUDF::new_from_impl(FloatText::new(from, Arc::clone(&cast.field)));
+        let Expr::Cast(cast) = expr else {
+            unreachable!("matched above")
+        };
+        return Ok(Transformed::yes(Expr::ScalarFunction(
+            ScalarFunction::new_udf(Arc::new(udf), vec![*cast.expr]),
+        )));
+    }
     // `ARRAY[a, b]::int[]`: Postgres casts each element to the element
     // type (`ARRAY[1.5::float8, 2.5]::int[]` is `{2,3}`), rather than
     // the array of the elements' common type.

@@ -17,6 +17,11 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{
+    TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType,
+};
 use datafusion::sql::sqlparser::ast::{self, ColumnOption, Expr, TableConstraint};
 use valori_core::event::{Batch, CollectionName, Event, RecordId};
 use valori_core::limits;
@@ -642,6 +647,38 @@ pub fn timestamp_text(micros: i64) -> String {
         out.push_str(f.trim_end_matches('0'));
     }
     out
+}
+
+/// Microseconds, PostgreSQL's resolution, from a count of `unit`s:
+/// nanoseconds (DataFusion's `now()`, `to_timestamp`) are rounded to
+/// the nearest microsecond, half to even as PostgreSQL's input rounds
+/// extra fractional digits.
+pub fn micros_of(value: i64, unit: TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Second => value.saturating_mul(1_000_000),
+        TimeUnit::Millisecond => value.saturating_mul(1_000),
+        TimeUnit::Microsecond => value,
+        TimeUnit::Nanosecond => {
+            let (q, r) = (value.div_euclid(1_000), value.rem_euclid(1_000));
+            if r > 500 || (r == 500 && q % 2 != 0) {
+                q + 1
+            } else {
+                q
+            }
+        }
+    }
+}
+
+/// Row `row` of a timestamp column of any unit, in microseconds since
+/// 1970-01-01 00:00 (UTC for a `timestamptz`).
+pub fn timestamp_micros(array: &dyn Array, row: usize, unit: TimeUnit) -> i64 {
+    let value = match unit {
+        TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row),
+        TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().value(row),
+        TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().value(row),
+        TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(row),
+    };
+    micros_of(value, unit)
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard

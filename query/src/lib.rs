@@ -47,6 +47,7 @@ pub mod column_names;
 pub mod correlated;
 pub mod declared;
 pub mod dsl;
+pub mod float_text;
 pub mod functions;
 pub mod index_scan;
 pub mod json_functions;

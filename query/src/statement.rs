@@ -1103,12 +1103,7 @@ fn is_float_vector(value: &ScalarValue) -> bool {
         && values.logical_null_count() == 0
 }
 
-/// pgvector's text form of `f32` components (each the shortest text that
-/// reads back as the same `f32`).
-pub fn vector_text(values: &[f32]) -> String {
-    let parts: Vec<String> = values.iter().map(|x| x.to_string()).collect();
-    format!("[{}]", parts.join(","))
-}
+pub use crate::float_text::vector_text;
 
 /// Prepared statements kept by text, the oldest first out. Lookups take
 /// a shared lock only, so concurrent statements never wait for each other

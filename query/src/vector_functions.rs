@@ -584,21 +584,29 @@ impl ScalarUDFImpl for TextCastUdf {
         let ([arg], [field]) = (args.args.as_slice(), args.arg_fields.as_slice()) else {
             return plan_err!("{TEXT_CAST} takes 1 argument");
         };
-        if let DataType::Timestamp(_, tz) = field.data_type() {
+        if let DataType::Timestamp(unit, tz) = field.data_type() {
             // As Postgres prints it (Arrow writes `2024-01-02T03:04:05`).
-            let micros = cast(
-                &arg.to_array(args.number_rows)?,
-                &DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None),
-            )?;
-            let micros =
-                micros.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
+            let values = arg.to_array(args.number_rows)?;
             let suffix = if tz.is_some() { "+00" } else { "" };
             let out: ArrayRef = Arc::new(
-                micros
-                    .iter()
-                    .map(|m| m.map(|m| format!("{}{suffix}", crate::declared::timestamp_text(m))))
+                (0..values.len())
+                    .map(|row| {
+                        values.is_valid(row).then(|| {
+                            let micros = crate::declared::timestamp_micros(&values, row, *unit);
+                            format!("{}{suffix}", crate::declared::timestamp_text(micros))
+                        })
+                    })
                     .collect::<datafusion::arrow::array::StringArray>(),
             );
+            if matches!(arg, ColumnarValue::Scalar(_)) {
+                return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?));
+            }
+            return Ok(ColumnarValue::Array(out));
+        }
+        // `x::real::text`: PostgreSQL's float text (`1e+06`, `2`), not
+        // Arrow's (`1000000.0`, `2.0`).
+        if let Some(out) = crate::float_text::float_column_text(&arg.to_array(args.number_rows)?) {
+            let out: ArrayRef = Arc::new(out);
             if matches!(arg, ColumnarValue::Scalar(_)) {
                 return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?));
             }
