@@ -738,7 +738,10 @@ impl Node {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        // A Raft core stopped by a fatal error keeps its last metrics
+        // (`leader`, say) but takes no further part in the cluster.
         let role = match m.state {
+            _ if m.running_state.is_err() => "shutdown",
             ServerState::Leader => "leader",
             ServerState::Candidate => "candidate",
             ServerState::Learner => "learner",
