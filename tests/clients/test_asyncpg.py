@@ -102,3 +102,29 @@ def test_pool_resets_connections_on_release():
             await pool.close()
 
     run(main())
+
+
+def test_now_is_an_aware_datetime():
+    """asyncpg decodes now() (binary timestamptz) as an aware datetime in
+    UTC within a second of this machine's clock, and current_time as a
+    time."""
+    import datetime
+
+    async def main():
+        conn = await asyncpg.connect(
+            host=os.environ["VALORI_PG_HOST"],
+            port=int(os.environ["VALORI_PG_PORT"]),
+            user="tester",
+            database="valori",
+        )
+        try:
+            before = datetime.datetime.now(datetime.timezone.utc)
+            row = await conn.fetchrow("SELECT now() AS n, current_time AS t")
+            after = datetime.datetime.now(datetime.timezone.utc)
+        finally:
+            await conn.close()
+        assert row["n"].utcoffset() == datetime.timedelta(0)
+        assert before - datetime.timedelta(seconds=1) <= row["n"] <= after
+        assert isinstance(row["t"], datetime.time)
+
+    run(main())

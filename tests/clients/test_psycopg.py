@@ -165,3 +165,29 @@ def test_prepared_statement_cache_deallocates(open_dsn):
         conn.prepared_max = 16
         for i in range(4_200):
             assert conn.execute(f"SELECT {i} + %s::int", (1,), prepare=True).fetchone() == (i + 1,)
+
+
+def test_now_and_floats_as_postgresql_sends_them(open_dsn):
+    """now() reaches psycopg as an aware datetime in UTC, in text and in
+    binary, close to this machine's clock; floats come back as the values
+    PostgreSQL's float4out and float8out texts read as."""
+    import datetime
+
+    for binary in (False, True):
+        with psycopg.connect(open_dsn, autocommit=True) as conn:
+            with conn.cursor(binary=binary) as cur:
+                before = datetime.datetime.now(datetime.timezone.utc)
+                cur.execute("SELECT now(), current_timestamp, now()::timestamp")
+                now, current, naive = cur.fetchone()
+                after = datetime.datetime.now(datetime.timezone.utc)
+                for t in (now, current):
+                    assert t.utcoffset() == datetime.timedelta(0)
+                    assert before - datetime.timedelta(seconds=1) <= t <= after
+                assert naive.tzinfo is None
+                assert naive == now.replace(tzinfo=None)
+    with psycopg.connect(open_dsn, autocommit=True) as conn:
+        texts = conn.execute(
+            "SELECT 1e6::real::text, (-26044.3125)::real::text, 2::float8::text"
+        ).fetchone()
+        # PostgreSQL 16 prints these three as 1e+06, -26044.312 and 2.
+        assert texts == ("1e+06", "-26044.312", "2")
