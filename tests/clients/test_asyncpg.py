@@ -15,17 +15,22 @@ def run(coro):
     return asyncio.run(coro)
 
 
+async def connect():
+    """A connection to the server under test, as user `tester`."""
+    return await asyncpg.connect(
+        host=os.environ["VALORI_PG_HOST"],
+        port=int(os.environ["VALORI_PG_PORT"]),
+        user="tester",
+        database="valori",
+    )
+
+
 def test_asyncpg_vectors():
     """Inserts numpy vectors through register_vector's binary codec and
     reads back the same floats and numpy's distances, nearest first."""
 
     async def main():
-        conn = await asyncpg.connect(
-            host=os.environ["VALORI_PG_HOST"],
-            port=int(os.environ["VALORI_PG_PORT"]),
-            user="tester",
-            database="valori",
-        )
+        conn = await connect()
         try:
             await register_vector(conn)
             await conn.execute("DROP TABLE IF EXISTS apg")
@@ -88,12 +93,7 @@ def test_pool_resets_connections_on_release():
                 assert await conn.fetchval("SHOW valori.ef_search") == "64"
                 for i in range(3):
                     assert await conn.fetchval("SELECT 40 + $1::int", i) == 40 + i
-            other = await asyncpg.connect(
-                host=os.environ["VALORI_PG_HOST"],
-                port=int(os.environ["VALORI_PG_PORT"]),
-                user="tester",
-                database="valori",
-            )
+            other = await connect()
             try:
                 assert await other.fetchval("SELECT pg_try_advisory_lock(4242)") is True
             finally:
@@ -111,12 +111,7 @@ def test_now_is_an_aware_datetime():
     import datetime
 
     async def main():
-        conn = await asyncpg.connect(
-            host=os.environ["VALORI_PG_HOST"],
-            port=int(os.environ["VALORI_PG_PORT"]),
-            user="tester",
-            database="valori",
-        )
+        conn = await connect()
         try:
             before = datetime.datetime.now(datetime.timezone.utc)
             row = await conn.fetchrow("SELECT now() AS n, current_time AS t")
