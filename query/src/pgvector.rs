@@ -214,6 +214,18 @@ fn call(name: &str, args: Vec<Expr>) -> Expr {
 /// `vector(n)` are dropped (a vector literal is the text `'[1,2,3]'`,
 /// which the distance functions take as it is), on the syntax tree.
 pub fn rewrite_tree(statement: &mut Statement) {
+    // `EXPLAIN query` shows the plan the query runs with: the statement
+    // it explains is rewritten as that statement alone would be (one
+    // level; `EXPLAIN EXPLAIN …` is left as DataFusion plans it).
+    if let Statement::Explain {
+        statement: inner, ..
+    } = statement
+    {
+        if !matches!(**inner, Statement::Explain { .. }) {
+            rewrite_tree(inner);
+        }
+        return;
+    }
     // In a query, `x::real[]` becomes a call that types its result
     // `real[]` (a plain list of `f32` is a `vector` to clients). Writes
     // keep their casts: they convert values to the column's type

@@ -196,6 +196,39 @@ fn pgvector_readme_flow() {
     });
 }
 
+/// Proves `EXPLAIN` shows the plan the query it explains runs with: a
+/// vector's and a float's cast to text run as Valori's text cast (which
+/// writes PostgreSQL's forms), and `EXPLAIN` showed DataFusion's `CAST`.
+#[test]
+fn explain_shows_the_plan_the_query_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(Arc::clone(&engine));
+    block_on(async {
+        run(
+            &q,
+            "CREATE TABLE t (id int PRIMARY KEY, e vector(2), r real)",
+        )
+        .await
+        .unwrap();
+        run(&q, "INSERT INTO t VALUES (1, '[1,2]', 1e6)")
+            .await
+            .unwrap();
+        let rows = run(&q, "SELECT e::text, r::text FROM t").await.unwrap();
+        assert_eq!(cells(&rows), ["[1,2]|1e+06"]);
+        let plan = cells(
+            &run(&q, "EXPLAIN SELECT e::text, r::text FROM t")
+                .await
+                .unwrap(),
+        );
+        assert!(
+            plan.iter().any(|l| l.contains("valori_text_cast")),
+            "{plan:?}"
+        );
+        assert!(!plan.iter().any(|l| l.contains("CAST(")), "{plan:?}");
+    });
+}
+
 /// Every scalar type, NULLs, literal and computed defaults, a text key;
 /// values read back in their canonical form; filters on the columns;
 /// catalogs that describe them.
