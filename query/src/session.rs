@@ -68,6 +68,9 @@ pub struct Session {
     pub advisory: AdvisorySession,
     /// Statements `PREPARE`d in SQL, by name.
     pub prepared: SqlPrepared,
+    /// The name the session logged in with (`current_user`); `None`
+    /// where the front end has none (REST, Flight, embedded).
+    pub user: Option<String>,
 }
 
 /// A session's `PREPARE`d statements (at most
@@ -184,6 +187,7 @@ impl Session {
             *self = Session {
                 transaction: self.transaction.take(),
                 advisory: self.advisory.clone(),
+                user: self.user.take(),
                 ..Session::default()
             };
             return Ok(());

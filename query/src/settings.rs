@@ -68,6 +68,20 @@ impl ReadConsistency {
 }
 
 extensions_options! {
+    /// The session a statement runs in, as a configuration extension
+    /// under the `valori_session.` prefix, for the functions that answer
+    /// about it (`current_user`).
+    pub struct SessionIdentity {
+        /// The name the session logged in with; empty where it has none.
+        pub user: String, default = String::new()
+    }
+}
+
+impl ConfigExtension for SessionIdentity {
+    const PREFIX: &'static str = "valori_session";
+}
+
+extensions_options! {
     /// [`SearchSettings`] as a DataFusion configuration extension under
     /// the `valori.` prefix (`valori.ef_search`, `valori.exact`).
     pub struct ValoriOptions {

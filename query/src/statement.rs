@@ -68,7 +68,7 @@ use crate::knn::{BoundParams, ValoriKnnExec};
 use crate::provider::CollectionScanExec;
 use crate::rows::Rows;
 use crate::session::Session;
-use crate::settings::{ReadConsistency, ValoriOptions};
+use crate::settings::{ReadConsistency, SessionIdentity, ValoriOptions};
 use crate::transaction::TransactionError;
 use crate::write::{self, Column, CopyFormat, WriteOutcome, WriteStatement};
 use crate::{QueryEngine, QueryError, QueryOutput, SQL_BYTES_MAX, on_deep_stack, sql_text};
@@ -2170,6 +2170,9 @@ impl QueryEngine {
         session: &Session,
     ) -> Result<SendableRecordBatchStream, QueryError> {
         let options = ValoriOptions::from(&session.search);
+        let identity = SessionIdentity {
+            user: session.user.clone().unwrap_or_default(),
+        };
         let advisory = AdvisoryScope::for_statement(
             &session.advisory,
             Instant::now() + effective_timeout(self.limits.statement_timeout, session),
@@ -2178,6 +2181,7 @@ impl QueryEngine {
             Some(kept) => {
                 let mut config = self.ctx.copied_config();
                 config.options_mut().extensions.insert(options);
+                config.options_mut().extensions.insert(identity);
                 config.options_mut().extensions.insert(advisory);
                 config.set_extension(Arc::new(BoundParams(params)));
                 let task = TaskContext::new(
@@ -2195,6 +2199,7 @@ impl QueryEngine {
             None => {
                 let mut state = self.ctx.state();
                 state.config_mut().options_mut().extensions.insert(options);
+                state.config_mut().options_mut().extensions.insert(identity);
                 state.config_mut().options_mut().extensions.insert(advisory);
                 // Functions are planned with the options the execution
                 // properties were given: give them these.

@@ -2322,6 +2322,29 @@ async fn untyped_null_is_sent_as_null() {
     server.stop().await;
 }
 
+/// Proves `current_user`, `session_user` and `user` answer the name each
+/// session logged in with, as PostgreSQL does: the
+/// same statement text, prepared once and kept by the server for every
+/// session, answers `alice` to alice and `bob` to bob.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn current_user_is_the_sessions_login_name() {
+    let server = Server::start(&["alice:s3cret:write", "bob:r3ad:read"]).await;
+    let sql = "SELECT current_user, session_user, user";
+    for name in ["alice", "bob", "alice"] {
+        let key = if name == "alice" { "s3cret" } else { "r3ad" };
+        let client = server.login(name, key).await.unwrap();
+        let row = client.query_one(sql, &[]).await.unwrap();
+        for i in 0..3 {
+            assert_eq!(row.get::<_, String>(i), name, "column {i}");
+        }
+        assert_eq!(
+            simple_rows(&client, sql).await,
+            [vec![Some(name.to_owned()); 3]]
+        );
+    }
+    server.stop().await;
+}
+
 /// Proves `now()` and `current_time` reach a driver as PostgreSQL sends
 /// them: `timestamptz` and `time` at microsecond resolution, read by
 /// tokio-postgres in binary as the current time and written in text as

@@ -29,6 +29,8 @@ use super::{
 struct Ctx<'a> {
     engine: &'a Engine,
     relations: OnceLock<Vec<Relation>>,
+    /// The name the statement's session logged in with; empty if none.
+    user: &'a str,
 }
 
 impl Ctx<'_> {
@@ -314,6 +316,21 @@ static DEFS: &[Def] = &[
                 &items,
                 &DataType::Utf8,
             )))
+        },
+    },
+    Def {
+        // Also `current_user`, `session_user` and `user` written without
+        // parentheses (see the catalog rewrite).
+        name: "current_user",
+        arities: &[0],
+        returns: utf8,
+        body: |ctx, _| {
+            if ctx.user.is_empty() {
+                return plan_err!(
+                    "current_user is known only to sessions that log in by name (the Postgres protocol); this one has none"
+                );
+            }
+            Ok(text(ctx.user))
         },
     },
     Def {
@@ -886,9 +903,14 @@ impl ScalarUDFImpl for CatalogUdf {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let identity = args
+            .config_options
+            .extensions
+            .get::<crate::settings::SessionIdentity>();
         let ctx = Ctx {
             engine: &self.engine,
             relations: OnceLock::new(),
+            user: identity.map_or("", |i| i.user.as_str()),
         };
         let all_scalar = args
             .args

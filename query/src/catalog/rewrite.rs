@@ -788,6 +788,7 @@ fn niladic(name: &str) -> Option<&'static str> {
     match name.to_ascii_lowercase().as_str() {
         "current_catalog" => Some("current_database"),
         "current_schema" => Some("current_schema"),
+        "current_user" | "session_user" | "user" => Some("current_user"),
         _ => None,
     }
 }
@@ -845,10 +846,11 @@ impl Rewriter {
                 default.then(|| (**inner).clone())
             }
             Expr::Subquery(query) => aggregated_subquery(query)?,
-            // `current_catalog` and `current_schema`, written without
-            // parentheses (SQL's niladic forms; Postgres's keywords, so
-            // never a column unless quoted): `current_database()` and
-            // `current_schema()`.
+            // `current_catalog`, `current_schema`, `current_user`,
+            // `session_user` and `user`, written without parentheses
+            // (SQL's niladic forms; Postgres's keywords, so never a column
+            // unless quoted): `current_database()`, `current_schema()`
+            // and `current_user()`.
             Expr::Identifier(ident) if ident.quote_style.is_none() => niladic(&ident.value)
                 .map(|f| call(f, Vec::new()))
                 .transpose()?,

@@ -124,6 +124,7 @@ fn connection<C: ClientInfo + ?Sized>(client: &C) -> Arc<Mutex<Connection>> {
     client.session_extensions().get_or_insert_with(|| {
         let mut connection = Connection::default();
         let metadata = client.metadata();
+        connection.session.user = metadata.get(METADATA_USER).cloned();
         let mut given: Vec<(String, String)> =
             ["statement_timeout", "valori.ef_search", "valori.exact"]
                 .iter()
