@@ -56,8 +56,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, GenericListArray, Int16Array, Int32Array, Int64Array, OffsetSizeTrait,
 };
 use datafusion::arrow::datatypes::{
-    DataType, Decimal128Type, Field, FieldRef, Float32Type, Float64Type, Int8Type, Int16Type,
-    Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    DataType, Decimal128Type, Field, FieldRef, Float32Type, Float64Type, Int64Type, UInt64Type,
 };
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -376,27 +375,19 @@ impl IntegerCast {
             DataType::Decimal128(_, scale) => map(array.as_primitive::<Decimal128Type>(), |v| {
                 decimal_to_int(v, *scale, ty)
             })?,
-            DataType::Int8 => map(array.as_primitive::<Int8Type>(), |v| {
-                ty.check(i128::from(v))
-            })?,
-            DataType::Int16 => map(array.as_primitive::<Int16Type>(), |v| {
-                ty.check(i128::from(v))
-            })?,
-            DataType::Int32 => map(array.as_primitive::<Int32Type>(), |v| {
-                ty.check(i128::from(v))
-            })?,
-            DataType::Int64 => map(array.as_primitive::<Int64Type>(), |v| {
-                ty.check(i128::from(v))
-            })?,
-            DataType::UInt8 => map(array.as_primitive::<UInt8Type>(), |v| {
-                ty.check(i128::from(v))
-            })?,
-            DataType::UInt16 => map(array.as_primitive::<UInt16Type>(), |v| {
-                ty.check(i128::from(v))
-            })?,
-            DataType::UInt32 => map(array.as_primitive::<UInt32Type>(), |v| {
-                ty.check(i128::from(v))
-            })?,
+            // Every integer but a u64 widens to i64 without loss.
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32 => {
+                let wide = datafusion::arrow::compute::cast(array, &DataType::Int64)?;
+                map(wide.as_primitive::<Int64Type>(), |v| {
+                    ty.check(i128::from(v))
+                })?
+            }
             DataType::UInt64 => map(array.as_primitive::<UInt64Type>(), |v| {
                 ty.check(i128::from(v))
             })?,

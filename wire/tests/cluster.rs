@@ -821,6 +821,21 @@ fn assert_acked_everywhere(nodes: &[&Proc], acked: &[u64]) {
     }
 }
 
+/// Inserts records `ids` on whichever of the running `nodes` leads (one
+/// must still lead), each acknowledged, and adds them to `acked`.
+fn insert_on_the_leader(nodes: &[Option<Proc>], ids: std::ops::Range<u64>, acked: &mut Vec<u64>) {
+    let leader = nodes
+        .iter()
+        .flatten()
+        .find(|p| status(p).is_some_and(|s| s["role"] == "leader"))
+        .expect("the leader still leads");
+    for id in ids {
+        let (code, body) = insert(leader, id);
+        assert_eq!(code, 201, "{body}");
+        acked.push(id);
+    }
+}
+
 /// Creates the collection `docs` on the leader of `nodes` and inserts
 /// records `ids` there; returns the leader's index in `nodes`.
 fn fill(nodes: &[&Proc], ids: std::ops::Range<u64>) -> usize {
@@ -884,17 +899,7 @@ fn a_stopped_follower_catches_up_from_a_snapshot() {
 
     let f = (l + 1) % 3;
     let (id, dir, addr) = kill(nodes[f].take().unwrap());
-    let rest: Vec<&Proc> = nodes.iter().flatten().collect();
-    let leader = rest
-        .iter()
-        .find(|p| status(p).is_some_and(|s| s["role"] == "leader"));
-    let leader = leader.expect("the leader still leads");
-    for id in 10..30 {
-        let (code, body) = insert(leader, id);
-        assert_eq!(code, 201, "{body}");
-        acked.push(id);
-    }
-    drop(rest);
+    insert_on_the_leader(&nodes, 10..30, &mut acked);
 
     nodes[f] = Some(spawn(&dir, id, &addr, &flags));
     let all: Vec<&Proc> = nodes.iter().flatten().collect();
@@ -939,17 +944,7 @@ fn a_wiped_follower_rejoins_and_converges() {
     let old = nodes[f].as_ref().map(|p| p.rest.clone()).unwrap();
     let (id, dir, old_addr) = kill(nodes[f].take().unwrap());
     std::fs::remove_dir_all(&dir).unwrap();
-    let rest: Vec<&Proc> = nodes.iter().flatten().collect();
-    let leader = rest
-        .iter()
-        .find(|p| status(p).is_some_and(|s| s["role"] == "leader"));
-    let leader = leader.expect("the leader still leads");
-    for id in 10..20 {
-        let (code, body) = insert(leader, id);
-        assert_eq!(code, 201, "{body}");
-        acked.push(id);
-    }
-    drop(rest);
+    insert_on_the_leader(&nodes, 10..20, &mut acked);
 
     let back = spawn(&dir, id, "127.0.0.1:0", &["--cluster-join", &seed]);
     assert_ne!(back.cluster, old_addr);
