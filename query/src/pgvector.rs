@@ -263,6 +263,11 @@ pub fn rewrite_tree(statement: &mut Statement) {
                 ..
             } = expr
             {
+                // `'[1.0, 2.50]'::vector::text` is the vector's text
+                // (`[1,2.5]`), not the literal's.
+                if is_vector_cast(inner) {
+                    vector_cast_to_call(inner);
+                }
                 let inner = std::mem::replace(inner.as_mut(), Expr::value(Value::Null));
                 *expr = call(crate::vector_functions::TEXT_CAST, vec![inner]);
             }

@@ -605,7 +605,10 @@ impl ScalarUDFImpl for TextCastUdf {
         }
         // `x::real::text`: PostgreSQL's float text (`1e+06`, `2`), not
         // Arrow's (`1000000.0`, `2.0`).
-        if let Some(out) = crate::float_text::float_column_text(&arg.to_array(args.number_rows)?) {
+        if matches!(field.data_type(), DataType::Float32 | DataType::Float64)
+            && let Some(out) =
+                crate::float_text::float_column_text(&arg.to_array(args.number_rows)?)
+        {
             let out: ArrayRef = Arc::new(out);
             if matches!(arg, ColumnarValue::Scalar(_)) {
                 return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?));
