@@ -888,8 +888,82 @@ pub(crate) fn jsonb_text(value: &serde_json::Value) -> String {
     out
 }
 
+/// A text element of an array in Postgres's array text form: quoted
+/// (with `"` and `\` escaped) when it is empty, `NULL`, or holds a
+/// delimiter, brace, quote, backslash or white space.
+pub fn array_element_text(text: &str) -> String {
+    let plain = !text.is_empty()
+        && !text.eq_ignore_ascii_case("null")
+        && !text
+            .chars()
+            .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_ascii_whitespace());
+    if plain {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// Postgres's text form of a one-dimensional array's items (`{1,2.5,NULL}`,
+/// `{a,"b c"}`), which [`array_text_elements`] reads back; `None` when
+/// an item is itself an array.
+pub fn array_text(items: &dyn Array) -> Option<String> {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::common::ScalarValue;
+    let mut out = String::from("{");
+    for i in 0..items.len() {
+        if i > 0 {
+            out.push(',');
+        }
+        if items.is_null(i) {
+            out.push_str("NULL");
+            continue;
+        }
+        match items.data_type() {
+            DataType::Utf8 => out.push_str(&array_element_text(items.as_string::<i32>().value(i))),
+            DataType::LargeUtf8 => {
+                out.push_str(&array_element_text(items.as_string::<i64>().value(i)));
+            }
+            DataType::Utf8View => {
+                out.push_str(&array_element_text(items.as_string_view().value(i)))
+            }
+            DataType::Float32 => out.push_str(&crate::float_text::float_text(
+                items
+                    .as_primitive::<datafusion::arrow::datatypes::Float32Type>()
+                    .value(i),
+            )),
+            DataType::Float64 => out.push_str(&crate::float_text::float_text(
+                items
+                    .as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+                    .value(i),
+            )),
+            DataType::Boolean => out.push(if items.as_boolean().value(i) {
+                't'
+            } else {
+                'f'
+            }),
+            DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => {
+                return None;
+            }
+            _ => out.push_str(&array_element_text(
+                &ScalarValue::try_from_array(items, i).ok()?.to_string(),
+            )),
+        }
+    }
+    out.push('}');
+    Some(out)
+}
+
 /// The elements of a Postgres array literal `{a,"b c",NULL}`.
-pub(crate) fn array_text_elements(text: &str) -> Option<Vec<Option<String>>> {
+pub fn array_text_elements(text: &str) -> Option<Vec<Option<String>>> {
     let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?;
     let mut out = Vec::new();
     if inner.trim().is_empty() {

@@ -50,7 +50,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::TaskContext;
-use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, Volatility};
 use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::sql::parser::Statement as DfStatement;
@@ -449,10 +449,61 @@ fn cast_placeholder_types(plan: &LogicalPlan) -> Result<HashMap<String, DataType
 }
 
 fn typed_by_cast(data_type: &DataType) -> bool {
+    let scalar = |t: &DataType| t.is_integer() || t.is_floating() || *t == DataType::Boolean;
     match data_type {
-        DataType::List(item) => *item.data_type() == DataType::UInt32,
-        other => other.is_integer() || other.is_floating() || *other == DataType::Boolean,
+        // `$1::text[]`, `$1::int[]`: an array's text (`{a,b}`) is read as
+        // the array, as Postgres reads an untyped parameter cast so.
+        DataType::List(item) => scalar(item.data_type()) || *item.data_type() == DataType::Utf8,
+        other => scalar(other),
     }
+}
+
+/// The plan with untyped placeholders typed by their place, as Postgres
+/// infers them: the array of `x = ANY($n)` or `x <> ALL($n)`
+/// (DataFusion's `array_has($n, x)`) as an array of `x`'s type, so that a
+/// list or an array's text (`{a,b}`) sent for it is bound as that array;
+/// `LIMIT $n` and `OFFSET $n` as `bigint`.
+fn type_placeholders_by_place(plan: LogicalPlan) -> Result<LogicalPlan, DataFusionError> {
+    plan.transform_up_with_subqueries(|node| {
+        let schema = match node.inputs().as_slice() {
+            [input] => Arc::clone(input.schema()),
+            _ => return Ok(Transformed::no(node)),
+        };
+        let limit = matches!(node, LogicalPlan::Limit(_));
+        node.map_expressions(|expr| {
+            expr.transform(|e| match e {
+                Expr::Placeholder(mut p) if limit && p.field.is_none() => {
+                    p.field = Some(Arc::new(datafusion::arrow::datatypes::Field::new(
+                        &p.id,
+                        DataType::Int64,
+                        true,
+                    )));
+                    Ok(Transformed::yes(Expr::Placeholder(p)))
+                }
+                Expr::ScalarFunction(mut f)
+                    if f.name() == "array_has"
+                        && matches!(f.args.as_slice(),
+                            [Expr::Placeholder(p), _] if p.field.is_none()) =>
+                {
+                    let Ok(item) = f.args[1].get_type(&schema) else {
+                        return Ok(Transformed::no(Expr::ScalarFunction(f)));
+                    };
+                    if let Expr::Placeholder(p) = &mut f.args[0] {
+                        p.field = Some(Arc::new(datafusion::arrow::datatypes::Field::new(
+                            &p.id,
+                            DataType::List(Arc::new(
+                                datafusion::arrow::datatypes::Field::new_list_field(item, true),
+                            )),
+                            true,
+                        )));
+                    }
+                    Ok(Transformed::yes(Expr::ScalarFunction(f)))
+                }
+                other => Ok(Transformed::no(other)),
+            })
+        })
+    })
+    .map(|t| t.data)
 }
 
 /// Parses one statement's text (see the [module documentation](self)):
@@ -1037,6 +1088,46 @@ fn bind_value(
             }),
         },
         ParamType::Typed(t) if value.data_type() == *t => Ok(value),
+        // An array's text form (`{a,"b c",NULL}`) where an array is
+        // needed: its elements, not one element holding the text.
+        ParamType::Typed(t @ DataType::List(_))
+            if matches!(
+                value,
+                ScalarValue::Utf8(Some(_)) | ScalarValue::Utf8View(Some(_))
+            ) =>
+        {
+            let text = value.to_string();
+            let items =
+                crate::declared::array_text_elements(&text).ok_or_else(|| ParamError::Type {
+                    n,
+                    value: value.to_string(),
+                    to: t.clone(),
+                    reason: "not an array's text form ({a,b,…})".to_owned(),
+                })?;
+            let items: Vec<ScalarValue> = items.into_iter().map(ScalarValue::Utf8).collect();
+            ScalarValue::List(ScalarValue::new_list_nullable(&items, &DataType::Utf8))
+                .cast_to(t)
+                .map_err(|e| ParamError::Type {
+                    n,
+                    value: value.to_string(),
+                    to: t.clone(),
+                    reason: e.strip_backtrace(),
+                })
+        }
+        // An array sent where the statement reads text (`$1::text[]`,
+        // whose text the cast reads as an array): the array's text form.
+        ParamType::Typed(DataType::Utf8)
+            if matches!(value, ScalarValue::List(_) | ScalarValue::LargeList(_)) =>
+        {
+            array_text(&value)
+                .map(|text| ScalarValue::Utf8(Some(text)))
+                .ok_or_else(|| ParamError::Type {
+                    n,
+                    value: value.to_string(),
+                    to: DataType::Utf8,
+                    reason: "an array of arrays".to_owned(),
+                })
+        }
         ParamType::Typed(t) => value.cast_to(t).map_err(|e| ParamError::Type {
             n,
             value: value.to_string(),
@@ -1044,6 +1135,17 @@ fn bind_value(
             reason: e.strip_backtrace(),
         }),
     }
+}
+
+/// A one-dimensional list value in Postgres's array text form
+/// (`{1,2}`, `{a,"b c",NULL}`); `None` for nested lists.
+fn array_text(value: &ScalarValue) -> Option<String> {
+    let items = match value {
+        ScalarValue::List(list) => list.value(0),
+        ScalarValue::LargeList(list) => list.value(0),
+        _ => return None,
+    };
+    crate::declared::array_text(items.as_ref())
 }
 
 /// The components of a list value.
@@ -1495,6 +1597,7 @@ impl QueryEngine {
         crate::pgvector::check_vector_casts(&plan)?;
         let vectors = distance_arguments(&plan)?;
         let plan = type_vector_placeholders(plan, &vectors)?;
+        let plan = type_placeholders_by_place(plan)?;
         let mut inferred = plan.get_parameter_types()?;
         for (id, data_type) in cast_placeholder_types(&plan)? {
             if let Some(slot @ None) = inferred.get_mut(&id) {

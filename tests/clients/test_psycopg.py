@@ -191,3 +191,58 @@ def test_now_and_floats_as_postgresql_sends_them(open_dsn):
         ).fetchone()
         # PostgreSQL 16 prints these three as 1e+06, -26044.312 and 2.
         assert texts == ("1e+06", "-26044.312", "2")
+
+
+def test_array_parameters_are_arrays(open_dsn):
+    """Python lists bound as psycopg sends them (int2[]/int8[] typed,
+    text lists untyped `{a,b}`) are the arrays they hold, as PostgreSQL
+    reads them: `= ANY(%s)`, `<> ALL(%s)`, `%s::text[]`, array equality,
+    and integers beyond f32's precision kept exact. Expected rows are
+    computed here from the inserted data."""
+    big = 2**40 + 1
+    rows = {1: ["a", "b"], 3: ["x"], big: ["a", "b"]}
+    with psycopg.connect(open_dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS py_arrays")
+        conn.execute("CREATE TABLE py_arrays (id bigint PRIMARY KEY, tags text[], e vector(2))")
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO py_arrays (id, tags, e) VALUES (%s, %s, %s)",
+                [(i, t, f"[{n},{n}]") for n, (i, t) in enumerate(rows.items())],
+            )
+        for binary in (False, True):
+            with conn.cursor(binary=binary) as cur:
+                def ids(sql, *args):
+                    return [r[0] for r in cur.execute(sql, args).fetchall()]
+
+                assert ids("SELECT id FROM py_arrays WHERE id = ANY(%s) ORDER BY id", [1, 3]) == [1, 3]
+                assert ids("SELECT id FROM py_arrays WHERE id = ANY(%s)", [big]) == [big]
+                assert ids("SELECT id FROM py_arrays WHERE id <> ALL(%s) ORDER BY id", [1, 3]) == [big]
+                want = sorted(i for i, t in rows.items() if t == ["a", "b"])
+                assert ids("SELECT id FROM py_arrays WHERE tags = %s ORDER BY id", ["a", "b"]) == want
+                want = sorted(i for i, t in rows.items() if t[0] in ("x", "a"))
+                assert ids("SELECT id FROM py_arrays WHERE tags[1] = ANY(%s::text[]) ORDER BY id", ["x", "a"]) == want
+                assert ids("SELECT id FROM py_arrays WHERE tags[1] = ANY(%s) ORDER BY id", ["x"]) == [3]
+                assert cur.execute("SELECT cardinality(%s::text[])", (["a", "b,c", 'd"e'],)).fetchone() == (3,)
+                assert cur.execute("SELECT %s::text[]", (["a", "b,c", None],)).fetchone() == (["a", "b,c", None],)
+                # A list as the query vector of a nearest-neighbour search.
+                assert ids("SELECT id FROM py_arrays ORDER BY e <-> %s::vector LIMIT 1", [1.9, 2.1]) == [big]
+        conn.execute("DELETE FROM py_arrays WHERE id = ANY(%s)", ([3, big],))
+        assert conn.execute("SELECT id FROM py_arrays").fetchall() == [(1,)]
+
+
+def test_untyped_limit_and_offset_parameters(open_dsn):
+    """`LIMIT $n OFFSET $n` with parameters sent untyped as text, as
+    node-postgres and knex send them, are integers (PostgreSQL infers
+    bigint); a parameterised write is described with NoData."""
+    with psycopg.connect(open_dsn, autocommit=True) as conn:
+        create(conn, "py_limit")
+        pg = conn.pgconn
+        result = pg.exec_params(
+            b"SELECT id FROM py_limit ORDER BY id LIMIT $1 OFFSET $2", [b"2", b"1"], [0, 0]
+        )
+        assert result.error_message == b""
+        assert [int(result.get_value(i, 0)) for i in range(result.ntuples)] == [2, 3]
+        pg.prepare(b"upd", b"UPDATE py_limit SET tag = $1 WHERE id = 1")
+        described = pg.describe_prepared(b"upd")
+        assert (described.nparams, described.nfields) == (1, 0)
+        assert described.status == psycopg.pq.ExecStatus.COMMAND_OK

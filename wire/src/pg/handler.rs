@@ -35,11 +35,11 @@ use pgwire::api::{
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail, CopyOutResponse};
-use pgwire::messages::data::DataRow;
+use pgwire::messages::data::{DataRow, NoData, ParameterDescription};
 use pgwire::messages::extendedquery::Sync as SyncMessage;
 use pgwire::messages::extendedquery::{
-    Bind, BindComplete, Close, CloseComplete, Parse, ParseComplete, TARGET_TYPE_BYTE_PORTAL,
-    TARGET_TYPE_BYTE_STATEMENT,
+    Bind, BindComplete, Close, CloseComplete, Describe, Parse, ParseComplete,
+    TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
 };
 use pgwire::messages::response::{NoticeResponse, ReadyForQuery, TransactionStatus};
 use tokio::sync::{RwLock, RwLockReadGuard};
@@ -778,6 +778,39 @@ impl ExtendedQueryHandler for Handler {
 
     fn query_parser(&self) -> Arc<StatementParser> {
         Arc::clone(&self.parser)
+    }
+
+    /// Like pgwire's, but a statement that returns no rows is described
+    /// with NoData after its parameters, as Postgres does, also when it
+    /// has parameters (pgwire sends an empty RowDescription then, which
+    /// drivers take for a result of no columns).
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        if message.target_type != TARGET_TYPE_BYTE_STATEMENT {
+            return self._on_describe(client, message).await;
+        }
+        let Some(Entry::Value(stmt)) = client.portal_store().get_statement(name) else {
+            return self._on_describe(client, message).await;
+        };
+        let described = self.do_describe_statement(client, &stmt).await?;
+        if !described.fields.is_empty() {
+            return pgwire::api::query::send_describe_response(client, &described).await;
+        }
+        client
+            .send(PgWireBackendMessage::ParameterDescription(
+                ParameterDescription::new(described.parameters.iter().map(Type::oid).collect()),
+            ))
+            .await?;
+        client
+            .send(PgWireBackendMessage::NoData(NoData::default()))
+            .await?;
+        Ok(())
     }
 
     /// Like pgwire's, but the status it reports is the session's: in a

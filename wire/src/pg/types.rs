@@ -236,30 +236,6 @@ pub fn text_form(array: &dyn Array, row: usize, ty: &Type) -> Result<String, PgE
     })
 }
 
-/// A text element of an array in Postgres's array text form: quoted
-/// (with `"` and `\` escaped) when it is empty, `NULL`, or holds a
-/// delimiter, brace, quote, backslash or white space.
-fn array_element_text(text: &str) -> String {
-    let plain = !text.is_empty()
-        && !text.eq_ignore_ascii_case("null")
-        && !text
-            .chars()
-            .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_ascii_whitespace());
-    if plain {
-        return text.to_owned();
-    }
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        if matches!(c, '"' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
-}
-
 /// A list value's items as `f64`s, and its raw `i32`s when it holds them.
 fn list_items(array: &dyn Array, row: usize) -> Option<std::sync::Arc<dyn Array>> {
     match array.data_type() {
@@ -332,7 +308,8 @@ pub fn text_value(array: &dyn Array, row: usize) -> Result<String, PgError> {
                     if items.is_null(i) {
                         Ok("NULL".to_owned())
                     } else if textual {
-                        text_value(items.as_ref(), i).map(|t| array_element_text(&t))
+                        text_value(items.as_ref(), i)
+                            .map(|t| valori_query::declared::array_element_text(&t))
                     } else {
                         text_value(items.as_ref(), i)
                     }
@@ -716,7 +693,7 @@ pub fn param_value(value: Option<&[u8]>, binary: bool, ty: &Type) -> Result<Scal
             | Type::FLOAT8_ARRAY
             | Type::INT2_ARRAY
             | Type::INT4_ARRAY
-            | Type::INT8_ARRAY => vector_param(binary_array(bytes).map_err(|e| bad(&e))?),
+            | Type::INT8_ARRAY => binary_number_array(bytes).map_err(|e| bad(&e))?,
             _ if ty.oid() == VECTOR_OID => {
                 vector_param(binary_vector(bytes).ok_or_else(|| bad("malformed vector"))?)
             }
@@ -815,12 +792,20 @@ pub fn param_value(value: Option<&[u8]>, binary: bool, ty: &Type) -> Result<Scal
         | Type::INT4_ARRAY
         | Type::INT8_ARRAY
         | Type::NUMERIC_ARRAY => {
-            let inner = text
-                .trim()
-                .strip_prefix('{')
-                .and_then(|t| t.strip_suffix('}'))
-                .ok_or_else(|| invalid("array"))?;
-            ScalarValue::Utf8(Some(format!("[{inner}]")))
+            let item_type = match *ty {
+                Type::INT2_ARRAY | Type::INT4_ARRAY | Type::INT8_ARRAY => DataType::Int64,
+                Type::FLOAT4_ARRAY => DataType::Float32,
+                _ => DataType::Float64,
+            };
+            text_number_array(text, &item_type).ok_or_else(|| invalid(ty.name()))?
+        }
+        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::BPCHAR_ARRAY => {
+            let items = valori_query::declared::array_text_elements(text)
+                .ok_or_else(|| invalid(ty.name()))?;
+            ScalarValue::List(ScalarValue::new_list_nullable(
+                &items.into_iter().map(ScalarValue::Utf8).collect::<Vec<_>>(),
+                &DataType::Utf8,
+            ))
         }
         Type::OID_ARRAY => {
             let inner = text
@@ -946,42 +931,93 @@ fn array_header(bytes: &[u8], element_bytes_min: usize) -> Result<Option<(i32, u
 }
 
 /// A one-dimensional binary array of int2/int4/int8/float4/float8
-/// elements, as `f32`s (NULL elements are refused), or what is wrong
-/// with it. The element count is the client's word: it is checked
-/// against the bytes actually sent (each element takes at least its
-/// 4-byte length) before anything is allocated.
-fn binary_array(bytes: &[u8]) -> Result<Vec<f32>, String> {
+/// elements as a list of their own type (integers as `Int64`, `float4`
+/// as `Float32`, `float8` as `Float64`; NULL elements as NULL items), or
+/// what is wrong with it. The statement layer takes it as a vector where
+/// the statement needs one and as an array elsewhere. The element count
+/// is the client's word: it is checked against the bytes actually sent
+/// (each element takes at least its 4-byte length) before anything is
+/// allocated.
+fn binary_number_array(bytes: &[u8]) -> Result<ScalarValue, String> {
     let word = |at: usize| array_word(bytes, at);
     // Each element takes at least its 4-byte length.
     let Some((element, len)) = array_header(bytes, 4)? else {
-        return Ok(Vec::new());
+        return Ok(number_list(Vec::new(), &DataType::Int64));
+    };
+    let item_type = match element {
+        21 | 23 | 20 => DataType::Int64,
+        700 => DataType::Float32,
+        701 => DataType::Float64,
+        oid => {
+            return Err(format!(
+                "elements of type OID {oid}; expected int2, int4, int8, float4 or float8"
+            ));
+        }
     };
     let mut at = ARRAY_HEADER_BYTES;
     let mut out = Vec::with_capacity(len);
     for i in 0..len {
         let n = word(at)?;
+        at += 4;
+        if n == -1 {
+            out.push(ScalarValue::try_from(&item_type).map_err(|e| e.to_string())?);
+            continue;
+        }
         let item = usize::try_from(n)
             .ok()
-            .and_then(|n| bytes.get(at + 4..at + 4 + n))
-            .ok_or_else(|| format!("array element {i}: length {n} (NULL or past the end)"))?;
-        at += 4 + item.len();
+            .and_then(|n| bytes.get(at..at + n))
+            .ok_or_else(|| format!("array element {i}: length {n} (past the end)"))?;
+        at += item.len();
         out.push(match (element, item.len()) {
-            (21, 2) => f32::from(i16::from_be_bytes([item[0], item[1]])),
-            (23, 4) => i32::from_be_bytes(array4(item)) as f32,
-            (20, 8) => i64::from_be_bytes(array8(item)) as f32,
-            (700, 4) => f32::from_be_bytes(array4(item)),
-            (701, 8) => f64::from_be_bytes(array8(item)) as f32,
-            (oid, n) => {
-                return Err(format!(
-                    "array element {i}: {n} bytes of type OID {oid}; expected int2, int4, int8, float4 or float8"
-                ));
-            }
+            (21, 2) => ScalarValue::Int64(Some(i64::from(i16::from_be_bytes([item[0], item[1]])))),
+            (23, 4) => ScalarValue::Int64(Some(i64::from(i32::from_be_bytes(array4(item))))),
+            (20, 8) => ScalarValue::Int64(Some(i64::from_be_bytes(array8(item)))),
+            (700, 4) => ScalarValue::Float32(Some(f32::from_be_bytes(array4(item)))),
+            (701, 8) => ScalarValue::Float64(Some(f64::from_be_bytes(array8(item)))),
+            (oid, n) => return Err(format!("array element {i}: {n} bytes of type OID {oid}")),
         });
     }
     if at != bytes.len() {
         return Err(format!("{} bytes follow the array", bytes.len() - at));
     }
-    Ok(out)
+    Ok(number_list(out, &item_type))
+}
+
+/// A text-form number array (`{1,2,NULL}`) as a list of `item_type`, or
+/// `None` when it does not read as one.
+fn text_number_array(text: &str, item_type: &DataType) -> Option<ScalarValue> {
+    let items = valori_query::declared::array_text_elements(text)?
+        .into_iter()
+        .map(|item| match item {
+            None => ScalarValue::try_from(item_type).ok(),
+            Some(t) => {
+                let t = t.trim();
+                match item_type {
+                    DataType::Int64 => t.parse::<i64>().ok().map(|n| ScalarValue::Int64(Some(n))),
+                    DataType::Float32 => {
+                        float_item(t).map(|x| ScalarValue::Float32(Some(x as f32)))
+                    }
+                    _ => float_item(t).map(|x| ScalarValue::Float64(Some(x))),
+                }
+            }
+        })
+        .collect::<Option<Vec<ScalarValue>>>()?;
+    Some(number_list(items, item_type))
+}
+
+/// A float element of an array's text form (`NaN` and `Infinity` as
+/// Postgres spells them).
+fn float_item(t: &str) -> Option<f64> {
+    match t.to_ascii_lowercase().as_str() {
+        "nan" => Some(f64::NAN),
+        "infinity" | "inf" => Some(f64::INFINITY),
+        "-infinity" | "-inf" => Some(f64::NEG_INFINITY),
+        _ => t.parse::<f64>().ok(),
+    }
+}
+
+fn number_list(items: Vec<ScalarValue>, item_type: &DataType) -> ScalarValue {
+    ScalarValue::List(ScalarValue::new_list_nullable(&items, item_type))
 }
 
 #[cfg(test)]
@@ -1045,16 +1081,37 @@ mod tests {
         }
         assert_eq!(
             param_value(Some(&ok), true, &Type::FLOAT4_ARRAY).unwrap(),
-            vector_param(vec![1.5, -2.0])
+            list(
+                vec![
+                    ScalarValue::Float32(Some(1.5)),
+                    ScalarValue::Float32(Some(-2.0))
+                ],
+                DataType::Float32
+            )
         );
-        // One element too many for the bytes, a NULL element, and a
-        // trailing byte are refused.
+        // A NULL element is a NULL item (a vector refuses it later).
+        let mut null = array_header(1, 700);
+        null.extend_from_slice(&(-1i32).to_be_bytes());
+        assert_eq!(
+            param_value(Some(&null), true, &Type::FLOAT4_ARRAY).unwrap(),
+            list(vec![ScalarValue::Float32(None)], DataType::Float32)
+        );
+        // int8 elements stay exact integers (2^40 + 1 has no f32).
+        let mut big = array_header(1, 20);
+        big.extend_from_slice(&8i32.to_be_bytes());
+        big.extend_from_slice(&((1i64 << 40) + 1).to_be_bytes());
+        assert_eq!(
+            param_value(Some(&big), true, &Type::INT8_ARRAY).unwrap(),
+            list(
+                vec![ScalarValue::Int64(Some((1 << 40) + 1))],
+                DataType::Int64
+            )
+        );
+        // One element too many for the bytes, and a trailing byte, are
+        // refused.
         let mut short = array_header(3, 700);
         short.extend_from_slice(&ok[20..]);
         assert!(param_value(Some(&short), true, &Type::FLOAT4_ARRAY).is_err());
-        let mut null = array_header(1, 700);
-        null.extend_from_slice(&(-1i32).to_be_bytes());
-        assert!(param_value(Some(&null), true, &Type::FLOAT4_ARRAY).is_err());
         ok.push(0);
         assert!(param_value(Some(&ok), true, &Type::FLOAT4_ARRAY).is_err());
     }
@@ -1086,14 +1143,44 @@ mod tests {
             param_value(Some(b"\\x00ff"), false, &Type::BYTEA).unwrap(),
             ScalarValue::Binary(Some(vec![0, 0xff]))
         );
+        // Arrays' text forms are their elements, typed.
         assert_eq!(
             param_value(Some(b"{1,2.5}"), false, &Type::FLOAT8_ARRAY).unwrap(),
-            utf8("[1,2.5]")
+            list(
+                vec![
+                    ScalarValue::Float64(Some(1.0)),
+                    ScalarValue::Float64(Some(2.5))
+                ],
+                DataType::Float64
+            )
         );
+        assert_eq!(
+            param_value(Some(b"{1099511627777,NULL}"), false, &Type::INT8_ARRAY).unwrap(),
+            list(
+                vec![
+                    ScalarValue::Int64(Some(1_099_511_627_777)),
+                    ScalarValue::Int64(None)
+                ],
+                DataType::Int64
+            )
+        );
+        assert_eq!(
+            param_value(Some(br#"{a,"b,c",NULL}"#), false, &Type::TEXT_ARRAY).unwrap(),
+            list(
+                vec![utf8("a"), utf8("b,c"), ScalarValue::Utf8(None)],
+                DataType::Utf8
+            )
+        );
+        let e = param_value(Some(b"{1,x}"), false, &Type::INT4_ARRAY).unwrap_err();
+        assert_eq!(e.code(), "22P02");
     }
 
     fn utf8(s: &str) -> ScalarValue {
         ScalarValue::Utf8(Some(s.to_owned()))
+    }
+
+    fn list(items: Vec<ScalarValue>, item_type: DataType) -> ScalarValue {
+        ScalarValue::List(ScalarValue::new_list_nullable(&items, &item_type))
     }
 
     /// Proves timestamps and times of every Arrow unit are sent in
