@@ -562,6 +562,56 @@ impl FloatText {
 
 cast_function!(FloatText);
 
+/// A cast of text to an array, read as PostgreSQL's array input reads it:
+/// `'{a,"b c",NULL}'::text[]` is three elements, not one element holding
+/// the text (Arrow's cast of a string to a list). The elements are text;
+/// a cast to the array's own element type follows.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ArrayText {
+    name: String,
+    /// `List<Utf8>`.
+    target: FieldRef,
+    signature: Signature,
+}
+
+impl ArrayText {
+    fn new(from: DataType) -> ArrayText {
+        ArrayText {
+            name: "array_in".to_owned(),
+            target: Arc::new(Field::new(
+                "array_in",
+                DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+                true,
+            )),
+            signature: Signature::exact(vec![from], Volatility::Immutable),
+        }
+    }
+
+    fn convert(&self, array: &ArrayRef) -> DfResult<ArrayRef> {
+        let texts = datafusion::arrow::compute::cast(array, &DataType::Utf8)?;
+        let texts = texts.as_string::<i32>();
+        let mut out = datafusion::arrow::array::ListBuilder::new(
+            datafusion::arrow::array::StringBuilder::new(),
+        );
+        for text in texts.iter() {
+            let Some(text) = text else {
+                out.append_null();
+                continue;
+            };
+            let items = crate::declared::array_text_elements(text).ok_or_else(|| {
+                DataFusionError::Execution(format!("malformed array literal: {text:?}"))
+            })?;
+            for item in items {
+                out.values().append_option(item);
+            }
+            out.append(true);
+        }
+        Ok(Arc::new(out.finish()))
+    }
+}
+
+cast_function!(ArrayText);
+
 /// The analyzer rule that gives casts to integer types Postgres's
 /// rounding and range checks, and answers `pg_typeof` (see the [module
 /// documentation](self)). It runs before DataFusion's type coercion.
@@ -688,6 +738,45 @@ fn rewrite_expr(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
             ))));
         }
     }
+    // `jsonb_column = '{"k":3}'`: Postgres reads the other side as
+    // `jsonb` and compares values, not texts (`{"k":3}` and the stored
+    // canonical `{"k": 3}` are equal).
+    if let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &expr
+        && matches!(
+            op,
+            Operator::Eq | Operator::NotEq | Operator::IsDistinctFrom | Operator::IsNotDistinctFrom
+        )
+    {
+        let is_jsonb = |e: &Expr| pg_type_of(e, schema).is_some_and(|t| t == "jsonb");
+        let is_text = |e: &Expr| {
+            e.get_type(schema).is_ok_and(|t| {
+                matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+            })
+        };
+        let (l, r) = (left.as_ref(), right.as_ref());
+        let cast_side = if is_jsonb(l) && is_text(r) && !is_jsonb(r) {
+            Some(false)
+        } else if is_jsonb(r) && is_text(l) && !is_jsonb(l) {
+            Some(true)
+        } else {
+            None
+        };
+        if let Some(cast_left) = cast_side {
+            let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else {
+                unreachable!("matched above")
+            };
+            let (left, right) = if cast_left {
+                (crate::json_functions::jsonb_cast(*left), *right)
+            } else {
+                (*left, crate::json_functions::jsonb_cast(*right))
+            };
+            return Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+                Box::new(left),
+                op,
+                Box::new(right),
+            ))));
+        }
+    }
     let Expr::Cast(cast) = &expr else {
         return Ok(Transformed::no(expr));
     };
@@ -705,6 +794,32 @@ fn rewrite_expr(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
         return Ok(Transformed::yes(Expr::ScalarFunction(
             ScalarFunction::new_udf(Arc::new(udf), vec![*cast.expr]),
         )));
+    }
+    // `'{a,b}'::text[]`, `$1::int[]` with the text `{1,2}`: the array
+    // the text spells, then each element cast to the element type.
+    if let DataType::List(item) | DataType::LargeList(item) = cast.field.data_type()
+        && let Ok(from @ (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)) =
+            cast.expr.get_type(schema)
+        && !matches!(item.data_type(), DataType::List(_) | DataType::LargeList(_))
+    {
+        let udf = ScalarUDF::new_from_impl(ArrayText::new(from));
+        let Expr::Cast(cast) = expr else {
+            unreachable!("matched above")
+        };
+        let items = Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(udf), vec![*cast.expr]));
+        if cast.field.data_type()
+            == &DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
+        {
+            return Ok(Transformed::yes(items));
+        }
+        return rewrite_expr(
+            Expr::Cast(datafusion::logical_expr::Cast {
+                expr: Box::new(items),
+                field: cast.field,
+            }),
+            schema,
+        )
+        .map(|t| Transformed::yes(t.data));
     }
     // `ARRAY[a, b]::int[]`: Postgres casts each element to the element
     // type (`ARRAY[1.5::float8, 2.5]::int[]` is `{2,3}`), rather than
@@ -870,6 +985,15 @@ fn source_of(expr: &Expr, schema: &DFSchema) -> Option<Source> {
         Class::Of(source) => Some(source),
         Class::Integer => None,
     }
+}
+
+/// The Postgres type `expr`'s field names in its metadata, if any.
+fn pg_type_of(expr: &Expr, schema: &DFSchema) -> Option<String> {
+    let (_, field) = expr.to_field(schema).ok()?;
+    field
+        .metadata()
+        .get(crate::catalog::PG_TYPE_METADATA_KEY)
+        .cloned()
 }
 
 /// The name of `pg_typeof`, which the analyzer rule answers.

@@ -76,8 +76,17 @@ pub fn metric_distance(metric: Metric, key: distance::Distance) -> f64 {
     const RAW_PRODUCT: f64 = 1.0 / 4_294_967_296.0;
     match metric {
         Metric::L2 => (key.0 as f64).sqrt() / 65536.0,
-        Metric::InnerProduct | Metric::Cosine => key.0 as f64 * RAW_PRODUCT,
+        Metric::InnerProduct => key.0 as f64 * RAW_PRODUCT,
+        Metric::Cosine => cosine_value(key),
     }
+}
+
+/// A cosine key as the distance reported: never below 0, as pgvector's
+/// (the key's floored roots make it slightly negative for nearly
+/// parallel vectors; clamping keeps the order of the keys).
+fn cosine_value(key: distance::Distance) -> f64 {
+    const RAW_PRODUCT: f64 = 1.0 / 4_294_967_296.0;
+    key.0.max(0) as f64 * RAW_PRODUCT
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -146,9 +155,7 @@ impl DistanceFunction {
             DistanceFunction::L2 => (kernel.l2_squared(a, b) as f64).sqrt() / 65536.0,
             DistanceFunction::InnerProduct => kernel.dot(a, b) as f64 * RAW_PRODUCT,
             DistanceFunction::NegativeInnerProduct => -(kernel.dot(a, b) as f64) * RAW_PRODUCT,
-            DistanceFunction::CosineDistance => {
-                kernel.distance(Metric::Cosine, a, b).0 as f64 * RAW_PRODUCT
-            }
+            DistanceFunction::CosineDistance => cosine_value(kernel.distance(Metric::Cosine, a, b)),
             DistanceFunction::L1 => l1_raw(a, b) as f64 / 65536.0,
         }
     }
@@ -795,5 +802,15 @@ mod tests {
         assert_eq!(DistanceFunction::CosineDistance.evaluate(k, &a, &neg), 2.0);
         // A zero vector has cosine 0 by definition, so distance 1.
         assert_eq!(DistanceFunction::CosineDistance.evaluate(k, &a, &b), 1.0);
+        // Parallel, with norms that are not perfect squares: the key is
+        // below 0 (⌊√(14·2^32)⌋·⌊√(56·2^32)⌋ < 28·2^32 = p·2p), the distance 0.
+        let p = q(&[1.0, 2.0, 3.0]);
+        let p2 = q(&[2.0, 4.0, 6.0]);
+        assert!(k.distance(Metric::Cosine, &p, &p2).0 < 0);
+        assert_eq!(DistanceFunction::CosineDistance.evaluate(k, &p, &p2), 0.0);
+        assert_eq!(
+            metric_distance(Metric::Cosine, k.distance(Metric::Cosine, &p, &p2)),
+            0.0
+        );
     }
 }

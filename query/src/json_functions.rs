@@ -112,6 +112,18 @@ pub fn register_functions(ctx: &SessionContext) {
     }
 }
 
+/// `arg::jsonb` as a query spells it after its casts are rewritten: the
+/// canonical `jsonb` text of `arg`.
+pub fn jsonb_cast(arg: datafusion::logical_expr::Expr) -> datafusion::logical_expr::Expr {
+    let udf = ScalarUDF::new_from_impl(JsonFunctionUdf {
+        function: Function::CastJsonb,
+        signature: Signature::variadic_any(Volatility::Immutable),
+    });
+    datafusion::logical_expr::Expr::ScalarFunction(
+        datafusion::logical_expr::expr::ScalarFunction::new_udf(Arc::new(udf), vec![arg]),
+    )
+}
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct JsonFunctionUdf {
     function: Function,

@@ -48,6 +48,7 @@ pub mod correlated;
 pub mod declared;
 pub mod dsl;
 pub mod float_text;
+mod from_functions;
 pub mod functions;
 pub mod index_scan;
 pub mod json_functions;
@@ -511,5 +512,6 @@ pub fn session_with(engine: Arc<Engine>, memory_bytes: usize) -> SessionContext 
     metadata_functions::register_functions(&ctx);
     json_functions::register_functions(&ctx);
     advisory::register_functions(&ctx);
+    from_functions::register(&ctx);
     ctx
 }

@@ -615,6 +615,48 @@ impl ScalarUDFImpl for TextCastUdf {
             }
             return Ok(ColumnarValue::Array(out));
         }
+        // `x::text` of another array: Postgres's array text (`{a,"b c"}`).
+        if matches!(
+            field.data_type(),
+            DataType::List(_) | DataType::LargeList(_)
+        ) && !is_vector_value(field.data_type())
+        {
+            use datafusion::arrow::array::Array as _;
+            let values = arg.to_array(args.number_rows)?;
+            let lists = cast(
+                &values,
+                &DataType::List(Arc::new(Field::new_list_field(
+                    match field.data_type() {
+                        DataType::List(item) | DataType::LargeList(item) => {
+                            item.data_type().clone()
+                        }
+                        _ => unreachable!("matched above"),
+                    },
+                    true,
+                ))),
+            )?;
+            let lists = lists.as_list::<i32>();
+            let out: ArrayRef = Arc::new(
+                (0..lists.len())
+                    .map(|row| {
+                        if lists.is_null(row) {
+                            return Ok(None);
+                        }
+                        crate::declared::array_text(lists.value(row).as_ref())
+                            .map(Some)
+                            .ok_or_else(|| {
+                                datafusion::common::DataFusionError::NotImplemented(
+                                    "text of an array of arrays".to_owned(),
+                                )
+                            })
+                    })
+                    .collect::<Result<datafusion::arrow::array::StringArray>>()?,
+            );
+            if matches!(arg, ColumnarValue::Scalar(_)) {
+                return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?));
+            }
+            return Ok(ColumnarValue::Array(out));
+        }
         if !is_vector_value(field.data_type()) {
             let options = datafusion::arrow::compute::CastOptions {
                 safe: false,
