@@ -982,6 +982,7 @@ fn shown(literal: &Literal) -> String {
         Literal::Array(_) => "an ARRAY".into(),
         Literal::Bool(b) => b.to_string(),
         Literal::Param(n) => format!("${n}"),
+        Literal::Default => "DEFAULT".into(),
     }
 }
 
@@ -1337,7 +1338,7 @@ fn build_rows(
         let mut key_value = None;
         for (scalar, (column, def, ty)) in schema.scalar_columns().enumerate() {
             let computed;
-            let literal = match given(column) {
+            let literal = match given(column).filter(|l| !matches!(l, Literal::Default)) {
                 Some(l) => {
                     check_not_always(def, false)?;
                     l
@@ -1370,7 +1371,9 @@ fn build_rows(
         let mut tag = 0;
         for (column, def) in schema.columns.iter().enumerate() {
             if let ColumnType::Vector { .. } = def.ty {
-                vector = vector_value(given(column).unwrap_or(&Literal::Null), dim, def, table)?;
+                // `DEFAULT`: a vector column has none (NULL).
+                let value = given(column).filter(|l| !matches!(l, Literal::Default));
+                vector = vector_value(value.unwrap_or(&Literal::Null), dim, def, table)?;
                 if vector.is_none() {
                     tag = NULL_VECTOR_TAG;
                 }

@@ -1,0 +1,155 @@
+//! Writes as ORMs send them (drizzle, Sequelize, kysely, knex, SQLAlchemy),
+//! with the answers PostgreSQL 16 gives: `DEFAULT` among an `INSERT`'s
+//! values and `DEFAULT VALUES`, an upsert that sets the key to
+//! `EXCLUDED.key`, `timestamptz` text with the offset forms clients
+//! print, and DDL with named HNSW indexes inside a transaction block.
+
+use std::sync::Arc;
+
+use datafusion::common::ScalarValue;
+use valori_engine::Engine;
+use valori_query::write::WriteError;
+use valori_query::{QueryEngine, QueryError, datafusion};
+
+use super::{block_on, cells, run, run_with, state_hash};
+
+async fn rows(q: &QueryEngine, sql: &str) -> Vec<String> {
+    cells(&run(q, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")))
+}
+
+async fn error(q: &QueryEngine, sql: &str) -> QueryError {
+    match run(q, sql).await {
+        Ok(_) => panic!("{sql}: accepted"),
+        Err(e) => e,
+    }
+}
+
+fn engine() -> (tempfile::TempDir, Arc<Engine>, QueryEngine) {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path()).unwrap());
+    let q = QueryEngine::new(Arc::clone(&engine));
+    (dir, engine, q)
+}
+
+/// `DEFAULT` in `VALUES` (drizzle, Sequelize and kysely send it for every
+/// column not set) gives the column's default — its sequence, `now()`, a
+/// literal, or NULL — as leaving the column out does; so does `DEFAULT
+/// VALUES`. A `GENERATED ALWAYS` identity column takes `DEFAULT`, a NOT
+/// NULL column without a default refuses it (23502), and a parameter
+/// beside `DEFAULT` is typed by its own column. The expected rows are
+/// PostgreSQL 16's for the same statements.
+#[test]
+fn default_in_values_takes_the_columns_default() {
+    let (_dir, engine, q) = engine();
+    block_on(async {
+        rows(
+            &q,
+            "CREATE TABLE t (id bigserial PRIMARY KEY, embedding vector(3), content text, \
+             category int DEFAULT 7, created timestamptz DEFAULT now())",
+        )
+        .await;
+        assert_eq!(
+            rows(
+                &q,
+                "INSERT INTO t (id, embedding, content, category) \
+                 VALUES (DEFAULT, '[1,2,3]', 'a', DEFAULT) RETURNING id, content, category"
+            )
+            .await,
+            ["1|a|7"]
+        );
+        assert_eq!(
+            rows(
+                &q,
+                "INSERT INTO t (id, embedding, content, category) \
+                 VALUES (DEFAULT, '[1,2,3]', 'b', DEFAULT), (default, NULL, DEFAULT, 3) \
+                 RETURNING id, content, category, embedding"
+            )
+            .await,
+            ["2|b|7|[1.0, 2.0, 3.0]", "3|NULL|3|NULL"]
+        );
+        assert_eq!(
+            rows(
+                &q,
+                "INSERT INTO t DEFAULT VALUES RETURNING id, content, category, embedding"
+            )
+            .await,
+            ["4|NULL|7|NULL"]
+        );
+        assert_eq!(
+            rows(
+                &q,
+                "INSERT INTO t VALUES (DEFAULT, DEFAULT, 'x') RETURNING id, content, category"
+            )
+            .await,
+            ["5|x|7"]
+        );
+        // drizzle's form: parameters among the DEFAULTs.
+        let (_, batches) = run_with(
+            &q,
+            "INSERT INTO t (id, embedding, content, category) \
+             VALUES (DEFAULT, $1, $2, DEFAULT) RETURNING id, content, category",
+            vec![
+                ScalarValue::Utf8(Some("[4,5,6]".into())),
+                ScalarValue::Utf8(Some("p".into())),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(cells(&batches), ["6|p|7"]);
+        assert_eq!(
+            rows(&q, "SELECT count(*) FROM t WHERE created IS NOT NULL").await,
+            ["6"]
+        );
+
+        rows(
+            &q,
+            "CREATE TABLE g (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, n text)",
+        )
+        .await;
+        assert_eq!(
+            rows(
+                &q,
+                "INSERT INTO g (id, n) VALUES (DEFAULT, 'a'), (DEFAULT, 'b') RETURNING id, n"
+            )
+            .await,
+            ["1|a", "2|b"]
+        );
+
+        rows(&q, "CREATE TABLE nn (id int PRIMARY KEY, c text NOT NULL)").await;
+        let before = state_hash(&engine);
+        for sql in [
+            "INSERT INTO nn VALUES (1, DEFAULT)",
+            "INSERT INTO nn DEFAULT VALUES",
+        ] {
+            let e = error(&q, sql).await;
+            assert!(
+                matches!(e, QueryError::Write(WriteError::NotNull(_))),
+                "{sql}: {e:?}"
+            );
+        }
+        assert_eq!(state_hash(&engine), before);
+    });
+}
+
+/// The fixed `id/vec/tag/metadata` tables have no defaults to give `id`
+/// and `vec`: `DEFAULT` there is refused, naming how to get `tag`'s and
+/// `metadata`'s, and nothing is written.
+#[test]
+fn default_in_a_fixed_table_is_refused_clearly() {
+    let (_dir, engine, q) = engine();
+    block_on(async {
+        rows(&q, "CREATE TABLE f (id bigint PRIMARY KEY, vec vector(2))").await;
+        let before = state_hash(&engine);
+        for sql in [
+            "INSERT INTO f VALUES (1, '[1,2]', DEFAULT)",
+            "INSERT INTO f DEFAULT VALUES",
+        ] {
+            let e = error(&q, sql).await;
+            assert!(
+                matches!(&e, QueryError::Write(WriteError::Unsupported(m)) if m.contains("leave tag and metadata out")),
+                "{sql}: {e:?}"
+            );
+        }
+        assert_eq!(state_hash(&engine), before);
+    });
+}
