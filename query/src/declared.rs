@@ -1719,6 +1719,14 @@ fn plan_insert(
                 continue;
             };
             if Some(c) == key {
+                // `SET id = EXCLUDED.id` with `id` the conflict target
+                // (knex's `merge()`, Sequelize's `upsert`): the row
+                // updated holds that key already, so nothing changes.
+                let unchanged = target == Some(c)
+                    && matches!(value, SetValue::Excluded(source) if source == column);
+                if unchanged {
+                    continue;
+                }
                 return Err(unsupported(format!(
                     "ON CONFLICT … DO UPDATE SET {column}: the primary key is not updated"
                 )));

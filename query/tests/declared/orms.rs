@@ -153,3 +153,44 @@ fn default_in_a_fixed_table_is_refused_clearly() {
         assert_eq!(state_hash(&engine), before);
     });
 }
+
+/// knex's `onConflict('id').merge()` and Sequelize's `upsert()` set the
+/// conflict column to `EXCLUDED` of itself: the row updated holds that
+/// key already, so PostgreSQL changes nothing there, and neither does
+/// Valori. Setting the key to anything else, or through another conflict
+/// column, stays refused, with nothing written.
+#[test]
+fn upsert_may_set_the_key_to_its_excluded_value() {
+    let (_dir, engine, q) = engine();
+    block_on(async {
+        rows(
+            &q,
+            "CREATE TABLE up (id int PRIMARY KEY, content text, email text UNIQUE)",
+        )
+        .await;
+        rows(&q, "INSERT INTO up VALUES (1, 'a', 'a@x'), (2, 'b', 'b@x')").await;
+        assert_eq!(
+            rows(
+                &q,
+                "INSERT INTO up (id, content, email) VALUES (1, 'A', 'a@x'), (3, 'c', 'c@x') \
+                 ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id, content = EXCLUDED.content \
+                 RETURNING id, content"
+            )
+            .await,
+            ["1|A", "3|c"]
+        );
+        assert_eq!(
+            rows(&q, "SELECT * FROM up ORDER BY id").await,
+            ["1|A|a@x", "2|b|b@x", "3|c|c@x"]
+        );
+        let before = state_hash(&engine);
+        for sql in [
+            "INSERT INTO up VALUES (1, 'Z', 'a@x') ON CONFLICT (id) DO UPDATE SET id = 5",
+            "INSERT INTO up VALUES (9, 'B', 'b@x') ON CONFLICT (email) DO UPDATE SET id = EXCLUDED.id",
+        ] {
+            let e = error(&q, sql).await.to_string();
+            assert!(e.contains("the primary key is not updated"), "{sql}: {e}");
+        }
+        assert_eq!(state_hash(&engine), before);
+    });
+}
