@@ -194,3 +194,104 @@ fn upsert_may_set_the_key_to_its_excluded_value() {
         assert_eq!(state_hash(&engine), before);
     });
 }
+
+/// `timestamptz` text as clients print it — Sequelize's `'… +00:00'`
+/// with a blank before the offset, `+HH`, `+HHMM`, `-HH:MM`,
+/// `-HH:MM:SS`, `Z`, `UTC`, `GMT` — is read as PostgreSQL reads it, in a
+/// literal and in a parameter; a `timestamp` column checks the zone and
+/// keeps the wall-clock time; a displacement beyond 15:59:59, a zone it
+/// cannot read and a second zone are refused with nothing written. Each
+/// expected instant is PostgreSQL 16's for the same text.
+#[test]
+fn timestamps_with_offsets_as_postgres_reads_them() {
+    let (_dir, engine, q) = engine();
+    let accepted = [
+        ("2026-12-07 22:05:58.359 +00:00", "2026-12-07T22:05:58.359Z"),
+        ("2026-12-07 22:05:58.359+00", "2026-12-07T22:05:58.359Z"),
+        ("2026-12-07 22:05:58.359 +0530", "2026-12-07T16:35:58.359Z"),
+        ("2026-12-07 22:05:58.359-08:00", "2026-12-08T06:05:58.359Z"),
+        ("2026-12-07 22:05:58.359Z", "2026-12-07T22:05:58.359Z"),
+        ("2026-12-07 22:05:58.359 UTC", "2026-12-07T22:05:58.359Z"),
+        ("2026-12-07T22:05:58 +05", "2026-12-07T17:05:58Z"),
+        ("2026-12-07 22:05:58 -08:00:30", "2026-12-08T06:06:28Z"),
+        ("2026-12-07 22:05:58 gmt", "2026-12-07T22:05:58Z"),
+        ("2026-12-07 22:05:58 z", "2026-12-07T22:05:58Z"),
+        ("2026-12-07 22:05:58 +5:30", "2026-12-07T16:35:58Z"),
+        ("2026-12-07 22:05:58 -00:30", "2026-12-07T22:35:58Z"),
+        ("2026-12-07 +05", "2026-12-06T19:00:00Z"),
+        ("2026-12-07 22:05:58.1234567", "2026-12-07T22:05:58.123457Z"),
+        ("2026-12-07 22:05:58.0000005+00", "2026-12-07T22:05:58Z"),
+        (
+            "2026-12-07 22:05:58.0000015+00",
+            "2026-12-07T22:05:58.000002Z",
+        ),
+        ("2026-12-07 22:05:58.99999951+00", "2026-12-07T22:05:59Z"),
+    ];
+    block_on(async {
+        rows(
+            &q,
+            "CREATE TABLE ts (id int PRIMARY KEY, at timestamptz, wall timestamp)",
+        )
+        .await;
+        for (i, (text, _)) in accepted.iter().enumerate() {
+            rows(
+                &q,
+                &format!("INSERT INTO ts (id, at) VALUES ({i}, '{text}')"),
+            )
+            .await;
+        }
+        let expected: Vec<String> = accepted
+            .iter()
+            .enumerate()
+            .map(|(i, (_, at))| format!("{i}|{at}"))
+            .collect();
+        assert_eq!(
+            rows(&q, "SELECT id, at FROM ts ORDER BY id").await,
+            expected
+        );
+        // Sequelize's UPDATE, the value a parameter.
+        let (tag, _) = run_with(
+            &q,
+            "UPDATE ts SET at = $1 WHERE id = 0",
+            vec![ScalarValue::Utf8(Some(
+                "2026-12-07 23:05:58.359 +01:00".into(),
+            ))],
+        )
+        .await
+        .unwrap();
+        assert_eq!(tag, "UPDATE 1");
+        assert_eq!(
+            rows(&q, "SELECT at FROM ts WHERE id = 0").await,
+            ["2026-12-07T22:05:58.359Z"]
+        );
+        // A timestamp keeps the time written; its zone is checked.
+        rows(
+            &q,
+            "UPDATE ts SET wall = '2026-12-07 22:05:58 +0530' WHERE id = 1",
+        )
+        .await;
+        rows(
+            &q,
+            "UPDATE ts SET wall = '2026-12-07 22:05:58+05:30' WHERE id = 2",
+        )
+        .await;
+        assert_eq!(
+            rows(&q, "SELECT wall FROM ts WHERE id IN (1, 2) ORDER BY id").await,
+            ["2026-12-07T22:05:58", "2026-12-07T22:05:58"]
+        );
+        let before = state_hash(&engine);
+        for (column, text) in [
+            ("at", "2026-12-07 22:05:58+16"),
+            ("at", "2026-12-07 22:05:58 +00:60"),
+            ("at", "2026-12-07 22:05:58 +053012"),
+            ("at", "2026-12-07 22:05:58 xyz"),
+            ("at", "2026-12-07 22:05:58 +05 +05"),
+            ("wall", "2026-12-07 22:05:58 +99"),
+        ] {
+            let sql = format!("UPDATE ts SET {column} = '{text}' WHERE id = 3");
+            let e = error(&q, &sql).await.to_string();
+            assert!(e.contains("invalid input syntax for type"), "{sql}: {e}");
+        }
+        assert_eq!(state_hash(&engine), before);
+    });
+}
