@@ -6,8 +6,11 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::common::ScalarValue;
 use valori_engine::Engine;
+use valori_query::session::Session;
+use valori_query::statement::{Access, Outcome};
 use valori_query::write::WriteError;
 use valori_query::{QueryEngine, QueryError, datafusion};
 
@@ -293,5 +296,94 @@ fn timestamps_with_offsets_as_postgres_reads_them() {
             assert!(e.contains("invalid input syntax for type"), "{sql}: {e}");
         }
         assert_eq!(state_hash(&engine), before);
+    });
+}
+
+/// `sql` statements run in order on one session (a transaction block).
+async fn in_block(q: &QueryEngine, statements: &[&str]) -> Vec<RecordBatch> {
+    let mut session = Session::default();
+    let mut last = Vec::new();
+    for sql in statements {
+        let prepared = q.prepare_for(&session, sql).await.unwrap();
+        last = match q
+            .run(&prepared, Vec::new(), &mut session, Access::ReadWrite)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        {
+            Outcome::Rows(rows) => rows.collect().await.unwrap().batches,
+            _ => Vec::new(),
+        };
+    }
+    last
+}
+
+/// A transaction block that creates a table, names its HNSW index with
+/// another metric and parameters (a write that is itself a `Transaction`
+/// of a re-index and the name), adds a btree index and rows, and upserts
+/// (another such write), commits as one event: the table, its indexes
+/// and rows exist afterwards as in PostgreSQL, and the state is,
+/// hash for hash, the one the same statements give outside a block.
+/// SQLAlchemy's `create_all` with pgvector's documented `Index(…,
+/// postgresql_using='hnsw', postgresql_with={'m': 16, 'ef_construction':
+/// 64}, postgresql_ops={'embedding': 'vector_cosine_ops'})` commits too.
+#[test]
+fn a_block_with_named_hnsw_indexes_commits_as_one_event() {
+    let block = [
+        "CREATE TABLE txd (id int PRIMARY KEY, e vector(3), c int)",
+        "CREATE INDEX txd_h ON txd USING hnsw (e vector_l2_ops) WITH (m = 32)",
+        "CREATE INDEX txd_c ON txd (c)",
+        "INSERT INTO txd VALUES (1, '[1,0,0]', 5), (2, '[0,1,0]', 6)",
+        "INSERT INTO txd VALUES (2, '[0,1,0]', 7), (3, '[0,0,1]', 8) \
+         ON CONFLICT (id) DO UPDATE SET c = EXCLUDED.c",
+    ];
+    let (_dir, engine, q) = engine();
+    let (_other, reference, r) = self::engine();
+    block_on(async {
+        for sql in block {
+            rows(&r, sql).await;
+        }
+        let before = engine.log_size();
+        let mut statements = vec!["BEGIN"];
+        statements.extend(block);
+        statements.push("COMMIT");
+        in_block(&q, &statements).await;
+        assert_eq!(engine.log_size(), before + 1);
+        assert_eq!(state_hash(&engine), state_hash(&reference));
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'txd' ORDER BY indexname"
+            )
+            .await,
+            ["txd_c", "txd_h", "txd_pkey"]
+        );
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT id, c FROM txd ORDER BY e <-> '[0,0.9,0]' LIMIT 1"
+            )
+            .await,
+            ["2|7"]
+        );
+
+        in_block(
+            &q,
+            &[
+                "BEGIN",
+                "CREATE TABLE sq (id serial PRIMARY KEY, embedding vector(3))",
+                "CREATE INDEX ix ON sq USING hnsw (embedding vector_cosine_ops) \
+                 WITH (m = 16, ef_construction = 64)",
+                "COMMIT",
+            ],
+        )
+        .await;
+        assert_eq!(
+            rows(
+                &q,
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'sq' ORDER BY indexname"
+            )
+            .await,
+            ["ix", "sq_pkey"]
+        );
     });
 }
