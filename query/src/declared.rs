@@ -196,6 +196,30 @@ fn check_default(column: &str, expr: &Expr) -> Result<String, WriteError> {
     Ok(text)
 }
 
+/// The SQL text of `ALTER COLUMN … SET DEFAULT expr`, checked as
+/// `CREATE TABLE` checks a `DEFAULT`; `None` for `DEFAULT NULL`, which
+/// is no default, as in Postgres.
+pub(crate) fn set_default_text(column: &str, expr: &Expr) -> Result<Option<String>, WriteError> {
+    let text = check_default(column, expr)?;
+    let null = matches!(default_value(expr, &Clock::now()), Some(Literal::Null));
+    Ok((!null).then_some(text))
+}
+
+/// Refuses a `DEFAULT` (its SQL text) whose value is not one of type
+/// `ty`, as Postgres refuses `SET DEFAULT 'abc'` on an integer column.
+pub(crate) fn check_default_value(
+    text: &str,
+    ty: ScalarType,
+    type_mod: u32,
+    column: &str,
+) -> Result<(), WriteError> {
+    let expr = crate::write::parse_expr(text)?;
+    if let Some(literal) = default_value(&expr, &Clock::now()) {
+        scalar_bytes(&literal, ty, type_mod, column)?;
+    }
+    Ok(())
+}
+
 /// One declared column of table `table` (`CREATE TABLE`, `ALTER TABLE …
 /// ADD COLUMN`): its type, flags and `DEFAULT` text.
 pub(crate) fn column_def(table: &str, column: &ast::ColumnDef) -> Result<ColumnDef, WriteError> {
