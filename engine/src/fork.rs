@@ -105,6 +105,12 @@ impl Engine {
     /// events were computed from the state at the fork, so they are
     /// refused with [`EngineError::TransactionConflict`] if another write
     /// was committed since ([`Fork::base_log_size`]).
+    ///
+    /// Among several, a write of the block that is itself a Transaction
+    /// (an upsert, a `CREATE INDEX` that re-indexes and names the index,
+    /// an `UPDATE` of an integer key) gives its events in its place: a Transaction holds
+    /// no Transaction (docs/format.md), and its effect is that of its
+    /// events applied in order, so the block's is unchanged.
     pub fn commit_transaction(
         &self,
         mut events: Vec<Event>,
@@ -114,6 +120,7 @@ impl Engine {
             0 => Ok(None),
             1 => self.submit(events.remove(0)).map(Some),
             _ => {
+                let events = flatten(events);
                 let now = self.log_size();
                 if now != base_log_size {
                     return Err(EngineError::TransactionConflict {
@@ -124,4 +131,23 @@ impl Engine {
             }
         }
     }
+}
+
+/// `events` with each Transaction among them replaced by its events, in
+/// order.
+fn flatten(events: Vec<Event>) -> Vec<Event> {
+    if !events
+        .iter()
+        .any(|e| matches!(e, Event::Transaction { .. }))
+    {
+        return events;
+    }
+    let mut out = Vec::with_capacity(events.len());
+    for event in events {
+        match event {
+            Event::Transaction { events } => out.extend(events),
+            event => out.push(event),
+        }
+    }
+    out
 }

@@ -843,6 +843,8 @@ pub enum SchemaError {
     TypeChange(String),
     #[error("column {0:?}: NOT NULL of a primary key, identity or vector column cannot change")]
     NotNullChange(String),
+    #[error("column {0:?}: the DEFAULT of a serial, identity or vector column cannot change")]
+    DefaultChange(String),
 }
 
 /// How many rows a table holds, for the checks of an `ALTER TABLE`.
@@ -900,6 +902,14 @@ pub enum AlterAction {
     /// Sets or drops `NOT NULL` on scalar column `column`; setting it
     /// needs every live value to be present.
     SetNotNull { column: String, not_null: bool },
+    /// Gives scalar column `column` the `DEFAULT` whose SQL text is
+    /// `default`, or none (`DROP DEFAULT`): later inserts take it, the
+    /// rows held keep their values. Not on a serial or identity column,
+    /// whose default is its sequence.
+    SetDefault {
+        column: String,
+        default: Option<String>,
+    },
 }
 
 /// A unique constraint over several columns (`UNIQUE (a, b)`): no two
@@ -1213,6 +1223,14 @@ impl TableSchema {
                 } else {
                     c.flags &= !column_flags::NOT_NULL;
                 }
+            }
+            AlterAction::SetDefault { column, default } => {
+                let i = position(column)?;
+                let c = &mut self.columns[i];
+                if c.scalar().is_none() || c.is_serial() {
+                    return Err(SchemaError::DefaultChange(column.clone()));
+                }
+                c.default = default.clone();
             }
         }
         Ok(())
@@ -1823,7 +1841,8 @@ impl Table {
             | AlterAction::DropConstraint { .. }
             | AlterAction::AddUnique { .. }
             | AlterAction::SetTypeMod { .. }
-            | AlterAction::SetNotNull { .. } => {
+            | AlterAction::SetNotNull { .. }
+            | AlterAction::SetDefault { .. } => {
                 let counts = RowCounts {
                     live: 0,
                     stored: rows as u64,

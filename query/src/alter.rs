@@ -2,7 +2,8 @@
 //!
 //! [`parse`] turns the statement into [`AlterStep`]s: `ADD COLUMN [IF NOT
 //! EXISTS] c type [DEFAULT …] [NOT NULL]`, `DROP COLUMN [IF EXISTS] c`,
-//! `RENAME COLUMN a TO b` and `RENAME TO u`; any other form is refused
+//! `RENAME COLUMN a TO b`, `RENAME TO u`, `ALTER COLUMN … SET / DROP
+//! DEFAULT` and the others docs/sql.md lists; any other form is refused
 //! with `0A000` naming it. [`execute`] resolves the steps against the
 //! state the event is applied to (under the lock that serializes the
 //! statement layer's writes): `IF [NOT] EXISTS` steps that do nothing
@@ -67,6 +68,12 @@ pub enum AlterStep {
     SetNotNull {
         column: String,
         not_null: bool,
+    },
+    /// `ALTER COLUMN c SET DEFAULT value` (the value's SQL text; `DEFAULT
+    /// NULL` is none) / `DROP DEFAULT` (`None`).
+    SetDefault {
+        column: String,
+        default: Option<String>,
     },
 }
 
@@ -185,6 +192,14 @@ pub(crate) fn parse(alter: ast::AlterTable) -> Result<WriteStatement, WriteError
                         column,
                         not_null: false,
                     },
+                    ast::AlterColumnOperation::DropDefault => AlterStep::SetDefault {
+                        column,
+                        default: None,
+                    },
+                    ast::AlterColumnOperation::SetDefault { value } => AlterStep::SetDefault {
+                        default: crate::declared::set_default_text(&column, value)?,
+                        column,
+                    },
                     ast::AlterColumnOperation::SetDataType {
                         data_type, using, ..
                     } => {
@@ -211,7 +226,7 @@ pub(crate) fn parse(alter: ast::AlterTable) -> Result<WriteStatement, WriteError
                     }
                     _ => {
                         return Err(unsupported(format!(
-                            "ALTER TABLE … {} is not supported (ALTER COLUMN … TYPE of a text column's length, SET NOT NULL and DROP NOT NULL are)",
+                            "ALTER TABLE … {} is not supported (ALTER COLUMN … TYPE of a text column's length, SET / DROP NOT NULL and SET / DROP DEFAULT are)",
                             form(op)
                         )));
                     }
@@ -227,7 +242,7 @@ pub(crate) fn parse(alter: ast::AlterTable) -> Result<WriteStatement, WriteError
             }),
             other => {
                 return Err(unsupported(format!(
-                    "ALTER TABLE … {} is not supported (ADD COLUMN, DROP COLUMN, RENAME COLUMN, RENAME TO, ALTER COLUMN … TYPE of a text column's length, SET / DROP NOT NULL, ADD FOREIGN KEY, ADD UNIQUE and DROP CONSTRAINT are)",
+                    "ALTER TABLE … {} is not supported (ADD COLUMN, DROP COLUMN, RENAME COLUMN, RENAME TO, ALTER COLUMN … TYPE of a text column's length, SET / DROP NOT NULL, SET / DROP DEFAULT, ADD FOREIGN KEY, ADD UNIQUE and DROP CONSTRAINT are)",
                     form(other)
                 )));
             }
@@ -273,6 +288,7 @@ pub(crate) fn schema_error(table: &str, e: SchemaError) -> WriteError {
         | SchemaError::AddFlags(_)
         | SchemaError::TypeChange(_)
         | SchemaError::NotNullChange(_)
+        | SchemaError::DefaultChange(_)
         | SchemaError::UniqueColumns(_)
         | SchemaError::RenameTwice => WriteError::Unsupported(text),
         SchemaError::ColumnCount(_) | SchemaError::Default(_) | SchemaError::ActionCount(_) => {
@@ -367,6 +383,30 @@ fn build(
                 column: column.clone(),
                 not_null: *not_null,
             },
+            AlterStep::SetDefault { column, default } => {
+                let current = schema.columns.iter().find(|c| c.name == *column);
+                if let Some(def) = current {
+                    if def.identity() != "" {
+                        return Err(WriteError::Syntax(format!(
+                            "column {column:?} of relation {table:?} is an identity column"
+                        )));
+                    }
+                    // Already so (a column without a default, the vector
+                    // column's among them): nothing to change.
+                    if def.default == *default && !def.is_serial() {
+                        continue;
+                    }
+                    // A value of the column's type, as Postgres checks it
+                    // when the default is set.
+                    if let (Some(text), Some(ty)) = (default, def.scalar()) {
+                        crate::declared::check_default_value(text, ty, def.type_mod, column)?;
+                    }
+                }
+                AlterAction::SetDefault {
+                    column: column.clone(),
+                    default: default.clone(),
+                }
+            }
             AlterStep::DropConstraint { if_exists, name } => {
                 let known = schema.uniques.iter().any(|u| u.name == *name)
                     || schema

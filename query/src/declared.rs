@@ -196,6 +196,30 @@ fn check_default(column: &str, expr: &Expr) -> Result<String, WriteError> {
     Ok(text)
 }
 
+/// The SQL text of `ALTER COLUMN … SET DEFAULT expr`, checked as
+/// `CREATE TABLE` checks a `DEFAULT`; `None` for `DEFAULT NULL`, which
+/// is no default, as in Postgres.
+pub(crate) fn set_default_text(column: &str, expr: &Expr) -> Result<Option<String>, WriteError> {
+    let text = check_default(column, expr)?;
+    let null = matches!(default_value(expr, &Clock::now()), Some(Literal::Null));
+    Ok((!null).then_some(text))
+}
+
+/// Refuses a `DEFAULT` (its SQL text) whose value is not one of type
+/// `ty`, as Postgres refuses `SET DEFAULT 'abc'` on an integer column.
+pub(crate) fn check_default_value(
+    text: &str,
+    ty: ScalarType,
+    type_mod: u32,
+    column: &str,
+) -> Result<(), WriteError> {
+    let expr = crate::write::parse_expr(text)?;
+    if let Some(literal) = default_value(&expr, &Clock::now()) {
+        scalar_bytes(&literal, ty, type_mod, column)?;
+    }
+    Ok(())
+}
+
 /// One declared column of table `table` (`CREATE TABLE`, `ALTER TABLE …
 /// ADD COLUMN`): its type, flags and `DEFAULT` text.
 pub(crate) fn column_def(table: &str, column: &ast::ColumnDef) -> Result<ColumnDef, WriteError> {
@@ -729,10 +753,12 @@ fn parse_date(text: &str) -> Option<i64> {
     Some(days_from_civil(y, m, d))
 }
 
-/// `YYYY-MM-DD[( |T)HH:MM[:SS[.ffffff]]][Z|±HH[:MM]]` as microseconds
-/// since 1970-01-01 00:00:00, UTC when `utc` (an offset is applied),
-/// else the wall-clock time written (an offset is ignored, as Postgres
-/// ignores it for `timestamp`).
+/// `YYYY-MM-DD[( |T)HH:MM[:SS[.fff…]]][ zone]` as microseconds since
+/// 1970-01-01 00:00:00, UTC when `utc` (the zone's offset is applied),
+/// else the wall-clock time written (a zone is checked and ignored, as
+/// Postgres ignores it for `timestamp`). The zone is one
+/// [`parse_zone`] reads, with or without blanks before it. Fractions
+/// finer than a microsecond are rounded to one, half to even.
 fn parse_timestamp(text: &str, utc: bool) -> Option<i64> {
     let text = text.trim();
     let (date, rest) = match text.find([' ', 'T']) {
@@ -740,52 +766,100 @@ fn parse_timestamp(text: &str, utc: bool) -> Option<i64> {
         None => (text, ""),
     };
     let days = parse_date(date)?;
-    let (time, offset) = match rest.find(['+', '-', 'Z', 'z']) {
-        Some(i) => (&rest[..i], Some(&rest[i..])),
+    // The time is digits, colons and a point; the zone starts at its
+    // sign or its first letter.
+    let (time, zone) = match rest.find(|c: char| c == '+' || c == '-' || c.is_ascii_alphabetic()) {
+        Some(i) => (rest[..i].trim_end(), Some(&rest[i..])),
         None => (rest, None),
     };
     let mut micros = 0i64;
     if !time.is_empty() {
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
         let mut hms = time.split(':');
-        let h: i64 = hms.next()?.trim().parse().ok()?;
-        let mi: i64 = hms.next()?.trim().parse().ok()?;
+        let h = hms.next().filter(|t| digits(t))?;
+        let mi = hms.next().filter(|t| digits(t))?;
         let (s, frac) = match hms.next() {
-            Some(sec) => match sec.split_once('.') {
-                Some((s, f)) => (s.parse::<i64>().ok()?, f),
-                None => (sec.parse::<i64>().ok()?, ""),
-            },
-            None => (0, ""),
+            Some(sec) => sec.split_once('.').unwrap_or((sec, "")),
+            None => ("0", ""),
         };
-        if hms.next().is_some() || h > 23 || mi > 59 || s > 59 || frac.len() > 6 {
+        if hms.next().is_some() || !digits(s) || !(frac.is_empty() || digits(frac)) {
             return None;
         }
-        let frac: i64 = if frac.is_empty() {
-            0
-        } else {
-            format!("{frac:0<6}").parse().ok()?
+        let (h, mi, s): (i64, i64, i64) = (h.parse().ok()?, mi.parse().ok()?, s.parse().ok()?);
+        if h > 23 || mi > 59 || s > 59 {
+            return None;
+        }
+        // Six digits of microseconds, the rest rounding them half to
+        // even, as Postgres rounds them.
+        let mut frac_micros: i64 = format!("{:0<6}", &frac[..frac.len().min(6)]).parse().ok()?;
+        let rest = frac.get(6..).unwrap_or("").as_bytes();
+        let up = match rest.first() {
+            Some(&d) if d > b'5' => true,
+            Some(b'5') => rest[1..].iter().any(|&d| d != b'0') || frac_micros % 2 == 1,
+            _ => false,
         };
-        micros = ((h * 60 + mi) * 60 + s) * 1_000_000 + frac;
+        if up {
+            frac_micros += 1;
+        }
+        micros = ((h * 60 + mi) * 60 + s) * 1_000_000 + frac_micros;
     }
-    let mut total = days.checked_mul(86_400_000_000)?.checked_add(micros)?;
-    if let Some(offset) = offset.filter(|_| utc) {
-        let seconds = match offset {
-            "Z" | "z" => 0,
-            _ => {
-                let sign = if offset.starts_with('-') { -1 } else { 1 };
-                let digits = &offset[1..];
-                let (h, m) = match digits.split_once(':') {
-                    Some((h, m)) => (h.parse::<i64>().ok()?, m.parse::<i64>().ok()?),
-                    None if digits.len() == 4 => {
-                        (digits[..2].parse().ok()?, digits[2..].parse().ok()?)
-                    }
-                    None => (digits.parse().ok()?, 0),
-                };
-                sign * (h * 3600 + m * 60)
-            }
-        };
-        total -= seconds * 1_000_000;
+    let offset = match zone {
+        Some(zone) => parse_zone(zone)?,
+        None => 0,
+    };
+    let total = days.checked_mul(86_400_000_000)?.checked_add(micros)?;
+    Some(if utc {
+        total - offset * 1_000_000
+    } else {
+        total
+    })
+}
+
+/// A time zone after a time, in the forms PostgreSQL reads that name a
+/// fixed offset: `Z`, `zulu`, `UTC`, `GMT` (in any case), or a sign and
+/// `H`, `HH`, `HHMM`, `H:MM`, `HH:MM` or `HH:MM:SS` (blanks allowed after
+/// the sign); its displacement east of UTC in seconds, at most 15:59:59
+/// either way as in PostgreSQL. Zone names (`Europe/Paris`) and POSIX
+/// forms (`UTC+05`) are not read.
+fn parse_zone(zone: &str) -> Option<i64> {
+    let zone = zone.trim();
+    if ["z", "zulu", "utc", "gmt"]
+        .iter()
+        .any(|name| zone.eq_ignore_ascii_case(name))
+    {
+        return Some(0);
     }
-    Some(total)
+    let sign = match zone.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let body = zone[1..].trim_start();
+    let number = |t: &str| -> Option<i64> {
+        (matches!(t.len(), 1 | 2) && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse().ok())
+            .flatten()
+    };
+    let (h, m, s) = if body.contains(':') {
+        let mut parts = body.split(':');
+        let h = number(parts.next()?)?;
+        let m = number(parts.next()?)?;
+        let s = parts.next().map_or(Some(0), number)?;
+        if parts.next().is_some() {
+            return None;
+        }
+        (h, m, s)
+    } else {
+        match body.len() {
+            1 | 2 => (number(body)?, 0, 0),
+            4 => (number(body.get(..2)?)?, number(body.get(2..)?)?, 0),
+            _ => return None,
+        }
+    };
+    if h > 15 || m > 59 || s > 59 {
+        return None;
+    }
+    Some(sign * ((h * 60 + m) * 60 + s))
 }
 
 /// Decimal text in the canonical form of `ScalarType::Numeric`.
@@ -1056,6 +1130,7 @@ fn shown(literal: &Literal) -> String {
         Literal::Array(_) => "an ARRAY".into(),
         Literal::Bool(b) => b.to_string(),
         Literal::Param(n) => format!("${n}"),
+        Literal::Default => "DEFAULT".into(),
     }
 }
 
@@ -1411,7 +1486,7 @@ fn build_rows(
         let mut key_value = None;
         for (scalar, (column, def, ty)) in schema.scalar_columns().enumerate() {
             let computed;
-            let literal = match given(column) {
+            let literal = match given(column).filter(|l| !matches!(l, Literal::Default)) {
                 Some(l) => {
                     check_not_always(def, false)?;
                     l
@@ -1444,7 +1519,9 @@ fn build_rows(
         let mut tag = 0;
         for (column, def) in schema.columns.iter().enumerate() {
             if let ColumnType::Vector { .. } = def.ty {
-                vector = vector_value(given(column).unwrap_or(&Literal::Null), dim, def, table)?;
+                // `DEFAULT`: a vector column has none (NULL).
+                let value = given(column).filter(|l| !matches!(l, Literal::Default));
+                vector = vector_value(value.unwrap_or(&Literal::Null), dim, def, table)?;
                 if vector.is_none() {
                     tag = NULL_VECTOR_TAG;
                 }
@@ -1790,6 +1867,14 @@ fn plan_insert(
                 continue;
             };
             if Some(c) == key {
+                // `SET id = EXCLUDED.id` with `id` the conflict target
+                // (knex's `merge()`, Sequelize's `upsert`): the row
+                // updated holds that key already, so nothing changes.
+                let unchanged = target == Some(c)
+                    && matches!(value, SetValue::Excluded(source) if source == column);
+                if unchanged {
+                    continue;
+                }
                 return Err(unsupported(format!(
                     "ON CONFLICT … DO UPDATE SET {column}: the primary key is not updated"
                 )));

@@ -270,6 +270,10 @@ pub enum Literal {
     Bool(bool),
     /// `$n`, bound later.
     Param(usize),
+    /// `DEFAULT` among an `INSERT`'s values: the column's default (its
+    /// sequence, `now()`, a literal, or NULL), as when the column is left
+    /// out of the column list.
+    Default,
 }
 
 /// A floating-point value in its own width.
@@ -1585,7 +1589,20 @@ fn insert_statement(insert: ast::Insert) -> Result<WriteStatement, WriteError> {
     // resolved when the statement runs.
     let columns = column_list(names.iter().flatten().cloned(), &table).unwrap_or_default();
     let Some(source) = insert.source else {
-        return Err(unsupported("INSERT needs VALUES"));
+        if names.is_some() || !insert.assignments.is_empty() {
+            return Err(unsupported("INSERT needs VALUES"));
+        }
+        // `DEFAULT VALUES`: one row, every column from its default, as an
+        // empty column list with one empty row of values.
+        return Ok(WriteStatement::Insert {
+            table,
+            columns: Vec::new(),
+            names: Some(Vec::new()),
+            rows: vec![Vec::new()],
+            select: None,
+            on_conflict,
+            returning,
+        });
     };
     let values = match *source.body {
         SetExpr::Values(values) if source.order_by.is_none() && source.with.is_none() => values,
@@ -1629,7 +1646,11 @@ fn insert_statement(insert: ast::Insert) -> Result<WriteStatement, WriteError> {
                 width
             )));
         }
-        rows.push(row.iter().map(literal).collect::<Result<Vec<_>, _>>()?);
+        rows.push(
+            row.iter()
+                .map(insert_value)
+                .collect::<Result<Vec<_>, _>>()?,
+        );
     }
     Ok(WriteStatement::Insert {
         table,
@@ -1640,6 +1661,19 @@ fn insert_statement(insert: ast::Insert) -> Result<WriteStatement, WriteError> {
         on_conflict,
         returning,
     })
+}
+
+/// One value of an `INSERT`'s `VALUES`: a literal, or `DEFAULT` (the
+/// keyword, not the quoted name `"DEFAULT"`).
+fn insert_value(expr: &Expr) -> Result<Literal, WriteError> {
+    match expr {
+        Expr::Identifier(ident)
+            if ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("default") =>
+        {
+            Ok(Literal::Default)
+        }
+        other => literal(other),
+    }
 }
 
 /// The ids of `WHERE id = …`, `WHERE id IN (…)` or an `OR` of those.
@@ -2112,6 +2146,10 @@ fn metadata_value(value: &Literal, at: At<'_>) -> Result<Vec<u8>, WriteError> {
                 "{at}: an array is not metadata; write JSON text"
             )));
         }
+        // Refused before: the fixed columns take no DEFAULT.
+        Literal::Default => {
+            return Err(unsupported(format!("{at}: DEFAULT")));
+        }
     };
     if bytes.len() as u64 > u64::from(limits::METADATA_BYTES_MAX) {
         return Err(WriteError::TooLarge(format!(
@@ -2330,6 +2368,16 @@ pub fn execute(engine: &Engine, statement: &WriteStatement) -> Result<WriteOutco
             if on_conflict.is_some() || returning.is_some() {
                 return Err(unsupported(format!(
                     "ON CONFLICT and RETURNING on {table}, a table with the fixed columns id, vec, tag and metadata; they work on tables with declared columns"
+                )));
+            }
+            // The fixed columns have no defaults to give: `id` and `vec`
+            // have none, and `tag` (0) and `metadata` (empty) take theirs
+            // when left out of the column list.
+            if names.as_ref().is_some_and(Vec::is_empty)
+                || rows.iter().flatten().any(|l| matches!(l, Literal::Default))
+            {
+                return Err(unsupported(format!(
+                    "DEFAULT in an INSERT into {table}, a table with the fixed columns id, vec, tag and metadata: id and vec have no default; leave tag and metadata out of the column list for theirs (0, empty)"
                 )));
             }
             if let Some(names) = names {

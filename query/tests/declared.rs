@@ -19,6 +19,8 @@ mod btree;
 mod foreign_keys;
 #[path = "declared/frameworks.rs"]
 mod frameworks;
+#[path = "declared/orms.rs"]
+mod orms;
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_multi_thread()

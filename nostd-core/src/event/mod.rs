@@ -358,6 +358,7 @@ mod alter_op {
     pub const ADD_UNIQUE: u8 = 10;
     pub const SET_TYPE_MOD: u8 = 11;
     pub const SET_NOT_NULL: u8 = 12;
+    pub const SET_DEFAULT: u8 = 13;
 }
 
 /// Flag bits of an `UpdateBatch`: which fields follow.
@@ -879,7 +880,8 @@ fn put_values(out: &mut Vec<u8>, values: &ColumnValues) {
 /// vector `dim:u32`; add foreign key `column ‖ constraint ‖ table
 /// (collection name) ‖ referenced column ‖ on_delete:u8`; drop constraint `constraint`; add unique
 /// `constraint ‖ count:u32 ‖ column × count`; set type mod `column ‖
-/// type_mod:u32`; set not null `column ‖ not_null:u8`. Column, index and
+/// type_mod:u32`; set not null `column ‖ not_null:u8`; set default
+/// `column ‖ has_default:u8 [‖ len:u32 ‖ default]`. Column, index and
 /// constraint names are `len:u32 ‖ UTF-8`.
 fn put_alter_action(out: &mut Vec<u8>, action: &AlterAction) {
     match action {
@@ -949,6 +951,17 @@ fn put_alter_action(out: &mut Vec<u8>, action: &AlterAction) {
             out.push(alter_op::SET_NOT_NULL);
             put_bytes(out, column.as_bytes());
             out.push(u8::from(*not_null));
+        }
+        AlterAction::SetDefault { column, default } => {
+            out.push(alter_op::SET_DEFAULT);
+            put_bytes(out, column.as_bytes());
+            match default {
+                None => out.push(0),
+                Some(text) => {
+                    out.push(1);
+                    put_bytes(out, text.as_bytes());
+                }
+            }
         }
     }
 }
@@ -1278,6 +1291,26 @@ impl<'a> Reader<'a> {
                     _ => return Err(self.error_at(flag_at, DecodeErrorKind::BadAlterAction)),
                 };
                 AlterAction::SetNotNull { column, not_null }
+            }
+            alter_op::SET_DEFAULT => {
+                let column = self.column_name()?;
+                let flag_at = self.pos;
+                let default = match self.u8()? {
+                    0 => None,
+                    1 => {
+                        let len_at = self.pos;
+                        let len = self.u32()?;
+                        if len > limits::COLUMN_DEFAULT_BYTES_MAX {
+                            return Err(self.error_at(len_at, DecodeErrorKind::BadAlterAction));
+                        }
+                        let bytes = self.take(len as usize)?;
+                        let text = core::str::from_utf8(bytes)
+                            .map_err(|_| self.error_at(len_at, DecodeErrorKind::BadAlterAction))?;
+                        Some(String::from(text))
+                    }
+                    _ => return Err(self.error_at(flag_at, DecodeErrorKind::BadAlterAction)),
+                };
+                AlterAction::SetDefault { column, default }
             }
             _ => return Err(self.error_at(at, DecodeErrorKind::BadAlterAction)),
         })

@@ -224,6 +224,8 @@ fn arb_alter_action() -> impl Strategy<Value = crate::table::AlterAction> {
             .prop_map(|(column, type_mod)| AlterAction::SetTypeMod { column, type_mod }),
         (arb_column_name(), any::<bool>())
             .prop_map(|(column, not_null)| AlterAction::SetNotNull { column, not_null }),
+        (arb_column_name(), proptest::option::of("[ -~]{0,40}"))
+            .prop_map(|(column, default)| AlterAction::SetDefault { column, default }),
     ]
 }
 
@@ -576,8 +578,34 @@ fn alter_table_bounds_checked() {
         DecodeErrorKind::Truncated
     );
     let mut unknown_op = head(1);
-    unknown_op.extend_from_slice(&[13, 0, 0, 0, 0]);
+    unknown_op.extend_from_slice(&[14, 0, 0, 0, 0]);
     assert_eq!(kind_of(&unknown_op), DecodeErrorKind::BadAlterAction);
+    // Set default: a flag of 0 or 1, a default of at most
+    // COLUMN_DEFAULT_BYTES_MAX bytes of UTF-8.
+    let set_default = |flag: u8, default: &[u8]| {
+        let mut b = head(1);
+        b.extend_from_slice(&[13, 1, 0, 0, 0, b'c', flag]);
+        b.extend_from_slice(&(default.len() as u32).to_le_bytes());
+        b.extend_from_slice(default);
+        b
+    };
+    assert_eq!(
+        kind_of(&set_default(2, b"1")),
+        DecodeErrorKind::BadAlterAction
+    );
+    let long = vec![b'1'; limits::COLUMN_DEFAULT_BYTES_MAX as usize + 1];
+    assert_eq!(
+        kind_of(&set_default(1, &long)),
+        DecodeErrorKind::BadAlterAction
+    );
+    assert_eq!(
+        kind_of(&set_default(1, &[0xff])),
+        DecodeErrorKind::BadAlterAction
+    );
+    assert_eq!(
+        Event::decode(&set_default(1, b"'y'")).map(|e| e.encode()),
+        Ok(set_default(1, b"'y'"))
+    );
     // A foreign key whose ON DELETE code is not one of the four.
     let mut bad_on_delete = head(1);
     bad_on_delete.push(8);
