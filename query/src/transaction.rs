@@ -8,10 +8,11 @@
 //! own writes and nobody else does. `COMMIT` submits the writes recorded
 //! on the copy to the shared engine as one event, applied all or none
 //! ([`valori_engine::Engine::commit_transaction`]); `ROLLBACK` drops the
-//! copy. A block of several writes commits only if no other write was
-//! committed since its first write (otherwise `COMMIT` fails with
-//! SQLSTATE 40001 and nothing is written), so its reads and writes are
-//! those of one state.
+//! copy. A block commits only if no other write was committed since its
+//! first write (otherwise `COMMIT` fails with SQLSTATE 40001 and nothing
+//! is written), so its reads and writes are those of one state and no
+//! other write is lost under them; a block whose one write only adds
+//! rows commits as that write alone would.
 //!
 //! An error inside a block aborts it: later statements are refused until
 //! `ROLLBACK` (or `ROLLBACK TO SAVEPOINT`), and `COMMIT` ends it as a
