@@ -129,3 +129,45 @@ def test_asyncpg_transaction_context(open_dsn):
 
     asyncio.run(main())
     assert seen(open_dsn, "tx_apg") == [2, 3]
+
+
+def test_failed_commit_leaves_the_connection_idle(open_dsn):
+    """A COMMIT refused with 40001 (another connection wrote the table
+    after the block read it) ends the block, as in PostgreSQL: the server
+    reports the connection idle, so the retry the error asks for, here
+    through psycopg's `conn.transaction()`, runs as a new block."""
+    fresh(open_dsn, "tx_retry")
+    with psycopg.connect(open_dsn, autocommit=True) as setup:
+        setup.execute("INSERT INTO tx_retry (id, embedding, note) VALUES (1, '[1,1]', 'a'), (2, '[2,2]', 'b')")
+    with psycopg.connect(open_dsn) as a, psycopg.connect(open_dsn, autocommit=True) as b:
+        a.execute("UPDATE tx_retry SET note = 'a1' WHERE id = 1")
+        a.execute("UPDATE tx_retry SET note = 'a2' WHERE id = 2")
+        b.execute("INSERT INTO tx_retry (id, embedding, note) VALUES (3, '[3,3]', 'b')")
+        with pytest.raises(psycopg.errors.SerializationFailure):
+            a.commit()
+        assert a.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        with a.transaction():
+            a.execute("UPDATE tx_retry SET note = 'a2' WHERE id = 1")
+        a.commit()
+    with psycopg.connect(open_dsn, autocommit=True) as other:
+        assert other.execute("SELECT note FROM tx_retry WHERE id = 1").fetchone() == ("a2",)
+
+
+def test_no_update_is_lost_under_a_block(open_dsn):
+    """A block's `n = n + 1` was computed from the row as it read it: when
+    another session commits `n = n + 10` to that row meanwhile, COMMIT
+    fails with 40001 instead of writing `n + 1` over it, and the retry
+    adds 1 to the committed value (0 + 10 + 1)."""
+    with psycopg.connect(open_dsn, autocommit=True) as setup:
+        setup.execute("DROP TABLE IF EXISTS tx_lost")
+        setup.execute("CREATE TABLE tx_lost (id bigint PRIMARY KEY, n int)")
+        setup.execute("INSERT INTO tx_lost VALUES (1, 0)")
+    with psycopg.connect(open_dsn) as a, psycopg.connect(open_dsn, autocommit=True) as b:
+        a.execute("UPDATE tx_lost SET n = n + 1 WHERE id = 1")
+        b.execute("UPDATE tx_lost SET n = n + 10 WHERE id = 1")
+        with pytest.raises(psycopg.errors.SerializationFailure):
+            a.commit()
+        assert b.execute("SELECT n FROM tx_lost").fetchone() == (10,)
+        a.execute("UPDATE tx_lost SET n = n + 1 WHERE id = 1")
+        a.commit()
+        assert b.execute("SELECT n FROM tx_lost").fetchone() == (11,)

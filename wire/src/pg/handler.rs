@@ -42,6 +42,7 @@ use pgwire::messages::extendedquery::{
     TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
 };
 use pgwire::messages::response::{NoticeResponse, ReadyForQuery, TransactionStatus};
+use pgwire::messages::simplequery::Query;
 use tokio::sync::{RwLock, RwLockReadGuard};
 use valori_core::limits;
 use valori_query::datafusion::arrow::array::RecordBatch;
@@ -120,6 +121,16 @@ struct PendingCopy {
 /// `valori.ef_search`, `valori.exact`, as asyncpg's `server_settings`
 /// sends them) and in `options` (`-c name=value` or `--name=value`, as
 /// libpq's `PGOPTIONS`). A bad value there is ignored, with a log line.
+/// The transaction status of a connection's session: in a block, failed
+/// or not, or idle.
+fn session_status(connection: &Mutex<Connection>) -> TransactionStatus {
+    match &lock(connection).session.transaction {
+        None => TransactionStatus::Idle,
+        Some(t) if t.is_failed() => TransactionStatus::Error,
+        Some(_) => TransactionStatus::Transaction,
+    }
+}
+
 fn connection<C: ClientInfo + ?Sized>(client: &C) -> Arc<Mutex<Connection>> {
     client.session_extensions().get_or_insert_with(|| {
         let mut connection = Connection::default();
@@ -687,6 +698,20 @@ where
 
 #[async_trait]
 impl SimpleQueryHandler for Handler {
+    /// Like pgwire's, but the ReadyForQuery that ends the query string
+    /// carries the session's status ([`SessionStatus`]).
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let connection = connection(client);
+        let mut client = SessionStatus { client, connection };
+        self._on_query(&mut client, query).await
+    }
+
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -824,11 +849,7 @@ impl ExtendedQueryHandler for Handler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         client.portal_store().rm_portal(DEFAULT_NAME);
-        let status = match &lock(&connection(client)).session.transaction {
-            None => TransactionStatus::Idle,
-            Some(t) if t.is_failed() => TransactionStatus::Error,
-            Some(_) => TransactionStatus::Transaction,
-        };
+        let status = session_status(&connection(client));
         // Portals end with their transaction, as in Postgres.
         end_portals(client);
         client.set_transaction_status(status);
@@ -1096,5 +1117,129 @@ impl CopyHandler for Handler {
             format!("COPY from stdin failed: {}", fail.message),
         )
         .into()
+    }
+}
+
+/// A client whose ReadyForQuery messages carry the session's transaction
+/// status. pgwire derives a simple query's status from the answers of its
+/// statements (an error in a block marks the block failed), which cannot
+/// tell that a COMMIT failing with `40001` ended its block: PostgreSQL
+/// answers such a COMMIT with the error and then status idle, and drivers
+/// begin their next transaction from that status.
+struct SessionStatus<'a, C> {
+    client: &'a mut C,
+    connection: Arc<Mutex<Connection>>,
+}
+
+impl<C> Sink<PgWireBackendMessage> for SessionStatus<'_, C>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin,
+{
+    type Error = C::Error;
+
+    fn poll_ready(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::pin::Pin::new(&mut *self.client).poll_ready(cx)
+    }
+
+    fn start_send(
+        mut self: std::pin::Pin<&mut Self>,
+        item: PgWireBackendMessage,
+    ) -> Result<(), Self::Error> {
+        let item = match item {
+            PgWireBackendMessage::ReadyForQuery(_) => {
+                let status = session_status(&self.connection);
+                self.client.set_transaction_status(status);
+                PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(status))
+            }
+            other => other,
+        };
+        std::pin::Pin::new(&mut *self.client).start_send(item)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::pin::Pin::new(&mut *self.client).poll_flush(cx)
+    }
+
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::pin::Pin::new(&mut *self.client).poll_close(cx)
+    }
+}
+
+impl<C: ClientPortalStore> ClientPortalStore for SessionStatus<'_, C> {
+    type PortalStore = C::PortalStore;
+
+    fn portal_store(&self) -> &Self::PortalStore {
+        self.client.portal_store()
+    }
+}
+
+impl<C: ClientInfo> ClientInfo for SessionStatus<'_, C> {
+    fn socket_addr(&self) -> std::net::SocketAddr {
+        self.client.socket_addr()
+    }
+
+    fn is_secure(&self) -> bool {
+        self.client.is_secure()
+    }
+
+    fn protocol_version(&self) -> pgwire::messages::ProtocolVersion {
+        self.client.protocol_version()
+    }
+
+    fn set_protocol_version(&mut self, version: pgwire::messages::ProtocolVersion) {
+        self.client.set_protocol_version(version);
+    }
+
+    fn pid_and_secret_key(&self) -> (i32, pgwire::messages::startup::SecretKey) {
+        self.client.pid_and_secret_key()
+    }
+
+    fn set_pid_and_secret_key(&mut self, pid: i32, key: pgwire::messages::startup::SecretKey) {
+        self.client.set_pid_and_secret_key(pid, key);
+    }
+
+    fn state(&self) -> pgwire::api::PgWireConnectionState {
+        self.client.state()
+    }
+
+    fn set_state(&mut self, state: pgwire::api::PgWireConnectionState) {
+        self.client.set_state(state);
+    }
+
+    fn transaction_status(&self) -> TransactionStatus {
+        self.client.transaction_status()
+    }
+
+    fn set_transaction_status(&mut self, status: TransactionStatus) {
+        self.client.set_transaction_status(status);
+    }
+
+    fn metadata(&self) -> &std::collections::HashMap<String, String> {
+        self.client.metadata()
+    }
+
+    fn metadata_mut(&mut self) -> &mut std::collections::HashMap<String, String> {
+        self.client.metadata_mut()
+    }
+
+    fn session_extensions(&self) -> &pgwire::api::SessionExtensions {
+        self.client.session_extensions()
+    }
+
+    fn sni_server_name(&self) -> Option<&str> {
+        self.client.sni_server_name()
+    }
+
+    fn client_certificates<'a>(&self) -> Option<&[rustls_pki_types::CertificateDer<'a>]> {
+        self.client.client_certificates()
     }
 }
