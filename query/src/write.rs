@@ -1289,6 +1289,13 @@ fn create_table(create: ast::CreateTable) -> Result<WriteStatement, WriteError> 
             "CREATE TABLE … AS / LIKE is not supported; declare the columns",
         ));
     }
+    // Every table is state, logged and kept: a table that would vanish
+    // with the session cannot be one.
+    if create.temporary {
+        return Err(unsupported(
+            "CREATE TEMPORARY TABLE is not supported: every table is durable state; create a table and drop it",
+        ));
+    }
     let table = table_name(&create.name)?;
     let name = collection_name(&table)?;
     if !crate::declared::is_fixed_layout(&create) {

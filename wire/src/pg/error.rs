@@ -60,6 +60,7 @@ pub enum SqlState {
     ProtocolViolation,
     SyntaxOrAccessRule,
     DataException,
+    DivisionByZero,
     SystemError,
     InternalError,
 }
@@ -107,6 +108,7 @@ impl SqlState {
             SqlState::ProtocolViolation => "08P01",
             SqlState::SyntaxOrAccessRule => "42000",
             SqlState::DataException => "22000",
+            SqlState::DivisionByZero => "22012",
             SqlState::SystemError => "58000",
             SqlState::InternalError => "XX000",
         }
@@ -268,6 +270,14 @@ fn datafusion_state(e: &DataFusionError) -> SqlState {
             } else {
                 SqlState::SyntaxOrAccessRule
             }
+        }
+        DataFusionError::ArrowError(e, _)
+            if matches!(
+                e.as_ref(),
+                valori_query::datafusion::arrow::error::ArrowError::DivideByZero
+            ) =>
+        {
+            SqlState::DivisionByZero
         }
         DataFusionError::ArrowError(..) | DataFusionError::Execution(_) => SqlState::DataException,
         DataFusionError::External(e) => match e.downcast_ref::<AdvisoryError>() {
