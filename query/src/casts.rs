@@ -1174,6 +1174,7 @@ pub fn register_functions(ctx: &datafusion::execution::context::SessionContext) 
 /// statement, as Postgres fails it when it folds the constant.
 pub fn rewrite_literal_casts(statement: &mut Statement) -> Result<(), CastError> {
     let flow = visit_expressions_mut(statement, |expr| {
+        timestamp_literal(expr);
         if let ast::Expr::Cast {
             expr: inner,
             data_type,
@@ -1194,6 +1195,63 @@ pub fn rewrite_literal_casts(statement: &mut Statement) -> Result<(), CastError>
     match flow {
         ControlFlow::Break(e) => Err(e),
         ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+/// `'2026-01-01 12:00'::timestamp`, `timestamptz '2026-01-02 03:04+02'`:
+/// a constant read as Postgres's timestamp input reads it (seconds
+/// optional, a blank or `T` before the time, the zones it knows), written
+/// back in the one form DataFusion's cast reads, UTC for `timestamptz`.
+/// A text it does not read is left to the cast, which refuses it.
+fn timestamp_literal(expr: &mut ast::Expr) {
+    let (text, zoned) = match &*expr {
+        ast::Expr::Cast {
+            expr: inner,
+            data_type,
+            ..
+        } => match (inner.as_ref(), timestamp_zoned(data_type)) {
+            (ast::Expr::Value(v), Some(zoned)) => match &v.value {
+                Value::SingleQuotedString(t) => (t.clone(), zoned),
+                _ => return,
+            },
+            _ => return,
+        },
+        ast::Expr::TypedString(typed) => {
+            match (&typed.value.value, timestamp_zoned(&typed.data_type)) {
+                (Value::SingleQuotedString(t), Some(zoned)) => (t.clone(), zoned),
+                _ => return,
+            }
+        }
+        _ => return,
+    };
+    let Some(micros) = crate::declared::parse_timestamp(&text, zoned) else {
+        return;
+    };
+    let canonical = crate::declared::timestamp_text(micros);
+    let canonical = if zoned {
+        format!("{canonical}+00")
+    } else {
+        canonical
+    };
+    match expr {
+        ast::Expr::Cast { expr: inner, .. } => {
+            **inner = ast::Expr::value(Value::SingleQuotedString(canonical));
+        }
+        ast::Expr::TypedString(typed) => {
+            typed.value.value = Value::SingleQuotedString(canonical);
+        }
+        _ => {}
+    }
+}
+
+/// For a timestamp type, whether it has a time zone.
+fn timestamp_zoned(data_type: &SqlType) -> Option<bool> {
+    match data_type {
+        SqlType::Timestamp(_, tz) => Some(!matches!(
+            tz,
+            ast::TimezoneInfo::None | ast::TimezoneInfo::WithoutTimeZone
+        )),
+        _ => None,
     }
 }
 

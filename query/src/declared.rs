@@ -759,7 +759,7 @@ fn parse_date(text: &str) -> Option<i64> {
 /// Postgres ignores it for `timestamp`). The zone is one
 /// [`parse_zone`] reads, with or without blanks before it. Fractions
 /// finer than a microsecond are rounded to one, half to even.
-fn parse_timestamp(text: &str, utc: bool) -> Option<i64> {
+pub(crate) fn parse_timestamp(text: &str, utc: bool) -> Option<i64> {
     let text = text.trim();
     let (date, rest) = match text.find([' ', 'T']) {
         Some(i) => (&text[..i], text[i + 1..].trim()),
