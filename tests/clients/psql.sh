@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # psql against the Postgres front end: DDL and writes, \copy from stdin and
 # to stdout, files in csv and binary,
-# a distance query checked against values computed by Python, \dt, \d, \d+, \di and \ds,
+# a distance query checked against values computed by Python, \l, \du, \dt, \d, \d+, \di and \ds,
 # \dt+, \di+ and \ds+ with the relations' sizes,
 # SCRAM logins and the read role. Exits non-zero on the first failure.
 set -euo pipefail
@@ -128,6 +128,14 @@ got=$(q -c "EXPLAIN SELECT id FROM psql_docs ORDER BY vec <=> '[1,0]' LIMIT 1")
 echo "$got" | grep -q "ValoriKnnExec.*distance=cosine" || fail "CREATE INDEX cosine: [$got]"
 got=$(q -c "SELECT id FROM psql_docs ORDER BY vec <=> '[1,0]' LIMIT 1")
 [ "$got" = "3" ] || fail "nearest by cosine: [$got]"
+
+# \l lists the one database (psql reads pg_database's ICU columns, NULL
+# for the libc provider); \du the owner role, a member of no role
+# (pg_auth_members is empty).
+got=$(q -c "\\l")
+[ "$got" = "valori|valori|UTF8|C|C||libc|" ] || fail "\\l: [$got]"
+got=$(q -c "\\du")
+[ "$got" = "valori|Superuser|{}" ] || fail "\\du: [$got]"
 
 got=$(q -c "SET valori.ef_search = 48" -c "SHOW valori.ef_search")
 [ "$got" = "48" ] || fail "SHOW valori.ef_search: [$got]"

@@ -11,7 +11,7 @@
 //! | `x COLLATE pg_catalog.default` (also `"C"`, `"POSIX"`) | `x` (strings compare byte by byte) |
 //! | `pg_catalog.f(…)`, `FROM pg_catalog.generate_series(…)` | `f(…)`, `FROM generate_series(…)` |
 //! | `FROM generate_series(…) [AS] s`, `FROM [pg_catalog.]unnest(a) [AS] s` | `… AS s(s)`: the column named after the alias (or the function), as Postgres names it |
-//! | `ARRAY(SELECT e FROM … ORDER BY o)` | `(SELECT array_agg(e ORDER BY o) FROM …)` (NULL rather than `{}` when there are no rows) |
+//! | `ARRAY(SELECT e FROM … ORDER BY o)` | `coalesce((SELECT array_agg(e ORDER BY o) FROM …), make_array())` (`{}` when there are no rows) |
 //! | `(SELECT e FROM … WHERE …)` used as a value, `e` not an aggregate | `(SELECT single_value(array_agg(e)) FROM … WHERE …)`: DataFusion plans only aggregated correlated subqueries; the value is the same (NULL for no row, an error for two) |
 //! | `SELECT NULL, NULL` (two unnamed items alike) | the second named `?column?2` (DataFusion wants distinct names) |
 //! | `FROM pg_class` (an unqualified catalog table, not a CTE) | `FROM pg_catalog.pg_class`: Postgres searches `pg_catalog` before `public` |
@@ -323,8 +323,9 @@ fn catalog_operator(op: &BinaryOperator) -> Option<BinaryOperator> {
     })
 }
 
-/// `ARRAY(SELECT e FROM … ORDER BY o)` as `(SELECT array_agg(e ORDER BY o)
-/// FROM …)`, when the subquery is a plain one-column select.
+/// `ARRAY(SELECT e FROM … ORDER BY o)` as `coalesce((SELECT array_agg(e
+/// ORDER BY o) FROM …), make_array())`, when the subquery is a plain
+/// one-column select: `{}` when it has no rows, as in Postgres.
 fn array_subquery(query: &Query) -> Result<Option<Expr>, ParserError> {
     let SetExpr::Select(select) = query.body.as_ref() else {
         return Ok(None);
@@ -372,7 +373,11 @@ fn array_subquery(query: &Query) -> Result<Option<Expr>, ParserError> {
     let mut query = query.clone();
     query.body = Box::new(SetExpr::Select(Box::new(select)));
     query.order_by = None;
-    Ok(Some(Expr::Subquery(Box::new(query))))
+    // No row is the empty array, not NULL.
+    Ok(Some(call(
+        "coalesce",
+        vec![Expr::Subquery(Box::new(query)), call("make_array", Vec::new())?],
+    )?))
 }
 
 /// Aggregate functions a scalar subquery's value may already be.

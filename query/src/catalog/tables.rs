@@ -611,6 +611,9 @@ pub static TABLES: &[Spec] = &[
             ("dattablespace", Oid),
             ("datcollate", Text),
             ("datctype", Text),
+            // NULL: the locale provider is libc (`c`), not ICU.
+            ("daticulocale", Text),
+            ("daticurules", Text),
             ("datacl", TextArray),
         ],
         rows: |_| {
@@ -868,6 +871,20 @@ pub static TABLES: &[Spec] = &[
                 ("oid", V::Oid(OWNER_OID)),
             ]]
         },
+    },
+    Spec {
+        // No role is a member of another.
+        name: "pg_auth_members",
+        columns: &[
+            ("oid", Oid),
+            ("roleid", Oid),
+            ("member", Oid),
+            ("grantor", Oid),
+            ("admin_option", Bool),
+            ("inherit_option", Bool),
+            ("set_option", Bool),
+        ],
+        rows: |_| Vec::new(),
     },
     Spec {
         name: "pg_user",
