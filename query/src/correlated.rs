@@ -517,7 +517,16 @@ async fn evaluate(
                 },
                 other => Transformed::no(other),
             };
-            plan.transform_data(|plan| plan.map_expressions(bind))
+            // An expression keeps its name with the values in it: the
+            // nodes above read `array_agg(concat(outer_ref(t.v), s.v))`
+            // by that name, not by the bound value's.
+            plan.transform_data(|plan| {
+                let names = datafusion::logical_expr::expr_rewriter::NamePreserver::new(&plan);
+                plan.map_expressions(|e| {
+                    let saved = names.save(&e);
+                    bind(e).map(|t| t.update_data(|e| saved.restore(e)))
+                })
+            })
         })?
         .data;
     let physical = state.create_physical_plan(&bound).await?;
