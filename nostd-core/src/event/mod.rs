@@ -1211,19 +1211,9 @@ impl<'a> Reader<'a> {
                 let (column, used) = ColumnDef::decode_prefix(&self.bytes[self.pos..])
                     .ok_or(self.error_at(column_at, DecodeErrorKind::BadAlterAction))?;
                 self.pos += used;
-                let flag_at = self.pos;
-                let value = match self.u8()? {
-                    0 => None,
-                    1 => {
-                        let len_at = self.pos;
-                        let len = self.u32()?;
-                        if len > limits::VALUE_BYTES_MAX {
-                            return Err(self.error_at(len_at, DecodeErrorKind::BadAlterAction));
-                        }
-                        Some(self.take(len as usize)?.to_vec())
-                    }
-                    _ => return Err(self.error_at(flag_at, DecodeErrorKind::BadAlterAction)),
-                };
+                let value = self
+                    .optional_bytes(limits::VALUE_BYTES_MAX)?
+                    .map(|(_, bytes)| bytes.to_vec());
                 AlterAction::AddColumn { column, value }
             }
             alter_op::DROP_COLUMN => AlterAction::DropColumn {
@@ -1294,26 +1284,37 @@ impl<'a> Reader<'a> {
             }
             alter_op::SET_DEFAULT => {
                 let column = self.column_name()?;
-                let flag_at = self.pos;
-                let default = match self.u8()? {
-                    0 => None,
-                    1 => {
-                        let len_at = self.pos;
-                        let len = self.u32()?;
-                        if len > limits::COLUMN_DEFAULT_BYTES_MAX {
-                            return Err(self.error_at(len_at, DecodeErrorKind::BadAlterAction));
-                        }
-                        let bytes = self.take(len as usize)?;
-                        let text = core::str::from_utf8(bytes)
-                            .map_err(|_| self.error_at(len_at, DecodeErrorKind::BadAlterAction))?;
-                        Some(String::from(text))
+                let default = match self.optional_bytes(limits::COLUMN_DEFAULT_BYTES_MAX)? {
+                    None => None,
+                    Some((len_at, bytes)) => {
+                        Some(String::from(core::str::from_utf8(bytes).map_err(|_| {
+                            self.error_at(len_at, DecodeErrorKind::BadAlterAction)
+                        })?))
                     }
-                    _ => return Err(self.error_at(flag_at, DecodeErrorKind::BadAlterAction)),
                 };
                 AlterAction::SetDefault { column, default }
             }
             _ => return Err(self.error_at(at, DecodeErrorKind::BadAlterAction)),
         })
+    }
+
+    /// An alter action's optional value: a flag byte, then for 1 a
+    /// length of at most `max` and that many bytes (with the length's
+    /// offset, for errors about them).
+    fn optional_bytes(&mut self, max: u32) -> Result<Option<(usize, &'a [u8])>, DecodeError> {
+        let flag_at = self.pos;
+        match self.u8()? {
+            0 => Ok(None),
+            1 => {
+                let len_at = self.pos;
+                let len = self.u32()?;
+                if len > max {
+                    return Err(self.error_at(len_at, DecodeErrorKind::BadAlterAction));
+                }
+                Ok(Some((len_at, self.take(len as usize)?)))
+            }
+            _ => Err(self.error_at(flag_at, DecodeErrorKind::BadAlterAction)),
+        }
     }
 
     fn metadata(&mut self) -> Result<&'a [u8], DecodeError> {
