@@ -376,7 +376,10 @@ fn array_subquery(query: &Query) -> Result<Option<Expr>, ParserError> {
     // No row is the empty array, not NULL.
     Ok(Some(call(
         "coalesce",
-        vec![Expr::Subquery(Box::new(query)), call("make_array", Vec::new())?],
+        vec![
+            Expr::Subquery(Box::new(query)),
+            call("make_array", Vec::new())?,
+        ],
     )?))
 }
 
