@@ -24,6 +24,68 @@ use datafusion::sql::sqlparser::ast::{
     DataType, Expr, ObjectNamePart, Query, SelectItem, SetExpr, Statement,
 };
 
+/// `t.*` where the `FROM` names `t` with its schema (`SELECT columns.*
+/// FROM information_schema.columns`, TypeORM's column query): Postgres
+/// lets the table's own name qualify it; the table gets that name as its
+/// alias, which DataFusion's wildcard expansion then matches.
+pub fn alias_wildcard_tables(statement: &mut Statement) {
+    use datafusion::sql::sqlparser::ast::{
+        SelectItemQualifiedWildcardKind, TableAlias, TableFactor, VisitMut, VisitorMut,
+    };
+    use std::ops::ControlFlow;
+
+    struct Aliaser;
+
+    impl VisitorMut for Aliaser {
+        type Break = ();
+
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            let SetExpr::Select(select) = query.body.as_mut() else {
+                return ControlFlow::Continue(());
+            };
+            let wanted: Vec<String> = select
+                .projection
+                .iter()
+                .filter_map(|item| match item {
+                    SelectItem::QualifiedWildcard(
+                        SelectItemQualifiedWildcardKind::ObjectName(name),
+                        _,
+                    ) => match name.0.as_slice() {
+                        [ObjectNamePart::Identifier(ident)] => Some(ident.value.clone()),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect();
+            if wanted.is_empty() {
+                return ControlFlow::Continue(());
+            }
+            for table in &mut select.from {
+                let factors = std::iter::once(&mut table.relation)
+                    .chain(table.joins.iter_mut().map(|j| &mut j.relation));
+                for factor in factors {
+                    if let TableFactor::Table { name, alias, .. } = factor
+                        && alias.is_none()
+                        && name.0.len() >= 2
+                        && let Some(ObjectNamePart::Identifier(last)) = name.0.last()
+                        && wanted.iter().any(|w| *w == last.value)
+                    {
+                        *alias = Some(TableAlias {
+                            explicit: true,
+                            name: last.clone(),
+                            columns: Vec::new(),
+                            at: None,
+                        });
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+
+    let _ = statement.visit(&mut Aliaser);
+}
+
 /// How sure a name is, as Postgres ranks them: a cast keeps its operand's
 /// name only when it is at least [`Strength::Strong`].
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

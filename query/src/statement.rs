@@ -523,6 +523,7 @@ fn parse(sql: &str) -> Result<Option<Statement>, QueryError> {
         1 => {
             let mut statement = statements.remove(0);
             crate::catalog::rewrite_catalog_syntax(&mut statement).map_err(syntax)?;
+            crate::column_names::alias_wildcard_tables(&mut statement);
             crate::casts::rewrite_literal_casts(&mut statement).map_err(QueryError::Cast)?;
             crate::bpchar::rewrite_casts(&mut statement);
             crate::pgvector::rewrite_tree(&mut statement);
