@@ -68,7 +68,7 @@ pub fn alias_wildcard_tables(statement: &mut Statement) {
                         && alias.is_none()
                         && name.0.len() >= 2
                         && let Some(ObjectNamePart::Identifier(last)) = name.0.last()
-                        && wanted.iter().any(|w| *w == last.value)
+                        && wanted.contains(&last.value)
                     {
                         *alias = Some(TableAlias {
                             explicit: true,
